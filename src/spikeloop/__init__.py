@@ -1,0 +1,3 @@
+"""spikeloop: spiking neural networks on simulators and (emulated) neuromorphic chips."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,56 @@
+"""The ``Backend`` protocol and the backend registry.
+
+A backend executes a traced :class:`~spikeloop.graph.Graph` on input ``[T, B, *shape]`` and
+returns a :class:`~spikeloop.nn.observables.NetworkOutput`: the same typed observables for every
+population whatever runs the network. Backends are values: register a factory with
+``BACKENDS.register(name)`` and select it by name, by instance, or by ``{"name": ..., **options}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from torch import Tensor
+
+from spikeloop.errors import ConfigError
+from spikeloop.graph import Graph
+from spikeloop.nn.observables import NetworkOutput
+from spikeloop.registry import Registry
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What every backend provides.
+
+    Attributes:
+        name: registry name.
+        differentiable: whether autograd flows through :meth:`run` (otherwise training goes
+            through the in-the-loop bridge).
+    """
+
+    name: str
+    differentiable: bool
+
+    def run(
+        self, graph: Graph, x: Tensor, state: Mapping[str, Any] | None = None
+    ) -> NetworkOutput:
+        """Run ``graph`` on input ``x`` from ``state`` (``None``: rest) and return observables."""
+        ...
+
+
+BACKENDS: Registry[Callable[..., Backend]] = Registry("backend")
+
+
+def get_backend(spec: str | Backend | Mapping[str, Any]) -> Backend:
+    """Resolve a backend from a name, an instance, or ``{"name": ..., option: value}``."""
+    if isinstance(spec, Backend):
+        return spec
+    if isinstance(spec, str):
+        return BACKENDS.get(spec)()
+    options = dict(spec)
+    factory = BACKENDS.get(options.pop("name"))
+    try:
+        return factory(**options)
+    except TypeError as err:
+        raise ConfigError(f"backend options {sorted(options)}: {err}") from None

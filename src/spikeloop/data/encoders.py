@@ -1,0 +1,379 @@
+"""Encoders mapping real-valued features to spike rasters.
+
+All encoders return time-major float tensors ``[T, B, ...]`` holding 0/1 spikes (``delta``:
+−1/0/+1 events; ``rate`` in Poisson mode: non-negative integer counts). Times are in seconds
+and the step ``dt`` is explicit; a window of ``duration`` seconds has
+``T = round(duration / dt)`` steps, step ``k`` covering the time ``k·dt``. A spike time ``t``
+is placed on step ``round(t / dt)`` (ties round half to even, as ``torch.round``).
+
+Encoders are registered in :data:`ENCODERS`; :func:`make_encoder` binds parameters by name
+(e.g. from a config file) and returns a one-argument callable.
+
+Invalid input is never clipped: wrong rank → :class:`ShapeError`, NaN/inf →
+:class:`NonFiniteError`, values or parameters outside their range → :class:`ParameterError`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from spikeloop.errors import ConfigError, NonFiniteError, ParameterError, ShapeError
+from spikeloop.registry import Registry
+
+__all__ = ["ENCODERS", "delta", "latency", "log_latency", "make_encoder", "rate"]
+
+Encoder = Callable[..., Tensor]
+
+ENCODERS: Registry[Encoder] = Registry("encoder")
+"""Encoder functions by name: ``latency``, ``log_latency``, ``rate``, ``delta``."""
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+
+def _as_float_tensor(x: Any) -> Tensor:
+    t = x if isinstance(x, Tensor) else torch.as_tensor(x)
+    if not torch.is_floating_point(t):
+        t = t.to(torch.get_default_dtype())
+    return t
+
+
+def _check_finite(t: Tensor, what: str) -> None:
+    if not bool(torch.isfinite(t).all()):
+        n_bad = int((~torch.isfinite(t)).sum())
+        raise NonFiniteError(f"{what} holds {n_bad} NaN/inf value(s); all must be finite")
+
+
+def _features(x: Any) -> Tensor:
+    """Validate features ``[B, F]`` with values in ``[0, 1]``; return a float tensor."""
+    t = _as_float_tensor(x)
+    if t.dim() != 2:
+        raise ShapeError(
+            f"x must have rank 2 [B, F] (batch, features), got rank {t.dim()} with shape "
+            f"{tuple(t.shape)}"
+        )
+    _check_finite(t, "x")
+    if t.numel() and (bool((t < 0).any()) or bool((t > 1).any())):
+        raise ParameterError(
+            f"x must lie in [0, 1]; found values in [{float(t.min()):.6g}, "
+            f"{float(t.max()):.6g}] (normalise the features first)"
+        )
+    return t
+
+
+def _real(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ParameterError(
+                f"{name} must be a real number, got {type(value).__name__}"
+            ) from None
+    value = float(value)
+    if not math.isfinite(value):
+        raise ParameterError(f"{name} must be finite, got {value}")
+    return value
+
+
+def _positive(name: str, value: Any) -> float:
+    v = _real(name, value)
+    if v <= 0:
+        raise ParameterError(f"{name} must be > 0, got {v}")
+    return v
+
+
+def _steps(dt: Any, duration: Any) -> tuple[float, float, int]:
+    """Validate ``dt``/``duration`` and return ``(dt, duration, T)``, ``T = round(duration/dt)``."""
+    dt_ = _positive("dt", dt)
+    dur = _positive("duration", duration)
+    n_steps = round(dur / dt_)
+    if n_steps < 1:
+        raise ParameterError(
+            f"duration = {dur} s is shorter than one step dt = {dt_} s (T = round(duration/dt) "
+            "must be >= 1)"
+        )
+    return dt_, dur, n_steps
+
+
+def _step_of(name: str, t: float, dt: float, n_steps: int, duration: float) -> int:
+    """Step index ``round(t/dt)`` of a fixed spike time, which must fall inside the window."""
+    if t < 0:
+        raise ParameterError(f"{name} must be >= 0 s, got {t}")
+    k = round(t / dt)
+    if k > n_steps - 1:
+        raise ParameterError(
+            f"{name} = {t} s falls on step {k} but the window has only T = {n_steps} steps "
+            f"(0..{n_steps - 1}, duration = {duration} s, dt = {dt} s); the duration must be "
+            f"longer than every spike time"
+        )
+    return k
+
+
+def _raster(index: Tensor, valid: Tensor, n_steps: int, dtype: torch.dtype) -> Tensor:
+    """One spike per entry of ``index`` ``[B, F]`` (where ``valid``) → raster ``[T, B, F]``."""
+    out = torch.zeros((n_steps, *index.shape), dtype=dtype, device=index.device)
+    safe = torch.where(valid, index, torch.zeros_like(index))
+    out.scatter_(0, safe.unsqueeze(0), valid.to(dtype).unsqueeze(0))
+    return out
+
+
+# --------------------------------------------------------------------------------- encoders
+
+
+@ENCODERS.register("latency")
+def latency(
+    x: Tensor,
+    *,
+    dt: float,
+    duration: float,
+    t_early: float,
+    t_late: float,
+    bias_time: float | None = None,
+) -> Tensor:
+    """Linear time-to-first-spike encoding: one spike per feature.
+
+    Feature ``x_i ∈ [0, 1]`` spikes once at
+
+        t_i = t_early + x_i · (t_late − t_early),      step k_i = round(t_i / dt),
+
+    in a window of ``T = round(duration / dt)`` steps. ``t_late < t_early`` is allowed (larger
+    values then spike earlier). If ``bias_time`` is given, a bias channel spiking once at
+    ``round(bias_time / dt)`` is appended for every sample (the Yin-Yang SNN encoding: 4
+    features + bias = 5 inputs).
+
+    Args:
+        x: features ``[B, F]`` in ``[0, 1]``.
+        dt: step in s (> 0).
+        duration: window length in s; every spike time must fall on a step ``< T``.
+        t_early: spike time of ``x = 0`` in s (>= 0).
+        t_late: spike time of ``x = 1`` in s (>= 0).
+        bias_time: optional spike time in s of the appended bias channel.
+
+    Returns:
+        spikes ``[T, B, F]`` (``[T, B, F + 1]`` with a bias channel), float 0/1, dtype of ``x``.
+
+    Raises:
+        ShapeError: ``x`` is not rank 2. NonFiniteError: ``x`` holds NaN/inf.
+        ParameterError: ``x`` outside ``[0, 1]``, ``dt``/``duration`` not positive, a spike
+            time negative or not inside the window.
+    """
+    x = _features(x)
+    dt, duration, n_steps = _steps(dt, duration)
+    t_early = _real("t_early", t_early)
+    t_late = _real("t_late", t_late)
+    _step_of("t_early", t_early, dt, n_steps, duration)
+    _step_of("t_late", t_late, dt, n_steps, duration)
+    times = t_early + x.to(torch.float64) * (t_late - t_early)
+    index = torch.round(times / dt).to(torch.long)
+    if index.numel() and int(index.max()) > n_steps - 1:  # only via rounding at the boundary
+        raise ParameterError(
+            f"a spike falls on step {int(index.max())} but the window has T = {n_steps} steps"
+        )
+    spikes = _raster(index, torch.ones_like(index, dtype=torch.bool), n_steps, x.dtype)
+    if bias_time is not None:
+        k = _step_of("bias_time", _real("bias_time", bias_time), dt, n_steps, duration)
+        bias = torch.zeros((n_steps, x.shape[0], 1), dtype=x.dtype, device=x.device)
+        bias[k] = 1.0
+        spikes = torch.cat([spikes, bias], dim=2)
+    return spikes
+
+
+@ENCODERS.register("log_latency")
+def log_latency(
+    x: Tensor, *, dt: float, duration: float, tau: float, threshold: float
+) -> Tensor:
+    """Logarithmic time-to-first-spike of an RC membrane driven by a constant input.
+
+    The membrane ``tau · dV/dt = −V + x``, ``V(0) = 0`` gives ``V(t) = x (1 − e^{−t/tau})``,
+    which reaches ``threshold`` θ at
+
+        t = tau · ln(x / (x − θ))    for x > θ,
+
+    and never for ``x ≤ θ``. The spike goes on step ``round(t / dt)``; as ``t → ∞`` for
+    ``x → θ⁺``, a spike whose step is ``>= T = round(duration / dt)`` lies after the window and
+    is not emitted (exactly like ``x ≤ θ``). At most one spike per feature; ``x = 1`` spikes
+    first, at ``tau · ln(1 / (1 − θ))``.
+
+    Args:
+        x: features ``[B, F]`` in ``[0, 1]`` (normalise them first).
+        dt: step in s (> 0).
+        duration: window length in s (> 0).
+        tau: membrane time constant in s (> 0).
+        threshold: firing threshold θ in the units of ``x``, ``0 < θ < 1``.
+
+    Returns:
+        spikes ``[T, B, F]``, float 0/1, dtype of ``x``.
+
+    Raises:
+        ShapeError, NonFiniteError, ParameterError: as :func:`latency`; also ``tau <= 0`` or
+            ``threshold`` outside ``(0, 1)``.
+    """
+    x = _features(x)
+    dt, duration, n_steps = _steps(dt, duration)
+    tau = _positive("tau", tau)
+    theta = _real("threshold", threshold)
+    if not 0 < theta < 1:
+        raise ParameterError(
+            f"threshold must lie in (0, 1) for inputs in [0, 1], got {theta} "
+            "(>= 1 would never fire, <= 0 would fire every input at t = 0)"
+        )
+    x64 = x.to(torch.float64)
+    fires = x64 > theta
+    safe_x = torch.where(fires, x64, torch.ones_like(x64))
+    times = tau * torch.log(safe_x / (safe_x - theta))
+    index = torch.round(times / dt).to(torch.long)
+    valid = fires & (index < n_steps)
+    return _raster(index, valid, n_steps, x.dtype)
+
+
+@ENCODERS.register("rate")
+def rate(
+    x: Tensor,
+    *,
+    dt: float,
+    duration: float,
+    max_rate: float,
+    mode: str = "bernoulli",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Stochastic rate coding at ``r = x · max_rate`` (Hz).
+
+    * ``mode="bernoulli"``: each step independently holds a spike with probability
+      ``p = x · max_rate · dt``; requires ``max_rate · dt <= 1``.
+    * ``mode="poisson"``: each step holds a count ``n ~ Poisson(x · max_rate · dt)``
+      (float tensor of non-negative integers); no limit on ``max_rate · dt``.
+
+    Both have mean ``x · max_rate · dt`` spikes per step. The output is a deterministic
+    function of the state of ``generator`` (a seeded ``torch.Generator`` on ``x``'s device).
+
+    Args:
+        x: features ``[B, F]`` in ``[0, 1]``.
+        dt: step in s (> 0).
+        duration: window length in s (> 0), ``T = round(duration / dt)``.
+        max_rate: rate in Hz of ``x = 1`` (>= 0).
+        mode: ``"bernoulli"`` or ``"poisson"``.
+        generator: random generator; ``None`` uses torch's global one.
+
+    Returns:
+        ``[T, B, F]`` float spikes (bernoulli, 0/1) or counts (poisson), dtype of ``x``.
+
+    Raises:
+        ShapeError, NonFiniteError: as :func:`latency`. ParameterError: ``x`` outside
+            ``[0, 1]``, ``max_rate < 0``, ``max_rate · dt > 1`` in bernoulli mode, unknown mode.
+    """
+    x = _features(x)
+    dt, _, n_steps = _steps(dt, duration)
+    max_rate = _real("max_rate", max_rate)
+    if max_rate < 0:
+        raise ParameterError(f"max_rate must be >= 0 Hz, got {max_rate}")
+    modes = ("bernoulli", "poisson")
+    if mode not in modes:
+        raise ParameterError(f"mode must be one of {', '.join(modes)}; got {mode!r}")
+    if mode == "bernoulli" and max_rate * dt > 1:
+        raise ParameterError(
+            f"spike probability per step p = max_rate·dt = {max_rate}·{dt} = "
+            f"{max_rate * dt:.6g} exceeds the limit 1; lower max_rate or dt "
+            "(or use mode='poisson')"
+        )
+    shape = (n_steps, *x.shape)
+    p = (x * (max_rate * dt)).unsqueeze(0).expand(shape)
+    if mode == "bernoulli":
+        u = torch.rand(shape, generator=generator, dtype=x.dtype, device=x.device)
+        return (u < p).to(x.dtype)
+    return torch.poisson(p.contiguous(), generator=generator)
+
+
+@ENCODERS.register("delta")
+def delta(signal: Tensor, *, threshold: float, split: bool = False) -> Tensor:
+    """Ternary delta modulation of a time series (send-on-delta / sigma-delta style).
+
+    Each channel keeps a reference level ``ref``, starting at ``ref_0 = s_0`` (step 0 never
+    emits). At each step ``t >= 1``, with ``e_t = s_t − ref_{t−1}`` and θ = ``threshold``::
+
+        out_t = +1, ref_t = ref_{t−1} + θ    if e_t >= θ
+        out_t = −1, ref_t = ref_{t−1} − θ    if e_t <= −θ
+        out_t =  0, ref_t = ref_{t−1}        otherwise
+
+    **Multiple crossings in one step**: at most one event per channel and step is emitted and
+    the reference moves by exactly one θ; the rest of the error carries over, so a jump of
+    ``n·θ`` produces ``n`` events on ``n`` consecutive steps (the classic delta-modulation
+    slope overload). This keeps the output strictly ternary and keeps a receiver in sync: the
+    reference is always recoverable from the events,
+
+        ref_t = s_0 + θ · Σ_{τ<=t} out_τ,
+
+    and ``|s_t − ref_t| < θ`` whenever the signal moves by at most θ per step.
+
+    Args:
+        signal: ``[T, B, C]`` real-valued time series.
+        threshold: θ (> 0), in the units of the signal.
+        split: if True return ``[T, B, 2C]`` 0/1 spikes, the ``C`` "up" (+1) channels first,
+            then the ``C`` "down" (−1) channels.
+
+    Returns:
+        ``[T, B, C]`` events in {−1, 0, +1}, or ``[T, B, 2C]`` 0/1 with ``split``.
+
+    Raises:
+        ShapeError: ``signal`` is not rank 3. NonFiniteError: NaN/inf in ``signal``.
+        ParameterError: ``threshold`` not positive and finite.
+    """
+    s = _as_float_tensor(signal)
+    if s.dim() != 3:
+        raise ShapeError(
+            f"signal must have rank 3 [T, B, C] (time, batch, channels), got rank {s.dim()} "
+            f"with shape {tuple(s.shape)}"
+        )
+    _check_finite(s, "signal")
+    theta = _positive("threshold", threshold)
+    out = torch.zeros_like(s)
+    if s.shape[0] > 0:
+        base = s[0]
+        count = torch.zeros_like(base)  # integer-valued: ref = base + count·θ, no drift
+        for t in range(1, s.shape[0]):
+            err = s[t] - (base + count * theta)
+            step = (err >= theta).to(s.dtype) - (err <= -theta).to(s.dtype)
+            out[t] = step
+            count = count + step
+    if split:
+        return torch.cat([(out > 0).to(s.dtype), (out < 0).to(s.dtype)], dim=2)
+    return out
+
+
+# ----------------------------------------------------------------------------------- factory
+
+
+def make_encoder(name: str, **params: Any) -> Callable[[Tensor], Tensor]:
+    """Return the encoder ``name`` with its keyword parameters bound: ``enc(x) -> spikes``.
+
+    Example:
+        >>> enc = make_encoder("latency", dt=1e-4, duration=0.05, t_early=0.0, t_late=0.04)
+
+    Raises:
+        UnknownNameError: ``name`` is not registered (the message lists the known encoders).
+        ConfigError: a parameter is unknown or a required one is missing (the message names it
+            and lists the accepted parameters).
+    """
+    fn = ENCODERS.get(name)
+    sig = inspect.signature(fn)
+    kw = {n: p for n, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    accepted = ", ".join(kw) or "none"
+    unknown = sorted(set(params) - set(kw))
+    if unknown:
+        raise ConfigError(
+            f"unknown parameter(s) {', '.join(unknown)} for encoder {name!r}; "
+            f"accepted: {accepted}"
+        )
+    missing = [n for n, p in kw.items() if p.default is inspect.Parameter.empty and n not in params]
+    if missing:
+        raise ConfigError(
+            f"missing parameter(s) {', '.join(missing)} for encoder {name!r}; "
+            f"accepted: {accepted}"
+        )
+    return functools.partial(fn, **params)

@@ -1,0 +1,131 @@
+"""Surrogate derivatives for the spike non-linearity.
+
+The forward pass of every spiking neuron is the Heaviside step ``z = H(v − ϑ)``; its derivative is
+zero almost everywhere, so the backward pass replaces ``δ(x)`` (with ``x = v − ϑ``) by a smooth
+pseudo-derivative ``σ'(x)`` chosen here. Each surrogate is a small frozen object with one
+steepness parameter; :func:`spike` applies it.
+
+========================  =============================================  ======================
+name                      σ'(x)                                          peak (x = 0)
+========================  =============================================  ======================
+``superspike`` (β)        1 / (β|x| + 1)²   (Zenke & Ganguli 2018)          1
+``fast_sigmoid`` (k)      k / (2 (k|x| + 1)²)   (derivative of ½(1 + kx/(1+k|x|)))   k/2
+``arctan`` (α)            α / (2 (1 + (π α x / 2)²))   (derivative of ½ + arctan(παx/2)/π)   α/2
+``triangle`` (β)          β · max(0, 1 − β|x|)   (Bellec et al. 2018, width 1/β)  β
+========================  =============================================  ======================
+
+``fast_sigmoid``, ``arctan`` and ``triangle`` integrate to 1 over x (they are derivatives of
+smoothed step functions); ``superspike`` is Zenke's unnormalised form (integral 2/β).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from spikeloop.errors import ParameterError
+from spikeloop.registry import Registry
+
+SURROGATES: Registry[type[Surrogate]] = Registry("surrogate")
+
+
+@dataclass(frozen=True)
+class Surrogate:
+    """Base class: a pseudo-derivative ``σ'(x)`` of the Heaviside step at ``x = v − ϑ``."""
+
+    name: ClassVar[str] = "surrogate"
+
+    def __post_init__(self) -> None:
+        for key, value in self.__dict__.items():
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ParameterError(
+                    f"surrogate {self.name!r}: {key} must be a finite number > 0, got {value!r}"
+                )
+
+    def derivative(self, x: Tensor) -> Tensor:
+        """Return ``σ'(x)`` element-wise."""
+        raise NotImplementedError
+
+
+@SURROGATES.register("superspike")
+@dataclass(frozen=True)
+class SuperSpike(Surrogate):
+    """SuperSpike: ``σ'(x) = 1 / (β|x| + 1)²``."""
+
+    name: ClassVar[str] = "superspike"
+    beta: float = 10.0
+
+    def derivative(self, x: Tensor) -> Tensor:
+        return 1.0 / (self.beta * x.abs() + 1.0) ** 2
+
+
+@SURROGATES.register("fast_sigmoid")
+@dataclass(frozen=True)
+class FastSigmoid(Surrogate):
+    """Fast sigmoid: ``σ'(x) = k / (2 (k|x| + 1)²)`` (unit integral)."""
+
+    name: ClassVar[str] = "fast_sigmoid"
+    slope: float = 25.0
+
+    def derivative(self, x: Tensor) -> Tensor:
+        return 0.5 * self.slope / (self.slope * x.abs() + 1.0) ** 2
+
+
+@SURROGATES.register("arctan")
+@dataclass(frozen=True)
+class ArcTan(Surrogate):
+    """Arctan: ``σ'(x) = α / (2 (1 + (π α x / 2)²))`` (unit integral)."""
+
+    name: ClassVar[str] = "arctan"
+    alpha: float = 2.0
+
+    def derivative(self, x: Tensor) -> Tensor:
+        return 0.5 * self.alpha / (1.0 + (0.5 * math.pi * self.alpha * x) ** 2)
+
+
+@SURROGATES.register("triangle")
+@dataclass(frozen=True)
+class Triangle(Surrogate):
+    """Triangle: ``σ'(x) = β · max(0, 1 − β|x|)`` (unit integral, support |x| < 1/β)."""
+
+    name: ClassVar[str] = "triangle"
+    beta: float = 1.0
+
+    def derivative(self, x: Tensor) -> Tensor:
+        return self.beta * torch.clamp(1.0 - self.beta * x.abs(), min=0.0)
+
+
+class _SpikeFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, surrogate: Surrogate) -> Tensor:
+        ctx.save_for_backward(x)
+        ctx.surrogate = surrogate
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (x,) = ctx.saved_tensors
+        return grad * ctx.surrogate.derivative(x), None
+
+
+def spike(x: Tensor, surrogate: Surrogate) -> Tensor:
+    """Heaviside ``H(x) = [x > 0]`` in the forward pass, ``σ'(x)`` in the backward pass."""
+    return _SpikeFunction.apply(x, surrogate)
+
+
+def make_surrogate(spec: str | Surrogate | dict[str, Any]) -> Surrogate:
+    """Build a surrogate from an instance, a registered name, or ``{"name": ..., param: ...}``."""
+    if isinstance(spec, Surrogate):
+        return spec
+    if isinstance(spec, str):
+        return SURROGATES.get(spec)()
+    params = dict(spec)
+    cls = SURROGATES.get(params.pop("name"))
+    try:
+        return cls(**params)
+    except TypeError as err:
+        raise ParameterError(f"surrogate {cls.name!r}: {err}") from None

@@ -1,0 +1,43 @@
+"""Exceptions raised by spikeloop.
+
+Every error names the problem and, where one exists, the limit that was violated. All derive
+from :class:`SpikeloopError` so callers can catch the whole family; each also derives from the
+closest built-in exception (``ValueError``, ``KeyError``...) so ordinary code keeps working.
+"""
+
+from __future__ import annotations
+
+
+class SpikeloopError(Exception):
+    """Base class of all spikeloop errors."""
+
+
+class ShapeError(SpikeloopError, ValueError):
+    """A tensor has the wrong rank, time axis or feature size."""
+
+
+class NonFiniteError(SpikeloopError, ValueError):
+    """A tensor (input, weight, parameter) holds NaN or infinite values."""
+
+
+class TimeStepError(SpikeloopError, ValueError):
+    """The simulation step ``dt`` is not valid for the given time constants."""
+
+
+class ParameterError(SpikeloopError, ValueError):
+    """A neuron, synapse or simulation parameter is outside its valid range."""
+
+
+class UnknownNameError(SpikeloopError, KeyError):
+    """A name (encoder, loss, backend, surrogate...) is not registered."""
+
+    def __str__(self) -> str:  # KeyError would otherwise print the repr of the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(SpikeloopError, ValueError):
+    """A configuration file or override is malformed or names a key that does not exist."""
+
+
+class CheckpointError(SpikeloopError, RuntimeError):
+    """A checkpoint cannot be written, read or does not match the model."""

@@ -1,0 +1,73 @@
+"""``Network``: the one model definition that every backend runs."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spikeloop.errors import NonFiniteError
+
+
+class Network(nn.Module):
+    """An ordered stack of layers — an :class:`Input`, then projections, reshapes and
+    populations — traced into a :class:`~spikeloop.graph.Graph` and run by a backend.
+
+    Args:
+        layers: a mapping ``name → module`` (names appear in the observables) or a sequence
+            (named ``<type>_<index>``).
+        backend: default backend (name, instance or ``{"name": ..., **options}``); ``"sim"``.
+
+    Example:
+        >>> from spikeloop.nn import Network, Input, Linear, CubaLIF, CubaLI
+        >>> net = Network({"input": Input(5), "fc1": Linear(5, 120), "hidden": CubaLIF(120),
+        ...                "fc2": Linear(120, 3), "output": CubaLI(3)})
+        >>> out = net(torch.zeros(100, 8, 5))          # [T, B, features]
+        >>> out["hidden"].spikes.shape, out.output.v.shape
+        (torch.Size([100, 8, 120]), torch.Size([100, 8, 3]))
+    """
+
+    def __init__(
+        self,
+        layers: Mapping[str, nn.Module] | Sequence[nn.Module],
+        *,
+        backend: Any = "sim",
+    ) -> None:
+        super().__init__()
+        if not isinstance(layers, Mapping):
+            layers = OrderedDict(
+                (f"{type(m).__name__.lower()}_{i}", m) for i, m in enumerate(layers)
+            )
+        self.layers = nn.ModuleDict(layers)
+        self.backend = backend
+        from spikeloop.graph import trace
+
+        self.graph = trace(self.layers)
+
+    def forward(
+        self, x: Tensor, state: Mapping[str, Any] | None = None, *, backend: Any = None
+    ) -> Any:
+        """Run the network on ``x [T, B, *input_shape]``; returns a ``NetworkOutput``.
+
+        ``state`` (from a previous output's ``.state``) continues a run; ``backend`` overrides the
+        network's default backend for this call.
+        """
+        from spikeloop.backends import get_backend
+
+        self.check_parameters()
+        return get_backend(backend if backend is not None else self.backend).run(
+            self.graph, x, state
+        )
+
+    def check_parameters(self) -> None:
+        """Raise :class:`NonFiniteError` naming the first parameter holding NaN or inf."""
+        for name, p in self.named_parameters():
+            if not torch.isfinite(p).all():
+                raise NonFiniteError(f"parameter {name!r} holds NaN or infinite values")
+
+    def summary(self) -> str:
+        """The traced graph's table of neurons, synapses and parameters."""
+        return self.graph.summary()

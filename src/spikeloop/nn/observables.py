@@ -1,0 +1,82 @@
+"""Typed records that every backend returns: per-population observables and an execution report."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Observables:
+    """What was observed of one population, time-major ``[T, B, *shape]``.
+
+    Attributes:
+        spikes: 0/1 spikes (``None`` for non-spiking readouts).
+        v: membrane potential on the simulation grid; for spiking neurons the value compared
+            with the threshold (before reset). ``None`` for input populations.
+        i: synaptic current at the end of each step, for current-based models.
+    """
+
+    spikes: Tensor | None = None
+    v: Tensor | None = None
+    i: Tensor | None = None
+
+    def items(self) -> Iterator[tuple[str, Tensor]]:
+        """The recorded (non-``None``) fields as ``(name, tensor)`` pairs."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                yield f.name, value
+
+    @staticmethod
+    def cat(parts: Sequence[Observables]) -> Observables:
+        """Concatenate observables of consecutive time windows along time."""
+        first = parts[0]
+        out = {}
+        for f in fields(first):
+            values = [getattr(p, f.name) for p in parts]
+            out[f.name] = None if values[0] is None else torch.cat(values, dim=0)
+        return Observables(**out)
+
+
+@dataclass
+class ExecutionReport:
+    """How a backend ran: wall time split into phases (seconds), resources, warnings."""
+
+    backend: str
+    wall: dict[str, float] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NetworkOutput(Mapping[str, Observables]):
+    """Observables of every population of a network run, by population name.
+
+    ``out["hidden"].spikes`` reads one population; ``out.output`` is the last population (the
+    readout); ``out.state`` is the final state to continue a run (streaming); ``out.report``
+    says how the backend ran.
+    """
+
+    populations: dict[str, Observables]
+    output_name: str
+    state: dict[str, Any]
+    report: ExecutionReport
+
+    @property
+    def output(self) -> Observables:
+        """Observables of the network's last population."""
+        return self.populations[self.output_name]
+
+    def __getitem__(self, name: str) -> Observables:
+        return self.populations[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.populations)
+
+    def __len__(self) -> int:
+        return len(self.populations)

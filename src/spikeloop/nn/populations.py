@@ -1,0 +1,287 @@
+"""Neuron populations: thin ``torch.nn.Module`` wrappers that own parameters and loop the
+pure step functions of :mod:`spikeloop.dynamics` over time.
+
+Every population maps a time-major input current ``[T, B, *shape]`` (and an optional state) to
+``(Observables, state)``. State is explicit: pass the returned state back in to continue a
+sequence (streaming); ``None`` starts from rest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import fields
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from spikeloop.dynamics import neurons as dyn
+from spikeloop.dynamics.surrogate import Surrogate, make_surrogate
+from spikeloop.errors import NonFiniteError, ParameterError, ShapeError
+from spikeloop.nn.observables import Observables
+
+# Fields of the parameter records that are settings, not tensors.
+_SETTINGS = ("reset", "t_refrac", "detach_reset")
+
+
+def _shape(shape: int | Iterable[int]) -> tuple[int, ...]:
+    out = (shape,) if isinstance(shape, int) else tuple(int(s) for s in shape)
+    if not out or any(s < 1 for s in out):
+        raise ShapeError(f"population shape must be positive integers, got {shape!r}")
+    return out
+
+
+def check_sequence(x: Tensor, shape: tuple[int, ...], who: str) -> None:
+    """Check that ``x`` is a finite time-major tensor ``[T, B, *shape]``."""
+    if not isinstance(x, Tensor):
+        raise ShapeError(f"{who}: expected a torch.Tensor, got {type(x).__name__}")
+    expected = "[T, B, " + ", ".join(map(str, shape)) + "]"
+    if x.dim() != 2 + len(shape):
+        raise ShapeError(
+            f"{who}: expected a time-major tensor {expected} of rank {2 + len(shape)}, "
+            f"got rank {x.dim()} with shape {tuple(x.shape)}"
+        )
+    if tuple(x.shape[2:]) != shape:
+        raise ShapeError(f"{who}: expected {expected}, got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ShapeError(f"{who}: the time axis (dim 0) is empty")
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        raise NonFiniteError(f"{who}: input holds NaN or infinite values")
+
+
+class PopulationState(NamedTuple):
+    """State of a population: the neuron state and, for recurrent populations, last spikes."""
+
+    neuron: Any
+    z: Tensor | None = None
+
+
+class Population(nn.Module):
+    """Base class of neuron populations.
+
+    Subclasses set ``params_cls`` (a parameter record of :mod:`spikeloop.dynamics.neurons`),
+    ``state_cls`` and ``step_fn``; the base class builds parameters, runs the time loop and
+    records observables.
+
+    Args:
+        shape: number of neurons or a tuple (e.g. ``(C, H, W)`` after a convolution).
+        dt: simulation step in seconds.
+        method: ``"exact"`` (exponential integration) or ``"euler"``.
+        surrogate: surrogate derivative (instance, name or ``{"name":..., ...}``).
+        recurrent: add an all-to-all recurrent projection (``self.recurrent``, 1-d shapes only);
+            spikes of step ``k`` arrive as input current at step ``k+1``.
+        learn: names of parameters to train (e.g. ``("tau_mem", "v_threshold")``); they become
+            per-neuron ``nn.Parameter`` s. Others are buffers.
+        **params: parameter values (floats or per-neuron tensors) of the neuron model.
+    """
+
+    model: ClassVar[str]
+    params_cls: ClassVar[type]
+    state_cls: ClassVar[type]
+    spiking: ClassVar[bool] = True
+    step_fn: ClassVar[Callable[..., Any]]
+
+    def __init__(
+        self,
+        shape: int | Iterable[int],
+        *,
+        dt: float = 1e-3,
+        method: dyn.Method = "exact",
+        surrogate: str | Surrogate | dict[str, Any] = "superspike",
+        recurrent: bool = False,
+        learn: Iterable[str] = (),
+        **params: Any,
+    ) -> None:
+        super().__init__()
+        self.shape = _shape(shape)
+        if method not in dyn.METHODS:
+            raise ParameterError(f"unknown method {method!r}; known: {', '.join(dyn.METHODS)}")
+        self.dt = float(dt)
+        self.method = method
+        self.surrogate = make_surrogate(surrogate)
+        names = [f.name for f in fields(self.params_cls)]
+        unknown = set(params) - set(names)
+        if unknown:
+            raise ParameterError(
+                f"{type(self).__name__} has no parameter {sorted(unknown)}; known: {names}"
+            )
+        self.tensor_names = tuple(n for n in names if n not in _SETTINGS)
+        learn = tuple(learn)
+        bad = set(learn) - set(self.tensor_names)
+        if bad:
+            raise ParameterError(
+                f"{type(self).__name__}: cannot learn {sorted(bad)}; learnable: "
+                f"{list(self.tensor_names)}"
+            )
+        defaults = self.params_cls()
+        self.settings = {
+            n: params.get(n, getattr(defaults, n)) for n in names if n in _SETTINGS
+        }
+        for name in self.tensor_names:
+            value = torch.as_tensor(params.get(name, getattr(defaults, name)), dtype=torch.float32)
+            if not torch.isfinite(value).all():
+                raise NonFiniteError(f"{type(self).__name__}.{name} holds NaN or inf")
+            if value.dim() and tuple(value.shape) != self.shape:
+                raise ShapeError(
+                    f"{type(self).__name__}.{name}: per-neuron values must have shape "
+                    f"{self.shape}, got {tuple(value.shape)}"
+                )
+            if name in learn:
+                self.register_parameter(name, nn.Parameter(value.expand(self.shape).clone()))
+            else:
+                self.register_buffer(name, value)
+        # Validate the parameter record once at construction (dt vs time constants, reset...).
+        self.parameter_record().coefficients(self.dt, self.method)
+        if recurrent:
+            if len(self.shape) != 1:
+                raise ShapeError(
+                    f"recurrent populations must be 1-d, got shape {self.shape}; flatten first"
+                )
+            from spikeloop.nn.projections import Linear
+
+            self.recurrent: Linear | None = Linear(self.shape[0], self.shape[0])
+        else:
+            self.recurrent = None
+
+    @property
+    def size(self) -> int:
+        """Number of neurons."""
+        return math.prod(self.shape)
+
+    def parameter_record(self) -> Any:
+        """The neuron parameters as the typed record the step function takes."""
+        return self.params_cls(
+            **{n: getattr(self, n) for n in self.tensor_names}, **self.settings
+        )
+
+    def initial_state(self, batch: int, like: Tensor) -> PopulationState:
+        """Resting state for ``batch`` samples (``v = v_leak``, currents 0), dtype of ``like``."""
+        zeros = like.new_zeros((batch, *self.shape))
+        neuron = self.state_cls(
+            **{
+                n: (zeros + getattr(self, "v_leak", 0.0)) if n == "v" else zeros
+                for n in self.state_cls._fields
+            }
+        )
+        return PopulationState(neuron, zeros if self.recurrent is not None else None)
+
+    def forward(
+        self, x: Tensor, state: PopulationState | None = None
+    ) -> tuple[Observables, PopulationState]:
+        """Run the population over a whole sequence ``x [T, B, *shape]``."""
+        check_sequence(x, self.shape, type(self).__name__)
+        if state is None:
+            state = self.initial_state(x.shape[1], x)
+        p = self.parameter_record()
+        c = p.coefficients(self.dt, self.method)
+        neuron, z = state
+        spikes, vs, currents = [], [], []
+        record_i = "i" in self.state_cls._fields
+        for x_t in x.unbind(0):
+            if self.recurrent is not None:
+                x_t = x_t + self.recurrent(z)
+            z, v, neuron = self._step(x_t, neuron, p, c)
+            vs.append(v)
+            if z is not None:
+                spikes.append(z)
+            if record_i:
+                currents.append(neuron.i)
+        obs = Observables(
+            spikes=torch.stack(spikes) if spikes else None,
+            v=torch.stack(vs),
+            i=torch.stack(currents) if record_i else None,
+        )
+        return obs, PopulationState(neuron, z if self.recurrent is not None else None)
+
+    def _step(self, x: Tensor, s: Any, p: Any, c: dyn.Coefficients) -> tuple[Any, Tensor, Any]:
+        return type(self).step_fn(x, s, p, c, self.surrogate)
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}, dt={self.dt:g}, method={self.method!r}"
+
+
+class LIF(Population):
+    """Voltage leaky integrate-and-fire population (see :func:`~spikeloop.dynamics.lif_step`)."""
+
+    model = "LIF"
+    params_cls = dyn.LIFParameters
+    state_cls = dyn.LIFState
+    step_fn = dyn.lif_step
+
+
+class CubaLIF(Population):
+    """Current-based LIF population (see :func:`~spikeloop.dynamics.cuba_lif_step`)."""
+
+    model = "CubaLIF"
+    params_cls = dyn.CubaLIFParameters
+    state_cls = dyn.CubaLIFState
+    step_fn = dyn.cuba_lif_step
+
+
+class AdaptiveLIF(Population):
+    """Adaptive CUBA LIF with an AHP current (see :func:`~spikeloop.dynamics.adaptive_lif_step`)."""
+
+    model = "AdaptiveLIF"
+    params_cls = dyn.AdaptiveLIFParameters
+    state_cls = dyn.AdaptiveLIFState
+    step_fn = dyn.adaptive_lif_step
+
+
+class IF(Population):
+    """Non-leaky integrate-and-fire population (see :func:`~spikeloop.dynamics.if_step`)."""
+
+    model = "IF"
+    params_cls = dyn.IFParameters
+    state_cls = dyn.LIFState
+    step_fn = dyn.if_step
+
+
+class LI(Population):
+    """Voltage leaky-integrator readout (non-spiking, see :func:`~spikeloop.dynamics.li_step`)."""
+
+    model = "LI"
+    params_cls = dyn.LIParameters
+    state_cls = dyn.LIState
+    spiking = False
+
+    def _step(self, x: Tensor, s: Any, p: Any, c: dyn.Coefficients) -> tuple[Any, Tensor, Any]:
+        v, s = dyn.li_step(x, s, c)
+        return None, v, s
+
+
+class CubaLI(Population):
+    """Current-based leaky-integrator readout (see :func:`~spikeloop.dynamics.cuba_li_step`)."""
+
+    model = "CubaLI"
+    params_cls = dyn.CubaLIParameters
+    state_cls = dyn.CubaLIState
+    spiking = False
+
+    def _step(self, x: Tensor, s: Any, p: Any, c: dyn.Coefficients) -> tuple[Any, Tensor, Any]:
+        v, s = dyn.cuba_li_step(x, s, c)
+        return None, v, s
+
+
+class Input(nn.Module):
+    """Input population: checks and passes on a spike raster (or analog input) ``[T, B, *shape]``."""
+
+    model = "Input"
+    spiking = True
+
+    def __init__(self, shape: int | Iterable[int]) -> None:
+        super().__init__()
+        self.shape = _shape(shape)
+
+    @property
+    def size(self) -> int:
+        """Number of input channels."""
+        return math.prod(self.shape)
+
+    def forward(self, x: Tensor, state: None = None) -> tuple[Observables, None]:
+        """Validate ``x`` and return it as the population's spikes."""
+        check_sequence(x, self.shape, "Input")
+        return Observables(spikes=x), None
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}"

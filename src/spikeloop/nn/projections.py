@@ -1,0 +1,109 @@
+"""Projections (synapses) between populations, applied to time-major tensors ``[T, B, ...]``.
+
+They are ordinary ``torch.nn`` layers (same constructor arguments, same ``weight``/``bias``)
+that fold the time axis into the batch axis, so each time step is projected independently.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from spikeloop.errors import ShapeError
+
+
+def _check_rank(x: Tensor, rank: int, who: str, layout: str) -> None:
+    if x.dim() != rank:
+        raise ShapeError(
+            f"{who}: expected a time-major tensor {layout} of rank {rank}, got shape "
+            f"{tuple(x.shape)}"
+        )
+
+
+class Linear(nn.Linear):
+    """Dense projection ``y_t = W x_t (+ b)`` for every time step; ``W`` is ``[out, in]``.
+
+    Bias defaults to ``False``: a constant current is rarely wanted in SNNs.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False) -> None:
+        super().__init__(in_features, out_features, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ShapeError(
+                f"Linear: expected {self.in_features} input features in the last dimension, "
+                f"got shape {tuple(x.shape)}"
+            )
+        return super().forward(x)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one time step's output for one sample."""
+        return (*input_shape[:-1], self.out_features)
+
+    def num_synapses(self, input_shape: tuple[int, ...]) -> int:
+        """Number of synaptic connections."""
+        return self.weight.numel() * math.prod(input_shape[:-1])
+
+
+class _ConvMixin:
+    """Folds ``[T, B, C, ...]`` into ``[T·B, C, ...]`` around an ``nn.ConvNd``."""
+
+    spatial: int
+
+    def forward(self, x: Tensor) -> Tensor:
+        rank = 3 + self.spatial
+        layout = "[T, B, C" + ", L" * (self.spatial == 1) + ", H, W" * (self.spatial == 2) + "]"
+        _check_rank(x, rank, type(self).__name__, layout)
+        t, b = x.shape[:2]
+        y = super().forward(x.reshape(t * b, *x.shape[2:]))  # type: ignore[misc]
+        return y.reshape(t, b, *y.shape[1:])
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one time step's output for one sample (a dry run on one zero sample)."""
+        weight = self.weight  # type: ignore[attr-defined]
+        with torch.no_grad():
+            out = self.forward(weight.new_zeros((1, 1, *input_shape)))
+        return tuple(out.shape[2:])
+
+    def num_synapses(self, input_shape: tuple[int, ...]) -> int:
+        """Connections: output positions × (in channels / groups) × kernel size."""
+        weight = self.weight  # type: ignore[attr-defined]
+        return math.prod(self.output_shape(input_shape)) * math.prod(weight.shape[1:])
+
+
+class Conv1d(_ConvMixin, nn.Conv1d):
+    """1-d convolution over ``[T, B, C, L]``, one step at a time (``nn.Conv1d`` arguments)."""
+
+    spatial = 1
+
+    def __init__(self, *args, bias: bool = False, **kwargs) -> None:
+        super().__init__(*args, bias=bias, **kwargs)
+
+
+class Conv2d(_ConvMixin, nn.Conv2d):
+    """2-d convolution over ``[T, B, C, H, W]``, one step at a time (``nn.Conv2d`` arguments)."""
+
+    spatial = 2
+
+    def __init__(self, *args, bias: bool = False, **kwargs) -> None:
+        super().__init__(*args, bias=bias, **kwargs)
+
+
+class Flatten(nn.Module):
+    """Flatten all dimensions after ``[T, B]``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() < 3:
+            raise ShapeError(f"Flatten: expected [T, B, ...] of rank ≥ 3, got {tuple(x.shape)}")
+        return x.flatten(2)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one time step's output for one sample."""
+        return (math.prod(input_shape),)
+
+    def num_synapses(self, input_shape: tuple[int, ...]) -> int:
+        """A reshape has no synapses."""
+        return 0
