@@ -25,8 +25,9 @@ LAT = {"dt": 1e-3, "duration": 0.01, "t_early": 0.001, "t_late": 0.009}
 def spike_steps(raster: torch.Tensor) -> list[list[list[int]]]:
     """[T, B, F] raster → per (b, f) list of step indices holding a spike."""
     _, n_b, n_f = raster.shape
-    return [[torch.nonzero(raster[:, b, f]).flatten().tolist() for f in range(n_f)]
-            for b in range(n_b)]
+    return [
+        [torch.nonzero(raster[:, b, f]).flatten().tolist() for f in range(n_f)] for b in range(n_b)
+    ]
 
 
 # ------------------------------------------------------------------------------------ latency
@@ -264,8 +265,16 @@ def test_registry_and_make_encoder() -> None:
     r = make_encoder("rate", dt=1e-3, duration=0.1, max_rate=50.0, generator=g1)
     torch.testing.assert_close(r(x), rate(x, dt=1e-3, duration=0.1, max_rate=50.0, generator=g2))
     assert set(data.__all__) == {
-        "CLASS_NAMES", "ENCODERS", "YIN_YANG_SPLITS", "delta", "latency", "log_latency",
-        "make_encoder", "rate", "yin_yang", "yin_yang_split",
+        "CLASS_NAMES",
+        "ENCODERS",
+        "YIN_YANG_SPLITS",
+        "delta",
+        "latency",
+        "log_latency",
+        "make_encoder",
+        "rate",
+        "yin_yang",
+        "yin_yang_split",
     }
 
 

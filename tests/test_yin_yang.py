@@ -47,8 +47,10 @@ def _labels_vectorised(x: np.ndarray, y: np.ndarray, r_small: float, r_big: floa
     d_r = np.hypot(x - 1.5 * r_big, y - r_big)
     d_l = np.hypot(x - 0.5 * r_big, y - r_big)
     dot = (d_r < r_small) | (d_l < r_small)
-    one = (d_r <= r_small) | ((d_l > r_small) & (d_l <= r_big / 2)) | (
-        (y > r_big) & (d_r > r_big / 2)
+    one = (
+        (d_r <= r_small)
+        | ((d_l > r_small) & (d_l <= r_big / 2))
+        | ((y > r_big) & (d_r > r_big / 2))
     )
     return np.where(dot, 2, one.astype(np.int64))
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -69,13 +70,10 @@ def _features(x: Any) -> Tensor:
 
 
 def _real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise ParameterError(
-                f"{name} must be a real number, got {type(value).__name__}"
-            ) from None
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ParameterError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value):
         raise ParameterError(f"{name} must be finite, got {value}")
@@ -186,9 +184,7 @@ def latency(
 
 
 @ENCODERS.register("log_latency")
-def log_latency(
-    x: Tensor, *, dt: float, duration: float, tau: float, threshold: float
-) -> Tensor:
+def log_latency(x: Tensor, *, dt: float, duration: float, tau: float, threshold: float) -> Tensor:
     """Logarithmic time-to-first-spike of an RC membrane driven by a constant input.
 
     The membrane ``tau · dV/dt = −V + x``, ``V(0) = 0`` gives ``V(t) = x (1 − e^{−t/tau})``,
@@ -367,13 +363,11 @@ def make_encoder(name: str, **params: Any) -> Callable[[Tensor], Tensor]:
     unknown = sorted(set(params) - set(kw))
     if unknown:
         raise ConfigError(
-            f"unknown parameter(s) {', '.join(unknown)} for encoder {name!r}; "
-            f"accepted: {accepted}"
+            f"unknown parameter(s) {', '.join(unknown)} for encoder {name!r}; accepted: {accepted}"
         )
     missing = [n for n, p in kw.items() if p.default is inspect.Parameter.empty and n not in params]
     if missing:
         raise ConfigError(
-            f"missing parameter(s) {', '.join(missing)} for encoder {name!r}; "
-            f"accepted: {accepted}"
+            f"missing parameter(s) {', '.join(missing)} for encoder {name!r}; accepted: {accepted}"
         )
     return functools.partial(fn, **params)

@@ -64,9 +64,7 @@ def _check_args(size: int, seed: int, r_small: float, r_big: float) -> None:
     if not 0 <= seed <= _MAX_SEED:
         raise ParameterError(f"seed must lie in [0, 2**32 - 1] (numpy RandomState), got {seed}")
     for name, value in (("r_small", r_small), ("r_big", r_big)):
-        if not isinstance(value, (int, float, np.floating, np.integer)) or isinstance(
-            value, bool
-        ):
+        if not isinstance(value, (int, float, np.floating, np.integer)) or isinstance(value, bool):
             raise ParameterError(f"{name} must be a real number, got {type(value).__name__}")
         if not math.isfinite(value) or value <= 0:
             raise ParameterError(f"{name} must be finite and > 0, got {value}")
