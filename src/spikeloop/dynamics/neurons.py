@@ -73,7 +73,7 @@ def check_time_constants(dt: float, **taus: Scalar) -> None:
         if not torch.isfinite(t).all():
             raise TimeStepError(f"{name} must be finite, got {t}")
         smallest = float(t.min())
-        if smallest <= dt:
+        if smallest <= dt * (1 + 1e-6):  # tolerance: float32 parameters
             raise TimeStepError(
                 f"dt = {dt:g} s must be smaller than {name} (smallest value {smallest:g} s)"
             )

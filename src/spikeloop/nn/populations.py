@@ -20,6 +20,10 @@ from spikeloop.dynamics import neurons as dyn
 from spikeloop.dynamics.surrogate import Surrogate, make_surrogate
 from spikeloop.errors import NonFiniteError, ParameterError, ShapeError
 from spikeloop.nn.observables import Observables
+from spikeloop.registry import Registry
+
+POPULATIONS: Registry[type[Population]] = Registry("neuron model")
+"""Population classes by config name (``"cuba_lif"``, ``"li"`` …)."""
 
 # Fields of the parameter records that are settings, not tensors.
 _SETTINGS = ("reset", "t_refrac", "detach_reset")
@@ -201,6 +205,7 @@ class Population(nn.Module):
         return f"shape={self.shape}, dt={self.dt:g}, method={self.method!r}"
 
 
+@POPULATIONS.register("lif")
 class LIF(Population):
     """Voltage leaky integrate-and-fire population (see :func:`~spikeloop.dynamics.lif_step`)."""
 
@@ -210,6 +215,7 @@ class LIF(Population):
     step_fn = dyn.lif_step
 
 
+@POPULATIONS.register("cuba_lif")
 class CubaLIF(Population):
     """Current-based LIF population (see :func:`~spikeloop.dynamics.cuba_lif_step`)."""
 
@@ -219,6 +225,7 @@ class CubaLIF(Population):
     step_fn = dyn.cuba_lif_step
 
 
+@POPULATIONS.register("adaptive_lif")
 class AdaptiveLIF(Population):
     """Adaptive CUBA LIF with an AHP current (see :func:`~spikeloop.dynamics.adaptive_lif_step`)."""
 
@@ -228,6 +235,7 @@ class AdaptiveLIF(Population):
     step_fn = dyn.adaptive_lif_step
 
 
+@POPULATIONS.register("if")
 class IF(Population):
     """Non-leaky integrate-and-fire population (see :func:`~spikeloop.dynamics.if_step`)."""
 
@@ -237,6 +245,7 @@ class IF(Population):
     step_fn = dyn.if_step
 
 
+@POPULATIONS.register("li")
 class LI(Population):
     """Voltage leaky-integrator readout (non-spiking, see :func:`~spikeloop.dynamics.li_step`)."""
 
@@ -250,6 +259,7 @@ class LI(Population):
         return None, v, s
 
 
+@POPULATIONS.register("cuba_li")
 class CubaLI(Population):
     """Current-based leaky-integrator readout (see :func:`~spikeloop.dynamics.cuba_li_step`)."""
 

@@ -41,6 +41,10 @@ class Linear(nn.Linear):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of one time step's output for one sample."""
+        if not input_shape or input_shape[-1] != self.in_features:
+            raise ShapeError(
+                f"Linear expects {self.in_features} input features, got input shape {input_shape}"
+            )
         return (*input_shape[:-1], self.out_features)
 
     def num_synapses(self, input_shape: tuple[int, ...]) -> int:

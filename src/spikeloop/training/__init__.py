@@ -1,0 +1,32 @@
+"""Losses, regularisers, configs and the trainer."""
+
+from spikeloop.training.config import Config, load_config
+from spikeloop.training.experiment import DATASETS, build_network, load_data
+from spikeloop.training.losses import (
+    LOSSES,
+    FiringRateRegularizer,
+    FirstSpikeCE,
+    Loss,
+    MaxMembraneCE,
+    SpikeCountCE,
+    first_spike_times,
+    make_loss,
+)
+from spikeloop.training.trainer import Trainer
+
+__all__ = [
+    "DATASETS",
+    "LOSSES",
+    "Config",
+    "FiringRateRegularizer",
+    "FirstSpikeCE",
+    "Loss",
+    "MaxMembraneCE",
+    "SpikeCountCE",
+    "Trainer",
+    "build_network",
+    "first_spike_times",
+    "load_config",
+    "load_data",
+    "make_loss",
+]

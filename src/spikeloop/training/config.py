@@ -1,0 +1,196 @@
+"""Experiment configuration: frozen dataclasses loaded from YAML, with command-line overrides.
+
+``load_config("configs/yinyang.yaml", ["train.epochs=5", "run.seed=2"])`` reads the file, applies
+the overrides (values parsed as YAML) and checks every key: a key that does not exist raises
+:class:`~spikeloop.errors.ConfigError` naming it and the keys that do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spikeloop.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where and how a run happens: ``runs/<name>/``, the seed, CPU threads."""
+
+    name: str = "yinyang"
+    out_dir: str = "runs"
+    seed: int = 0
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Data set, its split sizes, the simulation grid and the spike encoder."""
+
+    dataset: str = "yin_yang"
+    train_size: int = 5000
+    val_size: int = 1000
+    test_size: int = 1000
+    dt: float = 1e-3
+    duration: float = 60e-3
+    encoder: dict[str, Any] = field(
+        default_factory=lambda: {
+            "name": "latency", "t_early": 2e-3, "t_late": 30e-3, "bias_time": 2e-3,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A stack of fully connected spiking layers and a readout.
+
+    ``neuron``/``readout`` name population models (see ``spikeloop.nn.POPULATIONS``);
+    ``neuron_params``/``readout_params`` pass extra parameters (e.g. ``tau_adapt``);
+    ``init`` sets the weight initialisation: ``normal(mean, std)`` per projection.
+    """
+
+    hidden: list[int] = field(default_factory=lambda: [120])
+    neuron: str = "cuba_lif"
+    readout: str = "cuba_li"
+    recurrent: bool = False
+    tau_mem: float = 10e-3
+    tau_syn: float = 5e-3
+    v_threshold: float = 1.0
+    reset: str = "value"
+    method: str = "exact"
+    surrogate: dict[str, Any] = field(default_factory=lambda: {"name": "superspike", "beta": 10.0})
+    learn: list[str] = field(default_factory=list)
+    neuron_params: dict[str, Any] = field(default_factory=dict)
+    readout_params: dict[str, Any] = field(default_factory=dict)
+    init: dict[str, Any] = field(
+        default_factory=lambda: {"input_mean": 1.0, "input_std": 1.0, "hidden_mean": 0.0,
+                                 "hidden_std": 0.5, "recurrent_std": 0.1}
+    )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation: epochs, batches, optimiser, schedule, loss, regulariser, checkpoints."""
+
+    epochs: int = 60
+    batch_size: int = 100
+    lr: float = 1e-2
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    loss: dict[str, Any] = field(default_factory=lambda: {"name": "max_membrane_ce"})
+    rate_regularizer: dict[str, Any] | None = None
+    backend: str = "sim"
+    resume: bool = False
+    max_batches: int | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole experiment."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML/JSON serialisable)."""
+        return dataclasses.asdict(self)
+
+
+def _check_type(value: Any, annotation: Any, path: str) -> Any:
+    """Check (and gently coerce int → float) ``value`` against a field annotation."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(annotation):
+            try:
+                return _check_type(value, option, path)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0])
+    if annotation is type(None):
+        if value is None:
+            return None
+    elif annotation is Any:
+        return value
+    elif annotation is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation in (str, bool):
+        if type(value) is annotation:
+            return value
+    elif origin is list:
+        if isinstance(value, Sequence) and not isinstance(value, str):
+            (item,) = typing.get_args(annotation)
+            return [_check_type(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+    elif origin is dict:
+        if isinstance(value, Mapping):
+            return dict(value)
+    name = getattr(annotation, "__name__", str(annotation))
+    raise ConfigError(f"{path}: expected {name}, got {value!r}")
+
+
+def from_dict(cls: type, data: Mapping[str, Any], path: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested mapping, rejecting unknown keys."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(
+            f"unknown config key {path + key!r}; known keys here: {', '.join(sorted(known))}"
+        )
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = from_dict(hint, value, f"{path}{key}.")
+        else:
+            kwargs[key] = _check_type(value, hint, path + key)
+    return cls(**kwargs)
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a nested dict copy."""
+    out = yaml.safe_load(yaml.safe_dump(data)) or {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.subkey=value")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+    return from_dict(Config, apply_overrides(data, overrides))

@@ -1,0 +1,113 @@
+"""Build the pieces of an experiment from its config: encoded data splits and the network."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from spikeloop.data import make_encoder, yin_yang
+from spikeloop.errors import ConfigError
+from spikeloop.nn import POPULATIONS, Input, Linear, Network
+from spikeloop.registry import Registry
+from spikeloop.training.config import DataConfig, ModelConfig
+
+DATASETS: Registry[Callable[[DataConfig], dict[str, tuple[np.ndarray, np.ndarray]]]] = Registry(
+    "dataset"
+)
+
+
+@DATASETS.register("yin_yang")
+def _yin_yang_splits(cfg: DataConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The standard Yin-Yang splits (seeds 42/41/40) with the configured sizes."""
+    return {
+        "train": yin_yang(cfg.train_size, 42),
+        "val": yin_yang(cfg.val_size, 41),
+        "test": yin_yang(cfg.test_size, 40),
+    }
+
+
+@dataclass(frozen=True)
+class EncodedSplit:
+    """A split encoded once into spikes ``[T, N, C]`` with labels ``[N]``."""
+
+    spikes: Tensor
+    labels: Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def load_data(cfg: DataConfig, generator: torch.Generator | None = None) -> dict[str, EncodedSplit]:
+    """Generate the data set's splits and encode them with the configured encoder."""
+    params = dict(cfg.encoder)
+    if "name" not in params:
+        raise ConfigError("data.encoder needs a 'name' (e.g. latency, rate)")
+    name = params.pop("name")
+    if name == "rate":
+        params.setdefault("generator", generator)
+    encode = make_encoder(name, dt=cfg.dt, duration=cfg.duration, **params)
+    out = {}
+    for split, (x, y) in DATASETS.get(cfg.dataset)(cfg).items():
+        spikes = encode(torch.tensor(x, dtype=torch.float32))
+        out[split] = EncodedSplit(spikes, torch.as_tensor(y, dtype=torch.long))
+    return out
+
+
+def _accepted(population: type, values: dict) -> dict:
+    """The entries of ``values`` that ``population``'s neuron model has as parameters."""
+    names = {f.name for f in fields(population.params_cls)}
+    return {k: v for k, v in values.items() if k in names}
+
+
+def build_network(
+    cfg: ModelConfig, n_in: int, n_out: int, dt: float, generator: torch.Generator | None = None
+) -> Network:
+    """Input → (Linear → spiking population) × len(hidden) → Linear → readout.
+
+    Layer names: ``input``, ``fc1``, ``hidden1``, ``fc2``, ``hidden2`` …, ``output``. Weights are
+    drawn from ``normal(input_mean, input_std)`` for the first projection and
+    ``normal(hidden_mean, hidden_std)`` for the others; recurrent weights from
+    ``normal(0, recurrent_std)``. Model-wide values (``tau_mem``, ``tau_syn``, ``v_threshold``,
+    ``reset``) go to every population whose model has that parameter.
+    """
+    neuron = POPULATIONS.get(cfg.neuron)
+    readout = POPULATIONS.get(cfg.readout)
+    if not neuron.spiking:
+        raise ConfigError(f"model.neuron {cfg.neuron!r} does not spike; use lif, cuba_lif, ...")
+    init = {"input_mean": 1.0, "input_std": 1.0, "hidden_mean": 0.0, "hidden_std": 0.5,
+            "recurrent_std": 0.1} | dict(cfg.init)
+    unknown = set(init) - {"input_mean", "input_std", "hidden_mean", "hidden_std",
+                           "recurrent_std"}
+    if unknown:
+        raise ConfigError(f"unknown model.init keys {sorted(unknown)}")
+    common = {"dt": dt, "method": cfg.method}
+    shared = {"tau_mem": cfg.tau_mem, "tau_syn": cfg.tau_syn, "v_threshold": cfg.v_threshold,
+              "reset": cfg.reset}
+    layers: OrderedDict[str, torch.nn.Module] = OrderedDict(input=Input(n_in))
+    sizes = [n_in, *cfg.hidden]
+    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True), start=1):
+        layers[f"fc{k}"] = Linear(a, b)
+        layers[f"hidden{k}"] = neuron(
+            b, **common, surrogate=cfg.surrogate, recurrent=cfg.recurrent, learn=cfg.learn,
+            **_accepted(neuron, shared), **cfg.neuron_params,
+        )
+    layers[f"fc{len(sizes)}"] = Linear(sizes[-1], n_out)
+    layers["output"] = readout(n_out, **common, **_accepted(readout, shared), **cfg.readout_params)
+    net = Network(layers)
+    with torch.no_grad():
+        for k in range(1, len(sizes) + 1):
+            w = net.layers[f"fc{k}"].weight
+            if k == 1:
+                w.normal_(init["input_mean"], init["input_std"], generator=generator)
+            else:
+                w.normal_(init["hidden_mean"], init["hidden_std"], generator=generator)
+        for module in net.modules():
+            rec = getattr(module, "recurrent", None)
+            if rec is not None:
+                rec.weight.normal_(0.0, init["recurrent_std"], generator=generator)
+    return net

@@ -1,0 +1,313 @@
+"""The training loop: progress bar, per-epoch metrics, curves, atomic checkpoints, resume.
+
+Everything a run writes lands in ``<out_dir>/<name>/``:
+
+- ``config.yaml`` — the resolved config;
+- ``metrics.json`` — one record per epoch (loss, accuracy, rates, lr, time), rewritten each epoch;
+- ``curves.png`` — training curves, redrawn each epoch;
+- ``checkpoint.pt`` — model, optimiser, schedule, RNG states and history, written atomically
+  (temporary file + ``os.replace``) after every epoch; ``train.resume=true`` continues from it
+  and gives bit-identical results to an uninterrupted run;
+- at the end ``summary.json`` (test accuracy, wall time, graph counts) and plots of one test
+  sample (``raster.png``, ``readout_membrane.png``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from spikeloop.errors import CheckpointError, ConfigError
+from spikeloop.nn import Network, NetworkOutput
+from spikeloop.training.config import Config
+from spikeloop.training.experiment import EncodedSplit, build_network, load_data
+from spikeloop.training.losses import FiringRateRegularizer, Loss, make_loss
+from spikeloop.viz import membrane_traces, raster_panel, training_curves
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_json(path: Path, data: Any) -> None:
+    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+@dataclass
+class EpochMetrics:
+    """Metrics of one epoch."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    lr: float
+    seconds: float
+    rates: dict[str, float] = field(default_factory=dict)
+
+    def flat(self) -> dict[str, float]:
+        """A flat dict (rates as ``rate_<population>`` in Hz)."""
+        out = {k: v for k, v in self.__dict__.items() if k != "rates"}
+        out |= {f"rate_{k}": v for k, v in self.rates.items()}
+        return out
+
+
+class Trainer:
+    """Train a network described by a :class:`Config`.
+
+    Example:
+        >>> cfg = load_config("configs/yinyang.yaml", ["train.epochs=2"])
+        >>> summary = Trainer(cfg).fit()      # doctest: +SKIP
+        >>> summary["test_acc"]               # doctest: +SKIP
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        run = config.run
+        if run.threads is not None:
+            torch.set_num_threads(run.threads)
+        self.dir = Path(run.out_dir) / run.name
+        _seed_everything(run.seed)
+        self.shuffle = torch.Generator().manual_seed(run.seed)
+        init_gen = torch.Generator().manual_seed(run.seed + 1)
+        self.data = load_data(config.data, generator=torch.Generator().manual_seed(run.seed + 2))
+        n_in = self.data["train"].spikes.shape[-1]
+        n_out = int(max(int(s.labels.max()) for s in self.data.values())) + 1
+        self.network: Network = build_network(config.model, n_in, n_out, config.data.dt, init_gen)
+        self.network.backend = config.train.backend
+        self.loss: Loss = make_loss(config.train.loss)
+        self.regularizer = _make_regularizer(config, self.network)
+        self.optimizer = _make_optimizer(config, self.network)
+        self.scheduler = _make_scheduler(config, self.optimizer)
+        self.history: list[EpochMetrics] = []
+        self.epoch = 0
+        if config.train.resume and (self.dir / CHECKPOINT).exists():
+            self.load_checkpoint(self.dir / CHECKPOINT)
+
+    # ------------------------------------------------------------------ steps
+    def forward(self, spikes: Tensor) -> NetworkOutput:
+        """Run the network on a batch of encoded spikes ``[T, B, C]``."""
+        return self.network(spikes)
+
+    def _objective(self, out: NetworkOutput, labels: Tensor) -> Tensor:
+        loss = self.loss(out, labels)
+        if self.regularizer is not None:
+            loss = loss + self.regularizer(out)
+        return loss
+
+    def evaluate(self, split: EncodedSplit, batch_size: int = 1000) -> tuple[float, float, dict]:
+        """Mean loss, accuracy and per-population rates (Hz) on a split, without gradients."""
+        total_loss, correct, rates = 0.0, 0, {}
+        dt = self.config.data.dt
+        with torch.no_grad():
+            for k in range(0, len(split), batch_size):
+                x, y = split.spikes[:, k : k + batch_size], split.labels[k : k + batch_size]
+                out = self.forward(x)
+                total_loss += float(self._objective(out, y)) * len(y)
+                correct += int((self.loss.predict(out) == y).sum())
+                for name, obs in out.items():
+                    if obs.spikes is not None and name != "input":
+                        rates[name] = rates.get(name, 0.0) + float(obs.spikes.mean()) / dt * len(y)
+        n = len(split)
+        return total_loss / n, correct / n, {k: v / n for k, v in rates.items()}
+
+    def train_epoch(self) -> tuple[float, float]:
+        """One pass over the training split in shuffled mini-batches; mean loss and accuracy."""
+        cfg = self.config.train
+        train = self.data["train"]
+        order = torch.randperm(len(train), generator=self.shuffle)
+        batches = [order[k : k + cfg.batch_size] for k in range(0, len(train), cfg.batch_size)]
+        if cfg.max_batches is not None:
+            batches = batches[: cfg.max_batches]
+        total, correct, seen = 0.0, 0, 0
+        bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not cfg.progress, unit="batch")
+        self.network.train()
+        for idx in bar:
+            x, y = train.spikes[:, idx], train.labels[idx]
+            out = self.forward(x)
+            loss = self._objective(out, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += float(loss) * len(y)
+            correct += int((self.loss.predict(out) == y).sum())
+            seen += len(y)
+            bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{correct / seen:.3f}")
+        self.network.eval()
+        return total / seen, correct / seen
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, stop_after: int | None = None) -> dict[str, Any]:
+        """Train to ``train.epochs`` (or stop after ``stop_after`` more epochs) and report.
+
+        Returns the summary (also written to ``summary.json`` when training is complete).
+        """
+        cfg = self.config
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.dir / "config.yaml",
+                     lambda p: p.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False)))
+        start = time.perf_counter()
+        last = cfg.train.epochs if stop_after is None else min(cfg.train.epochs,
+                                                                self.epoch + stop_after)
+        epochs = tqdm(range(self.epoch, last), desc=cfg.run.name, disable=not cfg.train.progress,
+                      unit="epoch", initial=self.epoch, total=cfg.train.epochs)
+        for _ in epochs:
+            t0 = time.perf_counter()
+            train_loss, train_acc = self.train_epoch()
+            lr = self.optimizer.param_groups[0]["lr"]
+            if self.scheduler is not None:
+                self.scheduler.step()
+            val_loss, val_acc, rates = self.evaluate(self.data["val"])
+            self.epoch += 1
+            m = EpochMetrics(self.epoch, train_loss, train_acc, val_loss, val_acc, lr,
+                             time.perf_counter() - t0, rates)
+            self.history.append(m)
+            epochs.set_postfix(loss=f"{train_loss:.4f}", val_acc=f"{val_acc:.4f}")
+            self.save_checkpoint(self.dir / CHECKPOINT)
+            _write_json(self.dir / "metrics.json", [h.flat() for h in self.history])
+            training_curves([h.flat() for h in self.history], path=self.dir / "curves.png")
+        summary = self.summary(time.perf_counter() - start)
+        if self.epoch >= cfg.train.epochs:
+            _write_json(self.dir / "summary.json", summary)
+            self.plot_sample()
+        return summary
+
+    def summary(self, wall: float) -> dict[str, Any]:
+        """Final metrics: test/val accuracy and loss, wall time, network size."""
+        test_loss, test_acc, rates = self.evaluate(self.data["test"])
+        g = self.network.graph
+        return {
+            "name": self.config.run.name,
+            "seed": self.config.run.seed,
+            "epochs": self.epoch,
+            "test_acc": test_acc,
+            "test_loss": test_loss,
+            "val_acc": self.history[-1].val_acc if self.history else None,
+            "train_acc": self.history[-1].train_acc if self.history else None,
+            "rates_hz": rates,
+            "wall_seconds": wall,
+            "seconds_per_epoch": float(np.mean([h.seconds for h in self.history]))
+            if self.history else None,
+            "neurons": g.num_neurons,
+            "synapses": g.num_synapses,
+            "parameters": g.num_parameters,
+            "backend": self.config.train.backend,
+            "torch_threads": torch.get_num_threads(),
+        }
+
+    def plot_sample(self, index: int = 0) -> None:
+        """Raster of every population and readout membrane for one test sample."""
+        test = self.data["test"]
+        with torch.no_grad():
+            out = self.forward(test.spikes[:, index : index + 1])
+        dt = self.config.data.dt
+        raster_panel({n: o.spikes for n, o in out.items() if o.spikes is not None}, dt,
+                     path=self.dir / "raster.png")
+        membrane_traces(out.output.v, dt, labels=[f"class {c}" for c in range(out.output.v.shape[-1])],
+                        title=f"readout membrane, test sample {index} "
+                              f"(label {int(test.labels[index])})",
+                        path=self.dir / "readout_membrane.png")
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, path: Path) -> None:
+        """Write model, optimiser, schedule, RNG states and history atomically."""
+        state = {
+            "epoch": self.epoch,
+            "model": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "shuffle": self.shuffle.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(),
+            "history": [h.__dict__ for h in self.history],
+            "config": self.config.to_dict(),
+        }
+        atomic_write(path, lambda p: torch.save(state, p))
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore everything :meth:`save_checkpoint` wrote; the run continues bit-identically."""
+        try:
+            state = torch.load(path, weights_only=False)
+        except Exception as err:  # a truncated or foreign file
+            raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {err}") from None
+        if state.get("config", {}).get("model") != self.config.to_dict()["model"]:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} was written for a different model config"
+            )
+        try:
+            self.network.load_state_dict(state["model"])
+        except RuntimeError as err:
+            raise CheckpointError(f"checkpoint {str(path)!r} does not match the model: {err}") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.shuffle.set_state(state["shuffle"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])
+        self.history = [EpochMetrics(**h) for h in state["history"]]
+        self.epoch = state["epoch"]
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _make_optimizer(cfg: Config, net: Network) -> torch.optim.Optimizer:
+    t = cfg.train
+    optimizers = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+    if t.optimizer not in optimizers:
+        raise ConfigError(f"unknown optimizer {t.optimizer!r}; known: {', '.join(optimizers)}")
+    return optimizers[t.optimizer](net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+
+
+def _make_scheduler(cfg: Config, opt: torch.optim.Optimizer) -> Any:
+    name = cfg.train.schedule
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.train.epochs))
+    if name == "constant":
+        return None
+    raise ConfigError(f"unknown schedule {name!r}; known: cosine, constant")
+
+
+def _make_regularizer(cfg: Config, net: Network) -> FiringRateRegularizer | None:
+    spec = cfg.train.rate_regularizer
+    if spec is None:
+        return None
+    spec = dict(spec)
+    spec.setdefault("populations", [n.name for n in net.graph.populations()
+                                    if n.module is not None and n.module.spiking])
+    spec.setdefault("dt", cfg.data.dt)
+    try:
+        return FiringRateRegularizer(**spec)
+    except TypeError as err:
+        raise ConfigError(f"train.rate_regularizer: {err}") from None

@@ -1,0 +1,217 @@
+"""Modules, network, graph and the simulated backend."""
+
+import copy
+
+import pytest
+import torch
+
+from spikeloop.backends import BACKENDS, SimBackend, get_backend
+from spikeloop.errors import NonFiniteError, ParameterError, ShapeError, UnknownNameError
+from spikeloop.nn import (
+    IF,
+    LI,
+    LIF,
+    AdaptiveLIF,
+    Conv1d,
+    Conv2d,
+    CubaLI,
+    CubaLIF,
+    Flatten,
+    Input,
+    Linear,
+    Network,
+)
+
+
+def mixed_net(recurrent=True):
+    torch.manual_seed(0)
+    net = Network({
+        "input": Input(6),
+        "fc1": Linear(6, 16),
+        "alif": AdaptiveLIF(16, tau_adapt=50e-3, recurrent=recurrent),
+        "fc2": Linear(16, 12),
+        "lif": LIF(12, t_refrac=2e-3, reset="subtract"),
+        "fc3": Linear(12, 10),
+        "if": IF(10),
+        "fc4": Linear(10, 8),
+        "cuba": CubaLIF(8, recurrent=recurrent),
+        "fc5": Linear(8, 3),
+        "out": LI(3),
+    })
+    with torch.no_grad():
+        for name, gain in (("fc1", 6.0), ("fc2", 40.0), ("fc3", 3.0), ("fc4", 6.0)):
+            net.layers[name].weight.mul_(gain)
+    return net
+
+
+def conv_net():
+    torch.manual_seed(1)
+    return Network([
+        Input((2, 9, 9)), Conv2d(2, 3, 3, stride=2), CubaLIF((3, 4, 4)), Flatten(),
+        Linear(48, 5), CubaLI(5),
+    ])
+
+
+def spikes(t, b, n, p=0.2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(t, b, *((n,) if isinstance(n, int) else n), generator=g) < p).float()
+
+
+def test_network_returns_observables_of_every_population():
+    net = mixed_net()
+    out = net(spikes(50, 4, 6))
+    assert list(out) == ["input", "alif", "lif", "if", "cuba", "out"]
+    assert out.output is out["out"]
+    assert out["alif"].spikes.shape == (50, 4, 16) and out["alif"].i.shape == (50, 4, 16)
+    assert out["lif"].i is None and out["out"].spikes is None
+    for name in ("alif", "lif", "if", "cuba"):
+        assert out[name].spikes.sum() > 0, f"{name} never spiked: the test would be vacuous"
+        assert set(out[name].spikes.unique().tolist()) <= {0.0, 1.0}
+    assert out.report.backend == "sim" and out.report.wall["run"] > 0
+
+
+@pytest.mark.parametrize("make", [mixed_net, conv_net])
+def test_step_by_step_equals_whole_sequence(make):
+    net = make()
+    shape = net.graph.input.shape
+    x = spikes(40, 3, shape if len(shape) > 1 else shape[0], p=0.3)
+    whole = net(x)
+    stepped = net(x, backend={"name": "sim", "mode": "step"})
+    for name in whole:
+        for field, value in whole[name].items():
+            other = getattr(stepped[name], field)
+            if field == "spikes":
+                assert torch.equal(value, other), name
+            else:
+                torch.testing.assert_close(value, other, rtol=1e-6, atol=1e-6)
+
+
+def test_streaming_chunks_equal_one_long_call():
+    net = mixed_net()
+    x = spikes(60, 2, 6, p=0.3)
+    whole = net(x)
+    first = net(x[:25])
+    second = net(x[25:], first.state)
+    torch.testing.assert_close(torch.cat([first.output.v, second.output.v]), whole.output.v)
+    assert torch.equal(torch.cat([first["cuba"].spikes, second["cuba"].spikes]),
+                       whole["cuba"].spikes)
+
+
+def test_gradients_of_smooth_losses_equal_finite_differences():
+    torch.manual_seed(3)
+    net = Network({
+        "input": Input(4), "fc1": Linear(4, 5),
+        "li": CubaLI(5, tau_mem=8e-3, tau_syn=3e-3, learn=("tau_mem", "tau_syn", "v_leak")),
+        "fc2": Linear(5, 2), "out": LI(2, tau_mem=6e-3, learn=("tau_mem", "r")),
+    }).double()
+    x = spikes(30, 3, 4, p=0.3).double()
+
+    def loss():
+        out = net(x)
+        return (out.output.v ** 2).sum() + out["li"].v.pow(3).mean()
+
+    params = dict(net.named_parameters())
+    assert set(params) >= {"layers.li.tau_mem", "layers.out.r", "layers.fc1.weight"}
+    loss().backward()
+    for name, p in params.items():
+        for idx in [(0,), (-1,)] if p.dim() == 1 else [(0, 0), (1, 2)]:
+            eps = 1e-7 * max(1.0, abs(p[idx].item()))
+            with torch.no_grad():
+                p[idx] += eps
+                up = loss().item()
+                p[idx] -= 2 * eps
+                down = loss().item()
+                p[idx] += eps
+            fd = (up - down) / (2 * eps)
+            assert p.grad[idx].item() == pytest.approx(fd, rel=1e-5, abs=1e-8), name
+
+
+def test_surrogate_gradient_reaches_every_trainable_parameter():
+    net = mixed_net()
+    out = net(spikes(30, 4, 6, p=0.4))
+    out.output.v.max(0).values.sum().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_learnable_parameters_are_per_neuron():
+    pop = CubaLIF(7, tau_mem=torch.linspace(5e-3, 20e-3, 7), learn=("tau_mem", "v_threshold"))
+    assert isinstance(pop.tau_mem, torch.nn.Parameter) and pop.tau_mem.shape == (7,)
+    assert pop.v_threshold.shape == (7,) and pop.tau_syn.requires_grad is False
+    with pytest.raises(ParameterError, match="cannot learn"):
+        CubaLIF(3, learn=("tau_ahp",))
+    with pytest.raises(ParameterError, match="no parameter"):
+        CubaLIF(3, tau_membrane=1.0)
+    with pytest.raises(ShapeError, match="per-neuron"):
+        CubaLIF(3, tau_mem=torch.ones(4))
+
+
+def test_graph_summary_counts():
+    net = mixed_net()
+    g = net.graph
+    assert g.num_neurons == 16 + 12 + 10 + 8 + 3
+    assert g.num_synapses == 6 * 16 + 16 * 16 + 16 * 12 + 12 * 10 + 10 * 8 + 8 * 8 + 8 * 3
+    assert g.num_parameters == sum(p.numel() for p in net.parameters())
+    assert ("alif", "alif.recurrent") in g.edges() and ("alif.recurrent", "alif") in g.edges()
+    assert g["cuba"].params["tau_mem"] is net.layers.cuba.tau_mem  # live values
+    assert g["lif"].settings["reset"] == "subtract" and g["lif"].settings["dt"] == 1e-3
+    text = net.summary()
+    assert "total" in text and str(g.num_synapses) in text
+    c = conv_net().graph
+    assert c["conv2d_1"].shape == (3, 4, 4)
+    assert c["conv2d_1"].synapses == 3 * 4 * 4 * 2 * 3 * 3
+    assert c["flatten_3"].shape == (48,)
+
+
+def test_conv1d_network_runs():
+    net = Network([Input((2, 10)), Conv1d(2, 4, 3), LIF((4, 8)), Flatten(), Linear(32, 2), LI(2)])
+    assert net(spikes(5, 2, (2, 10))).output.v.shape == (5, 2, 2)
+
+
+def test_shape_errors_name_the_problem():
+    net = mixed_net()
+    with pytest.raises(ShapeError, match="rank 3"):
+        net(torch.zeros(4, 6))
+    with pytest.raises(ShapeError, match=r"\[T, B, 6\]"):
+        net(torch.zeros(4, 2, 5))
+    with pytest.raises(ShapeError, match="time axis"):
+        net(torch.zeros(0, 2, 6))
+    with pytest.raises(ShapeError, match="Input"):
+        Network([Linear(3, 2), LI(2)])
+    with pytest.raises(ShapeError, match="input features"):
+        Network([Input(3), Linear(4, 2), LI(2)])
+    with pytest.raises(ShapeError, match="shape"):
+        Network([Input(3), Linear(3, 2), LI(3)])
+    with pytest.raises(ShapeError, match="must be a population"):
+        Network([Input(3), Linear(3, 2)])
+    with pytest.raises(ShapeError, match="1-d"):
+        LIF((2, 2), recurrent=True)
+
+
+def test_non_finite_inputs_and_weights_are_errors():
+    net = mixed_net()
+    x = spikes(5, 2, 6)
+    x[2, 1, 3] = float("nan")
+    with pytest.raises(NonFiniteError, match="NaN"):
+        net(x)
+    broken = copy.deepcopy(net)
+    with torch.no_grad():
+        broken.layers.fc2.weight[0, 0] = float("inf")
+    with pytest.raises(NonFiniteError, match="fc2.weight"):
+        broken(spikes(5, 2, 6))
+    with pytest.raises(NonFiniteError, match="tau_mem"):
+        LIF(3, tau_mem=float("nan"))
+
+
+def test_unknown_backend_and_time_step_errors():
+    with pytest.raises(UnknownNameError, match="chipz"):
+        mixed_net()(spikes(3, 1, 6), backend="chipz")
+    with pytest.raises(ParameterError, match="mode"):
+        get_backend({"name": "sim", "mode": "fast"})
+    assert "sim" in BACKENDS and isinstance(get_backend("sim"), SimBackend)
+    from spikeloop.errors import TimeStepError
+
+    with pytest.raises(TimeStepError, match="tau_syn"):
+        CubaLIF(3, dt=1e-3, tau_syn=1e-3)
+    with pytest.raises(ParameterError, match="method"):
+        LIF(3, method="rk4")
