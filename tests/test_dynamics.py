@@ -33,8 +33,16 @@ from spikeloop.dynamics import (
 )
 from spikeloop.errors import ParameterError, TimeStepError, UnknownNameError
 
-torch.set_default_dtype(torch.float64)
 SG = SuperSpike()
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Golden comparisons in double precision; restored after each test."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def run_lif(p, x, dt, method="exact"):

@@ -197,7 +197,7 @@ def test_non_finite_inputs_and_weights_are_errors():
     broken = copy.deepcopy(net)
     with torch.no_grad():
         broken.layers.fc2.weight[0, 0] = float("inf")
-    with pytest.raises(NonFiniteError, match="fc2.weight"):
+    with pytest.raises(NonFiniteError, match=r"fc2\.weight"):
         broken(spikes(5, 2, 6))
     with pytest.raises(NonFiniteError, match="tau_mem"):
         LIF(3, tau_mem=float("nan"))

@@ -26,7 +26,8 @@ Discretisation (``method``)
         β = e^{-dt/τ_{mem}},\; α = e^{-dt/τ_{syn}}, \\
         v_{k+1} = β v_k + (1-β) v_{leak} + (1-β)\,r\,x_k                    \quad\text{(LIF)} \\
         I' = I_k + x_k,\quad v_{k+1} = β v_k + (1-β) v_{leak} + r\,g\,I',\quad I_{k+1} = α I' \\
-        g = \frac{τ_{syn}}{τ_{syn} - τ_{mem}} (α - β)   \quad (\to (dt/τ) e^{-dt/τ}\text{ for } τ_{syn}=τ_{mem})
+        g = \frac{τ_{syn}}{τ_{syn} - τ_{mem}} (α - β)
+        \quad (\to (dt/τ) e^{-dt/τ}\text{ for } τ_{syn}=τ_{mem})
 
     ``"euler"``: forward Euler, ``β = 1 − dt/τ_mem``, ``α = 1 − dt/τ_syn``, ``g = dt/τ_mem``.
 
@@ -139,9 +140,9 @@ class _Params:
     def _check_finite(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, Tensor | float | int) and not isinstance(value, bool):
-                if not torch.isfinite(_as_tensor(value)).all():
-                    raise ParameterError(f"{type(self).__name__}.{f.name} must be finite")
+            is_number = isinstance(value, Tensor | float | int) and not isinstance(value, bool)
+            if is_number and not torch.isfinite(_as_tensor(value)).all():
+                raise ParameterError(f"{type(self).__name__}.{f.name} must be finite")
 
 
 @dataclass(frozen=True)

@@ -274,7 +274,7 @@ class CubaLI(Population):
 
 
 class Input(nn.Module):
-    """Input population: checks and passes on a spike raster (or analog input) ``[T, B, *shape]``."""
+    """Input population: checks and passes on spikes (or analog input) ``[T, B, *shape]``."""
 
     model = "Input"
     spiking = True

@@ -136,9 +136,8 @@ def _check_type(value: Any, annotation: Any, path: str) -> Any:
         if isinstance(value, Sequence) and not isinstance(value, str):
             (item,) = typing.get_args(annotation)
             return [_check_type(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
-    elif origin is dict:
-        if isinstance(value, Mapping):
-            return dict(value)
+    elif origin is dict and isinstance(value, Mapping):
+        return dict(value)
     name = getattr(annotation, "__name__", str(annotation))
     raise ConfigError(f"{path}: expected {name}, got {value!r}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -90,7 +91,7 @@ def build_network(
               "reset": cfg.reset}
     layers: OrderedDict[str, torch.nn.Module] = OrderedDict(input=Input(n_in))
     sizes = [n_in, *cfg.hidden]
-    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True), start=1):
+    for k, (a, b) in enumerate(itertools.pairwise(sizes), start=1):
         layers[f"fc{k}"] = Linear(a, b)
         layers[f"hidden{k}"] = neuron(
             b, **common, surrogate=cfg.surrogate, recurrent=cfg.recurrent, learn=cfg.learn,

@@ -9,7 +9,8 @@ named population). Registered in :data:`LOSSES`; build one with :func:`make_loss
                        membrane (LI/CubaLI); prediction :math:`\arg\max_c \max_t v_{t,c}`.
 ``first_spike_ce``     :math:`\mathrm{CE}(\mathrm{softmax}(-t^{first}/τ_0), y) + α\,
                        (e^{t^{first}_y/τ_1} - 1)` (Göltz et al. 2021); prediction: earliest
-                       spike. :math:`t^{first}_c = \sum_k t_k f_{k,c} + T_{max}(1 - \sum_k f_{k,c})`,
+                       spike. :math:`t^{first}_c = \sum_k t_k f_{k,c}
+                       + T_{max}(1 - \sum_k f_{k,c})`,
                        with :math:`f_{k} = z_k \prod_{j<k}(1-z_j)` (differentiable through
                        the surrogate; no spike counts as :math:`T_{max}`).
 ``spike_count_ce``     :math:`\mathrm{CE}(\mathrm{softmax}(\sum_t z_t / s), y)`; prediction: most
@@ -78,7 +79,9 @@ def _require(obs: Observables, field: str, loss: str) -> Tensor:
     if value is None:
         raise ConfigError(f"loss {loss!r} needs {field!r} of its population, which has none")
     if value.dim() != 3:
-        raise ShapeError(f"loss {loss!r} needs {field} of shape [T, B, C], got {tuple(value.shape)}")
+        raise ShapeError(
+            f"loss {loss!r} needs {field} of shape [T, B, C], got {tuple(value.shape)}"
+        )
     return value
 
 

@@ -229,7 +229,8 @@ class Trainer:
         dt = self.config.data.dt
         raster_panel({n: o.spikes for n, o in out.items() if o.spikes is not None}, dt,
                      path=self.dir / "raster.png")
-        membrane_traces(out.output.v, dt, labels=[f"class {c}" for c in range(out.output.v.shape[-1])],
+        classes = out.output.v.shape[-1]
+        membrane_traces(out.output.v, dt, labels=[f"class {c}" for c in range(classes)],
                         title=f"readout membrane, test sample {index} "
                               f"(label {int(test.labels[index])})",
                         path=self.dir / "readout_membrane.png")
@@ -264,7 +265,9 @@ class Trainer:
         try:
             self.network.load_state_dict(state["model"])
         except RuntimeError as err:
-            raise CheckpointError(f"checkpoint {str(path)!r} does not match the model: {err}") from None
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} does not match the model: {err}"
+            ) from None
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
