@@ -155,7 +155,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            total += float(loss) * len(y)
+            total += float(loss.detach()) * len(y)
             correct += int((self.loss.predict(out) == y).sum())
             seen += len(y)
             bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{correct / seen:.3f}")

@@ -1,0 +1,194 @@
+"""Losses, configs, the trainer (checkpoints, resume) and the CLI."""
+
+import json
+
+import pytest
+import torch
+
+from spikeloop.cli import main
+from spikeloop.errors import CheckpointError, ConfigError, ShapeError, UnknownNameError
+from spikeloop.nn import ExecutionReport, NetworkOutput, Observables
+from spikeloop.training import (
+    FiringRateRegularizer,
+    FirstSpikeCE,
+    MaxMembraneCE,
+    SpikeCountCE,
+    Trainer,
+    first_spike_times,
+    load_config,
+    make_loss,
+)
+
+
+def output(**obs):
+    pops = {k: Observables(**v) for k, v in obs.items()}
+    return NetworkOutput(pops, list(pops)[-1], {}, ExecutionReport("test"))
+
+
+def test_max_membrane_ce_and_prediction():
+    v = torch.zeros(5, 2, 3)
+    v[2, 0, 1] = 2.0
+    v[4, 1, 2] = 1.0
+    v[1, 1, 0] = -3.0
+    out = output(out={"v": v})
+    loss = MaxMembraneCE()
+    assert loss.predict(out).tolist() == [1, 2]
+    expected = torch.nn.functional.cross_entropy(
+        torch.tensor([[0.0, 2.0, 0.0], [0.0, 0.0, 1.0]]), torch.tensor([1, 0]))
+    assert float(loss(out, torch.tensor([1, 0]))) == pytest.approx(float(expected))
+
+
+def test_first_spike_times_and_loss():
+    z = torch.zeros(6, 1, 3)
+    z[2, 0, 0] = z[4, 0, 0] = 1  # first at step 2 → t = 3 dt
+    z[0, 0, 1] = 1  # step 0 → t = dt
+    # neuron 2 never spikes → T·dt
+    times = first_spike_times(z, dt=0.5)
+    assert times.tolist() == [[1.5, 0.5, 3.0]]
+    loss = FirstSpikeCE(dt=0.5, tau0=1.0, alpha=0.1, tau1=2.0)
+    out = output(out={"spikes": z})
+    assert loss.predict(out).tolist() == [1]
+    ce = torch.nn.functional.cross_entropy(-times, torch.tensor([0]))
+    assert float(loss(out, torch.tensor([0]))) == pytest.approx(
+        float(ce) + 0.1 * (torch.exp(torch.tensor(1.5 / 2.0)) - 1).item())
+
+
+def test_first_spike_time_gradient_flows_through_spikes():
+    z = torch.zeros(4, 1, 1)
+    z[1, 0, 0] = 1
+    z.requires_grad_(True)
+    first_spike_times(z, dt=1.0).sum().backward()
+    # spiking earlier (step 0) lowers the time; removing the spike at step 1 raises it
+    assert z.grad[0, 0, 0] < 0 and z.grad[1, 0, 0] < 0
+
+
+def test_spike_count_ce_and_rate_regulariser():
+    z = torch.zeros(10, 2, 2)
+    z[:, 0, 1] = 1
+    z[:3, 1, 0] = 1
+    out = output(hidden={"spikes": z}, out={"spikes": z})
+    assert SpikeCountCE().predict(out).tolist() == [1, 0]
+    reg = FiringRateRegularizer(["hidden"], dt=1e-3, low=0.0, high=100.0, strength=1.0)
+    # rates: neuron 0: 3/20 steps → 150 Hz, neuron 1: 10/20 → 500 Hz
+    assert float(reg(out)) == pytest.approx(((150 - 100) ** 2 + (500 - 100) ** 2) / 2)
+
+
+def test_loss_errors():
+    with pytest.raises(UnknownNameError, match="hinge"):
+        make_loss("hinge")
+    with pytest.raises(ConfigError, match="margin"):
+        make_loss({"name": "max_membrane_ce", "margin": 1})
+    out = output(out={"v": torch.zeros(3, 2, 3)})
+    with pytest.raises(ShapeError, match=r"\[0, 2\]"):
+        MaxMembraneCE()(out, torch.tensor([0, 3]))
+    with pytest.raises(ConfigError, match="spikes"):
+        SpikeCountCE()(out, torch.tensor([0, 1]))
+
+
+def test_config_loading_overrides_and_errors(tmp_path):
+    cfg = load_config("configs/yinyang.yaml", ["train.epochs=3", "model.hidden=[10, 8]"])
+    assert cfg.train.epochs == 3 and cfg.model.hidden == [10, 8]
+    assert cfg.data.encoder["name"] == "latency"
+    with pytest.raises(ConfigError, match="train.epoch'"):
+        load_config("configs/yinyang.yaml", ["train.epoch=3"])
+    with pytest.raises(ConfigError, match="expected int"):
+        load_config(None, ["train.epochs=three"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  hiden: [3]\n")
+    with pytest.raises(ConfigError, match="model.hiden"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="key.subkey=value"):
+        load_config(None, ["train.epochs"])
+
+
+def tiny(tmp_path, *extra):
+    return load_config("configs/yinyang.yaml", [
+        f"run.out_dir={tmp_path}", "run.name=tiny", "data.train_size=120", "data.val_size=60",
+        "data.test_size=60", "model.hidden=[12]", "train.batch_size=40", "train.epochs=3",
+        "train.progress=false", *extra,
+    ])
+
+
+def test_checkpoint_resume_is_bit_identical(tmp_path):
+    straight = Trainer(tiny(tmp_path / "a"))
+    straight.fit()
+    first = Trainer(tiny(tmp_path / "b"))
+    first.fit(stop_after=1)
+    assert first.epoch == 1 and not (tmp_path / "b" / "tiny" / "summary.json").exists()
+    resumed = Trainer(tiny(tmp_path / "b", "train.resume=true"))
+    assert resumed.epoch == 1
+    resumed.fit()
+    for (name, a), (_, b) in zip(straight.network.state_dict().items(),
+                                 resumed.network.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    assert [h.train_loss for h in straight.history] == [h.train_loss for h in resumed.history]
+    summary = json.loads((tmp_path / "b" / "tiny" / "summary.json").read_text())
+    assert summary["epochs"] == 3 and 0.0 <= summary["test_acc"] <= 1.0
+    for name in ("curves.png", "raster.png", "readout_membrane.png", "metrics.json",
+                 "config.yaml"):
+        assert (tmp_path / "b" / "tiny" / name).stat().st_size > 0
+
+
+def test_seed_controls_everything(tmp_path):
+    runs = [Trainer(tiny(tmp_path / name, "train.epochs=2", f"run.seed={seed}"))
+            for name, seed in (("a", 0), ("b", 0), ("c", 1))]
+    for t in runs:
+        t.fit()
+    a, b, c = ([h.val_loss for h in t.history] for t in runs)
+    assert a == b and a != c
+
+
+def test_training_learns(tmp_path):
+    t = Trainer(tiny(tmp_path, "data.train_size=500", "data.val_size=200", "data.test_size=200",
+                     "model.hidden=[30]", "train.batch_size=50", "train.epochs=5"))
+    summary = t.fit()
+    assert t.history[-1].train_loss < t.history[0].train_loss
+    assert t.history[-1].val_acc > t.history[0].val_acc
+    assert summary["test_acc"] > 0.45  # chance is 1/3; full training reaches > 0.97 (README)
+
+
+def test_corrupt_or_foreign_checkpoint_is_a_clear_error(tmp_path):
+    t = Trainer(tiny(tmp_path, "train.epochs=1"))
+    t.fit()
+    ckpt = tmp_path / "tiny" / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="cannot read"):
+        Trainer(tiny(tmp_path, "train.resume=true"))
+    t.save_checkpoint(ckpt)
+    with pytest.raises(CheckpointError, match="different model"):
+        Trainer(tiny(tmp_path, "train.resume=true", "model.hidden=[5]"))
+
+
+@pytest.mark.parametrize(
+    ("override", "error"),
+    [
+        ("data.encoder={name: latency5}", "unknown encoder"),
+        ("train.loss={name: hinge}", "unknown loss"),
+        ("train.backend=chipz", "unknown backend"),
+        ("model.neuron=lif5", "unknown neuron model"),
+        ("model.tau_syn=0.5e-3", "tau_syn"),
+        ("train.optimizer=lion", "unknown optimizer"),
+    ],
+)
+def test_bad_names_in_configs_are_specific_errors(tmp_path, override, error):
+    cfg = tiny(tmp_path, "train.epochs=1", "train.max_batches=1", override)
+    with pytest.raises(Exception, match=error):
+        Trainer(cfg).fit()
+
+
+def test_cli(tmp_path, capsys):
+    assert main(["train", "configs/yinyang.yaml", f"run.out_dir={tmp_path}", "run.name=cli",
+                 "data.train_size=60", "data.val_size=30", "data.test_size=30",
+                 "train.epochs=1", "train.progress=false", "model.hidden=[8]"]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy:" in out and "hidden1" in out
+    assert (tmp_path / "cli" / "summary.json").exists()
+    assert main(["train", "configs/yinyang.yaml", "train.epoch=1"]) == 2
+    assert "unknown config key 'train.epoch'" in capsys.readouterr().err
+    assert main(["config", "configs/yinyang.yaml", "train.lr=0.5"]) == 0
+    assert "lr: 0.5" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
