@@ -89,17 +89,17 @@ def test_config_loading_overrides_and_errors(tmp_path):
     cfg = load_config("configs/yinyang.yaml", ["train.epochs=3", "model.hidden=[10, 8]"])
     assert cfg.train.epochs == 3 and cfg.model.hidden == [10, 8]
     assert cfg.data.encoder["name"] == "latency"
-    with pytest.raises(ConfigError, match="train.epoch'"):
+    with pytest.raises(ConfigError, match=r"train\.epoch'"):
         load_config("configs/yinyang.yaml", ["train.epoch=3"])
     with pytest.raises(ConfigError, match="expected int"):
         load_config(None, ["train.epochs=three"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  hiden: [3]\n")
-    with pytest.raises(ConfigError, match="model.hiden"):
+    with pytest.raises(ConfigError, match=r"model\.hiden"):
         load_config(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
-    with pytest.raises(ConfigError, match="key.subkey=value"):
+    with pytest.raises(ConfigError, match=r"key\.subkey=value"):
         load_config(None, ["train.epochs"])
 
 

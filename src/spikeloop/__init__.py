@@ -1,3 +1,43 @@
-"""spikeloop: spiking neural networks on simulators and (emulated) neuromorphic chips."""
+"""spikeloop: spiking neural networks on simulators and (emulated) neuromorphic chips.
+
+The main entry points are re-exported here; subpackages hold the rest:
+``spikeloop.dynamics`` (equations), ``spikeloop.nn`` (modules), ``spikeloop.backends``,
+``spikeloop.training``, ``spikeloop.data``, ``spikeloop.viz``.
+"""
+
+from spikeloop.backends import BACKENDS, Backend, get_backend
+from spikeloop.errors import (
+    CheckpointError,
+    ConfigError,
+    NonFiniteError,
+    ParameterError,
+    ShapeError,
+    SpikeloopError,
+    TimeStepError,
+    UnknownNameError,
+)
+from spikeloop.graph import Graph, Node, trace
+from spikeloop.nn import Network, NetworkOutput, Observables
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "CheckpointError",
+    "ConfigError",
+    "Graph",
+    "Network",
+    "NetworkOutput",
+    "Node",
+    "NonFiniteError",
+    "Observables",
+    "ParameterError",
+    "ShapeError",
+    "SpikeloopError",
+    "TimeStepError",
+    "UnknownNameError",
+    "__version__",
+    "get_backend",
+    "trace",
+]

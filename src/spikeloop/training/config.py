@@ -38,8 +38,8 @@ class DataConfig:
     train_size: int = 5000
     val_size: int = 1000
     test_size: int = 1000
-    dt: float = 1e-3
-    duration: float = 60e-3
+    dt: float = 0.5e-3
+    duration: float = 50e-3
     encoder: dict[str, Any] = field(
         default_factory=lambda: {
             "name": "latency", "t_early": 2e-3, "t_late": 30e-3, "bias_time": 2e-3,
