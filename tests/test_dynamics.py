@@ -31,7 +31,7 @@ from spikeloop.dynamics import (
     make_surrogate,
     spike,
 )
-from spikeloop.errors import ParameterError, TimeStepError, UnknownNameError
+from spikeloop.errors import ConfigError, ParameterError, TimeStepError, UnknownNameError
 
 SG = SuperSpike()
 
@@ -275,5 +275,5 @@ def test_make_surrogate_and_errors():
         make_surrogate("sigmoid5")
     with pytest.raises(ParameterError, match="beta"):
         SuperSpike(beta=-1.0)
-    with pytest.raises(ParameterError, match="unexpected"):
+    with pytest.raises(ConfigError, match="unexpected"):
         make_surrogate({"name": "superspike", "slope": 3})

@@ -6,10 +6,10 @@ Dispatch by name happens in exactly one place (:meth:`Registry.get`), which rais
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
-from spikeloop.errors import UnknownNameError
+from spikeloop.errors import ConfigError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -51,6 +51,21 @@ class Registry(Generic[T]):
         except KeyError:
             known = ", ".join(sorted(self._items)) or "none"
             raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {known}") from None
+
+    def build(self, spec: str | Mapping[str, Any], **defaults: Any) -> Any:
+        """Call the factory named by ``spec``: a name, or ``{"name": ..., param: value, ...}``.
+
+        ``defaults`` are passed unless ``spec`` sets them. A parameter the factory does not
+        take raises :class:`ConfigError` naming it.
+        """
+        params = {"name": spec} if isinstance(spec, str) else dict(spec)
+        if "name" not in params:
+            raise ConfigError(f"a {self.kind} spec needs a 'name', got {dict(params)}")
+        factory: Any = self.get(params.pop("name"))
+        try:
+            return factory(**(defaults | params))
+        except TypeError as err:
+            raise ConfigError(f"{self.kind} {spec!r}: {err}") from None
 
     def names(self) -> list[str]:
         """Registered names, sorted."""

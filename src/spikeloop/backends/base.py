@@ -13,7 +13,6 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
-from spikeloop.errors import ConfigError
 from spikeloop.graph import Graph
 from spikeloop.nn.observables import NetworkOutput
 from spikeloop.registry import Registry
@@ -46,11 +45,4 @@ def get_backend(spec: str | Backend | Mapping[str, Any]) -> Backend:
     """Resolve a backend from a name, an instance, or ``{"name": ..., option: value}``."""
     if isinstance(spec, Backend):
         return spec
-    if isinstance(spec, str):
-        return BACKENDS.get(spec)()
-    options = dict(spec)
-    factory = BACKENDS.get(options.pop("name"))
-    try:
-        return factory(**options)
-    except TypeError as err:
-        raise ConfigError(f"backend options {sorted(options)}: {err}") from None
+    return BACKENDS.build(spec)

@@ -121,11 +121,4 @@ def make_surrogate(spec: str | Surrogate | dict[str, Any]) -> Surrogate:
     """Build a surrogate from an instance, a registered name, or ``{"name": ..., param: ...}``."""
     if isinstance(spec, Surrogate):
         return spec
-    if isinstance(spec, str):
-        return SURROGATES.get(spec)()
-    params = dict(spec)
-    cls = SURROGATES.get(params.pop("name"))
-    try:
-        return cls(**params)
-    except TypeError as err:
-        raise ParameterError(f"surrogate {cls.name!r}: {err}") from None
+    return SURROGATES.build(spec)

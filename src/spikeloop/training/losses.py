@@ -191,9 +191,4 @@ class FiringRateRegularizer:
 
 def make_loss(spec: str | dict[str, Any]) -> Loss:
     """Build a loss from a registered name or ``{"name": ..., param: value}``."""
-    params = {"name": spec} if isinstance(spec, str) else dict(spec)
-    cls = LOSSES.get(params.pop("name"))
-    try:
-        return cls(**params)
-    except TypeError as err:
-        raise ConfigError(f"loss {params}: {err}") from None
+    return LOSSES.build(spec)
