@@ -1,6 +1,6 @@
 # Two commands do all set-up: `make demo` and `make test` each create .venv from
 # pyproject.toml when it is missing (or older than pyproject.toml), then run.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

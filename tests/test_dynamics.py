@@ -174,6 +174,20 @@ def test_reset_modes():
         LIFParameters(reset="zero").coefficients(dt)
 
 
+def test_adaptive_lif_membrane_under_ahp_current_is_closed_form():
+    """No input, a(0) = 1: v(t) = −r τa/(τa − τm) (e^{−t/τa} − e^{−t/τm})."""
+    tau_m, tau_a, dt, r = 10e-3, 80e-3, 1e-4, 1.3
+    p = AdaptiveLIFParameters(tau_mem=tau_m, tau_adapt=tau_a, r=r, adapt_increment=0.0)
+    c = p.coefficients(dt)
+    s = AdaptiveLIFState(torch.zeros(1), torch.zeros(1), torch.ones(1), torch.zeros(1))
+    for k in range(300):
+        _, v, s = adaptive_lif_step(torch.zeros(1), s, p, c, SG)
+        t = (k + 1) * dt
+        expected = -r * tau_a / (tau_a - tau_m) * (math.exp(-t / tau_a) - math.exp(-t / tau_m))
+        assert float(v) == pytest.approx(expected, rel=1e-9)
+        assert float(s.a) == pytest.approx(math.exp(-t / tau_a), rel=1e-12)
+
+
 def test_adaptive_lif_adaptation_current_and_slowing_rate():
     dt = 1e-3
     p = AdaptiveLIFParameters(tau_mem=10e-3, tau_syn=5e-3, tau_adapt=100e-3, adapt_increment=0.3)
@@ -214,11 +228,25 @@ def test_if_integrates_without_leak(reset, expected):
     assert out[2][1] == pytest.approx(0.9) and out[3][1] == pytest.approx(1.2)
 
 
-def test_current_gain_continuous_at_equal_time_constants():
-    g_eq = current_gain(10e-3, 10e-3, 1e-3, "exact")
-    g_near = current_gain(10e-3 * (1 + 1e-4), 10e-3, 1e-3, "exact")
-    assert float(g_eq) == pytest.approx(float(g_near), rel=1e-4)
+def test_current_gain_equals_the_defining_formula():
+    tau_c, tau_m, dt = 5e-3, 10e-3, 1e-3
+    expected = tau_c / (tau_c - tau_m) * (math.exp(-dt / tau_c) - math.exp(-dt / tau_m))
+    assert float(current_gain(tau_c, tau_m, dt, "exact")) == pytest.approx(expected, rel=1e-12)
     assert float(current_gain(5e-3, 10e-3, 1e-3, "euler")) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("gap", [0.0, 1e-7, 2e-6, 1e-5, 1e-3, 0.5])
+def test_current_gain_accurate_near_equal_time_constants(dtype, gap):
+    """No cancellation when τ_c ≈ τ_m, in float32 too (the naive form loses ~4 % at 2e-6)."""
+    dt = 1e-3
+    tau_m = torch.tensor(10e-3, dtype=dtype)
+    tau_c = torch.tensor(10e-3 * (1 + gap), dtype=dtype)
+    tm, tc = float(tau_m), float(tau_c)  # the values the function really sees
+    u = dt * (1 / tm - 1 / tc)  # reference in double precision, g = (dt/τm) β (e^u − 1)/u
+    expected = dt / tm * math.exp(-dt / tm) * (math.expm1(u) / u if u else 1.0)
+    rel = 1e-6 if dtype == torch.float32 else 1e-12
+    assert float(current_gain(tau_c, tau_m, dt, "exact")) == pytest.approx(expected, rel=rel)
 
 
 @pytest.mark.parametrize(
@@ -241,6 +269,8 @@ def test_bad_dt_and_non_finite_parameters():
         LIFParameters(v_threshold=float("nan")).coefficients(1e-3)
     with pytest.raises(ParameterError, match="method"):
         LIFParameters().coefficients(1e-3, "rk4")
+    with pytest.raises(ParameterError, match="rounds to 0 steps"):
+        LIFParameters(t_refrac=0.2e-3).coefficients(1e-3)
 
 
 # ----------------------------------------------------------------------------- surrogates

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from spikeloop.backends import BACKENDS, SimBackend, get_backend
-from spikeloop.errors import NonFiniteError, ParameterError, ShapeError, UnknownNameError
+from spikeloop.errors import (
+    DTypeError,
+    NonFiniteError,
+    ParameterError,
+    ShapeError,
+    TimeStepError,
+    UnknownNameError,
+)
 from spikeloop.nn import (
     IF,
     LI,
@@ -97,6 +104,34 @@ def test_streaming_chunks_equal_one_long_call():
                        whole["cuba"].spikes)
 
 
+def test_streaming_state_must_match_the_batch():
+    net = mixed_net()
+    first = net(spikes(5, 4, 6))
+    with pytest.raises(ShapeError, match="needs B = 4"):
+        net(spikes(5, 3, 6), first.state)
+
+
+def test_integer_input_is_a_dtype_error():
+    with pytest.raises(DTypeError, match="floating-point"):
+        mixed_net()(torch.zeros(5, 2, 6, dtype=torch.long))
+
+
+def test_constrain_projects_learned_time_constants_above_dt():
+    pop = CubaLIF(3, dt=1e-3, learn=("tau_mem", "tau_syn", "v_threshold"))
+    with torch.no_grad():
+        pop.tau_mem[0] = 0.5e-3
+        pop.tau_syn[1] = -1.0
+        pop.v_threshold[2] = -5.0
+    net = Network({"input": Input(3), "hidden": pop})
+    with pytest.raises(TimeStepError, match="tau_mem"):
+        net(spikes(2, 1, 3))
+    net.constrain_()
+    assert pop.tau_mem[0].item() == pytest.approx(2e-3)
+    assert pop.tau_syn[1].item() == pytest.approx(2e-3)
+    assert pop.v_threshold[2].item() == -5.0  # only time constants are constrained
+    net(spikes(2, 1, 3))
+
+
 def test_gradients_of_smooth_losses_equal_finite_differences():
     torch.manual_seed(3)
     net = Network({
@@ -184,6 +219,10 @@ def test_shape_errors_name_the_problem():
         Network([Input(3), Linear(3, 2), LI(3)])
     with pytest.raises(ShapeError, match="must be a population"):
         Network([Input(3), Linear(3, 2)])
+    with pytest.raises(ParameterError, match="invalid layer name 'pop'"):
+        Network({"input": Input(3), "pop": LI(3)})
+    with pytest.raises(ParameterError, match=r"invalid layer name 'a\.b'"):
+        Network({"input": Input(3), "a.b": LI(3)})
     with pytest.raises(ShapeError, match="1-d"):
         LIF((2, 2), recurrent=True)
 
@@ -209,8 +248,6 @@ def test_unknown_backend_and_time_step_errors():
     with pytest.raises(ParameterError, match="mode"):
         get_backend({"name": "sim", "mode": "fast"})
     assert "sim" in BACKENDS and isinstance(get_backend("sim"), SimBackend)
-    from spikeloop.errors import TimeStepError
-
     with pytest.raises(TimeStepError, match="tau_syn"):
         CubaLIF(3, dt=1e-3, tau_syn=1e-3)
     with pytest.raises(ParameterError, match="method"):

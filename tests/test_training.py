@@ -1,12 +1,20 @@
 """Losses, configs, the trainer (checkpoints, resume) and the CLI."""
 
 import json
+import re
 
 import pytest
 import torch
 
 from spikeloop.cli import main
-from spikeloop.errors import CheckpointError, ConfigError, ShapeError, UnknownNameError
+from spikeloop.errors import (
+    CheckpointError,
+    ConfigError,
+    ParameterError,
+    ShapeError,
+    TimeStepError,
+    UnknownNameError,
+)
 from spikeloop.nn import ExecutionReport, NetworkOutput, Observables
 from spikeloop.training import (
     FiringRateRegularizer,
@@ -157,25 +165,57 @@ def test_corrupt_or_foreign_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="cannot read"):
         Trainer(tiny(tmp_path, "train.resume=true"))
     t.save_checkpoint(ckpt)
-    with pytest.raises(CheckpointError, match="different model"):
+    with pytest.raises(CheckpointError, match="different config"):
         Trainer(tiny(tmp_path, "train.resume=true", "model.hidden=[5]"))
+
+
+@pytest.mark.parametrize(
+    ("override", "exc", "error"),
+    [
+        ("data.encoder={name: latency5}", UnknownNameError, "unknown encoder"),
+        ("train.loss={name: hinge}", UnknownNameError, "unknown loss"),
+        ("train.backend=chipz", UnknownNameError, "unknown backend"),
+        ("model.neuron=lif5", UnknownNameError, "unknown neuron model"),
+        ("model.tau_syn=0.2e-3", TimeStepError, "tau_syn"),
+        ("train.optimizer=lion", ConfigError, "unknown optimizer"),
+        ("model.neuron_params={tau_ahp: 1}", ParameterError, "tau_ahp"),
+    ],
+)
+def test_bad_names_in_configs_are_specific_errors(tmp_path, override, exc, error):
+    cfg = tiny(tmp_path, "train.epochs=1", "train.max_batches=1", override)
+    with pytest.raises(exc, match=error):
+        Trainer(cfg).fit()
 
 
 @pytest.mark.parametrize(
     ("override", "error"),
     [
-        ("data.encoder={name: latency5}", "unknown encoder"),
-        ("train.loss={name: hinge}", "unknown loss"),
-        ("train.backend=chipz", "unknown backend"),
-        ("model.neuron=lif5", "unknown neuron model"),
-        ("model.tau_syn=0.5e-3", "tau_syn"),
-        ("train.optimizer=lion", "unknown optimizer"),
+        ("train.batch_size=0", "train.batch_size must be > 0"),
+        ("train.epochs=-3", "train.epochs must be > 0"),
+        ("data.train_size=-5", "data.train_size must be > 0"),
+        ("train.lr=-1.0", "train.lr must be > 0"),
+        ("run.threads=0", "run.threads must be > 0"),
+        ("model.hidden=[]", "model.hidden"),
     ],
 )
-def test_bad_names_in_configs_are_specific_errors(tmp_path, override, error):
-    cfg = tiny(tmp_path, "train.epochs=1", "train.max_batches=1", override)
-    with pytest.raises(Exception, match=error):
-        Trainer(cfg).fit()
+def test_out_of_range_config_values_are_errors(override, error):
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        load_config("configs/yinyang.yaml", [override])
+
+
+def test_config_values_parse_like_yaml_users_expect(tmp_path):
+    cfg = load_config("configs/yinyang.yaml", ["train.lr=1e-3",  # YAML 1.1: a string
+                                               "train.backend={name: sim, mode: step}"])
+    assert cfg.train.lr == 1e-3 and cfg.train.backend == {"name": "sim", "mode": "step"}
+    t = Trainer(tiny(tmp_path, "train.loss={name: first_spike_ce}", "model.readout=cuba_lif"))
+    assert t.loss.dt == t.config.data.dt == 0.5e-3  # losses that need dt get the data's
+
+
+def test_resume_with_a_changed_config_is_refused(tmp_path):
+    Trainer(tiny(tmp_path)).fit(stop_after=1)
+    with pytest.raises(CheckpointError, match=r"changed: data\.dt, train\.lr"):
+        Trainer(tiny(tmp_path, "train.resume=true", "train.lr=0.5", "data.dt=1e-3"))
+    assert Trainer(tiny(tmp_path, "train.resume=true", "train.progress=true")).epoch == 1
 
 
 def test_cli(tmp_path, capsys):

@@ -16,6 +16,10 @@ class ShapeError(SpikeloopError, ValueError):
     """A tensor has the wrong rank, time axis or feature size."""
 
 
+class DTypeError(SpikeloopError, TypeError):
+    """A tensor has a dtype the operation cannot use (e.g. integer spikes)."""
+
+
 class NonFiniteError(SpikeloopError, ValueError):
     """A tensor (input, weight, parameter) holds NaN or infinite values."""
 

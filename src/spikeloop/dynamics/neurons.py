@@ -99,20 +99,26 @@ def current_gain(tau_current: Scalar, tau_mem: Scalar, dt: float, method: Method
     tau_c, tau_m = _as_tensor(tau_current), _as_tensor(tau_mem)
     if method == "euler":
         return dt / tau_m * torch.ones_like(tau_c)
-    alpha, beta = decay(tau_c, dt, method), decay(tau_m, dt, method)
-    diff = tau_c - tau_m
-    close = diff.abs() < 1e-6 * tau_m
-    safe = torch.where(close, torch.ones_like(diff), diff)
-    general = tau_c / safe * (alpha - beta)
-    limit = dt / tau_m * beta
-    return torch.where(close, limit, general)
+    # Written as g = (dt/τ_m) β (e^u − 1)/u with u = dt (1/τ_m − 1/τ_c): no cancellation when
+    # τ_c ≈ τ_m (the naive form loses digits in float32), exact limit 1 at u = 0.
+    beta = decay(tau_m, dt, method)
+    u = dt * (1.0 / tau_m - 1.0 / tau_c)
+    small = u.abs() < 1e-4
+    u_safe = torch.where(small, torch.ones_like(u), u)
+    ratio = torch.where(small, 1.0 + u / 2 + u * u / 6, torch.expm1(u_safe) / u_safe)
+    return dt / tau_m * beta * ratio
 
 
 def refractory_steps(t_refrac: float, dt: float) -> int:
     """Number of steps a neuron stays refractory: ``round(t_refrac / dt)``."""
     if not (math.isfinite(t_refrac) and t_refrac >= 0):
         raise ParameterError(f"t_refrac must be a finite number ≥ 0 s, got {t_refrac!r}")
-    return round(t_refrac / dt)
+    steps = round(t_refrac / dt)
+    if t_refrac > 0 and steps == 0:
+        raise ParameterError(
+            f"t_refrac = {t_refrac:g} s rounds to 0 steps at dt = {dt:g} s; use 0 or ≥ dt/2"
+        )
+    return steps
 
 
 # ----------------------------------------------------------------------------- parameters

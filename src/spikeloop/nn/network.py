@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spikeloop.errors import NonFiniteError
+from spikeloop.errors import NonFiniteError, ParameterError
 
 
 class Network(nn.Module):
@@ -41,6 +41,12 @@ class Network(nn.Module):
             layers = OrderedDict(
                 (f"{type(m).__name__.lower()}_{i}", m) for i, m in enumerate(layers)
             )
+        for name in layers:
+            if not isinstance(name, str) or not name or "." in name or hasattr(nn.ModuleDict, name):
+                raise ParameterError(
+                    f"invalid layer name {name!r}: names must be non-empty strings without '.' "
+                    "and not a ModuleDict attribute (pop, keys, items, ...)"
+                )
         self.layers = nn.ModuleDict(layers)
         self.backend = backend
         from spikeloop.graph import trace
@@ -67,6 +73,12 @@ class Network(nn.Module):
         for name, p in self.named_parameters():
             if not torch.isfinite(p).all():
                 raise NonFiniteError(f"parameter {name!r} holds NaN or infinite values")
+
+    def constrain_(self) -> None:
+        """Apply every population's parameter constraints (call after an optimiser step)."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "constrain_"):
+                module.constrain_()
 
     def summary(self) -> str:
         """The traced graph's table of neurons, synapses and parameters."""

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from spikeloop.dynamics import neurons as dyn
 from spikeloop.dynamics.surrogate import Surrogate, make_surrogate
-from spikeloop.errors import NonFiniteError, ParameterError, ShapeError
+from spikeloop.errors import DTypeError, NonFiniteError, ParameterError, ShapeError
 from spikeloop.nn.observables import Observables
 from spikeloop.registry import Registry
 
@@ -50,7 +50,10 @@ def check_sequence(x: Tensor, shape: tuple[int, ...], who: str) -> None:
         raise ShapeError(f"{who}: expected {expected}, got {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise ShapeError(f"{who}: the time axis (dim 0) is empty")
-    if x.is_floating_point() and not torch.isfinite(x).all():
+    if not x.is_floating_point():
+        raise DTypeError(f"{who}: expected a floating-point tensor (0/1 spikes as float), "
+                         f"got {x.dtype}")
+    if not torch.isfinite(x).all():
         raise NonFiniteError(f"{who}: input holds NaN or infinite values")
 
 
@@ -177,6 +180,12 @@ class Population(nn.Module):
         check_sequence(x, self.shape, type(self).__name__)
         if state is None:
             state = self.initial_state(x.shape[1], x)
+        elif tuple(state.neuron[0].shape) != (x.shape[1], *self.shape):
+            raise ShapeError(
+                f"{type(self).__name__}: the state is for batch/shape "
+                f"{tuple(state.neuron[0].shape)}, the input is {tuple(x.shape)} "
+                f"([T, B, *shape] needs B = {state.neuron[0].shape[0]})"
+            )
         p = self.parameter_record()
         c = p.coefficients(self.dt, self.method)
         neuron, z = state
@@ -200,6 +209,18 @@ class Population(nn.Module):
 
     def _step(self, x: Tensor, s: Any, p: Any, c: dyn.Coefficients) -> tuple[Any, Tensor, Any]:
         return type(self).step_fn(x, s, p, c, self.surrogate)
+
+    @torch.no_grad()
+    def constrain_(self, min_steps: float = 2.0) -> None:
+        """Project learned time constants back to ``τ ≥ min_steps · dt`` (in place).
+
+        Gradient steps can push a learned ``tau_*`` below ``dt``, where the discretisation is
+        invalid (:class:`~spikeloop.errors.TimeStepError`). Call this after each optimiser step
+        (the :class:`~spikeloop.training.Trainer` does, via ``Network.constrain_``).
+        """
+        for name, value in self.named_parameters(recurse=False):
+            if name.startswith("tau_"):
+                value.clamp_(min=min_steps * self.dt)
 
     def extra_repr(self) -> str:
         return f"shape={self.shape}, dt={self.dt:g}, method={self.method!r}"

@@ -7,6 +7,7 @@ the overrides (values parsed as YAML) and checks every key: a key that does not 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -20,6 +21,17 @@ import yaml
 from spikeloop.errors import ConfigError
 
 
+def _require_positive(section: object, *names: str, allow_none: bool = False) -> None:
+    """Raise ConfigError unless each named field is > 0 (or None when allowed)."""
+    for name in names:
+        value = getattr(section, name)
+        if value is None and allow_none:
+            continue
+        if not (isinstance(value, int | float) and value > 0):
+            prefix = type(section).__name__.removesuffix("Config").lower()
+            raise ConfigError(f"{prefix}.{name} must be > 0, got {value!r}")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Where and how a run happens: ``runs/<name>/``, the seed, CPU threads."""
@@ -28,6 +40,11 @@ class RunConfig:
     out_dir: str = "runs"
     seed: int = 0
     threads: int | None = None
+
+    def __post_init__(self) -> None:
+        _require_positive(self, "threads", allow_none=True)
+        if self.seed < 0:
+            raise ConfigError(f"run.seed must be ≥ 0, got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,9 @@ class DataConfig:
             "name": "latency", "t_early": 2e-3, "t_late": 30e-3, "bias_time": 2e-3,
         }
     )
+
+    def __post_init__(self) -> None:
+        _require_positive(self, "train_size", "val_size", "test_size", "dt", "duration")
 
 
 @dataclass(frozen=True)
@@ -74,6 +94,13 @@ class ModelConfig:
                                  "hidden_std": 0.5, "recurrent_std": 0.1}
     )
 
+    def __post_init__(self) -> None:
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise ConfigError(
+                f"model.hidden must be a non-empty list of sizes ≥ 1, got {self.hidden}"
+            )
+        _require_positive(self, "tau_mem", "tau_syn")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -87,10 +114,16 @@ class TrainConfig:
     schedule: str = "cosine"
     loss: dict[str, Any] = field(default_factory=lambda: {"name": "max_membrane_ce"})
     rate_regularizer: dict[str, Any] | None = None
-    backend: str = "sim"
+    backend: str | dict[str, Any] = "sim"
     resume: bool = False
     max_batches: int | None = None
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        _require_positive(self, "epochs", "batch_size", "lr")
+        _require_positive(self, "max_batches", allow_none=True)
+        if self.weight_decay < 0:
+            raise ConfigError(f"train.weight_decay must be ≥ 0, got {self.weight_decay}")
 
 
 @dataclass(frozen=True)
@@ -124,6 +157,9 @@ def _check_type(value: Any, annotation: Any, path: str) -> Any:
     elif annotation is Any:
         return value
     elif annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
     elif annotation is int:

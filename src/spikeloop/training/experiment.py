@@ -95,10 +95,10 @@ def build_network(
         layers[f"fc{k}"] = Linear(a, b)
         layers[f"hidden{k}"] = neuron(
             b, **common, surrogate=cfg.surrogate, recurrent=cfg.recurrent, learn=cfg.learn,
-            **_accepted(neuron, shared), **cfg.neuron_params,
+            **(_accepted(neuron, shared) | cfg.neuron_params),
         )
     layers[f"fc{len(sizes)}"] = Linear(sizes[-1], n_out)
-    layers["output"] = readout(n_out, **common, **_accepted(readout, shared), **cfg.readout_params)
+    layers["output"] = readout(n_out, **common, **(_accepted(readout, shared) | cfg.readout_params))
     net = Network(layers)
     with torch.no_grad():
         for k in range(1, len(sizes) + 1):

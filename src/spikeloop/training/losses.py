@@ -24,7 +24,7 @@ named population). Registered in :data:`LOSSES`; build one with :func:`make_loss
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -189,6 +189,11 @@ class FiringRateRegularizer:
         return self.strength * total
 
 
-def make_loss(spec: str | dict[str, Any]) -> Loss:
-    """Build a loss from a registered name or ``{"name": ..., param: value}``."""
-    return LOSSES.build(spec)
+def make_loss(spec: str | dict[str, Any], dt: float | None = None) -> Loss:
+    """Build a loss from a registered name or ``{"name": ..., param: value}``.
+
+    ``dt`` (the simulation step) is passed to losses that take one unless the spec sets it.
+    """
+    name = spec if isinstance(spec, str) else spec.get("name", "")
+    takes_dt = name in LOSSES and "dt" in {f.name for f in fields(LOSSES.get(name))}
+    return LOSSES.build(spec, **({"dt": dt} if takes_dt and dt is not None else {}))

@@ -38,6 +38,20 @@ from spikeloop.training.losses import FiringRateRegularizer, Loss, make_loss
 from spikeloop.viz import membrane_traces, raster_panel, training_curves
 
 CHECKPOINT = "checkpoint.pt"
+RESUMABLE_CHANGES = {"train.resume", "train.progress", "run.threads"}
+"""Config keys that may differ between a checkpoint and the run that resumes it."""
+
+
+def _config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = sorted(set(old) | set(new))
+    out = []
+    for key in keys:
+        a, b, name = old.get(key), new.get(key), prefix + key
+        if isinstance(a, dict) and isinstance(b, dict) and prefix == "":
+            out += _config_changes(a, b, name + ".")
+        elif a != b and name not in RESUMABLE_CHANGES:
+            out.append(name)
+    return out
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -47,6 +61,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -100,7 +116,7 @@ class Trainer:
         n_out = int(max(int(s.labels.max()) for s in self.data.values())) + 1
         self.network: Network = build_network(config.model, n_in, n_out, config.data.dt, init_gen)
         self.network.backend = config.train.backend
-        self.loss: Loss = make_loss(config.train.loss)
+        self.loss: Loss = make_loss(config.train.loss, dt=config.data.dt)
         self.regularizer = _make_regularizer(config, self.network)
         self.optimizer = _make_optimizer(config, self.network)
         self.scheduler = _make_scheduler(config, self.optimizer)
@@ -155,6 +171,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            self.network.constrain_()
             total += float(loss.detach()) * len(y)
             correct += int((self.loss.predict(out) == y).sum())
             seen += len(y)
@@ -258,9 +275,12 @@ class Trainer:
             state = torch.load(path, weights_only=False)
         except Exception as err:  # a truncated or foreign file
             raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {err}") from None
-        if state.get("config", {}).get("model") != self.config.to_dict()["model"]:
+        changed = _config_changes(state.get("config", {}), self.config.to_dict())
+        if changed:
             raise CheckpointError(
-                f"checkpoint {str(path)!r} was written for a different model config"
+                f"checkpoint {str(path)!r} was written for a different config "
+                f"(changed: {', '.join(changed)}); resume needs the same model, data and training "
+                f"settings (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)"
             )
         try:
             self.network.load_state_dict(state["model"])
