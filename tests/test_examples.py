@@ -31,3 +31,13 @@ def test_yinyang_seed_benchmark_smoke(tmp_path):
     result = json.loads((tmp_path / "res.json").read_text())
     assert result["seeds"] == [0, 1] and len(result["test_acc"]) == 2
     assert "mean ± std" in (tmp_path / "res.md").read_text() and "seed 1" in out
+
+
+def test_readme_api_tour_runs():
+    text = (ROOT / "README.md").read_text()
+    start = text.index("```python", text.index("## A tour of the API")) + len("```python")
+    code = text[start : text.index("```", start)]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["out"]["hidden"].spikes.shape == (100, 256, 120)
+    assert namespace["rest"].output.v.shape == (50, 256, 3)
