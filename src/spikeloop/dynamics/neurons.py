@@ -43,7 +43,7 @@ Spiking, reset and refractoriness (shared by every spiking model, :func:`fire`)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Literal, NamedTuple
 
 import torch
@@ -236,12 +236,10 @@ class AdaptiveLIFParameters(CubaLIFParameters):
     def coefficients(self, dt: float, method: Method = "exact") -> Coefficients:
         c = CubaLIFParameters.coefficients(self, dt, method)
         check_time_constants(dt, tau_adapt=self.tau_adapt)
-        return Coefficients(
-            **{f.name: getattr(c, f.name) for f in fields(c)}
-            | {
-                "adapt_decay": decay(self.tau_adapt, dt, method),
-                "adapt_gain": self.r * current_gain(self.tau_adapt, self.tau_mem, dt, method),
-            }
+        return replace(
+            c,
+            adapt_decay=decay(self.tau_adapt, dt, method),
+            adapt_gain=self.r * current_gain(self.tau_adapt, self.tau_mem, dt, method),
         )
 
 
@@ -260,11 +258,7 @@ class IFParameters(ThresholdParameters):
 
 
 def _with_refrac(c: Coefficients, t_refrac: float, dt: float) -> Coefficients:
-    steps = refractory_steps(t_refrac, dt)
-    return c if steps == 0 else Coefficients(
-        **{f.name: getattr(c, f.name) for f in fields(c) if f.name != "refrac_steps"},
-        refrac_steps=steps,
-    )
+    return replace(c, refrac_steps=refractory_steps(t_refrac, dt))
 
 
 # ----------------------------------------------------------------------------- states
@@ -322,7 +316,7 @@ def fire(
     """Threshold, reset and refractoriness. Returns ``(z, v_observed, v_next, refrac_next)``."""
     if c.refrac_steps:
         active = refrac <= 0
-        v = torch.where(active, v, torch.as_tensor(p.v_reset, dtype=v.dtype, device=v.device))
+        v = torch.where(active, v, p.v_reset)
     z = spike(v - p.v_threshold, surrogate)
     zr = z.detach() if p.detach_reset else z
     if p.reset == "value":

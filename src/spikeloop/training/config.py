@@ -67,6 +67,13 @@ class DataConfig:
         _require_positive(self, "train_size", "val_size", "test_size", "dt", "duration")
 
 
+INIT_DEFAULTS: dict[str, float] = {
+    "input_mean": 1.0, "input_std": 1.0, "hidden_mean": 0.0, "hidden_std": 0.5,
+    "recurrent_std": 0.1,
+}
+"""Weight initialisation of :func:`~spikeloop.training.build_network`: normal(mean, std)."""
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """A stack of fully connected spiking layers and a readout.
@@ -89,10 +96,7 @@ class ModelConfig:
     learn: list[str] = field(default_factory=list)
     neuron_params: dict[str, Any] = field(default_factory=dict)
     readout_params: dict[str, Any] = field(default_factory=dict)
-    init: dict[str, Any] = field(
-        default_factory=lambda: {"input_mean": 1.0, "input_std": 1.0, "hidden_mean": 0.0,
-                                 "hidden_std": 0.5, "recurrent_std": 0.1}
-    )
+    init: dict[str, Any] = field(default_factory=lambda: dict(INIT_DEFAULTS))
 
     def __post_init__(self) -> None:
         if not self.hidden or any(h < 1 for h in self.hidden):

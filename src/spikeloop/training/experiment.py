@@ -15,7 +15,7 @@ from spikeloop.data import make_encoder, yin_yang
 from spikeloop.errors import ConfigError
 from spikeloop.nn import POPULATIONS, Input, Linear, Network
 from spikeloop.registry import Registry
-from spikeloop.training.config import DataConfig, ModelConfig
+from spikeloop.training.config import INIT_DEFAULTS, DataConfig, ModelConfig
 
 DATASETS: Registry[Callable[[DataConfig], dict[str, tuple[np.ndarray, np.ndarray]]]] = Registry(
     "dataset"
@@ -80,12 +80,12 @@ def build_network(
     readout = POPULATIONS.get(cfg.readout)
     if not neuron.spiking:
         raise ConfigError(f"model.neuron {cfg.neuron!r} does not spike; use lif, cuba_lif, ...")
-    init = {"input_mean": 1.0, "input_std": 1.0, "hidden_mean": 0.0, "hidden_std": 0.5,
-            "recurrent_std": 0.1} | dict(cfg.init)
-    unknown = set(init) - {"input_mean", "input_std", "hidden_mean", "hidden_std",
-                           "recurrent_std"}
+    unknown = set(cfg.init) - set(INIT_DEFAULTS)
     if unknown:
-        raise ConfigError(f"unknown model.init keys {sorted(unknown)}")
+        raise ConfigError(
+            f"unknown model.init keys {sorted(unknown)}; known: {', '.join(INIT_DEFAULTS)}"
+        )
+    init = INIT_DEFAULTS | dict(cfg.init)
     common = {"dt": dt, "method": cfg.method}
     shared = {"tau_mem": cfg.tau_mem, "tau_syn": cfg.tau_syn, "v_threshold": cfg.v_threshold,
               "reset": cfg.reset}
