@@ -18,8 +18,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/spikeloop train configs/yinyang.yaml run.name=demo
 
-test: $(STAMP)
+lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples benchmarks
+
+test: lint
 	$(PY) -m pytest -q
 
 yinyang-bench: $(STAMP)
