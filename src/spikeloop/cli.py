@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a network from a YAML config")
     train.add_argument("config", help="YAML config file (see configs/yinyang.yaml)")
     train.add_argument("overrides", nargs="*", help="overrides like train.epochs=5 run.seed=1")
+    train.add_argument("--backend", help="where the forward pass runs: sim, chip (in the loop); "
+                       "same as the override train.backend=NAME")
     summary = sub.add_parser("summary", help="print the traced network graph of a config")
     summary.add_argument("config")
     summary.add_argument("overrides", nargs="*")
@@ -39,11 +41,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``spikeloop`` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # overrides may come before or after options: collect the leftover key=value items
+    args, extra = parser.parse_known_args(argv)
+    unknown = [e for e in extra if e.startswith("-") or "=" not in e]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = [*getattr(args, "overrides", []), *extra]
     from spikeloop.training import Trainer, load_config
 
     try:
-        cfg = load_config(args.config, args.overrides)
+        overrides = list(args.overrides)
+        if getattr(args, "backend", None):
+            overrides.append(f"train.backend={args.backend}")
+        cfg = load_config(args.config, overrides)
         if args.command == "config":
             print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         elif args.command == "summary":

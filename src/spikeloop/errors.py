@@ -45,3 +45,11 @@ class ConfigError(SpikeloopError, ValueError):
 
 class CheckpointError(SpikeloopError, RuntimeError):
     """A checkpoint cannot be written, read or does not match the model."""
+
+
+class MappingError(SpikeloopError, ValueError):
+    """A network does not fit a chip: the message names the violated limit."""
+
+
+class WeightRangeError(MappingError):
+    """A weight is outside the range a chip can represent (and clipping was not asked for)."""

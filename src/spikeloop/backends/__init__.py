@@ -1,6 +1,9 @@
 """Backends: the ``Backend`` protocol, the registry and the simulator."""
 
+# Chips register themselves as backends on import.
+import spikeloop.chips.analog  # noqa: F401  (registers "chip" / "analog")
 from spikeloop.backends.base import BACKENDS, Backend, get_backend
+from spikeloop.backends.inloop import in_the_loop
 from spikeloop.backends.sim import SimBackend
 
-__all__ = ["BACKENDS", "Backend", "SimBackend", "get_backend"]
+__all__ = ["BACKENDS", "Backend", "SimBackend", "get_backend", "in_the_loop"]

@@ -59,9 +59,17 @@ class SimBackend:
 
 
 def _run_window(
-    graph: Graph, x: Tensor, state: dict[str, Any]
+    graph: Graph,
+    x: Tensor,
+    state: dict[str, Any],
+    observed: Mapping[str, Observables] | None = None,
 ) -> tuple[dict[str, Observables], dict[str, Any]]:
-    """Run every node over the window ``x`` from ``state``; returns observables and new state."""
+    """Run every node over the window ``x`` from ``state``; returns observables and new state.
+
+    ``observed`` (in-the-loop bridge): per-population device recordings that replace the
+    model's values with a straight-through identity (see :mod:`spikeloop.backends.inloop`).
+    """
+    observed = observed or {}
     values: dict[str, Tensor] = {}
     populations: dict[str, Observables] = {}
     new_state: dict[str, Any] = {}
@@ -75,7 +83,9 @@ def _run_window(
             for other in node.inputs[1:]:
                 inp = inp + values[other]
         if node.kind in ("input", "population"):
-            obs, new_state[node.name] = node.module(inp, state.get(node.name))
+            obs, new_state[node.name] = node.module(
+                inp, state.get(node.name), observed.get(node.name)
+            )
             populations[node.name] = obs
             values[node.name] = obs.spikes if obs.spikes is not None else obs.v
         else:

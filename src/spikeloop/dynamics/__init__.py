@@ -13,6 +13,7 @@ from spikeloop.dynamics.neurons import (
     LIFState,
     LIParameters,
     LIState,
+    Observation,
     ThresholdParameters,
     adaptive_lif_step,
     check_time_constants,
@@ -24,6 +25,7 @@ from spikeloop.dynamics.neurons import (
     if_step,
     li_step,
     lif_step,
+    straight_through,
 )
 from spikeloop.dynamics.surrogate import (
     SURROGATES,
@@ -52,6 +54,7 @@ __all__ = [
     "LIFState",
     "LIParameters",
     "LIState",
+    "Observation",
     "SuperSpike",
     "Surrogate",
     "ThresholdParameters",
@@ -68,4 +71,5 @@ __all__ = [
     "lif_step",
     "make_surrogate",
     "spike",
+    "straight_through",
 ]

@@ -310,14 +310,44 @@ def integrate_current(i: Tensor, v: Tensor, c: Coefficients) -> Tensor:
     return c.beta * v + c.rest + c.syn_gain * i
 
 
+class Observation(NamedTuple):
+    """What a device observed of one population at one step (for in-the-loop training).
+
+    ``v``: membrane (the value compared with the threshold); ``z``: spikes (``None`` for
+    readouts).
+    """
+
+    v: Tensor
+    z: Tensor | None = None
+
+
+def straight_through(model: Tensor, observed: Tensor) -> Tensor:
+    """The value of ``observed`` with the gradient of ``model``: ``m + (o − m).detach()``."""
+    return model + (observed - model).detach()
+
+
 def fire(
-    v: Tensor, refrac: Tensor, p: ThresholdParameters, c: Coefficients, surrogate: Surrogate
+    v: Tensor,
+    refrac: Tensor,
+    p: ThresholdParameters,
+    c: Coefficients,
+    surrogate: Surrogate,
+    observed: Observation | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Threshold, reset and refractoriness. Returns ``(z, v_observed, v_next, refrac_next)``."""
+    """Threshold, reset and refractoriness. Returns ``(z, v_observed, v_next, refrac_next)``.
+
+    With ``observed`` (in-the-loop training), the membrane and spikes take the observed values
+    through :func:`straight_through`, so the surrogate derivative is evaluated at the observed
+    membrane and reset and refractoriness follow the observed spikes.
+    """
     if c.refrac_steps:
         active = refrac <= 0
         v = torch.where(active, v, p.v_reset)
+    if observed is not None:
+        v = straight_through(v, observed.v)
     z = spike(v - p.v_threshold, surrogate)
+    if observed is not None:
+        z = straight_through(z, observed.z)
     zr = z.detach() if p.detach_reset else z
     if p.reset == "value":
         v_next = v - zr * (v - p.v_reset)
@@ -329,24 +359,40 @@ def fire(
 
 
 # ----------------------------------------------------------------------------- step functions
-def li_step(x: Tensor, s: LIState, c: Coefficients) -> tuple[Tensor, LIState]:
+def _observe(v: Tensor, observed: Observation | None) -> Tensor:
+    return v if observed is None else straight_through(v, observed.v)
+
+
+def li_step(
+    x: Tensor, s: LIState, c: Coefficients, observed: Observation | None = None
+) -> tuple[Tensor, LIState]:
     """One step of the voltage leaky integrator. Returns ``(v, state)``."""
-    v = integrate_voltage(x, s.v, c)
+    v = _observe(integrate_voltage(x, s.v, c), observed)
     return v, LIState(v)
 
 
-def cuba_li_step(x: Tensor, s: CubaLIState, c: Coefficients) -> tuple[Tensor, CubaLIState]:
+def cuba_li_step(
+    x: Tensor, s: CubaLIState, c: Coefficients, observed: Observation | None = None
+) -> tuple[Tensor, CubaLIState]:
     """One step of the current-based leaky integrator. Returns ``(v, state)``."""
     i = s.i + x
-    v = integrate_current(i, s.v, c)
+    v = _observe(integrate_current(i, s.v, c), observed)
     return v, CubaLIState(v, c.alpha * i)
 
 
 def lif_step(
-    x: Tensor, s: LIFState, p: LIFParameters, c: Coefficients, surrogate: Surrogate
+    x: Tensor,
+    s: LIFState,
+    p: LIFParameters,
+    c: Coefficients,
+    surrogate: Surrogate,
+    observed: Observation | None = None,
 ) -> tuple[Tensor, Tensor, LIFState]:
-    """One step of the voltage LIF. Returns ``(z, v_observed, state)``."""
-    z, v_obs, v, refrac = fire(integrate_voltage(x, s.v, c), s.refrac, p, c, surrogate)
+    """One step of the voltage LIF. Returns ``(z, v_observed, state)``.
+
+    ``observed`` (optional, in-the-loop training): see :func:`fire`.
+    """
+    z, v_obs, v, refrac = fire(integrate_voltage(x, s.v, c), s.refrac, p, c, surrogate, observed)
     return z, v_obs, LIFState(v, refrac)
 
 
@@ -356,11 +402,16 @@ if_step = lif_step
 
 
 def cuba_lif_step(
-    x: Tensor, s: CubaLIFState, p: CubaLIFParameters, c: Coefficients, surrogate: Surrogate
+    x: Tensor,
+    s: CubaLIFState,
+    p: CubaLIFParameters,
+    c: Coefficients,
+    surrogate: Surrogate,
+    observed: Observation | None = None,
 ) -> tuple[Tensor, Tensor, CubaLIFState]:
     """One step of the current-based LIF. Returns ``(z, v_observed, state)``."""
     i = s.i + x
-    z, v_obs, v, refrac = fire(integrate_current(i, s.v, c), s.refrac, p, c, surrogate)
+    z, v_obs, v, refrac = fire(integrate_current(i, s.v, c), s.refrac, p, c, surrogate, observed)
     return z, v_obs, CubaLIFState(v, c.alpha * i, refrac)
 
 
@@ -370,6 +421,7 @@ def adaptive_lif_step(
     p: AdaptiveLIFParameters,
     c: Coefficients,
     surrogate: Surrogate,
+    observed: Observation | None = None,
 ) -> tuple[Tensor, Tensor, AdaptiveLIFState]:
     """One step of the adaptive (AHP) LIF. Returns ``(z, v_observed, state)``.
 
@@ -377,6 +429,6 @@ def adaptive_lif_step(
     """
     i = s.i + x
     v_int = integrate_current(i, s.v, c) - c.adapt_gain * s.a
-    z, v_obs, v, refrac = fire(v_int, s.refrac, p, c, surrogate)
+    z, v_obs, v, refrac = fire(v_int, s.refrac, p, c, surrogate, observed)
     a = c.adapt_decay * s.a + p.adapt_increment * z
     return z, v_obs, AdaptiveLIFState(v, c.alpha * i, a, refrac)

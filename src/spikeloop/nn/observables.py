@@ -10,6 +10,19 @@ import torch
 from torch import Tensor
 
 
+@dataclass(frozen=True)
+class DenseTrace:
+    """High-rate membrane samples of one neuron of one batch entry (e.g. a chip's fast ADC).
+
+    ``t``: sample times (s, model time); ``v``: membrane in model units.
+    """
+
+    t: Tensor
+    v: Tensor
+    neuron: int
+    sample: int
+
+
 @dataclass
 class Observables:
     """What was observed of one population, time-major ``[T, B, *shape]``.
@@ -19,28 +32,28 @@ class Observables:
         v: membrane potential on the simulation grid; for spiking neurons the value compared
             with the threshold (before reset). ``None`` for input populations.
         i: synaptic current at the end of each step, for current-based models.
+        dense: optional high-rate membrane samples of a selected neuron (chips).
     """
 
     spikes: Tensor | None = None
     v: Tensor | None = None
     i: Tensor | None = None
+    dense: DenseTrace | None = None
 
     def items(self) -> Iterator[tuple[str, Tensor]]:
         """The recorded (non-``None``) fields as ``(name, tensor)`` pairs."""
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is not None:
+            if isinstance(value, Tensor):
                 yield f.name, value
 
     @staticmethod
     def cat(parts: Sequence[Observables]) -> Observables:
         """Concatenate observables of consecutive time windows along time."""
-        first = parts[0]
-        out = {}
-        for f in fields(first):
-            values = [getattr(p, f.name) for p in parts]
-            out[f.name] = None if values[0] is None else torch.cat(values, dim=0)
-        return Observables(**out)
+        return Observables(**{
+            name: torch.cat([getattr(p, name) for p in parts], dim=0)
+            for name, _ in parts[0].items()
+        })
 
 
 @dataclass

@@ -57,6 +57,21 @@ def check_sequence(x: Tensor, shape: tuple[int, ...], who: str) -> None:
         raise NonFiniteError(f"{who}: input holds NaN or infinite values")
 
 
+def _observations(
+    observed: Observables | None, steps: int, spiking: bool
+) -> Iterable[dyn.Observation | None]:
+    """Per-step observations of a device recording (``None`` for every step without one)."""
+    if observed is None:
+        return [None] * steps
+    if observed.v is None or (spiking and observed.spikes is None):
+        raise ShapeError("an observation needs the membrane (and spikes, for spiking neurons)")
+    if observed.v.shape[0] != steps:
+        raise ShapeError(f"observation has {observed.v.shape[0]} steps, the input {steps}")
+    vs = observed.v.unbind(0)
+    zs = observed.spikes.unbind(0) if spiking else [None] * steps
+    return [dyn.Observation(v, z) for v, z in zip(vs, zs, strict=True)]
+
+
 class PopulationState(NamedTuple):
     """State of a population: the neuron state and, for recurrent populations, last spikes."""
 
@@ -162,39 +177,69 @@ class Population(nn.Module):
             **{n: getattr(self, n) for n in self.tensor_names}, **self.settings
         )
 
-    def initial_state(self, batch: int, like: Tensor) -> PopulationState:
-        """Resting state for ``batch`` samples (``v = v_leak``, currents 0), dtype of ``like``."""
+    def initial_state(self, batch: int, like: Tensor, p: Any = None) -> PopulationState:
+        """Resting state for ``batch`` samples (``v = v_leak``, currents 0), dtype of ``like``.
+
+        ``p``: parameter record whose ``v_leak`` to rest at (default: the module's).
+        """
         zeros = like.new_zeros((batch, *self.shape))
         neuron = self.state_cls(
             **{
-                n: (zeros + getattr(self, "v_leak", 0.0)) if n == "v" else zeros
+                n: (zeros + getattr(p if p is not None else self, "v_leak", 0.0))
+                if n == "v" else zeros
                 for n in self.state_cls._fields
             }
         )
         return PopulationState(neuron, zeros if self.recurrent is not None else None)
 
     def forward(
-        self, x: Tensor, state: PopulationState | None = None
+        self,
+        x: Tensor,
+        state: PopulationState | None = None,
+        observed: Observables | None = None,
     ) -> tuple[Observables, PopulationState]:
-        """Run the population over a whole sequence ``x [T, B, *shape]``."""
+        """Run the population over a whole sequence ``x [T, B, *shape]``.
+
+        ``observed`` (in-the-loop training): membrane and spikes a device recorded for this
+        population; the returned values are the observed ones and gradients flow through this
+        model evaluated at them (see :func:`~spikeloop.dynamics.fire`).
+        """
         check_sequence(x, self.shape, type(self).__name__)
+        return self.simulate(x, self.parameter_record(), state, observed)
+
+    def simulate(
+        self,
+        x: Tensor,
+        p: Any,
+        state: PopulationState | None = None,
+        observed: Observables | None = None,
+        recurrent: Callable[[Tensor], Tensor] | None = None,
+    ) -> tuple[Observables, PopulationState]:
+        """The time loop with explicit parameters ``p`` (a record of ``params_cls``).
+
+        :meth:`forward` calls it with the module's own parameters; a chip emulator calls it with
+        the parameters its neurons really have and its own ``recurrent`` projection (default:
+        ``self.recurrent``).
+        """
+        if recurrent is None:
+            recurrent = self.recurrent
         if state is None:
-            state = self.initial_state(x.shape[1], x)
+            state = self.initial_state(x.shape[1], x, p)
         elif tuple(state.neuron[0].shape) != (x.shape[1], *self.shape):
             raise ShapeError(
                 f"{type(self).__name__}: the state is for batch/shape "
                 f"{tuple(state.neuron[0].shape)}, the input is {tuple(x.shape)} "
                 f"([T, B, *shape] needs B = {state.neuron[0].shape[0]})"
             )
-        p = self.parameter_record()
         c = p.coefficients(self.dt, self.method)
         neuron, z = state
         spikes, vs, currents = [], [], []
         record_i = "i" in self.state_cls._fields
-        for x_t in x.unbind(0):
-            if self.recurrent is not None:
-                x_t = x_t + self.recurrent(z)
-            z, v, neuron = self._step(x_t, neuron, p, c)
+        seen = _observations(observed, x.shape[0], self.spiking)
+        for x_t, obs_t in zip(x.unbind(0), seen, strict=True):
+            if recurrent is not None:
+                x_t = x_t + recurrent(z)
+            z, v, neuron = self._step(x_t, neuron, p, c, obs_t)
             vs.append(v)
             if z is not None:
                 spikes.append(z)
@@ -207,8 +252,10 @@ class Population(nn.Module):
         )
         return obs, PopulationState(neuron, z if self.recurrent is not None else None)
 
-    def _step(self, x: Tensor, s: Any, p: Any, c: dyn.Coefficients) -> tuple[Any, Tensor, Any]:
-        return type(self).step_fn(x, s, p, c, self.surrogate)
+    def _step(
+        self, x: Tensor, s: Any, p: Any, c: dyn.Coefficients, obs: dyn.Observation | None
+    ) -> tuple[Any, Tensor, Any]:
+        return type(self).step_fn(x, s, p, c, self.surrogate, obs)
 
     @torch.no_grad()
     def constrain_(self, min_steps: float = 2.0) -> None:
@@ -275,8 +322,10 @@ class LI(Population):
     state_cls = dyn.LIState
     spiking = False
 
-    def _step(self, x: Tensor, s: Any, p: Any, c: dyn.Coefficients) -> tuple[Any, Tensor, Any]:
-        v, s = dyn.li_step(x, s, c)
+    def _step(
+        self, x: Tensor, s: Any, p: Any, c: dyn.Coefficients, obs: dyn.Observation | None
+    ) -> tuple[Any, Tensor, Any]:
+        v, s = dyn.li_step(x, s, c, obs)
         return None, v, s
 
 
@@ -289,8 +338,10 @@ class CubaLI(Population):
     state_cls = dyn.CubaLIState
     spiking = False
 
-    def _step(self, x: Tensor, s: Any, p: Any, c: dyn.Coefficients) -> tuple[Any, Tensor, Any]:
-        v, s = dyn.cuba_li_step(x, s, c)
+    def _step(
+        self, x: Tensor, s: Any, p: Any, c: dyn.Coefficients, obs: dyn.Observation | None
+    ) -> tuple[Any, Tensor, Any]:
+        v, s = dyn.cuba_li_step(x, s, c, obs)
         return None, v, s
 
 
@@ -309,8 +360,10 @@ class Input(nn.Module):
         """Number of input channels."""
         return math.prod(self.shape)
 
-    def forward(self, x: Tensor, state: None = None) -> tuple[Observables, None]:
-        """Validate ``x`` and return it as the population's spikes."""
+    def forward(
+        self, x: Tensor, state: None = None, observed: Observables | None = None
+    ) -> tuple[Observables, None]:
+        """Validate ``x`` and return it as the population's spikes (``observed`` is ignored)."""
         check_sequence(x, self.shape, "Input")
         return Observables(spikes=x), None
 

@@ -108,7 +108,12 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation: epochs, batches, optimiser, schedule, loss, regulariser, checkpoints."""
+    """Optimisation: epochs, batches, optimiser, schedule, loss, regulariser, checkpoints.
+
+    ``backend``: where the forward pass runs (``"sim"``, ``"chip"`` or ``{"name": "chip",
+    "seed": 1, ...}``); a chip trains in the loop. ``init_from``: a checkpoint whose network
+    weights to start from (e.g. a simulator run, to train further on a chip).
+    """
 
     epochs: int = 60
     batch_size: int = 100
@@ -119,6 +124,7 @@ class TrainConfig:
     loss: dict[str, Any] = field(default_factory=lambda: {"name": "max_membrane_ce"})
     rate_regularizer: dict[str, Any] | None = None
     backend: str | dict[str, Any] = "sim"
+    init_from: str | None = None
     resume: bool = False
     max_batches: int | None = None
     progress: bool = True

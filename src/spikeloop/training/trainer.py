@@ -30,12 +30,13 @@ import yaml
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from spikeloop.backends import get_backend
 from spikeloop.errors import CheckpointError, ConfigError
 from spikeloop.nn import Network, NetworkOutput
 from spikeloop.training.config import Config
 from spikeloop.training.experiment import EncodedSplit, build_network, load_data
 from spikeloop.training.losses import FiringRateRegularizer, Loss, make_loss
-from spikeloop.viz import membrane_traces, raster_panel, training_curves
+from spikeloop.viz import membrane_traces, raster_panel, timed_traces, training_curves
 
 CHECKPOINT = "checkpoint.pt"
 RESUMABLE_CHANGES = {"train.resume", "train.progress", "run.threads"}
@@ -115,13 +116,16 @@ class Trainer:
         n_in = self.data["train"].spikes.shape[-1]
         n_out = int(max(int(s.labels.max()) for s in self.data.values())) + 1
         self.network: Network = build_network(config.model, n_in, n_out, config.data.dt, init_gen)
-        self.network.backend = config.train.backend
+        self.backend = get_backend(config.train.backend)  # one instance: chip noise, caches
+        self.network.backend = self.backend
         self.loss: Loss = make_loss(config.train.loss, dt=config.data.dt)
         self.regularizer = _make_regularizer(config, self.network)
         self.optimizer = _make_optimizer(config, self.network)
         self.scheduler = _make_scheduler(config, self.optimizer)
         self.history: list[EpochMetrics] = []
         self.epoch = 0
+        if config.train.init_from is not None:
+            self.load_weights(Path(config.train.init_from))
         if config.train.resume and (self.dir / CHECKPOINT).exists():
             self.load_checkpoint(self.dir / CHECKPOINT)
 
@@ -251,6 +255,35 @@ class Trainer:
                         title=f"readout membrane, test sample {index} "
                               f"(label {int(test.labels[index])})",
                         path=self.dir / "readout_membrane.png")
+        if not self.backend.differentiable:
+            self.plot_device_vs_sim(index)
+
+    def plot_device_vs_sim(self, index: int = 0) -> None:
+        """One hidden neuron's membrane for one test sample: the device's dense ADC recording
+        against the simulator on the same input (``device_vs_sim_membrane.png``)."""
+        x = self.data["test"].spikes[:, index : index + 1]
+        hidden = next(n for n in self.network.graph.populations() if n.module.spiking)
+        with torch.no_grad():
+            sim = self.network(x, backend="sim")
+            neuron = int(sim[hidden.name].spikes[:, 0].sum(0).argmax())
+            spec = self.config.train.backend
+            spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+            device = self.network(x, backend=spec | {"dense": [hidden.name, neuron]})
+        trace = device[hidden.name].dense
+        if trace is None:
+            return
+        dt = self.config.data.dt
+        steps = sim[hidden.name].v.shape[0]
+        t_sim = torch.arange(1, steps + 1, dtype=torch.float64) * dt
+        threshold = hidden.params.get("v_threshold")
+        timed_traces(
+            {f"{spec['name']} (dense ADC)": (trace.t, trace.v),
+             "simulator": (t_sim, sim[hidden.name].v[:, 0, neuron])},
+            threshold=float(threshold.detach().reshape(-1)[neuron if threshold.dim() else 0])
+            if threshold is not None else None,
+            title=f"{hidden.name} neuron {neuron}, test sample {index}: device vs simulator",
+            path=self.dir / "device_vs_sim_membrane.png",
+        )
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path: Path) -> None:
@@ -268,6 +301,17 @@ class Trainer:
             "config": self.config.to_dict(),
         }
         atomic_write(path, lambda p: torch.save(state, p))
+
+    def load_weights(self, path: Path) -> None:
+        """Start from the network weights of another run's checkpoint (e.g. trained in the
+        simulator, to train further on a chip); optimiser and history start fresh."""
+        try:
+            state = torch.load(path, weights_only=False)
+            self.network.load_state_dict(state["model"])
+        except FileNotFoundError:
+            raise CheckpointError(f"train.init_from: no checkpoint at {str(path)!r}") from None
+        except Exception as err:
+            raise CheckpointError(f"train.init_from: cannot load {str(path)!r}: {err}") from None
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore everything :meth:`save_checkpoint` wrote; the run continues bit-identically."""

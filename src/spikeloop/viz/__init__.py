@@ -5,6 +5,7 @@ from spikeloop.viz.plots import (
     membrane_traces,
     raster_panel,
     spike_raster,
+    timed_traces,
     training_curves,
 )
 
@@ -13,5 +14,6 @@ __all__ = [
     "membrane_traces",
     "raster_panel",
     "spike_raster",
+    "timed_traces",
     "training_curves",
 ]

@@ -42,6 +42,7 @@ __all__ = [
     "membrane_traces",
     "raster_panel",
     "spike_raster",
+    "timed_traces",
     "training_curves",
 ]
 
@@ -492,6 +493,56 @@ def compare_traces(
     ax.set_xlabel("time (ms)")
     ax.set_ylabel("membrane potential")
     ax.set_title(title if title is not None else f"neuron {neuron}, sample {sample}")
+    ax.legend(loc="best", fontsize="small")
+    _save(fig, path)
+    return fig
+
+
+def timed_traces(
+    series: Mapping[str, tuple[ArrayLike, ArrayLike]],
+    *,
+    threshold: float | None = None,
+    title: str | None = None,
+    path: PathLike | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Overlay 1-d membrane traces that each have their own sample times.
+
+    For sources sampled on different grids, e.g. a chip's fast 10-bit ADC (tens of MSample/s)
+    against the simulator's time steps.
+
+    Args:
+        series: name -> ``(t, v)`` with times in seconds and potentials, both 1-d and equally long.
+        threshold: optional dashed threshold line.
+        title, path, ax: as for the other plots.
+
+    Raises:
+        ValueError: ``series`` is empty. ShapeError: a ``t``/``v`` pair is not 1-d of one length.
+    """
+    if not series:
+        raise ValueError("series is empty: pass at least one name -> (t, v) entry")
+    if ax is None:
+        fig = _new_figure((8.0, 4.0))
+        ax = fig.add_subplot()
+    else:
+        fig = _root_figure(ax)
+    for i, (name, (t, v)) in enumerate(series.items()):
+        t_arr, v_arr = _to_numpy(t, f"{name} times"), _to_numpy(v, f"{name} values")
+        if t_arr.ndim != 1 or t_arr.shape != v_arr.shape:
+            raise ShapeError(
+                f"series {name!r}: t and v must be 1-d of equal length, got {t_arr.shape} and "
+                f"{v_arr.shape}"
+            )
+        (line,) = ax.plot(t_arr * 1e3, v_arr, label=name, linewidth=1.0 if i == 0 else 1.6,
+                          marker=None if i == 0 else ".", markersize=3, zorder=2 + i)
+        line.set_gid("trace")
+    if threshold is not None:
+        ax.axhline(float(threshold), color=_THRESHOLD_COLOR, linestyle="--", linewidth=1.0,
+                   label="threshold", gid="threshold")
+    ax.set_xlabel("time (ms)")
+    ax.set_ylabel("membrane potential")
+    if title is not None:
+        ax.set_title(title)
     ax.legend(loc="best", fontsize="small")
     _save(fig, path)
     return fig

@@ -1,0 +1,2 @@
+"""Emulated neuromorphic chips, one package each (spec, mapper, calibration/quantisation,
+simulator, backend). ``analog``: a BrainScaleS-2-style accelerated analog chip."""

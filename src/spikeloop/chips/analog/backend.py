@@ -1,0 +1,148 @@
+"""The analog chip as a backend: map → calibrate → run → read out, and in-the-loop gradients.
+
+``net(x, backend="chip")`` (or ``{"name": "chip", "seed": 3, ...}``) runs the network on an
+emulated chip instance. Under ``torch.no_grad()`` the result is what the chip observed. With
+gradients enabled the result goes through :func:`~spikeloop.backends.inloop.in_the_loop`: the
+values are the chip's, the gradients come from the software model evaluated at them.
+
+Keep one backend instance for a whole experiment (``net.backend = get_backend(...)``): it holds
+the chip's noise generator (so successive runs see fresh noise, reproducibly per seed) and its
+calibration cache.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from spikeloop.backends.base import BACKENDS
+from spikeloop.backends.inloop import in_the_loop
+from spikeloop.chips.analog.calibration import AnalogChip
+from spikeloop.chips.analog.mapper import map_graph
+from spikeloop.chips.analog.simulator import adc_readout, chip_parameters, dense_trace, run_chip
+from spikeloop.chips.analog.spec import AnalogChipSpec
+from spikeloop.errors import ParameterError
+from spikeloop.graph import Graph
+from spikeloop.nn.observables import ExecutionReport, NetworkOutput, Observables
+
+_CHIPS: dict[tuple[AnalogChipSpec, int, bool], AnalogChip] = {}
+
+
+def get_chip(spec: AnalogChipSpec, seed: int, mismatch: bool) -> AnalogChip:
+    """The chip instance for ``seed`` (shared, so its calibration cache is shared too)."""
+    key = (spec, seed, mismatch)
+    if key not in _CHIPS:
+        _CHIPS[key] = AnalogChip(spec, seed, mismatch)
+    return _CHIPS[key]
+
+
+class AnalogChipBackend:
+    """Emulated BrainScaleS-2-style chip behind the :class:`~spikeloop.backends.Backend` protocol.
+
+    Args:
+        seed: chip instance (fixed-pattern mismatch) and the start of its noise stream.
+        mismatch: fixed-pattern mismatch of neurons and synapses (``False``: ideal circuits).
+        noise: trial-to-trial PSP noise.
+        adc: ``"realistic"`` (8-bit ADC sampled every ``adc_period``) or ``"ideal"`` (the true
+            membrane on the simulation grid).
+        calibrate: calibrate the neurons (otherwise nominal parameter codes are used).
+        weight_scale: ``"auto"`` or model weight per LSB (see the mapper).
+        clip_weights: clip weights beyond the 6-bit range instead of raising.
+        dense: ``(population, neuron)`` to record with the fast 10-bit ADC (batch entry 0).
+        spec: chip limits and constants.
+    """
+
+    name = "chip"
+    differentiable = False
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        mismatch: bool = True,
+        noise: bool = True,
+        adc: Literal["realistic", "ideal"] = "realistic",
+        calibrate: bool = True,
+        weight_scale: float | str = "auto",
+        clip_weights: bool = False,
+        dense: tuple[str, int] | list | None = None,
+        spec: AnalogChipSpec | None = None,
+    ) -> None:
+        if adc not in ("realistic", "ideal"):
+            raise ParameterError(f"unknown adc {adc!r}; known: realistic, ideal")
+        self.spec = spec or AnalogChipSpec()
+        self.seed = seed
+        self.noise = noise
+        self.adc = adc
+        self.calibrate = calibrate
+        self.weight_scale = weight_scale
+        self.clip_weights = clip_weights
+        self.dense = tuple(dense) if dense is not None else None
+        self.chip = get_chip(self.spec, seed, mismatch)
+        self.generator = torch.Generator().manual_seed(2_147_483_629 * seed + 11)
+
+    def run(
+        self, graph: Graph, x: Tensor, state: Mapping[str, Any] | None = None
+    ) -> NetworkOutput:
+        """Run ``graph`` on the chip; differentiable through the in-the-loop bridge."""
+        if state:
+            raise ParameterError("the analog chip runs every batch entry from rest; it cannot "
+                                 "continue from a state (streaming)")
+        graph.input.module(x)  # validates shape, dtype, finiteness
+        wall: dict[str, float] = {}
+        t0 = time.perf_counter()
+        placement = map_graph(graph, self.spec, weight_scale=self.weight_scale,
+                              clip_weights=self.clip_weights)
+        t1 = time.perf_counter()
+        params, spreads, warnings = {}, {}, []
+        for node in graph.populations():
+            params[node.name], results, warn = chip_parameters(
+                node, placement.populations[node.name], self.chip, self.calibrate)
+            warnings += warn
+            spreads[node.name] = {k: (r.spread_before, r.spread_after) for k, r in results.items()}
+        t2 = time.perf_counter()
+        g = self.generator if self.noise else None
+        with torch.no_grad():
+            run = run_chip(graph, placement, params, self.chip, x.detach(), g)
+            t3 = time.perf_counter()
+            populations = {}
+            for name, obs in run.populations.items():
+                if name not in run.true_v:
+                    populations[name] = obs
+                    continue
+                v = run.true_v[name]
+                if self.adc == "realistic":
+                    v_leak = torch.as_tensor(params[name].v_leak, dtype=v.dtype)
+                    v = adc_readout(v, v_leak, self.spec, graph[name].module.dt, g)
+                populations[name] = Observables(spikes=obs.spikes, v=v)
+            if self.dense is not None:
+                pop, neuron = self.dense
+                trace = dense_trace(graph[pop], run, int(neuron), 0, self.spec, g)
+                populations[pop] = Observables(spikes=populations[pop].spikes,
+                                               v=populations[pop].v, dense=trace)
+        t4 = time.perf_counter()
+        dt = graph.output.module.dt
+        wall.update(mapping=t1 - t0, calibration=t2 - t1, run=t3 - t2, readout=t4 - t3)
+        report = ExecutionReport(
+            "chip", wall=wall,
+            resources={
+                "chip_seed": self.seed,
+                "chip_time_s": x.shape[0] * x.shape[1] * dt / self.spec.speedup,
+                "batch_entries_run_sequentially": x.shape[1],
+                "placement": placement.summary(),
+                "calibration_spread": spreads,
+            },
+            warnings=warnings,
+        )
+        observed = NetworkOutput(populations, graph.output.name, {}, report)
+        if torch.is_grad_enabled():
+            return in_the_loop(graph, x, observed)
+        return observed
+
+
+BACKENDS.add("chip", AnalogChipBackend)
+BACKENDS.add("analog", AnalogChipBackend)

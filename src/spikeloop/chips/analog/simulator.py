@@ -1,0 +1,242 @@
+"""Device-realistic execution of a placed network on one emulated chip.
+
+The neurons run the same step functions as the simulator (through
+:meth:`~spikeloop.nn.Population.simulate`), with the parameters the chip's circuits really have
+after (or without) calibration. On top of that the emulator adds what the chip does to a run:
+
+- weights: 6-bit magnitudes in excitatory/inhibitory rows, each synapse with its fixed-pattern
+  gain: ``W_eff = scale · (e ⊙ G_exc − i ⊙ G_inh)``;
+- trial-to-trial noise: every PSP amplitude varies by ``psp_noise · |w|`` (σ), i.e. the input
+  current gets ``N(0, psp_noise² · Σ_j w_ij² z_j)``;
+- read-out: spikes are digital events (exact); the membrane is what the 8-bit column ADC
+  sampled every ``adc_period`` (read noise, rounding, saturation at 0 and 255 LSB), linearly
+  interpolated onto the simulation grid; ``adc="ideal"`` returns the true membrane;
+- one selected neuron can be recorded by the fast 10-bit ADC: the emulator re-integrates that
+  neuron on a fine grid from the input it received (:func:`dense_trace`).
+
+Batch entries are independent runs from rest with their own noise, exactly as when the host runs
+them one after another; the emulator computes them together, and the execution report accounts
+chip time as sequential.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from spikeloop.chips.analog.calibration import AnalogChip, CalibrationResult
+from spikeloop.chips.analog.mapper import Placement, PopulationPlacement, ProjectionPlacement
+from spikeloop.chips.analog.spec import AnalogChipSpec
+from spikeloop.errors import MappingError
+from spikeloop.graph import Graph, Node
+from spikeloop.nn.observables import DenseTrace, Observables
+
+
+def effective_weight(proj: ProjectionPlacement, chip: AnalogChip) -> Tensor:
+    """Weights as the synapses realise them, including their fixed-pattern gains."""
+    lsb = proj.weight_lsb.float()
+    if not chip.mismatch:
+        return proj.scale * lsb
+    g = chip.synapse_gain
+    g_exc = g[proj.half, proj.row_exc, proj.column]
+    g_inh = g[proj.half, proj.row_inh, proj.column]
+    return proj.scale * (lsb.clamp(min=0) * g_exc - (-lsb).clamp(min=0) * g_inh)
+
+
+def _circuits(pop: PopulationPlacement, spec: AnalogChipSpec) -> list[Tensor]:
+    if pop.joined:  # a joined neuron uses its column in both halves; parameters average
+        return [h * spec.circuits_per_half + pop.columns for h in range(spec.halves)]
+    return [pop.half * spec.circuits_per_half + pop.columns]
+
+
+def chip_parameters(
+    node: Node, pop: PopulationPlacement, chip: AnalogChip, calibrate: bool
+) -> tuple[Any, dict[str, CalibrationResult], list[str]]:
+    """The parameter record (model units) of ``node``'s neurons as realised on the chip."""
+    spec = chip.spec
+    module = node.module
+    model = module.parameter_record()
+    n = node.num_neurons
+    v_leak = torch.as_tensor(model.v_leak).detach().double().expand(n)
+    targets = {
+        "tau_mem": torch.as_tensor(model.tau_mem).detach().double().expand(n) / spec.speedup,
+        "tau_syn": torch.as_tensor(model.tau_syn).detach().double().expand(n) / spec.speedup,
+        "v_leak": spec.to_lsb(v_leak, v_leak),
+    }
+    if module.spiking:
+        for key in ("v_threshold", "v_reset"):
+            value = torch.as_tensor(getattr(model, key)).detach().double().expand(n)
+            targets[key] = spec.to_lsb(value, v_leak)
+    warnings = []
+    for key, target in targets.items():
+        if key.startswith("v_"):
+            lo, hi = spec.voltage_range_lsb
+            if float(target.min()) < lo or float(target.max()) > hi:
+                raise MappingError(
+                    f"population {node.name!r}: {key} maps to {float(target.min()):.0f}–"
+                    f"{float(target.max()):.0f} LSB; the chip sets {lo:g}–{hi:g} LSB "
+                    f"(leak at {spec.leak_lsb:g} LSB, {spec.lsb_per_unit:g} LSB per model unit)"
+                )
+            r_lo, r_hi = spec.adc_reliable
+            if float(target.min()) < r_lo or float(target.max()) > r_hi:
+                warnings.append(f"{node.name}.{key} lies outside the ADC's reliable range "
+                                f"{r_lo:g}–{r_hi:g} LSB")
+    values, results = {}, {}
+    for key, target in targets.items():
+        per_half = []
+        for circuits in _circuits(pop, spec):
+            if calibrate:
+                res = chip.calibrate(key, circuits, target)
+                results[key] = res
+                per_half.append(res.values)
+            else:
+                per_half.append(chip.physical(key, chip.nominal_code(key, target), circuits))
+        values[key] = torch.stack(per_half).mean(0)
+    chip_values = {
+        "tau_mem": values["tau_mem"] * spec.speedup,
+        "tau_syn": values["tau_syn"] * spec.speedup,
+        "v_leak": spec.from_lsb(values["v_leak"], v_leak),
+    }
+    if module.spiking:
+        for key in ("v_threshold", "v_reset"):
+            chip_values[key] = spec.from_lsb(values[key], v_leak)
+    dtype = node.params["tau_mem"].dtype
+    record = type(model)(**{
+        f.name: chip_values[f.name].to(dtype) if f.name in chip_values else getattr(model, f.name)
+        for f in fields(model)
+    })
+    return record, results, warnings
+
+
+@dataclass
+class ChipRun:
+    """Everything one execution produced: observables (as read out) and internals."""
+
+    populations: dict[str, Observables]
+    true_v: dict[str, Tensor]
+    inputs: dict[str, Tensor]
+    params: dict[str, Any]
+
+
+def _noisy_projection(w: Tensor, noise: float, g: torch.Generator | None):
+    w2 = w * w
+
+    def project(z: Tensor) -> Tensor:
+        current = z @ w.T
+        if g is not None and noise > 0:
+            std = noise * torch.sqrt((z * z) @ w2.T)
+            current = current + std * torch.randn(current.shape, generator=g, dtype=z.dtype)
+        return current
+
+    return project
+
+
+def run_chip(
+    graph: Graph,
+    placement: Placement,
+    params: dict[str, Any],
+    chip: AnalogChip,
+    x: Tensor,
+    g: torch.Generator | None,
+) -> ChipRun:
+    """Execute the placed graph on ``x [T, B, C]``; ``g`` draws trial-to-trial noise (None: off).
+
+    Returns spikes and true membranes; :func:`adc_readout` turns membranes into observations.
+    """
+    noise = chip.spec.psp_noise
+    values: dict[str, Tensor] = {}
+    pops: dict[str, Observables] = {}
+    true_v: dict[str, Tensor] = {}
+    inputs: dict[str, Tensor] = {}
+    recurrent = {p.target: p for p in placement.projections.values() if p.recurrent}
+    for node in graph.nodes:
+        if node.recurrent:
+            continue
+        if node.kind == "input":
+            pops[node.name] = Observables(spikes=x)
+            values[node.name] = x
+        elif node.kind == "projection":
+            w = effective_weight(placement.projections[node.name], chip).to(x.dtype)
+            values[node.name] = _noisy_projection(w, noise, g)(values[node.inputs[0]])
+        else:
+            current = values[node.inputs[0]]
+            for other in node.inputs[1:]:
+                current = current + values[other]
+            rec = None
+            recorded: list[Tensor] = []
+            if node.name in recurrent:
+                w_rec = effective_weight(recurrent[node.name], chip).to(x.dtype)
+                project = _noisy_projection(w_rec, noise, g)
+
+                def rec(z: Tensor, project=project, recorded=recorded) -> Tensor:
+                    out = project(z)
+                    recorded.append(out)
+                    return out
+
+            obs, _ = node.module.simulate(current, params[node.name], recurrent=rec)
+            inputs[node.name] = current + torch.stack(recorded) if recorded else current
+            pops[node.name] = obs
+            true_v[node.name] = obs.v
+            values[node.name] = obs.spikes if obs.spikes is not None else obs.v
+    return ChipRun(pops, true_v, inputs, params)
+
+
+def adc_readout(
+    v: Tensor, v_leak: Tensor, spec: AnalogChipSpec, dt: float, g: torch.Generator | None
+) -> Tensor:
+    """The 8-bit column ADC: samples every ``adc_period`` (random phase), read noise, rounding,
+    saturation, then linear interpolation back onto the simulation grid (model units)."""
+    steps = v.shape[0]
+    period = spec.adc_period * spec.speedup / dt  # in simulation steps
+    phase = float(torch.rand((), generator=g)) * period if g is not None else 0.0
+    times = torch.arange(phase, steps - 1 + 1e-9, period, dtype=torch.float64)
+    idx = times.round().long().clamp(max=steps - 1)
+    lsb = spec.to_lsb(v[idx], v_leak)
+    if g is not None:
+        lsb = lsb + spec.adc_read_noise * torch.randn(lsb.shape, generator=g, dtype=lsb.dtype)
+    lsb = lsb.round().clamp(0, 2**spec.adc_bits - 1)
+    samples = spec.from_lsb(lsb, v_leak)
+    # linear interpolation matrix [T, K] from sample times onto the grid
+    grid = torch.arange(steps, dtype=torch.float64)
+    k = torch.searchsorted(times, grid, right=True).clamp(1, len(times) - 1)
+    t0, t1 = times[k - 1], times[k]
+    w1 = ((grid - t0) / (t1 - t0)).clamp(0, 1)
+    if len(times) == 1:
+        return samples.expand(steps, *samples.shape[1:]).clone()
+    interp = torch.zeros(steps, len(times), dtype=v.dtype)
+    interp[torch.arange(steps), k - 1] = (1 - w1).to(v.dtype)
+    interp[torch.arange(steps), k] += w1.to(v.dtype)
+    return torch.einsum("tk,k...->t...", interp, samples)
+
+
+def dense_trace(
+    node: Node, run: ChipRun, neuron: int, sample: int, spec: AnalogChipSpec,
+    g: torch.Generator | None,
+) -> DenseTrace:
+    """Re-integrate one neuron on the fast ADC's grid from the input it received, then read it
+    with the 10-bit ADC."""
+    module = node.module
+    dt = module.dt
+    substeps = max(1, round(dt / (spec.speedup / spec.dense_adc_rate)))
+    p = run.params[node.name]
+    one = {f.name: (getattr(p, f.name)[neuron:neuron + 1]
+                    if isinstance(getattr(p, f.name), Tensor) and getattr(p, f.name).dim()
+                    else getattr(p, f.name)) for f in fields(p)}
+    fine = type(module)(1, dt=dt / substeps, method=module.method, surrogate=module.surrogate)
+    record = type(p)(**one)
+    x = run.inputs[node.name][:, sample, neuron]
+    x_fine = torch.zeros(x.shape[0] * substeps, 1, 1, dtype=x.dtype)
+    x_fine[::substeps, 0, 0] = x  # input spikes arrive at the start of each step
+    obs, _ = fine.simulate(x_fine, record)
+    v = obs.v[:, 0, 0]
+    v_leak = torch.as_tensor(record.v_leak).reshape(-1)[0]
+    scale = 2 ** (spec.dense_adc_bits - spec.adc_bits)
+    lsb = spec.to_lsb(v, v_leak) * scale
+    if g is not None:
+        lsb = lsb + spec.dense_read_noise * torch.randn(lsb.shape, generator=g, dtype=lsb.dtype)
+    lsb = lsb.round().clamp(0, 2**spec.dense_adc_bits - 1) / scale
+    t = torch.arange(1, v.shape[0] + 1, dtype=torch.float64) * (dt / substeps)
+    return DenseTrace(t, spec.from_lsb(lsb, v_leak), neuron, sample)

@@ -1,0 +1,90 @@
+"""Limits and constants of the emulated analog chip, in one place.
+
+The numbers follow the published BrainScaleS-2 system (Pehle et al. 2022, Frontiers in
+Neuroscience 16:795876; Billaudelle et al. 2020; Cramer et al. 2022, PNAS 119:e2109194119):
+
+- 512 neuron circuits in two halves of 256; each half has a 256-row × 256-column synapse array
+  fed by 256 synapse drivers; a row carries one presynaptic source with one sign, so a signed
+  input needs an excitatory and an inhibitory row: ≤ 128 signed inputs per neuron circuit, ≤ 256
+  when two circuits (one per half) are joined into one neuron.
+- 6-bit weights (0..63) per synapse; time runs 1000× faster than biology; spike times on an
+  8 ns (125 MHz) clock; membrane time constants 0.5–60 µs, synaptic 0.3–30 µs, refractory
+  0.04–32 µs.
+- Membrane read-out: an 8-bit column ADC per neuron sampled every ~1.7–2 µs (reliable range
+  30–210 LSB, read noise ≲ 3 LSB) and a 10-bit ADC that samples one selected neuron at tens of
+  MSample/s.
+- Imperfections: fixed-pattern mismatch of every neuron's parameters and every synapse's gain
+  (per chip instance), trial-to-trial noise of PSP amplitudes (≲ 7 LSB). The magnitudes below
+  are chosen within the published bounds; they are emulator settings, not measurements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CALIBRATED = ("tau_mem", "tau_syn", "v_leak", "v_threshold", "v_reset")
+"""Neuron parameters set per circuit by a 10-bit code (and therefore calibrated)."""
+
+
+@dataclass(frozen=True)
+class AnalogChipSpec:
+    """Limits and constants of the emulated analog chip. Times are chip time (s)."""
+
+    name: str = "BrainScaleS-2-style analog chip (emulated)"
+    halves: int = 2
+    circuits_per_half: int = 256
+    rows_per_half: int = 256
+    synapse_drivers: int = 256
+    weight_max: int = 63
+    max_joined_circuits: int = 2
+    speedup: float = 1000.0
+    clock: float = 8e-9
+    tau_mem_range: tuple[float, float] = (0.5e-6, 60e-6)
+    tau_syn_range: tuple[float, float] = (0.3e-6, 30e-6)
+    refrac_range: tuple[float, float] = (0.04e-6, 32e-6)
+    code_bits: int = 10
+    # membrane read-out
+    adc_bits: int = 8
+    adc_period: float = 1.8e-6
+    adc_reliable: tuple[float, float] = (30.0, 210.0)
+    adc_read_noise: float = 2.0
+    dense_adc_bits: int = 10
+    dense_adc_rate: float = 30e6
+    dense_read_noise: float = 1.0  # in 10-bit LSB
+    # mapping of model membrane units to ADC LSB: v_lsb = leak_lsb + (v − v_leak)·lsb_per_unit
+    leak_lsb: float = 80.0
+    lsb_per_unit: float = 50.0
+    voltage_range_lsb: tuple[float, float] = (0.0, 255.0)  # what the parameter DACs can set
+    # fixed-pattern mismatch before calibration (σ): relative for time constants, LSB otherwise
+    mismatch_tau: float = 0.15
+    mismatch_voltage_lsb: float = 10.0
+    mismatch_code_offset: float = 20.0
+    mismatch_synapse_gain: float = 0.08
+    # calibration measurement noise (σ per measurement)
+    measure_noise_tau: float = 0.005
+    measure_noise_lsb: float = 0.5
+    # trial-to-trial noise: σ of each PSP amplitude, relative to its weight
+    psp_noise: float = 0.05
+
+    @property
+    def circuits(self) -> int:
+        """Neuron circuits on the chip (512)."""
+        return self.halves * self.circuits_per_half
+
+    @property
+    def signed_inputs_per_circuit(self) -> int:
+        """Signed inputs one circuit can receive (an excitatory and an inhibitory row each)."""
+        return self.rows_per_half // 2
+
+    @property
+    def code_max(self) -> int:
+        """Largest parameter code (1023)."""
+        return 2**self.code_bits - 1
+
+    def to_lsb(self, v, v_leak):
+        """Model membrane units → ADC LSB."""
+        return self.leak_lsb + (v - v_leak) * self.lsb_per_unit
+
+    def from_lsb(self, lsb, v_leak):
+        """ADC LSB → model membrane units."""
+        return v_leak + (lsb - self.leak_lsb) / self.lsb_per_unit

@@ -1,0 +1,259 @@
+"""The emulated analog chip: mapping, quantisation, calibration, execution, in-the-loop."""
+
+import pytest
+import torch
+
+from spikeloop.backends import get_backend, in_the_loop
+from spikeloop.chips.analog import AnalogChip, AnalogChipBackend, AnalogChipSpec, map_graph
+from spikeloop.chips.analog.simulator import adc_readout, effective_weight
+from spikeloop.dynamics import SuperSpike, current_gain
+from spikeloop.errors import MappingError, ParameterError, WeightRangeError
+from spikeloop.nn import LIF, Conv1d, CubaLI, CubaLIF, Flatten, Input, Linear, Network
+from spikeloop.nn.observables import ExecutionReport, NetworkOutput, Observables
+
+SPEC = AnalogChipSpec()
+DT = 0.5e-3
+
+
+def yinyang_net(seed=0, hidden=120):
+    torch.manual_seed(seed)
+    net = Network({
+        "input": Input(5), "fc1": Linear(5, hidden),
+        "hidden": CubaLIF(hidden, dt=DT, tau_mem=10e-3, tau_syn=5e-3),
+        "fc2": Linear(hidden, 3), "output": CubaLI(3, dt=DT, tau_mem=10e-3, tau_syn=5e-3),
+    })
+    with torch.no_grad():
+        net.layers.fc1.weight.normal_(1.5, 1.0)
+        net.layers.fc2.weight.normal_(0.0, 0.5)
+    return net
+
+
+def latency_input(batch=16, steps=80, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(steps, batch, 5)
+    times = torch.randint(4, 60, (batch, 4), generator=g)
+    for b in range(batch):
+        x[times[b], b, torch.arange(4)] = 1.0
+        x[4, b, 4] = 1.0
+    return x
+
+
+def snap_to_lsb(net):
+    """Put every weight on the 6-bit grid so quantisation is exact."""
+    with torch.no_grad():
+        for layer in net.modules():
+            if isinstance(layer, Linear):
+                scale = layer.weight.abs().max() / SPEC.weight_max
+                layer.weight.copy_(torch.round(layer.weight / scale) * scale)
+
+
+# ----------------------------------------------------------------------------- mapping
+def test_yinyang_network_maps_onto_one_half():
+    placement = map_graph(yinyang_net().graph, SPEC)
+    assert placement.circuits_used == 123
+    assert placement.rows_used == (2 * (5 + 120), 0)  # two rows per signed source
+    hidden = placement.populations["hidden"]
+    assert not hidden.joined and hidden.columns.tolist() == list(range(120))
+
+
+def test_fan_in_above_128_joins_two_circuits_and_above_256_does_not_fit():
+    net = Network([Input(200), Linear(200, 4), CubaLIF(4, dt=DT, tau_mem=10e-3, tau_syn=5e-3)])
+    placement = map_graph(net.graph, SPEC)
+    pop = next(iter(placement.populations.values()))
+    proj = next(iter(placement.projections.values()))
+    assert pop.joined and placement.circuits_used == 8
+    assert proj.half[:, :128].eq(0).all() and proj.half[:, 128:].eq(1).all()
+    assert placement.rows_used == (256, 2 * 72)
+    too_wide = Network([Input(300), Linear(300, 4),
+                        CubaLIF(4, dt=DT, tau_mem=10e-3, tau_syn=5e-3)])
+    with pytest.raises(MappingError, match="300 signed inputs; a neuron circuit takes 128 "
+                                           r"\(256 with 2 joined circuits\)"):
+        map_graph(too_wide.graph, SPEC)
+
+
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [
+        ([Input(10), Linear(10, 600), CubaLIF(600, dt=DT, tau_mem=10e-3, tau_syn=5e-3)],
+         "needs 600 neuron circuits; the chip has 512"),
+        ([Input(100), Linear(100, 100), CubaLIF(100, dt=DT, tau_mem=10e-3, tau_syn=5e-3),
+          Linear(100, 100), CubaLIF(100, dt=DT, tau_mem=10e-3, tau_syn=5e-3)],
+         "half 0 needs 400 synapse rows"),
+        ([Input(4), Linear(4, 3), LIF(3, dt=DT)], "LIF; the analog chip runs current-based"),
+        ([Input((2, 8)), Conv1d(2, 2, 3), CubaLIF((2, 6), dt=DT, tau_mem=10e-3, tau_syn=5e-3)],
+         "Conv1d"),
+        ([Input(4), Linear(4, 3), CubaLIF(3, dt=DT, tau_mem=100e-3, tau_syn=5e-3)],
+         "tau_mem spans 100–100 µs .* supports 0.5–60 µs"),
+        ([Input(4), Linear(4, 3), CubaLIF(3, dt=DT, tau_mem=10e-3, tau_syn=5e-3),
+          Flatten(), Linear(3, 2), CubaLI(2, dt=DT, tau_mem=10e-3, tau_syn=5e-3)], "Flatten"),
+    ],
+)
+def test_networks_that_do_not_fit_name_the_limit(layers, message):
+    with pytest.raises(MappingError, match=message):
+        map_graph(Network(layers).graph, SPEC)
+
+
+def test_weight_split_and_quantisation():
+    net = yinyang_net()
+    placement = map_graph(net.graph, SPEC)
+    fc2 = placement.projections["fc2"]
+    w = net.layers.fc2.weight.detach()
+    assert fc2.scale == pytest.approx(float(w.abs().max()) / 63)
+    assert torch.equal(fc2.weight_lsb, torch.round(w / fc2.scale).to(torch.int16))
+    assert int(fc2.weight_lsb.abs().max()) == 63
+    assert (fc2.row_exc % 2 == 0).all() and torch.equal(fc2.row_inh, fc2.row_exc + 1)
+    ideal = AnalogChip(SPEC, 0, mismatch=False)
+    torch.testing.assert_close(effective_weight(fc2, ideal), fc2.scale * fc2.weight_lsb.float())
+    real = AnalogChip(SPEC, 0)
+    w_eff = effective_weight(fc2, real)
+    o, i = 1, 7
+    lsb = int(fc2.weight_lsb[o, i])
+    row = int(fc2.row_exc[o, i]) if lsb > 0 else int(fc2.row_inh[o, i])
+    gain = real.synapse_gain[int(fc2.half[o, i]), row, int(fc2.column[o, i])]
+    assert float(w_eff[o, i]) == pytest.approx(fc2.scale * lsb * float(gain), rel=1e-6)
+    assert torch.equal(torch.sign(w_eff), torch.sign(fc2.weight_lsb.float()))
+
+
+def test_fixed_weight_scale_overflow_is_an_error_unless_clipping_is_asked_for():
+    net = yinyang_net()
+    w_max = float(net.layers.fc1.weight.detach().abs().max())
+    with pytest.raises(WeightRangeError, match=r"fc1.*at most 63"):
+        map_graph(net.graph, SPEC, weight_scale=w_max / 100)
+    placement = map_graph(net.graph, SPEC, weight_scale=w_max / 100, clip_weights=True)
+    assert int(placement.projections["fc1"].weight_lsb.abs().max()) == 63
+
+
+# ----------------------------------------------------------------------------- calibration
+def test_calibration_brings_the_spread_down():
+    chip = AnalogChip(SPEC, seed=3)
+    circuits = torch.arange(200)
+    for param, target in (("tau_mem", 10e-6), ("tau_syn", 5e-6), ("v_leak", 80.0),
+                          ("v_threshold", 130.0), ("v_reset", 80.0)):
+        result = chip.calibrate(param, circuits, torch.full((200,), target, dtype=torch.float64))
+        if param.startswith("tau"):  # relative spread: ~17 % before, < 1 % after
+            assert result.spread_before > 0.1 and result.spread_after < 0.01, param
+        else:  # LSB: ~12 before, < 1 after
+            assert result.spread_before > 8 and result.spread_after < 1.0, param
+        again = chip.calibrate(param, circuits, torch.full((200,), target, dtype=torch.float64))
+        assert again is result  # cached per (seed, parameter, targets)
+        assert result.codes.min() >= 0 and result.codes.max() <= SPEC.code_max
+
+
+# ----------------------------------------------------------------------------- execution
+def test_determinism_per_chip_seed_and_fresh_noise_per_run():
+    net, x = yinyang_net(), latency_input()
+
+    def two_runs(seed):
+        backend = AnalogChipBackend(seed)
+        with torch.no_grad():
+            return [net(x, backend=backend) for _ in range(2)]
+
+    a, b, c = two_runs(0), two_runs(0), two_runs(1)
+    for ra, rb in zip(a, b, strict=True):
+        assert torch.equal(ra["hidden"].spikes, rb["hidden"].spikes)
+        assert torch.equal(ra.output.v, rb.output.v)
+    assert not torch.equal(a[0].output.v, a[1].output.v)  # trial-to-trial noise
+    assert not torch.equal(a[0].output.v, c[0].output.v)  # another chip
+
+
+def test_execution_report_and_readout():
+    net, x = yinyang_net(), latency_input(batch=4, steps=60)
+    with torch.no_grad():
+        out = net(x, backend="chip")
+    assert set(out.report.wall) == {"mapping", "calibration", "run", "readout"}
+    assert out.report.resources["chip_time_s"] == pytest.approx(60 * 4 * DT / 1000)
+    assert out.report.resources["placement"]["circuits_used"] == 123
+    lsb = SPEC.to_lsb(out.output.v, 0.0)
+    # the ADC samples are integers in LSB; between samples the trace is interpolated
+    period = SPEC.adc_period * SPEC.speedup / DT
+    assert period > 3
+    assert set(out["hidden"].spikes.unique().tolist()) <= {0.0, 1.0}
+    assert float(lsb.min()) >= 0 and float(lsb.max()) <= 255
+
+
+def test_adc_quantises_saturates_and_interpolates():
+    steps = 40
+    v = torch.linspace(-3.0, 6.0, steps)[:, None, None].expand(steps, 2, 1).clone()
+    out = adc_readout(v, torch.tensor(0.0), SPEC, DT, None)
+    lsb = SPEC.to_lsb(out, 0.0)
+    # saturation at both ends
+    assert float(lsb.min()) == pytest.approx(0.0, abs=1e-3)
+    assert float(lsb.max()) == pytest.approx(255.0, abs=1e-3)
+    period = SPEC.adc_period * SPEC.speedup / DT  # 3.6 steps: every 5th sample is on the grid
+    on_sample = lsb[[0, round(5 * period), round(10 * period)]]
+    assert torch.allclose(on_sample, on_sample.round(), atol=1e-3)  # integers at the samples
+    true_lsb = SPEC.to_lsb(v, 0.0)[[0, round(5 * period), round(10 * period)]]
+    assert torch.allclose(on_sample, true_lsb.round().clamp(0, 255), atol=1e-3)
+    # between samples: linear interpolation of the neighbouring samples
+    k = 7  # between the samples at 2·3.6 = 7.2 (v[7]) and 1·3.6 = 3.6 (v[4])
+    a, b = (SPEC.to_lsb(v[i], 0.0).round().clamp(0, 255) for i in (4, 7))
+    w = (k - 3.6) / 3.6
+    assert torch.allclose(lsb[k], (1 - w) * a + w * b, atol=1e-3)
+
+
+def test_dense_adc_trace_follows_the_membrane():
+    net, x = yinyang_net(), latency_input(batch=2)
+    backend = AnalogChipBackend(0, noise=False, adc="ideal", dense=("output", 1))
+    with torch.no_grad():
+        out = net(x, backend=backend)
+    trace = out["output"].dense
+    substeps = round(DT / (SPEC.speedup / SPEC.dense_adc_rate))
+    assert trace.t.shape == (x.shape[0] * substeps,) and trace.neuron == 1
+    on_grid = trace.v[substeps - 1 :: substeps]
+    # the readout never spikes: the fine re-integration is exact on the grid up to 10-bit LSB
+    torch.testing.assert_close(on_grid.double(), out.output.v[:, 0, 1].double(), rtol=0,
+                               atol=1 / SPEC.lsb_per_unit / 4 * 0.5 + 1e-6)
+
+
+# ----------------------------------------------------------------------------- in the loop
+def test_ideal_chip_in_the_loop_gradients_equal_simulator_gradients():
+    net = yinyang_net(seed=4)
+    snap_to_lsb(net)
+    x, y = latency_input(batch=24, seed=2), torch.randint(0, 3, (24,))
+    ideal = AnalogChipBackend(0, mismatch=False, noise=False, adc="ideal")
+
+    def grads(backend):
+        net.zero_grad()
+        out = net(x, backend=backend)
+        loss = torch.nn.functional.cross_entropy(out.output.v.max(0).values, y)
+        loss = loss + out["hidden"].spikes.mean()
+        loss.backward()
+        return out, [p.grad.clone() for p in net.parameters()]
+
+    sim, g_sim = grads("sim")
+    chip, g_chip = grads(ideal)
+    assert sim["hidden"].spikes.sum() > 0
+    assert torch.equal(sim["hidden"].spikes, chip["hidden"].spikes)
+    for a, b in zip(g_sim, g_chip, strict=True):
+        assert a.abs().sum() > 0
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_bridge_returns_observed_values_and_evaluates_the_surrogate_there():
+    """One step, v = r g W x: values z_obs, v_obs and dz/dW = σ'(v_obs − ϑ) r g x."""
+    net = Network({"input": Input(2), "fc": Linear(2, 1),
+                   "cell": CubaLIF(1, dt=DT, tau_mem=10e-3, tau_syn=5e-3)})
+    with torch.no_grad():
+        net.layers.fc.weight.copy_(torch.tensor([[0.7, -0.2]]))
+    x = torch.tensor([[[1.0, 1.0]]])
+    v_obs, z_obs = torch.tensor([[[0.93]]]), torch.tensor([[[1.0]]])
+    observed = NetworkOutput({"input": Observables(spikes=x),
+                              "cell": Observables(spikes=z_obs, v=v_obs)},
+                             "cell", {}, ExecutionReport("fake"))
+    out = in_the_loop(net.graph, x, observed)
+    assert out["cell"].spikes.item() == 1.0 and out["cell"].v.item() == pytest.approx(0.93)
+    out["cell"].spikes.sum().backward()
+    g = float(current_gain(5e-3, 10e-3, DT, "exact"))
+    sg = float(SuperSpike().derivative(torch.tensor(0.93 - 1.0)))
+    expected = sg * g * x[0, 0]
+    torch.testing.assert_close(net.layers.fc.weight.grad[0], expected, rtol=1e-5, atol=0)
+
+
+def test_chip_rejects_streaming_and_bad_options():
+    net, x = yinyang_net(), latency_input(batch=2)
+    with torch.no_grad():
+        first = net(x, backend="sim")
+        with pytest.raises(ParameterError, match="streaming"):
+            net(x, first.state, backend="chip")
+    with pytest.raises(ParameterError, match="adc"):
+        get_backend({"name": "chip", "adc": "perfect"})
