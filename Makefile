@@ -25,7 +25,7 @@ test: lint
 	$(PY) -m pytest -q
 
 yinyang-bench: $(STAMP)
-	$(PY) benchmarks/yinyang_seeds.py
+	$(PY) benchmarks/yinyang_chip.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -22,15 +22,20 @@ def test_custom_loop_example(tmp_path):
     assert (tmp_path / "raster.png").stat().st_size > 0
 
 
-def test_yinyang_seed_benchmark_smoke(tmp_path):
-    out = run(str(ROOT / "benchmarks/yinyang_seeds.py"), "--config",
-              str(ROOT / "configs/yinyang.yaml"), "--seeds", "0", "1",
-              "--out", str(tmp_path / "res"), f"run.out_dir={tmp_path}", "data.train_size=60",
-              "data.val_size=30", "data.test_size=30", "train.epochs=1", "model.hidden=[8]",
-              "train.progress=false")
+def test_yinyang_chip_benchmark_smoke(tmp_path):
+    run(str(ROOT / "benchmarks/yinyang_chip.py"), "--config",
+        str(ROOT / "configs/yinyang.yaml"), "--seeds", "0", "1", "--hil-epochs", "1",
+        "--out", str(tmp_path / "res"), f"run.out_dir={tmp_path}", "data.train_size=60",
+        "data.val_size=30", "data.test_size=30", "train.epochs=1", "model.hidden=[8]",
+        "train.progress=false")
     result = json.loads((tmp_path / "res.json").read_text())
-    assert result["seeds"] == [0, 1] and len(result["test_acc"]) == 2
-    assert "mean ± std" in (tmp_path / "res.md").read_text() and "seed 1" in out
+    assert [r["seed"] for r in result["rows"]] == [0, 1]
+    assert set(result["rows"][0]) >= {"sim", "deployed", "in_the_loop"}
+    assert result["hil_over_sim_epoch"] > 0
+    assert "(c) chip in the loop" in (tmp_path / "res.md").read_text()
+    for name in ("chip-table-seed1-sim", "chip-table-seed1-hil"):
+        assert (tmp_path / name / "summary.json").exists()
+    assert (tmp_path / "chip-table-seed1-hil" / "device_vs_sim_membrane.png").exists()
 
 
 def test_readme_api_tour_runs():

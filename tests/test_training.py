@@ -115,7 +115,7 @@ def tiny(tmp_path, *extra):
     return load_config("configs/yinyang.yaml", [
         f"run.out_dir={tmp_path}", "run.name=tiny", "data.train_size=120", "data.val_size=60",
         "data.test_size=60", "model.hidden=[12]", "train.batch_size=40", "train.epochs=3",
-        "train.progress=false", *extra,
+        "train.progress=false", "train.backend=sim", *extra,
     ])
 
 
@@ -155,6 +155,21 @@ def test_training_learns(tmp_path):
     assert t.history[-1].train_loss < t.history[0].train_loss
     assert t.history[-1].val_acc > t.history[0].val_acc
     assert summary["test_acc"] > 0.45  # chance is 1/3; full training reaches > 0.97 (README)
+
+
+def test_training_with_the_chip_in_the_loop(tmp_path):
+    t = Trainer(tiny(tmp_path, "train.epochs=2", "train.backend={name: chip, seed: 1}"))
+    summary = t.fit()
+    assert summary["backend"] == {"name": "chip", "seed": 1}
+    assert t.history[-1].train_loss < t.history[0].train_loss
+    assert (tmp_path / "tiny" / "device_vs_sim_membrane.png").stat().st_size > 0
+    # weights trained elsewhere can be deployed as they are
+    chip = Trainer(tiny(tmp_path / "b", f"train.init_from={tmp_path / 'tiny' / 'checkpoint.pt'}",
+                        "train.backend=chip"))
+    for a, b in zip(t.network.parameters(), chip.network.parameters(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        Trainer(tiny(tmp_path / "c", "train.init_from=/nonexistent.pt"))
 
 
 def test_corrupt_or_foreign_checkpoint_is_a_clear_error(tmp_path):

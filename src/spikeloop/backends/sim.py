@@ -82,10 +82,14 @@ def _run_window(
             inp = values[node.inputs[0]]
             for other in node.inputs[1:]:
                 inp = inp + values[other]
-        if node.kind in ("input", "population"):
-            obs, new_state[node.name] = node.module(
-                inp, state.get(node.name), observed.get(node.name)
+        if node.kind == "input":  # validates shape, dtype and finiteness of x
+            obs, new_state[node.name] = node.module(inp)
+        elif node.kind == "population":  # shapes were checked when the graph was traced
+            module = node.module
+            obs, new_state[node.name] = module.simulate(
+                inp, module.parameter_record(), state.get(node.name), observed.get(node.name)
             )
+        if node.kind in ("input", "population"):
             populations[node.name] = obs
             values[node.name] = obs.spikes if obs.spikes is not None else obs.v
         else:

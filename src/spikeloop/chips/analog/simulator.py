@@ -127,8 +127,14 @@ def _noisy_projection(w: Tensor, noise: float, g: torch.Generator | None):
     def project(z: Tensor) -> Tensor:
         current = z @ w.T
         if g is not None and noise > 0:
-            std = noise * torch.sqrt((z * z) @ w2.T)
-            current = current + std * torch.randn(current.shape, generator=g, dtype=z.dtype)
+            # noise only where events arrive (rows without input spikes have none)
+            flat = current.reshape(-1, current.shape[-1])
+            zf = z.reshape(-1, z.shape[-1])
+            rows = (zf != 0).any(-1).nonzero().squeeze(-1)
+            std = noise * torch.sqrt((zf[rows] * zf[rows]) @ w2.T)
+            flat = flat.index_add(0, rows, std * torch.randn(std.shape, generator=g,
+                                                             dtype=z.dtype))
+            current = flat.reshape(current.shape)
         return current
 
     return project
@@ -199,17 +205,15 @@ def adc_readout(
         lsb = lsb + spec.adc_read_noise * torch.randn(lsb.shape, generator=g, dtype=lsb.dtype)
     lsb = lsb.round().clamp(0, 2**spec.adc_bits - 1)
     samples = spec.from_lsb(lsb, v_leak)
-    # linear interpolation matrix [T, K] from sample times onto the grid
+    if len(times) == 1:
+        return samples.expand(steps, *samples.shape[1:]).clone()
+    # linear interpolation between neighbouring samples onto the grid (held before the first)
     grid = torch.arange(steps, dtype=torch.float64)
     k = torch.searchsorted(times, grid, right=True).clamp(1, len(times) - 1)
     t0, t1 = times[k - 1], times[k]
-    w1 = ((grid - t0) / (t1 - t0)).clamp(0, 1)
-    if len(times) == 1:
-        return samples.expand(steps, *samples.shape[1:]).clone()
-    interp = torch.zeros(steps, len(times), dtype=v.dtype)
-    interp[torch.arange(steps), k - 1] = (1 - w1).to(v.dtype)
-    interp[torch.arange(steps), k] += w1.to(v.dtype)
-    return torch.einsum("tk,k...->t...", interp, samples)
+    w1 = ((grid - t0) / (t1 - t0)).clamp(0, 1).to(v.dtype)
+    w1 = w1.reshape(-1, *([1] * (v.dim() - 1)))
+    return torch.lerp(samples[k - 1], samples[k], w1)
 
 
 def dense_trace(
