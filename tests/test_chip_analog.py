@@ -7,7 +7,7 @@ from spikeloop.backends import get_backend, in_the_loop
 from spikeloop.chips.analog import AnalogChip, AnalogChipBackend, AnalogChipSpec, map_graph
 from spikeloop.chips.analog.simulator import adc_readout, effective_weight
 from spikeloop.dynamics import SuperSpike, current_gain
-from spikeloop.errors import MappingError, ParameterError, WeightRangeError
+from spikeloop.errors import MappingError, NonFiniteError, ParameterError, WeightRangeError
 from spikeloop.nn import LIF, Conv1d, CubaLI, CubaLIF, Flatten, Input, Linear, Network
 from spikeloop.nn.observables import ExecutionReport, NetworkOutput, Observables
 
@@ -160,35 +160,66 @@ def test_execution_report_and_readout():
     net, x = yinyang_net(), latency_input(batch=4, steps=60)
     with torch.no_grad():
         out = net(x, backend="chip")
-    assert set(out.report.wall) == {"mapping", "calibration", "run", "readout"}
+    wall = out.report.wall
+    assert set(wall) == {"mapping", "calibration", "run", "readout", "total"}
+    assert wall["total"] >= wall["run"] + wall["readout"]
     assert out.report.resources["chip_time_s"] == pytest.approx(60 * 4 * DT / 1000)
     assert out.report.resources["placement"]["circuits_used"] == 123
-    lsb = SPEC.to_lsb(out.output.v, 0.0)
-    # the ADC samples are integers in LSB; between samples the trace is interpolated
-    period = SPEC.adc_period * SPEC.speedup / DT
-    assert period > 3
-    assert set(out["hidden"].spikes.unique().tolist()) <= {0.0, 1.0}
-    assert float(lsb.min()) >= 0 and float(lsb.max()) <= 255
+    spread = out.report.resources["calibration_spread"]["hidden"]
+    assert set(spread) == {"tau_mem", "tau_syn", "v_leak", "v_threshold", "v_reset"}
+    assert all(after < before / 10 for before, after in spread.values())
+    assert set(out.report.resources["calibration_spread"]["output"]) == {
+        "tau_mem", "tau_syn", "v_leak"}  # a readout has no threshold or reset
+    assert out.report.warnings == []
 
 
 def test_adc_quantises_saturates_and_interpolates():
     steps = 40
     v = torch.linspace(-3.0, 6.0, steps)[:, None, None].expand(steps, 2, 1).clone()
-    out = adc_readout(v, torch.tensor(0.0), SPEC, DT, None)
+    out = adc_readout(v, torch.tensor(0.0), SPEC, DT, None)  # phase 0, no read noise
     lsb = SPEC.to_lsb(out, 0.0)
     # saturation at both ends
     assert float(lsb.min()) == pytest.approx(0.0, abs=1e-3)
     assert float(lsb.max()) == pytest.approx(255.0, abs=1e-3)
-    period = SPEC.adc_period * SPEC.speedup / DT  # 3.6 steps: every 5th sample is on the grid
-    on_sample = lsb[[0, round(5 * period), round(10 * period)]]
-    assert torch.allclose(on_sample, on_sample.round(), atol=1e-3)  # integers at the samples
-    true_lsb = SPEC.to_lsb(v, 0.0)[[0, round(5 * period), round(10 * period)]]
-    assert torch.allclose(on_sample, true_lsb.round().clamp(0, 255), atol=1e-3)
-    # between samples: linear interpolation of the neighbouring samples
-    k = 7  # between the samples at 2·3.6 = 7.2 (v[7]) and 1·3.6 = 3.6 (v[4])
-    a, b = (SPEC.to_lsb(v[i], 0.0).round().clamp(0, 255) for i in (4, 7))
-    w = (k - 3.6) / 3.6
-    assert torch.allclose(lsb[k], (1 - w) * a + w * b, atol=1e-3)
+    true = SPEC.to_lsb(v, 0.0).round().clamp(0, 255)
+    period = SPEC.adc_period * SPEC.speedup / DT  # 3.6 steps
+    sampled = [round(k * period) for k in range(int((steps - 1) // period) + 1)]
+    assert sampled[:4] == [0, 4, 7, 11]
+    torch.testing.assert_close(lsb[sampled], true[sampled], rtol=0, atol=1e-3)
+    # between two sampled steps the trace is linear in time: step 5 is 1/3 from 4 to 7
+    torch.testing.assert_close(lsb[5], true[4] + (true[7] - true[4]) / 3, rtol=0, atol=1e-3)
+
+
+def test_adc_runs_are_independent_and_short_runs_work():
+    v = torch.sin(torch.linspace(0, 6, 30))[:, None, None].expand(30, 2, 3).clone()
+    g = torch.Generator().manual_seed(0)
+    out = adc_readout(v, torch.tensor(0.0), SPEC, DT, g)
+    assert not torch.equal(out[:, 0], out[:, 1])  # own phase and noise per batch entry
+    for steps in (1, 2, 3):
+        for seed in range(5):
+            short = adc_readout(v[:steps], torch.tensor(0.0), SPEC, DT,
+                                torch.Generator().manual_seed(seed))
+            assert short.shape == v[:steps].shape and torch.isfinite(short).all()
+
+
+def test_dense_trace_of_a_spiking_neuron_is_a_recording_of_the_run():
+    net, x = yinyang_net(), latency_input(batch=2)
+    backend = AnalogChipBackend(0, noise=False, adc="ideal")
+    with torch.no_grad():
+        plain = net(x, backend=backend)
+        neuron = int(plain["hidden"].spikes[:, 0].sum(0).argmax())
+        assert plain["hidden"].spikes[:, 0, neuron].sum() >= 2
+        backend.dense = ("hidden", neuron)
+        out = net(x, backend=backend)
+    trace = out["hidden"].dense
+    substeps = round(DT / (SPEC.speedup / SPEC.dense_adc_rate))
+    on_grid = trace.v[substeps - 1 :: substeps].double()
+    torch.testing.assert_close(on_grid, out["hidden"].v[:, 0, neuron].double(), rtol=0,
+                               atol=1 / SPEC.lsb_per_unit / 4 * 0.5 + 1e-6)
+    with pytest.raises(ParameterError, match=r"outside 0\.\.119"):
+        net(x, backend=AnalogChipBackend(0, dense=("hidden", 500)))
+    with pytest.raises(ParameterError, match="no population 'input'"):
+        net(x, backend=AnalogChipBackend(0, dense=("input", 0)))
 
 
 def test_dense_adc_trace_follows_the_membrane():
@@ -206,8 +237,23 @@ def test_dense_adc_trace_follows_the_membrane():
 
 
 # ----------------------------------------------------------------------------- in the loop
-def test_ideal_chip_in_the_loop_gradients_equal_simulator_gradients():
-    net = yinyang_net(seed=4)
+def recurrent_refractory_net(seed=5):
+    torch.manual_seed(seed)
+    net = Network({
+        "input": Input(5), "fc1": Linear(5, 40),
+        "hidden": CubaLIF(40, dt=DT, tau_mem=10e-3, tau_syn=5e-3, t_refrac=2e-3,
+                          recurrent=True),
+        "fc2": Linear(40, 3), "output": CubaLI(3, dt=DT, tau_mem=10e-3, tau_syn=5e-3),
+    })
+    with torch.no_grad():
+        net.layers.fc1.weight.normal_(1.5, 1.0)
+        net.layers.hidden.recurrent.weight.normal_(0.0, 0.3)
+    return net
+
+
+@pytest.mark.parametrize("make", [yinyang_net, recurrent_refractory_net])
+def test_ideal_chip_in_the_loop_gradients_equal_simulator_gradients(make):
+    net = make(seed=4)
     snap_to_lsb(net)
     x, y = latency_input(batch=24, seed=2), torch.randint(0, 3, (24,))
     ideal = AnalogChipBackend(0, mismatch=False, noise=False, adc="ideal")
@@ -247,6 +293,67 @@ def test_bridge_returns_observed_values_and_evaluates_the_surrogate_there():
     sg = float(SuperSpike().derivative(torch.tensor(0.93 - 1.0)))
     expected = sg * g * x[0, 0]
     torch.testing.assert_close(net.layers.fc.weight.grad[0], expected, rtol=1e-5, atol=0)
+
+
+def test_bridge_resets_and_integrates_from_the_observed_spikes():
+    """Two steps. If the chip spiked at step 0 the model's membrane is reset there, so v at
+    step 1 depends on W only through step 1's input; if not, through both steps."""
+    net = Network({"input": Input(1), "fc": Linear(1, 1),
+                   "cell": CubaLIF(1, dt=DT, tau_mem=10e-3, tau_syn=5e-3)})
+    with torch.no_grad():
+        net.layers.fc.weight.fill_(0.4)  # the model alone would not spike
+    x = torch.ones(2, 1, 1)
+    c = net.layers.cell.parameter_record().coefficients(DT)
+    beta, alpha, g = float(c.beta), float(c.alpha), float(c.syn_gain)
+
+    def grad(z0):
+        net.zero_grad()
+        observed = NetworkOutput(
+            {"input": Observables(spikes=x),
+             "cell": Observables(spikes=torch.tensor([[[z0]], [[0.0]]]),
+                                 v=torch.tensor([[[1.2]], [[0.3]]]))},
+            "cell", {}, ExecutionReport("fake"))
+        out = in_the_loop(net.graph, x, observed)
+        assert out["cell"].v[:, 0, 0].tolist() == pytest.approx([1.2, 0.3])
+        out["cell"].v[1].sum().backward()
+        return float(net.layers.fc.weight.grad)
+
+    # v1 = β v0' + g (α I0 + x1), I0 = W x0: after a reset v0' = v_reset (no W); else v0' = v0
+    assert grad(1.0) == pytest.approx(g * (alpha + 1), rel=1e-5)
+    assert grad(0.0) == pytest.approx(beta * g + g * (alpha + 1), rel=1e-5)
+
+
+def test_calibration_warns_when_targets_are_out_of_reach():
+    net = Network({"input": Input(3), "fc": Linear(3, 4),
+                   "cell": CubaLIF(4, dt=DT, tau_mem=0.51e-3, tau_syn=5e-3, v_reset=-1.58)})
+    with torch.no_grad():
+        out = net((torch.rand(10, 2, 3) < 0.3).float(), backend=AnalogChipBackend(2))
+    assert any("tau_mem" in w and "miss their target" in w for w in out.report.warnings)
+
+
+@pytest.mark.parametrize(
+    ("layers", "error", "message"),
+    [
+        ([Input(3), CubaLIF(3, dt=DT, tau_mem=10e-3, tau_syn=5e-3)], MappingError,
+         "must be fed through Linear"),
+        ([Input(3), Linear(3, 3), CubaLI(3, dt=DT, tau_mem=10e-3, tau_syn=5e-3), Linear(3, 2),
+          CubaLI(2, dt=DT, tau_mem=10e-3, tau_syn=5e-3)], MappingError, "non-spiking readout"),
+    ],
+)
+def test_mapper_rejects_connections_the_chip_does_not_have(layers, error, message):
+    with pytest.raises(error, match=message):
+        map_graph(Network(layers).graph, SPEC)
+
+
+def test_chip_input_must_be_events_and_weights_finite():
+    net = yinyang_net()
+    x = latency_input(batch=2)
+    with pytest.raises(ParameterError, match="only 0 and 1"):
+        net(x * 0.37, backend="chip")
+    with torch.no_grad():
+        net.layers.fc2.weight[0, 0] = float("nan")
+    with pytest.raises(NonFiniteError, match="fc2"):
+        map_graph(net.graph, SPEC)
 
 
 def test_chip_rejects_streaming_and_bad_options():

@@ -38,11 +38,17 @@ def test_yinyang_chip_benchmark_smoke(tmp_path):
     assert (tmp_path / "chip-table-seed1-hil" / "device_vs_sim_membrane.png").exists()
 
 
-def test_readme_api_tour_runs():
+def _readme_block(heading):
     text = (ROOT / "README.md").read_text()
-    start = text.index("```python", text.index("## A tour of the API")) + len("```python")
-    code = text[start : text.index("```", start)]
+    start = text.index("```python", text.index(heading)) + len("```python")
+    return text[start : text.index("```", start)]
+
+
+def test_readme_api_tour_and_chip_example_run():
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(_readme_block("## A tour of the API"), "README.md", "exec"), namespace)
     assert namespace["out"]["hidden"].spikes.shape == (100, 256, 120)
     assert namespace["rest"].output.v.shape == (50, 256, 3)
+    exec(compile(_readme_block("## The emulated analog chip"), "README.md", "exec"), namespace)
+    assert namespace["deployed"].report.backend == "chip"
+    assert namespace["net"].layers.fc1.weight.grad is not None

@@ -119,13 +119,14 @@ def tiny(tmp_path, *extra):
     ])
 
 
-def test_checkpoint_resume_is_bit_identical(tmp_path):
-    straight = Trainer(tiny(tmp_path / "a"))
+@pytest.mark.parametrize("backend", ["sim", "chip"])
+def test_checkpoint_resume_is_bit_identical(tmp_path, backend):
+    straight = Trainer(tiny(tmp_path / "a", f"train.backend={backend}"))
     straight.fit()
-    first = Trainer(tiny(tmp_path / "b"))
+    first = Trainer(tiny(tmp_path / "b", f"train.backend={backend}"))
     first.fit(stop_after=1)
     assert first.epoch == 1 and not (tmp_path / "b" / "tiny" / "summary.json").exists()
-    resumed = Trainer(tiny(tmp_path / "b", "train.resume=true"))
+    resumed = Trainer(tiny(tmp_path / "b", "train.resume=true", f"train.backend={backend}"))
     assert resumed.epoch == 1
     resumed.fit()
     for (name, a), (_, b) in zip(straight.network.state_dict().items(),

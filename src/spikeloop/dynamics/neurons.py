@@ -313,11 +313,11 @@ def integrate_current(i: Tensor, v: Tensor, c: Coefficients) -> Tensor:
 class Observation(NamedTuple):
     """What a device observed of one population at one step (for in-the-loop training).
 
-    ``v``: membrane (the value compared with the threshold); ``z``: spikes (``None`` for
-    readouts).
+    ``v``: membrane (the value compared with the threshold); ``z``: spikes. Either may be
+    ``None``: that quantity is then left to the model (e.g. forcing only the spike times).
     """
 
-    v: Tensor
+    v: Tensor | None
     z: Tensor | None = None
 
 
@@ -343,10 +343,10 @@ def fire(
     if c.refrac_steps:
         active = refrac <= 0
         v = torch.where(active, v, p.v_reset)
-    if observed is not None:
+    if observed is not None and observed.v is not None:
         v = straight_through(v, observed.v)
     z = spike(v - p.v_threshold, surrogate)
-    if observed is not None:
+    if observed is not None and observed.z is not None:
         z = straight_through(z, observed.z)
     zr = z.detach() if p.detach_reset else z
     if p.reset == "value":
@@ -360,7 +360,7 @@ def fire(
 
 # ----------------------------------------------------------------------------- step functions
 def _observe(v: Tensor, observed: Observation | None) -> Tensor:
-    return v if observed is None else straight_through(v, observed.v)
+    return v if observed is None or observed.v is None else straight_through(v, observed.v)
 
 
 def li_step(

@@ -63,13 +63,17 @@ def _observations(
     """Per-step observations of a device recording (``None`` for every step without one)."""
     if observed is None:
         return [None] * steps
-    if observed.v is None or (spiking and observed.spikes is None):
-        raise ShapeError("an observation needs the membrane (and spikes, for spiking neurons)")
-    if observed.v.shape[0] != steps:
-        raise ShapeError(f"observation has {observed.v.shape[0]} steps, the input {steps}")
-    vs = observed.v.unbind(0)
-    zs = observed.spikes.unbind(0) if spiking else [None] * steps
-    return [dyn.Observation(v, z) for v, z in zip(vs, zs, strict=True)]
+    parts = []
+    for name, value in (("v", observed.v), ("spikes", observed.spikes if spiking else None)):
+        if value is None:
+            parts.append([None] * steps)
+        elif value.shape[0] != steps:
+            raise ShapeError(f"observed {name} has {value.shape[0]} steps, the input {steps}")
+        else:
+            parts.append(value.unbind(0))
+    if observed.v is None and not (spiking and observed.spikes is not None):
+        raise ShapeError("an observation needs the membrane or (for spiking neurons) spikes")
+    return [dyn.Observation(v, z) for v, z in zip(*parts, strict=True)]
 
 
 class PopulationState(NamedTuple):

@@ -297,6 +297,8 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": np.random.get_state(),
             "python_rng": random.getstate(),
+            "backend_rng": self.backend.get_rng_state()
+            if hasattr(self.backend, "get_rng_state") else None,
             "history": [h.__dict__ for h in self.history],
             "config": self.config.to_dict(),
         }
@@ -339,6 +341,8 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
+        if state.get("backend_rng") is not None:
+            self.backend.set_rng_state(state["backend_rng"])
         self.history = [EpochMetrics(**h) for h in state["history"]]
         self.epoch = state["epoch"]
 

@@ -46,7 +46,8 @@ class AnalogChipBackend:
     Args:
         seed: chip instance (fixed-pattern mismatch) and the start of its noise stream.
         mismatch: fixed-pattern mismatch of neurons and synapses (``False``: ideal circuits).
-        noise: trial-to-trial PSP noise.
+        noise: trial-to-trial noise: PSP amplitudes, ADC read noise and the ADC's sampling
+            phase (off: all three are off, the run is deterministic).
         adc: ``"realistic"`` (8-bit ADC sampled every ``adc_period``) or ``"ideal"`` (the true
             membrane on the simulation grid).
         calibrate: calibrate the neurons (otherwise nominal parameter codes are used).
@@ -93,6 +94,11 @@ class AnalogChipBackend:
             raise ParameterError("the analog chip runs every batch entry from rest; it cannot "
                                  "continue from a state (streaming)")
         graph.input.module(x)  # validates shape, dtype, finiteness
+        if not bool(((x == 0) | (x == 1)).all()):
+            raise ParameterError("the analog chip receives spike events: its input must hold "
+                                 "only 0 and 1")
+        if self.dense is not None:
+            self._check_dense(graph)
         wall: dict[str, float] = {}
         t0 = time.perf_counter()
         placement = map_graph(graph, self.spec, weight_scale=self.weight_scale,
@@ -103,7 +109,10 @@ class AnalogChipBackend:
             params[node.name], results, warn = chip_parameters(
                 node, placement.populations[node.name], self.chip, self.calibrate)
             warnings += warn
-            spreads[node.name] = {k: (r.spread_before, r.spread_after) for k, r in results.items()}
+            spreads[node.name] = {
+                k: (max(r.spread_before for r in rs), max(r.spread_after for r in rs))
+                for k, rs in results.items()
+            }
         t2 = time.perf_counter()
         g = self.generator if self.noise else None
         with torch.no_grad():
@@ -126,7 +135,8 @@ class AnalogChipBackend:
                                                v=populations[pop].v, dense=trace)
         t4 = time.perf_counter()
         dt = graph.output.module.dt
-        wall.update(mapping=t1 - t0, calibration=t2 - t1, run=t3 - t2, readout=t4 - t3)
+        wall.update(mapping=t1 - t0, calibration=t2 - t1, run=t3 - t2, readout=t4 - t3,
+                    total=t4 - t0)
         report = ExecutionReport(
             "chip", wall=wall,
             resources={
@@ -142,6 +152,26 @@ class AnalogChipBackend:
         if torch.is_grad_enabled():
             return in_the_loop(graph, x, observed)
         return observed
+
+
+    def _check_dense(self, graph: Graph) -> None:
+        if len(self.dense) != 2:
+            raise ParameterError(f"dense must be (population, neuron), got {self.dense!r}")
+        pop, neuron = self.dense
+        names = [n.name for n in graph.populations()]
+        if pop not in names:
+            raise ParameterError(f"dense: no population {pop!r} on the chip; populations: {names}")
+        size = graph[pop].num_neurons
+        if not (isinstance(neuron, int) and 0 <= neuron < size):
+            raise ParameterError(f"dense: neuron {neuron!r} outside 0..{size - 1} of {pop!r}")
+
+    def get_rng_state(self) -> Tensor:
+        """State of the chip's noise stream (checkpoints save it for bit-identical resume)."""
+        return self.generator.get_state()
+
+    def set_rng_state(self, state: Tensor) -> None:
+        """Restore the chip's noise stream."""
+        self.generator.set_state(state)
 
 
 BACKENDS.add("chip", AnalogChipBackend)

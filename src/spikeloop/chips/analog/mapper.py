@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from spikeloop.chips.analog.spec import AnalogChipSpec
-from spikeloop.errors import MappingError, WeightRangeError
+from spikeloop.errors import MappingError, NonFiniteError, WeightRangeError
 from spikeloop.graph import Graph, Node
 
 SUPPORTED_POPULATIONS = ("CubaLIF", "CubaLI")
@@ -115,6 +115,8 @@ def _check_node(node: Node, spec: AnalogChipSpec) -> None:
 def _quantize(node: Node, weight_scale: float | str, clip: bool, spec: AnalogChipSpec
               ) -> tuple[float, Tensor]:
     w = node.params["weight"].detach().float()
+    if not bool(torch.isfinite(w).all()):
+        raise NonFiniteError(f"projection {node.name!r}: weights hold NaN or inf")
     if "bias" in node.params:
         raise MappingError(f"projection {node.name!r} has a bias; the analog chip has none")
     wmax = float(w.abs().max())
@@ -144,6 +146,17 @@ def map_graph(
     """Place ``graph`` on the chip; raises :class:`MappingError` naming any violated limit."""
     for node in graph.nodes:
         _check_node(node, spec)
+        if node.kind == "population" and not all(
+            graph[i].kind == "projection" for i in node.inputs
+        ):
+            raise MappingError(f"population {node.name!r} must be fed through Linear projections "
+                               "(synapses); it is connected directly to "
+                               f"{', '.join(node.inputs)}")
+        if node.kind == "projection":
+            source = graph[node.inputs[0]]
+            if source.kind == "population" and not source.module.spiking:
+                raise MappingError(f"projection {node.name!r} reads the non-spiking readout "
+                                   f"{source.name!r}; synapses carry spikes only")
     pops = graph.populations()
     projections = graph.projections()
     consumers = {i: n.name for n in graph.nodes for i in n.inputs}

@@ -8,8 +8,9 @@ Neuroscience 16:795876; Billaudelle et al. 2020; Cramer et al. 2022, PNAS 119:e2
   input needs an excitatory and an inhibitory row: ≤ 128 signed inputs per neuron circuit, ≤ 256
   when two circuits (one per half) are joined into one neuron.
 - 6-bit weights (0..63) per synapse; time runs 1000× faster than biology; spike times on an
-  8 ns (125 MHz) clock; membrane time constants 0.5–60 µs, synaptic 0.3–30 µs, refractory
-  0.04–32 µs.
+  8 ns (125 MHz) clock (the emulator resolves them on the simulation grid, ``dt / 1000`` of
+  chip time — 0.5 µs for the demo — so a finer ``dt`` gives finer spike times); membrane time
+  constants 0.5–60 µs, synaptic 0.3–30 µs, refractory 0.04–32 µs.
 - Membrane read-out: an 8-bit column ADC per neuron sampled every ~1.7–2 µs (reliable range
   30–210 LSB, read noise ≲ 3 LSB) and a 10-bit ADC that samples one selected neuron at tens of
   MSample/s.
@@ -63,7 +64,10 @@ class AnalogChipSpec:
     # calibration measurement noise (σ per measurement)
     measure_noise_tau: float = 0.005
     measure_noise_lsb: float = 0.5
-    # trial-to-trial noise: σ of each PSP amplitude, relative to its weight
+    # trial-to-trial noise: σ of each PSP amplitude, relative to its weight. The demo's largest
+    # trained weight (≈ 3.8 current units after chip-in-the-loop training) makes a PSP of
+    # ≈ 0.95 model units ≈ 48 LSB (peak of the τ_syn = 5 ms / τ_mem = 10 ms kernel: 0.25 per
+    # unit), which thus varies by ≈ 2.4 LSB (σ), within the published ≲ 7 LSB.
     psp_noise: float = 0.05
 
     @property
