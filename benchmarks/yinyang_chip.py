@@ -46,7 +46,7 @@ def main() -> None:
         sim = Trainer(load_config(args.config, [*base, "train.backend=sim",
                                                 f"run.name=chip-table-seed{seed}-sim"]))
         a = sim.fit()
-        checkpoint = sim.dir / "checkpoint.pt"
+        checkpoint = sim.dir / ("best.pt" if (sim.dir / "best.pt").exists() else "checkpoint.pt")
         deployed = Trainer(load_config(args.config, [
             *base, f"train.backend={chip}", f"train.init_from={checkpoint}",
             f"run.name=chip-table-seed{seed}-deployed"]))

@@ -149,6 +149,20 @@ def test_seed_controls_everything(tmp_path):
     assert a == b and a != c
 
 
+def test_keep_best_finishes_with_the_best_validation_epoch(tmp_path):
+    t = Trainer(tiny(tmp_path, "train.epochs=4", "train.keep_best=true"))
+    summary = t.fit()
+    accs = [h.val_acc for h in t.history]
+    best_epoch = accs.index(max(accs)) + 1
+    assert summary["best_epoch"] == best_epoch
+    best = torch.load(tmp_path / "tiny" / "best.pt", weights_only=False)
+    assert best["epoch"] == best_epoch and best["val_acc"] == max(accs)
+    for name, value in t.network.state_dict().items():
+        assert torch.equal(value, best["model"][name]), name
+    _, val_acc, _ = t.evaluate(t.data["val"])
+    assert val_acc == max(accs)  # the network now is the best epoch's
+
+
 def test_training_learns(tmp_path):
     t = Trainer(tiny(tmp_path, "data.train_size=500", "data.val_size=200", "data.test_size=200",
                      "model.hidden=[30]", "train.batch_size=50", "train.epochs=5"))
@@ -165,7 +179,7 @@ def test_training_with_the_chip_in_the_loop(tmp_path):
     assert t.history[-1].train_loss < t.history[0].train_loss
     assert (tmp_path / "tiny" / "device_vs_sim_membrane.png").stat().st_size > 0
     # weights trained elsewhere can be deployed as they are
-    chip = Trainer(tiny(tmp_path / "b", f"train.init_from={tmp_path / 'tiny' / 'checkpoint.pt'}",
+    chip = Trainer(tiny(tmp_path / "b", f"train.init_from={tmp_path / 'tiny' / 'best.pt'}",
                         "train.backend=chip"))
     for a, b in zip(t.network.parameters(), chip.network.parameters(), strict=True):
         assert torch.equal(a, b)

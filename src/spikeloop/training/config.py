@@ -112,7 +112,9 @@ class TrainConfig:
 
     ``backend``: where the forward pass runs (``"sim"``, ``"chip"`` or ``{"name": "chip",
     "seed": 1, ...}``); a chip trains in the loop. ``init_from``: a checkpoint whose network
-    weights to start from (e.g. a simulator run, to train further on a chip).
+    weights to start from (e.g. a simulator run, to train further on a chip). ``keep_best``:
+    finish with the weights of the epoch with the best validation accuracy (model selection on
+    the validation split; also written to ``best.pt``).
     """
 
     epochs: int = 60
@@ -125,6 +127,7 @@ class TrainConfig:
     rate_regularizer: dict[str, Any] | None = None
     backend: str | dict[str, Any] = "sim"
     init_from: str | None = None
+    keep_best: bool = False
     resume: bool = False
     max_batches: int | None = None
     progress: bool = True

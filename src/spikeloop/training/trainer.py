@@ -124,6 +124,7 @@ class Trainer:
         self.scheduler = _make_scheduler(config, self.optimizer)
         self.history: list[EpochMetrics] = []
         self.epoch = 0
+        self.best: tuple[float, int, dict[str, Tensor]] | None = None  # val acc, epoch, weights
         if config.train.init_from is not None:
             self.load_weights(Path(config.train.init_from))
         if config.train.resume and (self.dir / CHECKPOINT).exists():
@@ -209,10 +210,17 @@ class Trainer:
             m = EpochMetrics(self.epoch, train_loss, train_acc, val_loss, val_acc, lr,
                              time.perf_counter() - t0, rates)
             self.history.append(m)
+            if cfg.train.keep_best and (self.best is None or val_acc > self.best[0]):
+                state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
+                self.best = (val_acc, self.epoch, state)
             epochs.set_postfix(loss=f"{train_loss:.4f}", val_acc=f"{val_acc:.4f}")
             self.save_checkpoint(self.dir / CHECKPOINT)
             _write_json(self.dir / "metrics.json", [h.flat() for h in self.history])
             training_curves([h.flat() for h in self.history], path=self.dir / "curves.png")
+        if self.epoch >= cfg.train.epochs and self.best is not None:
+            self.network.load_state_dict(self.best[2])
+            atomic_write(self.dir / "best.pt", lambda p: torch.save(
+                {"model": self.best[2], "epoch": self.best[1], "val_acc": self.best[0]}, p))
         summary = self.summary(time.perf_counter() - start)
         if self.epoch >= cfg.train.epochs:
             _write_json(self.dir / "summary.json", summary)
@@ -230,6 +238,7 @@ class Trainer:
             "test_acc": test_acc,
             "test_loss": test_loss,
             "val_acc": self.history[-1].val_acc if self.history else None,
+            "best_epoch": self.best[1] if self.best is not None else None,
             "train_acc": self.history[-1].train_acc if self.history else None,
             "rates_hz": rates,
             "wall_seconds": wall,
@@ -300,6 +309,7 @@ class Trainer:
             "backend_rng": self.backend.get_rng_state()
             if hasattr(self.backend, "get_rng_state") else None,
             "history": [h.__dict__ for h in self.history],
+            "best": self.best,
             "config": self.config.to_dict(),
         }
         atomic_write(path, lambda p: torch.save(state, p))
@@ -344,6 +354,7 @@ class Trainer:
         if state.get("backend_rng") is not None:
             self.backend.set_rng_state(state["backend_rng"])
         self.history = [EpochMetrics(**h) for h in state["history"]]
+        self.best = state.get("best")
         self.epoch = state["epoch"]
 
 

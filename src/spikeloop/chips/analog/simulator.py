@@ -222,9 +222,8 @@ def adc_readout(
              else torch.zeros(batch, dtype=torch.float64))
     k = torch.arange(n, dtype=torch.float64)
     idx = (phase[None, :] + k[:, None] * period).round().clamp(max=steps - 1).long()  # [K, B]
-    extra = [1] * (v.dim() - 2)
-    gather = idx.reshape(n, batch, *extra).expand(n, *v.shape[1:])
-    lsb = spec.to_lsb(torch.gather(v, 0, gather), v_leak)
+    entry = torch.arange(batch)
+    lsb = spec.to_lsb(v[idx, entry], v_leak)  # [K, B, ...]
     if g is not None:
         lsb = lsb + spec.adc_read_noise * torch.randn(lsb.shape, generator=g, dtype=lsb.dtype)
     samples = spec.from_lsb(lsb.round().clamp(0, 2**spec.adc_bits - 1), v_leak)
@@ -236,9 +235,9 @@ def adc_readout(
     t0 = torch.gather(idx, 0, k0).double()
     t1 = torch.gather(idx, 0, k0 + 1).double()
     w1 = ((grid - t0) / (t1 - t0).clamp(min=1)).clamp(0, 1).to(v.dtype)
-    lo = torch.gather(samples, 0, k0.reshape(steps, batch, *extra).expand(v.shape))
-    hi = torch.gather(samples, 0, (k0 + 1).reshape(steps, batch, *extra).expand(v.shape))
-    return torch.lerp(lo, hi, w1.reshape(steps, batch, *extra))
+    extra = [1] * (v.dim() - 2)
+    return torch.lerp(samples[k0, entry], samples[k0 + 1, entry],
+                      w1.reshape(steps, batch, *extra))
 
 
 def dense_trace(
