@@ -326,6 +326,11 @@ def straight_through(model: Tensor, observed: Tensor) -> Tensor:
     return model + (observed - model).detach()
 
 
+def _observe(v: Tensor, observed: Observation | None) -> Tensor:
+    """The observed membrane with the model's gradient, or ``v`` without an observation."""
+    return v if observed is None or observed.v is None else straight_through(v, observed.v)
+
+
 def fire(
     v: Tensor,
     refrac: Tensor,
@@ -343,8 +348,7 @@ def fire(
     if c.refrac_steps:
         active = refrac <= 0
         v = torch.where(active, v, p.v_reset)
-    if observed is not None and observed.v is not None:
-        v = straight_through(v, observed.v)
+    v = _observe(v, observed)
     z = spike(v - p.v_threshold, surrogate)
     if observed is not None and observed.z is not None:
         z = straight_through(z, observed.z)
@@ -359,10 +363,6 @@ def fire(
 
 
 # ----------------------------------------------------------------------------- step functions
-def _observe(v: Tensor, observed: Observation | None) -> Tensor:
-    return v if observed is None or observed.v is None else straight_through(v, observed.v)
-
-
 def li_step(
     x: Tensor, s: LIState, c: Coefficients, observed: Observation | None = None
 ) -> tuple[Tensor, LIState]:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from torch import Tensor
+
 CALIBRATED = ("tau_mem", "tau_syn", "v_leak", "v_threshold", "v_reset")
 """Neuron parameters set per circuit by a 10-bit code (and therefore calibrated)."""
 
@@ -85,10 +87,10 @@ class AnalogChipSpec:
         """Largest parameter code (1023)."""
         return 2**self.code_bits - 1
 
-    def to_lsb(self, v, v_leak):
-        """Model membrane units → ADC LSB."""
+    def to_lsb(self, v: Tensor, v_leak: Tensor | float) -> Tensor:
+        """Model membrane units → ADC LSB: ``leak_lsb + (v − v_leak) · lsb_per_unit``."""
         return self.leak_lsb + (v - v_leak) * self.lsb_per_unit
 
-    def from_lsb(self, lsb, v_leak):
-        """ADC LSB → model membrane units."""
+    def from_lsb(self, lsb: Tensor, v_leak: Tensor | float) -> Tensor:
+        """ADC LSB → model membrane units (inverse of :meth:`to_lsb`)."""
         return v_leak + (lsb - self.leak_lsb) / self.lsb_per_unit
