@@ -8,6 +8,7 @@ a time (as streaming hardware does). Both give the same results.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from spikeloop.backends.base import BACKENDS
 from spikeloop.errors import ParameterError
 from spikeloop.graph import Graph
 from spikeloop.nn.observables import ExecutionReport, NetworkOutput, Observables
+from spikeloop.nn.populations import KERNELS, Kernel
+from spikeloop.nn.projections import Linear
 
 
 @BACKENDS.register("sim")
@@ -28,15 +31,30 @@ class SimBackend:
 
     Args:
         mode: ``"sequence"`` (layer by layer over all steps) or ``"step"`` (network step by step).
+        kernel: ``"auto"`` (default: fused neuron loops and event-driven projections wherever
+            they apply, see :mod:`spikeloop.kernels`), ``"fused"`` (error where they do not) or
+            ``"reference"`` (the step functions looped under autograd).
+        grad_band: sparse surrogate backprop: the surrogate derivative is zero where
+            ``|v − ϑ| ≥ grad_band`` (Perez-Nieves & Goodman 2021); ``None`` (default): off.
     """
 
     mode: Literal["sequence", "step"] = "sequence"
+    kernel: Kernel = "auto"
+    grad_band: float | None = None
     name: str = "sim"
     differentiable: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in ("sequence", "step"):
             raise ParameterError(f"unknown sim mode {self.mode!r}; known: sequence, step")
+        if self.kernel not in KERNELS:
+            raise ParameterError(f"unknown kernel {self.kernel!r}; known: {', '.join(KERNELS)}")
+        if self.grad_band is not None and not (
+            isinstance(self.grad_band, int | float) and math.isfinite(self.grad_band)
+            and self.grad_band > 0
+        ):
+            raise ParameterError(f"grad_band must be a finite number > 0 (or None), "
+                                 f"got {self.grad_band!r}")
 
     def run(
         self, graph: Graph, x: Tensor, state: Mapping[str, Any] | None = None
@@ -45,11 +63,13 @@ class SimBackend:
         start = time.perf_counter()
         state = dict(state or {})
         if self.mode == "sequence":
-            populations, state = _run_window(graph, x, state)
+            populations, state = _run_window(graph, x, state, kernel=self.kernel,
+                                             grad_band=self.grad_band)
         else:
             windows = []
             for t in range(x.shape[0]):
-                obs, state = _run_window(graph, x[t : t + 1], state)
+                obs, state = _run_window(graph, x[t : t + 1], state, kernel=self.kernel,
+                                         grad_band=self.grad_band)
                 windows.append(obs)
             populations = {
                 name: Observables.cat([w[name] for w in windows]) for name in windows[0]
@@ -63,11 +83,15 @@ def _run_window(
     x: Tensor,
     state: dict[str, Any],
     observed: Mapping[str, Observables] | None = None,
+    *,
+    kernel: Kernel = "auto",
+    grad_band: float | None = None,
 ) -> tuple[dict[str, Observables], dict[str, Any]]:
     """Run every node over the window ``x`` from ``state``; returns observables and new state.
 
     ``observed`` (in-the-loop bridge): per-population device recordings that replace the
     model's values with a straight-through identity (see :mod:`spikeloop.backends.inloop`).
+    ``kernel`` / ``grad_band``: see :class:`SimBackend`.
     """
     observed = observed or {}
     values: dict[str, Tensor] = {}
@@ -87,11 +111,14 @@ def _run_window(
         elif node.kind == "population":  # shapes were checked when the graph was traced
             module = node.module
             obs, new_state[node.name] = module.simulate(
-                inp, module.parameter_record(), state.get(node.name), observed.get(node.name)
+                inp, module.parameter_record(), state.get(node.name), observed.get(node.name),
+                kernel=kernel, grad_band=grad_band,
             )
         if node.kind in ("input", "population"):
             populations[node.name] = obs
             values[node.name] = obs.spikes if obs.spikes is not None else obs.v
+        elif kernel != "reference" and isinstance(node.module, Linear):
+            values[node.name] = node.module.forward_events(inp)
         else:
             values[node.name] = node.module(inp)
     return populations, new_state

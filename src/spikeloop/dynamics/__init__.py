@@ -30,6 +30,7 @@ from spikeloop.dynamics.neurons import (
 from spikeloop.dynamics.surrogate import (
     SURROGATES,
     ArcTan,
+    BandLimited,
     FastSigmoid,
     SuperSpike,
     Surrogate,
@@ -43,6 +44,7 @@ __all__ = [
     "AdaptiveLIFParameters",
     "AdaptiveLIFState",
     "ArcTan",
+    "BandLimited",
     "Coefficients",
     "CubaLIFParameters",
     "CubaLIFState",

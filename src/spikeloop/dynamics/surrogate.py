@@ -99,6 +99,33 @@ class Triangle(Surrogate):
         return self.beta * torch.clamp(1.0 - self.beta * x.abs(), min=0.0)
 
 
+@dataclass(frozen=True)
+class BandLimited(Surrogate):
+    """``base`` surrogate set to zero outside a band around threshold: ``σ'(x)·[|x| < band]``.
+
+    Sparse surrogate backprop (Perez-Nieves & Goodman 2021): only neurons whose membrane is
+    within ``band`` of the threshold pass gradient, so the backward pass can skip the others
+    (see :mod:`spikeloop.kernels.fused`). Not registered by name; backends build it from their
+    ``grad_band`` option.
+    """
+
+    name: ClassVar[str] = "band_limited"
+    base: Surrogate = SuperSpike()
+    band: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.base, Surrogate):
+            raise ParameterError(f"band_limited: base must be a Surrogate, got {self.base!r}")
+        if not (isinstance(self.band, int | float) and math.isfinite(self.band)
+                and self.band > 0):
+            raise ParameterError(f"band_limited: band must be a finite number > 0, "
+                                 f"got {self.band!r}")
+
+    def derivative(self, x: Tensor) -> Tensor:
+        d = self.base.derivative(x)
+        return torch.where(x.abs() < self.band, d, torch.zeros_like(d))
+
+
 class _SpikeFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, surrogate: Surrogate) -> Tensor:

@@ -11,19 +11,22 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import fields
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from spikeloop.dynamics import neurons as dyn
-from spikeloop.dynamics.surrogate import Surrogate, make_surrogate
+from spikeloop.dynamics.surrogate import BandLimited, Surrogate, make_surrogate
 from spikeloop.errors import DTypeError, NonFiniteError, ParameterError, ShapeError
 from spikeloop.nn.observables import Observables
 from spikeloop.registry import Registry
 
 POPULATIONS: Registry[type[Population]] = Registry("neuron model")
 """Population classes by config name (``"cuba_lif"``, ``"li"`` …)."""
+
+Kernel = Literal["auto", "fused", "reference"]
+KERNELS = ("auto", "fused", "reference")
 
 # Fields of the parameter records that are settings, not tensors.
 _SETTINGS = ("reset", "t_refrac", "detach_reset")
@@ -106,6 +109,7 @@ class Population(nn.Module):
     params_cls: ClassVar[type]
     state_cls: ClassVar[type]
     spiking: ClassVar[bool] = True
+    fusable: ClassVar[bool] = True
     step_fn: ClassVar[Callable[..., Any]]
 
     def __init__(
@@ -218,13 +222,28 @@ class Population(nn.Module):
         state: PopulationState | None = None,
         observed: Observables | None = None,
         recurrent: Callable[[Tensor], Tensor] | None = None,
+        *,
+        kernel: Kernel = "auto",
+        grad_band: float | None = None,
     ) -> tuple[Observables, PopulationState]:
         """The time loop with explicit parameters ``p`` (a record of ``params_cls``).
 
         :meth:`forward` calls it with the module's own parameters; a chip emulator calls it with
         the parameters its neurons really have and its own ``recurrent`` projection (default:
         ``self.recurrent``).
+
+        ``kernel``: ``"reference"`` loops the step function under autograd; ``"fused"`` runs
+        :func:`spikeloop.kernels.neuron_loop` (one autograd node, hand-written backward, native
+        CPU code for float32) and raises :class:`ParameterError` where it cannot;
+        ``"auto"`` (default) fuses wherever possible (see :meth:`fused_unsupported`).
+        ``grad_band``: sparse surrogate backprop — the surrogate derivative is zero where
+        ``|v − ϑ| ≥ grad_band`` (:class:`~spikeloop.dynamics.BandLimited`).
         """
+        if kernel not in KERNELS:
+            raise ParameterError(f"unknown kernel {kernel!r}; known: {', '.join(KERNELS)}")
+        surrogate = self.surrogate
+        if grad_band is not None:
+            surrogate = BandLimited(surrogate, grad_band)
         if recurrent is None:
             recurrent = self.recurrent
         if state is None:
@@ -236,6 +255,13 @@ class Population(nn.Module):
                 f"([T, B, *shape] needs B = {state.neuron[0].shape[0]})"
             )
         c = p.coefficients(self.dt, self.method)
+        if kernel != "reference":
+            reason = self.fused_unsupported(p, observed, recurrent)
+            if reason is None:
+                return self._simulate_fused(x, p, c, state, surrogate, kernel)
+            if kernel == "fused":
+                raise ParameterError(f"{type(self).__name__}: no fused kernel for {reason}; "
+                                     "use kernel='auto' or 'reference'")
         neuron, z = state
         spikes, vs, currents = [], [], []
         record_i = "i" in self.state_cls._fields
@@ -243,7 +269,7 @@ class Population(nn.Module):
         for x_t, obs_t in zip(x.unbind(0), seen, strict=True):
             if recurrent is not None:
                 x_t = x_t + recurrent(z)
-            z, v, neuron = self._step(x_t, neuron, p, c, obs_t)
+            z, v, neuron = self._step(x_t, neuron, p, c, obs_t, surrogate)
             vs.append(v)
             if z is not None:
                 spikes.append(z)
@@ -257,9 +283,61 @@ class Population(nn.Module):
         return obs, PopulationState(neuron, z if self.recurrent is not None else None)
 
     def _step(
-        self, x: Tensor, s: Any, p: Any, c: dyn.Coefficients, obs: dyn.Observation | None
+        self, x: Tensor, s: Any, p: Any, c: dyn.Coefficients, obs: dyn.Observation | None,
+        surrogate: Surrogate,
     ) -> tuple[Any, Tensor, Any]:
-        return type(self).step_fn(x, s, p, c, self.surrogate, obs)
+        return type(self).step_fn(x, s, p, c, surrogate, obs)
+
+    def fused_unsupported(
+        self, p: Any, observed: Observables | None = None,
+        recurrent: Callable[[Tensor], Tensor] | None = None,
+    ) -> str | None:
+        """Why this population cannot run fused with parameters ``p`` (``None`` if it can)."""
+        if not self.fusable:
+            return f"the {self.model} model"
+        if observed is not None:
+            return "in-the-loop observations"
+        if self.spiking and not p.detach_reset:
+            return "detach_reset=False"
+        if recurrent is not None and not (
+            recurrent is self.recurrent and self.recurrent.bias is None
+        ):
+            return "a custom recurrent projection or one with a bias"
+        return None
+
+    def _simulate_fused(
+        self, x: Tensor, p: Any, c: dyn.Coefficients, state: PopulationState,
+        surrogate: Surrogate, kernel: Kernel,
+    ) -> tuple[Observables, PopulationState]:
+        from spikeloop.kernels import LoopConfig, neuron_loop
+
+        steps, batch = x.shape[:2]
+        n = self.size
+        current = "i" in self.state_cls._fields
+        neuron = state.neuron._asdict()
+        zeros = x.new_zeros((batch, n))
+        flat = {k: v.reshape(batch, n) for k, v in neuron.items()}
+        coefficients = {
+            "beta": c.beta, "rest": c.rest,
+            "alpha": c.alpha if current else 0.0,
+            "gain": c.syn_gain if current else c.x_gain,
+            "thr": getattr(p, "v_threshold", 0.0), "vreset": getattr(p, "v_reset", 0.0),
+        }
+        cfg = LoopConfig(spiking=self.spiking, reset=getattr(p, "reset", "value"),
+                         refrac_steps=c.refrac_steps, surrogate=surrogate,
+                         engine="auto")
+        z0 = state.z.reshape(batch, n) if state.z is not None else None
+        v, z, i, v_t, i_t, r_t, z_t = neuron_loop(
+            cfg, x.reshape(steps, batch, n), coefficients,
+            (flat["v"], flat.get("i", zeros), flat.get("refrac", zeros), z0),
+            self.recurrent.weight if self.recurrent is not None else None)
+        shape = (steps, batch, *self.shape)
+        final = {"v": v_t, "i": i_t, "refrac": r_t}
+        new = self.state_cls(**{k: final[k].reshape(batch, *self.shape)
+                                for k in self.state_cls._fields})
+        obs = Observables(spikes=z.reshape(shape) if self.spiking else None,
+                          v=v.reshape(shape), i=i.reshape(shape) if current else None)
+        return obs, PopulationState(new, z_t if self.recurrent is not None else None)
 
     @torch.no_grad()
     def constrain_(self, min_steps: float = 2.0) -> None:
@@ -302,6 +380,7 @@ class AdaptiveLIF(Population):
     """Adaptive CUBA LIF with an AHP current (see :func:`~spikeloop.dynamics.adaptive_lif_step`)."""
 
     model = "AdaptiveLIF"
+    fusable = False  # the AHP current has no fused kernel (yet): reference loop
     params_cls = dyn.AdaptiveLIFParameters
     state_cls = dyn.AdaptiveLIFState
     step_fn = dyn.adaptive_lif_step
@@ -327,7 +406,8 @@ class LI(Population):
     spiking = False
 
     def _step(
-        self, x: Tensor, s: Any, p: Any, c: dyn.Coefficients, obs: dyn.Observation | None
+        self, x: Tensor, s: Any, p: Any, c: dyn.Coefficients, obs: dyn.Observation | None,
+        surrogate: Surrogate,
     ) -> tuple[Any, Tensor, Any]:
         v, s = dyn.li_step(x, s, c, obs)
         return None, v, s
@@ -343,7 +423,8 @@ class CubaLI(Population):
     spiking = False
 
     def _step(
-        self, x: Tensor, s: Any, p: Any, c: dyn.Coefficients, obs: dyn.Observation | None
+        self, x: Tensor, s: Any, p: Any, c: dyn.Coefficients, obs: dyn.Observation | None,
+        surrogate: Surrogate,
     ) -> tuple[Any, Tensor, Any]:
         v, s = dyn.cuba_li_step(x, s, c, obs)
         return None, v, s

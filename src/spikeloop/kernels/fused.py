@@ -1,0 +1,383 @@
+r"""Fused time loops with a hand-written backward pass, and event-driven projections.
+
+:func:`neuron_loop` runs a whole population over ``T`` steps in one autograd node. Its forward
+pass is the step function of :mod:`spikeloop.dynamics.neurons` (the torch engine calls it; the
+native engine, ``native.c``, implements the same operations in the same rounding order). Its
+backward pass is the adjoint of that recursion, written out (reset with detached spikes):
+
+.. math::
+    \bar v_k &= g^v_k + (g^z_k + W_{rec}^\top \bar x_{k+1})\,σ'(\tilde v_k - ϑ)
+              + \bar v_{k+1} \cdot (1 - z_k \text{ [value reset] or } 1 \text{ [subtract]}) \\
+    \bar u_k &= m_k \bar v_k \quad (m_k = 0 \text{ while refractory}),\qquad
+    \bar v_{k}^{-} = β \bar u_k \\
+    \bar x_k &= \bar i'_k = g\,\bar u_k + α (\bar i_{k+1} + g^i_k)
+
+with per-neuron coefficient gradients
+:math:`\bar β = Σ \bar u_k v_k`, :math:`\overline{rest} = Σ \bar u_k`,
+:math:`\bar g = Σ \bar u_k i'_k`, :math:`\bar α = Σ (\bar i_{k+1} + g^i_k) i'_k`,
+:math:`\bar ϑ = -Σ g^z_k σ'_k - [\text{subtract}]Σ \bar v_{k+1} z_k`,
+:math:`\bar v_{reset} = Σ \bar v_{k+1} z_k + Σ_{\text{refractory}} \bar v_k`, which autograd
+chains on to the time constants. Only the forward outputs are kept for it (and ``i'`` when a
+time constant is learned), not the ~10 intermediate tensors per step that autograd would keep.
+
+Sparse surrogate backprop (Perez-Nieves & Goodman 2021): with ``grad_band = b`` the surrogate
+derivative is set to zero where :math:`|\tilde v - ϑ| ≥ b`; the backward pass is then the exact
+gradient of that band-limited surrogate, and recurrent spike gradients are computed only for
+neurons inside the band (the event-driven part that saves time).
+
+:func:`event_linear` computes ``y = x Wᵀ (+ b)`` from the non-zero entries of ``x`` only, and
+its weight gradient ``x̄ᵀ`` the same way: ``O(nnz · out)`` instead of ``O(rows · in · out)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd import Function
+
+from spikeloop.dynamics import neurons as dyn
+from spikeloop.dynamics.surrogate import Surrogate
+from spikeloop.kernels import native
+
+RESET_MODES = {"value": 0, "subtract": 1}
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Static settings of a fused loop.
+
+    ``spiking``: threshold and reset (else a leaky-integrator readout); ``reset``: ``"value"`` or
+    ``"subtract"``; ``refrac_steps``; ``surrogate``; ``grad_band``: sparse-backprop band (None:
+    off); ``engine``: ``"native"``, ``"torch"`` or ``"auto"`` (native for float32 CPU tensors
+    when the C kernels are available).
+    """
+
+    spiking: bool
+    reset: str = "value"
+    refrac_steps: int = 0
+    surrogate: Surrogate | None = None
+    grad_band: float | None = None
+    engine: str = "auto"
+
+
+class LoopResult(tuple):
+    """``(v, z, i, v_T, i_T, r_T, z_T)`` of :func:`neuron_loop` (``z``/``z_T`` empty for
+    readouts)."""
+
+
+def _engine(cfg: LoopConfig, *tensors: Tensor | None) -> str:
+    if cfg.engine == "torch":
+        return "torch"
+    if native.usable(*tensors):
+        return "native"
+    if cfg.engine == "native":
+        reason = native.unavailable_reason() or "tensors are not float32 on the CPU"
+        raise RuntimeError(f"native kernels requested but not usable: {reason}")
+    return "torch"
+
+
+def _shape(t: int, b: int, n: int, cfg: LoopConfig) -> native.Shape:
+    return native.Shape(t, b, n, int(cfg.spiking), RESET_MODES[cfg.reset], cfg.refrac_steps)
+
+
+def _surrogate_grad(cfg: LoopConfig, v: Tensor, thr: Tensor) -> Tensor:
+    """``σ'(ṽ − ϑ)`` from the surrogate object (the one definition), band-limited if asked."""
+    x = v - thr
+    sg = cfg.surrogate.derivative(x)
+    if cfg.grad_band is not None:
+        sg = torch.where(x.abs() < cfg.grad_band, sg, torch.zeros_like(sg))
+    return sg.contiguous()
+
+
+# ----------------------------------------------------------------------------- torch engine
+def _torch_forward(cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0, z0, wrec, want_ip):
+    """Forward with the reference step functions (no autograd graph)."""
+    p = dyn.ThresholdParameters(v_threshold=thr, v_reset=vreset, reset=cfg.reset)
+    c = dyn.Coefficients(beta=beta, rest=rest, alpha=alpha, syn_gain=gain,
+                         refrac_steps=cfg.refrac_steps)
+    v, i, r, z = v0, i0, r0, z0
+    vs, zs, cur, ips, masks = [], [], [], [], []
+    for x_t in x.unbind(0):
+        if wrec is not None:
+            x_t = x_t + z @ wrec.t()
+        if want_ip:
+            ips.append(i + x_t)
+        if cfg.spiking:
+            if cfg.refrac_steps:
+                masks.append(r <= 0)
+            z, v_obs, (v, i, r) = dyn.cuba_lif_step(x_t, dyn.CubaLIFState(v, i, r), p, c,
+                                                   cfg.surrogate)
+            zs.append(z)
+        else:
+            v_obs, (v, i) = dyn.cuba_li_step(x_t, dyn.CubaLIState(v, i), c)
+        vs.append(v_obs)
+        cur.append(i)
+    empty = x.new_empty(0)
+    return (torch.stack(vs), torch.stack(zs) if zs else empty, torch.stack(cur), v, i, r,
+            z if cfg.spiking else empty, torch.stack(ips) if want_ip else None,
+            torch.stack(masks) if masks else None)
+
+
+def _torch_backward(cfg, out_v, out_z, sg, v0, ip, mask, beta, alpha, gain, thr, vreset,
+                    wrec, gv, gz, gi, gvT, giT, gzT):
+    """The adjoint recursion of the module docstring, vectorised over ``[B, N]``."""
+    steps = out_v.shape[0]
+    zeros = torch.zeros_like(out_v[0])
+    lv = gvT if gvT is not None else zeros
+    li = giT if giT is not None else zeros
+    rdz = gzT if gzT is not None else zeros
+    subtract = cfg.reset == "subtract"
+    dx = torch.empty_like(out_v)
+    d_beta, d_rest, d_alpha, d_gain, d_thr, d_vr = (torch.zeros_like(zeros) for _ in range(6))
+    for t in range(steps - 1, -1, -1):
+        dvt = gv[t] if gv is not None else zeros
+        if cfg.spiking:
+            z = out_z[t]
+            gs = ((gz[t] if gz is not None else zeros) + rdz) * sg[t]
+            d_thr = d_thr - gs
+            if subtract:
+                dvt = dvt + gs + lv
+                d_thr = d_thr - lv * z
+            else:
+                dvt = dvt + gs + lv * (1 - z)
+            d_vr = d_vr + lv * z
+            if mask is not None:
+                d_vr = d_vr + torch.where(mask[t], zeros, dvt)
+                du = torch.where(mask[t], dvt, zeros)
+            else:
+                du = dvt
+        else:
+            du = dvt + lv
+        git = li + (gi[t] if gi is not None else zeros)
+        dip = gain * du + alpha * git
+        d_rest = d_rest + du
+        if ip is not None:
+            if t == 0:
+                vk = v0
+            elif cfg.spiking:
+                vp, zp = out_v[t - 1], out_z[t - 1]
+                vk = vp - zp * (thr - vreset) if subtract else vp - zp * (vp - vreset)
+            else:
+                vk = out_v[t - 1]
+            d_beta = d_beta + du * vk
+            d_gain = d_gain + du * ip[t]
+            d_alpha = d_alpha + git * ip[t]
+        lv, li = beta * du, dip
+        dx[t] = dip
+        if wrec is not None:
+            rdz = dip @ wrec
+            if t > 0:
+                rdz = torch.where(sg[t - 1] != 0, rdz, zeros)
+        else:
+            rdz = zeros
+    grads = [g.sum(0) for g in (d_beta, d_rest, d_alpha, d_gain, d_thr, d_vr)]
+    return dx, lv, li, rdz, grads
+
+
+# ----------------------------------------------------------------------------- autograd node
+class _NeuronLoop(Function):
+    @staticmethod
+    def forward(ctx, cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0, z0, wrec):
+        steps, batch, n = x.shape
+        want_ip = any(ctx.needs_input_grad[i] for i in (2, 4, 5))  # beta, alpha, gain
+        engine = _engine(cfg, x, wrec)
+        if engine == "native":
+            lib = native.library()
+            native.set_threads()
+            v, i, r = v0.clone(), i0.clone(), r0.clone()
+            z = z0.clone() if wrec is not None else None
+            out_v = torch.empty_like(x)
+            out_z = torch.empty_like(x) if cfg.spiking else x.new_empty(0)
+            out_i = torch.empty_like(x)
+            ip = torch.empty_like(x) if want_ip else None
+            mask = (torch.empty(x.shape, dtype=torch.uint8) if cfg.spiking and cfg.refrac_steps
+                    else None)
+            wrec_t = wrec.t().contiguous() if wrec is not None else None
+            p = native.ptr
+            lib.sl_neuron_forward(
+                _shape(steps, batch, n, cfg), p(x), p(beta), p(rest), p(alpha), p(gain), p(thr),
+                p(vreset), p(v), p(i), p(r), p(z), p(wrec_t), p(out_v),
+                p(out_z) if cfg.spiking else None, p(out_i), p(ip), p(mask))
+            z_t = z if wrec is not None else (out_z[-1] if cfg.spiking else x.new_empty(0))
+        else:
+            with torch.no_grad():
+                out_v, out_z, out_i, v, i, r, z_t, ip, mask = _torch_forward(
+                    cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0,
+                    z0 if wrec is not None else None, wrec, want_ip)
+            if mask is not None:
+                mask = mask.to(torch.uint8)
+        ctx.cfg, ctx.engine = cfg, engine
+        ctx.save_for_backward(out_v, out_z, v0, ip, mask, beta, alpha, gain, thr, vreset, wrec,
+                              z0)
+        ctx.mark_non_differentiable(r)
+        ctx.set_materialize_grads(False)
+        return out_v, out_z, out_i, v, i, r, z_t
+
+    @staticmethod
+    def backward(ctx, gv, gz, gi, gvT, giT, _gr, gzT):
+        cfg = ctx.cfg
+        out_v, out_z, v0, ip, mask, beta, alpha, gain, thr, vreset, wrec, z0 = ctx.saved_tensors
+        steps, batch, n = out_v.shape
+        sg = _surrogate_grad(cfg, out_v, thr) if cfg.spiking else None
+        gs = [g.contiguous() if g is not None else None for g in (gv, gz, gi, gvT, giT, gzT)]
+        gv, gz, gi, gvT, giT, gzT = gs
+        if not cfg.spiking:
+            gz = gzT = None
+        if ctx.engine == "native":
+            lib = native.library()
+            native.set_threads()
+            dx = torch.empty_like(out_v)
+            dv0, di0, dz0 = (torch.empty_like(v0) for _ in range(3))
+            coef = [torch.empty_like(beta) for _ in range(6)]
+            wrec_t = wrec.t().contiguous() if wrec is not None else None
+            p = native.ptr
+            lib.sl_neuron_backward(
+                _shape(steps, batch, n, cfg), p(out_v), p(out_z) if cfg.spiking else None,
+                p(sg), p(v0), p(ip), p(mask), p(beta), p(alpha), p(gain), p(thr), p(vreset),
+                p(wrec_t), p(gv), p(gz), p(gi), p(gvT), p(giT), p(gzT), p(dx), p(dv0), p(di0),
+                p(dz0), *(p(c) for c in coef))
+        else:
+            m = mask.bool() if mask is not None else None
+            dx, dv0, di0, dz0, coef = _torch_backward(
+                cfg, out_v, out_z, sg, v0, ip, m, beta, alpha, gain, thr, vreset, wrec,
+                gv, gz, gi, gvT, giT, gzT)
+        d_beta, d_rest, d_alpha, d_gain, d_thr, d_vr = coef
+        d_w = None
+        if wrec is not None and ctx.needs_input_grad[12]:
+            z_prev = torch.cat([z0.unsqueeze(0), out_z[:-1]]).reshape(steps * batch, n)
+            d_w = event_weight_grad(z_prev, dx.reshape(steps * batch, n)).t()
+        need = ctx.needs_input_grad
+        return (None, dx if need[1] else None,
+                d_beta if need[2] else None, d_rest if need[3] else None,
+                d_alpha if need[4] else None, d_gain if need[5] else None,
+                d_thr if need[6] else None, d_vr if need[7] else None,
+                dv0 if need[8] else None, di0 if need[9] else None, None,
+                dz0 if need[11] and wrec is not None else None, d_w)
+
+
+def _per_neuron(value: Any, n: int, like: Tensor) -> Tensor:
+    t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    return t.expand(n).contiguous() if t.dim() == 0 else t.reshape(n).contiguous()
+
+
+def neuron_loop(
+    cfg: LoopConfig,
+    x: Tensor,
+    coefficients: dict[str, Any],
+    state: tuple[Tensor, Tensor, Tensor, Tensor | None],
+    wrec: Tensor | None = None,
+) -> LoopResult:
+    """Run ``T`` steps of a (current-based or voltage) neuron population in one fused node.
+
+    Args:
+        cfg: static settings (:class:`LoopConfig`).
+        x: input current ``[T, B, N]``.
+        coefficients: ``beta, rest, alpha, gain, thr, vreset`` — scalars or ``[N]`` tensors
+            (may require grad). A voltage model passes ``alpha = 0`` and ``gain = x_gain``.
+        state: initial ``(v, i, refrac, z_prev)`` ``[B, N]`` (``z_prev`` only if recurrent).
+        wrec: recurrent weight ``[N, N]`` (``x_eff,k = x_k + W z_{k-1}``) or ``None``.
+
+    Returns:
+        ``(v, z, i, v_T, i_T, r_T, z_T)``: recorded membrane (compared with the threshold),
+        spikes, synaptic current after each step, and the final state.
+    """
+    n = x.shape[2]
+    names = ("beta", "rest", "alpha", "gain", "thr", "vreset")
+    coefs = [_per_neuron(coefficients[k], n, x) for k in names]
+    v0, i0, r0, z0 = state
+    if z0 is None:
+        z0 = torch.zeros_like(v0)
+    tensors = [t.contiguous() for t in (x, *coefs, v0, i0, r0, z0)]
+    return LoopResult(_NeuronLoop.apply(cfg, *tensors,
+                                        wrec.contiguous() if wrec is not None else None))
+
+
+# ----------------------------------------------------------------------------- projections
+class _Compressed:
+    """Non-zero entries of a ``[R, K]`` float32 CPU matrix, row by row (CSR)."""
+
+    def __init__(self, x: Tensor) -> None:
+        lib = native.library()
+        rows, cols = x.shape
+        self.rows, self.cols = rows, cols
+        self.row_ptr = torch.empty(rows + 1, dtype=torch.int64)
+        self.nnz = lib.sl_count_nonzero_rows(rows, cols, x.data_ptr(), self.row_ptr.data_ptr())
+        self.col = torch.empty(self.nnz, dtype=torch.int32)
+        self.val = torch.empty(self.nnz, dtype=torch.float32)
+        lib.sl_compress_rows(rows, cols, x.data_ptr(), self.row_ptr.data_ptr(),
+                             self.col.data_ptr(), self.val.data_ptr())
+
+    def matmul(self, w_t: Tensor) -> Tensor:
+        """``x @ w_t`` for ``w_t [K, M]``."""
+        y = torch.empty(self.rows, w_t.shape[1], dtype=torch.float32)
+        native.library().sl_event_matmul(self.rows, w_t.shape[1], self.row_ptr.data_ptr(),
+                                         self.col.data_ptr(), self.val.data_ptr(),
+                                         w_t.data_ptr(), y.data_ptr())
+        return y
+
+    def weight_grad(self, dy: Tensor) -> Tensor:
+        """``xᵀ @ dy`` (``[K, M]``) for ``dy [R, M]``."""
+        out = torch.empty(self.cols, dy.shape[1], dtype=torch.float32)
+        native.library().sl_event_weight_grad(self.rows, self.cols, dy.shape[1],
+                                              self.row_ptr.data_ptr(), self.col.data_ptr(),
+                                              self.val.data_ptr(), dy.data_ptr(),
+                                              out.data_ptr())
+        return out
+
+
+def event_weight_grad(x: Tensor, dy: Tensor) -> Tensor:
+    """``xᵀ @ dy`` using only the non-zero entries of ``x [R, K]`` (dense fallback)."""
+    if native.usable(x, dy):
+        native.set_threads()
+        return _Compressed(x.contiguous()).weight_grad(dy.contiguous())
+    return x.t() @ dy
+
+
+class _EventLinear(Function):
+    @staticmethod
+    def forward(ctx, x2, weight, bias, compressed):
+        native.set_threads()
+        y = compressed.matmul(weight.t().contiguous())
+        if bias is not None:
+            y += bias
+        ctx.compressed = compressed
+        ctx.save_for_backward(weight)
+        ctx.has_bias = bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (weight,) = ctx.saved_tensors
+        dy = dy.contiguous()
+        need = ctx.needs_input_grad
+        dx = dy @ weight if need[0] else None
+        dw = None
+        if need[1]:
+            native.set_threads()
+            dw = ctx.compressed.weight_grad(dy).t()
+        db = dy.sum(0) if ctx.has_bias and need[2] else None
+        return dx, dw, db, None
+
+
+def event_linear(
+    x: Tensor, weight: Tensor, bias: Tensor | None = None, max_density: float = 0.15
+) -> Tensor:
+    """``x @ weightᵀ + bias`` over the last dimension, event-driven where ``x`` is sparse.
+
+    Uses the native kernels when ``x`` is a float32 CPU tensor with at most ``max_density``
+    non-zero entries; otherwise the dense ``torch.nn.functional.linear``. Gradients: ``dW`` from
+    the non-zero inputs only, ``dx = dy W`` (dense) when ``x`` requires grad.
+    """
+    if not native.usable(x, weight, bias):
+        return torch.nn.functional.linear(x, weight, bias)
+    lead = x.shape[:-1]
+    x2 = x.detach().reshape(-1, x.shape[-1]).contiguous()
+    native.set_threads()
+    compressed = _Compressed(x2)
+    if compressed.nnz > max_density * x2.numel():
+        return torch.nn.functional.linear(x, weight, bias)
+    y = _EventLinear.apply(x.reshape(-1, x.shape[-1]), weight, bias, compressed)
+    return y.reshape(*lead, weight.shape[0])

@@ -1,0 +1,143 @@
+"""Build and load the native CPU kernels (``native.c``) through :mod:`ctypes`.
+
+The C file is compiled on first use with the system C compiler (``$CC``, else ``cc``/``gcc``)
+into a per-user cache (``$SPIKELOOP_CACHE``, default ``~/.cache/spikeloop``), keyed by a hash
+of the source, the flags and the compiler, so a later import loads it in milliseconds.
+Without a compiler, :func:`library` returns ``None`` and the portable torch engine runs instead
+(same results; set ``SPIKELOOP_NATIVE=0`` to force that, e.g. to compare).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+_SOURCE = Path(__file__).with_name("native.c")
+_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fopenmp", "-fPIC",
+          "-shared", "-std=c11"]
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_tried = False
+_error: str | None = None
+
+
+class Shape(ctypes.Structure):
+    """Mirror of the C ``Shape`` struct."""
+
+    _fields_ = [("T", ctypes.c_int64), ("B", ctypes.c_int64), ("N", ctypes.c_int64),
+                ("spiking", ctypes.c_int), ("reset_mode", ctypes.c_int),
+                ("refrac_steps", ctypes.c_int)]
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("SPIKELOOP_CACHE") or Path.home() / ".cache" / "spikeloop"
+    return Path(root) / "kernels"
+
+
+def _build(cc: str) -> Path:
+    source = _SOURCE.read_bytes()
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256(source + " ".join(_FLAGS).encode() + version.encode()).hexdigest()[:16]
+    target = _cache_dir() / f"spikeloop_native_{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        out = Path(tmp) / target.name
+        result = subprocess.run([cc, *_FLAGS, str(_SOURCE), "-o", str(out)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"{cc} failed to build {_SOURCE.name}:\n{result.stderr[-2000:]}")
+        os.replace(out, target)  # atomic: concurrent builders end with one complete file
+    return target
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    lib.sl_neuron_forward.argtypes = [ctypes.POINTER(Shape)] + [p] * 17
+    lib.sl_neuron_forward.restype = None
+    lib.sl_neuron_backward.argtypes = [ctypes.POINTER(Shape)] + [p] * 28
+    lib.sl_neuron_backward.restype = None
+    lib.sl_count_nonzero_rows.argtypes = [i64, i64, p, p]
+    lib.sl_count_nonzero_rows.restype = i64
+    lib.sl_compress_rows.argtypes = [i64, i64, p, p, p, p]
+    lib.sl_compress_rows.restype = None
+    lib.sl_event_matmul.argtypes = [i64, i64, p, p, p, p, p]
+    lib.sl_event_matmul.restype = None
+    lib.sl_event_weight_grad.argtypes = [i64, i64, i64, p, p, p, p, p]
+    lib.sl_event_weight_grad.restype = None
+    lib.sl_set_threads.argtypes = [i32]
+    lib.sl_set_threads.restype = None
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded native library, or ``None`` if disabled or it cannot be built here."""
+    global _lib, _tried, _error
+    if os.environ.get("SPIKELOOP_NATIVE", "1") == "0":
+        return None
+    if _tried:
+        return _lib
+    with _lock:
+        if _tried:
+            return _lib
+        _tried = True
+        cc = _compiler()
+        if cc is None:
+            _error = "no C compiler found ($CC, cc, gcc, clang)"
+            return None
+        try:
+            lib = ctypes.CDLL(str(_build(cc)))
+            _declare(lib)
+            _lib = lib
+        except (OSError, RuntimeError) as exc:
+            _error = str(exc)
+            warnings.warn(f"spikeloop: native kernels unavailable, using the torch engine "
+                          f"({exc})", RuntimeWarning, stacklevel=2)
+    return _lib
+
+
+def unavailable_reason() -> str | None:
+    """Why :func:`library` returned ``None`` (``None`` if it is loaded or was not tried)."""
+    if os.environ.get("SPIKELOOP_NATIVE", "1") == "0":
+        return "disabled by SPIKELOOP_NATIVE=0"
+    return _error
+
+
+def usable(*tensors: Tensor | None) -> bool:
+    """True if the native library is loaded and every tensor is a float32 CPU tensor."""
+    if library() is None:
+        return False
+    return all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32)
+               for t in tensors)
+
+
+def ptr(t: Tensor | None) -> int | None:
+    """Data pointer of a contiguous tensor (``None`` for ``None``)."""
+    if t is None:
+        return None
+    assert t.is_contiguous(), "native kernels need contiguous tensors"
+    return t.data_ptr()
+
+
+def set_threads() -> None:
+    """Use as many OpenMP threads as torch does (``torch.get_num_threads()``)."""
+    lib = library()
+    if lib is not None:
+        lib.sl_set_threads(torch.get_num_threads())

@@ -1,0 +1,338 @@
+"""Fast paths against the reference step functions: fused neuron loops (native C and torch
+engines), event-driven projections, sparse (band-limited) backprop — values and gradients."""
+
+import pytest
+import torch
+
+from spikeloop.backends import SimBackend
+from spikeloop.dynamics import BandLimited, SuperSpike, Triangle
+from spikeloop.errors import ParameterError
+from spikeloop.kernels import event_linear, native
+from spikeloop.nn import IF, LI, LIF, AdaptiveLIF, CubaLI, CubaLIF, Input, Linear, Network
+from spikeloop.nn.observables import Observables
+
+ENGINES = ["native", "torch"]
+NATIVE = native.library() is not None
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request, monkeypatch):
+    """Run the test with the C kernels and again with the portable torch engine."""
+    if request.param == "native":
+        if not NATIVE:
+            pytest.skip(f"native kernels unavailable: {native.unavailable_reason()}")
+    else:
+        monkeypatch.setenv("SPIKELOOP_NATIVE", "0")
+    return request.param
+
+
+LEARNABLE = {
+    LIF: ("tau_mem", "v_leak", "r", "v_threshold", "v_reset"),
+    IF: ("r", "v_threshold", "v_reset"),
+    CubaLIF: ("tau_mem", "tau_syn", "v_leak", "r", "v_threshold", "v_reset"),
+    LI: ("tau_mem", "v_leak", "r"),
+    CubaLI: ("tau_mem", "tau_syn", "v_leak", "r"),
+}
+
+
+def make_population(cls, n, *, recurrent=False, reset="value", t_refrac=0.0, seed=0,
+                    surrogate=None):
+    torch.manual_seed(seed)
+    spiking = cls not in (LI, CubaLI)
+    kwargs = {"dt": 1e-3, "learn": LEARNABLE[cls]}
+    if cls in (LIF, CubaLIF, LI, CubaLI):
+        kwargs["tau_mem"] = 8e-3 + 6e-3 * torch.rand(n)
+        kwargs["v_leak"] = 0.1 * torch.randn(n)
+    if cls in (CubaLIF, CubaLI):
+        kwargs["tau_syn"] = 3e-3 + 4e-3 * torch.rand(n)
+    kwargs["r"] = 0.8 + 0.4 * torch.rand(n)
+    if spiking:
+        kwargs.update(v_threshold=0.8 + 0.4 * torch.rand(n), v_reset=0.1 * torch.randn(n),
+                      reset=reset, t_refrac=t_refrac, recurrent=recurrent)
+        if surrogate is not None:
+            kwargs["surrogate"] = surrogate
+    pop = cls(n, **kwargs)
+    if recurrent:
+        with torch.no_grad():
+            pop.recurrent.weight.mul_(3.0)
+    return pop
+
+
+def run_and_grads(pop, x, kernel, state=None, grad_band=None):
+    """Observables, final state and gradients of a loss that touches every output."""
+    pop.zero_grad()
+    x = x.clone().requires_grad_(True)
+    obs, st = pop.simulate(x, pop.parameter_record(), state, kernel=kernel, grad_band=grad_band)
+    torch.manual_seed(123)
+    loss = (torch.randn_like(obs.v) * obs.v).sum() + (obs.v.amax(0) ** 2).sum()
+    if obs.spikes is not None:
+        loss = loss + (torch.randn_like(obs.spikes) * obs.spikes).sum()
+    if obs.i is not None:
+        loss = loss + (torch.randn_like(obs.i) * obs.i).sum()
+    loss = loss + (torch.randn_like(st.neuron.v) * st.neuron.v).sum()
+    loss.backward()
+    grads = {"x": x.grad.clone()}
+    for name, p in pop.named_parameters():
+        grads[name] = p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+    return obs, st, grads
+
+
+def assert_same(ref, fused, *, exact_spikes=True, rtol=1e-4, atol=1e-5):
+    (obs_r, st_r, g_r), (obs_f, st_f, g_f) = ref, fused
+    if obs_r.spikes is not None:
+        if exact_spikes:
+            assert torch.equal(obs_r.spikes, obs_f.spikes)
+        assert obs_r.spikes.sum() > 0, "test network should spike"
+    torch.testing.assert_close(obs_f.v, obs_r.v, rtol=rtol, atol=atol)
+    if obs_r.i is not None:
+        torch.testing.assert_close(obs_f.i, obs_r.i, rtol=rtol, atol=atol)
+    for a, b in zip(st_r.neuron, st_f.neuron, strict=True):
+        torch.testing.assert_close(b, a, rtol=rtol, atol=atol)
+    assert g_r.keys() == g_f.keys()
+    for name in g_r:
+        scale = g_r[name].abs().max().clamp(min=1.0)
+        torch.testing.assert_close(g_f[name] / scale, g_r[name] / scale, rtol=rtol, atol=atol,
+                                   msg=f"gradient of {name}")
+
+
+CASES = [(cls, reset, t_refrac) for cls in (LIF, IF, CubaLIF)
+         for reset, t_refrac in (("value", 0.0), ("subtract", 0.0), ("value", 3e-3))]
+CASES += [(LI, "value", 0.0), (CubaLI, "value", 0.0)]  # readouts: no reset, no refractoriness
+
+
+@pytest.mark.parametrize("cls, reset, t_refrac", CASES)
+def test_fused_loop_equals_step_function(engine, cls, reset, t_refrac):
+    pop = make_population(cls, 24, reset=reset, t_refrac=t_refrac)
+    torch.manual_seed(5)
+    x = 0.8 * torch.randn(60, 5, 24) + 1.0
+    ref = run_and_grads(pop, x, "reference")
+    fused = run_and_grads(pop, x, "fused")
+    # feed-forward loops run the same operations in the same order: identical values
+    assert torch.equal(fused[0].v, ref[0].v)
+    assert_same(ref, fused)
+    assert ref[2]["x"].abs().sum() > 0
+
+
+@pytest.mark.parametrize("cls", [LIF, CubaLIF])
+@pytest.mark.parametrize("t_refrac", [0.0, 2e-3])
+def test_fused_recurrent_loop_equals_step_function(engine, cls, t_refrac):
+    pop = make_population(cls, 32, recurrent=True, t_refrac=t_refrac, reset="subtract")
+    torch.manual_seed(6)
+    x = 0.8 * torch.randn(50, 4, 32) + 1.0
+    ref = run_and_grads(pop, x, "reference")
+    fused = run_and_grads(pop, x, "fused")
+    assert_same(ref, fused, exact_spikes=False)
+    # recurrent sums run in another order (event-driven): allow rare threshold flips
+    flips = (ref[0].spikes != fused[0].spikes).float().mean()
+    assert flips == 0, f"{flips:.4f} of spikes differ"
+    assert fused[2]["recurrent.weight"].abs().sum() > 0
+
+
+def test_recurrent_loop_with_dyadic_weights_is_bit_identical(engine):
+    """Weights on a 1/64 grid make every sum exact in any order: identical membranes."""
+    pop = make_population(CubaLIF, 16, recurrent=True)
+    with torch.no_grad():
+        pop.recurrent.weight.copy_(torch.round(pop.recurrent.weight * 64) / 64)
+    x = torch.round(torch.randn(40, 3, 16) * 64) / 64
+    obs_r, _ = pop.simulate(x, pop.parameter_record(), kernel="reference")
+    obs_f, _ = pop.simulate(x, pop.parameter_record(), kernel="fused")
+    assert torch.equal(obs_r.spikes, obs_f.spikes)
+    torch.testing.assert_close(obs_f.v, obs_r.v, rtol=0, atol=1e-6)
+
+
+def test_fused_streaming_chunks_equal_one_call_with_gradients_across_chunks(engine):
+    pop = make_population(CubaLIF, 20, recurrent=True, t_refrac=2e-3)
+    torch.manual_seed(7)
+    x = 0.8 * torch.randn(48, 3, 20) + 1.0
+    whole = run_and_grads(pop, x, "fused")
+    pop.zero_grad()
+    xs = x.clone().requires_grad_(True)
+    state, parts = None, []
+    for chunk in xs.split(16):
+        obs, state = pop.simulate(chunk, pop.parameter_record(), state, kernel="fused")
+        parts.append(obs)
+    cat = Observables.cat(parts)
+    assert torch.equal(cat.spikes, whole[0].spikes)
+    torch.testing.assert_close(cat.v, whole[0].v)
+    # a loss on the last chunk only: its gradient reaches the first chunk through the state
+    parts[-1].v.sum().backward()
+    ref_x = x.clone().requires_grad_(True)
+    obs, _ = pop.simulate(ref_x, pop.parameter_record(), kernel="reference")
+    obs.v[32:].sum().backward()
+    torch.testing.assert_close(xs.grad, ref_x.grad, rtol=1e-4, atol=1e-5)
+    assert xs.grad[:16].abs().sum() > 0
+
+
+def test_float64_runs_the_torch_engine_and_matches_reference():
+    pop = make_population(CubaLIF, 12).double()
+    x = (0.6 * torch.randn(30, 4, 12) + 0.3).double()
+    ref = run_and_grads(pop, x, "reference")
+    fused = run_and_grads(pop, x, "fused")
+    assert fused[0].v.dtype == torch.float64
+    assert_same(ref, fused, rtol=1e-10, atol=1e-12)
+
+
+def test_multidimensional_population_shape(engine):
+    pop = CubaLIF((2, 3, 4), dt=1e-3)
+    x = torch.rand(20, 2, 2, 3, 4) * 1.5
+    ref = pop.simulate(x, pop.parameter_record(), kernel="reference")[0]
+    fused = pop.simulate(x, pop.parameter_record(), kernel="fused")[0]
+    assert fused.spikes.shape == (20, 2, 2, 3, 4)
+    assert torch.equal(ref.spikes, fused.spikes) and torch.equal(ref.v, fused.v)
+
+
+# ----------------------------------------------------------------------------- sparse backprop
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_grad_band_equals_reference_with_band_limited_surrogate(engine, recurrent):
+    pop = make_population(CubaLIF, 24, recurrent=recurrent)
+    torch.manual_seed(8)
+    x = 0.8 * torch.randn(40, 4, 24) + 1.0
+    banded = run_and_grads(pop, x, "reference", grad_band=0.3)
+    fused = run_and_grads(pop, x, "fused", grad_band=0.3)
+    assert_same(banded, fused, exact_spikes=not recurrent)
+    full = run_and_grads(pop, x, "fused")
+    assert not torch.allclose(full[2]["x"], fused[2]["x"]), "the band must change gradients"
+
+
+def test_band_limited_surrogate_is_zero_outside_band():
+    s = BandLimited(SuperSpike(beta=5.0), band=0.5)
+    x = torch.tensor([-0.6, -0.5, -0.2, 0.0, 0.49, 0.5, 2.0])
+    expected = torch.where(x.abs() < 0.5, SuperSpike(beta=5.0).derivative(x), 0.0)
+    assert torch.equal(s.derivative(x), expected)
+    with pytest.raises(ParameterError, match="band"):
+        BandLimited(SuperSpike(), band=0.0)
+    with pytest.raises(ParameterError, match="base"):
+        BandLimited("superspike", band=0.5)
+
+
+def test_triangle_surrogate_support_makes_recurrent_backward_event_driven(engine):
+    """A surrogate with compact support gives zeros the recurrent backward skips; result equal."""
+    pop = make_population(CubaLIF, 24, recurrent=True, surrogate=Triangle(beta=4.0))
+    torch.manual_seed(9)
+    x = 0.8 * torch.randn(40, 4, 24) + 1.0
+    assert_same(run_and_grads(pop, x, "reference"), run_and_grads(pop, x, "fused"),
+                exact_spikes=False)
+
+
+# ----------------------------------------------------------------------------- projections
+def graph_nodes(y):
+    """Names of the autograd nodes that produced ``y``."""
+    seen, todo = set(), [y.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and type(node).__name__ not in seen:
+            seen.add(type(node).__name__)
+            todo.extend(n for n, _ in node.next_functions)
+    return seen
+
+
+@pytest.mark.parametrize("binary", [True, False])
+@pytest.mark.parametrize("bias", [False, True])
+def test_event_linear_equals_dense(binary, bias):
+    if not NATIVE:
+        pytest.skip("native kernels unavailable")
+    torch.manual_seed(10)
+    x = (torch.rand(30, 8, 50) < 0.05).float()
+    if not binary:
+        x = x * torch.randn_like(x)
+    x.requires_grad_(True)
+    lin = Linear(50, 17, bias=bias)
+    y = event_linear(x, lin.weight, lin.bias)
+    y_ref = torch.nn.functional.linear(x, lin.weight, lin.bias)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6)
+    assert "_EventLinearBackward" in graph_nodes(y)
+    g = torch.randn_like(y)
+    got = torch.autograd.grad(y, [x, lin.weight] + ([lin.bias] if bias else []), g)
+    want = torch.autograd.grad(y_ref, [x, lin.weight] + ([lin.bias] if bias else []), g)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_event_linear_falls_back_to_dense_for_dense_input():
+    x = torch.rand(10, 4, 20) + 0.1  # no zeros
+    lin = Linear(20, 5)
+    y = event_linear(x, lin.weight)
+    assert "_EventLinearBackward" not in graph_nodes(y)
+    torch.testing.assert_close(y, torch.nn.functional.linear(x, lin.weight))
+
+
+# ----------------------------------------------------------------------------- networks
+def dyadic_net(recurrent):
+    torch.manual_seed(11)
+    net = Network({"input": Input(40), "fc1": Linear(40, 32),
+                   "hidden": CubaLIF(32, recurrent=recurrent, t_refrac=2e-3),
+                   "fc2": Linear(32, 16), "lif": LIF(16, reset="subtract"),
+                   "fc3": Linear(16, 4), "out": CubaLI(4)})
+    with torch.no_grad():  # 1/64 grid: every weighted sum exact in any order
+        for name, gain in (("fc1", 6.0), ("fc2", 40.0), ("fc3", 1.0)):
+            w = net.layers[name].weight
+            w.copy_(torch.round(w * gain * 64) / 64)
+        if recurrent:
+            w = net.layers["hidden"].recurrent.weight
+            w.copy_(torch.round(w * 64) / 64)
+    return net
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_network_auto_kernels_equal_reference(engine, recurrent):
+    net = dyadic_net(recurrent)
+    torch.manual_seed(12)
+    x = (torch.rand(50, 6, 40) < 0.1).float()
+    y = torch.randint(0, 4, (6,))
+    results = {}
+    for kernel in ("reference", "auto"):
+        net.zero_grad()
+        out = net(x, backend=SimBackend(kernel=kernel))
+        loss = torch.nn.functional.cross_entropy(out.output.v.amax(0), y)
+        loss.backward()
+        results[kernel] = (out, {n: p.grad.clone() for n, p in net.named_parameters()})
+    (ref, g_ref), (fast, g_fast) = results["reference"], results["auto"]
+    for name in ("hidden", "lif"):
+        assert ref[name].spikes.sum() > 0
+        assert torch.equal(ref[name].spikes, fast[name].spikes), name
+    torch.testing.assert_close(fast.output.v, ref.output.v, rtol=1e-5, atol=1e-6)
+    for name in g_ref:
+        torch.testing.assert_close(g_fast[name], g_ref[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_step_mode_with_fused_kernels_equals_sequence(engine):
+    net = dyadic_net(True)
+    x = (torch.rand(30, 3, 40) < 0.1).float()
+    seq = net(x, backend=SimBackend(mode="sequence"))
+    step = net(x, backend=SimBackend(mode="step"))
+    for name in ("hidden", "lif"):
+        assert torch.equal(seq[name].spikes, step[name].spikes)
+    torch.testing.assert_close(step.output.v, seq.output.v)
+
+
+# ----------------------------------------------------------------------------- errors
+def test_fused_kernel_errors_name_the_reason():
+    alif = AdaptiveLIF(8)
+    x = torch.rand(10, 2, 8)
+    with pytest.raises(ParameterError, match="AdaptiveLIF model"):
+        alif.simulate(x, alif.parameter_record(), kernel="fused")
+    alif.simulate(x, alif.parameter_record(), kernel="auto")  # falls back silently
+    lif = CubaLIF(8, detach_reset=False)
+    with pytest.raises(ParameterError, match="detach_reset"):
+        lif.simulate(x, lif.parameter_record(), kernel="fused")
+    lif = CubaLIF(8)
+    obs = Observables(v=torch.zeros(10, 2, 8), spikes=torch.zeros(10, 2, 8))
+    with pytest.raises(ParameterError, match="in-the-loop"):
+        lif.simulate(x, lif.parameter_record(), observed=obs, kernel="fused")
+    with pytest.raises(ParameterError, match="unknown kernel"):
+        lif.simulate(x, lif.parameter_record(), kernel="cuda")
+    with pytest.raises(ParameterError, match="unknown kernel"):
+        SimBackend(kernel="fast")
+    with pytest.raises(ParameterError, match="grad_band"):
+        SimBackend(grad_band=-1.0)
+
+
+def test_native_request_without_library_is_an_error(monkeypatch):
+    from spikeloop.kernels.fused import LoopConfig, neuron_loop
+
+    monkeypatch.setenv("SPIKELOOP_NATIVE", "0")
+    cfg = LoopConfig(spiking=True, surrogate=SuperSpike(), engine="native")
+    z = torch.zeros(2, 3)
+    with pytest.raises(RuntimeError, match="SPIKELOOP_NATIVE=0"):
+        neuron_loop(cfg, torch.zeros(4, 2, 3), dict.fromkeys(
+            ("beta", "rest", "alpha", "gain", "thr", "vreset"), 0.5), (z, z, z, None))
