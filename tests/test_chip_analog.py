@@ -71,6 +71,23 @@ def test_fan_in_above_128_joins_two_circuits_and_above_256_does_not_fit():
         map_graph(too_wide.graph, SPEC)
 
 
+def test_joined_readout_splits_its_inputs_by_the_rows_left_in_each_half():
+    """240 hidden neurons (all in half 0, with the 5 input rows there) feed a joined readout:
+    its first circuit takes the 123 inputs half 0 still has rows for, the second the rest."""
+    placement = map_graph(yinyang_net(hidden=240).graph, SPEC)
+    assert placement.populations["output"].joined
+    readout = placement.projections["fc2"]
+    assert readout.half[:, :123].eq(0).all() and readout.half[:, 123:].eq(1).all()
+    assert placement.rows_used == (2 * (5 + 123), 2 * 117)
+    with pytest.raises(MappingError, match=r"half 0 needs 500 synapse rows \(250 signed"):
+        # 250 inputs fill half 0 already (joined hidden neurons): the readout's overflow is
+        # named by the row limit
+        map_graph(Network([Input(250), Linear(250, 250),
+                           CubaLIF(250, dt=DT, tau_mem=10e-3, tau_syn=5e-3),
+                           Linear(250, 3), CubaLI(3, dt=DT, tau_mem=10e-3, tau_syn=5e-3)]).graph,
+                  SPEC)
+
+
 @pytest.mark.parametrize(
     ("layers", "message"),
     [

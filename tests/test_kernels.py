@@ -336,3 +336,38 @@ def test_native_request_without_library_is_an_error(monkeypatch):
     with pytest.raises(RuntimeError, match="SPIKELOOP_NATIVE=0"):
         neuron_loop(cfg, torch.zeros(4, 2, 3), dict.fromkeys(
             ("beta", "rest", "alpha", "gain", "thr", "vreset"), 0.5), (z, z, z, None))
+
+
+# ----------------------------------------------------------------------------- memory option
+@pytest.mark.parametrize("kernel", ["auto", "reference"])
+def test_checkpointed_windows_give_the_same_outputs_and_gradients(kernel):
+    net = dyadic_net(True)
+    torch.manual_seed(13)
+    x = (torch.rand(64, 3, 40) < 0.1).float()
+    grads = []
+    for backend in (SimBackend(kernel=kernel),
+                    SimBackend(kernel=kernel, checkpoint=10, record=("out",))):
+        net.zero_grad()
+        out = net(x, backend=backend)
+        out.output.v.amax(0).sum().backward()
+        grads.append((out, {n: p.grad.clone() for n, p in net.named_parameters()}))
+    (full, g_full), (ckpt, g_ckpt) = grads
+    assert list(ckpt) == ["out"] and "hidden" in full
+    assert torch.equal(ckpt.output.v, full.output.v)
+    for name in g_full:
+        torch.testing.assert_close(g_ckpt[name], g_full[name], msg=name)
+    # without gradients the windows run plainly, state carried across them
+    with torch.no_grad():
+        plain = net(x, backend=SimBackend(checkpoint=7))
+    assert torch.equal(plain["hidden"].spikes, full["hidden"].spikes)
+
+
+def test_checkpoint_and_record_errors():
+    with pytest.raises(ParameterError, match="checkpoint must be a whole number"):
+        SimBackend(checkpoint=0)
+    with pytest.raises(ParameterError, match="mode='sequence'"):
+        SimBackend(checkpoint=10, mode="step")
+    with pytest.raises(ParameterError, match="record must be a list"):
+        SimBackend(record="out")
+    with pytest.raises(ParameterError, match=r"record: no population \['nope'\]"):
+        dyadic_net(False)(torch.zeros(5, 1, 40), backend=SimBackend(record=("nope",)))

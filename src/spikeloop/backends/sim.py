@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from spikeloop.backends.base import BACKENDS
 from spikeloop.errors import ParameterError
@@ -36,11 +38,19 @@ class SimBackend:
             ``"reference"`` (the step functions looped under autograd).
         grad_band: sparse surrogate backprop: the surrogate derivative is zero where
             ``|v − ϑ| ≥ grad_band`` (Perez-Nieves & Goodman 2021); ``None`` (default): off.
+        checkpoint: trade recompute for memory over long sequences: run windows of this many
+            steps under :func:`torch.utils.checkpoint.checkpoint`, so only the state at window
+            boundaries (and what ``record`` keeps) is held for the backward pass; each window
+            is simulated twice. ``None`` (default): off.
+        record: names of the populations whose observables to return (default: all). With
+            ``checkpoint``, populations not recorded cost no memory across the sequence.
     """
 
     mode: Literal["sequence", "step"] = "sequence"
     kernel: Kernel = "auto"
     grad_band: float | None = None
+    checkpoint: int | None = None
+    record: tuple[str, ...] | None = None
     name: str = "sim"
     differentiable: bool = True
 
@@ -55,6 +65,18 @@ class SimBackend:
         ):
             raise ParameterError(f"grad_band must be a finite number > 0 (or None), "
                                  f"got {self.grad_band!r}")
+        if self.checkpoint is not None and not (
+            isinstance(self.checkpoint, int) and self.checkpoint >= 1
+        ):
+            raise ParameterError(f"checkpoint must be a whole number of steps ≥ 1 (or None), "
+                                 f"got {self.checkpoint!r}")
+        if self.checkpoint is not None and self.mode != "sequence":
+            raise ParameterError("checkpoint needs mode='sequence'")
+        if self.record is not None:
+            if isinstance(self.record, str) or not all(isinstance(r, str) for r in self.record):
+                raise ParameterError(f"record must be a list of population names, "
+                                     f"got {self.record!r}")
+            object.__setattr__(self, "record", tuple(self.record))
 
     def run(
         self, graph: Graph, x: Tensor, state: Mapping[str, Any] | None = None
@@ -62,7 +84,14 @@ class SimBackend:
         """Simulate ``graph`` on ``x [T, B, *input_shape]``."""
         start = time.perf_counter()
         state = dict(state or {})
-        if self.mode == "sequence":
+        if self.record is not None:
+            names = {n.name for n in graph.nodes if n.kind in ("input", "population")}
+            unknown = sorted(set(self.record) - names)
+            if unknown:
+                raise ParameterError(f"record: no population {unknown}; known: {sorted(names)}")
+        if self.mode == "sequence" and self.checkpoint is not None:
+            populations, state = self._run_checkpointed(graph, x, state)
+        elif self.mode == "sequence":
             populations, state = _run_window(graph, x, state, kernel=self.kernel,
                                              grad_band=self.grad_band)
         else:
@@ -74,8 +103,32 @@ class SimBackend:
             populations = {
                 name: Observables.cat([w[name] for w in windows]) for name in windows[0]
             }
+        if self.record is not None:
+            populations = {k: v for k, v in populations.items() if k in self.record}
         report = ExecutionReport("sim", wall={"run": time.perf_counter() - start})
         return NetworkOutput(populations, graph.output.name, state, report)
+
+    def _run_checkpointed(
+        self, graph: Graph, x: Tensor, state: dict[str, Any]
+    ) -> tuple[dict[str, Observables], dict[str, Any]]:
+        """Windows of ``self.checkpoint`` steps, each recomputed in the backward pass."""
+        keep = self.record
+
+        def window(x_w: Tensor, state_w: dict[str, Any]) -> tuple[dict, dict]:
+            obs, new = _run_window(graph, x_w, state_w, kernel=self.kernel,
+                                   grad_band=self.grad_band)
+            if keep is not None:
+                obs = {k: v for k, v in obs.items() if k in keep}
+            return obs, new
+
+        windows = []
+        for x_w in x.split(self.checkpoint):
+            if torch.is_grad_enabled():
+                obs, state = checkpoint(window, x_w, state, use_reentrant=False)
+            else:
+                obs, state = window(x_w, state)
+            windows.append(obs)
+        return {name: Observables.cat([w[name] for w in windows]) for name in windows[0]}, state
 
 
 def _run_window(

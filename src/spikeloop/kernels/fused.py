@@ -20,9 +20,10 @@ with per-neuron coefficient gradients
 chains on to the time constants. Only the forward outputs are kept for it (and ``i'`` when a
 time constant is learned), not the ~10 intermediate tensors per step that autograd would keep.
 
-Sparse surrogate backprop (Perez-Nieves & Goodman 2021): with ``grad_band = b`` the surrogate
-derivative is set to zero where :math:`|\tilde v - ϑ| ≥ b`; the backward pass is then the exact
-gradient of that band-limited surrogate, and recurrent spike gradients are computed only for
+Sparse surrogate backprop (Perez-Nieves & Goodman 2021): with a
+:class:`~spikeloop.dynamics.BandLimited` surrogate (the sim backend's ``grad_band = b``) the
+surrogate derivative is zero where :math:`|\tilde v - ϑ| ≥ b`; the backward pass is then the
+exact gradient of that band-limited surrogate, and recurrent spike gradients are computed only for
 neurons inside the band (the event-driven part that saves time).
 
 :func:`event_linear` computes ``y = x Wᵀ (+ b)`` from the non-zero entries of ``x`` only, and
@@ -50,8 +51,8 @@ class LoopConfig:
     """Static settings of a fused loop.
 
     ``spiking``: threshold and reset (else a leaky-integrator readout); ``reset``: ``"value"`` or
-    ``"subtract"``; ``refrac_steps``; ``surrogate``; ``grad_band``: sparse-backprop band (None:
-    off); ``engine``: ``"native"``, ``"torch"`` or ``"auto"`` (native for float32 CPU tensors
+    ``"subtract"``; ``refrac_steps``; ``surrogate`` (a ``BandLimited`` one for sparse
+    backprop); ``engine``: ``"native"``, ``"torch"`` or ``"auto"`` (native for float32 CPU tensors
     when the C kernels are available).
     """
 
@@ -59,7 +60,6 @@ class LoopConfig:
     reset: str = "value"
     refrac_steps: int = 0
     surrogate: Surrogate | None = None
-    grad_band: float | None = None
     engine: str = "auto"
 
 
@@ -84,12 +84,8 @@ def _shape(t: int, b: int, n: int, cfg: LoopConfig) -> native.Shape:
 
 
 def _surrogate_grad(cfg: LoopConfig, v: Tensor, thr: Tensor) -> Tensor:
-    """``σ'(ṽ − ϑ)`` from the surrogate object (the one definition), band-limited if asked."""
-    x = v - thr
-    sg = cfg.surrogate.derivative(x)
-    if cfg.grad_band is not None:
-        sg = torch.where(x.abs() < cfg.grad_band, sg, torch.zeros_like(sg))
-    return sg.contiguous()
+    """``σ'(ṽ − ϑ)`` from the surrogate object (the one definition), in place on a temporary."""
+    return cfg.surrogate.derivative_(v - thr).contiguous()
 
 
 # ----------------------------------------------------------------------------- torch engine

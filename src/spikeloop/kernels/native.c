@@ -32,6 +32,54 @@ typedef struct {
 } Shape;
 
 /* ------------------------------------------------------------------ neuron forward */
+#define INLINE static inline __attribute__((always_inline))
+
+/* One time step of one batch row; the flags are compile-time constants at every call site, so
+ * the compiler emits a branch-free, vectorised loop per combination. */
+INLINE void forward_row(const int64_t N, const int spiking, const int subtract, const int refrac,
+                        const float *restrict xt, const float *restrict rec,
+                        const float *restrict beta, const float *restrict rest,
+                        const float *restrict alpha, const float *restrict gain,
+                        const float *restrict thr, const float *restrict vreset,
+                        float *restrict vb, float *restrict ib, float *restrict rb,
+                        const float refrac_steps, float *restrict ov, float *restrict oz,
+                        float *restrict oi, float *restrict oip, uint8_t *restrict om) {
+#pragma omp simd
+    for (int64_t n = 0; n < N; ++n) {
+        float xe = xt[n];
+        if (rec) xe = xe + rec[n];
+        const float ipn = ib[n] + xe;
+        const float u = beta[n] * vb[n] + rest[n] + gain[n] * ipn;
+        float vt = u;
+        if (spiking) {
+            if (refrac) {
+                const int active = rb[n] <= 0.0f;
+                vt = active ? u : vreset[n];
+                if (om) om[n] = (uint8_t)active;
+            }
+            const float z = (vt - thr[n]) > 0.0f ? 1.0f : 0.0f;
+            vb[n] = subtract ? vt - z * (thr[n] - vreset[n]) : vt - z * (vt - vreset[n]);
+            if (refrac) {
+                const float rm = rb[n] - 1.0f;
+                rb[n] = z > 0.0f ? refrac_steps : (rm > 0.0f ? rm : 0.0f);
+            }
+            oz[n] = z;
+        } else {
+            vb[n] = vt;
+        }
+        ov[n] = vt;
+        const float inext = alpha[n] * ipn;
+        ib[n] = inext;
+        oi[n] = inext;
+        if (oip) oip[n] = ipn;
+    }
+}
+
+#define FORWARD_ROW(SP, SU, RF)                                                              \
+    forward_row(N, SP, SU, RF, x + off, rec, beta, rest, alpha, gain, thr, vreset, vb, ib, rb, \
+                (float)s->refrac_steps, out_v + off, SP ? out_z + off : NULL, out_i + off,    \
+                ip ? ip + off : NULL, mask ? mask + off : NULL)
+
 /* x [T,B,N]; coefficients [N]; state in/out v,i,r [B,N]; zprev in/out [B,N] (recurrent only);
  * wrec_t [N,N] = W_rec transposed (row j: the weights *from* neuron j), NULL if not recurrent;
  * outputs out_v, out_z, out_i [T,B,N] (out_z NULL for readouts); optional: ip [T,B,N] (i', for
@@ -42,6 +90,7 @@ void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const 
                        const float *wrec_t, float *out_v, float *out_z, float *out_i, float *ip,
                        uint8_t *mask) {
     const int64_t T = s->T, B = s->B, N = s->N;
+    const int spiking = s->spiking, subtract = s->reset_mode == 1, refrac = s->refrac_steps > 0;
 #pragma omp parallel
     {
         float *rec = NULL;
@@ -52,51 +101,31 @@ void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const 
             float *zb = zprev ? zprev + b * N : NULL;
             for (int64_t t = 0; t < T; ++t) {
                 const int64_t off = (t * B + b) * N;
-                const float *xt = x + off;
                 if (rec) {
                     memset(rec, 0, sizeof(float) * N);
                     for (int64_t j = 0; j < N; ++j) {
                         const float zj = zb[j];
                         if (zj == 0.0f) continue;
-                        const float *w = wrec_t + j * N;
+                        const float *restrict w = wrec_t + j * N;
                         if (zj == 1.0f) {
+#pragma omp simd
                             for (int64_t n = 0; n < N; ++n) rec[n] += w[n];
                         } else {
+#pragma omp simd
                             for (int64_t n = 0; n < N; ++n) rec[n] += zj * w[n];
                         }
                     }
                 }
-                for (int64_t n = 0; n < N; ++n) {
-                    float xe = xt[n];
-                    if (rec) xe = xe + rec[n];
-                    const float ipn = ib[n] + xe;
-                    const float u = beta[n] * vb[n] + rest[n] + gain[n] * ipn;
-                    float vt = u;
-                    if (s->spiking) {
-                        int active = 1;
-                        if (s->refrac_steps) {
-                            active = rb[n] <= 0.0f;
-                            if (!active) vt = vreset[n];
-                            if (mask) mask[off + n] = (uint8_t)active;
-                        }
-                        const float z = (vt - thr[n]) > 0.0f ? 1.0f : 0.0f;
-                        if (s->reset_mode == 0)
-                            vb[n] = vt - z * (vt - vreset[n]);
-                        else
-                            vb[n] = vt - z * (thr[n] - vreset[n]);
-                        if (s->refrac_steps) {
-                            const float rm = rb[n] - 1.0f;
-                            rb[n] = z > 0.0f ? (float)s->refrac_steps : (rm > 0.0f ? rm : 0.0f);
-                        }
-                        out_z[off + n] = z;
-                    } else {
-                        vb[n] = vt;
-                    }
-                    out_v[off + n] = vt;
-                    ib[n] = alpha[n] * ipn;
-                    if (out_i) out_i[off + n] = ib[n];
-                    if (ip) ip[off + n] = ipn;
-                }
+                if (!spiking)
+                    FORWARD_ROW(0, 0, 0);
+                else if (!subtract && !refrac)
+                    FORWARD_ROW(1, 0, 0);
+                else if (subtract && !refrac)
+                    FORWARD_ROW(1, 1, 0);
+                else if (!subtract && refrac)
+                    FORWARD_ROW(1, 0, 1);
+                else
+                    FORWARD_ROW(1, 1, 1);
                 if (zb) memcpy(zb, out_z + off, sizeof(float) * N);
             }
         }
@@ -105,12 +134,87 @@ void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const 
 }
 
 /* ------------------------------------------------------------------ neuron backward */
+/* One reverse step of one batch row (flags constant at each call site, see forward_row).
+ * lv, li: adjoints of v and i after the step (updated in place to before the step); rdz: extra
+ * spike gradient from the recurrent projection of the next step; vprev/zprev: recorded values
+ * of the previous step (for the membrane before this step; NULL at t = 0, then v0). The fa_*
+ * accumulators sum this batch row's coefficient gradients over time. */
+INLINE void backward_row(const int64_t N, const int spiking, const int subtract, const int refrac,
+                         const int want_ip, const float *restrict ov, const float *restrict oz,
+                         const float *restrict sg, const uint8_t *restrict mk,
+                         const float *restrict ipr, const float *restrict vprev,
+                         const float *restrict zprev, const float *restrict v0,
+                         const float *restrict beta, const float *restrict alpha,
+                         const float *restrict gain, const float *restrict thr,
+                         const float *restrict vreset, const float *restrict gvr,
+                         const float *restrict gzr, const float *restrict gir,
+                         float *restrict lv, float *restrict li, const float *restrict rdz,
+                         float *restrict dxr, float *restrict fa_beta, float *restrict fa_rest,
+                         float *restrict fa_alpha, float *restrict fa_gain,
+                         float *restrict fa_thr, float *restrict fa_vr) {
+#pragma omp simd
+    for (int64_t n = 0; n < N; ++n) {
+        float dvt = gvr[n];
+        float du;
+        if (spiking) {
+            const float z = oz[n];
+            const float gs = (gzr[n] + rdz[n]) * sg[n];
+            dvt += gs;
+            float dthr = -gs;
+            if (subtract) {
+                dvt += lv[n];
+                dthr -= lv[n] * z;
+            } else {
+                dvt += lv[n] * (1.0f - z);
+            }
+            fa_thr[n] += dthr;
+            float dvr = lv[n] * z;
+            if (refrac) {
+                const int active = mk[n] != 0;
+                dvr += active ? 0.0f : dvt;
+                du = active ? dvt : 0.0f;
+            } else {
+                du = dvt;
+            }
+            fa_vr[n] += dvr;
+        } else {
+            du = dvt + lv[n];
+        }
+        const float git = li[n] + gir[n];
+        const float dip = gain[n] * du + alpha[n] * git;
+        fa_rest[n] += du;
+        if (want_ip) {
+            float vk;
+            if (!vprev)
+                vk = v0[n];
+            else if (!spiking)
+                vk = vprev[n];
+            else if (subtract)
+                vk = vprev[n] - zprev[n] * (thr[n] - vreset[n]);
+            else
+                vk = vprev[n] - zprev[n] * (vprev[n] - vreset[n]);
+            fa_beta[n] += du * vk;
+            fa_gain[n] += du * ipr[n];
+            fa_alpha[n] += git * ipr[n];
+        }
+        lv[n] = beta[n] * du;
+        li[n] = dip;
+        dxr[n] = dip;
+    }
+}
+
+#define BACKWARD_ROW(SP, SU, RF, IP)                                                          \
+    backward_row(N, SP, SU, RF, IP, out_v + off, SP ? out_z + off : NULL, SP ? sg + off : NULL,  \
+                 RF ? mask + off : NULL, IP ? ip + off : NULL, t ? out_v + prev : NULL,          \
+                 (SP && t) ? out_z + prev : NULL, v0 + b * N, beta, alpha, gain, thr, vreset,    \
+                 gv ? gv + off : zero, gz ? gz + off : zero, gi ? gi + off : zero, lv, li, rdz, \
+                 dx + off, fa, fa + N, fa + 2 * N, fa + 3 * N, fa + 4 * N, fa + 5 * N)
+
 /* Reverse-time adjoint of sl_neuron_forward (reset with detached spikes).
  * Inputs: out_v, out_z (forward outputs), sg [T,B,N] = surrogate derivative at out_v - thr
- * (zero outside the band for sparse backprop), v0 (initial membrane [B,N]), z0 (initial spikes,
- * recurrent), ip (i', NULL if no time-constant gradients), mask (NULL without refractoriness);
- * incoming gradients gv, gz, gi [T,B,N] (each may be NULL), final-state gradients gvT, giT, gzT
- * [B,N] (may be NULL).
+ * (zero outside the band for sparse backprop), v0 (initial membrane [B,N]), ip (i', NULL if no
+ * time-constant gradients), mask (NULL without refractoriness); incoming gradients gv, gz, gi
+ * [T,B,N] (each may be NULL), final-state gradients gvT, giT, gzT [B,N] (may be NULL).
  * Outputs: dx [T,B,N]; dv0, di0, dz0 [B,N]; per-neuron coefficient gradients [N] (summed over
  * batch and time) dbeta, drest, dalpha, dgain, dthr, dvreset (dbeta/dalpha/dgain only if ip).
  * For recurrent populations the spike gradient of step k-1 receives W_rec^T dx_k; it is computed
@@ -126,23 +230,20 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
                         float *dthr, float *dvreset) {
     const int64_t T = s->T, B = s->B, N = s->N;
     const int spiking = s->spiking, subtract = s->reset_mode == 1;
-    memset(dbeta, 0, sizeof(float) * N);
-    memset(drest, 0, sizeof(float) * N);
-    memset(dalpha, 0, sizeof(float) * N);
-    memset(dgain, 0, sizeof(float) * N);
-    memset(dthr, 0, sizeof(float) * N);
-    memset(dvreset, 0, sizeof(float) * N);
+    const int refrac = spiking && mask != NULL, want_ip = ip != NULL;
+    float *out[6] = {dbeta, drest, dalpha, dgain, dthr, dvreset};
+    for (int k = 0; k < 6; ++k) memset(out[k], 0, sizeof(float) * N);
+    float *zero = (float *)calloc(N, sizeof(float));
 #pragma omp parallel
     {
-        /* per-thread accumulators of the coefficient gradients (double: sums of T*B terms) */
-        double *acc = (double *)calloc(6 * N, sizeof(double));
-        double *a_beta = acc, *a_rest = acc + N, *a_alpha = acc + 2 * N, *a_gain = acc + 3 * N,
-               *a_thr = acc + 4 * N, *a_vr = acc + 5 * N;
-        float *lv = (float *)malloc(sizeof(float) * N);   /* dL/dv_{k+1} */
-        float *li = (float *)malloc(sizeof(float) * N);   /* dL/di_{k+1} */
-        float *rdz = (float *)malloc(sizeof(float) * N);  /* recurrent dL/dz_k from step k+1 */
+        double *acc = (double *)calloc(6 * N, sizeof(double)); /* per thread, over batch rows */
+        float *fa = (float *)malloc(sizeof(float) * 6 * N);    /* one batch row, over time */
+        float *lv = (float *)malloc(sizeof(float) * N);        /* dL/dv after the step */
+        float *li = (float *)malloc(sizeof(float) * N);        /* dL/di after the step */
+        float *rdz = (float *)malloc(sizeof(float) * N);       /* recurrent dL/dz */
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < B; ++b) {
+            memset(fa, 0, sizeof(float) * 6 * N);
             for (int64_t n = 0; n < N; ++n) {
                 lv[n] = gvT ? gvT[b * N + n] : 0.0f;
                 li[n] = giT ? giT[b * N + n] : 0.0f;
@@ -151,70 +252,36 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
             for (int64_t t = T - 1; t >= 0; --t) {
                 const int64_t off = (t * B + b) * N;
                 const int64_t prev = ((t - 1) * B + b) * N;
-                for (int64_t n = 0; n < N; ++n) {
-                    float dvt = gv ? gv[off + n] : 0.0f;
-                    float du;
-                    if (spiking) {
-                        const float z = out_z[off + n];
-                        const float gzt = (gz ? gz[off + n] : 0.0f) + rdz[n];
-                        const float gs = gzt * sg[off + n];
-                        dvt += gs;
-                        a_thr[n] -= gs;
-                        if (subtract) {
-                            dvt += lv[n];
-                            a_thr[n] -= lv[n] * z;
-                        } else {
-                            dvt += lv[n] * (1.0f - z);
-                        }
-                        a_vr[n] += lv[n] * z;
-                        if (mask && !mask[off + n]) {
-                            a_vr[n] += dvt;
-                            du = 0.0f;
-                        } else {
-                            du = dvt;
-                        }
-                    } else {
-                        du = dvt + lv[n];
-                    }
-                    const float git = li[n] + (gi ? gi[off + n] : 0.0f);
-                    const float dip = gain[n] * du + alpha[n] * git;
-                    a_rest[n] += du;
-                    if (ip) {
-                        float vk;  /* membrane before step t (after the previous reset) */
-                        if (t == 0) {
-                            vk = v0[b * N + n];
-                        } else if (spiking) {
-                            const float vp = out_v[prev + n], zp = out_z[prev + n];
-                            vk = subtract ? vp - zp * (thr[n] - vreset[n])
-                                          : vp - zp * (vp - vreset[n]);
-                        } else {
-                            vk = out_v[prev + n];
-                        }
-                        a_beta[n] += (double)du * vk;
-                        a_gain[n] += (double)du * ip[off + n];
-                        a_alpha[n] += (double)git * ip[off + n];
-                    }
-                    lv[n] = beta[n] * du;
-                    li[n] = dip;
-                    dx[off + n] = dip;
+                if (!spiking) {
+                    if (want_ip) BACKWARD_ROW(0, 0, 0, 1); else BACKWARD_ROW(0, 0, 0, 0);
+                } else if (!subtract && !refrac) {
+                    if (want_ip) BACKWARD_ROW(1, 0, 0, 1); else BACKWARD_ROW(1, 0, 0, 0);
+                } else if (subtract && !refrac) {
+                    if (want_ip) BACKWARD_ROW(1, 1, 0, 1); else BACKWARD_ROW(1, 1, 0, 0);
+                } else if (!subtract && refrac) {
+                    if (want_ip) BACKWARD_ROW(1, 0, 1, 1); else BACKWARD_ROW(1, 0, 1, 0);
+                } else {
+                    if (want_ip) BACKWARD_ROW(1, 1, 1, 1); else BACKWARD_ROW(1, 1, 1, 0);
                 }
-                /* recurrent: dL/dz_{t-1}[j] = sum_n W[n, j] dx_t[n] (only where it is used) */
+                /* recurrent: dL/dz_{t-1}[j] = sum_n W[n, j] dx_t[n], only where it is used */
                 if (wrec_t) {
-                    const float *dxt = dx + off;
+                    const float *restrict dxt = dx + off;
                     for (int64_t j = 0; j < N; ++j) {
                         if (t > 0 && sg[prev + j] == 0.0f) {
                             rdz[j] = 0.0f;
                             continue;
                         }
-                        const float *w = wrec_t + j * N;
+                        const float *restrict w = wrec_t + j * N;
                         float acc_j = 0.0f;
+#pragma omp simd reduction(+ : acc_j)
                         for (int64_t n = 0; n < N; ++n) acc_j += w[n] * dxt[n];
                         rdz[j] = acc_j;
                     }
-                } else {
-                    for (int64_t n = 0; n < N; ++n) rdz[n] = 0.0f;
+                } else if (t == T - 1) {
+                    memset(rdz, 0, sizeof(float) * N);
                 }
             }
+            for (int64_t k = 0; k < 6 * N; ++k) acc[k] += fa[k];
             for (int64_t n = 0; n < N; ++n) {
                 dv0[b * N + n] = lv[n];
                 di0[b * N + n] = li[n];
@@ -223,32 +290,34 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
         }
 #pragma omp critical
         {
-            for (int64_t n = 0; n < N; ++n) {
-                dbeta[n] += (float)a_beta[n];
-                drest[n] += (float)a_rest[n];
-                dalpha[n] += (float)a_alpha[n];
-                dgain[n] += (float)a_gain[n];
-                dthr[n] += (float)a_thr[n];
-                dvreset[n] += (float)a_vr[n];
-            }
+            for (int k = 0; k < 6; ++k)
+                for (int64_t n = 0; n < N; ++n) out[k][n] += (float)acc[k * N + n];
         }
         free(acc);
+        free(fa);
         free(lv);
         free(li);
         free(rdz);
     }
+    free(zero);
 }
 
 /* ------------------------------------------------------------------ event-driven projection */
-/* Compressed rows of a [R, K] input: row_ptr [R+1], col [nnz] (int32), val [nnz]. */
+/* Compressed rows of a [R, K] input: row_ptr [R+1], col [nnz] (int32), val [nnz].
+ * An entry is non-zero if its bits, shifted left to drop the sign of -0.0, are not 0. Counting
+ * is branch-free (vectorised); compressing walks the set bits of an 8-entry mask per block. */
+INLINE int64_t count_row(const uint32_t *restrict bits, int64_t K) {
+    int64_t c = 0;
+#pragma omp simd reduction(+ : c)
+    for (int64_t k = 0; k < K; ++k) c += (bits[k] << 1) != 0;
+    return c;
+}
+
 int64_t sl_count_nonzero_rows(int64_t R, int64_t K, const float *x, int64_t *row_ptr) {
     row_ptr[0] = 0;
-    for (int64_t r = 0; r < R; ++r) {
-        const float *xr = x + r * K;
-        int64_t c = 0;
-        for (int64_t k = 0; k < K; ++k) c += xr[k] != 0.0f;
-        row_ptr[r + 1] = row_ptr[r] + c;
-    }
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < R; ++r) row_ptr[r + 1] = count_row((const uint32_t *)(x + r * K), K);
+    for (int64_t r = 0; r < R; ++r) row_ptr[r + 1] += row_ptr[r];
     return row_ptr[R];
 }
 
@@ -256,10 +325,22 @@ void sl_compress_rows(int64_t R, int64_t K, const float *x, const int64_t *row_p
                       float *val) {
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < R; ++r) {
-        const float *xr = x + r * K;
-        int64_t p = row_ptr[r];
-        for (int64_t k = 0; k < K; ++k) {
-            if (xr[k] != 0.0f) {
+        const float *restrict xr = x + r * K;
+        const uint32_t *restrict bits = (const uint32_t *)xr;
+        int64_t p = row_ptr[r], k = 0;
+        for (; k + 8 <= K; k += 8) {
+            unsigned mask = 0;
+            for (int j = 0; j < 8; ++j) mask |= (unsigned)((bits[k + j] << 1) != 0) << j;
+            while (mask) {
+                const int j = __builtin_ctz(mask);
+                mask &= mask - 1;
+                col[p] = (int32_t)(k + j);
+                val[p] = xr[k + j];
+                ++p;
+            }
+        }
+        for (; k < K; ++k) {
+            if ((bits[k] << 1) != 0) {
                 col[p] = (int32_t)k;
                 val[p] = xr[k];
                 ++p;

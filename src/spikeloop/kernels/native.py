@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
 import tempfile
 import threading
-import warnings
 from pathlib import Path
 
 import torch
@@ -25,6 +25,7 @@ from torch import Tensor
 _SOURCE = Path(__file__).with_name("native.c")
 _FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fopenmp", "-fPIC",
           "-shared", "-std=c11"]
+_log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
@@ -55,10 +56,19 @@ def _build(cc: str) -> Path:
     source = _SOURCE.read_bytes()
     version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256(source + " ".join(_FLAGS).encode() + version.encode()).hexdigest()[:16]
-    target = _cache_dir() / f"spikeloop_native_{key}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    name = f"spikeloop_native_{key}.so"
+    for folder in (_cache_dir(), Path(tempfile.gettempdir()) / f"spikeloop-{os.getuid()}"):
+        target = folder / name
+        if target.exists():
+            return target
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(folder, os.W_OK):
+            break
+    else:
+        raise RuntimeError("no writable cache folder for the native kernels")
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / target.name
         result = subprocess.run([cc, *_FLAGS, str(_SOURCE), "-o", str(out)],
@@ -108,8 +118,7 @@ def library() -> ctypes.CDLL | None:
             _lib = lib
         except (OSError, RuntimeError) as exc:
             _error = str(exc)
-            warnings.warn(f"spikeloop: native kernels unavailable, using the torch engine "
-                          f"({exc})", RuntimeWarning, stacklevel=2)
+            _log.info("native kernels unavailable, using the torch engine: %s", exc)
     return _lib
 
 

@@ -6,10 +6,10 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from spikeloop.errors import NonFiniteError, ParameterError
+from spikeloop.nn.populations import all_finite
 
 
 class Network(nn.Module):
@@ -71,7 +71,7 @@ class Network(nn.Module):
     def check_parameters(self) -> None:
         """Raise :class:`NonFiniteError` naming the first parameter holding NaN or inf."""
         for name, p in self.named_parameters():
-            if not torch.isfinite(p).all():
+            if not all_finite(p):
                 raise NonFiniteError(f"parameter {name!r} holds NaN or infinite values")
 
     def constrain_(self) -> None:

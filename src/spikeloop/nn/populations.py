@@ -39,6 +39,15 @@ def _shape(shape: int | Iterable[int]) -> tuple[int, ...]:
     return out
 
 
+def all_finite(x: Tensor) -> bool:
+    """True if ``x`` holds no NaN or ±inf (one reduction pass: NaN propagates through
+    ``aminmax``, infinities show in its result; no full-size boolean tensor)."""
+    if x.numel() == 0:
+        return True
+    lo, hi = torch.aminmax(x.detach())
+    return bool(torch.isfinite(lo) & torch.isfinite(hi))
+
+
 def check_sequence(x: Tensor, shape: tuple[int, ...], who: str) -> None:
     """Check that ``x`` is a finite time-major tensor ``[T, B, *shape]``."""
     if not isinstance(x, Tensor):
@@ -56,7 +65,7 @@ def check_sequence(x: Tensor, shape: tuple[int, ...], who: str) -> None:
     if not x.is_floating_point():
         raise DTypeError(f"{who}: expected a floating-point tensor (0/1 spikes as float), "
                          f"got {x.dtype}")
-    if not torch.isfinite(x).all():
+    if not all_finite(x):
         raise NonFiniteError(f"{who}: input holds NaN or infinite values")
 
 

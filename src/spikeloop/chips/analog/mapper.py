@@ -162,9 +162,7 @@ def map_graph(
     consumers = {i: n.name for n in graph.nodes for i in n.inputs}
     target_of = {p.name: p.inputs[0] if p.recurrent else consumers[p.name] for p in projections}
     fan_in = {p.name: 0 for p in pops}
-    offsets = {}
     for proj in projections:
-        offsets[proj.name] = fan_in[target_of[proj.name]]
         fan_in[target_of[proj.name]] += proj.params["weight"].shape[1]
     limit = spec.signed_inputs_per_circuit
     joined = {}
@@ -200,6 +198,8 @@ def map_graph(
     blocks: list[dict[tuple[str, int, int], int]] = [{} for _ in range(spec.halves)]
     used = [0] * spec.halves
     out: dict[str, ProjectionPlacement] = {}
+    in_first = dict.fromkeys(placed, 0)  # inputs of joined neurons on their half-0 circuit
+    in_second = dict.fromkeys(placed, 0)
     for proj in projections:
         source, target = proj.inputs[0], target_of[proj.name]
         scale, lsb = _quantize(proj, weight_scale, clip_weights, spec)
@@ -207,7 +207,17 @@ def map_graph(
         tgt = placed[target]
         channel = torch.arange(n_in)
         if tgt.joined:
-            half = ((offsets[proj.name] + channel) // limit)[None, :].expand(n_out, n_in)
+            # the first circuit takes as many inputs as its half still has rows for (≤ limit),
+            # the joined circuit in the other half the rest
+            first = min(limit - in_first[target], max(0, (spec.rows_per_half - used[0]) // 2))
+            first = min(max(first, n_in - (limit - in_second[target])), n_in)
+            in_first[target] += first
+            in_second[target] += n_in - first
+            if in_first[target] > limit or in_second[target] > limit:
+                raise MappingError(
+                    f"population {target!r}: its {fan_in[target]} inputs do not split over two "
+                    f"joined circuits of {limit} inputs with the synapse rows left")
+            half = (channel >= first).long()[None, :].expand(n_out, n_in)
         else:
             half = tgt.half[:, None].expand(n_out, n_in)
         row = torch.zeros(n_out, n_in, dtype=torch.long)
