@@ -89,14 +89,19 @@ def _surrogate_grad(cfg: LoopConfig, v: Tensor, thr: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- torch engine
-def _torch_forward(cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0, z0, wrec, want_ip):
+def _torch_forward(cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0, z0, wrec, want_ip,
+                   obs_v=None, obs_z=None):
     """Forward with the reference step functions (no autograd graph)."""
     p = dyn.ThresholdParameters(v_threshold=thr, v_reset=vreset, reset=cfg.reset)
     c = dyn.Coefficients(beta=beta, rest=rest, alpha=alpha, syn_gain=gain,
                          refrac_steps=cfg.refrac_steps)
     v, i, r, z = v0, i0, r0, z0
     vs, zs, cur, ips, masks = [], [], [], [], []
-    for x_t in x.unbind(0):
+    steps = x.shape[0]
+    seen_v = obs_v.unbind(0) if obs_v is not None else [None] * steps
+    seen_z = obs_z.unbind(0) if obs_z is not None and cfg.spiking else [None] * steps
+    for x_t, ov, oz in zip(x.unbind(0), seen_v, seen_z, strict=True):
+        seen = dyn.Observation(ov, oz) if ov is not None or oz is not None else None
         if wrec is not None:
             x_t = x_t + z @ wrec.t()
         if want_ip:
@@ -105,10 +110,10 @@ def _torch_forward(cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0, z0,
             if cfg.refrac_steps:
                 masks.append(r <= 0)
             z, v_obs, (v, i, r) = dyn.cuba_lif_step(x_t, dyn.CubaLIFState(v, i, r), p, c,
-                                                   cfg.surrogate)
+                                                   cfg.surrogate, seen)
             zs.append(z)
         else:
-            v_obs, (v, i) = dyn.cuba_li_step(x_t, dyn.CubaLIState(v, i), c)
+            v_obs, (v, i) = dyn.cuba_li_step(x_t, dyn.CubaLIState(v, i), c, seen)
         vs.append(v_obs)
         cur.append(i)
     empty = x.new_empty(0)
@@ -176,10 +181,11 @@ def _torch_backward(cfg, out_v, out_z, sg, v0, ip, mask, beta, alpha, gain, thr,
 # ----------------------------------------------------------------------------- autograd node
 class _NeuronLoop(Function):
     @staticmethod
-    def forward(ctx, cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0, z0, wrec):
+    def forward(ctx, cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0, z0, wrec,
+                obs_v, obs_z):
         steps, batch, n = x.shape
         want_ip = any(ctx.needs_input_grad[i] for i in (2, 4, 5))  # beta, alpha, gain
-        engine = _engine(cfg, x, wrec)
+        engine = _engine(cfg, x, wrec, obs_v, obs_z)
         if engine == "native":
             lib = native.library()
             native.set_threads()
@@ -195,14 +201,15 @@ class _NeuronLoop(Function):
             p = native.ptr
             lib.sl_neuron_forward(
                 _shape(steps, batch, n, cfg), p(x), p(beta), p(rest), p(alpha), p(gain), p(thr),
-                p(vreset), p(v), p(i), p(r), p(z), p(wrec_t), p(out_v),
+                p(vreset), p(v), p(i), p(r), p(z), p(wrec_t), p(obs_v),
+                p(obs_z) if cfg.spiking else None, p(out_v),
                 p(out_z) if cfg.spiking else None, p(out_i), p(ip), p(mask))
             z_t = z if wrec is not None else (out_z[-1] if cfg.spiking else x.new_empty(0))
         else:
             with torch.no_grad():
                 out_v, out_z, out_i, v, i, r, z_t, ip, mask = _torch_forward(
                     cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0,
-                    z0 if wrec is not None else None, wrec, want_ip)
+                    z0 if wrec is not None else None, wrec, want_ip, obs_v, obs_z)
             if mask is not None:
                 mask = mask.to(torch.uint8)
         ctx.cfg, ctx.engine = cfg, engine
@@ -243,15 +250,18 @@ class _NeuronLoop(Function):
         d_beta, d_rest, d_alpha, d_gain, d_thr, d_vr = coef
         d_w = None
         if wrec is not None and ctx.needs_input_grad[12]:
-            z_prev = torch.cat([z0.unsqueeze(0), out_z[:-1]]).reshape(steps * batch, n)
-            d_w = event_weight_grad(z_prev, dx.reshape(steps * batch, n)).t()
+            # dW = Σ_k dx_k^T z_{k-1}: the first step sees the initial spikes z0
+            d_w = event_weight_grad(z0, dx[0]).t()
+            if steps > 1:
+                d_w += event_weight_grad(out_z[:-1].reshape(-1, n),
+                                         dx[1:].reshape(-1, n)).t()
         need = ctx.needs_input_grad
         return (None, dx if need[1] else None,
                 d_beta if need[2] else None, d_rest if need[3] else None,
                 d_alpha if need[4] else None, d_gain if need[5] else None,
                 d_thr if need[6] else None, d_vr if need[7] else None,
                 dv0 if need[8] else None, di0 if need[9] else None, None,
-                dz0 if need[11] and wrec is not None else None, d_w)
+                dz0 if need[11] and wrec is not None else None, d_w, None, None)
 
 
 def _per_neuron(value: Any, n: int, like: Tensor) -> Tensor:
@@ -265,6 +275,7 @@ def neuron_loop(
     coefficients: dict[str, Any],
     state: tuple[Tensor, Tensor, Tensor, Tensor | None],
     wrec: Tensor | None = None,
+    observed: tuple[Tensor | None, Tensor | None] = (None, None),
 ) -> LoopResult:
     """Run ``T`` steps of a (current-based or voltage) neuron population in one fused node.
 
@@ -275,6 +286,10 @@ def neuron_loop(
             (may require grad). A voltage model passes ``alpha = 0`` and ``gain = x_gain``.
         state: initial ``(v, i, refrac, z_prev)`` ``[B, N]`` (``z_prev`` only if recurrent).
         wrec: recurrent weight ``[N, N]`` (``x_eff,k = x_k + W z_{k-1}``) or ``None``.
+        observed: in-the-loop replay — membrane and spikes ``[T, B, N]`` a device observed
+            (either may be ``None``). They replace the model's membrane and spikes (reset and
+            refractoriness follow them) while the backward pass is the model's evaluated there,
+            as :func:`~spikeloop.dynamics.fire` does with an observation.
 
     Returns:
         ``(v, z, i, v_T, i_T, r_T, z_T)``: recorded membrane (compared with the threshold),
@@ -287,8 +302,9 @@ def neuron_loop(
     if z0 is None:
         z0 = torch.zeros_like(v0)
     tensors = [t.contiguous() for t in (x, *coefs, v0, i0, r0, z0)]
+    seen = [o.detach().to(x.dtype).contiguous() if o is not None else None for o in observed]
     return LoopResult(_NeuronLoop.apply(cfg, *tensors,
-                                        wrec.contiguous() if wrec is not None else None))
+                                        wrec.contiguous() if wrec is not None else None, *seen))
 
 
 # ----------------------------------------------------------------------------- projections

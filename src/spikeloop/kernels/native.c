@@ -17,6 +17,7 @@
  * Build flags include -ffp-contract=off so no multiply-add is fused: results are bit-identical to
  * the element-wise torch reference.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,8 @@ INLINE void forward_row(const int64_t N, const int spiking, const int subtract, 
                         const float *restrict alpha, const float *restrict gain,
                         const float *restrict thr, const float *restrict vreset,
                         float *restrict vb, float *restrict ib, float *restrict rb,
-                        const float refrac_steps, float *restrict ov, float *restrict oz,
+                        const float refrac_steps, const float *restrict obs_v,
+                        const float *restrict obs_z, float *restrict ov, float *restrict oz,
                         float *restrict oi, float *restrict oip, uint8_t *restrict om) {
 #pragma omp simd
     for (int64_t n = 0; n < N; ++n) {
@@ -57,7 +59,8 @@ INLINE void forward_row(const int64_t N, const int spiking, const int subtract, 
                 vt = active ? u : vreset[n];
                 if (om) om[n] = (uint8_t)active;
             }
-            const float z = (vt - thr[n]) > 0.0f ? 1.0f : 0.0f;
+            if (obs_v) vt = obs_v[n];
+            const float z = obs_z ? obs_z[n] : ((vt - thr[n]) > 0.0f ? 1.0f : 0.0f);
             vb[n] = subtract ? vt - z * (thr[n] - vreset[n]) : vt - z * (vt - vreset[n]);
             if (refrac) {
                 const float rm = rb[n] - 1.0f;
@@ -65,6 +68,7 @@ INLINE void forward_row(const int64_t N, const int spiking, const int subtract, 
             }
             oz[n] = z;
         } else {
+            if (obs_v) vt = obs_v[n];
             vb[n] = vt;
         }
         ov[n] = vt;
@@ -77,18 +81,22 @@ INLINE void forward_row(const int64_t N, const int spiking, const int subtract, 
 
 #define FORWARD_ROW(SP, SU, RF)                                                              \
     forward_row(N, SP, SU, RF, x + off, rec, beta, rest, alpha, gain, thr, vreset, vb, ib, rb, \
-                (float)s->refrac_steps, out_v + off, SP ? out_z + off : NULL, out_i + off,    \
-                ip ? ip + off : NULL, mask ? mask + off : NULL)
+                (float)s->refrac_steps, obs_v ? obs_v + off : NULL,                           \
+                (SP && obs_z) ? obs_z + off : NULL, out_v + off, SP ? out_z + off : NULL,     \
+                out_i + off, ip ? ip + off : NULL, mask ? mask + off : NULL)
 
 /* x [T,B,N]; coefficients [N]; state in/out v,i,r [B,N]; zprev in/out [B,N] (recurrent only);
  * wrec_t [N,N] = W_rec transposed (row j: the weights *from* neuron j), NULL if not recurrent;
  * outputs out_v, out_z, out_i [T,B,N] (out_z NULL for readouts); optional: ip [T,B,N] (i', for
- * time-constant gradients), mask [T,B,N] (1 where the neuron was not refractory). */
+ * time-constant gradients), mask [T,B,N] (1 where the neuron was not refractory).
+ * In-the-loop replay: obs_v / obs_z [T,B,N] (each may be NULL) replace the membrane compared
+ * with the threshold and the spikes by what a device observed; reset, refractoriness and the
+ * recorded outputs then follow the observation (the synaptic current stays the model's). */
 void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const float *rest,
                        const float *alpha, const float *gain, const float *thr,
                        const float *vreset, float *v, float *i, float *r, float *zprev,
-                       const float *wrec_t, float *out_v, float *out_z, float *out_i, float *ip,
-                       uint8_t *mask) {
+                       const float *wrec_t, const float *obs_v, const float *obs_z, float *out_v,
+                       float *out_z, float *out_i, float *ip, uint8_t *mask) {
     const int64_t T = s->T, B = s->B, N = s->N;
     const int spiking = s->spiking, subtract = s->reset_mode == 1, refrac = s->refrac_steps > 0;
 #pragma omp parallel
@@ -207,8 +215,48 @@ INLINE void backward_row(const int64_t N, const int spiking, const int subtract,
     backward_row(N, SP, SU, RF, IP, out_v + off, SP ? out_z + off : NULL, SP ? sg + off : NULL,  \
                  RF ? mask + off : NULL, IP ? ip + off : NULL, t ? out_v + prev : NULL,          \
                  (SP && t) ? out_z + prev : NULL, v0 + b * N, beta, alpha, gain, thr, vreset,    \
-                 gv ? gv + off : zero, gz ? gz + off : zero, gi ? gi + off : zero, lv, li, rdz, \
-                 dx + off, fa, fa + N, fa + 2 * N, fa + 3 * N, fa + 4 * N, fa + 5 * N)
+                 gv ? gv + off : zero, gz ? gz + off : zero, gi ? gi + off : zero, lvq, liq,     \
+                 rdzq, dx + off, faq, faq + N, faq + 2 * N, faq + 3 * N, faq + 4 * N,            \
+                 faq + 5 * N)
+
+#define BB 4 /* batch rows per block: the recurrent backward reads W once per block */
+
+/* rdz[q] = W^T dx_t[b0 + q] for the nb rows of a block (fused multiply-add: a gradient, not a
+ * forward value), skipping neurons whose surrogate derivative at step t-1 is 0 in every row. */
+static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, const int64_t B,
+                            const int64_t b0, const float *restrict wrec_t,
+                            const float *restrict dx, const float *restrict sg,
+                            const float *restrict zero, float *restrict rdz) {
+    const float *d[BB];
+    const float *sp[BB];
+    for (int q = 0; q < BB; ++q) {
+        d[q] = q < nb ? dx + (t * B + b0 + q) * N : zero;
+        sp[q] = (q < nb && t > 0) ? sg + ((t - 1) * B + b0 + q) * N : NULL;
+    }
+    const float *restrict d0 = d[0], *restrict d1 = d[1], *restrict d2 = d[2], *restrict d3 = d[3];
+    for (int64_t j = 0; j < N; ++j) {
+        if (t > 0) {
+            int used = 0;
+            for (int q = 0; q < nb; ++q) used |= sp[q][j] != 0.0f;
+            if (!used) {
+                for (int q = 0; q < nb; ++q) rdz[q * N + j] = 0.0f;
+                continue;
+            }
+        }
+        const float *restrict w = wrec_t + j * N;
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+        for (int64_t n = 0; n < N; ++n) {
+            a0 = fmaf(w[n], d0[n], a0);
+            a1 = fmaf(w[n], d1[n], a1);
+            a2 = fmaf(w[n], d2[n], a2);
+            a3 = fmaf(w[n], d3[n], a3);
+        }
+        const float a[BB] = {a0, a1, a2, a3};
+        for (int q = 0; q < nb; ++q)
+            rdz[q * N + j] = (t > 0 && sp[q][j] == 0.0f) ? 0.0f : a[q];
+    }
+}
 
 /* Reverse-time adjoint of sl_neuron_forward (reset with detached spikes).
  * Inputs: out_v, out_z (forward outputs), sg [T,B,N] = surrogate derivative at out_v - thr
@@ -237,55 +285,55 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
 #pragma omp parallel
     {
         double *acc = (double *)calloc(6 * N, sizeof(double)); /* per thread, over batch rows */
-        float *fa = (float *)malloc(sizeof(float) * 6 * N);    /* one batch row, over time */
-        float *lv = (float *)malloc(sizeof(float) * N);        /* dL/dv after the step */
-        float *li = (float *)malloc(sizeof(float) * N);        /* dL/di after the step */
-        float *rdz = (float *)malloc(sizeof(float) * N);       /* recurrent dL/dz */
+        float *fa = (float *)malloc(sizeof(float) * BB * 6 * N); /* per row, over time */
+        float *lv = (float *)malloc(sizeof(float) * BB * N);     /* dL/dv after the step */
+        float *li = (float *)malloc(sizeof(float) * BB * N);     /* dL/di after the step */
+        float *rdz = (float *)malloc(sizeof(float) * BB * N);    /* recurrent dL/dz */
 #pragma omp for schedule(static)
-        for (int64_t b = 0; b < B; ++b) {
-            memset(fa, 0, sizeof(float) * 6 * N);
-            for (int64_t n = 0; n < N; ++n) {
-                lv[n] = gvT ? gvT[b * N + n] : 0.0f;
-                li[n] = giT ? giT[b * N + n] : 0.0f;
-                rdz[n] = gzT ? gzT[b * N + n] : 0.0f;
+        for (int64_t b0 = 0; b0 < B; b0 += BB) {
+            const int64_t nb = B - b0 < BB ? B - b0 : BB;
+            memset(fa, 0, sizeof(float) * BB * 6 * N);
+            for (int64_t q = 0; q < nb; ++q) {
+                const int64_t b = b0 + q;
+                for (int64_t n = 0; n < N; ++n) {
+                    lv[q * N + n] = gvT ? gvT[b * N + n] : 0.0f;
+                    li[q * N + n] = giT ? giT[b * N + n] : 0.0f;
+                    rdz[q * N + n] = gzT ? gzT[b * N + n] : 0.0f;
+                }
             }
             for (int64_t t = T - 1; t >= 0; --t) {
-                const int64_t off = (t * B + b) * N;
-                const int64_t prev = ((t - 1) * B + b) * N;
-                if (!spiking) {
-                    if (want_ip) BACKWARD_ROW(0, 0, 0, 1); else BACKWARD_ROW(0, 0, 0, 0);
-                } else if (!subtract && !refrac) {
-                    if (want_ip) BACKWARD_ROW(1, 0, 0, 1); else BACKWARD_ROW(1, 0, 0, 0);
-                } else if (subtract && !refrac) {
-                    if (want_ip) BACKWARD_ROW(1, 1, 0, 1); else BACKWARD_ROW(1, 1, 0, 0);
-                } else if (!subtract && refrac) {
-                    if (want_ip) BACKWARD_ROW(1, 0, 1, 1); else BACKWARD_ROW(1, 0, 1, 0);
-                } else {
-                    if (want_ip) BACKWARD_ROW(1, 1, 1, 1); else BACKWARD_ROW(1, 1, 1, 0);
+                for (int64_t q = 0; q < nb; ++q) {
+                    const int64_t b = b0 + q;
+                    const int64_t off = (t * B + b) * N;
+                    const int64_t prev = ((t - 1) * B + b) * N;
+                    float *lvq = lv + q * N, *liq = li + q * N, *rdzq = rdz + q * N;
+                    float *faq = fa + q * 6 * N;
+                    if (!spiking) {
+                        if (want_ip) BACKWARD_ROW(0, 0, 0, 1); else BACKWARD_ROW(0, 0, 0, 0);
+                    } else if (!subtract && !refrac) {
+                        if (want_ip) BACKWARD_ROW(1, 0, 0, 1); else BACKWARD_ROW(1, 0, 0, 0);
+                    } else if (subtract && !refrac) {
+                        if (want_ip) BACKWARD_ROW(1, 1, 0, 1); else BACKWARD_ROW(1, 1, 0, 0);
+                    } else if (!subtract && refrac) {
+                        if (want_ip) BACKWARD_ROW(1, 0, 1, 1); else BACKWARD_ROW(1, 0, 1, 0);
+                    } else {
+                        if (want_ip) BACKWARD_ROW(1, 1, 1, 1); else BACKWARD_ROW(1, 1, 1, 0);
+                    }
                 }
                 /* recurrent: dL/dz_{t-1}[j] = sum_n W[n, j] dx_t[n], only where it is used */
-                if (wrec_t) {
-                    const float *restrict dxt = dx + off;
-                    for (int64_t j = 0; j < N; ++j) {
-                        if (t > 0 && sg[prev + j] == 0.0f) {
-                            rdz[j] = 0.0f;
-                            continue;
-                        }
-                        const float *restrict w = wrec_t + j * N;
-                        float acc_j = 0.0f;
-#pragma omp simd reduction(+ : acc_j)
-                        for (int64_t n = 0; n < N; ++n) acc_j += w[n] * dxt[n];
-                        rdz[j] = acc_j;
-                    }
-                } else if (t == T - 1) {
-                    memset(rdz, 0, sizeof(float) * N);
-                }
+                if (wrec_t)
+                    recurrent_block(N, nb, t, B, b0, wrec_t, dx, sg, zero, rdz);
+                else if (t == T - 1)
+                    memset(rdz, 0, sizeof(float) * BB * N);
             }
-            for (int64_t k = 0; k < 6 * N; ++k) acc[k] += fa[k];
-            for (int64_t n = 0; n < N; ++n) {
-                dv0[b * N + n] = lv[n];
-                di0[b * N + n] = li[n];
-                if (dz0) dz0[b * N + n] = rdz[n];
+            for (int64_t q = 0; q < nb; ++q) {
+                const int64_t b = b0 + q;
+                for (int64_t k = 0; k < 6 * N; ++k) acc[k] += fa[q * 6 * N + k];
+                for (int64_t n = 0; n < N; ++n) {
+                    dv0[b * N + n] = lv[q * N + n];
+                    di0[b * N + n] = li[q * N + n];
+                    if (dz0) dz0[b * N + n] = rdz[q * N + n];
+                }
             }
         }
 #pragma omp critical

@@ -81,7 +81,7 @@ def _build(cc: str) -> Path:
 
 def _declare(lib: ctypes.CDLL) -> None:
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    lib.sl_neuron_forward.argtypes = [ctypes.POINTER(Shape)] + [p] * 17
+    lib.sl_neuron_forward.argtypes = [ctypes.POINTER(Shape)] + [p] * 19
     lib.sl_neuron_forward.restype = None
     lib.sl_neuron_backward.argtypes = [ctypes.POINTER(Shape)] + [p] * 28
     lib.sl_neuron_backward.restype = None

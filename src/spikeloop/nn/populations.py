@@ -267,7 +267,7 @@ class Population(nn.Module):
         if kernel != "reference":
             reason = self.fused_unsupported(p, observed, recurrent)
             if reason is None:
-                return self._simulate_fused(x, p, c, state, surrogate, kernel)
+                return self._simulate_fused(x, p, c, state, surrogate, observed)
             if kernel == "fused":
                 raise ParameterError(f"{type(self).__name__}: no fused kernel for {reason}; "
                                      "use kernel='auto' or 'reference'")
@@ -304,8 +304,6 @@ class Population(nn.Module):
         """Why this population cannot run fused with parameters ``p`` (``None`` if it can)."""
         if not self.fusable:
             return f"the {self.model} model"
-        if observed is not None:
-            return "in-the-loop observations"
         if self.spiking and not p.detach_reset:
             return "detach_reset=False"
         if recurrent is not None and not (
@@ -316,7 +314,7 @@ class Population(nn.Module):
 
     def _simulate_fused(
         self, x: Tensor, p: Any, c: dyn.Coefficients, state: PopulationState,
-        surrogate: Surrogate, kernel: Kernel,
+        surrogate: Surrogate, observed: Observables | None = None,
     ) -> tuple[Observables, PopulationState]:
         from spikeloop.kernels import LoopConfig, neuron_loop
 
@@ -336,10 +334,16 @@ class Population(nn.Module):
                          refrac_steps=c.refrac_steps, surrogate=surrogate,
                          engine="auto")
         z0 = state.z.reshape(batch, n) if state.z is not None else None
+        seen: tuple[Tensor | None, Tensor | None] = (None, None)
+        if observed is not None:
+            _observations(observed, steps, self.spiking)  # checks steps and presence
+            seen = tuple(
+                None if o is None else o.reshape(steps, batch, n)
+                for o in (observed.v, observed.spikes if self.spiking else None))
         v, z, i, v_t, i_t, r_t, z_t = neuron_loop(
             cfg, x.reshape(steps, batch, n), coefficients,
             (flat["v"], flat.get("i", zeros), flat.get("refrac", zeros), z0),
-            self.recurrent.weight if self.recurrent is not None else None)
+            self.recurrent.weight if self.recurrent is not None else None, seen)
         shape = (steps, batch, *self.shape)
         final = {"v": v_t, "i": i_t, "refrac": r_t}
         new = self.state_cls(**{k: final[k].reshape(batch, *self.shape)
