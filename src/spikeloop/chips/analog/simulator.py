@@ -145,7 +145,7 @@ def _noisy_projection(w: Tensor, noise: float, g: torch.Generator | None):
             # noise only where events arrive (rows without input spikes have none)
             flat = current.reshape(-1, current.shape[-1])
             zf = z.reshape(-1, z.shape[-1])
-            rows = (zf != 0).any(-1).nonzero().squeeze(-1)
+            rows = (zf.sum(-1) > 0).nonzero().squeeze(-1)  # chip spikes are 0/1
             std = noise * torch.sqrt((zf[rows] * zf[rows]) @ w2.T)
             flat = flat.index_add(0, rows, std * torch.randn(std.shape, generator=g,
                                                              dtype=z.dtype))
@@ -235,9 +235,14 @@ def adc_readout(
     t0 = torch.gather(idx, 0, k0).double()
     t1 = torch.gather(idx, 0, k0 + 1).double()
     w1 = ((grid - t0) / (t1 - t0).clamp(min=1)).clamp(0, 1).to(v.dtype)
-    extra = [1] * (v.dim() - 2)
-    return torch.lerp(samples[k0, entry], samples[k0 + 1, entry],
-                      w1.reshape(steps, batch, *extra))
+    # per run, the interpolation is one matrix [T, K] with two entries per row, (1 − w) at
+    # k0 and w at k0 + 1: one batched product for all neurons
+    interp = v.new_zeros(batch, steps, n)
+    rows = k0.t()[:, :, None]
+    w = w1.t()[:, :, None]
+    interp.scatter_(2, rows, 1 - w).scatter_add_(2, rows + 1, w)
+    flat = samples.reshape(n, batch, -1).transpose(0, 1)  # [B, K, N]
+    return torch.bmm(interp, flat).transpose(0, 1).reshape(v.shape)
 
 
 def dense_trace(
