@@ -52,3 +52,18 @@ def test_readme_api_tour_and_chip_example_run():
     exec(compile(_readme_block("## The emulated analog chip"), "README.md", "exec"), namespace)
     assert namespace["deployed"].report.backend == "chip"
     assert namespace["net"].layers.fc1.weight.grad is not None
+
+
+def test_sparse_backprop_and_long_sequence_benchmarks_smoke(tmp_path):
+    run(str(ROOT / "benchmarks/sparse_backprop.py"), "--quick", "--bands", "0.5",
+        "--out", str(tmp_path / "sbp"), "--run-dir", str(tmp_path))
+    result = json.loads((tmp_path / "sbp.json").read_text())
+    assert [(r["variant"], r["band"]) for r in result["speed"]] == [
+        ("ff", None), ("ff", 0.5), ("rec", None), ("rec", 0.5)]
+    assert all(0 < r["in_band"] <= 1 for r in result["speed"])
+    assert [a["band"] for a in result["yinyang"]] == [None, 0.5]
+    run(str(ROOT / "benchmarks/long_sequences.py"), "--quick", "--out", str(tmp_path / "ls"))
+    rows = json.loads((tmp_path / "ls.json").read_text())["rows"]
+    assert {(r["mode"], r["T"]) for r in rows} == {
+        (m, t) for m in ("default", "checkpoint") for t in (50, 100)}
+    assert "memory saved" in (tmp_path / "ls.md").read_text()

@@ -391,5 +391,10 @@ def event_linear(
     compressed = _Compressed(x2)
     if compressed.nnz > max_density * x2.numel():
         return torch.nn.functional.linear(x, weight, bias)
+    if not torch.is_grad_enabled():
+        y = compressed.matmul(weight.detach().t().contiguous())
+        if bias is not None:
+            y += bias
+        return y.reshape(*lead, weight.shape[0])
     y = _EventLinear.apply(x.reshape(-1, x.shape[-1]), weight, bias, compressed)
     return y.reshape(*lead, weight.shape[0])

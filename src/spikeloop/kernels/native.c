@@ -32,9 +32,97 @@ typedef struct {
     int refrac_steps; /* 0: no refractoriness */
 } Shape;
 
-/* ------------------------------------------------------------------ neuron forward */
 #define INLINE static inline __attribute__((always_inline))
 
+/* ------------------------------------------------------------------ event helpers */
+/* Bit j of the mask is set if p[j] != 0 (-0.0 counts as zero), for j < len <= 8. */
+#if defined(__AVX__)
+#include <immintrin.h>
+INLINE unsigned nonzero_mask8(const float *p, int64_t len) {
+    if (len == 8) {
+        const __m256 nz = _mm256_cmp_ps(_mm256_loadu_ps(p), _mm256_setzero_ps(), _CMP_NEQ_UQ);
+        return (unsigned)_mm256_movemask_ps(nz);
+    }
+    unsigned mask = 0;
+    for (int j = 0; j < len; ++j) mask |= (unsigned)(p[j] != 0.0f) << j;
+    return mask;
+}
+#else
+INLINE unsigned nonzero_mask8(const float *p, int64_t len) {
+    unsigned mask = 0;
+    for (int j = 0; j < len; ++j) mask |= (unsigned)(p[j] != 0.0f) << j;
+    return mask;
+}
+#endif
+
+/* Column indices of the non-zero entries of one row into idx (room for K + 8); returns their
+ * number. With AVX2 each block of 8 is packed branch-free: its mask selects a permutation from
+ * a 256-entry table and all 8 lanes are stored, the cursor advancing by the mask's popcount. */
+static int32_t pack_table[256][8];
+
+__attribute__((constructor)) static void build_pack_table(void) {
+    for (int m = 0; m < 256; ++m) {
+        int n = 0;
+        for (int j = 0; j < 8; ++j)
+            if (m & (1 << j)) pack_table[m][n++] = j;
+        while (n < 8) pack_table[m][n++] = 0;
+    }
+}
+
+INLINE int64_t row_events(const float *restrict xr, int64_t K, int32_t *restrict idx) {
+    int64_t n = 0, k = 0;
+#if defined(__AVX2__)
+    for (; k + 8 <= K; k += 8) {
+        const unsigned mask = nonzero_mask8(xr + k, 8);
+        const __m256i perm = _mm256_loadu_si256((const __m256i *)pack_table[mask]);
+        _mm256_storeu_si256((__m256i *)(idx + n),
+                            _mm256_add_epi32(perm, _mm256_set1_epi32((int)k)));
+        n += __builtin_popcount(mask);
+    }
+#endif
+    for (; k < K; ++k)
+        if (xr[k] != 0.0f) idx[n++] = (int32_t)k;
+    return n;
+}
+
+/* yr[0..M) = sum over the n events e of val[e] * w_t[idx[e], :] (val NULL: all 1). Outputs are
+ * summed 64 at a time in 8 vector registers, in event order (the same order for every m). */
+typedef float v8f __attribute__((vector_size(32), aligned(4)));
+
+INLINE void accumulate_row(int64_t M, int64_t n, const int32_t *restrict idx,
+                           const float *restrict val, const float *restrict w_t,
+                           float *restrict yr) {
+    int64_t m0 = 0;
+    for (; m0 + 64 <= M; m0 += 64) {
+        v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+        for (int64_t e = 0; e < n; ++e) {
+            const v8f *w = (const v8f *)(w_t + (int64_t)idx[e] * M + m0);
+            if (!val || val[e] == 1.0f) {
+                a0 += w[0]; a1 += w[1]; a2 += w[2]; a3 += w[3];
+                a4 += w[4]; a5 += w[5]; a6 += w[6]; a7 += w[7];
+            } else {
+                const float a = val[e];
+                a0 += a * w[0]; a1 += a * w[1]; a2 += a * w[2]; a3 += a * w[3];
+                a4 += a * w[4]; a5 += a * w[5]; a6 += a * w[6]; a7 += a * w[7];
+            }
+        }
+        v8f *out = (v8f *)(yr + m0);
+        out[0] = a0; out[1] = a1; out[2] = a2; out[3] = a3;
+        out[4] = a4; out[5] = a5; out[6] = a6; out[7] = a7;
+    }
+    for (int64_t m = m0; m < M; ++m) yr[m] = 0.0f;
+    for (int64_t e = 0; e < n && m0 < M; ++e) {
+        const float *restrict w = w_t + (int64_t)idx[e] * M;
+        const float a = val ? val[e] : 1.0f;
+        if (a == 1.0f) {
+            for (int64_t m = m0; m < M; ++m) yr[m] += w[m];
+        } else {
+            for (int64_t m = m0; m < M; ++m) yr[m] += a * w[m];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ neuron forward */
 /* One time step of one batch row; the flags are compile-time constants at every call site, so
  * the compiler emits a branch-free, vectorised loop per combination. */
 INLINE void forward_row(const int64_t N, const int spiking, const int subtract, const int refrac,
@@ -101,28 +189,30 @@ void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const 
     const int spiking = s->spiking, subtract = s->reset_mode == 1, refrac = s->refrac_steps > 0;
 #pragma omp parallel
     {
-        float *rec = NULL;
-        if (wrec_t) rec = (float *)malloc(sizeof(float) * N);
-#pragma omp for schedule(static)
-        for (int64_t b = 0; b < B; ++b) {
-            float *vb = v + b * N, *ib = i + b * N, *rb = r + b * N;
-            float *zb = zprev ? zprev + b * N : NULL;
-            for (int64_t t = 0; t < T; ++t) {
+        /* each thread owns a contiguous range of batch rows and walks time outside, so that
+         * it streams through [t, b0:b1, :] blocks that lie contiguously in memory */
+        int64_t b0 = 0, b1 = B;
+#ifdef _OPENMP
+        const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+        b0 = B * id / nt;
+        b1 = B * (id + 1) / nt;
+#endif
+        float *rec = NULL, *val = NULL;
+        int32_t *idx = NULL;
+        if (wrec_t) {
+            rec = (float *)malloc(sizeof(float) * N);
+            val = (float *)malloc(sizeof(float) * (N + 8));
+            idx = (int32_t *)malloc(sizeof(int32_t) * (N + 8));
+        }
+        for (int64_t t = 0; t < T; ++t) {
+            for (int64_t b = b0; b < b1; ++b) {
                 const int64_t off = (t * B + b) * N;
-                if (rec) {
-                    memset(rec, 0, sizeof(float) * N);
-                    for (int64_t j = 0; j < N; ++j) {
-                        const float zj = zb[j];
-                        if (zj == 0.0f) continue;
-                        const float *restrict w = wrec_t + j * N;
-                        if (zj == 1.0f) {
-#pragma omp simd
-                            for (int64_t n = 0; n < N; ++n) rec[n] += w[n];
-                        } else {
-#pragma omp simd
-                            for (int64_t n = 0; n < N; ++n) rec[n] += zj * w[n];
-                        }
-                    }
+                float *vb = v + b * N, *ib = i + b * N, *rb = r + b * N;
+                float *zb = zprev ? zprev + b * N : NULL;
+                if (rec) { /* W_rec z_prev from the neurons that spiked */
+                    const int64_t n = row_events(zb, N, idx);
+                    for (int64_t e = 0; e < n; ++e) val[e] = zb[idx[e]];
+                    accumulate_row(N, n, idx, val, wrec_t, rec);
                 }
                 if (!spiking)
                     FORWARD_ROW(0, 0, 0);
@@ -138,6 +228,8 @@ void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const 
             }
         }
         free(rec);
+        free(val);
+        free(idx);
     }
 }
 
@@ -284,26 +376,31 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
     float *zero = (float *)calloc(N, sizeof(float));
 #pragma omp parallel
     {
-        double *acc = (double *)calloc(6 * N, sizeof(double)); /* per thread, over batch rows */
-        float *fa = (float *)malloc(sizeof(float) * BB * 6 * N); /* per row, over time */
-        float *lv = (float *)malloc(sizeof(float) * BB * N);     /* dL/dv after the step */
-        float *li = (float *)malloc(sizeof(float) * BB * N);     /* dL/di after the step */
-        float *rdz = (float *)malloc(sizeof(float) * BB * N);    /* recurrent dL/dz */
-#pragma omp for schedule(static)
-        for (int64_t b0 = 0; b0 < B; b0 += BB) {
-            const int64_t nb = B - b0 < BB ? B - b0 : BB;
-            memset(fa, 0, sizeof(float) * BB * 6 * N);
-            for (int64_t q = 0; q < nb; ++q) {
-                const int64_t b = b0 + q;
-                for (int64_t n = 0; n < N; ++n) {
-                    lv[q * N + n] = gvT ? gvT[b * N + n] : 0.0f;
-                    li[q * N + n] = giT ? giT[b * N + n] : 0.0f;
-                    rdz[q * N + n] = gzT ? gzT[b * N + n] : 0.0f;
-                }
+        /* a contiguous range of batch rows per thread, time outside (see the forward pass) */
+        int64_t b0 = 0, b1 = B;
+#ifdef _OPENMP
+        const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+        b0 = B * id / nt;
+        b1 = B * (id + 1) / nt;
+#endif
+        const int64_t rows = b1 - b0 > 0 ? b1 - b0 : 0;
+        float *fa = (float *)calloc(rows * 6 * N + 1, sizeof(float)); /* per row, over time */
+        float *lv = (float *)malloc(sizeof(float) * (rows * N + 1));  /* dL/dv after the step */
+        float *li = (float *)malloc(sizeof(float) * (rows * N + 1));  /* dL/di after the step */
+        float *rdz = (float *)malloc(sizeof(float) * (rows * N + 1)); /* recurrent dL/dz */
+        for (int64_t b = b0; b < b1; ++b) {
+            const int64_t q = b - b0;
+            for (int64_t n = 0; n < N; ++n) {
+                lv[q * N + n] = gvT ? gvT[b * N + n] : 0.0f;
+                li[q * N + n] = giT ? giT[b * N + n] : 0.0f;
+                rdz[q * N + n] = gzT ? gzT[b * N + n] : 0.0f;
             }
-            for (int64_t t = T - 1; t >= 0; --t) {
-                for (int64_t q = 0; q < nb; ++q) {
-                    const int64_t b = b0 + q;
+        }
+        for (int64_t t = T - 1; t >= 0; --t) {
+            for (int64_t bb = b0; bb < b1; bb += BB) {
+                const int64_t nb = b1 - bb < BB ? b1 - bb : BB;
+                for (int64_t b = bb; b < bb + nb; ++b) {
+                    const int64_t q = b - b0;
                     const int64_t off = (t * B + b) * N;
                     const int64_t prev = ((t - 1) * B + b) * N;
                     float *lvq = lv + q * N, *liq = li + q * N, *rdzq = rdz + q * N;
@@ -321,19 +418,21 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
                     }
                 }
                 /* recurrent: dL/dz_{t-1}[j] = sum_n W[n, j] dx_t[n], only where it is used */
+                float *rdz_block = rdz + (bb - b0) * N;
                 if (wrec_t)
-                    recurrent_block(N, nb, t, B, b0, wrec_t, dx, sg, zero, rdz);
+                    recurrent_block(N, nb, t, B, bb, wrec_t, dx, sg, zero, rdz_block);
                 else if (t == T - 1)
-                    memset(rdz, 0, sizeof(float) * BB * N);
+                    memset(rdz_block, 0, sizeof(float) * nb * N);
             }
-            for (int64_t q = 0; q < nb; ++q) {
-                const int64_t b = b0 + q;
-                for (int64_t k = 0; k < 6 * N; ++k) acc[k] += fa[q * 6 * N + k];
-                for (int64_t n = 0; n < N; ++n) {
-                    dv0[b * N + n] = lv[q * N + n];
-                    di0[b * N + n] = li[q * N + n];
-                    if (dz0) dz0[b * N + n] = rdz[q * N + n];
-                }
+        }
+        double *acc = (double *)calloc(6 * N, sizeof(double)); /* this thread's rows */
+        for (int64_t b = b0; b < b1; ++b) {
+            const int64_t q = b - b0;
+            for (int64_t k = 0; k < 6 * N; ++k) acc[k] += fa[q * 6 * N + k];
+            for (int64_t n = 0; n < N; ++n) {
+                dv0[b * N + n] = lv[q * N + n];
+                di0[b * N + n] = li[q * N + n];
+                if (dz0) dz0[b * N + n] = rdz[q * N + n];
             }
         }
 #pragma omp critical
@@ -352,48 +451,35 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
 
 /* ------------------------------------------------------------------ event-driven projection */
 /* Compressed rows of a [R, K] input: row_ptr [R+1], col [nnz] (int32), val [nnz].
- * An entry is non-zero if its bits, shifted left to drop the sign of -0.0, are not 0. Counting
- * is branch-free (vectorised); compressing walks the set bits of an 8-entry mask per block. */
-INLINE int64_t count_row(const uint32_t *restrict bits, int64_t K) {
+ * Each block of 8 entries gives a bit mask of its non-zeros (one vector compare with AVX):
+ * counting adds its popcounts, compressing walks its set bits. */
+INLINE int64_t count_row(const float *restrict xr, int64_t K) {
     int64_t c = 0;
-#pragma omp simd reduction(+ : c)
-    for (int64_t k = 0; k < K; ++k) c += (bits[k] << 1) != 0;
+    for (int64_t k = 0; k < K; k += 8) c += __builtin_popcount(nonzero_mask8(xr + k, K - k < 8 ? K - k : 8));
     return c;
 }
 
 int64_t sl_count_nonzero_rows(int64_t R, int64_t K, const float *x, int64_t *row_ptr) {
     row_ptr[0] = 0;
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < R; ++r) row_ptr[r + 1] = count_row((const uint32_t *)(x + r * K), K);
+    for (int64_t r = 0; r < R; ++r) row_ptr[r + 1] = count_row(x + r * K, K);
     for (int64_t r = 0; r < R; ++r) row_ptr[r + 1] += row_ptr[r];
     return row_ptr[R];
 }
 
 void sl_compress_rows(int64_t R, int64_t K, const float *x, const int64_t *row_ptr, int32_t *col,
                       float *val) {
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < R; ++r) {
-        const float *restrict xr = x + r * K;
-        const uint32_t *restrict bits = (const uint32_t *)xr;
-        int64_t p = row_ptr[r], k = 0;
-        for (; k + 8 <= K; k += 8) {
-            unsigned mask = 0;
-            for (int j = 0; j < 8; ++j) mask |= (unsigned)((bits[k + j] << 1) != 0) << j;
-            while (mask) {
-                const int j = __builtin_ctz(mask);
-                mask &= mask - 1;
-                col[p] = (int32_t)(k + j);
-                val[p] = xr[k + j];
-                ++p;
-            }
+#pragma omp parallel
+    {
+        int32_t *idx = (int32_t *)malloc(sizeof(int32_t) * (K + 8));
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < R; ++r) {
+            const float *restrict xr = x + r * K;
+            const int64_t n = row_events(xr, K, idx), p = row_ptr[r];
+            memcpy(col + p, idx, sizeof(int32_t) * n);
+            for (int64_t e = 0; e < n; ++e) val[p + e] = xr[idx[e]];
         }
-        for (; k < K; ++k) {
-            if ((bits[k] << 1) != 0) {
-                col[p] = (int32_t)k;
-                val[p] = xr[k];
-                ++p;
-            }
-        }
+        free(idx);
     }
 }
 
@@ -401,19 +487,9 @@ void sl_compress_rows(int64_t R, int64_t K, const float *x, const int64_t *row_p
 void sl_event_matmul(int64_t R, int64_t M, const int64_t *row_ptr, const int32_t *col,
                      const float *val, const float *w_t, float *y) {
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < R; ++r) {
-        float *yr = y + r * M;
-        memset(yr, 0, sizeof(float) * M);
-        for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
-            const float a = val[p];
-            const float *w = w_t + (int64_t)col[p] * M;
-            if (a == 1.0f) {
-                for (int64_t m = 0; m < M; ++m) yr[m] += w[m];
-            } else {
-                for (int64_t m = 0; m < M; ++m) yr[m] += a * w[m];
-            }
-        }
-    }
+    for (int64_t r = 0; r < R; ++r)
+        accumulate_row(M, row_ptr[r + 1] - row_ptr[r], col + row_ptr[r], val + row_ptr[r], w_t,
+                       y + r * M);
 }
 
 /* dw_t [K, M] = x^T @ dy  (x compressed [R, K], dy [R, M]); threads split the M columns. */
