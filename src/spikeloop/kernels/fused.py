@@ -331,12 +331,17 @@ class _Compressed:
         return y
 
     def weight_grad(self, dy: Tensor) -> Tensor:
-        """``xᵀ @ dy`` (``[K, M]``) for ``dy [R, M]``."""
+        """``xᵀ @ dy`` (``[K, M]``) for ``dy [R, M]``, from the events sorted by column."""
+        lib = native.library()
+        col_ptr = torch.empty(self.cols + 1, dtype=torch.int64)
+        row = torch.empty(self.nnz, dtype=torch.int32)
+        val_t = torch.empty(self.nnz, dtype=torch.float32)
+        lib.sl_csr_to_csc(self.rows, self.cols, self.row_ptr.data_ptr(), self.col.data_ptr(),
+                          self.val.data_ptr(), col_ptr.data_ptr(), row.data_ptr(),
+                          val_t.data_ptr())
         out = torch.empty(self.cols, dy.shape[1], dtype=torch.float32)
-        native.library().sl_event_weight_grad(self.rows, self.cols, dy.shape[1],
-                                              self.row_ptr.data_ptr(), self.col.data_ptr(),
-                                              self.val.data_ptr(), dy.data_ptr(),
-                                              out.data_ptr())
+        lib.sl_event_weight_grad(self.cols, dy.shape[1], col_ptr.data_ptr(), row.data_ptr(),
+                                 val_t.data_ptr(), dy.data_ptr(), out.data_ptr())
         return out
 
 

@@ -89,27 +89,31 @@ INLINE int64_t row_events(const float *restrict xr, int64_t K, int32_t *restrict
  * summed 64 at a time in 8 vector registers, in event order (the same order for every m). */
 typedef float v8f __attribute__((vector_size(32), aligned(4)));
 
-INLINE void accumulate_row(int64_t M, int64_t n, const int32_t *restrict idx,
-                           const float *restrict val, const float *restrict w_t,
-                           float *restrict yr) {
-    int64_t m0 = 0;
-    for (; m0 + 64 <= M; m0 += 64) {
-        v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
-        for (int64_t e = 0; e < n; ++e) {
-            const v8f *w = (const v8f *)(w_t + (int64_t)idx[e] * M + m0);
-            if (!val || val[e] == 1.0f) {
-                a0 += w[0]; a1 += w[1]; a2 += w[2]; a3 += w[3];
-                a4 += w[4]; a5 += w[5]; a6 += w[6]; a7 += w[7];
-            } else {
-                const float a = val[e];
-                a0 += a * w[0]; a1 += a * w[1]; a2 += a * w[2]; a3 += a * w[3];
-                a4 += a * w[4]; a5 += a * w[5]; a6 += a * w[6]; a7 += a * w[7];
-            }
+/* Columns [m0, m0 + 64) of the row sum, in 8 vector registers (the caller ensures they exist). */
+INLINE void accumulate_block(int64_t M, int64_t m0, int64_t n, const int32_t *restrict idx,
+                             const float *restrict val, const float *restrict w_t,
+                             float *restrict yr) {
+    v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+    for (int64_t e = 0; e < n; ++e) {
+        const v8f *w = (const v8f *)(w_t + (int64_t)idx[e] * M + m0);
+        if (!val || val[e] == 1.0f) {
+            a0 += w[0]; a1 += w[1]; a2 += w[2]; a3 += w[3];
+            a4 += w[4]; a5 += w[5]; a6 += w[6]; a7 += w[7];
+        } else {
+            const float a = val[e];
+            a0 += a * w[0]; a1 += a * w[1]; a2 += a * w[2]; a3 += a * w[3];
+            a4 += a * w[4]; a5 += a * w[5]; a6 += a * w[6]; a7 += a * w[7];
         }
-        v8f *out = (v8f *)(yr + m0);
-        out[0] = a0; out[1] = a1; out[2] = a2; out[3] = a3;
-        out[4] = a4; out[5] = a5; out[6] = a6; out[7] = a7;
     }
+    v8f *out = (v8f *)(yr + m0);
+    out[0] = a0; out[1] = a1; out[2] = a2; out[3] = a3;
+    out[4] = a4; out[5] = a5; out[6] = a6; out[7] = a7;
+}
+
+/* Columns [m0, M) one at a time (the remainder after the 64-wide blocks). */
+INLINE void accumulate_tail(int64_t M, int64_t m0, int64_t n, const int32_t *restrict idx,
+                            const float *restrict val, const float *restrict w_t,
+                            float *restrict yr) {
     for (int64_t m = m0; m < M; ++m) yr[m] = 0.0f;
     for (int64_t e = 0; e < n && m0 < M; ++e) {
         const float *restrict w = w_t + (int64_t)idx[e] * M;
@@ -120,6 +124,16 @@ INLINE void accumulate_row(int64_t M, int64_t n, const int32_t *restrict idx,
             for (int64_t m = m0; m < M; ++m) yr[m] += a * w[m];
         }
     }
+}
+
+/* yr[0..M) = sum over the n events e of val[e] * w_t[idx[e], :] (val NULL: all 1), in event
+ * order for every m. */
+INLINE void accumulate_row(int64_t M, int64_t n, const int32_t *restrict idx,
+                           const float *restrict val, const float *restrict w_t,
+                           float *restrict yr) {
+    int64_t m0 = 0;
+    for (; m0 + 64 <= M; m0 += 64) accumulate_block(M, m0, n, idx, val, w_t, yr);
+    accumulate_tail(M, m0, n, idx, val, w_t, yr);
 }
 
 /* ------------------------------------------------------------------ neuron forward */
@@ -486,38 +500,54 @@ void sl_compress_rows(int64_t R, int64_t K, const float *x, const int64_t *row_p
 /* y [R, M] = x [R, K] (compressed) @ w_t [K, M]  (w_t = W^T: row k holds the weights from k) */
 void sl_event_matmul(int64_t R, int64_t M, const int64_t *row_ptr, const int32_t *col,
                      const float *val, const float *w_t, float *y) {
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < R; ++r)
-        accumulate_row(M, row_ptr[r + 1] - row_ptr[r], col + row_ptr[r], val + row_ptr[r], w_t,
-                       y + r * M);
-}
-
-/* dw_t [K, M] = x^T @ dy  (x compressed [R, K], dy [R, M]); threads split the M columns. */
-void sl_event_weight_grad(int64_t R, int64_t K, int64_t M, const int64_t *row_ptr,
-                          const int32_t *col, const float *val, const float *dy, float *dw_t) {
-    memset(dw_t, 0, sizeof(float) * K * M);
 #pragma omp parallel
     {
-        int64_t m0 = 0, m1 = M;
+        int64_t r0 = 0, r1 = R;
 #ifdef _OPENMP
-        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        const int64_t chunk = ((M + nt - 1) / nt + 15) / 16 * 16;
-        m0 = id * chunk < M ? id * chunk : M;
-        m1 = m0 + chunk < M ? m0 + chunk : M;
+        const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+        r0 = R * id / nt;
+        r1 = R * (id + 1) / nt;
 #endif
-        for (int64_t r = 0; r < R; ++r) {
-            const float *dyr = dy + r * M;
-            for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
-                const float a = val[p];
-                float *g = dw_t + (int64_t)col[p] * M;
-                if (a == 1.0f) {
-                    for (int64_t m = m0; m < m1; ++m) g[m] += dyr[m];
-                } else {
-                    for (int64_t m = m0; m < m1; ++m) g[m] += a * dyr[m];
-                }
-            }
+        /* 64 output columns at a time over all of this thread's rows: that slice of w_t
+         * (K x 64 floats) stays in cache while the rows go by */
+        int64_t m0 = 0;
+        for (; m0 + 64 <= M; m0 += 64)
+            for (int64_t r = r0; r < r1; ++r)
+                accumulate_block(M, m0, row_ptr[r + 1] - row_ptr[r], col + row_ptr[r],
+                                 val + row_ptr[r], w_t, y + r * M);
+        for (int64_t r = r0; r < r1; ++r)
+            accumulate_tail(M, m0, row_ptr[r + 1] - row_ptr[r], col + row_ptr[r],
+                            val + row_ptr[r], w_t, y + r * M);
+    }
+}
+
+/* The same events by column (CSC): col_ptr [K+1], row [nnz], val_t [nnz]; rows ascending. */
+void sl_csr_to_csc(int64_t R, int64_t K, const int64_t *row_ptr, const int32_t *col,
+                   const float *val, int64_t *col_ptr, int32_t *row, float *val_t) {
+    const int64_t nnz = row_ptr[R];
+    memset(col_ptr, 0, sizeof(int64_t) * (K + 1));
+    for (int64_t p = 0; p < nnz; ++p) ++col_ptr[col[p] + 1];
+    for (int64_t k = 0; k < K; ++k) col_ptr[k + 1] += col_ptr[k];
+    int64_t *next = (int64_t *)malloc(sizeof(int64_t) * (K + 1));
+    memcpy(next, col_ptr, sizeof(int64_t) * (K + 1));
+    for (int64_t r = 0; r < R; ++r) {
+        for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
+            const int64_t q = next[col[p]]++;
+            row[q] = (int32_t)r;
+            val_t[q] = val[p];
         }
     }
+    free(next);
+}
+
+/* dw_t [K, M] = x^T @ dy from the column-wise events: each row of dw_t is one register-blocked
+ * sum of the dy rows where that input was active, written once (no read-modify-write). */
+void sl_event_weight_grad(int64_t K, int64_t M, const int64_t *col_ptr, const int32_t *row,
+                          const float *val_t, const float *dy, float *dw_t) {
+#pragma omp parallel for schedule(dynamic, 8)
+    for (int64_t k = 0; k < K; ++k)
+        accumulate_row(M, col_ptr[k + 1] - col_ptr[k], row + col_ptr[k], val_t + col_ptr[k], dy,
+                       dw_t + k * M);
 }
 
 void sl_set_threads(int n) {

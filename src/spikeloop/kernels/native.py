@@ -91,7 +91,9 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sl_compress_rows.restype = None
     lib.sl_event_matmul.argtypes = [i64, i64, p, p, p, p, p]
     lib.sl_event_matmul.restype = None
-    lib.sl_event_weight_grad.argtypes = [i64, i64, i64, p, p, p, p, p]
+    lib.sl_csr_to_csc.argtypes = [i64, i64, p, p, p, p, p, p]
+    lib.sl_csr_to_csc.restype = None
+    lib.sl_event_weight_grad.argtypes = [i64, i64, p, p, p, p, p]
     lib.sl_event_weight_grad.restype = None
     lib.sl_set_threads.argtypes = [i32]
     lib.sl_set_threads.restype = None
