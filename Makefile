@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean yinyang-bench
+.PHONY: demo test lint venv clean yinyang-bench bench bench-scaling
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,24 @@ test: lint
 
 yinyang-bench: $(STAMP)
 	$(PY) benchmarks/yinyang_chip.py
+
+# Speed benchmark (benchmarks/speed_bench.py). The peers that require torch are installed with
+# --no-deps (their light dependencies come from the `bench` extra), then torch is checked to be
+# still the pinned one. BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--variants ff".
+BENCH_NODEPS := norse==1.1.0 sinabs==3.1.3 spikingjelly==2.0.0 nirtorch==2.6
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) Makefile
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m pip install --quiet --no-deps $(BENCH_NODEPS)
+	$(PY) -c "import torch; v = torch.__version__; assert v.split('+')[0] == '2.13.0', v; print('torch', v)"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) benchmarks/speed_bench.py $(BENCH_ARGS)
+
+bench-scaling: $(BENCH_STAMP)
+	$(PY) benchmarks/speed_scaling.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

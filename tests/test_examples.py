@@ -67,3 +67,13 @@ def test_sparse_backprop_and_long_sequence_benchmarks_smoke(tmp_path):
     assert {(r["mode"], r["T"]) for r in rows} == {
         (m, t) for m in ("default", "checkpoint") for t in (50, 100)}
     assert "memory saved" in (tmp_path / "ls.md").read_text()
+
+
+def test_speed_benchmark_smoke(tmp_path):
+    run(str(ROOT / "benchmarks/speed_bench.py"), "--quick", "--out", str(tmp_path / "speed"))
+    result = json.loads((tmp_path / "speed.json").read_text())
+    text = (tmp_path / "speed.md").read_text()
+    assert "spikeloop" in text and "torch_loop" in text
+    runs = {(r["lib"], r["variant"], r["mode"]) for r in result["records"]}
+    assert {("spikeloop", v, m) for v in ("ff", "rec") for m in ("train", "forward")} <= runs
+    assert all(r.get("median_ms", 0) > 0 for r in result["records"] if r["lib"] == "spikeloop")

@@ -1,0 +1,1 @@
+"""Speed benchmark of spikeloop against other PyTorch SNN libraries (see ``speed_bench.py``)."""

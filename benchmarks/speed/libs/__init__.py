@@ -1,0 +1,55 @@
+"""One module per library; each builds the workload's network with that library's own API.
+
+A library module defines ``NAME``, ``version() -> str`` (raises ``ImportError`` when the library
+is missing) and ``build(workload) -> Model``. A :class:`Model` owns its parameters, converts the
+shared input ``x [T, B, n_in]`` to its own layout once (outside the timed region) and maps it to
+``(logits [B, n_out], hidden_spikes)``: logits = max over time of the readout membrane, hidden
+spikes in any layout (only their mean is used, to report the hidden firing rate).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from torch import Tensor
+
+# Registered libraries: name → module (in benchmarks.speed.libs). Order = report order.
+LIBS: dict[str, str] = {
+    "spikeloop": "spikeloop_lib",
+    "torch_loop": "torch_loop",
+    "torch_compile": "torch_compile",
+    "snntorch": "snntorch_lib",
+    "norse": "norse_lib",
+    "sinabs": "sinabs_lib",
+    "spikingjelly": "spikingjelly_lib",
+    "rockpool": "rockpool_lib",
+}
+OURS = "spikeloop"
+BASELINES = ("torch_loop", "torch_compile")  # hand-written references, not peers
+PEERS = ("snntorch", "norse", "sinabs", "spikingjelly", "rockpool")
+DEFAULT_LIBS = ("spikeloop", "torch_loop", *PEERS)  # torch_compile: opt-in (slow cold compile)
+
+
+@dataclass
+class Model:
+    """A built network: parameters, an input adapter and the forward function."""
+
+    params: list[Tensor]
+    forward: Callable[[Any], tuple[Tensor, Tensor]]
+    prepare: Callable[[Tensor], Any] = field(default=lambda x: x)
+    notes: str = ""
+    modules: list[Any] = field(default_factory=list)  # kept alive (train/eval switching)
+
+    def parameters(self) -> Iterable[Tensor]:
+        return self.params
+
+
+def load(name: str) -> ModuleType:
+    """Import the benchmark module of library ``name`` (not the library itself)."""
+    if name not in LIBS:
+        raise KeyError(f"unknown library {name!r}; known: {', '.join(LIBS)}")
+    return importlib.import_module(f"{__name__}.{LIBS[name]}")

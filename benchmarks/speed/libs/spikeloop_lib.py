@@ -1,0 +1,47 @@
+"""spikeloop through its public API only (``spikeloop.nn.Network``, default ``"sim"`` backend).
+
+Exactly the reference dynamics of :mod:`benchmarks.speed.workload` (it is spikeloop's exact
+discretisation): CubaLIF hidden layer (reset to 0, detached reset, SuperSpike β = 10 surrogate),
+CubaLI readout, weights copied unchanged. Whatever fast path the simulator picks is picked
+automatically; nothing here selects a kernel.
+"""
+
+from __future__ import annotations
+
+import torch
+from benchmarks.speed.libs import Model
+from benchmarks.speed.workload import Workload
+
+NAME = "spikeloop"
+
+
+def version() -> str:
+    import spikeloop
+
+    return getattr(spikeloop, "__version__", "unknown")
+
+
+def build(wl: Workload) -> Model:
+    from spikeloop.nn import CubaLI, CubaLIF, Input, Linear, Network
+
+    neuron = {"dt": wl.dt, "tau_mem": wl.tau_mem, "tau_syn": wl.tau_syn}
+    net = Network({
+        "input": Input(wl.n_in),
+        "fc1": Linear(wl.n_in, wl.hidden),
+        "hidden": CubaLIF(wl.hidden, **neuron, v_threshold=wl.v_threshold,
+                          v_reset=wl.v_reset, recurrent=wl.recurrent),
+        "fc2": Linear(wl.hidden, wl.n_out),
+        "output": CubaLI(wl.n_out, **neuron),
+    })
+    w = wl.weights()
+    with torch.no_grad():
+        net.layers["fc1"].weight.copy_(w["w1"])
+        net.layers["fc2"].weight.copy_(w["w2"])
+        if wl.recurrent:
+            net.layers["hidden"].recurrent.weight.copy_(w["wrec"])
+
+    def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = net(x)
+        return out.output.v.amax(0), out["hidden"].spikes
+
+    return Model(params=list(net.parameters()), forward=forward, modules=[net])
