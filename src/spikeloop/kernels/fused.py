@@ -204,7 +204,9 @@ class _NeuronLoop(Function):
                 p(vreset), p(v), p(i), p(r), p(z), p(wrec_t), p(obs_v),
                 p(obs_z) if cfg.spiking else None, p(out_v),
                 p(out_z) if cfg.spiking else None, p(out_i), p(ip), p(mask))
-            z_t = z if wrec is not None else (out_z[-1] if cfg.spiking else x.new_empty(0))
+            # the last spikes (a copy: outputs of one node must not alias)
+            last = out_z[-1].clone() if cfg.spiking else x.new_empty(0)
+            z_t = z if wrec is not None else last
         else:
             with torch.no_grad():
                 out_v, out_z, out_i, v, i, r, z_t, ip, mask = _torch_forward(

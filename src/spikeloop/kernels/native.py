@@ -2,7 +2,8 @@
 
 The C file is compiled on first use with the system C compiler (``$CC``, else ``cc``/``gcc``)
 into a per-user cache (``$SPIKELOOP_CACHE``, default ``~/.cache/spikeloop``), keyed by a hash
-of the source, the flags and the compiler, so a later import loads it in milliseconds.
+of the source, the flags and the compiler (path and modification time), so a later import loads
+it in milliseconds.
 Without a compiler, :func:`library` returns ``None`` and the portable torch engine runs instead
 (same results; set ``SPIKELOOP_NATIVE=0`` to force that, e.g. to compare).
 """
@@ -54,8 +55,9 @@ def _cache_dir() -> Path:
 
 def _build(cc: str) -> Path:
     source = _SOURCE.read_bytes()
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256(source + " ".join(_FLAGS).encode() + version.encode()).hexdigest()[:16]
+    compiler = Path(shutil.which(cc) or cc).resolve()
+    stamp = f"{compiler}:{compiler.stat().st_mtime_ns}"  # a new compiler gives a new key
+    key = hashlib.sha256(source + " ".join(_FLAGS).encode() + stamp.encode()).hexdigest()[:16]
     name = f"spikeloop_native_{key}.so"
     for folder in (_cache_dir(), Path(tempfile.gettempdir()) / f"spikeloop-{os.getuid()}"):
         target = folder / name

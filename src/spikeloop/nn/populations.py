@@ -265,7 +265,7 @@ class Population(nn.Module):
             )
         c = p.coefficients(self.dt, self.method)
         if kernel != "reference":
-            reason = self.fused_unsupported(p, observed, recurrent)
+            reason = self.fused_unsupported(p, recurrent)
             if reason is None:
                 return self._simulate_fused(x, p, c, state, surrogate, observed)
             if kernel == "fused":
@@ -298,8 +298,7 @@ class Population(nn.Module):
         return type(self).step_fn(x, s, p, c, surrogate, obs)
 
     def fused_unsupported(
-        self, p: Any, observed: Observables | None = None,
-        recurrent: Callable[[Tensor], Tensor] | None = None,
+        self, p: Any, recurrent: Callable[[Tensor], Tensor] | None = None
     ) -> str | None:
         """Why this population cannot run fused with parameters ``p`` (``None`` if it can)."""
         if not self.fusable:
