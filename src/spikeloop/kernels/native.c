@@ -340,27 +340,36 @@ static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, 
         sp[q] = (q < nb && t > 0) ? sg + ((t - 1) * B + b0 + q) * N : NULL;
     }
     const float *restrict d0 = d[0], *restrict d1 = d[1], *restrict d2 = d[2], *restrict d3 = d[3];
+    const unsigned all = (1u << nb) - 1u;
     for (int64_t j = 0; j < N; ++j) {
+        unsigned used = all;
         if (t > 0) {
-            int used = 0;
-            for (int q = 0; q < nb; ++q) used |= sp[q][j] != 0.0f;
-            if (!used) {
-                for (int q = 0; q < nb; ++q) rdz[q * N + j] = 0.0f;
-                continue;
-            }
+            used = 0;
+            for (int q = 0; q < nb; ++q) used |= (unsigned)(sp[q][j] != 0.0f) << q;
         }
         const float *restrict w = wrec_t + j * N;
-        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+        if (used == all) { /* every row needs it: one pass over w for the whole block */
+            float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
 #pragma omp simd reduction(+ : a0, a1, a2, a3)
-        for (int64_t n = 0; n < N; ++n) {
-            a0 = fmaf(w[n], d0[n], a0);
-            a1 = fmaf(w[n], d1[n], a1);
-            a2 = fmaf(w[n], d2[n], a2);
-            a3 = fmaf(w[n], d3[n], a3);
+            for (int64_t n = 0; n < N; ++n) {
+                a0 = fmaf(w[n], d0[n], a0);
+                a1 = fmaf(w[n], d1[n], a1);
+                a2 = fmaf(w[n], d2[n], a2);
+                a3 = fmaf(w[n], d3[n], a3);
+            }
+            const float a[BB] = {a0, a1, a2, a3};
+            for (int q = 0; q < nb; ++q) rdz[q * N + j] = a[q];
+            continue;
         }
-        const float a[BB] = {a0, a1, a2, a3};
-        for (int q = 0; q < nb; ++q)
-            rdz[q * N + j] = (t > 0 && sp[q][j] == 0.0f) ? 0.0f : a[q];
+        for (int q = 0; q < nb; ++q) { /* only the rows where the neuron is in the band */
+            float acc = 0.0f;
+            if (used & (1u << q)) {
+                const float *restrict dq = d[q];
+#pragma omp simd reduction(+ : acc)
+                for (int64_t n = 0; n < N; ++n) acc = fmaf(w[n], dq[n], acc);
+            }
+            rdz[q * N + j] = acc;
+        }
     }
 }
 

@@ -137,20 +137,30 @@ class ChipRun:
 
 
 def _noisy_projection(w: Tensor, noise: float, g: torch.Generator | None):
-    w2 = w * w
+    """``z ↦ z Wᵀ`` plus trial-to-trial PSP noise for spike inputs ``z ∈ {0, 1}``: each event's
+    PSP varies by ``noise · |w|`` (independent Gaussians), so a row of events gets
+    ``N(0, noise² Σ_j z_j w_ij²)`` (``z² = z``: mean and variance in one product)."""
+    if g is None or noise <= 0:
+        return lambda z: z @ w.T
+    both = torch.cat([w, w * w])  # [2 out, in]
+    out = w.shape[0]
 
     def project(z: Tensor) -> Tensor:
-        current = z @ w.T
-        if g is not None and noise > 0:
-            # noise only where events arrive (rows without input spikes have none)
-            flat = current.reshape(-1, current.shape[-1])
-            zf = z.reshape(-1, z.shape[-1])
-            rows = (zf.sum(-1) > 0).nonzero().squeeze(-1)  # chip spikes are 0/1
-            std = noise * torch.sqrt((zf[rows] * zf[rows]) @ w2.T)
-            flat = flat.index_add(0, rows, std * torch.randn(std.shape, generator=g,
-                                                             dtype=z.dtype))
-            current = flat.reshape(current.shape)
-        return current
+        zf = z.reshape(-1, z.shape[-1])
+        rows = (zf.sum(-1) > 0).nonzero().squeeze(-1)  # z ∈ {0, 1}: a row sum marks events
+        if 2 * rows.numel() > zf.shape[0]:  # most rows carry events: draw for every row
+            mean_var = zf @ both.T
+            current, var = mean_var[:, :out], mean_var[:, out:]
+            noisy = current + noise * var.sqrt() * torch.randn(
+                current.shape, generator=g, dtype=z.dtype)
+            return noisy.reshape(*z.shape[:-1], out)
+        # few rows carry events: noise only where they arrive
+        current = zf @ w.T
+        mean_var = zf[rows] @ both.T
+        std = noise * mean_var[:, out:].sqrt()
+        current = current.index_add(0, rows, std * torch.randn(std.shape, generator=g,
+                                                               dtype=z.dtype))
+        return current.reshape(*z.shape[:-1], out)
 
     return project
 
