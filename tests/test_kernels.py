@@ -413,3 +413,19 @@ def test_checkpoint_and_record_errors():
         SimBackend(record="out")
     with pytest.raises(ParameterError, match=r"record: no population \['nope'\]"):
         dyadic_net(False)(torch.zeros(5, 1, 40), backend=SimBackend(record=("nope",)))
+
+
+def test_without_a_compiler_the_torch_engine_runs(monkeypatch):
+    """No C compiler: the library reports why, and populations still run (torch engine)."""
+    monkeypatch.setattr(native, "_compiler", lambda: None)
+    monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setattr(native, "_error", None)
+    assert native.library() is None
+    assert "no C compiler" in native.unavailable_reason()
+    pop = make_population(CubaLIF, 8)
+    x = 0.8 * torch.randn(20, 2, 8) + 1.0
+    ref = pop.simulate(x, pop.parameter_record(), kernel="reference")[0]
+    fused = pop.simulate(x, pop.parameter_record(), kernel="fused")[0]
+    assert torch.equal(ref.spikes, fused.spikes)
+    torch.testing.assert_close(fused.v, ref.v)

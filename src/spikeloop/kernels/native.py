@@ -2,8 +2,8 @@
 
 The C file is compiled on first use with the system C compiler (``$CC``, else ``cc``/``gcc``)
 into a per-user cache (``$SPIKELOOP_CACHE``, default ``~/.cache/spikeloop``), keyed by a hash
-of the source, the flags and the compiler (path and modification time), so a later import loads
-it in milliseconds.
+of the source, the flags, the compiler (path and modification time) and the CPU (the build
+targets ``-march=native``), so a later import loads it in milliseconds.
 Without a compiler, :func:`library` returns ``None`` and the portable torch engine runs instead
 (same results; set ``SPIKELOOP_NATIVE=0`` to force that, e.g. to compare).
 """
@@ -14,6 +14,7 @@ import ctypes
 import hashlib
 import logging
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -53,10 +54,21 @@ def _cache_dir() -> Path:
     return Path(root) / "kernels"
 
 
+def _cpu_signature() -> str:
+    """The CPU's model and instruction-set flags (Linux), else the machine type."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.machine()
+    keep = [line for line in info.splitlines() if line.startswith(("model name", "flags"))]
+    return platform.machine() + "|" + "|".join(sorted(set(keep)))
+
+
 def _build(cc: str) -> Path:
     source = _SOURCE.read_bytes()
     compiler = Path(shutil.which(cc) or cc).resolve()
-    stamp = f"{compiler}:{compiler.stat().st_mtime_ns}"  # a new compiler gives a new key
+    # a new compiler or another CPU (the build uses -march=native) gives a new key
+    stamp = f"{compiler}:{compiler.stat().st_mtime_ns}:{_cpu_signature()}"
     key = hashlib.sha256(source + " ".join(_FLAGS).encode() + stamp.encode()).hexdigest()[:16]
     name = f"spikeloop_native_{key}.so"
     for folder in (_cache_dir(), Path(tempfile.gettempdir()) / f"spikeloop-{os.getuid()}"):
