@@ -6,7 +6,7 @@ import torch
 
 from spikeloop.backends import SimBackend
 from spikeloop.dynamics import BandLimited, SuperSpike, Triangle
-from spikeloop.errors import ParameterError
+from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.kernels import event_linear, native
 from spikeloop.nn import IF, LI, LIF, AdaptiveLIF, CubaLI, CubaLIF, Input, Linear, Network
 from spikeloop.nn.observables import Observables
@@ -429,3 +429,33 @@ def test_without_a_compiler_the_torch_engine_runs(monkeypatch):
     fused = pop.simulate(x, pop.parameter_record(), kernel="fused")[0]
     assert torch.equal(ref.spikes, fused.spikes)
     torch.testing.assert_close(fused.v, ref.v)
+
+
+def test_bad_loop_inputs_give_specific_errors():
+    from spikeloop.kernels.fused import LoopConfig, neuron_loop
+
+    cfg = LoopConfig(spiking=True, surrogate=SuperSpike())
+    coefs = dict.fromkeys(("beta", "rest", "alpha", "gain", "thr", "vreset"), 0.5)
+    z = torch.zeros(2, 3)
+    with pytest.raises(ShapeError, match=r"state v must be \[2, 3\]"):
+        neuron_loop(cfg, torch.zeros(4, 2, 3), coefs, (torch.zeros(1, 3), z, z, None))
+    with pytest.raises(ShapeError, match="T ≥ 1"):
+        neuron_loop(cfg, torch.zeros(0, 2, 3), coefs, (z, z, z, None))
+    with pytest.raises(ParameterError, match=r"needs cfg\.surrogate"):
+        neuron_loop(LoopConfig(spiking=True), torch.zeros(4, 2, 3), coefs, (z, z, z, None))
+    with pytest.raises(ParameterError, match="only spiking"):
+        neuron_loop(LoopConfig(spiking=False), torch.zeros(4, 2, 3), coefs, (z, z, z, None),
+                    wrec=torch.zeros(3, 3))
+    with pytest.raises(ShapeError, match="observed v"):
+        neuron_loop(cfg, torch.zeros(4, 2, 3), coefs, (z, z, z, None),
+                    observed=(torch.zeros(3, 2, 3), None))
+    # a float64 state with float32 input is converted, not reinterpreted
+    v0 = torch.full((2, 3), 0.25, dtype=torch.float64)
+    v = neuron_loop(cfg, torch.zeros(4, 2, 3), coefs, (v0, z, z, None))[0]
+    torch.testing.assert_close(v[0], torch.full((2, 3), 0.5 * 0.25 + 0.5))
+    with pytest.raises(ParameterError, match="does not spike"):
+        LI(4, recurrent=True)
+    with pytest.raises(RuntimeError):  # F.linear's own shape error, not an out-of-bounds read
+        event_linear(torch.zeros(5, 4), torch.zeros(3, 6))
+    with pytest.raises(ParameterError, match="must include the output population 'out'"):
+        dyadic_net(False)(torch.zeros(5, 1, 40), backend=SimBackend(record=("hidden",)))

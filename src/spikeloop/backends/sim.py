@@ -89,6 +89,9 @@ class SimBackend:
             unknown = sorted(set(self.record) - names)
             if unknown:
                 raise ParameterError(f"record: no population {unknown}; known: {sorted(names)}")
+            if graph.output.name not in self.record:
+                raise ParameterError(f"record must include the output population "
+                                     f"{graph.output.name!r} (NetworkOutput.output)")
         if self.mode == "sequence" and self.checkpoint is not None:
             populations, state = self._run_checkpointed(graph, x, state)
         elif self.mode == "sequence":

@@ -15,7 +15,7 @@ backward pass is the adjoint of that recursion, written out (reset with detached
 with per-neuron coefficient gradients
 :math:`\bar β = Σ \bar u_k v_k`, :math:`\overline{rest} = Σ \bar u_k`,
 :math:`\bar g = Σ \bar u_k i'_k`, :math:`\bar α = Σ (\bar i_{k+1} + g^i_k) i'_k`,
-:math:`\bar ϑ = -Σ g^z_k σ'_k - [\text{subtract}]Σ \bar v_{k+1} z_k`,
+:math:`\bar ϑ = -Σ (g^z_k + W_{rec}^\top \bar x_{k+1}) σ'_k - [\text{subtract}]Σ \bar v_{k+1} z_k`,
 :math:`\bar v_{reset} = Σ \bar v_{k+1} z_k + Σ_{\text{refractory}} \bar v_k`, which autograd
 chains on to the time constants. Only the forward outputs are kept for it (and ``i'`` when a
 time constant is learned), not the ~10 intermediate tensors per step that autograd would keep.
@@ -27,7 +27,7 @@ exact gradient of that band-limited surrogate, and recurrent spike gradients are
 neurons inside the band (the event-driven part that saves time).
 
 :func:`event_linear` computes ``y = x Wᵀ (+ b)`` from the non-zero entries of ``x`` only, and
-its weight gradient ``x̄ᵀ`` the same way: ``O(nnz · out)`` instead of ``O(rows · in · out)``.
+its weight gradient ``xᵀ ȳ`` the same way: ``O(nnz · out)`` instead of ``O(rows · in · out)``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from torch.autograd import Function
 
 from spikeloop.dynamics import neurons as dyn
 from spikeloop.dynamics.surrogate import Surrogate
+from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.kernels import native
 
 RESET_MODES = {"value": 0, "subtract": 1}
@@ -116,9 +117,8 @@ def _torch_forward(cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0, z0,
             v_obs, (v, i) = dyn.cuba_li_step(x_t, dyn.CubaLIState(v, i), c, seen)
         vs.append(v_obs)
         cur.append(i)
-    empty = x.new_empty(0)
-    return (torch.stack(vs), torch.stack(zs) if zs else empty, torch.stack(cur), v, i, r,
-            z if cfg.spiking else empty, torch.stack(ips) if want_ip else None,
+    return (torch.stack(vs), torch.stack(zs) if zs else x.new_empty(0), torch.stack(cur), v, i, r,
+            z if cfg.spiking else x.new_empty(0), torch.stack(ips) if want_ip else None,
             torch.stack(masks) if masks else None)
 
 
@@ -297,14 +297,35 @@ def neuron_loop(
         ``(v, z, i, v_T, i_T, r_T, z_T)``: recorded membrane (compared with the threshold),
         spikes, synaptic current after each step, and the final state.
     """
-    n = x.shape[2]
+    if x.dim() != 3 or x.shape[0] == 0:
+        raise ShapeError(f"neuron_loop: x must be [T ≥ 1, B, N], got {tuple(x.shape)}")
+    _, batch, n = x.shape
+    if cfg.spiking and not isinstance(cfg.surrogate, Surrogate):
+        raise ParameterError("neuron_loop: a spiking loop needs cfg.surrogate (a Surrogate)")
+    if wrec is not None and not cfg.spiking:
+        raise ParameterError("neuron_loop: only spiking populations can be recurrent")
+    if wrec is not None and tuple(wrec.shape) != (n, n):
+        raise ShapeError(f"neuron_loop: wrec must be [{n}, {n}], got {tuple(wrec.shape)}")
     names = ("beta", "rest", "alpha", "gain", "thr", "vreset")
     coefs = [_per_neuron(coefficients[k], n, x) for k in names]
     v0, i0, r0, z0 = state
     if z0 is None:
         z0 = torch.zeros_like(v0)
-    tensors = [t.contiguous() for t in (x, *coefs, v0, i0, r0, z0)]
-    seen = [o.detach().to(x.dtype).contiguous() if o is not None else None for o in observed]
+    for name, t in (("v", v0), ("i", i0), ("refrac", r0), ("z_prev", z0)):
+        if tuple(t.shape) != (batch, n):
+            raise ShapeError(f"neuron_loop: state {name} must be [{batch}, {n}] like the input, "
+                             f"got {tuple(t.shape)}")
+    # the kernels read the state as x's dtype on x's device
+    state_t = [t.to(dtype=x.dtype, device=x.device) for t in (v0, i0, r0, z0)]
+    tensors = [t.contiguous() for t in (x, *coefs, *state_t)]
+    for name, o in zip(("v", "spikes"), observed, strict=True):
+        if o is not None and tuple(o.shape) != tuple(x.shape):
+            raise ShapeError(f"neuron_loop: observed {name} must be {tuple(x.shape)}, "
+                             f"got {tuple(o.shape)}")
+    seen = [o.detach().to(dtype=x.dtype, device=x.device).contiguous() if o is not None
+            else None for o in observed]
+    if wrec is not None:
+        wrec = wrec.to(dtype=x.dtype, device=x.device)
     return LoopResult(_NeuronLoop.apply(cfg, *tensors,
                                         wrec.contiguous() if wrec is not None else None, *seen))
 
@@ -390,8 +411,8 @@ def event_linear(
     non-zero entries; otherwise the dense ``torch.nn.functional.linear``. Gradients: ``dW`` from
     the non-zero inputs only, ``dx = dy W`` (dense) when ``x`` requires grad.
     """
-    if not native.usable(x, weight, bias):
-        return torch.nn.functional.linear(x, weight, bias)
+    if not native.usable(x, weight, bias) or x.dim() == 0 or x.shape[-1] != weight.shape[1]:
+        return torch.nn.functional.linear(x, weight, bias)  # (raises on a shape mismatch)
     lead = x.shape[:-1]
     x2 = x.detach().reshape(-1, x.shape[-1]).contiguous()
     native.set_threads()

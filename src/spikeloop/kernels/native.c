@@ -14,8 +14,10 @@
  *   i  <- alpha * i'
  *   r  <- z ? refrac_steps : max(r - 1, 0)
  *
- * Build flags include -ffp-contract=off so no multiply-add is fused: results are bit-identical to
- * the element-wise torch reference.
+ * Build flags include -ffp-contract=off so no multiply-add is fused: feed-forward loops without
+ * observations are bit-identical to the element-wise torch reference. (Recurrent input sums run
+ * in event order, not BLAS order, and a replay takes the observed membrane as is where the
+ * reference computes m + (o - m): both agree to float rounding.)
  */
 #include <math.h>
 #include <stdint.h>
@@ -397,7 +399,14 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
     float *out[6] = {dbeta, drest, dalpha, dgain, dthr, dvreset};
     for (int k = 0; k < 6; ++k) memset(out[k], 0, sizeof(float) * N);
     float *zero = (float *)calloc(N, sizeof(float));
-#pragma omp parallel
+    int slots = 1;
+#ifdef _OPENMP
+    slots = omp_get_max_threads();
+#endif
+    /* per-thread sums of the coefficient gradients, reduced in thread order afterwards (the
+     * result does not depend on which thread finishes first) */
+    double *partial = (double *)calloc((size_t)slots * 6 * N, sizeof(double));
+#pragma omp parallel num_threads(slots)
     {
         /* a contiguous range of batch rows per thread, time outside (see the forward pass) */
         int64_t b0 = 0, b1 = B;
@@ -448,7 +457,11 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
                     memset(rdz_block, 0, sizeof(float) * nb * N);
             }
         }
-        double *acc = (double *)calloc(6 * N, sizeof(double)); /* this thread's rows */
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        double *acc = partial + (size_t)tid * 6 * N; /* this thread's rows */
         for (int64_t b = b0; b < b1; ++b) {
             const int64_t q = b - b0;
             for (int64_t k = 0; k < 6 * N; ++k) acc[k] += fa[q * 6 * N + k];
@@ -458,17 +471,19 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
                 if (dz0) dz0[b * N + n] = rdz[q * N + n];
             }
         }
-#pragma omp critical
-        {
-            for (int k = 0; k < 6; ++k)
-                for (int64_t n = 0; n < N; ++n) out[k][n] += (float)acc[k * N + n];
-        }
-        free(acc);
         free(fa);
         free(lv);
         free(li);
         free(rdz);
     }
+    for (int k = 0; k < 6; ++k) {
+        for (int64_t n = 0; n < N; ++n) {
+            double sum = 0.0;
+            for (int th = 0; th < slots; ++th) sum += partial[((size_t)th * 6 + k) * N + n];
+            out[k][n] = (float)sum;
+        }
+    }
+    free(partial);
     free(zero);
 }
 

@@ -173,6 +173,11 @@ class Population(nn.Module):
         # Validate the parameter record once at construction (dt vs time constants, reset...).
         self.parameter_record().coefficients(self.dt, self.method)
         if recurrent:
+            if not self.spiking:
+                raise ParameterError(
+                    f"{type(self).__name__} does not spike: recurrence feeds spikes back, so only "
+                    "spiking populations can be recurrent"
+                )
             if len(self.shape) != 1:
                 raise ShapeError(
                     f"recurrent populations must be 1-d, got shape {self.shape}; flatten first"
