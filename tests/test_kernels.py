@@ -459,3 +459,10 @@ def test_bad_loop_inputs_give_specific_errors():
         event_linear(torch.zeros(5, 4), torch.zeros(3, 6))
     with pytest.raises(ParameterError, match="must include the output population 'out'"):
         dyadic_net(False)(torch.zeros(5, 1, 40), backend=SimBackend(record=("hidden",)))
+
+
+def test_native_kernels_build_where_a_compiler_exists():
+    """A broken build must not hide behind the torch fallback (the native tests would skip)."""
+    if native._compiler() is None:
+        pytest.skip("no C compiler on this machine")
+    assert native.library() is not None, native.unavailable_reason()

@@ -92,29 +92,19 @@ class SimBackend:
             if graph.output.name not in self.record:
                 raise ParameterError(f"record must include the output population "
                                      f"{graph.output.name!r} (NetworkOutput.output)")
-        if self.mode == "sequence" and self.checkpoint is not None:
-            populations, state = self._run_checkpointed(graph, x, state)
-        elif self.mode == "sequence":
-            populations, state = _run_window(graph, x, state, kernel=self.kernel,
-                                             grad_band=self.grad_band)
-        else:
-            windows = []
-            for t in range(x.shape[0]):
-                obs, state = _run_window(graph, x[t : t + 1], state, kernel=self.kernel,
-                                         grad_band=self.grad_band)
-                windows.append(obs)
-            populations = {
-                name: Observables.cat([w[name] for w in windows]) for name in windows[0]
-            }
-        if self.record is not None:
-            populations = {k: v for k, v in populations.items() if k in self.record}
+        # sequence: one window of all steps; step: windows of one step (as streaming hardware);
+        # checkpoint: windows of K steps, each recomputed in the backward pass
+        size = x.shape[0] if self.mode == "sequence" else 1
+        populations, state = self._run_windows(graph, x, state, self.checkpoint or size)
         report = ExecutionReport("sim", wall={"run": time.perf_counter() - start})
         return NetworkOutput(populations, graph.output.name, state, report)
 
-    def _run_checkpointed(
-        self, graph: Graph, x: Tensor, state: dict[str, Any]
+    def _run_windows(
+        self, graph: Graph, x: Tensor, state: dict[str, Any], size: int
     ) -> tuple[dict[str, Observables], dict[str, Any]]:
-        """Windows of ``self.checkpoint`` steps, each recomputed in the backward pass."""
+        """Run ``x`` in windows of ``size`` steps, state carried between them; only the
+        populations in ``record`` are kept. With ``checkpoint`` and gradients enabled, each
+        window runs under :func:`torch.utils.checkpoint.checkpoint`."""
         keep = self.record
 
         def window(x_w: Tensor, state_w: dict[str, Any]) -> tuple[dict, dict]:
@@ -124,13 +114,16 @@ class SimBackend:
                 obs = {k: v for k, v in obs.items() if k in keep}
             return obs, new
 
+        recompute = self.checkpoint is not None and torch.is_grad_enabled()
         windows = []
-        for x_w in x.split(self.checkpoint):
-            if torch.is_grad_enabled():
+        for x_w in x.split(size):
+            if recompute:
                 obs, state = checkpoint(window, x_w, state, use_reentrant=False)
             else:
                 obs, state = window(x_w, state)
             windows.append(obs)
+        if len(windows) == 1:
+            return windows[0], state
         return {name: Observables.cat([w[name] for w in windows]) for name in windows[0]}, state
 
 

@@ -36,6 +36,17 @@ typedef struct {
 
 #define INLINE static inline __attribute__((always_inline))
 
+/* [lo, hi): this OpenMP thread's contiguous share of `total` rows (all of them without OpenMP). */
+INLINE void thread_range(int64_t total, int64_t *lo, int64_t *hi) {
+    *lo = 0;
+    *hi = total;
+#ifdef _OPENMP
+    const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+    *lo = total * id / nt;
+    *hi = total * (id + 1) / nt;
+#endif
+}
+
 /* ------------------------------------------------------------------ event helpers */
 /* Bit j of the mask is set if p[j] != 0 (-0.0 counts as zero), for j < len <= 8. */
 #if defined(__AVX__)
@@ -207,12 +218,8 @@ void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const 
     {
         /* each thread owns a contiguous range of batch rows and walks time outside, so that
          * it streams through [t, b0:b1, :] blocks that lie contiguously in memory */
-        int64_t b0 = 0, b1 = B;
-#ifdef _OPENMP
-        const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
-        b0 = B * id / nt;
-        b1 = B * (id + 1) / nt;
-#endif
+        int64_t b0, b1;
+        thread_range(B, &b0, &b1);
         float *rec = NULL, *val = NULL;
         int32_t *idx = NULL;
         if (wrec_t) {
@@ -409,12 +416,8 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
 #pragma omp parallel num_threads(slots)
     {
         /* a contiguous range of batch rows per thread, time outside (see the forward pass) */
-        int64_t b0 = 0, b1 = B;
-#ifdef _OPENMP
-        const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
-        b0 = B * id / nt;
-        b1 = B * (id + 1) / nt;
-#endif
+        int64_t b0, b1;
+        thread_range(B, &b0, &b1);
         const int64_t rows = b1 - b0 > 0 ? b1 - b0 : 0;
         float *fa = (float *)calloc(rows * 6 * N + 1, sizeof(float)); /* per row, over time */
         float *lv = (float *)malloc(sizeof(float) * (rows * N + 1));  /* dL/dv after the step */
@@ -526,12 +529,8 @@ void sl_event_matmul(int64_t R, int64_t M, const int64_t *row_ptr, const int32_t
                      const float *val, const float *w_t, float *y) {
 #pragma omp parallel
     {
-        int64_t r0 = 0, r1 = R;
-#ifdef _OPENMP
-        const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
-        r0 = R * id / nt;
-        r1 = R * (id + 1) / nt;
-#endif
+        int64_t r0, r1;
+        thread_range(R, &r0, &r1);
         /* 64 output columns at a time over all of this thread's rows: that slice of w_t
          * (K x 64 floats) stays in cache while the rows go by */
         int64_t m0 = 0;
