@@ -3,7 +3,15 @@
 The main entry points are re-exported here; subpackages hold the rest:
 ``spikeloop.dynamics`` (equations), ``spikeloop.nn`` (modules), ``spikeloop.backends``,
 ``spikeloop.training``, ``spikeloop.data``, ``spikeloop.viz``.
+
+Importing spikeloop tunes glibc's allocator for time loops (see :mod:`spikeloop._runtime`;
+``SPIKELOOP_MALLOC=0`` turns that off).
 """
+
+from spikeloop._runtime import tune_allocator
+
+tune_allocator()
+
 
 from spikeloop.backends import BACKENDS, Backend, get_backend
 from spikeloop.errors import (

@@ -5,6 +5,12 @@ Every fast path computes what the reference step functions of :mod:`spikeloop.dy
 (tests/test_kernels.py checks values and gradients); backends pick them with ``kernel="auto"``.
 """
 
-from spikeloop.kernels.fused import LoopConfig, event_linear, event_weight_grad, neuron_loop
+from spikeloop.kernels.fused import (
+    Compressed,
+    LoopConfig,
+    event_linear,
+    event_weight_grad,
+    neuron_loop,
+)
 
-__all__ = ["LoopConfig", "event_linear", "event_weight_grad", "neuron_loop"]
+__all__ = ["Compressed", "LoopConfig", "event_linear", "event_weight_grad", "neuron_loop"]

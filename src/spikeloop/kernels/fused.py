@@ -182,7 +182,7 @@ def _torch_backward(cfg, out_v, out_z, sg, v0, ip, mask, beta, alpha, gain, thr,
 class _NeuronLoop(Function):
     @staticmethod
     def forward(ctx, cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0, z0, wrec,
-                obs_v, obs_z):
+                obs_v, obs_z, record_current):
         steps, batch, n = x.shape
         want_ip = any(ctx.needs_input_grad[i] for i in (2, 4, 5))  # beta, alpha, gain
         engine = _engine(cfg, x, wrec, obs_v, obs_z)
@@ -191,9 +191,11 @@ class _NeuronLoop(Function):
             native.set_threads()
             v, i, r = v0.clone(), i0.clone(), r0.clone()
             z = z0.clone() if wrec is not None else None
-            out_v = torch.empty_like(x)
-            out_z = torch.empty_like(x) if cfg.spiking else x.new_empty(0)
-            out_i = torch.empty_like(x)
+            # a full replay records exactly the observations: return them instead of copies
+            replay = obs_v is not None and (obs_z is not None or not cfg.spiking)
+            out_v = obs_v if replay else torch.empty_like(x)
+            out_z = (obs_z if replay else torch.empty_like(x)) if cfg.spiking else x.new_empty(0)
+            out_i = torch.empty_like(x) if record_current else x.new_empty(0)
             ip = torch.empty_like(x) if want_ip else None
             mask = (torch.empty(x.shape, dtype=torch.uint8) if cfg.spiking and cfg.refrac_steps
                     else None)
@@ -202,8 +204,9 @@ class _NeuronLoop(Function):
             lib.sl_neuron_forward(
                 _shape(steps, batch, n, cfg), p(x), p(beta), p(rest), p(alpha), p(gain), p(thr),
                 p(vreset), p(v), p(i), p(r), p(z), p(wrec_t), p(obs_v),
-                p(obs_z) if cfg.spiking else None, p(out_v),
-                p(out_z) if cfg.spiking else None, p(out_i), p(ip), p(mask))
+                p(obs_z) if cfg.spiking else None, None if replay else p(out_v),
+                p(out_z) if cfg.spiking and not replay else None,
+                p(out_i) if record_current else None, p(ip), p(mask))
             # the last spikes (a copy: outputs of one node must not alias)
             last = out_z[-1].clone() if cfg.spiking else x.new_empty(0)
             z_t = z if wrec is not None else last
@@ -212,6 +215,8 @@ class _NeuronLoop(Function):
                 out_v, out_z, out_i, v, i, r, z_t, ip, mask = _torch_forward(
                     cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0,
                     z0 if wrec is not None else None, wrec, want_ip, obs_v, obs_z)
+            if not record_current:
+                out_i = x.new_empty(0)
             if mask is not None:
                 mask = mask.to(torch.uint8)
         ctx.cfg, ctx.engine = cfg, engine
@@ -263,7 +268,7 @@ class _NeuronLoop(Function):
                 d_alpha if need[4] else None, d_gain if need[5] else None,
                 d_thr if need[6] else None, d_vr if need[7] else None,
                 dv0 if need[8] else None, di0 if need[9] else None, None,
-                dz0 if need[11] and wrec is not None else None, d_w, None, None)
+                dz0 if need[11] and wrec is not None else None, d_w, None, None, None)
 
 
 def _per_neuron(value: Any, n: int, like: Tensor) -> Tensor:
@@ -278,6 +283,7 @@ def neuron_loop(
     state: tuple[Tensor, Tensor, Tensor, Tensor | None],
     wrec: Tensor | None = None,
     observed: tuple[Tensor | None, Tensor | None] = (None, None),
+    record_current: bool = True,
 ) -> LoopResult:
     """Run ``T`` steps of a (current-based or voltage) neuron population in one fused node.
 
@@ -292,6 +298,8 @@ def neuron_loop(
             (either may be ``None``). They replace the model's membrane and spikes (reset and
             refractoriness follow them) while the backward pass is the model's evaluated there,
             as :func:`~spikeloop.dynamics.fire` does with an observation.
+        record_current: record ``i`` at every step (``False``: ``i`` is empty, which saves
+            writing a ``[T, B, N]`` tensor when nobody reads it).
 
     Returns:
         ``(v, z, i, v_T, i_T, r_T, z_T)``: recorded membrane (compared with the threshold),
@@ -327,12 +335,14 @@ def neuron_loop(
     if wrec is not None:
         wrec = wrec.to(dtype=x.dtype, device=x.device)
     return LoopResult(_NeuronLoop.apply(cfg, *tensors,
-                                        wrec.contiguous() if wrec is not None else None, *seen))
+                                        wrec.contiguous() if wrec is not None else None, *seen,
+                                        record_current))
 
 
 # ----------------------------------------------------------------------------- projections
-class _Compressed:
-    """Non-zero entries of a ``[R, K]`` float32 CPU matrix, row by row (CSR)."""
+class Compressed:
+    """Non-zero entries of a ``[R, K]`` float32 CPU matrix, row by row (CSR; needs the native
+    kernels: check :func:`spikeloop.kernels.native.usable` first)."""
 
     def __init__(self, x: Tensor) -> None:
         lib = native.library()
@@ -344,6 +354,10 @@ class _Compressed:
         self.val = torch.empty(self.nnz, dtype=torch.float32)
         lib.sl_compress_rows(rows, cols, x.data_ptr(), self.row_ptr.data_ptr(),
                              self.col.data_ptr(), self.val.data_ptr())
+
+    def active_rows(self) -> Tensor:
+        """Indices of the rows that hold at least one non-zero entry."""
+        return (self.row_ptr[1:] > self.row_ptr[:-1]).nonzero().squeeze(-1)
 
     def matmul(self, w_t: Tensor) -> Tensor:
         """``x @ w_t`` for ``w_t [K, M]``."""
@@ -372,7 +386,7 @@ def event_weight_grad(x: Tensor, dy: Tensor) -> Tensor:
     """``xᵀ @ dy`` using only the non-zero entries of ``x [R, K]`` (dense fallback)."""
     if native.usable(x, dy):
         native.set_threads()
-        return _Compressed(x.contiguous()).weight_grad(dy.contiguous())
+        return Compressed(x.contiguous()).weight_grad(dy.contiguous())
     return x.t() @ dy
 
 
@@ -416,7 +430,7 @@ def event_linear(
     lead = x.shape[:-1]
     x2 = x.detach().reshape(-1, x.shape[-1]).contiguous()
     native.set_threads()
-    compressed = _Compressed(x2)
+    compressed = Compressed(x2)
     if compressed.nnz > max_density * x2.numel():
         return torch.nn.functional.linear(x, weight, bias)
     if not torch.is_grad_enabled():

@@ -150,32 +150,40 @@ INLINE void accumulate_row(int64_t M, int64_t n, const int32_t *restrict idx,
 }
 
 /* ------------------------------------------------------------------ neuron forward */
-/* One time step of one batch row; the flags are compile-time constants at every call site, so
- * the compiler emits a branch-free, vectorised loop per combination. */
+/* One time step of one batch row. The flags (spiking, subtract, refrac, recurrent) are
+ * compile-time constants at every call site, and the loop body has no other branches, so every
+ * variant vectorises: optional observations arrive as valid rows (zeros when absent) with a
+ * row of switches (use_v[n], use_z[n]: all 1 or all 0) that selects them element by element
+ * (gcc does not vectorise two selections on loop-invariant conditions), and optional outputs
+ * go to a per-thread scratch row when not wanted. */
 INLINE void forward_row(const int64_t N, const int spiking, const int subtract, const int refrac,
-                        const float *restrict xt, const float *restrict rec,
+                        const int recurrent, const float *restrict xt, const float *restrict rec,
                         const float *restrict beta, const float *restrict rest,
                         const float *restrict alpha, const float *restrict gain,
                         const float *restrict thr, const float *restrict vreset,
                         float *restrict vb, float *restrict ib, float *restrict rb,
-                        const float refrac_steps, const float *restrict obs_v,
-                        const float *restrict obs_z, float *restrict ov, float *restrict oz,
-                        float *restrict oi, float *restrict oip, uint8_t *restrict om) {
+                        const float refrac_steps, const float *restrict use_v,
+                        const float *restrict obs_v, const float *restrict use_z,
+                        const float *restrict obs_z, float *restrict ov,
+                        float *restrict oz, float *restrict oi, float *restrict oip,
+                        uint8_t *restrict om) {
 #pragma omp simd
     for (int64_t n = 0; n < N; ++n) {
-        float xe = xt[n];
-        if (rec) xe = xe + rec[n];
+        const float xe = recurrent ? xt[n] + rec[n] : xt[n];
         const float ipn = ib[n] + xe;
         const float u = beta[n] * vb[n] + rest[n] + gain[n] * ipn;
+        const float seen_v = obs_v[n];
         float vt = u;
         if (spiking) {
             if (refrac) {
                 const int active = rb[n] <= 0.0f;
                 vt = active ? u : vreset[n];
-                if (om) om[n] = (uint8_t)active;
+                om[n] = (uint8_t)active;
             }
-            if (obs_v) vt = obs_v[n];
-            const float z = obs_z ? obs_z[n] : ((vt - thr[n]) > 0.0f ? 1.0f : 0.0f);
+            vt = use_v[n] != 0.0f ? seen_v : vt;
+            const float seen_z = obs_z[n];
+            const float fired = (vt - thr[n]) > 0.0f ? 1.0f : 0.0f;
+            const float z = use_z[n] != 0.0f ? seen_z : fired;
             vb[n] = subtract ? vt - z * (thr[n] - vreset[n]) : vt - z * (vt - vreset[n]);
             if (refrac) {
                 const float rm = rb[n] - 1.0f;
@@ -183,22 +191,27 @@ INLINE void forward_row(const int64_t N, const int spiking, const int subtract, 
             }
             oz[n] = z;
         } else {
-            if (obs_v) vt = obs_v[n];
+            vt = use_v[n] != 0.0f ? seen_v : vt;
             vb[n] = vt;
         }
         ov[n] = vt;
         const float inext = alpha[n] * ipn;
         ib[n] = inext;
         oi[n] = inext;
-        if (oip) oip[n] = ipn;
+        oip[n] = ipn;
     }
 }
 
-#define FORWARD_ROW(SP, SU, RF)                                                              \
-    forward_row(N, SP, SU, RF, x + off, rec, beta, rest, alpha, gain, thr, vreset, vb, ib, rb, \
-                (float)s->refrac_steps, obs_v ? obs_v + off : NULL,                           \
-                (SP && obs_z) ? obs_z + off : NULL, out_v + off, SP ? out_z + off : NULL,     \
-                out_i + off, ip ? ip + off : NULL, mask ? mask + off : NULL)
+#define FORWARD_ROW(SP, SU, RF, RC)                                                           \
+    forward_row(N, SP, SU, RF, RC, x + off, rec, beta, rest, alpha, gain, thr, vreset, vb, ib,  \
+                rb, (float)s->refrac_steps, obs_v ? ones : zeros, obs_v ? obs_v + off : zeros, \
+                (SP && obs_z) ? ones : zeros, (SP && obs_z) ? obs_z + off : zeros,             \
+                out_v ? out_v + off : sink, (SP && out_z) ? out_z + off : sink + N,            \
+                out_i ? out_i + off : sink + 2 * N, ip ? ip + off : sink + 3 * N,              \
+                mask ? mask + off : sink_mask)
+
+#define FORWARD_ROW_RC(SP, SU, RF) \
+    do { if (rec) FORWARD_ROW(SP, SU, RF, 1); else FORWARD_ROW(SP, SU, RF, 0); } while (0)
 
 /* x [T,B,N]; coefficients [N]; state in/out v,i,r [B,N]; zprev in/out [B,N] (recurrent only);
  * wrec_t [N,N] = W_rec transposed (row j: the weights *from* neuron j), NULL if not recurrent;
@@ -206,7 +219,9 @@ INLINE void forward_row(const int64_t N, const int spiking, const int subtract, 
  * time-constant gradients), mask [T,B,N] (1 where the neuron was not refractory).
  * In-the-loop replay: obs_v / obs_z [T,B,N] (each may be NULL) replace the membrane compared
  * with the threshold and the spikes by what a device observed; reset, refractoriness and the
- * recorded outputs then follow the observation (the synaptic current stays the model's). */
+ * recorded outputs then follow the observation (the synaptic current stays the model's).
+ * A full replay (obs_v, and obs_z for spiking populations) may pass out_v / out_z = NULL: the
+ * recorded values would be copies of the observations. out_i may be NULL (not recorded). */
 void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const float *rest,
                        const float *alpha, const float *gain, const float *thr,
                        const float *vreset, float *v, float *i, float *r, float *zprev,
@@ -227,6 +242,12 @@ void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const 
             val = (float *)malloc(sizeof(float) * (N + 8));
             idx = (int32_t *)malloc(sizeof(int32_t) * (N + 8));
         }
+        /* stand-ins for absent inputs (zeros) and outputs (sinks) */
+        float *zeros = (float *)calloc(N + 1, sizeof(float));
+        float *ones = (float *)malloc(sizeof(float) * (N + 1));
+        for (int64_t n = 0; n < N; ++n) ones[n] = 1.0f;
+        float *sink = (float *)malloc(sizeof(float) * (4 * N + 1));
+        uint8_t *sink_mask = (uint8_t *)malloc(N + 1);
         for (int64_t t = 0; t < T; ++t) {
             for (int64_t b = b0; b < b1; ++b) {
                 const int64_t off = (t * B + b) * N;
@@ -238,21 +259,25 @@ void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const 
                     accumulate_row(N, n, idx, val, wrec_t, rec);
                 }
                 if (!spiking)
-                    FORWARD_ROW(0, 0, 0);
+                    FORWARD_ROW_RC(0, 0, 0);
                 else if (!subtract && !refrac)
-                    FORWARD_ROW(1, 0, 0);
+                    FORWARD_ROW_RC(1, 0, 0);
                 else if (subtract && !refrac)
-                    FORWARD_ROW(1, 1, 0);
+                    FORWARD_ROW_RC(1, 1, 0);
                 else if (!subtract && refrac)
-                    FORWARD_ROW(1, 0, 1);
+                    FORWARD_ROW_RC(1, 0, 1);
                 else
-                    FORWARD_ROW(1, 1, 1);
-                if (zb) memcpy(zb, out_z + off, sizeof(float) * N);
+                    FORWARD_ROW_RC(1, 1, 1);
+                if (zb) memcpy(zb, (out_z ? out_z : obs_z) + off, sizeof(float) * N);
             }
         }
         free(rec);
         free(val);
         free(idx);
+        free(zeros);
+        free(ones);
+        free(sink);
+        free(sink_mask);
     }
 }
 
@@ -306,11 +331,9 @@ INLINE void backward_row(const int64_t N, const int spiking, const int subtract,
         const float git = li[n] + gir[n];
         const float dip = gain[n] * du + alpha[n] * git;
         fa_rest[n] += du;
-        if (want_ip) {
+        if (want_ip) { /* the membrane before this step (at t = 0: v0, with zprev = 0) */
             float vk;
-            if (!vprev)
-                vk = v0[n];
-            else if (!spiking)
+            if (!spiking)
                 vk = vprev[n];
             else if (subtract)
                 vk = vprev[n] - zprev[n] * (thr[n] - vreset[n]);
@@ -328,8 +351,8 @@ INLINE void backward_row(const int64_t N, const int spiking, const int subtract,
 
 #define BACKWARD_ROW(SP, SU, RF, IP)                                                          \
     backward_row(N, SP, SU, RF, IP, out_v + off, SP ? out_z + off : NULL, SP ? sg + off : NULL,  \
-                 RF ? mask + off : NULL, IP ? ip + off : NULL, t ? out_v + prev : NULL,          \
-                 (SP && t) ? out_z + prev : NULL, v0 + b * N, beta, alpha, gain, thr, vreset,    \
+                 RF ? mask + off : NULL, IP ? ip + off : NULL, t ? out_v + prev : v0 + b * N,    \
+                 (SP && t) ? out_z + prev : zero, v0 + b * N, beta, alpha, gain, thr, vreset,   \
                  gv ? gv + off : zero, gz ? gz + off : zero, gi ? gi + off : zero, lvq, liq,     \
                  rdzq, dx + off, faq, faq + N, faq + 2 * N, faq + 3 * N, faq + 4 * N,            \
                  faq + 5 * N)
@@ -571,6 +594,130 @@ void sl_event_weight_grad(int64_t K, int64_t M, const int64_t *col_ptr, const in
     for (int64_t k = 0; k < K; ++k)
         accumulate_row(M, col_ptr[k + 1] - col_ptr[k], row + col_ptr[k], val_t + col_ptr[k], dy,
                        dw_t + k * M);
+}
+
+/* ------------------------------------------------------------------ noise and read-out */
+/* Standard normal numbers (Marsaglia & Tsang's ziggurat, 128 layers) from SplitMix64. The output
+ * is cut into chunks of NORMAL_CHUNK numbers; chunk c draws from the stream seeded with
+ * (seed, c), so the numbers depend on the seed only, not on the number of threads. The 7 layer
+ * bits and the 32 sign/magnitude bits come from different halves of one 64-bit draw (the
+ * original SHR3 version reused bits, a known flaw). */
+#define NORMAL_CHUNK 4096
+static double zig_k[128], zig_w[128], zig_f[128];
+static uint32_t zig_ki[128]; /* zig_k as integers for the fast test */
+static float zig_wf[128];
+static int zig_ready = 0;
+
+static void zig_setup(void) {
+    const double m1 = 2147483648.0, vn = 9.91256303526217e-3;
+    double dn = 3.442619855899, tn = dn;
+    const double q = vn / exp(-0.5 * dn * dn);
+    zig_k[0] = (dn / q) * m1;
+    zig_k[1] = 0.0;
+    zig_w[0] = q / m1;
+    zig_w[127] = dn / m1;
+    zig_f[0] = 1.0;
+    zig_f[127] = exp(-0.5 * dn * dn);
+    for (int i = 126; i >= 1; --i) {
+        dn = sqrt(-2.0 * log(vn / dn + exp(-0.5 * dn * dn)));
+        zig_k[i + 1] = (dn / tn) * m1;
+        tn = dn;
+        zig_f[i] = exp(-0.5 * dn * dn);
+        zig_w[i] = dn / m1;
+    }
+    for (int i = 0; i < 128; ++i) {
+        zig_ki[i] = (uint32_t)zig_k[i];
+        zig_wf[i] = (float)zig_w[i];
+    }
+    zig_ready = 1;
+}
+
+INLINE uint64_t splitmix_next(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+INLINE double uniform_open(uint64_t *state) { /* (0, 1) */
+    return ((double)(splitmix_next(state) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+static float zig_normal(uint64_t *state) {
+    for (;;) {
+        const uint64_t r = splitmix_next(state);
+        const int32_t hz = (int32_t)(uint32_t)(r >> 32);
+        const int iz = (int)(r & 127u);
+        const uint32_t mag = hz < 0 ? 0u - (uint32_t)hz : (uint32_t)hz;
+        if (mag < zig_ki[iz]) return (float)hz * zig_wf[iz]; /* ~99 % of draws */
+        const double x = hz * zig_w[iz];
+        if (iz == 0) { /* the tail beyond r = 3.4426 */
+            double a, b;
+            do {
+                a = -log(uniform_open(state)) / 3.442619855899;
+                b = -log(uniform_open(state));
+            } while (b + b < a * a);
+            return (float)(hz > 0 ? 3.442619855899 + a : -3.442619855899 - a);
+        }
+        if (zig_f[iz] + uniform_open(state) * (zig_f[iz - 1] - zig_f[iz]) < exp(-0.5 * x * x))
+            return (float)x;
+    }
+}
+
+/* out[0..n) = scale * N(0, 1), reproducible per seed. */
+void sl_normal(uint64_t seed, int64_t n, float scale, float *out) {
+    if (!zig_ready) zig_setup(); /* idempotent: racing first calls write the same values */
+    const int64_t chunks = (n + NORMAL_CHUNK - 1) / NORMAL_CHUNK;
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < chunks; ++c) {
+        uint64_t state = seed ^ ((uint64_t)c * 0xD1B54A32D192ED03ull);
+        splitmix_next(&state);
+        const int64_t end = (c + 1) * NORMAL_CHUNK < n ? (c + 1) * NORMAL_CHUNK : n;
+        for (int64_t j = c * NORMAL_CHUNK; j < end; ++j)
+            out[j] = scale * zig_normal(&state);
+    }
+}
+
+/* The analog chip's column ADC in one pass (spikeloop/chips/analog/simulator.py adc_readout is
+ * the reference, same operations and rounding): for each run b, sample the membrane v [T, B, N]
+ * at steps idx[k, b] (k < K), convert to LSB (leak_lsb + (v - v_leak) * lsb_per_unit), add the
+ * read noise [K, B, N] (may be NULL), round half to even, clamp to [0, code_max], convert back,
+ * and interpolate linearly onto the grid: out[t, b] = (1 - w1[t, b]) s[k0] + w1[t, b] s[k0 + 1]
+ * (k0[t, b] < K - 1; K == 1 holds the one sample). */
+void sl_adc_readout(int64_t T, int64_t B, int64_t N, int64_t K, const float *v,
+                    const float *v_leak, const int64_t *idx, const int64_t *k0, const float *w1,
+                    const float *noise, float leak_lsb, float lsb_per_unit, float code_max,
+                    float *out) {
+#pragma omp parallel
+    {
+        float *s = (float *)malloc(sizeof(float) * (size_t)(K * N));
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; ++b) {
+            for (int64_t k = 0; k < K; ++k) {
+                const float *vk = v + (idx[k * B + b] * B + b) * N;
+                const float *nk = noise ? noise + (k * B + b) * N : NULL;
+                float *sk = s + k * N;
+                for (int64_t j = 0; j < N; ++j) {
+                    float lsb = leak_lsb + (vk[j] - v_leak[j]) * lsb_per_unit;
+                    if (nk) lsb = lsb + nk[j];
+                    lsb = nearbyintf(lsb);
+                    lsb = lsb < 0.0f ? 0.0f : (lsb > code_max ? code_max : lsb);
+                    sk[j] = v_leak[j] + (lsb - leak_lsb) / lsb_per_unit;
+                }
+            }
+            for (int64_t t = 0; t < T; ++t) {
+                float *o = out + (t * B + b) * N;
+                if (K == 1) {
+                    memcpy(o, s, sizeof(float) * (size_t)N);
+                    continue;
+                }
+                const float w = w1[t * B + b], u = 1.0f - w;
+                const float *s0 = s + k0[t * B + b] * N, *s1 = s0 + N;
+                for (int64_t j = 0; j < N; ++j) o[j] = u * s0[j] + w * s1[j];
+            }
+        }
+        free(s);
+    }
 }
 
 void sl_set_threads(int n) {

@@ -25,8 +25,11 @@ import torch
 from torch import Tensor
 
 _SOURCE = Path(__file__).with_name("native.c")
-_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fopenmp", "-fPIC",
-          "-shared", "-std=c11"]
+# -ffp-contract=off: no fused multiply-add (the same rounding as the torch reference);
+# -fno-trapping-math: lets gcc if-convert the neuron loops' selections so they vectorise (it
+# changes no result, only which floating-point exception flags may be raised)
+_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fno-trapping-math",
+          "-fopenmp", "-fPIC", "-shared", "-std=c11"]
 _log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -109,6 +112,11 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sl_csr_to_csc.restype = None
     lib.sl_event_weight_grad.argtypes = [i64, i64, p, p, p, p, p]
     lib.sl_event_weight_grad.restype = None
+    lib.sl_normal.argtypes = [ctypes.c_uint64, i64, ctypes.c_float, p]
+    lib.sl_normal.restype = None
+    f32 = ctypes.c_float
+    lib.sl_adc_readout.argtypes = [i64, i64, i64, i64, p, p, p, p, p, p, f32, f32, f32, p]
+    lib.sl_adc_readout.restype = None
     lib.sl_set_threads.argtypes = [i32]
     lib.sl_set_threads.restype = None
 

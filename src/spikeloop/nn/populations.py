@@ -75,17 +75,24 @@ def _observations(
     """Per-step observations of a device recording (``None`` for every step without one)."""
     if observed is None:
         return [None] * steps
-    parts = []
+    _check_observed(observed, steps, spiking)
+    parts = [[None] * steps if value is None else value.unbind(0)
+             for value in (observed.v, observed.spikes if spiking else None)]
+    return [dyn.Observation(v, z) for v, z in zip(*parts, strict=True)]
+
+
+def _check_observed(observed: Observables, steps: int, spiking: bool) -> None:
     for name, value in (("v", observed.v), ("spikes", observed.spikes if spiking else None)):
-        if value is None:
-            parts.append([None] * steps)
-        elif value.shape[0] != steps:
+        if value is not None and value.shape[0] != steps:
             raise ShapeError(f"observed {name} has {value.shape[0]} steps, the input {steps}")
-        else:
-            parts.append(value.unbind(0))
     if observed.v is None and not (spiking and observed.spikes is not None):
         raise ShapeError("an observation needs the membrane or (for spiking neurons) spikes")
-    return [dyn.Observation(v, z) for v, z in zip(*parts, strict=True)]
+
+
+def _full_replay(observed: Observables | None, spiking: bool) -> bool:
+    """Membrane and (for spiking neurons) spikes are both observed."""
+    return observed is not None and observed.v is not None and (
+        not spiking or observed.spikes is not None)
 
 
 class PopulationState(NamedTuple):
@@ -239,6 +246,7 @@ class Population(nn.Module):
         *,
         kernel: Kernel = "auto",
         grad_band: float | None = None,
+        record_current: bool = True,
     ) -> tuple[Observables, PopulationState]:
         """The time loop with explicit parameters ``p`` (a record of ``params_cls``).
 
@@ -252,7 +260,12 @@ class Population(nn.Module):
         ``"auto"`` (default) fuses wherever possible (see :meth:`fused_unsupported`).
         ``grad_band``: sparse surrogate backprop — the surrogate derivative is zero where
         ``|v − ϑ| ≥ grad_band`` (:class:`~spikeloop.dynamics.BandLimited`).
+        ``record_current``: return the synaptic current ``i`` in the observables (``False``:
+        ``i = None``, which saves memory and time when nobody reads it). A full replay (membrane
+        and, for spiking neurons, spikes observed) never records it: a device observes
+        membrane and spikes, and the replay's ``i`` is not needed for its gradients.
         """
+        record_current = record_current and not _full_replay(observed, self.spiking)
         if kernel not in KERNELS:
             raise ParameterError(f"unknown kernel {kernel!r}; known: {', '.join(KERNELS)}")
         surrogate = self.surrogate
@@ -272,13 +285,14 @@ class Population(nn.Module):
         if kernel != "reference":
             reason = self.fused_unsupported(p, recurrent)
             if reason is None:
-                return self._simulate_fused(x, p, c, state, surrogate, observed)
+                return self._simulate_fused(x, p, c, state, surrogate, observed,
+                                            record_current)
             if kernel == "fused":
                 raise ParameterError(f"{type(self).__name__}: no fused kernel for {reason}; "
                                      "use kernel='auto' or 'reference'")
         neuron, z = state
         spikes, vs, currents = [], [], []
-        record_i = "i" in self.state_cls._fields
+        record_i = record_current and "i" in self.state_cls._fields
         seen = _observations(observed, x.shape[0], self.spiking)
         for x_t, obs_t in zip(x.unbind(0), seen, strict=True):
             if recurrent is not None:
@@ -319,6 +333,7 @@ class Population(nn.Module):
     def _simulate_fused(
         self, x: Tensor, p: Any, c: dyn.Coefficients, state: PopulationState,
         surrogate: Surrogate, observed: Observables | None = None,
+        record_current: bool = True,
     ) -> tuple[Observables, PopulationState]:
         from spikeloop.kernels import LoopConfig, neuron_loop
 
@@ -340,20 +355,22 @@ class Population(nn.Module):
         z0 = state.z.reshape(batch, n) if state.z is not None else None
         seen: tuple[Tensor | None, Tensor | None] = (None, None)
         if observed is not None:
-            _observations(observed, steps, self.spiking)  # checks steps and presence
+            _check_observed(observed, steps, self.spiking)
             seen = tuple(
                 None if o is None else o.reshape(steps, batch, n)
                 for o in (observed.v, observed.spikes if self.spiking else None))
         v, z, i, v_t, i_t, r_t, z_t = neuron_loop(
             cfg, x.reshape(steps, batch, n), coefficients,
             (flat["v"], flat.get("i", zeros), flat.get("refrac", zeros), z0),
-            self.recurrent.weight if self.recurrent is not None else None, seen)
+            self.recurrent.weight if self.recurrent is not None else None, seen,
+            record_current=record_current and current)
         shape = (steps, batch, *self.shape)
         final = {"v": v_t, "i": i_t, "refrac": r_t}
         new = self.state_cls(**{k: final[k].reshape(batch, *self.shape)
                                 for k in self.state_cls._fields})
         obs = Observables(spikes=z.reshape(shape) if self.spiking else None,
-                          v=v.reshape(shape), i=i.reshape(shape) if current else None)
+                          v=v.reshape(shape),
+                          i=i.reshape(shape) if current and record_current else None)
         return obs, PopulationState(new, z_t if self.recurrent is not None else None)
 
     @torch.no_grad()
