@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any, Literal
 
 import torch
@@ -30,6 +31,19 @@ from spikeloop.graph import Graph
 from spikeloop.nn.observables import ExecutionReport, NetworkOutput, Observables
 
 _CHIPS: dict[tuple[AnalogChipSpec, int, bool], AnalogChip] = {}
+
+
+def _value_key(value: Any) -> Any:
+    """A hashable stand-in for ``value`` that changes when a tensor's values change."""
+    if isinstance(value, Tensor):
+        t = value.detach()
+        return (tuple(t.shape), str(t.dtype),
+                t.reshape(-1).contiguous().cpu().view(torch.uint8).numpy().tobytes())
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
 
 
 def get_chip(spec: AnalogChipSpec, seed: int, mismatch: bool) -> AnalogChip:
@@ -85,6 +99,8 @@ class AnalogChipBackend:
         self.dense = tuple(dense) if dense is not None else None
         self.chip = get_chip(self.spec, seed, mismatch)
         self.generator = torch.Generator().manual_seed(2_147_483_629 * seed + 11)
+        self._layouts: dict[tuple, Any] = {}  # placement layouts by graph structure
+        self._parameter_cache: dict[str, tuple] = {}  # population → (key, chip parameters)
 
     def run(
         self, graph: Graph, x: Tensor, state: Mapping[str, Any] | None = None
@@ -102,12 +118,12 @@ class AnalogChipBackend:
         wall: dict[str, float] = {}
         t0 = time.perf_counter()
         placement = map_graph(graph, self.spec, weight_scale=self.weight_scale,
-                              clip_weights=self.clip_weights)
+                              clip_weights=self.clip_weights, layouts=self._layouts)
         t1 = time.perf_counter()
         params, spreads, warnings = {}, {}, []
         for node in graph.populations():
-            params[node.name], results, warn = chip_parameters(
-                node, placement.populations[node.name], self.chip, self.calibrate)
+            params[node.name], results, warn = self._chip_parameters(
+                node, placement.populations[node.name])
             warnings += warn
             spreads[node.name] = {
                 k: (max(r.spread_before for r in rs), max(r.spread_after for r in rs))
@@ -153,6 +169,19 @@ class AnalogChipBackend:
             return in_the_loop(graph, x, observed)
         return observed
 
+
+    def _chip_parameters(self, node, pop) -> tuple[Any, dict, list[str]]:
+        """:func:`chip_parameters`, cached by the population's parameter values and placement
+        (they change only when neuron parameters are trained; weights do not enter)."""
+        model = node.module.parameter_record()
+        key = (node.name, self.calibrate, pop.joined, _value_key(pop.columns),
+               _value_key(pop.half),
+               tuple((f.name, _value_key(getattr(model, f.name))) for f in fields(model)))
+        hit = self._parameter_cache.get(node.name)
+        if hit is None or hit[0] != key:
+            hit = (key, chip_parameters(node, pop, self.chip, self.calibrate))
+            self._parameter_cache[node.name] = hit
+        return hit[1]
 
     def _check_dense(self, graph: Graph) -> None:
         if len(self.dense) != 2:

@@ -136,16 +136,61 @@ def _quantize(node: Node, weight_scale: float | str, clip: bool, spec: AnalogChi
     return scale, lsb.clamp(-spec.weight_max, spec.weight_max).to(torch.int16)
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """The structural part of a placement (circuits and synapse rows): it depends on the graph's
+    structure only, not on parameter values, so a backend can reuse it between runs."""
+
+    populations: dict[str, PopulationPlacement]
+    synapses: dict[str, tuple[Tensor, Tensor, Tensor]]  # projection → half, row_exc, column
+    circuits_used: int
+    rows_used: tuple[int, ...]
+
+
+def structure_key(graph: Graph) -> tuple:
+    """What the layout of ``graph`` depends on: names, kinds, wiring and sizes."""
+    return tuple(
+        (n.name, n.kind, n.op, n.inputs, n.shape, n.recurrent,
+         tuple(n.params["weight"].shape) if n.kind == "projection" else ())
+        for n in graph.nodes)
+
+
 def map_graph(
     graph: Graph,
     spec: AnalogChipSpec,
     *,
     weight_scale: float | str = "auto",
     clip_weights: bool = False,
+    layouts: dict[tuple, _Layout] | None = None,
 ) -> Placement:
-    """Place ``graph`` on the chip; raises :class:`MappingError` naming any violated limit."""
+    """Place ``graph`` on the chip; raises :class:`MappingError` naming any violated limit.
+
+    ``layouts``: a cache (a dict the caller keeps) of layouts by :func:`structure_key`; parameter
+    limits are checked and weights quantised on every call.
+    """
     for node in graph.nodes:
         _check_node(node, spec)
+    key = structure_key(graph)
+    layout = layouts.get(key) if layouts is not None else None
+    if layout is None:
+        layout = _plan(graph, spec)
+        if layouts is not None:
+            layouts[key] = layout
+    out: dict[str, ProjectionPlacement] = {}
+    consumers = {i: n.name for n in graph.nodes for i in n.inputs}
+    for proj in graph.projections():
+        target = proj.inputs[0] if proj.recurrent else consumers[proj.name]
+        scale, lsb = _quantize(proj, weight_scale, clip_weights, spec)
+        half, row, column = layout.synapses[proj.name]
+        out[proj.name] = ProjectionPlacement(proj.name, proj.inputs[0], target, proj.recurrent,
+                                             scale, lsb, half, row, row + 1, column)
+    return Placement(layout.populations, out, layout.circuits_used, layout.rows_used)
+
+
+def _plan(graph: Graph, spec: AnalogChipSpec) -> _Layout:
+    """Circuits and synapse rows for ``graph`` (raises :class:`MappingError` where it does not
+    fit)."""
+    for node in graph.nodes:
         if node.kind == "population" and not all(
             graph[i].kind == "projection" for i in node.inputs
         ):
@@ -197,13 +242,12 @@ def map_graph(
     # synapse rows: a source channel range feeding a half occupies two rows per channel there
     blocks: list[dict[tuple[str, int, int], int]] = [{} for _ in range(spec.halves)]
     used = [0] * spec.halves
-    out: dict[str, ProjectionPlacement] = {}
+    synapses: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
     in_first = dict.fromkeys(placed, 0)  # inputs of joined neurons on their half-0 circuit
     in_second = dict.fromkeys(placed, 0)
     for proj in projections:
         source, target = proj.inputs[0], target_of[proj.name]
-        scale, lsb = _quantize(proj, weight_scale, clip_weights, spec)
-        n_out, n_in = lsb.shape
+        n_out, n_in = proj.params["weight"].shape
         tgt = placed[target]
         channel = torch.arange(n_in)
         if tgt.joined:
@@ -230,13 +274,12 @@ def map_graph(
                 used[h] += 2 * (b - a)
             rows_h = blocks[h][key] + 2 * (channel - a)
             row = torch.where(half == h, rows_h[None, :].expand(n_out, n_in), row)
-        out[proj.name] = ProjectionPlacement(
-            proj.name, source, target, proj.recurrent, scale, lsb, half.clone(), row, row + 1,
-            tgt.columns[:, None].expand(n_out, n_in).clone())
+        synapses[proj.name] = (half.clone(), row,
+                               tgt.columns[:, None].expand(n_out, n_in).clone())
     for h, n in enumerate(used):
         if n > spec.rows_per_half:
             raise MappingError(
                 f"half {h} needs {n} synapse rows ({n // 2} signed presynaptic inputs × 2); "
                 f"a half has {spec.rows_per_half}"
             )
-    return Placement(placed, out, needed, tuple(used))
+    return _Layout(placed, synapses, needed, tuple(used))

@@ -32,6 +32,8 @@ from spikeloop.chips.analog.mapper import Placement, PopulationPlacement, Projec
 from spikeloop.chips.analog.spec import AnalogChipSpec
 from spikeloop.errors import MappingError
 from spikeloop.graph import Graph, Node
+from spikeloop.kernels import Compressed, event_linear, native
+from spikeloop.kernels.noise import normal
 from spikeloop.nn.observables import DenseTrace, Observables
 
 
@@ -139,27 +141,37 @@ class ChipRun:
 def _noisy_projection(w: Tensor, noise: float, g: torch.Generator | None):
     """``z ↦ z Wᵀ`` plus trial-to-trial PSP noise for spike inputs ``z ∈ {0, 1}``: each event's
     PSP varies by ``noise · |w|`` (independent Gaussians), so a row of events gets
-    ``N(0, noise² Σ_j z_j w_ij²)`` (``z² = z``: mean and variance in one product)."""
+    ``N(0, noise² Σ_j z_j w_ij²)`` (``z² = z``: mean and variance are products with ``W`` and
+    ``W²``). Noise is drawn only for rows (time step and batch entry) that carry events."""
     if g is None or noise <= 0:
-        return lambda z: z @ w.T
+        return lambda z: event_linear(z, w)
     both = torch.cat([w, w * w])  # [2 out, in]
+    both_t = both.t().contiguous()
     out = w.shape[0]
 
+    def psp_noise(var: Tensor) -> Tensor:
+        return var.sqrt() * normal(var.shape, g, scale=noise, dtype=var.dtype, device=var.device)
+
+    def noisy(mean_var: Tensor) -> Tensor:
+        return mean_var[:, :out] + psp_noise(mean_var[:, out:])
+
     def project(z: Tensor) -> Tensor:
-        zf = z.reshape(-1, z.shape[-1])
+        zf = z.reshape(-1, z.shape[-1]).contiguous()
+        if native.usable(zf, w):
+            native.set_threads()
+            events = Compressed(zf)
+            rows = events.active_rows()
+            if 2 * rows.numel() > zf.shape[0]:  # most rows carry events: one product
+                current = noisy(events.matmul(both_t))
+            else:  # few rows carry events: the variance only there
+                current = events.matmul(both_t[:, :out].contiguous())
+                current.index_add_(0, rows, psp_noise(zf[rows] @ (w * w).T))
+            return current.reshape(*z.shape[:-1], out)
         rows = (zf.sum(-1) > 0).nonzero().squeeze(-1)  # z ∈ {0, 1}: a row sum marks events
-        if 2 * rows.numel() > zf.shape[0]:  # most rows carry events: draw for every row
-            mean_var = zf @ both.T
-            current, var = mean_var[:, :out], mean_var[:, out:]
-            noisy = current + noise * var.sqrt() * torch.randn(
-                current.shape, generator=g, dtype=z.dtype)
-            return noisy.reshape(*z.shape[:-1], out)
-        # few rows carry events: noise only where they arrive
+        if 2 * rows.numel() > zf.shape[0]:
+            return noisy(zf @ both.T).reshape(*z.shape[:-1], out)
         current = zf @ w.T
-        mean_var = zf[rows] @ both.T
-        std = noise * mean_var[:, out:].sqrt()
-        current = current.index_add(0, rows, std * torch.randn(std.shape, generator=g,
-                                                               dtype=z.dtype))
+        current.index_add_(0, rows, psp_noise(zf[rows] @ (w * w).T))
         return current.reshape(*z.shape[:-1], out)
 
     return project
@@ -207,7 +219,8 @@ def run_chip(
                     recorded.append(out)
                     return out
 
-            obs, _ = node.module.simulate(current, params[node.name], recurrent=rec)
+            obs, _ = node.module.simulate(current, params[node.name], recurrent=rec,
+                                          record_current=False)
             inputs[node.name] = current + torch.stack(recorded) if recorded else current
             pops[node.name] = obs
             true_v[node.name] = obs.v
@@ -224,6 +237,10 @@ def adc_readout(
     phase (``g``; phase 0 without), at the nearest simulation step; samples get read noise, are
     rounded and saturate at 0 and 255 LSB; between samples the trace is interpolated linearly,
     before the first and after the last it is held. Returns model units, shape of ``v``.
+
+    With ``s_k`` the samples taken at steps ``t_k``, step ``t`` between them reads
+    ``(1 − w) s_k + w s_{k+1}``, ``w = (t − t_k) / (t_{k+1} − t_k)``. On float32 CPU tensors the
+    native kernels do this in one pass (same operations, same rounding as the torch code below).
     """
     steps, batch = v.shape[0], v.shape[1]
     period = spec.adc_period * spec.speedup / dt  # in simulation steps
@@ -232,27 +249,39 @@ def adc_readout(
              else torch.zeros(batch, dtype=torch.float64))
     k = torch.arange(n, dtype=torch.float64)
     idx = (phase[None, :] + k[:, None] * period).round().clamp(max=steps - 1).long()  # [K, B]
-    entry = torch.arange(batch)
-    lsb = spec.to_lsb(v[idx, entry], v_leak)  # [K, B, ...]
-    if g is not None:
-        lsb = lsb + spec.adc_read_noise * torch.randn(lsb.shape, generator=g, dtype=lsb.dtype)
-    samples = spec.from_lsb(lsb.round().clamp(0, 2**spec.adc_bits - 1), v_leak)
-    if n == 1:
-        return samples.expand(steps, *samples.shape[1:]).clone()
     # neighbouring samples of every grid step, from the steps really sampled
     grid = torch.arange(steps, dtype=torch.float64)[:, None]
-    k0 = ((grid - phase[None, :]) / period).floor().clamp(0, n - 2).long()  # [T, B]
-    t0 = torch.gather(idx, 0, k0).double()
-    t1 = torch.gather(idx, 0, k0 + 1).double()
-    w1 = ((grid - t0) / (t1 - t0).clamp(min=1)).clamp(0, 1).to(v.dtype)
-    # per run, the interpolation is one matrix [T, K] with two entries per row, (1 − w) at
-    # k0 and w at k0 + 1: one batched product for all neurons
-    interp = v.new_zeros(batch, steps, n)
-    rows = k0.t()[:, :, None]
-    w = w1.t()[:, :, None]
-    interp.scatter_(2, rows, 1 - w).scatter_add_(2, rows + 1, w)
-    flat = samples.reshape(n, batch, -1).transpose(0, 1)  # [B, K, N]
-    return torch.bmm(interp, flat).transpose(0, 1).reshape(v.shape)
+    k0 = ((grid - phase[None, :]) / period).floor().clamp(0, max(n - 2, 0)).long()  # [T, B]
+    if n > 1:
+        t0 = torch.gather(idx, 0, k0).double()
+        t1 = torch.gather(idx, 0, k0 + 1).double()
+        w1 = ((grid - t0) / (t1 - t0).clamp(min=1)).clamp(0, 1).to(v.dtype)
+    else:
+        w1 = torch.zeros(steps, batch, dtype=v.dtype)
+    width = v[0, 0].numel()
+    leak = torch.as_tensor(v_leak, dtype=v.dtype, device=v.device).expand(v.shape[2:])
+    noise = None
+    if g is not None:
+        noise = normal((n, batch, *v.shape[2:]), g, scale=spec.adc_read_noise, dtype=v.dtype,
+                       device=v.device)
+    if native.usable(v, noise):
+        out = torch.empty_like(v, memory_format=torch.contiguous_format)
+        native.set_threads()
+        p = native.ptr
+        native.library().sl_adc_readout(
+            steps, batch, width, n, p(v.contiguous()), p(leak.contiguous()), p(idx),
+            p(k0.contiguous()), p(w1.contiguous()), p(noise), spec.leak_lsb, spec.lsb_per_unit,
+            float(2**spec.adc_bits - 1), p(out))
+        return out
+    entry = torch.arange(batch, device=v.device)
+    lsb = spec.to_lsb(v[idx, entry], leak)  # [K, B, ...]
+    if noise is not None:
+        lsb = lsb + noise
+    samples = spec.from_lsb(lsb.round().clamp(0, 2**spec.adc_bits - 1), leak)
+    if n == 1:
+        return samples.expand(steps, *samples.shape[1:]).clone()
+    w = w1.reshape(steps, batch, *[1] * (v.dim() - 2))
+    return (1 - w) * samples[k0, entry] + w * samples[k0 + 1, entry]
 
 
 def dense_trace(
