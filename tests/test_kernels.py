@@ -466,3 +466,51 @@ def test_native_kernels_build_where_a_compiler_exists():
     if native._compiler() is None:
         pytest.skip("no C compiler on this machine")
     assert native.library() is not None, native.unavailable_reason()
+
+
+# ----------------------------------------------------------------------------- recording, runtime
+@pytest.mark.parametrize("kernel", ["fused", "reference"])
+def test_record_current_false_changes_nothing_but_i(engine, kernel):
+    pop = make_population(CubaLIF, 12, t_refrac=2e-3)
+    torch.manual_seed(3)
+    x = 0.8 * torch.randn(30, 3, 12) + 1.0
+    full = run_and_grads(pop, x, kernel)
+    pop.zero_grad()
+    xs = x.clone().requires_grad_(True)
+    obs, st = pop.simulate(xs, pop.parameter_record(), kernel=kernel, record_current=False)
+    assert obs.i is None and full[0].i is not None
+    assert torch.equal(obs.spikes, full[0].spikes)
+    torch.testing.assert_close(obs.v, full[0].v, rtol=0, atol=0)
+    for a, b in zip(st.neuron, full[1].neuron, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_a_full_replay_reports_no_synaptic_current(engine):
+    """A device observes membrane and spikes; the replay does not invent its current."""
+    pop = make_population(CubaLIF, 8)
+    x = 0.8 * torch.randn(20, 2, 8) + 1.0
+    with torch.no_grad():
+        dev, _ = pop.simulate(x, pop.parameter_record())
+    for kernel in ("fused", "reference"):
+        both, _ = pop.simulate(x, pop.parameter_record(), observed=dev, kernel=kernel)
+        only_v, _ = pop.simulate(x, pop.parameter_record(), kernel=kernel,
+                                 observed=Observables(v=dev.v))
+        assert both.i is None and only_v.i is not None
+        assert torch.equal(both.v, dev.v) and torch.equal(both.spikes, dev.spikes)
+
+
+def test_allocator_tuning_is_applied_on_glibc_and_can_be_turned_off():
+    import platform
+    import subprocess
+    import sys
+
+    code = "import spikeloop._runtime as r, spikeloop; print(r._applied)"
+    results = {}
+    for value in ("1", "0"):
+        env = {**__import__("os").environ, "SPIKELOOP_MALLOC": value}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True)
+        results[value] = out.stdout.strip()
+    assert results["0"] == "False"
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert results["1"] == str(glibc)
