@@ -145,8 +145,9 @@ def _noisy_projection(w: Tensor, noise: float, g: torch.Generator | None):
     ``W²``). Noise is drawn only for rows (time step and batch entry) that carry events."""
     if g is None or noise <= 0:
         return lambda z: event_linear(z, w)
-    both = torch.cat([w, w * w])  # [2 out, in]
-    both_t = both.t().contiguous()
+    w2 = w * w
+    both = torch.cat([w, w2])  # [2 out, in]
+    both_t, w_t = both.t().contiguous(), w.t().contiguous()
     out = w.shape[0]
 
     def psp_noise(var: Tensor) -> Tensor:
@@ -164,14 +165,14 @@ def _noisy_projection(w: Tensor, noise: float, g: torch.Generator | None):
             if 2 * rows.numel() > zf.shape[0]:  # most rows carry events: one product
                 current = noisy(events.matmul(both_t))
             else:  # few rows carry events: the variance only there
-                current = events.matmul(both_t[:, :out].contiguous())
-                current.index_add_(0, rows, psp_noise(zf[rows] @ (w * w).T))
+                current = events.matmul(w_t)
+                current.index_add_(0, rows, psp_noise(zf[rows] @ w2.T))
             return current.reshape(*z.shape[:-1], out)
         rows = (zf.sum(-1) > 0).nonzero().squeeze(-1)  # z ∈ {0, 1}: a row sum marks events
         if 2 * rows.numel() > zf.shape[0]:
             return noisy(zf @ both.T).reshape(*z.shape[:-1], out)
         current = zf @ w.T
-        current.index_add_(0, rows, psp_noise(zf[rows] @ (w * w).T))
+        current.index_add_(0, rows, psp_noise(zf[rows] @ w2.T))
         return current.reshape(*z.shape[:-1], out)
 
     return project
