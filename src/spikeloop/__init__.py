@@ -8,11 +8,7 @@ Importing spikeloop tunes glibc's allocator for time loops (see :mod:`spikeloop.
 ``SPIKELOOP_MALLOC=0`` turns that off).
 """
 
-from spikeloop._runtime import tune_allocator
-
-tune_allocator()
-
-
+import spikeloop._runtime  # noqa: F401  (tunes the allocator on import)
 from spikeloop.backends import BACKENDS, Backend, get_backend
 from spikeloop.errors import (
     CheckpointError,

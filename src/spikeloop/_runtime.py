@@ -46,3 +46,6 @@ def tune_allocator() -> bool:
         return False
     _applied = ok
     return ok
+
+
+tune_allocator()

@@ -281,7 +281,7 @@ class Population(nn.Module):
                 f"{tuple(state.neuron[0].shape)}, the input is {tuple(x.shape)} "
                 f"([T, B, *shape] needs B = {state.neuron[0].shape[0]})"
             )
-        c = p.coefficients(self.dt, self.method)
+        c = self.coefficients(p)
         if kernel != "reference":
             reason = self.fused_unsupported(p, recurrent)
             if reason is None:
@@ -309,6 +309,32 @@ class Population(nn.Module):
             i=torch.stack(currents) if record_i else None,
         )
         return obs, PopulationState(neuron, z if self.recurrent is not None else None)
+
+    def coefficients(self, p: Any) -> dyn.Coefficients:
+        """``p.coefficients(dt, method)``, reused while ``p`` holds the same values.
+
+        Parameters rarely change between calls (neuron parameters are often not trained, and a
+        chip backend reuses its records), and deriving the coefficients costs a few dozen small
+        tensor operations. The last result is kept with copies of the values it came from and
+        returned when every field compares equal; never when a parameter needs a graph
+        (gradients enabled and ``requires_grad``), so autograd always sees fresh coefficients.
+        """
+        values = [getattr(p, f.name) for f in fields(p)]
+        tensors = [v for v in values if isinstance(v, Tensor)]
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return p.coefficients(self.dt, self.method)
+        cached = self.__dict__.get("_coefficient_cache")
+        if cached is not None and cached[0] == (type(p), self.dt, self.method) and all(
+            (torch.equal(a, b) if isinstance(a, Tensor) and isinstance(b, Tensor)
+             and a.shape == b.shape and a.dtype == b.dtype and a.device == b.device
+             else not isinstance(a, Tensor) and not isinstance(b, Tensor) and a == b)
+            for a, b in zip(cached[1], values, strict=True)
+        ):
+            return cached[2]
+        c = p.coefficients(self.dt, self.method)
+        kept = [v.detach().clone() if isinstance(v, Tensor) else v for v in values]
+        self.__dict__["_coefficient_cache"] = ((type(p), self.dt, self.method), kept, c)
+        return c
 
     def _step(
         self, x: Tensor, s: Any, p: Any, c: dyn.Coefficients, obs: dyn.Observation | None,
