@@ -28,8 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a network from a YAML config")
     train.add_argument("config", help="YAML config file (see configs/yinyang.yaml)")
     train.add_argument("overrides", nargs="*", help="overrides like train.epochs=5 run.seed=1")
-    train.add_argument("--backend", help="where the forward pass runs: sim, chip (in the loop); "
-                       "same as the override train.backend=NAME")
+    train.add_argument("--backend", help="where the forward pass runs: sim, event (exact, "
+                       "EventProp), chip (analog, in the loop), xylo (integer chip); same as the "
+                       "override train.backend=NAME")
     summary = sub.add_parser("summary", help="print the traced network graph of a config")
     summary.add_argument("config")
     summary.add_argument("overrides", nargs="*")

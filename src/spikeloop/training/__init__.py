@@ -4,6 +4,7 @@ from spikeloop.training.config import Config, load_config
 from spikeloop.training.experiment import DATASETS, build_network, load_data
 from spikeloop.training.losses import (
     LOSSES,
+    ExpMembraneCE,
     FiringRateRegularizer,
     FirstSpikeCE,
     Loss,
@@ -11,6 +12,7 @@ from spikeloop.training.losses import (
     SpikeCountCE,
     first_spike_times,
     make_loss,
+    spike_counts,
 )
 from spikeloop.training.trainer import Trainer
 
@@ -18,6 +20,7 @@ __all__ = [
     "DATASETS",
     "LOSSES",
     "Config",
+    "ExpMembraneCE",
     "FiringRateRegularizer",
     "FirstSpikeCE",
     "Loss",
@@ -29,4 +32,5 @@ __all__ = [
     "load_config",
     "load_data",
     "make_loss",
+    "spike_counts",
 ]

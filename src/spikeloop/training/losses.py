@@ -15,7 +15,19 @@ named population). Registered in :data:`LOSSES`; build one with :func:`make_loss
                        the surrogate; no spike counts as :math:`T_{max}`).
 ``spike_count_ce``     :math:`\mathrm{CE}(\mathrm{softmax}(\sum_t z_t / s), y)`; prediction: most
                        spikes.
+``exp_membrane_ce``    loss shaping (Nowotny et al. 2022): :math:`\mathrm{CE}(\mathrm{softmax}(
+                       \frac{1}{s\,T}\int_0^T e^{-t/τ_w} V_c(t)\,dt), y)` on the readout
+                       membrane; prediction: largest weighted integral.
 =====================  ========================================================================
+
+On the exact ``event`` backend the same losses read the exact, EventProp-differentiable
+quantities of :class:`~spikeloop.backends.event.EventObservables` instead of the grid:
+``max_membrane_ce`` the exact maximum ``v_max``, ``first_spike_ce`` the exact first spike
+times (no spike: the window length ``T``), ``exp_membrane_ce`` the closed-form integral, and
+the rate regulariser exact spike counts. Spike counts are piecewise constant in the weights
+(exact gradient 0), so on the event backend the regulariser passes its gradient to the spike
+times as if each count fell by ``1/T`` per second of delay
+(:math:`\partial n/\partial t_k := -1/T`; the spike-count regularisation of Nowotny et al.).
 
 :class:`FiringRateRegularizer` penalises mean rates outside ``[low, high]`` (Hz) per neuron:
 :math:`λ \cdot \mathrm{mean}(\mathrm{relu}(r - high)^2 + \mathrm{relu}(low - r)^2)`.
@@ -23,6 +35,7 @@ named population). Registered in :data:`LOSSES`; build one with :func:`make_loss
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -36,6 +49,7 @@ from spikeloop.nn.observables import NetworkOutput, Observables
 from spikeloop.registry import Registry
 
 LOSSES: Registry[type[Loss]] = Registry("loss")
+_INF = math.inf
 
 
 @dataclass(frozen=True)
@@ -93,7 +107,11 @@ class MaxMembraneCE(Loss):
     scale: float = 1.0
 
     def logits(self, output: NetworkOutput) -> Tensor:
-        v = _require(self.observables(output), "v", "max_membrane_ce")
+        obs = self.observables(output)
+        exact = getattr(obs, "v_max", None)
+        if exact is not None:  # event backend: exact max over continuous time
+            return exact / self.scale
+        v = _require(obs, "v", "max_membrane_ce")
         return v.max(dim=0).values / self.scale
 
 
@@ -131,9 +149,14 @@ class FirstSpikeCE(Loss):
                 raise ParameterError(f"first_spike_ce: {key} must be > 0, got {getattr(self, key)}")
 
     def times(self, output: NetworkOutput) -> Tensor:
-        """First-spike times ``[B, C]``."""
-        return first_spike_times(_require(self.observables(output), "spikes", "first_spike_ce"),
-                                 self.dt)
+        """First-spike times ``[B, C]`` (exact on the event backend; no spike: ``T``)."""
+        obs = self.observables(output)
+        exact = getattr(obs, "times", None)
+        if exact is not None:
+            first = exact[..., 0] if exact.shape[-1] else exact.new_full(exact.shape[:-1], _INF)
+            return torch.where(torch.isfinite(first), first,
+                               torch.full_like(first, obs.duration))
+        return first_spike_times(_require(obs, "spikes", "first_spike_ce"), self.dt)
 
     def logits(self, output: NetworkOutput) -> Tensor:
         return -self.times(output) / self.tau0
@@ -160,9 +183,72 @@ class SpikeCountCE(Loss):
         return _require(self.observables(output), "spikes", "spike_count_ce").sum(0) / self.scale
 
 
+@LOSSES.register("exp_membrane_ce")
+@dataclass(frozen=True)
+class ExpMembraneCE(Loss):
+    r"""Loss shaping (Nowotny et al. 2022): cross-entropy on the exponentially weighted
+    membrane integral of the readout,
+
+    .. math:: \ell_c = \frac{1}{s\,T} \int_0^T e^{-t/τ_w} V_c(t)\,dt ,
+
+    exact (closed form) on the event backend, the rectangle rule
+    :math:`\sum_k dt\,e^{-(k+1)dt/τ_w} v_k` on the grid elsewhere (the two agree as
+    ``dt → 0``).
+
+    Args:
+        tau: weighting time constant ``τ_w`` (s); early membrane counts more.
+        scale: ``s``, divides the logits.
+        dt: grid step (s) of the dense membrane.
+    """
+
+    tau: float = 20e-3
+    scale: float = 1.0
+    dt: float = 1e-3
+
+    def __post_init__(self) -> None:
+        for key in ("tau", "scale", "dt"):
+            value = getattr(self, key)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ParameterError(f"exp_membrane_ce: {key} must be a finite number > 0, "
+                                     f"got {value!r}")
+
+    def logits(self, output: NetworkOutput) -> Tensor:
+        obs = self.observables(output)
+        if getattr(obs, "readout", None) is not None:  # event backend: closed form
+            return obs.exp_integral(self.tau) / (self.scale * obs.duration)
+        v = _require(obs, "v", "exp_membrane_ce")
+        steps = v.shape[0]
+        t = torch.arange(1, steps + 1, dtype=v.dtype, device=v.device) * self.dt
+        weight = torch.exp(-t / self.tau) * self.dt
+        return (weight[:, None, None] * v).sum(0) / (self.scale * steps * self.dt)
+
+
+def spike_counts(obs: Observables) -> Tensor:
+    r"""Spikes per sample and neuron ``[B, N]``.
+
+    Grid spikes: :math:`\sum_t z_t` (surrogate gradient). Exact spike times (event backend):
+    the count, with the gradient :math:`\partial n/\partial t_k = -1/T` (a spike that moves
+    later is counted as a fraction of a spike less; straight-through, value exact).
+    """
+    exact = getattr(obs, "times", None)
+    if exact is not None:
+        finite = torch.isfinite(exact)
+        t = torch.where(finite, exact, torch.zeros_like(exact))
+        surrogate = -(t - t.detach()) / obs.duration
+        return finite.to(exact.dtype).sum(-1) + surrogate.sum(-1)
+    if obs.spikes is None:
+        raise ConfigError("spike counts need a spiking population")
+    return obs.spikes.sum(0)
+
+
 @dataclass(frozen=True)
 class FiringRateRegularizer:
     """Penalty on per-neuron mean firing rates (Hz) outside ``[low, high]``.
+
+    The spike-count regulariser: :math:`r = \bar n / T` with :math:`\bar n` the batch mean
+    of :func:`spike_counts` (exact counts with a straight-through spike-time gradient on the
+    event backend; surrogate-differentiable grid counts elsewhere). ``low = high`` gives the
+    target-count penalty :math:`λ (\bar n/T - r^*)^2`.
 
     Args:
         populations: names of the populations to regularise.
@@ -180,10 +266,13 @@ class FiringRateRegularizer:
     def __call__(self, output: NetworkOutput) -> Tensor:
         total = torch.zeros(())
         for name in self.populations:
-            spikes = output[name].spikes
-            if spikes is None:
+            obs = output[name]
+            if getattr(obs, "times", None) is not None:  # event backend: exact counts
+                rate = spike_counts(obs).mean(0) / obs.duration
+            elif obs.spikes is None:
                 raise ConfigError(f"firing-rate regulariser: population {name!r} does not spike")
-            rate = spikes.mean(dim=(0, 1)) / self.dt
+            else:
+                rate = obs.spikes.mean(dim=(0, 1)) / self.dt
             penalty = F.relu(rate - self.high) ** 2 + F.relu(self.low - rate) ** 2
             total = total + penalty.mean()
         return self.strength * total
