@@ -53,3 +53,8 @@ class MappingError(SpikeloopError, ValueError):
 
 class WeightRangeError(MappingError):
     """A weight is outside the range a chip can represent (and clipping was not asked for)."""
+
+
+class NIRError(SpikeloopError, ValueError):
+    """A model cannot be converted to or from NIR (a node type or feature without counterpart,
+    an inconsistent graph) or a NIR file is malformed or truncated."""

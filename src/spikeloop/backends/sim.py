@@ -166,6 +166,8 @@ def _run_window(
         if node.kind in ("input", "population"):
             populations[node.name] = obs
             values[node.name] = obs.spikes if obs.spikes is not None else obs.v
+        elif getattr(node.module, "stateful", False):  # e.g. a delay line: state across windows
+            values[node.name], new_state[node.name] = node.module(inp, state.get(node.name))
         elif kernel != "reference" and isinstance(node.module, Linear):
             values[node.name] = node.module.forward_events(inp)
         else:

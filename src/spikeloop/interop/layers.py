@@ -1,0 +1,292 @@
+r"""Layers for NIR nodes that :mod:`spikeloop.nn` has no module for.
+
+Each one is a small ``torch.nn.Module`` on time-major tensors ``[T, B, ...]`` that the graph
+tracer (:func:`spikeloop.graph.describe`, registered below) and the sim backend run like any other
+layer, so an imported NIR graph that uses them is still a :class:`~spikeloop.nn.Network`.
+
+==============  ===========================================================  =================
+layer           one step                                                     graph node kind
+==============  ===========================================================  =================
+``Scale``       ``y_k = s ⊙ x_k``                                            projection
+``SumPool2d``   sum over each window of ``[C, H, W]``                        projection
+``AvgPool2d``   mean over each window (zero padding counted)                 projection
+``Delay``       ``y_k = x_{k−d}`` with ``d = delay/dt`` steps per neuron     projection (state)
+``Threshold``   ``z_k = H(x_k − ϑ)`` (surrogate derivative in backward)      reshape
+``Integrator``  non-spiking integrator ``v_{k+1} = v_k + r x_k`` (NIR ``I``)  population
+==============  ===========================================================  =================
+
+``Delay`` carries the last ``max(d)`` inputs as explicit state (``stateful = True``: the sim
+backend passes it in and out, so ``mode="step"``, checkpoint windows and streaming agree with a
+single run). ``Integrator`` reuses the IF coefficients and the LI step function of
+:mod:`spikeloop.dynamics.neurons` (``β = 1``, no rest term, ``x_gain = r``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from spikeloop.dynamics import neurons as dyn
+from spikeloop.dynamics.surrogate import Surrogate, make_surrogate, spike
+from spikeloop.errors import ParameterError, ShapeError
+from spikeloop.graph import Node, describe
+from spikeloop.nn.populations import Population
+
+
+def _fold(x: Tensor, rank: int, who: str) -> tuple[Tensor, tuple[int, int]]:
+    if x.dim() != rank:
+        raise ShapeError(f"{who}: expected a time-major tensor of rank {rank}, got shape "
+                         f"{tuple(x.shape)}")
+    t, b = x.shape[:2]
+    return x.reshape(t * b, *x.shape[2:]), (t, b)
+
+
+class Scale(nn.Module):
+    """Element-wise gain ``y_k = s ⊙ x_k`` (NIR ``Scale``); ``s`` has the per-sample shape."""
+
+    def __init__(self, scale: Tensor) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.as_tensor(scale, dtype=torch.float32).clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        if tuple(x.shape[2:]) != tuple(self.scale.shape):
+            raise ShapeError(f"Scale: expected [T, B, {', '.join(map(str, self.scale.shape))}], "
+                             f"got {tuple(x.shape)}")
+        return x * self.scale
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one time step's output for one sample (the input shape)."""
+        if tuple(input_shape) != tuple(self.scale.shape):
+            raise ShapeError(f"Scale of shape {tuple(self.scale.shape)} cannot take input of "
+                             f"shape {input_shape}")
+        return tuple(input_shape)
+
+    def num_synapses(self, input_shape: tuple[int, ...]) -> int:
+        """One connection per element."""
+        return self.scale.numel()
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    values = [int(v) for v in torch.as_tensor(value).reshape(-1).tolist()]
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2:
+        raise ShapeError(f"expected one or two integers, got {value!r}")
+    return values[0], values[1]
+
+
+class _Pool2d(nn.Module):
+    """2-d pooling over ``[T, B, C, H, W]``, one step at a time."""
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
+        super().__init__()
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride if stride is not None else kernel_size)
+        self.padding = _pair(padding)
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+            raise ParameterError(
+                f"{type(self).__name__}: kernel_size and stride must be ≥ 1 and padding ≥ 0, got "
+                f"{self.kernel_size}, {self.stride}, {self.padding}")
+
+    def _pool(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        folded, (t, b) = _fold(x, 5, type(self).__name__ + " [T, B, C, H, W]")
+        y = self._pool(folded)
+        return y.reshape(t, b, *y.shape[1:])
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one time step's output for one sample."""
+        if len(input_shape) != 3:
+            raise ShapeError(f"{type(self).__name__} expects [C, H, W] inputs, got {input_shape}")
+        c, h, w = input_shape
+        out = [
+            (n + 2 * p - k) // s + 1
+            for n, k, s, p in zip((h, w), self.kernel_size, self.stride, self.padding, strict=True)
+        ]
+        if min(out) < 1:
+            raise ShapeError(f"{type(self).__name__}: input {input_shape} is smaller than the "
+                             f"kernel {self.kernel_size}")
+        return (c, *out)
+
+    def num_synapses(self, input_shape: tuple[int, ...]) -> int:
+        """Connections: output positions × kernel size."""
+        return math.prod(self.output_shape(input_shape)) * math.prod(self.kernel_size)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class SumPool2d(_Pool2d):
+    """Sum over each ``kernel_size`` window (NIR ``SumPool2d``; zero padding)."""
+
+    def _pool(self, x: Tensor) -> Tensor:
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, divisor_override=1)
+
+
+class AvgPool2d(_Pool2d):
+    """Mean over each ``kernel_size`` window (NIR ``AvgPool2d``; padded zeros are counted, as
+    ``torch.nn.AvgPool2d`` does by default)."""
+
+    def _pool(self, x: Tensor) -> Tensor:
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+
+class Threshold(nn.Module):
+    """Heaviside ``z_k = H(x_k − ϑ)`` (NIR ``Threshold``), with a surrogate derivative."""
+
+    def __init__(self, threshold: Tensor, surrogate: str | Surrogate | dict = "superspike") -> None:
+        super().__init__()
+        self.register_buffer("threshold", torch.as_tensor(threshold, dtype=torch.float32).clone())
+        self.surrogate = make_surrogate(surrogate)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return spike(x - self.threshold, self.surrogate)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The input shape (``threshold`` must broadcast to it)."""
+        try:
+            torch.broadcast_shapes(tuple(self.threshold.shape), tuple(input_shape))
+        except RuntimeError:
+            raise ShapeError(f"Threshold of shape {tuple(self.threshold.shape)} cannot take "
+                             f"input of shape {input_shape}") from None
+        return tuple(input_shape)
+
+
+class Delay(nn.Module):
+    """Per-neuron transmission delay ``y_k = x_{k−d}`` (NIR ``Delay``), ``d`` in whole steps.
+
+    Args:
+        steps: delay of each element in steps (an int, or integers of the per-sample shape).
+
+    ``forward(x, state)`` returns ``(y, state)``; the state holds the last ``max(d)`` inputs
+    (zeros at the start), so consecutive windows give the same result as one run.
+    """
+
+    stateful = True
+
+    def __init__(self, steps: int | Tensor) -> None:
+        super().__init__()
+        steps = torch.as_tensor(steps)
+        if steps.is_floating_point() and not torch.equal(steps, steps.round()):
+            raise ParameterError(f"Delay: steps must be whole numbers, got {steps}")
+        steps = steps.round().long()
+        if (steps < 0).any():
+            raise ParameterError(f"Delay: steps must be ≥ 0, got {steps}")
+        self.register_buffer("steps", steps.clone())
+        self.max_steps = int(steps.max()) if steps.numel() else 0
+
+    def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Delay ``x [T, B, *shape]``; ``state``: the previous call's (``None``: zeros)."""
+        d = self.max_steps
+        if state is None:
+            state = x.new_zeros((d, *x.shape[1:]))
+        buf = torch.cat([state, x])
+        t = x.shape[0]
+        if self.steps.dim() == 0:
+            y = buf[d - int(self.steps): d - int(self.steps) + t]
+        else:
+            idx = torch.arange(d, d + t, device=x.device).reshape(t, 1, *[1] * self.steps.dim())
+            idx = (idx - self.steps).expand(t, *x.shape[1:])
+            y = torch.gather(buf, 0, idx)
+        return y, buf[buf.shape[0] - d:]
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The input shape (per-element delays must have it)."""
+        if self.steps.dim() and tuple(self.steps.shape) != tuple(input_shape):
+            raise ShapeError(f"Delay of shape {tuple(self.steps.shape)} cannot take input of "
+                             f"shape {input_shape}")
+        return tuple(input_shape)
+
+    def num_synapses(self, input_shape: tuple[int, ...]) -> int:
+        """One (delayed) connection per element."""
+        return math.prod(input_shape)
+
+
+@dataclass(frozen=True)
+class IntegratorParameters:
+    """Non-spiking integrator (NIR ``I``): ``v_{k+1} = v_k + r x_k``.
+
+    The coefficients are those of :class:`~spikeloop.dynamics.IFParameters` (``β = 1``, no rest
+    term, ``x_gain = r``) without threshold or refractoriness.
+    """
+
+    r: dyn.Scalar = 1.0
+
+    def coefficients(self, dt: float, method: dyn.Method = "exact") -> dyn.Coefficients:
+        return replace(dyn.IFParameters(r=self.r).coefficients(dt, method), refrac_steps=0)
+
+
+class Integrator(Population):
+    """Non-spiking integrator population (NIR ``I``): ``v_{k+1} = v_k + r x_k`` from ``v = 0``,
+    run by :func:`~spikeloop.dynamics.li_step` with ``β = 1``."""
+
+    model = "I"
+    params_cls = IntegratorParameters
+    state_cls = dyn.LIState
+    spiking = False
+
+    def _step(
+        self, x: Tensor, s: Any, p: Any, c: dyn.Coefficients, obs: dyn.Observation | None,
+        surrogate: Surrogate,
+    ) -> tuple[Any, Tensor, Any]:
+        v, s = dyn.li_step(x, s, c, obs)
+        return None, v, s
+
+
+# ----------------------------------------------------------------------------- tracing
+def _check_input(module: nn.Module, name: str, in_shape: tuple[int, ...] | None) -> tuple:
+    if in_shape is None:
+        raise ShapeError(f"layer {name!r} ({type(module).__name__}) cannot be the first layer")
+    try:
+        return module.output_shape(tuple(in_shape))
+    except (ShapeError, RuntimeError) as err:
+        raise ShapeError(f"layer {name!r} cannot take input of shape {in_shape}: {err}") from None
+
+
+@describe.register(Scale)
+def _(module: Scale, name, inputs, in_shape) -> list[Node]:
+    shape = _check_input(module, name, in_shape)
+    return [Node(name, "projection", "Scale", inputs, shape, params={"scale": module.scale},
+                 synapses=module.num_synapses(shape), module=module)]
+
+
+@describe.register(SumPool2d)
+@describe.register(AvgPool2d)
+def _(module: _Pool2d, name, inputs, in_shape) -> list[Node]:
+    shape = _check_input(module, name, in_shape)
+    settings = {"kernel_size": module.kernel_size, "stride": module.stride,
+                "padding": module.padding}
+    return [Node(name, "projection", type(module).__name__, inputs, shape, settings=settings,
+                 synapses=module.num_synapses(tuple(in_shape)), module=module)]
+
+
+@describe.register(Delay)
+def _(module: Delay, name, inputs, in_shape) -> list[Node]:
+    shape = _check_input(module, name, in_shape)
+    return [Node(name, "projection", "Delay", inputs, shape, settings={"steps": module.steps},
+                 synapses=module.num_synapses(shape), module=module)]
+
+
+@describe.register(Threshold)
+def _(module: Threshold, name, inputs, in_shape) -> list[Node]:
+    shape = _check_input(module, name, in_shape)
+    return [Node(name, "reshape", "Threshold", inputs, shape,
+                 params={"threshold": module.threshold}, module=module)]
+
+
+__all__ = [
+    "AvgPool2d",
+    "Delay",
+    "Integrator",
+    "IntegratorParameters",
+    "Scale",
+    "SumPool2d",
+    "Threshold",
+]
