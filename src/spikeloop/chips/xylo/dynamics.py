@@ -1,0 +1,235 @@
+r"""The chip's integer dynamics: one pure step function, shared by the integer simulator and
+the quantisation-aware training (QAT) model.
+
+Values are integers held in ``float64`` tensors (exact: every intermediate stays far below
+``2^53``), so the same code runs the integer simulator (no gradients) and the QAT model
+(parameters and spikes carry straight-through / surrogate gradients whose *values* are the
+integer results). Bit-exactness of the two is therefore by construction, and the simulator is
+tested against the independent reference ``xylosim``.
+
+One time step (the order of the reference simulator, ``xylosim`` v2):
+
+1. **Deliver events.** Input events of this step (``min(x, 15)`` per channel), then the hidden
+   spikes of the previous step (``≤ 31`` per neuron; one hop = one step) to the hidden
+   neurons' synaptic currents and to the output neurons' currents. Each event adds
+   ``w << shift`` to the target current with a *saturating* 16-bit addition; events are added
+   in a fixed order (input channels 0…15, then hidden neurons 0…N−1, each source's events in a
+   row). Where no partial sum can leave the 16-bit range the result is the plain sum; otherwise
+   the additions are replayed in order.
+2. **Decay currents, then integrate** (so a current decays before it reaches the membrane):
+
+   .. math::
+       \mathrm{decay}_d(x) = \begin{cases} x \gg d & x \gg d \ne 0 \\ \mathrm{sign}(x) &
+       \text{otherwise}\end{cases},\qquad
+       I_s \leftarrow I_s - \mathrm{decay}_{d_s}(I_s), \\
+       \Delta v = \mathrm{sat}\big(-\mathrm{decay}_{d_m}(v) + \textstyle\sum_s I_s\big),\quad
+       \Delta v \leftarrow \mathrm{sat}(\Delta v + b),\quad
+       v \leftarrow \mathrm{sat}(v + \Delta v)
+
+   with ``sat`` the clamp to ``[−32768, 32767]`` and ``≫`` the arithmetic right shift
+   (``−decay`` is a 16-bit value: for ``v = −32768, d_m = 0`` it wraps to −32768, as in the
+   reference).
+3. **Fire.** Hidden neurons are visited in index order. A neuron starts with the spikes its
+   aliases already gave it this step (``c₀``) and fires while ``v ≥ ϑ`` and its count is below
+   the cap (31 hidden, 1 output), subtracting ``ϑ`` each time: ``k = min(⌊(v−ϑ)/ϑ⌋+1, cap−c₀)``
+   (``v ≥ ϑ``), ``v ← v − kϑ``. Its count ``c₀ + k`` is then added (capped) to its alias
+   target's count; a target with a lower index has already fired, so those spikes only add to
+   its emitted count.
+
+Surrogate gradients (QAT): a spike count's gradient is the surrogate derivative of
+``(v − ϑ)/ϑ``; the decay's is that of ``(1 − 2^{−d}) x``; saturation and the event order pass
+gradients straight through; the reset ``v − kϑ`` uses the count without gradient.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from spikeloop.dynamics.surrogate import Surrogate, spike
+
+LO, HI = -32768.0, 32767.0
+
+
+class XyloParams(NamedTuple):
+    """The chip's parameters in integer units (float tensors; a leading batch dimension of
+    networks is optional on every entry). Weights are already shifted (``w · 2^shift``).
+
+    ``w_in [Nin, N·S]``, ``w_rec [N, N·S]``, ``w_out [N, O]`` (flattened ``[post, syn]``);
+    ``threshold``, ``bias``, ``dash_mem`` ``[N]``; ``dash_syn [N, S]``; same ``*_out`` for the
+    ``O`` output neurons (one synapse); ``aliases [N]`` (long, −1: none).
+    """
+
+    w_in: Tensor
+    w_rec: Tensor
+    w_out: Tensor
+    threshold: Tensor
+    threshold_out: Tensor
+    bias: Tensor
+    bias_out: Tensor
+    dash_mem: Tensor
+    dash_mem_out: Tensor
+    dash_syn: Tensor
+    dash_syn_out: Tensor
+    aliases: Tensor
+    input_cap: int = 15
+    hidden_cap: int = 31
+    output_cap: int = 1
+
+
+class XyloState(NamedTuple):
+    """State between steps: hidden ``v [B, N]``, ``i [B, N, S]``, spikes to deliver next step
+    ``z [B, N]`` (counts), output ``v_out [B, O]`` and ``i_out [B, O]``."""
+
+    v: Tensor
+    i: Tensor
+    z: Tensor
+    v_out: Tensor
+    i_out: Tensor
+
+
+class StepRecord(NamedTuple):
+    """What one step produced: hidden counts, membrane and currents; output counts, membrane
+    and current (all after the step)."""
+
+    z: Tensor
+    v: Tensor
+    i: Tensor
+    z_out: Tensor
+    v_out: Tensor
+    i_out: Tensor
+
+
+def _straight(model: Tensor, exact: Tensor) -> Tensor:
+    """``exact``'s value with ``model``'s gradient (``exact`` when nothing needs a gradient)."""
+    if not model.requires_grad:
+        return exact
+    return model + (exact - model).detach()
+
+
+def saturate(x: Tensor) -> Tensor:
+    """Clamp to the 16-bit range, gradient passed straight through."""
+    return _straight(x, x.detach().clamp(LO, HI))
+
+
+def decay(x: Tensor, dash: Tensor) -> Tensor:
+    """``x − decay_dash(x)``: one step of bit-shift decay (``≈ (1 − 2^{−dash}) x``)."""
+    xd = x.detach()
+    shifted = torch.floor(xd / torch.exp2(dash))
+    dec = torch.where(shifted == 0, torch.sign(xd), shifted)
+    return _straight(x * (1.0 - torch.exp2(-dash)), xd - dec)
+
+
+def _matvec(z: Tensor, w: Tensor) -> Tensor:
+    """``z [B, P] @ w`` for ``w [P, K]`` or per-network ``w [B, P, K]``."""
+    if w.dim() == 2:
+        return z @ w
+    return torch.bmm(z.unsqueeze(1), w).squeeze(1)
+
+
+def deliver(i: Tensor, z: Tensor, w: Tensor) -> Tensor:
+    """Add the events ``z [B, P]`` (counts) through ``w`` to currents ``i [B, K]`` with
+    per-event 16-bit saturation in source order (see the module docstring)."""
+    total = i + _matvec(z, w)
+    with torch.no_grad():
+        zd, wd, idt = z.detach(), w.detach(), i.detach()
+        pos = idt + _matvec(zd, wd.clamp(min=0))
+        neg = idt + _matvec(zd, wd.clamp(max=0))
+        unsafe = (pos > HI) | (neg < LO)
+        if not bool(unsafe.any()):
+            return total
+        exact = (idt + _matvec(zd, wd)).clone()
+        b, k = unsafe.nonzero(as_tuple=True)
+        wk = wd[:, k].T if wd.dim() == 2 else wd[b, :, k]  # [U, P]
+        contrib = zd[b] * wk
+        x = idt[b, k]
+        for j in contrib.abs().sum(0).nonzero().flatten().tolist():
+            x = (x + contrib[:, j]).clamp(LO, HI)
+        exact[b, k] = x
+    return _straight(total, exact)
+
+
+def _fire(
+    v: Tensor, threshold: Tensor, cap: int, aliases: Tensor | None, surrogate: Surrogate | None
+) -> tuple[Tensor, Tensor]:
+    """Spike counts (with aliases) and the membrane after subtraction (see module docstring)."""
+    vd, th = v.detach(), threshold.detach()
+    with torch.no_grad():
+        possible = torch.where(vd >= th, torch.floor((vd - th) / th) + 1, torch.zeros_like(vd))
+        c0 = torch.zeros_like(vd)
+        k = possible.clamp(max=cap)
+        final = k
+        if aliases is not None and bool((aliases >= 0).any()):
+            al = aliases.expand(vd.shape)
+            has = al >= 0
+            target = al.clamp(min=0)
+            src = torch.arange(vd.shape[-1], device=v.device).expand(vd.shape)
+            early, late = has & (src < target), has & (src >= target)
+            for _ in range(vd.shape[-1] + 1):
+                k = torch.minimum(possible, cap - c0).clamp(min=0)
+                new_c0 = torch.zeros_like(vd).scatter_add(-1, target, (c0 + k) * early)
+                new_c0 = new_c0.clamp(max=cap)
+                if torch.equal(new_c0, c0):
+                    break
+                c0 = new_c0
+            count = c0 + k
+            late_add = torch.zeros_like(vd).scatter_add(-1, target, count * late)
+            final = (count + late_add).clamp(max=cap)
+    v_new = v - k * threshold
+    if surrogate is None or not v.requires_grad:
+        return final, v_new
+    z = spike((v - threshold) / threshold, surrogate)
+    return _straight(z, final), v_new
+
+
+def _evolve(
+    v: Tensor, i: Tensor, dash_mem: Tensor, dash_syn: Tensor, bias: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Decay the currents, then integrate them (and the bias) into the membrane."""
+    i = decay(i, dash_syn)
+    leak = decay(v, dash_mem) - v  # −decay(v): a 16-bit value, so −(−32768) wraps to −32768
+    leak = _straight(leak, torch.where(leak.detach() == -LO, LO, leak.detach()))
+    dv = saturate(leak + i.sum(-1))
+    dv = saturate(dv + bias)
+    return saturate(v + dv), i
+
+
+def step(
+    x: Tensor, s: XyloState, p: XyloParams, surrogate: Surrogate | None = None
+) -> tuple[StepRecord, XyloState]:
+    """Advance the chip by one step on input counts ``x [B, Nin]`` (see the module docstring)."""
+    batch = s.v.shape[0]
+    x = x.clamp(max=p.input_cap)
+    i = s.i.reshape(batch, -1)
+    i = deliver(i, x, p.w_in)
+    i = deliver(i, s.z, p.w_rec).reshape(s.i.shape)
+    i_out = deliver(s.i_out, s.z, p.w_out)
+    v, i = _evolve(s.v, i, p.dash_mem, p.dash_syn, p.bias)
+    z, v = _fire(v, p.threshold, p.hidden_cap, p.aliases, surrogate)
+    v_out, i_out = _evolve(s.v_out, i_out.unsqueeze(-1), p.dash_mem_out,
+                           p.dash_syn_out.unsqueeze(-1), p.bias_out)
+    z_out, v_out = _fire(v_out, p.threshold_out, p.output_cap, None, surrogate)
+    i_out = i_out.squeeze(-1)
+    return StepRecord(z, v, i, z_out, v_out, i_out), XyloState(v, i, z, v_out, i_out)
+
+
+def initial_state(batch: int, hidden: int, outputs: int, synapses: int = 2,
+                  dtype: torch.dtype = torch.float64) -> XyloState:
+    """All states zero (the chip after reset)."""
+    z = torch.zeros(batch, hidden, dtype=dtype)
+    return XyloState(z, torch.zeros(batch, hidden, synapses, dtype=dtype), z.clone(),
+                     torch.zeros(batch, outputs, dtype=dtype),
+                     torch.zeros(batch, outputs, dtype=dtype))
+
+
+def run(
+    x: Tensor, s: XyloState, p: XyloParams, surrogate: Surrogate | None = None
+) -> tuple[StepRecord, XyloState]:
+    """Run :func:`step` over ``x [T, B, Nin]``; records stacked along time."""
+    records = []
+    for x_t in x.unbind(0):
+        rec, s = step(x_t, s, p, surrogate)
+        records.append(rec)
+    return StepRecord(*(torch.stack(r) for r in zip(*records, strict=True))), s

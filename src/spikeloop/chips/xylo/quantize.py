@@ -1,0 +1,319 @@
+r"""Quantisation: float model parameters → the chip's integer registers, with a report.
+
+Units. The chip's membrane of neuron ``j`` counts in units of ``1/σ_j`` model units. An event
+through a weight ``w`` (model current units) raises the model's membrane by ``r g w`` in the
+step it arrives (CUBA LIF, :func:`~spikeloop.dynamics.current_gain`), the chip's by
+``α_chip · W`` (currents decay before they reach the membrane); matching the two first-step
+responses gives the integer weight
+
+.. math::
+    W_{ij} = \mathrm{round}\big(σ_j \, w_{ij} \, r_j g_j / α_j\big),\qquad
+    ϑ_j^{int} = \mathrm{round}(σ_j ϑ_j),\qquad
+    b_j^{int} = \mathrm{round}\big(σ_j\, r_j g_j\, b_j / (1 − α_j)\big)
+
+with the chip's synaptic decay ``α_j = 1 − 2^{−dash_{syn,j}}`` (a Linear bias ``b`` feeds the
+synaptic current every step; the chip adds its bias to the membrane, so it is matched at the
+steady state). Time constants become decay shifts
+``dash = round(log2(τ/dt))`` (exact for ``τ = 2^k dt``).
+
+Scales. ``method="per_channel"``: ``σ_j = 127 / max_i |w_ij r_j g_j / α_j|`` over all weights
+into neuron ``j`` (input and recurrent matrices), so every neuron uses the full int8 range;
+``"global"``: one ``σ`` for all hidden neurons and one for the outputs. ``σ_j`` is lowered
+where the threshold would not fit 16 bits. All weight shifts are 0.
+
+:func:`chip_tensors` computes the integer values differentiably (straight-through rounding),
+which is what the QAT model trains through; :func:`quantize` detaches them into a
+:class:`~spikeloop.chips.xylo.config.XyloConfig` and a :class:`QuantizationReport`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from spikeloop.chips.xylo.config import XyloConfig
+from spikeloop.chips.xylo.mapper import XyloLayout, map_graph
+from spikeloop.chips.xylo.spec import XyloSpec
+from spikeloop.dynamics import current_gain
+from spikeloop.errors import MappingError, ParameterError
+from spikeloop.graph import Graph, Node
+
+QuantMethod = Literal["per_channel", "global"]
+METHODS = ("per_channel", "global")
+
+
+def round_ste(x: Tensor) -> Tensor:
+    """``round(x)`` with the identity gradient (straight-through)."""
+    return x + (torch.round(x) - x).detach()
+
+
+@dataclass(frozen=True)
+class ChipTensors:
+    """Integer-valued float tensors (differentiable through straight-through rounding) of all
+    registers, plus the membrane scales ``σ`` (chip units per model unit)."""
+
+    weights_in: Tensor
+    weights_rec: Tensor
+    weights_out: Tensor
+    threshold: Tensor
+    threshold_out: Tensor
+    bias: Tensor
+    bias_out: Tensor
+    dash_mem: Tensor
+    dash_mem_out: Tensor
+    dash_syn: Tensor
+    dash_syn_out: Tensor
+    scale: Tensor
+    scale_out: Tensor
+    dt: float
+
+
+@dataclass
+class QuantizationReport:
+    """What was rounded. ``matrices``: per weight matrix the largest float magnitude (chip
+    units before rounding), weights rounded to 0, RMS rounding error relative to the RMS
+    weight; ``time_constants``: per population and parameter the requested and realised
+    ``τ`` and the dashes; ``scale``/``scale_out``: ``σ`` per neuron; ``notes``: approximations
+    (reset mode, biases, readout)."""
+
+    method: str
+    matrices: dict[str, dict[str, float]] = field(default_factory=dict)
+    time_constants: list[dict[str, Any]] = field(default_factory=list)
+    thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    scale: Tensor | None = None
+    scale_out: Tensor | None = None
+
+    def summary(self) -> str:
+        """A printable account of the rounding."""
+        lines = [f"Xylo quantisation ({self.method})"]
+        for name, m in self.matrices.items():
+            lines.append(f"  {name}: {int(m['nonzero'])} weights, {int(m['zeroed'])} rounded to "
+                         f"0, RMS rounding error {100 * m['rel_rms_error']:.2f}% of RMS weight")
+        for t in self.time_constants:
+            lines.append(f"  {t['population']}.{t['parameter']}: τ {t['tau_min'] * 1e3:.3g}–"
+                         f"{t['tau_max'] * 1e3:.3g} ms → dash {t['dash_min']}–{t['dash_max']} "
+                         f"(τ = 2^dash·dt, max relative error {100 * t['max_rel_error']:.1f}%)")
+        for name, t in self.thresholds.items():
+            lines.append(f"  {name}: thresholds {int(t['min'])}–{int(t['max'])}, max relative "
+                         f"rounding error {100 * t['max_rel_error']:.2f}%")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _per_neuron(node: Node, key: str, default: float = 1.0) -> Tensor:
+    value = node.params.get(key)
+    if value is None:
+        return torch.full((node.num_neurons,), default)
+    return value.float().expand(node.shape).reshape(-1)
+
+
+def _dashes(node: Node, key: str, dt: float, spec: XyloSpec, lowest: int,
+            report: QuantizationReport) -> Tensor:
+    tau = _per_neuron(node, key).detach().double()
+    dash = torch.round(torch.log2(tau / dt))
+    if float(dash.min()) < lowest:
+        bad = float(tau[dash.argmin()])
+        why = (" (a synaptic current with dash 0 decays to 0 before it reaches the membrane)"
+               if lowest else "")
+        raise MappingError(
+            f"population {node.name!r}: {key} = {bad * 1e3:g} ms gives dash "
+            f"{int(dash.min())} at dt = {dt * 1e3:g} ms; the chip needs dash ≥ {lowest}{why}: "
+            f"{key} ≥ {2 ** (lowest - 0.5) * dt * 1e3:.3g} ms")
+    if float(dash.max()) > spec.dash_max:
+        bad = float(tau[dash.argmax()])
+        raise MappingError(
+            f"population {node.name!r}: {key} = {bad * 1e3:g} ms gives dash {int(dash.max())} at "
+            f"dt = {dt * 1e3:g} ms; the chip's 4-bit decay shifts reach {spec.dash_max} "
+            f"({key} < {2 ** (spec.dash_max + 0.5) * dt * 1e3:.4g} ms)")
+    realised = torch.exp2(dash) * dt
+    report.time_constants.append({
+        "population": node.name, "parameter": key, "tau_min": float(tau.min()),
+        "tau_max": float(tau.max()), "dash_min": int(dash.min()), "dash_max": int(dash.max()),
+        "max_rel_error": float(((realised - tau) / tau).abs().max()),
+    })
+    return dash.float()
+
+
+def _gain(node: Node, dt: float, dash_syn: Tensor) -> tuple[Tensor, Tensor]:
+    """Per neuron ``r g / α`` (chip units per model current unit before σ) and the chip's
+    synaptic decay ``α = 1 − 2^{−dash_syn}``."""
+    method = node.settings.get("method", "exact")
+    tau_mem, tau_syn = _per_neuron(node, "tau_mem"), _per_neuron(node, "tau_syn")
+    r = _per_neuron(node, "r")
+    alpha = 1.0 - torch.exp2(-dash_syn)
+    return r * current_gain(tau_syn, tau_mem, dt, method) / alpha, alpha
+
+
+def chip_tensors(
+    layout: XyloLayout, method: QuantMethod = "per_channel", spec: XyloSpec | None = None,
+    report: QuantizationReport | None = None,
+) -> ChipTensors:
+    """All registers as integer-valued, differentiable (straight-through) tensors."""
+    spec = spec or XyloSpec()
+    if method not in METHODS:
+        raise ParameterError(f"unknown quantisation method {method!r}; known: {METHODS}")
+    report = report if report is not None else QuantizationReport(method)
+    dt = layout.dt
+    n, o, n_in = layout.num_hidden, layout.num_outputs, layout.inputs
+    gains, alphas, dash_mem, dash_syn, thresholds = [], [], [], [], []
+    for h in layout.hidden:
+        dash_mem.append(_dashes(h.node, "tau_mem", dt, spec, 0, report))
+        dash_syn.append(_dashes(h.node, "tau_syn", dt, spec, 1, report))
+        g, a = _gain(h.node, dt, dash_syn[-1])
+        gains.append(g)
+        alphas.append(a)
+        thresholds.append(_per_neuron(h.node, "v_threshold"))
+    gain, alpha = torch.cat(gains), torch.cat(alphas)
+    theta = torch.cat(thresholds)
+    readout = layout.readout
+    spiking_out = readout.op == "CubaLIF"
+    theta_out = _per_neuron(readout, "v_threshold") if spiking_out else None
+    d_mem_out = _dashes(readout, "tau_mem", dt, spec, 0, report)
+    d_syn_out = _dashes(readout, "tau_syn", dt, spec, 1, report)
+    gain_out, alpha_out = _gain(readout, dt, d_syn_out)
+
+    # float weights in chip membrane units per σ, assembled into the three matrices
+    w_in = torch.zeros(n_in, n)
+    w_rec = torch.zeros(n, n)
+    w_out = torch.zeros(n, o)
+    bias = torch.zeros(n)
+    bias_out = torch.zeros(o)
+    for blk in layout.projections:
+        w = blk.node.params["weight"].float().T  # [pre, post]
+        b = blk.node.params.get("bias")
+        pre, post = w.shape
+        rows = slice(blk.src_offset, blk.src_offset + pre)
+        cols = slice(blk.dst_offset, blk.dst_offset + post)
+        if blk.matrix == "out":
+            w_out[rows, cols] = w * gain_out[cols]
+            if b is not None:
+                bias_out = bias_out + b.float() * (gain_out * alpha_out / (1 - alpha_out))
+            continue
+        target = w_in if blk.matrix == "in" else w_rec
+        target[rows, cols] = w * gain[cols]
+        if b is not None:
+            full = torch.zeros(n)
+            full[cols] = b.float()
+            bias = bias + full * gain * alpha / (1 - alpha)
+    if any(blk.node.params.get("bias") is not None for blk in layout.projections):
+        report.notes.append("Linear biases become membrane biases matched at the steady state "
+                            "(b r g / (1 − α) per step); their transient differs")
+
+    # scales σ (detached)
+    with torch.no_grad():
+        m_hidden = torch.maximum(w_in.abs().amax(0), w_rec.abs().amax(0))
+        m_out = w_out.abs().amax(0)
+        if method == "global":
+            m_hidden = m_hidden.amax().expand(n)
+            m_out = m_out.amax().expand(o)
+        scale = torch.where(m_hidden > 0, spec.weight_max / m_hidden.clamp(min=1e-30),
+                            spec.threshold_max / 8 / theta.detach().abs().clamp(min=1e-30))
+        cap = spec.threshold_max / theta.detach().clamp(min=1e-30)
+        if bool((scale > cap).any()):
+            report.notes.append(f"{int((scale > cap).sum())} hidden neurons: σ lowered so the "
+                                "threshold fits 16 bits (weights use less than the int8 range)")
+        scale = torch.minimum(scale, cap)
+        if method == "global":
+            scale = scale.amin().expand(n).clone()
+        default_out = spec.weight_max / 8 if theta_out is None else (
+            spec.threshold_max / 8 / theta_out.detach().abs().clamp(min=1e-30))
+        scale_out = torch.where(m_out > 0, spec.weight_max / m_out.clamp(min=1e-30),
+                                torch.as_tensor(default_out).expand(o))
+        if theta_out is not None:
+            scale_out = torch.minimum(scale_out, spec.threshold_max / theta_out.detach())
+        if method == "global":
+            scale_out = scale_out.amin().expand(o).clone()
+    if bool((theta.detach() <= 0).any()) or (
+        theta_out is not None and bool((theta_out.detach() <= 0).any())):
+        raise MappingError("thresholds must be > 0 on the Xylo chip (1..32767 after scaling)")
+
+    lim = (spec.weight_min, spec.weight_max)
+    wq_in = round_ste(w_in * scale).clamp(*lim)
+    wq_rec = round_ste(w_rec * scale).clamp(*lim)
+    wq_out = round_ste(w_out * scale_out).clamp(*lim)
+    th = round_ste(theta * scale).clamp(1, spec.threshold_max)
+    th_out = (round_ste(theta_out * scale_out).clamp(1, spec.threshold_max)
+              if theta_out is not None else torch.full((o,), float(spec.threshold_max)))
+    if not spiking_out:
+        report.notes.append(f"readout {readout.name!r} is a CubaLI: output threshold set to "
+                            f"{spec.threshold_max} (read the membrane)")
+    bq = round_ste(bias * scale).clamp(spec.state_min, spec.state_max)
+    bq_out = round_ste(bias_out * scale_out).clamp(spec.state_min, spec.state_max)
+    reset = {h.node.settings.get("reset", "value") for h in layout.hidden}
+    if "value" in reset:
+        report.notes.append("the chip resets by subtracting the threshold; the float model "
+                            "resets to v_reset = 0 (reset='value'): train with QAT or "
+                            "reset='subtract' for a closer match")
+    if len(layout.hidden) > 1:
+        report.notes.append(f"{len(layout.hidden)} hidden layers: each hop between hidden "
+                            "layers costs one time step on the chip")
+    report.notes.append("the hidden → output hop costs one time step on the chip")
+    dsyn = torch.cat(dash_syn)
+    tensors = ChipTensors(
+        weights_in=torch.stack([wq_in, torch.zeros_like(wq_in)], -1),
+        weights_rec=torch.stack([wq_rec, torch.zeros_like(wq_rec)], -1),
+        weights_out=wq_out, threshold=th, threshold_out=th_out, bias=bq, bias_out=bq_out,
+        dash_mem=torch.cat(dash_mem), dash_mem_out=d_mem_out,
+        dash_syn=torch.stack([dsyn, dsyn], -1), dash_syn_out=d_syn_out,
+        scale=scale, scale_out=scale_out, dt=dt,
+    )
+    with torch.no_grad():
+        for name, fl, q, s in (("weights_in", w_in, wq_in, scale),
+                               ("weights_rec", w_rec, wq_rec, scale),
+                               ("weights_out", w_out, wq_out, scale_out)):
+            f = fl.detach() * s
+            nz = f != 0
+            if not bool(nz.any()):
+                continue
+            err = (q.detach() - f)[nz]
+            report.matrices[name] = {
+                "nonzero": float(nz.sum()), "zeroed": float((nz & (q.detach() == 0)).sum()),
+                "max_abs": float(f.abs().max()),
+                "rel_rms_error": float(err.pow(2).mean().sqrt() / f[nz].pow(2).mean().sqrt()),
+            }
+        for name, fl, q in (("threshold", theta * scale, th),
+                            ("threshold_out", None if theta_out is None else theta_out * scale_out,
+                             th_out)):
+            if fl is None:
+                continue
+            f = fl.detach()
+            report.thresholds[name] = {
+                "min": float(q.min()), "max": float(q.max()),
+                "max_rel_error": float(((q.detach() - f) / f).abs().max()),
+            }
+    report.scale, report.scale_out = scale.clone(), scale_out.clone()
+    return tensors
+
+
+def to_config(t: ChipTensors) -> XyloConfig:
+    """Detach :class:`ChipTensors` into a :class:`XyloConfig` (no aliases, shifts 0)."""
+    n = t.threshold.shape[0]
+    return XyloConfig(
+        weights_in=t.weights_in.detach(), weights_rec=t.weights_rec.detach(),
+        weights_out=t.weights_out.detach(), threshold=t.threshold.detach(),
+        threshold_out=t.threshold_out.detach(), bias=t.bias.detach(),
+        bias_out=t.bias_out.detach(), dash_mem=t.dash_mem, dash_mem_out=t.dash_mem_out,
+        dash_syn=t.dash_syn, dash_syn_out=t.dash_syn_out,
+        aliases=torch.full((n,), -1, dtype=torch.int64), dt=t.dt,
+    )
+
+
+def quantize(
+    graph: Graph | XyloLayout, method: QuantMethod = "per_channel",
+    spec: XyloSpec | None = None,
+) -> tuple[XyloConfig, QuantizationReport]:
+    """Map (if given a graph) and quantise: the chip config and a report of what was rounded."""
+    spec = spec or XyloSpec()
+    layout = graph if isinstance(graph, XyloLayout) else map_graph(graph, spec)
+    report = QuantizationReport(method)
+    with torch.no_grad():
+        tensors = chip_tensors(layout, method, spec, report)
+    config = to_config(tensors).validate(spec)
+    if not math.isfinite(float(tensors.scale.sum())):
+        raise MappingError("non-finite membrane scale (all weights and thresholds zero?)")
+    return config, report

@@ -1,0 +1,172 @@
+"""The integer simulator: runs a :class:`~spikeloop.chips.xylo.config.XyloConfig` on an integer
+input raster, bit-exactly as the reference ``xylosim`` (tested on thousands of random
+networks), with streaming (state carried between calls).
+
+The dynamics are :mod:`spikeloop.chips.xylo.dynamics` (the step order and integer conventions
+are documented there); this module turns a config into parameters, checks the input and
+returns integer records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from spikeloop.chips.xylo import dynamics
+from spikeloop.chips.xylo.config import XyloConfig
+from spikeloop.chips.xylo.dynamics import XyloParams, XyloState
+from spikeloop.chips.xylo.spec import XyloSpec
+from spikeloop.errors import DTypeError, MappingError, ShapeError
+
+
+@dataclass(frozen=True)
+class XyloRun:
+    """What the chip did, time-major, ``int64``: hidden spike counts ``spikes [T, B, N]``,
+    membranes ``v [T, B, N]``, synaptic currents ``i [T, B, N, 2]``, output spike counts
+    ``spikes_out [T, B, O]``, ``v_out`` and ``i_out [T, B, O]`` — every value after its step —
+    and the final ``state`` (pass it back to continue: streaming). Without a batch axis in the
+    input the batch axis is absent here too."""
+
+    spikes: Tensor
+    v: Tensor
+    i: Tensor
+    spikes_out: Tensor
+    v_out: Tensor
+    i_out: Tensor
+    state: XyloState
+
+
+def config_params(config: XyloConfig, spec: XyloSpec | None = None) -> XyloParams:
+    """The config as :class:`~spikeloop.chips.xylo.dynamics.XyloParams` (float64 integers)."""
+    spec = spec or XyloSpec()
+    f = torch.float64
+    n = config.num_hidden
+    return XyloParams(
+        w_in=(config.weights_in.to(f) * 2.0**config.shift_in).reshape(config.num_inputs, -1),
+        w_rec=(config.weights_rec.to(f) * 2.0**config.shift_rec).reshape(n, -1),
+        w_out=config.weights_out.to(f) * 2.0**config.shift_out,
+        threshold=config.threshold.to(f), threshold_out=config.threshold_out.to(f),
+        bias=config.bias.to(f), bias_out=config.bias_out.to(f),
+        dash_mem=config.dash_mem.to(f), dash_mem_out=config.dash_mem_out.to(f),
+        dash_syn=config.dash_syn.to(f), dash_syn_out=config.dash_syn_out.to(f),
+        aliases=config.aliases.clone(),
+        input_cap=spec.input_cap, hidden_cap=spec.hidden_cap, output_cap=spec.output_cap,
+    )
+
+
+def check_raster(x: Tensor, inputs: int) -> tuple[Tensor, bool]:
+    """Validate an input raster ``[T, Nin]`` or ``[T, B, Nin]`` of non-negative integer event
+    counts; returns it as ``[T, B, Nin]`` float64 and whether a batch axis was given."""
+    if not isinstance(x, Tensor):
+        raise ShapeError(f"the Xylo input must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() not in (2, 3) or x.shape[-1] != inputs or x.shape[0] == 0:
+        raise ShapeError(f"the Xylo input must be [T, {inputs}] or [T, B, {inputs}] with "
+                         f"T ≥ 1, got {tuple(x.shape)}")
+    batched = x.dim() == 3
+    xf = x.to(torch.float64)
+    if x.is_floating_point() and not bool((torch.isfinite(xf) & (xf == xf.round())).all()):
+        raise DTypeError("the Xylo input must hold integer event counts")
+    if x.dtype == torch.bool:
+        xf = x.to(torch.float64)
+    if xf.numel() and float(xf.min()) < 0:
+        raise ShapeError("the Xylo input holds negative event counts")
+    return (xf if batched else xf.unsqueeze(1)), batched
+
+
+def _check_state(state: XyloState, batch: int, config: XyloConfig) -> None:
+    if tuple(state.v.shape) != (batch, config.num_hidden) or tuple(state.v_out.shape) != (
+        batch, config.num_outputs
+    ):
+        raise ShapeError(f"the state is for hidden/output shapes {tuple(state.v.shape)} / "
+                         f"{tuple(state.v_out.shape)}, the run needs ({batch}, "
+                         f"{config.num_hidden}) / ({batch}, {config.num_outputs})")
+
+
+def _as_run(rec: dynamics.StepRecord, state: XyloState, batched: bool) -> XyloRun:
+    values = [t.detach().to(torch.int64) for t in rec]
+    if not batched:
+        values = [t.squeeze(1) for t in values]
+    return XyloRun(*values, state=state)
+
+
+def simulate(
+    config: XyloConfig, x: Tensor, state: XyloState | None = None, *,
+    spec: XyloSpec | None = None, validate: bool = True,
+) -> XyloRun:
+    """Run ``config`` on the integer input raster ``x [T, Nin]`` (or ``[T, B, Nin]``) from
+    ``state`` (``None``: after reset). Streaming: ``simulate(c, x[a:b], run.state)`` continues
+    a run; chunks give exactly the one long call."""
+    spec = spec or XyloSpec()
+    if validate:
+        config.validate(spec)
+    xf, batched = check_raster(x, config.num_inputs)
+    batch = xf.shape[1]
+    if state is None:
+        state = dynamics.initial_state(batch, config.num_hidden, config.num_outputs,
+                                       spec.hidden_synapses)
+    else:
+        _check_state(state, batch, config)
+    with torch.no_grad():
+        rec, state = dynamics.run(xf, state, config_params(config, spec))
+    return _as_run(rec, state, batched)
+
+
+def simulate_many(
+    configs: Sequence[XyloConfig], x: Tensor, *, spec: XyloSpec | None = None
+) -> XyloRun:
+    """Run many configs of equal sizes at once, config ``b`` on input ``x[:, b]``
+    (``x [T, len(configs), Nin]``): one vectorised run instead of a loop (sweeps, tests)."""
+    spec = spec or XyloSpec()
+    if not configs:
+        raise MappingError("simulate_many needs at least one config")
+    sizes = {(c.num_inputs, c.num_hidden, c.num_outputs) for c in configs}
+    if len(sizes) != 1:
+        raise MappingError(f"simulate_many needs configs of equal sizes, got {sorted(sizes)}")
+    for c in configs:
+        c.validate(spec)
+    xf, _ = check_raster(x, configs[0].num_inputs)
+    if xf.shape[1] != len(configs):
+        raise ShapeError(f"x has batch {xf.shape[1]}, expected one entry per config "
+                         f"({len(configs)})")
+    params = [config_params(c, spec) for c in configs]
+    stacked = XyloParams(
+        *(torch.stack([getattr(p, name) for p in params]) for name in XyloParams._fields[:12]),
+        input_cap=spec.input_cap, hidden_cap=spec.hidden_cap, output_cap=spec.output_cap,
+    )
+    c = configs[0]
+    state = dynamics.initial_state(len(configs), c.num_hidden, c.num_outputs,
+                                   spec.hidden_synapses)
+    with torch.no_grad():
+        rec, state = dynamics.run(xf, state, stacked)
+    return _as_run(rec, state, True)
+
+
+class XyloStream:
+    """Streaming inference: feed chunks of input, state carried between calls.
+
+    Example:
+        >>> stream = XyloStream(config)
+        >>> parts = [stream(chunk) for chunk in x.split(10)]   # == simulate(config, x)
+        >>> stream.reset()
+    """
+
+    def __init__(self, config: XyloConfig, spec: XyloSpec | None = None) -> None:
+        self.spec = spec or XyloSpec()
+        self.config = config.validate(self.spec)
+        self.state: XyloState | None = None
+        self.steps = 0
+
+    def __call__(self, chunk: Tensor) -> XyloRun:
+        """Run one chunk ``[T, Nin]`` / ``[T, B, Nin]`` and keep the final state."""
+        run = simulate(self.config, chunk, self.state, spec=self.spec, validate=False)
+        self.state = run.state
+        self.steps += chunk.shape[0]
+        return run
+
+    def reset(self) -> None:
+        """Back to the state after reset (all zero)."""
+        self.state = None
+        self.steps = 0

@@ -1,0 +1,392 @@
+"""The Xylo-like integer chip: bit-exactness with xylosim, config round trip, mapping errors,
+quantisation, streaming, QAT and the backend."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from spikeloop.backends import get_backend
+from spikeloop.chips.xylo import (
+    XyloConfig,
+    XyloSpec,
+    XyloStream,
+    map_graph,
+    qat_run,
+    quantize,
+    simulate,
+    simulate_many,
+)
+from spikeloop.chips.xylo.multiscale import multi_time_scale_taus, synnet
+from spikeloop.errors import ConfigError, MappingError, WeightRangeError
+from spikeloop.nn import LIF, Conv1d, CubaLI, CubaLIF, Flatten, Input, Linear, Network
+
+SPEC = XyloSpec()
+
+
+# ----------------------------------------------------------------------------- random configs
+def random_configs(count, n_in, n, o, seed, kind_cycle=("ordinary", "saturating", "aliases")):
+    """``count`` random configs of one size, cycling through kinds of networks."""
+    g = torch.Generator().manual_seed(seed)
+
+    def r(lo, hi, *shape):
+        return torch.randint(lo, hi + 1, shape, generator=g)
+
+    def sparse(t, p):
+        return t * (torch.rand(t.shape, generator=g) < p)
+
+    configs = []
+    for k in range(count):
+        kind = kind_cycle[k % len(kind_cycle)]
+        heavy = kind == "saturating"
+        configs.append(XyloConfig(
+            weights_in=sparse(r(-128, 127, n_in, n, 2), 0.6),
+            weights_rec=sparse(r(-128, 127, n, n, 2), 0.4),
+            weights_out=sparse(r(-128, 127, n, o), 0.6),
+            threshold=r(1, 32767 if heavy else 3000, n), threshold_out=r(1, 3000, o),
+            bias=r(-3000, 3000, n) if heavy else sparse(r(-60, 60, n), 0.5),
+            bias_out=sparse(r(-60, 60, o), 0.5),
+            dash_mem=r(0, 15, n), dash_mem_out=r(0, 15, o),
+            dash_syn=r(1, 15, n, 2), dash_syn_out=r(1, 15, o),
+            aliases=torch.where(torch.rand(n, generator=g) < (0.5 if kind == "aliases" else 0.1),
+                                r(0, n - 1, n), -1),
+            shift_in=int(r(4, 7, 1)) if heavy else int(r(0, 7, 1)),
+            shift_rec=int(r(4, 7, 1)) if heavy else int(r(0, 7, 1)),
+            shift_out=int(r(0, 7, 1)),
+        ))
+    return configs, g
+
+
+def random_raster(steps, batch, n_in, g, rate=0.3):
+    counts = torch.randint(0, 20, (steps, batch, n_in), generator=g)
+    return counts * (torch.rand(steps, batch, n_in, generator=g) < rate)
+
+
+def xylosim_run(config, raster):
+    """Run the reference simulator; returns its recordings as numpy arrays [T, ...]."""
+    from xylosim.v2 import XyloLayer, XyloSynapse
+
+    def synapses(w):
+        return [[XyloSynapse(int(post), int(syn), int(w[pre, post, syn]))
+                 for post, syn in zip(*np.nonzero(w[pre]), strict=True)]
+                for pre in range(w.shape[0])]
+
+    keep = (synapses(config.weights_in.numpy()), synapses(config.weights_rec.numpy()),
+            synapses(config.weights_out.numpy()[..., None]))
+    layer = XyloLayer(
+        *keep, [[int(a)] if a >= 0 else [] for a in config.aliases.tolist()],
+        config.threshold.tolist(), config.threshold_out.tolist(), True, config.bias.tolist(),
+        config.bias_out.tolist(), config.shift_in, config.shift_rec, config.shift_out,
+        config.dash_mem.tolist(), config.dash_mem_out.tolist(), config.dash_syn.tolist(),
+        [[d] for d in config.dash_syn_out.tolist()], "ref")
+    out = layer.evolve(raster.numpy().astype(np.uint8).tolist())
+    return {
+        "spikes_out": np.array(out), "spikes": np.array(layer.rec_recurrent_spikes),
+        "v": np.array(layer.rec_v_mem).T, "i0": np.array(layer.rec_i_syn).T,
+        "i1": np.array(layer.rec_i_syn2).T, "v_out": np.array(layer.rec_v_mem_out).T,
+        "i_out": np.array(layer.rec_i_syn_out).T,
+    }, keep
+
+
+def assert_same(run, ref, b=None):
+    pick = (lambda t: t[:, b]) if b is not None else (lambda t: t)
+    mine = {"spikes_out": pick(run.spikes_out), "spikes": pick(run.spikes), "v": pick(run.v),
+            "i0": pick(run.i)[..., 0], "i1": pick(run.i)[..., 1], "v_out": pick(run.v_out),
+            "i_out": pick(run.i_out)}
+    for key, value in mine.items():
+        np.testing.assert_array_equal(value.numpy(), ref[key], err_msg=f"{key} differs")
+
+
+# ----------------------------------------------------------------------------- bit-exactness
+@pytest.mark.parametrize("sizes,count,seed", [((16, 12, 8), 1000, 0), ((5, 40, 3), 60, 1)])
+def test_bit_exact_with_xylosim_on_random_networks(sizes, count, seed):
+    xylosim = pytest.importorskip("xylosim")
+    del xylosim
+    n_in, n, o = sizes
+    configs, g = random_configs(count, n_in, n, o, seed)
+    raster = random_raster(30, count, n_in, g)
+    run = simulate_many(configs, raster)  # all networks in one vectorised run
+    for b, config in enumerate(configs):
+        ref, _ = xylosim_run(config, raster[:, b])
+        assert_same(run, ref, b)
+    # the networks exercised what they should: saturation, caps, every dash, aliases, shifts
+    assert int(run.v.max()) == SPEC.state_max and int(run.v.min()) == SPEC.state_min
+    assert int(run.spikes.max()) == SPEC.hidden_cap and int(run.spikes_out.max()) == 1
+    assert int(raster.max()) > SPEC.input_cap
+    dashes = torch.cat([c.dash_syn.flatten() for c in configs]).unique().tolist()
+    assert dashes == list(range(1, 16))
+    assert sum(int((c.aliases >= 0).sum()) for c in configs) > count
+    assert {c.shift_in for c in configs} == set(range(8))
+
+
+def test_simulate_many_equals_one_by_one_and_single_runs_match_xylosim():
+    configs, g = random_configs(6, 16, 10, 4, seed=3)
+    raster = random_raster(25, 6, 16, g, rate=0.5)
+    many = simulate_many(configs, raster)
+    for b, config in enumerate(configs):
+        one = simulate(config, raster[:, b])
+        for name in ("spikes", "v", "i", "spikes_out", "v_out", "i_out"):
+            assert torch.equal(getattr(one, name), getattr(many, name)[:, b]), name
+    pytest.importorskip("xylosim")
+    ref, _ = xylosim_run(configs[0], raster[:, 0])
+    assert_same(simulate(configs[0], raster[:, 0]), ref)
+
+
+# ----------------------------------------------------------------------------- streaming
+def test_streaming_chunks_equal_one_long_call_and_xylosim_continuing():
+    configs, g = random_configs(1, 16, 20, 8, seed=4)
+    config = configs[0]
+    raster = random_raster(60, 3, 16, g)
+    whole = simulate(config, raster)
+    stream = XyloStream(config)
+    parts = [stream(chunk) for chunk in raster.split([7, 1, 30, 22])]
+    for name in ("spikes", "v", "i", "spikes_out", "v_out", "i_out"):
+        assert torch.equal(torch.cat([getattr(p, name) for p in parts]), getattr(whole, name))
+    assert stream.steps == 60
+    stream.reset()
+    assert torch.equal(stream(raster[:5]).v, whole.v[:5])
+    pytest.importorskip("xylosim")
+    ref, _ = xylosim_run(config, raster[:, 0])
+    assert_same(simulate(config, raster[:, 0]), ref)
+
+
+# ----------------------------------------------------------------------------- config
+def test_config_json_round_trip_is_exact(tmp_path):
+    config, _ = quantize(net_two_layers().graph)
+    again = XyloConfig.from_json(config.to_json())
+    assert again == config
+    path = tmp_path / "xylo.json"
+    config.to_json(path)
+    assert XyloConfig.from_json(path) == config
+    assert json.loads(path.read_text())["format"] == "spikeloop.xylo.config/1"
+    with pytest.raises(ConfigError, match="format"):
+        XyloConfig.from_dict({"weights_in": []})
+    with pytest.raises(ConfigError, match="malformed"):
+        XyloConfig.from_json("{not json")
+
+
+@pytest.mark.parametrize("field,value,error,message", [
+    ("weights_in", 128, WeightRangeError, r"weights_in holds 128.*-128\.\.127"),
+    ("threshold", 0, MappingError, r"threshold holds 0.*1\.\.32767"),
+    ("dash_syn", 0, MappingError, r"dash_syn holds 0.*silent synapse"),
+    ("dash_mem", 16, MappingError, r"dash_mem holds 16.*0\.\.15"),
+    ("bias", 40000, MappingError, r"bias holds 40000.*-32768\.\.32767"),
+    ("shift_rec", 8, MappingError, r"shift_rec = 8.*0\.\.7"),
+    ("aliases", 99, MappingError, r"aliases holds 99"),
+])
+def test_config_validation_names_the_register_and_limit(field, value, error, message):
+    config = random_configs(1, 16, 10, 4, seed=5)[0][0]
+    data = config.to_dict()
+    if isinstance(data[field], list):
+        flat = np.array(data[field])
+        flat.flat[0] = value
+        data[field] = flat.tolist()
+    else:
+        data[field] = value
+    with pytest.raises(error, match=message):
+        XyloConfig.from_dict(data).validate()
+
+
+def test_config_sizes_are_checked():
+    config = random_configs(1, 16, 10, 4, seed=6)[0][0]
+    data = config.to_dict()
+    data["weights_out"] = np.zeros((10, 9), int).tolist()
+    data["shapes"]["weights_out"] = [10, 9]
+    for key in ("threshold_out", "bias_out", "dash_mem_out", "dash_syn_out"):
+        data[key] = [1] * 9
+        data["shapes"][key] = [9]
+    with pytest.raises(MappingError, match=r"9 output neurons: the chip has 1\.\.8"):
+        XyloConfig.from_dict(data).validate()
+
+
+# ----------------------------------------------------------------------------- mapping
+def net_two_layers(seed=0, reset="subtract", out=CubaLI):
+    torch.manual_seed(seed)
+    readout = out(4, tau_mem=32e-3, tau_syn=4e-3) if out is CubaLI else out(
+        4, tau_mem=32e-3, tau_syn=4e-3, reset=reset)
+    net = Network({
+        "input": Input(16), "fc1": Linear(16, 40),
+        "hidden": CubaLIF(40, tau_mem=16e-3, tau_syn=4e-3, recurrent=True, reset=reset),
+        "fc2": Linear(40, 30), "h2": CubaLIF(30, tau_mem=8e-3, tau_syn=8e-3, reset=reset),
+        "fc3": Linear(30, 4), "output": readout,
+    })
+    with torch.no_grad():
+        net.layers.fc1.weight.mul_(6)
+        net.layers.fc2.weight.mul_(4)
+    return net
+
+
+def test_layout_places_layers_and_blocks():
+    layout = map_graph(net_two_layers().graph)
+    assert [(h.node.name, h.offset, h.size) for h in layout.hidden] == [("hidden", 0, 40),
+                                                                          ("h2", 40, 30)]
+    blocks = {b.node.name: (b.matrix, b.src_offset, b.dst_offset) for b in layout.projections}
+    assert blocks == {"fc1": ("in", 0, 0), "fc2": ("rec", 0, 40), "fc3": ("out", 40, 0),
+                      "hidden.recurrent": ("rec", 0, 0)}
+    config, _ = quantize(layout)
+    rec = config.weights_rec
+    assert (rec[:40, 40:, 0] != 0).any() and (rec[40:] == 0).all()
+    assert (config.weights_out[:40] == 0).all() and (config.dash_syn == torch.tensor([2, 2])).any()
+
+
+def _net(*layers):
+    return Network(list(layers))
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: _net(Input(17), Linear(17, 4), CubaLIF(4), Linear(4, 2), CubaLI(2)),
+     "17 input channels exceed the chip's 16"),
+    (lambda: _net(Input(4), Linear(4, 1001), CubaLIF(1001), Linear(1001, 2), CubaLI(2)),
+     "1001 hidden neurons exceed the chip's 1000"),
+    (lambda: _net(Input(4), Linear(4, 5), CubaLIF(5), Linear(5, 9), CubaLI(9)),
+     "9 neurons; the chip has 8 output neurons"),
+    (lambda: _net(Input(4), Linear(4, 5), LIF(5), Linear(5, 2), CubaLI(2)),
+     "is a LIF; the Xylo chip's hidden neurons are current-based"),
+    (lambda: _net(Input(4), Linear(4, 2), CubaLI(2)), "at least one hidden layer"),
+    (lambda: _net(Input(4), Linear(4, 5), CubaLIF(5, tau_syn=1.2e-3), Linear(5, 2), CubaLI(2)),
+     r"tau_syn = 1.2 ms gives dash 0.*silent|dash 0 decays"),
+    (lambda: _net(Input(4), Linear(4, 5), CubaLIF(5, tau_mem=70.0), Linear(5, 2), CubaLI(2)),
+     "reach 15"),
+    (lambda: _net(Input(4), Linear(4, 5), CubaLIF(5, v_leak=0.1), Linear(5, 2), CubaLI(2)),
+     "v_leak must be 0"),
+    (lambda: _net(Input(4), Linear(4, 5), CubaLIF(5, t_refrac=2e-3), Linear(5, 2), CubaLI(2)),
+     "no refractory period"),
+    (lambda: _net(Input(4), Linear(4, 5), CubaLIF(5), Linear(5, 2), CubaLIF(2, recurrent=True)),
+     "output neurons have no recurrent weights"),
+    (lambda: _net(Input((1, 8)), Conv1d(1, 2, 3), Flatten(), Linear(12, 2), CubaLI(2)),
+     "input has shape"),
+])
+def test_networks_that_do_not_fit_name_the_limit(make, message):
+    with pytest.raises(MappingError, match=message):
+        quantize(make().graph)
+
+
+# ----------------------------------------------------------------------------- quantisation
+@pytest.mark.parametrize("method", ["per_channel", "global"])
+def test_quantisation_uses_the_int8_range_and_reports_rounding(method):
+    net = net_two_layers()
+    config, report = quantize(net.graph, method)
+    into = torch.maximum(config.weights_in[..., 0].abs().amax(0),
+                         config.weights_rec[..., 0].abs().amax(0))
+    if method == "per_channel":
+        assert (into == 127).all()  # every hidden neuron uses the full range
+    else:
+        assert int(into.max()) == 127 and int(into.min()) < 127
+        assert report.scale.unique().numel() == 1
+    assert set(report.matrices) == {"weights_in", "weights_rec", "weights_out"}
+    assert all(m["rel_rms_error"] < 0.02 for m in report.matrices.values())
+    taus = {(t["population"], t["parameter"]): (t["dash_min"], round(t["max_rel_error"], 6))
+            for t in report.time_constants}
+    assert taus[("hidden", "tau_mem")] == (4, 0.0) and taus[("output", "tau_syn")] == (2, 0.0)
+    assert "CubaLI" in report.summary()
+    # a time constant that is not a power of two times dt is rounded, and reported
+    net.layers.hidden.tau_syn.fill_(5e-3)
+    _, report = quantize(net.graph, method)
+    err = next(t for t in report.time_constants if t["population"] == "hidden"
+               and t["parameter"] == "tau_syn")
+    assert err["dash_min"] == 2 and err["max_rel_error"] == pytest.approx(0.2)
+
+
+def test_quantised_chip_follows_the_float_model_when_dynamics_match():
+    """With τ = 2^k dt and subtractive reset, the chip's first-layer membrane follows the float
+    model's closely for a few steps (dynamics differ only by quantisation and exp vs shift)."""
+    net = net_two_layers()
+    x = random_raster(30, 4, 16, torch.Generator().manual_seed(0), rate=0.2).clamp(max=1).float()
+    with torch.no_grad():
+        sim = net(x)
+        chip = net(x, backend="xylo")
+    v_sim, v_chip = sim["hidden"].v[:3], chip["hidden"].v[:3]
+    assert (v_sim - v_chip).abs().max() < 0.05 * v_sim.abs().max()
+
+
+# ----------------------------------------------------------------------------- QAT
+def test_qat_forward_is_bit_exact_with_the_integer_simulator_and_has_gradients():
+    net = net_two_layers(out=CubaLIF)
+    with torch.no_grad():
+        net.layers.fc3.weight.mul_(8)
+    g = torch.Generator().manual_seed(1)
+    x = random_raster(40, 5, 16, g, rate=0.3).float()
+    config, _ = quantize(net.graph)
+    run = simulate(config, x)
+    rec, _, _ = qat_run(map_graph(net.graph), x)
+    for name, ref in (("z", run.spikes), ("v", run.v), ("i", run.i), ("z_out", run.spikes_out),
+                      ("v_out", run.v_out), ("i_out", run.i_out)):
+        assert torch.equal(getattr(rec, name).detach().long(), ref), name
+    assert int(run.spikes.sum()) > 0 and int(run.spikes_out.sum()) > 0
+    rec.v_out.sum().backward()
+    for name in ("fc1", "fc2", "fc3"):
+        assert getattr(net.layers, name).weight.grad.abs().sum() > 0, name
+
+
+def test_qat_backend_equals_chip_backend_forward_and_trains():
+    net = net_two_layers()
+    x = random_raster(30, 8, 16, torch.Generator().manual_seed(2), rate=0.2).float()
+    with torch.no_grad():
+        chip = net(x, backend="xylo")
+    qat = net(x, backend={"name": "xylo", "mode": "qat"})
+    for name in chip:
+        assert torch.equal(qat[name].v.detach(), chip[name].v) if chip[name].v is not None else True
+    target = torch.tensor([0, 1, 2, 3] * 2)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-2)
+    losses = []
+    backend = get_backend({"name": "xylo", "mode": "qat"})
+    for _ in range(8):
+        out = net(x, backend=backend)
+        loss = torch.nn.functional.cross_entropy(out.output.v.amax(0), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+
+
+# ----------------------------------------------------------------------------- backend
+def test_backend_streaming_state_and_in_the_loop_gradients():
+    net = net_two_layers()
+    x = random_raster(40, 3, 16, torch.Generator().manual_seed(3), rate=0.3).float()
+    with torch.no_grad():
+        whole = net(x, backend="xylo")
+        first = net(x[:15], backend="xylo")
+        second = net(x[15:], first.state, backend="xylo")
+    for name in ("hidden", "h2", "output"):
+        assert torch.equal(torch.cat([first[name].v, second[name].v]), whole[name].v)
+    assert whole.report.backend == "xylo" and whole.report.resources["hidden"] == 70
+    # in the loop: values are the chip's, gradients flow through the float model
+    out = net(x, backend="xylo")
+    assert torch.equal(out.output.v.detach(), whole.output.v)
+    assert torch.equal(out["hidden"].spikes.detach(), whole["hidden"].spikes)
+    out.output.v.sum().backward()
+    assert net.layers.fc1.weight.grad.abs().sum() > 0
+
+
+def test_backend_rejects_bad_input_and_options():
+    net = net_two_layers()
+    with pytest.raises(ValueError, match="negative"):
+        net(-torch.ones(5, 1, 16), backend="xylo")
+    with pytest.raises(TypeError, match="integer event counts"):
+        net(torch.full((5, 1, 16), 0.5), backend="xylo")
+    with pytest.raises(ValueError, match="unknown xylo mode"):
+        get_backend({"name": "xylo", "mode": "fpga"})
+    with pytest.raises(ValueError, match="unknown quantisation method"):
+        get_backend({"name": "xylo", "method": "per_tensor"})
+
+
+# ----------------------------------------------------------------------------- multi-time-scale
+def test_multi_time_scale_block_has_exact_power_of_two_time_constants():
+    taus = multi_time_scale_taus(12, dt=1e-3, scales=4)
+    assert taus.tolist() == pytest.approx([2e-3] * 3 + [4e-3] * 3 + [8e-3] * 3 + [16e-3] * 3)
+    net = synnet(16, (24, 24), 3, dt=1e-3, scales=4)
+    config, report = quantize(net.graph)
+    assert sorted(config.dash_syn[:24, 0].unique().tolist()) == [1, 2, 3, 4]
+    assert all(t["max_rel_error"] < 1e-6 for t in report.time_constants)
+
+
+# ----------------------------------------------------------------------------- example
+def test_temporal_example_runs_in_quick_mode(monkeypatch, capsys):
+    import runpy
+
+    monkeypatch.setattr("sys.argv", ["xylo_temporal.py", "--quick"])
+    runpy.run_path("examples/xylo_temporal.py", run_name="__main__")
+    out = capsys.readouterr().out
+    assert "QAT → integer sim, streaming" in out and "Xylo quantisation" in out
