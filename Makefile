@@ -5,12 +5,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean yinyang-bench bench bench-scaling
+.PHONY: demo test lint venv clean yinyang-bench bench bench-scaling eventprop-bench event-memory \
+	xylo-example nir-matrix
+
+# NIR cross-framework test peers that require torch: installed with --no-deps (their light
+# dependencies come from the `test` extra and nir), then torch is checked to be the pinned one.
+TEST_NODEPS := norse==1.1.0 nirtorch==2.6
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,test]'
+	$(PY) -m pip install --quiet --no-deps $(TEST_NODEPS)
+	$(PY) -c "import torch; v = torch.__version__; assert v.split('+')[0] == '2.13.0', v"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -19,13 +26,29 @@ demo: $(STAMP)
 	$(VENV)/bin/spikeloop train configs/yinyang.yaml run.name=demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests examples benchmarks
+	$(VENV)/bin/ruff check src tests examples benchmarks scripts
 
 test: lint
 	$(PY) -m pytest -q
 
 yinyang-bench: $(STAMP)
 	$(PY) benchmarks/yinyang_chip.py
+
+# Exact gradients (event backend, EventProp): Yin-Yang over 3 seeds, and memory/time against
+# the dense surrogate trainer for growing T.
+eventprop-bench: $(STAMP)
+	$(PY) benchmarks/yinyang_eventprop.py
+
+event-memory: $(STAMP)
+	$(PY) benchmarks/event_memory.py
+
+# Integer (Xylo-like) chip: float / quantised / QAT / in the loop / streaming on the integer sim.
+xylo-example: $(STAMP)
+	$(PY) examples/xylo_temporal.py --in-the-loop
+
+# NIR support matrix for the README, generated from the converter registries.
+nir-matrix: $(STAMP)
+	$(PY) scripts/nir_support_matrix.py
 
 # Speed benchmark (benchmarks/speed_bench.py). The peers that require torch are installed with
 # --no-deps (their light dependencies come from the `bench` extra), then torch is checked to be
