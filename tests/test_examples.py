@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -52,6 +54,18 @@ def test_readme_api_tour_and_chip_example_run():
     exec(compile(_readme_block("## The emulated analog chip"), "README.md", "exec"), namespace)
     assert namespace["deployed"].report.backend == "chip"
     assert namespace["net"].layers.fc1.weight.grad is not None
+
+
+def test_readme_nir_and_integer_chip_examples_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the NIR example writes model.nir
+    namespace: dict = {}
+    exec(compile(_readme_block("## A tour of the API"), "README.md", "exec"), namespace)
+    exec(compile(_readme_block("## NIR interchange"), "README.md", "exec"), namespace)
+    assert (tmp_path / "model.nir").exists()
+    assert type(namespace["net2"]).__name__ == "Network"
+    exec(compile(_readme_block("## Integer chip"), "README.md", "exec"), namespace)
+    assert namespace["run"].v.shape == (60, 40)
+    assert torch.equal(namespace["qat_out"].output.v.detach(), namespace["chip_out"].output.v)
 
 
 def test_sparse_backprop_and_long_sequence_benchmarks_smoke(tmp_path):
