@@ -267,12 +267,13 @@ def adc_readout(
                        device=v.device)
     if native.usable(v, noise):
         out = torch.empty_like(v, memory_format=torch.contiguous_format)
+        # contiguous copies kept in locals: the C call reads them through raw pointers
+        args = [t.contiguous() for t in (v, leak, idx, k0, w1)]
         native.set_threads()
         p = native.ptr
         native.library().sl_adc_readout(
-            steps, batch, width, n, p(v.contiguous()), p(leak.contiguous()), p(idx),
-            p(k0.contiguous()), p(w1.contiguous()), p(noise), spec.leak_lsb, spec.lsb_per_unit,
-            float(2**spec.adc_bits - 1), p(out))
+            steps, batch, width, n, *(p(t) for t in args), p(noise), spec.leak_lsb,
+            spec.lsb_per_unit, float(2**spec.adc_bits - 1), p(out))
         return out
     entry = torch.arange(batch, device=v.device)
     lsb = spec.to_lsb(v[idx, entry], leak)  # [K, B, ...]
