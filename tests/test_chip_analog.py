@@ -384,13 +384,14 @@ def test_chip_rejects_streaming_and_bad_options():
 
 
 @pytest.mark.parametrize("noise", [False, True])
-def test_adc_native_pass_equals_the_torch_code(monkeypatch, noise):
+@pytest.mark.parametrize("per_neuron_leak", [False, True])
+def test_adc_native_pass_equals_the_torch_code(monkeypatch, noise, per_neuron_leak):
     from spikeloop.kernels import native
 
     if native.library() is None:
         pytest.skip(f"native kernels unavailable: {native.unavailable_reason()}")
     v = torch.randn(37, 5, 11) * 1.5
-    v_leak = 0.1 * torch.randn(11)
+    v_leak = 0.1 * torch.randn(11) if per_neuron_leak else torch.tensor(0.3)
 
     def read():
         g = torch.Generator().manual_seed(3) if noise else None
