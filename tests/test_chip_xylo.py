@@ -19,6 +19,7 @@ from spikeloop.chips.xylo import (
     simulate_many,
 )
 from spikeloop.chips.xylo.multiscale import multi_time_scale_taus, synnet
+from spikeloop.chips.xylo.quantize import weight_shifts
 from spikeloop.errors import ConfigError, MappingError, WeightRangeError
 from spikeloop.nn import LIF, Conv1d, CubaLI, CubaLIF, Flatten, Input, Linear, Network
 
@@ -300,6 +301,78 @@ def test_quantised_chip_follows_the_float_model_when_dynamics_match():
     assert (v_sim - v_chip).abs().max() < 0.05 * v_sim.abs().max()
 
 
+# ----------------------------------------------------------------------------- weight shifts
+def net_small_recurrence(seed=0, rec_factor=1 / 40):
+    """Input weights into every hidden neuron ≈ 2^5 × larger than its recurrent weights: with
+    shifts 0 the shared σ would leave the recurrent matrix ~2 bits of int8."""
+    torch.manual_seed(seed)
+    net = Network({
+        "input": Input(16), "fc": Linear(16, 24),
+        "hidden": CubaLIF(24, tau_mem=8e-3, tau_syn=4e-3, recurrent=True, reset="subtract"),
+        "out_fc": Linear(24, 4), "out": CubaLIF(4, tau_mem=16e-3, tau_syn=2e-3),
+    })
+    with torch.no_grad():
+        net.layers.fc.weight.mul_(6)
+        net.layers.hidden.recurrent.weight.mul_(6 * rec_factor)
+        net.layers.out_fc.weight.mul_(8)
+    return net
+
+
+def test_weight_shift_rule():
+    spec = SPEC
+    assert weight_shifts(torch.tensor([8.0, 9.0, 2.0]), torch.tensor([1.0, 1.0, 0.0]),
+                         "per_channel", spec) == (3, 0)  # median ratio 8.5 → ⌊log2⌋ = 3
+    assert weight_shifts(torch.tensor([1.0, 0.0]), torch.tensor([5.0, 3.0]),
+                         "per_channel", spec) == (0, 2)  # recurrent 5× larger → s_rec = 2
+    assert weight_shifts(torch.tensor([1e3]), torch.tensor([1e-3]), "global", spec) == (7, 0)
+    assert weight_shifts(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]),
+                         "per_channel", spec) == (0, 0)  # no neuron fed by both matrices
+    assert weight_shifts(torch.tensor([1.5]), torch.tensor([1.0]), "per_channel", spec) == (0, 0)
+
+
+@pytest.mark.parametrize("method", ["per_channel", "global"])
+def test_matrix_with_wider_range_gets_a_shift_and_the_smaller_one_keeps_its_bits(method):
+    net = net_small_recurrence()
+    config, report = quantize(net.graph, method)
+    flat, flat_report = quantize(net.graph, method, shifts=False)
+    assert config.shift_in == report.shifts["weights_in"] >= 4
+    assert config.shift_rec == 0 and config.shift_out == 0 and flat.shift_in == 0
+    assert report.matrices["weights_in"]["shift"] == config.shift_in
+    assert f"left shift {config.shift_in}" in report.summary()
+    # the input matrix still uses the int8 range, the recurrent one gains ~shift_in bits
+    assert int(config.weights_in.abs().max()) == 127
+    w_rec, w_rec_flat = config.weights_rec.abs().max(), flat.weights_rec.abs().max()
+    assert int(w_rec) >= 2 ** (config.shift_in - 1) * int(w_rec_flat)
+    rec, rec_flat = report.matrices["weights_rec"], flat_report.matrices["weights_rec"]
+    assert rec["zeroed"] < rec_flat["zeroed"]
+    assert rec["rel_rms_error"] < rec_flat["rel_rms_error"] / 4
+    # the membrane scale grew by 2^shift (thresholds keep 2^shift times the resolution)
+    assert torch.allclose(report.scale, flat_report.scale * 2**config.shift_in)
+    assert XyloConfig.from_json(config.to_json()) == config
+
+
+def test_shifted_quantisation_is_bit_exact_between_qat_and_simulator_and_xylosim():
+    net = net_small_recurrence(rec_factor=1 / 10)
+    g = torch.Generator().manual_seed(7)
+    x = random_raster(40, 4, 16, g, rate=0.3).float()
+    config, _ = quantize(net.graph)
+    assert config.shift_in > 0
+    run = simulate(config, x)
+    rec, _, tensors = qat_run(map_graph(net.graph), x)
+    assert (tensors.shift_in, tensors.shift_rec) == (config.shift_in, config.shift_rec)
+    for name, ref in (("z", run.spikes), ("v", run.v), ("i", run.i), ("z_out", run.spikes_out),
+                      ("v_out", run.v_out), ("i_out", run.i_out)):
+        assert torch.equal(getattr(rec, name).detach().long(), ref), name
+    assert int(run.spikes.sum()) > 0 and int(run.spikes_out.sum()) > 0
+    # the recurrent (unshifted) weights do reach the membranes: removing them changes the run
+    silent = XyloConfig(**{**{f: getattr(config, f) for f in config.__dataclass_fields__},
+                           "weights_rec": torch.zeros_like(config.weights_rec)})
+    assert not torch.equal(simulate(silent, x).v, run.v)
+    pytest.importorskip("xylosim")
+    ref, _ = xylosim_run(config, x[:, 0].long())
+    assert_same(simulate(config, x[:, 0]), ref)
+
+
 # ----------------------------------------------------------------------------- QAT
 def test_qat_forward_is_bit_exact_with_the_integer_simulator_and_has_gradients():
     net = net_two_layers(out=CubaLIF)
@@ -389,4 +462,5 @@ def test_temporal_example_runs_in_quick_mode(monkeypatch, capsys):
     monkeypatch.setattr("sys.argv", ["xylo_temporal.py", "--quick"])
     runpy.run_path("examples/xylo_temporal.py", run_name="__main__")
     out = capsys.readouterr().out
-    assert "QAT → integer sim, streaming" in out and "Xylo quantisation" in out
+    assert "QAT → integer sim (streaming)" in out and "Xylo quantisation" in out
+    assert "QAT forward identical to the integer simulator: True" in out

@@ -5,6 +5,22 @@ geometric pyramid ``τ_k = base · 2^k · dt`` (``k = 0 … scales−1``; 2, 4, 
 ``dt = 1 ms``, ``base = 2``). Each is an exact power of two times ``dt``, so on the chip it
 is an exact decay shift ``dash_k = log2(base) + k`` with no rounding: the layer sees its
 input through filters from fast to slow.
+
+Why each hidden neuron uses one of its two synaptic currents. The chip gives every hidden
+neuron two currents with their own dashes, ``dv ∝ I₀ + I₁`` with
+``I_s ← I_s − decay_{d_s}(I_s) + Σ_i W_{is} z_i``, so one neuron could see its input through
+two time scales at once. The float models in :mod:`spikeloop.nn` have no counterpart: a
+``CubaLIF`` has a single synaptic current (one ``τ_syn`` per neuron) and a ``Linear`` writes into
+it, so a traced graph cannot express a neuron driven by two differently filtered copies of its
+input (two projections into one population are rejected by the mapper: "every population must
+be fed by exactly one Linear projection"). Using synapse 1 would therefore need a
+two-current neuron model in ``spikeloop.nn`` / ``spikeloop.dynamics`` (outside this package) and
+its float dynamics matched to the chip's; until then the mapper fills synapse 0, leaves the
+synapse-1 weights 0 and sets ``dash_syn[:, 1] = dash_syn[:, 0]`` (so the register is valid and
+the unused current stays 0). The pyramid is spread across neurons instead of across the two
+synapses of each neuron, which costs neurons (``scales`` groups) but no accuracy for the
+float model being mapped. The simulator and QAT model already run both currents (tested
+bit-exactly against ``xylosim`` with random weights and dashes on both synapses).
 """
 
 from __future__ import annotations

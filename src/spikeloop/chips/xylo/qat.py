@@ -22,13 +22,16 @@ from spikeloop.dynamics.surrogate import Surrogate
 
 
 def tensor_params(t: ChipTensors, spec: XyloSpec | None = None) -> XyloParams:
-    """:class:`ChipTensors` as step-function parameters (float64, shifts 0, no aliases)."""
+    """:class:`ChipTensors` as step-function parameters (float64, no aliases); the weights are
+    delivered shifted, ``W · 2^shift``, as in
+    :func:`~spikeloop.chips.xylo.simulator.config_params`."""
     spec = spec or XyloSpec()
     f = torch.float64
     n = t.threshold.shape[0]
     return XyloParams(
-        w_in=t.weights_in.to(f).reshape(t.weights_in.shape[0], -1),
-        w_rec=t.weights_rec.to(f).reshape(n, -1), w_out=t.weights_out.to(f),
+        w_in=(t.weights_in.to(f) * 2.0**t.shift_in).reshape(t.weights_in.shape[0], -1),
+        w_rec=(t.weights_rec.to(f) * 2.0**t.shift_rec).reshape(n, -1),
+        w_out=t.weights_out.to(f) * 2.0**t.shift_out,
         threshold=t.threshold.to(f), threshold_out=t.threshold_out.to(f),
         bias=t.bias.to(f), bias_out=t.bias_out.to(f),
         dash_mem=t.dash_mem.to(f), dash_mem_out=t.dash_mem_out.to(f),

@@ -16,10 +16,25 @@ synaptic current every step; the chip adds its bias to the membrane, so it is ma
 steady state). Time constants become decay shifts
 ``dash = round(log2(τ/dt))`` (exact for ``τ = 2^k dt``).
 
-Scales. ``method="per_channel"``: ``σ_j = 127 / max_i |w_ij r_j g_j / α_j|`` over all weights
-into neuron ``j`` (input and recurrent matrices), so every neuron uses the full int8 range;
-``"global"``: one ``σ`` for all hidden neurons and one for the outputs. ``σ_j`` is lowered
-where the threshold would not fit 16 bits. All weight shifts are 0.
+Scales and weight shifts. Each matrix ``M`` delivers ``W^M_{ij} · 2^{s_M}`` per event (its
+left shift ``s_M ∈ 0…7``), so with the membrane scale ``σ_j`` the integer weights are
+``W^M_{ij} = round(σ_j w^M_{ij} r_j g_j / (α_j 2^{s_M}))``. With ``m^M_j = max_i |w^M_{ij}
+r_j g_j / α_j|``, ``method="per_channel"`` uses
+
+.. math::
+    σ_j = \min_M \; 127 · 2^{s_M} / m^M_j
+
+over the matrices feeding neuron ``j`` (input and recurrent), so every neuron uses the full
+int8 range of its most demanding matrix; ``"global"``: one ``σ`` for all hidden neurons
+(``m^M = max_j m^M_j``) and one for the outputs. ``σ_j`` is lowered where the threshold would
+not fit 16 bits. The input and recurrent matrices share ``σ_j``: if the input weights into a
+neuron are ``2^k`` times larger than its recurrent weights, shifts 0 would leave the recurrent
+weights ``k`` bits of the int8 range (small ones round to 0). Instead the larger matrix gets the
+shift ``s = min(7, ⌊log2 ρ⌋)`` with ``ρ = m^{in}_j / m^{rec}_j`` (the median over the neurons fed
+by both; per-matrix maxima for ``"global"``; ``s_{rec}`` likewise for ``ρ < 1``), which raises
+``σ_j`` by ``2^s``: the larger matrix still fills int8 (its steps are ``2^s`` chip units), the
+smaller one gains ``s`` bits. The output matrix has its own ``σ``, so a shift would add no
+resolution there: ``s_{out} = 0``. ``shifts=False`` keeps all shifts 0.
 
 :func:`chip_tensors` computes the integer values differentiably (straight-through rounding),
 which is what the QAT model trains through; :func:`quantize` detaches them into a
@@ -70,18 +85,23 @@ class ChipTensors:
     scale: Tensor
     scale_out: Tensor
     dt: float
+    shift_in: int = 0
+    shift_rec: int = 0
+    shift_out: int = 0
 
 
 @dataclass
 class QuantizationReport:
     """What was rounded. ``matrices``: per weight matrix the largest float magnitude (chip
     units before rounding), weights rounded to 0, RMS rounding error relative to the RMS
-    weight; ``time_constants``: per population and parameter the requested and realised
-    ``τ`` and the dashes; ``scale``/``scale_out``: ``σ`` per neuron; ``notes``: approximations
-    (reset mode, biases, readout)."""
+    weight, its left shift; ``shifts``: the per-matrix left shifts; ``time_constants``: per
+    population and parameter the requested and realised ``τ`` and the dashes;
+    ``scale``/``scale_out``: ``σ`` per neuron; ``notes``: approximations (reset mode, biases,
+    readout)."""
 
     method: str
     matrices: dict[str, dict[str, float]] = field(default_factory=dict)
+    shifts: dict[str, int] = field(default_factory=dict)
     time_constants: list[dict[str, Any]] = field(default_factory=list)
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -93,7 +113,8 @@ class QuantizationReport:
         lines = [f"Xylo quantisation ({self.method})"]
         for name, m in self.matrices.items():
             lines.append(f"  {name}: {int(m['nonzero'])} weights, {int(m['zeroed'])} rounded to "
-                         f"0, RMS rounding error {100 * m['rel_rms_error']:.2f}% of RMS weight")
+                         f"0, RMS rounding error {100 * m['rel_rms_error']:.2f}% of RMS weight, "
+                         f"left shift {int(m['shift'])} (weights × 2^{int(m['shift'])})")
         for t in self.time_constants:
             lines.append(f"  {t['population']}.{t['parameter']}: τ {t['tau_min'] * 1e3:.3g}–"
                          f"{t['tau_max'] * 1e3:.3g} ms → dash {t['dash_min']}–{t['dash_max']} "
@@ -149,11 +170,36 @@ def _gain(node: Node, dt: float, dash_syn: Tensor) -> tuple[Tensor, Tensor]:
     return r * current_gain(tau_syn, tau_mem, dt, method) / alpha, alpha
 
 
+def weight_shifts(
+    m_in: Tensor, m_rec: Tensor, method: QuantMethod, spec: XyloSpec
+) -> tuple[int, int]:
+    """Left shifts ``(s_in, s_rec)`` of the two matrices that share the hidden scales ``σ``.
+
+    ``m_in``, ``m_rec``: per hidden neuron the largest weight magnitude into it (before ``σ``).
+    ``ρ = m_in / m_rec`` (median over neurons fed by both; ``"global"``: ratio of the matrices'
+    maxima); ``s_in = min(7, ⌊log2 ρ⌋)`` for ``ρ ≥ 2``, ``s_rec = min(7, ⌊log2(1/ρ)⌋)`` for
+    ``ρ ≤ 1/2``, else 0 (see the module docstring).
+    """
+    if method == "global":
+        a, b = m_in.amax(), m_rec.amax()
+        if not (float(a) > 0 and float(b) > 0):
+            return 0, 0
+        log_ratio = float(torch.log2(a / b))
+    else:
+        both = (m_in > 0) & (m_rec > 0)
+        if not bool(both.any()):
+            return 0, 0
+        log_ratio = float(torch.log2(m_in[both] / m_rec[both]).median())
+    k = min(spec.weight_shift_max, math.floor(abs(log_ratio) + 1e-9))
+    return (k, 0) if log_ratio > 0 else (0, k)
+
+
 def chip_tensors(
     layout: XyloLayout, method: QuantMethod = "per_channel", spec: XyloSpec | None = None,
-    report: QuantizationReport | None = None,
+    report: QuantizationReport | None = None, shifts: bool = True,
 ) -> ChipTensors:
-    """All registers as integer-valued, differentiable (straight-through) tensors."""
+    """All registers as integer-valued, differentiable (straight-through) tensors; the scales
+    and shifts are chosen on detached values (see the module docstring)."""
     spec = spec or XyloSpec()
     if method not in METHODS:
         raise ParameterError(f"unknown quantisation method {method!r}; known: {METHODS}")
@@ -206,7 +252,10 @@ def chip_tensors(
 
     # scales σ (detached)
     with torch.no_grad():
-        m_hidden = torch.maximum(w_in.abs().amax(0), w_rec.abs().amax(0))
+        m_in, m_rec = w_in.abs().amax(0), w_rec.abs().amax(0)
+        shift_in, shift_rec = weight_shifts(m_in, m_rec, method, spec) if shifts else (0, 0)
+        # the matrix with the largest weight in shift-adjusted units sets σ (σ·m/2^s ≤ 127)
+        m_hidden = torch.maximum(m_in / 2**shift_in, m_rec / 2**shift_rec)
         m_out = w_out.abs().amax(0)
         if method == "global":
             m_hidden = m_hidden.amax().expand(n)
@@ -233,8 +282,8 @@ def chip_tensors(
         raise MappingError("thresholds must be > 0 on the Xylo chip (1..32767 after scaling)")
 
     lim = (spec.weight_min, spec.weight_max)
-    wq_in = round_ste(w_in * scale).clamp(*lim)
-    wq_rec = round_ste(w_rec * scale).clamp(*lim)
+    wq_in = round_ste(w_in * scale / 2**shift_in).clamp(*lim)
+    wq_rec = round_ste(w_rec * scale / 2**shift_rec).clamp(*lim)
     wq_out = round_ste(w_out * scale_out).clamp(*lim)
     th = round_ste(theta * scale).clamp(1, spec.threshold_max)
     th_out = (round_ste(theta_out * scale_out).clamp(1, spec.threshold_max)
@@ -260,11 +309,13 @@ def chip_tensors(
         weights_out=wq_out, threshold=th, threshold_out=th_out, bias=bq, bias_out=bq_out,
         dash_mem=torch.cat(dash_mem), dash_mem_out=d_mem_out,
         dash_syn=torch.stack([dsyn, dsyn], -1), dash_syn_out=d_syn_out,
-        scale=scale, scale_out=scale_out, dt=dt,
+        scale=scale, scale_out=scale_out, dt=dt, shift_in=shift_in, shift_rec=shift_rec,
+        shift_out=0,
     )
     with torch.no_grad():
-        for name, fl, q, s in (("weights_in", w_in, wq_in, scale),
-                               ("weights_rec", w_rec, wq_rec, scale),
+        report.shifts = {"weights_in": shift_in, "weights_rec": shift_rec, "weights_out": 0}
+        for name, fl, q, s in (("weights_in", w_in, wq_in, scale / 2**shift_in),
+                               ("weights_rec", w_rec, wq_rec, scale / 2**shift_rec),
                                ("weights_out", w_out, wq_out, scale_out)):
             f = fl.detach() * s
             nz = f != 0
@@ -273,7 +324,7 @@ def chip_tensors(
             err = (q.detach() - f)[nz]
             report.matrices[name] = {
                 "nonzero": float(nz.sum()), "zeroed": float((nz & (q.detach() == 0)).sum()),
-                "max_abs": float(f.abs().max()),
+                "max_abs": float(f.abs().max()), "shift": float(report.shifts[name]),
                 "rel_rms_error": float(err.pow(2).mean().sqrt() / f[nz].pow(2).mean().sqrt()),
             }
         for name, fl, q in (("threshold", theta * scale, th),
@@ -291,7 +342,7 @@ def chip_tensors(
 
 
 def to_config(t: ChipTensors) -> XyloConfig:
-    """Detach :class:`ChipTensors` into a :class:`XyloConfig` (no aliases, shifts 0)."""
+    """Detach :class:`ChipTensors` into a :class:`XyloConfig` (no aliases)."""
     n = t.threshold.shape[0]
     return XyloConfig(
         weights_in=t.weights_in.detach(), weights_rec=t.weights_rec.detach(),
@@ -299,20 +350,22 @@ def to_config(t: ChipTensors) -> XyloConfig:
         threshold_out=t.threshold_out.detach(), bias=t.bias.detach(),
         bias_out=t.bias_out.detach(), dash_mem=t.dash_mem, dash_mem_out=t.dash_mem_out,
         dash_syn=t.dash_syn, dash_syn_out=t.dash_syn_out,
-        aliases=torch.full((n,), -1, dtype=torch.int64), dt=t.dt,
+        aliases=torch.full((n,), -1, dtype=torch.int64), shift_in=t.shift_in,
+        shift_rec=t.shift_rec, shift_out=t.shift_out, dt=t.dt,
     )
 
 
 def quantize(
     graph: Graph | XyloLayout, method: QuantMethod = "per_channel",
-    spec: XyloSpec | None = None,
+    spec: XyloSpec | None = None, shifts: bool = True,
 ) -> tuple[XyloConfig, QuantizationReport]:
-    """Map (if given a graph) and quantise: the chip config and a report of what was rounded."""
+    """Map (if given a graph) and quantise: the chip config and a report of what was rounded
+    (``shifts=False``: all weight shifts 0)."""
     spec = spec or XyloSpec()
     layout = graph if isinstance(graph, XyloLayout) else map_graph(graph, spec)
     report = QuantizationReport(method)
     with torch.no_grad():
-        tensors = chip_tensors(layout, method, spec, report)
+        tensors = chip_tensors(layout, method, spec, report, shifts)
     config = to_config(tensors).validate(spec)
     if not math.isfinite(float(tensors.scale.sum())):
         raise MappingError("non-finite membrane scale (all weights and thresholds zero?)")
