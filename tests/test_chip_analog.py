@@ -427,3 +427,24 @@ def test_normal_noise_is_gaussian_reproducible_and_thread_independent():
     if native.library() is None:  # the torch fallback is plain randn on the generator
         torch.testing.assert_close(one, torch.randn(50_000, generator=torch.Generator()
                                                     .manual_seed(7)))
+
+
+def test_noisy_projection_native_path_equals_the_torch_path(monkeypatch):
+    """Event-driven PSP noise: the same draws, the same mean, noise only where events arrive."""
+    from spikeloop.chips.analog.simulator import _noisy_projection
+    from spikeloop.kernels import native
+
+    if native.library() is None:
+        pytest.skip(f"native kernels unavailable: {native.unavailable_reason()}")
+    torch.manual_seed(5)
+    w = torch.randn(24, 10)
+    for rate in (0.02, 0.6):  # few rows with events / most rows with events
+        z = (torch.rand(30, 4, 10) < rate).float()
+        fast = _noisy_projection(w, 0.05, torch.Generator().manual_seed(9))(z)
+        with monkeypatch.context() as m:
+            m.setattr(native, "usable", lambda *t: False)
+            slow = _noisy_projection(w, 0.05, torch.Generator().manual_seed(9))(z)
+        torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+        quiet = z.sum(-1) == 0
+        assert torch.equal(fast[quiet], torch.zeros_like(fast[quiet]))
+        assert not torch.allclose(fast, z @ w.T)  # noise was added where events arrived

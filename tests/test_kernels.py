@@ -483,6 +483,29 @@ def test_record_current_false_changes_nothing_but_i(engine, kernel):
     torch.testing.assert_close(obs.v, full[0].v, rtol=0, atol=0)
     for a, b in zip(st.neuron, full[1].neuron, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # gradients of a loss that does not read i are the same with and without recording it
+    grads = []
+    for record in (True, False):
+        pop.zero_grad()
+        xs = x.clone().requires_grad_(True)
+        o, s = pop.simulate(xs, pop.parameter_record(), kernel=kernel, record_current=record)
+        (o.v.square().sum() + o.spikes.sum() + s.neuron.v.sum()).backward()
+        grads.append([xs.grad, *(q.grad for q in pop.parameters())])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_gradient_reaching_an_unrecorded_current_is_ignored(engine):
+    from spikeloop.kernels import LoopConfig, neuron_loop
+
+    x = (0.8 * torch.randn(12, 2, 5) + 1.0).requires_grad_(True)
+    z = torch.zeros(2, 5)
+    cfg = LoopConfig(spiking=True, surrogate=SuperSpike(10.0))
+    coef = dict(beta=0.9, rest=0.0, alpha=0.8, gain=0.3, thr=1.0, vreset=0.0)
+    res = neuron_loop(cfg, x, coef, (z, z, z, None), record_current=False)
+    assert res[2].numel() == 0
+    (res[0].sum() + res[2].sum()).backward()  # the empty i gets an (empty) gradient
+    assert torch.isfinite(x.grad).all()
 
 
 def test_a_full_replay_reports_no_synaptic_current(engine):
@@ -497,6 +520,25 @@ def test_a_full_replay_reports_no_synaptic_current(engine):
                                  observed=Observables(v=dev.v))
         assert both.i is None and only_v.i is not None
         assert torch.equal(both.v, dev.v) and torch.equal(both.spikes, dev.spikes)
+        # the replay's outputs are its own tensors: changing them leaves the observation alone
+        with torch.no_grad():
+            before = dev.v.clone()
+            both.v.zero_()
+        assert torch.equal(dev.v, before)
+
+
+def test_coefficient_cache_survives_inference_mode_then_training():
+    pop = make_population(CubaLIF, 6)
+    for p in pop.parameters():
+        p.requires_grad_(False)
+    x = 0.8 * torch.randn(10, 2, 6) + 1.0
+    with torch.inference_mode():
+        pop.simulate(x, pop.parameter_record())
+    for kernel in ("auto", "reference"):
+        xs = x.clone().requires_grad_(True)
+        obs, _ = pop.simulate(xs, pop.parameter_record(), kernel=kernel)
+        obs.v.sum().backward()  # no "inference tensors cannot be saved for backward"
+        assert xs.grad is not None
 
 
 def test_allocator_tuning_is_applied_on_glibc_and_can_be_turned_off():

@@ -191,10 +191,8 @@ class _NeuronLoop(Function):
             native.set_threads()
             v, i, r = v0.clone(), i0.clone(), r0.clone()
             z = z0.clone() if wrec is not None else None
-            # a full replay records exactly the observations: return them instead of copies
-            replay = obs_v is not None and (obs_z is not None or not cfg.spiking)
-            out_v = obs_v if replay else torch.empty_like(x)
-            out_z = (obs_z if replay else torch.empty_like(x)) if cfg.spiking else x.new_empty(0)
+            out_v = torch.empty_like(x)
+            out_z = torch.empty_like(x) if cfg.spiking else x.new_empty(0)
             out_i = torch.empty_like(x) if record_current else x.new_empty(0)
             ip = torch.empty_like(x) if want_ip else None
             mask = (torch.empty(x.shape, dtype=torch.uint8) if cfg.spiking and cfg.refrac_steps
@@ -204,8 +202,7 @@ class _NeuronLoop(Function):
             lib.sl_neuron_forward(
                 _shape(steps, batch, n, cfg), p(x), p(beta), p(rest), p(alpha), p(gain), p(thr),
                 p(vreset), p(v), p(i), p(r), p(z), p(wrec_t), p(obs_v),
-                p(obs_z) if cfg.spiking else None, None if replay else p(out_v),
-                p(out_z) if cfg.spiking and not replay else None,
+                p(obs_z) if cfg.spiking else None, p(out_v), p(out_z) if cfg.spiking else None,
                 p(out_i) if record_current else None, p(ip), p(mask))
             # the last spikes (a copy: outputs of one node must not alias)
             last = out_z[-1].clone() if cfg.spiking else x.new_empty(0)
@@ -219,7 +216,7 @@ class _NeuronLoop(Function):
                 out_i = x.new_empty(0)
             if mask is not None:
                 mask = mask.to(torch.uint8)
-        ctx.cfg, ctx.engine = cfg, engine
+        ctx.cfg, ctx.engine, ctx.record_current = cfg, engine, record_current
         ctx.save_for_backward(out_v, out_z, v0, ip, mask, beta, alpha, gain, thr, vreset, wrec,
                               z0)
         ctx.mark_non_differentiable(r)
@@ -236,6 +233,8 @@ class _NeuronLoop(Function):
         gv, gz, gi, gvT, giT, gzT = gs
         if not cfg.spiking:
             gz = gzT = None
+        if not ctx.record_current:  # the recorded current was an empty placeholder
+            gi = None
         if ctx.engine == "native":
             lib = native.library()
             native.set_threads()

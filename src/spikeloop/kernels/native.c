@@ -220,8 +220,7 @@ INLINE void forward_row(const int64_t N, const int spiking, const int subtract, 
  * In-the-loop replay: obs_v / obs_z [T,B,N] (each may be NULL) replace the membrane compared
  * with the threshold and the spikes by what a device observed; reset, refractoriness and the
  * recorded outputs then follow the observation (the synaptic current stays the model's).
- * A full replay (obs_v, and obs_z for spiking populations) may pass out_v / out_z = NULL: the
- * recorded values would be copies of the observations. out_i may be NULL (not recorded). */
+ * Any of out_v, out_z, out_i may be NULL: that recording is skipped (written to a scratch row). */
 void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const float *rest,
                        const float *alpha, const float *gain, const float *thr,
                        const float *vreset, float *v, float *i, float *r, float *zprev,
@@ -606,9 +605,8 @@ void sl_event_weight_grad(int64_t K, int64_t M, const int64_t *col_ptr, const in
 static double zig_k[128], zig_w[128], zig_f[128];
 static uint32_t zig_ki[128]; /* zig_k as integers for the fast test */
 static float zig_wf[128];
-static int zig_ready = 0;
 
-static void zig_setup(void) {
+__attribute__((constructor)) static void zig_setup(void) { /* at load time */
     const double m1 = 2147483648.0, vn = 9.91256303526217e-3;
     double dn = 3.442619855899, tn = dn;
     const double q = vn / exp(-0.5 * dn * dn);
@@ -629,7 +627,6 @@ static void zig_setup(void) {
         zig_ki[i] = (uint32_t)zig_k[i];
         zig_wf[i] = (float)zig_w[i];
     }
-    zig_ready = 1;
 }
 
 INLINE uint64_t splitmix_next(uint64_t *state) {
@@ -666,7 +663,6 @@ static float zig_normal(uint64_t *state) {
 
 /* out[0..n) = scale * N(0, 1), reproducible per seed. */
 void sl_normal(uint64_t seed, int64_t n, float scale, float *out) {
-    if (!zig_ready) zig_setup(); /* idempotent: racing first calls write the same values */
     const int64_t chunks = (n + NORMAL_CHUNK - 1) / NORMAL_CHUNK;
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < chunks; ++c) {

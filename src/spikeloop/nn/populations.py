@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
@@ -317,12 +317,14 @@ class Population(nn.Module):
         chip backend reuses its records), and deriving the coefficients costs a few dozen small
         tensor operations. The last result is kept with copies of the values it came from and
         returned when every field compares equal; never when a parameter needs a graph
-        (gradients enabled and ``requires_grad``), so autograd always sees fresh coefficients.
+        (gradients enabled and ``requires_grad``), so autograd always sees fresh coefficients,
+        and never in ``torch.inference_mode`` (inference tensors cannot enter a later graph).
         """
         values = [getattr(p, f.name) for f in fields(p)]
         tensors = [v for v in values if isinstance(v, Tensor)]
-        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-            return p.coefficients(self.dt, self.method)
+        if torch.is_inference_mode_enabled() or (
+                torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
+            return p.coefficients(self.dt, self.method)  # (inference tensors must not be kept)
         cached = self.__dict__.get("_coefficient_cache")
         if cached is not None and cached[0] == (type(p), self.dt, self.method) and all(
             (torch.equal(a, b) if isinstance(a, Tensor) and isinstance(b, Tensor)
@@ -333,7 +335,10 @@ class Population(nn.Module):
             return cached[2]
         c = p.coefficients(self.dt, self.method)
         kept = [v.detach().clone() if isinstance(v, Tensor) else v for v in values]
-        self.__dict__["_coefficient_cache"] = ((type(p), self.dt, self.method), kept, c)
+        # own copies: a coefficient may be a parameter itself (e.g. x_gain = r), changed in place
+        own = replace(c, **{f.name: getattr(c, f.name).detach().clone() for f in fields(c)
+                            if isinstance(getattr(c, f.name), Tensor)})
+        self.__dict__["_coefficient_cache"] = ((type(p), self.dt, self.method), kept, own)
         return c
 
     def _step(
