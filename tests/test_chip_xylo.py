@@ -464,3 +464,19 @@ def test_temporal_example_runs_in_quick_mode(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "QAT → integer sim (streaming)" in out and "Xylo quantisation" in out
     assert "QAT forward identical to the integer simulator: True" in out
+
+
+
+def test_quantise_refuses_biases_and_thresholds_that_do_not_fit_their_registers():
+    torch.manual_seed(0)
+    net = Network({"input": Input(16), "fc1": Linear(16, 8, bias=True),
+                   "hidden": CubaLIF(8, tau_mem=16e-3, tau_syn=4e-3, reset="subtract"),
+                   "fc2": Linear(8, 4), "output": CubaLI(4, tau_mem=32e-3, tau_syn=4e-3)})
+    with torch.no_grad():
+        net.layers.fc1.bias.fill_(50.0)  # 50 model units of bias: far beyond 16 bits
+    with pytest.raises(WeightRangeError, match="bias of neuron"):
+        quantize(net.graph)
+    with torch.no_grad():
+        net.layers.fc1.bias.zero_()
+    _, report = quantize(net.graph)  # in range: no error, nothing saturated
+    assert report.saturated == {}

@@ -108,7 +108,10 @@ class ImportContext:
 
 # ----------------------------------------------------------------------------- helpers
 def _np(value: Tensor | float, shape: tuple[int, ...]) -> np.ndarray:
-    """A parameter as a float32 array of the population's shape (scalars broadcast)."""
+    """A parameter as a float32 array of the population's shape (scalars broadcast).
+
+    NIR files hold float32 here: a float64 model is rounded to float32 on export (its round
+    trip is exact only in float32, which is spikeloop's default)."""
     t = torch.as_tensor(value).detach().to("cpu", torch.float32)
     return np.ascontiguousarray(t.expand(shape).numpy().astype(np.float32))
 

@@ -54,7 +54,7 @@ from spikeloop.chips.xylo.config import XyloConfig
 from spikeloop.chips.xylo.mapper import XyloLayout, map_graph
 from spikeloop.chips.xylo.spec import XyloSpec
 from spikeloop.dynamics import current_gain
-from spikeloop.errors import MappingError, ParameterError
+from spikeloop.errors import MappingError, ParameterError, WeightRangeError
 from spikeloop.graph import Graph, Node
 
 QuantMethod = Literal["per_channel", "global"]
@@ -105,6 +105,7 @@ class QuantizationReport:
     time_constants: list[dict[str, Any]] = field(default_factory=list)
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    saturated: dict[str, list[int]] = field(default_factory=dict)
     scale: Tensor | None = None
     scale_out: Tensor | None = None
 
@@ -293,6 +294,19 @@ def chip_tensors(
                             f"{spec.threshold_max} (read the membrane)")
     bq = round_ste(bias * scale).clamp(spec.state_min, spec.state_max)
     bq_out = round_ste(bias_out * scale_out).clamp(spec.state_min, spec.state_max)
+    with torch.no_grad():  # registers the clamps above saturate (quantize() refuses them)
+        for name, raw, lo, hi in (
+                ("bias", bias * scale, spec.state_min, spec.state_max),
+                ("bias_out", bias_out * scale_out, spec.state_min, spec.state_max),
+                ("threshold", theta * scale, 1, spec.threshold_max),
+                ("threshold_out", theta_out * scale_out if theta_out is not None else None, 1,
+                 spec.threshold_max)):
+            if raw is None:
+                continue
+            r = torch.round(raw)
+            bad = ((r < lo) | (r > hi)).nonzero().flatten().tolist()
+            if bad:
+                report.saturated[name] = bad
     reset = {h.node.settings.get("reset", "value") for h in layout.hidden}
     if "value" in reset:
         report.notes.append("the chip resets by subtracting the threshold; the float model "
@@ -366,6 +380,14 @@ def quantize(
     report = QuantizationReport(method)
     with torch.no_grad():
         tensors = chip_tensors(layout, method, spec, report, shifts)
+    for name, neurons in report.saturated.items():
+        limit = ("1..32767 (a threshold that rounds to 0 would fire on every step)"
+                 if name.startswith("threshold") else "−32768..32767 (16-bit register)")
+        raise WeightRangeError(
+            f"Xylo quantisation: {name} of neuron(s) {neurons[:8]}"
+            f"{' …' if len(neurons) > 8 else ''} does not fit the chip register ({limit}) at the "
+            "membrane scale set by the weights; scale the biases/thresholds down or the "
+            "weights up")
     config = to_config(tensors).validate(spec)
     if not math.isfinite(float(tensors.scale.sum())):
         raise MappingError("non-finite membrane scale (all weights and thresholds zero?)")
