@@ -537,8 +537,10 @@ void sl_compress_rows(int64_t R, int64_t K, const float *x, const int64_t *row_p
         int32_t *idx = (int32_t *)malloc(sizeof(int32_t) * (K + 8));
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < R; ++r) {
+            const int64_t p = row_ptr[r];
+            if (row_ptr[r + 1] == p) continue; /* the count pass found no events here */
             const float *restrict xr = x + r * K;
-            const int64_t n = row_events(xr, K, idx), p = row_ptr[r];
+            const int64_t n = row_events(xr, K, idx);
             memcpy(col + p, idx, sizeof(int32_t) * n);
             for (int64_t e = 0; e < n; ++e) val[p + e] = xr[idx[e]];
         }
