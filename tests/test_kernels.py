@@ -556,3 +556,20 @@ def test_allocator_tuning_is_applied_on_glibc_and_can_be_turned_off():
     assert results["0"] == "False"
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert results["1"] == str(glibc)
+
+
+@pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
+def test_compression_of_sparse_and_dense_rows_equals_dense_product():
+    """Rows with none, few (set-bit path) and many (packed path) events in one matrix."""
+    torch.manual_seed(21)
+    x = torch.zeros(8, 1000)
+    for row, count in enumerate((0, 1, 3, 16, 17, 40, 120, 0)):
+        x[row, torch.randperm(1000)[:count]] = torch.randn(count)
+    w = torch.randn(33, 1000)
+    y = event_linear(x, w, max_density=1.0)
+    torch.testing.assert_close(y, x @ w.T, rtol=1e-5, atol=1e-5)
+    from spikeloop.kernels import Compressed
+
+    c = Compressed(x)
+    assert c.nnz == int((x != 0).sum())
+    assert torch.equal(c.active_rows(), torch.tensor([1, 2, 3, 4, 5, 6]))

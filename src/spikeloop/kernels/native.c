@@ -534,12 +534,29 @@ void sl_compress_rows(int64_t R, int64_t K, const float *x, const int64_t *row_p
                       float *val) {
 #pragma omp parallel
     {
-        int32_t *idx = (int32_t *)malloc(sizeof(int32_t) * (K + 8));
+        int32_t *idx = NULL;
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < R; ++r) {
-            const int64_t p = row_ptr[r];
-            if (row_ptr[r + 1] == p) continue; /* the count pass found no events here */
+            int64_t p = row_ptr[r];
+            const int64_t count = row_ptr[r + 1] - p;
+            if (count == 0) continue; /* the count pass found no events here */
             const float *restrict xr = x + r * K;
+            if (count <= 16) {
+                /* few events: straight into col/val, set bit by set bit (the packed path's
+                 * 32-byte stores and reloads cost more here, up to 4x in some heap layouts) */
+                for (int64_t k = 0; k < K; k += 8) {
+                    unsigned mask = nonzero_mask8(xr + k, K - k < 8 ? K - k : 8);
+                    while (mask) {
+                        const int j = __builtin_ctz(mask);
+                        col[p] = (int32_t)(k + j);
+                        val[p] = xr[k + j];
+                        ++p;
+                        mask &= mask - 1;
+                    }
+                }
+                continue;
+            }
+            if (!idx) idx = (int32_t *)malloc(sizeof(int32_t) * (K + 8));
             const int64_t n = row_events(xr, K, idx);
             memcpy(col + p, idx, sizeof(int32_t) * n);
             for (int64_t e = 0; e < n; ++e) val[p + e] = xr[idx[e]];
