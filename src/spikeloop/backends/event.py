@@ -282,6 +282,22 @@ def _advance_clamped(
     return v1, i1, i_mid
 
 
+def _extremum(v0: Tensor, i0: Tensor, length: Tensor, c: _Neuron) -> tuple[Tensor, Tensor]:
+    """The membrane's one stationary point ``s*`` after ``(v0, i0)``: ``V̇ = 0`` ⇔
+    ``e^{κs} = 1 + κ y``, ``κ = 1/τ_mem − 1/τ_syn``, ``y = τ_syn (1 − (v0 − v_leak)/(r i0))``,
+    so ``s* = y log(1 + κy)/(κy)`` (series near ``κy = 0``, which covers ``τ_mem = τ_syn``).
+    Returns ``s*`` and where it exists inside ``(0, length)``."""
+    q = c.r * i0
+    kappa = 1.0 / c.tau_mem - 1.0 / c.tau_syn
+    y = c.tau_syn * (1.0 - (v0 - c.v_leak) / torch.where(q == 0, torch.ones_like(q), q))
+    z = kappa * y
+    z_safe = torch.where(z.abs() < 1e-8, torch.ones_like(z), z)
+    ratio = torch.where(z.abs() < 1e-8, 1.0 - z / 2 + z * z / 3,
+                        torch.log1p(z_safe.clamp(min=-1 + 1e-300)) / z_safe)
+    s_star = y * ratio
+    return s_star, (q != 0) & (y > 0) & (1.0 + z > 0) & (s_star < length)
+
+
 def _first_crossing(v0: Tensor, i0: Tensor, length: Tensor, c: _Neuron) -> Tensor:
     """First ``s ∈ (0, length]`` with ``V(s) = ϑ`` from ``(v0 < ϑ, i0)``, else ``+inf``.
 
@@ -293,17 +309,7 @@ def _first_crossing(v0: Tensor, i0: Tensor, length: Tensor, c: _Neuron) -> Tenso
     out = torch.full_like(v0, _INF)
     if v0.numel() == 0:
         return out
-    q = c.r * i0
-    d = v0 - c.v_leak
-    kappa = 1.0 / c.tau_mem - 1.0 / c.tau_syn
-    q_safe = torch.where(q == 0, torch.ones_like(q), q)
-    y = c.tau_syn * (1.0 - d / q_safe)
-    z = kappa * y
-    z_safe = torch.where(z.abs() < 1e-8, torch.ones_like(z), z)
-    log_ratio = torch.where(z.abs() < 1e-8, 1.0 - z / 2 + z * z / 3,
-                            torch.log1p(z_safe.clamp(min=-1 + 1e-300)) / z_safe)
-    s_star = y * log_ratio
-    interior = (q != 0) & (y > 0) & (1.0 + z > 0) & (s_star < length)
+    s_star, interior = _extremum(v0, i0, length, c)
     s1 = torch.where(interior, s_star, length)
     f1 = _advance(v0, i0, s1, c)[0] - c.v_threshold
     f_end = _advance(v0, i0, length, c)[0] - c.v_threshold
@@ -655,15 +661,7 @@ class _Readout:
         t_next = torch.cat([st[1:], torch.full_like(st[:1], t_max)])
         length = (t_next - st).clamp(min=0.0)
         cc = self.c
-        q = cc.r * si
-        kappa = 1.0 / cc.tau_mem - 1.0 / cc.tau_syn
-        y = cc.tau_syn * (1.0 - (sv - cc.v_leak) / torch.where(q == 0, torch.ones_like(q), q))
-        z = kappa * y
-        z_safe = torch.where(z.abs() < 1e-8, torch.ones_like(z), z)
-        ratio = torch.where(z.abs() < 1e-8, 1.0 - z / 2 + z * z / 3,
-                            torch.log1p(z_safe.clamp(min=-1 + 1e-300)) / z_safe)
-        s_star = y * ratio
-        interior = (q != 0) & (y > 0) & (1.0 + z > 0) & (s_star < length)
+        s_star, interior = _extremum(sv, si, length, cc)
         s_star = torch.where(interior, s_star, torch.zeros_like(s_star))
         v_star = torch.where(interior, _advance(sv, si, s_star, cc)[0], sv)
         v_end = _advance(sv[-1], si[-1], length[-1], cc)[0]

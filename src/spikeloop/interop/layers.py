@@ -35,7 +35,7 @@ from spikeloop.dynamics import neurons as dyn
 from spikeloop.dynamics.surrogate import Surrogate, make_surrogate, spike
 from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.graph import Node, describe
-from spikeloop.nn.populations import Population
+from spikeloop.nn.populations import LI
 
 
 def _fold(x: Tensor, rank: int, who: str) -> tuple[Tensor, tuple[int, int]]:
@@ -223,21 +223,12 @@ class IntegratorParameters:
         return replace(dyn.IFParameters(r=self.r).coefficients(dt, method), refrac_steps=0)
 
 
-class Integrator(Population):
+class Integrator(LI):
     """Non-spiking integrator population (NIR ``I``): ``v_{k+1} = v_k + r x_k`` from ``v = 0``,
-    run by :func:`~spikeloop.dynamics.li_step` with ``β = 1``."""
+    run by LI's step (:func:`~spikeloop.dynamics.li_step`) with ``β = 1``."""
 
     model = "I"
     params_cls = IntegratorParameters
-    state_cls = dyn.LIState
-    spiking = False
-
-    def _step(
-        self, x: Tensor, s: Any, p: Any, c: dyn.Coefficients, obs: dyn.Observation | None,
-        surrogate: Surrogate,
-    ) -> tuple[Any, Tensor, Any]:
-        v, s = dyn.li_step(x, s, c, obs)
-        return None, v, s
 
 
 # ----------------------------------------------------------------------------- tracing

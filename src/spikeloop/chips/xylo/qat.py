@@ -17,28 +17,15 @@ from spikeloop.chips.xylo import dynamics
 from spikeloop.chips.xylo.dynamics import StepRecord, XyloParams, XyloState
 from spikeloop.chips.xylo.mapper import XyloLayout
 from spikeloop.chips.xylo.quantize import ChipTensors, QuantizationReport, QuantMethod, chip_tensors
+from spikeloop.chips.xylo.simulator import register_params
 from spikeloop.chips.xylo.spec import XyloSpec
 from spikeloop.dynamics.surrogate import Surrogate
 
 
 def tensor_params(t: ChipTensors, spec: XyloSpec | None = None) -> XyloParams:
-    """:class:`ChipTensors` as step-function parameters (float64, no aliases); the weights are
-    delivered shifted, ``W · 2^shift``, as in
-    :func:`~spikeloop.chips.xylo.simulator.config_params`."""
-    spec = spec or XyloSpec()
-    f = torch.float64
-    n = t.threshold.shape[0]
-    return XyloParams(
-        w_in=(t.weights_in.to(f) * 2.0**t.shift_in).reshape(t.weights_in.shape[0], -1),
-        w_rec=(t.weights_rec.to(f) * 2.0**t.shift_rec).reshape(n, -1),
-        w_out=t.weights_out.to(f) * 2.0**t.shift_out,
-        threshold=t.threshold.to(f), threshold_out=t.threshold_out.to(f),
-        bias=t.bias.to(f), bias_out=t.bias_out.to(f),
-        dash_mem=t.dash_mem.to(f), dash_mem_out=t.dash_mem_out.to(f),
-        dash_syn=t.dash_syn.to(f), dash_syn_out=t.dash_syn_out.to(f),
-        aliases=torch.full((n,), -1, dtype=torch.int64),
-        input_cap=spec.input_cap, hidden_cap=spec.hidden_cap, output_cap=spec.output_cap,
-    )
+    """:class:`ChipTensors` as step-function parameters (float64, no aliases), converted as
+    :func:`~spikeloop.chips.xylo.simulator.register_params` converts a config."""
+    return register_params(t, torch.full((t.threshold.shape[0],), -1, dtype=torch.int64), spec)
 
 
 def qat_run(

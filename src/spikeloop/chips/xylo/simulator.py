@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,22 +40,29 @@ class XyloRun:
     state: XyloState
 
 
-def config_params(config: XyloConfig, spec: XyloSpec | None = None) -> XyloParams:
-    """The config as :class:`~spikeloop.chips.xylo.dynamics.XyloParams` (float64 integers)."""
+def register_params(r: Any, aliases: Tensor, spec: XyloSpec | None = None) -> XyloParams:
+    """Registers as :class:`~spikeloop.chips.xylo.dynamics.XyloParams` (float64 integers; the
+    weights delivered shifted, ``W · 2^shift``). ``r`` is a :class:`XyloConfig` or a
+    :class:`~spikeloop.chips.xylo.quantize.ChipTensors` (the same register names)."""
     spec = spec or XyloSpec()
     f = torch.float64
-    n = config.num_hidden
+    n = r.threshold.shape[0]
     return XyloParams(
-        w_in=(config.weights_in.to(f) * 2.0**config.shift_in).reshape(config.num_inputs, -1),
-        w_rec=(config.weights_rec.to(f) * 2.0**config.shift_rec).reshape(n, -1),
-        w_out=config.weights_out.to(f) * 2.0**config.shift_out,
-        threshold=config.threshold.to(f), threshold_out=config.threshold_out.to(f),
-        bias=config.bias.to(f), bias_out=config.bias_out.to(f),
-        dash_mem=config.dash_mem.to(f), dash_mem_out=config.dash_mem_out.to(f),
-        dash_syn=config.dash_syn.to(f), dash_syn_out=config.dash_syn_out.to(f),
-        aliases=config.aliases.clone(),
+        w_in=(r.weights_in.to(f) * 2.0**r.shift_in).reshape(r.weights_in.shape[0], -1),
+        w_rec=(r.weights_rec.to(f) * 2.0**r.shift_rec).reshape(n, -1),
+        w_out=r.weights_out.to(f) * 2.0**r.shift_out,
+        threshold=r.threshold.to(f), threshold_out=r.threshold_out.to(f),
+        bias=r.bias.to(f), bias_out=r.bias_out.to(f),
+        dash_mem=r.dash_mem.to(f), dash_mem_out=r.dash_mem_out.to(f),
+        dash_syn=r.dash_syn.to(f), dash_syn_out=r.dash_syn_out.to(f),
+        aliases=aliases,
         input_cap=spec.input_cap, hidden_cap=spec.hidden_cap, output_cap=spec.output_cap,
     )
+
+
+def config_params(config: XyloConfig, spec: XyloSpec | None = None) -> XyloParams:
+    """The config as :class:`~spikeloop.chips.xylo.dynamics.XyloParams` (float64 integers)."""
+    return register_params(config, config.aliases.clone(), spec)
 
 
 def check_raster(x: Tensor, inputs: int) -> tuple[Tensor, bool]:
