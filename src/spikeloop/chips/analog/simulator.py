@@ -146,8 +146,7 @@ def _noisy_projection(w: Tensor, noise: float, g: torch.Generator | None):
     if g is None or noise <= 0:
         return lambda z: event_linear(z, w)
     w2 = w * w
-    both = torch.cat([w, w2])  # [2 out, in]
-    both_t, w_t = both.t().contiguous(), w.t().contiguous()
+    both_t, w_t = torch.cat([w, w2]).t().contiguous(), w.t().contiguous()  # [in, 2 out], [in, out]
     out = w.shape[0]
 
     def psp_noise(var: Tensor) -> Tensor:
@@ -158,21 +157,17 @@ def _noisy_projection(w: Tensor, noise: float, g: torch.Generator | None):
 
     def project(z: Tensor) -> Tensor:
         zf = z.reshape(-1, z.shape[-1]).contiguous()
-        if native.usable(zf, w):
+        if native.usable(zf, w):  # event-driven products
             native.set_threads()
             events = Compressed(zf)
-            rows = events.active_rows()
-            if 2 * rows.numel() > zf.shape[0]:  # most rows carry events: one product
-                current = noisy(events.matmul(both_t))
-            else:  # few rows carry events: the variance only there
-                current = events.matmul(w_t)
-                current.index_add_(0, rows, psp_noise(zf[rows] @ w2.T))
-            return current.reshape(*z.shape[:-1], out)
-        rows = (zf.sum(-1) > 0).nonzero().squeeze(-1)  # z ∈ {0, 1}: a row sum marks events
-        if 2 * rows.numel() > zf.shape[0]:
-            return noisy(zf @ both.T).reshape(*z.shape[:-1], out)
-        current = zf @ w.T
-        current.index_add_(0, rows, psp_noise(zf[rows] @ w2.T))
+            rows, product = events.active_rows(), events.matmul
+        else:  # z ∈ {0, 1}: a row sum marks events
+            rows, product = (zf.sum(-1) > 0).nonzero().squeeze(-1), zf.__matmul__
+        if 2 * rows.numel() > zf.shape[0]:  # most rows carry events: one product
+            current = noisy(product(both_t))
+        else:  # few rows carry events: the variance only there
+            current = product(w_t)
+            current.index_add_(0, rows, psp_noise(zf[rows] @ w2.T))
         return current.reshape(*z.shape[:-1], out)
 
     return project
