@@ -404,6 +404,46 @@ def test_checkpointed_windows_give_the_same_outputs_and_gradients(kernel):
     assert torch.equal(plain["hidden"].spikes, full["hidden"].spikes)
 
 
+@pytest.mark.parametrize("kernel", ["auto", "reference"])
+def test_recording_selected_fields_changes_no_value(kernel, engine):
+    """record={name: fields}: the chosen observables equal the full run's, the others are None;
+    under no_grad a spiking population's membrane is not written (neuron_loop returns it empty),
+    with gradients the gradients are those of the full run."""
+    from spikeloop.kernels.fused import LoopConfig, neuron_loop
+
+    net = dyadic_net(True)
+    torch.manual_seed(14)
+    x = (torch.rand(30, 3, 40) < 0.2).float()
+    full = net(x, backend=SimBackend(kernel=kernel))
+    full.output.v.amax(0).sum().backward()
+    g_full = {n: p.grad.clone() for n, p in net.named_parameters()}
+    chosen = SimBackend(kernel=kernel, record={"hidden": ["spikes"], "out": ["v", "i"]})
+    with torch.no_grad():
+        out = net(x, backend=chosen)
+    assert list(out) == ["hidden", "out"]
+    assert out["hidden"].v is None and out["hidden"].i is None
+    assert torch.equal(out["hidden"].spikes, full["hidden"].spikes)
+    assert torch.equal(out.output.v, full.output.v) and torch.equal(out.output.i, full.output.i)
+    net.zero_grad()
+    out = net(x, backend=chosen)
+    out.output.v.amax(0).sum().backward()
+    assert out["hidden"].v is None
+    for name, g in g_full.items():
+        torch.testing.assert_close(dict(net.named_parameters())[name].grad, g, msg=name)
+    # the loop itself: no membrane written without a gradient, recorded regardless with one
+    cfg = LoopConfig(spiking=True, surrogate=SuperSpike())
+    coef = dict(zip(("beta", "rest", "alpha", "gain", "thr", "vreset"),
+                    (0.9, 0.0, 0.8, 0.5, 1.0, 0.0), strict=True))
+    z = torch.zeros(3, 4)
+    xs = torch.rand(6, 3, 4) * 2
+    ref = neuron_loop(cfg, xs, coef, (z, z, z, None))
+    with torch.no_grad():
+        lean = neuron_loop(cfg, xs, coef, (z, z, z, None), record_v=False, record_current=False)
+    assert lean[0].numel() == 0 and lean[2].numel() == 0 and torch.equal(lean[1], ref[1])
+    with_grad = neuron_loop(cfg, xs.requires_grad_(), coef, (z, z, z, None), record_v=False)
+    torch.testing.assert_close(with_grad[0], ref[0])
+
+
 def test_checkpoint_and_record_errors():
     with pytest.raises(ParameterError, match="checkpoint must be a whole number"):
         SimBackend(checkpoint=0)
@@ -411,6 +451,12 @@ def test_checkpoint_and_record_errors():
         SimBackend(checkpoint=10, mode="step")
     with pytest.raises(ParameterError, match="record must be a list"):
         SimBackend(record="out")
+    with pytest.raises(ParameterError, match=r"record\['out'\]: no field \['w'\]"):
+        SimBackend(record={"out": ["v", "w"]})
+    with pytest.raises(ParameterError, match="map population names to lists of fields"):
+        SimBackend(record={"out": "v"})
+    with pytest.raises(ParameterError, match="must include the output population"):
+        dyadic_net(False)(torch.zeros(5, 1, 40), backend=SimBackend(record={"hidden": ["v"]}))
     with pytest.raises(ParameterError, match=r"record: no population \['nope'\]"):
         dyadic_net(False)(torch.zeros(5, 1, 40), backend=SimBackend(record=("nope",)))
 
@@ -541,21 +587,25 @@ def test_coefficient_cache_survives_inference_mode_then_training():
         assert xs.grad is not None
 
 
-def test_allocator_tuning_is_applied_on_glibc_and_can_be_turned_off():
+def test_allocator_tuning_follows_the_first_native_loop_and_can_be_turned_off():
     import platform
     import subprocess
     import sys
 
-    code = "import spikeloop._runtime as r, spikeloop; print(r._applied)"
+    code = ("import spikeloop._runtime as r, spikeloop, torch; before = r._applied; "
+            "from spikeloop.kernels import native; lib = native.library(); "
+            "print(before, r._applied, lib is not None)")
     results = {}
     for value in ("1", "0"):
         env = {**__import__("os").environ, "SPIKELOOP_MALLOC": value}
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                              text=True, check=True)
-        results[value] = out.stdout.strip()
-    assert results["0"] == "False"
+        results[value] = out.stdout.split()
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
-    assert results["1"] == str(glibc)
+    before, after, loaded = results["1"]
+    assert before == "None"  # importing spikeloop leaves the allocator alone
+    assert after == str(glibc and loaded == "True")
+    assert results["0"][1] == "False"
 
 
 @pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")

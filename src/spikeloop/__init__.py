@@ -4,11 +4,10 @@ The main entry points are re-exported here; subpackages hold the rest:
 ``spikeloop.dynamics`` (equations), ``spikeloop.nn`` (modules), ``spikeloop.backends``,
 ``spikeloop.training``, ``spikeloop.data``, ``spikeloop.viz``.
 
-Importing spikeloop tunes glibc's allocator for time loops (see :mod:`spikeloop._runtime`;
+The first native time loop tunes glibc's allocator (see :mod:`spikeloop._runtime`;
 ``SPIKELOOP_MALLOC=0`` turns that off).
 """
 
-import spikeloop._runtime  # noqa: F401  (tunes the allocator on import)
 from spikeloop.backends import BACKENDS, Backend, get_backend
 from spikeloop.errors import (
     CheckpointError,

@@ -1,11 +1,15 @@
-"""Process-level tuning applied when spikeloop is imported.
+"""Process-level tuning applied when spikeloop first runs a native time loop.
 
 glibc's ``malloc`` serves large blocks (above a threshold that adapts up to 32 MiB) with
 ``mmap`` and returns freed memory at the top of the heap to the OS. A time loop allocates the
 same few [T, B, N] tensors (megabytes each) every step, so every step pays for fresh pages: on
 the 2-core benchmark machine a fused loop over 100 × 100 × 240 neurons took 10.6 ms, 7 ms of
 which were ~4 700 page faults, against 3.6 ms with the memory kept. :func:`tune_allocator` raises
-both thresholds (``mmap`` at 256 MiB, trim at 1 GiB) so freed blocks are reused.
+both thresholds (``mmap`` at 256 MiB, trim at 1 GiB) so freed blocks are reused. It runs when
+the native kernels are first loaded (:func:`spikeloop.kernels.native.library`), not at import:
+memory a program allocates and frees before spikeloop runs anything (e.g. while generating its
+data) is returned to the OS as glibc would, and a program that imports spikeloop only to convert
+or inspect networks keeps glibc's defaults.
 
 The price is memory: the process keeps up to 1 GiB of freed memory for reuse, and blocks of
 different sizes fragment the heap. For the speed benchmark's workload the peak is the same
@@ -51,5 +55,3 @@ def tune_allocator() -> bool:
     _applied = ok
     return ok
 
-
-tune_allocator()

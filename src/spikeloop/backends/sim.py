@@ -25,6 +25,9 @@ from spikeloop.nn.observables import ExecutionReport, NetworkOutput, Observables
 from spikeloop.nn.populations import KERNELS, Kernel
 from spikeloop.nn.projections import Linear
 
+RECORDABLE = ("spikes", "v", "i")
+"""Fields of :class:`~spikeloop.nn.Observables` that ``SimBackend(record={...})`` can select."""
+
 
 @BACKENDS.register("sim")
 @dataclass(frozen=True)
@@ -42,15 +45,21 @@ class SimBackend:
             steps under :func:`torch.utils.checkpoint.checkpoint`, so only the state at window
             boundaries (and what ``record`` keeps) is held for the backward pass; each window
             is simulated twice. ``None`` (default): off.
-        record: names of the populations whose observables to return (default: all). With
-            ``checkpoint``, populations not recorded cost no memory across the sequence.
+        record: what to return (default: everything). A list of population names returns
+            those populations' observables; a mapping ``{name: fields}`` with fields out of
+            ``"spikes"``, ``"v"``, ``"i"`` returns only those fields (the others are ``None``),
+            e.g. ``{"hidden": ["spikes"], "output": ["v"]}`` for inference: a spiking
+            population's membrane and any synaptic current not asked for are then not written
+            at all under ``torch.no_grad()`` (spikes are always computed: they drive the next
+            layer). The output population must be included. With ``checkpoint``, populations
+            not recorded cost no memory across the sequence.
     """
 
     mode: Literal["sequence", "step"] = "sequence"
     kernel: Kernel = "auto"
     grad_band: float | None = None
     checkpoint: int | None = None
-    record: tuple[str, ...] | None = None
+    record: tuple[str, ...] | Mapping[str, tuple[str, ...]] | None = None
     name: str = "sim"
     differentiable: bool = True
 
@@ -72,10 +81,23 @@ class SimBackend:
                                  f"got {self.checkpoint!r}")
         if self.checkpoint is not None and self.mode != "sequence":
             raise ParameterError("checkpoint needs mode='sequence'")
-        if self.record is not None:
+        if isinstance(self.record, Mapping):
+            fields = {}
+            for name, wanted in self.record.items():
+                if isinstance(wanted, str) or not isinstance(name, str):
+                    raise ParameterError(f"record: map population names to lists of fields, "
+                                         f"got {name!r}: {wanted!r}")
+                wanted = tuple(wanted)
+                bad = sorted(set(wanted) - set(RECORDABLE))
+                if bad:
+                    raise ParameterError(f"record[{name!r}]: no field {bad}; known: "
+                                         f"{', '.join(RECORDABLE)}")
+                fields[name] = wanted
+            object.__setattr__(self, "record", fields)
+        elif self.record is not None:
             if isinstance(self.record, str) or not all(isinstance(r, str) for r in self.record):
-                raise ParameterError(f"record must be a list of population names, "
-                                     f"got {self.record!r}")
+                raise ParameterError(f"record must be a list of population names or a mapping "
+                                     f"of names to fields, got {self.record!r}")
             object.__setattr__(self, "record", tuple(self.record))
 
     def run(
@@ -106,10 +128,11 @@ class SimBackend:
         populations in ``record`` are kept. With ``checkpoint`` and gradients enabled, each
         window runs under :func:`torch.utils.checkpoint.checkpoint`."""
         keep = self.record
+        fields = keep if isinstance(keep, Mapping) else None
 
         def window(x_w: Tensor, state_w: dict[str, Any]) -> tuple[dict, dict]:
             obs, new = _run_window(graph, x_w, state_w, kernel=self.kernel,
-                                   grad_band=self.grad_band)
+                                   grad_band=self.grad_band, fields=fields)
             if keep is not None:
                 obs = {k: v for k, v in obs.items() if k in keep}
             return obs, new
@@ -135,12 +158,14 @@ def _run_window(
     *,
     kernel: Kernel = "auto",
     grad_band: float | None = None,
+    fields: Mapping[str, tuple[str, ...]] | None = None,
 ) -> tuple[dict[str, Observables], dict[str, Any]]:
     """Run every node over the window ``x`` from ``state``; returns observables and new state.
 
     ``observed`` (in-the-loop bridge): per-population device recordings that replace the
     model's values with a straight-through identity (see :mod:`spikeloop.backends.inloop`).
-    ``kernel`` / ``grad_band``: see :class:`SimBackend`.
+    ``kernel`` / ``grad_band``: see :class:`SimBackend`. ``fields``: per population, the
+    observables to return (``SimBackend.record`` as a mapping; ``None``: all).
     """
     observed = observed or {}
     values: dict[str, Tensor] = {}
@@ -159,13 +184,18 @@ def _run_window(
             obs, new_state[node.name] = node.module(inp)
         elif node.kind == "population":  # shapes were checked when the graph was traced
             module = node.module
+            wanted = RECORDABLE if fields is None else fields.get(node.name, ())
             obs, new_state[node.name] = module.simulate(
                 inp, module.parameter_record(), state.get(node.name), observed.get(node.name),
-                kernel=kernel, grad_band=grad_band,
+                kernel=kernel, grad_band=grad_band, record_current="i" in wanted,
+                record_v="v" in wanted,
             )
         if node.kind in ("input", "population"):
-            populations[node.name] = obs
             values[node.name] = obs.spikes if obs.spikes is not None else obs.v
+            if fields is not None:
+                wanted = fields.get(node.name, ())
+                obs = Observables(**{k: v if k in wanted else None for k, v in obs.items()})
+            populations[node.name] = obs
         elif getattr(node.module, "stateful", False):  # e.g. a delay line: state across windows
             values[node.name], new_state[node.name] = node.module(inp, state.get(node.name))
         elif kernel != "reference" and isinstance(node.module, Linear):

@@ -182,7 +182,7 @@ def _torch_backward(cfg, out_v, out_z, sg, v0, ip, mask, beta, alpha, gain, thr,
 class _NeuronLoop(Function):
     @staticmethod
     def forward(ctx, cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0, z0, wrec,
-                obs_v, obs_z, record_current):
+                obs_v, obs_z, record_current, record_v):
         steps, batch, n = x.shape
         want_ip = any(ctx.needs_input_grad[i] for i in (2, 4, 5))  # beta, alpha, gain
         engine = _engine(cfg, x, wrec, obs_v, obs_z)
@@ -191,7 +191,7 @@ class _NeuronLoop(Function):
             native.set_threads()
             v, i, r = v0.clone(), i0.clone(), r0.clone()
             z = z0.clone() if wrec is not None else None
-            out_v = torch.empty_like(x)
+            out_v = torch.empty_like(x) if record_v else x.new_empty(0)
             out_z = torch.empty_like(x) if cfg.spiking else x.new_empty(0)
             out_i = torch.empty_like(x) if record_current else x.new_empty(0)
             ip = torch.empty_like(x) if want_ip else None
@@ -202,7 +202,8 @@ class _NeuronLoop(Function):
             lib.sl_neuron_forward(
                 _shape(steps, batch, n, cfg), p(x), p(beta), p(rest), p(alpha), p(gain), p(thr),
                 p(vreset), p(v), p(i), p(r), p(z), p(wrec_t), p(obs_v),
-                p(obs_z) if cfg.spiking else None, p(out_v), p(out_z) if cfg.spiking else None,
+                p(obs_z) if cfg.spiking else None, p(out_v) if record_v else None,
+                p(out_z) if cfg.spiking else None,
                 p(out_i) if record_current else None, p(ip), p(mask))
             # the last spikes (a copy: outputs of one node must not alias)
             last = out_z[-1].clone() if cfg.spiking else x.new_empty(0)
@@ -214,6 +215,8 @@ class _NeuronLoop(Function):
                     z0 if wrec is not None else None, wrec, want_ip, obs_v, obs_z)
             if not record_current:
                 out_i = x.new_empty(0)
+            if not record_v:
+                out_v = x.new_empty(0)
             if mask is not None:
                 mask = mask.to(torch.uint8)
         ctx.cfg, ctx.engine, ctx.record_current = cfg, engine, record_current
@@ -267,7 +270,7 @@ class _NeuronLoop(Function):
                 d_alpha if need[4] else None, d_gain if need[5] else None,
                 d_thr if need[6] else None, d_vr if need[7] else None,
                 dv0 if need[8] else None, di0 if need[9] else None, None,
-                dz0 if need[11] and wrec is not None else None, d_w, None, None, None)
+                dz0 if need[11] and wrec is not None else None, d_w, None, None, None, None)
 
 
 def _per_neuron(value: Any, n: int, like: Tensor) -> Tensor:
@@ -283,6 +286,7 @@ def neuron_loop(
     wrec: Tensor | None = None,
     observed: tuple[Tensor | None, Tensor | None] = (None, None),
     record_current: bool = True,
+    record_v: bool = True,
 ) -> LoopResult:
     """Run ``T`` steps of a (current-based or voltage) neuron population in one fused node.
 
@@ -299,6 +303,10 @@ def neuron_loop(
             as :func:`~spikeloop.dynamics.fire` does with an observation.
         record_current: record ``i`` at every step (``False``: ``i`` is empty, which saves
             writing a ``[T, B, N]`` tensor when nobody reads it).
+        record_v: record the membrane (``False``: ``v`` is empty when no gradient is needed —
+            inference of a spiking population whose membrane nobody reads; the backward pass
+            needs the membrane, so with a gradient it is recorded regardless). Non-spiking
+            populations always record it: it is their output.
 
     Returns:
         ``(v, z, i, v_T, i_T, r_T, z_T)``: recorded membrane (compared with the threshold),
@@ -333,9 +341,12 @@ def neuron_loop(
             else None for o in observed]
     if wrec is not None:
         wrec = wrec.to(dtype=x.dtype, device=x.device)
+    grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (*tensors, wrec))
+    record_v = record_v or grad or not cfg.spiking
     return LoopResult(_NeuronLoop.apply(cfg, *tensors,
                                         wrec.contiguous() if wrec is not None else None, *seen,
-                                        record_current))
+                                        record_current, record_v))
 
 
 # ----------------------------------------------------------------------------- projections

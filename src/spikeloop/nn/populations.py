@@ -247,6 +247,7 @@ class Population(nn.Module):
         kernel: Kernel = "auto",
         grad_band: float | None = None,
         record_current: bool = True,
+        record_v: bool = True,
     ) -> tuple[Observables, PopulationState]:
         """The time loop with explicit parameters ``p`` (a record of ``params_cls``).
 
@@ -264,7 +265,11 @@ class Population(nn.Module):
         ``i = None``, which saves memory and time when nobody reads it). A full replay (membrane
         and, for spiking neurons, spikes observed) never records it: a device observes
         membrane and spikes, and the replay's ``i`` is not needed for its gradients.
+        ``record_v``: return the membrane (``False``: ``v = None`` for spiking populations; under
+        ``torch.no_grad()`` it is then not written at all, which is what inference of a hidden
+        layer needs). Non-spiking populations always return it: it is their output.
         """
+        record_v = record_v or not self.spiking
         record_current = record_current and not _full_replay(observed, self.spiking)
         if kernel not in KERNELS:
             raise ParameterError(f"unknown kernel {kernel!r}; known: {', '.join(KERNELS)}")
@@ -286,7 +291,7 @@ class Population(nn.Module):
             reason = self.fused_unsupported(p, recurrent)
             if reason is None:
                 return self._simulate_fused(x, p, c, state, surrogate, observed,
-                                            record_current)
+                                            record_current, record_v)
             if kernel == "fused":
                 raise ParameterError(f"{type(self).__name__}: no fused kernel for {reason}; "
                                      "use kernel='auto' or 'reference'")
@@ -298,14 +303,15 @@ class Population(nn.Module):
             if recurrent is not None:
                 x_t = x_t + recurrent(z)
             z, v, neuron = self._step(x_t, neuron, p, c, obs_t, surrogate)
-            vs.append(v)
+            if record_v:
+                vs.append(v)
             if z is not None:
                 spikes.append(z)
             if record_i:
                 currents.append(neuron.i)
         obs = Observables(
             spikes=torch.stack(spikes) if spikes else None,
-            v=torch.stack(vs),
+            v=torch.stack(vs) if record_v else None,
             i=torch.stack(currents) if record_i else None,
         )
         return obs, PopulationState(neuron, z if self.recurrent is not None else None)
@@ -365,6 +371,7 @@ class Population(nn.Module):
         self, x: Tensor, p: Any, c: dyn.Coefficients, state: PopulationState,
         surrogate: Surrogate, observed: Observables | None = None,
         record_current: bool = True,
+        record_v: bool = True,
     ) -> tuple[Observables, PopulationState]:
         from spikeloop.kernels import LoopConfig, neuron_loop
 
@@ -394,13 +401,13 @@ class Population(nn.Module):
             cfg, x.reshape(steps, batch, n), coefficients,
             (flat["v"], flat.get("i", zeros), flat.get("refrac", zeros), z0),
             self.recurrent.weight if self.recurrent is not None else None, seen,
-            record_current=record_current and current)
+            record_current=record_current and current, record_v=record_v)
         shape = (steps, batch, *self.shape)
         final = {"v": v_t, "i": i_t, "refrac": r_t}
         new = self.state_cls(**{k: final[k].reshape(batch, *self.shape)
                                 for k in self.state_cls._fields})
         obs = Observables(spikes=z.reshape(shape) if self.spiking else None,
-                          v=v.reshape(shape),
+                          v=v.reshape(shape) if record_v else None,
                           i=i.reshape(shape) if current and record_current else None)
         return obs, PopulationState(new, z_t if self.recurrent is not None else None)
 
