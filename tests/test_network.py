@@ -242,6 +242,35 @@ def test_non_finite_inputs_and_weights_are_errors():
         LIF(3, tau_mem=float("nan"))
 
 
+def test_chips_and_event_backend_load_when_first_named():
+    """Importing spikeloop loads neither the chips nor the event backend (memory, import time);
+    naming a backend imports and registers it; a lazy entry whose module registers nothing is
+    an error that names the module."""
+    import subprocess
+    import sys
+
+    from spikeloop.registry import Registry
+
+    code = ("import sys, spikeloop; from spikeloop.backends import BACKENDS; "
+            "heavy = ('spikeloop.chips', 'spikeloop.backends.event', 'spikeloop.kernels'); "
+            "print(sorted(m for m in sys.modules if m.startswith(heavy))); "
+            "print(BACKENDS.names()); print(type(BACKENDS.build('xylo')).__name__, "
+            "type(BACKENDS.build({'name': 'chip', 'seed': 1})).__name__); "
+            "from spikeloop.backends import EventBackend; print(EventBackend.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0] == "[]"
+    assert out[1] == str(["analog", "chip", "event", "sim", "xylo"])
+    assert out[2:] == ["XyloBackend AnalogChipBackend", "EventBackend"]
+    registry: Registry[object] = Registry("thing")
+    registry.add_lazy("ghost", "spikeloop.errors")
+    assert "ghost" in registry and registry.names() == ["ghost"]
+    with pytest.raises(UnknownNameError, match=r"importing spikeloop\.errors did not register"):
+        registry.get("ghost")
+    with pytest.raises(ValueError, match="already registered"):
+        registry.add_lazy("ghost", "spikeloop.errors")
+
+
 def test_unknown_backend_and_time_step_errors():
     with pytest.raises(UnknownNameError, match="chipz"):
         mixed_net()(spikes(3, 1, 6), backend="chipz")

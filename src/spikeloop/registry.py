@@ -6,6 +6,7 @@ Dispatch by name happens in exactly one place (:meth:`Registry.get`), which rais
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -28,6 +29,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._lazy: dict[str, str] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering ``obj`` under ``name``; a duplicate name is an error."""
@@ -39,17 +41,31 @@ class Registry(Generic[T]):
         return deco
 
     def add(self, name: str, obj: T) -> None:
-        """Register ``obj`` under ``name``."""
+        """Register ``obj`` under ``name`` (replacing a :meth:`add_lazy` entry of that name)."""
         if name in self._items:
             raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._lazy.pop(name, None)
         self._items[name] = obj
+
+    def add_lazy(self, name: str, module: str) -> None:
+        """Announce ``name`` as registered by importing ``module``, which happens on the first
+        :meth:`get` (so that importing spikeloop does not import every chip)."""
+        if name in self._items or name in self._lazy:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._lazy[name] = module
 
     def get(self, name: str) -> T:
         """Return the object registered as ``name`` or raise :class:`UnknownNameError`."""
+        if name not in self._items and name in self._lazy:
+            module = self._lazy[name]
+            importlib.import_module(module)
+            if name not in self._items:
+                raise UnknownNameError(f"{self.kind} {name!r}: importing {module} did not "
+                                       "register it")
         try:
             return self._items[name]
         except KeyError:
-            known = ", ".join(sorted(self._items)) or "none"
+            known = ", ".join(self.names()) or "none"
             raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
     def build(self, spec: str | Mapping[str, Any], **defaults: Any) -> Any:
@@ -69,10 +85,10 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """Registered names, sorted."""
-        return sorted(self._items)
+        return sorted([*self._items, *self._lazy])
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return name in self._items or name in self._lazy
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
