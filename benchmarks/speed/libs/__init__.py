@@ -20,6 +20,7 @@ from torch import Tensor
 # Registered libraries: name → module (in benchmarks.speed.libs). Order = report order.
 LIBS: dict[str, str] = {
     "spikeloop": "spikeloop_lib",
+    "spikeloop_all": "spikeloop_all_lib",
     "torch_loop": "torch_loop",
     "torch_compile": "torch_compile",
     "snntorch": "snntorch_lib",
@@ -29,9 +30,11 @@ LIBS: dict[str, str] = {
     "rockpool": "rockpool_lib",
 }
 OURS = "spikeloop"
+OURS_ALL = "spikeloop_all"  # spikeloop recording everything (its default), not a peer
 BASELINES = ("torch_loop", "torch_compile")  # hand-written references, not peers
 PEERS = ("snntorch", "norse", "sinabs", "spikingjelly", "rockpool")
-DEFAULT_LIBS = ("spikeloop", "torch_loop", *PEERS)  # torch_compile: opt-in (slow cold compile)
+# torch_compile: opt-in (slow cold compile)
+DEFAULT_LIBS = ("spikeloop", "spikeloop_all", "torch_loop", *PEERS)
 
 
 @dataclass

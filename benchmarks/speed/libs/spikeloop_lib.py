@@ -1,9 +1,16 @@
-"""spikeloop through its public API only (``spikeloop.nn.Network``, default ``"sim"`` backend).
+"""spikeloop through its public API only (``spikeloop.nn.Network``, ``"sim"`` backend).
 
 Exactly the reference dynamics of :mod:`benchmarks.speed.workload` (it is spikeloop's exact
 discretisation): CubaLIF hidden layer (reset to 0, detached reset, SuperSpike β = 10 surrogate),
 CubaLI readout, weights copied unchanged. Whatever fast path the simulator picks is picked
 automatically; nothing here selects a kernel.
+
+The network records what every peer's module returns — the hidden spikes and the readout
+membrane — with ``SimBackend(record={"hidden": ["spikes"], "output": ["v"]})``; by default
+spikeloop would also return the hidden membrane and both synaptic currents. That changes no
+computation, only which ``[T, B, N]`` recordings are written; under ``torch.no_grad()`` it saves
+the memory of three of them. ``spikeloop_all`` (:mod:`.spikeloop_all_lib`) runs the default,
+everything recorded, for comparison.
 """
 
 from __future__ import annotations
@@ -21,7 +28,11 @@ def version() -> str:
     return getattr(spikeloop, "__version__", "unknown")
 
 
-def build(wl: Workload) -> Model:
+RECORD: dict[str, list[str]] | None = {"hidden": ["spikes"], "output": ["v"]}
+
+
+def build(wl: Workload, record: dict[str, list[str]] | None = RECORD) -> Model:
+    from spikeloop.backends import SimBackend
     from spikeloop.nn import CubaLI, CubaLIF, Input, Linear, Network
 
     neuron = {"dt": wl.dt, "tau_mem": wl.tau_mem, "tau_syn": wl.tau_syn}
@@ -32,7 +43,7 @@ def build(wl: Workload) -> Model:
                           v_reset=wl.v_reset, recurrent=wl.recurrent),
         "fc2": Linear(wl.hidden, wl.n_out),
         "output": CubaLI(wl.n_out, **neuron),
-    })
+    }, backend=SimBackend(record=record))
     w = wl.weights()
     with torch.no_grad():
         net.layers["fc1"].weight.copy_(w["w1"])
