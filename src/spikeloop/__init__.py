@@ -12,6 +12,7 @@ from spikeloop.backends import BACKENDS, Backend, get_backend
 from spikeloop.errors import (
     CheckpointError,
     ConfigError,
+    DeviceError,
     NonFiniteError,
     ParameterError,
     ShapeError,
@@ -29,6 +30,7 @@ __all__ = [
     "Backend",
     "CheckpointError",
     "ConfigError",
+    "DeviceError",
     "Graph",
     "Network",
     "NetworkOutput",

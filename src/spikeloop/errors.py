@@ -47,6 +47,10 @@ class CheckpointError(SpikeloopError, RuntimeError):
     """A checkpoint cannot be written, read or does not match the model."""
 
 
+class DeviceError(SpikeloopError, ValueError):
+    """A tensor or network is on a device the backend does not run on."""
+
+
 class MappingError(SpikeloopError, ValueError):
     """A network does not fit a chip: the message names the violated limit."""
 

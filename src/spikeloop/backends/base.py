@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
+from spikeloop.errors import DeviceError
 from spikeloop.graph import Graph
 from spikeloop.nn.observables import NetworkOutput
 from spikeloop.registry import Registry
@@ -46,3 +47,17 @@ def get_backend(spec: str | Backend | Mapping[str, Any]) -> Backend:
     if isinstance(spec, Backend):
         return spec
     return BACKENDS.build(spec)
+
+
+def require_host(backend: str, graph: Graph, x: Tensor) -> None:
+    """Raise :class:`DeviceError` unless ``x`` and every parameter of ``graph`` are on the CPU.
+
+    The chip emulators stand for devices attached to the host: like the real chips they take
+    their input and configuration from host memory. A network trained on a GPU is moved with
+    ``net.cpu()`` before it runs on a chip.
+    """
+    where = {str(x.device)} | {str(t.device) for node in graph.nodes
+                               for t in node.params.values()}
+    if where != {"cpu"}:
+        raise DeviceError(f"the {backend} backend runs on the host: input and network must be on "
+                          f"the CPU, got {sorted(where)} (use net.cpu() and x.cpu())")

@@ -590,6 +590,11 @@ class _PopulationFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_times, *_):
+        with torch.device(ctx.saved_tensors[0].device):  # the adjoint's buffers: same device
+            return _PopulationFunction._backward(ctx, grad_times)
+
+    @staticmethod
+    def _backward(ctx, grad_times):
         t64, src, amp, w64, r64, times, i_spike, i_release = ctx.saved_tensors
         if grad_times is None:
             grad_times = torch.zeros_like(times)
@@ -829,7 +834,14 @@ class EventBackend:
     def run(
         self, graph: Graph, x: Tensor | SpikeEvents, state: Mapping[str, Any] | None = None
     ) -> NetworkOutput:
-        """Simulate ``graph`` exactly on ``x`` (dense ``[T, B, C]`` or :class:`SpikeEvents`)."""
+        """Simulate ``graph`` exactly on ``x`` (dense ``[T, B, C]`` or :class:`SpikeEvents`)
+        on the input's device."""
+        with torch.device(x.times.device if isinstance(x, SpikeEvents) else x.device):
+            return self._run(graph, x, state)
+
+    def _run(
+        self, graph: Graph, x: Tensor | SpikeEvents, state: Mapping[str, Any] | None
+    ) -> NetworkOutput:
         start = time.perf_counter()
         if state:
             raise ParameterError("event backend: runs start from rest; continuing from a "

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from spikeloop.backends.base import BACKENDS
+from spikeloop.backends.base import BACKENDS, require_host
 from spikeloop.backends.inloop import in_the_loop
 from spikeloop.chips.analog.calibration import AnalogChip
 from spikeloop.chips.analog.mapper import map_graph
@@ -106,6 +106,7 @@ class AnalogChipBackend:
         self, graph: Graph, x: Tensor, state: Mapping[str, Any] | None = None
     ) -> NetworkOutput:
         """Run ``graph`` on the chip; differentiable through the in-the-loop bridge."""
+        require_host("chip", graph, x)
         if state:
             raise ParameterError("the analog chip runs every batch entry from rest; it cannot "
                                  "continue from a state (streaming)")

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from spikeloop.backends.base import BACKENDS
+from spikeloop.backends.base import BACKENDS, require_host
 from spikeloop.backends.inloop import in_the_loop
 from spikeloop.chips.xylo.dynamics import StepRecord, XyloState
 from spikeloop.chips.xylo.mapper import XyloLayout, map_graph
@@ -66,6 +66,7 @@ class XyloBackend:
         self, graph: Graph, x: Tensor, state: Mapping[str, Any] | None = None
     ) -> NetworkOutput:
         """Run ``graph`` on the chip from ``state`` (``None``: after reset)."""
+        require_host("xylo", graph, x)
         t0 = time.perf_counter()
         graph.input.module(x)  # validates shape, dtype, finiteness
         counts, _ = check_raster(x.detach(), graph.input.num_neurons)
