@@ -271,6 +271,34 @@ def test_chips_and_event_backend_load_when_first_named():
         registry.add_lazy("ghost", "spikeloop.errors")
 
 
+@pytest.mark.parametrize("kernel", ["auto", "reference"])
+@pytest.mark.parametrize("density", [0.05, 0.5])  # event path / dense fallback of fc1
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_input_is_named_whichever_path_checks_it(kernel, density, bad):
+    """With event-driven input projections the input is checked on its events, not in a pass
+    of its own: NaN and ±inf anywhere (here the last entry) still give the Input's error."""
+    torch.manual_seed(2)
+    net = Network({"input": Input(40), "fc1": Linear(40, 16), "hidden": CubaLIF(16),
+                   "fc2": Linear(16, 3), "out": CubaLI(3)})
+    x = (torch.rand(20, 3, 40) < density).float()
+    x[-1, -1, -1] = bad
+    with pytest.raises(NonFiniteError, match=r"^Input: input holds NaN or infinite values"):
+        net(x, backend={"name": "sim", "kernel": kernel})
+    x[-1, -1, -1] = 1.0
+    import spikeloop.nn.populations as pops
+    from spikeloop.kernels import native
+
+    seen = []
+    real = pops.all_finite
+    try:
+        pops.all_finite = lambda t: seen.append(t.numel()) or real(t)
+        net(x, backend={"name": "sim", "kernel": kernel})  # finite again: runs
+    finally:
+        pops.all_finite = real
+    events = kernel == "auto" and native.library() is not None
+    assert (x.numel() in seen) != events  # the event path never reads all of x for the check
+
+
 def test_unknown_backend_and_time_step_errors():
     with pytest.raises(UnknownNameError, match="chipz"):
         mixed_net()(spikes(3, 1, 6), backend="chipz")

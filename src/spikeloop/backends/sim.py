@@ -168,6 +168,13 @@ def _run_window(
     observables to return (``SimBackend.record`` as a mapping; ``None``: all).
     """
     observed = observed or {}
+    # an input read only by event-driven projections is checked for NaN/inf on its events
+    # (a few % of its entries) instead of in a pass of its own
+    readers = [n for n in graph.nodes if graph.input.name in n.inputs]
+    events_check = kernel != "reference" and bool(readers) and all(
+        type(n.module) is Linear and n.inputs == (graph.input.name,) and not n.recurrent
+        for n in readers)
+    checkers = {n.name for n in readers} if events_check else set()
     values: dict[str, Tensor] = {}
     populations: dict[str, Observables] = {}
     new_state: dict[str, Any] = {}
@@ -181,7 +188,7 @@ def _run_window(
             for other in node.inputs[1:]:
                 inp = inp + values[other]
         if node.kind == "input":  # validates shape, dtype and finiteness of x
-            obs, new_state[node.name] = node.module(inp)
+            obs, new_state[node.name] = node.module(inp, check_finite=not events_check)
         elif node.kind == "population":  # shapes were checked when the graph was traced
             module = node.module
             wanted = RECORDABLE if fields is None else fields.get(node.name, ())
@@ -199,7 +206,8 @@ def _run_window(
         elif getattr(node.module, "stateful", False):  # e.g. a delay line: state across windows
             values[node.name], new_state[node.name] = node.module(inp, state.get(node.name))
         elif kernel != "reference" and isinstance(node.module, Linear):
-            values[node.name] = node.module.forward_events(inp)
+            values[node.name] = node.module.forward_events(
+                inp, check_finite="Input" if node.name in checkers else None)
         else:
             values[node.name] = node.module(inp)
     return populations, new_state

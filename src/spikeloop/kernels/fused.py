@@ -41,7 +41,7 @@ from torch.autograd import Function
 
 from spikeloop.dynamics import neurons as dyn
 from spikeloop.dynamics.surrogate import Surrogate
-from spikeloop.errors import ParameterError, ShapeError
+from spikeloop.errors import NonFiniteError, ParameterError, ShapeError
 from spikeloop.kernels import native
 
 RESET_MODES = {"value": 0, "subtract": 1}
@@ -427,20 +427,34 @@ class _EventLinear(Function):
 
 
 def event_linear(
-    x: Tensor, weight: Tensor, bias: Tensor | None = None, max_density: float = 0.15
+    x: Tensor, weight: Tensor, bias: Tensor | None = None, max_density: float = 0.15,
+    check_finite: str | None = None,
 ) -> Tensor:
     """``x @ weightᵀ + bias`` over the last dimension, event-driven where ``x`` is sparse.
 
     Uses the native kernels when ``x`` is a float32 CPU tensor with at most ``max_density``
     non-zero entries; otherwise the dense ``torch.nn.functional.linear``. Gradients: ``dW`` from
     the non-zero inputs only, ``dx = dy W`` (dense) when ``x`` requires grad.
+    ``check_finite``: raise :class:`~spikeloop.errors.NonFiniteError` ("<check_finite>: input
+    holds NaN or infinite values") if ``x`` does. On the event path only the non-zero entries
+    are read for it (NaN and ±inf compare unequal to 0, so they are among them), not all of
+    ``x``: the simulator lets an input layer read by event-driven projections skip its own
+    pass over the input.
     """
+    from spikeloop.nn.populations import all_finite
+
+    def check(values: Tensor) -> None:
+        if check_finite is not None and not all_finite(values):
+            raise NonFiniteError(f"{check_finite}: input holds NaN or infinite values")
+
     if not native.usable(x, weight, bias) or x.dim() == 0 or x.shape[-1] != weight.shape[1]:
+        check(x)
         return torch.nn.functional.linear(x, weight, bias)  # (raises on a shape mismatch)
     lead = x.shape[:-1]
     x2 = x.detach().reshape(-1, x.shape[-1]).contiguous()
     native.set_threads()
     compressed = Compressed(x2)
+    check(compressed.val)
     if compressed.nnz > max_density * x2.numel():
         return torch.nn.functional.linear(x, weight, bias)
     if not torch.is_grad_enabled():

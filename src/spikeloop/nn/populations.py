@@ -48,8 +48,9 @@ def all_finite(x: Tensor) -> bool:
     return bool(torch.isfinite(lo) & torch.isfinite(hi))
 
 
-def check_sequence(x: Tensor, shape: tuple[int, ...], who: str) -> None:
-    """Check that ``x`` is a finite time-major tensor ``[T, B, *shape]``."""
+def check_sequence(x: Tensor, shape: tuple[int, ...], who: str, finite: bool = True) -> None:
+    """Check that ``x`` is a finite time-major tensor ``[T, B, *shape]`` (``finite=False``:
+    everything but finiteness, for a caller that checks it itself)."""
     if not isinstance(x, Tensor):
         raise ShapeError(f"{who}: expected a torch.Tensor, got {type(x).__name__}")
     expected = "[T, B, " + ", ".join(map(str, shape)) + "]"
@@ -65,7 +66,7 @@ def check_sequence(x: Tensor, shape: tuple[int, ...], who: str) -> None:
     if not x.is_floating_point():
         raise DTypeError(f"{who}: expected a floating-point tensor (0/1 spikes as float), "
                          f"got {x.dtype}")
-    if not all_finite(x):
+    if finite and not all_finite(x):
         raise NonFiniteError(f"{who}: input holds NaN or infinite values")
 
 
@@ -518,10 +519,15 @@ class Input(nn.Module):
         return math.prod(self.shape)
 
     def forward(
-        self, x: Tensor, state: None = None, observed: Observables | None = None
+        self, x: Tensor, state: None = None, observed: Observables | None = None, *,
+        check_finite: bool = True,
     ) -> tuple[Observables, None]:
-        """Validate ``x`` and return it as the population's spikes (``observed`` is ignored)."""
-        check_sequence(x, self.shape, "Input")
+        """Validate ``x`` and return it as the population's spikes (``observed`` is ignored).
+
+        ``check_finite=False`` leaves the NaN/inf check to the caller (the simulator does it on
+        the events when every reader of the input is an event-driven projection).
+        """
+        check_sequence(x, self.shape, "Input", finite=check_finite)
         return Observables(spikes=x), None
 
     def extra_repr(self) -> str:

@@ -39,15 +39,16 @@ class Linear(nn.Linear):
             )
         return super().forward(x)
 
-    def forward_events(self, x: Tensor, max_density: float = 0.15) -> Tensor:
+    def forward_events(self, x: Tensor, max_density: float = 0.15,
+                       check_finite: str | None = None) -> Tensor:
         """Same result as :meth:`forward`, computed from the non-zero entries of ``x`` when at
         most ``max_density`` of them are non-zero (float32 on the CPU; see
-        :func:`spikeloop.kernels.event_linear`)."""
+        :func:`spikeloop.kernels.event_linear`, also for ``check_finite``)."""
         if x.shape[-1] != self.in_features:
             return self.forward(x)  # raises the shape error
         from spikeloop.kernels import event_linear
 
-        return event_linear(x, self.weight, self.bias, max_density)
+        return event_linear(x, self.weight, self.bias, max_density, check_finite)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of one time step's output for one sample."""
