@@ -12,6 +12,7 @@ from spikeloop.chips.xylo import (
     XyloConfig,
     XyloSpec,
     XyloStream,
+    dynamics,
     map_graph,
     qat_run,
     quantize,
@@ -480,3 +481,191 @@ def test_quantise_refuses_biases_and_thresholds_that_do_not_fit_their_registers(
         net.layers.fc1.bias.zero_()
     _, report = quantize(net.graph)  # in range: no error, nothing saturated
     assert report.saturated == {}
+
+
+# ----------------------------------------------------------------------------- skips (DAGs)
+def dag(sizes, inputs, *, recurrent=(), n_in=16, readout=CubaLI, seed=0):
+    """A :class:`GraphNetwork`: ``sizes`` (population → neurons, hidden ones then the readout
+    last), ``inputs`` (node → sources); every population is fed by the Linear projections
+    named ``fc_<source>_<target>`` listed in ``inputs`` (a projection's sources are summed)."""
+    from spikeloop.interop.convert import GraphNetwork
+
+    torch.manual_seed(seed)
+    layers, wiring = {"input": Input(n_in)}, {}
+    names = list(sizes)
+    for name in names:
+        for proj in inputs[name]:
+            srcs = inputs[proj]
+            width = sizes.get(srcs[0], n_in)
+            layers[proj] = Linear(width, sizes[name])
+            wiring[proj] = srcs
+        if name == names[-1]:
+            layers[name] = readout(sizes[name], tau_mem=16e-3, tau_syn=4e-3)
+        else:
+            layers[name] = CubaLIF(sizes[name], tau_mem=8e-3, tau_syn=4e-3, reset="subtract",
+                                   recurrent=name in recurrent)
+        wiring[name] = inputs[name]
+    net = GraphNetwork(layers, wiring)
+    with torch.no_grad():
+        for module in net.layers.values():
+            if isinstance(module, Linear):
+                module.weight.mul_(6)
+    return net
+
+
+# A → B → C → readout, with a weighted skip A → C and A → readout
+SKIP = dict(
+    sizes={"A": 12, "B": 10, "C": 8, "out": 4},
+    inputs={"A": ["fc_in_A"], "fc_in_A": ["input"], "B": ["fc_A_B"], "fc_A_B": ["A"],
+            "C": ["fc_B_C", "fc_A_C"], "fc_B_C": ["B"], "fc_A_C": ["A"],
+            "out": ["fc_C_out", "fc_A_out"], "fc_C_out": ["C"], "fc_A_out": ["A"]})
+# residual: A → B, then one Linear reads the spike sum z_A + z_B (A is B's alias source)
+RESIDUAL = dict(
+    sizes={"A": 10, "B": 10, "C": 6, "out": 4},
+    inputs={"A": ["fc_in_A"], "fc_in_A": ["input"], "B": ["fc_A_B"], "fc_A_B": ["A"],
+            "C": ["fc_res_C"], "fc_res_C": ["A", "B"], "out": ["fc_C_out"], "fc_C_out": ["C"]})
+
+
+def assert_qat_equals_simulator(layout, config, x):
+    run = simulate(config, x)
+    rec, _, _ = qat_run(layout, x)
+    for name, ref in (("z", run.spikes), ("v", run.v), ("i", run.i), ("z_out", run.spikes_out),
+                      ("v_out", run.v_out), ("i_out", run.i_out)):
+        assert torch.equal(getattr(rec, name).detach().long(), ref), name
+    return run
+
+
+def test_weighted_skip_fills_matrix_blocks_bit_exact_with_qat_and_xylosim():
+    net = dag(**SKIP)
+    layout = map_graph(net.graph)
+    blocks = {b.node.name: (b.matrix, b.src_offset, b.dst_offset) for b in layout.projections}
+    assert blocks == {"fc_in_A": ("in", 0, 0), "fc_A_B": ("rec", 0, 12),
+                      "fc_B_C": ("rec", 12, 22), "fc_A_C": ("rec", 0, 22),
+                      "fc_C_out": ("out", 22, 0), "fc_A_out": ("out", 0, 0)}
+    assert layout.aliases == () and layout.hops == {"A": (0, 0), "B": (1, 1), "C": (1, 2),
+                                                    "out": (1, 3)}
+    config, report = quantize(layout)
+    assert (config.weights_rec[:12, 22:30, 0] != 0).any()  # the skip's block
+    assert (config.weights_out[:12] != 0).any() and (config.weights_out[12:22] == 0).all()
+    assert any("after 1–3 steps" in n for n in report.notes)
+    x = random_raster(40, 3, 16, torch.Generator().manual_seed(11), rate=0.3).float()
+    run = assert_qat_equals_simulator(layout, config, x)
+    assert int(run.spikes[..., 22:30].sum()) > 0 and int(run.spikes[..., :12].sum()) > 0
+    with torch.no_grad():  # the backend: chip forward == QAT forward for every population
+        chip = net(x, backend="xylo")
+        qat = net(x, backend={"name": "xylo", "mode": "qat"})
+    for name in ("A", "B", "C", "out"):
+        assert torch.equal(chip[name].v, qat[name].v), name
+    pytest.importorskip("xylosim")
+    ref, _ = xylosim_run(config, x[:, 0].long())
+    assert_same(simulate(config, x[:, 0]), ref)
+
+
+@pytest.mark.parametrize("skip_only,first_step", [(True, 1), (False, 2)])
+def test_each_hidden_hop_costs_one_step(skip_only, first_step):
+    """A fires at step 0 on an input impulse; C's current starts one step later through the
+    skip A → C, two steps later through A → B → C."""
+    net = dag(**SKIP)
+    with torch.no_grad():
+        for module in net.layers.values():
+            if isinstance(module, Linear):
+                module.weight.copy_(torch.eye(*module.weight.shape) * 40.0)
+        net.layers["fc_B_C" if skip_only else "fc_A_C"].weight.zero_()
+    config, _ = quantize(net.graph)
+    x = torch.zeros(6, 16)
+    x[0, :8] = 3
+    run = simulate(config, x)
+    first = lambda t: int(t.nonzero()[0, 0])  # noqa: E731
+    assert first(run.spikes[:, :8]) == 0  # A (neurons 0–11) fires in the step of the input
+    assert first(run.spikes[:, 12:20]) == 1  # B (neurons 12–21): A → B is one hop
+    assert first(run.i[:, 22:30].abs().sum(-1)) == first_step  # C's synaptic current
+
+
+def test_residual_sum_is_an_alias_bit_exact_with_qat_xylosim_and_duplicated_weights():
+    net = dag(**RESIDUAL, recurrent=("A",))
+    layout = map_graph(net.graph)
+    assert [(a.source, a.target, a.source_offset, a.target_offset, a.size)
+            for a in layout.aliases] == [("A", "B", 0, 10, 10)]
+    assert layout.hops["C"] == (1, 2) and layout.hops["out"] == (2, 3)
+    blocks = {b.node.name: (b.matrix, b.src_offset, b.dst_offset) for b in layout.projections}
+    assert blocks["fc_res_C"] == ("rec", 10, 20)  # the sum's weights sit in the target's rows
+    config, report = quantize(layout)
+    assert config.aliases.tolist() == list(range(10, 20)) + [-1] * 16
+    assert XyloConfig.from_json(config.to_json()) == config
+    assert any("alias 'A' → 'B'" in n for n in report.notes)
+    x = random_raster(40, 3, 16, torch.Generator().manual_seed(12), rate=0.3).float()
+    run = assert_qat_equals_simulator(layout, config, x)
+    # the alias computes W (z_A + z_B): the same run as the weights copied into A's rows
+    rec = config.weights_rec.clone()
+    rec[:10, 20:26] += rec[10:20, 20:26]
+    copied = XyloConfig(**{**{f: getattr(config, f) for f in config.__dataclass_fields__},
+                           "weights_rec": rec, "aliases": torch.full((26,), -1)})
+    ref = simulate(copied, x)
+    assert int(run.spikes[..., :10].sum()) > 0 and int(run.spikes[..., 10:20].sum()) > 0
+    for name in ("v", "i", "v_out", "i_out"):
+        assert torch.equal(getattr(run, name), getattr(ref, name)), name
+    own = dynamics.own_counts(run.spikes, config.aliases)
+    assert torch.equal(own, ref.spikes) and not torch.equal(run.spikes, ref.spikes)
+    with torch.no_grad():  # observables report B's own spikes, not the alias-inflated count
+        chip = net(x, backend="xylo")
+    assert torch.equal(chip["B"].spikes, ref.spikes[..., 10:20].float())
+    pytest.importorskip("xylosim")
+    ref, _ = xylosim_run(config, x[:, 0].long())
+    assert_same(simulate(config, x[:, 0]), ref)
+
+
+def test_qat_gradient_flows_through_an_alias():
+    """With A → B silenced, A reaches the readout only through the alias sum: its input
+    weights still get a gradient (the target's count carries the source's surrogate)."""
+    net = dag(**RESIDUAL)
+    with torch.no_grad():
+        net.layers.fc_A_B.weight.zero_()
+    x = random_raster(30, 4, 16, torch.Generator().manual_seed(13), rate=0.3).float()
+    out = net(x, backend={"name": "xylo", "mode": "qat"})
+    assert int(out["B"].spikes.sum()) == 0 and int(out["A"].spikes.sum()) > 0
+    out.output.v.sum().backward()
+    assert net.layers.fc_in_A.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("inputs_change,sizes_change,recurrent,message", [
+    ({}, {}, ("B",), "'B' is recurrent and the alias target"),
+    ({"out": ["fc_C_out", "fc_B_out"], "fc_B_out": ["B"]}, {}, (), "every reader of 'B'"),
+    ({"C": ["fc_res_C", "fc_AC"], "fc_AC": ["A", "C2"], "C2": ["fc_in_C2"],
+      "fc_in_C2": ["input"]}, {"A": 10, "B": 10, "C2": 10, "C": 6, "out": 4}, (),
+     "'A' is summed with 'B' and with 'C2'; the chip has one alias per hidden neuron"),
+    ({"fc_res_C": ["A", "B", "A"]}, {}, (), "a population twice in one sum"),
+    ({"C": ["fc_x_C"], "fc_x_C": ["input", "A"]}, {"A": 16, "B": 16, "C": 6, "out": 4}, (),
+     "input channels have no aliases"),
+    ({"out": ["fc_C_out", "fc_in_out"], "fc_in_out": ["input"]}, {}, (), "no input → output"),
+])
+def test_skips_the_chip_cannot_express_raise_mapping_errors(
+        inputs_change, sizes_change, recurrent, message):
+    sizes = sizes_change or RESIDUAL["sizes"]
+    net = dag(sizes, {**RESIDUAL["inputs"], **inputs_change}, recurrent=recurrent)
+    with pytest.raises(MappingError, match=message):
+        map_graph(net.graph)
+
+
+def test_population_fed_by_a_population_without_weights_is_refused():
+    with pytest.raises(MappingError, match="fed by 'A' \\(CubaLIF\\) directly"):
+        map_graph(_raw_dag().graph)
+
+
+def _raw_dag():
+    """C fed by population A without weights (a GraphNetwork allows it, the chip does not)."""
+    from spikeloop.interop.convert import GraphNetwork
+
+    layers = {"input": Input(16), "fc_in_A": Linear(16, 10), "A": CubaLIF(10),
+              "C": CubaLIF(10), "fc_C_out": Linear(10, 4), "out": CubaLI(4)}
+    wiring = {"fc_in_A": ["input"], "A": ["fc_in_A"], "C": ["A"], "fc_C_out": ["C"],
+              "out": ["fc_C_out"]}
+    return GraphNetwork(layers, wiring)
+
+
+def test_chained_aliases_are_refused():
+    spec = {"sizes": {"A": 6, "B": 6, "C": 6, "D": 6, "out": 2},
+            "inputs": {"A": ["fc_in_A"], "fc_in_A": ["input"], "B": ["fc_AB"], "fc_AB": ["A"],
+                       "C": ["fc_sum1"], "fc_sum1": ["A", "B"], "D": ["fc_sum2"],
+                       "fc_sum2": ["B", "C"], "out": ["fc_D_out"], "fc_D_out": ["D"]}}
+    with pytest.raises(MappingError, match="chained aliases"):
+        map_graph(dag(**spec).graph)

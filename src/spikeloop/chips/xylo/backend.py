@@ -23,7 +23,7 @@ from torch import Tensor
 
 from spikeloop.backends.base import BACKENDS
 from spikeloop.backends.inloop import in_the_loop
-from spikeloop.chips.xylo.dynamics import StepRecord, XyloState
+from spikeloop.chips.xylo.dynamics import StepRecord, XyloState, own_counts
 from spikeloop.chips.xylo.mapper import XyloLayout, map_graph
 from spikeloop.chips.xylo.qat import qat_run
 from spikeloop.chips.xylo.quantize import METHODS, QuantizationReport, QuantMethod, chip_tensors
@@ -86,7 +86,7 @@ class XyloBackend:
             chip_state = run.state
         t2 = time.perf_counter()
         self.last_report = report
-        populations = _observables(layout, x, rec, tensors.scale, tensors.scale_out)
+        populations = _observables(layout, x, rec, tensors.scale, tensors.scale_out, self.spec)
         wall = {"mapping": t1 - t0, "run": t2 - t1, "total": time.perf_counter() - t0}
         out = NetworkOutput(
             populations, graph.output.name, {"xylo": chip_state},
@@ -100,24 +100,22 @@ class XyloBackend:
 
 
 def _observables(layout: XyloLayout, x: Tensor, rec: StepRecord, scale: Tensor,
-                 scale_out: Tensor) -> dict[str, Observables]:
+                 scale_out: Tensor, spec: XyloSpec) -> dict[str, Observables]:
+    """Per population: spikes (own counts: an alias target's emitted count less its sources')
+    and membranes in model units."""
     dtype = x.dtype
-    out = {layout_input_name(layout, x): Observables(spikes=x)}
+    out = {layout.input_name: Observables(spikes=x)}
+    z = own_counts(rec.z.to(dtype), layout.alias_targets(), spec.hidden_cap)
     for h in layout.hidden:
         sl = slice(h.offset, h.offset + h.size)
         out[h.node.name] = Observables(
-            spikes=rec.z[..., sl].to(dtype),
+            spikes=z[..., sl],
             v=(rec.v[..., sl].to(dtype) / scale[sl].to(dtype)))
     readout = layout.readout
     out[readout.name] = Observables(
         spikes=rec.z_out.to(dtype) if readout.op == "CubaLIF" else None,
         v=rec.v_out.to(dtype) / scale_out.to(dtype))
     return out
-
-
-def layout_input_name(layout: XyloLayout, x: Tensor) -> str:
-    """Name of the input node (the source of the first projection)."""
-    return layout.projections[0].node.inputs[0]
 
 
 BACKENDS.add("xylo", XyloBackend)

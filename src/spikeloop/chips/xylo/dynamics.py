@@ -37,8 +37,9 @@ One time step (the order of the reference simulator, ``xylosim`` v2):
    its emitted count.
 
 Surrogate gradients (QAT): a spike count's gradient is the surrogate derivative of
-``(v − ϑ)/ϑ``; the decay's is that of ``(1 − 2^{−d}) x``; saturation and the event order pass
-gradients straight through; the reset ``v − kϑ`` uses the count without gradient.
+``(v − ϑ)/ϑ`` (an alias target's count adds its direct sources' gradients); the decay's is
+that of ``(1 − 2^{−d}) x``; saturation and the event order pass gradients straight through;
+the reset ``v − kϑ`` uses the count without gradient.
 """
 
 from __future__ import annotations
@@ -181,7 +182,30 @@ def _fire(
     if surrogate is None or not v.requires_grad:
         return final, v_new
     z = spike((v - threshold) / threshold, surrogate)
+    if aliases is not None and bool((aliases >= 0).any()):  # a target's count: own + sources'
+        z = z + _alias_sum(z, aliases)
     return _straight(z, final), v_new
+
+
+def _alias_sum(z: Tensor, aliases: Tensor) -> Tensor:
+    """Per hidden neuron the sum of the counts ``z [..., N]`` of the neurons aliased to it."""
+    al = aliases.expand(z.shape)
+    return torch.zeros_like(z).scatter_add(-1, al.clamp(min=0), z * (al >= 0))
+
+
+def own_counts(z: Tensor, aliases: Tensor, cap: int = 31) -> Tensor:
+    r"""Each hidden neuron's own spike count from the chip's emitted counts ``z [..., N]``.
+
+    An alias target emits its own spikes plus those of its sources:
+    ``z_j = \min(cap, Σ_{s→j} z_s) + k_j`` where it fires after its sources (lower indices),
+    so ``k_j = z_j − \min(cap, Σ_{s→j} z_s)`` — exact for aliases from lower to higher
+    indices whose sources are no targets themselves (what the mapper creates); gradients pass
+    straight through the cap.
+    """
+    if not bool((aliases >= 0).any()):
+        return z
+    given = _alias_sum(z, aliases)
+    return z - _straight(given, given.detach().clamp(max=cap))
 
 
 def _evolve(

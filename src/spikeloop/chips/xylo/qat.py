@@ -23,9 +23,9 @@ from spikeloop.dynamics.surrogate import Surrogate
 
 
 def tensor_params(t: ChipTensors, spec: XyloSpec | None = None) -> XyloParams:
-    """:class:`ChipTensors` as step-function parameters (float64, no aliases), converted as
+    """:class:`ChipTensors` as step-function parameters (float64), converted as
     :func:`~spikeloop.chips.xylo.simulator.register_params` converts a config."""
-    return register_params(t, torch.full((t.threshold.shape[0],), -1, dtype=torch.int64), spec)
+    return register_params(t, t.aliases, spec)
 
 
 def qat_run(

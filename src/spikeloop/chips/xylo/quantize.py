@@ -82,6 +82,7 @@ class ChipTensors:
     dash_mem_out: Tensor
     dash_syn: Tensor
     dash_syn_out: Tensor
+    aliases: Tensor
     scale: Tensor
     scale_out: Tensor
     dt: float
@@ -236,13 +237,14 @@ def chip_tensors(
         pre, post = w.shape
         rows = slice(blk.src_offset, blk.src_offset + pre)
         cols = slice(blk.dst_offset, blk.dst_offset + post)
+        # blocks add up: two projections from one source into one population sum their weights
         if blk.matrix == "out":
-            w_out[rows, cols] = w * gain_out[cols]
+            w_out[rows, cols] = w_out[rows, cols] + w * gain_out[cols]
             if b is not None:
                 bias_out = bias_out + b.float() * (gain_out * alpha_out / (1 - alpha_out))
             continue
         target = w_in if blk.matrix == "in" else w_rec
-        target[rows, cols] = w * gain[cols]
+        target[rows, cols] = target[rows, cols] + w * gain[cols]
         if b is not None:
             full = torch.zeros(n)
             full[cols] = b.float()
@@ -312,10 +314,14 @@ def chip_tensors(
         report.notes.append("the chip resets by subtracting the threshold; the float model "
                             "resets to v_reset = 0 (reset='value'): train with QAT or "
                             "reset='subtract' for a closer match")
-    if len(layout.hidden) > 1:
-        report.notes.append(f"{len(layout.hidden)} hidden layers: each hop between hidden "
-                            "layers costs one time step on the chip")
-    report.notes.append("the hidden → output hop costs one time step on the chip")
+    fewest, most = layout.summary()["hops"]
+    report.notes.append(
+        "each hidden → hidden and hidden → output hop costs one time step on the chip: input "
+        f"events reach the readout after {fewest}" + (f"–{most}" if most != fewest else "")
+        + " steps")
+    for a in layout.aliases:
+        report.notes.append(f"alias {a.source!r} → {a.target!r}: {a.size} neurons' spikes are "
+                            f"also counted as {a.target!r}'s (residual sum)")
     dsyn = torch.cat(dash_syn)
     tensors = ChipTensors(
         weights_in=torch.stack([wq_in, torch.zeros_like(wq_in)], -1),
@@ -323,8 +329,8 @@ def chip_tensors(
         weights_out=wq_out, threshold=th, threshold_out=th_out, bias=bq, bias_out=bq_out,
         dash_mem=torch.cat(dash_mem), dash_mem_out=d_mem_out,
         dash_syn=torch.stack([dsyn, dsyn], -1), dash_syn_out=d_syn_out,
-        scale=scale, scale_out=scale_out, dt=dt, shift_in=shift_in, shift_rec=shift_rec,
-        shift_out=0,
+        aliases=layout.alias_targets(), scale=scale, scale_out=scale_out, dt=dt,
+        shift_in=shift_in, shift_rec=shift_rec, shift_out=0,
     )
     with torch.no_grad():
         report.shifts = {"weights_in": shift_in, "weights_rec": shift_rec, "weights_out": 0}
@@ -356,15 +362,14 @@ def chip_tensors(
 
 
 def to_config(t: ChipTensors) -> XyloConfig:
-    """Detach :class:`ChipTensors` into a :class:`XyloConfig` (no aliases)."""
-    n = t.threshold.shape[0]
+    """Detach :class:`ChipTensors` into a :class:`XyloConfig`."""
     return XyloConfig(
         weights_in=t.weights_in.detach(), weights_rec=t.weights_rec.detach(),
         weights_out=t.weights_out.detach(), threshold=t.threshold.detach(),
         threshold_out=t.threshold_out.detach(), bias=t.bias.detach(),
         bias_out=t.bias_out.detach(), dash_mem=t.dash_mem, dash_mem_out=t.dash_mem_out,
         dash_syn=t.dash_syn, dash_syn_out=t.dash_syn_out,
-        aliases=torch.full((n,), -1, dtype=torch.int64), shift_in=t.shift_in,
+        aliases=t.aliases, shift_in=t.shift_in,
         shift_rec=t.shift_rec, shift_out=t.shift_out, dt=t.dt,
     )
 
