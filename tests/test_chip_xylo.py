@@ -426,12 +426,15 @@ def test_backend_streaming_state_and_in_the_loop_gradients():
     for name in ("hidden", "h2", "output"):
         assert torch.equal(torch.cat([first[name].v, second[name].v]), whole[name].v)
     assert whole.report.backend == "xylo" and whole.report.resources["hidden"] == 70
-    # in the loop: values are the chip's, gradients flow through the float model
+    # in the loop: values are the chip's, gradients flow through the chip model (replayed from
+    # the state the chunk started in)
     out = net(x, backend="xylo")
     assert torch.equal(out.output.v.detach(), whole.output.v)
     assert torch.equal(out["hidden"].spikes.detach(), whole["hidden"].spikes)
     out.output.v.sum().backward()
     assert net.layers.fc1.weight.grad.abs().sum() > 0
+    again = net(x[15:], first.state, backend="xylo")
+    assert torch.equal(again.output.v.detach(), second.output.v)
 
 
 def test_backend_rejects_bad_input_and_options():
@@ -669,3 +672,84 @@ def test_chained_aliases_are_refused():
                        "fc_sum2": ["B", "C"], "out": ["fc_D_out"], "fc_D_out": ["D"]}}
     with pytest.raises(MappingError, match="chained aliases"):
         map_graph(dag(**spec).graph)
+
+
+# ----------------------------------------------------------------------------- in the loop
+def _grads(net):
+    return {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("make", [lambda: net_two_layers(out=CubaLIF),
+                                  lambda: dag(**RESIDUAL, recurrent=("A",))])
+def test_in_the_loop_replays_the_chip_values_with_exactly_the_qat_gradients(make):
+    """Chip in the loop (replay="chip"): every value is the integer simulator's and every
+    gradient the QAT model's (the emulator computes what the QAT model computes); the float
+    replay's gradients differ (no hop delay, exponential decays)."""
+    net = make()
+    x = random_raster(30, 4, 16, torch.Generator().manual_seed(21), rate=0.3).float()
+    with torch.no_grad():
+        chip = net(x, backend="xylo")
+    grads = {}
+    for name, backend in (("chip", {"name": "xylo"}), ("qat", {"name": "xylo", "mode": "qat"}),
+                          ("float", {"name": "xylo", "replay": "float"})):
+        net.zero_grad()
+        out = net(x, backend=backend)
+        for pop in chip:
+            for key in ("spikes", "v"):
+                ref = getattr(chip[pop], key)
+                if ref is not None:
+                    assert torch.equal(getattr(out[pop], key).detach(), ref), (name, pop, key)
+        (out.output.v.pow(2).sum() + sum(out[p].spikes.sum() for p in chip
+                                          if p not in ("input", net.graph.output.name))).backward()
+        grads[name] = _grads(net)
+    assert grads["chip"].keys() == grads["qat"].keys() and len(grads["chip"]) >= 3
+    for k in grads["qat"]:
+        assert grads["qat"][k].abs().sum() > 0, k
+        torch.testing.assert_close(grads["chip"][k], grads["qat"][k], rtol=1e-6, atol=0)
+    assert any(not torch.allclose(grads["float"][k], grads["qat"][k], rtol=0.1)
+               for k in grads["qat"])
+
+
+def test_replay_evaluates_the_model_at_a_different_chips_states():
+    """A chip that differs from the model (here: other biases) is replayed: values are the
+    chip's, and since the step's Jacobians do not depend on the bias at fixed states, the
+    weight gradients equal the QAT gradients of a model with the chip's biases."""
+    from spikeloop.chips.xylo.simulator import config_params
+    from spikeloop.dynamics.surrogate import make_surrogate
+
+    config, _ = quantize(dag(**RESIDUAL).graph)
+    x = random_raster(25, 3, 16, torch.Generator().manual_seed(22), rate=0.3).double()
+    g = torch.Generator().manual_seed(23)
+    chip_bias = torch.randint(-400, 400, config.bias.shape, generator=g)
+    surrogate = make_surrogate("superspike")
+
+    def run(bias, observed=None):
+        p = config_params(XyloConfig(**{**{f: getattr(config, f)
+                                           for f in config.__dataclass_fields__},
+                                        "bias": bias}))
+        weights = [t.clone().requires_grad_() for t in (p.w_in, p.w_rec, p.w_out)]
+        p = p._replace(w_in=weights[0], w_rec=weights[1], w_out=weights[2])
+        state = dynamics.initial_state(3, config.num_hidden, config.num_outputs)
+        rec, _ = dynamics.run(x, state, p, surrogate, observed)
+        (rec.v_out.pow(2).sum() + rec.z.sum() + rec.v.sum()).backward()
+        return rec, [w.grad for w in weights]
+
+    with torch.no_grad():
+        chip = dynamics.run(x, dynamics.initial_state(3, config.num_hidden, config.num_outputs),
+                            config_params(XyloConfig(**{**{f: getattr(config, f) for f in
+                                                           config.__dataclass_fields__},
+                                                        "bias": chip_bias})))[0]
+    model, _ = run(config.bias)
+    assert not torch.equal(model.v.detach(), chip.v)  # the model alone would differ
+    replayed, grads = run(config.bias, chip)
+    for m, c in zip(replayed, chip, strict=True):
+        assert torch.equal(m.detach(), c)
+    _, reference = run(chip_bias)
+    for got, ref in zip(grads, reference, strict=True):
+        assert ref.abs().sum() > 0
+        torch.testing.assert_close(got, ref, rtol=1e-9, atol=0)
+
+
+def test_replay_option_is_checked():
+    with pytest.raises(ValueError, match="unknown in-the-loop replay"):
+        get_backend({"name": "xylo", "replay": "analog"})
