@@ -727,8 +727,9 @@ def test_replay_evaluates_the_model_at_a_different_chips_states():
         p = config_params(XyloConfig(**{**{f: getattr(config, f)
                                            for f in config.__dataclass_fields__},
                                         "bias": bias}))
-        weights = [t.clone().requires_grad_() for t in (p.w_in, p.w_rec, p.w_out)]
-        p = p._replace(w_in=weights[0], w_rec=weights[1], w_out=weights[2])
+        weights = [t.clone().requires_grad_() for t in (p.weights_in, p.weights_rec,
+                                                         p.weights_out)]
+        p = p._replace(weights_in=weights[0], weights_rec=weights[1], weights_out=weights[2])
         state = dynamics.initial_state(3, config.num_hidden, config.num_outputs)
         rec, _ = dynamics.run(x, state, p, surrogate, observed)
         (rec.v_out.pow(2).sum() + rec.z.sum() + rec.v.sum()).backward()
@@ -753,3 +754,31 @@ def test_replay_evaluates_the_model_at_a_different_chips_states():
 def test_replay_option_is_checked():
     with pytest.raises(ValueError, match="unknown in-the-loop replay"):
         get_backend({"name": "xylo", "replay": "analog"})
+
+
+# ----------------------------------------------------------------------------- registers
+def test_one_register_list_for_config_tensors_and_step_parameters():
+    from dataclasses import fields
+
+    from spikeloop.chips.xylo.dynamics import XyloParams
+    from spikeloop.chips.xylo.quantize import ChipTensors, chip_tensors, to_config
+    from spikeloop.chips.xylo.registers import ARRAYS, Registers
+    from spikeloop.chips.xylo.simulator import register_params
+
+    names = [f.name for f in fields(Registers)]
+    for record in (XyloConfig, ChipTensors):
+        assert [f.name for f in fields(record)][:len(names)] == names
+    assert XyloParams._fields[:len(ARRAYS)] == ARRAYS
+    layout = map_graph(dag(**RESIDUAL).graph)
+    tensors = chip_tensors(layout)
+    config = to_config(tensors)
+    assert config == quantize(layout)[0]
+    for a, b in zip(register_params(tensors), register_params(config), strict=True):
+        assert torch.equal(a.detach(), b) if isinstance(a, torch.Tensor) else a == b
+    # every register's shape is checked (from the one list of dimensions)
+    for name in ARRAYS:
+        bad = {f: getattr(config, f) for f in config.__dataclass_fields__}
+        dim = 0 if name == "weights_out" else -1  # (sizes come from weights_in/_rec/_out)
+        bad[name] = torch.cat([bad[name], bad[name].narrow(dim, 0, 1)], dim)
+        with pytest.raises(MappingError, match=f"XyloConfig.{name} has shape"):
+            XyloConfig(**bad).validate()

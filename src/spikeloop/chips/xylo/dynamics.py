@@ -57,16 +57,18 @@ LO, HI = -32768.0, 32767.0
 
 class XyloParams(NamedTuple):
     """The chip's parameters in integer units (float tensors; a leading batch dimension of
-    networks is optional on every entry). Weights are already shifted (``w · 2^shift``).
-
-    ``w_in [Nin, N·S]``, ``w_rec [N, N·S]``, ``w_out [N, O]`` (flattened ``[post, syn]``);
-    ``threshold``, ``bias``, ``dash_mem`` ``[N]``; ``dash_syn [N, S]``; same ``*_out`` for the
-    ``O`` output neurons (one synapse); ``aliases [N]`` (long, −1: none).
+    networks is optional on every entry): the registers of
+    :class:`~spikeloop.chips.xylo.registers.Registers` under the same names, built by
+    :func:`~spikeloop.chips.xylo.simulator.register_params`. Weights are already shifted
+    (``W · 2^shift``) and flattened: ``weights_in [Nin, N·S]``, ``weights_rec [N, N·S]``
+    (``[pre, post·syn]``), ``weights_out [N, O]``; ``threshold``, ``bias``, ``dash_mem``
+    ``[N]``; ``dash_syn [N, S]``; the same ``*_out`` for the ``O`` output neurons (one synapse);
+    ``aliases [N]`` (long, −1: none); then the event caps.
     """
 
-    w_in: Tensor
-    w_rec: Tensor
-    w_out: Tensor
+    weights_in: Tensor
+    weights_rec: Tensor
+    weights_out: Tensor
     threshold: Tensor
     threshold_out: Tensor
     bias: Tensor
@@ -236,9 +238,9 @@ def step(
     batch = s.v.shape[0]
     x = x.clamp(max=p.input_cap)
     i = s.i.reshape(batch, -1)
-    i = deliver(i, x, p.w_in)
-    i = deliver(i, s.z, p.w_rec).reshape(s.i.shape)
-    i_out = deliver(s.i_out, s.z, p.w_out).unsqueeze(-1)
+    i = deliver(i, x, p.weights_in)
+    i = deliver(i, s.z, p.weights_rec).reshape(s.i.shape)
+    i_out = deliver(s.i_out, s.z, p.weights_out).unsqueeze(-1)
     v, i = _evolve(s.v, i, p.dash_mem, p.dash_syn, p.bias)
     v_out, i_out = _evolve(s.v_out, i_out, p.dash_mem_out, p.dash_syn_out.unsqueeze(-1),
                            p.bias_out)

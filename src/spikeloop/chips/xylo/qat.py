@@ -25,7 +25,7 @@ from spikeloop.dynamics.surrogate import Surrogate
 def tensor_params(t: ChipTensors, spec: XyloSpec | None = None) -> XyloParams:
     """:class:`ChipTensors` as step-function parameters (float64), converted as
     :func:`~spikeloop.chips.xylo.simulator.register_params` converts a config."""
-    return register_params(t, t.aliases, spec)
+    return register_params(t, spec)
 
 
 def qat_run(

@@ -52,6 +52,7 @@ from torch import Tensor
 
 from spikeloop.chips.xylo.config import XyloConfig
 from spikeloop.chips.xylo.mapper import XyloLayout, map_graph
+from spikeloop.chips.xylo.registers import ARRAYS, SHIFTS, Registers
 from spikeloop.chips.xylo.spec import XyloSpec
 from spikeloop.dynamics import current_gain
 from spikeloop.errors import MappingError, ParameterError, WeightRangeError
@@ -67,28 +68,14 @@ def round_ste(x: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class ChipTensors:
-    """Integer-valued float tensors (differentiable through straight-through rounding) of all
-    registers, plus the membrane scales ``σ`` (chip units per model unit)."""
+class ChipTensors(Registers):
+    """The registers (:class:`~spikeloop.chips.xylo.registers.Registers`) as integer-valued
+    float tensors, differentiable through straight-through rounding, plus the membrane scales
+    ``σ`` (chip units per model unit) and ``dt``."""
 
-    weights_in: Tensor
-    weights_rec: Tensor
-    weights_out: Tensor
-    threshold: Tensor
-    threshold_out: Tensor
-    bias: Tensor
-    bias_out: Tensor
-    dash_mem: Tensor
-    dash_mem_out: Tensor
-    dash_syn: Tensor
-    dash_syn_out: Tensor
-    aliases: Tensor
-    scale: Tensor
-    scale_out: Tensor
-    dt: float
-    shift_in: int = 0
-    shift_rec: int = 0
-    shift_out: int = 0
+    scale: Tensor = field(kw_only=True)
+    scale_out: Tensor = field(kw_only=True)
+    dt: float = field(kw_only=True)
 
 
 @dataclass
@@ -363,15 +350,8 @@ def chip_tensors(
 
 def to_config(t: ChipTensors) -> XyloConfig:
     """Detach :class:`ChipTensors` into a :class:`XyloConfig`."""
-    return XyloConfig(
-        weights_in=t.weights_in.detach(), weights_rec=t.weights_rec.detach(),
-        weights_out=t.weights_out.detach(), threshold=t.threshold.detach(),
-        threshold_out=t.threshold_out.detach(), bias=t.bias.detach(),
-        bias_out=t.bias_out.detach(), dash_mem=t.dash_mem, dash_mem_out=t.dash_mem_out,
-        dash_syn=t.dash_syn, dash_syn_out=t.dash_syn_out,
-        aliases=t.aliases, shift_in=t.shift_in,
-        shift_rec=t.shift_rec, shift_out=t.shift_out, dt=t.dt,
-    )
+    return XyloConfig(**{name: getattr(t, name).detach() for name in ARRAYS},
+                      **{name: getattr(t, name) for name in SHIFTS.values()}, dt=t.dt)
 
 
 def quantize(
