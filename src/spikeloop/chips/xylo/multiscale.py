@@ -12,8 +12,8 @@ neuron two currents with their own dashes, ``dv ∝ I₀ + I₁`` with
 two time scales at once. The float models in :mod:`spikeloop.nn` have no counterpart: a
 ``CubaLIF`` has a single synaptic current (one ``τ_syn`` per neuron) and a ``Linear`` writes into
 it, so a traced graph cannot express a neuron driven by two differently filtered copies of its
-input (two projections into one population are rejected by the mapper: "every population must
-be fed by exactly one Linear projection"). Using synapse 1 would therefore need a
+input (two projections into one population sum into that one current; the mapper places them
+as two blocks of synapse 0). Using synapse 1 would therefore need a
 two-current neuron model in ``spikeloop.nn`` / ``spikeloop.dynamics`` (outside this package) and
 its float dynamics matched to the chip's; until then the mapper fills synapse 0, leaves the
 synapse-1 weights 0 and sets ``dash_syn[:, 1] = dash_syn[:, 0]`` (so the register is valid and

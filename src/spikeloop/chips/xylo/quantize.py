@@ -305,7 +305,7 @@ def chip_tensors(
     report.notes.append(
         "each hidden → hidden and hidden → output hop costs one time step on the chip: input "
         f"events reach the readout after {fewest}" + (f"–{most}" if most != fewest else "")
-        + " steps")
+        + (" step" if most == 1 else " steps"))
     for a in layout.aliases:
         report.notes.append(f"alias {a.source!r} → {a.target!r}: {a.size} neurons' spikes are "
                             f"also counted as {a.target!r}'s (residual sum)")
