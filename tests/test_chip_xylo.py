@@ -457,6 +457,9 @@ def test_multi_time_scale_block_has_exact_power_of_two_time_constants():
     config, report = quantize(net.graph)
     assert sorted(config.dash_syn[:24, 0].unique().tolist()) == [1, 2, 3, 4]
     assert all(t["max_rel_error"] < 1e-6 for t in report.time_constants)
+    config, _ = quantize(synnet(16, (24,), 3, scales=4, tau_syn2=32e-3).graph)  # 2 currents
+    assert config.dash_syn[:, 1].unique().tolist() == [5]
+    assert sorted(config.dash_syn[:, 0].unique().tolist()) == [1, 2, 3, 4]
 
 
 # ----------------------------------------------------------------------------- example
@@ -782,3 +785,87 @@ def test_one_register_list_for_config_tensors_and_step_parameters():
         bad[name] = torch.cat([bad[name], bad[name].narrow(dim, 0, 1)], dim)
         with pytest.raises(MappingError, match=f"XyloConfig.{name} has shape"):
             XyloConfig(**bad).validate()
+
+
+# ----------------------------------------------------------------------------- two currents
+def two_current_net(seed=0, tau_syn2=16e-3, n=12):
+    from spikeloop.chips.xylo.multiscale import CubaLIF2
+
+    torch.manual_seed(seed)
+    net = Network({
+        "input": Input(16), "fc1": Linear(16, 2 * n),
+        "hidden": CubaLIF2(n, tau_mem=8e-3, tau_syn=4e-3, tau_syn2=tau_syn2, reset="subtract"),
+        "fc2": Linear(n, 4), "output": CubaLI(4, tau_mem=32e-3, tau_syn=4e-3),
+    })
+    with torch.no_grad():
+        net.layers.fc1.weight.mul_(6)
+        net.layers.fc1.weight[n:].mul_(0.5)  # the slow current's weights: another range
+    return net
+
+
+def test_two_current_neuron_with_equal_time_constants_is_a_cuba_lif():
+    n = 10
+    net = two_current_net(tau_syn2=4e-3, n=n)
+    ref = Network({"input": Input(16), "fc1": Linear(16, n),
+                   "hidden": CubaLIF(n, tau_mem=8e-3, tau_syn=4e-3, reset="subtract"),
+                   "fc2": Linear(n, 4), "output": CubaLI(4, tau_mem=32e-3, tau_syn=4e-3)})
+    with torch.no_grad():
+        w = net.layers.fc1.weight
+        ref.layers.fc1.weight.copy_(w[:n] + w[n:])
+        ref.layers.fc2.weight.copy_(net.layers.fc2.weight)
+    x = random_raster(50, 3, 16, torch.Generator().manual_seed(31), rate=0.3).clamp(max=1).float()
+    a, b = net(x), ref(x)
+    assert int(a["hidden"].spikes.sum()) > 0
+    assert torch.equal(a["hidden"].spikes, b["hidden"].spikes)
+    torch.testing.assert_close(a["hidden"].v, b["hidden"].v, rtol=0, atol=1e-5)
+
+
+def test_second_synaptic_current_is_mapped_bit_exact_with_qat_and_xylosim():
+    n = 12
+    net = two_current_net(n=n)
+    layout = map_graph(net.graph)
+    assert [b.synapses for b in layout.projections if b.node.name == "fc1"] == [2]
+    config, report = quantize(layout)
+    assert config.dash_syn[:, 0].tolist() == [2] * n and config.dash_syn[:, 1].tolist() == [4] * n
+    assert (config.weights_in[..., 1] != 0).sum() > 0.9 * 16 * n  # synapse 1 is used
+    assert int(config.weights_in.abs().amax((0, 2)).min()) == 127  # σ from both synapses
+    assert {t["parameter"] for t in report.time_constants if t["population"] == "hidden"} == {
+        "tau_mem", "tau_syn", "tau_syn2"}
+    x = random_raster(40, 3, 16, torch.Generator().manual_seed(32), rate=0.3).float()
+    run = assert_qat_equals_simulator(layout, config, x)
+    assert int(run.i[..., 1].abs().sum()) > 0 and int(run.spikes.sum()) > 0
+    # the chip follows the float model for the first steps (dynamics differ by quantisation
+    # and the exp vs shift decay); without synapse 1 it would not
+    xb = x.clamp(max=1)
+    with torch.no_grad():
+        sim, chip = net(xb), net(xb, backend="xylo")
+        net.layers.fc1.weight[n:].zero_()
+        fast_only = net(xb, backend="xylo")
+    # (neurons that fired in the first steps are left out: the simulator records v before
+    # the reset, the chip after the subtraction)
+    quiet = (sim["hidden"].spikes[:3] + chip["hidden"].spikes[:3]).sum(0) == 0
+    v_sim = sim["hidden"].v[:3][:, quiet]
+    assert quiet.sum() > 20
+    assert (v_sim - chip["hidden"].v[:3][:, quiet]).abs().max() < 0.08 * v_sim.abs().max()
+    assert (v_sim - fast_only["hidden"].v[:3][:, quiet]).abs().max() > 0.5 * v_sim.abs().max()
+    net = two_current_net(n=n)  # QAT and the float in-the-loop replay train both synapses
+    for backend in ({"name": "xylo", "mode": "qat"}, {"name": "xylo", "replay": "float"}):
+        net.zero_grad()
+        net(xb, backend=backend).output.v.pow(2).sum().backward()
+        assert net.layers.fc1.weight.grad[n:].abs().sum() > 0, backend
+    pytest.importorskip("xylosim")
+    ref, _ = xylosim_run(config, x[:, 0].long())
+    assert_same(simulate(config, x[:, 0]), ref)
+
+
+def test_two_current_population_errors():
+    from spikeloop.chips.xylo.multiscale import CubaLIF2
+    from spikeloop.errors import ParameterError, ShapeError
+
+    with pytest.raises(ParameterError, match="no recurrent projection"):
+        CubaLIF2(4, recurrent=True)
+    with pytest.raises(ShapeError, match="takes 2 × 4 = 8 inputs"):
+        Network({"input": Input(16), "fc": Linear(16, 4), "h": CubaLIF2(4),
+                 "fc2": Linear(4, 2), "out": CubaLI(2)})
+    with pytest.raises(MappingError, match=r"tau_syn2 = 1.2 ms gives dash 0"):
+        quantize(two_current_net(tau_syn2=1.2e-3).graph)

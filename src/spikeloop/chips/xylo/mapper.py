@@ -3,9 +3,11 @@ projection fills and which hidden neurons alias others.
 
 Supported graphs (a :class:`~spikeloop.nn.Network` chain or a DAG such as
 :class:`~spikeloop.interop.convert.GraphNetwork`): ``Input(≤ 16)``, hidden ``CubaLIF``
-populations (recurrent allowed) and one readout (``CubaLIF`` or ``CubaLI``, ≤ 8 neurons, the
-graph's last population), every population fed by one or more ``Linear`` projections. Hidden
-populations are placed one after another in graph order in the hidden pool (≤ 1000 neurons).
+populations (recurrent allowed) or ``CubaLIF2`` (two synaptic currents: the ``2N`` outputs of
+each projection into it fill synapse 0 and 1) and one readout (``CubaLIF`` or ``CubaLI``,
+≤ 8 neurons, the graph's last population), every population fed by one or more ``Linear``
+projections. Hidden populations are placed one after another in graph order in the hidden pool
+(≤ 1000 neurons).
 A projection from the input fills the input matrix; one from a hidden population fills a block
 of the one recurrent matrix (into a hidden population) or of the output matrix (into the
 readout); recurrent projections fill diagonal blocks. So a *weighted skip* — a population fed by
@@ -48,7 +50,7 @@ from spikeloop.chips.xylo.spec import XyloSpec
 from spikeloop.errors import MappingError, NonFiniteError
 from spikeloop.graph import Graph, Node
 
-HIDDEN_MODELS = ("CubaLIF",)
+HIDDEN_MODELS = ("CubaLIF", "CubaLIF2")
 READOUT_MODELS = ("CubaLIF", "CubaLI")
 
 
@@ -65,12 +67,15 @@ class HiddenLayer:
 class ProjectionBlock:
     """A projection filling ``matrix`` (``"in"``, ``"rec"`` or ``"out"``) rows
     ``src_offset …`` and columns ``dst_offset …`` (``[pre, post]``). A projection that feeds
-    several populations has one block per population."""
+    several populations has one block per population. ``synapses = 2``: the projection feeds a
+    two-current population (``CubaLIF2``): its outputs ``[0, N)`` go to synapse 0, ``[N, 2N)``
+    to synapse 1."""
 
     node: Node
     matrix: str
     src_offset: int
     dst_offset: int
+    synapses: int = 1
 
 
 @dataclass(frozen=True)
@@ -296,16 +301,17 @@ def map_graph(graph: Graph, spec: XyloSpec | None = None) -> XyloLayout:
                 most = max(most, 0 if src == inp.name else hops[src][1] + 1)
             # the weights sit in the rows of the alias target (the last source in graph order)
             src = max(p.inputs, key=order.__getitem__)
+            syn = 2 if pop.op == "CubaLIF2" else 1
             if src == inp.name:
                 if pop is readout:
                     raise MappingError(
                         f"projection {p.name!r} feeds the readout from the input; the chip has "
                         "no input → output weights (put a hidden layer between)")
-                blocks.append(ProjectionBlock(p, "in", 0, offsets[pop.name]))
+                blocks.append(ProjectionBlock(p, "in", 0, offsets[pop.name], syn))
             elif pop is readout:
                 blocks.append(ProjectionBlock(p, "out", offsets[src], 0))
             else:
-                blocks.append(ProjectionBlock(p, "rec", offsets[src], offsets[pop.name]))
+                blocks.append(ProjectionBlock(p, "rec", offsets[src], offsets[pop.name], syn))
         hops[pop.name] = (int(fewest), int(most))
     for h in hidden:
         if h.node.name in recurrent:
