@@ -3,7 +3,13 @@
 ``mode="chip"`` (default): map → quantise → run the integer simulator. Under
 ``torch.no_grad()`` the result is what the chip computed; with gradients enabled it goes
 through the in-the-loop bridge (:func:`~spikeloop.backends.inloop.in_the_loop`: values from the
-chip, gradients from the float model evaluated at the chip's membranes and spikes).
+chip, gradients from a model evaluated at the chip's states). ``replay="chip"`` (default): the
+model is the chip's own integer step function on the live quantised parameters
+(:func:`~spikeloop.chips.xylo.qat.qat_run` with the chip's records substituted step by step):
+one-step hops, bit-shift decays, caps and saturation as on the chip, so the gradients are
+exactly the QAT gradients at the chip's states. ``replay="float"``: the float populations
+re-run on the observed spikes — approximate (no hop delay, exponential instead of bit-shift
+decay, unquantised weights), kept for comparison.
 ``mode="qat"``: the differentiable quantised forward (:func:`~spikeloop.chips.xylo.qat.qat_run`),
 bit-exact with the chip, gradients by surrogate derivatives.
 
@@ -23,7 +29,7 @@ from torch import Tensor
 
 from spikeloop.backends.base import BACKENDS, require_host
 from spikeloop.backends.inloop import in_the_loop
-from spikeloop.chips.xylo.dynamics import StepRecord, XyloState
+from spikeloop.chips.xylo.dynamics import StepRecord, XyloState, own_counts
 from spikeloop.chips.xylo.mapper import XyloLayout, map_graph
 from spikeloop.chips.xylo.qat import qat_run
 from spikeloop.chips.xylo.quantize import METHODS, QuantizationReport, QuantMethod, chip_tensors
@@ -44,6 +50,7 @@ class XyloBackend:
         method: weight/threshold quantisation, ``"per_channel"`` or ``"global"``.
         spec: chip limits.
         dense: accepted for interface compatibility (the chip has no dense ADC; ignored).
+        replay: in-the-loop gradient model (chip mode), ``"chip"`` (exact) or ``"float"``.
     """
 
     name = "xylo"
@@ -51,9 +58,13 @@ class XyloBackend:
     def __init__(
         self, mode: Literal["chip", "qat"] = "chip", *, method: QuantMethod = "per_channel",
         spec: XyloSpec | None = None, dense: Any = None,
+        replay: Literal["chip", "float"] = "chip",
     ) -> None:
         if mode not in ("chip", "qat"):
             raise ParameterError(f"unknown xylo mode {mode!r}; known: chip, qat")
+        if replay not in ("chip", "float"):
+            raise ParameterError(f"unknown in-the-loop replay {replay!r}; known: chip, float")
+        self.replay = replay
         if method not in METHODS:
             raise ParameterError(f"unknown quantisation method {method!r}; known: {METHODS}")
         self.mode = mode
@@ -75,6 +86,7 @@ class XyloBackend:
         if chip_state is not None and not isinstance(chip_state, XyloState):
             raise ParameterError("state['xylo'] must be the XyloState of a previous xylo run")
         report = QuantizationReport(self.method)
+        start = chip_state
         t1 = time.perf_counter()
         if self.mode == "qat":
             rec, chip_state, tensors = qat_run(layout, counts, chip_state, method=self.method,
@@ -87,7 +99,7 @@ class XyloBackend:
             chip_state = run.state
         t2 = time.perf_counter()
         self.last_report = report
-        populations = _observables(layout, x, rec, tensors.scale, tensors.scale_out)
+        populations = _observables(layout, x, rec, tensors.scale, tensors.scale_out, self.spec)
         wall = {"mapping": t1 - t0, "run": t2 - t1, "total": time.perf_counter() - t0}
         out = NetworkOutput(
             populations, graph.output.name, {"xylo": chip_state},
@@ -95,30 +107,36 @@ class XyloBackend:
                 "mode": self.mode, "quantisation": self.method,
                 "hidden_events": int(rec.z.detach().sum())}, warnings=list(report.notes)),
         )
-        if self.mode == "chip" and torch.is_grad_enabled():
+        if self.mode != "chip" or not torch.is_grad_enabled():
+            return out
+        if self.replay == "float":
             return in_the_loop(graph, x, out)
-        return out
+
+        def replay(_: Mapping[str, Observables]) -> dict[str, Observables]:
+            model, _, t = qat_run(layout, counts, start, method=self.method, spec=self.spec,
+                                  observed=rec)
+            return _observables(layout, x, model, t.scale, t.scale_out, self.spec)
+
+        return in_the_loop(graph, x, out, replay)
 
 
 def _observables(layout: XyloLayout, x: Tensor, rec: StepRecord, scale: Tensor,
-                 scale_out: Tensor) -> dict[str, Observables]:
+                 scale_out: Tensor, spec: XyloSpec) -> dict[str, Observables]:
+    """Per population: spikes (own counts: an alias target's emitted count less its sources')
+    and membranes in model units."""
     dtype = x.dtype
-    out = {layout_input_name(layout, x): Observables(spikes=x)}
+    out = {layout.input_name: Observables(spikes=x)}
+    z = own_counts(rec.z.to(dtype), layout.alias_targets(), spec.hidden_cap)
     for h in layout.hidden:
         sl = slice(h.offset, h.offset + h.size)
         out[h.node.name] = Observables(
-            spikes=rec.z[..., sl].to(dtype),
+            spikes=z[..., sl],
             v=(rec.v[..., sl].to(dtype) / scale[sl].to(dtype)))
     readout = layout.readout
     out[readout.name] = Observables(
         spikes=rec.z_out.to(dtype) if readout.op == "CubaLIF" else None,
         v=rec.v_out.to(dtype) / scale_out.to(dtype))
     return out
-
-
-def layout_input_name(layout: XyloLayout, x: Tensor) -> str:
-    """Name of the input node (the source of the first projection)."""
-    return layout.projections[0].node.inputs[0]
 
 
 BACKENDS.add("xylo", XyloBackend)

@@ -19,53 +19,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spikeloop.chips.xylo.registers import ARRAYS, DIMS, SHIFTS, Registers
 from spikeloop.chips.xylo.spec import XyloSpec
 from spikeloop.errors import ConfigError, MappingError, WeightRangeError
 
-_ARRAYS = (
-    "weights_in", "weights_rec", "weights_out", "threshold", "threshold_out", "bias",
-    "bias_out", "dash_mem", "dash_mem_out", "dash_syn", "dash_syn_out", "aliases",
-)
-_SCALARS = ("shift_in", "shift_rec", "shift_out")
-
 
 @dataclass(frozen=True)
-class XyloConfig:
-    """Every register of the chip (``Nin ≤ 16`` inputs, ``N`` hidden, ``O ≤ 8`` outputs).
+class XyloConfig(Registers):
+    """Every register of the chip as ``int64`` tensors (fields:
+    :class:`~spikeloop.chips.xylo.registers.Registers`), plus ``dt``: the time step (s) the
+    time constants were quantised for."""
 
-    Attributes:
-        weights_in: ``[Nin, N, 2]`` int8 input weights (to synaptic current 0 or 1).
-        weights_rec: ``[N, N, 2]`` int8 recurrent (hidden → hidden) weights ``[pre, post, syn]``.
-        weights_out: ``[N, O]`` int8 hidden → output weights.
-        shift_in, shift_rec, shift_out: per-matrix left shift of the weights (0..7).
-        threshold, threshold_out: ``[N]`` / ``[O]`` thresholds (1..32767).
-        bias, bias_out: ``[N]`` / ``[O]`` int16 biases added to the membrane every step.
-        dash_mem, dash_mem_out: ``[N]`` / ``[O]`` membrane decay shifts (0..15).
-        dash_syn: ``[N, 2]``, dash_syn_out ``[O]``: synaptic decay shifts (1..15; 0 would
-            silence the synapse, because currents decay before they reach the membrane).
-        aliases: ``[N]`` alias target of each hidden neuron (−1: none).
-        dt: the time step (s) the time constants were quantised for.
-    """
-
-    weights_in: Tensor
-    weights_rec: Tensor
-    weights_out: Tensor
-    threshold: Tensor
-    threshold_out: Tensor
-    bias: Tensor
-    bias_out: Tensor
-    dash_mem: Tensor
-    dash_mem_out: Tensor
-    dash_syn: Tensor
-    dash_syn_out: Tensor
-    aliases: Tensor
-    shift_in: int = 0
-    shift_rec: int = 0
-    shift_out: int = 0
     dt: float = 1e-3
 
     def __post_init__(self) -> None:
-        for name in _ARRAYS:
+        for name in ARRAYS:
             value = getattr(self, name)
             t = torch.as_tensor(value)
             if t.is_floating_point() and not (
@@ -73,7 +41,7 @@ class XyloConfig:
             ):
                 raise ConfigError(f"XyloConfig.{name} must hold integers")
             object.__setattr__(self, name, t.detach().to(torch.int64).clone())
-        for name in _SCALARS:
+        for name in SHIFTS.values():
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value:
                 raise ConfigError(f"XyloConfig.{name} must be an integer, got {value!r}")
@@ -111,13 +79,8 @@ class XyloConfig:
             raise MappingError(f"{n} hidden neurons: the chip has 1..{spec.hidden_max}")
         if not 1 <= o <= spec.outputs:
             raise MappingError(f"{o} output neurons: the chip has 1..{spec.outputs}")
-        shapes = {
-            "weights_in": (n_in, n, spec.hidden_synapses),
-            "weights_rec": (n, n, spec.hidden_synapses),
-            "weights_out": (n, o), "threshold": (n,), "threshold_out": (o,), "bias": (n,),
-            "bias_out": (o,), "dash_mem": (n,), "dash_mem_out": (o,),
-            "dash_syn": (n, spec.hidden_synapses), "dash_syn_out": (o,), "aliases": (n,),
-        }
+        sizes = {"inputs": n_in, "hidden": n, "outputs": o, "synapses": spec.hidden_synapses}
+        shapes = {name: tuple(sizes[d] for d in dims) for name, dims in DIMS.items()}
         for name, shape in shapes.items():
             got = tuple(getattr(self, name).shape)
             if got != shape:
@@ -125,7 +88,7 @@ class XyloConfig:
         for name in ("weights_in", "weights_rec", "weights_out"):
             _check_range(name, getattr(self, name), spec.weight_min, spec.weight_max,
                          "int8 weights", WeightRangeError)
-        for name in _SCALARS:
+        for name in SHIFTS.values():
             value = getattr(self, name)
             if not 0 <= value <= spec.weight_shift_max:
                 raise MappingError(f"XyloConfig.{name} = {value} is outside the weight shift "
@@ -158,7 +121,7 @@ class XyloConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             out[f.name] = value.tolist() if isinstance(value, Tensor) else value
-        out["shapes"] = {name: list(getattr(self, name).shape) for name in _ARRAYS}
+        out["shapes"] = {name: list(getattr(self, name).shape) for name in ARRAYS}
         return out
 
     @classmethod
@@ -172,7 +135,7 @@ class XyloConfig:
             raise ConfigError(f"Xylo config record lacks {sorted(missing)}")
         values: dict[str, Any] = {}
         for name in known:
-            if name in _ARRAYS:
+            if name in ARRAYS:
                 shape = data.get("shapes", {}).get(name)
                 t = torch.tensor(data[name], dtype=torch.int64)
                 values[name] = t.reshape(shape) if shape is not None else t

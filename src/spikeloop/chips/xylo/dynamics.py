@@ -37,8 +37,9 @@ One time step (the order of the reference simulator, ``xylosim`` v2):
    its emitted count.
 
 Surrogate gradients (QAT): a spike count's gradient is the surrogate derivative of
-``(v − ϑ)/ϑ``; the decay's is that of ``(1 − 2^{−d}) x``; saturation and the event order pass
-gradients straight through; the reset ``v − kϑ`` uses the count without gradient.
+``(v − ϑ)/ϑ`` (an alias target's count adds its direct sources' gradients); the decay's is
+that of ``(1 − 2^{−d}) x``; saturation and the event order pass gradients straight through;
+the reset ``v − kϑ`` uses the count without gradient.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from spikeloop.dynamics.neurons import straight_through
 from spikeloop.dynamics.surrogate import Surrogate, spike
 
 LO, HI = -32768.0, 32767.0
@@ -55,16 +57,18 @@ LO, HI = -32768.0, 32767.0
 
 class XyloParams(NamedTuple):
     """The chip's parameters in integer units (float tensors; a leading batch dimension of
-    networks is optional on every entry). Weights are already shifted (``w · 2^shift``).
-
-    ``w_in [Nin, N·S]``, ``w_rec [N, N·S]``, ``w_out [N, O]`` (flattened ``[post, syn]``);
-    ``threshold``, ``bias``, ``dash_mem`` ``[N]``; ``dash_syn [N, S]``; same ``*_out`` for the
-    ``O`` output neurons (one synapse); ``aliases [N]`` (long, −1: none).
+    networks is optional on every entry): the registers of
+    :class:`~spikeloop.chips.xylo.registers.Registers` under the same names, built by
+    :func:`~spikeloop.chips.xylo.simulator.register_params`. Weights are already shifted
+    (``W · 2^shift``) and flattened: ``weights_in [Nin, N·S]``, ``weights_rec [N, N·S]``
+    (``[pre, post·syn]``), ``weights_out [N, O]``; ``threshold``, ``bias``, ``dash_mem``
+    ``[N]``; ``dash_syn [N, S]``; the same ``*_out`` for the ``O`` output neurons (one synapse);
+    ``aliases [N]`` (long, −1: none); then the event caps.
     """
 
-    w_in: Tensor
-    w_rec: Tensor
-    w_out: Tensor
+    weights_in: Tensor
+    weights_rec: Tensor
+    weights_out: Tensor
     threshold: Tensor
     threshold_out: Tensor
     bias: Tensor
@@ -181,7 +185,30 @@ def _fire(
     if surrogate is None or not v.requires_grad:
         return final, v_new
     z = spike((v - threshold) / threshold, surrogate)
+    if aliases is not None and bool((aliases >= 0).any()):  # a target's count: own + sources'
+        z = z + _alias_sum(z, aliases)
     return _straight(z, final), v_new
+
+
+def _alias_sum(z: Tensor, aliases: Tensor) -> Tensor:
+    """Per hidden neuron the sum of the counts ``z [..., N]`` of the neurons aliased to it."""
+    al = aliases.expand(z.shape)
+    return torch.zeros_like(z).scatter_add(-1, al.clamp(min=0), z * (al >= 0))
+
+
+def own_counts(z: Tensor, aliases: Tensor, cap: int = 31) -> Tensor:
+    r"""Each hidden neuron's own spike count from the chip's emitted counts ``z [..., N]``.
+
+    An alias target emits its own spikes plus those of its sources:
+    ``z_j = \min(cap, Σ_{s→j} z_s) + k_j`` where it fires after its sources (lower indices),
+    so ``k_j = z_j − \min(cap, Σ_{s→j} z_s)`` — exact for aliases from lower to higher
+    indices whose sources are no targets themselves (what the mapper creates); gradients pass
+    straight through the cap.
+    """
+    if not bool((aliases >= 0).any()):
+        return z
+    given = _alias_sum(z, aliases)
+    return z - _straight(given, given.detach().clamp(max=cap))
 
 
 def _evolve(
@@ -197,22 +224,43 @@ def _evolve(
 
 
 def step(
-    x: Tensor, s: XyloState, p: XyloParams, surrogate: Surrogate | None = None
+    x: Tensor, s: XyloState, p: XyloParams, surrogate: Surrogate | None = None,
+    observed: StepRecord | None = None,
 ) -> tuple[StepRecord, XyloState]:
-    """Advance the chip by one step on input counts ``x [B, Nin]`` (see the module docstring)."""
+    """Advance the chip by one step on input counts ``x [B, Nin]`` (see the module docstring).
+
+    ``observed`` (in-the-loop replay, :func:`run`): what a chip recorded in this step. The
+    currents after the decay, the membranes before firing (``v + k ϑ``, ``k`` the own counts,
+    since firing subtracted ``k ϑ``) and every recorded value take the chip's values through
+    :func:`~spikeloop.dynamics.straight_through`, so the surrogate derivative is evaluated at
+    the membrane the chip compared with its threshold.
+    """
     batch = s.v.shape[0]
     x = x.clamp(max=p.input_cap)
     i = s.i.reshape(batch, -1)
-    i = deliver(i, x, p.w_in)
-    i = deliver(i, s.z, p.w_rec).reshape(s.i.shape)
-    i_out = deliver(s.i_out, s.z, p.w_out)
+    i = deliver(i, x, p.weights_in)
+    i = deliver(i, s.z, p.weights_rec).reshape(s.i.shape)
+    i_out = deliver(s.i_out, s.z, p.weights_out).unsqueeze(-1)
     v, i = _evolve(s.v, i, p.dash_mem, p.dash_syn, p.bias)
+    v_out, i_out = _evolve(s.v_out, i_out, p.dash_mem_out, p.dash_syn_out.unsqueeze(-1),
+                           p.bias_out)
+    if observed is not None:
+        own = own_counts(observed.z, p.aliases, p.hidden_cap)
+        i = straight_through(i, observed.i)
+        i_out = straight_through(i_out, observed.i_out.unsqueeze(-1))
+        v = straight_through(v, observed.v + own * p.threshold)
+        v_out = straight_through(v_out, observed.v_out + observed.z_out * p.threshold_out)
     z, v = _fire(v, p.threshold, p.hidden_cap, p.aliases, surrogate)
-    v_out, i_out = _evolve(s.v_out, i_out.unsqueeze(-1), p.dash_mem_out,
-                           p.dash_syn_out.unsqueeze(-1), p.bias_out)
     z_out, v_out = _fire(v_out, p.threshold_out, p.output_cap, None, surrogate)
-    i_out = i_out.squeeze(-1)
-    return StepRecord(z, v, i, z_out, v_out, i_out), XyloState(v, i, z, v_out, i_out)
+    rec = StepRecord(z, v, i, z_out, v_out, i_out.squeeze(-1))
+    if observed is not None:
+        rec = StepRecord(*(straight_through(m, o) for m, o in zip(rec, observed, strict=True)))
+    return rec, state_after(rec)
+
+
+def state_after(rec: StepRecord) -> XyloState:
+    """The state a step leaves: its membranes, currents and the counts to deliver next."""
+    return XyloState(rec.v, rec.i, rec.z, rec.v_out, rec.i_out)
 
 
 def initial_state(batch: int, hidden: int, outputs: int, synapses: int = 2,
@@ -225,11 +273,21 @@ def initial_state(batch: int, hidden: int, outputs: int, synapses: int = 2,
 
 
 def run(
-    x: Tensor, s: XyloState, p: XyloParams, surrogate: Surrogate | None = None
+    x: Tensor, s: XyloState, p: XyloParams, surrogate: Surrogate | None = None,
+    observed: StepRecord | None = None,
 ) -> tuple[StepRecord, XyloState]:
-    """Run :func:`step` over ``x [T, B, Nin]``; records stacked along time."""
+    """Run :func:`step` over ``x [T, B, Nin]``; records stacked along time.
+
+    ``observed`` (in-the-loop replay): what a chip recorded on ``x`` from ``s`` (time-major,
+    as returned here). Every step's values are replaced by the observed ones with a
+    straight-through identity (value from the chip, gradient from this model, see
+    :func:`step`), so each step starts from the chip's state and every surrogate derivative is
+    evaluated where the chip was. Where the chip computes what this model computes (the
+    emulator), the replacement changes no value and the gradients are the QAT gradients.
+    """
     records = []
-    for x_t in x.unbind(0):
-        rec, s = step(x_t, s, p, surrogate)
+    for t, x_t in enumerate(x.unbind(0)):
+        seen = None if observed is None else StepRecord(*(o[t].to(x.dtype) for o in observed))
+        rec, s = step(x_t, s, p, surrogate, seen)
         records.append(rec)
     return StepRecord(*(torch.stack(r) for r in zip(*records, strict=True))), s

@@ -1,28 +1,56 @@
-"""Graph → chip layout: which hidden neurons each population occupies and which matrix block
-each projection fills.
+"""Graph → chip layout: which hidden neurons each population occupies, which matrix block each
+projection fills and which hidden neurons alias others.
 
-Supported graphs: ``Input(≤ 16)``, then one or more ``Linear → CubaLIF`` hidden layers
-(recurrent allowed), then ``Linear → CubaLIF`` or ``Linear → CubaLI`` (≤ 8 neurons) as the
-readout. Hidden layers are placed one after another in the hidden pool (≤ 1000 neurons); the
-first projection fills the input matrix, projections between hidden layers and recurrent
-projections fill blocks of the one recurrent matrix, the last projection fills the output
-matrix. Every hop between hidden layers and from the last hidden layer to the readout costs
-one time step on the chip. Every violated limit raises :class:`~spikeloop.errors.MappingError`
-naming it.
+Supported graphs (a :class:`~spikeloop.nn.Network` chain or a DAG such as
+:class:`~spikeloop.interop.convert.GraphNetwork`): ``Input(≤ 16)``, hidden ``CubaLIF``
+populations (recurrent allowed) or ``CubaLIF2`` (two synaptic currents: the ``2N`` outputs of
+each projection into it fill synapse 0 and 1) and one readout (``CubaLIF`` or ``CubaLI``,
+≤ 8 neurons, the graph's last population), every population fed by one or more ``Linear``
+projections. Hidden populations are placed one after another in graph order in the hidden pool
+(≤ 1000 neurons).
+A projection from the input fills the input matrix; one from a hidden population fills a block
+of the one recurrent matrix (into a hidden population) or of the output matrix (into the
+readout); recurrent projections fill diagonal blocks. So a *weighted skip* — a population fed by
+several projections, e.g. ``A → B → C`` and ``A → C`` — is just several blocks.
+
+**Residual skips as aliases.** A projection that reads the *sum* of the spikes of several hidden
+populations ``S₁ … S_k`` (equal sizes; e.g. ``W (z_A + z_B)``, a residual connection) is the
+chip's alias mechanism: every source but the last in graph order (the *target* ``T``) gets
+``alias = T``'s neuron of the same index, so on every step the chip counts the source's spikes
+as ``T``'s too and ``T``'s outgoing weights carry ``z_T + Σ z_S`` (capped at 31 per step); the
+projection's weights fill ``T``'s rows only. This is exact for the graph only if *every*
+reader of ``T`` reads that same sum, ``T`` is not recurrent (its recurrent weights would see the
+sources' spikes), a source aliases one target only (one alias per hidden neuron) and no target
+is itself a source (no chains); anything else raises :class:`~spikeloop.errors.MappingError`
+saying which rule it breaks. Sources precede their target in the hidden pool, so the chip adds
+their counts before the target fires and the target's own count is recoverable
+(:func:`~spikeloop.chips.xylo.dynamics.own_counts`).
+
+**Timing.** Input events reach the hidden neurons in the step they arrive. Each hop from a
+hidden population — to another hidden population or to the readout, through weights or an
+alias sum — costs one time step: spikes fired at step ``t`` are delivered at ``t + 1``. So in
+``A → B → C`` with a skip ``A → C``, ``A``'s spikes reach ``C`` one step after they are fired by
+the skip and two steps after by the path through ``B``; :attr:`XyloLayout.hops` lists, for every
+population, the fewest and the most hops from the input. The QAT model runs the same timing
+(:mod:`spikeloop.chips.xylo.dynamics`); the float model (sim backend) has no hop delays.
+
+Every violated limit raises :class:`~spikeloop.errors.MappingError` naming it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import torch
+from torch import Tensor
 
 from spikeloop.chips.xylo.spec import XyloSpec
 from spikeloop.errors import MappingError, NonFiniteError
 from spikeloop.graph import Graph, Node
 
-HIDDEN_MODELS = ("CubaLIF",)
+HIDDEN_MODELS = ("CubaLIF", "CubaLIF2")
 READOUT_MODELS = ("CubaLIF", "CubaLI")
 
 
@@ -38,12 +66,28 @@ class HiddenLayer:
 @dataclass(frozen=True)
 class ProjectionBlock:
     """A projection filling ``matrix`` (``"in"``, ``"rec"`` or ``"out"``) rows
-    ``src_offset …`` and columns ``dst_offset …`` (``[pre, post]``)."""
+    ``src_offset …`` and columns ``dst_offset …`` (``[pre, post]``). A projection that feeds
+    several populations has one block per population. ``synapses = 2``: the projection feeds a
+    two-current population (``CubaLIF2``): its outputs ``[0, N)`` go to synapse 0, ``[N, 2N)``
+    to synapse 1."""
 
     node: Node
     matrix: str
     src_offset: int
     dst_offset: int
+    synapses: int = 1
+
+
+@dataclass(frozen=True)
+class Alias:
+    """Hidden neuron ``source_offset + k`` aliases ``target_offset + k`` (``k < size``): its
+    spikes are also counted as the target's (a residual sum ``z_target + z_source``)."""
+
+    source: str
+    target: str
+    source_offset: int
+    target_offset: int
+    size: int
 
 
 @dataclass(frozen=True)
@@ -55,6 +99,9 @@ class XyloLayout:
     readout: Node
     projections: tuple[ProjectionBlock, ...]
     dt: float
+    aliases: tuple[Alias, ...] = ()
+    input_name: str = "input"
+    hops: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def num_hidden(self) -> int:
@@ -66,11 +113,21 @@ class XyloLayout:
         """Output neurons used."""
         return self.readout.num_neurons
 
+    def alias_targets(self) -> Tensor:
+        """The chip's alias register ``[N]`` (long): each hidden neuron's target, −1 for none."""
+        out = torch.full((self.num_hidden,), -1, dtype=torch.int64)
+        for a in self.aliases:
+            out[a.source_offset:a.source_offset + a.size] = torch.arange(
+                a.target_offset, a.target_offset + a.size)
+        return out
+
     def summary(self) -> dict:
-        """Resource use for execution reports."""
+        """Resource use for execution reports (``hops``: fewest and most time steps from an
+        input event to the readout)."""
         return {"inputs": self.inputs, "hidden": self.num_hidden, "outputs": self.num_outputs,
                 "hidden_layers": {h.node.name: (h.offset, h.size) for h in self.hidden},
-                "hops": len(self.hidden)}
+                "aliases": {a.source: a.target for a in self.aliases},
+                "hops": self.hops.get(self.readout.name, (len(self.hidden),) * 2)}
 
 
 def _check_population(node: Node, models: tuple[str, ...], role: str) -> None:
@@ -92,10 +149,67 @@ def _check_population(node: Node, models: tuple[str, ...], role: str) -> None:
             raise NonFiniteError(f"population {node.name!r}: {key} holds NaN or inf")
 
 
+def _check_projection(node: Node) -> None:
+    if node.op != "Linear":
+        raise MappingError(f"projection {node.name!r} is a {node.op}; the Xylo chip's "
+                           "weight matrices map Linear projections only")
+    if not bool(torch.isfinite(node.params["weight"].detach()).all()):
+        raise NonFiniteError(f"projection {node.name!r}: weights hold NaN or inf")
+
+
+def _alias_groups(
+    projs: list[Node], recurrent: Mapping[str, Node], order: Mapping[str, int]
+) -> dict[str, frozenset[str]]:
+    """Target population → the populations whose spike sum its outgoing weights carry (itself
+    included), for every projection that sums several hidden populations; checks the rules in
+    the module docstring."""
+    groups: dict[str, frozenset[str]] = {}
+    alias_of: dict[str, str] = {}
+    for p in projs:
+        if len(p.inputs) < 2:
+            continue
+        srcs = frozenset(p.inputs)
+        if len(srcs) != len(p.inputs):
+            raise MappingError(f"projection {p.name!r} reads {list(p.inputs)}: a population "
+                               "twice in one sum has no alias counterpart (scale the weights)")
+        target = max(srcs, key=order.__getitem__)
+        if groups.get(target, srcs) != srcs:
+            raise MappingError(
+                f"population {target!r} is summed with {sorted(groups[target] - {target})} and "
+                f"with {sorted(srcs - {target})}; the chip's alias makes a source's spikes the "
+                "target's for every reader, so all sums with one target must be the same")
+        groups[target] = srcs
+        for s in srcs - {target}:
+            if alias_of.get(s, target) != target:
+                raise MappingError(
+                    f"population {s!r} is summed with {alias_of[s]!r} and with {target!r}; the "
+                    "chip has one alias per hidden neuron")
+            alias_of[s] = target
+    for s, t in alias_of.items():
+        if s in groups:
+            raise MappingError(f"population {s!r} is an alias source (of {t!r}) and an alias "
+                               "target; chained aliases (a sum of sums) are not mapped")
+    for t, srcs in groups.items():
+        if t in recurrent:
+            raise MappingError(
+                f"population {t!r} is recurrent and the alias target of {sorted(srcs - {t})}: "
+                "its recurrent weights would also carry their spikes; make another population "
+                "of the sum the last in graph order or drop the recurrence")
+        for p in projs:
+            if t in p.inputs and frozenset(p.inputs) != srcs:
+                raise MappingError(
+                    f"projection {p.name!r} reads {list(p.inputs)}, but {t!r} carries the sum "
+                    f"{sorted(srcs)} on the chip (alias target): every reader of {t!r} must read "
+                    "that same sum")
+    return groups
+
+
 def map_graph(graph: Graph, spec: XyloSpec | None = None) -> XyloLayout:
     """Lay ``graph`` out on the chip; raises :class:`MappingError` naming any violated limit."""
     spec = spec or XyloSpec()
     nodes = list(graph.nodes)
+    by_name = {n.name: n for n in nodes}
+    order = {n.name: k for k, n in enumerate(nodes)}
     inp = nodes[0]
     if len(inp.shape) != 1:
         raise MappingError(f"the input has shape {inp.shape}; the Xylo chip takes 1-d input "
@@ -110,12 +224,7 @@ def map_graph(graph: Graph, spec: XyloSpec | None = None) -> XyloLayout:
             raise MappingError(f"node {node.name!r} ({node.op}) has no counterpart on the Xylo "
                                "chip; use Linear projections between 1-d populations")
         if node.kind == "projection":
-            if node.op != "Linear":
-                raise MappingError(f"projection {node.name!r} is a {node.op}; the Xylo chip's "
-                                   "weight matrices map Linear projections only")
-            w = node.params["weight"].detach()
-            if not bool(torch.isfinite(w).all()):
-                raise NonFiniteError(f"projection {node.name!r}: weights hold NaN or inf")
+            _check_projection(node)
             if node.recurrent:
                 recurrent[node.inputs[0]] = node
             else:
@@ -125,9 +234,33 @@ def map_graph(graph: Graph, spec: XyloSpec | None = None) -> XyloLayout:
     if len(pops) < 2:
         raise MappingError("the Xylo chip needs at least one hidden layer before the readout "
                            "(Input → Linear → CubaLIF → Linear → readout)")
-    if len(projs) != len(pops):
-        raise MappingError("every population must be fed by exactly one Linear projection")
     *hidden_nodes, readout = pops
+    consumers: dict[str, list[Node]] = {p.name: [] for p in projs}
+    for pop in pops:
+        if not pop.inputs:
+            raise MappingError(f"population {pop.name!r} receives no input")
+        for src in pop.inputs:
+            if by_name[src].kind != "projection":
+                raise MappingError(
+                    f"population {pop.name!r} is fed by {src!r} ({by_name[src].op}) directly; "
+                    "on the Xylo chip every population is fed through Linear weights")
+            consumers[src].append(pop)
+    for p in projs:
+        if not consumers[p.name]:
+            raise MappingError(f"projection {p.name!r} feeds no population")
+        for src in p.inputs:
+            s = by_name[src]
+            if s is readout:
+                raise MappingError(f"projection {p.name!r} reads the readout {readout.name!r}; "
+                                   "the chip's output neurons drive no weights")
+            if s.kind != "population" and s is not inp:
+                raise MappingError(f"projection {p.name!r} reads {src!r} ({s.op}); a Linear "
+                                   "reads the input or hidden populations (merge two Linears)")
+        if len(p.inputs) > 1 and inp.name in p.inputs:
+            raise MappingError(
+                f"projection {p.name!r} sums the input channels with hidden spikes "
+                f"{list(p.inputs)}; input channels have no aliases on the chip: feed the "
+                "population through two Linear projections instead")
     for node in hidden_nodes:
         _check_population(node, HIDDEN_MODELS, "hidden")
     _check_population(readout, READOUT_MODELS, "output")
@@ -143,18 +276,45 @@ def map_graph(graph: Graph, spec: XyloSpec | None = None) -> XyloLayout:
     dts = {n.settings["dt"] for n in pops}
     if len(dts) != 1:
         raise MappingError(f"all populations must share one dt on the chip, got {sorted(dts)}")
-    hidden, offset = [], 0
-    for node in hidden_nodes:
-        hidden.append(HiddenLayer(node, offset, node.num_neurons))
-        offset += node.num_neurons
-    blocks = [ProjectionBlock(projs[0], "in", 0, 0)]
-    for k in range(1, len(hidden)):
-        blocks.append(ProjectionBlock(projs[k], "rec", hidden[k - 1].offset, hidden[k].offset))
-    blocks.append(ProjectionBlock(projs[-1], "out", hidden[-1].offset, 0))
-    for h in hidden:
-        if h.node.name in recurrent:
-            blocks.append(ProjectionBlock(recurrent[h.node.name], "rec", h.offset, h.offset))
     dt = dts.pop()
     if not (math.isfinite(dt) and dt > 0):
         raise MappingError(f"dt must be a finite number > 0, got {dt!r}")
-    return XyloLayout(inp.num_neurons, tuple(hidden), readout, tuple(blocks), dt)
+    groups = _alias_groups(projs, recurrent, order)
+
+    hidden, offset = [], 0
+    offsets: dict[str, int] = {}
+    for node in hidden_nodes:
+        hidden.append(HiddenLayer(node, offset, node.num_neurons))
+        offsets[node.name] = offset
+        offset += node.num_neurons
+    aliases = tuple(
+        Alias(s, t, offsets[s], offsets[t], by_name[t].num_neurons)
+        for t, srcs in groups.items() for s in sorted(srcs - {t}, key=order.__getitem__))
+    blocks = []
+    hops: dict[str, tuple[int, int]] = {}
+    for pop in pops:  # graph order: every source population comes first
+        fewest, most = math.inf, -math.inf
+        for p in (by_name[name] for name in pop.inputs):
+            for src in p.inputs:
+                h = 0 if src == inp.name else hops[src][0] + 1
+                fewest = min(fewest, h)
+                most = max(most, 0 if src == inp.name else hops[src][1] + 1)
+            # the weights sit in the rows of the alias target (the last source in graph order)
+            src = max(p.inputs, key=order.__getitem__)
+            syn = 2 if pop.op == "CubaLIF2" else 1
+            if src == inp.name:
+                if pop is readout:
+                    raise MappingError(
+                        f"projection {p.name!r} feeds the readout from the input; the chip has "
+                        "no input → output weights (put a hidden layer between)")
+                blocks.append(ProjectionBlock(p, "in", 0, offsets[pop.name], syn))
+            elif pop is readout:
+                blocks.append(ProjectionBlock(p, "out", offsets[src], 0))
+            else:
+                blocks.append(ProjectionBlock(p, "rec", offsets[src], offsets[pop.name], syn))
+        hops[pop.name] = (int(fewest), int(most))
+    for h in hidden:
+        if h.node.name in recurrent:
+            blocks.append(ProjectionBlock(recurrent[h.node.name], "rec", h.offset, h.offset))
+    return XyloLayout(inp.num_neurons, tuple(hidden), readout, tuple(blocks), dt, aliases,
+                      inp.name, hops)

@@ -23,20 +23,23 @@ from spikeloop.dynamics.surrogate import Surrogate
 
 
 def tensor_params(t: ChipTensors, spec: XyloSpec | None = None) -> XyloParams:
-    """:class:`ChipTensors` as step-function parameters (float64, no aliases), converted as
+    """:class:`ChipTensors` as step-function parameters (float64), converted as
     :func:`~spikeloop.chips.xylo.simulator.register_params` converts a config."""
-    return register_params(t, torch.full((t.threshold.shape[0],), -1, dtype=torch.int64), spec)
+    return register_params(t, spec)
 
 
 def qat_run(
     layout: XyloLayout, x: Tensor, state: XyloState | None = None, *,
     method: QuantMethod = "per_channel", spec: XyloSpec | None = None,
     surrogate: Surrogate | None = None, report: QuantizationReport | None = None,
+    observed: StepRecord | None = None,
 ) -> tuple[StepRecord, XyloState, ChipTensors]:
     """Differentiable chip forward on event counts ``x [T, B, Nin]``.
 
     Returns the integer-valued records (float64, with gradients), the final state and the
-    quantised tensors (their ``scale`` converts membranes to model units).
+    quantised tensors (their ``scale`` converts membranes to model units). ``observed``: a
+    chip's records of the same run, replayed with straight-through values (in-the-loop
+    gradients, see :func:`~spikeloop.chips.xylo.dynamics.run`).
     """
     spec = spec or XyloSpec()
     tensors = chip_tensors(layout, method, spec, report)
@@ -45,5 +48,6 @@ def qat_run(
     if state is None:
         state = dynamics.initial_state(x.shape[1], layout.num_hidden, layout.num_outputs,
                                        spec.hidden_synapses)
-    rec, state = dynamics.run(x.to(torch.float64), state, tensor_params(tensors, spec), surrogate)
+    rec, state = dynamics.run(x.to(torch.float64), state, tensor_params(tensors, spec), surrogate,
+                              observed)
     return rec, state, tensors

@@ -11,9 +11,10 @@ responses gives the integer weight
     ϑ_j^{int} = \mathrm{round}(σ_j ϑ_j),\qquad
     b_j^{int} = \mathrm{round}\big(σ_j\, r_j g_j\, b_j / (1 − α_j)\big)
 
-with the chip's synaptic decay ``α_j = 1 − 2^{−dash_{syn,j}}`` (a Linear bias ``b`` feeds the
-synaptic current every step; the chip adds its bias to the membrane, so it is matched at the
-steady state). Time constants become decay shifts
+with the chip's synaptic decay ``α_j = 1 − 2^{−dash_{syn,j}}`` (``g_j``, ``α_j`` per synapse
+for a two-current ``CubaLIF2``; a ``CubaLIF``'s synapse 1 stays empty) (a Linear bias ``b``
+feeds the synaptic current every step; the chip adds its bias to the membrane, so it is matched
+at the steady state). Time constants become decay shifts
 ``dash = round(log2(τ/dt))`` (exact for ``τ = 2^k dt``).
 
 Scales and weight shifts. Each matrix ``M`` delivers ``W^M_{ij} · 2^{s_M}`` per event (its
@@ -52,6 +53,7 @@ from torch import Tensor
 
 from spikeloop.chips.xylo.config import XyloConfig
 from spikeloop.chips.xylo.mapper import XyloLayout, map_graph
+from spikeloop.chips.xylo.registers import ARRAYS, SHIFTS, Registers
 from spikeloop.chips.xylo.spec import XyloSpec
 from spikeloop.dynamics import current_gain
 from spikeloop.errors import MappingError, ParameterError, WeightRangeError
@@ -67,27 +69,14 @@ def round_ste(x: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class ChipTensors:
-    """Integer-valued float tensors (differentiable through straight-through rounding) of all
-    registers, plus the membrane scales ``σ`` (chip units per model unit)."""
+class ChipTensors(Registers):
+    """The registers (:class:`~spikeloop.chips.xylo.registers.Registers`) as integer-valued
+    float tensors, differentiable through straight-through rounding, plus the membrane scales
+    ``σ`` (chip units per model unit) and ``dt``."""
 
-    weights_in: Tensor
-    weights_rec: Tensor
-    weights_out: Tensor
-    threshold: Tensor
-    threshold_out: Tensor
-    bias: Tensor
-    bias_out: Tensor
-    dash_mem: Tensor
-    dash_mem_out: Tensor
-    dash_syn: Tensor
-    dash_syn_out: Tensor
-    scale: Tensor
-    scale_out: Tensor
-    dt: float
-    shift_in: int = 0
-    shift_rec: int = 0
-    shift_out: int = 0
+    scale: Tensor = field(kw_only=True)
+    scale_out: Tensor = field(kw_only=True)
+    dt: float = field(kw_only=True)
 
 
 @dataclass
@@ -161,11 +150,12 @@ def _dashes(node: Node, key: str, dt: float, spec: XyloSpec, lowest: int,
     return dash.float()
 
 
-def _gain(node: Node, dt: float, dash_syn: Tensor) -> tuple[Tensor, Tensor]:
+def _gain(node: Node, dt: float, dash_syn: Tensor, key: str = "tau_syn"
+          ) -> tuple[Tensor, Tensor]:
     """Per neuron ``r g / α`` (chip units per model current unit before σ) and the chip's
-    synaptic decay ``α = 1 − 2^{−dash_syn}``."""
+    synaptic decay ``α = 1 − 2^{−dash_syn}`` of the current with time constant ``key``."""
     method = node.settings.get("method", "exact")
-    tau_mem, tau_syn = _per_neuron(node, "tau_mem"), _per_neuron(node, "tau_syn")
+    tau_mem, tau_syn = _per_neuron(node, "tau_mem"), _per_neuron(node, key)
     r = _per_neuron(node, "r")
     alpha = 1.0 - torch.exp2(-dash_syn)
     return r * current_gain(tau_syn, tau_mem, dt, method) / alpha, alpha
@@ -208,14 +198,17 @@ def chip_tensors(
     dt = layout.dt
     n, o, n_in = layout.num_hidden, layout.num_outputs, layout.inputs
     gains, alphas, dash_mem, dash_syn, thresholds = [], [], [], [], []
-    for h in layout.hidden:
+    for h in layout.hidden:  # synapse 1: tau_syn2 of a CubaLIF2, else a copy of synapse 0
         dash_mem.append(_dashes(h.node, "tau_mem", dt, spec, 0, report))
-        dash_syn.append(_dashes(h.node, "tau_syn", dt, spec, 1, report))
-        g, a = _gain(h.node, dt, dash_syn[-1])
-        gains.append(g)
-        alphas.append(a)
+        keys = ("tau_syn", "tau_syn2") if h.node.op == "CubaLIF2" else ("tau_syn", "tau_syn")
+        d = [_dashes(h.node, k, dt, spec, 1, report) for k in dict.fromkeys(keys)]
+        dash_syn.append(torch.stack([d[0], d[-1]], -1))
+        g, a = zip(*(_gain(h.node, dt, dash_syn[-1][:, k], key) for k, key in enumerate(keys)),
+                   strict=True)
+        gains.append(torch.stack(g, -1))
+        alphas.append(torch.stack(a, -1))
         thresholds.append(_per_neuron(h.node, "v_threshold"))
-    gain, alpha = torch.cat(gains), torch.cat(alphas)
+    gain, alpha = torch.cat(gains), torch.cat(alphas)  # [N, 2]: per neuron and synapse
     theta = torch.cat(thresholds)
     readout = layout.readout
     spiking_out = readout.op == "CubaLIF"
@@ -225,35 +218,39 @@ def chip_tensors(
     gain_out, alpha_out = _gain(readout, dt, d_syn_out)
 
     # float weights in chip membrane units per σ, assembled into the three matrices
-    w_in = torch.zeros(n_in, n)
-    w_rec = torch.zeros(n, n)
+    w_in = torch.zeros(n_in, n, spec.hidden_synapses)
+    w_rec = torch.zeros(n, n, spec.hidden_synapses)
     w_out = torch.zeros(n, o)
     bias = torch.zeros(n)
     bias_out = torch.zeros(o)
     for blk in layout.projections:
-        w = blk.node.params["weight"].float().T  # [pre, post]
+        syn = blk.synapses  # a CubaLIF2's Linear: outputs [syn 0 of N | syn 1 of N]
+        w = blk.node.params["weight"].float().T  # [pre, syn·post]
+        pre = w.shape[0]
+        w = w.reshape(pre, syn, -1).transpose(1, 2)  # [pre, post, syn]
         b = blk.node.params.get("bias")
-        pre, post = w.shape
+        post = w.shape[1]
         rows = slice(blk.src_offset, blk.src_offset + pre)
         cols = slice(blk.dst_offset, blk.dst_offset + post)
+        # blocks add up: two projections from one source into one population sum their weights
         if blk.matrix == "out":
-            w_out[rows, cols] = w * gain_out[cols]
+            w_out[rows, cols] = w_out[rows, cols] + w[..., 0] * gain_out[cols]
             if b is not None:
                 bias_out = bias_out + b.float() * (gain_out * alpha_out / (1 - alpha_out))
             continue
         target = w_in if blk.matrix == "in" else w_rec
-        target[rows, cols] = w * gain[cols]
+        target[rows, cols, :syn] = target[rows, cols, :syn] + w * gain[cols, :syn]
         if b is not None:
-            full = torch.zeros(n)
-            full[cols] = b.float()
-            bias = bias + full * gain * alpha / (1 - alpha)
+            full = torch.zeros(n, spec.hidden_synapses)
+            full[cols, :syn] = b.float().reshape(syn, -1).T
+            bias = bias + (full * gain * alpha / (1 - alpha)).sum(-1)
     if any(blk.node.params.get("bias") is not None for blk in layout.projections):
         report.notes.append("Linear biases become membrane biases matched at the steady state "
                             "(b r g / (1 − α) per step); their transient differs")
 
     # scales σ (detached)
     with torch.no_grad():
-        m_in, m_rec = w_in.abs().amax(0), w_rec.abs().amax(0)
+        m_in, m_rec = w_in.abs().amax((0, 2)), w_rec.abs().amax((0, 2))
         shift_in, shift_rec = weight_shifts(m_in, m_rec, method, spec) if shifts else (0, 0)
         # the matrix with the largest weight in shift-adjusted units sets σ (σ·m/2^s ≤ 127)
         m_hidden = torch.maximum(m_in / 2**shift_in, m_rec / 2**shift_rec)
@@ -283,8 +280,8 @@ def chip_tensors(
         raise MappingError("thresholds must be > 0 on the Xylo chip (1..32767 after scaling)")
 
     lim = (spec.weight_min, spec.weight_max)
-    wq_in = round_ste(w_in * scale / 2**shift_in).clamp(*lim)
-    wq_rec = round_ste(w_rec * scale / 2**shift_rec).clamp(*lim)
+    wq_in = round_ste(w_in * scale[:, None] / 2**shift_in).clamp(*lim)
+    wq_rec = round_ste(w_rec * scale[:, None] / 2**shift_rec).clamp(*lim)
     wq_out = round_ste(w_out * scale_out).clamp(*lim)
     th = round_ste(theta * scale).clamp(1, spec.threshold_max)
     th_out = (round_ste(theta_out * scale_out).clamp(1, spec.threshold_max)
@@ -312,24 +309,26 @@ def chip_tensors(
         report.notes.append("the chip resets by subtracting the threshold; the float model "
                             "resets to v_reset = 0 (reset='value'): train with QAT or "
                             "reset='subtract' for a closer match")
-    if len(layout.hidden) > 1:
-        report.notes.append(f"{len(layout.hidden)} hidden layers: each hop between hidden "
-                            "layers costs one time step on the chip")
-    report.notes.append("the hidden → output hop costs one time step on the chip")
-    dsyn = torch.cat(dash_syn)
+    fewest, most = layout.summary()["hops"]
+    report.notes.append(
+        "each hidden → hidden and hidden → output hop costs one time step on the chip: input "
+        f"events reach the readout after {fewest}" + (f"–{most}" if most != fewest else "")
+        + (" step" if most == 1 else " steps"))
+    for a in layout.aliases:
+        report.notes.append(f"alias {a.source!r} → {a.target!r}: {a.size} neurons' spikes are "
+                            f"also counted as {a.target!r}'s (residual sum)")
     tensors = ChipTensors(
-        weights_in=torch.stack([wq_in, torch.zeros_like(wq_in)], -1),
-        weights_rec=torch.stack([wq_rec, torch.zeros_like(wq_rec)], -1),
+        weights_in=wq_in, weights_rec=wq_rec,
         weights_out=wq_out, threshold=th, threshold_out=th_out, bias=bq, bias_out=bq_out,
         dash_mem=torch.cat(dash_mem), dash_mem_out=d_mem_out,
-        dash_syn=torch.stack([dsyn, dsyn], -1), dash_syn_out=d_syn_out,
-        scale=scale, scale_out=scale_out, dt=dt, shift_in=shift_in, shift_rec=shift_rec,
-        shift_out=0,
+        dash_syn=torch.cat(dash_syn), dash_syn_out=d_syn_out,
+        aliases=layout.alias_targets(), scale=scale, scale_out=scale_out, dt=dt,
+        shift_in=shift_in, shift_rec=shift_rec, shift_out=0,
     )
     with torch.no_grad():
         report.shifts = {"weights_in": shift_in, "weights_rec": shift_rec, "weights_out": 0}
-        for name, fl, q, s in (("weights_in", w_in, wq_in, scale / 2**shift_in),
-                               ("weights_rec", w_rec, wq_rec, scale / 2**shift_rec),
+        for name, fl, q, s in (("weights_in", w_in, wq_in, scale[:, None] / 2**shift_in),
+                               ("weights_rec", w_rec, wq_rec, scale[:, None] / 2**shift_rec),
                                ("weights_out", w_out, wq_out, scale_out)):
             f = fl.detach() * s
             nz = f != 0
@@ -356,17 +355,9 @@ def chip_tensors(
 
 
 def to_config(t: ChipTensors) -> XyloConfig:
-    """Detach :class:`ChipTensors` into a :class:`XyloConfig` (no aliases)."""
-    n = t.threshold.shape[0]
-    return XyloConfig(
-        weights_in=t.weights_in.detach(), weights_rec=t.weights_rec.detach(),
-        weights_out=t.weights_out.detach(), threshold=t.threshold.detach(),
-        threshold_out=t.threshold_out.detach(), bias=t.bias.detach(),
-        bias_out=t.bias_out.detach(), dash_mem=t.dash_mem, dash_mem_out=t.dash_mem_out,
-        dash_syn=t.dash_syn, dash_syn_out=t.dash_syn_out,
-        aliases=torch.full((n,), -1, dtype=torch.int64), shift_in=t.shift_in,
-        shift_rec=t.shift_rec, shift_out=t.shift_out, dt=t.dt,
-    )
+    """Detach :class:`ChipTensors` into a :class:`XyloConfig`."""
+    return XyloConfig(**{name: getattr(t, name).detach() for name in ARRAYS},
+                      **{name: getattr(t, name) for name in SHIFTS.values()}, dt=t.dt)
 
 
 def quantize(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -19,6 +18,7 @@ from torch import Tensor
 from spikeloop.chips.xylo import dynamics
 from spikeloop.chips.xylo.config import XyloConfig
 from spikeloop.chips.xylo.dynamics import XyloParams, XyloState
+from spikeloop.chips.xylo.registers import ARRAYS, SHIFTS, Registers
 from spikeloop.chips.xylo.spec import XyloSpec
 from spikeloop.errors import DTypeError, MappingError, ShapeError
 
@@ -40,29 +40,25 @@ class XyloRun:
     state: XyloState
 
 
-def register_params(r: Any, aliases: Tensor, spec: XyloSpec | None = None) -> XyloParams:
-    """Registers as :class:`~spikeloop.chips.xylo.dynamics.XyloParams` (float64 integers; the
-    weights delivered shifted, ``W · 2^shift``). ``r`` is a :class:`XyloConfig` or a
-    :class:`~spikeloop.chips.xylo.quantize.ChipTensors` (the same register names)."""
+def register_params(r: Registers, spec: XyloSpec | None = None) -> XyloParams:
+    """Registers as :class:`~spikeloop.chips.xylo.dynamics.XyloParams` (the same names; float64
+    integers, the weights delivered shifted, ``W · 2^shift``, and flattened
+    ``[pre, post·syn]``, the aliases long). ``r`` is a :class:`XyloConfig` or a
+    :class:`~spikeloop.chips.xylo.quantize.ChipTensors`."""
     spec = spec or XyloSpec()
-    f = torch.float64
-    n = r.threshold.shape[0]
-    return XyloParams(
-        w_in=(r.weights_in.to(f) * 2.0**r.shift_in).reshape(r.weights_in.shape[0], -1),
-        w_rec=(r.weights_rec.to(f) * 2.0**r.shift_rec).reshape(n, -1),
-        w_out=r.weights_out.to(f) * 2.0**r.shift_out,
-        threshold=r.threshold.to(f), threshold_out=r.threshold_out.to(f),
-        bias=r.bias.to(f), bias_out=r.bias_out.to(f),
-        dash_mem=r.dash_mem.to(f), dash_mem_out=r.dash_mem_out.to(f),
-        dash_syn=r.dash_syn.to(f), dash_syn_out=r.dash_syn_out.to(f),
-        aliases=aliases,
-        input_cap=spec.input_cap, hidden_cap=spec.hidden_cap, output_cap=spec.output_cap,
-    )
+    values = {}
+    for name in ARRAYS:
+        t = getattr(r, name)
+        if name in SHIFTS:
+            t = (t.to(torch.float64) * 2.0 ** getattr(r, SHIFTS[name])).reshape(t.shape[0], -1)
+        values[name] = t.to(torch.int64 if name == "aliases" else torch.float64)
+    return XyloParams(**values, input_cap=spec.input_cap, hidden_cap=spec.hidden_cap,
+                      output_cap=spec.output_cap)
 
 
 def config_params(config: XyloConfig, spec: XyloSpec | None = None) -> XyloParams:
     """The config as :class:`~spikeloop.chips.xylo.dynamics.XyloParams` (float64 integers)."""
-    return register_params(config, config.aliases.clone(), spec)
+    return register_params(config, spec)
 
 
 def check_raster(x: Tensor, inputs: int) -> tuple[Tensor, bool]:
@@ -141,7 +137,7 @@ def simulate_many(
                          f"({len(configs)})")
     params = [config_params(c, spec) for c in configs]
     stacked = XyloParams(
-        *(torch.stack([getattr(p, name) for p in params]) for name in XyloParams._fields[:12]),
+        **{name: torch.stack([getattr(p, name) for p in params]) for name in ARRAYS},
         input_cap=spec.input_cap, hidden_cap=spec.hidden_cap, output_cap=spec.output_cap,
     )
     c = configs[0]
