@@ -44,7 +44,7 @@ event-memory: $(STAMP)
 
 # Integer (Xylo-like) chip: float / quantised / QAT / in the loop / streaming on the integer sim.
 xylo-example: $(STAMP)
-	$(PY) examples/xylo_temporal.py --in-the-loop
+	OMP_NUM_THREADS=1 $(PY) examples/xylo_temporal.py --in-the-loop  # results depend on the thread count
 
 # NIR support matrix for the README, generated from the converter registries.
 nir-matrix: $(STAMP)
