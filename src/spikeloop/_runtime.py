@@ -13,9 +13,10 @@ or inspect networks keeps glibc's defaults.
 
 The price is memory: the process keeps up to 1 GiB of freed memory for reuse, and blocks of
 different sizes fragment the heap. For the speed benchmark's workload the peak is the same
-either way (374 vs 379 MB); for long sequences (T = 5000 / 10000, batch 16) a train step is
-38 / 34 % faster and its peak 27 / 13 % higher (1391 vs 1092 MB, 2099 vs 1858 MB). Where memory
-is what limits, use recompute (``checkpoint=K``) or ``SPIKELOOP_MALLOC=0``.
+either way (374 vs 379 MB); for long sequences (T = 5000 / 10000, batch 16; measured when the
+tuning still ran at import) a train step is 38 / 34 % faster and its peak 27 / 13 % higher
+(1391 vs 1092 MB, 2099 vs 1858 MB). Where memory is what limits, use recompute
+(``checkpoint=K``) or ``SPIKELOOP_MALLOC=0``.
 
 Set ``SPIKELOOP_MALLOC=0`` before importing spikeloop to keep glibc's defaults. Other C libraries
 (musl, macOS, Windows) are left alone.
