@@ -713,6 +713,27 @@ def test_in_the_loop_replays_the_chip_values_with_exactly_the_qat_gradients(make
                for k in grads["qat"])
 
 
+def test_a_replay_that_misses_the_chips_values_is_an_error():
+    """The bridge refuses a chip model whose values are not the observed ones."""
+    from spikeloop.backends.inloop import in_the_loop
+    from spikeloop.errors import ReplayError
+    from spikeloop.nn.observables import Observables
+
+    net = Network({"input": Input(16), "fc": Linear(16, 8), "hidden": CubaLIF(8),
+                   "fc2": Linear(8, 2), "out": CubaLI(2)})
+    x = random_raster(20, 2, 16, torch.Generator().manual_seed(3), rate=0.3).float()
+    with torch.no_grad():
+        chip = net(x, backend="xylo")
+
+    def off_by_one(observed):
+        return {k: Observables(spikes=o.spikes, v=None if o.v is None else o.v + 1)
+                for k, o in observed.items()}
+
+    with pytest.raises(ReplayError, match="population 'hidden' v differs"):
+        in_the_loop(net.graph, x, chip, off_by_one)
+    assert in_the_loop(net.graph, x, chip, lambda observed: observed)["out"] is not None
+
+
 def test_replay_evaluates_the_model_at_a_different_chips_states():
     """A chip that differs from the model (here: other biases) is replayed: values are the
     chip's, and since the step's Jacobians do not depend on the bias at fixed states, the

@@ -455,6 +455,20 @@ def test_checkpoint_and_record_errors():
         SimBackend(record={"out": ["v", "w"]})
     with pytest.raises(ParameterError, match="map population names to lists of fields"):
         SimBackend(record={"out": "v"})
+    with pytest.raises(ParameterError, match="map population names to lists of fields"):
+        SimBackend(record={"out": None})
+    with pytest.raises(ParameterError, match=r"record\['out'\]: a CubaLI has no \['spikes'\]"):
+        dyadic_net(False)(torch.zeros(5, 1, 40), backend=SimBackend(record={"out": ["spikes"]}))
+    with pytest.raises(ParameterError, match=r"record\['lif'\]: a LIF has no \['i'\]"):
+        dyadic_net(False)(torch.zeros(5, 1, 40),
+                          backend=SimBackend(record={"lif": ["i"], "out": ["v"]}))
+    with pytest.raises(ParameterError, match=r"record\['out'\] is empty"):
+        dyadic_net(False)(torch.zeros(5, 1, 40), backend=SimBackend(record={"out": []}))
+    frozen = SimBackend(record={"out": ["v"]})
+    assert hash(frozen) == hash(SimBackend(record={"out": ("v",)}))
+    assert frozen == SimBackend(record={"out": ("v",)})
+    with pytest.raises(TypeError):
+        frozen.record["out"] = ("i",)  # read-only: validated once
     with pytest.raises(ParameterError, match="must include the output population"):
         dyadic_net(False)(torch.zeros(5, 1, 40), backend=SimBackend(record={"hidden": ["v"]}))
     with pytest.raises(ParameterError, match=r"record: no population \['nope'\]"):

@@ -51,6 +51,10 @@ class DeviceError(SpikeloopError, ValueError):
     """A tensor or network is on a device the backend does not run on."""
 
 
+class ReplayError(SpikeloopError, RuntimeError):
+    """A chip model replayed in the loop does not reproduce what the chip observed."""
+
+
 class MappingError(SpikeloopError, ValueError):
     """A network does not fit a chip: the message names the violated limit."""
 

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from spikeloop.backends.sim import _run_window
-from spikeloop.errors import ShapeError
+from spikeloop.errors import ReplayError
 from spikeloop.graph import Graph
 from spikeloop.nn.observables import NetworkOutput, Observables
 
@@ -49,7 +49,7 @@ def in_the_loop(
             simulation grid, in model units).
         replay: the chip's own model (default: the graph's populations re-run on the observed
             presynaptic spikes). Its spikes and membranes must equal the observed ones
-            (:class:`~spikeloop.errors.ShapeError` otherwise).
+            (:class:`~spikeloop.errors.ReplayError` otherwise).
     """
     if replay is None:
         populations, _ = _run_window(graph, x, {}, observed.populations)
@@ -60,6 +60,6 @@ def in_the_loop(
                 value, model = getattr(seen, key), getattr(populations.get(name), key, None)
                 if value is not None and (model is None or model.shape != value.shape
                                           or not torch.equal(model.detach(), value.detach())):
-                    raise ShapeError(f"in-the-loop replay: population {name!r} {key} differs "
+                    raise ReplayError(f"in-the-loop replay: population {name!r} {key} differs "
                                      "from the chip's observation")
     return NetworkOutput(populations, graph.output.name, observed.state, observed.report)

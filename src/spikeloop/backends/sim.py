@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 import torch
@@ -59,7 +60,8 @@ class SimBackend:
     kernel: Kernel = "auto"
     grad_band: float | None = None
     checkpoint: int | None = None
-    record: tuple[str, ...] | Mapping[str, tuple[str, ...]] | None = None
+    record: tuple[str, ...] | Mapping[str, tuple[str, ...]] | None = field(default=None,
+                                                                           hash=False)
     name: str = "sim"
     differentiable: bool = True
 
@@ -84,7 +86,8 @@ class SimBackend:
         if isinstance(self.record, Mapping):
             fields = {}
             for name, wanted in self.record.items():
-                if isinstance(wanted, str) or not isinstance(name, str):
+                if isinstance(wanted, str) or not isinstance(name, str) or not isinstance(
+                        wanted, Iterable):
                     raise ParameterError(f"record: map population names to lists of fields, "
                                          f"got {name!r}: {wanted!r}")
                 wanted = tuple(wanted)
@@ -93,7 +96,7 @@ class SimBackend:
                     raise ParameterError(f"record[{name!r}]: no field {bad}; known: "
                                          f"{', '.join(RECORDABLE)}")
                 fields[name] = wanted
-            object.__setattr__(self, "record", fields)
+            object.__setattr__(self, "record", MappingProxyType(fields))  # read-only
         elif self.record is not None:
             if isinstance(self.record, str) or not all(isinstance(r, str) for r in self.record):
                 raise ParameterError(f"record must be a list of population names or a mapping "
@@ -114,6 +117,8 @@ class SimBackend:
             if graph.output.name not in self.record:
                 raise ParameterError(f"record must include the output population "
                                      f"{graph.output.name!r} (NetworkOutput.output)")
+            if isinstance(self.record, Mapping):
+                _check_fields(graph, self.record)
         # sequence: one window of all steps; step: windows of one step (as streaming hardware);
         # checkpoint: windows of K steps, each recomputed in the backward pass
         size = x.shape[0] if self.mode == "sequence" else 1
@@ -148,6 +153,24 @@ class SimBackend:
         if len(windows) == 1:
             return windows[0], state
         return {name: Observables.cat([w[name] for w in windows]) for name in windows[0]}, state
+
+
+def _check_fields(graph: Graph, fields: Mapping[str, tuple[str, ...]]) -> None:
+    """Every requested field exists for its population, and the output returns something."""
+    for name, wanted in fields.items():
+        node = graph[name]
+        module = node.module
+        can = {"spikes"} if node.kind == "input" else {"v"} | (
+            {"spikes"} if module.spiking else set()) | (
+            {"i"} if "i" in getattr(getattr(module, "state_cls", None), "_fields", ())
+            else set())
+        bad = sorted(set(wanted) - can)
+        if bad:
+            raise ParameterError(f"record[{name!r}]: a {type(module).__name__} has no {bad}; "
+                                 f"it records {sorted(can)}")
+    if not fields[graph.output.name]:
+        raise ParameterError(f"record[{graph.output.name!r}] is empty: the output population "
+                             "must return at least one field (NetworkOutput.output)")
 
 
 def _run_window(
