@@ -4,7 +4,7 @@ The main entry points are re-exported here; subpackages hold the rest:
 ``spikeloop.dynamics`` (equations), ``spikeloop.nn`` (modules), ``spikeloop.backends``,
 ``spikeloop.training``, ``spikeloop.data``, ``spikeloop.viz``.
 
-The first native time loop tunes glibc's allocator (see :mod:`spikeloop._runtime`;
+The first time loop on the CPU tunes glibc's allocator (see :mod:`spikeloop._runtime`;
 ``SPIKELOOP_MALLOC=0`` turns that off).
 """
 

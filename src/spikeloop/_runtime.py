@@ -1,4 +1,4 @@
-"""Process-level tuning applied when spikeloop first runs a native time loop.
+"""Process-level tuning applied when spikeloop first runs a time loop on the CPU.
 
 glibc's ``malloc`` serves large blocks (above a threshold that adapts up to 32 MiB) with
 ``mmap`` and returns freed memory at the top of the heap to the OS. A time loop allocates the
@@ -6,7 +6,8 @@ same few [T, B, N] tensors (megabytes each) every step, so every step pays for f
 the 2-core benchmark machine a fused loop over 100 × 100 × 240 neurons took 10.6 ms, 7 ms of
 which were ~4 700 page faults, against 3.6 ms with the memory kept. :func:`tune_allocator` raises
 both thresholds (``mmap`` at 256 MiB, trim at 1 GiB) so freed blocks are reused. It runs when
-the native kernels are first loaded (:func:`spikeloop.kernels.native.library`), not at import:
+spikeloop first runs a population's time loop on the CPU (``Population.simulate``, native or
+torch engine), not at import:
 memory a program allocates and frees before spikeloop runs anything (e.g. while generating its
 data) is returned to the OS as glibc would, and a program that imports spikeloop only to convert
 or inspect networks keeps glibc's defaults.

@@ -24,8 +24,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from spikeloop._runtime import tune_allocator
-
 _SOURCE = Path(__file__).with_name("native.c")
 # -ffp-contract=off: no fused multiply-add (the same rounding as the torch reference);
 # -fno-trapping-math: lets gcc if-convert the neuron loops' selections so they vectorise (it
@@ -142,7 +140,6 @@ def library() -> ctypes.CDLL | None:
             lib = ctypes.CDLL(str(_build(cc)))
             _declare(lib)
             _lib = lib
-            tune_allocator()  # from here on, time loops reuse freed memory (see _runtime)
         except (OSError, RuntimeError) as exc:
             _error = str(exc)
             _log.info("native kernels unavailable, using the torch engine: %s", exc)

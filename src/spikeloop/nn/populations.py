@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from spikeloop._runtime import tune_allocator
 from spikeloop.dynamics import neurons as dyn
 from spikeloop.dynamics.surrogate import BandLimited, Surrogate, make_surrogate
 from spikeloop.errors import DTypeError, NonFiniteError, ParameterError, ShapeError
@@ -271,6 +272,8 @@ class Population(nn.Module):
         layer needs). Non-spiking populations always return it: it is their output.
         """
         record_v = record_v or not self.spiking
+        if x.device.type == "cpu":
+            tune_allocator()  # from the first CPU time loop on, freed memory is reused
         record_current = record_current and not _full_replay(observed, self.spiking)
         if kernel not in KERNELS:
             raise ParameterError(f"unknown kernel {kernel!r}; known: {', '.join(KERNELS)}")
