@@ -12,28 +12,11 @@ import pytest
 import torch
 
 from spikeloop.backends import SimBackend
-from spikeloop.nn import LIF, CubaLI, CubaLIF, Input, Linear, Network
+from spikeloop.nn import CubaLI, CubaLIF, Input, Linear, Network
+from test_kernels import dyadic_net  # weights on a 1/64 grid: spikes agree across devices
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 CUDA = torch.device("cuda")
-
-
-def grid_net(recurrent: bool, *, t_refrac: float = 2e-3) -> Network:
-    """Weights on a 1/64 grid: every weighted sum is exact in any summation order, so spikes
-    agree exactly between devices."""
-    torch.manual_seed(3)
-    net = Network({"input": Input(40), "fc1": Linear(40, 32),
-                   "hidden": CubaLIF(32, recurrent=recurrent, t_refrac=t_refrac),
-                   "fc2": Linear(32, 16), "lif": LIF(16, reset="subtract"),
-                   "fc3": Linear(16, 4), "out": CubaLI(4)})
-    with torch.no_grad():
-        for name, gain in (("fc1", 6.0), ("fc2", 40.0), ("fc3", 1.0)):
-            w = net.layers[name].weight
-            w.copy_(torch.round(w * gain * 64) / 64)
-        if recurrent:
-            w = net.layers["hidden"].recurrent.weight
-            w.copy_(torch.round(w * 64) / 64)
-    return net
 
 
 def run(net: Network, x: torch.Tensor, backend: SimBackend) -> tuple[dict, dict]:
@@ -50,7 +33,7 @@ def run(net: Network, x: torch.Tensor, backend: SimBackend) -> tuple[dict, dict]
 def test_sim_backend_on_cuda_equals_cpu(recurrent, kernel):
     torch.manual_seed(4)
     x = (torch.rand(60, 5, 40) < 0.15).float()
-    net = grid_net(recurrent)
+    net = dyadic_net(recurrent)
     cpu_values, cpu_grads = run(net, x, SimBackend())
     gpu_values, gpu_grads = run(net.to(CUDA), x.to(CUDA), SimBackend(kernel=kernel))
     assert cpu_values.keys() == gpu_values.keys()
@@ -68,7 +51,7 @@ def test_sim_backend_on_cuda_equals_cpu(recurrent, kernel):
 def test_streaming_checkpoint_and_recording_on_cuda():
     torch.manual_seed(5)
     x = (torch.rand(40, 3, 40) < 0.15).float().to(CUDA)
-    net = grid_net(True).to(CUDA)
+    net = dyadic_net(True).to(CUDA)
     with torch.no_grad():
         whole = net(x)
         first = net(x[:17])
