@@ -469,6 +469,10 @@ def test_checkpoint_and_record_errors():
     assert frozen == SimBackend(record={"out": ("v",)})
     with pytest.raises(TypeError):
         frozen.record["out"] = ("i",)  # read-only: validated once
+    import copy
+    import pickle
+
+    assert copy.deepcopy(frozen) == frozen and pickle.loads(pickle.dumps(frozen)) == frozen
     with pytest.raises(ParameterError, match="must include the output population"):
         dyadic_net(False)(torch.zeros(5, 1, 40), backend=SimBackend(record={"hidden": ["v"]}))
     with pytest.raises(ParameterError, match=r"record: no population \['nope'\]"):

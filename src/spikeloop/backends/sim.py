@@ -8,10 +8,11 @@ a time (as streaming hardware does). Both give the same results.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -102,6 +103,14 @@ class SimBackend:
                 raise ParameterError(f"record must be a list of population names or a mapping "
                                      f"of names to fields, got {self.record!r}")
             object.__setattr__(self, "record", tuple(self.record))
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickle and deep-copy by the constructor's arguments (the read-only ``record``
+        mapping itself cannot be pickled)."""
+        kwargs = {f.name: getattr(self, f.name) for f in fields(self)}
+        if isinstance(self.record, Mapping):
+            kwargs["record"] = dict(self.record)
+        return functools.partial(type(self), **kwargs), ()
 
     def run(
         self, graph: Graph, x: Tensor, state: Mapping[str, Any] | None = None
