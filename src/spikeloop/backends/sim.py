@@ -144,9 +144,11 @@ class SimBackend:
         keep = self.record
         fields = keep if isinstance(keep, Mapping) else None
 
+        checkers = input_checkers(graph, self.kernel)  # once, not per window
+
         def window(x_w: Tensor, state_w: dict[str, Any]) -> tuple[dict, dict]:
             obs, new = _run_window(graph, x_w, state_w, kernel=self.kernel,
-                                   grad_band=self.grad_band, fields=fields)
+                                   grad_band=self.grad_band, fields=fields, checkers=checkers)
             if keep is not None:
                 obs = {k: v for k, v in obs.items() if k in keep}
             return obs, new
@@ -182,6 +184,18 @@ def _check_fields(graph: Graph, fields: Mapping[str, tuple[str, ...]]) -> None:
                              "must return at least one field (NetworkOutput.output)")
 
 
+def input_checkers(graph: Graph, kernel: Kernel) -> frozenset[str]:
+    """Projections that check the input for NaN/inf on its events (a few % of its entries)
+    instead of the input layer's own pass over it: all readers of the input, if every one is a
+    plain event-driven ``Linear`` of the input alone; otherwise none."""
+    readers = [n for n in graph.nodes if graph.input.name in n.inputs]
+    if kernel != "reference" and readers and all(
+            type(n.module) is Linear and n.inputs == (graph.input.name,) and not n.recurrent
+            for n in readers):
+        return frozenset(n.name for n in readers)
+    return frozenset()
+
+
 def _run_window(
     graph: Graph,
     x: Tensor,
@@ -191,22 +205,19 @@ def _run_window(
     kernel: Kernel = "auto",
     grad_band: float | None = None,
     fields: Mapping[str, tuple[str, ...]] | None = None,
+    checkers: frozenset[str] | None = None,
 ) -> tuple[dict[str, Observables], dict[str, Any]]:
     """Run every node over the window ``x`` from ``state``; returns observables and new state.
 
     ``observed`` (in-the-loop bridge): per-population device recordings that replace the
     model's values with a straight-through identity (see :mod:`spikeloop.backends.inloop`).
     ``kernel`` / ``grad_band``: see :class:`SimBackend`. ``fields``: per population, the
-    observables to return (``SimBackend.record`` as a mapping; ``None``: all).
+    observables to return (``SimBackend.record`` as a mapping; ``None``: all). ``checkers``:
+    :func:`input_checkers` of the graph (derived here if not given).
     """
     observed = observed or {}
-    # an input read only by event-driven projections is checked for NaN/inf on its events
-    # (a few % of its entries) instead of in a pass of its own
-    readers = [n for n in graph.nodes if graph.input.name in n.inputs]
-    events_check = kernel != "reference" and bool(readers) and all(
-        type(n.module) is Linear and n.inputs == (graph.input.name,) and not n.recurrent
-        for n in readers)
-    checkers = {n.name for n in readers} if events_check else set()
+    if checkers is None:
+        checkers = input_checkers(graph, kernel)
     values: dict[str, Tensor] = {}
     populations: dict[str, Observables] = {}
     new_state: dict[str, Any] = {}
@@ -220,7 +231,7 @@ def _run_window(
             for other in node.inputs[1:]:
                 inp = inp + values[other]
         if node.kind == "input":  # validates shape, dtype and finiteness of x
-            obs, new_state[node.name] = node.module(inp, check_finite=not events_check)
+            obs, new_state[node.name] = node.module(inp, check_finite=not checkers)
         elif node.kind == "population":  # shapes were checked when the graph was traced
             module = node.module
             wanted = RECORDABLE if fields is None else fields.get(node.name, ())

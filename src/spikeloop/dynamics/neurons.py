@@ -307,7 +307,13 @@ def integrate_voltage(x: Tensor, v: Tensor, c: Coefficients) -> Tensor:
 
 def integrate_current(i: Tensor, v: Tensor, c: Coefficients) -> Tensor:
     """``v_{k+1} = β v_k + (1−β) v_leak + r g I'`` for a current ``I'`` decaying over the step."""
-    return c.beta * v + c.rest + c.syn_gain * i
+    return c.beta * v + c.rest + current_drive(i, c)
+
+
+def current_drive(i: Tensor, c: Coefficients) -> Tensor:
+    """``r g I'``: what a current ``I'`` decaying over the step adds to the membrane (a neuron
+    with several currents adds one such term per current to :func:`integrate_current`)."""
+    return c.syn_gain * i
 
 
 class Observation(NamedTuple):

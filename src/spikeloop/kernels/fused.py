@@ -41,7 +41,7 @@ from torch.autograd import Function
 
 from spikeloop.dynamics import neurons as dyn
 from spikeloop.dynamics.surrogate import Surrogate
-from spikeloop.errors import NonFiniteError, ParameterError, ShapeError
+from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.kernels import native
 
 RESET_MODES = {"value": 0, "subtract": 1}
@@ -426,6 +426,14 @@ class _EventLinear(Function):
         return dx, dw, db, None
 
 
+def _check_finite(values: Tensor, who: str | None) -> None:
+    """:func:`~spikeloop.nn.populations.require_finite` when ``who`` is given."""
+    from spikeloop.nn.populations import require_finite
+
+    if who is not None:
+        require_finite(values, who)
+
+
 def event_linear(
     x: Tensor, weight: Tensor, bias: Tensor | None = None, max_density: float = 0.15,
     check_finite: str | None = None,
@@ -441,20 +449,14 @@ def event_linear(
     ``x``: the simulator lets an input layer read by event-driven projections skip its own
     pass over the input.
     """
-    from spikeloop.nn.populations import all_finite
-
-    def check(values: Tensor) -> None:
-        if check_finite is not None and not all_finite(values):
-            raise NonFiniteError(f"{check_finite}: input holds NaN or infinite values")
-
     if not native.usable(x, weight, bias) or x.dim() == 0 or x.shape[-1] != weight.shape[1]:
-        check(x)
+        _check_finite(x, check_finite)
         return torch.nn.functional.linear(x, weight, bias)  # (raises on a shape mismatch)
     lead = x.shape[:-1]
     x2 = x.detach().reshape(-1, x.shape[-1]).contiguous()
     native.set_threads()
     compressed = Compressed(x2)
-    check(compressed.val)
+    _check_finite(compressed.val, check_finite)  # every non-finite entry is an event
     if compressed.nnz > max_density * x2.numel():
         return torch.nn.functional.linear(x, weight, bias)
     if not torch.is_grad_enabled():

@@ -67,7 +67,13 @@ def check_sequence(x: Tensor, shape: tuple[int, ...], who: str, finite: bool = T
     if not x.is_floating_point():
         raise DTypeError(f"{who}: expected a floating-point tensor (0/1 spikes as float), "
                          f"got {x.dtype}")
-    if finite and not all_finite(x):
+    if finite:
+        require_finite(x, who)
+
+
+def require_finite(x: Tensor, who: str) -> None:
+    """Raise :class:`NonFiniteError` naming ``who`` if ``x`` holds NaN or ±inf."""
+    if not all_finite(x):
         raise NonFiniteError(f"{who}: input holds NaN or infinite values")
 
 

@@ -49,6 +49,7 @@ from torch import Tensor
 from spikeloop.chips.xylo.spec import XyloSpec
 from spikeloop.errors import MappingError, NonFiniteError
 from spikeloop.graph import Graph, Node
+from spikeloop.nn.populations import all_finite
 
 HIDDEN_MODELS = ("CubaLIF", "CubaLIF2")
 READOUT_MODELS = ("CubaLIF", "CubaLI")
@@ -145,7 +146,7 @@ def _check_population(node: Node, models: tuple[str, ...], role: str) -> None:
         raise MappingError(f"population {node.name!r}: t_refrac = {node.settings['t_refrac']:g} s;"
                            " the Xylo chip has no refractory period (t_refrac must be 0)")
     for key, value in node.params.items():
-        if not bool(torch.isfinite(value.detach()).all()):
+        if not all_finite(value):
             raise NonFiniteError(f"population {node.name!r}: {key} holds NaN or inf")
 
 
@@ -153,7 +154,7 @@ def _check_projection(node: Node) -> None:
     if node.op != "Linear":
         raise MappingError(f"projection {node.name!r} is a {node.op}; the Xylo chip's "
                            "weight matrices map Linear projections only")
-    if not bool(torch.isfinite(node.params["weight"].detach()).all()):
+    if not all_finite(node.params["weight"]):
         raise NonFiniteError(f"projection {node.name!r}: weights hold NaN or inf")
 
 

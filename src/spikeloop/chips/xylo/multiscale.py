@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from spikeloop import dynamics as dyn
-from spikeloop.dynamics.neurons import Scalar, integrate_current
+from spikeloop.dynamics.neurons import Scalar, current_drive, integrate_current
 from spikeloop.dynamics.surrogate import Surrogate
 from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.graph import Node, describe
@@ -107,7 +107,7 @@ class CubaLIF2(Population):
         ``I_s ← α_s I_s'``."""
         c0, c1 = c
         i0, i1 = s.i + x[..., :self.size], s.i1 + x[..., self.size:]
-        v = integrate_current(i0, s.v, c0) + c1.syn_gain * i1
+        v = integrate_current(i0, s.v, c0) + current_drive(i1, c1)
         z, v_obs, v, refrac = dyn.fire(v, s.refrac, p, c0, surrogate, obs)
         return z, v_obs, CubaLIF2State(v, c0.alpha * i0, c1.alpha * i1, refrac)
 
