@@ -16,7 +16,8 @@ import torch
 from tqdm.auto import trange
 
 from spikeloop.data import latency, yin_yang
-from spikeloop.nn import CubaLI, CubaLIF, Input, Linear, Network
+from spikeloop.network import Network
+from spikeloop.nn import CubaLI, CubaLIF, Input, Linear
 from spikeloop.training import FiringRateRegularizer, MaxMembraneCE
 from spikeloop.viz import raster_panel
 

@@ -8,8 +8,9 @@ from spikeloop.chips.analog import AnalogChip, AnalogChipBackend, AnalogChipSpec
 from spikeloop.chips.analog.simulator import adc_readout, effective_weight
 from spikeloop.dynamics import SuperSpike, current_gain
 from spikeloop.errors import MappingError, NonFiniteError, ParameterError, WeightRangeError
-from spikeloop.nn import LIF, Conv1d, CubaLI, CubaLIF, Flatten, Input, Linear, Network
-from spikeloop.nn.observables import ExecutionReport, NetworkOutput, Observables
+from spikeloop.network import Network
+from spikeloop.nn import LIF, Conv1d, CubaLI, CubaLIF, Flatten, Input, Linear
+from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
 
 SPEC = AnalogChipSpec()
 DT = 0.5e-3

@@ -22,7 +22,8 @@ from spikeloop.chips.xylo import (
 from spikeloop.chips.xylo.multiscale import multi_time_scale_taus, synnet
 from spikeloop.chips.xylo.quantize import weight_shifts
 from spikeloop.errors import ConfigError, MappingError, WeightRangeError
-from spikeloop.nn import LIF, Conv1d, CubaLI, CubaLIF, Flatten, Input, Linear, Network
+from spikeloop.network import Network
+from spikeloop.nn import LIF, Conv1d, CubaLI, CubaLIF, Flatten, Input, Linear
 
 SPEC = XyloSpec()
 
@@ -717,7 +718,7 @@ def test_a_replay_that_misses_the_chips_values_is_an_error():
     """The bridge refuses a chip model whose values are not the observed ones."""
     from spikeloop.backends.inloop import in_the_loop
     from spikeloop.errors import ReplayError
-    from spikeloop.nn.observables import Observables
+    from spikeloop.observables import Observables
 
     net = Network({"input": Input(16), "fc": Linear(16, 8), "hidden": CubaLIF(8),
                    "fc2": Linear(8, 2), "out": CubaLI(2)})

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from spikeloop.backends import SimBackend
-from spikeloop.nn import CubaLI, CubaLIF, Input, Linear, Network
+from spikeloop.network import Network
+from spikeloop.nn import CubaLI, CubaLIF, Input, Linear
 from test_kernels import dyadic_net  # weights on a 1/64 grid: spikes agree across devices
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

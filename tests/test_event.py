@@ -8,7 +8,8 @@ import torch
 
 from spikeloop.backends import EventBackend, EventObservables, SpikeEvents, get_backend
 from spikeloop.errors import NonFiniteError, ParameterError, ShapeError
-from spikeloop.nn import LIF, CubaLI, CubaLIF, Flatten, Input, Linear, Network
+from spikeloop.network import Network
+from spikeloop.nn import LIF, CubaLI, CubaLIF, Flatten, Input, Linear
 from spikeloop.training import FiringRateRegularizer, FirstSpikeCE, MaxMembraneCE, make_loss
 from spikeloop.training.losses import ExpMembraneCE, spike_counts
 

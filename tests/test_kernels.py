@@ -8,8 +8,9 @@ from spikeloop.backends import SimBackend
 from spikeloop.dynamics import BandLimited, SuperSpike, Triangle
 from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.kernels import event_linear, native
-from spikeloop.nn import IF, LI, LIF, AdaptiveLIF, CubaLI, CubaLIF, Input, Linear, Network
-from spikeloop.nn.observables import Observables
+from spikeloop.network import Network
+from spikeloop.nn import IF, LI, LIF, AdaptiveLIF, CubaLI, CubaLIF, Input, Linear
+from spikeloop.observables import Observables
 
 ENGINES = ["native", "torch"]
 NATIVE = native.library() is not None

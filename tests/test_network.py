@@ -14,6 +14,7 @@ from spikeloop.errors import (
     TimeStepError,
     UnknownNameError,
 )
+from spikeloop.network import Network
 from spikeloop.nn import (
     IF,
     LI,
@@ -26,7 +27,6 @@ from spikeloop.nn import (
     Flatten,
     Input,
     Linear,
-    Network,
 )
 
 
@@ -285,7 +285,7 @@ def test_non_finite_input_is_named_whichever_path_checks_it(kernel, density, bad
     with pytest.raises(NonFiniteError, match=r"^Input: input holds NaN or infinite values"):
         net(x, backend={"name": "sim", "kernel": kernel})
     x[-1, -1, -1] = 1.0
-    import spikeloop.nn.populations as pops
+    import spikeloop.checks as pops
     from spikeloop.kernels import native
 
     seen = []

@@ -28,6 +28,7 @@ from spikeloop.interop import (
     support_matrix,
     to_nir,
 )
+from spikeloop.network import Network
 from spikeloop.nn import (
     IF,
     LI,
@@ -40,7 +41,6 @@ from spikeloop.nn import (
     Flatten,
     Input,
     Linear,
-    Network,
 )
 
 

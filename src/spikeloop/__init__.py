@@ -20,8 +20,9 @@ from spikeloop.errors import (
     TimeStepError,
     UnknownNameError,
 )
-from spikeloop.graph import Graph, Node, trace
-from spikeloop.nn import Network, NetworkOutput, Observables
+from spikeloop.ir import Graph, Node, trace
+from spikeloop.network import Network
+from spikeloop.observables import NetworkOutput, Observables
 
 __version__ = "0.1.0"
 

@@ -33,7 +33,8 @@ RECORD: dict[str, list[str]] | None = {"hidden": ["spikes"], "output": ["v"]}
 
 def build(wl: Workload, record: dict[str, list[str]] | None = RECORD) -> Model:
     from spikeloop.backends import SimBackend
-    from spikeloop.nn import CubaLI, CubaLIF, Input, Linear, Network
+    from spikeloop.network import Network
+    from spikeloop.nn import CubaLI, CubaLIF, Input, Linear
 
     neuron = {"dt": wl.dt, "tau_mem": wl.tau_mem, "tau_syn": wl.tau_syn}
     net = Network({

@@ -1,7 +1,7 @@
 """The ``Backend`` protocol and the backend registry.
 
-A backend executes a traced :class:`~spikeloop.graph.Graph` on input ``[T, B, *shape]`` and
-returns a :class:`~spikeloop.nn.observables.NetworkOutput`: the same typed observables for every
+A backend executes a traced :class:`~spikeloop.ir.Graph` on input ``[T, B, *shape]`` and
+returns a :class:`~spikeloop.observables.NetworkOutput`: the same typed observables for every
 population whatever runs the network. Backends are values: register a factory with
 ``BACKENDS.register(name)`` and select it by name, by instance, or by ``{"name": ..., **options}``.
 """
@@ -14,8 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 from torch import Tensor
 
 from spikeloop.errors import DeviceError
-from spikeloop.graph import Graph
-from spikeloop.nn.observables import NetworkOutput
+from spikeloop.ir import Graph
+from spikeloop.observables import NetworkOutput
 from spikeloop.registry import Registry
 
 

@@ -86,11 +86,12 @@ import torch
 from torch import Tensor
 
 from spikeloop.backends.base import BACKENDS
+from spikeloop.checks import check_sequence
 from spikeloop.dynamics.neurons import current_gain, decay
 from spikeloop.errors import DTypeError, NonFiniteError, ParameterError, ShapeError
-from spikeloop.graph import Graph, Node
-from spikeloop.nn.observables import ExecutionReport, NetworkOutput, Observables
-from spikeloop.nn.populations import CubaLI, CubaLIF, check_sequence
+from spikeloop.ir import Graph, Node
+from spikeloop.nn.populations import CubaLI, CubaLIF
+from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
 
 __all__ = ["EventBackend", "EventObservables", "SpikeEvents"]
 

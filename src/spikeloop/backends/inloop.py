@@ -29,8 +29,8 @@ from torch import Tensor
 
 from spikeloop.backends.sim import _run_window
 from spikeloop.errors import ReplayError
-from spikeloop.graph import Graph
-from spikeloop.nn.observables import NetworkOutput, Observables
+from spikeloop.ir import Graph
+from spikeloop.observables import NetworkOutput, Observables
 
 Replay = Callable[[Mapping[str, Observables]], Mapping[str, Observables]]
 """A chip model replayed at the observations: ``observed populations → differentiable

@@ -22,10 +22,10 @@ from torch.utils.checkpoint import checkpoint
 
 from spikeloop.backends.base import BACKENDS
 from spikeloop.errors import ParameterError
-from spikeloop.graph import Graph
-from spikeloop.nn.observables import ExecutionReport, NetworkOutput, Observables
+from spikeloop.ir import Graph
 from spikeloop.nn.populations import KERNELS, Kernel
 from spikeloop.nn.projections import Linear
+from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
 
 RECORDABLE = ("spikes", "v", "i")
 """Fields of :class:`~spikeloop.nn.Observables` that ``SimBackend(record={...})`` can select."""

@@ -49,6 +49,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from spikeloop.checks import check_dt
 from spikeloop.dynamics.surrogate import Surrogate, spike
 from spikeloop.errors import ParameterError, TimeStepError
 
@@ -67,8 +68,7 @@ def _as_tensor(value: Scalar) -> Tensor:
 
 def check_time_constants(dt: float, **taus: Scalar) -> None:
     """Raise :class:`TimeStepError` unless ``0 < dt < τ`` for every given time constant."""
-    if not (isinstance(dt, int | float) and math.isfinite(dt) and dt > 0):
-        raise TimeStepError(f"dt must be a finite number > 0 s, got {dt!r}")
+    check_dt(dt)
     for name, tau in taus.items():
         t = _as_tensor(tau).detach()
         if not torch.isfinite(t).all():
@@ -252,8 +252,7 @@ class IFParameters(ThresholdParameters):
     def coefficients(self, dt: float, method: Method = "exact") -> Coefficients:
         self._check_finite()
         self._check_reset()
-        if not (math.isfinite(dt) and dt > 0):
-            raise TimeStepError(f"dt must be a finite number > 0 s, got {dt!r}")
+        check_dt(dt)
         return _with_refrac(Coefficients(beta=1.0, rest=0.0, x_gain=self.r), self.t_refrac, dt)
 
 

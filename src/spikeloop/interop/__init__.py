@@ -53,7 +53,6 @@ import nir
 from torch import nn
 
 from spikeloop.errors import NIRError
-from spikeloop.graph import Graph
 from spikeloop.interop.convert import (
     EXPORTERS,
     IMPORTERS,
@@ -75,7 +74,8 @@ from spikeloop.interop.layers import (
     SumPool2d,
     Threshold,
 )
-from spikeloop.nn.network import Network
+from spikeloop.ir import Graph
+from spikeloop.network import Network
 
 PathLike = str | os.PathLike
 
@@ -84,7 +84,7 @@ def to_nir(model: Network | Graph, dt: float | None = None) -> nir.NIRGraph:
     """Export a network (or its traced graph) as a ``nir.NIRGraph``.
 
     Args:
-        model: a :class:`~spikeloop.nn.Network` or :class:`~spikeloop.graph.Graph`.
+        model: a :class:`~spikeloop.nn.Network` or :class:`~spikeloop.ir.Graph`.
         dt: the simulation step (s) that fixes ``w_in = τ_syn/dt`` and the IF/I ``R = r/dt``;
             default: the populations' ``dt``. A value different from theirs is an error.
 

@@ -1,6 +1,6 @@
 """Conversion between spikeloop graphs and NIR graphs, one registered converter per node type.
 
-Export walks the traced :class:`~spikeloop.graph.Graph` and asks :data:`EXPORTERS` (keyed by the
+Export walks the traced :class:`~spikeloop.ir.Graph` and asks :data:`EXPORTERS` (keyed by the
 node's ``op``) for each NIR node; import asks :data:`IMPORTERS` (keyed by the NIR node's type
 name) for each module and assembles a :class:`~spikeloop.nn.Network`. The conventions (time
 constants, ``r``, ``w_in``, ``dt``) are described in :mod:`spikeloop.interop`.
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from spikeloop.checks import check_dt
 from spikeloop.dynamics.neurons import METHODS
 from spikeloop.errors import (
     NIRError,
@@ -27,9 +28,9 @@ from spikeloop.errors import (
     TimeStepError,
     UnknownNameError,
 )
-from spikeloop.graph import Graph, Node, describe
 from spikeloop.interop.layers import AvgPool2d, Delay, Integrator, Scale, SumPool2d, Threshold
-from spikeloop.nn.network import Network
+from spikeloop.ir import Graph, Node, describe
+from spikeloop.network import Network
 from spikeloop.nn.populations import IF, LI, LIF, CubaLI, CubaLIF, Input, Population
 from spikeloop.nn.projections import Conv1d, Conv2d, Flatten, Linear
 from spikeloop.registry import Registry
@@ -313,8 +314,7 @@ def _model_dt(graph: Graph, dt: float | None) -> float:
         if not dts:
             raise NIRError("the model has no population to take dt from; pass dt")
         dt = next(iter(dts.values()))
-    if not (isinstance(dt, int | float) and math.isfinite(dt) and dt > 0):
-        raise NIRError(f"dt must be a finite number > 0 s, got {dt!r}")
+    check_dt(dt)
     for name, pop_dt in dts.items():
         if not math.isclose(pop_dt, dt, rel_tol=1e-9):
             raise NIRError(f"population {name!r} is simulated with dt = {pop_dt:g} s, not the "
@@ -324,7 +324,7 @@ def _model_dt(graph: Graph, dt: float | None) -> float:
 
 
 def graph_to_nir(graph: Graph, dt: float | None = None) -> nir.NIRGraph:
-    """Convert a traced :class:`~spikeloop.graph.Graph` to a NIR graph (see :func:`to_nir`)."""
+    """Convert a traced :class:`~spikeloop.ir.Graph` to a NIR graph (see :func:`to_nir`)."""
     dt = _model_dt(graph, dt)
     nodes: dict[str, nir.NIRNode] = {}
     edges: list[tuple[str, str]] = []
@@ -628,8 +628,7 @@ def nir_to_network(graph: nir.NIRGraph, dt: float, method: str | None = None) ->
     """Convert a NIR graph to a spikeloop network (see :func:`from_nir`)."""
     if not isinstance(graph, nir.NIRGraph):
         raise NIRError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
-    if not (isinstance(dt, int | float) and math.isfinite(dt) and dt > 0):
-        raise NIRError(f"dt must be a finite number > 0 s, got {dt!r}")
+    check_dt(dt)
     if method is not None and method not in METHODS:
         raise NIRError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     nodes, edges = _inline(graph)

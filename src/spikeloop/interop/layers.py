@@ -1,7 +1,7 @@
 r"""Layers for NIR nodes that :mod:`spikeloop.nn` has no module for.
 
 Each one is a small ``torch.nn.Module`` on time-major tensors ``[T, B, ...]`` that the graph
-tracer (:func:`spikeloop.graph.describe`, registered below) and the sim backend run like any other
+tracer (:func:`spikeloop.ir.describe`, registered below) and the sim backend run like any other
 layer, so an imported NIR graph that uses them is still a :class:`~spikeloop.nn.Network`.
 
 ==============  ===========================================================  =================
@@ -34,7 +34,7 @@ from torch.nn import functional as F
 from spikeloop.dynamics import neurons as dyn
 from spikeloop.dynamics.surrogate import Surrogate, make_surrogate, spike
 from spikeloop.errors import ParameterError, ShapeError
-from spikeloop.graph import Node, describe
+from spikeloop.ir import Node, describe
 from spikeloop.nn.populations import LI
 
 

@@ -428,7 +428,7 @@ class _EventLinear(Function):
 
 def _check_finite(values: Tensor, who: str | None) -> None:
     """:func:`~spikeloop.nn.populations.require_finite` when ``who`` is given."""
-    from spikeloop.nn.populations import require_finite
+    from spikeloop.checks import require_finite
 
     if who is not None:
         require_finite(values, who)

@@ -1,7 +1,6 @@
-"""Modules users compose: projections, populations, readouts and the ``Network`` container."""
+"""Modules users compose: projections, populations and readouts (the containers are in
+:mod:`spikeloop.network`)."""
 
-from spikeloop.nn.network import Network
-from spikeloop.nn.observables import ExecutionReport, NetworkOutput, Observables
 from spikeloop.nn.populations import (
     IF,
     LI,
@@ -15,6 +14,7 @@ from spikeloop.nn.populations import (
     PopulationState,
 )
 from spikeloop.nn.projections import Conv1d, Conv2d, Flatten, Linear
+from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
 
 __all__ = [
     "IF",
@@ -30,7 +30,7 @@ __all__ = [
     "Flatten",
     "Input",
     "Linear",
-    "Network",
+
     "NetworkOutput",
     "Observables",
     "Population",

@@ -17,10 +17,11 @@ import torch
 from torch import Tensor, nn
 
 from spikeloop._runtime import tune_allocator
+from spikeloop.checks import check_sequence, check_shape
 from spikeloop.dynamics import neurons as dyn
 from spikeloop.dynamics.surrogate import BandLimited, Surrogate, make_surrogate
-from spikeloop.errors import DTypeError, NonFiniteError, ParameterError, ShapeError
-from spikeloop.nn.observables import Observables
+from spikeloop.errors import NonFiniteError, ParameterError, ShapeError
+from spikeloop.observables import Observables
 from spikeloop.registry import Registry
 
 POPULATIONS: Registry[type[Population]] = Registry("neuron model")
@@ -31,50 +32,6 @@ KERNELS = ("auto", "fused", "reference")
 
 # Fields of the parameter records that are settings, not tensors.
 _SETTINGS = ("reset", "t_refrac", "detach_reset")
-
-
-def _shape(shape: int | Iterable[int]) -> tuple[int, ...]:
-    out = (shape,) if isinstance(shape, int) else tuple(int(s) for s in shape)
-    if not out or any(s < 1 for s in out):
-        raise ShapeError(f"population shape must be positive integers, got {shape!r}")
-    return out
-
-
-def all_finite(x: Tensor) -> bool:
-    """True if ``x`` holds no NaN or ±inf (one reduction pass: NaN propagates through
-    ``aminmax``, infinities show in its result; no full-size boolean tensor)."""
-    if x.numel() == 0:
-        return True
-    lo, hi = torch.aminmax(x.detach())
-    return bool(torch.isfinite(lo) & torch.isfinite(hi))
-
-
-def check_sequence(x: Tensor, shape: tuple[int, ...], who: str, finite: bool = True) -> None:
-    """Check that ``x`` is a finite time-major tensor ``[T, B, *shape]`` (``finite=False``:
-    everything but finiteness, for a caller that checks it itself)."""
-    if not isinstance(x, Tensor):
-        raise ShapeError(f"{who}: expected a torch.Tensor, got {type(x).__name__}")
-    expected = "[T, B, " + ", ".join(map(str, shape)) + "]"
-    if x.dim() != 2 + len(shape):
-        raise ShapeError(
-            f"{who}: expected a time-major tensor {expected} of rank {2 + len(shape)}, "
-            f"got rank {x.dim()} with shape {tuple(x.shape)}"
-        )
-    if tuple(x.shape[2:]) != shape:
-        raise ShapeError(f"{who}: expected {expected}, got {tuple(x.shape)}")
-    if x.shape[0] == 0:
-        raise ShapeError(f"{who}: the time axis (dim 0) is empty")
-    if not x.is_floating_point():
-        raise DTypeError(f"{who}: expected a floating-point tensor (0/1 spikes as float), "
-                         f"got {x.dtype}")
-    if finite:
-        require_finite(x, who)
-
-
-def require_finite(x: Tensor, who: str) -> None:
-    """Raise :class:`NonFiniteError` naming ``who`` if ``x`` holds NaN or ±inf."""
-    if not all_finite(x):
-        raise NonFiniteError(f"{who}: input holds NaN or infinite values")
 
 
 def _observations(
@@ -148,7 +105,7 @@ class Population(nn.Module):
         **params: Any,
     ) -> None:
         super().__init__()
-        self.shape = _shape(shape)
+        self.shape = check_shape(shape)
         if method not in dyn.METHODS:
             raise ParameterError(f"unknown method {method!r}; known: {', '.join(dyn.METHODS)}")
         self.dt = float(dt)
@@ -520,7 +477,7 @@ class Input(nn.Module):
 
     def __init__(self, shape: int | Iterable[int]) -> None:
         super().__init__()
-        self.shape = _shape(shape)
+        self.shape = check_shape(shape)
 
     @property
     def size(self) -> int:

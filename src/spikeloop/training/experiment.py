@@ -13,7 +13,8 @@ from torch import Tensor
 
 from spikeloop.data import make_encoder, yin_yang
 from spikeloop.errors import ConfigError
-from spikeloop.nn import POPULATIONS, Input, Linear, Network
+from spikeloop.network import Network
+from spikeloop.nn import POPULATIONS, Input, Linear
 from spikeloop.registry import Registry
 from spikeloop.training.config import INIT_DEFAULTS, DataConfig, ModelConfig
 

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from spikeloop.errors import ConfigError, ParameterError, ShapeError
-from spikeloop.nn.observables import NetworkOutput, Observables
+from spikeloop.observables import NetworkOutput, Observables
 from spikeloop.registry import Registry
 
 LOSSES: Registry[type[Loss]] = Registry("loss")

@@ -32,7 +32,8 @@ from tqdm.auto import tqdm
 
 from spikeloop.backends import get_backend
 from spikeloop.errors import CheckpointError, ConfigError
-from spikeloop.nn import Network, NetworkOutput
+from spikeloop.network import Network
+from spikeloop.nn import NetworkOutput
 from spikeloop.training.config import Config
 from spikeloop.training.experiment import EncodedSplit, build_network, load_data
 from spikeloop.training.losses import FiringRateRegularizer, Loss, make_loss

@@ -26,7 +26,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from spikeloop.errors import NonFiniteError, ShapeError, TimeStepError
+from spikeloop.checks import check_dt
+from spikeloop.errors import NonFiniteError, ShapeError
 
 if TYPE_CHECKING:
     import torch
@@ -67,14 +68,7 @@ def _to_numpy(x: ArrayLike, name: str) -> np.ndarray:
     return arr
 
 
-def _check_dt(dt: float) -> float:
-    try:
-        value = float(dt)
-    except (TypeError, ValueError) as exc:
-        raise TimeStepError(f"dt must be a positive number of seconds, got {dt!r}") from exc
-    if not math.isfinite(value) or value <= 0.0:
-        raise TimeStepError(f"dt must be a positive, finite number of seconds, got {dt!r}")
-    return value
+_check_dt = check_dt
 
 
 def _batch_size(arr: np.ndarray, name: str) -> int:

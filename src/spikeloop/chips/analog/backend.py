@@ -27,8 +27,8 @@ from spikeloop.chips.analog.mapper import map_graph
 from spikeloop.chips.analog.simulator import adc_readout, chip_parameters, dense_trace, run_chip
 from spikeloop.chips.analog.spec import AnalogChipSpec
 from spikeloop.errors import ParameterError
-from spikeloop.graph import Graph
-from spikeloop.nn.observables import ExecutionReport, NetworkOutput, Observables
+from spikeloop.ir import Graph
+from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
 
 _CHIPS: dict[tuple[AnalogChipSpec, int, bool], AnalogChip] = {}
 

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from spikeloop.chips.analog.spec import AnalogChipSpec
 from spikeloop.errors import MappingError, NonFiniteError, WeightRangeError
-from spikeloop.graph import Graph, Node
+from spikeloop.ir import Graph, Node
 
 SUPPORTED_POPULATIONS = ("CubaLIF", "CubaLI")
 

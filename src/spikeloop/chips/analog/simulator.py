@@ -31,10 +31,10 @@ from spikeloop.chips.analog.calibration import AnalogChip, CalibrationResult
 from spikeloop.chips.analog.mapper import Placement, PopulationPlacement, ProjectionPlacement
 from spikeloop.chips.analog.spec import AnalogChipSpec
 from spikeloop.errors import MappingError
-from spikeloop.graph import Graph, Node
+from spikeloop.ir import Graph, Node
 from spikeloop.kernels import Compressed, event_linear, native
 from spikeloop.kernels.noise import normal
-from spikeloop.nn.observables import DenseTrace, Observables
+from spikeloop.observables import DenseTrace, Observables
 
 
 def effective_weight(proj: ProjectionPlacement, chip: AnalogChip) -> Tensor:

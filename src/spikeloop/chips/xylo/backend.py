@@ -37,8 +37,8 @@ from spikeloop.chips.xylo.quantize import to_config as _to_config
 from spikeloop.chips.xylo.simulator import check_raster, simulate
 from spikeloop.chips.xylo.spec import XyloSpec
 from spikeloop.errors import ParameterError
-from spikeloop.graph import Graph
-from spikeloop.nn.observables import ExecutionReport, NetworkOutput, Observables
+from spikeloop.ir import Graph
+from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
 
 
 class XyloBackend:

@@ -11,7 +11,6 @@ naming the field, the offending value and the limit.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spikeloop.checks import check_dt
 from spikeloop.chips.xylo.registers import ARRAYS, DIMS, SHIFTS, Registers
 from spikeloop.chips.xylo.spec import XyloSpec
 from spikeloop.errors import ConfigError, MappingError, WeightRangeError
@@ -110,8 +110,7 @@ class XyloConfig(Registers):
                     f"1..{spec.dash_max} (τ_syn ≥ 2·dt)")
             _check_range(name, value, 1, spec.dash_max, "4-bit decay shifts")
         _check_range("aliases", self.aliases, -1, n - 1, "hidden neuron indices (−1: none)")
-        if not math.isfinite(self.dt) or self.dt <= 0:
-            raise MappingError(f"XyloConfig.dt must be a finite number > 0, got {self.dt}")
+        check_dt(self.dt, "XyloConfig.dt")
         return self
 
     # ------------------------------------------------------------------------ serialisation

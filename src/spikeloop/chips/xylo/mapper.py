@@ -46,10 +46,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from spikeloop.checks import all_finite, check_dt
 from spikeloop.chips.xylo.spec import XyloSpec
 from spikeloop.errors import MappingError, NonFiniteError
-from spikeloop.graph import Graph, Node
-from spikeloop.nn.populations import all_finite
+from spikeloop.ir import Graph, Node
 
 HIDDEN_MODELS = ("CubaLIF", "CubaLIF2")
 READOUT_MODELS = ("CubaLIF", "CubaLI")
@@ -278,8 +278,7 @@ def map_graph(graph: Graph, spec: XyloSpec | None = None) -> XyloLayout:
     if len(dts) != 1:
         raise MappingError(f"all populations must share one dt on the chip, got {sorted(dts)}")
     dt = dts.pop()
-    if not (math.isfinite(dt) and dt > 0):
-        raise MappingError(f"dt must be a finite number > 0, got {dt!r}")
+    check_dt(dt)
     groups = _alias_groups(projs, recurrent, order)
 
     hidden, offset = [], 0

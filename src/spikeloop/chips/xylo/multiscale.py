@@ -30,13 +30,15 @@ import torch
 from torch import Tensor
 
 from spikeloop import dynamics as dyn
+from spikeloop.checks import check_sequence
 from spikeloop.dynamics.neurons import Scalar, current_drive, integrate_current
 from spikeloop.dynamics.surrogate import Surrogate
 from spikeloop.errors import ParameterError, ShapeError
-from spikeloop.graph import Node, describe
-from spikeloop.nn import CubaLI, CubaLIF, Input, Linear, Network
-from spikeloop.nn.observables import Observables
-from spikeloop.nn.populations import Population, PopulationState, check_sequence
+from spikeloop.ir import Node, describe
+from spikeloop.network import Network
+from spikeloop.nn import CubaLI, CubaLIF, Input, Linear
+from spikeloop.nn.populations import Population, PopulationState
+from spikeloop.observables import Observables
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ from spikeloop.chips.xylo.registers import ARRAYS, SHIFTS, Registers
 from spikeloop.chips.xylo.spec import XyloSpec
 from spikeloop.dynamics import current_gain
 from spikeloop.errors import MappingError, ParameterError, WeightRangeError
-from spikeloop.graph import Graph, Node
+from spikeloop.ir import Graph, Node
 
 QuantMethod = Literal["per_channel", "global"]
 METHODS = ("per_channel", "global")

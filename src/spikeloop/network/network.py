@@ -8,13 +8,13 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from spikeloop.checks import all_finite
 from spikeloop.errors import NonFiniteError, ParameterError
-from spikeloop.nn.populations import all_finite
 
 
 class Network(nn.Module):
     """An ordered stack of layers — an :class:`Input`, then projections, reshapes and
-    populations — traced into a :class:`~spikeloop.graph.Graph` and run by a backend.
+    populations — traced into a :class:`~spikeloop.ir.Graph` and run by a backend.
 
     Args:
         layers: a mapping ``name → module`` (names appear in the observables) or a sequence
@@ -49,7 +49,7 @@ class Network(nn.Module):
                 )
         self.layers = nn.ModuleDict(layers)
         self.backend = backend
-        from spikeloop.graph import trace
+        from spikeloop.ir import trace
 
         self.graph = trace(self.layers)
 

@@ -1,0 +1,75 @@
+"""Checks shared by every layer: time step, shapes, dtype and finiteness of tensors.
+
+Each check exists once; the layers above call it and never restate it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from spikeloop.errors import DTypeError, NonFiniteError, ShapeError, TimeStepError
+
+
+def check_dt(dt: Any, who: str = "dt") -> float:
+    """Return ``dt`` as a float if it is a finite number of seconds ``> 0``.
+
+    Raises:
+        TimeStepError: ``dt`` is not a number (a bool is not), not finite, or ``≤ 0``.
+    """
+    if isinstance(dt, bool) or (not isinstance(dt, int | float) and not (
+            isinstance(dt, Tensor) and dt.numel() == 1 and dt.is_floating_point())):
+        raise TimeStepError(f"{who} must be a finite number > 0 s, got {dt!r}")
+    value = float(dt)
+    if not (math.isfinite(value) and value > 0):
+        raise TimeStepError(f"{who} must be a finite number > 0 s, got {dt!r}")
+    return value
+
+
+def check_shape(shape: int | Iterable[int], who: str = "population") -> tuple[int, ...]:
+    """A shape as a tuple of positive integers (an int ``n`` is ``(n,)``)."""
+    out = (shape,) if isinstance(shape, int) else tuple(int(s) for s in shape)
+    if not out or any(s < 1 for s in out):
+        raise ShapeError(f"{who} shape must be positive integers, got {shape!r}")
+    return out
+
+
+def all_finite(x: Tensor) -> bool:
+    """True if ``x`` holds no NaN or ±inf (one reduction pass: NaN propagates through
+    ``aminmax``, infinities show in its result; no full-size boolean tensor)."""
+    if x.numel() == 0:
+        return True
+    lo, hi = torch.aminmax(x.detach())
+    return bool(torch.isfinite(lo) & torch.isfinite(hi))
+
+
+def require_finite(x: Tensor, who: str) -> None:
+    """Raise :class:`NonFiniteError` naming ``who`` if ``x`` holds NaN or ±inf."""
+    if not all_finite(x):
+        raise NonFiniteError(f"{who}: input holds NaN or infinite values")
+
+
+def check_sequence(x: Tensor, shape: tuple[int, ...], who: str, finite: bool = True) -> None:
+    """Check that ``x`` is a finite time-major tensor ``[T, B, *shape]`` (``finite=False``:
+    everything but finiteness, for a caller that checks it itself)."""
+    if not isinstance(x, Tensor):
+        raise ShapeError(f"{who}: expected a torch.Tensor, got {type(x).__name__}")
+    expected = "[T, B, " + ", ".join(map(str, shape)) + "]"
+    if x.dim() != 2 + len(shape):
+        raise ShapeError(
+            f"{who}: expected a time-major tensor {expected} of rank {2 + len(shape)}, "
+            f"got rank {x.dim()} with shape {tuple(x.shape)}"
+        )
+    if tuple(x.shape[2:]) != shape:
+        raise ShapeError(f"{who}: expected {expected}, got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ShapeError(f"{who}: the time axis (dim 0) is empty")
+    if not x.is_floating_point():
+        raise DTypeError(f"{who}: expected a floating-point tensor (0/1 spikes as float), "
+                         f"got {x.dtype}")
+    if finite:
+        require_finite(x, who)
