@@ -19,13 +19,7 @@
  * in event order, not BLAS order, and a replay takes the observed membrane as is where the
  * reference computes m + (o - m): both agree to float rounding.)
  */
-#include <math.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "sl_native.h" /* standard headers, INLINE, thread_range, sl_set_threads */
 
 typedef struct {
     int64_t T, B, N;
@@ -33,19 +27,6 @@ typedef struct {
     int reset_mode;   /* 0: value, 1: subtract */
     int refrac_steps; /* 0: no refractoriness */
 } Shape;
-
-#define INLINE static inline __attribute__((always_inline))
-
-/* [lo, hi): this OpenMP thread's contiguous share of `total` rows (all of them without OpenMP). */
-INLINE void thread_range(int64_t total, int64_t *lo, int64_t *hi) {
-    *lo = 0;
-    *hi = total;
-#ifdef _OPENMP
-    const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
-    *lo = total * id / nt;
-    *hi = total * (id + 1) / nt;
-#endif
-}
 
 /* ------------------------------------------------------------------ event helpers */
 /* Bit j of the mask is set if p[j] != 0 (-0.0 counts as zero), for j < len <= 8. */
@@ -733,12 +714,4 @@ void sl_adc_readout(int64_t T, int64_t B, int64_t N, int64_t K, const float *v,
         }
         free(s);
     }
-}
-
-void sl_set_threads(int n) {
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
 }

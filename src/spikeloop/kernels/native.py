@@ -1,9 +1,11 @@
-"""Build and load the native CPU kernels (``native.c``) through :mod:`ctypes`.
+"""Build and load native CPU libraries through :mod:`ctypes`: the generic kernels (``native.c``)
+and, with :func:`load`, any other library from its own C sources.
 
-The C file is compiled on first use with the system C compiler (``$CC``, else ``cc``/``gcc``)
-into a per-user cache (``$SPIKELOOP_CACHE``, default ``~/.cache/spikeloop``), keyed by a hash
-of the source, the flags, the compiler (path and modification time) and the CPU (the build
-targets ``-march=native``), so a later import loads it in milliseconds.
+A library is compiled on first use with the system C compiler (``$CC``, else
+``cc``/``gcc``/``clang``) into a per-user cache (``$SPIKELOOP_CACHE``, default
+``~/.cache/spikeloop``), keyed by a hash of its sources, the shared header and runtime
+(``sl_native.h``, ``sl_runtime.c``), the flags, the compiler (path and modification time) and
+the CPU (the build targets ``-march=native``), so a later import loads it in milliseconds.
 Without a compiler, :func:`library` returns ``None`` and the portable torch engine runs instead
 (same results; set ``SPIKELOOP_NATIVE=0`` to force that, e.g. to compare).
 """
@@ -19,12 +21,17 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-_SOURCE = Path(__file__).with_name("native.c")
+_HERE = Path(__file__).parent
+_SOURCE = _HERE / "native.c"
+INCLUDE_DIR = _HERE  # holds sl_native.h, the header every library built here includes
+_HEADER = _HERE / "sl_native.h"
+_RUNTIME = _HERE / "sl_runtime.c"  # linked into every library: sl_set_threads
 # -ffp-contract=off: no fused multiply-add (the same rounding as the torch reference);
 # -fno-trapping-math: lets gcc if-convert the neuron loops' selections so they vectorise (it
 # changes no result, only which floating-point exception flags may be raised)
@@ -35,6 +42,8 @@ _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
 _error: str | None = None
+NO_COMPILER = "no C compiler found ($CC, cc, gcc, clang)"
+DISABLED = "disabled by SPIKELOOP_NATIVE=0"
 
 
 class Shape(ctypes.Structure):
@@ -67,15 +76,18 @@ def _cpu_signature() -> str:
     return platform.machine() + "|" + "|".join(sorted(set(keep)))
 
 
-def _build(cc: str) -> Path:
-    source = _SOURCE.read_bytes()
+def _build(cc: str, name: str, sources: Sequence[Path]) -> Path:
+    units = [*sources, _RUNTIME]
     compiler = Path(shutil.which(cc) or cc).resolve()
     # a new compiler or another CPU (the build uses -march=native) gives a new key
     stamp = f"{compiler}:{compiler.stat().st_mtime_ns}:{_cpu_signature()}"
-    key = hashlib.sha256(source + " ".join(_FLAGS).encode() + stamp.encode()).hexdigest()[:16]
-    name = f"spikeloop_native_{key}.so"
+    digest = hashlib.sha256()
+    for part in (*units, _HEADER):
+        digest.update(part.name.encode() + b"\0" + part.read_bytes() + b"\0")
+    digest.update(" ".join(_FLAGS).encode() + stamp.encode())
+    filename = f"spikeloop_{name}_{digest.hexdigest()[:16]}.so"
     for folder in (_cache_dir(), Path(tempfile.gettempdir()) / f"spikeloop-{os.getuid()}"):
-        target = folder / name
+        target = folder / filename
         if target.exists():
             return target
         try:
@@ -88,16 +100,43 @@ def _build(cc: str) -> Path:
         raise RuntimeError("no writable cache folder for the native kernels")
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / target.name
-        result = subprocess.run([cc, *_FLAGS, str(_SOURCE), "-o", str(out)],
+        result = subprocess.run([cc, *_FLAGS, f"-I{INCLUDE_DIR}", *map(str, units), "-o", str(out)],
                                 capture_output=True, text=True)
         if result.returncode != 0:
-            raise RuntimeError(f"{cc} failed to build {_SOURCE.name}:\n{result.stderr[-2000:]}")
+            built = ", ".join(p.name for p in sources)
+            raise RuntimeError(f"{cc} failed to build {built}:\n{result.stderr[-2000:]}")
         os.replace(out, target)  # atomic: concurrent builders end with one complete file
     return target
 
 
+def disabled() -> bool:
+    """True if ``SPIKELOOP_NATIVE=0`` turns every native library off."""
+    return os.environ.get("SPIKELOOP_NATIVE", "1") == "0"
+
+
+def load(name: str, sources: Sequence[Path],
+         declare: Callable[[ctypes.CDLL], None] | None = None) -> ctypes.CDLL:
+    """Build (or take from the cache) and load the library ``name`` compiled from ``sources``.
+
+    The sources are compiled together with ``sl_runtime.c`` (so the library exports
+    ``sl_set_threads``), with this folder on the include path (``#include "sl_native.h"``) and
+    the flags of the generic kernels; ``declare`` sets the ctypes signatures of its functions.
+    Raises :class:`RuntimeError` (no compiler, failed build) or :class:`OSError` (failed load);
+    the caller decides on a fallback and keeps the loaded library (this does not cache it).
+    """
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError(NO_COMPILER)
+    lib = ctypes.CDLL(str(_build(cc, name, [Path(s) for s in sources])))
+    lib.sl_set_threads.argtypes = [ctypes.c_int]
+    lib.sl_set_threads.restype = None
+    if declare is not None:
+        declare(lib)
+    return lib
+
+
 def _declare(lib: ctypes.CDLL) -> None:
-    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
     lib.sl_neuron_forward.argtypes = [ctypes.POINTER(Shape)] + [p] * 19
     lib.sl_neuron_forward.restype = None
     lib.sl_neuron_backward.argtypes = [ctypes.POINTER(Shape)] + [p] * 28
@@ -112,19 +151,17 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sl_csr_to_csc.restype = None
     lib.sl_event_weight_grad.argtypes = [i64, i64, p, p, p, p, p]
     lib.sl_event_weight_grad.restype = None
-    lib.sl_normal.argtypes = [ctypes.c_uint64, i64, ctypes.c_float, p]
-    lib.sl_normal.restype = None
     f32 = ctypes.c_float
+    lib.sl_normal.argtypes = [ctypes.c_uint64, i64, f32, p]
+    lib.sl_normal.restype = None
     lib.sl_adc_readout.argtypes = [i64, i64, i64, i64, p, p, p, p, p, p, f32, f32, f32, p]
     lib.sl_adc_readout.restype = None
-    lib.sl_set_threads.argtypes = [i32]
-    lib.sl_set_threads.restype = None
 
 
 def library() -> ctypes.CDLL | None:
     """The loaded native library, or ``None`` if disabled or it cannot be built here."""
     global _lib, _tried, _error
-    if os.environ.get("SPIKELOOP_NATIVE", "1") == "0":
+    if disabled():
         return None
     if _tried:
         return _lib
@@ -132,14 +169,11 @@ def library() -> ctypes.CDLL | None:
         if _tried:
             return _lib
         _tried = True
-        cc = _compiler()
-        if cc is None:
-            _error = "no C compiler found ($CC, cc, gcc, clang)"
+        if _compiler() is None:
+            _error = NO_COMPILER
             return None
         try:
-            lib = ctypes.CDLL(str(_build(cc)))
-            _declare(lib)
-            _lib = lib
+            _lib = load("native", [_SOURCE], _declare)
         except (OSError, RuntimeError) as exc:
             _error = str(exc)
             _log.info("native kernels unavailable, using the torch engine: %s", exc)
@@ -148,17 +182,20 @@ def library() -> ctypes.CDLL | None:
 
 def unavailable_reason() -> str | None:
     """Why :func:`library` returned ``None`` (``None`` if it is loaded or was not tried)."""
-    if os.environ.get("SPIKELOOP_NATIVE", "1") == "0":
-        return "disabled by SPIKELOOP_NATIVE=0"
+    if disabled():
+        return DISABLED
     return _error
+
+
+def cpu_float32(*tensors: Tensor | None) -> bool:
+    """True if every tensor (``None`` aside) is a float32 CPU tensor, as native kernels need."""
+    return all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32)
+               for t in tensors)
 
 
 def usable(*tensors: Tensor | None) -> bool:
     """True if the native library is loaded and every tensor is a float32 CPU tensor."""
-    if library() is None:
-        return False
-    return all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32)
-               for t in tensors)
+    return library() is not None and cpu_float32(*tensors)
 
 
 def ptr(t: Tensor | None) -> int | None:
@@ -169,8 +206,9 @@ def ptr(t: Tensor | None) -> int | None:
     return t.data_ptr()
 
 
-def set_threads() -> None:
-    """Use as many OpenMP threads as torch does (``torch.get_num_threads()``)."""
-    lib = library()
+def set_threads(lib: ctypes.CDLL | None = None) -> None:
+    """Let ``lib`` (default: the generic kernels) use as many OpenMP threads as torch does
+    (``torch.get_num_threads()``); any library from :func:`load` has ``sl_set_threads``."""
+    lib = library() if lib is None else lib
     if lib is not None:
         lib.sl_set_threads(torch.get_num_threads())
