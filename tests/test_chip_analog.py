@@ -387,7 +387,7 @@ def test_chip_rejects_streaming_and_bad_options():
 @pytest.mark.parametrize("noise", [False, True])
 @pytest.mark.parametrize("per_neuron_leak", [False, True])
 def test_adc_native_pass_equals_the_torch_code(monkeypatch, noise, per_neuron_leak):
-    from spikeloop.kernels import native
+    from spikeloop.chips.analog import _native as native
 
     if native.library() is None:
         pytest.skip(f"native kernels unavailable: {native.unavailable_reason()}")
@@ -406,8 +406,8 @@ def test_adc_native_pass_equals_the_torch_code(monkeypatch, noise, per_neuron_le
 
 
 def test_normal_noise_is_gaussian_reproducible_and_thread_independent():
-    from spikeloop.kernels import native
-    from spikeloop.kernels.noise import normal
+    from spikeloop.chips.analog import _native as native
+    from spikeloop.chips.analog.noise import normal
 
     x = normal((200_000,), torch.Generator().manual_seed(1), scale=2.0)
     assert x.dtype == torch.float32 and x.shape == (200_000,)

@@ -151,11 +151,6 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sl_csr_to_csc.restype = None
     lib.sl_event_weight_grad.argtypes = [i64, i64, p, p, p, p, p]
     lib.sl_event_weight_grad.restype = None
-    f32 = ctypes.c_float
-    lib.sl_normal.argtypes = [ctypes.c_uint64, i64, f32, p]
-    lib.sl_normal.restype = None
-    lib.sl_adc_readout.argtypes = [i64, i64, i64, i64, p, p, p, p, p, p, f32, f32, f32, p]
-    lib.sl_adc_readout.restype = None
 
 
 def library() -> ctypes.CDLL | None:

@@ -27,13 +27,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spikeloop.chips.analog import _native as analog_native
 from spikeloop.chips.analog.calibration import AnalogChip, CalibrationResult
 from spikeloop.chips.analog.mapper import Placement, PopulationPlacement, ProjectionPlacement
+from spikeloop.chips.analog.noise import normal
 from spikeloop.chips.analog.spec import AnalogChipSpec
 from spikeloop.errors import MappingError
 from spikeloop.ir import Graph, Node
 from spikeloop.kernels import Compressed, event_linear, native
-from spikeloop.kernels.noise import normal
 from spikeloop.observables import DenseTrace, Observables
 
 
@@ -260,13 +261,13 @@ def adc_readout(
     if g is not None:
         noise = normal((n, batch, *v.shape[2:]), g, scale=spec.adc_read_noise, dtype=v.dtype,
                        device=v.device)
-    if native.usable(v, noise):
+    if analog_native.usable(v, noise):
         out = torch.empty_like(v, memory_format=torch.contiguous_format)
         # contiguous copies kept in locals: the C call reads them through raw pointers
         args = [t.contiguous() for t in (v, leak, idx, k0, w1)]
-        native.set_threads()
-        p = native.ptr
-        native.library().sl_adc_readout(
+        analog_native.set_threads()
+        p = analog_native.ptr
+        analog_native.library().sl_adc_readout(
             steps, batch, width, n, *(p(t) for t in args), p(noise), spec.leak_lsb,
             spec.lsb_per_unit, float(2**spec.adc_bits - 1), p(out))
         return out

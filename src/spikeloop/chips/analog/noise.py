@@ -1,10 +1,11 @@
-"""Gaussian noise for emulators, fast on the CPU.
+"""Gaussian noise for the analog chip's emulator (read and PSP noise), fast on the CPU.
 
 ``torch.randn`` with a generator draws about 250 M numbers per second on one core (Mersenne
 Twister, single-threaded); an emulated chip's read-out needs ~10⁶ per batch. :func:`normal`
-draws from the given generator only a 64-bit seed and lets the native kernels produce the
-numbers (ziggurat method on SplitMix64, in chunks seeded by ``(seed, chunk)``, so the values do
-not depend on the number of threads). Without the native kernels (no compiler, other devices or
+draws from the given generator only a 64-bit seed and lets the chip's native kernels
+(``native.c`` here, loaded by :mod:`spikeloop.chips.analog._native`) produce the numbers
+(ziggurat method on SplitMix64, in chunks seeded by ``(seed, chunk)``, so the values do not
+depend on the number of threads). Without the native kernels (no compiler, other devices or
 dtypes) it is ``torch.randn`` on the same generator. Either way a run is reproducible from the
 generator's state; the two engines give different (equally distributed) streams.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from spikeloop.kernels import native
+from spikeloop.chips.analog import _native as native
 
 
 def normal(
