@@ -65,7 +65,9 @@ from spikeloop.interop.convert import (
     importer,
     nir_to_network,
 )
-from spikeloop.interop.layers import (
+from spikeloop.ir import Graph
+from spikeloop.network import Network
+from spikeloop.nn.layers import (
     AvgPool2d,
     Delay,
     Integrator,
@@ -74,8 +76,6 @@ from spikeloop.interop.layers import (
     SumPool2d,
     Threshold,
 )
-from spikeloop.ir import Graph
-from spikeloop.network import Network
 
 PathLike = str | os.PathLike
 

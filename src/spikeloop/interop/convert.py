@@ -28,9 +28,9 @@ from spikeloop.errors import (
     TimeStepError,
     UnknownNameError,
 )
-from spikeloop.interop.layers import AvgPool2d, Delay, Integrator, Scale, SumPool2d, Threshold
 from spikeloop.ir import Graph, Node, describe
 from spikeloop.network import Network
+from spikeloop.nn.layers import AvgPool2d, Delay, Integrator, Scale, SumPool2d, Threshold
 from spikeloop.nn.populations import IF, LI, LIF, CubaLI, CubaLIF, Input, Population
 from spikeloop.nn.projections import Conv1d, Conv2d, Flatten, Linear
 from spikeloop.registry import Registry
@@ -477,12 +477,12 @@ def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
                        v_threshold=_f64(node, "v_threshold"), v_reset=_f64(node, "v_reset"))
 
 
-@importer("I", "interop.Integrator", "r = R·dt")
+@importer("I", "Integrator", "r = R·dt")
 def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
     return _population(Integrator, node, ctx, r=_f64(node, "r") * ctx.dt)
 
 
-@importer("Scale", "interop.Scale")
+@importer("Scale", "Scale")
 def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
     scale = _f64(node, "scale")
     if scale.size not in (1, math.prod(ctx.in_shape)):
@@ -492,17 +492,17 @@ def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
         scale.shape if scale.size == 1 else ctx.in_shape), ctx.in_shape).copy()))
 
 
-@importer("SumPool2d", "interop.SumPool2d")
+@importer("SumPool2d", "SumPool2d")
 def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
     return SumPool2d(node.kernel_size, node.stride, node.padding)
 
 
-@importer("AvgPool2d", "interop.AvgPool2d", "padded zeros counted")
+@importer("AvgPool2d", "AvgPool2d", "padded zeros counted")
 def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
     return AvgPool2d(node.kernel_size, node.stride, node.padding)
 
 
-@importer("Delay", "interop.Delay", "delays must be whole multiples of dt")
+@importer("Delay", "Delay", "delays must be whole multiples of dt")
 def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
     steps = _f64(node, "delay") / ctx.dt
     whole = np.round(steps)
@@ -515,7 +515,7 @@ def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
     return Delay(torch.from_numpy(whole.astype(np.int64).reshape(ctx.in_shape)))
 
 
-@importer("Threshold", "interop.Threshold")
+@importer("Threshold", "Threshold")
 def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
     threshold = _param(_f64(node, "threshold"), ctx.in_shape, f"NIR Threshold {ctx.name!r}",
                        "threshold")
