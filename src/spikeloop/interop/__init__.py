@@ -58,7 +58,6 @@ from spikeloop.interop.convert import (
     IMPORTERS,
     METHOD_KEY,
     Exporter,
-    GraphNetwork,
     Importer,
     exporter,
     graph_to_nir,
@@ -66,7 +65,7 @@ from spikeloop.interop.convert import (
     nir_to_network,
 )
 from spikeloop.ir import Graph
-from spikeloop.network import Network
+from spikeloop.network import GraphNetwork, Network
 from spikeloop.nn.layers import (
     AvgPool2d,
     Delay,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from spikeloop.errors import (
     UnknownNameError,
 )
 from spikeloop.ir import Graph, Node, describe
-from spikeloop.network import Network
+from spikeloop.network import GraphNetwork, Network
 from spikeloop.nn.layers import AvgPool2d, Delay, Integrator, Scale, SumPool2d, Threshold
 from spikeloop.nn.populations import IF, LI, LIF, CubaLI, CubaLIF, Input, Population
 from spikeloop.nn.projections import Conv1d, Conv2d, Flatten, Linear
@@ -575,50 +575,6 @@ def _bypass(nodes: dict[str, Any], edges: list[tuple[str, str]]) -> list[tuple[s
         edges = [e for e in edges if name not in e] + [(s, d) for s in ins for d in outs]
         del nodes[name]
     return list(dict.fromkeys(edges))
-
-
-class GraphNetwork(Network):
-    """A :class:`~spikeloop.nn.Network` whose layers form a directed acyclic graph: each layer
-    receives the sum of the outputs of the layers named in ``inputs`` (NIR's edge semantics)
-    instead of only the previous layer's. It runs on the sim backend like any Network.
-
-    Args:
-        layers: ``name → module`` in a topological order, the first an :class:`Input`, the
-            output population last among the populations.
-        inputs: ``name → names of the source layers`` for every layer but the input.
-        backend: default backend.
-    """
-
-    def __init__(
-        self,
-        layers: Mapping[str, nn.Module],
-        inputs: Mapping[str, Sequence[str]],
-        *,
-        backend: Any = "sim",
-    ) -> None:
-        # nn.Module.__init__ rather than Network.__init__: the graph is not a chain to trace
-        nn.Module.__init__(self)
-        self.layers = nn.ModuleDict(layers)
-        self.backend = backend
-        self.graph = _graph_from_layers(self.layers, inputs)
-
-
-def _graph_from_layers(layers: Mapping[str, nn.Module], inputs: Mapping[str, Sequence[str]]
-                       ) -> Graph:
-    items = list(layers.items())
-    if not items or not isinstance(items[0][1], Input):
-        raise ShapeError("a network must start with an Input layer")
-    nodes: list[Node] = []
-    shapes: dict[str, tuple[int, ...]] = {}
-    for name, module in items:
-        srcs = tuple(inputs.get(name, ()))
-        in_shapes = {shapes[s] for s in srcs}
-        if len(in_shapes) > 1:
-            raise ShapeError(f"layer {name!r} sums inputs of different shapes {sorted(in_shapes)}")
-        new = describe(module, name, srcs, next(iter(in_shapes)) if srcs else None)
-        nodes.extend(new)
-        shapes[name] = new[0].shape
-    return Graph(tuple(nodes))
 
 
 _NEURONS = (nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.CubaLI, nir.I)
