@@ -17,7 +17,6 @@ from spikeloop.checks import check_dt
 from spikeloop.errors import NIRError, UnknownNameError
 from spikeloop.interop.common import METHOD_KEY, f32
 from spikeloop.ir import Graph, Node
-from spikeloop.nn.populations import Population
 from spikeloop.registry import Registry
 
 
@@ -55,22 +54,29 @@ class ExportContext:
     in_shape: tuple[int, ...] | None
 
 
-def _population_export(node: Node) -> tuple[Population, tuple[int, ...], dict[str, Any]]:
-    module = node.module
-    if not isinstance(module, Population):
-        raise NIRError(f"node {node.name!r} ({node.op}) has no population module")
-    if module.spiking:
-        reset = module.settings.get("reset", "value")
-        if reset != "value":
-            raise NIRError(
-                f"population {node.name!r} uses reset={reset!r}; NIR's spiking neurons reset to "
-                "v_reset (spikeloop reset='value'), so it cannot be exported without changing "
-                "the model")
-        if module.settings.get("t_refrac", 0.0):
-            raise NIRError(
-                f"population {node.name!r} has t_refrac={module.settings['t_refrac']!r}; NIR "
-                "neurons have no refractory period")
-    return module, node.shape, {"metadata": {METHOD_KEY: module.method}}
+def _population_export(node: Node) -> tuple[Callable[[str], np.ndarray], dict[str, Any]]:
+    """For a population node: ``param(name)``, its parameter as a float32 array of the
+    population's shape, and the NIR metadata (its ``method``), read from the IR's params and
+    settings. Refuses what NIR's neurons lack (a reset other than to ``v_reset``, refractoriness).
+    """
+    if node.kind != "population":
+        raise NIRError(f"node {node.name!r} ({node.op}) is a {node.kind}, not a population")
+    settings = node.settings
+    reset = settings.get("reset", "value")
+    if reset != "value":
+        raise NIRError(
+            f"population {node.name!r} uses reset={reset!r}; NIR's spiking neurons reset to "
+            "v_reset (spikeloop reset='value'), so it cannot be exported without changing "
+            "the model")
+    if settings.get("t_refrac", 0.0):
+        raise NIRError(
+            f"population {node.name!r} has t_refrac={settings['t_refrac']!r}; NIR "
+            "neurons have no refractory period")
+
+    def param(name: str) -> np.ndarray:
+        return f32(node.params[name], node.shape)
+
+    return param, {"metadata": {METHOD_KEY: settings["method"]}}
 
 
 @exporter("Input", ("Input",))
@@ -128,48 +134,44 @@ def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
 
 @exporter("LIF", ("LIF",), "reset='value' and t_refrac=0 only")
 def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
-    m, shape, meta = _population_export(node)
-    return nir.LIF(tau=f32(m.tau_mem, shape), r=f32(m.r, shape), v_leak=f32(m.v_leak, shape),
-                   v_threshold=f32(m.v_threshold, shape), v_reset=f32(m.v_reset, shape), **meta)
+    p, meta = _population_export(node)
+    return nir.LIF(tau=p("tau_mem"), r=p("r"), v_leak=p("v_leak"), v_threshold=p("v_threshold"),
+                   v_reset=p("v_reset"), **meta)
 
 
 @exporter("CubaLIF", ("CubaLIF",), "w_in = tau_syn/dt; reset='value' and t_refrac=0 only")
 def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
-    m, shape, meta = _population_export(node)
-    tau_syn = f32(m.tau_syn, shape)
+    p, meta = _population_export(node)
     return nir.CubaLIF(
-        tau_syn=tau_syn, tau_mem=f32(m.tau_mem, shape), r=f32(m.r, shape),
-        v_leak=f32(m.v_leak, shape), v_threshold=f32(m.v_threshold, shape),
-        v_reset=f32(m.v_reset, shape), w_in=(tau_syn.astype(np.float64) / ctx.dt), **meta)
+        tau_syn=p("tau_syn"), tau_mem=p("tau_mem"), r=p("r"), v_leak=p("v_leak"),
+        v_threshold=p("v_threshold"), v_reset=p("v_reset"),
+        w_in=p("tau_syn").astype(np.float64) / ctx.dt, **meta)
 
 
 @exporter("LI", ("LI",))
 def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
-    m, shape, meta = _population_export(node)
-    return nir.LI(tau=f32(m.tau_mem, shape), r=f32(m.r, shape), v_leak=f32(m.v_leak, shape),
-                  **meta)
+    p, meta = _population_export(node)
+    return nir.LI(tau=p("tau_mem"), r=p("r"), v_leak=p("v_leak"), **meta)
 
 
 @exporter("CubaLI", ("CubaLI",), "w_in = tau_syn/dt")
 def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
-    m, shape, meta = _population_export(node)
-    tau_syn = f32(m.tau_syn, shape)
-    return nir.CubaLI(tau_syn=tau_syn, tau_mem=f32(m.tau_mem, shape), r=f32(m.r, shape),
-                      v_leak=f32(m.v_leak, shape), w_in=tau_syn.astype(np.float64) / ctx.dt,
-                      **meta)
+    p, meta = _population_export(node)
+    return nir.CubaLI(tau_syn=p("tau_syn"), tau_mem=p("tau_mem"), r=p("r"), v_leak=p("v_leak"),
+                      w_in=p("tau_syn").astype(np.float64) / ctx.dt, **meta)
 
 
 @exporter("IF", ("IF",), "R = r/dt; reset='value' and t_refrac=0 only")
 def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
-    m, shape, meta = _population_export(node)
-    return nir.IF(r=f32(m.r, shape).astype(np.float64) / ctx.dt,
-                  v_threshold=f32(m.v_threshold, shape), v_reset=f32(m.v_reset, shape), **meta)
+    p, meta = _population_export(node)
+    return nir.IF(r=p("r").astype(np.float64) / ctx.dt, v_threshold=p("v_threshold"),
+                  v_reset=p("v_reset"), **meta)
 
 
 @exporter("I", ("I",), "R = r/dt")
 def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
-    m, shape, meta = _population_export(node)
-    return nir.I(r=f32(m.r, shape).astype(np.float64) / ctx.dt, **meta)
+    p, meta = _population_export(node)
+    return nir.I(r=p("r").astype(np.float64) / ctx.dt, **meta)
 
 
 @exporter("Scale", ("Scale",))
@@ -205,7 +207,7 @@ def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
 
 
 def _model_dt(graph: Graph, dt: float | None) -> float:
-    dts = {n.name: float(n.module.dt) for n in graph.populations() if hasattr(n.module, "dt")}
+    dts = {n.name: float(n.settings["dt"]) for n in graph.populations() if "dt" in n.settings}
     if dt is None:
         if not dts:
             raise NIRError("the model has no population to take dt from; pass dt")
