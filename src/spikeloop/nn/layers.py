@@ -4,7 +4,7 @@ builds them).
 
 Each one is a small ``torch.nn.Module`` on time-major tensors ``[T, B, ...]`` that registers its
 own graph description (:func:`spikeloop.ir.describe`, below), so the sim backend runs it like any
-other layer and a network that uses it is still a :class:`~spikeloop.network.Network`.
+other layer.
 
 ==============  ===========================================================  =================
 layer           one step                                                     graph node kind
