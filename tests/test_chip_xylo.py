@@ -495,7 +495,7 @@ def dag(sizes, inputs, *, recurrent=(), n_in=16, readout=CubaLI, seed=0):
     """A :class:`GraphNetwork`: ``sizes`` (population → neurons, hidden ones then the readout
     last), ``inputs`` (node → sources); every population is fed by the Linear projections
     named ``fc_<source>_<target>`` listed in ``inputs`` (a projection's sources are summed)."""
-    from spikeloop.interop.convert import GraphNetwork
+    from spikeloop.network import GraphNetwork
 
     torch.manual_seed(seed)
     layers, wiring = {"input": Input(n_in)}, {}
@@ -660,7 +660,7 @@ def test_population_fed_by_a_population_without_weights_is_refused():
 
 def _raw_dag():
     """C fed by population A without weights (a GraphNetwork allows it, the chip does not)."""
-    from spikeloop.interop.convert import GraphNetwork
+    from spikeloop.network import GraphNetwork
 
     layers = {"input": Input(16), "fc_in_A": Linear(16, 10), "A": CubaLIF(10),
               "C": CubaLIF(10), "fc_C_out": Linear(10, 4), "out": CubaLI(4)}

@@ -21,7 +21,7 @@ from spikeloop.errors import (
     UnknownNameError,
 )
 from spikeloop.ir import Graph, Node, trace
-from spikeloop.network import Network
+from spikeloop.network import GraphNetwork, Network
 from spikeloop.observables import NetworkOutput, Observables
 
 __version__ = "0.1.0"
@@ -33,6 +33,7 @@ __all__ = [
     "ConfigError",
     "DeviceError",
     "Graph",
+    "GraphNetwork",
     "Network",
     "NetworkOutput",
     "Node",

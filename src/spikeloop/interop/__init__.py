@@ -53,19 +53,13 @@ import nir
 from torch import nn
 
 from spikeloop.errors import NIRError
-from spikeloop.interop.convert import (
-    EXPORTERS,
-    IMPORTERS,
-    METHOD_KEY,
-    Exporter,
-    GraphNetwork,
-    Importer,
-    exporter,
-    graph_to_nir,
-    importer,
-    nir_to_network,
-)
-from spikeloop.interop.layers import (
+from spikeloop.interop.assemble import nir_to_network
+from spikeloop.interop.common import METHOD_KEY
+from spikeloop.interop.export import EXPORTERS, Exporter, exporter, graph_to_nir
+from spikeloop.interop.importer import IMPORTERS, Importer, importer
+from spikeloop.ir import Graph
+from spikeloop.network import GraphNetwork, Network
+from spikeloop.nn.layers import (
     AvgPool2d,
     Delay,
     Integrator,
@@ -74,8 +68,6 @@ from spikeloop.interop.layers import (
     SumPool2d,
     Threshold,
 )
-from spikeloop.ir import Graph
-from spikeloop.network import Network
 
 PathLike = str | os.PathLike
 
@@ -84,7 +76,7 @@ def to_nir(model: Network | Graph, dt: float | None = None) -> nir.NIRGraph:
     """Export a network (or its traced graph) as a ``nir.NIRGraph``.
 
     Args:
-        model: a :class:`~spikeloop.nn.Network` or :class:`~spikeloop.ir.Graph`.
+        model: a :class:`~spikeloop.network.Network` or :class:`~spikeloop.ir.Graph`.
         dt: the simulation step (s) that fixes ``w_in = τ_syn/dt`` and the IF/I ``R = r/dt``;
             default: the populations' ``dt``. A value different from theirs is an error.
 
@@ -108,7 +100,7 @@ def from_nir(graph: nir.NIRGraph, dt: float, *, method: str | None = None) -> nn
             spikeloop recorded in the node's metadata, else ``"exact"``.
 
     Returns:
-        a :class:`~spikeloop.nn.Network` where the graph is a chain (plus recurrent
+        a :class:`~spikeloop.network.Network` where the graph is a chain (plus recurrent
         projections), else a :class:`GraphNetwork` (a Network over a DAG whose layers sum their
         inputs). Both run on the sim backend and return the usual observables.
 

@@ -8,8 +8,10 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from spikeloop.backends import get_backend
 from spikeloop.checks import all_finite
 from spikeloop.errors import NonFiniteError, ParameterError
+from spikeloop.ir import Graph, trace
 
 
 class Network(nn.Module):
@@ -49,9 +51,12 @@ class Network(nn.Module):
                 )
         self.layers = nn.ModuleDict(layers)
         self.backend = backend
-        from spikeloop.ir import trace
+        self.graph = self._trace(self.layers)
 
-        self.graph = trace(self.layers)
+    def _trace(self, layers: nn.ModuleDict) -> Graph:
+        """The layers as a graph: a chain, each layer reading the previous one's output
+        (subclasses wire them otherwise, e.g. :class:`~spikeloop.network.GraphNetwork`)."""
+        return trace(layers)
 
     def forward(
         self, x: Tensor, state: Mapping[str, Any] | None = None, *, backend: Any = None
@@ -61,8 +66,6 @@ class Network(nn.Module):
         ``state`` (from a previous output's ``.state``) continues a run; ``backend`` overrides the
         network's default backend for this call.
         """
-        from spikeloop.backends import get_backend
-
         self.check_parameters()
         return get_backend(backend if backend is not None else self.backend).run(
             self.graph, x, state

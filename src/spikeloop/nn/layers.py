@@ -1,8 +1,10 @@
-r"""Layers for NIR nodes that :mod:`spikeloop.nn` has no module for.
+r"""Layers for the NIR node types beyond projections and the classic populations: gains,
+pooling, delays, thresholds and a pure integrator (users compose them like any layer; NIR import
+builds them).
 
-Each one is a small ``torch.nn.Module`` on time-major tensors ``[T, B, ...]`` that the graph
-tracer (:func:`spikeloop.ir.describe`, registered below) and the sim backend run like any other
-layer, so an imported NIR graph that uses them is still a :class:`~spikeloop.nn.Network`.
+Each one is a small ``torch.nn.Module`` on time-major tensors ``[T, B, ...]`` that registers its
+own graph description (:func:`spikeloop.ir.describe`, below), so the sim backend runs it like any
+other layer.
 
 ==============  ===========================================================  =================
 layer           one step                                                     graph node kind

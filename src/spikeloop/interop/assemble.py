@@ -1,0 +1,205 @@
+"""Import of graphs: a ``nir.NIRGraph`` → a spikeloop :class:`~spikeloop.network.Network`
+(a chain, with recurrent projections) or :class:`~spikeloop.network.GraphNetwork` (a DAG).
+Nested subgraphs are inlined, a population's recurrent Linear/Affine is attached to it, the
+nodes are put in a topological order and each is converted by :data:`IMPORTERS`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import nir
+import numpy as np
+from torch import nn
+
+from spikeloop.checks import check_dt
+from spikeloop.dynamics.neurons import METHODS
+from spikeloop.errors import NIRError, ParameterError, ShapeError, UnknownNameError
+from spikeloop.interop.importer import IMPORTERS, ImportContext
+from spikeloop.ir import describe
+from spikeloop.network import GraphNetwork, Network
+from spikeloop.nn.populations import Input, Population
+
+
+def _layer_name(name: str, taken: set[str]) -> str:
+    out = "".join(c if c.isalnum() or c == "_" else "_" for c in name) or "node"
+    if hasattr(nn.ModuleDict, out):
+        out += "_"
+    while out in taken:
+        out += "_"
+    taken.add(out)
+    return out
+
+
+def _inline(graph: nir.NIRGraph, prefix: str = "") -> tuple[dict[str, nir.NIRNode],
+                                                            list[tuple[str, str]]]:
+    """Flatten nested subgraphs: a subgraph's nodes get ``<subgraph>.<node>`` names; its Input
+    and Output nodes become pass-through nodes that :func:`_bypass` removes."""
+    nodes: dict[str, nir.NIRNode] = {}
+    edges: list[tuple[str, str]] = []
+    entry: dict[str, list[str]] = {}
+    exit_: dict[str, list[str]] = {}
+    for name, node in graph.nodes.items():
+        full = prefix + str(name)
+        if isinstance(node, nir.NIRGraph):
+            sub_nodes, sub_edges = _inline(node, full + ".")
+            ins = [full + "." + k for k, v in node.nodes.items() if isinstance(v, nir.Input)]
+            outs = [full + "." + k for k, v in node.nodes.items() if isinstance(v, nir.Output)]
+            if len(ins) != 1 or len(outs) != 1:
+                raise NIRError(f"nested NIR graph {full!r} must have one Input and one Output "
+                               f"node, has {len(ins)} and {len(outs)}")
+            nodes.update(sub_nodes)
+            edges += sub_edges
+            for k in (*ins, *outs):
+                nodes[k] = _PASS
+            entry[full], exit_[full] = ins, outs
+        else:
+            nodes[full] = node
+    for src, dst in graph.edges:
+        src, dst = prefix + str(src), prefix + str(dst)
+        for s in exit_.get(src, [src]):
+            for d in entry.get(dst, [dst]):
+                edges.append((s, d))
+    return nodes, edges
+
+
+_PASS = object()  # marker of a nested graph's Input/Output node (identity, removed)
+
+
+def _bypass(nodes: dict[str, Any], edges: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    for name in [k for k, v in nodes.items() if v is _PASS]:
+        ins = [s for s, d in edges if d == name]
+        outs = [d for s, d in edges if s == name]
+        edges = [e for e in edges if name not in e] + [(s, d) for s in ins for d in outs]
+        del nodes[name]
+    return list(dict.fromkeys(edges))
+
+
+_NEURONS = (nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.CubaLI, nir.I)
+
+
+def nir_to_network(graph: nir.NIRGraph, dt: float, method: str | None = None) -> Network:
+    """Convert a NIR graph to a spikeloop network (see :func:`from_nir`)."""
+    if not isinstance(graph, nir.NIRGraph):
+        raise NIRError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
+    check_dt(dt)
+    if method is not None and method not in METHODS:
+        raise NIRError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    nodes, edges = _inline(graph)
+    edges = _bypass(nodes, edges)
+    for src, dst in edges:
+        for end in (src, dst):
+            if end not in nodes:
+                raise NIRError(f"NIR edge ({src!r}, {dst!r}) names a node {end!r} that the "
+                               "graph does not have")
+    ins = [k for k, v in nodes.items() if isinstance(v, nir.Input)]
+    outs = [k for k, v in nodes.items() if isinstance(v, nir.Output)]
+    if len(ins) != 1 or len(outs) != 1:
+        raise NIRError(f"spikeloop networks have one input and one output; the NIR graph has "
+                       f"inputs {ins} and outputs {outs}")
+    preds: dict[str, list[str]] = {k: [] for k in nodes}
+    succs: dict[str, list[str]] = {k: [] for k in nodes}
+    for src, dst in edges:
+        preds[dst].append(src)
+        succs[src].append(dst)
+    # a Linear/Affine whose only input and only output is the same neuron node: its recurrence
+    recurrent: dict[str, str] = {}
+    for name, node in nodes.items():
+        if isinstance(node, nir.Linear | nir.Affine) and len(preds[name]) == 1 \
+                and preds[name] == succs[name] and isinstance(nodes[preds[name][0]], _NEURONS) \
+                and preds[name][0] not in recurrent:
+            recurrent[preds[name][0]] = name
+    skip = set(recurrent.values())
+    edges = [(s, d) for s, d in edges if s not in skip and d not in skip]
+    preds = {k: [s for s, d in edges if d == k] for k in nodes if k not in skip}
+    order = _topological(preds, ins[0], outs[0])
+    taken: set[str] = set()
+    names = {k: _layer_name(k, taken) for k in order}
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    shapes: dict[str, tuple[int, ...]] = {}
+    output_src = preds[outs[0]]
+    if len(output_src) != 1:
+        raise NIRError(f"the NIR Output node {outs[0]!r} must have one source, has {output_src}")
+    for key in order:
+        node = nodes[key]
+        if isinstance(node, nir.Output):
+            continue
+        if isinstance(node, nir.Input):
+            shape = tuple(int(s) for s in np.asarray(node.input_type["input"]).reshape(-1))
+            layers[names[key]] = Input(shape)
+            shapes[key] = shape
+            continue
+        src_shapes = {shapes[s] for s in preds[key]}
+        if len(src_shapes) != 1:
+            raise NIRError(f"NIR node {key!r} receives inputs of shapes {sorted(src_shapes)}"
+                           if src_shapes else f"NIR node {key!r} receives no input")
+        ctx = ImportContext(key, float(dt), method, next(iter(src_shapes)))
+        try:
+            conv = IMPORTERS.get(type(node).__name__)
+        except UnknownNameError:
+            raise NIRError(f"NIR node {key!r} of type {type(node).__name__} has no spikeloop "
+                           f"counterpart; importable: {', '.join(IMPORTERS.names())}") from None
+        try:
+            module = conv.fn(node, ctx)
+            if key in recurrent:
+                _attach_recurrent(module, nodes[recurrent[key]], key, ctx)
+            shapes[key] = describe(module, names[key], ("_",), ctx.in_shape)[0].shape
+        except (ShapeError, ParameterError) as err:
+            raise NIRError(f"NIR node {key!r} ({type(node).__name__}): {err}") from None
+        layers[names[key]] = module
+    src = output_src[0]
+    if not isinstance(layers[names[src]], Population | Input):
+        raise NIRError(f"the NIR output is fed by {src!r}, a {type(nodes[src]).__name__}; "
+                       "spikeloop networks end in a population (add e.g. an LI readout)")
+    chain = all(preds[k] == [order[i - 1]] for i, k in enumerate(order) if i and k != outs[0])
+    if chain:
+        return Network(layers)
+    inputs = {names[k]: [names[s] for s in preds[k]] for k in order if k not in (ins[0], outs[0])}
+    return GraphNetwork(layers, inputs)
+
+
+def _topological(preds: dict[str, list[str]], start: str, output: str) -> list[str]:
+    """Kahn's order; the output's source is taken last among ready nodes (so that it is the
+    graph's last population)."""
+    indeg = {k: len(v) for k, v in preds.items()}
+    succ: dict[str, list[str]] = {k: [] for k in preds}
+    for k, ps in preds.items():
+        for p in ps:
+            succ[p].append(k)
+    last = set(preds[output])
+    ready = [k for k, d in indeg.items() if d == 0]
+    unreachable = [k for k in ready if k != start]
+    if unreachable:
+        raise NIRError(f"NIR nodes {unreachable} receive no input (not reachable from the "
+                       f"Input node {start!r})")
+    order: list[str] = []
+    while ready:
+        ready.sort(key=lambda k: (k in last or k == output, len(order)))
+        key = ready.pop(0)
+        order.append(key)
+        for s in succ[key]:
+            indeg[s] -= 1
+            if indeg[s] == 0:
+                ready.append(s)
+    if len(order) != len(preds):
+        cyclic = sorted(k for k in preds if k not in order)
+        raise NIRError(
+            f"the NIR graph has a cycle through {cyclic}; spikeloop runs recurrence only as a "
+            "Linear/Affine projection from a population onto itself")
+    return order
+
+
+def _attach_recurrent(module: nn.Module, node: nir.NIRNode, key: str, ctx: ImportContext) -> None:
+    if not isinstance(module, Population) or not module.spiking:
+        raise NIRError(f"NIR node {key!r} has a recurrent projection but imports as a "
+                       f"non-spiking {type(module).__name__}")
+    if len(module.shape) != 1:
+        raise NIRError(f"recurrent population {key!r} must be 1-d, has shape {module.shape}")
+    n = module.shape[0]
+    rec_ctx = ImportContext(key + ".recurrent", ctx.dt, ctx.method, (n,))
+    rec = IMPORTERS.get(type(node).__name__).fn(node, rec_ctx)
+    if rec.out_features != n:
+        raise NIRError(f"recurrent projection of {key!r} has {rec.out_features} outputs for "
+                       f"{n} neurons")
+    module.recurrent = rec

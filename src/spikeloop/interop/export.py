@@ -1,0 +1,254 @@
+"""Export: a traced spikeloop :class:`~spikeloop.ir.Graph` → a ``nir.NIRGraph``, one registered
+:class:`Exporter` per node ``op`` in :data:`EXPORTERS`. The conventions (time constants, ``r``,
+``w_in``, ``dt``) are described in :mod:`spikeloop.interop`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nir
+import numpy as np
+
+from spikeloop.checks import check_dt
+from spikeloop.errors import NIRError, UnknownNameError
+from spikeloop.interop.common import METHOD_KEY, f32
+from spikeloop.ir import Graph, Node
+from spikeloop.registry import Registry
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """Converts one spikeloop graph node into one NIR node.
+
+    ``fn(node, ctx) -> nir.NIRNode``; ``produces``: the NIR node types it can return.
+    """
+
+    fn: Callable[[Node, ExportContext], nir.NIRNode]
+    produces: tuple[str, ...]
+    note: str = ""
+
+
+EXPORTERS: Registry[Exporter] = Registry("NIR exporter")
+"""Exporters by spikeloop node ``op`` (``"LIF"``, ``"Linear"``, ``"Conv2d"`` …)."""
+
+
+def exporter(op: str, produces: Sequence[str], note: str = "") -> Callable:
+    """Decorator registering ``fn(node, ctx) -> nir.NIRNode`` for spikeloop nodes of ``op``."""
+
+    def deco(fn: Callable) -> Callable:
+        EXPORTERS.add(op, Exporter(fn, tuple(produces), note))
+        return fn
+
+    return deco
+
+
+@dataclass(frozen=True)
+class ExportContext:
+    """What an exporter needs besides the node: ``dt`` (s) and the node's input shape."""
+
+    dt: float
+    in_shape: tuple[int, ...] | None
+
+
+def _population_export(node: Node) -> tuple[Callable[[str], np.ndarray], dict[str, Any]]:
+    """For a population node: ``param(name)``, its parameter as a float32 array of the
+    population's shape, and the NIR metadata (its ``method``), read from the IR's params and
+    settings. Refuses what NIR's neurons lack (a reset other than to ``v_reset``, refractoriness).
+    """
+    if node.kind != "population":
+        raise NIRError(f"node {node.name!r} ({node.op}) is a {node.kind}, not a population")
+    settings = node.settings
+    reset = settings.get("reset", "value")
+    if reset != "value":
+        raise NIRError(
+            f"population {node.name!r} uses reset={reset!r}; NIR's spiking neurons reset to "
+            "v_reset (spikeloop reset='value'), so it cannot be exported without changing "
+            "the model")
+    if settings.get("t_refrac", 0.0):
+        raise NIRError(
+            f"population {node.name!r} has t_refrac={settings['t_refrac']!r}; NIR "
+            "neurons have no refractory period")
+
+    def param(name: str) -> np.ndarray:
+        return f32(node.params[name], node.shape)
+
+    return param, {"metadata": {METHOD_KEY: settings["method"]}}
+
+
+@exporter("Input", ("Input",))
+def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
+    return nir.Input(input_type=np.array(node.shape))
+
+
+@exporter("Linear", ("Linear", "Affine"), "with a bias: Affine, without: Linear")
+def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
+    weight = f32(node.params["weight"], tuple(node.params["weight"].shape))
+    if len(node.shape) != 1:
+        raise NIRError(f"Linear layer {node.name!r} acts on inputs of shape {ctx.in_shape}; "
+                       "NIR Linear/Affine take 1-d inputs (flatten first)")
+    if "bias" in node.params:
+        return nir.Affine(weight=weight, bias=f32(node.params["bias"], (weight.shape[0],)))
+    return nir.Linear(weight=weight)
+
+
+def _conv_export(node: Node, ctx: ExportContext, cls: type) -> nir.NIRNode:
+    weight = node.params["weight"]
+    bias = node.params.get("bias")
+    out_channels = weight.shape[0]
+    s = node.settings
+    spatial = tuple(ctx.in_shape[1:]) if ctx.in_shape is not None else None
+    one = cls is nir.Conv1d
+
+    def arg(v: Any) -> Any:
+        if isinstance(v, str):
+            return v
+        return int(v[0]) if one else tuple(int(i) for i in v)
+
+    return cls(
+        input_shape=(spatial[0] if one else spatial) if spatial is not None else None,
+        weight=f32(weight, tuple(weight.shape)),
+        stride=arg(s["stride"]), padding=arg(s["padding"]), dilation=arg(s["dilation"]),
+        groups=int(s["groups"]),
+        bias=f32(bias if bias is not None else 0.0, (out_channels,)),
+    )
+
+
+@exporter("Conv1d", ("Conv1d",), "a missing bias is written as zeros")
+def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
+    return _conv_export(node, ctx, nir.Conv1d)
+
+
+@exporter("Conv2d", ("Conv2d",), "a missing bias is written as zeros")
+def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
+    return _conv_export(node, ctx, nir.Conv2d)
+
+
+@exporter("Flatten", ("Flatten",))
+def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
+    return nir.Flatten(input_type={"input": np.array(ctx.in_shape)}, start_dim=0, end_dim=-1)
+
+
+@exporter("LIF", ("LIF",), "reset='value' and t_refrac=0 only")
+def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
+    p, meta = _population_export(node)
+    return nir.LIF(tau=p("tau_mem"), r=p("r"), v_leak=p("v_leak"), v_threshold=p("v_threshold"),
+                   v_reset=p("v_reset"), **meta)
+
+
+@exporter("CubaLIF", ("CubaLIF",), "w_in = tau_syn/dt; reset='value' and t_refrac=0 only")
+def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
+    p, meta = _population_export(node)
+    return nir.CubaLIF(
+        tau_syn=p("tau_syn"), tau_mem=p("tau_mem"), r=p("r"), v_leak=p("v_leak"),
+        v_threshold=p("v_threshold"), v_reset=p("v_reset"),
+        w_in=p("tau_syn").astype(np.float64) / ctx.dt, **meta)
+
+
+@exporter("LI", ("LI",))
+def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
+    p, meta = _population_export(node)
+    return nir.LI(tau=p("tau_mem"), r=p("r"), v_leak=p("v_leak"), **meta)
+
+
+@exporter("CubaLI", ("CubaLI",), "w_in = tau_syn/dt")
+def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
+    p, meta = _population_export(node)
+    return nir.CubaLI(tau_syn=p("tau_syn"), tau_mem=p("tau_mem"), r=p("r"), v_leak=p("v_leak"),
+                      w_in=p("tau_syn").astype(np.float64) / ctx.dt, **meta)
+
+
+@exporter("IF", ("IF",), "R = r/dt; reset='value' and t_refrac=0 only")
+def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
+    p, meta = _population_export(node)
+    return nir.IF(r=p("r").astype(np.float64) / ctx.dt, v_threshold=p("v_threshold"),
+                  v_reset=p("v_reset"), **meta)
+
+
+@exporter("I", ("I",), "R = r/dt")
+def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
+    p, meta = _population_export(node)
+    return nir.I(r=p("r").astype(np.float64) / ctx.dt, **meta)
+
+
+@exporter("Scale", ("Scale",))
+def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
+    return nir.Scale(scale=f32(node.params["scale"], node.shape))
+
+
+def _pool_export(node: Node, cls: type) -> nir.NIRNode:
+    s = node.settings
+    return cls(kernel_size=np.array(s["kernel_size"]), stride=np.array(s["stride"]),
+               padding=np.array(s["padding"]))
+
+
+@exporter("SumPool2d", ("SumPool2d",))
+def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
+    return _pool_export(node, nir.SumPool2d)
+
+
+@exporter("AvgPool2d", ("AvgPool2d",))
+def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
+    return _pool_export(node, nir.AvgPool2d)
+
+
+@exporter("Delay", ("Delay",), "delay = steps·dt")
+def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
+    steps = node.settings["steps"].detach().cpu().double().expand(node.shape).numpy()
+    return nir.Delay(delay=steps * ctx.dt)
+
+
+@exporter("Threshold", ("Threshold",))
+def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
+    return nir.Threshold(threshold=f32(node.params["threshold"], node.shape))
+
+
+def _model_dt(graph: Graph, dt: float | None) -> float:
+    dts = {n.name: float(n.settings["dt"]) for n in graph.populations() if "dt" in n.settings}
+    if dt is None:
+        if not dts:
+            raise NIRError("the model has no population to take dt from; pass dt")
+        dt = next(iter(dts.values()))
+    check_dt(dt)
+    for name, pop_dt in dts.items():
+        if not math.isclose(pop_dt, dt, rel_tol=1e-9):
+            raise NIRError(f"population {name!r} is simulated with dt = {pop_dt:g} s, not the "
+                           f"dt = {dt:g} s asked for: the conversion of w_in and r needs the "
+                           "step the model was trained with")
+    return float(dt)
+
+
+def graph_to_nir(graph: Graph, dt: float | None = None) -> nir.NIRGraph:
+    """Convert a traced :class:`~spikeloop.ir.Graph` to a NIR graph (see :func:`to_nir`)."""
+    dt = _model_dt(graph, dt)
+    nodes: dict[str, nir.NIRNode] = {}
+    edges: list[tuple[str, str]] = []
+    shapes = {n.name: n.shape for n in graph.nodes}
+    for node in graph.nodes:
+        in_shape = shapes[node.inputs[0]] if node.inputs else None
+        if node.recurrent:
+            if "bias" in node.params:
+                w = nir.Affine(weight=f32(node.params["weight"], node.params["weight"].shape),
+                               bias=f32(node.params["bias"], node.shape))
+            else:
+                w = nir.Linear(weight=f32(node.params["weight"], node.params["weight"].shape))
+            nodes[node.name] = w
+            edges += [(node.inputs[0], node.name), (node.name, node.inputs[0])]
+            continue
+        try:
+            conv = EXPORTERS.get(node.op)
+        except UnknownNameError:
+            raise NIRError(
+                f"node {node.name!r} is a {node.op}, which has no NIR counterpart; exportable: "
+                + ", ".join(EXPORTERS.names())) from None
+        nodes[node.name] = conv.fn(node, ExportContext(dt, in_shape))
+        edges += [(src, node.name) for src in node.inputs]
+    out = "output"
+    while out in nodes:
+        out += "_"
+    nodes[out] = nir.Output(output_type=np.array(graph.output.shape))
+    edges.append((graph.output.name, out))
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"source": "spikeloop", "dt": dt})
