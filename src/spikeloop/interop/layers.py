@@ -24,14 +24,14 @@ single run). ``Integrator`` reuses the IF coefficients and the LI step function 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from spikeloop.dynamics import neurons as dyn
+from spikeloop.dynamics import models
+from spikeloop.dynamics.neurons import IntegratorParameters
 from spikeloop.dynamics.surrogate import Surrogate, make_surrogate, spike
 from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.ir import Node, describe
@@ -209,26 +209,11 @@ class Delay(nn.Module):
         return math.prod(input_shape)
 
 
-@dataclass(frozen=True)
-class IntegratorParameters:
-    """Non-spiking integrator (NIR ``I``): ``v_{k+1} = v_k + r x_k``.
-
-    The coefficients are those of :class:`~spikeloop.dynamics.IFParameters` (``β = 1``, no rest
-    term, ``x_gain = r``) without threshold or refractoriness.
-    """
-
-    r: dyn.Scalar = 1.0
-
-    def coefficients(self, dt: float, method: dyn.Method = "exact") -> dyn.Coefficients:
-        return replace(dyn.IFParameters(r=self.r).coefficients(dt, method), refrac_steps=0)
-
-
 class Integrator(LI):
     """Non-spiking integrator population (NIR ``I``): ``v_{k+1} = v_k + r x_k`` from ``v = 0``,
     run by LI's step (:func:`~spikeloop.dynamics.li_step`) with ``β = 1``."""
 
-    model = "I"
-    params_cls = IntegratorParameters
+    description = models.INTEGRATOR
 
 
 # ----------------------------------------------------------------------------- tracing
@@ -245,7 +230,7 @@ def _check_input(module: nn.Module, name: str, in_shape: tuple[int, ...] | None)
 def _(module: Scale, name, inputs, in_shape) -> list[Node]:
     shape = _check_input(module, name, in_shape)
     return [Node(name, "projection", "Scale", inputs, shape, params={"scale": module.scale},
-                 synapses=module.num_synapses(shape), module=module)]
+                 synapses=module.num_synapses(shape))]
 
 
 @describe.register(SumPool2d)
@@ -255,21 +240,22 @@ def _(module: _Pool2d, name, inputs, in_shape) -> list[Node]:
     settings = {"kernel_size": module.kernel_size, "stride": module.stride,
                 "padding": module.padding}
     return [Node(name, "projection", type(module).__name__, inputs, shape, settings=settings,
-                 synapses=module.num_synapses(tuple(in_shape)), module=module)]
+                 synapses=module.num_synapses(tuple(in_shape)))]
 
 
 @describe.register(Delay)
 def _(module: Delay, name, inputs, in_shape) -> list[Node]:
     shape = _check_input(module, name, in_shape)
     return [Node(name, "projection", "Delay", inputs, shape, settings={"steps": module.steps},
-                 synapses=module.num_synapses(shape), module=module)]
+                 synapses=module.num_synapses(shape))]
 
 
 @describe.register(Threshold)
 def _(module: Threshold, name, inputs, in_shape) -> list[Node]:
     shape = _check_input(module, name, in_shape)
     return [Node(name, "reshape", "Threshold", inputs, shape,
-                 params={"threshold": module.threshold}, module=module)]
+                 params={"threshold": module.threshold},
+                 settings={"surrogate": module.surrogate})]
 
 
 __all__ = [

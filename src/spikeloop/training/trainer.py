@@ -272,7 +272,7 @@ class Trainer:
         """One hidden neuron's membrane for one test sample: the device's dense ADC recording
         against the simulator on the same input (``device_vs_sim_membrane.png``)."""
         x = self.data["test"].spikes[:, index : index + 1]
-        hidden = next(n for n in self.network.graph.populations() if n.module.spiking)
+        hidden = next(n for n in self.network.graph.populations() if n.spiking)
         with torch.no_grad():
             sim = self.network(x, backend="sim")
             neuron = int(sim[hidden.name].spikes[:, 0].sum(0).argmax())
@@ -388,7 +388,7 @@ def _make_regularizer(cfg: Config, net: Network) -> FiringRateRegularizer | None
         return None
     spec = dict(spec)
     spec.setdefault("populations", [n.name for n in net.graph.populations()
-                                    if n.module is not None and n.module.spiking])
+                                    if n.spiking])
     spec.setdefault("dt", cfg.data.dt)
     try:
         return FiringRateRegularizer(**spec)

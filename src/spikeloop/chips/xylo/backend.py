@@ -29,6 +29,7 @@ from torch import Tensor
 
 from spikeloop.backends.base import BACKENDS, require_host
 from spikeloop.backends.inloop import in_the_loop
+from spikeloop.checks import check_sequence
 from spikeloop.chips.xylo.dynamics import StepRecord, XyloState, own_counts
 from spikeloop.chips.xylo.mapper import XyloLayout, map_graph
 from spikeloop.chips.xylo.qat import qat_run
@@ -79,7 +80,7 @@ class XyloBackend:
         """Run ``graph`` on the chip from ``state`` (``None``: after reset)."""
         require_host("xylo", graph, x)
         t0 = time.perf_counter()
-        graph.input.module(x)  # validates shape, dtype, finiteness
+        check_sequence(x, graph.input.shape, "Input")
         counts, _ = check_raster(x.detach(), graph.input.num_neurons)
         layout = map_graph(graph, self.spec)
         chip_state = (state or {}).get("xylo")
