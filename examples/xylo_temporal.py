@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from spikeloop.backends import get_backend
 from spikeloop.chips.xylo import XyloStream, map_graph, qat_run, quantize
-from spikeloop.chips.xylo.multiscale import synnet
+from spikeloop.network.blocks import synnet
 
 CLASSES = ("up-chirp", "down-chirp", "alternating", "high→low", "low→high", "up-down")
 CHUNK = 7

@@ -19,10 +19,10 @@ from spikeloop.chips.xylo import (
     simulate,
     simulate_many,
 )
-from spikeloop.chips.xylo.multiscale import multi_time_scale_taus, synnet
 from spikeloop.chips.xylo.quantize import weight_shifts
 from spikeloop.errors import ConfigError, MappingError, WeightRangeError
 from spikeloop.network import Network
+from spikeloop.network.blocks import multi_time_scale_taus, synnet
 from spikeloop.nn import LIF, Conv1d, CubaLI, CubaLIF, Flatten, Input, Linear
 
 SPEC = XyloSpec()
@@ -811,7 +811,7 @@ def test_one_register_list_for_config_tensors_and_step_parameters():
 
 # ----------------------------------------------------------------------------- two currents
 def two_current_net(seed=0, tau_syn2=16e-3, n=12):
-    from spikeloop.chips.xylo.multiscale import CubaLIF2
+    from spikeloop.nn import CubaLIF2
 
     torch.manual_seed(seed)
     net = Network({
@@ -881,8 +881,8 @@ def test_second_synaptic_current_is_mapped_bit_exact_with_qat_and_xylosim():
 
 
 def test_two_current_population_errors():
-    from spikeloop.chips.xylo.multiscale import CubaLIF2
     from spikeloop.errors import ParameterError, ShapeError
+    from spikeloop.nn import CubaLIF2
 
     with pytest.raises(ParameterError, match="no recurrent projection"):
         CubaLIF2(4, recurrent=True)

@@ -243,23 +243,26 @@ def test_non_finite_inputs_and_weights_are_errors():
 
 
 def test_chips_and_event_backend_load_when_first_named():
-    """Importing spikeloop loads neither the chips nor the event backend (memory, import time);
-    naming a backend imports and registers it; a lazy entry whose module registers nothing is
-    an error that names the module."""
+    """Importing spikeloop loads neither the chips nor the event backend, and builds or loads no
+    native library (memory, import time; the time loop itself lives in spikeloop.kernels and
+    imports with the populations); naming a backend imports and registers it (the chips
+    through their entry points); a lazy entry whose module registers nothing is an error that
+    names the module."""
     import subprocess
     import sys
 
     from spikeloop.registry import Registry
 
     code = ("import sys, spikeloop; from spikeloop.backends import BACKENDS; "
-            "heavy = ('spikeloop.chips', 'spikeloop.backends.event', 'spikeloop.kernels'); "
-            "print(sorted(m for m in sys.modules if m.startswith(heavy))); "
+            "heavy = ('spikeloop.chips', 'spikeloop.backends.event'); "
+            "from spikeloop.kernels import native; "
+            "print(sorted(m for m in sys.modules if m.startswith(heavy)), native._tried); "
             "print(BACKENDS.names()); print(type(BACKENDS.build('xylo')).__name__, "
             "type(BACKENDS.build({'name': 'chip', 'seed': 1})).__name__); "
             "from spikeloop.backends import EventBackend; print(EventBackend.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.splitlines()
-    assert out[0] == "[]"
+    assert out[0] == "[] False"
     assert out[1] == str(["analog", "chip", "event", "sim", "xylo"])
     assert out[2:] == ["XyloBackend AnalogChipBackend", "EventBackend"]
     registry: Registry[object] = Registry("thing")

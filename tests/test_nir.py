@@ -141,11 +141,11 @@ def test_round_trip_through_file_is_exact(tmp_path, make, shape, method):
     (spikes and membranes of every population) for every covered node and both methods."""
     net = make(method)
     save_nir(net, tmp_path / "m.nir")
-    back = load_nir(tmp_path / "m.nir", dt=net.graph.populations()[0].module.dt)
+    back = load_nir(tmp_path / "m.nir", dt=net.graph.populations()[0].settings["dt"])
     assert type(back) is Network
     assert [(n.name, n.op, n.inputs, n.shape, n.recurrent) for n in back.graph] == \
         [(n.name, n.op, n.inputs, n.shape, n.recurrent) for n in net.graph]
-    assert all(p.module.method == method for p in back.graph.populations())
+    assert all(p.settings["method"] == method for p in back.graph.populations())
     _assert_same_parameters(net, back)
     out = _assert_same_outputs(net, back, _spikes(40, shape))
     active = [n for n, o in out.populations.items() if o.spikes is not None and n != "input"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator, Mapping
+from importlib import metadata
 from typing import Any, Generic, TypeVar
 
 from spikeloop.errors import ConfigError, UnknownNameError
@@ -26,10 +27,11 @@ class Registry(Generic[T]):
         True
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, entry_points: str | None = None) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
         self._lazy: dict[str, str] = {}
+        self._group = entry_points  # read on first lookup (see _discover)
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering ``obj`` under ``name``; a duplicate name is an error."""
@@ -47,6 +49,17 @@ class Registry(Generic[T]):
         self._lazy.pop(name, None)
         self._items[name] = obj
 
+    def _discover(self) -> None:
+        """Announce the names declared by installed packages in the entry-point group given
+        at construction (``name = "package.module"``; importing the module registers
+        ``name``), once."""
+        group, self._group = self._group, None
+        if group is None:
+            return
+        for ep in metadata.entry_points(group=group):
+            if ep.name not in self._items and ep.name not in self._lazy:
+                self._lazy[ep.name] = ep.value.partition(":")[0]
+
     def add_lazy(self, name: str, module: str) -> None:
         """Announce ``name`` as registered by importing ``module``, which happens on the first
         :meth:`get` (so that importing spikeloop does not import every chip)."""
@@ -56,6 +69,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """Return the object registered as ``name`` or raise :class:`UnknownNameError`."""
+        self._discover()
         if name not in self._items and name in self._lazy:
             module = self._lazy[name]
             importlib.import_module(module)
@@ -85,9 +99,11 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """Registered names, sorted."""
+        self._discover()
         return sorted([*self._items, *self._lazy])
 
     def __contains__(self, name: object) -> bool:
+        self._discover()
         return name in self._items or name in self._lazy
 
     def __iter__(self) -> Iterator[str]:

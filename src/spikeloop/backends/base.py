@@ -3,7 +3,13 @@
 A backend executes a traced :class:`~spikeloop.ir.Graph` on input ``[T, B, *shape]`` and
 returns a :class:`~spikeloop.observables.NetworkOutput`: the same typed observables for every
 population whatever runs the network. Backends are values: register a factory with
-``BACKENDS.register(name)`` and select it by name, by instance, or by ``{"name": ..., **options}``.
+``BACKENDS.register(name)`` (or ``BACKENDS.add``) and select it by name, by instance, or by
+``{"name": ..., **options}``.
+
+A package outside ``spikeloop.backends`` (a chip) registers itself when imported; to be found by
+name before anyone imports it, it declares an entry point in the group ``spikeloop.backends``
+(``name = "package.module"``, the module whose import registers ``name``). spikeloop's own chips
+are declared so in ``pyproject.toml``; ``spikeloop.backends`` names none of them.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
-from spikeloop.errors import DeviceError
+from spikeloop.errors import DeviceError, ParameterError
 from spikeloop.ir import Graph
 from spikeloop.observables import NetworkOutput
 from spikeloop.registry import Registry
@@ -21,12 +27,15 @@ from spikeloop.registry import Registry
 
 @runtime_checkable
 class Backend(Protocol):
-    """What every backend provides.
+    """What every backend provides — everything the trainer and the network call.
 
     Attributes:
         name: registry name.
         differentiable: whether autograd flows through :meth:`run` (otherwise training goes
-            through the in-the-loop bridge).
+            through the in-the-loop bridge, :func:`~spikeloop.backends.in_the_loop`).
+
+    :class:`BackendBase` gives the defaults of everything but :meth:`run` for a backend without
+    a random stream of its own and without a high-rate membrane recording.
     """
 
     name: str
@@ -38,14 +47,52 @@ class Backend(Protocol):
         """Run ``graph`` on input ``x`` from ``state`` (``None``: rest) and return observables."""
         ...
 
+    def get_rng_state(self) -> Tensor | None:
+        """State of the backend's own random stream (a chip's trial-to-trial noise), saved in
+        checkpoints so a resumed run is bit-identical; ``None`` if it has none."""
+        ...
 
-BACKENDS: Registry[Callable[..., Backend]] = Registry("backend")
+    def set_rng_state(self, state: Tensor) -> None:
+        """Restore a state :meth:`get_rng_state` returned."""
+        ...
+
+    def with_dense(self, population: str, neuron: int) -> Backend | None:
+        """A backend like this one that also records ``neuron`` of ``population`` at a high rate
+        (``Observables.dense``, batch entry 0; a chip's fast ADC), or ``None`` if it cannot."""
+        ...
+
+
+class BackendBase:
+    """Defaults of the :class:`Backend` protocol: no random stream, no dense recording."""
+
+    def get_rng_state(self) -> Tensor | None:
+        """``None``: this backend draws no random numbers of its own."""
+        return None
+
+    def set_rng_state(self, state: Tensor) -> None:
+        """Accept only ``None`` (there is no random stream to restore)."""
+        if state is not None:
+            raise ParameterError(f"backend {getattr(self, 'name', type(self).__name__)!r} has "
+                                 "no random stream to restore")
+
+    def with_dense(self, population: str, neuron: int) -> Backend | None:
+        """``None``: no high-rate membrane recording."""
+        return None
+
+
+BACKENDS: Registry[Callable[..., Backend]] = Registry("backend", entry_points="spikeloop.backends")
 
 
 def get_backend(spec: str | Backend | Mapping[str, Any]) -> Backend:
     """Resolve a backend from a name, an instance, or ``{"name": ..., option: value}``."""
     if isinstance(spec, Backend):
         return spec
+    if hasattr(spec, "run"):
+        missing = [m for m in ("name", "differentiable", "get_rng_state", "set_rng_state",
+                               "with_dense") if not hasattr(spec, m)]
+        raise ParameterError(f"{type(spec).__name__} is not a complete backend: it lacks "
+                             f"{missing} (inherit spikeloop.backends.BackendBase for the "
+                             "defaults)")
     return BACKENDS.build(spec)
 
 

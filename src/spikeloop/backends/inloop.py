@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor
 
-from spikeloop.backends.sim import _run_window
+from spikeloop.backends.executor import ModelHooks, execute
 from spikeloop.errors import ReplayError
 from spikeloop.ir import Graph
 from spikeloop.observables import NetworkOutput, Observables
@@ -52,7 +52,7 @@ def in_the_loop(
             (:class:`~spikeloop.errors.ReplayError` otherwise).
     """
     if replay is None:
-        populations, _ = _run_window(graph, x, {}, observed.populations)
+        populations, _ = execute(graph, x, ModelHooks(observed=observed.populations))
     else:
         populations = dict(replay(observed.populations))
         for name, seen in observed.populations.items():

@@ -1,9 +1,11 @@
 """The simulated backend (default): dense time-stepped simulation with autograd.
 
-It executes the graph's nodes in order with the modules that own the parameters, which loop
-the pure step functions of :mod:`spikeloop.dynamics`. ``mode="sequence"`` runs each layer over
-the whole sequence before the next; ``mode="step"`` advances the whole network one time step at
-a time (as streaming hardware does). Both give the same results.
+It walks the graph with the one executor (:func:`~spikeloop.backends.executor.execute`) and
+the software model's hooks (:class:`~spikeloop.backends.executor.ModelHooks`): every population
+runs its registered neuron model through :func:`~spikeloop.kernels.loop.run_population`.
+``mode="sequence"`` runs each layer over the whole sequence before the next; ``mode="step"``
+advances the whole network one time step at a time (as streaming hardware does). Both give
+the same results.
 """
 
 from __future__ import annotations
@@ -20,20 +22,17 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from spikeloop.backends.base import BACKENDS
+from spikeloop.backends.base import BACKENDS, BackendBase
+from spikeloop.backends.executor import RECORDABLE, ModelHooks, execute, input_checkers
 from spikeloop.errors import ParameterError
 from spikeloop.ir import Graph
-from spikeloop.nn.populations import KERNELS, Kernel
-from spikeloop.nn.projections import Linear
+from spikeloop.kernels.loop import KERNELS, Kernel
 from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
-
-RECORDABLE = ("spikes", "v", "i")
-"""Fields of :class:`~spikeloop.nn.Observables` that ``SimBackend(record={...})`` can select."""
 
 
 @BACKENDS.register("sim")
 @dataclass(frozen=True)
-class SimBackend:
+class SimBackend(BackendBase):
     """Dense differentiable simulator.
 
     Args:
@@ -147,8 +146,11 @@ class SimBackend:
         checkers = input_checkers(graph, self.kernel)  # once, not per window
 
         def window(x_w: Tensor, state_w: dict[str, Any]) -> tuple[dict, dict]:
-            obs, new = _run_window(graph, x_w, state_w, kernel=self.kernel,
-                                   grad_band=self.grad_band, fields=fields, checkers=checkers)
+            hooks = ModelHooks(self.kernel, self.grad_band, fields, checkers=checkers)
+            obs, new = execute(graph, x_w, hooks, state_w)
+            if fields is not None:
+                obs = {k: Observables(**{f: v if f in fields.get(k, ()) else None
+                                         for f, v in o.items()}) for k, o in obs.items()}
             if keep is not None:
                 obs = {k: v for k, v in obs.items() if k in keep}
             return obs, new
@@ -170,87 +172,17 @@ def _check_fields(graph: Graph, fields: Mapping[str, tuple[str, ...]]) -> None:
     """Every requested field exists for its population, and the output returns something."""
     for name, wanted in fields.items():
         node = graph[name]
-        module = node.module
-        can = {"spikes"} if node.kind == "input" else {"v"} | (
-            {"spikes"} if module.spiking else set()) | (
-            {"i"} if "i" in getattr(getattr(module, "state_cls", None), "_fields", ())
-            else set())
+        if node.kind == "input":
+            can, what = {"spikes"}, "Input"
+        else:
+            model = node.model
+            can = {"v"} | ({"spikes"} if model.spiking else set()) | (
+                {"i"} if "i" in model.state._fields else set())
+            what = model.name
         bad = sorted(set(wanted) - can)
         if bad:
-            raise ParameterError(f"record[{name!r}]: a {type(module).__name__} has no {bad}; "
+            raise ParameterError(f"record[{name!r}]: a {what} has no {bad}; "
                                  f"it records {sorted(can)}")
     if not fields[graph.output.name]:
         raise ParameterError(f"record[{graph.output.name!r}] is empty: the output population "
                              "must return at least one field (NetworkOutput.output)")
-
-
-def input_checkers(graph: Graph, kernel: Kernel) -> frozenset[str]:
-    """Projections that check the input for NaN/inf on its events (a few % of its entries)
-    instead of the input layer's own pass over it: all readers of the input, if every one is a
-    plain event-driven ``Linear`` of the input alone; otherwise none."""
-    readers = [n for n in graph.nodes if graph.input.name in n.inputs]
-    if kernel != "reference" and readers and all(
-            type(n.module) is Linear and n.inputs == (graph.input.name,) and not n.recurrent
-            for n in readers):
-        return frozenset(n.name for n in readers)
-    return frozenset()
-
-
-def _run_window(
-    graph: Graph,
-    x: Tensor,
-    state: dict[str, Any],
-    observed: Mapping[str, Observables] | None = None,
-    *,
-    kernel: Kernel = "auto",
-    grad_band: float | None = None,
-    fields: Mapping[str, tuple[str, ...]] | None = None,
-    checkers: frozenset[str] | None = None,
-) -> tuple[dict[str, Observables], dict[str, Any]]:
-    """Run every node over the window ``x`` from ``state``; returns observables and new state.
-
-    ``observed`` (in-the-loop bridge): per-population device recordings that replace the
-    model's values with a straight-through identity (see :mod:`spikeloop.backends.inloop`).
-    ``kernel`` / ``grad_band``: see :class:`SimBackend`. ``fields``: per population, the
-    observables to return (``SimBackend.record`` as a mapping; ``None``: all). ``checkers``:
-    :func:`input_checkers` of the graph (derived here if not given).
-    """
-    observed = observed or {}
-    if checkers is None:
-        checkers = input_checkers(graph, kernel)
-    values: dict[str, Tensor] = {}
-    populations: dict[str, Observables] = {}
-    new_state: dict[str, Any] = {}
-    for node in graph.nodes:
-        if node.recurrent:  # run inside its population's time loop
-            continue
-        if node.kind == "input":
-            inp = x
-        else:
-            inp = values[node.inputs[0]]
-            for other in node.inputs[1:]:
-                inp = inp + values[other]
-        if node.kind == "input":  # validates shape, dtype and finiteness of x
-            obs, new_state[node.name] = node.module(inp, check_finite=not checkers)
-        elif node.kind == "population":  # shapes were checked when the graph was traced
-            module = node.module
-            wanted = RECORDABLE if fields is None else fields.get(node.name, ())
-            obs, new_state[node.name] = module.simulate(
-                inp, module.parameter_record(), state.get(node.name), observed.get(node.name),
-                kernel=kernel, grad_band=grad_band, record_current="i" in wanted,
-                record_v="v" in wanted,
-            )
-        if node.kind in ("input", "population"):
-            values[node.name] = obs.spikes if obs.spikes is not None else obs.v
-            if fields is not None:
-                wanted = fields.get(node.name, ())
-                obs = Observables(**{k: v if k in wanted else None for k, v in obs.items()})
-            populations[node.name] = obs
-        elif getattr(node.module, "stateful", False):  # e.g. a delay line: state across windows
-            values[node.name], new_state[node.name] = node.module(inp, state.get(node.name))
-        elif kernel != "reference" and isinstance(node.module, Linear):
-            values[node.name] = node.module.forward_events(
-                inp, check_finite="Input" if node.name in checkers else None)
-        else:
-            values[node.name] = node.module(inp)
-    return populations, new_state

@@ -256,6 +256,45 @@ class IFParameters(ThresholdParameters):
         return _with_refrac(Coefficients(beta=1.0, rest=0.0, x_gain=self.r), self.t_refrac, dt)
 
 
+@dataclass(frozen=True)
+class CubaLIF2Parameters(CubaLIFParameters):
+    """Current-based LIF with a second synaptic current (time constant ``tau_syn2``)."""
+
+    tau_syn2: Scalar = 5e-3
+
+    def second(self) -> CubaLIFParameters:
+        """The parameters as seen by current 1 (``tau_syn ← tau_syn2``)."""
+        values = {f.name: getattr(self, f.name) for f in fields(CubaLIFParameters)}
+        return CubaLIFParameters(**{**values, "tau_syn": self.tau_syn2})
+
+    def coefficients(self, dt: float, method: Method = "exact") -> Coefficients:
+        """Current 0's coefficients (current 1's: ``self.second().coefficients``); checks
+        ``tau_syn2`` too."""
+        check_time_constants(dt, tau_syn2=self.tau_syn2)
+        return CubaLIFParameters.coefficients(self, dt, method)
+
+
+def cuba_lif2_coefficients(
+    p: CubaLIF2Parameters, dt: float, method: Method = "exact"
+) -> tuple[Coefficients, Coefficients]:
+    """Coefficients of current 0 (``tau_syn``) and current 1 (``tau_syn2``)."""
+    return p.coefficients(dt, method), p.second().coefficients(dt, method)
+
+
+@dataclass(frozen=True)
+class IntegratorParameters:
+    """Non-spiking integrator (NIR ``I``): ``v_{k+1} = v_k + r x_k``.
+
+    The coefficients are those of :class:`IFParameters` (``β = 1``, no rest term,
+    ``x_gain = r``) without threshold or refractoriness.
+    """
+
+    r: Scalar = 1.0
+
+    def coefficients(self, dt: float, method: Method = "exact") -> Coefficients:
+        return replace(IFParameters(r=self.r).coefficients(dt, method), refrac_steps=0)
+
+
 def _with_refrac(c: Coefficients, t_refrac: float, dt: float) -> Coefficients:
     return replace(c, refrac_steps=refractory_steps(t_refrac, dt))
 
@@ -295,6 +334,15 @@ class AdaptiveLIFState(NamedTuple):
     v: Tensor
     i: Tensor
     a: Tensor
+    refrac: Tensor
+
+
+class CubaLIF2State(NamedTuple):
+    """Membrane, the two synaptic currents and the refractory counter."""
+
+    v: Tensor
+    i: Tensor
+    i1: Tensor
     refrac: Tensor
 
 
@@ -437,3 +485,25 @@ def adaptive_lif_step(
     z, v_obs, v, refrac = fire(v_int, s.refrac, p, c, surrogate, observed)
     a = c.adapt_decay * s.a + p.adapt_increment * z
     return z, v_obs, AdaptiveLIFState(v, c.alpha * i, a, refrac)
+
+
+def cuba_lif2_step(
+    x: Tensor,
+    s: CubaLIF2State,
+    p: CubaLIF2Parameters,
+    c: tuple[Coefficients, Coefficients],
+    surrogate: Surrogate,
+    observed: Observation | None = None,
+) -> tuple[Tensor, Tensor, CubaLIF2State]:
+    r"""One step of the two-current LIF fed ``x [..., 2N]``: ``x[..., :N]`` drives current 0
+    (``tau_syn``), ``x[..., N:]`` current 1 (``tau_syn2``). Returns ``(z, v_observed, state)``.
+
+    ``I_s' = I_s + x_s``; ``v = β v + (1−β) v_leak + r g₀ I₀' + r g₁ I₁'``; fire;
+    ``I_s ← α_s I_s'`` (``c = (c₀, c₁)``, :func:`cuba_lif2_coefficients`).
+    """
+    c0, c1 = c
+    n = s.i.shape[-1]
+    i0, i1 = s.i + x[..., :n], s.i1 + x[..., n:]
+    v = integrate_current(i0, s.v, c0) + current_drive(i1, c1)
+    z, v_obs, v, refrac = fire(v, s.refrac, p, c0, surrogate, observed)
+    return z, v_obs, CubaLIF2State(v, c0.alpha * i0, c1.alpha * i1, refrac)

@@ -1,10 +1,12 @@
-"""The traced, hardware-agnostic network graph.
+"""The traced, hardware-agnostic network graph: a description, no live modules.
 
-:func:`trace` turns the ordered layers of a :class:`~spikeloop.nn.Network` into a :class:`Graph`
-of nodes — input, populations, projections and reshapes — with per-sample shapes, parameters in
-SI units (live tensors, so the graph always shows the current values) and simulation settings.
-Backends execute graphs; chip mappers and exporters read them. Which node a module becomes is
-decided by :func:`describe`, a registry keyed by module type (``functools.singledispatch``).
+:func:`trace` turns ordered layers into a :class:`Graph` of nodes — input, populations,
+projections and reshapes — with per-sample shapes, parameters in SI units (the layers' own
+tensors, so the graph shows the current values) and simulation settings. A population node
+names its registered neuron model (``node.op``; :attr:`Node.model` is the description with its
+capabilities). Backends execute graphs; chip mappers and exporters read them. Which nodes a
+layer becomes is decided by :func:`describe`, a registry keyed by layer type
+(``functools.singledispatch``) that each layer type registers with where it is defined.
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import singledispatch
+from functools import cached_property, singledispatch
 from typing import Any, Literal
 
-from torch import Tensor, nn
+from torch import Tensor
 
+from spikeloop.dynamics.models import MODELS, SETTINGS, NeuronModel
 from spikeloop.errors import ParameterError, ShapeError
-from spikeloop.nn.populations import Input, Population
-from spikeloop.nn.projections import Conv1d, Conv2d, Flatten, Linear
 
 NodeKind = Literal["input", "population", "projection", "reshape"]
 
@@ -38,7 +39,8 @@ class Node:
         settings: non-tensor settings (``dt``, ``method``, ``reset``, ``surrogate`` …).
         synapses: number of synaptic connections (projections).
         recurrent: a projection from a population onto itself, run inside its time loop.
-        module: the module that implements the node in the simulator.
+        cache: values derived from ``params`` that a backend may keep between calls (e.g. a
+            population's coefficients); not part of the description.
     """
 
     name: str
@@ -50,7 +52,7 @@ class Node:
     settings: Mapping[str, Any] = field(default_factory=dict)
     synapses: int = 0
     recurrent: bool = False
-    module: nn.Module | None = field(default=None, compare=False, repr=False)
+    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def num_neurons(self) -> int:
@@ -60,10 +62,24 @@ class Node:
     @property
     def num_parameters(self) -> int:
         """Trainable scalars owned by this node."""
-        if self.module is None:
-            return 0
-        own = self.module.parameters(recurse=self.kind != "population")
-        return sum(p.numel() for p in own if p.requires_grad)
+        return sum(p.numel() for p in self.params.values() if p.requires_grad)
+
+    @property
+    def model(self) -> NeuronModel:
+        """The registered description of a population's neuron model (its capabilities)."""
+        if self.kind != "population":
+            raise ParameterError(f"node {self.name!r} is a {self.kind}, not a population")
+        return MODELS.get(self.op)
+
+    def parameter_record(self) -> Any:
+        """A population's parameters as the record its model's step function takes."""
+        settings = {k: v for k, v in self.settings.items() if k in SETTINGS}
+        return self.model.params(**self.params, **settings)
+
+    @property
+    def spiking(self) -> bool:
+        """Whether the node emits spikes (the input does; populations as their model says)."""
+        return self.kind == "input" or (self.kind == "population" and self.model.spiking)
 
 
 @dataclass(frozen=True)
@@ -81,10 +97,15 @@ class Graph:
         return iter(self.nodes)
 
     def __getitem__(self, name: str) -> Node:
-        for node in self.nodes:
-            if node.name == name:
-                return node
-        raise KeyError(f"no node {name!r}; nodes: {[n.name for n in self.nodes]}")
+        try:
+            return self.nodes_by_name[name]
+        except KeyError:
+            raise KeyError(f"no node {name!r}; nodes: {[n.name for n in self.nodes]}") from None
+
+    @cached_property
+    def nodes_by_name(self) -> dict[str, Node]:
+        """The nodes by name."""
+        return {n.name: n for n in self.nodes}
 
     @property
     def input(self) -> Node:
@@ -151,88 +172,38 @@ class Graph:
 # ----------------------------------------------------------------------------- tracing
 @singledispatch
 def describe(
-    module: nn.Module, name: str, inputs: tuple[str, ...], in_shape: tuple[int, ...] | None
+    module: Any, name: str, inputs: tuple[str, ...], in_shape: tuple[int, ...] | None
 ) -> list[Node]:
-    """Describe ``module`` as graph nodes. Register new layer types with ``describe.register``."""
+    """Describe the layer ``module`` as graph nodes (the first one is the layer's output).
+
+    ``inputs``: names of the nodes feeding it; ``in_shape``: their per-sample shape (``None``
+    for the first layer). Layer types register with ``@describe.register`` where they are
+    defined; this function knows none of them.
+    """
     raise ParameterError(
         f"cannot trace layer {name!r} of type {type(module).__name__}; supported: "
         + ", ".join(sorted(c.__name__ for c in describe.registry if c is not object))
     )
 
 
-@describe.register
-def _(module: Input, name, inputs, in_shape) -> list[Node]:
-    if inputs:
-        raise ShapeError(f"the Input layer {name!r} must come first")
-    return [Node(name, "input", "Input", (), module.shape, module=module)]
-
-
-@describe.register
-def _(module: Population, name, inputs, in_shape) -> list[Node]:
-    if in_shape is not None and tuple(in_shape) != module.shape:
-        raise ShapeError(
-            f"population {name!r} has shape {module.shape} but receives input of shape {in_shape}"
-        )
-    settings = {"dt": module.dt, "method": module.method, "surrogate": module.surrogate}
-    settings |= module.settings if module.spiking else {}
-    pop = Node(
-        name, "population", module.model, inputs, module.shape,
-        params={n: getattr(module, n) for n in module.tensor_names},
-        settings=settings, module=module,
-    )
-    if module.recurrent is None:
-        return [pop]
-    rec = module.recurrent
-    return [pop, Node(
-        f"{name}.recurrent", "projection", "Linear", (name,), module.shape,
-        params=_weights(rec), synapses=rec.num_synapses(module.shape), recurrent=True,
-        module=rec,
-    )]
-
-
-def _weights(module: nn.Module) -> dict[str, Tensor]:
-    out = {"weight": module.weight}
-    if getattr(module, "bias", None) is not None:
-        out["bias"] = module.bias
-    return out
-
-
-@describe.register(Linear)
-@describe.register(Conv1d)
-@describe.register(Conv2d)
-def _(module: nn.Module, name, inputs, in_shape) -> list[Node]:
-    try:
-        shape = module.output_shape(in_shape)
-    except (ShapeError, RuntimeError) as err:
-        raise ShapeError(f"layer {name!r} cannot take input of shape {in_shape}: {err}") from None
-    settings = {
-        k: getattr(module, k) for k in ("stride", "padding", "dilation", "groups")
-        if hasattr(module, k)
-    }
-    return [Node(
-        name, "projection", type(module).__name__, inputs, shape, params=_weights(module),
-        settings=settings, synapses=module.num_synapses(in_shape), module=module,
-    )]
-
-
-@describe.register
-def _(module: Flatten, name, inputs, in_shape) -> list[Node]:
-    return [Node(name, "reshape", "Flatten", inputs, module.output_shape(in_shape), module=module)]
-
-
-def trace(layers: Mapping[str, nn.Module]) -> Graph:
-    """Trace ordered layers (the first an :class:`~spikeloop.nn.Input`) into a :class:`Graph`.
+def trace(layers: Mapping[str, Any]) -> Graph:
+    """Trace ordered layers (the first an input layer, e.g. ``spikeloop.nn.Input``) into a
+    :class:`Graph`.
 
     Each layer receives the output of the previous one; shapes are checked on the way.
     """
     items = list(layers.items())
-    if not items or not isinstance(items[0][1], Input):
+    try:
+        first = describe(items[0][1], items[0][0], (), None) if items else None
+    except (ShapeError, ParameterError):
+        first = None
+    if not first or first[0].kind != "input":
         raise ShapeError("a network must start with an Input layer, e.g. Input(4)")
     nodes: list[Node] = []
     prev: Node | None = None
     for name, module in items:
         inputs = (prev.name,) if prev is not None else ()
-        new = describe(module, name, inputs, prev.shape if prev is not None else None)
+        new = first if prev is None else describe(module, name, inputs, prev.shape)
         nodes.extend(new)
         prev = new[0]
     if len(nodes) > 1 and nodes[-1].kind not in ("population",) and not nodes[-1].recurrent:

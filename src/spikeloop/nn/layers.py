@@ -26,26 +26,18 @@ single run). ``Integrator`` reuses the IF coefficients and the LI step function 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from spikeloop.dynamics import neurons as dyn
-from spikeloop.dynamics.surrogate import Surrogate, make_surrogate, spike
+from spikeloop.dynamics import models
+from spikeloop.dynamics.neurons import IntegratorParameters
+from spikeloop.dynamics.surrogate import Surrogate, make_surrogate
 from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.ir import Node, describe
+from spikeloop.kernels import ops
 from spikeloop.nn.populations import LI
-
-
-def _fold(x: Tensor, rank: int, who: str) -> tuple[Tensor, tuple[int, int]]:
-    if x.dim() != rank:
-        raise ShapeError(f"{who}: expected a time-major tensor of rank {rank}, got shape "
-                         f"{tuple(x.shape)}")
-    t, b = x.shape[:2]
-    return x.reshape(t * b, *x.shape[2:]), (t, b)
 
 
 class Scale(nn.Module):
@@ -56,10 +48,7 @@ class Scale(nn.Module):
         self.scale = nn.Parameter(torch.as_tensor(scale, dtype=torch.float32).clone())
 
     def forward(self, x: Tensor) -> Tensor:
-        if tuple(x.shape[2:]) != tuple(self.scale.shape):
-            raise ShapeError(f"Scale: expected [T, B, {', '.join(map(str, self.scale.shape))}], "
-                             f"got {tuple(x.shape)}")
-        return x * self.scale
+        return ops.scale(x, self.scale)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of one time step's output for one sample (the input shape)."""
@@ -95,13 +84,10 @@ class _Pool2d(nn.Module):
                 f"{type(self).__name__}: kernel_size and stride must be ≥ 1 and padding ≥ 0, got "
                 f"{self.kernel_size}, {self.stride}, {self.padding}")
 
-    def _pool(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+    kind: str
 
     def forward(self, x: Tensor) -> Tensor:
-        folded, (t, b) = _fold(x, 5, type(self).__name__ + " [T, B, C, H, W]")
-        y = self._pool(folded)
-        return y.reshape(t, b, *y.shape[1:])
+        return ops.pool2d(x, self.kind, self.kernel_size, self.stride, self.padding)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of one time step's output for one sample."""
@@ -128,16 +114,14 @@ class _Pool2d(nn.Module):
 class SumPool2d(_Pool2d):
     """Sum over each ``kernel_size`` window (NIR ``SumPool2d``; zero padding)."""
 
-    def _pool(self, x: Tensor) -> Tensor:
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, divisor_override=1)
+    kind = "sum"
 
 
 class AvgPool2d(_Pool2d):
     """Mean over each ``kernel_size`` window (NIR ``AvgPool2d``; padded zeros are counted, as
     ``torch.nn.AvgPool2d`` does by default)."""
 
-    def _pool(self, x: Tensor) -> Tensor:
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+    kind = "avg"
 
 
 class Threshold(nn.Module):
@@ -149,7 +133,7 @@ class Threshold(nn.Module):
         self.surrogate = make_surrogate(surrogate)
 
     def forward(self, x: Tensor) -> Tensor:
-        return spike(x - self.threshold, self.surrogate)
+        return ops.threshold(x, self.threshold, self.surrogate)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The input shape (``threshold`` must broadcast to it)."""
@@ -186,18 +170,7 @@ class Delay(nn.Module):
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Delay ``x [T, B, *shape]``; ``state``: the previous call's (``None``: zeros)."""
-        d = self.max_steps
-        if state is None:
-            state = x.new_zeros((d, *x.shape[1:]))
-        buf = torch.cat([state, x])
-        t = x.shape[0]
-        if self.steps.dim() == 0:
-            y = buf[d - int(self.steps): d - int(self.steps) + t]
-        else:
-            idx = torch.arange(d, d + t, device=x.device).reshape(t, 1, *[1] * self.steps.dim())
-            idx = (idx - self.steps).expand(t, *x.shape[1:])
-            y = torch.gather(buf, 0, idx)
-        return y, buf[buf.shape[0] - d:]
+        return ops.delay(x, self.steps, state)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The input shape (per-element delays must have it)."""
@@ -211,26 +184,11 @@ class Delay(nn.Module):
         return math.prod(input_shape)
 
 
-@dataclass(frozen=True)
-class IntegratorParameters:
-    """Non-spiking integrator (NIR ``I``): ``v_{k+1} = v_k + r x_k``.
-
-    The coefficients are those of :class:`~spikeloop.dynamics.IFParameters` (``β = 1``, no rest
-    term, ``x_gain = r``) without threshold or refractoriness.
-    """
-
-    r: dyn.Scalar = 1.0
-
-    def coefficients(self, dt: float, method: dyn.Method = "exact") -> dyn.Coefficients:
-        return replace(dyn.IFParameters(r=self.r).coefficients(dt, method), refrac_steps=0)
-
-
 class Integrator(LI):
     """Non-spiking integrator population (NIR ``I``): ``v_{k+1} = v_k + r x_k`` from ``v = 0``,
     run by LI's step (:func:`~spikeloop.dynamics.li_step`) with ``β = 1``."""
 
-    model = "I"
-    params_cls = IntegratorParameters
+    description = models.INTEGRATOR
 
 
 # ----------------------------------------------------------------------------- tracing
@@ -247,7 +205,7 @@ def _check_input(module: nn.Module, name: str, in_shape: tuple[int, ...] | None)
 def _(module: Scale, name, inputs, in_shape) -> list[Node]:
     shape = _check_input(module, name, in_shape)
     return [Node(name, "projection", "Scale", inputs, shape, params={"scale": module.scale},
-                 synapses=module.num_synapses(shape), module=module)]
+                 synapses=module.num_synapses(shape))]
 
 
 @describe.register(SumPool2d)
@@ -257,21 +215,22 @@ def _(module: _Pool2d, name, inputs, in_shape) -> list[Node]:
     settings = {"kernel_size": module.kernel_size, "stride": module.stride,
                 "padding": module.padding}
     return [Node(name, "projection", type(module).__name__, inputs, shape, settings=settings,
-                 synapses=module.num_synapses(tuple(in_shape)), module=module)]
+                 synapses=module.num_synapses(tuple(in_shape)))]
 
 
 @describe.register(Delay)
 def _(module: Delay, name, inputs, in_shape) -> list[Node]:
     shape = _check_input(module, name, in_shape)
     return [Node(name, "projection", "Delay", inputs, shape, settings={"steps": module.steps},
-                 synapses=module.num_synapses(shape), module=module)]
+                 synapses=module.num_synapses(shape))]
 
 
 @describe.register(Threshold)
 def _(module: Threshold, name, inputs, in_shape) -> list[Node]:
     shape = _check_input(module, name, in_shape)
     return [Node(name, "reshape", "Threshold", inputs, shape,
-                 params={"threshold": module.threshold}, module=module)]
+                 params={"threshold": module.threshold},
+                 settings={"surrogate": module.surrogate})]
 
 
 __all__ = [

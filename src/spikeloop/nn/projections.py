@@ -12,6 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from spikeloop.errors import ShapeError
+from spikeloop.ir import Node, describe
+from spikeloop.kernels import event_linear
 
 
 def _check_rank(x: Tensor, rank: int, who: str, layout: str) -> None:
@@ -46,8 +48,6 @@ class Linear(nn.Linear):
         :func:`spikeloop.kernels.event_linear`, also for ``check_finite``)."""
         if x.shape[-1] != self.in_features:
             return self.forward(x)  # raises the shape error
-        from spikeloop.kernels import event_linear
-
         return event_linear(x, self.weight, self.bias, max_density, check_finite)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -122,3 +122,37 @@ class Flatten(nn.Module):
     def num_synapses(self, input_shape: tuple[int, ...]) -> int:
         """A reshape has no synapses."""
         return 0
+
+
+# ----------------------------------------------------------------------------- IR description
+def weights(module: nn.Module) -> dict[str, Tensor]:
+    """``weight`` and (if any) ``bias`` of a projection, by NIR name."""
+    out = {"weight": module.weight}
+    if getattr(module, "bias", None) is not None:
+        out["bias"] = module.bias
+    return out
+
+
+@describe.register(Linear)
+@describe.register(Conv1d)
+@describe.register(Conv2d)
+def _(module: nn.Module, name, inputs, in_shape) -> list[Node]:
+    try:
+        shape = module.output_shape(in_shape)
+    except (ShapeError, RuntimeError, TypeError) as err:
+        raise ShapeError(f"layer {name!r} cannot take input of shape {in_shape}: {err}") from None
+    settings = {
+        k: getattr(module, k) for k in ("stride", "padding", "dilation", "groups")
+        if hasattr(module, k)
+    }
+    return [Node(
+        name, "projection", type(module).__name__, inputs, shape, params=weights(module),
+        settings=settings, synapses=module.num_synapses(in_shape),
+    )]
+
+
+@describe.register
+def _(module: Flatten, name, inputs, in_shape) -> list[Node]:
+    if in_shape is None:
+        raise ShapeError(f"layer {name!r} (Flatten) cannot be the first layer")
+    return [Node(name, "reshape", "Flatten", inputs, module.output_shape(in_shape))]

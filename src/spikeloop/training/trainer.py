@@ -272,13 +272,14 @@ class Trainer:
         """One hidden neuron's membrane for one test sample: the device's dense ADC recording
         against the simulator on the same input (``device_vs_sim_membrane.png``)."""
         x = self.data["test"].spikes[:, index : index + 1]
-        hidden = next(n for n in self.network.graph.populations() if n.module.spiking)
+        hidden = next(n for n in self.network.graph.populations() if n.spiking)
         with torch.no_grad():
             sim = self.network(x, backend="sim")
             neuron = int(sim[hidden.name].spikes[:, 0].sum(0).argmax())
-            spec = self.config.train.backend
-            spec = {"name": spec} if isinstance(spec, str) else dict(spec)
-            device = self.network(x, backend=spec | {"dense": [hidden.name, neuron]})
+            recorder = self.backend.with_dense(hidden.name, neuron)
+            if recorder is None:
+                return
+            device = self.network(x, backend=recorder)
         trace = device[hidden.name].dense
         if trace is None:
             return
@@ -287,7 +288,7 @@ class Trainer:
         t_sim = torch.arange(1, steps + 1, dtype=torch.float64) * dt
         threshold = hidden.params.get("v_threshold")
         timed_traces(
-            {f"{spec['name']} (dense ADC)": (trace.t, trace.v),
+            {f"{self.backend.name} (dense ADC)": (trace.t, trace.v),
              "simulator": (t_sim, sim[hidden.name].v[:, 0, neuron])},
             threshold=float(threshold.detach().reshape(-1)[neuron if threshold.dim() else 0])
             if threshold is not None else None,
@@ -307,8 +308,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": np.random.get_state(),
             "python_rng": random.getstate(),
-            "backend_rng": self.backend.get_rng_state()
-            if hasattr(self.backend, "get_rng_state") else None,
+            "backend_rng": self.backend.get_rng_state(),
             "history": [h.__dict__ for h in self.history],
             "best": self.best,
             "config": self.config.to_dict(),
@@ -388,7 +388,7 @@ def _make_regularizer(cfg: Config, net: Network) -> FiringRateRegularizer | None
         return None
     spec = dict(spec)
     spec.setdefault("populations", [n.name for n in net.graph.populations()
-                                    if n.module is not None and n.module.spiking])
+                                    if n.spiking])
     spec.setdefault("dt", cfg.data.dt)
     try:
         return FiringRateRegularizer(**spec)

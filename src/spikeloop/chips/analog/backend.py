@@ -20,8 +20,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from spikeloop.backends.base import BACKENDS, require_host
+from spikeloop.backends.base import BACKENDS, BackendBase, require_host
 from spikeloop.backends.inloop import in_the_loop
+from spikeloop.checks import check_sequence
 from spikeloop.chips.analog.calibration import AnalogChip
 from spikeloop.chips.analog.mapper import map_graph
 from spikeloop.chips.analog.simulator import adc_readout, chip_parameters, dense_trace, run_chip
@@ -54,7 +55,7 @@ def get_chip(spec: AnalogChipSpec, seed: int, mismatch: bool) -> AnalogChip:
     return _CHIPS[key]
 
 
-class AnalogChipBackend:
+class AnalogChipBackend(BackendBase):
     """Emulated BrainScaleS-2-style chip behind the :class:`~spikeloop.backends.Backend` protocol.
 
     Args:
@@ -110,7 +111,7 @@ class AnalogChipBackend:
         if state:
             raise ParameterError("the analog chip runs every batch entry from rest; it cannot "
                                  "continue from a state (streaming)")
-        graph.input.module(x)  # validates shape, dtype, finiteness
+        check_sequence(x, graph.input.shape, "Input")
         if not bool(((x == 0) | (x == 1)).all()):
             raise ParameterError("the analog chip receives spike events: its input must hold "
                                  "only 0 and 1")
@@ -143,7 +144,7 @@ class AnalogChipBackend:
                 v = run.true_v[name]
                 if self.adc == "realistic":
                     v_leak = torch.as_tensor(params[name].v_leak, dtype=v.dtype)
-                    v = adc_readout(v, v_leak, self.spec, graph[name].module.dt, g)
+                    v = adc_readout(v, v_leak, self.spec, graph[name].settings["dt"], g)
                 populations[name] = Observables(spikes=obs.spikes, v=v)
             if self.dense is not None:
                 pop, neuron = self.dense
@@ -151,7 +152,7 @@ class AnalogChipBackend:
                 populations[pop] = Observables(spikes=populations[pop].spikes,
                                                v=populations[pop].v, dense=trace)
         t4 = time.perf_counter()
-        dt = graph.output.module.dt
+        dt = graph.output.settings["dt"]
         wall.update(mapping=t1 - t0, calibration=t2 - t1, run=t3 - t2, readout=t4 - t3,
                     total=t4 - t0)
         report = ExecutionReport(
@@ -174,7 +175,7 @@ class AnalogChipBackend:
     def _chip_parameters(self, node, pop) -> tuple[Any, dict, list[str]]:
         """:func:`chip_parameters`, cached by the population's parameter values and placement
         (they change only when neuron parameters are trained; weights do not enter)."""
-        model = node.module.parameter_record()
+        model = node.parameter_record()
         key = (node.name, self.calibrate, pop.joined, _value_key(pop.columns),
                _value_key(pop.half),
                tuple((f.name, _value_key(getattr(model, f.name))) for f in fields(model)))
@@ -194,6 +195,14 @@ class AnalogChipBackend:
         size = graph[pop].num_neurons
         if not (isinstance(neuron, int) and 0 <= neuron < size):
             raise ParameterError(f"dense: neuron {neuron!r} outside 0..{size - 1} of {pop!r}")
+
+    def with_dense(self, population: str, neuron: int) -> AnalogChipBackend:
+        """The same chip (instance, settings, a fresh noise stream from ``seed``) recording
+        ``neuron`` of ``population`` with the fast 10-bit ADC."""
+        return AnalogChipBackend(
+            self.seed, mismatch=self.chip.mismatch, noise=self.noise, adc=self.adc,
+            calibrate=self.calibrate, weight_scale=self.weight_scale,
+            clip_weights=self.clip_weights, dense=(population, neuron), spec=self.spec)
 
     def get_rng_state(self) -> Tensor:
         """State of the chip's noise stream (checkpoints save it for bit-identical resume)."""

@@ -199,7 +199,7 @@ def _plan(graph: Graph, spec: AnalogChipSpec) -> _Layout:
                                f"{', '.join(node.inputs)}")
         if node.kind == "projection":
             source = graph[node.inputs[0]]
-            if source.kind == "population" and not source.module.spiking:
+            if source.kind == "population" and not source.spiking:
                 raise MappingError(f"projection {node.name!r} reads the non-spiking readout "
                                    f"{source.name!r}; synapses carry spikes only")
     pops = graph.populations()

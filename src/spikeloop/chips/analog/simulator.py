@@ -1,8 +1,10 @@
 """Device-realistic execution of a placed network on one emulated chip.
 
-The neurons run the same step functions as the simulator (through
-:meth:`~spikeloop.nn.Population.simulate`), with the parameters the chip's circuits really have
-after (or without) calibration. On top of that the emulator adds what the chip does to a run:
+The chip walks the graph with the simulator's executor
+(:func:`~spikeloop.backends.executor.execute`, :class:`ChipHooks`); its neurons run the same
+step functions as the simulator (:func:`~spikeloop.kernels.loop.run_population`), with the
+parameters the chip's circuits really have after (or without) calibration. On top of that the
+emulator adds what the chip does to a run:
 
 - weights: 6-bit magnitudes in excitatory/inhibitory rows, each synapse with its fixed-pattern
   gain: ``W_eff = scale · (e ⊙ G_exc − i ⊙ G_inh)``;
@@ -21,12 +23,13 @@ chip time as sequential.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from spikeloop.backends.executor import ModelHooks, execute, recurrent_of
 from spikeloop.chips.analog import _native as analog_native
 from spikeloop.chips.analog.calibration import AnalogChip, CalibrationResult
 from spikeloop.chips.analog.mapper import Placement, PopulationPlacement, ProjectionPlacement
@@ -35,6 +38,7 @@ from spikeloop.chips.analog.spec import AnalogChipSpec
 from spikeloop.errors import MappingError
 from spikeloop.ir import Graph, Node
 from spikeloop.kernels import Compressed, event_linear, native
+from spikeloop.kernels.loop import Recurrent, run_population
 from spikeloop.observables import DenseTrace, Observables
 
 
@@ -64,8 +68,7 @@ def chip_parameters(
 ) -> tuple[Any, dict[str, list[CalibrationResult]], list[str]]:
     """The parameter record (model units) of ``node``'s neurons as realised on the chip."""
     spec = chip.spec
-    module = node.module
-    model = module.parameter_record()
+    model = node.parameter_record()
     n = node.num_neurons
     v_leak = torch.as_tensor(model.v_leak).detach().double().expand(n)
     targets = {
@@ -73,7 +76,7 @@ def chip_parameters(
         "tau_syn": torch.as_tensor(model.tau_syn).detach().double().expand(n) / spec.speedup,
         "v_leak": spec.to_lsb(v_leak, v_leak),
     }
-    if module.spiking:
+    if node.spiking:
         for key in ("v_threshold", "v_reset"):
             value = torch.as_tensor(getattr(model, key)).detach().double().expand(n)
             targets[key] = spec.to_lsb(value, v_leak)
@@ -118,7 +121,7 @@ def chip_parameters(
         "tau_syn": values["tau_syn"] * spec.speedup,
         "v_leak": spec.from_lsb(values["v_leak"], v_leak),
     }
-    if module.spiking:
+    if node.spiking:
         for key in ("v_threshold", "v_reset"):
             chip_values[key] = spec.from_lsb(values[key], v_leak)
     dtype = node.params["tau_mem"].dtype
@@ -174,6 +177,49 @@ def _noisy_projection(w: Tensor, noise: float, g: torch.Generator | None):
     return project
 
 
+@dataclass
+class ChipHooks(ModelHooks):
+    """The chip's evaluation of the graph for :func:`~spikeloop.backends.executor.execute`:
+    projections through its synapses (effective 6-bit weights with PSP noise), populations with
+    the parameters its circuits have (the model's step functions otherwise). Records what each
+    population received and its true membrane."""
+
+    placement: Placement | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    chip: AnalogChip | None = None
+    g: torch.Generator | None = None
+    dtype: torch.dtype = torch.float32
+    inputs: dict[str, Tensor] = field(default_factory=dict)
+
+    def _synapses(self, name: str):
+        w = effective_weight(self.placement.projections[name], self.chip).to(self.dtype)
+        return _noisy_projection(w, self.chip.spec.psp_noise, self.g)
+
+    def input(self, graph: Graph, node: Node, x: Tensor) -> Observables:
+        return Observables(spikes=x)  # the backend validated it
+
+    def projection(self, graph: Graph, node: Node, x: Tensor, state: Any) -> tuple[Tensor, None]:
+        return self._synapses(node.name)(x), None
+
+    def population(
+        self, graph: Graph, node: Node, current: Tensor, state: Any
+    ) -> tuple[Observables, Any]:
+        rec, recorded = None, []
+        if recurrent_of(graph, node) is not None:
+            project = self._synapses(f"{node.name}.recurrent")
+
+            def synapses(z: Tensor) -> Tensor:
+                out = project(z)
+                recorded.append(out)
+                return out
+
+            rec = Recurrent(fn=synapses)
+        obs, after = self.run(graph, node, current, state, self.params[node.name], rec,
+                              record_current=False)
+        self.inputs[node.name] = current + torch.stack(recorded) if recorded else current
+        return obs, after
+
+
 def run_chip(
     graph: Graph,
     placement: Placement,
@@ -186,43 +232,10 @@ def run_chip(
 
     Returns spikes and true membranes; :func:`adc_readout` turns membranes into observations.
     """
-    noise = chip.spec.psp_noise
-    values: dict[str, Tensor] = {}
-    pops: dict[str, Observables] = {}
-    true_v: dict[str, Tensor] = {}
-    inputs: dict[str, Tensor] = {}
-    recurrent = {p.target: p for p in placement.projections.values() if p.recurrent}
-    for node in graph.nodes:
-        if node.recurrent:
-            continue
-        if node.kind == "input":
-            pops[node.name] = Observables(spikes=x)
-            values[node.name] = x
-        elif node.kind == "projection":
-            w = effective_weight(placement.projections[node.name], chip).to(x.dtype)
-            values[node.name] = _noisy_projection(w, noise, g)(values[node.inputs[0]])
-        else:
-            current = values[node.inputs[0]]
-            for other in node.inputs[1:]:
-                current = current + values[other]
-            rec = None
-            recorded: list[Tensor] = []
-            if node.name in recurrent:
-                w_rec = effective_weight(recurrent[node.name], chip).to(x.dtype)
-                project = _noisy_projection(w_rec, noise, g)
-
-                def rec(z: Tensor, project=project, recorded=recorded) -> Tensor:
-                    out = project(z)
-                    recorded.append(out)
-                    return out
-
-            obs, _ = node.module.simulate(current, params[node.name], recurrent=rec,
-                                          record_current=False)
-            inputs[node.name] = current + torch.stack(recorded) if recorded else current
-            pops[node.name] = obs
-            true_v[node.name] = obs.v
-            values[node.name] = obs.spikes if obs.spikes is not None else obs.v
-    return ChipRun(pops, true_v, inputs, params)
+    hooks = ChipHooks(placement=placement, params=params, chip=chip, g=g, dtype=x.dtype)
+    pops, _ = execute(graph, x, hooks)
+    true_v = {name: obs.v for name, obs in pops.items() if name in hooks.inputs}
+    return ChipRun(pops, true_v, hooks.inputs, params)
 
 
 def adc_readout(
@@ -294,14 +307,12 @@ def dense_trace(
     the run. On the simulation grid the trace therefore equals the run's membrane (up to the
     ADC's resolution and read noise).
     """
-    module = node.module
-    dt = module.dt
+    dt = node.settings["dt"]
     substeps = max(1, round(dt / (spec.speedup / spec.dense_adc_rate)))
     p = run.params[node.name]
     one = {f.name: (getattr(p, f.name)[neuron:neuron + 1]
                     if isinstance(getattr(p, f.name), Tensor) and getattr(p, f.name).dim()
                     else getattr(p, f.name)) for f in fields(p)}
-    fine = type(module)(1, dt=dt / substeps, method=module.method, surrogate=module.surrogate)
     record = type(p)(**one)
     x = run.inputs[node.name][:, sample, neuron]
     x_fine = torch.zeros(x.shape[0] * substeps, 1, 1, dtype=x.dtype)
@@ -312,7 +323,9 @@ def dense_trace(
         z_fine = torch.zeros_like(x_fine)
         z_fine[substeps - 1 :: substeps, 0, 0] = spikes[:, sample, neuron]
         observed = Observables(spikes=z_fine)
-    obs, _ = fine.simulate(x_fine, record, observed=observed)
+    obs, _ = run_population(node.model, x_fine, record, dt=dt / substeps,
+                            method=node.settings["method"], surrogate=node.settings["surrogate"],
+                            shape=(1,), observed=observed)
     v = obs.v[:, 0, 0]
     v_leak = torch.as_tensor(record.v_leak).reshape(-1)[0]
     scale = 2 ** (spec.dense_adc_bits - spec.adc_bits)

@@ -1,6 +1,7 @@
 """Emulated Xylo-like digital SNN processor (integer dynamics): spec, mapper, quantisation,
-config, bit-exact simulator with streaming, QAT model, backend, and ``CubaLIF2`` (the float
-model of a hidden neuron with two synaptic currents).
+config, bit-exact simulator with streaming, QAT model and backend. Its hidden neurons have two
+synaptic currents: ``spikeloop.nn.CubaLIF2`` is their float model, and
+``spikeloop.network.blocks.synnet`` builds multi-time-scale networks for it.
 
 Registered as the ``"xylo"`` backend. Pure stages::
 
@@ -13,14 +14,13 @@ from spikeloop.chips.xylo.backend import XyloBackend
 from spikeloop.chips.xylo.config import XyloConfig
 from spikeloop.chips.xylo.dynamics import XyloParams, XyloState
 from spikeloop.chips.xylo.mapper import XyloLayout, map_graph
-from spikeloop.chips.xylo.multiscale import CubaLIF2
 from spikeloop.chips.xylo.qat import qat_run
 from spikeloop.chips.xylo.quantize import QuantizationReport, chip_tensors, quantize
 from spikeloop.chips.xylo.simulator import XyloRun, XyloStream, simulate, simulate_many
 from spikeloop.chips.xylo.spec import XyloSpec
 
 __all__ = [
-    "CubaLIF2", "QuantizationReport", "XyloBackend", "XyloConfig", "XyloLayout", "XyloParams",
+    "QuantizationReport", "XyloBackend", "XyloConfig", "XyloLayout", "XyloParams",
     "XyloRun", "XyloSpec", "XyloState", "XyloStream", "chip_tensors", "map_graph", "qat_run",
     "quantize", "simulate", "simulate_many",
 ]

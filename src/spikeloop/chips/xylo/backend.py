@@ -27,8 +27,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from spikeloop.backends.base import BACKENDS, require_host
+from spikeloop.backends.base import BACKENDS, BackendBase, require_host
 from spikeloop.backends.inloop import in_the_loop
+from spikeloop.checks import check_sequence
 from spikeloop.chips.xylo.dynamics import StepRecord, XyloState, own_counts
 from spikeloop.chips.xylo.mapper import XyloLayout, map_graph
 from spikeloop.chips.xylo.qat import qat_run
@@ -41,7 +42,7 @@ from spikeloop.ir import Graph
 from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
 
 
-class XyloBackend:
+class XyloBackend(BackendBase):
     """Xylo-like integer chip behind the :class:`~spikeloop.backends.Backend` protocol.
 
     Args:
@@ -49,7 +50,6 @@ class XyloBackend:
             (differentiable quantised forward, bit-exact with the chip).
         method: weight/threshold quantisation, ``"per_channel"`` or ``"global"``.
         spec: chip limits.
-        dense: accepted for interface compatibility (the chip has no dense ADC; ignored).
         replay: in-the-loop gradient model (chip mode), ``"chip"`` (exact) or ``"float"``.
     """
 
@@ -57,7 +57,7 @@ class XyloBackend:
 
     def __init__(
         self, mode: Literal["chip", "qat"] = "chip", *, method: QuantMethod = "per_channel",
-        spec: XyloSpec | None = None, dense: Any = None,
+        spec: XyloSpec | None = None,
         replay: Literal["chip", "float"] = "chip",
     ) -> None:
         if mode not in ("chip", "qat"):
@@ -79,7 +79,7 @@ class XyloBackend:
         """Run ``graph`` on the chip from ``state`` (``None``: after reset)."""
         require_host("xylo", graph, x)
         t0 = time.perf_counter()
-        graph.input.module(x)  # validates shape, dtype, finiteness
+        check_sequence(x, graph.input.shape, "Input")
         counts, _ = check_raster(x.detach(), graph.input.num_neurons)
         layout = map_graph(graph, self.spec)
         chip_state = (state or {}).get("xylo")

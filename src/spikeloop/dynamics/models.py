@@ -1,0 +1,156 @@
+r"""Registered neuron models: one description per model, the single place that says what a
+model is and who can run it.
+
+A :class:`NeuronModel` bundles a model's parameter record, state record, step function and
+capabilities (spiking, number of synaptic currents, inputs per neuron, which engines and chips
+can run it). The IR names a population's model by :attr:`NeuronModel.name` (``node.op``);
+backends, mappers and exporters look the description up in :data:`MODELS` and ask its
+capabilities instead of matching class names.
+
+Every step function has one signature::
+
+    step(x, state, params, coefficients, surrogate, observation) -> (z | None, v, state)
+
+``z`` are the spikes (``None`` for a non-spiking model), ``v`` the membrane the model reports
+(for spiking models the value compared with the threshold), ``state`` the new state.
+
+Adding a simulator-only model: its parameter/state records and step function (in
+:mod:`spikeloop.dynamics.neurons` or a module of its own), one :func:`register` call here, and a
+thin population class in :mod:`spikeloop.nn` (plus its tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, NamedTuple
+
+from torch import Tensor
+
+from spikeloop.dynamics import neurons as dyn
+from spikeloop.dynamics.surrogate import Surrogate
+from spikeloop.registry import Registry
+
+SETTINGS = ("reset", "t_refrac", "detach_reset")
+"""Fields of parameter records that are settings (IR ``settings``), not tensors (``params``)."""
+
+ENGINES = ("reference", "fused", "event")
+"""Engines a model can declare: the reference step loop (every model), the fused time-loop
+kernel (:func:`spikeloop.kernels.neuron_loop`), the exact event-driven backend (EventProp)."""
+
+
+class PopulationState(NamedTuple):
+    """State of a population: the neuron state and, for recurrent populations, last spikes."""
+
+    neuron: Any
+    z: Tensor | None = None
+
+
+def _default_coefficients(p: Any, dt: float, method: dyn.Method) -> Any:
+    return p.coefficients(dt, method)
+
+
+@dataclass(frozen=True)
+class NeuronModel:
+    """Everything that defines a neuron model.
+
+    Attributes:
+        name: the model's name in the IR (``node.op``) and in NIR where it has a counterpart.
+        params: parameter record type (frozen dataclass with ``coefficients(dt, method)``).
+        state: state record type (a ``NamedTuple``; a field ``v`` rests at ``v_leak``).
+        step: the step function (signature in the module docstring).
+        spiking: whether the model emits spikes.
+        currents: number of synaptic currents (0: voltage model, input drives the membrane).
+        input_width: inputs per neuron (2 for a two-current neuron fed ``[..., 2N]``).
+        engines: engines that run it, out of :data:`ENGINES`.
+        chips: emulated chips whose neurons implement it (``"analog"``, ``"xylo"``).
+        config: name in the configuration files (``model.neuron``), ``None`` for none.
+        recurrent: whether a population of this model may have a recurrent projection.
+        coefficients: ``(params, dt, method) → coefficients`` handed to ``step`` (default:
+            ``params.coefficients(dt, method)``).
+    """
+
+    name: str
+    params: type
+    state: type
+    step: Callable[..., tuple[Tensor | None, Tensor, Any]]
+    spiking: bool = True
+    currents: int = 1
+    input_width: int = 1
+    engines: frozenset[str] = frozenset({"reference"})
+    chips: frozenset[str] = frozenset()
+    config: str | None = None
+    recurrent: bool = True
+    coefficients: Callable[[Any, float, dyn.Method], Any] = field(
+        default=_default_coefficients, repr=False)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.engines) - set(ENGINES)
+        if unknown or "reference" not in self.engines:
+            raise ValueError(f"model {self.name}: engines must include 'reference' and come from "
+                             f"{ENGINES}, got {sorted(self.engines)}")
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """All fields of the parameter record (tensors and settings)."""
+        return tuple(f.name for f in fields(self.params))
+
+    @property
+    def tensor_names(self) -> tuple[str, ...]:
+        """Parameter fields that are tensors (IR ``params``)."""
+        return tuple(n for n in self.param_names if n not in SETTINGS)
+
+    def runs_on(self, engine_or_chip: str) -> bool:
+        """Whether the engine or chip named can run this model."""
+        return engine_or_chip in self.engines or engine_or_chip in self.chips
+
+
+MODELS: Registry[NeuronModel] = Registry("neuron model")
+"""Neuron model descriptions by IR name (``"CubaLIF"``, ``"LI"`` …)."""
+
+
+def register(model: NeuronModel) -> NeuronModel:
+    """Add ``model`` to :data:`MODELS` (a duplicate name is an error) and return it."""
+    MODELS.add(model.name, model)
+    return model
+
+
+def _readout(step: Callable[..., tuple[Tensor, Any]]) -> Callable[..., Any]:
+    """A non-spiking ``step(x, s, c, obs) → (v, s)`` in the common signature."""
+
+    def wrapped(x: Tensor, s: Any, p: Any, c: Any, surrogate: Surrogate,
+                obs: dyn.Observation | None = None) -> tuple[None, Tensor, Any]:
+        v, s = step(x, s, c, obs)
+        return None, v, s
+
+    wrapped.__doc__ = step.__doc__
+    wrapped.__name__ = step.__name__
+    return wrapped
+
+
+FUSED_EVENT = frozenset({"reference", "fused", "event"})
+
+LIF = register(NeuronModel("LIF", dyn.LIFParameters, dyn.LIFState, dyn.lif_step, currents=0,
+                           engines=frozenset({"reference", "fused"}), config="lif"))
+CUBA_LIF = register(NeuronModel("CubaLIF", dyn.CubaLIFParameters, dyn.CubaLIFState,
+                                dyn.cuba_lif_step, engines=FUSED_EVENT,
+                                chips=frozenset({"analog", "xylo"}), config="cuba_lif"))
+ADAPTIVE_LIF = register(NeuronModel("AdaptiveLIF", dyn.AdaptiveLIFParameters,
+                                    dyn.AdaptiveLIFState, dyn.adaptive_lif_step,
+                                    config="adaptive_lif"))
+IF = register(NeuronModel("IF", dyn.IFParameters, dyn.LIFState, dyn.if_step, currents=0,
+                          engines=frozenset({"reference", "fused"}), config="if"))
+LI = register(NeuronModel("LI", dyn.LIParameters, dyn.LIState, _readout(dyn.li_step),
+                          spiking=False, currents=0, engines=frozenset({"reference", "fused"}),
+                          config="li", recurrent=False))
+CUBA_LI = register(NeuronModel("CubaLI", dyn.CubaLIParameters, dyn.CubaLIState,
+                               _readout(dyn.cuba_li_step), spiking=False, engines=FUSED_EVENT,
+                               chips=frozenset({"analog", "xylo"}), config="cuba_li",
+                               recurrent=False))
+CUBA_LIF2 = register(NeuronModel(
+    "CubaLIF2", dyn.CubaLIF2Parameters, dyn.CubaLIF2State, dyn.cuba_lif2_step, currents=2,
+    input_width=2, chips=frozenset({"xylo"}), config="cuba_lif2", recurrent=False,
+    coefficients=dyn.cuba_lif2_coefficients))
+INTEGRATOR = register(NeuronModel("I", dyn.IntegratorParameters, dyn.LIState,
+                                  _readout(dyn.li_step), spiking=False, currents=0,
+                                  engines=frozenset({"reference", "fused"}), recurrent=False))

@@ -1,0 +1,91 @@
+"""Functional forms of the stateless and stateful non-neuron layers on time-major tensors
+``[T, B, ...]``: the one implementation that the ``spikeloop.nn`` layers call in ``forward``
+and that the simulator backend calls for the IR's projection and reshape nodes.
+
+Time is folded into the batch axis wherever a step does not depend on the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from spikeloop.dynamics.surrogate import Surrogate, spike
+from spikeloop.errors import ShapeError
+
+
+def fold(x: Tensor, rank: int, who: str) -> tuple[Tensor, tuple[int, int]]:
+    """``[T, B, ...]`` of rank ``rank`` → ``[T·B, ...]`` and ``(T, B)``."""
+    if x.dim() != rank:
+        raise ShapeError(f"{who}: expected a time-major tensor of rank {rank}, got shape "
+                         f"{tuple(x.shape)}")
+    t, b = x.shape[:2]
+    return x.reshape(t * b, *x.shape[2:]), (t, b)
+
+
+def conv(
+    x: Tensor, weight: Tensor, bias: Tensor | None, stride: Sequence[int], padding: object,
+    dilation: Sequence[int], groups: int,
+) -> Tensor:
+    """``y_k = conv(x_k, W) (+ b)`` for every step; the spatial rank follows ``weight``."""
+    spatial = weight.dim() - 2
+    layout = "[T, B, C" + ", L" * (spatial == 1) + ", H, W" * (spatial == 2) + "]"
+    folded, (t, b) = fold(x, 3 + spatial, f"Conv{spatial}d {layout}")
+    fn = F.conv1d if spatial == 1 else F.conv2d
+    y = fn(folded, weight, bias, stride, padding, dilation, groups)
+    return y.reshape(t, b, *y.shape[1:])
+
+
+def flatten(x: Tensor) -> Tensor:
+    """Flatten all dimensions after ``[T, B]``."""
+    if x.dim() < 3:
+        raise ShapeError(f"Flatten: expected [T, B, ...] of rank ≥ 3, got {tuple(x.shape)}")
+    return x.flatten(2)
+
+
+def scale(x: Tensor, s: Tensor) -> Tensor:
+    """Element-wise gain ``y_k = s ⊙ x_k``; ``s`` has the per-sample shape."""
+    if tuple(x.shape[2:]) != tuple(s.shape):
+        raise ShapeError(f"Scale: expected [T, B, {', '.join(map(str, s.shape))}], "
+                         f"got {tuple(x.shape)}")
+    return x * s
+
+
+def pool2d(
+    x: Tensor, kind: str, kernel_size: tuple[int, int], stride: tuple[int, int],
+    padding: tuple[int, int],
+) -> Tensor:
+    """Sum (``kind="sum"``) or mean (``"avg"``, padded zeros counted) over each window of
+    ``[T, B, C, H, W]``, one step at a time."""
+    folded, (t, b) = fold(x, 5, f"{kind.capitalize()}Pool2d [T, B, C, H, W]")
+    y = F.avg_pool2d(folded, kernel_size, stride, padding,
+                     divisor_override=1 if kind == "sum" else None)
+    return y.reshape(t, b, *y.shape[1:])
+
+
+def threshold(x: Tensor, theta: Tensor, surrogate: Surrogate) -> Tensor:
+    """Heaviside ``z_k = H(x_k − ϑ)`` with a surrogate derivative."""
+    return spike(x - theta, surrogate)
+
+
+def delay(x: Tensor, steps: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``y_k = x_{k−d}`` with whole-step delays ``d`` (a scalar or per-element integers).
+
+    ``state`` holds the last ``max(d)`` inputs of the previous call (``None``: zeros), so
+    consecutive windows give the same result as one run. Returns ``(y, state)``.
+    """
+    d = int(steps.max()) if steps.numel() else 0
+    if state is None:
+        state = x.new_zeros((d, *x.shape[1:]))
+    buf = torch.cat([state, x])
+    t = x.shape[0]
+    if steps.dim() == 0:
+        y = buf[d - int(steps): d - int(steps) + t]
+    else:
+        idx = torch.arange(d, d + t, device=x.device).reshape(t, 1, *[1] * steps.dim())
+        idx = (idx - steps).expand(t, *x.shape[1:])
+        y = torch.gather(buf, 0, idx)
+    return y, buf[buf.shape[0] - d:]
