@@ -39,7 +39,7 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import Tensor
 
-from spikeloop.backends.event.cuba import _F, _INF, _Neuron
+from spikeloop.backends.event.cuba import _F, _INF, _Neuron, membrane_slope
 from spikeloop.backends.event.forward import _input_table, _Run, _simulate
 from spikeloop.dynamics.neurons import current_gain, decay
 
@@ -91,7 +91,7 @@ def _adjoint(
         crossed = (rel > target) & (rel <= t) & (sp >= 0)
         if bool(crossed.any()):
             i_rel = run.i_release.gather(2, sp.clamp(min=0)[..., None])[..., 0]
-            v_dot_rel = (c.v_leak - c.v_reset + c.r * i_rel) / c.tau_mem
+            v_dot_rel = membrane_slope(c.v_reset, i_rel, c)
             reset_term = torch.where(crossed, reset_term - v_dot_rel * pv, reset_term)
         pv = torch.where(s_ref > 0, torch.zeros_like(pv), pv)
         pi = decay(c.tau_syn, s_ref, "exact") * pi
@@ -112,13 +112,13 @@ def _adjoint(
             ip = torch.where(is_input, ip - 1, ip)
         if bool(is_spike.any()):
             i_minus = run.i_spike.gather(2, sp.clamp(min=0)[..., None])[..., 0]
-            v_dot_minus = (c.v_leak - c.v_threshold + c.r * i_minus) / c.tau_mem
+            v_dot_minus = membrane_slope(c.v_threshold, i_minus, c)
             v_dot_minus = v_dot_minus.clamp(min=1e-12 * float(c.v_threshold.abs().max() + 1)
                                             / float(c.tau_mem.min()))
             g = grad_times.gather(2, sp.clamp(min=0)[..., None])[..., 0]
             bracket = g + reset_term
             if c.t_refrac == 0:
-                v_dot_plus = (c.v_leak - c.v_reset + c.r * (i_minus + w_self)) / c.tau_mem
+                v_dot_plus = membrane_slope(c.v_reset, i_minus + w_self, c)
                 bracket = bracket - v_dot_plus * pv
             if sync:
                 coupling_v = -c.r * pv / c.tau_mem

@@ -50,6 +50,13 @@ class _Neuron:
                        self.t_refrac, self.spiking)
 
 
+def membrane_slope(v: Tensor, i: Tensor, c: _Neuron) -> Tensor:
+    r"""The membrane's time derivative :math:`\dot V = (v_{leak} - V + r I)/τ_{mem}` at the
+    state ``(v, i)``: the one place the event maths states it (crossing search, EventProp's
+    jump conditions)."""
+    return (c.v_leak - v + c.r * i) / c.tau_mem
+
+
 def _advance(v: Tensor, i: Tensor, s: Tensor, c: _Neuron) -> tuple[Tensor, Tensor]:
     """Free evolution over ``s ≥ 0``: the dense model's exact step with ``dt = s``."""
     beta = decay(c.tau_mem, s, "exact")
@@ -70,9 +77,11 @@ def _advance_clamped(
 
 
 def _extremum(v0: Tensor, i0: Tensor, length: Tensor, c: _Neuron) -> tuple[Tensor, Tensor]:
-    """The membrane's one stationary point ``s*`` after ``(v0, i0)``: ``V̇ = 0`` ⇔
-    ``e^{κs} = 1 + κ y``, ``κ = 1/τ_mem − 1/τ_syn``, ``y = τ_syn (1 − (v0 − v_leak)/(r i0))``,
-    so ``s* = y log(1 + κy)/(κy)`` (series near ``κy = 0``, which covers ``τ_mem = τ_syn``).
+    """The membrane's one stationary point ``s*`` after ``(v0, i0)``, the zero of
+    :func:`membrane_slope` along the free evolution, in closed form: ``V̇(s) = 0`` ⇔
+    ``e^{κs} = 1 + κ y``, ``κ = 1/τ_mem − 1/τ_syn``, ``y = τ_syn (1 − (v0 − v_leak)/(r i0))``
+    (``= τ_syn τ_mem V̇(0)/(r i0)``), so ``s* = y log(1 + κy)/(κy)`` (series near ``κy = 0``,
+    which covers ``τ_mem = τ_syn``).
     Returns ``s*`` and where it exists inside ``(0, length)``."""
     q = c.r * i0
     kappa = 1.0 / c.tau_mem - 1.0 / c.tau_syn
@@ -88,10 +97,10 @@ def _extremum(v0: Tensor, i0: Tensor, length: Tensor, c: _Neuron) -> tuple[Tenso
 def _first_crossing(v0: Tensor, i0: Tensor, length: Tensor, c: _Neuron) -> Tensor:
     """First ``s ∈ (0, length]`` with ``V(s) = ϑ`` from ``(v0 < ϑ, i0)``, else ``+inf``.
 
-    ``V(s) − ϑ`` has at most one extremum ``s*`` (``V̇ = 0`` ⇔ ``e^{κs} = 1 + κ y``,
-    ``κ = 1/τ_mem − 1/τ_syn``, ``y = τ_syn (1 − (v0 − v_leak)/(r i0))``), so ``(0, s₁]`` and
+    ``V(s) − ϑ`` has at most one extremum ``s*`` (:func:`_extremum`), so ``(0, s₁]`` and
     ``[s₁, length]`` with ``s₁ = min(s*, length)`` are monotone; the crossing lies in the first
-    one whose right end is above threshold and is found by bracketed Newton iteration.
+    one whose right end is above threshold and is found by bracketed Newton iteration (slope
+    :func:`membrane_slope`).
     """
     out = torch.full_like(v0, _INF)
     if v0.numel() == 0:
@@ -118,7 +127,7 @@ def _first_crossing(v0: Tensor, i0: Tensor, length: Tensor, c: _Neuron) -> Tenso
         f = vx - cc.v_threshold
         lo = torch.where(f < 0, x, lo)
         hi = torch.where(f >= 0, x, hi)
-        slope = (cc.v_leak - vx + cc.r * ix) / cc.tau_mem
+        slope = membrane_slope(vx, ix, cc)
         step = f / torch.where(slope > 0, slope, torch.ones_like(slope))
         newton = x - step
         ok = (slope > 0) & (newton >= lo) & (newton <= hi)
