@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from spikeloop.backends.event.forward import _dense_events, _next_input, _simula
 from spikeloop.backends.event.layers import _layers, _neuron
 from spikeloop.backends.event.readout import _Readout
 from spikeloop.backends.event.records import EventObservables, SpikeEvents
-from spikeloop.checks import check_sequence
+from spikeloop.checks import check_dt, check_sequence
 from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.ir import Graph
 from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
@@ -70,12 +71,13 @@ class EventBackend:
             raise ParameterError("event backend: runs start from rest; continuing from a "
                                  "state (streaming) is not supported")
         layers = _layers(graph)
-        dts = {float(layer.pop.module.dt) for layer in layers}
+        dts = {check_dt(layer.pop.settings.get("dt"), f"event backend: {layer.pop.name}.dt")
+               for layer in layers}
         if len(dts) != 1:
             raise ParameterError(f"event backend: all populations need the same dt (the grid "
                                  f"of the observables), got {sorted(dts)}")
         dt = dts.pop()
-        n_in = graph.input.module.size
+        n_in = math.prod(graph.input.shape)
         if isinstance(x, SpikeEvents):
             if x.channels.numel() and int(x.channels.max()) >= n_in:
                 raise ShapeError(f"SpikeEvents: channel {int(x.channels.max())} does not exist; "
@@ -87,11 +89,11 @@ class EventBackend:
                    else torch.ones_like(times)) * valid
             t_max = float(x.duration)
             steps = max(round(t_max / dt), 1)
-            dtype = layers[0].proj.module.weight.dtype
+            dtype = layers[0].proj.params["weight"].dtype
             dense = x.to_dense(dt, n_in).to(dtype) if self.grid else None
         else:
-            check_sequence(x, graph.input.module.shape, "event backend input")
-            if len(graph.input.module.shape) != 1:
+            check_sequence(x, graph.input.shape, "event backend input")
+            if len(graph.input.shape) != 1:
                 raise ShapeError("event backend: the input must be 1-d channels [T, B, C]")
             times, src, amp = _dense_events(x, dt)
             steps, t_max, dense, dtype = x.shape[0], x.shape[0] * dt, x, x.dtype
@@ -101,8 +103,8 @@ class EventBackend:
         total_spikes = 0
         for layer in layers:
             c = _neuron(layer.pop)
-            weight = layer.proj.module.weight
-            w_rec = layer.rec.module.weight if layer.rec is not None else None
+            weight = layer.proj.params["weight"]
+            w_rec = layer.rec.params["weight"] if layer.rec is not None else None
             record = self.grid and (self.membrane or not c.spiking)
             name = layer.pop.name
             if c.spiking:

@@ -12,7 +12,18 @@ from torch import Tensor
 from spikeloop.backends.event.cuba import _F, _INF, _Neuron
 from spikeloop.errors import ParameterError
 from spikeloop.ir import Graph, Node
-from spikeloop.nn.populations import CubaLI, CubaLIF
+
+# The neuron models the event maths (cuba.py) implements, by the graph's op name, and their
+# role. _supported is the one place the backend decides which models it runs (it reads only the
+# IR node, never a module); it is to be replaced by a lookup of the models' declared
+# capabilities (issue 13).
+_MODELS = {"CubaLIF": "spiking", "CubaLI": "readout"}
+_SUPPORTED = "CubaLIF (spiking, optionally recurrent) and CubaLI (readout)"
+
+
+def _supported(node: Node) -> str | None:
+    """``"spiking"`` or ``"readout"`` for a population the event backend runs, else ``None``."""
+    return _MODELS.get(node.op) if node.kind == "population" else None
 
 
 @dataclass(frozen=True)
@@ -24,7 +35,6 @@ class _Layer:
 
 def _layers(graph: Graph) -> list[_Layer]:
     """The chain ``Input → (Linear → CubaLIF [+ recurrent])* → Linear → CubaLI | CubaLIF``."""
-    supported = "CubaLIF (spiking, optionally recurrent) and CubaLI (readout)"
     nodes = list(graph.nodes)[1:]
     layers, proj = [], None
     k = 0
@@ -34,31 +44,31 @@ def _layers(graph: Graph) -> list[_Layer]:
             if node.op != "Linear":
                 raise ParameterError(f"event backend: layer {node.name!r} is a {node.op}; the "
                                      "event backend supports Linear projections only")
-            if node.module.bias is not None:
+            if node.params.get("bias") is not None:
                 raise ParameterError(f"event backend: Linear {node.name!r} has a bias (a "
                                      "constant current), which the event backend does not model")
             if proj is not None:
                 raise ParameterError(f"event backend: two projections in a row at {node.name!r}")
             proj = node
         elif node.kind == "population":
-            module = node.module
-            if type(module) not in (CubaLIF, CubaLI):
+            role = _supported(node)
+            if role is None:
                 raise ParameterError(
                     f"event backend: population {node.name!r} is a {node.op}; supported neuron "
-                    f"models: {supported}")
+                    f"models: {_SUPPORTED}")
             if proj is None:
                 raise ParameterError(f"event backend: population {node.name!r} needs a Linear "
                                      "projection in front of it")
-            if not module.spiking and node is not graph.output:
+            if role != "spiking" and node is not graph.output:
                 raise ParameterError(f"event backend: the non-spiking {node.op} "
                                      f"{node.name!r} must be the last layer (readout)")
             rec = None
             if k + 1 < len(nodes) and nodes[k + 1].recurrent:
                 rec = nodes[k + 1]
-                if rec.module.bias is not None:
+                if rec.params.get("bias") is not None:
                     raise ParameterError(f"event backend: recurrent {rec.name!r} has a bias")
                 k += 1
-            for name, p in module.named_parameters(recurse=False):
+            for name, p in node.params.items():
                 if p.requires_grad and torch.is_grad_enabled():
                     raise ParameterError(
                         f"event backend: {node.name}.{name} is learned, but EventProp here "
@@ -67,7 +77,7 @@ def _layers(graph: Graph) -> list[_Layer]:
             proj = None
         else:
             raise ParameterError(f"event backend: layer {node.name!r} ({node.op}) is not "
-                                 f"supported; networks are Input → Linear → {supported}")
+                                 f"supported; networks are Input → Linear → {_SUPPORTED}")
         k += 1
     if not layers:
         raise ParameterError("event backend: the network has no population")
@@ -75,18 +85,18 @@ def _layers(graph: Graph) -> list[_Layer]:
 
 
 def _neuron(node: Node) -> _Neuron:
-    module = node.module
-    p = module.parameter_record()
-    n = module.size
+    """The float64 constants of population ``node`` (one of :func:`_layers`), from its
+    parameters and settings in the graph; a readout has no threshold (``+inf``)."""
+    n = math.prod(node.shape)
 
     def vec(name: str, default: float = 0.0) -> Tensor:
-        value = getattr(p, name, default)
+        value = node.params.get(name, default)
         return torch.as_tensor(value).detach().to(_F).expand(n).clone()
 
-    spiking = isinstance(module, CubaLIF)
+    spiking = _supported(node) == "spiking"
     nrn = _Neuron(vec("tau_mem"), vec("tau_syn"), vec("v_leak"), vec("r"),
                   vec("v_threshold", _INF), vec("v_reset"),
-                  float(getattr(p, "t_refrac", 0.0)), spiking)
+                  float(node.settings.get("t_refrac", 0.0)), spiking)
     if bool((nrn.tau_mem <= 0).any()) or bool((nrn.tau_syn <= 0).any()):
         raise ParameterError(f"event backend: population {node.name!r} needs tau_mem > 0 and "
                              "tau_syn > 0")

@@ -106,7 +106,7 @@ class SpikeEvents:
 
 @dataclass
 class EventObservables(Observables):
-    """:class:`~spikeloop.nn.Observables` plus the event backend's exact quantities.
+    """:class:`~spikeloop.observables.Observables` plus the event backend's exact quantities.
 
     Attributes:
         times: ``[B, N, K]`` exact spike times (s) of each neuron, ascending, ``+inf``
