@@ -371,3 +371,17 @@ def test_the_event_backend_reads_the_ir_only():
                 assert not any(n == "spikeloop.nn" or n.startswith("spikeloop.nn.")
                                for n in names), path.name
             assert not (isinstance(node, ast.Attribute) and node.attr == "module"), path.name
+
+
+def test_the_observing_backend_is_resolved_once_and_the_backend_is_not_mutated():
+    spec = {"name": "sim"}
+    backend = get_backend({"name": "event", "observe": spec})
+    device = backend._observer
+    assert device is not None and backend.observe == spec
+    before = repr(backend)
+    net = make_net()
+    for _ in range(2):
+        with torch.no_grad():
+            out = net(dense_input(1e-3).clamp(max=1), backend=backend)
+        assert torch.isfinite(out["hidden"].times).any()
+    assert backend._observer is device and repr(backend) == before

@@ -6,13 +6,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from spikeloop.backends.base import BACKENDS
+from spikeloop.backends.base import BACKENDS, Backend, get_backend
 from spikeloop.backends.event.adjoint import _on, _PopulationFunction
 from spikeloop.backends.event.cuba import _F, _INF, _advance_clamped, _Neuron
 from spikeloop.backends.event.forward import _dense_events, _next_input, _simulate
@@ -41,7 +41,9 @@ class EventBackend:
         max_spikes: limit on spikes per neuron and window (more raises ParameterError).
         observe: a backend spec (e.g. ``{"name": "chip", "seed": 0}``) whose spike times
             replace the model's (chip in the loop): the forward values (spike times,
-            readout maximum) are the device's, EventProp's adjoint is evaluated at them.
+            readout maximum) are the device's, EventProp's adjoint is evaluated at them. It is
+            resolved once, at construction: every run of this backend uses the same device
+            instance (its noise stream and caches carry on from run to run).
     """
 
     grid: bool = True
@@ -50,10 +52,14 @@ class EventBackend:
     observe: Any = None
     name: str = "event"
     differentiable: bool = True
+    _observer: Backend | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_spikes, int) and self.max_spikes >= 1):
             raise ParameterError(f"max_spikes must be a whole number ≥ 1, got {self.max_spikes!r}")
+        if self.observe is not None:  # a derived field: set once here, never by a method
+            device = self.observe if hasattr(self.observe, "run") else get_backend(self.observe)
+            object.__setattr__(self, "_observer", device)
 
     def run(
         self, graph: Graph, x: Tensor | SpikeEvents, state: Mapping[str, Any] | None = None
@@ -97,7 +103,7 @@ class EventBackend:
                 raise ShapeError("event backend: the input must be 1-d channels [T, B, C]")
             times, src, amp = _dense_events(x, dt)
             steps, t_max, dense, dtype = x.shape[0], x.shape[0] * dt, x, x.dtype
-        observed = self._observe(graph, x, dense) if self.observe is not None else None
+        observed = self._observe(graph, dense) if self._observer is not None else None
         populations: dict[str, Observables] = {
             graph.input.name: Observables(spikes=dense)}
         total_spikes = 0
@@ -137,19 +143,13 @@ class EventBackend:
                                  resources={"spikes": total_spikes, "window_s": t_max})
         return NetworkOutput(populations, graph.output.name, {}, report)
 
-    def _observe(self, graph: Graph, x: Any, dense: Tensor | None) -> NetworkOutput:
+    def _observe(self, graph: Graph, dense: Tensor | None) -> NetworkOutput:
         """Run the observing backend (a chip) on the same input, without gradients."""
-        from spikeloop.backends.base import get_backend
-
         if dense is None:
             raise ParameterError("event backend: observe needs grid=True (the device's input "
                                  "is the dense raster)")
-        device = self.observe
-        if not hasattr(device, "run"):
-            device = get_backend(device)
-            object.__setattr__(self, "observe", device)  # keep one instance (noise, caches)
         with torch.no_grad():
-            return device.run(graph, dense.detach())
+            return self._observer.run(graph, dense.detach())
 
 
 def _times_from_raster(spikes: Tensor, dt: float) -> Tensor:
