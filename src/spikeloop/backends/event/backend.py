@@ -183,8 +183,5 @@ def _grid_membrane(snap: tuple[Tensor, ...], dt: float, steps: int, c: _Neuron,
     grid = (torch.arange(1, steps + 1, dtype=_F) * dt).expand(batch, n, steps).contiguous()
     idx = (torch.searchsorted(st, grid, right=True) - 1).clamp(min=0)
     t0, v0, i0, r0 = (s.gather(2, idx) for s in (st, sv, si, sr))
-    cc = _Neuron(*(getattr(c, k)[None, :, None] for k in
-                   ("tau_mem", "tau_syn", "v_leak", "r", "v_threshold", "v_reset")),
-                 c.t_refrac, c.spiking)
-    v, _, _ = _advance_clamped(v0, i0, t0, grid, r0, cc)
+    v, _, _ = _advance_clamped(v0, i0, t0, grid, r0, c.take((None, slice(None), None)))
     return v.permute(2, 0, 1).to(dtype)

@@ -44,7 +44,8 @@ class _Neuron:
     spiking: bool
 
     def take(self, idx: Tensor) -> _Neuron:
-        """Constants of the neurons ``idx`` (any shape)."""
+        """The constants indexed by ``idx``: the neurons ``idx`` (any shape), or all of them
+        with axes added for broadcasting (``(None, slice(None), None)``)."""
         return _Neuron(*(getattr(self, k)[idx] for k in
                          ("tau_mem", "tau_syn", "v_leak", "r", "v_threshold", "v_reset")),
                        self.t_refrac, self.spiking)
