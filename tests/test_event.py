@@ -351,3 +351,37 @@ def test_exact_gradients_with_the_chip_in_the_loop_use_the_chip_spike_times():
     assert bool(torch.isfinite(grads["chip"]).all())
     cos = torch.nn.functional.cosine_similarity(grads["chip"], grads["event"], dim=0)
     assert float(cos) > 0.5  # the ideal chip spikes where the model does, up to the grid
+
+
+def test_the_event_backend_reads_the_ir_only():
+    # layering (issue 13): the backend reads Node params/settings, never spikeloop.nn or modules
+    import ast
+    from pathlib import Path
+
+    import spikeloop.backends.event as package
+
+    files = sorted(Path(package.__file__).parent.glob("*.py"))
+    assert len(files) > 1
+    for path in files:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom | ast.Import):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [
+                    a.name for a in node.names]
+                assert not any(n == "spikeloop.nn" or n.startswith("spikeloop.nn.")
+                               for n in names), path.name
+            assert not (isinstance(node, ast.Attribute) and node.attr == "module"), path.name
+
+
+def test_the_observing_backend_is_resolved_once_and_the_backend_is_not_mutated():
+    spec = {"name": "sim"}
+    backend = get_backend({"name": "event", "observe": spec})
+    device = backend._observer
+    assert device is not None and backend.observe == spec
+    before = repr(backend)
+    net = make_net()
+    for _ in range(2):
+        with torch.no_grad():
+            out = net(dense_input(1e-3).clamp(max=1), backend=backend)
+        assert torch.isfinite(out["hidden"].times).any()
+    assert backend._observer is device and repr(backend) == before

@@ -1,0 +1,187 @@
+"""The event backend itself: :class:`EventBackend` runs a graph layer by layer (see
+:mod:`spikeloop.backends.event`) and puts the exact quantities on the ``dt`` grid."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from spikeloop.backends.base import BACKENDS, Backend, get_backend
+from spikeloop.backends.event.adjoint import _on, _PopulationFunction
+from spikeloop.backends.event.cuba import _F, _INF, _advance_clamped, _Neuron
+from spikeloop.backends.event.forward import _dense_events, _next_input, _simulate
+from spikeloop.backends.event.layers import _layers, _neuron
+from spikeloop.backends.event.readout import _Readout
+from spikeloop.backends.event.records import EventObservables, SpikeEvents
+from spikeloop.checks import check_dt, check_sequence
+from spikeloop.errors import ParameterError, ShapeError
+from spikeloop.ir import Graph
+from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
+
+
+@BACKENDS.register("event")
+@dataclass(frozen=True)
+class EventBackend:
+    """Exact event-driven simulation with EventProp gradients (see :mod:`spikeloop.backends.event`).
+
+    ``net(x, backend="event")`` with ``x`` a dense ``[T, B, C]`` tensor (event at ``k·dt``) or
+    :class:`SpikeEvents`. Every population's observables are :class:`EventObservables`:
+    differentiable exact ``times`` (spiking) and ``v_max`` (readouts), plus grid ``spikes``/``v``.
+
+    Args:
+        grid: also return ``spikes`` and ``v`` on the ``dt`` grid (``False``: only the exact
+            quantities; memory then does not grow with ``T``).
+        membrane: include the grid membrane of spiking populations (needs ``grid``).
+        max_spikes: limit on spikes per neuron and window (more raises ParameterError).
+        observe: a backend spec (e.g. ``{"name": "chip", "seed": 0}``) whose spike times
+            replace the model's (chip in the loop): the forward values (spike times,
+            readout maximum) are the device's, EventProp's adjoint is evaluated at them. It is
+            resolved once, at construction: every run of this backend uses the same device
+            instance (its noise stream and caches carry on from run to run).
+    """
+
+    grid: bool = True
+    membrane: bool = True
+    max_spikes: int = 10_000
+    observe: Any = None
+    name: str = "event"
+    differentiable: bool = True
+    _observer: Backend | None = field(init=False, default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.max_spikes, int) and self.max_spikes >= 1):
+            raise ParameterError(f"max_spikes must be a whole number ≥ 1, got {self.max_spikes!r}")
+        if self.observe is not None:  # a derived field: set once here, never by a method
+            device = self.observe if hasattr(self.observe, "run") else get_backend(self.observe)
+            object.__setattr__(self, "_observer", device)
+
+    def run(
+        self, graph: Graph, x: Tensor | SpikeEvents, state: Mapping[str, Any] | None = None
+    ) -> NetworkOutput:
+        """Simulate ``graph`` exactly on ``x`` (dense ``[T, B, C]`` or :class:`SpikeEvents`)
+        on the input's device."""
+        with _on(x.times.device if isinstance(x, SpikeEvents) else x.device):
+            return self._run(graph, x, state)
+
+    def _run(
+        self, graph: Graph, x: Tensor | SpikeEvents, state: Mapping[str, Any] | None
+    ) -> NetworkOutput:
+        start = time.perf_counter()
+        if state:
+            raise ParameterError("event backend: runs start from rest; continuing from a "
+                                 "state (streaming) is not supported")
+        layers = _layers(graph)
+        dts = {check_dt(layer.pop.settings.get("dt"), f"event backend: {layer.pop.name}.dt")
+               for layer in layers}
+        if len(dts) != 1:
+            raise ParameterError(f"event backend: all populations need the same dt (the grid "
+                                 f"of the observables), got {sorted(dts)}")
+        dt = dts.pop()
+        n_in = math.prod(graph.input.shape)
+        if isinstance(x, SpikeEvents):
+            if x.channels.numel() and int(x.channels.max()) >= n_in:
+                raise ShapeError(f"SpikeEvents: channel {int(x.channels.max())} does not exist; "
+                                 f"the input has {n_in} channels (0..{n_in - 1})")
+            valid = x.channels >= 0
+            times = torch.where(valid, x.times.to(_F), torch.full_like(x.times, _INF, dtype=_F))
+            src = torch.where(valid, x.channels, torch.zeros_like(x.channels)).long()
+            amp = (x.values.to(_F) if x.values is not None
+                   else torch.ones_like(times)) * valid
+            t_max = float(x.duration)
+            steps = max(round(t_max / dt), 1)
+            dtype = layers[0].proj.params["weight"].dtype
+            dense = x.to_dense(dt, n_in).to(dtype) if self.grid else None
+        else:
+            check_sequence(x, graph.input.shape, "event backend input")
+            if len(graph.input.shape) != 1:
+                raise ShapeError("event backend: the input must be 1-d channels [T, B, C]")
+            times, src, amp = _dense_events(x, dt)
+            steps, t_max, dense, dtype = x.shape[0], x.shape[0] * dt, x, x.dtype
+        observed = self._observe(graph, dense) if self._observer is not None else None
+        populations: dict[str, Observables] = {
+            graph.input.name: Observables(spikes=dense)}
+        total_spikes = 0
+        for layer in layers:
+            c = _neuron(layer.pop)
+            weight = layer.proj.params["weight"]
+            w_rec = layer.rec.params["weight"] if layer.rec is not None else None
+            record = self.grid and (self.membrane or not c.spiking)
+            name = layer.pop.name
+            if c.spiking:
+                forced = None
+                if observed is not None:
+                    forced = _times_from_raster(observed[name].spikes, dt)
+                out = _PopulationFunction.apply(times, weight, w_rec, src, amp.detach(), c,
+                                                t_max, record, self.max_spikes, forced)
+                spike_times = out[0]
+                total_spikes += int(torch.isfinite(spike_times).sum())
+                obs = EventObservables(
+                    spikes=_raster(spike_times, dt, steps, dtype) if self.grid else None,
+                    v=_grid_membrane(out[1:], dt, steps, c, dtype) if record else None,
+                    times=spike_times, duration=t_max)
+                times, src, amp = _next_input(spike_times)
+            else:
+                with torch.no_grad():
+                    run = _simulate(times.detach().to(_F), src, amp.detach(),
+                                    weight.detach().to(_F), None, c, t_max, True, 1)
+                readout = _Readout(times, src, amp.detach(), weight, c)
+                v_max = readout.maximum(run.snapshots, t_max)
+                v_grid = _grid_membrane(run.snapshots, dt, steps, c, dtype) if self.grid else None
+                if observed is not None and observed[name].v is not None:
+                    seen = observed[name].v.max(0).values.to(v_max.dtype)
+                    v_max = v_max + (seen - v_max).detach()
+                    v_grid = observed[name].v if self.grid else None
+                obs = EventObservables(v=v_grid, v_max=v_max, duration=t_max, readout=readout)
+            populations[name] = obs
+        report = ExecutionReport("event", wall={"run": time.perf_counter() - start},
+                                 resources={"spikes": total_spikes, "window_s": t_max})
+        return NetworkOutput(populations, graph.output.name, {}, report)
+
+    def _observe(self, graph: Graph, dense: Tensor | None) -> NetworkOutput:
+        """Run the observing backend (a chip) on the same input, without gradients."""
+        if dense is None:
+            raise ParameterError("event backend: observe needs grid=True (the device's input "
+                                 "is the dense raster)")
+        with torch.no_grad():
+            return self._observer.run(graph, dense.detach())
+
+
+def _times_from_raster(spikes: Tensor, dt: float) -> Tensor:
+    """Observed grid spikes ``[T, B, N]`` → spike times ``[B, N, K]`` at ``(k+1)·dt``."""
+    z = spikes.detach() > 0
+    per = z.sum(0)
+    k = max(int(per.max()) if per.numel() else 0, 1)
+    order = torch.sort((~z).to(torch.int8), dim=0, stable=True).indices[:k]  # [K, B, N]
+    keep = torch.arange(k)[:, None, None] < per[None]
+    t = torch.where(keep, (order + 1).to(_F) * dt, torch.full(order.shape, _INF, dtype=_F))
+    return t.permute(1, 2, 0).contiguous()
+
+
+def _raster(times: Tensor, dt: float, steps: int, dtype: torch.dtype) -> Tensor:
+    """Spike times ``[B, N, K]`` → counts on the grid ``[T, B, N]`` (step ``⌈t/dt⌉ − 1``)."""
+    batch, n, _ = times.shape
+    out = torch.zeros(steps, batch, n, dtype=dtype)
+    t = times.detach()
+    ok = torch.isfinite(t)
+    b, m, _ = ok.nonzero(as_tuple=True)
+    k = (torch.ceil(t[ok] / dt * (1 - 1e-12)) - 1).long().clamp(0, steps - 1)
+    out.index_put_((k, b, m), torch.ones(len(k), dtype=dtype), accumulate=True)
+    return out
+
+
+def _grid_membrane(snap: tuple[Tensor, ...], dt: float, steps: int, c: _Neuron,
+                   dtype: torch.dtype) -> Tensor:
+    """Exact membrane at the ends of the steps ``(k+1)·dt`` from the snapshots ``[T, B, N]``."""
+    st, sv, si, sr = (s.permute(1, 2, 0).contiguous() for s in snap)  # [B, N, S]
+    batch, n, _ = st.shape
+    grid = (torch.arange(1, steps + 1, dtype=_F) * dt).expand(batch, n, steps).contiguous()
+    idx = (torch.searchsorted(st, grid, right=True) - 1).clamp(min=0)
+    t0, v0, i0, r0 = (s.gather(2, idx) for s in (st, sv, si, sr))
+    v, _, _ = _advance_clamped(v0, i0, t0, grid, r0, c.take((None, slice(None), None)))
+    return v.permute(2, 0, 1).to(dtype)

@@ -1,0 +1,172 @@
+"""The event-driven forward simulation of one population, and event lists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from spikeloop.backends.event.cuba import _F, _INF, _advance_clamped, _first_crossing, _Neuron
+from spikeloop.dynamics.neurons import decay
+from spikeloop.errors import ParameterError
+
+
+@dataclass
+class _Run:
+    """What the forward pass of one population keeps (all O(#spikes + #inputs))."""
+
+    times: Tensor  # [B, N, K] spike times, +inf padded
+    i_spike: Tensor  # [B, N, K] synaptic current just before each spike
+    i_release: Tensor  # [B, N, K] synaptic current at the end of each refractory period
+    snapshots: tuple[Tensor, ...] | None  # [S, B, N] t, v, i, rel after each iteration
+
+
+def _input_table(times: Tensor, src: Tensor, amp: Tensor, t_max: float):
+    """Append the end of the window as a zero-amplitude event; events ≥ t_max are dropped."""
+    b = times.shape[0]
+    t = torch.where(times < t_max, times, torch.full_like(times, _INF))
+    t = torch.cat([t, torch.full((b, 1), t_max, dtype=_F)], dim=1)
+    a = torch.cat([torch.where(times < t_max, amp, torch.zeros_like(amp)),
+                   torch.zeros(b, 1, dtype=_F)], dim=1)
+    s = torch.cat([src, torch.zeros(b, 1, dtype=torch.long)], dim=1)
+    order = torch.sort(t, dim=1, stable=True).indices
+    return t.gather(1, order), s.gather(1, order), a.gather(1, order), order
+
+
+def _simulate(
+    times: Tensor, src: Tensor, amp: Tensor, weight: Tensor, w_rec: Tensor | None,
+    c: _Neuron, t_max: float, snapshots: bool, max_spikes: int,
+    forced: Tensor | None = None,
+) -> _Run:
+    """Event-driven simulation of one population (float64, no autograd).
+
+    Without recurrence every neuron has its own clock and advances to its own next event
+    (its next threshold crossing or the next input); with recurrence all neurons of a sample
+    advance together to the sample's earliest event. ``forced`` ``[B, N, K]``: spike times
+    observed elsewhere (a chip) replace the threshold crossings.
+    """
+    t_in, s_in, a_in, _ = _input_table(times, src, amp, t_max)
+    batch, n = times.shape[0], weight.shape[0]
+    sync = w_rec is not None
+    w_t = weight.t().contiguous()  # [C, N]
+    t = torch.zeros(batch, n, dtype=_F)
+    v = c.v_leak.expand(batch, n).clone()
+    i = torch.zeros(batch, n, dtype=_F)
+    rel = torch.full((batch, n), -_INF, dtype=_F)
+    ptr = torch.zeros(batch, n, dtype=torch.long)
+    done = torch.zeros(batch, n, dtype=torch.bool)
+    count = torch.zeros(batch, n, dtype=torch.long)
+    cap = 4
+    out_t = torch.full((batch, n, cap), _INF, dtype=_F)
+    out_i = torch.zeros(batch, n, cap, dtype=_F)
+    out_rel = torch.zeros(batch, n, cap, dtype=_F)
+    snaps: list[tuple[Tensor, ...]] = []
+    if snapshots:
+        snaps.append((t.clone(), v.clone(), i.clone(), rel.clone()))
+    rows = torch.arange(batch)[:, None].expand(batch, n)
+    cols = torch.arange(n)[None, :].expand(batch, n)
+    while not bool(done.all()):
+        nxt = t_in.gather(1, ptr)  # next input (or the end of the window) per neuron
+        if c.spiking:
+            start = torch.maximum(t, rel).clamp(max=t_max)
+            free = (start < nxt) & ~done
+            if forced is None:
+                i_start = decay(c.tau_syn, start - t, "exact") * i
+                cross = torch.full_like(t, _INF)
+                if bool(free.any()):
+                    m = free.nonzero(as_tuple=True)
+                    s = _first_crossing(v[m], i_start[m], (nxt - start)[m], c.take(m[1]))
+                    cross[m] = start[m] + s
+            else:
+                k = count.clamp(max=forced.shape[2] - 1).unsqueeze(2)
+                cross = forced.gather(2, k).squeeze(2)
+                # the device decides when its neurons spike (refractoriness included)
+                cross = torch.where((count < forced.shape[2]) & ~done & (cross >= t), cross,
+                                    torch.full_like(cross, _INF))
+            spike = cross <= nxt
+            if sync:  # the sample's earliest spike(s) go first
+                first = cross.min(dim=1, keepdim=True).values
+                spike = spike & (cross == first)
+                any_spike = spike.any(dim=1, keepdim=True)
+                target = torch.where(any_spike, first, nxt)
+            else:
+                any_spike = spike
+                target = torch.where(spike, cross, nxt)
+        else:
+            spike = torch.zeros_like(done)
+            any_spike = spike
+            target = nxt
+        target = torch.where(done, t, target)
+        v_new, i_new, i_rel = _advance_clamped(v, i, t, target, rel, c)
+        released = (rel > t) & (rel <= target) & (count > 0)
+        if bool(released.any()):
+            kk = (count - 1).clamp(min=0)
+            out_rel[rows[released], cols[released], kk[released]] = i_rel[released]
+        # spikes: record, reset, refractory, recurrent fan-out
+        if bool(spike.any()):
+            if int(count.max()) >= cap:
+                if cap >= max_spikes:
+                    raise ParameterError(
+                        f"event backend: a neuron fired more than max_spikes = {max_spikes} "
+                        "times in one window (runaway activity?); raise max_spikes or check "
+                        "the weights")
+                grow = min(cap, max_spikes - cap)
+                out_t = torch.cat([out_t, torch.full((batch, n, grow), _INF, dtype=_F)], 2)
+                out_i = torch.cat([out_i, torch.zeros(batch, n, grow, dtype=_F)], 2)
+                out_rel = torch.cat([out_rel, torch.zeros(batch, n, grow, dtype=_F)], 2)
+                cap += grow
+            b_idx, n_idx = spike.nonzero(as_tuple=True)
+            k_idx = count[b_idx, n_idx]
+            out_t[b_idx, n_idx, k_idx] = target[b_idx, n_idx]
+            out_i[b_idx, n_idx, k_idx] = i_new[b_idx, n_idx]
+            count = count + spike.long()
+            v_new = torch.where(spike, c.v_reset.expand_as(v_new), v_new)
+            if c.t_refrac > 0:
+                rel = torch.where(spike, target + c.t_refrac, rel)
+            if sync:
+                i_new = i_new + spike.to(_F) @ w_rec.t()
+        # inputs: neurons that reached their next input absorb it
+        take = ~any_spike & ~done
+        if bool(take.any()):
+            src_at = s_in.gather(1, ptr)
+            jump = a_in.gather(1, ptr) * w_t.gather(0, src_at)
+            i_new = torch.where(take, i_new + jump, i_new)
+            finished = take & (nxt >= t_max)
+            ptr = torch.where(take & ~finished, ptr + 1, ptr)
+            done = done | finished
+        t, v, i = target, v_new, i_new
+        if snapshots:
+            snaps.append((t.clone(), v.clone(), i.clone(), rel.clone()))
+    k = max(int(count.max()), 1) if count.numel() else 1
+    snap = tuple(torch.stack(s) for s in zip(*snaps, strict=True)) if snapshots else None
+    return _Run(out_t[:, :, :k], out_i[:, :, :k], out_rel[:, :, :k], snap)
+
+
+def _dense_events(x: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``[T, B, C]`` → sorted ``(times [B, E], channels [B, E], amplitudes [B, E])``."""
+    batch = x.shape[1]
+    nz = x.detach().permute(1, 0, 2).reshape(batch, -1) != 0  # [B, T·C], time-major order
+    per = nz.sum(1)
+    e = max(int(per.max()) if batch else 0, 1)
+    order = torch.sort((~nz).to(torch.int8), dim=1, stable=True).indices[:, :e]
+    flat = x.detach().permute(1, 0, 2).reshape(batch, -1)
+    chan = x.shape[2]
+    keep = torch.arange(e)[None, :] < per[:, None]
+    times = torch.where(keep, (order // chan).to(_F) * dt, torch.full((batch, e), _INF,
+                                                                      dtype=_F))
+    src = torch.where(keep, order % chan, torch.zeros_like(order))
+    amp = torch.where(keep, flat.gather(1, order).to(_F), torch.zeros(batch, e, dtype=_F))
+    return times, src, amp
+
+
+def _next_input(times: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Spike times ``[B, N, K]`` → sorted events ``(times, source neuron, amplitude 1)``."""
+    batch, n, k = times.shape
+    flat = times.reshape(batch, n * k)
+    order = torch.sort(flat.detach(), dim=1, stable=True).indices
+    e = max(int(torch.isfinite(flat).sum(1).max()) if batch else 0, 1)
+    order = order[:, :e]
+    t = flat.gather(1, order)
+    amp = torch.isfinite(t).to(_F)
+    return t, order // k, amp

@@ -1,0 +1,111 @@
+"""What the event backend reads from the IR graph: the chain of layers it supports and each
+population's per-neuron constants."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from spikeloop.backends.event.cuba import _F, _INF, _Neuron
+from spikeloop.errors import ParameterError
+from spikeloop.ir import Graph, Node
+
+# The neuron models the event maths (cuba.py) implements, by the graph's op name, and their
+# role. _supported is the one place the backend decides which models it runs (it reads only the
+# IR node, never a module); it is to be replaced by a lookup of the models' declared
+# capabilities (issue 13).
+_MODELS = {"CubaLIF": "spiking", "CubaLI": "readout"}
+_SUPPORTED = "CubaLIF (spiking, optionally recurrent) and CubaLI (readout)"
+
+
+def _supported(node: Node) -> str | None:
+    """``"spiking"`` or ``"readout"`` for a population the event backend runs, else ``None``."""
+    return _MODELS.get(node.op) if node.kind == "population" else None
+
+
+@dataclass(frozen=True)
+class _Layer:
+    proj: Node
+    pop: Node
+    rec: Node | None
+
+
+def _layers(graph: Graph) -> list[_Layer]:
+    """The chain ``Input → (Linear → CubaLIF [+ recurrent])* → Linear → CubaLI | CubaLIF``."""
+    nodes = list(graph.nodes)[1:]
+    layers, proj = [], None
+    k = 0
+    while k < len(nodes):
+        node = nodes[k]
+        if node.kind == "projection" and not node.recurrent:
+            if node.op != "Linear":
+                raise ParameterError(f"event backend: layer {node.name!r} is a {node.op}; the "
+                                     "event backend supports Linear projections only")
+            if node.params.get("bias") is not None:
+                raise ParameterError(f"event backend: Linear {node.name!r} has a bias (a "
+                                     "constant current), which the event backend does not model")
+            if proj is not None:
+                raise ParameterError(f"event backend: two projections in a row at {node.name!r}")
+            proj = node
+        elif node.kind == "population":
+            role = _supported(node)
+            if role is None:
+                raise ParameterError(
+                    f"event backend: population {node.name!r} is a {node.op}; supported neuron "
+                    f"models: {_SUPPORTED}")
+            if proj is None:
+                raise ParameterError(f"event backend: population {node.name!r} needs a Linear "
+                                     "projection in front of it")
+            if role != "spiking" and node is not graph.output:
+                raise ParameterError(f"event backend: the non-spiking {node.op} "
+                                     f"{node.name!r} must be the last layer (readout)")
+            rec = None
+            if k + 1 < len(nodes) and nodes[k + 1].recurrent:
+                rec = nodes[k + 1]
+                if rec.params.get("bias") is not None:
+                    raise ParameterError(f"event backend: recurrent {rec.name!r} has a bias")
+                k += 1
+            for name, p in node.params.items():
+                if p.requires_grad and torch.is_grad_enabled():
+                    raise ParameterError(
+                        f"event backend: {node.name}.{name} is learned, but EventProp here "
+                        "gives gradients for weights only; learn weights (model.learn: [])")
+            layers.append(_Layer(proj, node, rec))
+            proj = None
+        else:
+            raise ParameterError(f"event backend: layer {node.name!r} ({node.op}) is not "
+                                 f"supported; networks are Input → Linear → {_SUPPORTED}")
+        k += 1
+    if not layers:
+        raise ParameterError("event backend: the network has no population")
+    return layers
+
+
+def _neuron(node: Node) -> _Neuron:
+    """The float64 constants of population ``node`` (one of :func:`_layers`), from its
+    parameters and settings in the graph; a readout has no threshold (``+inf``)."""
+    n = math.prod(node.shape)
+
+    def vec(name: str, default: float = 0.0) -> Tensor:
+        value = node.params.get(name, default)
+        return torch.as_tensor(value).detach().to(_F).expand(n).clone()
+
+    spiking = _supported(node) == "spiking"
+    nrn = _Neuron(vec("tau_mem"), vec("tau_syn"), vec("v_leak"), vec("r"),
+                  vec("v_threshold", _INF), vec("v_reset"),
+                  float(node.settings.get("t_refrac", 0.0)), spiking)
+    if bool((nrn.tau_mem <= 0).any()) or bool((nrn.tau_syn <= 0).any()):
+        raise ParameterError(f"event backend: population {node.name!r} needs tau_mem > 0 and "
+                             "tau_syn > 0")
+    if spiking:
+        if bool((nrn.v_reset >= nrn.v_threshold).any()):
+            raise ParameterError(f"event backend: population {node.name!r} needs v_reset < "
+                                 "v_threshold (a neuron reset above threshold would fire "
+                                 "infinitely often)")
+        if not (math.isfinite(nrn.t_refrac) and nrn.t_refrac >= 0):
+            raise ParameterError(f"event backend: t_refrac must be finite and ≥ 0 s, got "
+                                 f"{nrn.t_refrac}")
+    return nrn
