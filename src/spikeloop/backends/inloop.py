@@ -48,7 +48,8 @@ def in_the_loop(
         observed: the chip's observables (spikes and membrane of every population, on the
             simulation grid, in model units).
         replay: the chip's own model (default: the graph's populations re-run on the observed
-            presynaptic spikes). Its spikes and membranes must equal the observed ones
+            presynaptic spikes; the event backend passes its exact model with the spike times
+            forced to the observed ones). Its spikes and membranes must equal the observed ones
             (:class:`~spikeloop.errors.ReplayError` otherwise).
     """
     if replay is None:
@@ -58,6 +59,8 @@ def in_the_loop(
         for name, seen in observed.populations.items():
             for key in ("spikes", "v"):
                 value, model = getattr(seen, key), getattr(populations.get(name), key, None)
+                if name not in populations:
+                    raise ReplayError(f"in-the-loop replay: population {name!r} is missing")
                 if value is not None and (model is None or model.shape != value.shape
                                           or not torch.equal(model.detach(), value.detach())):
                     raise ReplayError(f"in-the-loop replay: population {name!r} {key} differs "

@@ -221,6 +221,14 @@ def _model_dt(graph: Graph, dt: float | None) -> float:
     return float(dt)
 
 
+NO_COUNTERPART = {
+    "CubaLIF2": " (a neuron with two synaptic currents fed by one 2N-wide projection: NIR's "
+                "CubaLIF has one current and NIR has no node that splits a projection's output "
+                "between two currents)",
+}
+"""Why a spikeloop op cannot be exported, for the error message."""
+
+
 def graph_to_nir(graph: Graph, dt: float | None = None) -> nir.NIRGraph:
     """Convert a traced :class:`~spikeloop.ir.Graph` to a NIR graph (see :func:`to_nir`)."""
     dt = _model_dt(graph, dt)
@@ -241,9 +249,10 @@ def graph_to_nir(graph: Graph, dt: float | None = None) -> nir.NIRGraph:
         try:
             conv = EXPORTERS.get(node.op)
         except UnknownNameError:
+            why = NO_COUNTERPART.get(node.op, "")
             raise NIRError(
-                f"node {node.name!r} is a {node.op}, which has no NIR counterpart; exportable: "
-                + ", ".join(EXPORTERS.names())) from None
+                f"node {node.name!r} is a {node.op}, which has no NIR counterpart{why}; "
+                "exportable: " + ", ".join(EXPORTERS.names())) from None
         nodes[node.name] = conv.fn(node, ExportContext(dt, in_shape))
         edges += [(src, node.name) for src in node.inputs]
     out = "output"

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from spikeloop.checks import check_sequence, check_shape
-from spikeloop.dynamics import models
+from spikeloop.dynamics import adlif, models
 from spikeloop.dynamics import neurons as dyn
 from spikeloop.dynamics.models import SETTINGS as _SETTINGS
 from spikeloop.dynamics.models import NeuronModel, PopulationState
@@ -263,6 +263,14 @@ class AdaptiveLIF(Population):
     """Adaptive CUBA LIF with an AHP current (see :func:`~spikeloop.dynamics.adaptive_lif_step`)."""
 
     description = models.ADAPTIVE_LIF
+
+
+@POPULATIONS.register("adlif")
+class AdLIF(Population):
+    """Adaptive LIF with subthreshold and spike-triggered adaptation
+    (see :mod:`spikeloop.dynamics.adlif`)."""
+
+    description = adlif.ADLIF
 
 
 @POPULATIONS.register("if")

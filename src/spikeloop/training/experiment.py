@@ -93,7 +93,7 @@ def build_network(
     layers: OrderedDict[str, torch.nn.Module] = OrderedDict(input=Input(n_in))
     sizes = [n_in, *cfg.hidden]
     for k, (a, b) in enumerate(itertools.pairwise(sizes), start=1):
-        layers[f"fc{k}"] = Linear(a, b)
+        layers[f"fc{k}"] = Linear(a, neuron.description.input_width * b)  # 2b: two currents
         layers[f"hidden{k}"] = neuron(
             b, **common, surrogate=cfg.surrogate, recurrent=cfg.recurrent, learn=cfg.learn,
             **(_accepted(neuron, shared) | cfg.neuron_params),

@@ -12,13 +12,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from spikeloop.backends.base import BACKENDS, Backend, get_backend
+from spikeloop.backends.base import BACKENDS, Backend, BackendBase, get_backend
 from spikeloop.backends.event.adjoint import _on, _PopulationFunction
 from spikeloop.backends.event.cuba import _F, _INF, _advance_clamped, _Neuron
 from spikeloop.backends.event.forward import _dense_events, _next_input, _simulate
 from spikeloop.backends.event.layers import _layers, _neuron
 from spikeloop.backends.event.readout import _Readout
 from spikeloop.backends.event.records import EventObservables, SpikeEvents
+from spikeloop.backends.inloop import in_the_loop
 from spikeloop.checks import check_dt, check_sequence
 from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.ir import Graph
@@ -27,7 +28,7 @@ from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
 
 @BACKENDS.register("event")
 @dataclass(frozen=True)
-class EventBackend:
+class EventBackend(BackendBase):
     """Exact event-driven simulation with EventProp gradients (see :mod:`spikeloop.backends.event`).
 
     ``net(x, backend="event")`` with ``x`` a dense ``[T, B, C]`` tensor (event at ``k·dt``) or
@@ -103,9 +104,38 @@ class EventBackend:
                 raise ShapeError("event backend: the input must be 1-d channels [T, B, C]")
             times, src, amp = _dense_events(x, dt)
             steps, t_max, dense, dtype = x.shape[0], x.shape[0] * dt, x, x.dtype
-        observed = self._observe(graph, dense) if self._observer is not None else None
+        inputs = (times, src, amp, t_max, steps, dense, dtype, dt)
+        if self._observer is None:
+            populations, total = self._layers(layers, inputs, None)
+            return NetworkOutput(populations, graph.output.name, {},
+                                 self._report(start, total, t_max))
+        observed = self._observe(graph, dense)
+        total = 0
+
+        def replay(seen: Mapping[str, Observables]) -> dict[str, Observables]:
+            nonlocal total
+            populations, total = self._layers(layers, inputs, seen)
+            return populations
+
+        out = in_the_loop(graph, dense, observed, replay)
+        report = self._report(start, total, t_max)
+        report.resources["observed_by"] = observed.report.backend
+        return NetworkOutput(out.populations, out.output_name, {}, report)
+
+    @staticmethod
+    def _report(start: float, spikes: int, t_max: float) -> ExecutionReport:
+        return ExecutionReport("event", wall={"run": time.perf_counter() - start},
+                               resources={"spikes": spikes, "window_s": t_max})
+
+    def _layers(
+        self, layers: list, inputs: tuple, observed: Mapping[str, Observables] | None
+    ) -> tuple[dict[str, Observables], int]:
+        """Run the layers from the input events; with ``observed`` (a device's observation,
+        through :func:`~spikeloop.backends.in_the_loop`), spike times are forced to the
+        observed ones and the grid values are the observed ones."""
+        times, src, amp, t_max, steps, dense, dtype, dt = inputs
         populations: dict[str, Observables] = {
-            graph.input.name: Observables(spikes=dense)}
+            layers[0].proj.inputs[0]: Observables(spikes=dense)}
         total_spikes = 0
         for layer in layers:
             c = _neuron(layer.pop)
@@ -121,10 +151,12 @@ class EventBackend:
                                                 t_max, record, self.max_spikes, forced)
                 spike_times = out[0]
                 total_spikes += int(torch.isfinite(spike_times).sum())
+                v_grid = _grid_membrane(out[1:], dt, steps, c, dtype) if record else None
+                if observed is not None and observed[name].v is not None:
+                    v_grid = observed[name].v  # the device's membrane (replay contract)
                 obs = EventObservables(
                     spikes=_raster(spike_times, dt, steps, dtype) if self.grid else None,
-                    v=_grid_membrane(out[1:], dt, steps, c, dtype) if record else None,
-                    times=spike_times, duration=t_max)
+                    v=v_grid, times=spike_times, duration=t_max)
                 times, src, amp = _next_input(spike_times)
             else:
                 with torch.no_grad():
@@ -139,9 +171,7 @@ class EventBackend:
                     v_grid = observed[name].v if self.grid else None
                 obs = EventObservables(v=v_grid, v_max=v_max, duration=t_max, readout=readout)
             populations[name] = obs
-        report = ExecutionReport("event", wall={"run": time.perf_counter() - start},
-                                 resources={"spikes": total_spikes, "window_s": t_max})
-        return NetworkOutput(populations, graph.output.name, {}, report)
+        return populations, total_spikes
 
     def _observe(self, graph: Graph, dense: Tensor | None) -> NetworkOutput:
         """Run the observing backend (a chip) on the same input, without gradients."""

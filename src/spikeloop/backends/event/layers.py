@@ -10,20 +10,24 @@ import torch
 from torch import Tensor
 
 from spikeloop.backends.event.cuba import _F, _INF, _Neuron
+from spikeloop.dynamics.models import MODELS
 from spikeloop.errors import ParameterError
 from spikeloop.ir import Graph, Node
 
-# The neuron models the event maths (cuba.py) implements, by the graph's op name, and their
-# role. _supported is the one place the backend decides which models it runs (it reads only the
-# IR node, never a module); it is to be replaced by a lookup of the models' declared
-# capabilities (issue 13).
-_MODELS = {"CubaLIF": "spiking", "CubaLI": "readout"}
-_SUPPORTED = "CubaLIF (spiking, optionally recurrent) and CubaLI (readout)"
+
+def _event_models() -> str:
+    models = sorted((m for m in map(MODELS.get, MODELS.names()) if m.runs_on("event")),
+                    key=lambda m: (not m.spiking, m.name))
+    return ", ".join(f"{m.name} ({'spiking' if m.spiking else 'readout'})" for m in models)
 
 
 def _supported(node: Node) -> str | None:
-    """``"spiking"`` or ``"readout"`` for a population the event backend runs, else ``None``."""
-    return _MODELS.get(node.op) if node.kind == "population" else None
+    """``"spiking"`` or ``"readout"`` for a population whose model declares the ``"event"``
+    engine (the exact CUBA maths of cuba.py: one synaptic current, one input per neuron),
+    else ``None``."""
+    if node.kind != "population" or not node.model.runs_on("event"):
+        return None
+    return "spiking" if node.model.spiking else "readout"
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ def _layers(graph: Graph) -> list[_Layer]:
             if role is None:
                 raise ParameterError(
                     f"event backend: population {node.name!r} is a {node.op}; supported neuron "
-                    f"models: {_SUPPORTED}")
+                    f"models: {_event_models()}")
             if proj is None:
                 raise ParameterError(f"event backend: population {node.name!r} needs a Linear "
                                      "projection in front of it")
@@ -77,7 +81,7 @@ def _layers(graph: Graph) -> list[_Layer]:
             proj = None
         else:
             raise ParameterError(f"event backend: layer {node.name!r} ({node.op}) is not "
-                                 f"supported; networks are Input → Linear → {_SUPPORTED}")
+                                 f"supported; networks are Input → Linear → {_event_models()}")
         k += 1
     if not layers:
         raise ParameterError("event backend: the network has no population")

@@ -23,10 +23,14 @@ import torch
 from torch import Tensor
 
 from spikeloop.chips.analog.spec import AnalogChipSpec
+from spikeloop.dynamics.models import MODELS
 from spikeloop.errors import MappingError, NonFiniteError, WeightRangeError
 from spikeloop.ir import Graph, Node
 
-SUPPORTED_POPULATIONS = ("CubaLIF", "CubaLI")
+
+def supported_models() -> list[str]:
+    """Neuron models whose description says the analog chip's circuits implement them."""
+    return [n for n in MODELS.names() if MODELS.get(n).runs_on("analog")]
 
 
 @dataclass(frozen=True)
@@ -84,10 +88,10 @@ def _check_node(node: Node, spec: AnalogChipSpec) -> None:
         raise MappingError(f"projection {node.name!r} is a {node.op}; the analog chip's synapse "
                            "array maps Linear projections only")
     if node.kind == "population":
-        if node.op not in SUPPORTED_POPULATIONS:
+        if not node.model.runs_on("analog"):
             raise MappingError(
                 f"population {node.name!r} is a {node.op}; the analog chip runs current-based "
-                f"neurons: {', '.join(SUPPORTED_POPULATIONS)}"
+                f"neurons: {', '.join(supported_models())}"
             )
         if len(node.shape) != 1:
             raise MappingError(f"population {node.name!r} has shape {node.shape}; flatten to 1-d")

@@ -134,7 +134,7 @@ def _observables(layout: XyloLayout, x: Tensor, rec: StepRecord, scale: Tensor,
             v=(rec.v[..., sl].to(dtype) / scale[sl].to(dtype)))
     readout = layout.readout
     out[readout.name] = Observables(
-        spikes=rec.z_out.to(dtype) if readout.op == "CubaLIF" else None,
+        spikes=rec.z_out.to(dtype) if readout.spiking else None,
         v=rec.v_out.to(dtype) / scale_out.to(dtype))
     return out
 

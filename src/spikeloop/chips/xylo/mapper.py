@@ -40,7 +40,7 @@ Every violated limit raises :class:`~spikeloop.errors.MappingError` naming it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -48,11 +48,23 @@ from torch import Tensor
 
 from spikeloop.checks import all_finite, check_dt
 from spikeloop.chips.xylo.spec import XyloSpec
+from spikeloop.dynamics.models import MODELS, NeuronModel
 from spikeloop.errors import MappingError, NonFiniteError
 from spikeloop.ir import Graph, Node
 
-HIDDEN_MODELS = ("CubaLIF", "CubaLIF2")
-READOUT_MODELS = ("CubaLIF", "CubaLI")
+
+def _hidden(model: NeuronModel) -> bool:
+    """A hidden neuron: spiking, with at most the chip's two synaptic currents."""
+    return model.runs_on("xylo") and model.spiking and model.currents <= 2
+
+
+def _readout(model: NeuronModel) -> bool:
+    """An output neuron: one synaptic current (spiking or not)."""
+    return model.runs_on("xylo") and model.currents == 1
+
+
+ROLES: dict[str, Callable[[NeuronModel], bool]] = {"hidden": _hidden, "output": _readout}
+"""Which models the chip's hidden and output neurons implement, by their capabilities."""
 
 
 @dataclass(frozen=True)
@@ -131,8 +143,9 @@ class XyloLayout:
                 "hops": self.hops.get(self.readout.name, (len(self.hidden),) * 2)}
 
 
-def _check_population(node: Node, models: tuple[str, ...], role: str) -> None:
-    if node.op not in models:
+def _check_population(node: Node, role: str) -> None:
+    if not ROLES[role](node.model):
+        models = [n for n in MODELS.names() if ROLES[role](MODELS.get(n))]
         raise MappingError(f"population {node.name!r} is a {node.op}; the Xylo chip's {role} "
                            f"neurons are current-based: {', '.join(models)}")
     if len(node.shape) != 1:
@@ -263,8 +276,8 @@ def map_graph(graph: Graph, spec: XyloSpec | None = None) -> XyloLayout:
                 f"{list(p.inputs)}; input channels have no aliases on the chip: feed the "
                 "population through two Linear projections instead")
     for node in hidden_nodes:
-        _check_population(node, HIDDEN_MODELS, "hidden")
-    _check_population(readout, READOUT_MODELS, "output")
+        _check_population(node, "hidden")
+    _check_population(readout, "output")
     if readout.name in recurrent:
         raise MappingError(f"the readout {readout.name!r} is recurrent; the Xylo chip's output "
                            "neurons have no recurrent weights (only hidden → output)")
@@ -301,7 +314,7 @@ def map_graph(graph: Graph, spec: XyloSpec | None = None) -> XyloLayout:
                 most = max(most, 0 if src == inp.name else hops[src][1] + 1)
             # the weights sit in the rows of the alias target (the last source in graph order)
             src = max(p.inputs, key=order.__getitem__)
-            syn = 2 if pop.op == "CubaLIF2" else 1
+            syn = pop.model.currents
             if src == inp.name:
                 if pop is readout:
                     raise MappingError(

@@ -200,7 +200,7 @@ def chip_tensors(
     gains, alphas, dash_mem, dash_syn, thresholds = [], [], [], [], []
     for h in layout.hidden:  # synapse 1: tau_syn2 of a CubaLIF2, else a copy of synapse 0
         dash_mem.append(_dashes(h.node, "tau_mem", dt, spec, 0, report))
-        keys = ("tau_syn", "tau_syn2") if h.node.op == "CubaLIF2" else ("tau_syn", "tau_syn")
+        keys = ("tau_syn", "tau_syn2") if h.node.model.currents == 2 else ("tau_syn", "tau_syn")
         d = [_dashes(h.node, k, dt, spec, 1, report) for k in dict.fromkeys(keys)]
         dash_syn.append(torch.stack([d[0], d[-1]], -1))
         g, a = zip(*(_gain(h.node, dt, dash_syn[-1][:, k], key) for k, key in enumerate(keys)),
@@ -211,7 +211,7 @@ def chip_tensors(
     gain, alpha = torch.cat(gains), torch.cat(alphas)  # [N, 2]: per neuron and synapse
     theta = torch.cat(thresholds)
     readout = layout.readout
-    spiking_out = readout.op == "CubaLIF"
+    spiking_out = readout.spiking
     theta_out = _per_neuron(readout, "v_threshold") if spiking_out else None
     d_mem_out = _dashes(readout, "tau_mem", dt, spec, 0, report)
     d_syn_out = _dashes(readout, "tau_syn", dt, spec, 1, report)
