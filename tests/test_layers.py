@@ -17,7 +17,8 @@ Layers, bottom to top (docs/architecture.md draws them)::
 
 The test reads every module's imports with :mod:`ast` — module-level and function-level
 ``import`` / ``from … import`` statements, and module paths held in strings (e.g. a registry's
-lazy ``add_lazy("name", "spikeloop.x.y")``) — and fails on an arrow that points up.
+lazy ``add_lazy("name", "spikeloop.x.y")``) — and fails on an arrow that points up, and on
+backends or chips importing ``spikeloop.nn`` (they read the IR).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ LAYERS = ("bottom", "data", "dynamics", "kernels", "ir", "nn", "backends", "chip
 
 ONLY_BOTTOM = {"data"}
 """Layers that may import nothing but the bottom (and themselves)."""
+
+NEVER = {("backends", "nn"), ("chips", "nn")}
+"""Arrows that point down but are still forbidden: backends and chips read the IR, never the
+modules users compose."""
 
 PREFIXES = {
     "spikeloop.errors": "bottom", "spikeloop.checks": "bottom", "spikeloop.observables": "bottom",
@@ -101,6 +106,8 @@ def up_arrows(root: Path) -> list[str]:
             allowed = LAYERS.index(theirs) <= LAYERS.index(mine)
             if mine in ONLY_BOTTOM:
                 allowed = theirs in ("bottom", mine)
+            if (mine, theirs) in NEVER:
+                allowed = False
             if not allowed:
                 bad.append(f"{path.relative_to(root)}:{line}: {me} ({mine}) imports {target} "
                            f"({theirs})")
@@ -128,8 +135,21 @@ def test_the_checker_sees_function_level_and_string_imports(tmp_path: Path) -> N
         "def f():\n    from spikeloop.nn.populations import require_finite\n")
     (pkg / "backends" / "reg.py").write_text('REG.add_lazy("chip", "spikeloop.chips.analog")\n')
     (pkg / "nn" / "net.py").write_text("from ..backends import get_backend\n")
+    (pkg / "backends" / "sim.py").write_text("import spikeloop.nn.projections\n")
     found = up_arrows(tmp_path)
-    assert len(found) == 3, found
+    assert len(found) == 4, found
+    assert any("backends.sim (backends) imports spikeloop.nn.projections" in f for f in found)
     assert any("kernels.fused (kernels) imports spikeloop.nn.populations" in f for f in found)
     assert any("backends.reg (backends) imports spikeloop.chips.analog" in f for f in found)
     assert any("nn.net (nn) imports spikeloop.backends" in f for f in found)
+
+
+def test_the_architecture_page_draws_these_layers() -> None:
+    """docs/architecture.md's picture lists LAYERS top to bottom, and its table of the files a
+    new neuron model touches names files that exist."""
+    page = (SRC.parent / "docs" / "architecture.md").read_text()
+    picture = page.split("```")[1].splitlines()
+    drawn = [line.split()[0] for line in picture[3:] if line and not line.startswith(" " * 13)]
+    assert drawn == list(reversed(LAYERS))
+    files = re.findall(r"^\| `([^`]+)` \|", page, flags=re.M)
+    assert files and all((SRC.parent / f).exists() for f in files), files

@@ -1,8 +1,8 @@
 """Graph → chip layout: which hidden neurons each population occupies, which matrix block each
 projection fills and which hidden neurons alias others.
 
-Supported graphs (a :class:`~spikeloop.nn.Network` chain or a DAG such as
-:class:`~spikeloop.interop.convert.GraphNetwork`): ``Input(≤ 16)``, hidden ``CubaLIF``
+Supported graphs (a :class:`~spikeloop.network.Network` chain or a DAG such as
+:class:`~spikeloop.network.GraphNetwork`): ``Input(≤ 16)``, hidden ``CubaLIF``
 populations (recurrent allowed) or ``CubaLIF2`` (two synaptic currents: the ``2N`` outputs of
 each projection into it fill synapse 0 and 1) and one readout (``CubaLIF`` or ``CubaLI``,
 ≤ 8 neurons, the graph's last population), every population fed by one or more ``Linear``
