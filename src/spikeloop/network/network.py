@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -51,7 +52,22 @@ class Network(nn.Module):
                 )
         self.layers = nn.ModuleDict(layers)
         self.backend = backend
-        self.graph = self._trace(self.layers)
+        self._graph = self._trace(self.layers)
+        self._traced_for = self._tensor_ids()
+
+    def _tensor_ids(self) -> tuple[int, ...]:
+        return tuple(map(id, itertools.chain(self.parameters(), self.buffers())))
+
+    @property
+    def graph(self) -> Graph:
+        """The layers as an IR graph, holding the layers' current tensors: traced again when a
+        parameter or buffer was replaced (``net.double()``, ``.to(device)``, or assigning a new
+        tensor to a layer's attribute), so the graph never holds stale values."""
+        ids = self._tensor_ids()
+        if ids != self._traced_for:
+            self._graph = self._trace(self.layers)
+            self._traced_for = ids
+        return self._graph
 
     def _trace(self, layers: nn.ModuleDict) -> Graph:
         """The layers as a graph: a chain, each layer reading the previous one's output
@@ -67,9 +83,8 @@ class Network(nn.Module):
         network's default backend for this call.
         """
         self.check_parameters()
-        return get_backend(backend if backend is not None else self.backend).run(
-            self.graph, x, state
-        )
+        graph = self.graph
+        return get_backend(backend if backend is not None else self.backend).run(graph, x, state)
 
     def check_parameters(self) -> None:
         """Raise :class:`NonFiniteError` naming the first parameter holding NaN or inf."""
