@@ -153,3 +153,17 @@ def test_the_architecture_page_draws_these_layers() -> None:
     assert drawn == list(reversed(LAYERS))
     files = re.findall(r"^\| `([^`]+)` \|", page, flags=re.M)
     assert files and all((SRC.parent / f).exists() for f in files), files
+
+
+def test_the_chips_are_found_by_entry_points_that_name_existing_chip_modules() -> None:
+    """The backend registry finds the chips through pyproject's entry points (group
+    ``spikeloop.backends``), so ``spikeloop.backends`` never names a chip."""
+    import tomllib
+
+    config = tomllib.loads((SRC.parent / "pyproject.toml").read_text())
+    points = config["project"]["entry-points"]["spikeloop.backends"]
+    assert {"chip", "analog", "xylo"} <= set(points)
+    for target in points.values():
+        module = target.partition(":")[0]
+        assert layer_of(module) == "chips", target
+        assert (SRC / Path(*module.split("."))).with_suffix(".py").exists(), target

@@ -6,8 +6,8 @@ same few [T, B, N] tensors (megabytes each) every step, so every step pays for f
 the 2-core benchmark machine a fused loop over 100 × 100 × 240 neurons took 10.6 ms, 7 ms of
 which were ~4 700 page faults, against 3.6 ms with the memory kept. :func:`tune_allocator` raises
 both thresholds (``mmap`` at 256 MiB, trim at 1 GiB) so freed blocks are reused. It runs when
-spikeloop first runs a population's time loop on the CPU (``Population.simulate``, native or
-torch engine), not at import:
+spikeloop first runs a population's time loop on the CPU
+(:func:`~spikeloop.kernels.loop.run_population`, native or torch engine), not at import:
 memory a program allocates and frees before spikeloop runs anything (e.g. while generating its
 data) is returned to the OS as glibc would, and a program that imports spikeloop only to convert
 or inspect networks keeps glibc's defaults.

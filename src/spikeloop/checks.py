@@ -6,9 +6,11 @@ Each check exists once; the layers above call it and never restate it.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -18,11 +20,16 @@ from spikeloop.errors import DTypeError, NonFiniteError, ShapeError, TimeStepErr
 def check_dt(dt: Any, who: str = "dt") -> float:
     """Return ``dt`` as a float if it is a finite number of seconds ``> 0``.
 
+    Accepts Python and NumPy real numbers and one-element tensors or arrays. Every layer checks
+    a time step here, so an invalid one always raises the same error.
+
     Raises:
-        TimeStepError: ``dt`` is not a number (a bool is not), not finite, or ``≤ 0``.
+        TimeStepError: ``dt`` is not a real number (a bool or a string is not), not finite, or
+            ``≤ 0``.
     """
-    if isinstance(dt, bool) or (not isinstance(dt, int | float) and not (
-            isinstance(dt, Tensor) and dt.numel() == 1 and dt.is_floating_point())):
+    if isinstance(dt, np.ndarray | Tensor) and math.prod(dt.shape) == 1:
+        dt = dt.item()
+    if isinstance(dt, bool) or not isinstance(dt, numbers.Real):
         raise TimeStepError(f"{who} must be a finite number > 0 s, got {dt!r}")
     value = float(dt)
     if not (math.isfinite(value) and value > 0):

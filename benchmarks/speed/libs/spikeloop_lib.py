@@ -1,4 +1,4 @@
-"""spikeloop through its public API only (``spikeloop.nn.Network``, ``"sim"`` backend).
+"""spikeloop through its public API only (``spikeloop.network.Network``, ``"sim"`` backend).
 
 Exactly the reference dynamics of :mod:`benchmarks.speed.workload` (it is spikeloop's exact
 discretisation): CubaLIF hidden layer (reset to 0, detached reset, SuperSpike β = 10 surrogate),

@@ -22,12 +22,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from spikeloop.checks import check_sequence
 from spikeloop.dynamics.models import PopulationState
-from spikeloop.errors import ParameterError, ShapeError
+from spikeloop.errors import ParameterError
 from spikeloop.ir import Graph, Node
 from spikeloop.kernels import event_linear, ops
 from spikeloop.kernels.loop import KERNELS, Kernel, Recurrent, run_population
@@ -94,59 +93,69 @@ def execute(
 
 
 # ----------------------------------------------------------------------------- the model's hooks
-Projection = Callable[[Node, Tensor, Any, "ModelHooks"], tuple[Tensor, Any]]
+Projection = Callable[[Graph, Node, Tensor, Any, "ModelHooks"], tuple[Tensor, Any]]
 
 PROJECTIONS: Registry[Projection] = Registry("projection op")
 """How the software model evaluates a projection or reshape node, by ``node.op``:
-``fn(node, x, state, hooks) → (y, state)``. Register new ops with ``PROJECTIONS.register``."""
+``fn(graph, node, x, state, hooks) → (y, state)``. Register new ops with
+``PROJECTIONS.register``."""
 
 
 @PROJECTIONS.register("Linear")
-def _linear(node: Node, x: Tensor, state: Any, hooks: ModelHooks) -> tuple[Tensor, None]:
+def _linear(
+    graph: Graph, node: Node, x: Tensor, state: Any, hooks: ModelHooks
+) -> tuple[Tensor, None]:
     w, b = node.params["weight"], node.params.get("bias")
-    if x.shape[-1] != w.shape[1]:
-        raise ShapeError(f"Linear: expected {w.shape[1]} input features in the last "
-                         f"dimension, got shape {tuple(x.shape)}")
-    if hooks.kernel == "reference":
-        return F.linear(x, w, b), None
-    check = "Input" if node.name in hooks.checkers else None
+    if hooks.kernel == "reference" or x.shape[-1] != w.shape[1]:  # (ops.linear: shape error)
+        return ops.linear(x, w, b), None
+    check = "Input" if node.name in hooks.checkers_of(graph) else None
     return event_linear(x, w, b, check_finite=check), None
 
 
 @PROJECTIONS.register("Conv1d")
 @PROJECTIONS.register("Conv2d")
-def _conv(node: Node, x: Tensor, state: Any, hooks: ModelHooks) -> tuple[Tensor, None]:
-    s = node.settings
-    return ops.conv(x, node.params["weight"], node.params.get("bias"), s["stride"],
-                    s["padding"], s["dilation"], s["groups"]), None
+def _conv(
+    graph: Graph, node: Node, x: Tensor, state: Any, hooks: ModelHooks
+) -> tuple[Tensor, None]:
+    return ops.conv(x, node.params["weight"], node.params.get("bias"), **node.settings), None
 
 
 @PROJECTIONS.register("Flatten")
-def _flatten(node: Node, x: Tensor, state: Any, hooks: ModelHooks) -> tuple[Tensor, None]:
+def _flatten(
+    graph: Graph, node: Node, x: Tensor, state: Any, hooks: ModelHooks
+) -> tuple[Tensor, None]:
     return ops.flatten(x), None
 
 
 @PROJECTIONS.register("Scale")
-def _scale(node: Node, x: Tensor, state: Any, hooks: ModelHooks) -> tuple[Tensor, None]:
+def _scale(
+    graph: Graph, node: Node, x: Tensor, state: Any, hooks: ModelHooks
+) -> tuple[Tensor, None]:
     return ops.scale(x, node.params["scale"]), None
 
 
 @PROJECTIONS.register("SumPool2d")
 @PROJECTIONS.register("AvgPool2d")
-def _pool(node: Node, x: Tensor, state: Any, hooks: ModelHooks) -> tuple[Tensor, None]:
+def _pool(
+    graph: Graph, node: Node, x: Tensor, state: Any, hooks: ModelHooks
+) -> tuple[Tensor, None]:
     s = node.settings
     kind = "sum" if node.op == "SumPool2d" else "avg"
     return ops.pool2d(x, kind, s["kernel_size"], s["stride"], s["padding"]), None
 
 
 @PROJECTIONS.register("Threshold")
-def _threshold(node: Node, x: Tensor, state: Any, hooks: ModelHooks) -> tuple[Tensor, None]:
+def _threshold(
+    graph: Graph, node: Node, x: Tensor, state: Any, hooks: ModelHooks
+) -> tuple[Tensor, None]:
     return ops.threshold(x, node.params["threshold"], node.settings["surrogate"]), None
 
 
 @PROJECTIONS.register("Delay")
-def _delay(node: Node, x: Tensor, state: Any, hooks: ModelHooks) -> tuple[Tensor, Tensor]:
-    return ops.delay(x, node.settings["steps"], state)
+def _delay(
+    graph: Graph, node: Node, x: Tensor, state: Any, hooks: ModelHooks
+) -> tuple[Tensor, Tensor]:
+    return ops.delay(x, node.settings["steps"], state, node.settings.get("max_steps"))
 
 
 def recurrent_of(graph: Graph, node: Node) -> Node | None:
@@ -177,7 +186,7 @@ class ModelHooks:
         fields: per population, the observables to return (``None``: all).
         observed: per population, device observations the model is replayed at (in-the-loop
             bridge); values become the observed ones, gradients the model's.
-        checkers: :func:`input_checkers` (derived when ``None``).
+        checkers: :func:`input_checkers` of the graph run (derived per call when ``None``).
     """
 
     kernel: Kernel = "auto"
@@ -194,10 +203,12 @@ class ModelHooks:
         """The fields of ``node`` to return."""
         return RECORDABLE if self.fields is None else self.fields.get(node.name, ())
 
+    def checkers_of(self, graph: Graph) -> frozenset[str]:
+        """The projections that check the input's finiteness on its events."""
+        return self.checkers if self.checkers is not None else input_checkers(graph, self.kernel)
+
     def input(self, graph: Graph, node: Node, x: Tensor) -> Observables:
-        if self.checkers is None:
-            self.checkers = input_checkers(graph, self.kernel)
-        check_sequence(x, node.shape, "Input", finite=not self.checkers)
+        check_sequence(x, node.shape, "Input", finite=not self.checkers_of(graph))
         return Observables(spikes=x)
 
     def population(
@@ -228,6 +239,4 @@ class ModelHooks:
     def projection(
         self, graph: Graph, node: Node, x: Tensor, state: Any
     ) -> tuple[Tensor, Any]:
-        if self.checkers is None:
-            self.checkers = input_checkers(graph, self.kernel)
-        return PROJECTIONS.get(node.op)(node, x, state, self)
+        return PROJECTIONS.get(node.op)(graph, node, x, state, self)

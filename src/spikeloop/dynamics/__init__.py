@@ -1,5 +1,6 @@
 """Pure neuron dynamics and surrogate derivatives: the single source of truth for the equations."""
 
+from spikeloop.dynamics.adlif import ADLIF, AdLIFParameters, AdLIFState, adlif_step
 from spikeloop.dynamics.models import MODELS, NeuronModel, PopulationState
 from spikeloop.dynamics.neurons import (
     AdaptiveLIFParameters,
@@ -46,8 +47,11 @@ from spikeloop.dynamics.surrogate import (
 )
 
 __all__ = [
+    "ADLIF",
     "MODELS",
     "SURROGATES",
+    "AdLIFParameters",
+    "AdLIFState",
     "AdaptiveLIFParameters",
     "AdaptiveLIFState",
     "ArcTan",
@@ -74,6 +78,7 @@ __all__ = [
     "ThresholdParameters",
     "Triangle",
     "adaptive_lif_step",
+    "adlif_step",
     "check_time_constants",
     "cuba_li_step",
     "cuba_lif2_coefficients",

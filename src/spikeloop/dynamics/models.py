@@ -14,9 +14,10 @@ Every step function has one signature::
 ``z`` are the spikes (``None`` for a non-spiking model), ``v`` the membrane the model reports
 (for spiking models the value compared with the threshold), ``state`` the new state.
 
-Adding a simulator-only model: its parameter/state records and step function (in
-:mod:`spikeloop.dynamics.neurons` or a module of its own), one :func:`register` call here, and a
-thin population class in :mod:`spikeloop.nn` (plus its tests).
+Adding a simulator-only model: a module of its own in :mod:`spikeloop.dynamics` with its
+parameter/state records, step function and one :func:`register` call (as
+:mod:`spikeloop.dynamics.adlif`), its export in ``spikeloop/dynamics/__init__.py``, and a thin
+population class in :mod:`spikeloop.nn` (plus its tests; see docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -83,6 +83,7 @@ def to_nir(model: Network | Graph, dt: float | None = None) -> nir.NIRGraph:
     Raises:
         NIRError: a node without NIR counterpart (named, with its type), a population with
             ``reset="subtract"`` or ``t_refrac > 0``, or an inconsistent ``dt``.
+        TimeStepError: ``dt`` is not a finite number > 0.
     """
     graph = model.graph if isinstance(model, Network) else model
     if not isinstance(graph, Graph):
@@ -108,6 +109,7 @@ def from_nir(graph: nir.NIRGraph, dt: float, *, method: str | None = None) -> nn
         NIRError: a node type without spikeloop counterpart (named), a cycle other than a
             population's recurrent projection, several inputs or outputs, parameters that do
             not fit (e.g. ``dt ≥ τ``, delays that are not multiples of ``dt``).
+        TimeStepError: ``dt`` is not a finite number > 0.
     """
     return nir_to_network(graph, dt, method)
 

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
+from spikeloop.checks import require_finite
 from spikeloop.dynamics import neurons as dyn
 from spikeloop.dynamics.surrogate import Surrogate
 from spikeloop.errors import ParameterError, ShapeError
@@ -427,8 +428,7 @@ class _EventLinear(Function):
 
 
 def _check_finite(values: Tensor, who: str | None) -> None:
-    """:func:`~spikeloop.nn.populations.require_finite` when ``who`` is given."""
-    from spikeloop.checks import require_finite
+    """:func:`~spikeloop.checks.require_finite` when ``who`` is given."""
 
     if who is not None:
         require_finite(values, who)

@@ -26,15 +26,30 @@ def fold(x: Tensor, rank: int, who: str) -> tuple[Tensor, tuple[int, int]]:
     return x.reshape(t * b, *x.shape[2:]), (t, b)
 
 
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``y_k = W x_k (+ b)`` for every step; ``W`` is ``[out, in]``."""
+    if x.shape[-1] != weight.shape[1]:
+        raise ShapeError(f"Linear: expected {weight.shape[1]} input features in the last "
+                         f"dimension, got shape {tuple(x.shape)}")
+    return F.linear(x, weight, bias)
+
+
 def conv(
     x: Tensor, weight: Tensor, bias: Tensor | None, stride: Sequence[int], padding: object,
-    dilation: Sequence[int], groups: int,
+    dilation: Sequence[int], groups: int, padding_mode: str = "zeros",
+    pad: Sequence[int] = (),
 ) -> Tensor:
-    """``y_k = conv(x_k, W) (+ b)`` for every step; the spatial rank follows ``weight``."""
+    """``y_k = conv(x_k, W) (+ b)`` for every step; the spatial rank follows ``weight``.
+
+    ``padding_mode`` other than ``"zeros"`` pads with ``F.pad(x, pad, mode)`` first (``pad``:
+    torch's ``_reversed_padding_repeated_twice``), as ``torch.nn.ConvNd`` does.
+    """
     spatial = weight.dim() - 2
     layout = "[T, B, C" + ", L" * (spatial == 1) + ", H, W" * (spatial == 2) + "]"
     folded, (t, b) = fold(x, 3 + spatial, f"Conv{spatial}d {layout}")
     fn = F.conv1d if spatial == 1 else F.conv2d
+    if padding_mode != "zeros":
+        folded, padding = F.pad(folded, list(pad), mode=padding_mode), 0
     y = fn(folded, weight, bias, stride, padding, dilation, groups)
     return y.reshape(t, b, *y.shape[1:])
 
@@ -71,13 +86,16 @@ def threshold(x: Tensor, theta: Tensor, surrogate: Surrogate) -> Tensor:
     return spike(x - theta, surrogate)
 
 
-def delay(x: Tensor, steps: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def delay(
+    x: Tensor, steps: Tensor, state: Tensor | None = None, max_steps: int | None = None
+) -> tuple[Tensor, Tensor]:
     """``y_k = x_{k−d}`` with whole-step delays ``d`` (a scalar or per-element integers).
 
     ``state`` holds the last ``max(d)`` inputs of the previous call (``None``: zeros), so
-    consecutive windows give the same result as one run. Returns ``(y, state)``.
+    consecutive windows give the same result as one run. ``max_steps``: ``max(d)`` if known
+    (saves a device synchronisation per call). Returns ``(y, state)``.
     """
-    d = int(steps.max()) if steps.numel() else 0
+    d = max_steps if max_steps is not None else (int(steps.max()) if steps.numel() else 0)
     if state is None:
         state = x.new_zeros((d, *x.shape[1:]))
     buf = torch.cat([state, x])

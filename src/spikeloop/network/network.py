@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -13,6 +12,7 @@ from spikeloop.backends import get_backend
 from spikeloop.checks import all_finite
 from spikeloop.errors import NonFiniteError, ParameterError
 from spikeloop.ir import Graph, trace
+from spikeloop.nn.base import version as layer_version
 
 
 class Network(nn.Module):
@@ -25,7 +25,8 @@ class Network(nn.Module):
         backend: default backend (name, instance or ``{"name": ..., **options}``); ``"sim"``.
 
     Example:
-        >>> from spikeloop.nn import Network, Input, Linear, CubaLIF, CubaLI
+        >>> from spikeloop.network import Network
+        >>> from spikeloop.nn import Input, Linear, CubaLIF, CubaLI
         >>> net = Network({"input": Input(5), "fc1": Linear(5, 120), "hidden": CubaLIF(120),
         ...                "fc2": Linear(120, 3), "output": CubaLI(3)})
         >>> out = net(torch.zeros(100, 8, 5))          # [T, B, features]
@@ -53,20 +54,18 @@ class Network(nn.Module):
         self.layers = nn.ModuleDict(layers)
         self.backend = backend
         self._graph = self._trace(self.layers)
-        self._traced_for = self._tensor_ids()
-
-    def _tensor_ids(self) -> tuple[int, ...]:
-        return tuple(map(id, itertools.chain(self.parameters(), self.buffers())))
+        self._traced_at = layer_version()
 
     @property
     def graph(self) -> Graph:
-        """The layers as an IR graph, holding the layers' current tensors: traced again when a
-        parameter or buffer was replaced (``net.double()``, ``.to(device)``, or assigning a new
-        tensor to a layer's attribute), so the graph never holds stale values."""
-        ids = self._tensor_ids()
-        if ids != self._traced_for:
+        """The layers as an IR graph holding their current tensors and settings: traced again
+        when a layer's attribute was set (a new tensor, ``dt``, ``surrogate`` …) or a layer was
+        converted (``.to(device)``, ``.double()``; :func:`spikeloop.nn.base.version`), so the
+        graph never holds stale values. (Changing a tensor in place — an optimiser step,
+        ``load_state_dict`` — needs no new trace: the graph holds the same tensors.)"""
+        if layer_version() != self._traced_at:
             self._graph = self._trace(self.layers)
-            self._traced_for = ids
+            self._traced_at = layer_version()
         return self._graph
 
     def _trace(self, layers: nn.ModuleDict) -> Graph:

@@ -37,10 +37,11 @@ from spikeloop.dynamics.surrogate import Surrogate, make_surrogate
 from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.ir import Node, describe
 from spikeloop.kernels import ops
+from spikeloop.nn.base import Layer
 from spikeloop.nn.populations import LI
 
 
-class Scale(nn.Module):
+class Scale(Layer):
     """Element-wise gain ``y_k = s ⊙ x_k`` (NIR ``Scale``); ``s`` has the per-sample shape."""
 
     def __init__(self, scale: Tensor) -> None:
@@ -71,7 +72,7 @@ def _pair(value: Any) -> tuple[int, int]:
     return values[0], values[1]
 
 
-class _Pool2d(nn.Module):
+class _Pool2d(Layer):
     """2-d pooling over ``[T, B, C, H, W]``, one step at a time."""
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
@@ -124,7 +125,7 @@ class AvgPool2d(_Pool2d):
     kind = "avg"
 
 
-class Threshold(nn.Module):
+class Threshold(Layer):
     """Heaviside ``z_k = H(x_k − ϑ)`` (NIR ``Threshold``), with a surrogate derivative."""
 
     def __init__(self, threshold: Tensor, surrogate: str | Surrogate | dict = "superspike") -> None:
@@ -145,7 +146,7 @@ class Threshold(nn.Module):
         return tuple(input_shape)
 
 
-class Delay(nn.Module):
+class Delay(Layer):
     """Per-neuron transmission delay ``y_k = x_{k−d}`` (NIR ``Delay``), ``d`` in whole steps.
 
     Args:
@@ -221,7 +222,8 @@ def _(module: _Pool2d, name, inputs, in_shape) -> list[Node]:
 @describe.register(Delay)
 def _(module: Delay, name, inputs, in_shape) -> list[Node]:
     shape = _check_input(module, name, in_shape)
-    return [Node(name, "projection", "Delay", inputs, shape, settings={"steps": module.steps},
+    return [Node(name, "projection", "Delay", inputs, shape, settings={"steps": module.steps,
+                                                           "max_steps": module.max_steps},
                  synapses=module.num_synapses(shape))]
 
 

@@ -28,6 +28,7 @@ from spikeloop.errors import NonFiniteError, ParameterError, ShapeError
 from spikeloop.ir import Node, describe
 from spikeloop.kernels import loop
 from spikeloop.kernels.loop import KERNELS, Kernel, Recurrent
+from spikeloop.nn.base import Layer
 from spikeloop.nn.projections import Linear
 from spikeloop.observables import Observables
 from spikeloop.registry import Registry
@@ -38,7 +39,7 @@ POPULATIONS: Registry[type[Population]] = Registry("neuron model")
 """Population classes by config name (``"cuba_lif"``, ``"li"`` …)."""
 
 
-class Population(nn.Module):
+class Population(Layer):
     """Base class of neuron populations.
 
     A subclass names its registered model description (``description``, a
@@ -316,7 +317,7 @@ class CubaLIF2(Population):
             raise ShapeError(f"CubaLIF2 populations are 1-d, got shape {self.shape}")
 
 
-class Input(nn.Module):
+class Input(Layer):
     """Input population: checks and passes on spikes (or analog input) ``[T, B, *shape]``."""
 
     model = "Input"
@@ -355,8 +356,17 @@ def _(module: Input, name, inputs, in_shape) -> list[Node]:
     return [Node(name, "input", "Input", (), module.shape)]
 
 
+_DESCRIBED_BY_MODEL = ("forward", "simulate", "parameter_record", "coefficients", "initial_state")
+
+
 @describe.register
 def _(module: Population, name, inputs, in_shape) -> list[Node]:
+    for method in _DESCRIBED_BY_MODEL:  # backends run the description, never the module
+        if getattr(type(module), method) is not getattr(Population, method):
+            raise ParameterError(
+                f"population {name!r}: {type(module).__name__} overrides {method}(), which no "
+                "backend would run (they run the registered model description); give new "
+                "dynamics their own NeuronModel (spikeloop.dynamics.models.register)")
     if in_shape is not None and tuple(in_shape) != module.input_shape:
         width = module.description.input_width
         if width == 1:

@@ -13,18 +13,11 @@ from torch import Tensor, nn
 
 from spikeloop.errors import ShapeError
 from spikeloop.ir import Node, describe
-from spikeloop.kernels import event_linear
+from spikeloop.kernels import event_linear, ops
+from spikeloop.nn.base import Layer
 
 
-def _check_rank(x: Tensor, rank: int, who: str, layout: str) -> None:
-    if x.dim() != rank:
-        raise ShapeError(
-            f"{who}: expected a time-major tensor {layout} of rank {rank}, got shape "
-            f"{tuple(x.shape)}"
-        )
-
-
-class Linear(nn.Linear):
+class Linear(Layer, nn.Linear):
     """Dense projection ``y_t = W x_t (+ b)`` for every time step; ``W`` is ``[out, in]``.
 
     Bias defaults to ``False``: a constant current is rarely wanted in SNNs.
@@ -34,12 +27,7 @@ class Linear(nn.Linear):
         super().__init__(in_features, out_features, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-1] != self.in_features:
-            raise ShapeError(
-                f"Linear: expected {self.in_features} input features in the last dimension, "
-                f"got shape {tuple(x.shape)}"
-            )
-        return super().forward(x)
+        return ops.linear(x, self.weight, self.bias)
 
     def forward_events(self, x: Tensor, max_density: float = 0.15,
                        check_finite: str | None = None) -> Tensor:
@@ -69,12 +57,7 @@ class _ConvMixin:
     spatial: int
 
     def forward(self, x: Tensor) -> Tensor:
-        rank = 3 + self.spatial
-        layout = "[T, B, C" + ", L" * (self.spatial == 1) + ", H, W" * (self.spatial == 2) + "]"
-        _check_rank(x, rank, type(self).__name__, layout)
-        t, b = x.shape[:2]
-        y = super().forward(x.reshape(t * b, *x.shape[2:]))  # type: ignore[misc]
-        return y.reshape(t, b, *y.shape[1:])
+        return ops.conv(x, self.weight, self.bias, **conv_settings(self))
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of one time step's output for one sample (a dry run on one zero sample)."""
@@ -89,7 +72,7 @@ class _ConvMixin:
         return math.prod(self.output_shape(input_shape)) * math.prod(weight.shape[1:])
 
 
-class Conv1d(_ConvMixin, nn.Conv1d):
+class Conv1d(_ConvMixin, Layer, nn.Conv1d):
     """1-d convolution over ``[T, B, C, L]``, one step at a time (``nn.Conv1d`` arguments)."""
 
     spatial = 1
@@ -98,7 +81,7 @@ class Conv1d(_ConvMixin, nn.Conv1d):
         super().__init__(*args, bias=bias, **kwargs)
 
 
-class Conv2d(_ConvMixin, nn.Conv2d):
+class Conv2d(_ConvMixin, Layer, nn.Conv2d):
     """2-d convolution over ``[T, B, C, H, W]``, one step at a time (``nn.Conv2d`` arguments)."""
 
     spatial = 2
@@ -107,13 +90,11 @@ class Conv2d(_ConvMixin, nn.Conv2d):
         super().__init__(*args, bias=bias, **kwargs)
 
 
-class Flatten(nn.Module):
+class Flatten(Layer):
     """Flatten all dimensions after ``[T, B]``."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() < 3:
-            raise ShapeError(f"Flatten: expected [T, B, ...] of rank ≥ 3, got {tuple(x.shape)}")
-        return x.flatten(2)
+        return ops.flatten(x)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of one time step's output for one sample."""
@@ -125,6 +106,13 @@ class Flatten(nn.Module):
 
 
 # ----------------------------------------------------------------------------- IR description
+def conv_settings(module: nn.Module) -> dict[str, object]:
+    """A convolution's settings as :func:`spikeloop.kernels.ops.conv` takes them."""
+    return {"stride": module.stride, "padding": module.padding, "dilation": module.dilation,
+            "groups": module.groups, "padding_mode": module.padding_mode,
+            "pad": tuple(module._reversed_padding_repeated_twice)}
+
+
 def weights(module: nn.Module) -> dict[str, Tensor]:
     """``weight`` and (if any) ``bias`` of a projection, by NIR name."""
     out = {"weight": module.weight}
@@ -141,12 +129,10 @@ def _(module: nn.Module, name, inputs, in_shape) -> list[Node]:
         shape = module.output_shape(in_shape)
     except (ShapeError, RuntimeError, TypeError) as err:
         raise ShapeError(f"layer {name!r} cannot take input of shape {in_shape}: {err}") from None
-    settings = {
-        k: getattr(module, k) for k in ("stride", "padding", "dilation", "groups")
-        if hasattr(module, k)
-    }
+    op = "Linear" if isinstance(module, Linear) else f"Conv{module.spatial}d"
+    settings = {} if op == "Linear" else conv_settings(module)
     return [Node(
-        name, "projection", type(module).__name__, inputs, shape, params=weights(module),
+        name, "projection", op, inputs, shape, params=weights(module),
         settings=settings, synapses=module.num_synapses(in_shape),
     )]
 

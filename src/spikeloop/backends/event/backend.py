@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -110,6 +110,11 @@ class EventBackend(BackendBase):
             return NetworkOutput(populations, graph.output.name, {},
                                  self._report(start, total, t_max))
         observed = self._observe(graph, dense)
+        if not self.membrane:  # spiking populations' membranes are not returned: not compared
+            spiking = {layer.pop.name for layer in layers if layer.pop.spiking}
+            observed = replace(observed, populations={
+                k: replace(o, v=None) if k in spiking else o
+                for k, o in observed.populations.items()})
         total = 0
 
         def replay(seen: Mapping[str, Observables]) -> dict[str, Observables]:

@@ -5,7 +5,8 @@ A :class:`XyloConfig` is what the integer simulator (and a real chip) runs. All 
 :meth:`XyloConfig.from_json` round-trip it exactly. :meth:`XyloConfig.validate` checks every
 value against a :class:`~spikeloop.chips.xylo.spec.XyloSpec` and raises
 :class:`~spikeloop.errors.MappingError` (or :class:`~spikeloop.errors.WeightRangeError`)
-naming the field, the offending value and the limit.
+naming the field, the offending value and the limit (an invalid ``dt``:
+:class:`~spikeloop.errors.TimeStepError`, the one check of :func:`spikeloop.checks.check_dt`).
 """
 
 from __future__ import annotations
@@ -68,8 +69,9 @@ class XyloConfig(Registers):
     def validate(self, spec: XyloSpec | None = None) -> XyloConfig:
         """Check shapes and every register against ``spec``; returns ``self``.
 
-        Raises :class:`MappingError` naming the field and the limit, or
-        :class:`WeightRangeError` for weights outside the int8 range.
+        Raises :class:`MappingError` naming the field and the limit,
+        :class:`WeightRangeError` for weights outside the int8 range, or
+        :class:`~spikeloop.errors.TimeStepError` for a ``dt`` that is not a number > 0.
         """
         spec = spec or XyloSpec()
         n_in, n, o = self.weights_in.shape[0], self.weights_rec.shape[0], self.weights_out.shape[1]
