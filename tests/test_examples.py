@@ -91,3 +91,15 @@ def test_speed_benchmark_smoke(tmp_path):
     runs = {(r["lib"], r["variant"], r["mode"]) for r in result["records"]}
     assert {("spikeloop", v, m) for v in ("ff", "rec") for m in ("train", "forward")} <= runs
     assert all(r.get("median_ms", 0) > 0 for r in result["records"] if r["lib"] == "spikeloop")
+
+
+def test_compare_commits_smoke(tmp_path):
+    """The same-run comparison of two trees (here the same tree twice) times both and writes
+    the ratios."""
+    src = str(ROOT / "src")
+    out = tmp_path / "compare.json"
+    text = run(str(ROOT / "benchmarks/compare_commits.py"), src, src, "--rounds", "1",
+               "--workloads", "ff", "--out", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["step"] for r in rows} == {"forward", "train"} and "| ff | train |" in text
+    assert all(r["old_ms"] > 0 and r["new_ms"] > 0 and r["ratio"] > 0 for r in rows)
