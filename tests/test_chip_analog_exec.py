@@ -9,12 +9,9 @@ import torch
 from spikeloop.chips.analog import AnalogChipBackend, AnalogChipSpec
 from spikeloop.chips.analog.simulator import _noisy_projection
 from spikeloop.kernels import native
+from spikeloop.network import GraphNetwork
 from spikeloop.nn import CubaLI, CubaLIF, Input, Linear
-
-try:  # the DAG container; it may move next to Network
-    from spikeloop.network import GraphNetwork
-except ImportError:
-    from spikeloop.interop import GraphNetwork
+from test_chip_analog import latency_input  # one spike per channel: the chip tests' input
 
 SPEC = AnalogChipSpec()
 DT = 0.5e-3
@@ -56,17 +53,6 @@ def dag_net(seed=0):
             scale = weight.abs().max() / SPEC.weight_max
             weight.copy_(torch.round(weight / scale) * scale)
     return net
-
-
-def latency_input(batch=16, steps=80, seed=0):
-    """One spike per channel and batch entry, channels 0–3 at random times, channel 4 early."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.zeros(steps, batch, 5)
-    times = torch.randint(4, 60, (batch, 4), generator=g)
-    for b in range(batch):
-        x[times[b], b, torch.arange(4)] = 1.0
-        x[4, b, 4] = 1.0
-    return x
 
 
 def test_populations_sum_every_input_projection_on_the_ideal_chip():
