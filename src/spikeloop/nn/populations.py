@@ -45,8 +45,8 @@ class Population(Layer):
     A subclass names its registered model description (``description``, a
     :class:`~spikeloop.dynamics.models.NeuronModel`: parameter and state records, step function,
     capabilities); the base class builds parameters, runs the time loop and describes itself
-    into the IR. Registering the class under the model's config name (``POPULATIONS``) makes it
-    available in configuration files.
+    into the IR. Defining the class registers it in ``POPULATIONS`` under the model's config
+    name (``description.config``), which configuration files use.
 
     Args:
         shape: number of neurons or a tuple (e.g. ``(C, H, W)`` after a convolution).
@@ -72,6 +72,8 @@ class Population(Layer):
         if d is not None:  # the class attributes users and tests read, from the description
             cls.model, cls.params_cls, cls.state_cls = d.name, d.params, d.state
             cls.spiking = d.spiking
+            if d.config is not None:  # the model's config name selects this class
+                POPULATIONS.add(d.config, cls)
 
     def __init__(
         self,
@@ -97,7 +99,7 @@ class Population(Layer):
             raise ParameterError(
                 f"{type(self).__name__} has no parameter {sorted(unknown)}; known: {names}"
             )
-        self.tensor_names = tuple(n for n in names if n not in _SETTINGS)
+        self.tensor_names = self.description.tensor_names
         learn = tuple(learn)
         bad = set(learn) - set(self.tensor_names)
         if bad:
@@ -245,28 +247,24 @@ class Population(Layer):
         return f"shape={self.shape}, dt={self.dt:g}, method={self.method!r}"
 
 
-@POPULATIONS.register("lif")
 class LIF(Population):
     """Voltage leaky integrate-and-fire population (see :func:`~spikeloop.dynamics.lif_step`)."""
 
     description = models.LIF
 
 
-@POPULATIONS.register("cuba_lif")
 class CubaLIF(Population):
     """Current-based LIF population (see :func:`~spikeloop.dynamics.cuba_lif_step`)."""
 
     description = models.CUBA_LIF
 
 
-@POPULATIONS.register("adaptive_lif")
 class AdaptiveLIF(Population):
     """Adaptive CUBA LIF with an AHP current (see :func:`~spikeloop.dynamics.adaptive_lif_step`)."""
 
     description = models.ADAPTIVE_LIF
 
 
-@POPULATIONS.register("adlif")
 class AdLIF(Population):
     """Adaptive LIF with subthreshold and spike-triggered adaptation
     (see :mod:`spikeloop.dynamics.adlif`)."""
@@ -274,28 +272,24 @@ class AdLIF(Population):
     description = adlif.ADLIF
 
 
-@POPULATIONS.register("if")
 class IF(Population):
     """Non-leaky integrate-and-fire population (see :func:`~spikeloop.dynamics.if_step`)."""
 
     description = models.IF
 
 
-@POPULATIONS.register("li")
 class LI(Population):
     """Voltage leaky-integrator readout (non-spiking, see :func:`~spikeloop.dynamics.li_step`)."""
 
     description = models.LI
 
 
-@POPULATIONS.register("cuba_li")
 class CubaLI(Population):
     """Current-based leaky-integrator readout (see :func:`~spikeloop.dynamics.cuba_li_step`)."""
 
     description = models.CUBA_LI
 
 
-@POPULATIONS.register("cuba_lif2")
 class CubaLIF2(Population):
     r"""Current-based LIF population with two synaptic currents
     (:func:`~spikeloop.dynamics.cuba_lif2_step`), as the Xylo chip's hidden neurons have.
