@@ -1,4 +1,4 @@
-"""Yin-Yang in the simulator and on the emulated analog chip: the README's results table.
+"""Yin-Yang in the simulator and on the emulated analog chip: the results table of README.md.
 
     python benchmarks/yinyang_chip.py [--seeds 0 1 2] [--hil-epochs 20] [overrides ...]
 

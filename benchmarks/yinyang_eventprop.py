@@ -1,4 +1,4 @@
-"""Yin-Yang trained with exact EventProp gradients on the event backend: the README's table.
+"""Yin-Yang trained with exact EventProp gradients on the event backend (docs/event-backend.md).
 
     python benchmarks/yinyang_eventprop.py [--seeds 0 1 2] [overrides ...]
     python benchmarks/yinyang_eventprop.py --report-only      # table from finished runs

@@ -402,7 +402,7 @@ def _snn_net(dt=1e-4):
 def test_spikeloop_to_snntorch():
     """spikeloop (Linear, LIF, CubaLIF with r = τ_mem/dt, which snnTorch requires) → NIR →
     snnTorch import: identical spikes. (snnTorch 1.0 rewires recurrent cycles so that the
-    feed-forward input passes through W_rec: recurrent graphs differ, see the README.)"""
+    feed-forward input passes through W_rec: recurrent graphs differ, see docs/nir.md.)"""
     pytest.importorskip("snntorch")
     from snntorch.import_nir import import_from_nir
 
