@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor
 
-from spikeloop.backends.executor import ModelHooks, execute
+from spikeloop.backends.executor import ModelHooks, execute, input_checkers
 from spikeloop.errors import ReplayError
 from spikeloop.ir import Graph
 from spikeloop.observables import NetworkOutput, Observables
@@ -53,7 +53,9 @@ def in_the_loop(
             (:class:`~spikeloop.errors.ReplayError` otherwise).
     """
     if replay is None:
-        populations, _ = execute(graph, x, ModelHooks(observed=observed.populations))
+        hooks = ModelHooks(observed=observed.populations,
+                           checkers=input_checkers(graph, "auto"))  # derived once per call
+        populations, _ = execute(graph, x, hooks)
     else:
         populations = dict(replay(observed.populations))
         for name, seen in observed.populations.items():

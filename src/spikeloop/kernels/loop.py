@@ -22,6 +22,7 @@ models that declare the ``"fused"`` engine.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
@@ -212,9 +213,7 @@ def _run_fused(
     recurrent: Recurrent | None, record_current: bool, record_v: bool,
 ) -> tuple[Observables, PopulationState]:
     steps, batch = x.shape[:2]
-    n = 1
-    for s in shape:
-        n *= s
+    n = math.prod(shape)
     spiking = model.spiking
     current = "i" in model.state._fields
     neuron = state.neuron._asdict()

@@ -220,17 +220,6 @@ class Population(Layer):
             return None
         return Recurrent(self.recurrent.weight, self.recurrent.bias)
 
-    def coefficients(self, p: Any) -> Any:
-        """The model's coefficients for ``p``, reused while ``p`` holds the same values
-        (:func:`spikeloop.kernels.loop.coefficients`)."""
-        return loop.coefficients(self.description, p, self.dt, self.method, self._ir_cache)
-
-    def fused_unsupported(
-        self, p: Any, recurrent: Callable[[Tensor], Tensor] | None = None
-    ) -> str | None:
-        """Why this population cannot run fused with parameters ``p`` (``None`` if it can)."""
-        return loop.fused_unsupported(self.description, p, self._recurrent(recurrent))
-
     @torch.no_grad()
     def constrain_(self, min_steps: float = 2.0) -> None:
         """Project learned time constants back to ``τ ≥ min_steps · dt`` (in place).
@@ -350,7 +339,7 @@ def _(module: Input, name, inputs, in_shape) -> list[Node]:
     return [Node(name, "input", "Input", (), module.shape)]
 
 
-_DESCRIBED_BY_MODEL = ("forward", "simulate", "parameter_record", "coefficients", "initial_state")
+_DESCRIBED_BY_MODEL = ("forward", "simulate", "parameter_record", "initial_state")
 
 
 @describe.register

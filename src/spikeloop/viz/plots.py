@@ -68,7 +68,6 @@ def _to_numpy(x: ArrayLike, name: str) -> np.ndarray:
     return arr
 
 
-_check_dt = check_dt
 
 
 def _batch_size(arr: np.ndarray, name: str) -> int:
@@ -227,7 +226,7 @@ def spike_raster(
         TimeStepError: ``dt`` not positive.
         NonFiniteError: spikes hold NaN/inf.
     """
-    dt = _check_dt(dt)
+    dt = check_dt(dt)
     arr = _select(spikes, "spikes", sample)
     if ax is None:
         fig = _new_figure((8.0, 1.5 + min(4.0, 0.05 * arr.shape[1] + 1.0)))
@@ -268,7 +267,7 @@ def raster_panel(
         ValueError: ``populations`` is empty.
         ShapeError: a wrong rank, mismatched ``T`` or ``sample`` out of range.
     """
-    dt = _check_dt(dt)
+    dt = check_dt(dt)
     if not populations:
         raise ValueError("populations is empty: pass at least one name -> spikes entry")
     arrays: dict[str, np.ndarray] = {}
@@ -337,7 +336,7 @@ def membrane_traces(
             shape mismatching ``v`` or ``labels`` length differing from ``neurons``.
         ValueError: ``neurons`` is empty.
     """
-    dt = _check_dt(dt)
+    dt = check_dt(dt)
     v_arr = _to_numpy(v, "v")
     trace = _select(v_arr, "v", sample)
     steps, n_total = trace.shape
@@ -441,7 +440,7 @@ def compare_traces(
         ShapeError: wrong rank, shapes differing between sources, ``sample`` or ``neuron``
             out of range.
     """
-    dt = _check_dt(dt)
+    dt = check_dt(dt)
     if not traces:
         raise ValueError("traces is empty: pass at least one name -> membrane potential entry")
     arrays = {name: _to_numpy(v, f"trace {name!r}") for name, v in traces.items()}
