@@ -30,6 +30,8 @@ import ctypes.util
 import os
 import platform
 
+from spikeloop.errors import ConfigError
+
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 256 << 20
@@ -57,3 +59,62 @@ def tune_allocator() -> bool:
     _applied = ok
     return ok
 
+
+
+# ---------------------------------------------------------------------------------- threads
+THREADS_ENV = "SPIKELOOP_THREADS"
+"""Environment variable that sets :func:`auto_threads`' answer (a positive integer)."""
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on: its affinity mask, capped by a cgroup v2 CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]  # noqa: SIM115
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def auto_threads() -> tuple[int, str]:
+    """The default intra-op thread count and why: half the usable cores, at least one.
+
+    A torch operator (and each of spikeloop's OpenMP kernels) splits its work over all its
+    threads and waits for the last one. When another busy process takes a core, one thread is
+    descheduled for a whole time slice and every operator waits for it: with torch's default
+    (one thread per core) on the 2-core CI machine the Yin-Yang demo took 747 s instead of 100 s
+    beside one other busy process (``../shared/PERF-NOTES.md``). Half the cores leaves room for
+    one competitor of the same size. ``SPIKELOOP_THREADS=N`` overrides it.
+    """
+    env = os.environ.get(THREADS_ENV)
+    if env is not None:
+        if not env.isdigit() or int(env) < 1:
+            raise ConfigError(f"{THREADS_ENV} must be a positive integer, got {env!r}")
+        return int(env), f"{THREADS_ENV}={env}"
+    cores = usable_cores()
+    n = max(1, cores // 2)
+    return n, f"auto: half of the {cores} usable cores, leaving room for other busy processes"
+
+
+def set_threads(threads: int | str | None = "auto") -> tuple[int, str]:
+    """Set torch's intra-op threads (which spikeloop's native kernels follow) for this process.
+
+    ``threads``: a positive integer, or ``"auto"``/``None`` for :func:`auto_threads`. Returns the
+    count and a sentence saying how it was chosen (the trainer puts it into the run summary).
+    """
+    import torch
+
+    if threads is None or threads == "auto":
+        n, why = auto_threads()
+    elif isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
+        n, why = threads, "run.threads"
+    else:
+        raise ConfigError(f"threads must be a positive integer or 'auto', got {threads!r}")
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n, why

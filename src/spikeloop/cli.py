@@ -1,75 +1,182 @@
 """The ``spikeloop`` command line.
 
-    spikeloop train CONFIG.yaml [key.sub=value ...]   train (overrides as YAML values)
-    spikeloop summary CONFIG.yaml [key.sub=value ...] print the network graph of a config
+    spikeloop train CONFIG.yaml [key.sub=value ...]    train (overrides as YAML values)
+    spikeloop resume RUN_FOLDER [key.sub=value ...]    continue an interrupted or stopped run
+    spikeloop summary CONFIG.yaml [key.sub=value ...]  print the network graph of a config
     spikeloop config [CONFIG.yaml] [key.sub=value ...] print the resolved config
+
+Every mistake in the command line, the config or the run folder ends in one line
+``spikeloop: error: …`` on stderr and exit status 2; Ctrl-C during training saves a checkpoint
+and ends with the resume command and exit status 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import yaml
 
 from spikeloop import __version__
-from spikeloop.errors import SpikeloopError
+from spikeloop.errors import SpikeloopError, TrainingInterrupted
+
+USAGE_ERROR = 2
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C'd program
+
+
+class UsageError(SpikeloopError):
+    """A command line spikeloop cannot act on."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports mistakes as a :class:`UsageError` instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="spikeloop",
         description="Train and run spiking neural networks on simulators and emulated chips.",
+        epilog="Overrides set config keys with YAML values: train.epochs=5 run.seed=1 "
+               "'model.hidden=[64, 32]'. `spikeloop config` lists every key.",
     )
     parser.add_argument("--version", action="version", version=f"spikeloop {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train a network from a YAML config")
-    train.add_argument("config", help="YAML config file (see configs/yinyang.yaml)")
-    train.add_argument("overrides", nargs="*", help="overrides like train.epochs=5 run.seed=1")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    train = sub.add_parser(
+        "train", help="train a network from a YAML config",
+        description="Train a network from a YAML config into a fresh run folder "
+                    "(run.out_dir/run.name; a name already used gets -2, -3 …).")
+    train.add_argument("config", nargs="?", metavar="CONFIG.yaml",
+                       help="YAML config file, e.g. configs/yinyang.yaml")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="config overrides like train.epochs=5 run.seed=1 (optional)")
     train.add_argument("--backend", help="where the forward pass runs: sim, event (exact, "
                        "EventProp), chip (analog, in the loop), xylo (integer chip); same as the "
                        "override train.backend=NAME")
+    resume = sub.add_parser(
+        "resume", help="continue an interrupted or stopped run from its checkpoint",
+        description="Continue the run in RUN_FOLDER from its checkpoint.pt, bit-identically to "
+                    "an uninterrupted run. The folder may have been renamed, copied or moved.")
+    resume.add_argument("run_dir", nargs="?", metavar="RUN_FOLDER",
+                        help="a run folder, e.g. runs/demo")
+    resume.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="only run.threads and train.progress may change (optional)")
     summary = sub.add_parser("summary", help="print the traced network graph of a config")
-    summary.add_argument("config")
-    summary.add_argument("overrides", nargs="*")
+    summary.add_argument("config", nargs="?", metavar="CONFIG.yaml")
+    summary.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     show = sub.add_parser("config", help="print the resolved config (defaults + file + overrides)")
-    show.add_argument("config", nargs="?")
-    show.add_argument("overrides", nargs="*")
+    show.add_argument("config", nargs="?", metavar="CONFIG.yaml",
+                      help="YAML config file (the defaults without one)")
+    show.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``spikeloop`` console script."""
-    parser = _parser()
-    # overrides may come before or after options: collect the leftover key=value items
-    args, extra = parser.parse_known_args(argv)
-    unknown = [e for e in extra if e.startswith("-") or "=" not in e]
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    args.overrides = [*getattr(args, "overrides", []), *extra]
-    from spikeloop.training import Trainer, load_config
+def _option_hint(option: str, value: str | None) -> str:
+    """For an unknown ``--name`` option: the override it probably meant."""
+    import typing
 
-    try:
-        overrides = list(args.overrides)
-        if getattr(args, "backend", None):
-            overrides.append(f"train.backend={args.backend}")
-        cfg = load_config(args.config, overrides)
+    from spikeloop.training.config import Config
+
+    key = option.lstrip("-").split("=", 1)[0].replace("-", "_")
+    given = option.split("=", 1)[1] if "=" in option else value
+    if given is not None and given.startswith("-"):
+        given = None
+    for name, section in typing.get_type_hints(Config).items():
+        if key in {f.name for f in dataclasses.fields(section)}:
+            return f"; config keys are set as overrides: {name}.{key}={given or 'VALUE'}"
+    return "; config keys are set as overrides like train.epochs=5 (`spikeloop config` lists them)"
+
+
+def _split(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; overrides may come before or after options."""
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        raise UsageError("give a command: train, resume, summary or config "
+                         "(see `spikeloop --help`)")
+    for k, item in enumerate(extra):
+        if item.startswith("-"):
+            following = extra[k + 1] if k + 1 < len(extra) else None
+            name = item.split("=", 1)[0]
+            raise UsageError(f"unknown option {name}{_option_hint(item, following)}")
+        if "=" not in item:
+            raise UsageError(f"unexpected argument {item!r}; overrides look like key.sub=value")
+    args.overrides = [*getattr(args, "overrides", []), *extra]
+    first = getattr(args, "config", None) or getattr(args, "run_dir", None)
+    if first is not None and "=" in first and not first.endswith((".yaml", ".yml")):
+        # a key=value in the first position: the config file / run folder is missing
+        args.overrides.insert(0, first)
+        first = None
         if args.command == "config":
-            print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
-        elif args.command == "summary":
-            print(Trainer(cfg).network.summary())
+            args.config = None
+        elif args.command == "resume":
+            args.run_dir = None
         else:
-            trainer = Trainer(cfg)
-            print(trainer.network.summary())
-            summary = trainer.fit()
-            print(json.dumps(summary, indent=2))
-            print(f"test accuracy: {summary['test_acc']:.4f}  "
-                  f"({summary['wall_seconds']:.0f} s, results in {trainer.dir}/)")
+            args.config = None
+    if args.command in ("train", "summary") and args.config is None:
+        raise UsageError(f"spikeloop {args.command} needs a config file: spikeloop "
+                         f"{args.command} CONFIG.yaml [key=value ...], e.g. configs/yinyang.yaml")
+    if args.command == "resume" and args.run_dir is None:
+        raise UsageError("spikeloop resume needs a run folder: spikeloop resume RUN_FOLDER, "
+                         "e.g. runs/demo")
+    seen: dict[str, str] = {}
+    for item in args.overrides:
+        if "=" not in item:
+            raise UsageError(f"unexpected argument {item!r}; overrides look like key.sub=value "
+                             f"(one config file per command)")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if key in seen and seen[key] != value:
+            raise UsageError(f"{key} is given twice ({seen[key]!r} and {value!r}); give it once")
+        seen[key] = value
+    backend = getattr(args, "backend", None)
+    if backend:
+        if "train.backend" in seen and seen["train.backend"] != backend:
+            raise UsageError(f"--backend {backend} and train.backend={seen['train.backend']} "
+                             f"disagree; give one of them")
+        args.overrides.append(f"train.backend={backend}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``spikeloop`` console script; returns the exit status."""
+    try:
+        args = _split(_parser(), argv)
+        from spikeloop.training import Trainer, load_config
+        from spikeloop.training.config import load_run_config
+
+        if args.command == "config":
+            cfg = load_config(args.config, args.overrides)
+            print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+            return 0
+        if args.command == "resume":
+            cfg = load_run_config(args.run_dir, args.overrides)
+        else:
+            cfg = load_config(args.config, args.overrides)
+        if args.command == "summary":
+            print(Trainer(cfg).network.summary())
+            return 0
+        trainer = Trainer(cfg)
+        print(trainer.network.summary())
+        summary = trainer.fit()
+        print(json.dumps(summary, indent=2))
+        print(f"test accuracy: {summary['test_acc']:.4f}  "
+              f"({summary['wall_seconds']:.0f} s, results in {trainer.dir}/)")
     except SpikeloopError as err:
         print(f"spikeloop: error: {err}", file=sys.stderr)
-        return 2
+        return USAGE_ERROR
+    except TrainingInterrupted as stop:
+        print(f"spikeloop: {stop}", file=sys.stderr)
+        return INTERRUPTED
+    except KeyboardInterrupt:
+        print("spikeloop: interrupted before training started; nothing was written",
+              file=sys.stderr)
+        return INTERRUPTED
     return 0
 
 

@@ -66,3 +66,25 @@ class WeightRangeError(MappingError):
 class NIRError(SpikeloopError, ValueError):
     """A model cannot be converted to or from NIR (a node type or feature without counterpart,
     an inconsistent graph) or a NIR file is malformed or truncated."""
+
+
+class RunFolderError(SpikeloopError, OSError):
+    """A run folder cannot be created or written, or does not hold what was asked of it (a
+    resume without a checkpoint)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on Ctrl-C (SIGINT) after saving what could be saved.
+
+    A ``KeyboardInterrupt``, so code that lets Ctrl-C through keeps doing so. ``checkpoint`` is
+    the checkpoint to resume from (``None`` when there is none yet), ``resume`` the command that
+    continues the run.
+    """
+
+    def __init__(self, message: str, checkpoint: str | None, resume: str | None) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.resume = resume
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

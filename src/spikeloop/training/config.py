@@ -39,12 +39,18 @@ class RunConfig:
     name: str = "yinyang"
     out_dir: str = "runs"
     seed: int = 0
-    threads: int | None = None
+    threads: int | str | None = "auto"
 
     def __post_init__(self) -> None:
-        _require_positive(self, "threads", allow_none=True)
+        if isinstance(self.threads, str) and self.threads != "auto":
+            raise ConfigError(f"run.threads must be a positive integer or 'auto', "
+                              f"got {self.threads!r}")
+        if not isinstance(self.threads, str):
+            _require_positive(self, "threads", allow_none=True)
         if self.seed < 0:
             raise ConfigError(f"run.seed must be ≥ 0, got {self.seed}")
+        if not self.name or self.name in (".", "..") or "/" in self.name or "\\" in self.name:
+            raise ConfigError(f"run.name must be a plain folder name (no '/'), got {self.name!r}")
 
 
 @dataclass(frozen=True)
@@ -227,7 +233,14 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(
+                f"override {item!r}: the value is not valid YAML ({problem}); quote lists and "
+                f"mappings for the shell, e.g. 'model.hidden=[64, 32]'"
+            ) from None
     return out
 
 
@@ -236,10 +249,34 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"config {str(path)!r} is a directory; give a YAML file such as "
+                              f"configs/yinyang.yaml (a run folder resumes with "
+                              f"`spikeloop resume {path}`)")
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cannot read config file {str(path)!r}: {err}") from None
+    return from_dict(Config, apply_overrides(data, overrides))
+
+
+def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """The config of the run in ``run_dir`` (its ``config.yaml``), set up to resume it there.
+
+    ``run.out_dir`` and ``run.name`` point at ``run_dir`` wherever the folder now lies (a copied
+    or moved run resumes in its new place) and ``train.resume`` is on; ``overrides`` may change
+    only what a resume allows (see :data:`spikeloop.training.trainer.RESUMABLE_CHANGES`).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"no run folder {str(run_dir)!r}")
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{str(run_dir)!r} is not a run folder: it has no config.yaml")
+    data = load_config(run_dir / "config.yaml").to_dict()
+    data["run"] |= {"out_dir": str(run_dir.resolve().parent), "name": run_dir.resolve().name}
+    data["train"]["resume"] = True
     return from_dict(Config, apply_overrides(data, overrides))

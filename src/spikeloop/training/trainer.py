@@ -1,23 +1,37 @@
-"""The training loop: progress bar, per-epoch metrics, curves, atomic checkpoints, resume.
+"""The training loop: progress, per-epoch metrics, curves, atomic checkpoints, resume, Ctrl-C.
 
-Everything a run writes lands in ``<out_dir>/<name>/``:
+Every run gets a folder of its own, ``<out_dir>/<name>/``; when that folder already holds
+another run, the new run takes the first free ``<name>-2``, ``<name>-3`` … and says so, so a
+run never writes into another run's folder. It holds:
 
-- ``config.yaml`` — the resolved config;
+- ``status.json`` — what the folder is: ``running``, ``finished``, ``failed`` (with the error)
+  or ``interrupted`` (with the command that resumes it), the command line, start/end times,
+  the epoch reached and every resume;
+- ``config.yaml`` — the resolved config, written once when the run starts;
 - ``metrics.json`` — one record per epoch (loss, accuracy, rates, lr, time), rewritten each epoch;
 - ``curves.png`` — training curves, redrawn each epoch;
 - ``checkpoint.pt`` — model, optimiser, schedule, RNG states and history, written atomically
-  (temporary file + ``os.replace``) after every epoch; ``train.resume=true`` continues from it
-  and gives bit-identical results to an uninterrupted run;
-- at the end ``summary.json`` (test accuracy, wall time, graph counts) and plots of one test
-  sample (``raster.png``, ``readout_membrane.png``).
+  (temporary file + ``os.replace``) after every epoch, and on Ctrl-C after the last finished
+  batch; ``spikeloop resume <folder>`` (or ``train.resume=true`` with the same ``run.name``)
+  continues from it with results bit-identical to an uninterrupted run;
+- at the end ``summary.json`` (test accuracy, wall time, graph counts, threads) and plots of one
+  test sample (``raster.png``, ``readout_membrane.png``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import difflib
+import importlib.metadata
 import json
 import os
 import random
+import shlex
+import signal
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,8 +44,9 @@ import yaml
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from spikeloop._runtime import set_threads
 from spikeloop.backends import get_backend
-from spikeloop.errors import CheckpointError, ConfigError
+from spikeloop.errors import CheckpointError, ConfigError, RunFolderError, TrainingInterrupted
 from spikeloop.network import Network
 from spikeloop.nn import NetworkOutput
 from spikeloop.training.config import Config
@@ -40,8 +55,24 @@ from spikeloop.training.losses import FiringRateRegularizer, Loss, make_loss
 from spikeloop.viz import membrane_traces, raster_panel, timed_traces, training_curves
 
 CHECKPOINT = "checkpoint.pt"
-RESUMABLE_CHANGES = {"train.resume", "train.progress", "run.threads"}
-"""Config keys that may differ between a checkpoint and the run that resumes it."""
+STATUS = "status.json"
+RESUMABLE_CHANGES = {"train.resume", "train.progress", "run.threads", "run.name", "run.out_dir"}
+"""Config keys that may differ between a checkpoint and the run that resumes it (a run folder
+may be renamed, copied or moved and resumed there)."""
+
+
+def _say(message: str) -> None:
+    """A notice for the person running the training (stderr, above any progress bar)."""
+    tqdm.write(message, file=sys.stderr)
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def resume_command(run_dir: Path) -> str:
+    """The shell command that resumes the run in ``run_dir``."""
+    return f"spikeloop resume {shlex.quote(str(run_dir))}"
 
 
 def _config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -56,12 +87,23 @@ def _config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") 
     return out
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write ``path`` via a temporary file in the same folder and ``os.replace``."""
+    """Write ``path`` via a temporary file in the same folder and ``os.replace``.
+
+    The file gets the permissions an ordinary ``open`` would give it (``0o666`` less the
+    umask), not the ``0o600`` of a temporary file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         write(Path(tmp))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -107,9 +149,7 @@ class Trainer:
     def __init__(self, config: Config) -> None:
         self.config = config
         run = config.run
-        if run.threads is not None:
-            torch.set_num_threads(run.threads)
-        self.dir = Path(run.out_dir) / run.name
+        self.threads, self.threads_reason = set_threads(run.threads)
         _seed_everything(run.seed)
         self.shuffle = torch.Generator().manual_seed(run.seed)
         init_gen = torch.Generator().manual_seed(run.seed + 1)
@@ -126,10 +166,37 @@ class Trainer:
         self.history: list[EpochMetrics] = []
         self.epoch = 0
         self.best: tuple[float, int, dict[str, Tensor]] | None = None  # val acc, epoch, weights
+        self._partial: dict[str, Any] | None = None  # the epoch in progress (Ctrl-C, resume)
         if config.train.init_from is not None:
             self.load_weights(Path(config.train.init_from))
-        if config.train.resume and (self.dir / CHECKPOINT).exists():
+        base = Path(run.out_dir) / run.name
+        self._claimed = self._resuming = False
+        self._saved: str | None = None  # what the checkpoint on disk holds
+        if config.train.resume:
+            self.dir = base
+            self._require_checkpoint()
             self.load_checkpoint(self.dir / CHECKPOINT)
+            self._claimed = self._resuming = True
+            self._saved = self._position()
+            _say(f"resuming {self.dir} from {self.dir / CHECKPOINT} ({self._saved})")
+        else:
+            self.dir = _free_folder(base)
+
+    def _require_checkpoint(self) -> None:
+        """Refuse ``train.resume`` when the run folder has no checkpoint, naming what exists."""
+        if (self.dir / CHECKPOINT).exists():
+            return
+        parent = self.dir.parent
+        runs = sorted(p.name for p in parent.iterdir() if (p / CHECKPOINT).exists()) \
+            if parent.is_dir() else []
+        near = difflib.get_close_matches(self.dir.name, runs, n=3)
+        hint = (f"; did you mean {', '.join(near)}?" if near else
+                f"; runs with a checkpoint in {str(parent)!r}: {', '.join(runs)}" if runs else "")
+        what = "has no checkpoint" if self.dir.is_dir() else "does not exist"
+        raise RunFolderError(
+            f"train.resume=true: run folder {str(self.dir)!r} {what} ({CHECKPOINT}), nothing to "
+            f"resume{hint}"
+        )
 
     # ------------------------------------------------------------------ steps
     def forward(self, spikes: Tensor) -> NetworkOutput:
@@ -158,19 +225,28 @@ class Trainer:
         n = len(split)
         return total_loss / n, correct / n, {k: v / n for k, v in rates.items()}
 
-    def train_epoch(self) -> tuple[float, float]:
-        """One pass over the training split in shuffled mini-batches; mean loss and accuracy."""
+    def train_epoch(self, interrupt: _Interrupt | None = None) -> tuple[float, float]:
+        """One pass over the training split in shuffled mini-batches; mean loss and accuracy.
+
+        With ``interrupt`` (what :meth:`fit` passes) a Ctrl-C ends the epoch after the batch in
+        progress: the epoch's position is kept for the checkpoint and :class:`_Stop` raised.
+        """
         cfg = self.config.train
         train = self.data["train"]
-        order = torch.randperm(len(train), generator=self.shuffle)
-        batches = [order[k : k + cfg.batch_size] for k in range(0, len(train), cfg.batch_size)]
-        if cfg.max_batches is not None:
-            batches = batches[: cfg.max_batches]
-        total, correct, seen = 0.0, 0, 0
-        bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not cfg.progress, unit="batch")
+        if self._partial is None:
+            order = torch.randperm(len(train), generator=self.shuffle)
+            n = -(-len(train) // cfg.batch_size)
+            self._partial = {"order": order, "done": 0, "batches": min(n, cfg.max_batches or n),
+                             "total": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        p = self._partial
+        order = p["order"]
+        t0 = time.perf_counter() - p["seconds"]
+        bar = tqdm(range(p["done"], p["batches"]), desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                   leave=False, disable=not self._bars, unit="batch", initial=p["done"],
+                   total=p["batches"])
         self.network.train()
-        for idx in bar:
+        for k in bar:
+            idx = order[k * cfg.batch_size : (k + 1) * cfg.batch_size]
             x, y = train.spikes[:, idx], train.labels[idx]
             out = self.forward(x)
             loss = self._objective(out, y)
@@ -178,46 +254,60 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             self.network.constrain_()
-            total += float(loss.detach()) * len(y)
-            correct += int((self.loss.predict(out) == y).sum())
-            seen += len(y)
-            bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{correct / seen:.3f}")
+            p["total"] += float(loss.detach()) * len(y)
+            p["correct"] += int((self.loss.predict(out) == y).sum())
+            p["seen"] += len(y)
+            p["done"] = k + 1
+            p["seconds"] = time.perf_counter() - t0
+            bar.set_postfix(loss=f"{p['total'] / p['seen']:.4f}",
+                            acc=f"{p['correct'] / p['seen']:.3f}")
+            if interrupt is not None and interrupt.requested and k + 1 < p["batches"]:
+                bar.close()
+                self.network.eval()
+                raise _Stop
         self.network.eval()
-        return total / seen, correct / seen
+        self._partial = None
+        return p["total"] / p["seen"], p["correct"] / p["seen"]
 
     # ------------------------------------------------------------------ loop
+    @property
+    def _bars(self) -> bool:
+        """Progress bars only on a terminal; logs get one line per epoch instead."""
+        return self.config.train.progress and sys.stderr.isatty()
+
     def fit(self, stop_after: int | None = None) -> dict[str, Any]:
         """Train to ``train.epochs`` (or stop after ``stop_after`` more epochs) and report.
 
         Returns the summary (also written to ``summary.json`` when training is complete).
+        Ctrl-C (SIGINT, main thread) finishes the batch in progress, saves a checkpoint of the
+        finished batches, marks the folder ``interrupted`` and raises
+        :class:`~spikeloop.errors.TrainingInterrupted` naming the resume command; a second
+        Ctrl-C stops at once (the last epoch's checkpoint stays). Any other error marks the
+        folder ``failed`` with the error.
         """
         cfg = self.config
-        self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.dir / "config.yaml",
-                     lambda p: p.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False)))
+        self._claim_folder()
         start = time.perf_counter()
         last = cfg.train.epochs if stop_after is None else min(cfg.train.epochs,
                                                                 self.epoch + stop_after)
-        epochs = tqdm(range(self.epoch, last), desc=cfg.run.name, disable=not cfg.train.progress,
-                      unit="epoch", initial=self.epoch, total=cfg.train.epochs)
-        for _ in epochs:
-            t0 = time.perf_counter()
-            train_loss, train_acc = self.train_epoch()
-            lr = self.optimizer.param_groups[0]["lr"]
-            if self.scheduler is not None:
-                self.scheduler.step()
-            val_loss, val_acc, rates = self.evaluate(self.data["val"])
-            self.epoch += 1
-            m = EpochMetrics(self.epoch, train_loss, train_acc, val_loss, val_acc, lr,
-                             time.perf_counter() - t0, rates)
-            self.history.append(m)
-            if cfg.train.keep_best and (self.best is None or val_acc > self.best[0]):
-                state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
-                self.best = (val_acc, self.epoch, state)
-            epochs.set_postfix(loss=f"{train_loss:.4f}", val_acc=f"{val_acc:.4f}")
+        if self.epoch >= cfg.train.epochs:
+            _say(f"{self.dir}: all {cfg.train.epochs} epochs are done; only testing")
+        try:
+            with _Interrupt() as interrupt:
+                epochs = tqdm(range(self.epoch, last), desc=cfg.run.name, disable=not self._bars,
+                              unit="epoch", initial=self.epoch, total=cfg.train.epochs)
+                for _ in epochs:
+                    self._run_epoch(interrupt, epochs)
+                    if interrupt.requested and self.epoch < last:
+                        raise _Stop
+        except _Stop:
             self.save_checkpoint(self.dir / CHECKPOINT)
-            _write_json(self.dir / "metrics.json", [h.flat() for h in self.history])
-            training_curves([h.flat() for h in self.history], path=self.dir / "curves.png")
+            raise self._interrupted("after the batch in progress") from None
+        except KeyboardInterrupt:
+            raise self._interrupted("at once (second Ctrl-C)") from None
+        except BaseException as err:
+            self._status(state="failed", error=f"{type(err).__name__}: {err}", ended=_now())
+            raise
         if self.epoch >= cfg.train.epochs and self.best is not None:
             self.network.load_state_dict(self.best[2])
             atomic_write(self.dir / "best.pt", lambda p: torch.save(
@@ -226,7 +316,107 @@ class Trainer:
         if self.epoch >= cfg.train.epochs:
             _write_json(self.dir / "summary.json", summary)
             self.plot_sample()
+            self._status(state="finished", ended=_now(), test_acc=summary["test_acc"])
+        else:
+            self._status(state="stopped", ended=_now(), resume=resume_command(self.dir))
         return summary
+
+    def _run_epoch(self, interrupt: _Interrupt, bar: Any) -> None:
+        cfg = self.config
+        seconds_before = self._partial["seconds"] if self._partial is not None else 0.0
+        t0 = time.perf_counter()
+        train_loss, train_acc = self.train_epoch(interrupt)
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.scheduler is not None:
+            self.scheduler.step()
+        val_loss, val_acc, rates = self.evaluate(self.data["val"])
+        self.epoch += 1
+        m = EpochMetrics(self.epoch, train_loss, train_acc, val_loss, val_acc, lr,
+                         seconds_before + time.perf_counter() - t0, rates)
+        self.history.append(m)
+        if cfg.train.keep_best and (self.best is None or val_acc > self.best[0]):
+            state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
+            self.best = (val_acc, self.epoch, state)
+        bar.set_postfix(loss=f"{train_loss:.4f}", val_acc=f"{val_acc:.4f}")
+        if cfg.train.progress and not self._bars:
+            _say(f"{cfg.run.name} epoch {self.epoch}/{cfg.train.epochs}: loss {train_loss:.4f}, "
+                 f"acc {train_acc:.4f}, val loss {val_loss:.4f}, val acc {val_acc:.4f} "
+                 f"({m.seconds:.1f} s)")
+        self.save_checkpoint(self.dir / CHECKPOINT)
+        _write_json(self.dir / "metrics.json", [h.flat() for h in self.history])
+        training_curves([h.flat() for h in self.history], path=self.dir / "curves.png")
+        self._status(epoch=self.epoch)
+
+    def _interrupted(self, how: str) -> TrainingInterrupted:
+        """Mark the folder interrupted and build the exception that says how to resume."""
+        ckpt = self.dir / CHECKPOINT
+        if not ckpt.exists():
+            self._status(state="interrupted", ended=_now(), resume=None)
+            return TrainingInterrupted(
+                f"interrupted in the first epoch, before any checkpoint; {self.dir} holds no "
+                f"checkpoint to resume from", None, None)
+        where = self._saved or "what an earlier session saved"
+        resume = resume_command(self.dir)
+        self._status(state="interrupted", ended=_now(), resume=resume, position=where)
+        return TrainingInterrupted(
+            f"interrupted {how}: the checkpoint {ckpt} holds {where}; resume with: {resume}",
+            str(ckpt), resume)
+
+    # ------------------------------------------------------------------ the run folder
+    def _claim_folder(self) -> None:
+        """Create this run's folder (the first free name), write config.yaml and status.json."""
+        if self._claimed:
+            if self._resuming:
+                self._resuming = False
+                if not (self.dir / "config.yaml").exists():
+                    atomic_write(self.dir / "config.yaml", lambda p: p.write_text(
+                        yaml.safe_dump(self.config.to_dict(), sort_keys=False)))
+                self._status(state="running", resumed=_now())
+            else:
+                self._status(state="running")
+            return
+        wanted = Path(self.config.run.out_dir) / self.config.run.name
+        while True:
+            try:
+                self.dir.mkdir(parents=True)
+                break
+            except FileExistsError:
+                if self.dir.is_dir() and not any(self.dir.iterdir()):
+                    break  # an empty folder holds no run
+                self.dir = _free_folder(wanted)
+            except OSError as err:
+                raise RunFolderError(
+                    f"cannot create the run folder {str(self.dir)!r}: {err.strerror}; set "
+                    f"run.out_dir to a folder you can write"
+                ) from None
+        self._claimed = True
+        if self.dir != wanted:
+            _say(f"{wanted} holds another run; this run writes to {self.dir}")
+        try:
+            atomic_write(self.dir / "config.yaml", lambda p: p.write_text(
+                yaml.safe_dump(self.config.to_dict(), sort_keys=False)))
+        except OSError as err:
+            raise RunFolderError(f"cannot write into the run folder {str(self.dir)!r}: "
+                                 f"{err.strerror}") from None
+        self._status(
+            state="running", started=_now(), command=shlex.join(sys.argv), pid=os.getpid(),
+            spikeloop=_version(), epochs=self.config.train.epochs, epoch=self.epoch,
+            threads=self.threads,
+        )
+
+    def _status(self, resumed: str | None = None, **fields: Any) -> None:
+        """Update ``status.json`` (what the folder holds and how its run ended)."""
+        path = self.dir / STATUS
+        status: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            status = json.loads(path.read_text())
+        if resumed is not None:
+            status.setdefault("resumed", []).append(
+                {"at": resumed, "epoch": self.epoch, "command": shlex.join(sys.argv)})
+            for key in ("ended", "error", "resume", "position", "test_acc"):
+                status.pop(key, None)
+        status |= fields
+        _write_json(path, status)
 
     def summary(self, wall: float) -> dict[str, Any]:
         """Final metrics: test/val accuracy and loss, wall time, network size."""
@@ -250,6 +440,8 @@ class Trainer:
             "parameters": g.num_parameters,
             "backend": self.config.train.backend,
             "torch_threads": torch.get_num_threads(),
+            "threads_chosen_by": self.threads_reason,
+            "run_dir": str(self.dir),
         }
 
     def plot_sample(self, index: int = 0) -> None:
@@ -311,9 +503,19 @@ class Trainer:
             "backend_rng": self.backend.get_rng_state(),
             "history": [h.__dict__ for h in self.history],
             "best": self.best,
+            "partial": self._partial,
             "config": self.config.to_dict(),
         }
         atomic_write(path, lambda p: torch.save(state, p))
+        self._saved = self._position()
+
+    def _position(self) -> str:
+        """Where training stands: epochs done and batches of the epoch in progress."""
+        where = f"epoch {self.epoch} of {self.config.train.epochs} done"
+        if self._partial is not None:
+            where += (f", and {self._partial['done']} of {self._partial['batches']} batches "
+                      f"of epoch {self.epoch + 1}")
+        return where
 
     def load_weights(self, path: Path) -> None:
         """Start from the network weights of another run's checkpoint (e.g. trained in the
@@ -331,7 +533,13 @@ class Trainer:
         try:
             state = torch.load(path, weights_only=False)
         except Exception as err:  # a truncated or foreign file
-            raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {err}") from None
+            size = path.stat().st_size if path.exists() else 0
+            why = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise CheckpointError(
+                f"cannot read checkpoint {str(path)!r} ({size} bytes): it is truncated or not a "
+                f"spikeloop checkpoint (torch.load: {why}); "
+                f"start a new run, or resume from a copy of the run folder that has an intact one"
+            ) from None
         changed = _config_changes(state.get("config", {}), self.config.to_dict())
         if changed:
             raise CheckpointError(
@@ -357,6 +565,54 @@ class Trainer:
         self.history = [EpochMetrics(**h) for h in state["history"]]
         self.best = state.get("best")
         self.epoch = state["epoch"]
+        self._partial = state.get("partial")
+
+
+class _Stop(Exception):  # internal control flow, never escapes fit()
+    """Ctrl-C was asked for: stop after the batch in progress."""
+
+
+class _Interrupt:
+    """While active (main thread only), the first Ctrl-C sets :attr:`requested` instead of
+    raising; the second raises ``KeyboardInterrupt`` at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _Interrupt:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        _say("Ctrl-C: finishing the batch in progress to save a checkpoint "
+             "(Ctrl-C again stops at once)")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _free_folder(base: Path) -> Path:
+    """``base`` if it is free (missing or empty), else the first free ``base-2``, ``base-3`` …"""
+    k = 1
+    while True:
+        path = base if k == 1 else base.with_name(f"{base.name}-{k}")
+        if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+            return path
+        k += 1
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("spikeloop")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _seed_everything(seed: int) -> None:
