@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean yinyang-bench bench bench-scaling eventprop-bench event-memory \
+.PHONY: demo test lint venv clean yinyang-bench bench bench-scaling bench-contention eventprop-bench event-memory \
 	xylo-example nir-matrix
 
 # NIR cross-framework test peers that require torch: installed with --no-deps (their light
@@ -67,6 +67,11 @@ bench: $(BENCH_STAMP)
 
 bench-scaling: $(BENCH_STAMP)
 	$(PY) benchmarks/speed_scaling.py $(BENCH_ARGS)
+
+# Slow-down beside another busy process (`yes`, a second training) for the demo, the EventProp
+# epoch and the speed rows; CONTENTION_ARGS passes options, e.g. "--threads auto 2".
+bench-contention: $(STAMP)
+	$(PY) benchmarks/contention.py $(CONTENTION_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -107,3 +107,13 @@ def test_compare_commits_smoke(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert {r["step"] for r in rows} == {"forward", "train"} and "| ff | train |" in text
     assert all(r["old_ms"] > 0 and r["new_ms"] > 0 and r["ratio"] > 0 for r in rows)
+
+
+def test_contention_benchmark_smoke(tmp_path):
+    run(str(ROOT / "benchmarks/contention.py"), "--quick", "--workloads", "demo",
+        "--competitors", "idle", "yes", "--out", str(tmp_path / "c"))
+    result = json.loads((tmp_path / "c.json").read_text())
+    rows = result["runs"]["auto"]
+    assert rows["idle"]["demo"]["value"] > 0 and rows["yes"]["demo"]["value"] > 0
+    assert rows["idle"]["demo"]["torch_threads"] >= 1
+    assert "| demo |" in (tmp_path / "c.md").read_text()

@@ -292,6 +292,9 @@ class Trainer:
                                                                 self.epoch + stop_after)
         if self.epoch >= cfg.train.epochs:
             _say(f"{self.dir}: all {cfg.train.epochs} epochs are done; only testing")
+        elif cfg.train.progress:
+            _say(f"{self.dir}: {self.backend.name} backend, {self.threads} torch thread"
+                 f"{'s' * (self.threads > 1)} ({self.threads_reason}; set run.threads to change)")
         try:
             with _Interrupt() as interrupt:
                 epochs = tqdm(range(self.epoch, last), desc=cfg.run.name, disable=not self._bars,
@@ -399,7 +402,7 @@ class Trainer:
             raise RunFolderError(f"cannot write into the run folder {str(self.dir)!r}: "
                                  f"{err.strerror}") from None
         self._status(
-            state="running", started=_now(), command=shlex.join(sys.argv), pid=os.getpid(),
+            state="running", started=_now(), command=_command_line(), pid=os.getpid(),
             spikeloop=_version(), epochs=self.config.train.epochs, epoch=self.epoch,
             threads=self.threads,
         )
@@ -412,7 +415,7 @@ class Trainer:
             status = json.loads(path.read_text())
         if resumed is not None:
             status.setdefault("resumed", []).append(
-                {"at": resumed, "epoch": self.epoch, "command": shlex.join(sys.argv)})
+                {"at": resumed, "epoch": self.epoch, "command": _command_line()})
             for key in ("ended", "error", "resume", "position", "test_acc"):
                 status.pop(key, None)
         status |= fields
@@ -606,6 +609,14 @@ def _free_folder(base: Path) -> Path:
         if not path.exists() or (path.is_dir() and not any(path.iterdir())):
             return path
         k += 1
+
+
+def _command_line() -> str:
+    """This process's command line (``spikeloop …`` for the console script or ``-m``)."""
+    first = sys.argv[0] if sys.argv else ""
+    if Path(first).name in ("spikeloop", "cli.py", "__main__.py"):
+        first = "spikeloop"
+    return shlex.join([first, *sys.argv[1:]])
 
 
 def _version() -> str:
