@@ -5,9 +5,12 @@ The main entry points are re-exported here; subpackages hold the rest:
 ``spikeloop.training``, ``spikeloop.data``, ``spikeloop.viz``.
 
 The first time loop on the CPU tunes glibc's allocator (see :mod:`spikeloop._runtime`;
-``SPIKELOOP_MALLOC=0`` turns that off).
+``SPIKELOOP_MALLOC=0`` turns that off). :func:`set_threads` picks torch's thread count the way
+the trainer does (``run.threads=auto``: half the usable cores, so another busy process on the
+machine does not stall every operator); a script that drives networks itself calls it once.
 """
 
+from spikeloop._runtime import set_threads
 from spikeloop.backends import BACKENDS, Backend, get_backend
 from spikeloop.errors import (
     CheckpointError,
@@ -46,5 +49,6 @@ __all__ = [
     "UnknownNameError",
     "__version__",
     "get_backend",
+    "set_threads",
     "trace",
 ]

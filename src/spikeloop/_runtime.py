@@ -1,4 +1,5 @@
-"""Process-level tuning applied when spikeloop first runs a time loop on the CPU.
+"""Process-level tuning: glibc's allocator (applied when spikeloop first runs a time loop on the
+CPU) and the intra-op thread count (:func:`set_threads`, which the trainer calls).
 
 glibc's ``malloc`` serves large blocks (above a threshold that adapts up to 32 MiB) with
 ``mmap`` and returns freed memory at the top of the heap to the OS. A time loop allocates the
