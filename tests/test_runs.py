@@ -299,3 +299,25 @@ def test_help_and_version_exit_0(capsys):
             main(argv)
         assert exc.value.code == 0
     assert "KEY=VALUE" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 1), (3, 1), (8, 4), (64, 32)])
+def test_auto_threads_leave_half_the_cores(cores, threads, monkeypatch):
+    import spikeloop._runtime as rt
+
+    monkeypatch.delenv("SPIKELOOP_THREADS", raising=False)
+    monkeypatch.setattr(rt, "usable_cores", lambda: cores)
+    n, why = rt.auto_threads()
+    assert n == threads and f"half of the {cores} usable cores" in why
+
+
+def test_bad_thread_settings_are_errors(monkeypatch):
+    import spikeloop._runtime as rt
+    from spikeloop.errors import ConfigError
+
+    monkeypatch.setenv("SPIKELOOP_THREADS", "0")
+    with pytest.raises(ConfigError, match="SPIKELOOP_THREADS must be a positive integer"):
+        rt.auto_threads()
+    with pytest.raises(ConfigError, match="threads must be a positive integer or 'auto'"):
+        rt.set_threads(0)
+    assert 1 <= rt.usable_cores() <= (os.cpu_count() or 1)
