@@ -303,6 +303,8 @@ class Trainer:
                     self._run_epoch(interrupt, epochs)
                     if interrupt.requested and self.epoch < last:
                         raise _Stop
+                epochs.close()
+                return self._finish(time.perf_counter() - start)  # a Ctrl-C now: finish first
         except _Stop:
             self.save_checkpoint(self.dir / CHECKPOINT)
             raise self._interrupted("after the batch in progress") from None
@@ -311,11 +313,15 @@ class Trainer:
         except BaseException as err:
             self._status(state="failed", error=f"{type(err).__name__}: {err}", ended=_now())
             raise
+
+    def _finish(self, wall: float) -> dict[str, Any]:
+        """Test, write the summary and the plots (when all epochs are done), mark the folder."""
+        cfg = self.config
         if self.epoch >= cfg.train.epochs and self.best is not None:
             self.network.load_state_dict(self.best[2])
             atomic_write(self.dir / "best.pt", lambda p: torch.save(
                 {"model": self.best[2], "epoch": self.best[1], "val_acc": self.best[0]}, p))
-        summary = self.summary(time.perf_counter() - start)
+        summary = self.summary(wall)
         if self.epoch >= cfg.train.epochs:
             _write_json(self.dir / "summary.json", summary)
             self.plot_sample()
