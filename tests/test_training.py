@@ -6,6 +6,7 @@ import re
 import pytest
 import torch
 
+from spikeloop.backends import BackendBase, get_backend
 from spikeloop.cli import main
 from spikeloop.errors import (
     CheckpointError,
@@ -16,6 +17,7 @@ from spikeloop.errors import (
     UnknownNameError,
 )
 from spikeloop.nn import ExecutionReport, NetworkOutput, Observables
+from spikeloop.observables import ReadoutRange
 from spikeloop.training import (
     FiringRateRegularizer,
     FirstSpikeCE,
@@ -176,6 +178,9 @@ def test_training_with_the_chip_in_the_loop(tmp_path):
     t = Trainer(tiny(tmp_path, "train.epochs=2", "train.backend={name: chip, seed: 1}"))
     summary = t.fit()
     assert summary["backend"] == {"name": "chip", "seed": 1}
+    assert summary["readout_saturation"]["readout"] == "chip 8-bit ADC read-out"
+    assert 0.0 <= summary["readout_saturated_fraction"] <= 1.0
+    assert summary["tested_epoch"] == summary["best_epoch"]
     assert t.history[-1].train_loss < t.history[0].train_loss
     assert (tmp_path / "tiny" / "device_vs_sim_membrane.png").stat().st_size > 0
     # weights trained elsewhere can be deployed as they are
@@ -185,6 +190,61 @@ def test_training_with_the_chip_in_the_loop(tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(CheckpointError, match="no checkpoint"):
         Trainer(tiny(tmp_path / "c", "train.init_from=/nonexistent.pt"))
+
+
+class ClippedSim(BackendBase):
+    """The simulator with its readout membrane clipped to ``[low, high]``, as an ADC would."""
+
+    name = "clipped"
+    differentiable = True
+
+    def __init__(self, low: float, high: float) -> None:
+        self.sim, self.low, self.high = get_backend("sim"), low, high
+
+    def run(self, graph, x, state=None):
+        out = self.sim.run(graph, x, state)
+        pops = dict(out.populations)
+        pops[out.output_name] = Observables(v=out.output.v.clamp(self.low, self.high))
+        return NetworkOutput(pops, out.output_name, out.state, out.report)
+
+    def readout_range(self, graph, population):
+        n = graph[population].num_neurons
+        return ReadoutRange(torch.full((n,), self.low), torch.full((n,), self.high), 1e-4,
+                            "test read-out", "model units")
+
+
+def test_readout_saturated_fraction_counts_the_test_samples_at_the_limits(tmp_path):
+    t = Trainer(tiny(tmp_path))
+    test = t.data["test"]
+    with torch.no_grad():
+        v = t.network(test.spikes, backend="sim").output.v  # [T, 60, 3]
+    peak, trough = v.amax((0, 2)).sort().values, v.amin((0, 2)).sort().values
+    high = float(peak[44] + peak[45]) / 2  # 15 of the 60 samples reach above it
+    low = float(trough[5] + trough[6]) / 2  # 6 reach below it
+    assert float(peak[45] - peak[44]) > 1e-3 and float(trough[6] - trough[5]) > 1e-3
+    summary = t.summary(0.0)
+    assert summary["readout_saturated_fraction"] is None  # the simulator: no limits
+    assert summary["readout_saturation"] is None
+    t.backend = t.network.backend = ClippedSim(low, high)
+    expected_any = int(((v.amax((0, 2)) > high) | (v.amin((0, 2)) < low)).sum()) / 60
+    summary = t.summary(0.0)
+    assert summary["readout_saturation"] == {
+        "any": expected_any, "ceiling": 15 / 60, "floor": 6 / 60, "readout": "test read-out"}
+    assert summary["readout_saturated_fraction"] == expected_any
+    assert t.readout_saturation(test, batch_size=7) == summary["readout_saturation"]
+
+
+def test_tested_epoch_and_plot_titles(tmp_path):
+    t = Trainer(tiny(tmp_path, "train.epochs=3", "train.keep_best=false"))
+    assert t.tested_epoch() is None
+    t.fit()
+    assert t.tested_epoch() == 3  # the last epoch without keep_best
+    assert t._title("curves") == "tiny [sim]: curves"
+    best = Trainer(tiny(tmp_path / "b", "train.epochs=3", "train.keep_best=true",
+                        "train.backend={name: chip, seed: 2}"))
+    assert best._title("x") == "tiny [chip (seed=2)]: x"
+    assert len(best._title("a long description of what a figure shows, then more")
+               .split("\n")) == 2
 
 
 def test_corrupt_or_foreign_checkpoint_is_a_clear_error(tmp_path):
