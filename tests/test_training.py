@@ -48,6 +48,29 @@ def test_max_membrane_ce_and_prediction():
     assert float(loss(out, torch.tensor([1, 0]))) == pytest.approx(float(expected))
 
 
+def test_max_membrane_ce_bounds_penalise_membranes_outside_them():
+    v = torch.zeros(5, 2, 3)
+    v[2, 0, 1] = 3.5   # 0.5 above high
+    v[3, 0, 1] = 3.2
+    v[1, 1, 0] = -2.0  # 0.8 below low
+    v[4, 1, 2] = 1.0   # inside
+    out = output(out={"v": v.clone().requires_grad_()})
+    y = torch.tensor([1, 2])
+    plain = MaxMembraneCE(scale=0.2)(out, y)
+    bounded = MaxMembraneCE(scale=0.2, bounds=(-1.2, 3.0), bounds_strength=2.0)
+    total = bounded(out, y)
+    assert float((total - plain).detach()) == pytest.approx(2.0 * (0.5**2 + 0.8**2) / 2)
+    assert bounded.predict(out).tolist() == [1, 2]  # the prediction does not change
+    (grad,) = torch.autograd.grad(total - plain, out.output.v)
+    assert float(grad[2, 0, 1]) == pytest.approx(2.0 * 2 * 0.5 / 2)  # at the maximum only
+    assert float(grad[1, 1, 0]) == pytest.approx(-2.0 * 2 * 0.8 / 2)  # at the minimum only
+    assert int((grad != 0).sum()) == 2
+    assert make_loss({"name": "max_membrane_ce", "bounds": [-1, 3]}).bounds == (-1.0, 3.0)
+    for bad in ({"bounds": [3, 1]}, {"bounds": [1]}, {"scale": 0}, {"bounds_strength": -1}):
+        with pytest.raises(ParameterError, match="max_membrane_ce"):
+            make_loss({"name": "max_membrane_ce", **bad})
+
+
 def test_first_spike_times_and_loss():
     z = torch.zeros(6, 1, 3)
     z[2, 0, 0] = z[4, 0, 0] = 1  # first at step 2 → t = 3 dt
