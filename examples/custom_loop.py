@@ -71,7 +71,9 @@ def main() -> None:
     print(f"test accuracy {acc:.4f}; hidden rate {out['hidden'].spikes.mean() / dt:.1f} Hz; "
           f"step-by-step run identical: {same}")
     path = Path(args.out) / "raster.png"
-    raster_panel({k: v.spikes for k, v in out.items() if v.spikes is not None}, dt, path=path)
+    raster_panel({k: v.spikes for k, v in out.items() if v.spikes is not None}, dt,
+                 inputs=(net.graph.input.name,), title="custom loop [sim]: test sample 0",
+                 path=path)
     print(f"raster written to {path}")
 
 

@@ -208,6 +208,38 @@ def test_adc_quantises_saturates_and_interpolates():
     torch.testing.assert_close(lsb[5], true[4] + (true[7] - true[4]) / 3, rtol=0, atol=1e-3)
 
 
+def test_readout_range_is_the_adc_range_and_marks_the_saturated_runs():
+    """Entries 0-3 drive the readout far beyond the ADC (class 0 up, class 1 down), entries
+    4-7 get no input and rest at the leak: exactly half the runs saturate, at both limits."""
+    net, x = yinyang_net(), latency_input(batch=8)
+    x[:, 4:] = 0.0
+    with torch.no_grad():
+        net.layers.fc1.weight.fill_(3.0)
+        net.layers.fc2.weight.zero_()
+        net.layers.fc2.weight[0] = 2.0
+        net.layers.fc2.weight[1] = -2.0
+    chip = AnalogChipBackend(0)
+    with torch.no_grad():
+        out = net(x, backend=chip)
+        true = net(x, backend=AnalogChipBackend(0, noise=False, adc="ideal")).output.v
+    assert float(true[:, :4, 0].max()) > 5.0 and float(true[:, :4, 1].min()) < -3.0
+    limits = chip.readout_range(net.graph, "output")
+    assert limits.description == "chip 8-bit ADC read-out"
+    assert limits.resolution == pytest.approx(1 / SPEC.lsb_per_unit)
+    # codes 0 and 255 around each calibrated circuit's leak (≈ 80 LSB): ≈ −1.6 … 3.5 model units
+    torch.testing.assert_close(limits.high - limits.low, torch.full((3,), 255 / 50.0))
+    assert limits.high.sub(3.5).abs().max() < 0.1 and limits.low.add(1.6).abs().max() < 0.1
+    v = out.output.v
+    assert float(v.max()) == pytest.approx(float(limits.high.max()), abs=1e-5)  # clipped there
+    ceiling, floor = limits.saturated(v)
+    assert ceiling.tolist() == floor.tolist() == [True] * 4 + [False] * 4
+    assert get_backend("sim").readout_range(net.graph, "output") is None
+    assert AnalogChipBackend(0, adc="ideal").readout_range(net.graph, "output") is None
+    observed = get_backend({"name": "event", "observe": chip})
+    assert observed.readout_range(net.graph, "output").high.equal(limits.high)
+    assert get_backend("event").readout_range(net.graph, "output") is None
+
+
 def test_adc_runs_are_independent_and_short_runs_work():
     v = torch.sin(torch.linspace(0, 6, 30))[:, None, None].expand(30, 2, 3).clone()
     g = torch.Generator().manual_seed(0)

@@ -302,6 +302,21 @@ def test_non_finite_input_is_named_whichever_path_checks_it(kernel, density, bad
     assert (x.numel() in seen) != events  # the event path never reads all of x for the check
 
 
+def test_a_backend_must_say_its_readout_range():
+    class Partial:  # all of the protocol but readout_range
+        name, differentiable = "partial", True
+
+        def run(self, graph, x, state=None): ...
+        def get_rng_state(self): ...
+        def set_rng_state(self, state): ...
+        def with_dense(self, population, neuron): ...
+
+    with pytest.raises(ParameterError, match=r"\['readout_range'\]"):
+        get_backend(Partial())
+    net = mixed_net()
+    assert get_backend("sim").readout_range(net.graph, net.graph.output.name) is None
+
+
 def test_unknown_backend_and_time_step_errors():
     with pytest.raises(UnknownNameError, match="chipz"):
         mixed_net()(spikes(3, 1, 6), backend="chipz")

@@ -6,6 +6,7 @@ import re
 import pytest
 import torch
 
+from spikeloop.backends import BackendBase, get_backend
 from spikeloop.cli import main
 from spikeloop.errors import (
     CheckpointError,
@@ -16,6 +17,7 @@ from spikeloop.errors import (
     UnknownNameError,
 )
 from spikeloop.nn import ExecutionReport, NetworkOutput, Observables
+from spikeloop.observables import ReadoutRange
 from spikeloop.training import (
     FiringRateRegularizer,
     FirstSpikeCE,
@@ -44,6 +46,29 @@ def test_max_membrane_ce_and_prediction():
     expected = torch.nn.functional.cross_entropy(
         torch.tensor([[0.0, 2.0, 0.0], [0.0, 0.0, 1.0]]), torch.tensor([1, 0]))
     assert float(loss(out, torch.tensor([1, 0]))) == pytest.approx(float(expected))
+
+
+def test_max_membrane_ce_bounds_penalise_membranes_outside_them():
+    v = torch.zeros(5, 2, 3)
+    v[2, 0, 1] = 3.5   # 0.5 above high
+    v[3, 0, 1] = 3.2
+    v[1, 1, 0] = -2.0  # 0.8 below low
+    v[4, 1, 2] = 1.0   # inside
+    out = output(out={"v": v.clone().requires_grad_()})
+    y = torch.tensor([1, 2])
+    plain = MaxMembraneCE(scale=0.2)(out, y)
+    bounded = MaxMembraneCE(scale=0.2, bounds=(-1.2, 3.0), bounds_strength=2.0)
+    total = bounded(out, y)
+    assert float((total - plain).detach()) == pytest.approx(2.0 * (0.5**2 + 0.8**2) / 2)
+    assert bounded.predict(out).tolist() == [1, 2]  # the prediction does not change
+    (grad,) = torch.autograd.grad(total - plain, out.output.v)
+    assert float(grad[2, 0, 1]) == pytest.approx(2.0 * 2 * 0.5 / 2)  # at the maximum only
+    assert float(grad[1, 1, 0]) == pytest.approx(-2.0 * 2 * 0.8 / 2)  # at the minimum only
+    assert int((grad != 0).sum()) == 2
+    assert make_loss({"name": "max_membrane_ce", "bounds": [-1, 3]}).bounds == (-1.0, 3.0)
+    for bad in ({"bounds": [3, 1]}, {"bounds": [1]}, {"scale": 0}, {"bounds_strength": -1}):
+        with pytest.raises(ParameterError, match="max_membrane_ce"):
+            make_loss({"name": "max_membrane_ce", **bad})
 
 
 def test_first_spike_times_and_loss():
@@ -176,6 +201,9 @@ def test_training_with_the_chip_in_the_loop(tmp_path):
     t = Trainer(tiny(tmp_path, "train.epochs=2", "train.backend={name: chip, seed: 1}"))
     summary = t.fit()
     assert summary["backend"] == {"name": "chip", "seed": 1}
+    assert summary["readout_saturation"]["readout"] == "chip 8-bit ADC read-out"
+    assert 0.0 <= summary["readout_saturated_fraction"] <= 1.0
+    assert summary["tested_epoch"] == summary["best_epoch"]
     assert t.history[-1].train_loss < t.history[0].train_loss
     assert (tmp_path / "tiny" / "device_vs_sim_membrane.png").stat().st_size > 0
     # weights trained elsewhere can be deployed as they are
@@ -185,6 +213,61 @@ def test_training_with_the_chip_in_the_loop(tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(CheckpointError, match="no checkpoint"):
         Trainer(tiny(tmp_path / "c", "train.init_from=/nonexistent.pt"))
+
+
+class ClippedSim(BackendBase):
+    """The simulator with its readout membrane clipped to ``[low, high]``, as an ADC would."""
+
+    name = "clipped"
+    differentiable = True
+
+    def __init__(self, low: float, high: float) -> None:
+        self.sim, self.low, self.high = get_backend("sim"), low, high
+
+    def run(self, graph, x, state=None):
+        out = self.sim.run(graph, x, state)
+        pops = dict(out.populations)
+        pops[out.output_name] = Observables(v=out.output.v.clamp(self.low, self.high))
+        return NetworkOutput(pops, out.output_name, out.state, out.report)
+
+    def readout_range(self, graph, population):
+        n = graph[population].num_neurons
+        return ReadoutRange(torch.full((n,), self.low), torch.full((n,), self.high), 1e-4,
+                            "test read-out", "model units")
+
+
+def test_readout_saturated_fraction_counts_the_test_samples_at_the_limits(tmp_path):
+    t = Trainer(tiny(tmp_path))
+    test = t.data["test"]
+    with torch.no_grad():
+        v = t.network(test.spikes, backend="sim").output.v  # [T, 60, 3]
+    peak, trough = v.amax((0, 2)).sort().values, v.amin((0, 2)).sort().values
+    high = float(peak[44] + peak[45]) / 2  # 15 of the 60 samples reach above it
+    low = float(trough[5] + trough[6]) / 2  # 6 reach below it
+    assert float(peak[45] - peak[44]) > 1e-3 and float(trough[6] - trough[5]) > 1e-3
+    summary = t.summary(0.0)
+    assert summary["readout_saturated_fraction"] is None  # the simulator: no limits
+    assert summary["readout_saturation"] is None
+    t.backend = t.network.backend = ClippedSim(low, high)
+    expected_any = int(((v.amax((0, 2)) > high) | (v.amin((0, 2)) < low)).sum()) / 60
+    summary = t.summary(0.0)
+    assert summary["readout_saturation"] == {
+        "any": expected_any, "ceiling": 15 / 60, "floor": 6 / 60, "readout": "test read-out"}
+    assert summary["readout_saturated_fraction"] == expected_any
+    assert t.readout_saturation(test, batch_size=7) == summary["readout_saturation"]
+
+
+def test_tested_epoch_and_plot_titles(tmp_path):
+    t = Trainer(tiny(tmp_path, "train.epochs=3", "train.keep_best=false"))
+    assert t.tested_epoch() is None
+    t.fit()
+    assert t.tested_epoch() == 3  # the last epoch without keep_best
+    assert t._title("curves") == "tiny [sim]: curves"
+    best = Trainer(tiny(tmp_path / "b", "train.epochs=3", "train.keep_best=true",
+                        "train.backend={name: chip, seed: 2}"))
+    assert best._title("x") == "tiny [chip (seed=2)]: x"
+    assert len(best._title("a long description of what a figure shows, then more")
+               .split("\n")) == 2
 
 
 def test_corrupt_or_foreign_checkpoint_is_a_clear_error(tmp_path):

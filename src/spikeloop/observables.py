@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spikeloop.errors import ShapeError
+
 
 @dataclass(frozen=True)
 class DenseTrace:
@@ -54,6 +56,41 @@ class Observables:
             name: torch.cat([getattr(p, name) for p in parts], dim=0)
             for name, _ in parts[0].items()
         })
+
+
+@dataclass(frozen=True)
+class ReadoutRange:
+    """What a backend's membrane read-out of one population can report (e.g. a chip's ADC).
+
+    Attributes:
+        low, high: the lowest and highest value the read-out can return, per neuron ``[N]``,
+            in model units (the units of ``Observables.v``); a membrane beyond them reads as
+            the limit (saturation).
+        resolution: model units per read-out code (one ADC LSB); ``0`` for a continuous one.
+        description: what the read-out is, for plots and reports (``"chip 8-bit ADC read-out"``).
+        unit: how its values relate to the model's units, for axis labels.
+    """
+
+    low: Tensor
+    high: Tensor
+    resolution: float
+    description: str
+    unit: str
+
+    def saturated(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Which batch entries of ``v [T, B, N]`` read the ceiling / the floor at any time step
+        of any neuron: two bool tensors ``[B]``.
+
+        A value within half a code of a limit is at it (the read-out can report nothing between
+        the last code and the limit), so values interpolated between samples count only where
+        a sample itself was at the limit.
+        """
+        if v.dim() != 3 or v.shape[-1] != self.high.numel():
+            raise ShapeError(f"v must be [T, B, {self.high.numel()}], got {tuple(v.shape)}")
+        tol = max(self.resolution / 2, 1e-6 * float(self.high.abs().max()))
+        high = self.high.to(v.dtype).reshape(1, 1, -1)
+        low = self.low.to(v.dtype).reshape(1, 1, -1)
+        return (v >= high - tol).any(-1).any(0), (v <= low + tol).any(-1).any(0)
 
 
 @dataclass

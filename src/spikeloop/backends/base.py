@@ -21,7 +21,7 @@ from torch import Tensor
 
 from spikeloop.errors import DeviceError, ParameterError
 from spikeloop.ir import Graph
-from spikeloop.observables import NetworkOutput
+from spikeloop.observables import NetworkOutput, ReadoutRange
 from spikeloop.registry import Registry
 
 
@@ -35,7 +35,8 @@ class Backend(Protocol):
             through the in-the-loop bridge, :func:`~spikeloop.backends.in_the_loop`).
 
     :class:`BackendBase` gives the defaults of everything but :meth:`run` for a backend without
-    a random stream of its own and without a high-rate membrane recording.
+    a random stream of its own, without a high-rate membrane recording and with an unbounded
+    membrane read-out.
     """
 
     name: str
@@ -61,9 +62,16 @@ class Backend(Protocol):
         (``Observables.dense``, batch entry 0; a chip's fast ADC), or ``None`` if it cannot."""
         ...
 
+    def readout_range(self, graph: Graph, population: str) -> ReadoutRange | None:
+        """What the membrane read-out (``Observables.v``) of ``population`` can report when
+        ``graph`` runs here: its limits (a chip ADC's floor and ceiling, in model units), its
+        resolution and a description; ``None`` if the read-out has no limits (a simulator)."""
+        ...
+
 
 class BackendBase:
-    """Defaults of the :class:`Backend` protocol: no random stream, no dense recording."""
+    """Defaults of the :class:`Backend` protocol: no random stream, no dense recording, an
+    unbounded read-out."""
 
     def get_rng_state(self) -> Tensor | None:
         """``None``: this backend draws no random numbers of its own."""
@@ -79,6 +87,10 @@ class BackendBase:
         """``None``: no high-rate membrane recording."""
         return None
 
+    def readout_range(self, graph: Graph, population: str) -> ReadoutRange | None:
+        """``None``: the membrane is returned as computed, without limits or codes."""
+        return None
+
 
 BACKENDS: Registry[Callable[..., Backend]] = Registry("backend", entry_points="spikeloop.backends")
 
@@ -89,7 +101,7 @@ def get_backend(spec: str | Backend | Mapping[str, Any]) -> Backend:
         return spec
     if hasattr(spec, "run"):
         missing = [m for m in ("name", "differentiable", "get_rng_state", "set_rng_state",
-                               "with_dense") if not hasattr(spec, m)]
+                               "with_dense", "readout_range") if not hasattr(spec, m)]
         raise ParameterError(f"{type(spec).__name__} is not a complete backend: it lacks "
                              f"{missing} (inherit spikeloop.backends.BackendBase for the "
                              "defaults)")

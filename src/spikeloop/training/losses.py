@@ -7,6 +7,10 @@ named population). Registered in :data:`LOSSES`; build one with :func:`make_loss
 =====================  ========================================================================
 ``max_membrane_ce``    :math:`\mathrm{CE}(\mathrm{softmax}(\max_t v_{t}/τ_{s}), y)` on the readout
                        membrane (LI/CubaLI); prediction :math:`\arg\max_c \max_t v_{t,c}`.
+                       With ``bounds`` :math:`(v_{lo}, v_{hi})` plus :math:`λ\,\mathrm{mean}_b
+                       \sum_c [\mathrm{relu}(\max_t v - v_{hi})^2 + \mathrm{relu}(v_{lo} -
+                       \min_t v)^2]`, which keeps the membrane inside a read-out's range (a
+                       chip's ADC, whose limits a readout trained without them runs into).
 ``first_spike_ce``     :math:`\mathrm{CE}(\mathrm{softmax}(-t^{first}/τ_0), y) + α\,
                        (e^{t^{first}_y/τ_1} - 1)` (Göltz et al. 2021); prediction: earliest
                        spike. :math:`t^{first}_c = \sum_k t_k f_{k,c}
@@ -102,9 +106,46 @@ def _require(obs: Observables, field: str, loss: str) -> Tensor:
 @LOSSES.register("max_membrane_ce")
 @dataclass(frozen=True)
 class MaxMembraneCE(Loss):
-    """Cross-entropy on the max-over-time readout membrane, divided by ``scale``."""
+    """Cross-entropy on the max-over-time readout membrane, divided by ``scale``.
+
+    Args:
+        scale: logits are ``max_t v / scale``.
+        bounds: ``(low, high)``: penalise membranes above ``high`` or below ``low`` (model
+            units) at any time step, ``bounds_strength · (relu(max_t v − high)² +
+            relu(low − min_t v)²)`` summed over classes, averaged over the batch (on the grid
+            membrane ``v``, also on the event backend). ``None``: no penalty.
+        bounds_strength: ``λ`` of that penalty.
+    """
 
     scale: float = 1.0
+    bounds: tuple[float, float] | None = None
+    bounds_strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.scale > 0:
+            raise ParameterError(f"max_membrane_ce: scale must be > 0, got {self.scale}")
+        if self.bounds is not None:
+            try:
+                low, high = (float(b) for b in self.bounds)
+            except (TypeError, ValueError):
+                raise ParameterError(f"max_membrane_ce: bounds must be [low, high], got "
+                                     f"{self.bounds!r}") from None
+            if not low < high:
+                raise ParameterError(f"max_membrane_ce: bounds need low < high, got "
+                                     f"{self.bounds!r}")
+            object.__setattr__(self, "bounds", (low, high))
+        if not self.bounds_strength >= 0:
+            raise ParameterError(f"max_membrane_ce: bounds_strength must be ≥ 0, got "
+                                 f"{self.bounds_strength}")
+
+    def __call__(self, output: NetworkOutput, target: Tensor) -> Tensor:
+        loss = super().__call__(output, target)
+        if self.bounds is None:
+            return loss
+        v = _require(self.observables(output), "v", "max_membrane_ce with bounds")
+        low, high = self.bounds
+        excess = F.relu(v.max(0).values - high) ** 2 + F.relu(low - v.min(0).values) ** 2
+        return loss + self.bounds_strength * excess.sum(-1).mean()
 
     def logits(self, output: NetworkOutput) -> Tensor:
         obs = self.observables(output)

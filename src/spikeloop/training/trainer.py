@@ -14,8 +14,10 @@ run never writes into another run's folder. It holds:
   (temporary file + ``os.replace``) after every epoch, and on Ctrl-C after the last finished
   batch; ``spikeloop resume <folder>`` (or ``train.resume=true`` with the same ``run.name``)
   continues from it with results bit-identical to an uninterrupted run;
-- at the end ``summary.json`` (test accuracy, wall time, graph counts, threads) and plots of one
-  test sample (``raster.png``, ``readout_membrane.png``).
+- at the end ``summary.json`` (test accuracy, wall time, graph counts, threads, the fraction of
+  test samples whose read-out saturated), ``curves.png`` again with the tested epoch marked,
+  and plots of one test sample (``raster.png``, ``readout_membrane.png``); plots are titled
+  with the run name and the backend.
 """
 
 from __future__ import annotations
@@ -353,7 +355,7 @@ class Trainer:
                  f"({m.seconds:.1f} s)")
         self.save_checkpoint(self.dir / CHECKPOINT)
         _write_json(self.dir / "metrics.json", [h.flat() for h in self.history])
-        training_curves([h.flat() for h in self.history], path=self.dir / "curves.png")
+        self.plot_curves(mark=False)
         self._status(epoch=self.epoch)
 
     def _interrupted(self, how: str) -> TrainingInterrupted:
@@ -428,8 +430,11 @@ class Trainer:
         _write_json(path, status)
 
     def summary(self, wall: float) -> dict[str, Any]:
-        """Final metrics: test/val accuracy and loss, wall time, network size."""
+        """Final metrics: test/val accuracy and loss, wall time, network size, and the fraction
+        of test samples whose read-out saturated (:meth:`readout_saturation`; ``None`` where the
+        backend's read-out has no limits, e.g. the simulator)."""
         test_loss, test_acc, rates = self.evaluate(self.data["test"])
+        saturation = self.readout_saturation(self.data["test"])
         g = self.network.graph
         return {
             "name": self.config.run.name,
@@ -451,27 +456,95 @@ class Trainer:
             "torch_threads": torch.get_num_threads(),
             "threads_chosen_by": self.threads_reason,
             "run_dir": str(self.dir),
+            "tested_epoch": self.tested_epoch(),
+            "readout_saturated_fraction": saturation["any"] if saturation else None,
+            "readout_saturation": saturation,
         }
 
+    def readout_saturation(
+        self, split: EncodedSplit, batch_size: int = 1000
+    ) -> dict[str, Any] | None:
+        """Fractions of ``split``'s samples whose read-out — the membrane the loss reads, as
+        the backend returned it — reached the floor or ceiling of the backend's read-out
+        (:meth:`~spikeloop.backends.Backend.readout_range`, e.g. a chip's ADC) at any time step:
+        ``{"any", "ceiling", "floor", "readout"}``; ``None`` if its read-out has no limits.
+
+        The split runs once more (under ``torch.no_grad()``): on a noisy chip these are fresh
+        trials of the same weights, not the very runs :meth:`evaluate` scored.
+        """
+        graph = self.network.graph
+        name = self.loss.population or graph.output.name
+        limits = self.backend.readout_range(graph, name)
+        if limits is None:
+            return None
+        ceiling = floor = either = 0
+        with torch.no_grad():
+            for k in range(0, len(split), batch_size):
+                out = self.forward(split.spikes[:, k : k + batch_size])
+                high, low = limits.saturated(out[name].v)
+                ceiling, floor = ceiling + int(high.sum()), floor + int(low.sum())
+                either += int((high | low).sum())
+        n = len(split)
+        return {"any": either / n, "ceiling": ceiling / n, "floor": floor / n,
+                "readout": limits.description}
+
+    def tested_epoch(self) -> int | None:
+        """The epoch whose weights the test uses: with ``train.keep_best`` the best-validation
+        epoch once training is complete, else the last one (``None`` before the first)."""
+        if self.best is not None and self.epoch >= self.config.train.epochs:
+            return self.best[1]
+        return self.epoch or None
+
+    def _title(self, what: str) -> str:
+        """A plot title naming the run and the backend."""
+        spec, backend = self.config.train.backend, self.backend.name
+        if isinstance(spec, dict):
+            options = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "name")
+            backend += f" ({options})" if options else ""
+        head = f"{self.config.run.name} [{backend}]:"
+        sep = "\n" if len(head) + len(what) > 70 else " "  # a long title on two lines
+        return f"{head}{sep}{what}"
+
+    def plot_curves(self, mark: bool = True) -> None:
+        """``curves.png``: training curves titled with run and backend; with ``mark`` (at the
+        end) the tested epoch marked."""
+        epoch = self.tested_epoch() if mark else None
+        best = self.best is not None and epoch == self.best[1]
+        training_curves(
+            [h.flat() for h in self.history], mark_epoch=epoch,
+            mark_label="tested: best val_acc" if best else "tested: last epoch",
+            title=self._title("training curves"), path=self.dir / "curves.png")
+
     def plot_sample(self, index: int = 0) -> None:
-        """Raster of every population and readout membrane for one test sample."""
+        """Raster of every population and readout membrane for one test sample, and the final
+        training curves with the tested epoch marked (:meth:`plot_curves`)."""
+        if self.history:
+            self.plot_curves()
         test = self.data["test"]
+        graph = self.network.graph
         with torch.no_grad():
             out = self.forward(test.spikes[:, index : index + 1])
         dt = self.config.data.dt
+        label = int(test.labels[index])
         raster_panel({n: o.spikes for n, o in out.items() if o.spikes is not None}, dt,
+                     inputs=(graph.input.name,),
+                     title=self._title(f"spikes, test sample {index} (label {label})"),
                      path=self.dir / "raster.png")
         classes = out.output.v.shape[-1]
+        readout = self.backend.readout_range(graph, out.output_name)
+        what = "readout membrane" if readout is None else f"readout membrane, {readout.description}"
         membrane_traces(out.output.v, dt, labels=[f"class {c}" for c in range(classes)],
-                        title=f"readout membrane, test sample {index} "
-                              f"(label {int(test.labels[index])})",
+                        readout=readout,
+                        title=self._title(f"{what}, test sample {index} (label {label})"),
                         path=self.dir / "readout_membrane.png")
         if not self.backend.differentiable:
             self.plot_device_vs_sim(index)
 
     def plot_device_vs_sim(self, index: int = 0) -> None:
         """One hidden neuron's membrane for one test sample: the device's dense ADC recording
-        against the simulator on the same input (``device_vs_sim_membrane.png``)."""
+        against the simulator on the same input (``device_vs_sim_membrane.png``). The
+        simulator's samples are the ends of its steps; its resets drop vertically at the spike
+        times (to ``v_reset``; a subtractive reset breaks the line)."""
         x = self.data["test"].spikes[:, index : index + 1]
         hidden = next(n for n in self.network.graph.populations() if n.spiking)
         with torch.no_grad():
@@ -488,12 +561,18 @@ class Trainer:
         steps = sim[hidden.name].v.shape[0]
         t_sim = torch.arange(1, steps + 1, dtype=torch.float64) * dt
         threshold = hidden.params.get("v_threshold")
+        v_reset = hidden.params.get("v_reset")
+        reset = (float(v_reset.detach().reshape(-1)[neuron if v_reset.dim() else 0])
+                 if v_reset is not None and hidden.settings.get("reset") == "value" else None)
         timed_traces(
-            {f"{self.backend.name} (dense ADC)": (trace.t, trace.v),
-             "simulator": (t_sim, sim[hidden.name].v[:, 0, neuron])},
+            {f"{self.backend.name} (dense ADC recording)": (trace.t, trace.v),
+             "simulator (end of each step)": (t_sim, sim[hidden.name].v[:, 0, neuron],
+                                              sim[hidden.name].spikes[:, 0, neuron])},
             threshold=float(threshold.detach().reshape(-1)[neuron if threshold.dim() else 0])
             if threshold is not None else None,
-            title=f"{hidden.name} neuron {neuron}, test sample {index}: device vs simulator",
+            reset=reset,
+            title=self._title(f"{hidden.name} neuron {neuron}, test sample {index}: "
+                              "device vs simulator"),
             path=self.dir / "device_vs_sim_membrane.png",
         )
 

@@ -23,7 +23,7 @@ from spikeloop.backends.inloop import in_the_loop
 from spikeloop.checks import check_dt, check_sequence
 from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.ir import Graph
-from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
+from spikeloop.observables import ExecutionReport, NetworkOutput, Observables, ReadoutRange
 
 
 @BACKENDS.register("event")
@@ -126,6 +126,13 @@ class EventBackend(BackendBase):
         report = self._report(start, total, t_max)
         report.resources["observed_by"] = observed.report.backend
         return NetworkOutput(out.populations, out.output_name, {}, report)
+
+    def readout_range(self, graph: Graph, population: str) -> ReadoutRange | None:
+        """With ``observe``, the observing device's (the values are its, ``v_max`` included);
+        otherwise ``None``: exact values, unlimited."""
+        if self._observer is None:
+            return None
+        return self._observer.readout_range(graph, population)
 
     @staticmethod
     def _report(start: float, spikes: int, t_max: float) -> ExecutionReport:

@@ -29,7 +29,7 @@ from spikeloop.chips.analog.simulator import adc_readout, chip_parameters, dense
 from spikeloop.chips.analog.spec import AnalogChipSpec
 from spikeloop.errors import ParameterError
 from spikeloop.ir import Graph
-from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
+from spikeloop.observables import ExecutionReport, NetworkOutput, Observables, ReadoutRange
 
 _CHIPS: dict[tuple[AnalogChipSpec, int, bool], AnalogChip] = {}
 
@@ -203,6 +203,26 @@ class AnalogChipBackend(BackendBase):
             self.seed, mismatch=self.chip.mismatch, noise=self.noise, adc=self.adc,
             calibrate=self.calibrate, weight_scale=self.weight_scale,
             clip_weights=self.clip_weights, dense=(population, neuron), spec=self.spec)
+
+    def readout_range(self, graph: Graph, population: str) -> ReadoutRange | None:
+        """The 8-bit column ADC's range for ``population`` in model units, per neuron: codes
+        0 and ``adc_max`` around the leak of each (calibrated) circuit, as :func:`adc_readout`
+        converts them; ``None`` with ``adc="ideal"`` (the true membrane, unlimited)."""
+        if self.adc != "realistic":
+            return None
+        node = graph[population]
+        placement = map_graph(graph, self.spec, weight_scale=self.weight_scale,
+                              clip_weights=self.clip_weights, layouts=self._layouts)
+        params, _, _ = self._chip_parameters(node, placement.populations[population])
+        leak = torch.as_tensor(params.v_leak).detach().expand(node.num_neurons)
+        s = self.spec
+        return ReadoutRange(
+            low=s.from_lsb(torch.zeros_like(leak), leak),
+            high=s.from_lsb(torch.full_like(leak, s.adc_max), leak),
+            resolution=1.0 / s.lsb_per_unit,
+            description=f"chip {s.adc_bits}-bit ADC read-out",
+            unit=f"model units = (ADC code − {s.leak_lsb:g}) / {s.lsb_per_unit:g} + leak",
+        )
 
     def get_rng_state(self) -> Tensor:
         """State of the chip's noise stream (checkpoints save it for bit-identical resume)."""

@@ -282,13 +282,13 @@ def adc_readout(
         p = analog_native.ptr
         analog_native.library().sl_adc_readout(
             steps, batch, width, n, *(p(t) for t in args), p(noise), spec.leak_lsb,
-            spec.lsb_per_unit, float(2**spec.adc_bits - 1), p(out))
+            spec.lsb_per_unit, float(spec.adc_max), p(out))
         return out
     entry = torch.arange(batch, device=v.device)
     lsb = spec.to_lsb(v[idx, entry], leak)  # [K, B, ...]
     if noise is not None:
         lsb = lsb + noise
-    samples = spec.from_lsb(lsb.round().clamp(0, 2**spec.adc_bits - 1), leak)
+    samples = spec.from_lsb(lsb.round().clamp(0, spec.adc_max), leak)
     if n == 1:
         return samples.expand(steps, *samples.shape[1:]).clone()
     w = w1.reshape(steps, batch, *[1] * (v.dim() - 2))

@@ -87,6 +87,11 @@ class AnalogChipSpec:
         """Largest parameter code (1023)."""
         return 2**self.code_bits - 1
 
+    @property
+    def adc_max(self) -> int:
+        """Largest code of the 8-bit membrane ADC (255); it saturates at 0 and here."""
+        return 2**self.adc_bits - 1
+
     def to_lsb(self, v: Tensor, v_leak: Tensor | float) -> Tensor:
         """Model membrane units → ADC LSB: ``leak_lsb + (v − v_leak) · lsb_per_unit``."""
         return self.leak_lsb + (v - v_leak) * self.lsb_per_unit
