@@ -507,7 +507,9 @@ def timed_traces(
     Args:
         series: name -> ``(t, v)`` with times in seconds and potentials, both 1-d and equally long.
         threshold: optional dashed threshold line.
-        title, path, ax: as for the other plots.
+        title: Optional axes title.
+        path: If given, save the figure there (PNG by default, parent dirs created).
+        ax: Draw into this axes instead of a new figure.
 
     Raises:
         ValueError: ``series`` is empty. ShapeError: a ``t``/``v`` pair is not 1-d of one length.
