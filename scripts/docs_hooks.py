@@ -198,15 +198,14 @@ def _run_cli(argv: tuple[str, ...]) -> tuple[int, str]:
 
 
 def config_errors() -> str:
-    """A table of common config mistakes and the message the CLI prints for each."""
-    rows = ["| command | message |", "|---|---|"]
+    """Common config mistakes, each command with the message the CLI prints, as a terminal."""
+    lines = []
     for argv in CONFIG_MISTAKES:
         code, message = _run_cli(argv)
         if code == 0 or not message:
             raise ValueError(f"spikeloop {' '.join(argv)} did not fail; change CONFIG_MISTAKES")
-        last = message.splitlines()[-1]
-        rows.append(f"| `spikeloop {' '.join(argv)}` | `{last}` |")
-    return "\n".join(rows)
+        lines += [f"$ spikeloop {' '.join(argv)}", message.splitlines()[-1], ""]
+    return "```text\n" + "\n".join(lines[:-1]) + "\n```"
 
 
 # ----------------------------------------------------------------------------- CLI reference
