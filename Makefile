@@ -1,12 +1,13 @@
 # Two commands do all set-up: `make demo` and `make test` each create .venv from
-# pyproject.toml when it is missing (or older than pyproject.toml), then run.
+# pyproject.toml when it is missing (or older than pyproject.toml), then run. `make docs` builds
+# the documentation site into site/ (tests/test_docs.py builds it too, so `make test` checks it).
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean yinyang-bench bench bench-scaling bench-contention eventprop-bench event-memory \
-	xylo-example nir-matrix
+.PHONY: demo test lint docs venv clean yinyang-bench bench bench-scaling bench-contention \
+	eventprop-bench event-memory xylo-example nir-matrix
 
 # NIR cross-framework test peers that require torch: installed with --no-deps (their light
 # dependencies come from the `test` extra and nir), then torch is checked to be the pinned one.
@@ -15,7 +16,7 @@ TEST_NODEPS := norse==1.1.0 nirtorch==2.6
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,test]'
+	$(PY) -m pip install --quiet -e '.[dev,test,docs]'
 	$(PY) -m pip install --quiet --no-deps $(TEST_NODEPS)
 	$(PY) -c "import torch; v = torch.__version__; assert v.split('+')[0] == '2.13.0', v"
 	touch $(STAMP)
@@ -30,6 +31,10 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest -q
+
+# The site: strict, so a broken link or reference, or a generated page that fails, is an error.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --clean --site-dir site
 
 yinyang-bench: $(STAMP)
 	$(PY) benchmarks/yinyang_chip.py
@@ -46,7 +51,8 @@ event-memory: $(STAMP)
 xylo-example: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) examples/xylo_temporal.py --in-the-loop  # results depend on the thread count
 
-# NIR support matrix for the README, generated from the converter registries.
+# NIR support matrix (docs/nir.md shows it, generated when the site is built), from the
+# converter registries.
 nir-matrix: $(STAMP)
 	$(PY) scripts/nir_support_matrix.py
 
@@ -74,4 +80,4 @@ bench-contention: $(STAMP)
 	$(PY) benchmarks/contention.py $(CONTENTION_ARGS)
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache

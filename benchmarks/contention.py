@@ -175,7 +175,7 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for threads, rows in result["runs"].items():
         n = rows["idle"].get("demo", next(iter(rows["idle"].values()))).get("torch_threads", "?")
-        lines += [f"## run.threads={threads} ({n} torch threads)", "",
+        lines += [f"## run.threads={threads} ({n} torch thread{'s' * (n != 1)})", "",
                   "| workload | idle | beside `yes` | beside a training | worst slow-down |",
                   "|---|---:|---:|---:|---:|"]
         for work, idle in rows["idle"].items():
@@ -193,6 +193,20 @@ def markdown(result: dict[str, Any]) -> str:
                 cells.append(text)
             worst = f"{max(ratios):.2f}×" + (" ✗" if max(ratios) > GOAL else "") if ratios else "—"
             lines.append(f"| {work} | " + " | ".join(cells) + f" | {worst} |")
+        lines.append("")
+    settings = list(result["runs"])
+    if len(settings) > 1:  # what each setting costs or gains on the idle machine
+        first = settings[0]
+        lines += [f"## Idle machine: each setting against run.threads={first}", "",
+                  "| workload | " + " | ".join(f"threads={t}" for t in settings) + " |",
+                  "|---|" + "---:|" * len(settings)]
+        for work, ref in result["runs"][first]["idle"].items():
+            cells = []
+            for t in settings:
+                r = result["runs"][t]["idle"].get(work, {})
+                cells.append(f"{r['value']:.3g} {r['unit']} ({r['value'] / ref['value']:.2f}×)"
+                             if "value" in r and "value" in ref else "—")
+            lines.append(f"| {work} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -217,7 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1200.0, help="seconds per process")
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny data and steps")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "contention"))
+    parser.add_argument("--render", metavar="JSON", help="only rewrite the markdown of a result")
     args = parser.parse_args(argv)
+    if args.render:
+        result = json.loads(Path(args.render).read_text())
+        Path(args.render).with_suffix(".md").write_text(markdown(result))
+        return 0
     if "idle" not in args.competitors:
         parser.error("the competitors must include idle (the reference)")
     for t in args.threads:

@@ -1,11 +1,10 @@
-"""Every example and benchmark script runs end to end on a tiny setting."""
+"""Every example and benchmark script runs end to end on a tiny setting (the code blocks of
+the README and docs/ run in tests/test_docs.py)."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
-
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,38 +37,6 @@ def test_yinyang_chip_benchmark_smoke(tmp_path):
     for name in ("chip-table-seed1-sim", "chip-table-seed1-hil"):
         assert (tmp_path / name / "summary.json").exists()
     assert (tmp_path / "chip-table-seed1-hil" / "device_vs_sim_membrane.png").exists()
-
-
-def _doc_block(page, heading):
-    """The first Python code block after ``heading`` in ``page`` (README.md or a docs/ page)."""
-    text = (ROOT / page).read_text()
-    start = text.index("```python", text.index(heading)) + len("```python")
-    return text[start : text.index("```", start)]
-
-
-def test_readme_api_tour_and_chip_example_run():
-    """The README's tour, then the analog chip page's example."""
-    namespace: dict = {}
-    exec(compile(_doc_block("README.md", "## A tour of the API"), "README.md", "exec"), namespace)
-    assert namespace["out"]["hidden"].spikes.shape == (100, 256, 120)
-    assert namespace["rest"].output.v.shape == (50, 256, 3)
-    exec(compile(_doc_block("docs/analog-chip.md", "# The emulated analog chip"),
-                 "docs/analog-chip.md", "exec"), namespace)
-    assert namespace["deployed"].report.backend == "chip"
-    assert namespace["net"].layers.fc1.weight.grad is not None
-
-
-def test_readme_nir_and_integer_chip_examples_run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the NIR example writes model.nir
-    namespace: dict = {}
-    exec(compile(_doc_block("README.md", "## A tour of the API"), "README.md", "exec"), namespace)
-    exec(compile(_doc_block("docs/nir.md", "# NIR interchange"), "docs/nir.md", "exec"), namespace)
-    assert (tmp_path / "model.nir").exists()
-    assert type(namespace["net2"]).__name__ == "Network"
-    exec(compile(_doc_block("docs/xylo-chip.md", "# Integer chip"), "docs/xylo-chip.md", "exec"),
-         namespace)
-    assert namespace["run"].v.shape == (60, 40)
-    assert torch.equal(namespace["qat_out"].output.v.detach(), namespace["chip_out"].output.v)
 
 
 def test_sparse_backprop_and_long_sequence_benchmarks_smoke(tmp_path):

@@ -513,6 +513,42 @@ def test_norse_to_spikeloop():
     assert ours[lif.name].spikes.sum() > 0
 
 
+def test_norse_lifcell_is_euler_cubalif_but_exports_w_in_1():
+    """Norse 1.1's LIFCell step is spikeloop's Euler CubaLIF with r = 1 (the input jumps the
+    current, which drives the membrane in the same step): with τ restored and w_in set to
+    spikeloop's tau_syn/dt the spikes are identical. Only the exported w_in = 1 is off: imported
+    as written, the current is scaled by dt/tau_syn and the spikes differ."""
+    norse_torch = pytest.importorskip("norse.torch")
+    from norse.torch import LIFCell, LIFParameters, SequentialState
+
+    dt = 1e-3
+    torch.manual_seed(8)
+    peer = SequentialState(
+        torch.nn.Linear(5, 8),
+        LIFCell(LIFParameters(tau_mem_inv=torch.full((8,), 100.0),
+                              tau_syn_inv=torch.full((8,), 200.0),
+                              v_leak=torch.zeros(8), v_th=torch.full((8,), 0.3))),
+    )
+    with torch.no_grad():
+        peer[0].weight.mul_(3.0)
+    x = _spikes(80, (5,), p=0.4)
+    with torch.no_grad():
+        theirs = _step_peer(peer, x)
+
+    def imported(fix_w_in):
+        graph = _quiet(norse_torch.to_nir, peer, torch.zeros(5), dt=dt)
+        (cell,) = [n for n in graph.nodes.values() if isinstance(n, nir.CubaLIF)]
+        np.testing.assert_array_equal(cell.w_in, 1.0)
+        np.testing.assert_array_equal(cell.r, 1.0)
+        cell.tau_mem, cell.tau_syn = np.asarray(cell.tau_mem) / dt, np.asarray(cell.tau_syn) / dt
+        if fix_w_in:
+            cell.w_in = cell.tau_syn / dt
+        return from_nir(graph, dt=dt, method="euler")(x).output.spikes
+
+    _check_spikes(imported(fix_w_in=True), theirs, atleast=50)
+    assert not torch.equal(imported(fix_w_in=False), theirs)
+
+
 def test_snntorch_recurrent_to_spikeloop():
     """snnTorch RLeaky (all-to-all recurrent weights with bias) → NIR → spikeloop: the cycle
     becomes the LIF's recurrent projection (bias kept); identical spikes."""

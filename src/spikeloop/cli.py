@@ -67,13 +67,22 @@ def _parser() -> argparse.ArgumentParser:
                         help="a run folder, e.g. runs/demo")
     resume.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="only run.threads and train.progress may change (optional)")
-    summary = sub.add_parser("summary", help="print the traced network graph of a config")
-    summary.add_argument("config", nargs="?", metavar="CONFIG.yaml")
-    summary.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    show = sub.add_parser("config", help="print the resolved config (defaults + file + overrides)")
+    summary = sub.add_parser("summary", help="print the traced network graph of a config",
+                             description="Build the network of a config and print its graph: "
+                                         "populations, projections, neurons, synapses, "
+                                         "parameters. Trains nothing, writes nothing.")
+    summary.add_argument("config", nargs="?", metavar="CONFIG.yaml",
+                         help="YAML config file, e.g. configs/yinyang.yaml")
+    summary.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                         help="config overrides like model.hidden=[64] (optional)")
+    summary.add_argument("--backend", help="same as the override train.backend=NAME")
+    show = sub.add_parser("config", help="print the resolved config (defaults + file + overrides)",
+                          description="Print the config a command would use, as YAML: the "
+                                      "defaults, then the file, then the overrides.")
     show.add_argument("config", nargs="?", metavar="CONFIG.yaml",
                       help="YAML config file (the defaults without one)")
-    show.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    show.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                      help="config overrides like train.epochs=5 (optional)")
     return parser
 
 

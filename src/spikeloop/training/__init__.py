@@ -1,7 +1,7 @@
 """Losses, regularisers, configs and the trainer."""
 
 from spikeloop.training.config import Config, load_config
-from spikeloop.training.experiment import DATASETS, build_network, load_data
+from spikeloop.training.experiment import DATASETS, build_network, init_weights, load_data
 from spikeloop.training.losses import (
     LOSSES,
     ExpMembraneCE,
@@ -29,6 +29,7 @@ __all__ = [
     "Trainer",
     "build_network",
     "first_spike_times",
+    "init_weights",
     "load_config",
     "load_data",
     "make_loss",

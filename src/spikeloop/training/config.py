@@ -37,9 +37,19 @@ class RunConfig:
     """Where and how a run happens: ``runs/<name>/``, the seed, CPU threads."""
 
     name: str = "yinyang"
+    """Name of the run: its files go to ``<out_dir>/<name>/``; when that folder already holds
+    another run, to the first free ``<name>-2``, ``<name>-3`` … (a run never writes into
+    another run's folder). A plain folder name, no ``/``."""
     out_dir: str = "runs"
+    """Folder that holds the run folders (relative to the working directory)."""
     seed: int = 0
+    """Seeds the initial weights (``seed + 1``), the batch order (``seed``), a rate encoder
+    (``seed + 2``) and Python/NumPy/torch; ≥ 0."""
     threads: int | str | None = "auto"
+    """CPU threads for torch and the native kernels (``torch.set_num_threads``, for the whole
+    process): a positive integer, or ``auto`` (also ``null``) for half the usable cores, at
+    least one, so that another busy process on the machine does not stall every operator
+    (``SPIKELOOP_THREADS=N`` sets what ``auto`` means). The run summary says what was chosen."""
 
     def __post_init__(self) -> None:
         if isinstance(self.threads, str) and self.threads != "auto":
@@ -58,16 +68,25 @@ class DataConfig:
     """Data set, its split sizes, the simulation grid and the spike encoder."""
 
     dataset: str = "yin_yang"
+    """Registered data set (``spikeloop.training.DATASETS``) that provides the train, val and
+    test splits."""
     train_size: int = 5000
+    """Samples in the training split."""
     val_size: int = 1000
+    """Samples in the validation split (per-epoch accuracy, ``train.keep_best``)."""
     test_size: int = 1000
+    """Samples in the test split (the final ``test_acc``)."""
     dt: float = 0.5e-3
+    """Simulation step in seconds, used by the encoder and every population."""
     duration: float = 50e-3
+    """Length of one sample in seconds: ``T = round(duration / dt)`` steps."""
     encoder: dict[str, Any] = field(
         default_factory=lambda: {
             "name": "latency", "t_early": 2e-3, "t_late": 30e-3, "bias_time": 2e-3,
         }
     )
+    """Spike encoder: ``name`` (a registered encoder, ``spikeloop.data.ENCODERS``) and its
+    parameters in seconds; ``dt`` and ``duration`` come from this section."""
 
     def __post_init__(self) -> None:
         _require_positive(self, "train_size", "val_size", "test_size", "dt", "duration")
@@ -90,19 +109,39 @@ class ModelConfig:
     """
 
     hidden: list[int] = field(default_factory=lambda: [120])
+    """Sizes of the hidden spiking layers, e.g. ``[240]`` or ``[64, 64]``."""
     neuron: str = "cuba_lif"
+    """Population model of the hidden layers (a config name of ``spikeloop.nn.POPULATIONS``;
+    must spike)."""
     readout: str = "cuba_li"
+    """Population model of the readout layer (a config name of ``spikeloop.nn.POPULATIONS``)."""
     recurrent: bool = False
+    """Give every hidden layer an all-to-all recurrent projection."""
     tau_mem: float = 10e-3
+    """Membrane time constant in seconds, for every population whose model has one."""
     tau_syn: float = 5e-3
+    """Synaptic time constant in seconds, for every population whose model has one."""
     v_threshold: float = 1.0
+    """Firing threshold, for every population whose model has one (the hidden layers)."""
     reset: str = "value"
+    """Reset after a spike: ``value`` (to ``v_reset``) or ``subtract`` (the threshold)."""
     method: str = "exact"
+    """Discretisation of every population: ``exact`` (exponential integration) or ``euler``."""
     surrogate: dict[str, Any] = field(default_factory=lambda: {"name": "superspike", "beta": 10.0})
+    """Surrogate derivative of the hidden layers: ``name`` (``spikeloop.dynamics.SURROGATES``)
+    and its parameters."""
     learn: list[str] = field(default_factory=list)
+    """Neuron parameters trained per neuron besides the weights, e.g. ``[tau_mem,
+    v_threshold]``."""
     neuron_params: dict[str, Any] = field(default_factory=dict)
+    """Extra parameters of the hidden model (e.g. ``{tau_adapt: 0.1}``); they override the
+    model-wide values above."""
     readout_params: dict[str, Any] = field(default_factory=dict)
+    """Extra parameters of the readout model; they override the model-wide values above."""
     init: dict[str, Any] = field(default_factory=lambda: dict(INIT_DEFAULTS))
+    """Weight initialisation, ``normal(mean, std)``: ``input_mean``/``input_std`` for the first
+    projection, ``hidden_mean``/``hidden_std`` for the others, ``recurrent_std`` for recurrent
+    weights; missing keys keep their defaults."""
 
     def __post_init__(self) -> None:
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -125,19 +164,43 @@ class TrainConfig:
     """
 
     epochs: int = 60
+    """Passes over the training split."""
     batch_size: int = 100
+    """Samples per training batch."""
     lr: float = 1e-2
+    """Learning rate (at the start of the schedule)."""
     optimizer: str = "adam"
+    """Optimiser: ``adam``, ``adamw`` or ``sgd``."""
     weight_decay: float = 0.0
+    """The optimiser's weight decay (≥ 0)."""
     schedule: str = "cosine"
+    """Learning-rate schedule over ``epochs``: ``cosine`` (annealed to 0) or ``constant``."""
     loss: dict[str, Any] = field(default_factory=lambda: {"name": "max_membrane_ce"})
+    """Loss: ``name`` (``spikeloop.training.LOSSES``) and its parameters, e.g. ``scale: 0.2``
+    (logits = max membrane / scale)."""
     rate_regularizer: dict[str, Any] | None = None
+    """Optional firing-rate penalty (``FiringRateRegularizer``): ``low``, ``high`` (Hz),
+    ``strength``, ``populations`` (default: every spiking population)."""
     backend: str | dict[str, Any] = "sim"
+    """Where the forward pass runs: a name (``spikeloop.backends.BACKENDS``) or ``{name: chip,
+    seed: 1, ...}`` with options; a non-differentiable backend trains in the loop."""
     init_from: str | None = None
+    """Path of a checkpoint (``checkpoint.pt`` or ``best.pt``) whose network weights the run
+    starts from, e.g. a simulator run trained further on a chip; the optimiser, schedule and
+    history start fresh."""
     keep_best: bool = False
+    """Finish with the weights of the epoch with the best validation accuracy (also written to
+    ``best.pt``); the test accuracy is theirs."""
     resume: bool = False
+    """Continue the run in ``<out_dir>/<name>/`` from its ``checkpoint.pt`` (model, optimiser,
+    schedule, random states, history, the position inside an interrupted epoch), bit-identical
+    to an uninterrupted run; refused when that folder has no checkpoint. The config must be the
+    same except ``train.resume``, ``train.progress``, ``run.threads``, ``run.name`` and
+    ``run.out_dir``. ``spikeloop resume <folder>`` does the same from the folder's own config."""
     max_batches: int | None = None
+    """Train on at most this many batches per epoch (quick checks); ``null``: all."""
     progress: bool = True
+    """Show progress bars (epochs and batches)."""
 
     def __post_init__(self) -> None:
         _require_positive(self, "epochs", "batch_size", "lr")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -81,12 +81,6 @@ def build_network(
     readout = POPULATIONS.get(cfg.readout)
     if not neuron.spiking:
         raise ConfigError(f"model.neuron {cfg.neuron!r} does not spike; use lif, cuba_lif, ...")
-    unknown = set(cfg.init) - set(INIT_DEFAULTS)
-    if unknown:
-        raise ConfigError(
-            f"unknown model.init keys {sorted(unknown)}; known: {', '.join(INIT_DEFAULTS)}"
-        )
-    init = INIT_DEFAULTS | dict(cfg.init)
     common = {"dt": dt, "method": cfg.method}
     shared = {"tau_mem": cfg.tau_mem, "tau_syn": cfg.tau_syn, "v_threshold": cfg.v_threshold,
               "reset": cfg.reset}
@@ -100,14 +94,37 @@ def build_network(
         )
     layers[f"fc{len(sizes)}"] = Linear(sizes[-1], n_out)
     layers["output"] = readout(n_out, **common, **(_accepted(readout, shared) | cfg.readout_params))
-    net = Network(layers)
+    return init_weights(Network(layers), cfg.init, generator)
+
+
+def init_weights(
+    net: Network,
+    init: Mapping[str, float] | None = None,
+    generator: torch.Generator | None = None,
+) -> Network:
+    """Draw ``net``'s weights as the training configs do (``model.init``) and return ``net``.
+
+    The first :class:`~spikeloop.nn.Linear` of ``net.layers`` gets ``normal(input_mean,
+    input_std)`` — strong enough that a latency-coded input makes the first hidden layer
+    spike —, every later ``Linear`` ``normal(hidden_mean, hidden_std)`` and every recurrent
+    projection ``normal(0, recurrent_std)``; biases and other layers keep their values.
+    ``init`` overrides entries of :data:`~spikeloop.training.config.INIT_DEFAULTS` (input
+    normal(1, 1), hidden normal(0, 0.5), recurrent normal(0, 0.1)).
+
+    Example:
+        >>> net = init_weights(Network({"input": Input(5), "fc1": Linear(5, 20)}))
+    """
+    unknown = set(init or {}) - set(INIT_DEFAULTS)
+    if unknown:
+        raise ConfigError(
+            f"unknown model.init keys {sorted(unknown)}; known: {', '.join(INIT_DEFAULTS)}"
+        )
+    init = INIT_DEFAULTS | dict(init or {})
     with torch.no_grad():
-        for k in range(1, len(sizes) + 1):
-            w = net.layers[f"fc{k}"].weight
-            if k == 1:
-                w.normal_(init["input_mean"], init["input_std"], generator=generator)
-            else:
-                w.normal_(init["hidden_mean"], init["hidden_std"], generator=generator)
+        linears = [m for m in net.layers.values() if isinstance(m, Linear)]
+        for k, layer in enumerate(linears):
+            mean, std = ("input_mean", "input_std") if k == 0 else ("hidden_mean", "hidden_std")
+            layer.weight.normal_(init[mean], init[std], generator=generator)
         for module in net.modules():
             rec = getattr(module, "recurrent", None)
             if rec is not None:

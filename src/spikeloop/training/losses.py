@@ -294,7 +294,8 @@ class FiringRateRegularizer:
     Args:
         populations: names of the populations to regularise.
         dt: time step (s), to turn counts into rates.
-        low, high: allowed band of rates (Hz).
+        low: lower end of the allowed band of rates (Hz).
+        high: upper end of the allowed band of rates (Hz).
         strength: ``λ``.
     """
 

@@ -616,7 +616,9 @@ def timed_traces(
         threshold: optional dashed threshold line.
         reset: the membrane right after a spike (``v_reset``); ``None``: unknown.
         ylabel: y-axis label: what the values are and their unit.
-        title, path, ax: as for the other plots.
+        title: Optional axes title.
+        path: If given, save the figure there (PNG by default, parent dirs created).
+        ax: Draw into this axes instead of a new figure.
 
     Returns:
         The figure; one line per series (gid ``"trace"``), in mapping order.

@@ -1,0 +1,44 @@
+"""The experiment builders: init_weights draws a network's weights as the configs do."""
+
+import pytest
+import torch
+
+from spikeloop.errors import ConfigError
+from spikeloop.network import Network
+from spikeloop.nn import CubaLI, CubaLIF, Input, Linear
+from spikeloop.training import build_network, init_weights, load_config
+
+
+def _net(recurrent=False):
+    return Network({
+        "input": Input(5), "fc1": Linear(5, 400),
+        "hidden": CubaLIF(400, dt=0.5e-3, recurrent=recurrent),
+        "fc2": Linear(400, 300), "output": CubaLI(300, dt=0.5e-3),
+    })
+
+
+def test_init_weights_draws_the_config_distributions():
+    net = init_weights(_net(recurrent=True), generator=torch.Generator().manual_seed(0))
+    w1, w2 = net.layers.fc1.weight.detach(), net.layers.fc2.weight.detach()
+    w_rec = net.layers.hidden.recurrent.weight.detach()
+    assert abs(float(w1.mean()) - 1.0) < 0.1 and abs(float(w1.std()) - 1.0) < 0.1
+    assert abs(float(w2.mean())) < 0.01 and abs(float(w2.std()) - 0.5) < 0.01
+    assert abs(float(w_rec.std()) - 0.1) < 0.005
+    net = init_weights(_net(), {"input_mean": 3.0, "input_std": 0.01})
+    assert abs(float(net.layers.fc1.weight.detach().mean()) - 3.0) < 0.01
+
+
+def test_init_weights_is_what_build_network_uses():
+    cfg = load_config(None, ["model.hidden=[400]", "model.recurrent=true"])
+    built = build_network(cfg.model, 5, 300, 0.5e-3, torch.Generator().manual_seed(1))
+    drawn = init_weights(_net(recurrent=True), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(built.layers.fc1.weight, drawn.layers.fc1.weight)
+    assert torch.equal(built.layers.fc2.weight, drawn.layers.fc2.weight)
+    assert torch.equal(built.layers.hidden1.recurrent.weight, drawn.layers.hidden.recurrent.weight)
+
+
+def test_init_weights_unknown_key_is_an_error():
+    with pytest.raises(ConfigError, match=r"unknown model\.init keys \['input_sd'\]"):
+        init_weights(_net(), {"input_sd": 1.0})
+    with pytest.raises(ConfigError, match="input_sd"):
+        build_network(load_config(None, ["model.init={input_sd: 1.0}"]).model, 5, 3, 0.5e-3)
