@@ -107,7 +107,8 @@ def test_summary_says_how_many_threads_and_why(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------ resume
 def test_resume_refuses_without_a_checkpoint_and_names_the_runs_there(tmp_path):
     Trainer(tiny(tmp_path, "train.epochs=1")).fit()
-    with pytest.raises(RunFolderError, match=r"'.*tinny' does not exist .*did you mean tiny"):
+    with pytest.raises(RunFolderError, match=r"cannot resume: run folder '.*tinny' does not "
+                                             r"exist .*did you mean tiny"):
         Trainer(tiny(tmp_path, "train.resume=true", name="tinny"))
     (tmp_path / "other").mkdir()
     with pytest.raises(RunFolderError, match=r"'.*other' has no checkpoint"):
@@ -124,7 +125,8 @@ def test_resume_says_where_it_resumes_from(tmp_path, capsys):
     resumed.fit()
     record = status(tmp_path / "tiny")
     assert record["state"] == "finished" and record["epoch"] == 3
-    assert [r["epoch"] for r in record["resumed"]] == [1]
+    assert [r["from"] for r in record["resumed"]] == ["epoch 1 of 3 done"]
+    assert "ended" in record and "resume" not in record
 
 
 def test_a_truncated_checkpoint_says_so(tmp_path):
@@ -148,6 +150,19 @@ def test_a_copied_run_folder_resumes_where_it_now_lies(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------ Ctrl-C
+@pytest.fixture
+def ctrl_c_delivered():
+    """Python's own SIGINT handler, as in an interactive shell (a shell runs background jobs,
+    e.g. ``make test &``, with SIGINT ignored; the trainer then leaves SIGINT alone)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _default_sigint() -> None:  # for a child process: SIGINT delivered, whatever the parent had
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_at(monkeypatch, batch, how="signal"):
     """Ctrl-C during the training batch number ``batch`` (counting from 1 over all epochs)."""
     seen = {"n": 0}
@@ -167,7 +182,7 @@ def _interrupt_at(monkeypatch, batch, how="signal"):
 
 
 def test_ctrl_c_saves_the_finished_batches_and_resumes_bit_identically(tmp_path, monkeypatch,
-                                                                        capsys):
+                                                                        capsys, ctrl_c_delivered):
     straight = Trainer(tiny(tmp_path / "a"))
     straight.fit()
     _interrupt_at(monkeypatch, 5)  # epoch 2, batch 2 of 3
@@ -180,7 +195,7 @@ def test_ctrl_c_saves_the_finished_batches_and_resumes_bit_identically(tmp_path,
         f"epoch 1 of 3 done, and 2 of 3 batches of epoch 2; resume with: spikeloop resume "
         f"{folder}")
     assert stop.value.resume == f"spikeloop resume {folder}"
-    assert "Ctrl-C: finishing the batch in progress" in capsys.readouterr().err
+    assert "Ctrl-C: stopping at the end of the batch or test in progress" in capsys.readouterr().err
     assert status(folder)["state"] == "interrupted"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
     monkeypatch.undo()
@@ -194,9 +209,11 @@ def test_ctrl_c_saves_the_finished_batches_and_resumes_bit_identically(tmp_path,
     assert status(folder)["state"] == "finished"
 
 
-def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_epoch(tmp_path, monkeypatch):
+def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_epoch(tmp_path, monkeypatch,
+                                                                 ctrl_c_delivered):
     _interrupt_at(monkeypatch, 5, how="raise")
-    with pytest.raises(TrainingInterrupted, match=r"at once .* holds epoch 1 of 3 done; resume"):
+    with pytest.raises(TrainingInterrupted,
+                       match=r"interrupted at once: .* holds epoch 1 of 3 done; resume"):
         Trainer(tiny(tmp_path)).fit()
     assert torch.load(tmp_path / "tiny" / CHECKPOINT, weights_only=False)["epoch"] == 1
     monkeypatch.undo()
@@ -215,7 +232,8 @@ def test_ctrl_c_on_the_command_line(tmp_path):
             "train.progress=true", "run.threads=1"]  # 60 batches per epoch
     proc = subprocess.Popen([sys.executable, "-m", "spikeloop.cli", "train",
                              str(ROOT / "configs/yinyang.yaml"), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     metrics = tmp_path / "yinyang" / "metrics.json"
     deadline = time.monotonic() + 120
     while not metrics.exists() and time.monotonic() < deadline and proc.poll() is None:
@@ -261,13 +279,20 @@ CLI_MISTAKES = [
     (["train", "configs/yinyang.yaml", "run.threads=many"],
      "run.threads must be a positive integer or 'auto'"),
     (["train", "configs/yinyang.yaml", "run.out_dir=/proc/nope", *TINY],
-     "cannot create the run folder '/proc/nope/yinyang'"),
+     "cannot create or write the run folder '/proc/nope/yinyang': No such file or directory "
+     "at '/proc/nope'"),
     (["train", "configs/yinyang.yaml", "run.out_dir={tmp}", "train.resume=true", *TINY],
-     "train.resume=true: run folder '{tmp}/yinyang' does not exist"),
+     "cannot resume: run folder '{tmp}/yinyang' does not exist"),
     (["resume"], "spikeloop resume needs a run folder"),
     (["resume", "{tmp}/nope"], "no run folder '{tmp}/nope'"),
     (["resume", "configs"], "'configs' is not a run folder: it has no config.yaml"),
-    (["resume", "{tmp}/done", "train.lr=0.5"], "different config (changed: train.lr)"),
+    (["resume", "{tmp}/done", "train.lr=0.5"],
+     "a resume may change only run.threads and train.progress, not 'train.lr'"),
+    (["resume", "{tmp}/done", "train.resume=false"], "not 'train.resume'"),
+    (["train", "{tmp}/bad.yaml"], "is not valid YAML (line 3: expected ',' or ']'"),
+    (["train", "configs/yinyang.yaml", "run.threads=true"],
+     "run.threads: expected int or str or null, got True"),
+    (["train", "configs/yinyang.yaml", "run=3"], "run: expected a mapping, got 3"),
     (["summary"], "spikeloop summary needs a config file"),
 ]
 
@@ -276,6 +301,7 @@ CLI_MISTAKES = [
 def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     Trainer(tiny(out, "train.epochs=1", name="done")).fit()
+    (out / "bad.yaml").write_text("run:\n  name: [unclosed\n")
     return out
 
 
@@ -321,3 +347,69 @@ def test_bad_thread_settings_are_errors(monkeypatch):
     with pytest.raises(ConfigError, match="threads must be a positive integer or 'auto'"):
         rt.set_threads(0)
     assert 1 <= rt.usable_cores() <= (os.cpu_count() or 1)
+
+
+# ------------------------------------------------------------------------------ edge cases
+def test_a_second_ctrl_c_while_saving_still_marks_the_folder(tmp_path, monkeypatch,
+                                                              ctrl_c_delivered):
+    _interrupt_at(monkeypatch, 5)
+    save = Trainer.save_checkpoint
+
+    def interrupted_save(self, path):  # the second Ctrl-C arrives while the checkpoint is written
+        if self._partial is not None:
+            signal.raise_signal(signal.SIGINT)
+        return save(self, path)
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", interrupted_save)
+    with pytest.raises(TrainingInterrupted, match=r"interrupted at once: .* holds epoch 1 of 3 "
+                                                  r"done; resume with"):
+        Trainer(tiny(tmp_path)).fit()
+    assert status(tmp_path / "tiny")["state"] == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ignored_sigint_is_left_alone(tmp_path):
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # e.g. a background job
+    try:
+        Trainer(tiny(tmp_path, "train.epochs=1")).fit()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_dangling_link_or_a_file_named_like_the_run_is_skipped(tmp_path):
+    (tmp_path / "tiny").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "tiny-2").write_text("not a folder")
+    t = Trainer(tiny(tmp_path, "train.epochs=1"))
+    t.fit()
+    assert t.dir == tmp_path / "tiny-3" and status(t.dir)["state"] == "finished"
+
+
+def test_a_resume_does_not_need_the_init_from_file_any_more(tmp_path):
+    Trainer(tiny(tmp_path / "a", "train.epochs=1")).fit()
+    source = tmp_path / "a" / "tiny" / CHECKPOINT
+    Trainer(tiny(tmp_path / "b", f"train.init_from={source}")).fit(stop_after=1)
+    shutil.rmtree(tmp_path / "a")
+    resumed = Trainer(tiny(tmp_path / "b", f"train.init_from={source}", "train.resume=true"))
+    assert resumed.epoch == 1
+
+
+def test_a_resumed_auto_run_uses_the_thread_count_it_started_with(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SPIKELOOP_THREADS", "2")
+    Trainer(tiny(tmp_path)).fit(stop_after=1)
+    monkeypatch.setenv("SPIKELOOP_THREADS", "1")
+    resumed = Trainer(tiny(tmp_path, "train.resume=true"))
+    assert resumed.threads == 2 == torch.get_num_threads()
+    assert "the thread count the run started with" in resumed.threads_reason
+    explicit = Trainer(tiny(tmp_path, "train.resume=true", "run.threads=1"))
+    assert explicit.threads == 1
+    assert "note: the run used 2 torch threads, this resume 1" in capsys.readouterr().err
+    torch.set_num_threads(1)
+
+
+def test_a_weights_file_is_not_a_checkpoint_to_resume(tmp_path):
+    t = Trainer(tiny(tmp_path, "train.epochs=1", "train.keep_best=true"))
+    t.fit()
+    shutil.copy(tmp_path / "tiny" / "best.pt", tmp_path / "tiny" / CHECKPOINT)
+    with pytest.raises(CheckpointError, match=r"is not a training checkpoint .* train\.init_from"):
+        Trainer(tiny(tmp_path, "train.resume=true", "train.keep_best=true"))

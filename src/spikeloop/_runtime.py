@@ -68,7 +68,8 @@ THREADS_ENV = "SPIKELOOP_THREADS"
 
 
 def usable_cores() -> int:
-    """CPU cores this process may run on: its affinity mask, capped by a cgroup v2 CPU quota."""
+    """CPU cores this process may run on: its affinity mask, capped by a cgroup v2 CPU quota
+    (``/sys/fs/cgroup/cpu.max``; cgroup v1 quotas are not read)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -88,8 +89,9 @@ def auto_threads() -> tuple[int, str]:
     A torch operator (and each of spikeloop's OpenMP kernels) splits its work over all its
     threads and waits for the last one. When another busy process takes a core, one thread is
     descheduled for a whole time slice and every operator waits for it: with torch's default
-    (one thread per core) on the 2-core CI machine the Yin-Yang demo took 747 s instead of 100 s
-    beside one other busy process (``../shared/PERF-NOTES.md``). Half the cores leaves room for
+    (one thread per core) on the 2-core CI machine a demo epoch took 14× and an EventProp epoch
+    21× longer beside one other busy process (``benchmarks/results/contention.md``, ``make
+    bench-contention``). Half the cores leaves room for
     one competitor of the same size. ``SPIKELOOP_THREADS=N`` overrides it.
     """
     env = os.environ.get(THREADS_ENV)

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 import yaml
@@ -117,7 +118,8 @@ def _split(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
             raise UsageError(f"unexpected argument {item!r}; overrides look like key.sub=value")
     args.overrides = [*getattr(args, "overrides", []), *extra]
     first = getattr(args, "config", None) or getattr(args, "run_dir", None)
-    if first is not None and "=" in first and not first.endswith((".yaml", ".yml")):
+    if (first is not None and "=" in first and not first.endswith((".yaml", ".yml"))
+            and not Path(first).exists()):
         # a key=value in the first position: the config file / run folder is missing
         args.overrides.insert(0, first)
         first = None
@@ -183,8 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"spikeloop: {stop}", file=sys.stderr)
         return INTERRUPTED
     except KeyboardInterrupt:
-        print("spikeloop: interrupted before training started; nothing was written",
-              file=sys.stderr)
+        print("spikeloop: interrupted before training started", file=sys.stderr)
         return INTERRUPTED
     return 0
 

@@ -200,7 +200,8 @@ class TrainConfig:
     max_batches: int | None = None
     """Train on at most this many batches per epoch (quick checks); ``null``: all."""
     progress: bool = True
-    """Show progress bars (epochs and batches)."""
+    """Show progress: the start-up line (folder, backend, threads), then bars per epoch and batch
+    on a terminal, or one line per epoch when the output is a file or a pipe."""
 
     def __post_init__(self) -> None:
         _require_positive(self, "epochs", "batch_size", "lr")
@@ -227,13 +228,12 @@ def _check_type(value: Any, annotation: Any, path: str) -> Any:
     """Check (and gently coerce int → float) ``value`` against a field annotation."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for option in typing.get_args(annotation):
-            try:
+            with contextlib.suppress(ConfigError):
                 return _check_type(value, option, path)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0])
+        names = [getattr(a, "__name__", str(a)).replace("NoneType", "null")
+                 for a in typing.get_args(annotation)]
+        raise ConfigError(f"{path}: expected {' or '.join(names)}, got {value!r}")
     if annotation is type(None):
         if value is None:
             return None
@@ -264,7 +264,7 @@ def _check_type(value: Any, annotation: Any, path: str) -> Any:
 def from_dict(cls: type, data: Mapping[str, Any], path: str = "") -> Any:
     """Build dataclass ``cls`` from a nested mapping, rejecting unknown keys."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{path or 'config'}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{path.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - known
@@ -321,7 +321,11 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+            mark = getattr(err, "problem_mark", None)
+            where = f"line {mark.line + 1}: " if mark is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML ({where}{problem})"
+                              ) from None
         except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"cannot read config file {str(path)!r}: {err}") from None
     return from_dict(Config, apply_overrides(data, overrides))
@@ -331,15 +335,22 @@ def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Confi
     """The config of the run in ``run_dir`` (its ``config.yaml``), set up to resume it there.
 
     ``run.out_dir`` and ``run.name`` point at ``run_dir`` wherever the folder now lies (a copied
-    or moved run resumes in its new place) and ``train.resume`` is on; ``overrides`` may change
-    only what a resume allows (see :data:`spikeloop.training.trainer.RESUMABLE_CHANGES`).
+    or moved run resumes in its new place) and ``train.resume`` is on; ``overrides`` may set only
+    ``run.threads`` and ``train.progress``; anything else raises :class:`ConfigError`.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"no run folder {str(run_dir)!r}")
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{str(run_dir)!r} is not a run folder: it has no config.yaml")
-    data = load_config(run_dir / "config.yaml").to_dict()
+    allowed = ("run.threads", "train.progress")
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key not in allowed:
+            raise ConfigError(f"a resume may change only {' and '.join(allowed)}, not {key!r} "
+                              f"(the rest must stay as the run was started; start a new run "
+                              f"with train.init_from={run_dir / 'checkpoint.pt'} to change it)")
+    data = apply_overrides(load_config(run_dir / "config.yaml").to_dict(), overrides)
     data["run"] |= {"out_dir": str(run_dir.resolve().parent), "name": run_dir.resolve().name}
     data["train"]["resume"] = True
-    return from_dict(Config, apply_overrides(data, overrides))
+    return from_dict(Config, data)

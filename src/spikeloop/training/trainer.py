@@ -4,9 +4,9 @@ Every run gets a folder of its own, ``<out_dir>/<name>/``; when that folder alre
 another run, the new run takes the first free ``<name>-2``, ``<name>-3`` … and says so, so a
 run never writes into another run's folder. It holds:
 
-- ``status.json`` — what the folder is: ``running``, ``finished``, ``failed`` (with the error)
-  or ``interrupted`` (with the command that resumes it), the command line, start/end times,
-  the epoch reached and every resume;
+- ``status.json`` — what the folder is: ``running``, ``finished``, ``stopped`` (``fit`` with
+  ``stop_after``), ``failed`` (with the error) or ``interrupted`` (with the command that
+  resumes it), the command line, start/end times, the epoch reached and every resume;
 - ``config.yaml`` — the resolved config, written once when the run starts;
 - ``metrics.json`` — one record per epoch (loss, accuracy, rates, lr, time), rewritten each epoch;
 - ``curves.png`` — training curves, redrawn each epoch;
@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,8 @@ from spikeloop.viz import membrane_traces, raster_panel, timed_traces, training_
 
 CHECKPOINT = "checkpoint.pt"
 STATUS = "status.json"
-RESUMABLE_CHANGES = {"train.resume", "train.progress", "run.threads", "run.name", "run.out_dir"}
+RESUMABLE_CHANGES = {"train.resume", "train.progress", "run.threads", "run.name", "run.out_dir",
+                     "train.init_from"}
 """Config keys that may differ between a checkpoint and the run that resumes it (a run folder
 may be renamed, copied or moved and resumed there)."""
 
@@ -95,6 +96,9 @@ def _umask() -> int:
     return mask
 
 
+_UMASK = _umask()  # read once: os.umask can only be read by setting it
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write ``path`` via a temporary file in the same folder and ``os.replace``.
 
@@ -105,7 +109,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         write(Path(tmp))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -169,35 +173,48 @@ class Trainer:
         self.epoch = 0
         self.best: tuple[float, int, dict[str, Tensor]] | None = None  # val acc, epoch, weights
         self._partial: dict[str, Any] | None = None  # the epoch in progress (Ctrl-C, resume)
-        if config.train.init_from is not None:
-            self.load_weights(Path(config.train.init_from))
+        if config.train.init_from is not None and not config.train.resume:
+            self.load_weights(Path(config.train.init_from))  # a resume's checkpoint has them
         base = Path(run.out_dir) / run.name
         self._claimed = self._resuming = False
         self._saved: str | None = None  # what the checkpoint on disk holds
         if config.train.resume:
             self.dir = base
             self._require_checkpoint()
-            self.load_checkpoint(self.dir / CHECKPOINT)
+            used = self.load_checkpoint(self.dir / CHECKPOINT).get("threads")
             self._claimed = self._resuming = True
             self._saved = self._position()
             _say(f"resuming {self.dir} from {self.dir / CHECKPOINT} ({self._saved})")
+            if used is not None and used != self.threads:
+                if run.threads in (None, "auto"):  # the run's own count keeps results identical
+                    self.threads, self.threads_reason = set_threads(used)
+                    self.threads_reason = "auto on resume: the thread count the run started with"
+                else:
+                    _say(f"note: the run used {used} torch threads, this resume {self.threads}; "
+                         f"results may differ in the last bits from an uninterrupted run")
         else:
-            self.dir = _free_folder(base)
+            try:
+                self.dir = _free_folder(base)
+            except OSError as err:
+                raise RunFolderError(f"cannot look into {str(base.parent)!r}: "
+                                     f"{err.strerror}") from None
 
     def _require_checkpoint(self) -> None:
         """Refuse ``train.resume`` when the run folder has no checkpoint, naming what exists."""
-        if (self.dir / CHECKPOINT).exists():
-            return
-        parent = self.dir.parent
-        runs = sorted(p.name for p in parent.iterdir() if (p / CHECKPOINT).exists()) \
-            if parent.is_dir() else []
+        try:
+            if (self.dir / CHECKPOINT).exists():
+                return
+            parent = self.dir.parent
+            runs = sorted(p.name for p in parent.iterdir() if (p / CHECKPOINT).exists()) \
+                if parent.is_dir() else []
+        except OSError as err:
+            raise RunFolderError(f"cannot look into {str(self.dir)!r}: {err.strerror}") from None
         near = difflib.get_close_matches(self.dir.name, runs, n=3)
         hint = (f"; did you mean {', '.join(near)}?" if near else
                 f"; runs with a checkpoint in {str(parent)!r}: {', '.join(runs)}" if runs else "")
         what = "has no checkpoint" if self.dir.is_dir() else "does not exist"
         raise RunFolderError(
-            f"train.resume=true: run folder {str(self.dir)!r} {what} ({CHECKPOINT}), nothing to "
-            f"resume{hint}"
+            f"cannot resume: run folder {str(self.dir)!r} {what} ({CHECKPOINT}){hint}"
         )
 
     # ------------------------------------------------------------------ steps
@@ -275,7 +292,7 @@ class Trainer:
     @property
     def _bars(self) -> bool:
         """Progress bars only on a terminal; logs get one line per epoch instead."""
-        return self.config.train.progress and sys.stderr.isatty()
+        return self.config.train.progress and (sys.stderr.isatty() or "ipykernel" in sys.modules)
 
     def fit(self, stop_after: int | None = None) -> dict[str, Any]:
         """Train to ``train.epochs`` (or stop after ``stop_after`` more epochs) and report.
@@ -295,25 +312,31 @@ class Trainer:
         if self.epoch >= cfg.train.epochs:
             _say(f"{self.dir}: all {cfg.train.epochs} epochs are done; only testing")
         elif cfg.train.progress:
+            why = "" if self.threads_reason == "run.threads" else f"{self.threads_reason}; "
             _say(f"{self.dir}: {self.backend.name} backend, {self.threads} torch thread"
-                 f"{'s' * (self.threads > 1)} ({self.threads_reason}; set run.threads to change)")
+                 f"{'s' * (self.threads > 1)} ({why}set run.threads to change)")
         try:
             with _Interrupt() as interrupt:
-                epochs = tqdm(range(self.epoch, last), desc=cfg.run.name, disable=not self._bars,
-                              unit="epoch", initial=self.epoch, total=cfg.train.epochs)
-                for _ in epochs:
-                    self._run_epoch(interrupt, epochs)
-                    if interrupt.requested and self.epoch < last:
-                        raise _Stop
-                epochs.close()
-                return self._finish(time.perf_counter() - start)  # a Ctrl-C now: finish first
-        except _Stop:
-            self.save_checkpoint(self.dir / CHECKPOINT)
-            raise self._interrupted("after the batch in progress") from None
+                try:
+                    epochs = tqdm(range(self.epoch, last), desc=cfg.run.name,
+                                  disable=not self._bars, unit="epoch", initial=self.epoch,
+                                  total=cfg.train.epochs)
+                    for _ in epochs:
+                        self._run_epoch(interrupt, epochs)
+                        if interrupt.requested and self.epoch < last:
+                            raise _Stop
+                    epochs.close()
+                    return self._finish(time.perf_counter() - start)  # Ctrl-C now: finish first
+                except _Stop:  # still under the handler: a second Ctrl-C lands below
+                    self.save_checkpoint(self.dir / CHECKPOINT)
+                    raise self._interrupted("after the batch in progress") from None
+        except TrainingInterrupted:
+            raise
         except KeyboardInterrupt:
-            raise self._interrupted("at once (second Ctrl-C)") from None
+            raise self._interrupted("at once") from None
         except BaseException as err:
-            self._status(state="failed", error=f"{type(err).__name__}: {err}", ended=_now())
+            with contextlib.suppress(OSError):
+                self._status(state="failed", error=f"{type(err).__name__}: {err}", ended=_now())
             raise
 
     def _finish(self, wall: float) -> dict[str, Any]:
@@ -376,44 +399,41 @@ class Trainer:
     # ------------------------------------------------------------------ the run folder
     def _claim_folder(self) -> None:
         """Create this run's folder (the first free name), write config.yaml and status.json."""
-        if self._claimed:
-            if self._resuming:
-                self._resuming = False
-                if not (self.dir / "config.yaml").exists():
-                    atomic_write(self.dir / "config.yaml", lambda p: p.write_text(
-                        yaml.safe_dump(self.config.to_dict(), sort_keys=False)))
-                self._status(state="running", resumed=_now())
-            else:
-                self._status(state="running")
-            return
         wanted = Path(self.config.run.out_dir) / self.config.run.name
-        while True:
-            try:
-                self.dir.mkdir(parents=True)
-                break
-            except FileExistsError:
-                if self.dir.is_dir() and not any(self.dir.iterdir()):
-                    break  # an empty folder holds no run
-                self.dir = _free_folder(wanted)
-            except OSError as err:
-                raise RunFolderError(
-                    f"cannot create the run folder {str(self.dir)!r}: {err.strerror}; set "
-                    f"run.out_dir to a folder you can write"
-                ) from None
-        self._claimed = True
-        if self.dir != wanted:
-            _say(f"{wanted} holds another run; this run writes to {self.dir}")
         try:
-            atomic_write(self.dir / "config.yaml", lambda p: p.write_text(
-                yaml.safe_dump(self.config.to_dict(), sort_keys=False)))
+            if self._claimed:
+                if self._resuming:
+                    self._resuming = False
+                    if not (self.dir / "config.yaml").exists():
+                        self._write_config()
+                    self._status(state="running", resumed=_now(), pid=os.getpid(),
+                                 threads=self.threads)
+                else:
+                    self._status(state="running")
+                return
+            self.dir = _claim(wanted)
+            self._claimed = True
+            if self.dir != wanted:
+                taken = "holds another run" if wanted.is_dir() else "is taken by another file"
+                _say(f"{wanted} {taken}; this run writes to {self.dir}")
+            self._write_config()
+            self._status(
+                state="running", started=_now(), command=_command_line(), pid=os.getpid(),
+                spikeloop=_version(), epochs=self.config.train.epochs, epoch=self.epoch,
+                threads=self.threads,
+            )
         except OSError as err:
-            raise RunFolderError(f"cannot write into the run folder {str(self.dir)!r}: "
-                                 f"{err.strerror}") from None
-        self._status(
-            state="running", started=_now(), command=_command_line(), pid=os.getpid(),
-            spikeloop=_version(), epochs=self.config.train.epochs, epoch=self.epoch,
-            threads=self.threads,
-        )
+            target = self.dir if self._claimed else wanted
+            where = f" at {str(err.filename)!r}" if err.filename and \
+                str(err.filename) != str(target) else ""
+            raise RunFolderError(
+                f"cannot create or write the run folder {str(target)!r}: {err.strerror}{where}; "
+                f"set run.out_dir to a folder you can write"
+            ) from None
+
+    def _write_config(self) -> None:
+        atomic_write(self.dir / "config.yaml", lambda p: p.write_text(
+            yaml.safe_dump(self.config.to_dict(), sort_keys=False)))
 
     def _status(self, resumed: str | None = None, **fields: Any) -> None:
         """Update ``status.json`` (what the folder holds and how its run ended)."""
@@ -423,7 +443,8 @@ class Trainer:
             status = json.loads(path.read_text())
         if resumed is not None:
             status.setdefault("resumed", []).append(
-                {"at": resumed, "epoch": self.epoch, "command": _command_line()})
+                {"at": resumed, "from": self._saved, "command": _command_line()})
+        if fields.get("state") == "running":  # a new session: what ended the last one is past
             for key in ("ended", "error", "resume", "position", "test_acc"):
                 status.pop(key, None)
         status |= fields
@@ -592,6 +613,7 @@ class Trainer:
             "history": [h.__dict__ for h in self.history],
             "best": self.best,
             "partial": self._partial,
+            "threads": self.threads,
             "config": self.config.to_dict(),
         }
         atomic_write(path, lambda p: torch.save(state, p))
@@ -616,8 +638,9 @@ class Trainer:
         except Exception as err:
             raise CheckpointError(f"train.init_from: cannot load {str(path)!r}: {err}") from None
 
-    def load_checkpoint(self, path: Path) -> None:
-        """Restore everything :meth:`save_checkpoint` wrote; the run continues bit-identically."""
+    def load_checkpoint(self, path: Path) -> dict[str, Any]:
+        """Restore everything :meth:`save_checkpoint` wrote; the run continues bit-identically.
+        Returns the checkpoint's contents."""
         try:
             state = torch.load(path, weights_only=False)
         except Exception as err:  # a truncated or foreign file
@@ -628,7 +651,11 @@ class Trainer:
                 f"spikeloop checkpoint (torch.load: {why}); "
                 f"start a new run, or resume from a copy of the run folder that has an intact one"
             ) from None
-        changed = _config_changes(state.get("config", {}), self.config.to_dict())
+        if not isinstance(state, dict) or not {"config", "optimizer", "epoch"} <= set(state):
+            raise CheckpointError(
+                f"{str(path)!r} is not a training checkpoint (no config, optimiser or epoch; "
+                f"best.pt holds weights only: start from it with train.init_from)")
+        changed = _config_changes(state["config"], self.config.to_dict())
         if changed:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} was written for a different config "
@@ -638,8 +665,10 @@ class Trainer:
         try:
             self.network.load_state_dict(state["model"])
         except RuntimeError as err:
+            first = str(err).strip().splitlines()
             raise CheckpointError(
-                f"checkpoint {str(path)!r} does not match the model: {err}"
+                f"checkpoint {str(path)!r} does not match the model: "
+                f"{' '.join(line.strip() for line in first[:3])}"
             ) from None
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
@@ -654,6 +683,7 @@ class Trainer:
         self.best = state.get("best")
         self.epoch = state["epoch"]
         self._partial = state.get("partial")
+        return state
 
 
 class _Stop(Exception):  # internal control flow, never escapes fit()
@@ -678,22 +708,49 @@ class _Interrupt:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        _say("Ctrl-C: finishing the batch in progress to save a checkpoint "
-             "(Ctrl-C again stops at once)")
+        with contextlib.suppress(RuntimeError):  # a print interrupted mid-write
+            _say("Ctrl-C: stopping at the end of the batch or test in progress to save a "
+                 "checkpoint (Ctrl-C again stops at once)")
 
     def __exit__(self, *exc: object) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _free_folder(base: Path) -> Path:
-    """``base`` if it is free (missing or empty), else the first free ``base-2``, ``base-3`` …"""
-    k = 1
+def _candidates(base: Path) -> Iterator[Path]:
+    yield base
+    k = 2
     while True:
-        path = base if k == 1 else base.with_name(f"{base.name}-{k}")
-        if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-            return path
+        yield base.with_name(f"{base.name}-{k}")
         k += 1
+
+
+def _free_folder(base: Path) -> Path:
+    """``base`` if it is free (nothing there, or an empty folder), else the first free
+    ``base-2``, ``base-3`` …"""
+    for path in _candidates(base):
+        if not os.path.lexists(path) or (path.is_dir() and not any(path.iterdir())):
+            return path
+    raise AssertionError("unreachable")
+
+
+def _claim(base: Path) -> Path:
+    """Claim the first free folder of :func:`_free_folder`'s sequence for this run: created
+    with ``mkdir`` (or, when empty, taken by creating its ``status.json`` exclusively), so two
+    runs starting at once never share a folder."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for path in _candidates(base):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            if not (path.is_dir() and not path.is_symlink() and not any(path.iterdir())):
+                continue
+        try:
+            (path / STATUS).open("x").close()
+        except FileExistsError:
+            continue
+        return path
+    raise AssertionError("unreachable")
 
 
 def _command_line() -> str:
