@@ -7,14 +7,20 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from spikeloop.errors import DTypeError, NonFiniteError, ShapeError, TimeStepError
+from spikeloop.errors import (
+    CheckpointError,
+    DTypeError,
+    NonFiniteError,
+    ShapeError,
+    TimeStepError,
+)
 
 
 def check_dt(dt: Any, who: str = "dt") -> float:
@@ -80,3 +86,48 @@ def check_sequence(x: Tensor, shape: tuple[int, ...], who: str, finite: bool = T
                          f"got {x.dtype}")
     if finite:
         require_finite(x, who)
+
+
+def check_state_dict(own: Mapping[str, Tensor], given: Any, strict: bool = True,
+                     who: str = "state dict") -> None:
+    """Check ``given`` against a module's own ``state_dict()`` before anything is loaded.
+
+    Every key must name a tensor of the same shape (and, with ``strict``, every key of ``own``
+    must be there and no other): loading then cannot fail half-way, leaving some tensors
+    overwritten and others not, as ``torch.nn.Module.load_state_dict`` does when one tensor of
+    many does not fit.
+
+    Raises:
+        CheckpointError: ``given`` is not a mapping of names to tensors, or keys are missing,
+            unexpected or hold tensors of another shape (up to three of each are named).
+    """
+    if not isinstance(given, Mapping):
+        raise CheckpointError(f"{who}: expected a mapping of tensor names to tensors, got "
+                              f"{type(given).__name__}")
+    problems = []
+    if strict:
+        missing = [k for k in own if k not in given]
+        unexpected = [k for k in given if k not in own]
+        if missing:
+            problems.append(f"missing {_some(missing)}")
+        if unexpected:
+            problems.append(f"unexpected {_some(unexpected)}")
+    wrong = []
+    for key, value in given.items():
+        if key not in own:
+            continue
+        if not isinstance(value, Tensor):
+            wrong.append(f"{key} is a {type(value).__name__}, not a tensor")
+        elif value.shape != own[key].shape:
+            wrong.append(f"{key} is {tuple(value.shape)}, the model's {tuple(own[key].shape)}")
+    if wrong:
+        problems.append(_some(wrong, quote=False))
+    if problems:
+        raise CheckpointError(f"{who} does not fit the model, nothing was loaded: "
+                              f"{'; '.join(problems)}")
+
+
+def _some(items: list[str], quote: bool = True, n: int = 3) -> str:
+    shown = [repr(i) if quote else i for i in items[:n]]
+    more = f" and {len(items) - n} more" if len(items) > n else ""
+    return ", ".join(shown) + more

@@ -9,7 +9,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from spikeloop.backends import get_backend
-from spikeloop.checks import all_finite
+from spikeloop.checks import all_finite, check_state_dict
 from spikeloop.errors import NonFiniteError, ParameterError
 from spikeloop.ir import Graph, trace
 from spikeloop.nn.base import version as layer_version
@@ -84,6 +84,15 @@ class Network(nn.Module):
         self.check_parameters()
         graph = self.graph
         return get_backend(backend if backend is not None else self.backend).run(graph, x, state)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
+                        assign: bool = False) -> Any:
+        """``torch.nn.Module.load_state_dict``, transactional: every key and shape is checked
+        (:func:`~spikeloop.checks.check_state_dict`) before any tensor is written, so a state
+        that does not fit raises :class:`~spikeloop.errors.CheckpointError` and leaves the
+        network exactly as it was."""
+        check_state_dict(self.state_dict(), state_dict, strict, who="state dict")
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def check_parameters(self) -> None:
         """Raise :class:`NonFiniteError` naming the first parameter holding NaN or inf."""

@@ -23,6 +23,7 @@ run never writes into another run's folder. It holds:
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import difflib
 import importlib.metadata
@@ -632,11 +633,18 @@ class Trainer:
         simulator, to train further on a chip); optimiser and history start fresh."""
         try:
             state = torch.load(path, weights_only=False)
-            self.network.load_state_dict(state["model"])
         except FileNotFoundError:
             raise CheckpointError(f"train.init_from: no checkpoint at {str(path)!r}") from None
         except Exception as err:
-            raise CheckpointError(f"train.init_from: cannot load {str(path)!r}: {err}") from None
+            why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"train.init_from: cannot read {str(path)!r} ({why})") from None
+        if not isinstance(state, dict) or "model" not in state:
+            raise CheckpointError(f"train.init_from: {str(path)!r} holds no network weights "
+                                  f"(expected a checkpoint.pt or best.pt of a run)")
+        try:  # transactional: nothing is written unless every tensor fits
+            self.network.load_state_dict(state["model"])
+        except CheckpointError as err:
+            raise CheckpointError(f"train.init_from {str(path)!r}: {err}") from None
 
     def load_checkpoint(self, path: Path) -> dict[str, Any]:
         """Restore everything :meth:`save_checkpoint` wrote; the run continues bit-identically.
@@ -662,18 +670,26 @@ class Trainer:
                 f"(changed: {', '.join(changed)}); resume needs the same model, data and training "
                 f"settings (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)"
             )
+        # transactional: the network, optimiser and schedule are restored together or not at all
+        before = ({k: v.clone() for k, v in self.network.state_dict().items()},
+                  copy.deepcopy(self.optimizer.state_dict()),
+                  self.scheduler.state_dict() if self.scheduler is not None else None)
         try:
             self.network.load_state_dict(state["model"])
-        except RuntimeError as err:
-            first = str(err).strip().splitlines()
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None and state["scheduler"] is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+            self.shuffle.set_state(state["shuffle"])
+        except Exception as err:
+            self.network.load_state_dict(before[0])
+            self.optimizer.load_state_dict(before[1])
+            if before[2] is not None:
+                self.scheduler.load_state_dict(before[2])
+            lines = str(err).strip().splitlines() or [type(err).__name__]
             raise CheckpointError(
-                f"checkpoint {str(path)!r} does not match the model: "
-                f"{' '.join(line.strip() for line in first[:3])}"
+                f"checkpoint {str(path)!r} does not match this run, nothing was loaded: "
+                f"{' '.join(line.strip() for line in lines[:3])}"
             ) from None
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state["scheduler"] is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        self.shuffle.set_state(state["shuffle"])
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
