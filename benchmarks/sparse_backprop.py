@@ -105,7 +105,7 @@ def main() -> None:
         backend = json.dumps({"name": "sim", "grad_band": band})
         cfg = load_config("configs/yinyang.yaml", [
             *epochs, f"run.seed={seed}", f"train.backend={backend}", "train.progress=false",
-            f"run.out_dir={args.run_dir}",
+            f"run.out_dir={args.run_dir}", f"run.threads={args.threads}",
             f"run.name=sparse-bp-seed{seed}-band{band}"])
         result = Trainer(cfg).fit()
         accuracy.append({"seed": seed, "band": band, "test_acc": result["test_acc"],
