@@ -45,11 +45,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.speed_bench import cpu_busy, wait_idle  # noqa: E402
+from benchmarks.speed_bench import PREFIX, cpu_busy, wait_idle  # noqa: E402
 
 from spikeloop._runtime import auto_threads, usable_cores  # noqa: E402
 
-PREFIX = "SPEEDJSON "
 COMPETITORS = ("idle", "yes", "training")
 WORKLOADS = ("demo", "eventprop", "speed")
 GOAL = 2.0

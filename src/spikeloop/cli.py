@@ -117,18 +117,13 @@ def _split(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
         if "=" not in item:
             raise UsageError(f"unexpected argument {item!r}; overrides look like key.sub=value")
     args.overrides = [*getattr(args, "overrides", []), *extra]
-    first = getattr(args, "config", None) or getattr(args, "run_dir", None)
+    slot = "run_dir" if args.command == "resume" else "config"
+    first = getattr(args, slot)
     if (first is not None and "=" in first and not first.endswith((".yaml", ".yml"))
             and not Path(first).exists()):
         # a key=value in the first position: the config file / run folder is missing
         args.overrides.insert(0, first)
-        first = None
-        if args.command == "config":
-            args.config = None
-        elif args.command == "resume":
-            args.run_dir = None
-        else:
-            args.config = None
+        setattr(args, slot, None)
     if args.command in ("train", "summary") and args.config is None:
         raise UsageError(f"spikeloop {args.command} needs a config file: spikeloop "
                          f"{args.command} CONFIG.yaml [key=value ...], e.g. configs/yinyang.yaml")

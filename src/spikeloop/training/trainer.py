@@ -188,7 +188,7 @@ class Trainer:
             _say(f"resuming {self.dir} from {self.dir / CHECKPOINT} ({self._saved})")
             if used is not None and used != self.threads:
                 if run.threads in (None, "auto"):  # the run's own count keeps results identical
-                    self.threads, self.threads_reason = set_threads(used)
+                    self.threads = set_threads(used)[0]
                     self.threads_reason = "auto on resume: the thread count the run started with"
                 else:
                     _say(f"note: the run used {used} torch threads, this resume {self.threads}; "
@@ -231,8 +231,19 @@ class Trainer:
 
     def evaluate(self, split: EncodedSplit, batch_size: int = 1000) -> tuple[float, float, dict]:
         """Mean loss, accuracy and per-population rates (Hz) on a split, without gradients."""
+        return self._score(split, batch_size)[:3]
+
+    def _score(self, split: EncodedSplit, batch_size: int = 1000, saturation: bool = False
+               ) -> tuple[float, float, dict, dict[str, Any] | None]:
+        """:meth:`evaluate`'s pass over ``split``; with ``saturation`` also
+        :meth:`readout_saturation` of the very same runs (one pass: on a noisy chip a second
+        pass would be other trials)."""
         total_loss, correct, rates = 0.0, 0, {}
+        ceiling = floor = either = 0
         dt = self.config.data.dt
+        graph = self.network.graph
+        readout = self.loss.population or graph.output.name
+        limits = self.backend.readout_range(graph, readout) if saturation else None
         with torch.no_grad():
             for k in range(0, len(split), batch_size):
                 x, y = split.spikes[:, k : k + batch_size], split.labels[k : k + batch_size]
@@ -242,8 +253,15 @@ class Trainer:
                 for name, obs in out.items():
                     if obs.spikes is not None and name != "input":
                         rates[name] = rates.get(name, 0.0) + float(obs.spikes.mean()) / dt * len(y)
+                if limits is not None:
+                    high, low = limits.saturated(out[readout].v)
+                    ceiling, floor = ceiling + int(high.sum()), floor + int(low.sum())
+                    either += int((high | low).sum())
         n = len(split)
-        return total_loss / n, correct / n, {k: v / n for k, v in rates.items()}
+        saturated = None if limits is None else {
+            "any": either / n, "ceiling": ceiling / n, "floor": floor / n,
+            "readout": limits.description}
+        return total_loss / n, correct / n, {k: v / n for k, v in rates.items()}, saturated
 
     def train_epoch(self, interrupt: _Interrupt | None = None) -> tuple[float, float]:
         """One pass over the training split in shuffled mini-batches; mean loss and accuracy.
@@ -384,13 +402,12 @@ class Trainer:
 
     def _interrupted(self, how: str) -> TrainingInterrupted:
         """Mark the folder interrupted and build the exception that says how to resume."""
-        ckpt = self.dir / CHECKPOINT
-        if not ckpt.exists():
+        ckpt, where = self.dir / CHECKPOINT, self._saved  # _saved: what the file on disk holds
+        if where is None:
             self._status(state="interrupted", ended=_now(), resume=None)
             return TrainingInterrupted(
                 f"interrupted in the first epoch, before any checkpoint; {self.dir} holds no "
                 f"checkpoint to resume from", None, None)
-        where = self._saved or "what an earlier session saved"
         resume = resume_command(self.dir)
         self._status(state="interrupted", ended=_now(), resume=resume, position=where)
         return TrainingInterrupted(
@@ -455,8 +472,7 @@ class Trainer:
         """Final metrics: test/val accuracy and loss, wall time, network size, and the fraction
         of test samples whose read-out saturated (:meth:`readout_saturation`; ``None`` where the
         backend's read-out has no limits, e.g. the simulator)."""
-        test_loss, test_acc, rates = self.evaluate(self.data["test"])
-        saturation = self.readout_saturation(self.data["test"])
+        test_loss, test_acc, rates, saturation = self._score(self.data["test"], saturation=True)
         g = self.network.graph
         return {
             "name": self.config.run.name,
@@ -490,25 +506,9 @@ class Trainer:
         the backend returned it — reached the floor or ceiling of the backend's read-out
         (:meth:`~spikeloop.backends.Backend.readout_range`, e.g. a chip's ADC) at any time step:
         ``{"any", "ceiling", "floor", "readout"}``; ``None`` if its read-out has no limits.
-
-        The split runs once more (under ``torch.no_grad()``): on a noisy chip these are fresh
-        trials of the same weights, not the very runs :meth:`evaluate` scored.
+        :meth:`summary` counts them on the runs that score the test split.
         """
-        graph = self.network.graph
-        name = self.loss.population or graph.output.name
-        limits = self.backend.readout_range(graph, name)
-        if limits is None:
-            return None
-        ceiling = floor = either = 0
-        with torch.no_grad():
-            for k in range(0, len(split), batch_size):
-                out = self.forward(split.spikes[:, k : k + batch_size])
-                high, low = limits.saturated(out[name].v)
-                ceiling, floor = ceiling + int(high.sum()), floor + int(low.sum())
-                either += int((high | low).sum())
-        n = len(split)
-        return {"any": either / n, "ceiling": ceiling / n, "floor": floor / n,
-                "readout": limits.description}
+        return self._score(split, batch_size, saturation=True)[3]
 
     def tested_epoch(self) -> int | None:
         """The epoch whose weights the test uses: with ``train.keep_best`` the best-validation
@@ -582,16 +582,16 @@ class Trainer:
         dt = self.config.data.dt
         steps = sim[hidden.name].v.shape[0]
         t_sim = torch.arange(1, steps + 1, dtype=torch.float64) * dt
-        threshold = hidden.params.get("v_threshold")
-        v_reset = hidden.params.get("v_reset")
-        reset = (float(v_reset.detach().reshape(-1)[neuron if v_reset.dim() else 0])
-                 if v_reset is not None and hidden.settings.get("reset") == "value" else None)
+        def of_neuron(name: str) -> float | None:  # a scalar or per-neuron parameter's value
+            p = hidden.params.get(name)
+            return None if p is None else float(p.detach().reshape(-1)[neuron if p.dim() else 0])
+
+        reset = of_neuron("v_reset") if hidden.settings.get("reset") == "value" else None
         timed_traces(
             {f"{self.backend.name} (dense ADC recording)": (trace.t, trace.v),
              "simulator (end of each step)": (t_sim, sim[hidden.name].v[:, 0, neuron],
                                               sim[hidden.name].spikes[:, 0, neuron])},
-            threshold=float(threshold.detach().reshape(-1)[neuron if threshold.dim() else 0])
-            if threshold is not None else None,
+            threshold=of_neuron("v_threshold"),
             reset=reset,
             title=self._title(f"{hidden.name} neuron {neuron}, test sample {index}: "
                               "device vs simulator"),
