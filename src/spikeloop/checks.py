@@ -15,9 +15,11 @@ import torch
 from torch import Tensor
 
 from spikeloop.errors import (
+    ArgumentTypeError,
     CheckpointError,
     DTypeError,
     NonFiniteError,
+    ParameterError,
     ShapeError,
     TimeStepError,
 )
@@ -43,11 +45,159 @@ def check_dt(dt: Any, who: str = "dt") -> float:
     return value
 
 
-def check_shape(shape: int | Iterable[int], who: str = "population") -> tuple[int, ...]:
-    """A shape as a tuple of positive integers (an int ``n`` is ``(n,)``)."""
-    out = (shape,) if isinstance(shape, int) else tuple(int(s) for s in shape)
+def show(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` for an error message, shortened to ``limit`` characters (a tensor is shown
+    by its shape and dtype)."""
+    if isinstance(value, Tensor) and value.numel() > 4:
+        return f"tensor of shape {tuple(value.shape)} ({value.dtype})"
+    if isinstance(value, np.ndarray) and value.size > 4:
+        return f"array of shape {value.shape} ({value.dtype})"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _scalar(value: Any) -> Any:
+    """A one-element tensor or array as its Python number; anything else unchanged."""
+    if isinstance(value, np.ndarray | Tensor) and math.prod(value.shape) == 1:
+        return value.item()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _bounds(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '≥'} {low:g}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '≤'} {high:g}")
+    return " and ".join(parts)
+
+
+def check_int(value: Any, who: str, low: int | None = None, high: int | None = None) -> int:
+    """Return ``value`` as a Python ``int`` if it is an integer within ``[low, high]``.
+
+    Python and NumPy integers and one-element integer tensors or arrays are integers (the
+    conversion is lossless); a bool, a float (even ``4.0``), a string or anything else is not.
+
+    Raises:
+        ArgumentTypeError: ``value`` is not an integer.
+        ParameterError: it is outside ``[low, high]``.
+    """
+    number = _scalar(value)
+    if isinstance(number, bool) or not isinstance(number, numbers.Integral):
+        raise ArgumentTypeError(f"{who} must be an integer, got {show(value)} "
+                                f"({type(value).__name__})")
+    number = int(number)
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise ParameterError(f"{who} must be an integer {_bounds(low, high, False, False)}, "
+                             f"got {number}")
+    return number
+
+
+def check_real(value: Any, who: str, low: float | None = None, high: float | None = None, *,
+               low_open: bool = False, high_open: bool = False, finite: bool = True) -> float:
+    """Return ``value`` as a Python ``float`` if it is a real number in the given range.
+
+    Python and NumPy numbers and one-element tensors or arrays are real numbers; a bool, a
+    string (``"10ms"``), ``None`` or a complex number is not. ``low_open``/``high_open`` make a
+    bound strict (``> low``); ``finite`` refuses NaN and ±inf (NaN is refused always).
+
+    Raises:
+        ArgumentTypeError: ``value`` is not a real number.
+        ParameterError: it is NaN, infinite (with ``finite``) or outside the range.
+    """
+    number = _scalar(value)
+    if isinstance(number, bool) or not isinstance(number, numbers.Real):
+        raise ArgumentTypeError(f"{who} must be a real number, got {show(value)} "
+                                f"({type(value).__name__})")
+    number = float(number)
+    bounds = _bounds(low, high, low_open, high_open)
+    allowed = f"a finite number {bounds}" if finite else f"a number {bounds}"
+    if math.isnan(number) or (finite and math.isinf(number)):
+        raise ParameterError(f"{who} must be {allowed.strip()}, got {number}")
+    too_low = low is not None and (number <= low if low_open else number < low)
+    too_high = high is not None and (number >= high if high_open else number > high)
+    if too_low or too_high:
+        raise ParameterError(f"{who} must be {allowed.strip()}, got {number:g}")
+    return number
+
+
+def check_bool(value: Any, who: str) -> bool:
+    """Return ``value`` if it is a ``bool`` (or NumPy bool); ``1``, ``"yes"`` and ``None`` are
+    not.
+
+    Raises:
+        ArgumentTypeError: ``value`` is not a bool.
+    """
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise ArgumentTypeError(f"{who} must be True or False, got {show(value)} "
+                            f"({type(value).__name__})")
+
+
+def check_choice(value: Any, who: str, choices: Iterable[Any]) -> Any:
+    """Return ``value`` if it is one of ``choices`` (compared with ``==``; a bool is not ``1``).
+
+    Raises:
+        ParameterError: it is not (the message lists the choices).
+    """
+    options = list(choices)
+    for option in options:
+        if type(value) is type(option) and value == option:
+            return value
+    raise ParameterError(f"{who} must be one of {options}, got {show(value)}")
+
+
+def check_type(value: Any, who: str, types: type | tuple[type, ...], what: str) -> Any:
+    """Return ``value`` if it is an instance of ``types``; ``what`` says in words what is
+    allowed (``"a Graph"``, ``"a list of layer names"``).
+
+    Raises:
+        ArgumentTypeError: it is not.
+    """
+    if not isinstance(value, types):
+        raise ArgumentTypeError(f"{who} must be {what}, got {show(value)} "
+                                f"({type(value).__name__})")
+    return value
+
+
+def check_names(value: Any, who: str) -> tuple[str, ...]:
+    """Return a list or tuple of strings as a tuple; a single string is refused (it would be
+    read as a sequence of one-letter names).
+
+    Raises:
+        ArgumentTypeError: ``value`` is a string or not a sequence of strings.
+    """
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ArgumentTypeError(f"{who} must be a list of names, got {show(value)} "
+                                f"({type(value).__name__}); write [{value!r}] for one name"
+                                if isinstance(value, str) else
+                                f"{who} must be a list of names, got {show(value)} "
+                                f"({type(value).__name__})")
+    bad = [v for v in value if not isinstance(v, str)]
+    if bad:
+        raise ArgumentTypeError(f"{who} must be a list of names (strings), got {show(bad[0])} "
+                                f"({type(bad[0]).__name__}) in it")
+    return tuple(value)
+
+
+def check_shape(shape: Any, who: str = "population") -> tuple[int, ...]:
+    """A shape as a tuple of positive integers (an integer ``n`` is ``(n,)``; a string is not a
+    shape).
+
+    Raises:
+        ArgumentTypeError: ``shape`` is not an integer or a sequence of integers.
+        ShapeError: it is empty or holds an integer ``< 1``.
+    """
+    if isinstance(shape, str | bytes) or not (isinstance(shape, list | tuple | torch.Size)
+                                              or isinstance(_scalar(shape), numbers.Integral)):
+        raise ArgumentTypeError(f"{who} shape must be a positive integer or a tuple of them, "
+                                f"got {show(shape)} ({type(shape).__name__})")
+    items = shape if isinstance(shape, list | tuple | torch.Size) else (shape,)
+    out = tuple(check_int(s, f"{who} shape") for s in items)
     if not out or any(s < 1 for s in out):
-        raise ShapeError(f"{who} shape must be positive integers, got {shape!r}")
+        raise ShapeError(f"{who} shape must be positive integers, got {show(shape)}")
     return out
 
 

@@ -32,6 +32,18 @@ class ParameterError(SpikeloopError, ValueError):
     """A neuron, synapse or simulation parameter is outside its valid range."""
 
 
+class ArgumentTypeError(ParameterError, TypeError):
+    """An argument has a type the function cannot take (a string where a number is due, a
+    float where an integer is due, a NumPy array where a tensor is due...). A
+    :class:`ParameterError` and a ``TypeError``, so either ``except`` catches it."""
+
+
+class StateError(SpikeloopError, ValueError):
+    """A state given to continue a run does not belong to this network and backend: unknown or
+    missing population names, another neuron type, another batch size, dtype or device, or
+    non-finite values."""
+
+
 class UnknownNameError(SpikeloopError, KeyError):
     """A name (encoder, loss, backend, surrogate...) is not registered."""
 
