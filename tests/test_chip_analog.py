@@ -7,7 +7,13 @@ from spikeloop.backends import get_backend, in_the_loop
 from spikeloop.chips.analog import AnalogChip, AnalogChipBackend, AnalogChipSpec, map_graph
 from spikeloop.chips.analog.simulator import adc_readout, effective_weight
 from spikeloop.dynamics import SuperSpike, current_gain
-from spikeloop.errors import MappingError, NonFiniteError, ParameterError, WeightRangeError
+from spikeloop.errors import (
+    MappingError,
+    NonFiniteError,
+    ParameterError,
+    StateError,
+    WeightRangeError,
+)
 from spikeloop.network import Network
 from spikeloop.nn import LIF, Conv1d, CubaLI, CubaLIF, Flatten, Input, Linear
 from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
@@ -410,7 +416,8 @@ def test_chip_rejects_streaming_and_bad_options():
     net, x = yinyang_net(), latency_input(batch=2)
     with torch.no_grad():
         first = net(x, backend="sim")
-        with pytest.raises(ParameterError, match="streaming"):
+        with pytest.raises(StateError, match="chip backend cannot continue from a state "
+                                             r"\(streaming\)"):
             net(x, first.state, backend="chip")
     with pytest.raises(ParameterError, match="adc"):
         get_backend({"name": "chip", "adc": "perfect"})

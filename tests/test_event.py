@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from spikeloop.backends import EventBackend, EventObservables, SpikeEvents, get_backend
-from spikeloop.errors import NonFiniteError, ParameterError, ShapeError
+from spikeloop.errors import NonFiniteError, ParameterError, ShapeError, StateError
 from spikeloop.network import Network
 from spikeloop.nn import LIF, CubaLI, CubaLIF, Flatten, Input, Linear
 from spikeloop.training import FiringRateRegularizer, FirstSpikeCE, MaxMembraneCE, make_loss
@@ -307,7 +307,7 @@ def test_unsupported_networks_raise_specific_errors():
     with pytest.raises(ParameterError, match="v_reset < v_threshold"):
         Network({"input": Input(3), "fc": Linear(3, 2), "out": CubaLIF(2, v_reset=1.5)})(
             x, backend="event")
-    with pytest.raises(ParameterError, match="state"):
+    with pytest.raises(StateError, match="event backend cannot continue from a state"):
         make_net()(dense_input(1e-3), {"hidden": None}, backend="event")
     runaway = make_net()
     with torch.no_grad():

@@ -11,6 +11,7 @@ from spikeloop.errors import (
     NonFiniteError,
     ParameterError,
     ShapeError,
+    StateError,
     TimeStepError,
     UnknownNameError,
 )
@@ -107,13 +108,28 @@ def test_streaming_chunks_equal_one_long_call():
 def test_streaming_state_must_match_the_batch():
     net = mixed_net()
     first = net(spikes(5, 4, 6))
-    with pytest.raises(ShapeError, match="needs B = 4"):
+    with pytest.raises(StateError, match="B = 4, the input has B = 3"):
         net(spikes(5, 3, 6), first.state)
 
 
-def test_integer_input_is_a_dtype_error():
-    with pytest.raises(DTypeError, match="floating-point"):
-        mixed_net()(torch.zeros(5, 2, 6, dtype=torch.long))
+def test_integer_and_bool_input_is_cast_losslessly_and_says_so():
+    net = mixed_net()
+    x = spikes(5, 2, 6)
+    want = net(x)
+    for dtype in (torch.long, torch.int32, torch.bool, torch.float16, torch.float64):
+        out = net(x.to(dtype))
+        assert torch.equal(out.output.v, want.output.v), dtype
+        assert out.report.warnings[0] == (f"Input: {dtype} input cast to the network's "
+                                          "torch.float32 (no value changed)")
+    assert want.report.warnings == []
+
+
+def test_input_that_a_cast_would_change_is_a_dtype_error():
+    x = spikes(5, 2, 6).double()
+    x[0, 0, 0] = 0.1  # not a float32 value
+    with pytest.raises(DTypeError, match=r"float64 and the network torch.float32; casting "
+                                          r"would change values \(e.g. 0.1 →"):
+        mixed_net()(x)
 
 
 def test_constrain_projects_learned_time_constants_above_dt():

@@ -17,6 +17,7 @@ from torch import Tensor
 from spikeloop.errors import (
     ArgumentTypeError,
     CheckpointError,
+    DeviceError,
     DTypeError,
     NonFiniteError,
     ParameterError,
@@ -216,26 +217,106 @@ def require_finite(x: Tensor, who: str) -> None:
         raise NonFiniteError(f"{who}: input holds NaN or infinite values")
 
 
-def check_sequence(x: Tensor, shape: tuple[int, ...], who: str, finite: bool = True) -> None:
-    """Check that ``x`` is a finite time-major tensor ``[T, B, *shape]`` (``finite=False``:
-    everything but finiteness, for a caller that checks it itself)."""
-    if not isinstance(x, Tensor):
-        raise ShapeError(f"{who}: expected a torch.Tensor, got {type(x).__name__}")
+def _check_time_major(x: Any, shape: tuple[int, ...], who: str) -> None:
+    """``x`` is a dense tensor with values, of shape ``[T, B, *shape]`` with ``T ≥ 1``."""
     expected = "[T, B, " + ", ".join(map(str, shape)) + "]"
+    if not isinstance(x, Tensor):
+        hint = (" (convert it with torch.as_tensor(x, dtype=torch.float32))"
+                if isinstance(x, np.ndarray | list | tuple | numbers.Number) else "")
+        raise ArgumentTypeError(f"{who}: expected a torch.Tensor {expected}, got "
+                                f"{type(x).__name__}{hint}")
+    if x.layout != torch.strided:
+        raise ArgumentTypeError(f"{who}: expected a dense tensor, got layout {x.layout} (use "
+                                "x.to_dense())")
+    if x.is_meta:
+        raise DeviceError(f"{who}: a meta tensor has a shape but no values to simulate")
     if x.dim() != 2 + len(shape):
-        raise ShapeError(
-            f"{who}: expected a time-major tensor {expected} of rank {2 + len(shape)}, "
-            f"got rank {x.dim()} with shape {tuple(x.shape)}"
-        )
-    if tuple(x.shape[2:]) != shape:
+        raise ShapeError(f"{who}: expected a time-major tensor {expected} of rank "
+                         f"{2 + len(shape)}, got rank {x.dim()} with shape {tuple(x.shape)}")
+    if tuple(x.shape[2:]) != tuple(shape):
         raise ShapeError(f"{who}: expected {expected}, got {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise ShapeError(f"{who}: the time axis (dim 0) is empty")
+
+
+def check_sequence(x: Tensor, shape: tuple[int, ...], who: str, finite: bool = True) -> None:
+    """Check that ``x`` is a finite floating-point time-major tensor ``[T, B, *shape]``
+    (``finite=False``: everything but finiteness, for a caller that checks it itself).
+
+    Raises:
+        ArgumentTypeError: ``x`` is not a tensor or is sparse.
+        DeviceError: ``x`` is a meta tensor.
+        ShapeError: rank, feature shape or an empty time axis.
+        DTypeError: ``x`` is not floating-point.
+        NonFiniteError: NaN or ±inf (with ``finite``).
+    """
+    _check_time_major(x, shape, who)
     if not x.is_floating_point():
         raise DTypeError(f"{who}: expected a floating-point tensor (0/1 spikes as float), "
                          f"got {x.dtype}")
     if finite:
         require_finite(x, who)
+
+
+def lossless_cast(x: Tensor, dtype: torch.dtype, who: str) -> tuple[Tensor, str | None]:
+    """``x`` as ``dtype`` if the conversion changes no value, with a note saying it was cast.
+
+    The one dtype rule of every entry point that takes a tensor: a floating-point ``x`` of a
+    lower precision than ``dtype`` (``float16``/``bfloat16`` → ``float32``) is cast; any other
+    dtype (``float64`` → ``float32``, integers, ``bool``) is cast only if every value survives the
+    round trip exactly (0/1 spikes and small counts do). The note (``None`` if ``x`` had
+    ``dtype`` already) is meant for the run's warnings.
+
+    Raises:
+        DTypeError: ``x`` is complex, or a value would change (the message names the first such
+            value and how to convert explicitly).
+    """
+    if x.dtype == dtype:
+        return x, None
+    if x.is_complex():
+        raise DTypeError(f"{who}: complex input ({x.dtype}) cannot be simulated; give real "
+                         f"{dtype} values")
+    y = x.to(dtype)
+    widening = x.is_floating_point() and torch.promote_types(x.dtype, dtype) == dtype
+    if not widening:
+        back = y.to(x.dtype)
+        changed = back != x
+        if bool(changed.any()):
+            first = x.detach()[changed][0].item()
+            raise DTypeError(
+                f"{who}: the input is {x.dtype} and the network {dtype}; casting would change "
+                f"values (e.g. {first!r} → {y.detach()[changed][0].item()!r}), so it is not "
+                f"done implicitly: cast the input yourself (x.to({dtype})) or the network "
+                f"(net.to({x.dtype}))")
+    return y, f"{who}: {x.dtype} input cast to the network's {dtype} (no value changed)"
+
+
+def check_input(x: Any, shape: tuple[int, ...], dtype: torch.dtype,
+                device: torch.device | None = None,
+                who: str = "Input") -> tuple[Tensor, str | None]:
+    """Check a network's input ``x [T, B, *shape]`` and return it in the network's ``dtype``.
+
+    ``x`` must be a dense (strided) tensor with values, on ``device`` (if given), with a
+    non-empty time and batch axis; its dtype follows :func:`lossless_cast`. Finiteness is left
+    to the backend, which checks it where it reads the input (often on the events only).
+
+    Returns:
+        The tensor (cast if needed) and the cast note (``None`` if nothing was cast).
+
+    Raises:
+        ArgumentTypeError: ``x`` is not a tensor (a NumPy array, a list) or is sparse.
+        DeviceError: ``x`` is a meta tensor or lies on another device than the network.
+        ShapeError: rank, feature shape, an empty time or batch axis.
+        DTypeError: see :func:`lossless_cast`.
+    """
+    _check_time_major(x, shape, who)
+    if x.shape[1] == 0:
+        raise ShapeError(f"{who}: the batch axis (dim 1) is empty: a run needs at least one "
+                         "sample")
+    if device is not None and x.device != device:
+        raise DeviceError(f"{who}: the input is on {x.device}, the network on {device} (move "
+                          f"one of them: x.to({str(device)!r}) or net.to({str(x.device)!r}))")
+    return lossless_cast(x, dtype, who)
 
 
 def check_state_dict(own: Mapping[str, Tensor], given: Any, strict: bool = True,

@@ -130,3 +130,45 @@ class NetworkOutput(Mapping[str, Observables]):
 
     def __len__(self) -> int:
         return len(self.populations)
+
+
+class NetworkState(Mapping[str, Any]):
+    """The state a run ended in (``out.state``), to continue the run where it stopped.
+
+    A read-only mapping of node name → that node's state record (what the backend keeps: a
+    population's :class:`~spikeloop.dynamics.models.PopulationState`, a delay's buffer, a chip's
+    registers), tagged with what it belongs to, so that a state given to the wrong network or
+    backend is an error and not a silent restart from rest:
+
+    Attributes:
+        backend: name of the backend that produced it (a ``"xylo"`` state continues only a
+            xylo run).
+        network: the network's signature — ``(name, kind, op, shape)`` of every node — as
+            :func:`spikeloop.backends.network_signature` gives it.
+        batch: batch size ``B`` of the run.
+        dtype: the network's dtype in that run.
+        device: the network's device in that run.
+    """
+
+    def __init__(self, values: Mapping[str, Any], *, backend: str,
+                 network: tuple[tuple[Any, ...], ...], batch: int, dtype: torch.dtype,
+                 device: torch.device) -> None:
+        self._values = dict(values)
+        self.backend = backend
+        self.network = network
+        self.batch = batch
+        self.dtype = dtype
+        self.device = device
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return (f"NetworkState({sorted(self._values)}, backend={self.backend!r}, "
+                f"batch={self.batch}, dtype={self.dtype}, device={self.device})")

@@ -19,7 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
-from spikeloop.errors import DeviceError, ParameterError
+from spikeloop.checks import show
+from spikeloop.errors import ArgumentTypeError, DeviceError, ParameterError
 from spikeloop.ir import Graph
 from spikeloop.observables import NetworkOutput, ReadoutRange
 from spikeloop.registry import Registry
@@ -71,7 +72,19 @@ class Backend(Protocol):
 
 class BackendBase:
     """Defaults of the :class:`Backend` protocol: no random stream, no dense recording, an
-    unbounded read-out."""
+    unbounded read-out.
+
+    Two capabilities that :func:`~spikeloop.backends.guard.run_checked` reads (a backend not
+    derived from this class has the same defaults): ``streaming`` (``True``: a run continues
+    from a previous run's state; ``False``: every run starts at rest and a state is refused)
+    and ``accepts_events`` (``False``: the input is a dense tensor only; ``True``: also
+    :class:`~spikeloop.backends.SpikeEvents`). A backend whose state is not the per-node
+    records of the model (a chip's registers) defines ``check_state(graph, values, batch)``
+    raising :class:`~spikeloop.errors.StateError`.
+    """
+
+    streaming: bool = True
+    accepts_events: bool = False
 
     def get_rng_state(self) -> Tensor | None:
         """``None``: this backend draws no random numbers of its own."""
@@ -96,7 +109,13 @@ BACKENDS: Registry[Callable[..., Backend]] = Registry("backend", entry_points="s
 
 
 def get_backend(spec: str | Backend | Mapping[str, Any]) -> Backend:
-    """Resolve a backend from a name, an instance, or ``{"name": ..., option: value}``."""
+    """Resolve a backend from a name, an instance, or ``{"name": ..., option: value}``.
+
+    Raises:
+        ArgumentTypeError: ``spec`` is none of these.
+        UnknownNameError: no backend has the name.
+        ConfigError / ParameterError: an option the backend does not take or a bad value.
+    """
     if isinstance(spec, Backend):
         return spec
     if hasattr(spec, "run"):
@@ -105,6 +124,12 @@ def get_backend(spec: str | Backend | Mapping[str, Any]) -> Backend:
         raise ParameterError(f"{type(spec).__name__} is not a complete backend: it lacks "
                              f"{missing} (inherit spikeloop.backends.BackendBase for the "
                              "defaults)")
+    if not isinstance(spec, str | Mapping):
+        raise ArgumentTypeError(f"backend must be a name ({', '.join(BACKENDS.names())}), a "
+                                f"backend instance or {{'name': ..., option: value}}, got "
+                                f"{show(spec)} ({type(spec).__name__})")
+    if isinstance(spec, Mapping) and not isinstance(spec.get("name"), str):
+        raise ArgumentTypeError(f"a backend spec needs a 'name' string, got {show(dict(spec))}")
     return BACKENDS.build(spec)
 
 

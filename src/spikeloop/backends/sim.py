@@ -11,7 +11,6 @@ the same results.
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -24,6 +23,7 @@ from torch.utils.checkpoint import checkpoint
 
 from spikeloop.backends.base import BACKENDS, BackendBase
 from spikeloop.backends.executor import RECORDABLE, ModelHooks, execute, input_checkers
+from spikeloop.checks import check_choice, check_int, check_real
 from spikeloop.errors import ParameterError
 from spikeloop.ir import Graph
 from spikeloop.kernels.loop import KERNELS, Kernel
@@ -66,21 +66,12 @@ class SimBackend(BackendBase):
     differentiable: bool = True
 
     def __post_init__(self) -> None:
-        if self.mode not in ("sequence", "step"):
-            raise ParameterError(f"unknown sim mode {self.mode!r}; known: sequence, step")
-        if self.kernel not in KERNELS:
-            raise ParameterError(f"unknown kernel {self.kernel!r}; known: {', '.join(KERNELS)}")
-        if self.grad_band is not None and not (
-            isinstance(self.grad_band, int | float) and math.isfinite(self.grad_band)
-            and self.grad_band > 0
-        ):
-            raise ParameterError(f"grad_band must be a finite number > 0 (or None), "
-                                 f"got {self.grad_band!r}")
-        if self.checkpoint is not None and not (
-            isinstance(self.checkpoint, int) and self.checkpoint >= 1
-        ):
-            raise ParameterError(f"checkpoint must be a whole number of steps ≥ 1 (or None), "
-                                 f"got {self.checkpoint!r}")
+        check_choice(self.mode, "sim backend: mode", ("sequence", "step"))
+        check_choice(self.kernel, "sim backend: kernel", KERNELS)
+        if self.grad_band is not None:
+            check_real(self.grad_band, "sim backend: grad_band (or None)", 0, low_open=True)
+        if self.checkpoint is not None:
+            check_int(self.checkpoint, "sim backend: checkpoint (steps per window, or None)", 1)
         if self.checkpoint is not None and self.mode != "sequence":
             raise ParameterError("checkpoint needs mode='sequence'")
         if isinstance(self.record, Mapping):

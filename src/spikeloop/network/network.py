@@ -9,6 +9,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from spikeloop.backends import get_backend
+from spikeloop.backends.guard import run_checked
 from spikeloop.checks import all_finite, check_state_dict
 from spikeloop.errors import NonFiniteError, ParameterError
 from spikeloop.ir import Graph, trace
@@ -78,12 +79,17 @@ class Network(nn.Module):
     ) -> Any:
         """Run the network on ``x [T, B, *input_shape]``; returns a ``NetworkOutput``.
 
-        ``state`` (from a previous output's ``.state``) continues a run; ``backend`` overrides the
-        network's default backend for this call.
+        ``state`` (a previous output's ``.state``, a
+        :class:`~spikeloop.observables.NetworkState`) continues a run; it must come from this
+        network and backend, with the same batch size. ``backend`` overrides the network's
+        default backend for this call. Input, state and the run's membranes are checked by
+        :func:`~spikeloop.backends.guard.run_checked`: an input of another dtype is cast to the
+        network's where no value changes (the run's warnings say so) and refused otherwise.
         """
         self.check_parameters()
         graph = self.graph
-        return get_backend(backend if backend is not None else self.backend).run(graph, x, state)
+        chosen = get_backend(backend if backend is not None else self.backend)
+        return run_checked(chosen, graph, x, state)
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
                         assign: bool = False) -> Any:

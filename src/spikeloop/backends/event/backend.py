@@ -20,7 +20,7 @@ from spikeloop.backends.event.layers import _layers, _neuron
 from spikeloop.backends.event.readout import _Readout
 from spikeloop.backends.event.records import EventObservables, SpikeEvents
 from spikeloop.backends.inloop import in_the_loop
-from spikeloop.checks import check_dt, check_sequence
+from spikeloop.checks import check_bool, check_dt, check_int, check_sequence
 from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.ir import Graph
 from spikeloop.observables import ExecutionReport, NetworkOutput, Observables, ReadoutRange
@@ -52,12 +52,15 @@ class EventBackend(BackendBase):
     max_spikes: int = 10_000
     observe: Any = None
     name: str = "event"
+    accepts_events = True  # (class attributes, not fields) takes SpikeEvents too;
+    streaming = False  # every run starts from rest
     differentiable: bool = True
     _observer: Backend | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.max_spikes, int) and self.max_spikes >= 1):
-            raise ParameterError(f"max_spikes must be a whole number ≥ 1, got {self.max_spikes!r}")
+        check_int(self.max_spikes, "event backend: max_spikes", 1)
+        check_bool(self.grid, "event backend: grid")
+        check_bool(self.membrane, "event backend: membrane")
         if self.observe is not None:  # a derived field: set once here, never by a method
             device = self.observe if hasattr(self.observe, "run") else get_backend(self.observe)
             object.__setattr__(self, "_observer", device)

@@ -22,12 +22,20 @@ from torch import Tensor
 
 from spikeloop.backends.base import BACKENDS, BackendBase, require_host
 from spikeloop.backends.inloop import in_the_loop
-from spikeloop.checks import check_sequence
+from spikeloop.checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_real,
+    check_sequence,
+    check_type,
+    show,
+)
 from spikeloop.chips.analog.calibration import AnalogChip
 from spikeloop.chips.analog.mapper import map_graph
 from spikeloop.chips.analog.simulator import adc_readout, chip_parameters, dense_trace, run_chip
 from spikeloop.chips.analog.spec import AnalogChipSpec
-from spikeloop.errors import ParameterError
+from spikeloop.errors import ArgumentTypeError, ParameterError
 from spikeloop.ir import Graph
 from spikeloop.observables import ExecutionReport, NetworkOutput, Observables, ReadoutRange
 
@@ -73,6 +81,7 @@ class AnalogChipBackend(BackendBase):
     """
 
     name = "chip"
+    streaming = False  # each run starts from rest (run_checked refuses a state)
     differentiable = False
 
     def __init__(
@@ -88,8 +97,22 @@ class AnalogChipBackend(BackendBase):
         dense: tuple[str, int] | list | None = None,
         spec: AnalogChipSpec | None = None,
     ) -> None:
-        if adc not in ("realistic", "ideal"):
-            raise ParameterError(f"unknown adc {adc!r}; known: realistic, ideal")
+        seed = check_int(seed, "chip backend: seed", 0)
+        for flag, value in (("mismatch", mismatch), ("noise", noise), ("calibrate", calibrate),
+                            ("clip_weights", clip_weights)):
+            check_bool(value, f"chip backend: {flag}")
+        check_choice(adc, "chip backend: adc", ("realistic", "ideal"))
+        if weight_scale != "auto":
+            check_real(weight_scale, "chip backend: weight_scale ('auto' or LSB size)", 0,
+                       low_open=True)
+        if dense is not None:
+            if not (isinstance(dense, tuple | list) and len(dense) == 2
+                    and isinstance(dense[0], str)):
+                raise ArgumentTypeError(f"chip backend: dense must be (population name, neuron "
+                                        f"index), got {show(dense)}")
+            dense = (dense[0], check_int(dense[1], "chip backend: dense neuron index", 0))
+        if spec is not None:
+            check_type(spec, "chip backend: spec", AnalogChipSpec, "an AnalogChipSpec")
         self.spec = spec or AnalogChipSpec()
         self.seed = seed
         self.noise = noise

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from spikeloop.backends.base import BACKENDS, BackendBase, require_host
 from spikeloop.backends.inloop import in_the_loop
-from spikeloop.checks import check_sequence
+from spikeloop.checks import all_finite, check_sequence
 from spikeloop.chips.xylo.dynamics import StepRecord, XyloState, own_counts
 from spikeloop.chips.xylo.mapper import XyloLayout, map_graph
 from spikeloop.chips.xylo.qat import qat_run
@@ -37,7 +37,7 @@ from spikeloop.chips.xylo.quantize import METHODS, QuantizationReport, QuantMeth
 from spikeloop.chips.xylo.quantize import to_config as _to_config
 from spikeloop.chips.xylo.simulator import check_raster, simulate
 from spikeloop.chips.xylo.spec import XyloSpec
-from spikeloop.errors import ParameterError
+from spikeloop.errors import ParameterError, StateError
 from spikeloop.ir import Graph
 from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
 
@@ -72,6 +72,45 @@ class XyloBackend(BackendBase):
         self.spec = spec or XyloSpec()
         self.differentiable = mode == "qat"
         self.last_report: QuantizationReport | None = None
+
+    def check_state(self, graph: Graph, values: Mapping[str, Any], batch: int) -> None:
+        """A xylo state is ``{"xylo": XyloState}`` from a previous xylo run: integer registers
+        (``float64`` tensors of whole numbers) of batch size ``batch``, hidden and output
+        widths as the chip's layout of ``graph``, within the chip's 16-bit state range.
+
+        Raises:
+            StateError: names the first mismatch.
+        """
+        if set(values) != {"xylo"}:
+            raise StateError(f"a xylo state is {{'xylo': XyloState}} from a previous xylo run, "
+                             f"got entries {sorted(values)}")
+        s = values["xylo"]
+        if not isinstance(s, XyloState):
+            raise StateError(f"state['xylo'] must be the XyloState of a previous xylo run, got "
+                             f"{type(s).__name__}")
+        layout = map_graph(graph, self.spec)
+        hidden, outputs = layout.num_hidden, layout.readout.num_neurons
+        for field, t in s._asdict().items():
+            who = f"state['xylo'].{field}"
+            if not isinstance(t, Tensor):
+                raise StateError(f"{who} must be a tensor, got {type(t).__name__}")
+            if t.dtype != torch.float64:
+                raise StateError(f"{who} is {t.dtype}; the chip's registers are whole numbers "
+                                 "held as float64 (use the state a xylo run returned)")
+            if t.dim() < 2 or t.shape[0] != batch:
+                raise StateError(f"{who} has shape {tuple(t.shape)}: not a state for batch "
+                                 f"size B = {batch}")
+            width = outputs if field.endswith("_out") else hidden
+            if t.shape[1] != width:
+                raise StateError(f"{who} has shape {tuple(t.shape)}; this network's chip layout "
+                                 f"has {width} {'output' if field.endswith('_out') else 'hidden'}"
+                                 " neurons")
+            if not all_finite(t) or not bool((t == t.round()).all()):
+                raise StateError(f"{who} holds values that are not whole numbers")
+            lo, hi = (0, self.spec.hidden_cap) if field == "z" else (
+                self.spec.state_min, self.spec.state_max)
+            if t.numel() and (float(t.min()) < lo or float(t.max()) > hi):
+                raise StateError(f"{who} holds values outside the chip's range [{lo}, {hi}]")
 
     def run(
         self, graph: Graph, x: Tensor, state: Mapping[str, Any] | None = None
