@@ -77,9 +77,9 @@ class ReadoutRange:
     description: str
     unit: str
 
-    def saturated(self, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Which batch entries of ``v [T, B, N]`` read the ceiling / the floor at any time step
-        of any neuron: two bool tensors ``[B]``.
+    def at_limits(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Which values of ``v [T, B, N]`` read the ceiling / the floor: two bool tensors of
+        ``v``'s shape.
 
         A value within half a code of a limit is at it (the read-out can report nothing between
         the last code and the limit), so values interpolated between samples count only where
@@ -90,7 +90,23 @@ class ReadoutRange:
         tol = max(self.resolution / 2, 1e-6 * float(self.high.abs().max()))
         high = self.high.to(v.dtype).reshape(1, 1, -1)
         low = self.low.to(v.dtype).reshape(1, 1, -1)
-        return (v >= high - tol).any(-1).any(0), (v <= low + tol).any(-1).any(0)
+        return v >= high - tol, v <= low + tol
+
+    def saturated(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Which batch entries of ``v [T, B, N]`` read the ceiling / the floor at any time step
+        of any neuron (:meth:`at_limits`): two bool tensors ``[B]``."""
+        high, low = self.at_limits(v)
+        return high.any(-1).any(0), low.any(-1).any(0)
+
+    def saturation_note(self, name: str, v: Tensor) -> str | None:
+        """A line for a run's warnings counting the values of ``v`` at either limit (``None``
+        if none is): once per run and population."""
+        high, low = (int(m.sum()) for m in self.at_limits(v))
+        if not (high or low):
+            return None
+        return (f"{name}: the {self.description} reads its ceiling on {high} and its floor on "
+                f"{low} of {v.numel()} membrane values (steps × samples × neurons); the true "
+                "membrane lay beyond")
 
 
 @dataclass

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
-from spikeloop.errors import ConfigError, UnknownNameError
+from spikeloop.errors import ConfigError, SpikeloopError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -94,6 +94,8 @@ class Registry(Generic[T]):
         factory: Any = self.get(params.pop("name"))
         try:
             return factory(**(defaults | params))
+        except SpikeloopError:
+            raise  # the factory's own check (an ArgumentTypeError is a TypeError too)
         except TypeError as err:
             raise ConfigError(f"{self.kind} {spec!r}: {err}") from None
 

@@ -168,6 +168,10 @@ class AnalogChipBackend(BackendBase):
                 if self.adc == "realistic":
                     v_leak = torch.as_tensor(params[name].v_leak, dtype=v.dtype)
                     v = adc_readout(v, v_leak, self.spec, graph[name].settings["dt"], g)
+                    note = self._adc_range(params[name], graph[name].num_neurons
+                                           ).saturation_note(name, v)
+                    if note is not None:
+                        warnings.append(note)
                 populations[name] = Observables(spikes=obs.spikes, v=v)
             if self.dense is not None:
                 pop, neuron = self.dense
@@ -237,7 +241,11 @@ class AnalogChipBackend(BackendBase):
         placement = map_graph(graph, self.spec, weight_scale=self.weight_scale,
                               clip_weights=self.clip_weights, layouts=self._layouts)
         params, _, _ = self._chip_parameters(node, placement.populations[population])
-        leak = torch.as_tensor(params.v_leak).detach().expand(node.num_neurons)
+        return self._adc_range(params, node.num_neurons)
+
+    def _adc_range(self, params: Any, neurons: int) -> ReadoutRange:
+        """The 8-bit ADC's range around the leak of each of ``neurons`` circuits."""
+        leak = torch.as_tensor(params.v_leak).detach().expand(neurons)
         s = self.spec
         return ReadoutRange(
             low=s.from_lsb(torch.zeros_like(leak), leak),
