@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from spikeloop.backends import SpikeEvents, get_backend
+from spikeloop.backends import SimBackend, SpikeEvents, get_backend
 from spikeloop.chips.xylo.dynamics import XyloState
 from spikeloop.errors import (
     ArgumentTypeError,
@@ -256,6 +256,8 @@ def test_backends_that_cannot_stream_refuse_any_state(net, x, sim_state, backend
 def test_numpy_scalars_and_arrays_are_not_inputs_but_give_a_hint(net):
     with pytest.raises(ArgumentTypeError, match=r"torch\.as_tensor"):
         run(net, np.zeros((5, 1, 4), dtype=np.float32), "sim")
-    for spec in (1.0, None, ["sim"]):
+    for spec in (1.0, None, ["sim"], b"sim", object()):
         with pytest.raises(ArgumentTypeError, match=r"backend must be a name"):
             get_backend(spec)
+    with pytest.raises(ArgumentTypeError, match=r"got the class SimBackend; pass an instance"):
+        get_backend(SimBackend)

@@ -116,6 +116,9 @@ def get_backend(spec: str | Backend | Mapping[str, Any]) -> Backend:
         UnknownNameError: no backend has the name.
         ConfigError / ParameterError: an option the backend does not take or a bad value.
     """
+    if isinstance(spec, type):
+        raise ArgumentTypeError(f"backend: got the class {spec.__name__}; pass an instance "
+                                f"({spec.__name__}(...)) or a registered name")
     if isinstance(spec, Backend):
         return spec
     if hasattr(spec, "run"):
