@@ -771,7 +771,7 @@ class Trainer:
         Raises:
             CheckpointError, ParameterError, TypeError...: a part that does not fit.
         """
-        check_state_dict(self.network.state_dict(), state["model"], who="the model's weights")
+        check_state_dict(self.network.state_dict(), state["model"], who="the model state dict")
         _check_optimizer_state(self.optimizer, state["optimizer"])
         check_int(state["epoch"], "epoch", 0, self.config.train.epochs)
         best = state.get("best")
@@ -779,7 +779,8 @@ class Trainer:
             if not (isinstance(best, tuple | list) and len(best) == 3):
                 raise CheckpointError(f"best must be (val_acc, epoch, weights), got "
                                       f"{type(best).__name__}")
-            check_state_dict(self.network.state_dict(), best[2], who="the best weights")
+            check_state_dict(self.network.state_dict(), best[2],
+                             who="the state dict of the best epoch")
         partial = state.get("partial")
         if partial is not None and not (isinstance(partial, dict)
                                         and {"order", "done", "batches"} <= set(partial)):
