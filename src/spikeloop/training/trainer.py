@@ -705,14 +705,17 @@ class Trainer:
                 not fit this run.
         """
         path = check_path(path, "load_checkpoint: path")
+        if not path.is_file():
+            what = "a folder, not a file" if path.is_dir() else "no such file"
+            raise CheckpointError(f"no checkpoint at {str(path)!r} ({what})")
         try:
             state = torch.load(path, weights_only=False)
-        except Exception as err:  # a missing, truncated or foreign file
-            size = path.stat().st_size if path.is_file() else 0
+        except Exception as err:  # a truncated or foreign file
+            size = path.stat().st_size
             why = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise CheckpointError(
-                f"cannot read checkpoint {str(path)!r} ({size} bytes): it is missing, truncated "
-                f"or not a spikeloop checkpoint (torch.load: {why}); "
+                f"cannot read checkpoint {str(path)!r} ({size} bytes): it is truncated or not a "
+                f"spikeloop checkpoint (torch.load: {why}); "
                 f"start a new run, or resume from a copy of the run folder that has an intact one"
             ) from None
         if not isinstance(state, dict):
