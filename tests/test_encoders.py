@@ -16,6 +16,7 @@ from spikeloop.errors import (
     NonFiniteError,
     ParameterError,
     ShapeError,
+    TimeStepError,
     UnknownNameError,
 )
 
@@ -80,8 +81,8 @@ def test_latency_inverted_order_allowed() -> None:
         (torch.tensor([[0.1, float("inf")]]), {}, NonFiniteError, "finite"),
         (torch.tensor([[0.1, 1.5]]), {}, ParameterError, "[0, 1]"),
         (torch.tensor([[-0.1, 0.5]]), {}, ParameterError, "[0, 1]"),
-        (torch.tensor([[0.5]]), {"dt": 0.0}, ParameterError, "dt"),
-        (torch.tensor([[0.5]]), {"dt": -1e-3}, ParameterError, "dt"),
+        (torch.tensor([[0.5]]), {"dt": 0.0}, TimeStepError, "dt"),
+        (torch.tensor([[0.5]]), {"dt": -1e-3}, TimeStepError, "dt"),
         (torch.tensor([[0.5]]), {"duration": 0.0}, ParameterError, "duration"),
         (torch.tensor([[0.5]]), {"t_late": 0.0105}, ParameterError, "duration"),
         (torch.tensor([[0.5]]), {"t_early": -0.001}, ParameterError, "t_early"),

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -362,3 +364,68 @@ def _some(items: list[str], quote: bool = True, n: int = 3) -> str:
     shown = [repr(i) if quote else i for i in items[:n]]
     more = f" and {len(items) - n} more" if len(items) > n else ""
     return ", ".join(shown) + more
+
+
+# --- added by train
+
+
+def check_labels(labels: Any, who: str, n_classes: int, batch: int,
+                 device: torch.device | None = None) -> Tensor:
+    """Return class-index labels ``[batch]`` as an int64 tensor, checked against the batch and
+    the number of classes.
+
+    The dtype rule: labels are integer class indices. Every integer dtype (``int64``,
+    ``int32``, ``uint8``...) is cast to ``int64``, which is lossless. ``bool`` and floating
+    point labels are refused, even when a float holds integral values: a float target is far
+    more often one-hot rows, probabilities or a mixed-up tensor than class indices, and rounding
+    it would hide that (``labels.long()`` converts deliberately). A list or NumPy array is
+    refused too (``torch.as_tensor(labels)`` converts it), as a network input would be.
+
+    Raises:
+        ArgumentTypeError: ``labels`` is not a tensor.
+        DTypeError: it is not of an integer dtype.
+        ShapeError: it is not one-dimensional, its length is not ``batch``, or the batch is
+            empty (a mean over no samples is NaN).
+        DeviceError: it is on another device than ``device``.
+        ParameterError: a label lies outside ``[0, n_classes - 1]``.
+    """
+    if not isinstance(labels, Tensor):
+        raise ArgumentTypeError(f"{who} must be a torch.Tensor of class indices, got "
+                                f"{show(labels)} ({type(labels).__name__}); convert it with "
+                                f"torch.as_tensor(...)")
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        raise DTypeError(f"{who} must hold integer class indices (int64 or another integer "
+                         f"dtype), got {labels.dtype}; float and bool labels are not rounded "
+                         f"(use labels.long() if they hold class indices)")
+    if labels.dim() != 1:
+        raise ShapeError(f"{who} must be class indices of shape [{batch}], got shape "
+                         f"{tuple(labels.shape)}")
+    if labels.shape[0] != batch:
+        raise ShapeError(f"{who}: {labels.shape[0]} labels for a batch of {batch} samples")
+    if batch == 0:
+        raise ShapeError(f"{who}: the batch is empty (a loss over no samples is undefined)")
+    if device is not None and labels.device != device:
+        raise DeviceError(f"{who} are on {labels.device}, the network's output on {device}")
+    out = labels.to(torch.int64)
+    low, high = (int(v) for v in torch.aminmax(out))
+    if low < 0 or high >= n_classes:
+        bad = low if low < 0 else high
+        raise ParameterError(f"{who} must be class indices in [0, {n_classes - 1}] "
+                             f"({n_classes} classes), got {bad}")
+    return out
+
+
+def check_path(value: Any, who: str) -> Path:
+    """Return a file path given as a ``str`` or an ``os.PathLike`` (``pathlib.Path``) as a
+    ``Path``; an empty string is not a path (it would name the current folder).
+
+    Raises:
+        ArgumentTypeError: ``value`` is neither (bytes, a number, ``None``...).
+        ParameterError: it is an empty string.
+    """
+    if not isinstance(value, str | os.PathLike) or not isinstance(os.fspath(value), str):
+        raise ArgumentTypeError(f"{who} must be a path (a str or pathlib.Path), got "
+                                f"{show(value)} ({type(value).__name__})")
+    if os.fspath(value) == "":
+        raise ParameterError(f"{who} must be a path, got an empty string")
+    return Path(value)

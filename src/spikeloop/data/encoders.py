@@ -9,8 +9,15 @@ is placed on step ``round(t / dt)`` (ties round half to even, as ``torch.round``
 Encoders are registered in :data:`ENCODERS`; :func:`make_encoder` binds parameters by name
 (e.g. from a config file) and returns a one-argument callable.
 
+Input rule: the features (``signal`` for :func:`delta`) are a ``torch.Tensor`` or a NumPy
+array; a floating-point one keeps its dtype (the spikes have it too), an integer or bool one is
+cast to torch's default float dtype (lossless for the values an encoder accepts). A list, a
+string or a complex tensor is refused (:class:`ArgumentTypeError` / :class:`DTypeError`).
+
 Invalid input is never clipped: wrong rank → :class:`ShapeError`, NaN/inf →
-:class:`NonFiniteError`, values or parameters outside their range → :class:`ParameterError`.
+:class:`NonFiniteError`, values or parameters outside their range → :class:`ParameterError`
+(a parameter of the wrong type → :class:`ArgumentTypeError`, an invalid ``dt`` →
+:class:`TimeStepError`). :func:`make_encoder` checks the parameters when it binds them.
 """
 
 from __future__ import annotations
@@ -18,14 +25,22 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from spikeloop.errors import ConfigError, NonFiniteError, ParameterError, ShapeError
+from spikeloop.checks import (
+    check_bool,
+    check_choice,
+    check_dt,
+    check_real,
+    check_type,
+    require_finite,
+)
+from spikeloop.errors import ConfigError, DeviceError, DTypeError, ParameterError, ShapeError
 from spikeloop.registry import Registry
 
 __all__ = ["ENCODERS", "delta", "latency", "log_latency", "make_encoder", "rate"]
@@ -39,28 +54,28 @@ ENCODERS: Registry[Encoder] = Registry("encoder")
 # --------------------------------------------------------------------------- validation helpers
 
 
-def _as_float_tensor(x: Any) -> Tensor:
-    t = x if isinstance(x, Tensor) else torch.as_tensor(x)
-    if not torch.is_floating_point(t):
-        t = t.to(torch.get_default_dtype())
-    return t
-
-
-def _check_finite(t: Tensor, what: str) -> None:
-    if not bool(torch.isfinite(t).all()):
-        n_bad = int((~torch.isfinite(t)).sum())
-        raise NonFiniteError(f"{what} holds {n_bad} NaN/inf value(s); all must be finite")
+def _as_float_tensor(x: Any, who: str) -> Tensor:
+    """``x`` (a tensor or NumPy array of real numbers) as a floating-point tensor (see the
+    input rule in the module docstring)."""
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind not in "biuf":
+            raise DTypeError(f"{who} must hold real numbers, got a NumPy array of {x.dtype}")
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    check_type(x, who, Tensor, "a torch.Tensor or a NumPy array")
+    if x.is_complex():
+        raise DTypeError(f"{who} must hold real numbers, got {x.dtype}")
+    return x if x.is_floating_point() else x.to(torch.get_default_dtype())
 
 
 def _features(x: Any) -> Tensor:
     """Validate features ``[B, F]`` with values in ``[0, 1]``; return a float tensor."""
-    t = _as_float_tensor(x)
+    t = _as_float_tensor(x, "x")
     if t.dim() != 2:
         raise ShapeError(
             f"x must have rank 2 [B, F] (batch, features), got rank {t.dim()} with shape "
             f"{tuple(t.shape)}"
         )
-    _check_finite(t, "x")
+    require_finite(t, "x")
     if t.numel() and (bool((t < 0).any()) or bool((t > 1).any())):
         raise ParameterError(
             f"x must lie in [0, 1]; found values in [{float(t.min()):.6g}, "
@@ -69,28 +84,16 @@ def _features(x: Any) -> Tensor:
     return t
 
 
-def _real(name: str, value: Any) -> float:
-    if isinstance(value, Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ParameterError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ParameterError(f"{name} must be finite, got {value}")
-    return value
-
-
 def _positive(name: str, value: Any) -> float:
-    v = _real(name, value)
-    if v <= 0:
-        raise ParameterError(f"{name} must be > 0, got {v}")
-    return v
+    return check_real(value, name, 0, low_open=True)
 
 
 def _steps(dt: Any, duration: Any) -> tuple[float, float, int]:
     """Validate ``dt``/``duration`` and return ``(dt, duration, T)``, ``T = round(duration/dt)``."""
-    dt_ = _positive("dt", dt)
+    dt_ = check_dt(dt)
     dur = _positive("duration", duration)
+    if not math.isfinite(dur / dt_):
+        raise ParameterError(f"duration / dt = {dur} s / {dt_} s is not a finite number of steps")
     n_steps = round(dur / dt_)
     if n_steps < 1:
         raise ParameterError(
@@ -164,8 +167,8 @@ def latency(
     """
     x = _features(x)
     dt, duration, n_steps = _steps(dt, duration)
-    t_early = _real("t_early", t_early)
-    t_late = _real("t_late", t_late)
+    t_early = check_real(t_early, "t_early")
+    t_late = check_real(t_late, "t_late")
     _step_of("t_early", t_early, dt, n_steps, duration)
     _step_of("t_late", t_late, dt, n_steps, duration)
     times = t_early + x.to(torch.float64) * (t_late - t_early)
@@ -176,7 +179,7 @@ def latency(
         )
     spikes = _raster(index, torch.ones_like(index, dtype=torch.bool), n_steps, x.dtype)
     if bias_time is not None:
-        k = _step_of("bias_time", _real("bias_time", bias_time), dt, n_steps, duration)
+        k = _step_of("bias_time", check_real(bias_time, "bias_time"), dt, n_steps, duration)
         bias = torch.zeros((n_steps, x.shape[0], 1), dtype=x.dtype, device=x.device)
         bias[k] = 1.0
         spikes = torch.cat([spikes, bias], dim=2)
@@ -214,7 +217,7 @@ def log_latency(x: Tensor, *, dt: float, duration: float, tau: float, threshold:
     x = _features(x)
     dt, duration, n_steps = _steps(dt, duration)
     tau = _positive("tau", tau)
-    theta = _real("threshold", threshold)
+    theta = check_real(threshold, "threshold")
     if not 0 < theta < 1:
         raise ParameterError(
             f"threshold must lie in (0, 1) for inputs in [0, 1], got {theta} "
@@ -266,12 +269,12 @@ def rate(
     """
     x = _features(x)
     dt, _, n_steps = _steps(dt, duration)
-    max_rate = _real("max_rate", max_rate)
-    if max_rate < 0:
-        raise ParameterError(f"max_rate must be >= 0 Hz, got {max_rate}")
-    modes = ("bernoulli", "poisson")
-    if mode not in modes:
-        raise ParameterError(f"mode must be one of {', '.join(modes)}; got {mode!r}")
+    max_rate = check_real(max_rate, "max_rate (Hz)", 0)
+    check_choice(mode, "mode", ("bernoulli", "poisson"))
+    if generator is not None:
+        check_type(generator, "generator", torch.Generator, "a torch.Generator or None")
+        if generator.device.type != x.device.type:
+            raise DeviceError(f"generator is on {generator.device}, x on {x.device}")
     if mode == "bernoulli" and max_rate * dt > 1:
         raise ParameterError(
             f"spike probability per step p = max_rate·dt = {max_rate}·{dt} = "
@@ -320,14 +323,15 @@ def delta(signal: Tensor, *, threshold: float, split: bool = False) -> Tensor:
         ShapeError: ``signal`` is not rank 3. NonFiniteError: NaN/inf in ``signal``.
         ParameterError: ``threshold`` not positive and finite.
     """
-    s = _as_float_tensor(signal)
+    s = _as_float_tensor(signal, "signal")
     if s.dim() != 3:
         raise ShapeError(
             f"signal must have rank 3 [T, B, C] (time, batch, channels), got rank {s.dim()} "
             f"with shape {tuple(s.shape)}"
         )
-    _check_finite(s, "signal")
+    require_finite(s, "signal")
     theta = _positive("threshold", threshold)
+    split = check_bool(split, "split")
     out = torch.zeros_like(s)
     if s.shape[0] > 0:
         base = s[0]
@@ -351,11 +355,18 @@ def make_encoder(name: str, **params: Any) -> Callable[[Tensor], Tensor]:
     Example:
         >>> enc = make_encoder("latency", dt=1e-4, duration=0.05, t_early=0.0, t_late=0.04)
 
+    The parameters are checked here, by encoding an empty batch (which draws no random
+    numbers), so a bad one fails when the encoder is made rather than at its first use.
+
     Raises:
+        ArgumentTypeError: ``name`` is not a str.
         UnknownNameError: ``name`` is not registered (the message lists the known encoders).
         ConfigError: a parameter is unknown or a required one is missing (the message names it
             and lists the accepted parameters).
+        ParameterError, TimeStepError: a parameter of the wrong type or out of range (as the
+            encoder itself raises them).
     """
+    check_type(name, "encoder name", str, "a str")
     fn = ENCODERS.get(name)
     sig = inspect.signature(fn)
     kw = {n: p for n, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
@@ -370,4 +381,11 @@ def make_encoder(name: str, **params: Any) -> Callable[[Tensor], Tensor]:
         raise ConfigError(
             f"missing parameter(s) {', '.join(missing)} for encoder {name!r}; accepted: {accepted}"
         )
-    return functools.partial(fn, **params)
+    encoder = functools.partial(fn, **params)
+    if name in _INPUT_RANK:
+        encoder(torch.zeros((1,) * (_INPUT_RANK[name] - 2) + (0, 1)))
+    return encoder
+
+
+_INPUT_RANK = {"latency": 2, "log_latency": 2, "rate": 2, "delta": 3}
+"""Rank of the input of the built-in encoders (for :func:`make_encoder`'s check)."""

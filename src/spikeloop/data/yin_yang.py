@@ -32,11 +32,11 @@ bias see a symmetric input. With ``r_big = 0.5`` all four lie in ``[0, 1]``.
 
 from __future__ import annotations
 
-import math
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
+from spikeloop.checks import check_int, check_real, check_type
 from spikeloop.errors import ParameterError, UnknownNameError
 
 __all__ = ["CLASS_NAMES", "YIN_YANG_SPLITS", "yin_yang", "yin_yang_split"]
@@ -54,25 +54,18 @@ YIN_YANG_SPLITS: Final[dict[str, tuple[int, int]]] = {
 _MAX_SEED = 2**32 - 1  # numpy.random.RandomState accepts seeds in [0, 2**32 - 1]
 
 
-def _check_args(size: int, seed: int, r_small: float, r_big: float) -> None:
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
-        raise ParameterError(f"size must be an int, got {type(size).__name__}")
-    if size < 1:
-        raise ParameterError(f"size must be >= 1, got {size}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ParameterError(f"seed must be an int, got {type(seed).__name__}")
-    if not 0 <= seed <= _MAX_SEED:
-        raise ParameterError(f"seed must lie in [0, 2**32 - 1] (numpy RandomState), got {seed}")
-    for name, value in (("r_small", r_small), ("r_big", r_big)):
-        if not isinstance(value, (int, float, np.floating, np.integer)) or isinstance(value, bool):
-            raise ParameterError(f"{name} must be a real number, got {type(value).__name__}")
-        if not math.isfinite(value) or value <= 0:
-            raise ParameterError(f"{name} must be finite and > 0, got {value}")
+def _check_args(size: Any, seed: Any, r_small: Any, r_big: Any) -> tuple[int, int, float, float]:
+    """The arguments of :func:`yin_yang`, checked and as Python numbers."""
+    size = check_int(size, "size", 1)
+    seed = check_int(seed, "seed (numpy RandomState)", 0, _MAX_SEED)
+    r_small = check_real(r_small, "r_small", 0, low_open=True)
+    r_big = check_real(r_big, "r_big", 0, low_open=True)
     if not r_small < 0.5 * r_big:
         raise ParameterError(
             f"r_small must be < r_big / 2 = {0.5 * r_big} so that the dots lie inside the "
             f"yin and yang halves, got r_small = {r_small}"
         )
+    return size, seed, r_small, r_big
 
 
 def _which_class(x: np.float64, y: np.float64, r_small: float, r_big: float) -> int:
@@ -109,9 +102,12 @@ def yin_yang(
         ``[size]`` in ``{0: yin, 1: yang, 2: dot}``.
 
     Raises:
-        ParameterError: ``size < 1``, a seed numpy cannot use, or invalid radii.
+        ArgumentTypeError: ``size`` or ``seed`` is not an integer (a float, even ``5.0``, is
+            not), a radius not a real number.
+        ParameterError: ``size < 1``, a seed numpy cannot use, or invalid radii (not finite,
+            ``≤ 0``, ``r_small ≥ r_big / 2``).
     """
-    _check_args(size, seed, r_small, r_big)
+    size, seed, r_small, r_big = _check_args(size, seed, r_small, r_big)
     rng = np.random.RandomState(seed)
     features = np.empty((size, 4), dtype=np.float64)
     labels = np.empty(size, dtype=np.int64)
@@ -133,11 +129,13 @@ def yin_yang_split(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Return the standard split ``name`` ∈ {train, validation, test}; see ``YIN_YANG_SPLITS``.
 
     Raises:
+        ArgumentTypeError: ``name`` is not a str.
         UnknownNameError: ``name`` is not a known split (the message lists the known ones).
     """
+    check_type(name, "split name", str, "a str (train, validation or test)")
     try:
         size, seed = YIN_YANG_SPLITS[name]
-    except (KeyError, TypeError):
+    except KeyError:
         known = ", ".join(YIN_YANG_SPLITS)
         raise UnknownNameError(f"unknown Yin-Yang split {name!r}; known: {known}") from None
     return yin_yang(size, seed)

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from spikeloop.checks import check_dt, check_int, check_real, check_type, show
 from spikeloop.data import make_encoder, yin_yang
-from spikeloop.errors import ConfigError
+from spikeloop.errors import ConfigError, DTypeError, ShapeError, SpikeloopError
 from spikeloop.network import Network
 from spikeloop.nn import POPULATIONS, Input, Linear
 from spikeloop.registry import Registry
@@ -44,20 +45,63 @@ class EncodedSplit:
         return int(self.labels.shape[0])
 
 
+SPLITS = ("train", "val", "test")
+"""The splits a data set provides (what the trainer reads)."""
+
+
 def load_data(cfg: DataConfig, generator: torch.Generator | None = None) -> dict[str, EncodedSplit]:
-    """Generate the data set's splits and encode them with the configured encoder."""
+    """Generate the data set's splits and encode them with the configured encoder.
+
+    Raises:
+        ArgumentTypeError: ``cfg`` is not a :class:`DataConfig`, ``generator`` not a
+            ``torch.Generator``.
+        ConfigError: ``data.encoder`` has no name, or the data set does not return the splits
+            ``train``, ``val``, ``test`` as ``(features [N, F], labels [N])``.
+        ShapeError, DTypeError: a split's features and labels do not fit together, or its
+            labels are not non-negative integers.
+        UnknownNameError, ParameterError, TimeStepError: from the encoder's name or
+            parameters; the message starts with ``data.encoder``.
+    """
+    check_type(cfg, "load_data: cfg", DataConfig, "a DataConfig (config.data)")
+    if generator is not None:
+        check_type(generator, "load_data: generator", torch.Generator, "a torch.Generator")
     params = dict(cfg.encoder)
     if "name" not in params:
         raise ConfigError("data.encoder needs a 'name' (e.g. latency, rate)")
     name = params.pop("name")
     if name == "rate":
         params.setdefault("generator", generator)
-    encode = make_encoder(name, dt=cfg.dt, duration=cfg.duration, **params)
+    try:
+        encode = make_encoder(name, dt=cfg.dt, duration=cfg.duration, **params)
+    except SpikeloopError as err:  # the same error, saying where in the config it is
+        raise type(err)(f"data.encoder: {err}") from None
+    splits = DATASETS.get(cfg.dataset)(cfg)
+    if not isinstance(splits, Mapping) or sorted(splits) != sorted(SPLITS):
+        got = sorted(splits) if isinstance(splits, Mapping) else type(splits).__name__
+        raise ConfigError(f"data set {cfg.dataset!r} must return the splits "
+                          f"{', '.join(SPLITS)}, got {got}")
     out = {}
-    for split, (x, y) in DATASETS.get(cfg.dataset)(cfg).items():
+    for split, pair in splits.items():
+        x, y = _check_split(f"data set {cfg.dataset!r}, split {split!r}", pair)
         spikes = encode(torch.tensor(x, dtype=torch.float32))
         out[split] = EncodedSplit(spikes, torch.as_tensor(y, dtype=torch.long))
     return out
+
+
+def _check_split(who: str, pair: object) -> tuple[np.ndarray, np.ndarray]:
+    """A data set's split ``(features [N, F], labels [N])`` as NumPy arrays, the labels
+    non-negative integers (a float label is refused, not rounded)."""
+    if not (isinstance(pair, tuple | list) and len(pair) == 2):
+        raise ConfigError(f"{who}: expected (features, labels), got {show(pair)}")
+    x, y = (np.asarray(a) for a in pair)
+    if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0] or not len(y):
+        raise ShapeError(f"{who}: expected features [N, F] and labels [N], N ≥ 1, got "
+                         f"{x.shape} and {y.shape}")
+    if y.dtype.kind not in "iu":
+        raise DTypeError(f"{who}: labels must be integer class indices, got {y.dtype}")
+    if y.min() < 0:
+        raise ShapeError(f"{who}: labels must be ≥ 0, got {int(y.min())}")
+    return x, y
 
 
 def _accepted(population: type, values: dict) -> dict:
@@ -76,7 +120,17 @@ def build_network(
     ``normal(hidden_mean, hidden_std)`` for the others; recurrent weights from
     ``normal(0, recurrent_std)``. Model-wide values (``tau_mem``, ``tau_syn``, ``v_threshold``,
     ``reset``) go to every population whose model has that parameter.
+
+    Raises:
+        ArgumentTypeError: ``cfg`` is not a :class:`ModelConfig`, ``n_in``/``n_out`` not
+            integers. ParameterError: ``n_in``/``n_out`` ``< 1``. TimeStepError: ``dt``.
+        UnknownNameError: an unknown neuron or readout model. ConfigError: a neuron model
+            that does not spike, unknown ``model.init`` keys.
     """
+    check_type(cfg, "build_network: cfg", ModelConfig, "a ModelConfig (config.model)")
+    n_in = check_int(n_in, "build_network: n_in", 1)
+    n_out = check_int(n_out, "build_network: n_out", 1)
+    dt = check_dt(dt, "build_network: dt")
     neuron = POPULATIONS.get(cfg.neuron)
     readout = POPULATIONS.get(cfg.readout)
     if not neuron.spiking:
@@ -113,13 +167,27 @@ def init_weights(
 
     Example:
         >>> net = init_weights(Network({"input": Input(5), "fc1": Linear(5, 20)}))
+
+    Raises:
+        ArgumentTypeError: ``net`` is not a :class:`Network`, ``init`` not a mapping or a value
+            in it not a real number, ``generator`` not a ``torch.Generator``.
+        ConfigError: unknown ``init`` keys. ParameterError: a mean not finite, a standard
+            deviation not finite or ``< 0``.
     """
+    check_type(net, "init_weights: net", Network, "a Network")
+    if init is not None:
+        check_type(init, "model.init", Mapping, "a mapping of the keys of INIT_DEFAULTS")
+    if generator is not None:
+        check_type(generator, "init_weights: generator", torch.Generator, "a torch.Generator")
     unknown = set(init or {}) - set(INIT_DEFAULTS)
     if unknown:
         raise ConfigError(
-            f"unknown model.init keys {sorted(unknown)}; known: {', '.join(INIT_DEFAULTS)}"
+            f"unknown model.init keys {sorted(unknown, key=str)}; known: "
+            f"{', '.join(INIT_DEFAULTS)}"
         )
     init = INIT_DEFAULTS | dict(init or {})
+    init = {k: check_real(v, f"model.init.{k}", 0 if k.endswith("_std") else None)
+            for k, v in init.items()}
     with torch.no_grad():
         linears = [m for m in net.layers.values() if isinstance(m, Linear)]
         for k, layer in enumerate(linears):

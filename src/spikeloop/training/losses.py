@@ -35,12 +35,21 @@ times as if each count fell by ``1/T`` per second of delay
 
 :class:`FiringRateRegularizer` penalises mean rates outside ``[low, high]`` (Hz) per neuron:
 :math:`λ \cdot \mathrm{mean}(\mathrm{relu}(r - high)^2 + \mathrm{relu}(low - r)^2)`.
+
+Every parameter is checked when a loss or regulariser is built (type and range, with the
+validators of :mod:`spikeloop.checks`; a number may be a Python, NumPy or one-element tensor
+value and is stored as a ``float``), and every call checks what it is given: the output is a
+:class:`~spikeloop.observables.NetworkOutput` holding the named population
+(:class:`~spikeloop.errors.UnknownNameError` otherwise), the labels are integer class indices
+of the batch's length within the classes (:func:`~spikeloop.checks.check_labels`: any integer
+dtype is cast to ``int64``; float and bool labels are refused, not rounded; an empty batch is an
+error rather than a NaN loss).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -48,12 +57,47 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from spikeloop.errors import ConfigError, ParameterError, ShapeError
+from spikeloop.checks import (
+    check_dt,
+    check_labels,
+    check_names,
+    check_real,
+    check_sequence,
+    check_type,
+    show,
+)
+from spikeloop.errors import ConfigError, ParameterError, ShapeError, UnknownNameError
 from spikeloop.observables import NetworkOutput, Observables
 from spikeloop.registry import Registry
 
 LOSSES: Registry[type[Loss]] = Registry("loss")
 _INF = math.inf
+
+
+def _positive(owner: Any, *keys: str) -> None:
+    """Check that the fields ``keys`` of a frozen dataclass hold finite numbers ``> 0`` and
+    store them as floats."""
+    for key in keys:
+        value = check_real(getattr(owner, key), f"{_name(owner)}: {key}", 0, low_open=True)
+        object.__setattr__(owner, key, value)
+
+
+def _name(owner: Any) -> str:
+    """The registered name of a loss (the class name of anything else)."""
+    return next((n for n in LOSSES.names() if LOSSES.get(n) is type(owner)),
+                type(owner).__name__)
+
+
+def _population(output: Any, name: str | None, who: str) -> Observables:
+    """The observables of population ``name`` (``None``: the readout) of ``output``."""
+    check_type(output, f"{who}: output", NetworkOutput, "a NetworkOutput (what a network "
+               "returns)")
+    if name is None:
+        return output.output
+    if name not in output:
+        raise UnknownNameError(f"{who}: unknown population {name!r}; the output has "
+                               f"{', '.join(map(repr, output))}")
+    return output[name]
 
 
 @dataclass(frozen=True)
@@ -62,34 +106,37 @@ class Loss:
 
     population: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.population is not None:
+            check_type(self.population, f"{_name(self)}: population", str,
+                       "a population name (str) or None")
+
     def observables(self, output: NetworkOutput) -> Observables:
-        """The observables this loss reads."""
-        return output.output if self.population is None else output[self.population]
+        """The observables this loss reads.
+
+        Raises:
+            ArgumentTypeError: ``output`` is not a :class:`NetworkOutput`.
+            UnknownNameError: it has no population ``population``.
+        """
+        return _population(output, self.population, _name(self))
 
     def logits(self, output: NetworkOutput) -> Tensor:
         """Per-class scores ``[B, C]`` (higher = more likely)."""
         raise NotImplementedError
 
     def __call__(self, output: NetworkOutput, target: Tensor) -> Tensor:
+        """The mean loss over the batch; ``target``: class indices ``[B]`` (see
+        :func:`~spikeloop.checks.check_labels` for the dtype rule)."""
         logits = self.logits(output)
-        _check_target(logits, target)
-        return F.cross_entropy(logits, target)
+        return F.cross_entropy(logits, self._target(logits, target))
+
+    def _target(self, logits: Tensor, target: Any) -> Tensor:
+        return check_labels(target, f"{_name(self)}: labels", n_classes=logits.shape[1],
+                            batch=logits.shape[0], device=logits.device)
 
     def predict(self, output: NetworkOutput) -> Tensor:
         """Predicted class per sample ``[B]``."""
         return self.logits(output).argmax(-1)
-
-
-def _check_target(logits: Tensor, target: Tensor) -> None:
-    if target.dim() != 1 or target.shape[0] != logits.shape[0]:
-        raise ShapeError(
-            f"target must be class indices of shape [{logits.shape[0]}], got {tuple(target.shape)}"
-        )
-    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= logits.shape[1]):
-        raise ShapeError(
-            f"target classes must lie in [0, {logits.shape[1] - 1}], got "
-            f"[{int(target.min())}, {int(target.max())}]"
-        )
 
 
 def _require(obs: Observables, field: str, loss: str) -> Tensor:
@@ -109,12 +156,13 @@ class MaxMembraneCE(Loss):
     """Cross-entropy on the max-over-time readout membrane, divided by ``scale``.
 
     Args:
-        scale: logits are ``max_t v / scale``.
-        bounds: ``(low, high)``: penalise membranes above ``high`` or below ``low`` (model
-            units) at any time step, ``bounds_strength · (relu(max_t v − high)² +
+        scale: logits are ``max_t v / scale`` (a finite number > 0).
+        bounds: ``(low, high)``, ``low < high`` (one may be infinite: a one-sided bound):
+            penalise membranes above ``high`` or below ``low`` (model units) at any time
+            step, ``bounds_strength · (relu(max_t v − high)² +
             relu(low − min_t v)²)`` summed over classes, averaged over the batch (on the grid
             membrane ``v``, also on the event backend). ``None``: no penalty.
-        bounds_strength: ``λ`` of that penalty.
+        bounds_strength: ``λ`` of that penalty (finite, ``≥ 0``).
     """
 
     scale: float = 1.0
@@ -122,21 +170,21 @@ class MaxMembraneCE(Loss):
     bounds_strength: float = 1.0
 
     def __post_init__(self) -> None:
-        if not self.scale > 0:
-            raise ParameterError(f"max_membrane_ce: scale must be > 0, got {self.scale}")
+        super().__post_init__()
+        _positive(self, "scale")
         if self.bounds is not None:
-            try:
-                low, high = (float(b) for b in self.bounds)
-            except (TypeError, ValueError):
-                raise ParameterError(f"max_membrane_ce: bounds must be [low, high], got "
-                                     f"{self.bounds!r}") from None
+            if isinstance(self.bounds, str) or not isinstance(self.bounds, Sequence) \
+                    or len(self.bounds) != 2:
+                raise ParameterError(f"max_membrane_ce: bounds must be [low, high] (two "
+                                     f"numbers) or None, got {show(self.bounds)}")
+            low, high = (check_real(b, f"max_membrane_ce: bounds[{k}]", finite=False)
+                         for k, b in enumerate(self.bounds))
             if not low < high:
                 raise ParameterError(f"max_membrane_ce: bounds need low < high, got "
-                                     f"{self.bounds!r}")
+                                     f"{show(self.bounds)}")
             object.__setattr__(self, "bounds", (low, high))
-        if not self.bounds_strength >= 0:
-            raise ParameterError(f"max_membrane_ce: bounds_strength must be ≥ 0, got "
-                                 f"{self.bounds_strength}")
+        object.__setattr__(self, "bounds_strength", check_real(
+            self.bounds_strength, "max_membrane_ce: bounds_strength", 0))
 
     def __call__(self, output: NetworkOutput, target: Tensor) -> Tensor:
         loss = super().__call__(output, target)
@@ -156,11 +204,26 @@ class MaxMembraneCE(Loss):
         return v.max(dim=0).values / self.scale
 
 
+def _spike_raster(spikes: Any, who: str) -> None:
+    """Check that ``spikes`` is a finite floating-point raster ``[T, B, C]``, ``T ≥ 1``."""
+    check_type(spikes, who, Tensor, "a spike tensor [T, B, C]")
+    if spikes.dim() != 3:
+        raise ShapeError(f"{who} must be [T, B, C], got shape {tuple(spikes.shape)}")
+    check_sequence(spikes, (spikes.shape[2],), who)
+
+
 def first_spike_times(spikes: Tensor, dt: float) -> Tensor:
     """Differentiable first-spike times ``[B, C]`` (s) from spikes ``[T, B, C]``.
 
     Step ``k`` ends at ``(k+1)·dt``; a neuron that never spikes gets ``T·dt``.
+
+    Raises:
+        ArgumentTypeError: ``spikes`` is not a tensor. ShapeError: it is not ``[T, B, C]``
+            with ``T ≥ 1``. DTypeError: it is not floating point. TimeStepError: ``dt`` is not
+            a finite number ``> 0``.
     """
+    _spike_raster(spikes, "first_spike_times: spikes")
+    dt = check_dt(dt, "first_spike_times: dt")
     t = spikes.shape[0]
     before = torch.cumprod(1 - spikes, dim=0)
     not_before = torch.cat([torch.ones_like(before[:1]), before[:-1]], dim=0)
@@ -175,8 +238,11 @@ class FirstSpikeCE(Loss):
     """Time-to-first-spike cross-entropy with the Göltz et al. regulariser.
 
     Args:
-        dt: time step of the spikes (s).
-        tau0: softmax temperature (s). alpha, tau1: regulariser pushing the label neuron early.
+        dt: time step of the spikes (s, finite, > 0).
+        tau0: softmax temperature (s, finite, > 0).
+        alpha: strength of the regulariser pushing the label neuron early (finite, ≥ 0;
+            0: none).
+        tau1: its time constant (s, finite, > 0).
     """
 
     dt: float = 1e-3
@@ -185,9 +251,10 @@ class FirstSpikeCE(Loss):
     alpha: float = 0.0
 
     def __post_init__(self) -> None:
-        for key in ("dt", "tau0", "tau1"):
-            if not getattr(self, key) > 0:
-                raise ParameterError(f"first_spike_ce: {key} must be > 0, got {getattr(self, key)}")
+        super().__post_init__()
+        object.__setattr__(self, "dt", check_dt(self.dt, "first_spike_ce: dt"))
+        _positive(self, "tau0", "tau1")
+        object.__setattr__(self, "alpha", check_real(self.alpha, "first_spike_ce: alpha", 0))
 
     def times(self, output: NetworkOutput) -> Tensor:
         """First-spike times ``[B, C]`` (exact on the event backend; no spike: ``T``)."""
@@ -205,7 +272,7 @@ class FirstSpikeCE(Loss):
     def __call__(self, output: NetworkOutput, target: Tensor) -> Tensor:
         times = self.times(output)
         logits = -times / self.tau0
-        _check_target(logits, target)
+        target = self._target(logits, target)
         loss = F.cross_entropy(logits, target)
         if self.alpha:
             t_label = times.gather(1, target[:, None]).squeeze(1)
@@ -216,9 +283,13 @@ class FirstSpikeCE(Loss):
 @LOSSES.register("spike_count_ce")
 @dataclass(frozen=True)
 class SpikeCountCE(Loss):
-    """Cross-entropy on spike counts divided by ``scale``."""
+    """Cross-entropy on spike counts divided by ``scale`` (a finite number > 0)."""
 
     scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive(self, "scale")
 
     def logits(self, output: NetworkOutput) -> Tensor:
         return _require(self.observables(output), "spikes", "spike_count_ce").sum(0) / self.scale
@@ -237,9 +308,9 @@ class ExpMembraneCE(Loss):
     ``dt → 0``).
 
     Args:
-        tau: weighting time constant ``τ_w`` (s); early membrane counts more.
-        scale: ``s``, divides the logits.
-        dt: grid step (s) of the dense membrane.
+        tau: weighting time constant ``τ_w`` (s, finite, > 0); early membrane counts more.
+        scale: ``s``, divides the logits (finite, > 0).
+        dt: grid step (s) of the dense membrane (finite, > 0).
     """
 
     tau: float = 20e-3
@@ -247,11 +318,9 @@ class ExpMembraneCE(Loss):
     dt: float = 1e-3
 
     def __post_init__(self) -> None:
-        for key in ("tau", "scale", "dt"):
-            value = getattr(self, key)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ParameterError(f"exp_membrane_ce: {key} must be a finite number > 0, "
-                                     f"got {value!r}")
+        super().__post_init__()
+        _positive(self, "tau", "scale")
+        object.__setattr__(self, "dt", check_dt(self.dt, "exp_membrane_ce: dt"))
 
     def logits(self, output: NetworkOutput) -> Tensor:
         obs = self.observables(output)
@@ -270,7 +339,11 @@ def spike_counts(obs: Observables) -> Tensor:
     Grid spikes: :math:`\sum_t z_t` (surrogate gradient). Exact spike times (event backend):
     the count, with the gradient :math:`\partial n/\partial t_k = -1/T` (a spike that moves
     later is counted as a fraction of a spike less; straight-through, value exact).
+
+    Raises:
+        ArgumentTypeError: ``obs`` is not :class:`Observables`. ConfigError: it does not spike.
     """
+    check_type(obs, "spike_counts: obs", Observables, "the Observables of one population")
     exact = getattr(obs, "times", None)
     if exact is not None:
         finite = torch.isfinite(exact)
@@ -292,11 +365,17 @@ class FiringRateRegularizer:
     target-count penalty :math:`λ (\bar n/T - r^*)^2`.
 
     Args:
-        populations: names of the populations to regularise.
-        dt: time step (s), to turn counts into rates.
-        low: lower end of the allowed band of rates (Hz).
-        high: upper end of the allowed band of rates (Hz).
-        strength: ``λ``.
+        populations: names of the populations to regularise (a non-empty list of distinct
+            names; a single string is refused, not read letter by letter).
+        dt: time step (s, finite, > 0), to turn counts into rates.
+        low: lower end of the allowed band of rates (Hz, finite, ≥ 0).
+        high: upper end of the allowed band of rates (Hz, ``≥ low``; ``inf``: no upper end).
+        strength: ``λ`` (finite, ≥ 0; 0 switches the penalty off).
+
+    Raises:
+        ArgumentTypeError, ParameterError, TimeStepError: a parameter of the wrong type or out
+            of range (on construction). UnknownNameError: a population the output lacks (on
+            call).
     """
 
     populations: Sequence[str]
@@ -305,26 +384,69 @@ class FiringRateRegularizer:
     high: float = 100.0
     strength: float = 1e-3
 
+    def __post_init__(self) -> None:
+        who = "firing-rate regulariser"
+        names = check_names(self.populations, f"{who}: populations")
+        if not names:
+            raise ParameterError(f"{who}: populations must name at least one population, "
+                                 f"got {show(self.populations)}")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ParameterError(f"{who}: populations must be distinct, got {twice[0]!r} twice")
+        object.__setattr__(self, "populations", names)
+        object.__setattr__(self, "dt", check_dt(self.dt, f"{who}: dt"))
+        low = check_real(self.low, f"{who}: low (Hz)", 0)
+        high = check_real(self.high, f"{who}: high (Hz)", 0, finite=False)
+        if high < low:
+            raise ParameterError(f"{who}: the band of rates needs low ≤ high, got low = "
+                                 f"{low:g} Hz > high = {high:g} Hz")
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+        object.__setattr__(self, "strength", check_real(self.strength, f"{who}: strength", 0))
+
     def __call__(self, output: NetworkOutput) -> Tensor:
         total = torch.zeros(())
         for name in self.populations:
-            obs = output[name]
+            obs = _population(output, name, "firing-rate regulariser")
             if getattr(obs, "times", None) is not None:  # event backend: exact counts
                 rate = spike_counts(obs).mean(0) / obs.duration
             elif obs.spikes is None:
                 raise ConfigError(f"firing-rate regulariser: population {name!r} does not spike")
             else:
+                if obs.spikes.shape[1] == 0:
+                    raise ShapeError(f"firing-rate regulariser: population {name!r}: the batch "
+                                     f"is empty (a mean rate over no samples is undefined)")
                 rate = obs.spikes.mean(dim=(0, 1)) / self.dt
             penalty = F.relu(rate - self.high) ** 2 + F.relu(self.low - rate) ** 2
             total = total + penalty.mean()
         return self.strength * total
 
 
-def make_loss(spec: str | dict[str, Any], dt: float | None = None) -> Loss:
+def make_loss(spec: str | Mapping[str, Any], dt: float | None = None) -> Loss:
     """Build a loss from a registered name or ``{"name": ..., param: value}``.
 
     ``dt`` (the simulation step) is passed to losses that take one unless the spec sets it.
+
+    Raises:
+        ArgumentTypeError: ``spec`` is neither a name nor a mapping, or its name is not a str.
+        UnknownNameError: no loss of that name is registered.
+        ConfigError: the spec has no name, or names a parameter the loss does not take.
+        ParameterError, TimeStepError: a parameter (or ``dt``) of the wrong type or range.
     """
-    name = spec if isinstance(spec, str) else spec.get("name", "")
-    takes_dt = name in LOSSES and "dt" in {f.name for f in fields(LOSSES.get(name))}
-    return LOSSES.build(spec, **({"dt": dt} if takes_dt and dt is not None else {}))
+    check_type(spec, "make_loss: spec", str | Mapping,
+               "a loss name or a mapping {'name': ..., parameter: value}")
+    params = {"name": spec} if isinstance(spec, str) else dict(spec)
+    if "name" not in params:
+        raise ConfigError(f"a loss spec needs a 'name', got {params}")
+    name = check_type(params.pop("name"), "make_loss: the loss name", str, "a str")
+    cls = LOSSES.get(name)
+    accepted = [f.name for f in fields(cls)]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ConfigError(f"loss {name!r} takes no parameter {', '.join(map(repr, unknown))}; "
+                          f"it takes {', '.join(accepted)}")
+    if dt is not None:
+        dt = check_dt(dt, "make_loss: dt")
+        if "dt" in accepted:
+            params.setdefault("dt", dt)
+    return cls(**params)

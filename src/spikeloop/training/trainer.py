@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import datetime
 import difflib
 import importlib.metadata
@@ -49,7 +50,14 @@ from tqdm.auto import tqdm
 
 from spikeloop._runtime import set_threads
 from spikeloop.backends import get_backend
-from spikeloop.errors import CheckpointError, ConfigError, RunFolderError, TrainingInterrupted
+from spikeloop.checks import check_bool, check_int, check_path, check_state_dict, check_type
+from spikeloop.errors import (
+    CheckpointError,
+    ConfigError,
+    RunFolderError,
+    SpikeloopError,
+    TrainingInterrupted,
+)
 from spikeloop.network import Network
 from spikeloop.nn import NetworkOutput
 from spikeloop.training.config import Config
@@ -154,7 +162,8 @@ class Trainer:
     """
 
     def __init__(self, config: Config) -> None:
-        self.config = config
+        self.config = check_type(config, "Trainer: config", Config,
+                                 "a Config (spikeloop.training.load_config)")
         run = config.run
         self.threads, self.threads_reason = set_threads(run.threads)
         _seed_everything(run.seed)
@@ -230,7 +239,12 @@ class Trainer:
         return loss
 
     def evaluate(self, split: EncodedSplit, batch_size: int = 1000) -> tuple[float, float, dict]:
-        """Mean loss, accuracy and per-population rates (Hz) on a split, without gradients."""
+        """Mean loss, accuracy and per-population rates (Hz) on a split, without gradients.
+
+        Raises:
+            ArgumentTypeError: ``split`` is not an :class:`EncodedSplit` or ``batch_size`` not
+                an integer. ParameterError: ``batch_size < 1``.
+        """
         return self._score(split, batch_size)[:3]
 
     def _score(self, split: EncodedSplit, batch_size: int = 1000, saturation: bool = False
@@ -238,6 +252,8 @@ class Trainer:
         """:meth:`evaluate`'s pass over ``split``; with ``saturation`` also
         :meth:`readout_saturation` of the very same runs (one pass: on a noisy chip a second
         pass would be other trials)."""
+        check_type(split, "split", EncodedSplit, "an EncodedSplit (e.g. trainer.data['val'])")
+        batch_size = check_int(batch_size, "batch_size", 1)
         total_loss, correct, rates = 0.0, 0, {}
         ceiling = floor = either = 0
         dt = self.config.data.dt
@@ -323,6 +339,8 @@ class Trainer:
         Ctrl-C stops at once (the last epoch's checkpoint stays). Any other error marks the
         folder ``failed`` with the error.
         """
+        if stop_after is not None:
+            stop_after = check_int(stop_after, "fit: stop_after", 0)
         cfg = self.config
         self._claim_folder()
         start = time.perf_counter()
@@ -530,7 +548,7 @@ class Trainer:
     def plot_curves(self, mark: bool = True) -> None:
         """``curves.png``: training curves titled with run and backend; with ``mark`` (at the
         end) the tested epoch marked."""
-        epoch = self.tested_epoch() if mark else None
+        epoch = self.tested_epoch() if check_bool(mark, "plot_curves: mark") else None
         best = self.best is not None and epoch == self.best[1]
         training_curves(
             [h.flat() for h in self.history], mark_epoch=epoch,
@@ -540,6 +558,7 @@ class Trainer:
     def plot_sample(self, index: int = 0) -> None:
         """Raster of every population and readout membrane for one test sample, and the final
         training curves with the tested epoch marked (:meth:`plot_curves`)."""
+        index = self._test_index(index, "plot_sample")
         if self.history:
             self.plot_curves()
         test = self.data["test"]
@@ -567,6 +586,7 @@ class Trainer:
         against the simulator on the same input (``device_vs_sim_membrane.png``). The
         simulator's samples are the ends of its steps; its resets drop vertically at the spike
         times (to ``v_reset``; a subtractive reset breaks the line)."""
+        index = self._test_index(index, "plot_device_vs_sim")
         x = self.data["test"].spikes[:, index : index + 1]
         hidden = next(n for n in self.network.graph.populations() if n.spiking)
         with torch.no_grad():
@@ -598,9 +618,19 @@ class Trainer:
             path=self.dir / "device_vs_sim_membrane.png",
         )
 
+    def _test_index(self, index: Any, who: str) -> int:
+        """``index`` checked as the index of a test sample."""
+        return check_int(index, f"{who}: index", 0, len(self.data["test"]) - 1)
+
     # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self, path: Path) -> None:
-        """Write model, optimiser, schedule, RNG states and history atomically."""
+    def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
+        """Write model, optimiser, schedule, RNG states and history atomically to ``path``
+        (a ``str`` or ``Path``).
+
+        Raises:
+            ArgumentTypeError: ``path`` is not a path. RunFolderError: it cannot be written.
+        """
+        path = check_path(path, "save_checkpoint: path")
         state = {
             "epoch": self.epoch,
             "model": self.network.state_dict(),
@@ -617,7 +647,11 @@ class Trainer:
             "threads": self.threads,
             "config": self.config.to_dict(),
         }
-        atomic_write(path, lambda p: torch.save(state, p))
+        try:
+            atomic_write(path, lambda p: torch.save(state, p))
+        except OSError as err:
+            raise RunFolderError(f"cannot write the checkpoint {str(path)!r}: "
+                                 f"{err.strerror or err}") from None
         self._saved = self._position()
 
     def _position(self) -> str:
@@ -628,9 +662,18 @@ class Trainer:
                       f"of epoch {self.epoch + 1}")
         return where
 
-    def load_weights(self, path: Path) -> None:
+    def load_weights(self, path: str | os.PathLike[str]) -> None:
         """Start from the network weights of another run's checkpoint (e.g. trained in the
-        simulator, to train further on a chip); optimiser and history start fresh."""
+        simulator, to train further on a chip); optimiser and history start fresh.
+
+        Transactional: the weights are loaded only if every tensor fits, else the network is
+        left bit-identical.
+
+        Raises:
+            ArgumentTypeError: ``path`` is not a path. CheckpointError: no such file, it cannot
+                be read, holds no weights, or they do not fit the network.
+        """
+        path = check_path(path, "train.init_from")
         try:
             state = torch.load(path, weights_only=False)
         except FileNotFoundError:
@@ -646,23 +689,48 @@ class Trainer:
         except CheckpointError as err:
             raise CheckpointError(f"train.init_from {str(path)!r}: {err}") from None
 
-    def load_checkpoint(self, path: Path) -> dict[str, Any]:
+    def load_checkpoint(self, path: str | os.PathLike[str]) -> dict[str, Any]:
         """Restore everything :meth:`save_checkpoint` wrote; the run continues bit-identically.
-        Returns the checkpoint's contents."""
+        Returns the checkpoint's contents.
+
+        Transactional: every part is checked before anything is restored (the weights'
+        names and shapes, the optimiser's parameter groups and the shapes of its state, the
+        best weights, the history), and should restoring still fail, the network, optimiser,
+        schedule, shuffling and random states are put back: the trainer is left exactly as
+        it was.
+
+        Raises:
+            ArgumentTypeError: ``path`` is not a path. CheckpointError: the file cannot be
+                read, is not a training checkpoint, was written for another config or does
+                not fit this run.
+        """
+        path = check_path(path, "load_checkpoint: path")
+        if not path.is_file():
+            what = "a folder, not a file" if path.is_dir() else "no such file"
+            raise CheckpointError(f"no checkpoint at {str(path)!r} ({what})")
         try:
             state = torch.load(path, weights_only=False)
         except Exception as err:  # a truncated or foreign file
-            size = path.stat().st_size if path.exists() else 0
+            size = path.stat().st_size
             why = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise CheckpointError(
                 f"cannot read checkpoint {str(path)!r} ({size} bytes): it is truncated or not a "
                 f"spikeloop checkpoint (torch.load: {why}); "
                 f"start a new run, or resume from a copy of the run folder that has an intact one"
             ) from None
-        if not isinstance(state, dict) or not {"config", "optimizer", "epoch"} <= set(state):
+        if not isinstance(state, dict):
             raise CheckpointError(
-                f"{str(path)!r} is not a training checkpoint (no config, optimiser or epoch; "
-                f"best.pt holds weights only: start from it with train.init_from)")
+                f"{str(path)!r} is not a training checkpoint: it holds a "
+                f"{type(state).__name__}, not the dict save_checkpoint writes")
+        missing = sorted(set(_CHECKPOINT_KEYS) - set(state))
+        if missing:
+            raise CheckpointError(
+                f"{str(path)!r} is not a training checkpoint (it lacks "
+                f"{', '.join(missing)}; best.pt holds weights only: start from it with "
+                f"train.init_from)")
+        if not isinstance(state["config"], dict):
+            raise CheckpointError(f"{str(path)!r}: its config is a "
+                                  f"{type(state['config']).__name__}, not a dict")
         changed = _config_changes(state["config"], self.config.to_dict())
         if changed:
             raise CheckpointError(
@@ -670,36 +738,129 @@ class Trainer:
                 f"(changed: {', '.join(changed)}); resume needs the same model, data and training "
                 f"settings (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)"
             )
-        # transactional: the network, optimiser and schedule are restored together or not at all
-        before = ({k: v.clone() for k, v in self.network.state_dict().items()},
-                  copy.deepcopy(self.optimizer.state_dict()),
-                  self.scheduler.state_dict() if self.scheduler is not None else None)
+        try:  # everything is checked before anything is written
+            history = self._check_checkpoint(state)
+        except (SpikeloopError, TypeError, ValueError, KeyError, IndexError) as err:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} does not match this run, nothing was loaded: "
+                f"{_first_lines(err)}") from None
+        before = self._snapshot()
         try:
             self.network.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             if self.scheduler is not None and state["scheduler"] is not None:
                 self.scheduler.load_state_dict(state["scheduler"])
             self.shuffle.set_state(state["shuffle"])
+            torch.set_rng_state(state["torch_rng"])
+            np.random.set_state(state["numpy_rng"])
+            random.setstate(state["python_rng"])
+            if state.get("backend_rng") is not None:
+                self.backend.set_rng_state(state["backend_rng"])
         except Exception as err:
-            self.network.load_state_dict(before[0])
-            self.optimizer.load_state_dict(before[1])
-            if before[2] is not None:
-                self.scheduler.load_state_dict(before[2])
-            lines = str(err).strip().splitlines() or [type(err).__name__]
+            self._restore(before)
             raise CheckpointError(
                 f"checkpoint {str(path)!r} does not match this run, nothing was loaded: "
-                f"{' '.join(line.strip() for line in lines[:3])}"
+                f"{_first_lines(err)}"
             ) from None
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
-        if state.get("backend_rng") is not None:
-            self.backend.set_rng_state(state["backend_rng"])
-        self.history = [EpochMetrics(**h) for h in state["history"]]
+        self.history = history
         self.best = state.get("best")
         self.epoch = state["epoch"]
         self._partial = state.get("partial")
         return state
+
+    def _check_checkpoint(self, state: dict[str, Any]) -> list[EpochMetrics]:
+        """Check the parts of a training checkpoint against this trainer; return its history.
+
+        Raises:
+            CheckpointError, ParameterError, TypeError...: a part that does not fit.
+        """
+        check_state_dict(self.network.state_dict(), state["model"], who="the model state dict")
+        _check_optimizer_state(self.optimizer, state["optimizer"])
+        check_int(state["epoch"], "epoch", 0, self.config.train.epochs)
+        best = state.get("best")
+        if best is not None:
+            if not (isinstance(best, tuple | list) and len(best) == 3):
+                raise CheckpointError(f"best must be (val_acc, epoch, weights), got "
+                                      f"{type(best).__name__}")
+            check_state_dict(self.network.state_dict(), best[2],
+                             who="the state dict of the best epoch")
+        partial = state.get("partial")
+        if partial is not None and not (isinstance(partial, dict)
+                                        and {"order", "done", "batches"} <= set(partial)):
+            raise CheckpointError("the epoch in progress ('partial') is malformed")
+        if not isinstance(state["history"], list) or not all(
+                isinstance(h, dict) for h in state["history"]):
+            raise CheckpointError("its history is not a list of epoch records")
+        return [EpochMetrics(**h) for h in state["history"]]
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        """Everything :meth:`load_checkpoint` writes before it can still fail."""
+        return ({k: v.clone() for k, v in self.network.state_dict().items()},
+                copy.deepcopy(self.optimizer.state_dict()),
+                self.scheduler.state_dict() if self.scheduler is not None else None,
+                self.shuffle.get_state(), torch.get_rng_state(), np.random.get_state(),
+                random.getstate(), self.backend.get_rng_state())
+
+    def _restore(self, before: tuple[Any, ...]) -> None:
+        """Put back what :meth:`_snapshot` took."""
+        weights, optimizer, scheduler, shuffle, torch_rng, numpy_rng, python_rng, backend = before
+        self.network.load_state_dict(weights)
+        self.optimizer.load_state_dict(optimizer)
+        if scheduler is not None:
+            self.scheduler.load_state_dict(scheduler)
+        self.shuffle.set_state(shuffle)
+        torch.set_rng_state(torch_rng)
+        np.random.set_state(numpy_rng)
+        random.setstate(python_rng)
+        if backend is not None:
+            self.backend.set_rng_state(backend)
+
+
+_CHECKPOINT_KEYS = ("config", "epoch", "model", "optimizer", "scheduler", "shuffle", "torch_rng",
+                    "numpy_rng", "python_rng", "history")
+"""What :meth:`Trainer.load_checkpoint` needs of a checkpoint (``backend_rng``, ``best``,
+``partial`` and ``threads`` may be absent)."""
+
+
+def _first_lines(err: BaseException, n: int = 3) -> str:
+    """The first ``n`` lines of an error's message, on one line."""
+    lines = str(err).strip().splitlines() or [type(err).__name__]
+    return " ".join(line.strip() for line in lines[:n])
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer, saved: Any) -> None:
+    """Check a saved optimiser state against ``optimizer`` before it is loaded: the same
+    number of parameter groups and of parameters in each, and every per-parameter state
+    tensor (Adam's moments, SGD's momentum) of its parameter's shape — torch checks only the
+    counts and would load moments of another shape, to fail at the next step.
+
+    Raises:
+        CheckpointError: it does not fit (the message names the first misfit).
+    """
+    if not (isinstance(saved, dict) and isinstance(saved.get("param_groups"), list)
+            and isinstance(saved.get("state"), dict)):
+        raise CheckpointError("the optimiser state is not a dict of 'state' and 'param_groups'")
+    groups = saved["param_groups"]
+    if len(groups) != len(optimizer.param_groups):
+        raise CheckpointError(f"the optimiser has {len(optimizer.param_groups)} parameter "
+                              f"group(s), the checkpoint's {len(groups)}")
+    params: dict[Any, Tensor] = {}
+    for k, (own, given) in enumerate(zip(optimizer.param_groups, groups, strict=True)):
+        ids = given.get("params") if isinstance(given, dict) else None
+        if not isinstance(ids, list) or len(ids) != len(own["params"]):
+            raise CheckpointError(
+                f"optimiser parameter group {k} holds {len(own['params'])} parameters, the "
+                f"checkpoint's {len(ids) if isinstance(ids, list) else type(ids).__name__}")
+        params |= dict(zip(ids, own["params"], strict=True))
+    for key, entry in saved["state"].items():
+        if key not in params:
+            raise CheckpointError(f"the optimiser state names parameter {key!r}, which no "
+                                  f"parameter group holds")
+        for name, value in (entry.items() if isinstance(entry, dict) else ()):
+            if isinstance(value, Tensor) and value.dim() and value.shape != params[key].shape:
+                raise CheckpointError(
+                    f"optimiser state {name!r} of parameter {key} is {tuple(value.shape)}, the "
+                    f"parameter {tuple(params[key].shape)}")
 
 
 class _Stop(Exception):  # internal control flow, never escapes fit()
@@ -815,7 +976,9 @@ def _make_regularizer(cfg: Config, net: Network) -> FiringRateRegularizer | None
     spec.setdefault("populations", [n.name for n in net.graph.populations()
                                     if n.spiking])
     spec.setdefault("dt", cfg.data.dt)
-    try:
-        return FiringRateRegularizer(**spec)
-    except TypeError as err:
-        raise ConfigError(f"train.rate_regularizer: {err}") from None
+    accepted = [f.name for f in dataclasses.fields(FiringRateRegularizer)]
+    unknown = sorted(set(spec) - set(accepted))
+    if unknown:
+        raise ConfigError(f"train.rate_regularizer takes no {', '.join(map(repr, unknown))}; "
+                          f"it takes {', '.join(accepted)}")
+    return FiringRateRegularizer(**spec)
