@@ -158,9 +158,9 @@ def test_unknown_populations_and_foreign_outputs(out):
     (lambda: FiringRateRegularizer(["h"], low=INF), ParameterError, "low .* finite"),
     (lambda: FiringRateRegularizer(["h"], high=NAN), ParameterError, "high"),
     (lambda: FiringRateRegularizer(["h"], dt=0), TimeStepError, "regulariser: dt"),
-    (lambda: make_loss(42), ArgumentTypeError, "make_loss: spec must be a loss name or a "
-     "mapping"),
-    (lambda: make_loss({"name": 3}), ArgumentTypeError, "the loss name must be a str"),
+    (lambda: make_loss(42), ArgumentTypeError, "a loss spec must be a name or a mapping "
+     r"\{'name': ..., parameter: value\}, got 42"),
+    (lambda: make_loss({"name": 3}), ArgumentTypeError, "a loss name must be a str, got 3"),
     (lambda: make_loss({"scale": 1}), ConfigError, "needs a 'name'"),
     (lambda: make_loss({"name": "spike_count_ce", "margin": 1}), ConfigError,
      "takes no parameter 'margin'; it takes population, scale"),

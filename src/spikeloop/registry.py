@@ -7,11 +7,12 @@ Dispatch by name happens in exactly one place (:meth:`Registry.get`), which rais
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Iterator, Mapping
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
-from spikeloop.errors import ConfigError, SpikeloopError, UnknownNameError
+from spikeloop.errors import ArgumentTypeError, ConfigError, SpikeloopError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -85,19 +86,48 @@ class Registry(Generic[T]):
     def build(self, spec: str | Mapping[str, Any], **defaults: Any) -> Any:
         """Call the factory named by ``spec``: a name, or ``{"name": ..., param: value, ...}``.
 
-        ``defaults`` are passed unless ``spec`` sets them. A parameter the factory does not
-        take raises :class:`ConfigError` naming it.
+        ``defaults`` are passed to a factory that takes them unless ``spec`` sets them (a loss
+        gets the simulation step ``dt`` if it has one). A parameter the factory does not
+        take raises :class:`ConfigError` naming it and the parameters it takes; the factory's
+        own checks raise their own errors.
+
+        Raises:
+            ArgumentTypeError: ``spec`` is neither a name nor a mapping, or its name not a str.
+            ConfigError: no name, or a parameter the factory does not take.
+            UnknownNameError: nothing is registered under the name.
         """
+        if not isinstance(spec, str | Mapping):
+            raise ArgumentTypeError(f"a {self.kind} spec must be a name or a mapping "
+                                    f"{{'name': ..., parameter: value}}, got {spec!r} "
+                                    f"({type(spec).__name__})")
         params = {"name": spec} if isinstance(spec, str) else dict(spec)
         if "name" not in params:
             raise ConfigError(f"a {self.kind} spec needs a 'name', got {dict(params)}")
-        factory: Any = self.get(params.pop("name"))
+        name = params.pop("name")
+        if not isinstance(name, str):
+            raise ArgumentTypeError(f"a {self.kind} name must be a str, got {name!r} "
+                                    f"({type(name).__name__})")
+        factory: Any = self.get(name)
+        accepted = _parameters(factory)
+        if accepted is not None:
+            unknown = sorted(set(params) - set(accepted))
+            if unknown:
+                raise ConfigError(f"{self.kind} {name!r} takes no parameter "
+                                  f"{', '.join(map(repr, unknown))}; it takes "
+                                  f"{', '.join(accepted) or 'none'}")
+            defaults = {k: v for k, v in defaults.items() if k in accepted}
         try:
             return factory(**(defaults | params))
         except SpikeloopError:
             raise  # the factory's own check (an ArgumentTypeError is a TypeError too)
         except TypeError as err:
             raise ConfigError(f"{self.kind} {spec!r}: {err}") from None
+
+    def accepts(self, name: str, parameter: str) -> bool:
+        """Whether the factory registered as ``name`` takes ``parameter`` (``True`` when its
+        signature cannot be read or takes ``**kwargs``)."""
+        accepted = _parameters(self.get(name))
+        return accepted is None or parameter in accepted
 
     def names(self) -> list[str]:
         """Registered names, sorted."""
@@ -110,3 +140,19 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def _parameters(factory: Any) -> list[str] | None:
+    """The keyword parameters ``factory`` takes, or ``None`` if any (``**kwargs``) or its
+    signature cannot be read."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    out = []
+    for p in signature.parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            return None
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and not p.name.startswith("_"):
+            out.append(p.name)
+    return out

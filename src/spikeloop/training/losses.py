@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -433,20 +433,6 @@ def make_loss(spec: str | Mapping[str, Any], dt: float | None = None) -> Loss:
         ConfigError: the spec has no name, or names a parameter the loss does not take.
         ParameterError, TimeStepError: a parameter (or ``dt``) of the wrong type or range.
     """
-    check_type(spec, "make_loss: spec", str | Mapping,
-               "a loss name or a mapping {'name': ..., parameter: value}")
-    params = {"name": spec} if isinstance(spec, str) else dict(spec)
-    if "name" not in params:
-        raise ConfigError(f"a loss spec needs a 'name', got {params}")
-    name = check_type(params.pop("name"), "make_loss: the loss name", str, "a str")
-    cls = LOSSES.get(name)
-    accepted = [f.name for f in fields(cls)]
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise ConfigError(f"loss {name!r} takes no parameter {', '.join(map(repr, unknown))}; "
-                          f"it takes {', '.join(accepted)}")
     if dt is not None:
         dt = check_dt(dt, "make_loss: dt")
-        if "dt" in accepted:
-            params.setdefault("dt", dt)
-    return cls(**params)
+    return LOSSES.build(spec, **({"dt": dt} if dt is not None else {}))
