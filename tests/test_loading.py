@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from spikeloop.errors import CheckpointError
+from spikeloop.errors import CheckpointError, UnknownNameError
 from spikeloop.network import Network
 from spikeloop.nn import CubaLI, CubaLIF, Input, Linear
 from spikeloop.training import Trainer, load_config
@@ -106,3 +106,20 @@ def test_a_failed_checkpoint_load_leaves_network_and_optimiser_as_they_were(tmp_
     assert [torch.equal(a["exp_avg"], b) for a, b in
             zip(after["state"].values(), exp_avg, strict=True)] == [True] * len(exp_avg)
     assert t.epoch == 1
+
+
+def test_a_state_dict_holding_nan_is_refused_and_nothing_is_loaded():
+    net = Network({"input": Input(3), "fc": Linear(3, 4), "out": CubaLI(4)})
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    bad = {k: v.clone() for k, v in before.items()}
+    bad["layers.fc.weight"][0, 0] = float("nan")
+    with pytest.raises(CheckpointError, match=r"layers.fc.weight holds NaN or infinite values"):
+        net.load_state_dict(bad)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+
+def test_reading_a_population_the_run_does_not_have_names_those_it_has():
+    net = Network({"input": Input(3), "fc": Linear(3, 4), "out": CubaLI(4)})
+    out = net(torch.zeros(2, 1, 3))
+    with pytest.raises(UnknownNameError, match="no population 'hidden'; it has 'input', 'out'"):
+        out["hidden"]

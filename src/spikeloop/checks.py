@@ -332,7 +332,8 @@ def check_state_dict(own: Mapping[str, Tensor], given: Any, strict: bool = True,
 
     Raises:
         CheckpointError: ``given`` is not a mapping of names to tensors, or keys are missing,
-            unexpected or hold tensors of another shape (up to three of each are named).
+            unexpected, hold tensors of another shape or NaN/inf values (up to three of each
+            are named).
     """
     if not isinstance(given, Mapping):
         raise CheckpointError(f"{who}: expected a mapping of tensor names to tensors, got "
@@ -353,6 +354,8 @@ def check_state_dict(own: Mapping[str, Tensor], given: Any, strict: bool = True,
             wrong.append(f"{key} is a {type(value).__name__}, not a tensor")
         elif value.shape != own[key].shape:
             wrong.append(f"{key} is {tuple(value.shape)}, the model's {tuple(own[key].shape)}")
+        elif value.is_floating_point() and not all_finite(value):
+            wrong.append(f"{key} holds NaN or infinite values")
     if wrong:
         problems.append(_some(wrong, quote=False))
     if problems:

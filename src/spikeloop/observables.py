@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from spikeloop.errors import ShapeError
+from spikeloop.errors import ShapeError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,11 @@ class NetworkOutput(Mapping[str, Observables]):
         return self.populations[self.output_name]
 
     def __getitem__(self, name: str) -> Observables:
-        return self.populations[name]
+        try:
+            return self.populations[name]
+        except (KeyError, TypeError):
+            raise UnknownNameError(f"the run has no population {name!r}; it has "
+                                   f"{', '.join(map(repr, self.populations))}") from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.populations)
