@@ -85,6 +85,7 @@ def to_nir(model: Network | Graph, dt: float | None = None) -> nir.NIRGraph:
         ArgumentTypeError: ``model`` is neither a Network nor a Graph.
         NIRError: a node without NIR counterpart (named, with its type), a population with
             ``reset="subtract"`` or ``t_refrac > 0``, or an inconsistent ``dt``.
+        NonFiniteError: a parameter holds NaN or inf (node and parameter named).
         TimeStepError: ``dt`` is not a finite number > 0.
     """
     check_type(model, "model", (Network, Graph), "a spikeloop Network or Graph")
