@@ -42,15 +42,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from spikeloop.checks import all_finite, check_dt, check_type
+from spikeloop.checks import all_finite, check_dt, check_graph
 from spikeloop.chips.xylo.spec import XyloSpec, spec_or_default
 from spikeloop.dynamics.models import MODELS, NeuronModel
-from spikeloop.errors import ArgumentTypeError, MappingError, NonFiniteError
+from spikeloop.errors import MappingError, NonFiniteError
 from spikeloop.ir import Graph, Node
 
 
@@ -219,19 +218,6 @@ def _alias_groups(
     return groups
 
 
-def check_graph(graph: Any) -> Graph:
-    """``graph`` if it is a traced :class:`~spikeloop.ir.Graph`.
-
-    Raises:
-        ArgumentTypeError: it is not; for a network (anything with a ``.graph``) the message
-            says to pass ``net.graph``.
-    """
-    if not isinstance(graph, Graph) and isinstance(getattr(graph, "graph", None), Graph):
-        raise ArgumentTypeError(f"graph must be a spikeloop Graph, got a {type(graph).__name__}:"
-                                " pass net.graph")
-    return check_type(graph, "graph", Graph, "a spikeloop Graph (net.graph)")
-
-
 def map_graph(graph: Graph, spec: XyloSpec | None = None) -> XyloLayout:
     """Lay ``graph`` out on the chip.
 
@@ -241,7 +227,7 @@ def map_graph(graph: Graph, spec: XyloSpec | None = None) -> XyloLayout:
         MappingError: a violated limit (named).
         NonFiniteError: a parameter holds NaN or inf.
     """
-    graph = check_graph(graph)
+    graph = check_graph(graph, "graph", Graph)
     spec = spec_or_default(spec)
     nodes = list(graph.nodes)
     by_name = {n.name: n for n in nodes}

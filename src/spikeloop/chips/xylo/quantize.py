@@ -53,7 +53,7 @@ from torch import Tensor
 
 from spikeloop.checks import check_bool, check_choice, check_type
 from spikeloop.chips.xylo.config import XyloConfig
-from spikeloop.chips.xylo.mapper import XyloLayout, check_graph, map_graph
+from spikeloop.chips.xylo.mapper import XyloLayout, map_graph
 from spikeloop.chips.xylo.registers import ARRAYS, SHIFTS, Registers
 from spikeloop.chips.xylo.spec import XyloSpec, spec_or_default
 from spikeloop.dynamics import current_gain
@@ -381,7 +381,7 @@ def quantize(
     check_choice(method, "method", METHODS)
     spec = spec_or_default(spec)
     check_bool(shifts, "shifts")
-    layout = graph if isinstance(graph, XyloLayout) else map_graph(check_graph(graph), spec)
+    layout = graph if isinstance(graph, XyloLayout) else map_graph(graph, spec)
     report = QuantizationReport(method)
     with torch.no_grad():
         tensors = chip_tensors(layout, method, spec, report, shifts)
