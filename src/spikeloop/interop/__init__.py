@@ -42,6 +42,14 @@ A population's recurrent projection is written as a cycle ``pop → pop.recurren
 import, a Linear/Affine node whose only input and output is one neuron node becomes that
 population's recurrent projection (spikes of step ``k`` arrive at step ``k+1``), and nested
 subgraphs are inlined. The supported nodes are listed by :func:`support_matrix`.
+
+Validation: import checks everything a graph holds before building a module and raises
+:class:`~spikeloop.errors.NIRError` naming the node, attribute and value — nodes and edges
+(pairs of existing node names), parameters (finite real numbers, one value or one per neuron;
+time constants > 0), whole-number sizes and strides, an Output whose declared shape matches
+what feeds it, every node leading to the Output. Wrong arguments (not a graph, a bad ``dt`` or
+``method``, a path that is not a str or ``os.PathLike``) raise the argument errors of
+:mod:`spikeloop.checks`.
 """
 
 from __future__ import annotations
