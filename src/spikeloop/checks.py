@@ -432,3 +432,19 @@ def check_path(value: Any, who: str) -> Path:
     if os.fspath(value) == "":
         raise ParameterError(f"{who} must be a path, got an empty string")
     return Path(value)
+
+
+# --- added by interop
+def check_graph(value: Any, who: str, graph_type: type) -> Any:
+    """Return ``value`` if it is a ``graph_type`` (the traced graph, passed in so that this
+    bottom layer imports no layer above it).
+
+    Raises:
+        ArgumentTypeError: it is not; where ``value`` has a ``.graph`` of that type (a network),
+            the message says to pass ``net.graph``.
+    """
+    if not isinstance(value, graph_type) and isinstance(getattr(value, "graph", None),
+                                                          graph_type):
+        raise ArgumentTypeError(f"{who} must be a spikeloop {graph_type.__name__}, got a "
+                                f"{type(value).__name__}: pass net.graph")
+    return check_type(value, who, graph_type, f"a spikeloop {graph_type.__name__} (net.graph)")

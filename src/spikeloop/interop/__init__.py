@@ -42,6 +42,14 @@ A population's recurrent projection is written as a cycle ``pop → pop.recurren
 import, a Linear/Affine node whose only input and output is one neuron node becomes that
 population's recurrent projection (spikes of step ``k`` arrive at step ``k+1``), and nested
 subgraphs are inlined. The supported nodes are listed by :func:`support_matrix`.
+
+Validation: import checks everything a graph holds before building a module and raises
+:class:`~spikeloop.errors.NIRError` naming the node, attribute and value — nodes and edges
+(pairs of existing node names), parameters (finite real numbers, one value or one per neuron;
+time constants > 0), whole-number sizes and strides, an Output whose declared shape matches
+what feeds it, every node leading to the Output. Wrong arguments (not a graph, a bad ``dt`` or
+``method``, a path that is not a str or ``os.PathLike``) raise the argument errors of
+:mod:`spikeloop.checks`.
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ from pathlib import Path
 import nir
 from torch import nn
 
+from spikeloop.checks import check_type
 from spikeloop.errors import NIRError
 from spikeloop.interop.assemble import nir_to_network
 from spikeloop.interop.common import METHOD_KEY
@@ -81,13 +90,14 @@ def to_nir(model: Network | Graph, dt: float | None = None) -> nir.NIRGraph:
             default: the populations' ``dt``. A value different from theirs is an error.
 
     Raises:
+        ArgumentTypeError: ``model`` is neither a Network nor a Graph.
         NIRError: a node without NIR counterpart (named, with its type), a population with
             ``reset="subtract"`` or ``t_refrac > 0``, or an inconsistent ``dt``.
+        NonFiniteError: a parameter holds NaN or inf (node and parameter named).
         TimeStepError: ``dt`` is not a finite number > 0.
     """
+    check_type(model, "model", (Network, Graph), "a spikeloop Network or Graph")
     graph = model.graph if isinstance(model, Network) else model
-    if not isinstance(graph, Graph):
-        raise NIRError(f"expected a spikeloop Network or Graph, got {type(model).__name__}")
     return graph_to_nir(graph, dt)
 
 
@@ -106,27 +116,58 @@ def from_nir(graph: nir.NIRGraph, dt: float, *, method: str | None = None) -> nn
         inputs). Both run on the sim backend and return the usual observables.
 
     Raises:
-        NIRError: a node type without spikeloop counterpart (named), a cycle other than a
-            population's recurrent projection, several inputs or outputs, parameters that do
-            not fit (e.g. ``dt ≥ τ``, delays that are not multiples of ``dt``).
+        ArgumentTypeError: ``graph`` is not a ``nir.NIRGraph``.
+        ParameterError: ``method`` is not ``"exact"``, ``"euler"`` or ``None``.
         TimeStepError: ``dt`` is not a finite number > 0.
+        NIRError: anything wrong with the graph, naming the node: a node type without spikeloop
+            counterpart, malformed nodes or edges (an edge that is not a pair of node names, or
+            names a node the graph lacks), a cycle other than a population's recurrent
+            projection, several inputs or outputs, a node that does not lead to the output, an
+            Output whose declared shape differs from what feeds it, an Input shape that is not
+            positive whole numbers, parameters that are not finite numbers, have neither one
+            value nor one per neuron, or do not fit (a time constant ≤ 0, ``dt ≥ τ``, delays
+            that are not multiples of ``dt``).
     """
     return nir_to_network(graph, dt, method)
 
 
+def _path(path: PathLike, who: str) -> Path:
+    check_type(path, who, (str, os.PathLike), "a file path (str or os.PathLike)")
+    return Path(path)
+
+
 def save_nir(model: Network | Graph, path: PathLike, dt: float | None = None) -> None:
-    """Export ``model`` with :func:`to_nir` and write it to ``path`` (``nir.write``, HDF5)."""
-    nir.write(path, to_nir(model, dt))
+    """Export ``model`` with :func:`to_nir` and write it to ``path`` (``nir.write``, HDF5).
+
+    The model is converted before anything is written, and the file is written under a
+    temporary name and then renamed: a failure leaves no file (or the previous one) at
+    ``path``, never a truncated one.
+
+    Raises:
+        ArgumentTypeError: ``path`` is not a str or ``os.PathLike``.
+        NIRError: the model cannot be exported (see :func:`to_nir`) or the file cannot be
+            written (its folder does not exist, no permission...).
+    """
+    path = _path(path, "path")
+    graph = to_nir(model, dt)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        nir.write(tmp, graph)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise NIRError(f"cannot write the NIR file {str(path)!r}: {err}") from err
 
 
 def read_nir(path: PathLike) -> nir.NIRGraph:
     """Read a NIR file (``nir.read``).
 
     Raises:
+        ArgumentTypeError: ``path`` is not a str or ``os.PathLike``.
         FileNotFoundError: ``path`` does not exist.
         NIRError: the file is not a readable NIR graph (truncated, not HDF5, missing fields).
     """
-    path = Path(path)
+    path = _path(path, "path")
     if not path.is_file():
         raise FileNotFoundError(f"no NIR file {str(path)!r}")
     try:
@@ -140,7 +181,8 @@ def read_nir(path: PathLike) -> nir.NIRGraph:
 
 
 def load_nir(path: PathLike, dt: float, *, method: str | None = None) -> nn.Module:
-    """Read a NIR file and import it with :func:`from_nir`."""
+    """Read a NIR file (:func:`read_nir`) and import it with :func:`from_nir` (the errors of
+    both)."""
     return from_nir(read_nir(path), dt, method=method)
 
 

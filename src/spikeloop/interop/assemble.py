@@ -7,15 +7,17 @@ nodes are put in a topological order and each is converted by :data:`IMPORTERS`.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 import nir
 import numpy as np
 from torch import nn
 
-from spikeloop.checks import check_dt
+from spikeloop.checks import check_choice, check_dt, check_type, show
 from spikeloop.dynamics.neurons import METHODS
 from spikeloop.errors import NIRError, ParameterError, ShapeError, UnknownNameError
+from spikeloop.interop.common import whole
 from spikeloop.interop.importer import IMPORTERS, ImportContext
 from spikeloop.ir import describe
 from spikeloop.network import GraphNetwork, Network
@@ -32,10 +34,34 @@ def _layer_name(name: str, taken: set[str]) -> str:
     return out
 
 
+def _check_structure(graph: nir.NIRGraph, where: str) -> None:
+    """``graph.nodes`` is a dict of string names to NIR nodes and ``graph.edges`` a list of
+    ``(source, destination)`` pairs of names (``where``: which (sub)graph, for the message)."""
+    nodes, edges = getattr(graph, "nodes", None), getattr(graph, "edges", None)
+    if not isinstance(nodes, Mapping):
+        raise NIRError(f"{where}: nodes must be a dict of node names to NIR nodes, got "
+                       f"{show(nodes)} ({type(nodes).__name__})")
+    for name, node in nodes.items():
+        if not isinstance(name, str):
+            raise NIRError(f"{where}: node names must be strings, got {name!r} "
+                           f"({type(name).__name__})")
+        if not isinstance(node, nir.NIRNode):
+            raise NIRError(f"{where}: node {name!r} is a {type(node).__name__}, not a NIR node")
+    if not isinstance(edges, list | tuple):
+        raise NIRError(f"{where}: edges must be a list of (source, destination) pairs, got "
+                       f"{show(edges)} ({type(edges).__name__})")
+    for edge in edges:
+        if not (isinstance(edge, list | tuple) and len(edge) == 2
+                and all(isinstance(end, str) for end in edge)):
+            raise NIRError(f"{where}: every edge must be a (source, destination) pair of node "
+                           f"names, got {show(edge)}")
+
+
 def _inline(graph: nir.NIRGraph, prefix: str = "") -> tuple[dict[str, nir.NIRNode],
                                                             list[tuple[str, str]]]:
     """Flatten nested subgraphs: a subgraph's nodes get ``<subgraph>.<node>`` names; its Input
     and Output nodes become pass-through nodes that :func:`_bypass` removes."""
+    _check_structure(graph, f"nested NIR graph {prefix[:-1]!r}" if prefix else "the NIR graph")
     nodes: dict[str, nir.NIRNode] = {}
     edges: list[tuple[str, str]] = []
     entry: dict[str, list[str]] = {}
@@ -81,11 +107,10 @@ _NEURONS = (nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.CubaLI, nir.I)
 
 def nir_to_network(graph: nir.NIRGraph, dt: float, method: str | None = None) -> Network:
     """Convert a NIR graph to a spikeloop network (see :func:`from_nir`)."""
-    if not isinstance(graph, nir.NIRGraph):
-        raise NIRError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
-    check_dt(dt)
-    if method is not None and method not in METHODS:
-        raise NIRError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    check_type(graph, "graph", nir.NIRGraph, "a nir.NIRGraph (read a file with read_nir)")
+    dt = check_dt(dt)
+    if method is not None:
+        check_choice(method, "method", METHODS)
     nodes, edges = _inline(graph)
     edges = _bypass(nodes, edges)
     for src, dst in edges:
@@ -114,6 +139,7 @@ def nir_to_network(graph: nir.NIRGraph, dt: float, method: str | None = None) ->
     edges = [(s, d) for s, d in edges if s not in skip and d not in skip]
     preds = {k: [s for s, d in edges if d == k] for k in nodes if k not in skip}
     order = _topological(preds, ins[0], outs[0])
+    _reach_output(preds, outs[0])
     taken: set[str] = set()
     names = {k: _layer_name(k, taken) for k in order}
     layers: OrderedDict[str, nn.Module] = OrderedDict()
@@ -126,7 +152,10 @@ def nir_to_network(graph: nir.NIRGraph, dt: float, method: str | None = None) ->
         if isinstance(node, nir.Output):
             continue
         if isinstance(node, nir.Input):
-            shape = tuple(int(s) for s in np.asarray(node.input_type["input"]).reshape(-1))
+            shape = _declared(node, "input_type", "input", key)
+            if shape is None:
+                raise NIRError(f"the NIR Input node {key!r} declares no input shape "
+                               f"(input_type {show(node.input_type)})")
             layers[names[key]] = Input(shape)
             shapes[key] = shape
             continue
@@ -134,7 +163,7 @@ def nir_to_network(graph: nir.NIRGraph, dt: float, method: str | None = None) ->
         if len(src_shapes) != 1:
             raise NIRError(f"NIR node {key!r} receives inputs of shapes {sorted(src_shapes)}"
                            if src_shapes else f"NIR node {key!r} receives no input")
-        ctx = ImportContext(key, float(dt), method, next(iter(src_shapes)))
+        ctx = ImportContext(key, dt, method, next(iter(src_shapes)))
         try:
             conv = IMPORTERS.get(type(node).__name__)
         except UnknownNameError:
@@ -149,6 +178,10 @@ def nir_to_network(graph: nir.NIRGraph, dt: float, method: str | None = None) ->
             raise NIRError(f"NIR node {key!r} ({type(node).__name__}): {err}") from None
         layers[names[key]] = module
     src = output_src[0]
+    declared = _declared(nodes[outs[0]], "output_type", "output", outs[0])
+    if declared is not None and declared != shapes[src]:
+        raise NIRError(f"the NIR Output node {outs[0]!r} declares shape {declared}, but its "
+                       f"source {src!r} produces {shapes[src]}")
     if not isinstance(layers[names[src]], Population | Input):
         raise NIRError(f"the NIR output is fed by {src!r}, a {type(nodes[src]).__name__}; "
                        "spikeloop networks end in a population (add e.g. an LI readout)")
@@ -188,6 +221,36 @@ def _topological(preds: dict[str, list[str]], start: str, output: str) -> list[s
             f"the NIR graph has a cycle through {cyclic}; spikeloop runs recurrence only as a "
             "Linear/Affine projection from a population onto itself")
     return order
+
+
+def _reach_output(preds: dict[str, list[str]], output: str) -> None:
+    """Every node leads to the Output node (a branch that ends elsewhere would be computed and
+    dropped, or taken for the network's output)."""
+    seen, todo = {output}, [output]
+    while todo:
+        for p in preds[todo.pop()]:
+            if p not in seen:
+                seen.add(p)
+                todo.append(p)
+    dead = sorted(k for k in preds if k not in seen)
+    if dead:
+        raise NIRError(f"NIR nodes {dead} do not lead to the Output node {output!r}; remove them "
+                       "or connect them")
+
+
+def _declared(node: nir.NIRNode, attr: str, port: str, key: str) -> tuple[int, ...] | None:
+    """The shape an Input/Output node declares in ``attr[port]`` (``None``: not declared),
+    positive whole numbers (``4.7`` or ``-2`` is refused)."""
+    types = getattr(node, attr, None)
+    if types is None:
+        return None
+    if not isinstance(types, Mapping):
+        raise NIRError(f"NIR {type(node).__name__} node {key!r}: {attr} must be a dict "
+                       f"{{{port!r}: shape}}, got {show(types)}")
+    value = types.get(port)
+    if value is None or np.size(value) == 0:
+        return None
+    return whole(value, f"NIR {type(node).__name__} node {key!r}: {attr}[{port!r}]", 1)
 
 
 def _attach_recurrent(module: nn.Module, node: nir.NIRNode, key: str, ctx: ImportContext) -> None:

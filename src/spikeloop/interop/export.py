@@ -13,7 +13,7 @@ from typing import Any
 import nir
 import numpy as np
 
-from spikeloop.checks import check_dt
+from spikeloop.checks import check_dt, require_finite
 from spikeloop.errors import NIRError, UnknownNameError
 from spikeloop.interop.common import METHOD_KEY, f32
 from spikeloop.ir import Graph, Node
@@ -230,12 +230,15 @@ NO_COUNTERPART = {
 
 
 def graph_to_nir(graph: Graph, dt: float | None = None) -> nir.NIRGraph:
-    """Convert a traced :class:`~spikeloop.ir.Graph` to a NIR graph (see :func:`to_nir`)."""
+    """Convert a traced :class:`~spikeloop.ir.Graph` to a NIR graph (see :func:`to_nir`);
+    a parameter holding NaN or inf raises :class:`~spikeloop.errors.NonFiniteError`."""
     dt = _model_dt(graph, dt)
     nodes: dict[str, nir.NIRNode] = {}
     edges: list[tuple[str, str]] = []
     shapes = {n.name: n.shape for n in graph.nodes}
     for node in graph.nodes:
+        for key, value in node.params.items():
+            require_finite(value, f"node {node.name!r} parameter {key!r}")
         in_shape = shapes[node.inputs[0]] if node.inputs else None
         if node.recurrent:
             if "bias" in node.params:

@@ -6,7 +6,7 @@ per NIR node type in :data:`IMPORTERS` (the graph is assembled by
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from spikeloop.checks import show
 from spikeloop.dynamics.neurons import METHODS
 from spikeloop.errors import NIRError, ParameterError, ShapeError, TimeStepError
-from spikeloop.interop.common import METHOD_KEY, f64
+from spikeloop.interop.common import METHOD_KEY, f64, node_label, whole
 from spikeloop.nn.layers import AvgPool2d, Delay, Integrator, Scale, SumPool2d, Threshold
 from spikeloop.nn.populations import IF, LI, LIF, CubaLI, CubaLIF, Population
 from spikeloop.nn.projections import Conv1d, Conv2d, Flatten, Linear
@@ -58,33 +59,58 @@ class ImportContext:
 
 
 def _param(value: np.ndarray, shape: tuple[int, ...], who: str, attr: str) -> Tensor | float:
-    """A NIR parameter for a population of ``shape``: a float where all values are equal
-    (spikeloop's scalar parameters), else a float32 tensor of ``shape``."""
+    """A NIR parameter for a node whose input has ``shape``: one value (any array of size 1)
+    or one per element of ``shape``. A float where all values are equal (spikeloop's scalar
+    parameters), else a float32 tensor of ``shape``.
+
+    Raises:
+        NIRError: the parameter has another number of values (an all-equal array of the wrong
+            length is refused too: it describes another number of neurons).
+    """
     flat = np.asarray(value, dtype=np.float64).reshape(-1)
-    if flat.size == 0:
-        raise NIRError(f"{who}: parameter {attr!r} is empty")
+    size = math.prod(shape)
+    if flat.size not in (1, size):
+        raise NIRError(f"{who}: parameter {attr!r} has {flat.size} values (shape "
+                       f"{np.shape(value)}) but the node receives input of shape {shape}: give "
+                       f"one value or {size}, one per neuron")
     if np.all(flat == flat[0]):
         return float(np.float32(flat[0]))
-    if flat.size != math.prod(shape):
-        raise NIRError(f"{who}: parameter {attr!r} has {flat.size} values but the population "
-                       f"receives input of shape {shape}")
     return torch.from_numpy(flat.astype(np.float32).reshape(shape))
 
 
+def _tau(node: nir.NIRNode, attr: str, ctx: ImportContext) -> np.ndarray:
+    """A time constant (s): finite and > 0."""
+    tau = f64(node, attr, ctx.name)
+    if np.any(tau <= 0):
+        raise NIRError(f"{node_label(node, ctx.name)}: parameter {attr!r} must be > 0 s (a time "
+                       f"constant), got {float(tau.min()):g} s")
+    return tau
+
+
 def _method(node: nir.NIRNode, ctx: ImportContext) -> str:
-    method = ctx.method
-    if method is None:
-        method = str((getattr(node, "metadata", None) or {}).get(METHOD_KEY, "exact"))
+    if ctx.method is not None:
+        return ctx.method
+    metadata = getattr(node, "metadata", None) or {}
+    if not isinstance(metadata, Mapping):
+        raise NIRError(f"{node_label(node, ctx.name)}: metadata must be a dict, got "
+                       f"{show(metadata)} ({type(metadata).__name__})")
+    method = metadata.get(METHOD_KEY, "exact")
     if method not in METHODS:
-        raise NIRError(f"node {ctx.name!r}: unknown discretisation method {method!r}; known: "
+        raise NIRError(f"{node_label(node, ctx.name)}: unknown discretisation method "
+                       f"{show(method)} in its metadata {METHOD_KEY!r}; known: "
                        f"{', '.join(METHODS)}")
     return method
 
 
+_NIR_NAMES = {"tau_mem": "tau"}
+
+
 def _population(cls: type[Population], node: nir.NIRNode, ctx: ImportContext,
                 **params: np.ndarray) -> Population:
-    who = f"NIR {type(node).__name__} node {ctx.name!r}"
-    values = {k: _param(v, ctx.in_shape, who, k) for k, v in params.items()}
+    who = node_label(node, ctx.name)
+    # messages name NIR's attribute (LIF/LI ``tau`` is spikeloop's ``tau_mem``)
+    values = {k: _param(v, ctx.in_shape, who, k if hasattr(node, k) else _NIR_NAMES.get(k, k))
+              for k, v in params.items()}
     try:
         return cls(ctx.in_shape, dt=ctx.dt, method=_method(node, ctx), **values)
     except (ParameterError, TimeStepError, ShapeError) as err:  # e.g. dt ≥ tau
@@ -92,13 +118,13 @@ def _population(cls: type[Population], node: nir.NIRNode, ctx: ImportContext,
 
 
 def _weight2d(node: nir.NIRNode, ctx: ImportContext) -> np.ndarray:
-    weight = f64(node, "weight")
+    weight = f64(node, "weight", ctx.name)
     if weight.ndim != 2:
-        raise NIRError(f"NIR {type(node).__name__} node {ctx.name!r} has a weight of shape "
-                       f"{weight.shape}; spikeloop takes 2-d weights [out, in]")
+        raise NIRError(f"{node_label(node, ctx.name)} has a weight of shape {weight.shape}; "
+                       "spikeloop takes 2-d weights [out, in]")
     if ctx.in_shape[-1:] != (weight.shape[1],) or len(ctx.in_shape) != 1:
-        raise NIRError(f"NIR {type(node).__name__} node {ctx.name!r} with weight {weight.shape} "
-                       f"receives input of shape {ctx.in_shape}")
+        raise NIRError(f"{node_label(node, ctx.name)} with weight {weight.shape} receives input "
+                       f"of shape {ctx.in_shape}")
     return weight
 
 
@@ -110,11 +136,14 @@ def _set(param: Tensor, value: np.ndarray) -> None:
 @importer("Affine", "Linear(bias=True)", "an all-zero bias is dropped")
 def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
     weight = _weight2d(node, ctx)
-    bias = f64(node, "bias")
+    bias = f64(node, "bias", ctx.name)
+    if bias.size not in (1, weight.shape[0]):
+        raise NIRError(f"{node_label(node, ctx.name)}: bias has {bias.size} values for "
+                       f"{weight.shape[0]} outputs (weight {weight.shape})")
     module = Linear(weight.shape[1], weight.shape[0], bias=bool(np.any(bias != 0)))
     _set(module.weight, weight)
     if module.bias is not None:
-        _set(module.bias, bias)
+        _set(module.bias, np.broadcast_to(bias.reshape(-1), (weight.shape[0],)))
     return module
 
 
@@ -127,26 +156,44 @@ def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
 
 
 def _conv_import(node: nir.NIRNode, ctx: ImportContext, cls: type, spatial: int) -> nn.Module:
-    weight = f64(node, "weight")
+    weight = f64(node, "weight", ctx.name)
+    who = node_label(node, ctx.name)
     if weight.ndim != 2 + spatial or len(ctx.in_shape) != 1 + spatial:
-        raise NIRError(f"NIR {type(node).__name__} node {ctx.name!r}: weight {weight.shape} "
-                       f"and input shape {ctx.in_shape} do not fit a {spatial}-d convolution")
-    bias = f64(node, "bias") if getattr(node, "bias", None) is not None else np.zeros(1)
+        raise NIRError(f"{who}: weight {weight.shape} and input shape {ctx.in_shape} do not fit "
+                       f"a {spatial}-d convolution")
+    bias = f64(node, "bias", ctx.name) if getattr(node, "bias", None) is not None else np.zeros(1)
+    if bias.size not in (1, weight.shape[0]):
+        raise NIRError(f"{who}: bias has {bias.size} values for {weight.shape[0]} output "
+                       "channels")
 
-    def arg(v: Any) -> Any:
-        if isinstance(v, str | bytes):
-            return v.decode() if isinstance(v, bytes) else v
-        values = [int(i) for i in np.asarray(v).reshape(-1)]
-        return values[0] if len(values) == 1 else tuple(values)
+    def arg(attr: str, low: int) -> Any:
+        v = getattr(node, attr, None)
+        if isinstance(v, bytes):
+            v = v.decode()
+        if isinstance(v, str):
+            if attr != "padding" or v not in ("same", "valid"):
+                raise NIRError(f"{who}: {attr} must be whole numbers"
+                               + (" or 'same'/'valid'" if attr == "padding" else "")
+                               + f", got {v!r}")
+            return v
+        values = whole(v, f"{who}: {attr}", low)
+        if len(values) not in (1, spatial):
+            raise NIRError(f"{who}: {attr} has {len(values)} values for a {spatial}-d "
+                           "convolution")
+        return values[0] if len(values) == 1 else values
 
+    groups = whole(getattr(node, "groups", None), f"{who}: groups", 1)
+    if len(groups) != 1 or weight.shape[0] % groups[0]:
+        raise NIRError(f"{who}: groups must be one whole number ≥ 1 that divides the "
+                       f"{weight.shape[0]} output channels, got {node.groups!r}")
     module = cls(
-        weight.shape[1] * int(node.groups), weight.shape[0], tuple(weight.shape[2:]),
-        stride=arg(node.stride), padding=arg(node.padding), dilation=arg(node.dilation),
-        groups=int(node.groups), bias=bool(np.any(bias != 0)),
+        weight.shape[1] * groups[0], weight.shape[0], tuple(weight.shape[2:]),
+        stride=arg("stride", 1), padding=arg("padding", 0), dilation=arg("dilation", 1),
+        groups=groups[0], bias=bool(np.any(bias != 0)),
     )
     _set(module.weight, weight)
     if module.bias is not None:
-        _set(module.bias, np.broadcast_to(bias, (weight.shape[0],)))
+        _set(module.bias, np.broadcast_to(bias.reshape(-1), (weight.shape[0],)))
     return module
 
 
@@ -163,94 +210,115 @@ def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
 @importer("Flatten", "Flatten", "flattening all (non-batch) dimensions only")
 def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
     rank = len(ctx.in_shape)
-    start, end = int(node.start_dim), int(node.end_dim)
+    who = node_label(node, ctx.name)
+    dims = [whole(getattr(node, a, None), f"{who}: {a}") for a in ("start_dim", "end_dim")]
+    if any(len(d) != 1 for d in dims):
+        raise NIRError(f"{who}: start_dim and end_dim must be single whole numbers, got "
+                       f"{node.start_dim!r}, {node.end_dim!r}")
+    start, end = dims[0][0], dims[1][0]
     start, end = start % rank if rank else 0, end % rank if rank else 0
     if rank > 1 and (start, end) != (0, rank - 1):
-        raise NIRError(f"NIR Flatten node {ctx.name!r} flattens dimensions {node.start_dim}.."
-                       f"{node.end_dim} of {ctx.in_shape}; spikeloop's Flatten flattens all")
+        raise NIRError(f"{who} flattens dimensions {node.start_dim}..{node.end_dim} of "
+                       f"{ctx.in_shape}; spikeloop's Flatten flattens all")
     return Flatten()
 
 
 @importer("LIF", "LIF", "reset to v_reset")
 def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
-    return _population(LIF, node, ctx, tau_mem=f64(node, "tau"), r=f64(node, "r"),
-                       v_leak=f64(node, "v_leak"), v_threshold=f64(node, "v_threshold"),
-                       v_reset=f64(node, "v_reset"))
+    return _population(LIF, node, ctx, tau_mem=_tau(node, "tau", ctx), r=f64(node, "r", ctx.name),
+                       v_leak=f64(node, "v_leak", ctx.name),
+                       v_threshold=f64(node, "v_threshold", ctx.name),
+                       v_reset=f64(node, "v_reset", ctx.name))
 
 
 def _cuba_r(node: nir.NIRNode, ctx: ImportContext) -> np.ndarray:
     """``r · w_in · dt / τ_syn``: NIR's input weight folded into the membrane resistance (the
     current enters the membrane only through ``r·I``, so scaling both is the same model)."""
-    return f64(node, "r") * f64(node, "w_in") * ctx.dt / f64(node, "tau_syn")
+    return (f64(node, "r", ctx.name) * f64(node, "w_in", ctx.name) * ctx.dt
+            / _tau(node, "tau_syn", ctx))
 
 
 @importer("CubaLIF", "CubaLIF", "r·w_in·dt/tau_syn becomes r")
 def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
-    return _population(CubaLIF, node, ctx, tau_mem=f64(node, "tau_mem"),
-                       tau_syn=f64(node, "tau_syn"), r=_cuba_r(node, ctx),
-                       v_leak=f64(node, "v_leak"), v_threshold=f64(node, "v_threshold"),
-                       v_reset=f64(node, "v_reset"))
+    return _population(CubaLIF, node, ctx, tau_mem=_tau(node, "tau_mem", ctx),
+                       tau_syn=_tau(node, "tau_syn", ctx), r=_cuba_r(node, ctx),
+                       v_leak=f64(node, "v_leak", ctx.name),
+                       v_threshold=f64(node, "v_threshold", ctx.name),
+                       v_reset=f64(node, "v_reset", ctx.name))
 
 
 @importer("LI", "LI")
 def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
-    return _population(LI, node, ctx, tau_mem=f64(node, "tau"), r=f64(node, "r"),
-                       v_leak=f64(node, "v_leak"))
+    return _population(LI, node, ctx, tau_mem=_tau(node, "tau", ctx), r=f64(node, "r", ctx.name),
+                       v_leak=f64(node, "v_leak", ctx.name))
 
 
 @importer("CubaLI", "CubaLI", "r·w_in·dt/tau_syn becomes r")
 def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
-    return _population(CubaLI, node, ctx, tau_mem=f64(node, "tau_mem"),
-                       tau_syn=f64(node, "tau_syn"), r=_cuba_r(node, ctx),
-                       v_leak=f64(node, "v_leak"))
+    return _population(CubaLI, node, ctx, tau_mem=_tau(node, "tau_mem", ctx),
+                       tau_syn=_tau(node, "tau_syn", ctx), r=_cuba_r(node, ctx),
+                       v_leak=f64(node, "v_leak", ctx.name))
 
 
 @importer("IF", "IF", "r = R·dt")
 def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
-    return _population(IF, node, ctx, r=f64(node, "r") * ctx.dt,
-                       v_threshold=f64(node, "v_threshold"), v_reset=f64(node, "v_reset"))
+    return _population(IF, node, ctx, r=f64(node, "r", ctx.name) * ctx.dt,
+                       v_threshold=f64(node, "v_threshold", ctx.name),
+                       v_reset=f64(node, "v_reset", ctx.name))
 
 
 @importer("I", "Integrator", "r = R·dt")
 def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
-    return _population(Integrator, node, ctx, r=f64(node, "r") * ctx.dt)
+    return _population(Integrator, node, ctx, r=f64(node, "r", ctx.name) * ctx.dt)
 
 
 @importer("Scale", "Scale")
 def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
-    scale = f64(node, "scale")
-    if scale.size not in (1, math.prod(ctx.in_shape)):
-        raise NIRError(f"NIR Scale node {ctx.name!r} of shape {scale.shape} receives input of "
-                       f"shape {ctx.in_shape}")
-    return Scale(torch.from_numpy(np.broadcast_to(scale.astype(np.float32).reshape(
-        scale.shape if scale.size == 1 else ctx.in_shape), ctx.in_shape).copy()))
+    scale = _param(f64(node, "scale", ctx.name), ctx.in_shape, node_label(node, ctx.name),
+                   "scale")
+    return Scale(torch.as_tensor(scale, dtype=torch.float32).expand(ctx.in_shape).clone())
+
+
+def _pool(node: nir.NIRNode, ctx: ImportContext, cls: type) -> nn.Module:
+    who = node_label(node, ctx.name)
+    args = []
+    for attr, low in (("kernel_size", 1), ("stride", 1), ("padding", 0)):
+        values = whole(getattr(node, attr, None), f"{who}: {attr}", low)
+        if len(values) not in (1, 2):
+            raise NIRError(f"{who}: {attr} must be one or two whole numbers, got "
+                           f"{getattr(node, attr)!r}")
+        args.append(values * 2 if len(values) == 1 else values)
+    return cls(*args)
 
 
 @importer("SumPool2d", "SumPool2d")
 def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
-    return SumPool2d(node.kernel_size, node.stride, node.padding)
+    return _pool(node, ctx, SumPool2d)
 
 
 @importer("AvgPool2d", "AvgPool2d", "padded zeros counted")
 def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
-    return AvgPool2d(node.kernel_size, node.stride, node.padding)
+    return _pool(node, ctx, AvgPool2d)
 
 
 @importer("Delay", "Delay", "delays must be whole multiples of dt")
 def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
-    steps = f64(node, "delay") / ctx.dt
-    whole = np.round(steps)
-    if np.any(np.abs(steps - whole) > 1e-6 * np.maximum(1.0, whole)) or np.any(whole < 0):
-        raise NIRError(f"NIR Delay node {ctx.name!r}: delays {f64(node, 'delay')} s are not "
-                       f"whole non-negative multiples of dt = {ctx.dt:g} s")
-    flat = whole.reshape(-1)
+    who = node_label(node, ctx.name)
+    delay = f64(node, "delay", ctx.name)
+    _param(delay, ctx.in_shape, who, "delay")  # one value or one per element
+    steps = delay / ctx.dt
+    rounded = np.round(steps)
+    if np.any(np.abs(steps - rounded) > 1e-6 * np.maximum(1.0, rounded)) or np.any(rounded < 0):
+        raise NIRError(f"{who}: delays {delay} s are not whole non-negative multiples of "
+                       f"dt = {ctx.dt:g} s")
+    flat = rounded.reshape(-1)
     if np.all(flat == flat[0]):
         return Delay(int(flat[0]))
-    return Delay(torch.from_numpy(whole.astype(np.int64).reshape(ctx.in_shape)))
+    return Delay(torch.from_numpy(rounded.astype(np.int64).reshape(ctx.in_shape)))
 
 
 @importer("Threshold", "Threshold")
 def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
-    threshold = _param(f64(node, "threshold"), ctx.in_shape, f"NIR Threshold {ctx.name!r}",
-                       "threshold")
+    threshold = _param(f64(node, "threshold", ctx.name), ctx.in_shape,
+                       node_label(node, ctx.name), "threshold")
     return Threshold(torch.as_tensor(threshold, dtype=torch.float32))

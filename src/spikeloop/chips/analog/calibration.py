@@ -24,7 +24,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from spikeloop.checks import check_bool, check_choice, check_int, check_type, require_finite
 from spikeloop.chips.analog.spec import CALIBRATED, AnalogChipSpec
+from spikeloop.errors import DTypeError, ParameterError, ShapeError
 
 _TAUS = ("tau_mem", "tau_syn")
 
@@ -39,6 +41,9 @@ class AnalogChip:
     """
 
     def __init__(self, spec: AnalogChipSpec, seed: int, mismatch: bool = True) -> None:
+        check_type(spec, "spec", AnalogChipSpec, "an AnalogChipSpec")
+        seed = check_int(seed, "seed", 0, 2**40)
+        mismatch = check_bool(mismatch, "mismatch")
         self.spec, self.seed, self.mismatch = spec, seed, mismatch
         g = torch.Generator().manual_seed(1_000_003 * seed + 17)
         n = spec.circuits
@@ -100,7 +105,41 @@ class AnalogChip:
 
     # ---------------------------------------------------------------- calibration
     def calibrate(self, param: str, circuits: Tensor, targets: Tensor) -> CalibrationResult:
-        """Codes that bring ``circuits`` to ``targets`` (cached per seed, parameter, targets)."""
+        """Codes that bring ``circuits`` to ``targets`` (cached per seed, parameter, targets).
+
+        Args:
+            param: one of :data:`~spikeloop.chips.analog.spec.CALIBRATED`.
+            circuits: 1-d integer tensor of circuit indices ``0 … spec.circuits − 1``.
+            targets: real tensor of the same shape: finite; ``> 0`` (chip seconds) for a time
+                constant, ADC LSB for a voltage.
+
+        Raises:
+            ParameterError: ``param`` is unknown, a circuit index is out of range, or a time
+                constant target is ``≤ 0``.
+            ArgumentTypeError: ``circuits`` or ``targets`` is not a tensor.
+            DTypeError: ``circuits`` is not an integer tensor or ``targets`` not a real one.
+            ShapeError: ``circuits`` is not 1-d or ``targets`` has another shape.
+            NonFiniteError: ``targets`` holds NaN or inf.
+        """
+        check_choice(param, "param", CALIBRATED)
+        check_type(circuits, "circuits", Tensor, "a 1-d integer tensor of circuit indices")
+        check_type(targets, "targets", Tensor, "a tensor of target values")
+        if circuits.is_floating_point() or circuits.is_complex() or circuits.dtype == torch.bool:
+            raise DTypeError(f"circuits must be an integer tensor, got {circuits.dtype}")
+        if not targets.is_floating_point() and targets.dtype not in (torch.int32, torch.int64):
+            raise DTypeError(f"targets must be a real tensor, got {targets.dtype}")
+        if circuits.dim() != 1 or targets.shape != circuits.shape:
+            raise ShapeError(f"circuits must be 1-d and targets of the same shape, got "
+                             f"{tuple(circuits.shape)} and {tuple(targets.shape)}")
+        if circuits.numel() and (int(circuits.min()) < 0
+                                 or int(circuits.max()) >= self.spec.circuits):
+            bad = int(circuits.min()) if int(circuits.min()) < 0 else int(circuits.max())
+            raise ParameterError(f"circuits must be indices 0..{self.spec.circuits - 1}, got "
+                                 f"{bad}")
+        require_finite(targets, f"calibrate({param!r}) targets")
+        if param in _TAUS and targets.numel() and float(targets.min()) <= 0:
+            raise ParameterError(f"targets of {param} must be > 0 s (chip time), got "
+                                 f"{float(targets.min()):g}")
         targets = targets.double()
         key = (param, circuits.numpy().tobytes(), targets.numpy().round(12).tobytes())
         if key not in self._cache:

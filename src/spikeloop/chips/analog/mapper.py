@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spikeloop.checks import check_bool, check_choice, check_graph, check_real, check_type
 from spikeloop.chips.analog.spec import AnalogChipSpec
 from spikeloop.dynamics.models import MODELS
 from spikeloop.errors import MappingError, NonFiniteError, WeightRangeError
@@ -126,10 +127,8 @@ def _quantize(node: Node, weight_scale: float | str, clip: bool, spec: AnalogChi
     wmax = float(w.abs().max())
     if weight_scale == "auto":
         scale = wmax / spec.weight_max if wmax > 0 else 1.0
-    elif isinstance(weight_scale, int | float) and weight_scale > 0:
+    else:  # checked by map_graph
         scale = float(weight_scale)
-    else:
-        raise MappingError(f"weight_scale must be 'auto' or a number > 0, got {weight_scale!r}")
     lsb = torch.round(w / scale)
     if not clip and float(lsb.abs().max()) > spec.weight_max:
         raise WeightRangeError(
@@ -171,7 +170,26 @@ def map_graph(
 
     ``layouts``: a cache (a dict the caller keeps) of layouts by :func:`structure_key`; parameter
     limits are checked and weights quantised on every call.
+
+    Raises:
+        ArgumentTypeError: ``graph`` is not a Graph (a Network: pass ``net.graph``), ``spec``
+            not an :class:`AnalogChipSpec`, ``weight_scale`` neither ``"auto"`` nor a number,
+            ``clip_weights`` not a bool, ``layouts`` not a dict or ``None``.
+        ParameterError: ``weight_scale`` is a number that is not finite and > 0, or a string
+            other than ``"auto"``.
+        MappingError: a limit of the chip (named); :class:`WeightRangeError` for weights beyond
+            the 6-bit range at a fixed ``weight_scale`` without ``clip_weights``.
+        NonFiniteError: weights hold NaN or inf.
     """
+    check_graph(graph, "graph", Graph)
+    check_type(spec, "spec", AnalogChipSpec, "an AnalogChipSpec")
+    if isinstance(weight_scale, str):
+        check_choice(weight_scale, "weight_scale", ["auto"])
+    else:
+        weight_scale = check_real(weight_scale, "weight_scale", 0.0, low_open=True)
+    check_bool(clip_weights, "clip_weights")
+    if layouts is not None:
+        check_type(layouts, "layouts", dict, "a dict (a layout cache) or None")
     for node in graph.nodes:
         _check_node(node, spec)
     key = structure_key(graph)

@@ -21,9 +21,17 @@ Neuroscience 16:795876; Billaudelle et al. 2020; Cramer et al. 2022, PNAS 119:e2
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from torch import Tensor
+
+from spikeloop.checks import check_int, check_real, check_type
+from spikeloop.errors import ParameterError
+
+_FLOAT_LOW = {"leak_lsb": (None, False), "speedup": (0.0, True), "clock": (0.0, True),
+              "adc_period": (0.0, True), "dense_adc_rate": (0.0, True),
+              "lsb_per_unit": (0.0, True)}
+"""Lower bounds (and whether they are strict) of float fields other than ``≥ 0``."""
 
 CALIBRATED = ("tau_mem", "tau_syn", "v_leak", "v_threshold", "v_reset")
 """Neuron parameters set per circuit by a 10-bit code (and therefore calibrated)."""
@@ -71,6 +79,31 @@ class AnalogChipSpec:
     # ≈ 0.95 model units ≈ 48 LSB (peak of the τ_syn = 5 ms / τ_mem = 10 ms kernel: 0.25 per
     # unit), which thus varies by ≈ 2.4 LSB (σ), within the published ≲ 7 LSB.
     psp_noise: float = 0.05
+
+    def __post_init__(self) -> None:
+        """Every limit has its type and a sensible range: counts and bit widths are integers
+        ≥ 1, rates, periods and scales numbers > 0, noise and mismatch magnitudes ≥ 0, ranges
+        ``(low, high)`` with ``low < high`` (time ranges ``low > 0``)."""
+        check_type(self.name, "AnalogChipSpec.name", str, "a string")
+        for f in fields(self):
+            who, value = f"AnalogChipSpec.{f.name}", getattr(self, f.name)
+            if f.type == "int":
+                value = check_int(value, who, 1, 62 if f.name.endswith("_bits") else None)
+            elif f.type == "float":
+                low, open_ = _FLOAT_LOW.get(f.name, (0.0, False))
+                value = check_real(value, who, low, low_open=open_)
+            elif f.type == "tuple[float, float]":
+                if not isinstance(value, tuple | list) or len(value) != 2:
+                    raise ParameterError(f"{who} must be a (low, high) pair, got {value!r}")
+                positive = f.name.endswith("_range") and f.name != "voltage_range_lsb"
+                lo = check_real(value[0], f"{who}[0]", 0.0 if positive else None,
+                                low_open=positive)
+                hi = check_real(value[1], f"{who}[1]")
+                if not lo < hi:
+                    raise ParameterError(f"{who} must be (low, high) with low < high, got "
+                                         f"{value!r}")
+                value = (lo, hi)
+            object.__setattr__(self, f.name, value)
 
     @property
     def circuits(self) -> int:

@@ -12,42 +12,66 @@ naming the field, the offending value and the limit (an invalid ``dt``:
 from __future__ import annotations
 
 import json
+import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from spikeloop.checks import check_dt
+from spikeloop.checks import check_dt, check_int, check_type, show
 from spikeloop.chips.xylo.registers import ARRAYS, DIMS, SHIFTS, Registers
-from spikeloop.chips.xylo.spec import XyloSpec
-from spikeloop.errors import ConfigError, MappingError, WeightRangeError
+from spikeloop.chips.xylo.spec import XyloSpec, spec_or_default
+from spikeloop.errors import (
+    ArgumentTypeError,
+    ConfigError,
+    DTypeError,
+    MappingError,
+    ParameterError,
+    ShapeError,
+    WeightRangeError,
+)
 
 
 @dataclass(frozen=True)
 class XyloConfig(Registers):
     """Every register of the chip as ``int64`` tensors (fields:
     :class:`~spikeloop.chips.xylo.registers.Registers`), plus ``dt``: the time step (s) the
-    time constants were quantised for."""
+    time constants were quantised for.
+
+    Construction checks types: every array register is an integer tensor, NumPy array or
+    nested list of the register's rank (floats that are whole numbers are cast without loss;
+    ``1.5``, bools and strings are refused), the shifts are integers and ``dt`` a number > 0.
+    :meth:`validate` checks the sizes (that the registers agree on ``Nin``, ``N``, ``O`` and
+    the synapse count, within the chip's limits) and every value against a :class:`XyloSpec`;
+    the simulator and :func:`~spikeloop.chips.xylo.quantize.quantize` call it.
+
+    Raises:
+        ArgumentTypeError: a register is not an array or list (e.g. a string), or a shift is not
+            an integer.
+        DTypeError: an array holds bools, strings or non-whole numbers.
+        ParameterError: a value does not fit int64.
+        ShapeError: a ragged nested list or an array of the wrong rank.
+        TimeStepError: ``dt`` is not a finite number > 0.
+    """
 
     dt: float = 1e-3
 
     def __post_init__(self) -> None:
         for name in ARRAYS:
-            value = getattr(self, name)
-            t = torch.as_tensor(value)
-            if t.is_floating_point() and not (
-                bool(torch.isfinite(t).all()) and bool((t == t.round()).all())
-            ):
-                raise ConfigError(f"XyloConfig.{name} must hold integers")
-            object.__setattr__(self, name, t.detach().to(torch.int64).clone())
+            object.__setattr__(self, name, _register(name, getattr(self, name)))
+        for name, dims in DIMS.items():
+            shape = tuple(getattr(self, name).shape)
+            if len(shape) != len(dims):
+                raise ShapeError(f"XyloConfig.{name} must have shape [{', '.join(dims)}] (rank "
+                                 f"{len(dims)}), got {shape}")
         for name in SHIFTS.values():
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value:
-                raise ConfigError(f"XyloConfig.{name} must be an integer, got {value!r}")
-            object.__setattr__(self, name, int(value))
-        object.__setattr__(self, "dt", float(self.dt))
+            object.__setattr__(self, name, check_int(getattr(self, name), f"XyloConfig.{name}"))
+        object.__setattr__(self, "dt", check_dt(self.dt, "XyloConfig.dt"))
 
     # ------------------------------------------------------------------------ sizes
     @property
@@ -73,7 +97,7 @@ class XyloConfig(Registers):
         :class:`WeightRangeError` for weights outside the int8 range, or
         :class:`~spikeloop.errors.TimeStepError` for a ``dt`` that is not a number > 0.
         """
-        spec = spec or XyloSpec()
+        spec = spec_or_default(spec)
         n_in, n, o = self.weights_in.shape[0], self.weights_rec.shape[0], self.weights_out.shape[1]
         if n_in > spec.inputs:
             raise MappingError(f"{n_in} input channels exceed the chip's {spec.inputs}")
@@ -118,7 +142,7 @@ class XyloConfig(Registers):
     # ------------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values (nested lists of ints): ``json.dumps`` works on it."""
-        out: dict[str, Any] = {"format": "spikeloop.xylo.config/1"}
+        out: dict[str, Any] = {"format": FORMAT}
         for f in fields(self):
             value = getattr(self, f.name)
             out[f.name] = value.tolist() if isinstance(value, Tensor) else value
@@ -126,41 +150,88 @@ class XyloConfig(Registers):
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> XyloConfig:
-        """Inverse of :meth:`to_dict`; raises :class:`ConfigError` for a malformed record."""
-        if data.get("format") != "spikeloop.xylo.config/1":
-            raise ConfigError(f"not a Xylo config record (format {data.get('format')!r})")
+    def from_dict(cls, data: Mapping[str, Any]) -> XyloConfig:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ConfigError: ``data`` is not a mapping, has another ``format``, lacks a register or
+                has keys that are not registers, or its ``shapes`` entry is not a mapping of
+                register names to lists of sizes.
+            ShapeError: a register's values do not fill the shape recorded for it (or see the
+                construction errors of :class:`XyloConfig`: ragged lists, sizes that disagree;
+                non-integer values raise :class:`~spikeloop.errors.DTypeError`).
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a Xylo config record is a JSON object (dict) with the registers, "
+                              f"got {show(data)} ({type(data).__name__})")
+        if data.get("format") != FORMAT:
+            raise ConfigError(f"not a Xylo config record (format {data.get('format')!r}, "
+                              f"expected {FORMAT!r})")
         known = {f.name for f in fields(cls)}
         missing = known - set(data)
         if missing:
             raise ConfigError(f"Xylo config record lacks {sorted(missing)}")
+        unknown = set(data) - known - {"format", "shapes"}
+        if unknown:
+            raise ConfigError(f"Xylo config record has unknown keys {sorted(map(str, unknown))}; "
+                              f"known: {sorted(known)}")
+        shapes = data.get("shapes", {})
+        if not isinstance(shapes, Mapping) or set(shapes) - set(ARRAYS):
+            raise ConfigError(f"Xylo config record: 'shapes' must map register names to lists of "
+                              f"sizes, got {show(shapes)}")
         values: dict[str, Any] = {}
         for name in known:
-            if name in ARRAYS:
-                shape = data.get("shapes", {}).get(name)
-                t = torch.tensor(data[name], dtype=torch.int64)
-                values[name] = t.reshape(shape) if shape is not None else t
-            else:
-                values[name] = data[name]
+            values[name] = data[name]
+            if name in ARRAYS and shapes.get(name) is not None:
+                values[name] = _reshape(name, _register(name, data[name]), shapes[name])
         return cls(**values)
 
-    def to_json(self, path: str | Path | None = None) -> str:
-        """The config as a JSON string (also written to ``path`` if given)."""
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """The config as a JSON string (also written to ``path`` if given).
+
+        Raises:
+            ArgumentTypeError: ``path`` is not a str, ``os.PathLike`` or ``None``.
+        """
         text = json.dumps(self.to_dict())
         if path is not None:
+            check_type(path, "path", (str, os.PathLike), "a file path (str or os.PathLike)")
             Path(path).write_text(text)
         return text
 
     @classmethod
-    def from_json(cls, text_or_path: str | Path) -> XyloConfig:
-        """Read a config from a JSON string or a file path."""
-        text = str(text_or_path)
-        if not text.lstrip().startswith("{"):
-            text = Path(text_or_path).read_text()
+    def from_json(cls, text_or_path: str | os.PathLike) -> XyloConfig:
+        """Read a config from JSON text or a file.
+
+        The rule: a ``str`` whose first non-blank character is ``{`` or ``[`` is JSON text;
+        any other ``str`` and any ``os.PathLike`` (``pathlib.Path``) is a file path.
+
+        Raises:
+            ArgumentTypeError: ``text_or_path`` is neither a str nor ``os.PathLike``.
+            FileNotFoundError: the path names no file.
+            ConfigError: the text (or the file's content) is not JSON, or not a JSON object
+                (e.g. an array), or see :meth:`from_dict`.
+        """
+        check_type(text_or_path, "text_or_path", (str, os.PathLike),
+                   "JSON text (a str starting with '{') or a file path (str or os.PathLike)")
+        where = "Xylo config JSON"
+        if isinstance(text_or_path, str) and text_or_path.lstrip()[:1] in ("{", "["):
+            text = text_or_path
+        else:
+            path = Path(text_or_path)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"no Xylo config file {str(path)!r} (XyloConfig.from_json reads a str that "
+                    "starts with '{' as JSON text, anything else as a file path)")
+            text = path.read_text()
+            where = f"Xylo config file {str(path)!r}"
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            raise ConfigError(f"malformed Xylo config JSON: {err}") from None
+            raise ConfigError(f"malformed {where}: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where} holds a JSON {_JSON_NAMES.get(type(data), 'value')}; a "
+                              "Xylo config is a JSON object {\"format\": ..., \"weights_in\": "
+                              "...}")
         return cls.from_dict(data)
 
     def __eq__(self, other: object) -> bool:
@@ -172,6 +243,66 @@ class XyloConfig(Registers):
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+FORMAT = "spikeloop.xylo.config/1"
+"""The ``format`` entry of a Xylo config record."""
+
+_JSON_NAMES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
+
+
+def _register(name: str, value: Any) -> Tensor:
+    """A register as an ``int64`` tensor (see :class:`XyloConfig` for what is accepted)."""
+    who = f"XyloConfig.{name}"
+    if isinstance(value, list | tuple):
+        try:
+            value = np.asarray(value)
+        except ValueError:
+            raise ShapeError(f"{who} is a ragged nested list (rows of different lengths): "
+                             f"{show(value)}") from None
+        if value.dtype == object:  # Python ints beyond int64 (or mixed types)
+            bad = [v for v in value.reshape(-1) if not isinstance(v, int) or isinstance(v, bool)]
+            if not bad:
+                raise ParameterError(f"{who} holds {max(value.reshape(-1), key=abs)}, beyond the "
+                                     "int64 range of a register")
+            raise DTypeError(f"{who} must hold integers, got {show(bad[0])} in it")
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iuf":
+            raise DTypeError(f"{who} must hold integers, got an array of dtype {value.dtype}: "
+                             f"{show(value)}")
+        if value.dtype.kind == "u":
+            if value.size and int(value.max()) >= 2**63:
+                raise ParameterError(f"{who} holds {int(value.max())}, beyond the int64 range")
+            value = value.astype(np.int64)
+        value = torch.from_numpy(np.ascontiguousarray(value))
+    if not isinstance(value, Tensor):
+        raise ArgumentTypeError(f"{who} must be an integer tensor, NumPy array or nested list, "
+                                f"got {show(value)} ({type(value).__name__})")
+    t = value.detach()
+    if t.dtype == torch.bool or t.is_complex():
+        raise DTypeError(f"{who} must hold integers, got a {t.dtype} tensor")
+    if t.is_floating_point():
+        t = t.double()
+        bad = ~(torch.isfinite(t) & (t == t.round()))
+        if bool(bad.any()):
+            raise DTypeError(f"{who} must hold integers, got {float(t[bad][0])!r} (a float "
+                             "tensor is cast only where every value is a whole number)")
+        if t.numel() and float(t.abs().max()) >= 2.0**63:
+            raise ParameterError(f"{who} holds {float(t.abs().max()):g}, beyond the int64 range")
+    return t.to(torch.int64).clone()
+
+
+def _reshape(name: str, t: Tensor, shape: Any) -> Tensor:
+    """``t`` in the recorded ``shape`` (a list of sizes that its values fill)."""
+    if not isinstance(shape, list | tuple) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
+        raise ConfigError(f"Xylo config record: shapes[{name!r}] must be a list of sizes, got "
+                          f"{show(shape)}")
+    if math.prod(shape) != t.numel():
+        raise ShapeError(f"XyloConfig.{name} has {t.numel()} values, which do not fill the "
+                         f"recorded shape {list(shape)} ({math.prod(shape)} values)")
+    return t.reshape(shape)
 
 
 def _check_range(

@@ -46,8 +46,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from spikeloop.checks import all_finite, check_dt
-from spikeloop.chips.xylo.spec import XyloSpec
+from spikeloop.checks import all_finite, check_dt, check_graph
+from spikeloop.chips.xylo.spec import XyloSpec, spec_or_default
 from spikeloop.dynamics.models import MODELS, NeuronModel
 from spikeloop.errors import MappingError, NonFiniteError
 from spikeloop.ir import Graph, Node
@@ -219,8 +219,16 @@ def _alias_groups(
 
 
 def map_graph(graph: Graph, spec: XyloSpec | None = None) -> XyloLayout:
-    """Lay ``graph`` out on the chip; raises :class:`MappingError` naming any violated limit."""
-    spec = spec or XyloSpec()
+    """Lay ``graph`` out on the chip.
+
+    Raises:
+        ArgumentTypeError: ``graph`` is not a Graph (a Network: pass ``net.graph``) or ``spec``
+            not a :class:`XyloSpec`.
+        MappingError: a violated limit (named).
+        NonFiniteError: a parameter holds NaN or inf.
+    """
+    graph = check_graph(graph, "graph", Graph)
+    spec = spec_or_default(spec)
     nodes = list(graph.nodes)
     by_name = {n.name: n for n in nodes}
     order = {n.name: k for k, n in enumerate(nodes)}

@@ -51,12 +51,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from spikeloop.checks import check_bool, check_choice, check_type
 from spikeloop.chips.xylo.config import XyloConfig
 from spikeloop.chips.xylo.mapper import XyloLayout, map_graph
 from spikeloop.chips.xylo.registers import ARRAYS, SHIFTS, Registers
-from spikeloop.chips.xylo.spec import XyloSpec
+from spikeloop.chips.xylo.spec import XyloSpec, spec_or_default
 from spikeloop.dynamics import current_gain
-from spikeloop.errors import MappingError, ParameterError, WeightRangeError
+from spikeloop.errors import MappingError, WeightRangeError
 from spikeloop.ir import Graph, Node
 
 QuantMethod = Literal["per_channel", "global"]
@@ -191,9 +192,12 @@ def chip_tensors(
 ) -> ChipTensors:
     """All registers as integer-valued, differentiable (straight-through) tensors; the scales
     and shifts are chosen on detached values (see the module docstring)."""
-    spec = spec or XyloSpec()
-    if method not in METHODS:
-        raise ParameterError(f"unknown quantisation method {method!r}; known: {METHODS}")
+    check_type(layout, "layout", XyloLayout, "a XyloLayout (from map_graph)")
+    check_choice(method, "method", METHODS)
+    spec = spec_or_default(spec)
+    check_bool(shifts, "shifts")
+    if report is not None:
+        check_type(report, "report", QuantizationReport, "a QuantizationReport or None")
     report = report if report is not None else QuantizationReport(method)
     dt = layout.dt
     n, o, n_in = layout.num_hidden, layout.num_outputs, layout.inputs
@@ -365,8 +369,18 @@ def quantize(
     spec: XyloSpec | None = None, shifts: bool = True,
 ) -> tuple[XyloConfig, QuantizationReport]:
     """Map (if given a graph) and quantise: the chip config and a report of what was rounded
-    (``shifts=False``: all weight shifts 0)."""
-    spec = spec or XyloSpec()
+    (``shifts=False``: all weight shifts 0).
+
+    Raises:
+        ArgumentTypeError: ``graph`` is neither a Graph nor a :class:`XyloLayout` (a Network:
+            pass ``net.graph``), ``spec`` not a :class:`XyloSpec`, ``shifts`` not a bool.
+        ParameterError: ``method`` is not ``"per_channel"`` or ``"global"``.
+        MappingError: the graph does not fit the chip (see :func:`map_graph`).
+        WeightRangeError: a bias or threshold does not fit its register.
+    """
+    check_choice(method, "method", METHODS)
+    spec = spec_or_default(spec)
+    check_bool(shifts, "shifts")
     layout = graph if isinstance(graph, XyloLayout) else map_graph(graph, spec)
     report = QuantizationReport(method)
     with torch.no_grad():

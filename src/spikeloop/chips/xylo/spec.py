@@ -18,7 +18,10 @@ The numbers follow the published SynSense Xylo Audio 2 model (Rockpool's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
+
+from spikeloop.checks import check_int, check_type
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,15 @@ class XyloSpec:
     input_cap: int = 15
     hidden_cap: int = 31
     output_cap: int = 1
+
+    def __post_init__(self) -> None:
+        check_type(self.name, "XyloSpec.name", str, "a string")
+        for f in fields(self):
+            if f.name != "name":  # every limit is a whole number; only a shift may be 0
+                low = 0 if f.name == "weight_shift_max" else 1
+                high = 62 if f.name.endswith("_bits") else None  # registers fit int64
+                object.__setattr__(self, f.name, check_int(getattr(self, f.name),
+                                                           f"XyloSpec.{f.name}", low, high))
 
     @property
     def weight_max(self) -> int:
@@ -69,3 +81,14 @@ class XyloSpec:
     def dash_max(self) -> int:
         """Largest decay shift (15)."""
         return 2**self.dash_bits - 1
+
+
+def spec_or_default(spec: Any) -> XyloSpec:
+    """``spec`` if it is a :class:`XyloSpec`; the default chip for ``None``.
+
+    Raises:
+        ArgumentTypeError: ``spec`` is anything else.
+    """
+    if spec is None:
+        return XyloSpec()
+    return check_type(spec, "spec", XyloSpec, "a XyloSpec or None")
