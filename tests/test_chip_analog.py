@@ -145,6 +145,18 @@ def test_fixed_weight_scale_overflow_is_an_error_unless_clipping_is_asked_for():
         map_graph(net.graph, SPEC, weight_scale=w_max / 100)
     placement = map_graph(net.graph, SPEC, weight_scale=w_max / 100, clip_weights=True)
     assert int(placement.projections["fc1"].weight_lsb.abs().max()) == 63
+    # what was clipped is counted, and the run's warnings say so once per projection
+    w = net.layers.fc1.weight.detach()
+    clipped = int((torch.round(w / (w_max / 100)).abs() > 63).sum())
+    assert placement.projections["fc1"].clipped == clipped > 0
+    with torch.no_grad():
+        out = net(latency_input(batch=1), backend={"name": "chip", "clip_weights": True,
+                                                   "weight_scale": w_max / 100})
+    assert [w for w in out.report.warnings if "clipped" in w] == [
+        f"fc1: {clipped} of {w.numel()} weights clipped to the chip's ±63 LSB "
+        f"(= ±{63 * w_max / 100:.4g})"] + [
+        f"fc2: {p.clipped} of {p.weight_lsb.numel()} weights clipped to the chip's ±63 LSB "
+        f"(= ±{63 * w_max / 100:.4g})" for p in [placement.projections["fc2"]] if p.clipped]
 
 
 # ----------------------------------------------------------------------------- calibration

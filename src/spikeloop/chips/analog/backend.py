@@ -145,7 +145,10 @@ class AnalogChipBackend(BackendBase):
         placement = map_graph(graph, self.spec, weight_scale=self.weight_scale,
                               clip_weights=self.clip_weights, layouts=self._layouts)
         t1 = time.perf_counter()
-        params, spreads, warnings = {}, {}, []
+        params, spreads = {}, {}
+        warnings = [f"{p.name}: {p.clipped} of {p.weight_lsb.numel()} weights clipped to the "
+                    f"chip's ±{self.spec.weight_max} LSB (= ±{self.spec.weight_max * p.scale:.4g})"
+                    for p in placement.projections.values() if p.clipped]
         for node in graph.populations():
             params[node.name], results, warn = self._chip_parameters(
                 node, placement.populations[node.name])

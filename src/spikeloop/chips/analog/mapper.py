@@ -59,6 +59,7 @@ class ProjectionPlacement:
     row_exc: Tensor  # [out, in]
     row_inh: Tensor  # [out, in]
     column: Tensor  # [out, in]
+    clipped: int = 0  # weights beyond ±63 LSB clipped to it (only with clip_weights)
 
     def quantized_weight(self) -> Tensor:
         """The weights the chip realises without mismatch: ``scale · w̃``."""
@@ -118,7 +119,8 @@ def _check_node(node: Node, spec: AnalogChipSpec) -> None:
 
 
 def _quantize(node: Node, weight_scale: float | str, clip: bool, spec: AnalogChipSpec
-              ) -> tuple[float, Tensor]:
+              ) -> tuple[float, Tensor, int]:
+    """The weight scale, the weights in LSB and how many were clipped to the 6-bit range."""
     w = node.params["weight"].detach().float()
     if not bool(torch.isfinite(w).all()):
         raise NonFiniteError(f"projection {node.name!r}: weights hold NaN or inf")
@@ -136,7 +138,8 @@ def _quantize(node: Node, weight_scale: float | str, clip: bool, spec: AnalogChi
             f"LSB at weight_scale {scale:g}; the chip's 6-bit synapses hold at most "
             f"{spec.weight_max} (= {spec.weight_max * scale:.4g}); pass clip_weights=True to clip"
         )
-    return scale, lsb.clamp(-spec.weight_max, spec.weight_max).to(torch.int16)
+    clipped = int((lsb.abs() > spec.weight_max).sum())
+    return scale, lsb.clamp(-spec.weight_max, spec.weight_max).to(torch.int16), clipped
 
 
 @dataclass(frozen=True)
@@ -202,10 +205,10 @@ def map_graph(
     consumers = {i: n.name for n in graph.nodes for i in n.inputs}
     for proj in graph.projections():
         target = proj.inputs[0] if proj.recurrent else consumers[proj.name]
-        scale, lsb = _quantize(proj, weight_scale, clip_weights, spec)
+        scale, lsb, clipped = _quantize(proj, weight_scale, clip_weights, spec)
         half, row, column = layout.synapses[proj.name]
         out[proj.name] = ProjectionPlacement(proj.name, proj.inputs[0], target, proj.recurrent,
-                                             scale, lsb, half, row, row + 1, column)
+                                             scale, lsb, half, row, row + 1, column, clipped)
     return Placement(layout.populations, out, layout.circuits_used, layout.rows_used)
 
 
