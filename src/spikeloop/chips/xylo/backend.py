@@ -16,6 +16,13 @@ bit-exact with the chip, gradients by surrogate derivatives.
 Observables: hidden spikes are *event counts* per step (up to 31; 0/1 unless a neuron fires
 several times in a step), membranes are converted to model units (``v_int / σ``). The state
 (``out.state["xylo"]``) continues a run: streaming.
+
+Limits: ``out.report.warnings`` says, once per run and with counts, what the chip clipped —
+input counts above its cap of 15 per channel and step, 16-bit saturation of currents and
+membranes (:func:`~spikeloop.chips.xylo.simulator.limit_warnings`), and biases or thresholds
+that quantisation clipped to their registers; ``out.report.resources["clipped"]`` holds the
+counts. A chip-mode run without gradients records only what the observables need (spikes and
+membranes, not the currents).
 """
 
 from __future__ import annotations
@@ -30,12 +37,13 @@ from torch import Tensor
 from spikeloop.backends.base import BACKENDS, BackendBase, require_host
 from spikeloop.backends.inloop import in_the_loop
 from spikeloop.checks import all_finite, check_sequence
-from spikeloop.chips.xylo.dynamics import StepRecord, XyloState, own_counts
+from spikeloop.chips.xylo import dynamics, engine
+from spikeloop.chips.xylo.dynamics import StepRecord, Tally, XyloState, own_counts
 from spikeloop.chips.xylo.mapper import XyloLayout, map_graph
 from spikeloop.chips.xylo.qat import qat_run
 from spikeloop.chips.xylo.quantize import METHODS, QuantizationReport, QuantMethod, chip_tensors
 from spikeloop.chips.xylo.quantize import to_config as _to_config
-from spikeloop.chips.xylo.simulator import check_raster, simulate
+from spikeloop.chips.xylo.simulator import config_params, limit_warnings, raster
 from spikeloop.chips.xylo.spec import XyloSpec
 from spikeloop.errors import ParameterError, StateError
 from spikeloop.ir import Graph
@@ -119,32 +127,46 @@ class XyloBackend(BackendBase):
         require_host("xylo", graph, x)
         t0 = time.perf_counter()
         check_sequence(x, graph.input.shape, "Input")
-        counts, _ = check_raster(x.detach(), graph.input.num_neurons)
+        counts, _ = raster(x.detach(), graph.input.num_neurons)
         layout = map_graph(graph, self.spec)
         chip_state = (state or {}).get("xylo")
         if chip_state is not None and not isinstance(chip_state, XyloState):
             raise ParameterError("state['xylo'] must be the XyloState of a previous xylo run")
+        if chip_state is None:
+            chip_state = dynamics.initial_state(counts.shape[1], layout.num_hidden,
+                                                layout.num_outputs, self.spec.hidden_synapses)
         report = QuantizationReport(self.method)
         start = chip_state
         t1 = time.perf_counter()
+        replaying = self.mode == "chip" and torch.is_grad_enabled()
         if self.mode == "qat":
-            rec, chip_state, tensors = qat_run(layout, counts, chip_state, method=self.method,
-                                               spec=self.spec, report=report)
+            tally = Tally()
+            rec, chip_state, tensors = qat_run(layout, counts.to(torch.float64), chip_state,
+                                               method=self.method, spec=self.spec,
+                                               report=report, tally=tally)
+            clipped = tally.counts()
         else:
             with torch.no_grad():
                 tensors = chip_tensors(layout, self.method, self.spec, report)
-                run = simulate(_to_config(tensors), counts, chip_state, spec=self.spec)
-            rec = StepRecord(run.spikes, run.v, run.i, run.spikes_out, run.v_out, run.i_out)
-            chip_state = run.state
+                config = _to_config(tensors).validate(self.spec)
+                # the gradient replay needs every record; the observables only these four
+                keep = engine.RECORDS if replaying else ("z", "v", "z_out", "v_out")
+                records, chip_state, clipped = engine.run(
+                    counts, chip_state, config_params(config, self.spec), keep)
+            rec = StepRecord(*(records.get(name) for name in engine.RECORDS))
         t2 = time.perf_counter()
         self.last_report = report
         populations = _observables(layout, x, rec, tensors.scale, tensors.scale_out, self.spec)
         wall = {"mapping": t1 - t0, "run": t2 - t1, "total": time.perf_counter() - t0}
+        sizes = (layout.inputs, layout.num_hidden, layout.num_outputs)
+        warnings = [*report.notes, *limit_warnings(clipped, counts.shape[0], counts.shape[1],
+                                                   sizes, self.spec)]
         out = NetworkOutput(
             populations, graph.output.name, {"xylo": chip_state},
             ExecutionReport("xylo", wall=wall, resources=layout.summary() | {
                 "mode": self.mode, "quantisation": self.method,
-                "hidden_events": int(rec.z.detach().sum())}, warnings=list(report.notes)),
+                "hidden_events": int(rec.z.detach().sum()), "clipped": clipped},
+                warnings=warnings),
         )
         if self.mode != "chip" or not torch.is_grad_enabled():
             return out
@@ -152,8 +174,8 @@ class XyloBackend(BackendBase):
             return in_the_loop(graph, x, out)
 
         def replay(_: Mapping[str, Observables]) -> dict[str, Observables]:
-            model, _, t = qat_run(layout, counts, start, method=self.method, spec=self.spec,
-                                  observed=rec)
+            model, _, t = qat_run(layout, counts.to(torch.float64), start, method=self.method,
+                                  spec=self.spec, observed=rec)
             return _observables(layout, x, model, t.scale, t.scale_out, self.spec)
 
         return in_the_loop(graph, x, out, replay)
