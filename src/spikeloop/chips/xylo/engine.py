@@ -20,7 +20,7 @@ from torch import Tensor
 
 from spikeloop.chips.xylo import _native, dynamics
 from spikeloop.chips.xylo.dynamics import TALLIES, StepRecord, Tally, XyloParams, XyloState
-from spikeloop.errors import ParameterError, StateError
+from spikeloop.errors import ParameterError, ShapeError, StateError
 
 RECORDS: tuple[str, ...] = StepRecord._fields
 """The records a run can keep (the fields of :class:`~spikeloop.chips.xylo.dynamics.StepRecord`:
@@ -34,17 +34,48 @@ def native_available() -> bool:
     return _native.library() is not None
 
 
-def _check_state(state: XyloState, p: XyloParams) -> None:
-    """The state holds what a chip can hold: integers in the 16-bit range, counts ≥ 0."""
-    lo, hi = dynamics.LO, dynamics.HI
+def _check(x: Tensor, state: XyloState, p: XyloParams) -> None:
+    """What the kernel needs (it indexes memory with these): shapes that agree, thresholds
+    ≥ 1, decay shifts 0..31, alias targets −1..N−1, and a state a chip can hold (integers in
+    the 16-bit range, counts 0..cap). :meth:`XyloConfig.validate
+    <spikeloop.chips.xylo.config.XyloConfig.validate>` checks the chip's own, narrower limits."""
+    per_net = p.weights_in.dim() == 3
+    n_in, n, o = p.weights_in.shape[-2], p.threshold.shape[-1], p.threshold_out.shape[-1]
+    syn = p.dash_syn.shape[-1]
+    batch = x.shape[1] if x.dim() == 3 else 0
+    if x.dim() != 3 or x.shape[2] != n_in or (per_net and p.weights_in.shape[0] != batch):
+        raise ShapeError(f"the Xylo engine's input must be [T, B, {n_in}]"
+                         + (f" with B = {p.weights_in.shape[0]} networks" if per_net else "")
+                         + f", got {tuple(x.shape)}")
+    lead = tuple(p.weights_in.shape[:1]) if per_net else ()
+    wanted = {"weights_in": (n_in, n * syn), "weights_rec": (n, n * syn), "weights_out": (n, o),
+              "threshold": (n,), "threshold_out": (o,), "bias": (n,), "bias_out": (o,),
+              "dash_mem": (n,), "dash_mem_out": (o,), "dash_syn": (n, syn), "dash_syn_out": (o,),
+              "aliases": (n,)}
+    for name, shape in wanted.items():
+        if tuple(getattr(p, name).shape) != lead + shape:
+            raise ShapeError(f"the Xylo parameters' {name} has shape "
+                             f"{tuple(getattr(p, name).shape)}, expected {lead + shape}")
+    shapes = {"v": (batch, n), "i": (batch, n, syn), "z": (batch, n), "v_out": (batch, o),
+              "i_out": (batch, o)}
     for name, value in state._asdict().items():
+        if tuple(value.shape) != shapes[name]:
+            raise StateError(f"the Xylo state's {name!r} has shape {tuple(value.shape)}, the run "
+                             f"needs {shapes[name]}")
         v = value.detach()
-        top = p.hidden_cap if name == "z" else hi
-        low = 0 if name == "z" else lo
-        if v.numel() and not (bool((v == v.round()).all()) and float(v.min()) >= low
-                              and float(v.max()) <= top):
-            raise StateError(f"the Xylo state's {name!r} must hold integers in {int(low)}.."
-                             f"{int(top)}, got values in {float(v.min())}..{float(v.max())}")
+        low, top = (0, p.hidden_cap) if name == "z" else (int(dynamics.LO), int(dynamics.HI))
+        if not (bool((v == v.round()).all()) and float(v.min()) >= low
+                and float(v.max()) <= top):
+            raise StateError(f"the Xylo state's {name!r} must hold integers in {low}..{top}, "
+                             f"got values in {float(v.min())}..{float(v.max())}")
+    for name, low, top in (("threshold", 1, None), ("threshold_out", 1, None),
+                           ("dash_mem", 0, 31), ("dash_mem_out", 0, 31), ("dash_syn", 0, 31),
+                           ("dash_syn_out", 0, 31), ("aliases", -1, n - 1)):
+        v = getattr(p, name).detach()
+        if float(v.min()) < low or (top is not None and float(v.max()) > top):
+            raise ParameterError(f"the Xylo parameters' {name} hold values in "
+                                 f"{float(v.min()):g}..{float(v.max()):g}, outside "
+                                 f"{low}..{'' if top is None else top} (validate the config)")
 
 
 def run(
@@ -63,11 +94,15 @@ def run(
     unknown = sorted(set(record) - set(RECORDS))
     if unknown:
         raise ParameterError(f"unknown Xylo records {unknown}; known: {', '.join(RECORDS)}")
-    use_native = native_available() if native is None else native
+    _check(x, state, p)
+    two = p.dash_syn.shape[-1] == 2  # the kernel's hidden neurons have two synaptic currents
+    use_native = native_available() and two if native is None else native
     if use_native and not native_available():
         raise ParameterError(f"the native Xylo kernel is unavailable: "
                              f"{_native.unavailable_reason()}")
-    _check_state(state, p)
+    if use_native and not two:
+        raise ParameterError(f"the native Xylo kernel runs hidden neurons with 2 synaptic "
+                             f"currents, these have {p.dash_syn.shape[-1]}")
     steps, batch = x.shape[0], x.shape[1]
     n, o = state.v.shape[1], state.v_out.shape[1]
     shapes = {"z": (n,), "v": (n,), "i": tuple(state.i.shape[1:]), "z_out": (o,), "v_out": (o,),
