@@ -28,7 +28,7 @@ membranes, not the currents).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -153,10 +153,18 @@ class XyloBackend(BackendBase):
                 keep = engine.RECORDS if replaying else ("z", "v", "z_out", "v_out")
                 records, chip_state, clipped = engine.run(
                     counts, chip_state, config_params(config, self.spec), keep)
-            rec = StepRecord(*(records.get(name) for name in engine.RECORDS))
+            # the int32 records are dropped one by one as they become observables (no replay)
+            rec = StepRecord(*(records[name] for name in engine.RECORDS)) if replaying else None
         t2 = time.perf_counter()
         self.last_report = report
-        populations = _observables(layout, x, rec, tensors.scale, tensors.scale_out, self.spec)
+        if rec is None:
+            events = int(records["z"].sum())
+            populations = _observables(layout, x, records.pop, tensors.scale, tensors.scale_out,
+                                       self.spec)
+        else:
+            events = int(rec.z.detach().sum())
+            populations = _observables(layout, x, rec._asdict().__getitem__, tensors.scale,
+                                       tensors.scale_out, self.spec)
         wall = {"mapping": t1 - t0, "run": t2 - t1, "total": time.perf_counter() - t0}
         sizes = (layout.inputs, layout.num_hidden, layout.num_outputs)
         warnings = [*report.notes, *limit_warnings(clipped, counts.shape[0], counts.shape[1],
@@ -165,7 +173,7 @@ class XyloBackend(BackendBase):
             populations, graph.output.name, {"xylo": chip_state},
             ExecutionReport("xylo", wall=wall, resources=layout.summary() | {
                 "mode": self.mode, "quantisation": self.method,
-                "hidden_events": int(rec.z.detach().sum()), "clipped": clipped},
+                "hidden_events": events, "clipped": clipped},
                 warnings=warnings),
         )
         if self.mode != "chip" or not torch.is_grad_enabled():
@@ -176,27 +184,34 @@ class XyloBackend(BackendBase):
         def replay(_: Mapping[str, Observables]) -> dict[str, Observables]:
             model, _, t = qat_run(layout, counts.to(torch.float64), start, method=self.method,
                                   spec=self.spec, observed=rec)
-            return _observables(layout, x, model, t.scale, t.scale_out, self.spec)
+            return _observables(layout, x, model._asdict().__getitem__, t.scale, t.scale_out,
+                                self.spec)
 
         return in_the_loop(graph, x, out, replay)
 
 
-def _observables(layout: XyloLayout, x: Tensor, rec: StepRecord, scale: Tensor,
+def _observables(layout: XyloLayout, x: Tensor, take: Callable[[str], Tensor], scale: Tensor,
                  scale_out: Tensor, spec: XyloSpec) -> dict[str, Observables]:
     """Per population: spikes (own counts: an alias target's emitted count less its sources')
-    and membranes in model units."""
+    and membranes in model units. ``take(name)`` gives the record ``name``
+    (:class:`~spikeloop.chips.xylo.dynamics.StepRecord` fields), each once: a caller may let go
+    of it then (``dict.pop``)."""
     dtype = x.dtype
+
+    def model_units(v: Tensor, s: Tensor) -> Tensor:
+        return v.to(dtype, copy=True).div_(s.to(dtype))  # one new tensor: the observable
+
     out = {layout.input_name: Observables(spikes=x)}
-    z = own_counts(rec.z.to(dtype), layout.alias_targets(), spec.hidden_cap)
+    z = own_counts(take("z").to(dtype), layout.alias_targets(), spec.hidden_cap)
+    v = take("v")
     for h in layout.hidden:
         sl = slice(h.offset, h.offset + h.size)
-        out[h.node.name] = Observables(
-            spikes=z[..., sl],
-            v=(rec.v[..., sl].to(dtype) / scale[sl].to(dtype)))
+        out[h.node.name] = Observables(spikes=z[..., sl], v=model_units(v[..., sl], scale[sl]))
+    del v
     readout = layout.readout
     out[readout.name] = Observables(
-        spikes=rec.z_out.to(dtype) if readout.spiking else None,
-        v=rec.v_out.to(dtype) / scale_out.to(dtype))
+        spikes=take("z_out").to(dtype) if readout.spiking else None,
+        v=model_units(take("v_out"), scale_out))
     return out
 
 

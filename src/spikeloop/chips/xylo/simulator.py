@@ -78,8 +78,11 @@ def raster(x: Tensor, inputs: int) -> tuple[Tensor, bool]:
         raise ShapeError(f"the Xylo input must be [T, {inputs}] or [T, B, {inputs}] with "
                          f"T ≥ 1, got {tuple(x.shape)}")
     batched = x.dim() == 3
-    if x.is_floating_point() and not bool((torch.isfinite(x) & (x == x.round())).all()):
-        raise DTypeError("the Xylo input must hold integer event counts")
+    if x.is_floating_point():  # in chunks of steps: no temporary of the input's size
+        step = max(1, engine.CHUNK_VALUES // max(1, x[0].numel()))
+        for part in x.split(step):
+            if not bool((torch.isfinite(part) & (part == part.round())).all()):
+                raise DTypeError("the Xylo input must hold integer event counts")
     if x.dtype != torch.bool and x.numel() and float(x.min()) < 0:
         raise ShapeError("the Xylo input holds negative event counts")
     return (x if batched else x.unsqueeze(1)), batched
