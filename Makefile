@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint docs venv clean yinyang-bench bench bench-scaling bench-contention \
-	eventprop-bench event-memory xylo-example nir-matrix
+	eventprop-bench event-memory xylo-example xylo-long nir-matrix
 
 # NIR cross-framework test peers that require torch: installed with --no-deps (their light
 # dependencies come from the `test` extra and nir), then torch is checked to be the pinned one.
@@ -50,6 +50,11 @@ event-memory: $(STAMP)
 # Integer (Xylo-like) chip: float / quantised / QAT / in the loop / streaming on the integer sim.
 xylo-example: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) examples/xylo_temporal.py --in-the-loop  # results depend on the thread count
+
+# Long inputs on the integer chip: time and peak memory of the xylo backend against sim for growing
+# T (the issue-15 case: XYLO_LONG_ARGS="--steps 10000 100000 1000000").
+xylo-long: $(STAMP)
+	$(PY) benchmarks/xylo_long.py $(XYLO_LONG_ARGS)
 
 # NIR support matrix (docs/nir.md shows it, generated when the site is built), from the
 # converter registries.

@@ -16,12 +16,19 @@ bit-exact with the chip, gradients by surrogate derivatives.
 Observables: hidden spikes are *event counts* per step (up to 31; 0/1 unless a neuron fires
 several times in a step), membranes are converted to model units (``v_int / σ``). The state
 (``out.state["xylo"]``) continues a run: streaming.
+
+Limits: ``out.report.warnings`` says, once per run and with counts, what the chip clipped —
+input counts above its cap of 15 per channel and step, 16-bit saturation of currents and
+membranes (:func:`~spikeloop.chips.xylo.simulator.limit_warnings`), and biases or thresholds
+that quantisation clipped to their registers; ``out.report.resources["clipped"]`` holds the
+counts. A chip-mode run without gradients records only what the observables need (spikes and
+membranes, not the currents).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -30,12 +37,13 @@ from torch import Tensor
 from spikeloop.backends.base import BACKENDS, BackendBase, require_host
 from spikeloop.backends.inloop import in_the_loop
 from spikeloop.checks import all_finite, check_sequence
-from spikeloop.chips.xylo.dynamics import StepRecord, XyloState, own_counts
+from spikeloop.chips.xylo import dynamics, engine
+from spikeloop.chips.xylo.dynamics import StepRecord, Tally, XyloState, own_counts
 from spikeloop.chips.xylo.mapper import XyloLayout, map_graph
 from spikeloop.chips.xylo.qat import qat_run
 from spikeloop.chips.xylo.quantize import METHODS, QuantizationReport, QuantMethod, chip_tensors
 from spikeloop.chips.xylo.quantize import to_config as _to_config
-from spikeloop.chips.xylo.simulator import check_raster, simulate
+from spikeloop.chips.xylo.simulator import config_params, limit_warnings, raster
 from spikeloop.chips.xylo.spec import XyloSpec
 from spikeloop.errors import ParameterError, StateError
 from spikeloop.ir import Graph
@@ -119,32 +127,54 @@ class XyloBackend(BackendBase):
         require_host("xylo", graph, x)
         t0 = time.perf_counter()
         check_sequence(x, graph.input.shape, "Input")
-        counts, _ = check_raster(x.detach(), graph.input.num_neurons)
+        counts, _ = raster(x.detach(), graph.input.num_neurons)
         layout = map_graph(graph, self.spec)
         chip_state = (state or {}).get("xylo")
         if chip_state is not None and not isinstance(chip_state, XyloState):
             raise ParameterError("state['xylo'] must be the XyloState of a previous xylo run")
+        if chip_state is None:
+            chip_state = dynamics.initial_state(counts.shape[1], layout.num_hidden,
+                                                layout.num_outputs, self.spec.hidden_synapses)
         report = QuantizationReport(self.method)
         start = chip_state
         t1 = time.perf_counter()
+        replaying = self.mode == "chip" and torch.is_grad_enabled()
         if self.mode == "qat":
-            rec, chip_state, tensors = qat_run(layout, counts, chip_state, method=self.method,
-                                               spec=self.spec, report=report)
+            tally = Tally()
+            rec, chip_state, tensors = qat_run(layout, counts.to(torch.float64), chip_state,
+                                               method=self.method, spec=self.spec,
+                                               report=report, tally=tally)
+            clipped = tally.counts()
         else:
             with torch.no_grad():
                 tensors = chip_tensors(layout, self.method, self.spec, report)
-                run = simulate(_to_config(tensors), counts, chip_state, spec=self.spec)
-            rec = StepRecord(run.spikes, run.v, run.i, run.spikes_out, run.v_out, run.i_out)
-            chip_state = run.state
+                config = _to_config(tensors).validate(self.spec)
+                # the gradient replay needs every record; the observables only these four
+                keep = engine.RECORDS if replaying else ("z", "v", "z_out", "v_out")
+                records, chip_state, clipped = engine.run(
+                    counts, chip_state, config_params(config, self.spec), keep)
+            # the int32 records are dropped one by one as they become observables (no replay)
+            rec = StepRecord(*(records[name] for name in engine.RECORDS)) if replaying else None
         t2 = time.perf_counter()
         self.last_report = report
-        populations = _observables(layout, x, rec, tensors.scale, tensors.scale_out, self.spec)
+        if rec is None:
+            events = int(records["z"].sum())
+            populations = _observables(layout, x, records.pop, tensors.scale, tensors.scale_out,
+                                       self.spec)
+        else:
+            events = int(rec.z.detach().sum())
+            populations = _observables(layout, x, rec._asdict().__getitem__, tensors.scale,
+                                       tensors.scale_out, self.spec)
         wall = {"mapping": t1 - t0, "run": t2 - t1, "total": time.perf_counter() - t0}
+        sizes = (layout.inputs, layout.num_hidden, layout.num_outputs)
+        warnings = [*report.notes, *limit_warnings(clipped, counts.shape[0], counts.shape[1],
+                                                   sizes, self.spec)]
         out = NetworkOutput(
             populations, graph.output.name, {"xylo": chip_state},
             ExecutionReport("xylo", wall=wall, resources=layout.summary() | {
                 "mode": self.mode, "quantisation": self.method,
-                "hidden_events": int(rec.z.detach().sum())}, warnings=list(report.notes)),
+                "hidden_events": events, "clipped": clipped},
+                warnings=warnings),
         )
         if self.mode != "chip" or not torch.is_grad_enabled():
             return out
@@ -152,29 +182,36 @@ class XyloBackend(BackendBase):
             return in_the_loop(graph, x, out)
 
         def replay(_: Mapping[str, Observables]) -> dict[str, Observables]:
-            model, _, t = qat_run(layout, counts, start, method=self.method, spec=self.spec,
-                                  observed=rec)
-            return _observables(layout, x, model, t.scale, t.scale_out, self.spec)
+            model, _, t = qat_run(layout, counts.to(torch.float64), start, method=self.method,
+                                  spec=self.spec, observed=rec)
+            return _observables(layout, x, model._asdict().__getitem__, t.scale, t.scale_out,
+                                self.spec)
 
         return in_the_loop(graph, x, out, replay)
 
 
-def _observables(layout: XyloLayout, x: Tensor, rec: StepRecord, scale: Tensor,
+def _observables(layout: XyloLayout, x: Tensor, take: Callable[[str], Tensor], scale: Tensor,
                  scale_out: Tensor, spec: XyloSpec) -> dict[str, Observables]:
     """Per population: spikes (own counts: an alias target's emitted count less its sources')
-    and membranes in model units."""
+    and membranes in model units. ``take(name)`` gives the record ``name``
+    (:class:`~spikeloop.chips.xylo.dynamics.StepRecord` fields), each once: a caller may let go
+    of it then (``dict.pop``)."""
     dtype = x.dtype
+
+    def model_units(v: Tensor, s: Tensor) -> Tensor:
+        return v.to(dtype, copy=True).div_(s.to(dtype))  # one new tensor: the observable
+
     out = {layout.input_name: Observables(spikes=x)}
-    z = own_counts(rec.z.to(dtype), layout.alias_targets(), spec.hidden_cap)
+    z = own_counts(take("z").to(dtype), layout.alias_targets(), spec.hidden_cap)
+    v = take("v")
     for h in layout.hidden:
         sl = slice(h.offset, h.offset + h.size)
-        out[h.node.name] = Observables(
-            spikes=z[..., sl],
-            v=(rec.v[..., sl].to(dtype) / scale[sl].to(dtype)))
+        out[h.node.name] = Observables(spikes=z[..., sl], v=model_units(v[..., sl], scale[sl]))
+    del v
     readout = layout.readout
     out[readout.name] = Observables(
-        spikes=rec.z_out.to(dtype) if readout.spiking else None,
-        v=rec.v_out.to(dtype) / scale_out.to(dtype))
+        spikes=take("z_out").to(dtype) if readout.spiking else None,
+        v=model_units(take("v_out"), scale_out))
     return out
 
 

@@ -106,6 +106,31 @@ class StepRecord(NamedTuple):
     i_out: Tensor
 
 
+TALLIES: tuple[str, ...] = ("input", "current", "membrane", "current_out", "membrane_out")
+"""What :class:`Tally` counts, summed over steps (and the batch): ``input`` — input counts
+(step, channel) above the input cap (clamped to it); ``current`` — hidden synaptic currents
+(step, neuron, synapse) where a saturating 16-bit addition of the step's events clipped;
+``membrane`` — hidden membranes (step, neuron) where one of the step's three saturations
+clipped; ``current_out``, ``membrane_out`` — the same for the output neurons."""
+
+
+class Tally:
+    """Counts of what hit the chip's limits in a run (:data:`TALLIES`), accumulated without a
+    device synchronisation per step; :meth:`counts` reads them as ints."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, Tensor | int] = dict.fromkeys(TALLIES, 0)
+
+    def add(self, name: str, where: Tensor | None) -> None:
+        """Count the ``True`` entries of ``where`` under ``name`` (``None``: nothing)."""
+        if where is not None:
+            self._counts[name] = self._counts[name] + where.sum()
+
+    def counts(self) -> dict[str, int]:
+        """The counts so far, by name (:data:`TALLIES`)."""
+        return {name: int(value) for name, value in self._counts.items()}
+
+
 def _straight(model: Tensor, exact: Tensor) -> Tensor:
     """``exact``'s value with ``model``'s gradient (``exact`` when nothing needs a gradient)."""
     if not model.requires_grad:
@@ -136,6 +161,11 @@ def _matvec(z: Tensor, w: Tensor) -> Tensor:
 def deliver(i: Tensor, z: Tensor, w: Tensor) -> Tensor:
     """Add the events ``z [B, P]`` (counts) through ``w`` to currents ``i [B, K]`` with
     per-event 16-bit saturation in source order (see the module docstring)."""
+    return _deliver(i, z, w)[0]
+
+
+def _deliver(i: Tensor, z: Tensor, w: Tensor) -> tuple[Tensor, Tensor | None]:
+    """:func:`deliver`, and where a saturating addition clipped (``None``: nowhere)."""
     total = i + _matvec(z, w)
     with torch.no_grad():
         zd, wd, idt = z.detach(), w.detach(), i.detach()
@@ -143,16 +173,21 @@ def deliver(i: Tensor, z: Tensor, w: Tensor) -> Tensor:
         neg = idt + _matvec(zd, wd.clamp(max=0))
         unsafe = (pos > HI) | (neg < LO)
         if not bool(unsafe.any()):
-            return total
+            return total, None
         exact = (idt + _matvec(zd, wd)).clone()
         b, k = unsafe.nonzero(as_tuple=True)
         wk = wd[:, k].T if wd.dim() == 2 else wd[b, :, k]  # [U, P]
         contrib = zd[b] * wk
         x = idt[b, k]
+        hit = torch.zeros_like(x, dtype=torch.bool)
         for j in contrib.abs().sum(0).nonzero().flatten().tolist():
-            x = (x + contrib[:, j]).clamp(LO, HI)
+            plain = x + contrib[:, j]
+            x = plain.clamp(LO, HI)
+            hit |= plain != x
         exact[b, k] = x
-    return _straight(total, exact)
+        clipped = torch.zeros_like(idt, dtype=torch.bool)
+        clipped[b, k] = hit
+    return _straight(total, exact), clipped
 
 
 def _fire(
@@ -212,20 +247,30 @@ def own_counts(z: Tensor, aliases: Tensor, cap: int = 31) -> Tensor:
 
 
 def _evolve(
-    v: Tensor, i: Tensor, dash_mem: Tensor, dash_syn: Tensor, bias: Tensor
-) -> tuple[Tensor, Tensor]:
-    """Decay the currents, then integrate them (and the bias) into the membrane."""
+    v: Tensor, i: Tensor, dash_mem: Tensor, dash_syn: Tensor, bias: Tensor, count: bool = False
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Decay the currents, then integrate them (and the bias) into the membrane; the third
+    value (with ``count``) says where one of the membrane's three saturations clipped."""
     i = decay(i, dash_syn)
     leak = decay(v, dash_mem) - v  # −decay(v): a 16-bit value, so −(−32768) wraps to −32768
     leak = _straight(leak, torch.where(leak.detach() == -LO, LO, leak.detach()))
-    dv = saturate(leak + i.sum(-1))
-    dv = saturate(dv + bias)
-    return saturate(v + dv), i
+    dv0 = leak + i.sum(-1)
+    dv = saturate(dv0)
+    dv1 = dv + bias
+    dv = saturate(dv1)
+    v1 = v + dv
+    clipped = (_outside(dv0) | _outside(dv1) | _outside(v1)) if count else None
+    return saturate(v1), i, clipped
+
+
+def _outside(x: Tensor) -> Tensor:
+    """Where ``x`` leaves the 16-bit range."""
+    return (x.detach() < LO) | (x.detach() > HI)
 
 
 def step(
     x: Tensor, s: XyloState, p: XyloParams, surrogate: Surrogate | None = None,
-    observed: StepRecord | None = None,
+    observed: StepRecord | None = None, tally: Tally | None = None,
 ) -> tuple[StepRecord, XyloState]:
     """Advance the chip by one step on input counts ``x [B, Nin]`` (see the module docstring).
 
@@ -233,17 +278,30 @@ def step(
     currents after the decay, the membranes before firing (``v + k ϑ``, ``k`` the own counts,
     since firing subtracted ``k ϑ``) and every recorded value take the chip's values through
     :func:`~spikeloop.dynamics.straight_through`, so the surrogate derivative is evaluated at
-    the membrane the chip compared with its threshold.
+    the membrane the chip compared with its threshold. ``tally``: counts what hit a limit.
     """
     batch = s.v.shape[0]
+    if tally is not None:
+        tally.add("input", x.detach() > p.input_cap)
     x = x.clamp(max=p.input_cap)
     i = s.i.reshape(batch, -1)
-    i = deliver(i, x, p.weights_in)
-    i = deliver(i, s.z, p.weights_rec).reshape(s.i.shape)
-    i_out = deliver(s.i_out, s.z, p.weights_out).unsqueeze(-1)
-    v, i = _evolve(s.v, i, p.dash_mem, p.dash_syn, p.bias)
-    v_out, i_out = _evolve(s.v_out, i_out, p.dash_mem_out, p.dash_syn_out.unsqueeze(-1),
-                           p.bias_out)
+    i, clip_in = _deliver(i, x, p.weights_in)
+    i, clip_rec = _deliver(i, s.z, p.weights_rec)
+    i = i.reshape(s.i.shape)
+    i_out, clip_out = _deliver(s.i_out, s.z, p.weights_out)
+    i_out = i_out.unsqueeze(-1)
+    count = tally is not None
+    v, i, clip_v = _evolve(s.v, i, p.dash_mem, p.dash_syn, p.bias, count)
+    v_out, i_out, clip_v_out = _evolve(s.v_out, i_out, p.dash_mem_out,
+                                       p.dash_syn_out.unsqueeze(-1), p.bias_out, count)
+    if tally is not None:
+        clips = [c for c in (clip_in, clip_rec) if c is not None]
+        if clips:
+            tally.add("current", clips[0] | clips[-1])
+        if clip_out is not None:
+            tally.add("current_out", clip_out)
+        tally.add("membrane", clip_v)
+        tally.add("membrane_out", clip_v_out)
     if observed is not None:
         own = own_counts(observed.z, p.aliases, p.hidden_cap)
         i = straight_through(i, observed.i)
@@ -274,7 +332,7 @@ def initial_state(batch: int, hidden: int, outputs: int, synapses: int = 2,
 
 def run(
     x: Tensor, s: XyloState, p: XyloParams, surrogate: Surrogate | None = None,
-    observed: StepRecord | None = None,
+    observed: StepRecord | None = None, tally: Tally | None = None,
 ) -> tuple[StepRecord, XyloState]:
     """Run :func:`step` over ``x [T, B, Nin]``; records stacked along time.
 
@@ -284,10 +342,15 @@ def run(
     :func:`step`), so each step starts from the chip's state and every surrogate derivative is
     evaluated where the chip was. Where the chip computes what this model computes (the
     emulator), the replacement changes no value and the gradients are the QAT gradients.
+    ``tally``: counts what hit a limit (:class:`Tally`).
+
+    This keeps every step's records as Python objects (what the gradients need); the integer
+    simulator runs long inputs through :mod:`spikeloop.chips.xylo.engine` instead (the same
+    steps, tested bit for bit against this).
     """
     records = []
     for t, x_t in enumerate(x.unbind(0)):
         seen = None if observed is None else StepRecord(*(o[t].to(x.dtype) for o in observed))
-        rec, s = step(x_t, s, p, surrogate, seen)
+        rec, s = step(x_t, s, p, surrogate, seen, tally)
         records.append(rec)
     return StepRecord(*(torch.stack(r) for r in zip(*records, strict=True))), s

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from spikeloop.chips.xylo import dynamics
-from spikeloop.chips.xylo.dynamics import StepRecord, XyloParams, XyloState
+from spikeloop.chips.xylo.dynamics import StepRecord, Tally, XyloParams, XyloState
 from spikeloop.chips.xylo.mapper import XyloLayout
 from spikeloop.chips.xylo.quantize import ChipTensors, QuantizationReport, QuantMethod, chip_tensors
 from spikeloop.chips.xylo.simulator import register_params
@@ -32,14 +32,15 @@ def qat_run(
     layout: XyloLayout, x: Tensor, state: XyloState | None = None, *,
     method: QuantMethod = "per_channel", spec: XyloSpec | None = None,
     surrogate: Surrogate | None = None, report: QuantizationReport | None = None,
-    observed: StepRecord | None = None,
+    observed: StepRecord | None = None, tally: Tally | None = None,
 ) -> tuple[StepRecord, XyloState, ChipTensors]:
     """Differentiable chip forward on event counts ``x [T, B, Nin]``.
 
     Returns the integer-valued records (float64, with gradients), the final state and the
     quantised tensors (their ``scale`` converts membranes to model units). ``observed``: a
     chip's records of the same run, replayed with straight-through values (in-the-loop
-    gradients, see :func:`~spikeloop.chips.xylo.dynamics.run`).
+    gradients, see :func:`~spikeloop.chips.xylo.dynamics.run`). ``tally``: counts what hit
+    the chip's limits.
     """
     spec = spec or XyloSpec()
     tensors = chip_tensors(layout, method, spec, report)
@@ -49,5 +50,5 @@ def qat_run(
         state = dynamics.initial_state(x.shape[1], layout.num_hidden, layout.num_outputs,
                                        spec.hidden_synapses)
     rec, state = dynamics.run(x.to(torch.float64), state, tensor_params(tensors, spec), surrogate,
-                              observed)
+                              observed, tally)
     return rec, state, tensors

@@ -308,6 +308,10 @@ def chip_tensors(
             bad = ((r < lo) | (r > hi)).nonzero().flatten().tolist()
             if bad:
                 report.saturated[name] = bad
+                report.notes.append(
+                    f"{name}: {len(bad)} of {r.numel()} values (neurons {_listed(bad)}) do not "
+                    f"fit the chip's register {lo}..{hi} at the membrane scale set by the "
+                    f"weights and were clipped to it (quantize() refuses this network)")
     reset = {h.node.settings.get("reset", "value") for h in layout.hidden}
     if "value" in reset:
         report.notes.append("the chip resets by subtracting the threshold; the float model "
@@ -358,6 +362,11 @@ def chip_tensors(
     return tensors
 
 
+def _listed(items: list[int], most: int = 8) -> str:
+    """``[a, b, …]``: at most ``most`` of ``items``."""
+    return f"{items[:most]}{' …' if len(items) > most else ''}"
+
+
 def to_config(t: ChipTensors) -> XyloConfig:
     """Detach :class:`ChipTensors` into a :class:`XyloConfig`."""
     return XyloConfig(**{name: getattr(t, name).detach() for name in ARRAYS},
@@ -389,8 +398,8 @@ def quantize(
         limit = ("1..32767 (a threshold that rounds to 0 would fire on every step)"
                  if name.startswith("threshold") else "−32768..32767 (16-bit register)")
         raise WeightRangeError(
-            f"Xylo quantisation: {name} of neuron(s) {neurons[:8]}"
-            f"{' …' if len(neurons) > 8 else ''} does not fit the chip register ({limit}) at the "
+            f"Xylo quantisation: {name} of neuron(s) {_listed(neurons)} does not fit the chip "
+            f"register ({limit}) at the "
             "membrane scale set by the weights; scale the biases/thresholds down or the "
             "weights up")
     config = to_config(tensors).validate(spec)

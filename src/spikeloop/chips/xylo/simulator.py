@@ -4,18 +4,22 @@ networks), with streaming (state carried between calls).
 
 The dynamics are :mod:`spikeloop.chips.xylo.dynamics` (the step order and integer conventions
 are documented there); this module turns a config into parameters, checks the input and
-returns integer records.
+returns integer records. The steps run in :mod:`spikeloop.chips.xylo.engine` (a native time
+loop, or the step function where no C compiler is available): a long input costs about a
+microsecond per step for a small network and no memory beyond the records. What hit the chip's
+limits (input counts above the cap, 16-bit saturation) is counted in :attr:`XyloRun.clipped`
+and :func:`limit_warnings` words it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from spikeloop.chips.xylo import dynamics
+from spikeloop.chips.xylo import dynamics, engine
 from spikeloop.chips.xylo.config import XyloConfig
 from spikeloop.chips.xylo.dynamics import XyloParams, XyloState
 from spikeloop.chips.xylo.registers import ARRAYS, SHIFTS, Registers
@@ -29,7 +33,9 @@ class XyloRun:
     membranes ``v [T, B, N]``, synaptic currents ``i [T, B, N, 2]``, output spike counts
     ``spikes_out [T, B, O]``, ``v_out`` and ``i_out [T, B, O]`` — every value after its step —
     and the final ``state`` (pass it back to continue: streaming). Without a batch axis in the
-    input the batch axis is absent here too."""
+    input the batch axis is absent here too. ``clipped``: how often the run hit the chip's
+    limits, by :data:`~spikeloop.chips.xylo.dynamics.TALLIES` name (words:
+    :func:`limit_warnings`)."""
 
     spikes: Tensor
     v: Tensor
@@ -38,6 +44,7 @@ class XyloRun:
     v_out: Tensor
     i_out: Tensor
     state: XyloState
+    clipped: Mapping[str, int] = field(default_factory=dict)
 
 
 def register_params(r: Registers, spec: XyloSpec | None = None) -> XyloParams:
@@ -61,23 +68,30 @@ def config_params(config: XyloConfig, spec: XyloSpec | None = None) -> XyloParam
     return register_params(config, spec)
 
 
-def check_raster(x: Tensor, inputs: int) -> tuple[Tensor, bool]:
+def raster(x: Tensor, inputs: int) -> tuple[Tensor, bool]:
     """Validate an input raster ``[T, Nin]`` or ``[T, B, Nin]`` of non-negative integer event
-    counts; returns it as ``[T, B, Nin]`` float64 and whether a batch axis was given."""
+    counts (any real or bool dtype); returns it as a ``[T, B, Nin]`` view (no copy) and whether
+    a batch axis was given."""
     if not isinstance(x, Tensor):
         raise ShapeError(f"the Xylo input must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() not in (2, 3) or x.shape[-1] != inputs or x.shape[0] == 0:
         raise ShapeError(f"the Xylo input must be [T, {inputs}] or [T, B, {inputs}] with "
                          f"T ≥ 1, got {tuple(x.shape)}")
     batched = x.dim() == 3
-    xf = x.to(torch.float64)
-    if x.is_floating_point() and not bool((torch.isfinite(xf) & (xf == xf.round())).all()):
-        raise DTypeError("the Xylo input must hold integer event counts")
-    if x.dtype == torch.bool:
-        xf = x.to(torch.float64)
-    if xf.numel() and float(xf.min()) < 0:
+    if x.is_floating_point():  # in chunks of steps: no temporary of the input's size
+        step = max(1, engine.CHUNK_VALUES // max(1, x[0].numel()))
+        for part in x.split(step):
+            if not bool((torch.isfinite(part) & (part == part.round())).all()):
+                raise DTypeError("the Xylo input must hold integer event counts")
+    if x.dtype != torch.bool and x.numel() and float(x.min()) < 0:
         raise ShapeError("the Xylo input holds negative event counts")
-    return (xf if batched else xf.unsqueeze(1)), batched
+    return (x if batched else x.unsqueeze(1)), batched
+
+
+def check_raster(x: Tensor, inputs: int) -> tuple[Tensor, bool]:
+    """:func:`raster`, returned as ``[T, B, Nin]`` float64 (what the step function takes)."""
+    x3, batched = raster(x, inputs)
+    return x3.to(torch.float64), batched
 
 
 def _check_state(state: XyloState, batch: int, config: XyloConfig) -> None:
@@ -89,11 +103,12 @@ def _check_state(state: XyloState, batch: int, config: XyloConfig) -> None:
                          f"{config.num_hidden}) / ({batch}, {config.num_outputs})")
 
 
-def _as_run(rec: dynamics.StepRecord, state: XyloState, batched: bool) -> XyloRun:
-    values = [t.detach().to(torch.int64) for t in rec]
+def _as_run(records: dict[str, Tensor], state: XyloState, clipped: Mapping[str, int],
+            batched: bool) -> XyloRun:
+    values = [records[name].to(torch.int64) for name in engine.RECORDS]
     if not batched:
         values = [t.squeeze(1) for t in values]
-    return XyloRun(*values, state=state)
+    return XyloRun(*values, state=state, clipped=dict(clipped))
 
 
 def simulate(
@@ -106,16 +121,15 @@ def simulate(
     spec = spec or XyloSpec()
     if validate:
         config.validate(spec)
-    xf, batched = check_raster(x, config.num_inputs)
-    batch = xf.shape[1]
+    x3, batched = raster(x, config.num_inputs)
+    batch = x3.shape[1]
     if state is None:
         state = dynamics.initial_state(batch, config.num_hidden, config.num_outputs,
                                        spec.hidden_synapses)
     else:
         _check_state(state, batch, config)
-    with torch.no_grad():
-        rec, state = dynamics.run(xf, state, config_params(config, spec))
-    return _as_run(rec, state, batched)
+    records, state, clipped = engine.run(x3, state, config_params(config, spec))
+    return _as_run(records, state, clipped, batched)
 
 
 def simulate_many(
@@ -131,9 +145,9 @@ def simulate_many(
         raise MappingError(f"simulate_many needs configs of equal sizes, got {sorted(sizes)}")
     for c in configs:
         c.validate(spec)
-    xf, _ = check_raster(x, configs[0].num_inputs)
-    if xf.shape[1] != len(configs):
-        raise ShapeError(f"x has batch {xf.shape[1]}, expected one entry per config "
+    x3, _ = raster(x, configs[0].num_inputs)
+    if x3.shape[1] != len(configs):
+        raise ShapeError(f"x has batch {x3.shape[1]}, expected one entry per config "
                          f"({len(configs)})")
     params = [config_params(c, spec) for c in configs]
     stacked = XyloParams(
@@ -143,9 +157,38 @@ def simulate_many(
     c = configs[0]
     state = dynamics.initial_state(len(configs), c.num_hidden, c.num_outputs,
                                    spec.hidden_synapses)
-    with torch.no_grad():
-        rec, state = dynamics.run(xf, state, stacked)
-    return _as_run(rec, state, True)
+    records, state, clipped = engine.run(x3, state, stacked)
+    return _as_run(records, state, clipped, True)
+
+
+def limit_warnings(clipped: Mapping[str, int], steps: int, batch: int, sizes: tuple[int, int, int],
+                   spec: XyloSpec | None = None) -> list[str]:
+    """One sentence per limit a run hit (``clipped``: :attr:`XyloRun.clipped`), with the count
+    and of how many values, for a run of ``steps`` steps and ``batch`` networks of
+    ``sizes = (Nin, N, O)``. Nothing for limits not hit."""
+    spec = spec or XyloSpec()
+    n_in, n, o = sizes
+    b = " × batch" if batch > 1 else ""
+    state = f"the 16-bit range {spec.state_min}..{spec.state_max}"
+    lines = {
+        "input": (n_in, f"(step{b} × channel) input counts were above the chip's cap of "
+                        f"{spec.input_cap} events per channel and step and were clamped to "
+                        f"{spec.input_cap}"),
+        "current": (n * spec.hidden_synapses,
+                    f"(step{b} × neuron × synapse) hidden synaptic currents saturated at "
+                    f"{state} while the step's events were added"),
+        "membrane": (n, f"(step{b} × neuron) hidden membrane updates saturated at {state}"),
+        "current_out": (o, f"(step{b} × neuron) output synaptic currents saturated at {state} "
+                           "while the step's events were added"),
+        "membrane_out": (o, f"(step{b} × neuron) output membrane updates saturated at "
+                            f"{state}"),
+    }
+    out = []
+    for name, (width, text) in lines.items():
+        count = int(clipped.get(name, 0))
+        if count:
+            out.append(f"xylo {name}: {count} of {steps * batch * width} {text}")
+    return out
 
 
 class XyloStream:
