@@ -42,14 +42,13 @@ Spiking, reset and refractoriness (shared by every spiking model, :func:`fire`)
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields, replace
 from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
-from spikeloop.checks import check_dt
+from spikeloop.checks import check_dt, check_real
 from spikeloop.dynamics.surrogate import Surrogate, spike
 from spikeloop.errors import ParameterError, TimeStepError
 
@@ -111,8 +110,7 @@ def current_gain(tau_current: Scalar, tau_mem: Scalar, dt: float, method: Method
 
 def refractory_steps(t_refrac: float, dt: float) -> int:
     """Number of steps a neuron stays refractory: ``round(t_refrac / dt)``."""
-    if not (math.isfinite(t_refrac) and t_refrac >= 0):
-        raise ParameterError(f"t_refrac must be a finite number ≥ 0 s, got {t_refrac!r}")
+    t_refrac = check_real(t_refrac, "t_refrac (s)", low=0)
     steps = round(t_refrac / dt)
     if t_refrac > 0 and steps == 0:
         raise ParameterError(
