@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from spikeloop.checks import check_real, check_type
+from spikeloop.errors import ArgumentTypeError, ConfigError
 from spikeloop.registry import Registry
 
 SURROGATES: Registry[type[Surrogate]] = Registry("surrogate")
@@ -163,4 +164,9 @@ def make_surrogate(spec: str | Surrogate | Mapping[str, Any], who: str = "surrog
     check_type(spec, who, str | Mapping,
                f"a surrogate name ({', '.join(SURROGATES.names())}), a {{'name': ...}} mapping "
                "or a Surrogate")
-    return SURROGATES.build(spec)
+    try:
+        return SURROGATES.build(spec)
+    except ConfigError as err:  # the registry reads any TypeError as an unexpected parameter
+        if isinstance(err.__context__, ArgumentTypeError):  # a parameter's wrong type
+            raise err.__context__ from None
+        raise

@@ -49,9 +49,9 @@ class Network(nn.Module):
         backend: Any = "sim",
     ) -> None:
         super().__init__()
-        check_type(layers, "layers", Mapping | list | tuple,
-                   "a mapping of layer names to layers or a list of layers")
-        if not isinstance(layers, Mapping):
+        check_type(layers, "layers", Mapping | nn.ModuleDict | list | tuple | nn.ModuleList
+                   | nn.Sequential, "a mapping of layer names to layers or a list of layers")
+        if not isinstance(layers, Mapping | nn.ModuleDict):
             layers = OrderedDict(
                 (f"{type(m).__name__.lower()}_{i}", m) for i, m in enumerate(layers)
             )
@@ -122,10 +122,15 @@ class Network(nn.Module):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def check_parameters(self) -> None:
-        """Raise :class:`NonFiniteError` naming the first parameter holding NaN or inf."""
+        """Raise :class:`NonFiniteError` naming the first parameter or floating-point buffer
+        (a population's untrained ``tau_mem`` …) holding NaN or inf (set in place after
+        construction: every backend then refuses it the same way)."""
         for name, p in self.named_parameters():
             if not all_finite(p):
                 raise NonFiniteError(f"parameter {name!r} holds NaN or infinite values")
+        for name, b in self.named_buffers():
+            if b.is_floating_point() and not all_finite(b):
+                raise NonFiniteError(f"buffer {name!r} holds NaN or infinite values")
 
     def constrain_(self) -> None:
         """Apply every population's parameter constraints (call after an optimiser step)."""

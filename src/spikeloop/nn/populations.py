@@ -30,7 +30,12 @@ from spikeloop.checks import (
 )
 from spikeloop.dynamics import adlif, models
 from spikeloop.dynamics import neurons as dyn
-from spikeloop.dynamics.models import NeuronModel, PopulationState, check_tensor_parameter
+from spikeloop.dynamics.models import (
+    NeuronModel,
+    PopulationState,
+    check_setting,
+    check_tensor_parameter,
+)
 from spikeloop.dynamics.surrogate import Surrogate, make_surrogate
 from spikeloop.errors import ArgumentTypeError, ParameterError, ShapeError
 from spikeloop.ir import Node, describe
@@ -152,9 +157,10 @@ class Population(Layer):
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Check a new ``dt``, ``method``, ``surrogate``, ``settings`` or parameter value as the
-        constructor does (a parameter keeps its dtype and device; a learned one must stay an
-        ``nn.Parameter``), then set it (which re-traces the containers, see
-        :mod:`spikeloop.nn.base`)."""
+        constructor does, then set it (which re-traces the containers, see
+        :mod:`spikeloop.nn.base`). A parameter keeps its dtype and device; a learned one must
+        stay an ``nn.Parameter`` of its shape. New ``settings`` replace the settings they name
+        and keep the others."""
         if self.__dict__.get("_built"):  # after construction
             value = self._checked(name, value)
         super().__setattr__(name, value)
@@ -176,7 +182,12 @@ class Population(Layer):
             return make_surrogate(value, f"{who} surrogate")
         if name == "settings":
             check_type(value, f"{who} settings", Mapping, "a mapping of setting names to values")
-            return Settings(self.description.check_parameters(value, self.shape, who)[1])
+            unknown = sorted(set(value) - set(self.settings), key=str)
+            if unknown:
+                raise ParameterError(f"{who} has no setting {unknown}; settings: "
+                                     f"{list(self.settings)}")
+            return Settings({n: check_setting(n, value[n], who) if n in value else v
+                             for n, v in self.settings.items()})
         if name not in self.tensor_names:
             return value
         old = getattr(self, name)
@@ -342,7 +353,7 @@ class CubaLIF2(Population):
     description = models.CUBA_LIF2
 
     def __init__(self, shape: int, **kwargs: Any) -> None:
-        if kwargs.get("recurrent"):
+        if check_bool(kwargs.get("recurrent", False), "CubaLIF2 recurrent"):
             raise ParameterError("CubaLIF2 has no recurrent projection (which current would it "
                                  "feed?); use CubaLIF for recurrent layers")
         super().__init__(shape, **kwargs)
@@ -411,6 +422,11 @@ def _(module: Population, name, inputs, in_shape) -> list[Node]:
         raise ShapeError(f"population {name!r} ({module.model}, {module.size} neurons) takes "
                          f"{width} × {module.size} = {width * module.size} inputs (one block per "
                          f"synaptic current), got {in_shape}")
+    for n in module.tensor_names:  # a tensor changed in place (.data = ...) after construction
+        value = getattr(module, n)
+        if value.dim() and tuple(value.shape) != module.shape:
+            raise ShapeError(f"population {name!r}: {n} has shape {tuple(value.shape)}, not "
+                             f"the population's {module.shape}")
     settings = {"dt": module.dt, "method": module.method, "surrogate": module.surrogate}
     settings |= module.settings if module.spiking else {}
     pop = Node(

@@ -172,6 +172,15 @@ def weights(module: nn.Module) -> dict[str, Tensor]:
 @describe.register(Conv1d)
 @describe.register(Conv2d)
 def _(module: nn.Module, name, inputs, in_shape) -> list[Node]:
+    if isinstance(module, Linear):
+        expected = (module.out_features, module.in_features)
+    else:
+        expected = (module.out_channels, module.in_channels // module.groups, *module.kernel_size)
+    for key, value, want in (("weight", module.weight, expected),
+                             ("bias", module.bias, expected[:1])):
+        if value is not None and tuple(value.shape) != want:  # a tensor replaced after
+            raise ShapeError(f"layer {name!r}: {key} has shape {tuple(value.shape)}, the layer's "
+                             f"sizes need {want}")  # construction
     try:
         shape = module.output_shape(in_shape)
     except (ShapeError, RuntimeError, TypeError) as err:
