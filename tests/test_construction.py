@@ -497,3 +497,35 @@ def test_graph_network_wiring_changes_retrace():
     net.inputs = {"a": ["i"], "b": ["i"], "o": "a"}  # checked at the next trace
     with pytest.raises(ArgumentTypeError, match=r"inputs\['o'\] must be a list of names"):
         net.graph  # noqa: B018
+
+
+# ----------------------------------------------------------------------------- records and blocks
+def test_parameter_records_refuse_values_that_are_not_numbers():
+    from spikeloop.dynamics import CubaLIFParameters, LIFParameters
+
+    with pytest.raises(ArgumentTypeError, match=r"CubaLIFParameters\.tau_mem must be a real "
+                                                r"number or a tensor, got '10ms' \(str\)"):
+        CubaLIFParameters(tau_mem="10ms").coefficients(1e-3)
+    with pytest.raises(ArgumentTypeError, match=r"LIFParameters\.detach_reset must be True or "
+                                                r"False, got 1"):
+        LIFParameters(detach_reset=1).coefficients(1e-3)
+    with pytest.raises(ArgumentTypeError, match=r"t_refrac \(s\) must be a real number, got '1'"):
+        LIFParameters(t_refrac="1").coefficients(1e-3)
+    c = CubaLIFParameters(tau_mem=np.float32(20e-3)).coefficients(1e-3)
+    assert float(c.beta) == pytest.approx(np.exp(-1 / 20))
+
+
+def test_synnet_arguments_are_checked():
+    from spikeloop.network.blocks import multi_time_scale_taus, synnet
+
+    with pytest.raises(ArgumentTypeError, match=r"hidden must be a list of layer sizes, got 8"):
+        synnet(4, 8, 2)
+    with pytest.raises(ArgumentTypeError, match=r"hidden\[0\] must be an integer, got '8'"):
+        synnet(4, ["8"], 2)
+    with pytest.raises(ArgumentTypeError, match=r"size must be an integer, got 4\.0"):
+        multi_time_scale_taus(4.0, 1e-3, 2)
+    with pytest.raises(TimeStepError, match=r"dt must be a finite number > 0 s, got None"):
+        synnet(4, [8], 2, dt=None)
+    with pytest.raises(ParameterError, match=r"need 1 ≤ scales ≤ size"):
+        multi_time_scale_taus(2, 1e-3, 4)
+    assert synnet(np.int64(4), (8,), 2).graph.num_neurons == 10

@@ -86,7 +86,25 @@ class Population(Layer):
             spikes of step ``k`` arrive as input current at step ``k+1``.
         learn: names of parameters to train (e.g. ``("tau_mem", "v_threshold")``); they become
             per-neuron ``nn.Parameter`` s. Others are buffers.
-        **params: parameter values (floats or per-neuron tensors) of the neuron model.
+        **params: parameter values of the neuron model: one real number or per-neuron values
+            of ``shape`` (a tensor, NumPy array or list), finite; time constants (``tau_*``,
+            seconds) ``> 0`` and larger than ``dt``; the settings ``reset``
+            (``"value"``/``"subtract"``), ``t_refrac`` (seconds ``≥ 0``) and ``detach_reset``
+            (a bool) of spiking models.
+
+    Every argument is checked (:meth:`NeuronModel.check_parameters
+    <spikeloop.dynamics.models.NeuronModel.check_parameters>`); so is a value assigned after
+    construction (:meth:`__setattr__`).
+
+    Raises:
+        ArgumentTypeError: an argument of the wrong type (a string for a number, a float for a
+            shape, a string for ``learn``).
+        ParameterError: an unknown parameter, method, reset or learned name, a value out of
+            range.
+        ShapeError: per-neuron values of another shape, an invalid shape.
+        NonFiniteError: values holding NaN or ±inf.
+        TimeStepError: ``dt`` is not a finite number ``> 0`` or not smaller than a time
+            constant.
     """
 
     description: ClassVar[NeuronModel]
