@@ -305,5 +305,5 @@ def test_make_surrogate_and_errors():
         make_surrogate("sigmoid5")
     with pytest.raises(ParameterError, match="beta"):
         SuperSpike(beta=-1.0)
-    with pytest.raises(ConfigError, match="unexpected"):
+    with pytest.raises(ConfigError, match="'superspike' takes no parameter 'slope'; it takes beta"):
         make_surrogate({"name": "superspike", "slope": 3})

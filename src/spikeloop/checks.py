@@ -448,3 +448,79 @@ def check_graph(value: Any, who: str, graph_type: type) -> Any:
         raise ArgumentTypeError(f"{who} must be a spikeloop {graph_type.__name__}, got a "
                                 f"{type(value).__name__}: pass net.graph")
     return check_type(value, who, graph_type, f"a spikeloop {graph_type.__name__} (net.graph)")
+
+# --- added by nn
+def check_values(value: Any, who: str, shape: tuple[int, ...] | None, *,
+                 low: float | None = None, low_open: bool = False) -> Tensor:
+    """Return a parameter's value as a new float32 tensor: a real number (a 0-d tensor) or
+    values of ``shape`` (a tensor, a NumPy array or a list of numbers; ``shape=None``: any
+    shape).
+
+    A bool, a string, ``None`` or values of another kind (complex, strings, ragged lists) are
+    not values; a tensor is detached and copied, so the caller owns it.
+
+    Raises:
+        ArgumentTypeError: ``value`` is not a real number or an array of them.
+        ShapeError: an array whose shape is not ``shape`` (a number is always allowed).
+        NonFiniteError: it holds NaN or ±inf.
+        ParameterError: a value is outside the range given by ``low``/``low_open``.
+    """
+    allowed = ("a real number or per-neuron values of shape " + str(shape) if shape is not None
+               else "a real number or an array of real numbers")
+    bad_type = ArgumentTypeError(f"{who} must be {allowed}, got {show(value)} "
+                                 f"({type(value).__name__})")
+    number = _scalar(value) if not isinstance(value, list | tuple) else value
+    if isinstance(number, bool | str | bytes) or value is None:
+        raise bad_type
+    if isinstance(number, numbers.Real):
+        tensor = torch.tensor(float(number), dtype=torch.float32)
+    elif isinstance(value, Tensor):
+        if value.dtype == torch.bool or value.is_complex():
+            raise bad_type
+        tensor = value.detach().to(torch.float32).clone()
+    elif isinstance(value, np.ndarray | list | tuple):
+        try:
+            array = np.asarray(value)
+        except ValueError:  # a ragged list
+            raise bad_type from None
+        if array.dtype.kind not in "iuf":
+            raise bad_type
+        tensor = torch.tensor(array, dtype=torch.float32)
+    else:
+        raise bad_type
+    if tensor.dim() and shape is not None and tuple(tensor.shape) != tuple(shape):
+        raise ShapeError(f"{who}: per-neuron values must have shape {tuple(shape)} (or be one "
+                         f"number), got shape {tuple(tensor.shape)}")
+    if not all_finite(tensor):
+        raise NonFiniteError(f"{who} must be finite, got {show(value)} (it holds NaN or "
+                             "infinite values)")
+    if low is not None and tensor.numel():
+        smallest = float(tensor.min())
+        if smallest < low or (low_open and smallest == low):
+            what = "" if tensor.dim() == 0 else "smallest value "
+            raise ParameterError(f"{who} must be {'>' if low_open else '≥'} {low:g}, got "
+                                 f"{what}{smallest:g}")
+    return tensor
+
+
+def check_ints(value: Any, who: str, n: int, low: int | None = None) -> tuple[int, ...]:
+    """Return one integer or ``n`` integers (a tuple, list, NumPy array or tensor) as a tuple
+    of ``n`` Python ints, each ``≥ low`` (one integer is repeated: ``3`` → ``(3, 3)``).
+
+    Raises:
+        ArgumentTypeError: ``value`` is not an integer or a sequence of integers.
+        ParameterError: it holds another number of integers than 1 or ``n``, or one ``< low``.
+    """
+    given = value
+    if isinstance(value, np.ndarray | Tensor) and value.ndim:
+        value = list(value.reshape(-1))
+    if isinstance(value, list | tuple):
+        items = [check_int(v, who, low) for v in value]
+        if len(items) not in (1, n):
+            raise ParameterError(f"{who} must be one integer or {n} integers, got {show(given)}")
+        return tuple(items * n if len(items) == 1 else items)
+    number = _scalar(value)
+    if isinstance(number, bool) or not isinstance(number, numbers.Integral):
+        raise ArgumentTypeError(f"{who} must be an integer or {n} integers, got {show(value)} "
+                                f"({type(value).__name__})")
+    return (check_int(value, who, low),) * n

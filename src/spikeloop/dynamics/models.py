@@ -22,18 +22,49 @@ population class in :mod:`spikeloop.nn` (plus its tests; see docs/architecture.m
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from torch import Tensor
 
+from spikeloop.checks import check_bool, check_choice, check_real, check_values
 from spikeloop.dynamics import neurons as dyn
 from spikeloop.dynamics.surrogate import Surrogate
+from spikeloop.errors import ParameterError
 from spikeloop.registry import Registry
 
 SETTINGS = ("reset", "t_refrac", "detach_reset")
 """Fields of parameter records that are settings (IR ``settings``), not tensors (``params``)."""
+
+
+def check_setting(name: str, value: Any, who: str) -> Any:
+    """Return the setting ``name`` (one of :data:`SETTINGS`) if ``value`` is allowed for it:
+    ``reset`` one of ``"value"``/``"subtract"``, ``t_refrac`` a finite number of seconds ``≥ 0``,
+    ``detach_reset`` a bool.
+
+    Raises:
+        ArgumentTypeError: ``value`` has the wrong type.
+        ParameterError: it is out of range (or ``name`` is no setting).
+    """
+    if name == "reset":
+        return check_choice(value, f"{who} reset", dyn.RESETS)
+    if name == "t_refrac":
+        return check_real(value, f"{who} t_refrac (s)", low=0)
+    if name == "detach_reset":
+        return check_bool(value, f"{who} detach_reset")
+    raise ParameterError(f"{who}: {name!r} is not a setting; settings: {list(SETTINGS)}")
+
+
+def check_tensor_parameter(name: str, value: Any, shape: tuple[int, ...] | None,
+                           who: str) -> Tensor:
+    """Return a neuron parameter as a new float32 tensor (one number or per-neuron values of
+    ``shape``, :func:`~spikeloop.checks.check_values`): finite, and a time constant
+    (``tau_*``, seconds) ``> 0``. (Whether ``dt`` is small enough for it is the coefficients'
+    check, :func:`~spikeloop.dynamics.check_time_constants`.)"""
+    if name.startswith("tau_"):
+        return check_values(value, f"{who} {name} (s)", shape, low=0, low_open=True)
+    return check_values(value, f"{who} {name}", shape)
 
 ENGINES = ("reference", "fused", "event")
 """Engines a model can declare: the reference step loop (every model), the fused time-loop
@@ -100,6 +131,29 @@ class NeuronModel:
     def tensor_names(self) -> tuple[str, ...]:
         """Parameter fields that are tensors (IR ``params``)."""
         return tuple(n for n in self.param_names if n not in SETTINGS)
+
+    def check_parameters(self, values: Mapping[str, Any], shape: tuple[int, ...],
+                         who: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Check parameter values given for a population of ``shape`` (missing ones take the
+        record's defaults) and return ``(tensors, settings)``: every tensor parameter as a new
+        float32 tensor (:func:`check_tensor_parameter`), every setting checked
+        (:func:`check_setting`). ``who`` names the population in messages.
+
+        Raises:
+            ParameterError: a name that is no parameter of this model, or a value out of range
+                (:class:`~spikeloop.errors.ArgumentTypeError` for a wrong type).
+            ShapeError: per-neuron values of another shape.
+            NonFiniteError: values holding NaN or ±inf.
+        """
+        names = self.param_names
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ParameterError(f"{who} has no parameter {unknown}; known: {list(names)}")
+        defaults = self.params()
+        given = {n: values[n] if n in values else getattr(defaults, n) for n in names}
+        tensors = {n: check_tensor_parameter(n, given[n], shape, who) for n in self.tensor_names}
+        settings = {n: check_setting(n, given[n], who) for n in names if n in SETTINGS}
+        return tensors, settings
 
     def runs_on(self, engine_or_chip: str) -> bool:
         """Whether the engine or chip named can run this model."""

@@ -42,16 +42,16 @@ Spiking, reset and refractoriness (shared by every spiking model, :func:`fire`)
 
 from __future__ import annotations
 
-import math
+import numbers
 from dataclasses import dataclass, fields, replace
 from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
-from spikeloop.checks import check_dt
+from spikeloop.checks import check_bool, check_dt, check_real, show
 from spikeloop.dynamics.surrogate import Surrogate, spike
-from spikeloop.errors import ParameterError, TimeStepError
+from spikeloop.errors import ArgumentTypeError, ParameterError, TimeStepError
 
 Method = Literal["exact", "euler"]
 ResetMode = Literal["value", "subtract"]
@@ -111,8 +111,7 @@ def current_gain(tau_current: Scalar, tau_mem: Scalar, dt: float, method: Method
 
 def refractory_steps(t_refrac: float, dt: float) -> int:
     """Number of steps a neuron stays refractory: ``round(t_refrac / dt)``."""
-    if not (math.isfinite(t_refrac) and t_refrac >= 0):
-        raise ParameterError(f"t_refrac must be a finite number ≥ 0 s, got {t_refrac!r}")
+    t_refrac = check_real(t_refrac, "t_refrac (s)", low=0)
     steps = round(t_refrac / dt)
     if t_refrac > 0 and steps == 0:
         raise ParameterError(
@@ -141,13 +140,22 @@ class Coefficients:
     refrac_steps: int = 0
 
 
+_SETTING_FIELDS = ("reset", "t_refrac", "detach_reset")
+
+
 @dataclass(frozen=True)
 class _Params:
     def _check_finite(self) -> None:
+        """Every parameter (not a setting) a finite real number or a tensor of them."""
         for f in fields(self):
+            if f.name in _SETTING_FIELDS:
+                continue
             value = getattr(self, f.name)
-            is_number = isinstance(value, Tensor | float | int) and not isinstance(value, bool)
-            if is_number and not torch.isfinite(_as_tensor(value)).all():
+            if isinstance(value, bool) or not isinstance(value, Tensor | numbers.Real):
+                raise ArgumentTypeError(f"{type(self).__name__}.{f.name} must be a real number "
+                                        f"or a tensor, got {show(value)} "
+                                        f"({type(value).__name__})")
+            if not torch.isfinite(_as_tensor(value)).all():
                 raise ParameterError(f"{type(self).__name__}.{f.name} must be finite")
 
 
@@ -164,6 +172,7 @@ class ThresholdParameters(_Params):
     def _check_reset(self) -> None:
         if self.reset not in RESETS:
             raise ParameterError(f"unknown reset {self.reset!r}; known: {', '.join(RESETS)}")
+        check_bool(self.detach_reset, f"{type(self).__name__}.detach_reset")
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,14 @@ smoothed step functions); ``superspike`` is Zenke's unnormalised form (integral 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from spikeloop.errors import ParameterError
+from spikeloop.checks import check_real, check_type
 from spikeloop.registry import Registry
 
 SURROGATES: Registry[type[Surrogate]] = Registry("surrogate")
@@ -40,11 +41,9 @@ class Surrogate:
     name: ClassVar[str] = "surrogate"
 
     def __post_init__(self) -> None:
-        for key, value in self.__dict__.items():
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ParameterError(
-                    f"surrogate {self.name!r}: {key} must be a finite number > 0, got {value!r}"
-                )
+        for key, value in self.__dict__.items():  # a bool or a string is no steepness
+            object.__setattr__(self, key, check_real(value, f"surrogate {self.name!r}: {key}",
+                                                     low=0, low_open=True))
 
     def derivative(self, x: Tensor) -> Tensor:
         """Return ``σ'(x)`` element-wise (a new tensor)."""
@@ -123,12 +122,9 @@ class BandLimited(Surrogate):
     band: float = 0.5
 
     def __post_init__(self) -> None:
-        if not isinstance(self.base, Surrogate):
-            raise ParameterError(f"band_limited: base must be a Surrogate, got {self.base!r}")
-        if not (isinstance(self.band, int | float) and math.isfinite(self.band)
-                and self.band > 0):
-            raise ParameterError(f"band_limited: band must be a finite number > 0, "
-                                 f"got {self.band!r}")
+        check_type(self.base, "band_limited: base", Surrogate, "a Surrogate")
+        object.__setattr__(self, "band", check_real(self.band, "band_limited: band", low=0,
+                                                    low_open=True))
 
     def derivative_(self, x: Tensor) -> Tensor:
         outside = x.abs() >= self.band
@@ -153,8 +149,18 @@ def spike(x: Tensor, surrogate: Surrogate) -> Tensor:
     return _SpikeFunction.apply(x, surrogate)
 
 
-def make_surrogate(spec: str | Surrogate | dict[str, Any]) -> Surrogate:
-    """Build a surrogate from an instance, a registered name, or ``{"name": ..., param: ...}``."""
+def make_surrogate(spec: str | Surrogate | Mapping[str, Any], who: str = "surrogate") -> Surrogate:
+    """Build a surrogate from an instance, a registered name, or ``{"name": ..., param: ...}``.
+
+    Raises:
+        ArgumentTypeError: ``spec`` is none of these (``who`` names it).
+        UnknownNameError: the name is not registered.
+        ConfigError: a parameter the surrogate does not take.
+        ParameterError: a steepness that is not a finite number ``> 0``.
+    """
     if isinstance(spec, Surrogate):
         return spec
+    check_type(spec, who, str | Mapping,
+               f"a surrogate name ({', '.join(SURROGATES.names())}), a {{'name': ...}} mapping "
+               "or a Surrogate")
     return SURROGATES.build(spec)

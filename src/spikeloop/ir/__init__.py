@@ -2,6 +2,6 @@
 settings and capability flags (no live modules). Modules describe themselves into it; backends,
 chip mappers and exporters read it."""
 
-from spikeloop.ir.graph import Graph, Node, describe, trace
+from spikeloop.ir.graph import Graph, Node, check_output, describe, trace
 
-__all__ = ["Graph", "Node", "describe", "trace"]
+__all__ = ["Graph", "Node", "check_output", "describe", "trace"]

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from torch import Tensor
 
 from spikeloop.dynamics.models import MODELS, SETTINGS, NeuronModel
-from spikeloop.errors import ParameterError, ShapeError
+from spikeloop.errors import ParameterError, ShapeError, TimeStepError
 
 NodeKind = Literal["input", "population", "projection", "reshape"]
 
@@ -92,6 +92,12 @@ class Graph:
         names = [n.name for n in self.nodes]
         if len(set(names)) != len(names):
             raise ParameterError(f"duplicate node names in graph: {names}")
+        dts = {n.name: n.settings["dt"] for n in self.nodes
+               if n.kind == "population" and "dt" in n.settings}
+        if len(set(dts.values())) > 1:
+            listed = ", ".join(f"{k} {v:g} s" for k, v in dts.items())
+            raise TimeStepError(f"all populations of a network must share one dt (one time "
+                                f"grid), got {listed}; give every population the same dt")
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)
@@ -206,9 +212,19 @@ def trace(layers: Mapping[str, Any]) -> Graph:
         new = first if prev is None else describe(module, name, inputs, prev.shape)
         nodes.extend(new)
         prev = new[0]
-    if len(nodes) > 1 and nodes[-1].kind not in ("population",) and not nodes[-1].recurrent:
-        raise ShapeError(
-            f"the last layer {nodes[-1].name!r} must be a population (e.g. a readout), "
-            f"not a {nodes[-1].op}"
-        )
+    check_output(nodes)
     return Graph(tuple(nodes))
+
+
+def check_output(nodes: list[Node] | tuple[Node, ...]) -> None:
+    """Raise :class:`ShapeError` unless the last layer traced into ``nodes`` is a population:
+    a network's output is a population (a projection's or reshape's output would be dropped,
+    and the output taken from an earlier layer)."""
+    last = nodes[-1] if nodes else None
+    if last is not None and last.recurrent:  # a recurrent population's own weights
+        last = next(n for n in nodes if n.name == last.inputs[0])
+    if len(nodes) > 1 and last is not None and last.kind != "population":
+        raise ShapeError(
+            f"the last layer {last.name!r} must be a population (e.g. a readout such as "
+            f"CubaLI): a network's output is a population, not a {last.op}"
+        )

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from spikeloop.errors import ParameterError
+from spikeloop.checks import check_bool, check_dt, check_int, show
+from spikeloop.errors import ArgumentTypeError, ParameterError
 from spikeloop.network.network import Network
 from spikeloop.nn import CubaLI, CubaLIF, CubaLIF2, Input, Linear
 
@@ -34,7 +35,11 @@ from spikeloop.nn import CubaLI, CubaLIF, CubaLIF2, Input, Linear
 def multi_time_scale_taus(size: int, dt: float, scales: int, base: int = 2) -> Tensor:
     """Per-neuron ``τ_syn`` for a layer of ``size`` neurons: ``scales`` contiguous groups
     (sizes differ by at most one) with ``τ_k = base · 2^k · dt``."""
-    if scales < 1 or size < scales:
+    size = check_int(size, "size", low=1)
+    scales = check_int(scales, "scales", low=1)
+    base = check_int(base, "base")
+    dt = check_dt(dt)
+    if size < scales:
         raise ParameterError(f"need 1 ≤ scales ≤ size, got scales={scales}, size={size}")
     if base < 2 or base & (base - 1):
         raise ParameterError(f"base must be a power of two ≥ 2 (exact shifts), got {base}")
@@ -52,10 +57,16 @@ def synnet(
     as on the chip). ``tau_mem`` defaults to ``2·dt``, the readout's to ``16·dt``.
     ``tau_syn2``: hidden layers of :class:`CubaLIF2` whose second current has this time
     constant (feed-forward only)."""
+    dt = check_dt(dt)
+    if isinstance(hidden, int | str) or not isinstance(hidden, Sequence):
+        raise ArgumentTypeError(f"hidden must be a list of layer sizes, got {show(hidden)} "
+                                f"({type(hidden).__name__})")
+    recurrent = check_bool(recurrent, "recurrent")
     layers: dict[str, object] = {"input": Input(inputs)}
     prev = inputs
     tau_mem = tau_mem if tau_mem is not None else 2 * dt
     for k, size in enumerate(hidden):
+        size = check_int(size, f"hidden[{k}]", low=1)
         taus = multi_time_scale_taus(size, dt, scales, base)
         if tau_syn2 is None:
             layers[f"fc{k}"] = Linear(prev, size)

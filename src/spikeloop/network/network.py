@@ -10,8 +10,8 @@ from torch import Tensor, nn
 
 from spikeloop.backends import get_backend
 from spikeloop.backends.guard import run_checked
-from spikeloop.checks import all_finite, check_state_dict
-from spikeloop.errors import NonFiniteError, ParameterError
+from spikeloop.checks import all_finite, check_state_dict, check_type, show
+from spikeloop.errors import ArgumentTypeError, NonFiniteError, ParameterError
 from spikeloop.ir import Graph, trace
 from spikeloop.nn.base import version as layer_version
 
@@ -21,9 +21,17 @@ class Network(nn.Module):
     populations — traced into a :class:`~spikeloop.ir.Graph` and run by a backend.
 
     Args:
-        layers: a mapping ``name → module`` (names appear in the observables) or a sequence
-            (named ``<type>_<index>``).
+        layers: a mapping ``name → module`` (names appear in the observables) or a list or
+            tuple (named ``<type>_<index>``). The last layer is a population (the output).
+            All populations share one ``dt``.
         backend: default backend (name, instance or ``{"name": ..., **options}``); ``"sim"``.
+
+    Raises:
+        ArgumentTypeError: ``layers`` is not a mapping or list of modules, a name not a string.
+        ParameterError: a name a ``ModuleDict`` cannot hold (``'training'``, ``'a.b'`` …).
+        UnknownNameError: an unknown backend.
+        ShapeError, TimeStepError: the layers do not form a network (see
+            :func:`spikeloop.ir.trace`).
 
     Example:
         >>> from spikeloop.network import Network
@@ -42,32 +50,48 @@ class Network(nn.Module):
         backend: Any = "sim",
     ) -> None:
         super().__init__()
-        if not isinstance(layers, Mapping):
+        check_type(layers, "layers", Mapping | nn.ModuleDict | list | tuple | nn.ModuleList
+                   | nn.Sequential, "a mapping of layer names to layers or a list of layers")
+        if not isinstance(layers, Mapping | nn.ModuleDict):
             layers = OrderedDict(
                 (f"{type(m).__name__.lower()}_{i}", m) for i, m in enumerate(layers)
             )
-        for name in layers:
-            if not isinstance(name, str) or not name or "." in name or hasattr(nn.ModuleDict, name):
-                raise ParameterError(
-                    f"invalid layer name {name!r}: names must be non-empty strings without '.' "
-                    "and not a ModuleDict attribute (pop, keys, items, ...)"
-                )
-        self.layers = nn.ModuleDict(layers)
+        self.layers = nn.ModuleDict(_checked_layers(layers))
         self.backend = backend
         self._graph = self._trace(self.layers)
-        self._traced_at = layer_version()
+        self._traced_at = (layer_version(), self._structure())
+
+    @property
+    def backend(self) -> Any:
+        """The default backend: a registered name, ``{"name": ..., **options}`` or a backend
+        instance (checked when set: an unknown name or option is an error here, not at the
+        first run)."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, spec: Any) -> None:
+        get_backend(spec)  # resolves it: a wrong type, unknown name or option raises now
+        self._backend = spec
 
     @property
     def graph(self) -> Graph:
         """The layers as an IR graph holding their current tensors and settings: traced again
-        when a layer's attribute was set (a new tensor, ``dt``, ``surrogate`` …) or a layer was
-        converted (``.to(device)``, ``.double()``; :func:`spikeloop.nn.base.version`), so the
-        graph never holds stale values. (Changing a tensor in place — an optimiser step,
-        ``load_state_dict`` — needs no new trace: the graph holds the same tensors.)"""
-        if layer_version() != self._traced_at:
+        when a layer's attribute was set (a new tensor, ``dt``, ``surrogate`` …), a buffer,
+        parameter or sub-module registered, a layer converted (``.to(device)``, ``.double()``;
+        :func:`spikeloop.nn.base.version`) or a layer of this network replaced
+        (``net.layers["fc1"] = …``, ``net.layers.fc1 = …``), so the graph never holds stale
+        values. (Changing a tensor in place — an optimiser step, ``load_state_dict``,
+        ``.data = …`` — needs no new trace: the graph holds the same tensors.)"""
+        now = (layer_version(), self._structure())
+        if not _same(now, self._traced_at):
             self._graph = self._trace(self.layers)
-            self._traced_at = layer_version()
+            self._traced_at = now
         return self._graph
+
+    def _structure(self) -> tuple[Any, ...]:
+        """What the graph is traced from besides the layers' own attributes: the layers in
+        order (the objects, compared by identity)."""
+        return tuple(self.layers.items())
 
     def _trace(self, layers: nn.ModuleDict) -> Graph:
         """The layers as a graph: a chain, each layer reading the previous one's output
@@ -101,10 +125,15 @@ class Network(nn.Module):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def check_parameters(self) -> None:
-        """Raise :class:`NonFiniteError` naming the first parameter holding NaN or inf."""
+        """Raise :class:`NonFiniteError` naming the first parameter or floating-point buffer
+        (a population's untrained ``tau_mem`` …) holding NaN or inf (set in place after
+        construction: every backend then refuses it the same way)."""
         for name, p in self.named_parameters():
             if not all_finite(p):
                 raise NonFiniteError(f"parameter {name!r} holds NaN or infinite values")
+        for name, b in self.named_buffers():
+            if b.is_floating_point() and not all_finite(b):
+                raise NonFiniteError(f"buffer {name!r} holds NaN or infinite values")
 
     def constrain_(self) -> None:
         """Apply every population's parameter constraints (call after an optimiser step)."""
@@ -115,3 +144,32 @@ class Network(nn.Module):
     def summary(self) -> str:
         """The traced graph's table of neurons, synapses and parameters."""
         return self.graph.summary()
+
+
+_PROBE = nn.ModuleDict()
+
+
+def _checked_layers(layers: Mapping[Any, Any]) -> dict[str, nn.Module]:
+    """``layers`` as a dict after checking every name (a non-empty string without ``'.'`` that
+    is no attribute of a ``ModuleDict``: ``pop``, ``training``, ``_modules`` …) and every value
+    (a ``torch.nn.Module``)."""
+    out = {}
+    for name, module in layers.items():
+        if not isinstance(name, str):
+            raise ArgumentTypeError(f"invalid layer name {show(name)}: layer names must be "
+                                    f"strings, got {type(name).__name__}")
+        if not name or "." in name or hasattr(_PROBE, name):
+            raise ParameterError(
+                f"invalid layer name {name!r}: names must be non-empty strings without '.' "
+                "and not a ModuleDict attribute (pop, keys, items, training, _modules, ...)"
+            )
+        out[name] = check_type(module, f"layer {name!r}", nn.Module,
+                               "a layer (a torch.nn.Module such as Linear or CubaLIF)")
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``a == b`` for (nested) tuples, comparing modules by identity."""
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a is b if isinstance(a, nn.Module) else a == b

@@ -3,9 +3,12 @@ their traced graph is stale.
 
 A layer's description in the IR (:func:`spikeloop.ir.describe`) holds its tensors and settings
 as they were when traced. Setting a public attribute of a layer (``layer.dt = …``,
-``layer.surrogate = …``, a new tensor for a parameter or buffer) or converting it
-(``.to(device)``, ``.double()``) increments :func:`version`; a container traces its layers
-again when the version moved (:attr:`spikeloop.network.Network.graph`).
+``layer.surrogate = …``, a new tensor for a parameter or buffer), registering a buffer,
+parameter or sub-module (``register_buffer`` …) or converting it (``.to(device)``,
+``.double()``) increments :func:`version`; a container traces its layers again when the version
+moved or its own layers were replaced (:attr:`spikeloop.network.Network.graph`). Changing a
+tensor in place (an optimiser step, ``load_state_dict``, ``.data = …``) needs no new trace: the
+graph holds the same tensor objects.
 """
 
 from __future__ import annotations
@@ -36,6 +39,18 @@ class Layer(nn.Module):
         super().__setattr__(name, value)
         if not name.startswith("_") and name != "training":
             _bump()
+
+    def register_buffer(self, name: str, tensor: Any, persistent: bool = True) -> None:
+        super().register_buffer(name, tensor, persistent)
+        _bump()
+
+    def register_parameter(self, name: str, param: Any) -> None:
+        super().register_parameter(name, param)
+        _bump()
+
+    def add_module(self, name: str, module: Any) -> None:
+        super().add_module(name, module)
+        _bump()
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Layer:
         out = super()._apply(fn, *args, **kwargs)

@@ -28,9 +28,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from spikeloop.checks import check_int, check_ints, check_values, show
 from spikeloop.dynamics import models
 from spikeloop.dynamics.neurons import IntegratorParameters
 from spikeloop.dynamics.surrogate import Surrogate, make_surrogate
@@ -42,11 +44,12 @@ from spikeloop.nn.populations import LI
 
 
 class Scale(Layer):
-    """Element-wise gain ``y_k = s ⊙ x_k`` (NIR ``Scale``); ``s`` has the per-sample shape."""
+    """Element-wise gain ``y_k = s ⊙ x_k`` (NIR ``Scale``); ``s`` has the per-sample shape
+    (finite real numbers: a tensor, an array, a list or one number)."""
 
     def __init__(self, scale: Tensor) -> None:
         super().__init__()
-        self.scale = nn.Parameter(torch.as_tensor(scale, dtype=torch.float32).clone())
+        self.scale = nn.Parameter(check_values(scale, "Scale scale", None))
 
     def forward(self, x: Tensor) -> Tensor:
         return ops.scale(x, self.scale)
@@ -63,27 +66,17 @@ class Scale(Layer):
         return self.scale.numel()
 
 
-def _pair(value: Any) -> tuple[int, int]:
-    values = [int(v) for v in torch.as_tensor(value).reshape(-1).tolist()]
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2:
-        raise ShapeError(f"expected one or two integers, got {value!r}")
-    return values[0], values[1]
-
-
 class _Pool2d(Layer):
-    """2-d pooling over ``[T, B, C, H, W]``, one step at a time."""
+    """2-d pooling over ``[T, B, C, H, W]``, one step at a time: ``kernel_size`` and ``stride``
+    one or two integers ``≥ 1`` (``stride`` defaults to ``kernel_size``), ``padding`` ``≥ 0``."""
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
         super().__init__()
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride if stride is not None else kernel_size)
-        self.padding = _pair(padding)
-        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
-            raise ParameterError(
-                f"{type(self).__name__}: kernel_size and stride must be ≥ 1 and padding ≥ 0, got "
-                f"{self.kernel_size}, {self.stride}, {self.padding}")
+        who = type(self).__name__
+        self.kernel_size = check_ints(kernel_size, f"{who} kernel_size", 2, low=1)
+        self.stride = (check_ints(stride, f"{who} stride", 2, low=1) if stride is not None
+                       else self.kernel_size)
+        self.padding = check_ints(padding, f"{who} padding", 2, low=0)
 
     kind: str
 
@@ -126,12 +119,13 @@ class AvgPool2d(_Pool2d):
 
 
 class Threshold(Layer):
-    """Heaviside ``z_k = H(x_k − ϑ)`` (NIR ``Threshold``), with a surrogate derivative."""
+    """Heaviside ``z_k = H(x_k − ϑ)`` (NIR ``Threshold``), with a surrogate derivative;
+    ``threshold``: finite real numbers broadcasting to the input (one number or a tensor)."""
 
     def __init__(self, threshold: Tensor, surrogate: str | Surrogate | dict = "superspike") -> None:
         super().__init__()
-        self.register_buffer("threshold", torch.as_tensor(threshold, dtype=torch.float32).clone())
-        self.surrogate = make_surrogate(surrogate)
+        self.register_buffer("threshold", check_values(threshold, "Threshold threshold", None))
+        self.surrogate = make_surrogate(surrogate, "Threshold surrogate")
 
     def forward(self, x: Tensor) -> Tensor:
         return ops.threshold(x, self.threshold, self.surrogate)
@@ -160,13 +154,14 @@ class Delay(Layer):
 
     def __init__(self, steps: int | Tensor) -> None:
         super().__init__()
-        steps = torch.as_tensor(steps)
-        if steps.is_floating_point() and not torch.equal(steps, steps.round()):
-            raise ParameterError(f"Delay: steps must be whole numbers, got {steps}")
-        steps = steps.round().long()
-        if (steps < 0).any():
-            raise ParameterError(f"Delay: steps must be ≥ 0, got {steps}")
-        self.register_buffer("steps", steps.clone())
+        if isinstance(steps, Tensor | np.ndarray) and steps.ndim:
+            values = check_values(steps, "Delay steps", None, low=0)
+            if not torch.equal(values, values.round()):
+                raise ParameterError(f"Delay steps must be whole numbers ≥ 0, got {show(steps)}")
+            steps = values.long()
+        else:
+            steps = torch.tensor(check_int(steps, "Delay steps", low=0))
+        self.register_buffer("steps", steps)
         self.max_steps = int(steps.max()) if steps.numel() else 0
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:

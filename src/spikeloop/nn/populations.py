@@ -11,20 +11,33 @@ sequence (streaming); ``None`` starts from rest. Each population describes itsel
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from spikeloop.checks import check_sequence, check_shape
+from spikeloop.checks import (
+    check_bool,
+    check_choice,
+    check_dt,
+    check_names,
+    check_sequence,
+    check_shape,
+    check_type,
+    show,
+)
 from spikeloop.dynamics import adlif, models
 from spikeloop.dynamics import neurons as dyn
-from spikeloop.dynamics.models import SETTINGS as _SETTINGS
-from spikeloop.dynamics.models import NeuronModel, PopulationState
+from spikeloop.dynamics.models import (
+    NeuronModel,
+    PopulationState,
+    check_setting,
+    check_tensor_parameter,
+)
 from spikeloop.dynamics.surrogate import Surrogate, make_surrogate
-from spikeloop.errors import NonFiniteError, ParameterError, ShapeError
+from spikeloop.errors import ArgumentTypeError, ParameterError, ShapeError
 from spikeloop.ir import Node, describe
 from spikeloop.kernels import loop
 from spikeloop.kernels.loop import KERNELS, Kernel, Recurrent
@@ -37,6 +50,22 @@ __all__ = ["KERNELS", "POPULATIONS", "Kernel", "Population", "PopulationState"]
 
 POPULATIONS: Registry[type[Population]] = Registry("neuron model")
 """Population classes by config name (``"cuba_lif"``, ``"li"`` …)."""
+
+
+class Settings(dict):
+    """A population's settings (``reset``, ``t_refrac``, ``detach_reset``): a read-only dict,
+    so that a change cannot bypass the checks and the traced graph; assign a new mapping to
+    ``population.settings`` instead (it is checked, and the graph is traced again)."""
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise ParameterError("a population's settings are read-only; assign a new mapping, e.g. "
+                             "pop.settings = {**pop.settings, 'reset': 'subtract'}")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only  # type: ignore[assignment]
+    update = pop = popitem = clear = setdefault = _read_only  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[type, tuple[dict[str, Any]]]:  # copy and pickle as a dict
+        return Settings, (dict(self),)
 
 
 class Population(Layer):
@@ -57,7 +86,25 @@ class Population(Layer):
             spikes of step ``k`` arrive as input current at step ``k+1``.
         learn: names of parameters to train (e.g. ``("tau_mem", "v_threshold")``); they become
             per-neuron ``nn.Parameter`` s. Others are buffers.
-        **params: parameter values (floats or per-neuron tensors) of the neuron model.
+        **params: parameter values of the neuron model: one real number or per-neuron values
+            of ``shape`` (a tensor, NumPy array or list), finite; time constants (``tau_*``,
+            seconds) ``> 0`` and larger than ``dt``; the settings ``reset``
+            (``"value"``/``"subtract"``), ``t_refrac`` (seconds ``≥ 0``) and ``detach_reset``
+            (a bool) of spiking models.
+
+    Every argument is checked (:meth:`NeuronModel.check_parameters
+    <spikeloop.dynamics.models.NeuronModel.check_parameters>`); so is a value assigned after
+    construction (:meth:`__setattr__`).
+
+    Raises:
+        ArgumentTypeError: an argument of the wrong type (a string for a number, a float for a
+            shape, a string for ``learn``).
+        ParameterError: an unknown parameter, method, reset or learned name, a value out of
+            range.
+        ShapeError: per-neuron values of another shape, an invalid shape.
+        NonFiniteError: values holding NaN or ±inf.
+        TimeStepError: ``dt`` is not a finite number ``> 0`` or not smaller than a time
+            constant.
     """
 
     description: ClassVar[NeuronModel]
@@ -87,39 +134,21 @@ class Population(Layer):
         **params: Any,
     ) -> None:
         super().__init__()
-        self.shape = check_shape(shape)
-        if method not in dyn.METHODS:
-            raise ParameterError(f"unknown method {method!r}; known: {', '.join(dyn.METHODS)}")
-        self.dt = float(dt)
-        self.method = method
-        self.surrogate = make_surrogate(surrogate)
-        names = list(self.description.param_names)
-        unknown = set(params) - set(names)
-        if unknown:
-            raise ParameterError(
-                f"{type(self).__name__} has no parameter {sorted(unknown)}; known: {names}"
-            )
+        who = type(self).__name__
+        self.shape = check_shape(shape, who)
+        self.dt = check_dt(dt, f"{who} dt")
+        self.method = check_choice(method, f"{who} method", dyn.METHODS)
+        self.surrogate = make_surrogate(surrogate, f"{who} surrogate")
+        recurrent = check_bool(recurrent, f"{who} recurrent")
         self.tensor_names = self.description.tensor_names
-        learn = tuple(learn)
-        bad = set(learn) - set(self.tensor_names)
+        learn = check_names(learn, f"{who} learn")
+        bad = sorted(set(learn) - set(self.tensor_names))
         if bad:
-            raise ParameterError(
-                f"{type(self).__name__}: cannot learn {sorted(bad)}; learnable: "
-                f"{list(self.tensor_names)}"
-            )
-        defaults = self.params_cls()
-        self.settings = {
-            n: params.get(n, getattr(defaults, n)) for n in names if n in _SETTINGS
-        }
-        for name in self.tensor_names:
-            value = torch.as_tensor(params.get(name, getattr(defaults, name)), dtype=torch.float32)
-            if not torch.isfinite(value).all():
-                raise NonFiniteError(f"{type(self).__name__}.{name} holds NaN or inf")
-            if value.dim() and tuple(value.shape) != self.shape:
-                raise ShapeError(
-                    f"{type(self).__name__}.{name}: per-neuron values must have shape "
-                    f"{self.shape}, got {tuple(value.shape)}"
-                )
+            raise ParameterError(f"{who}: cannot learn {bad}; learnable: "
+                                 f"{list(self.tensor_names)}")
+        tensors, settings = self.description.check_parameters(params, self.shape, who)
+        self.settings = Settings(settings)  # read-only (Settings): assigning a new one re-traces
+        for name, value in tensors.items():
             if name in learn:
                 self.register_parameter(name, nn.Parameter(value.expand(self.shape).clone()))
             else:
@@ -142,6 +171,56 @@ class Population(Layer):
             self.recurrent: Linear | None = Linear(self.shape[0], self.shape[0])
         else:
             self.recurrent = None
+        self._built = True  # from here on, __setattr__ checks new values
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Check a new ``dt``, ``method``, ``surrogate``, ``settings`` or parameter value as the
+        constructor does, then set it (which re-traces the containers, see
+        :mod:`spikeloop.nn.base`). A parameter keeps its dtype and device; a learned one must
+        stay an ``nn.Parameter`` of its shape. New ``settings`` replace the settings they name
+        and keep the others."""
+        if self.__dict__.get("_built"):  # after construction
+            value = self._checked(name, value)
+        super().__setattr__(name, value)
+
+    def register_buffer(self, name: str, tensor: Any, persistent: bool = True) -> None:
+        """``nn.Module.register_buffer``; a neuron parameter's new value is checked as in
+        :meth:`__setattr__`."""
+        if self.__dict__.get("_built") and name in self.tensor_names:
+            tensor = self._checked(name, tensor)
+        super().register_buffer(name, tensor, persistent)
+
+    def _checked(self, name: str, value: Any) -> Any:
+        who = type(self).__name__
+        if name == "dt":
+            return check_dt(value, f"{who} dt")
+        if name == "method":
+            return check_choice(value, f"{who} method", dyn.METHODS)
+        if name == "surrogate":
+            return make_surrogate(value, f"{who} surrogate")
+        if name == "settings":
+            check_type(value, f"{who} settings", Mapping, "a mapping of setting names to values")
+            unknown = sorted(set(value) - set(self.settings), key=str)
+            if unknown:
+                raise ParameterError(f"{who} has no setting {unknown}; settings: "
+                                     f"{list(self.settings)}")
+            return Settings({n: check_setting(n, value[n], who) if n in value else v
+                             for n, v in self.settings.items()})
+        if name not in self.tensor_names:
+            return value
+        old = getattr(self, name)
+        checked = check_tensor_parameter(name, value, self.shape, who).to(old.dtype)
+        if isinstance(old, nn.Parameter):
+            if not isinstance(value, nn.Parameter):
+                raise ArgumentTypeError(
+                    f"{who} {name} is learned (an nn.Parameter): assign an nn.Parameter or "
+                    f"change it in place (with torch.no_grad(): pop.{name}.copy_(...)), got "
+                    f"{show(value)} ({type(value).__name__})")
+            if value.shape != old.shape:
+                raise ShapeError(f"{who} {name} is learned per neuron: the new nn.Parameter must "
+                                 f"have shape {tuple(old.shape)}, got {tuple(value.shape)}")
+            return value
+        return checked.to(old.device)
 
     @property
     def size(self) -> int:
@@ -292,7 +371,7 @@ class CubaLIF2(Population):
     description = models.CUBA_LIF2
 
     def __init__(self, shape: int, **kwargs: Any) -> None:
-        if kwargs.get("recurrent"):
+        if check_bool(kwargs.get("recurrent", False), "CubaLIF2 recurrent"):
             raise ParameterError("CubaLIF2 has no recurrent projection (which current would it "
                                  "feed?); use CubaLIF for recurrent layers")
         super().__init__(shape, **kwargs)
@@ -301,14 +380,17 @@ class CubaLIF2(Population):
 
 
 class Input(Layer):
-    """Input population: checks and passes on spikes (or analog input) ``[T, B, *shape]``."""
+    """Input population: checks and passes on spikes (or analog input) ``[T, B, *shape]``.
+
+    ``shape``: a positive integer (NumPy integers and one-element integer tensors too) or a
+    tuple of them; a float (``4.0``) or a string (``'16'``) is refused."""
 
     model = "Input"
     spiking = True
 
     def __init__(self, shape: int | Iterable[int]) -> None:
         super().__init__()
-        self.shape = check_shape(shape)
+        self.shape = check_shape(shape, "Input")
 
     @property
     def size(self) -> int:
@@ -358,6 +440,11 @@ def _(module: Population, name, inputs, in_shape) -> list[Node]:
         raise ShapeError(f"population {name!r} ({module.model}, {module.size} neurons) takes "
                          f"{width} × {module.size} = {width * module.size} inputs (one block per "
                          f"synaptic current), got {in_shape}")
+    for n in module.tensor_names:  # a tensor changed in place (.data = ...) after construction
+        value = getattr(module, n)
+        if value.dim() and tuple(value.shape) != module.shape:
+            raise ShapeError(f"population {name!r}: {n} has shape {tuple(value.shape)}, not "
+                             f"the population's {module.shape}")
     settings = {"dt": module.dt, "method": module.method, "surrogate": module.surrogate}
     settings |= module.settings if module.spiking else {}
     pop = Node(
