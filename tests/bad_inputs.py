@@ -110,8 +110,13 @@ _ARMED = [False]
 
 
 def _stop(signum: int, frame: Any) -> None:
-    if _ARMED[0]:
-        raise _Stopped
+    if not _ARMED[0]:
+        return
+    while frame is not None:  # never inside an import (a half-imported module would stay
+        if "importlib" in frame.f_code.co_filename:  # broken): the timer fires again
+            return
+        frame = frame.f_back
+    raise _Stopped
 
 
 def _unraisable(previous: Any) -> Callable[[Any], None]:
@@ -291,12 +296,15 @@ def format_table(table: dict[str, dict[str, int]]) -> str:
 
 def unique_defects(outcomes: list[Outcome]) -> list[Outcome]:
     """One defect per (kind, outcome, what is wrong): the shortest case that shows it (the
-    minimal example), with the number of cases that show the same."""
+    minimal example), with the number of cases that show the same. Raw and vague errors are
+    grouped by exception and place, the other defects by the case (sizes and indices aside)."""
     groups: dict[tuple[str, str, str], list[Outcome]] = {}
     for o in outcomes:
         if o.defect:
-            signature = re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "#", o.detail)
-            signature = re.sub(r"\[at [^\]]*\]", "", signature)
+            # a raw or vague error: one per exception and place; the others (a silent
+            # acceptance, a wrongful refusal...): one per case up to its sizes and indices
+            text = o.detail if o.outcome in ("raw", "vague") else o.what
+            signature = re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "#", text)
             groups.setdefault((o.kind, o.outcome, signature), []).append(o)
     out = []
     for group in groups.values():

@@ -649,6 +649,9 @@ def state_cases(draw: Any) -> Case:
                     lambda: state_of("other", own_backend))
     if what == "unknown-key":
         return case("own state + {'nope': ...}", lambda: {**own, "nope": None})
+    if what == "missing-key" and backend == "xylo":  # its one key: {} is the "empty" case
+        return case("{'xylo': None} (from reset)", lambda: {"xylo": None}, "either",
+                    shaped(x.shape[0], 2))
     if what == "missing-key":
         key = next(k for k, v in own.items() if v is not None)
         return case(f"own state without {key!r}",
@@ -994,8 +997,9 @@ def nir_cases(draw: Any) -> Case:
         equal = draw(st.booleans())
         base = float(np.asarray(getattr(to_nir(net_cuba()).nodes[node], attr)).flat[0])
         value = (np.full(m, base) if equal else base * (1 + np.arange(m) / 10)) if m > 1 else \
-            np.full((1, 1), base)
-        label = f"{m} {'equal ' if equal else ''}values"
+            np.full((n, 1), base)
+        label = (f"{m} {'equal ' if equal else ''}values" if m > 1 else
+                 f"shape ({n}, 1) (rank 2)")
         return Case("nir", f"from_nir(graph with {node}.{attr} of {label} for {n} neurons)",
                     lambda: from_nir(_nir_with(_set(node, attr, value)), DT),
                     arg=re.escape(attr) + "|" + node)

@@ -78,6 +78,8 @@ def _report(tmp_path_factory):
     set_tmp(tmp_path_factory.mktemp("property-files"))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: a thread pool only adds overhead (10x on 2 busy cores)
+    # torch's first operation on a meta tensor imports torch._dynamo (seconds): not the library's
+    torch.isfinite(torch.zeros(1, device="meta"))
     yield
     torch.set_num_threads(threads)
     if not OUTCOMES:
