@@ -26,7 +26,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -251,7 +251,7 @@ def map_tensors(obj: Any, fn: Callable[[Tensor], Tensor], first_only: bool = Fal
                 done[0] = True
                 return fn(o.detach().clone())
             return o
-        if isinstance(o, dict):
+        if isinstance(o, Mapping):  # a NetworkState too: copied into a plain mapping
             return {k: go(v) for k, v in o.items()}
         if isinstance(o, tuple) and hasattr(o, "_fields"):
             return type(o)(*(go(v) for v in o))

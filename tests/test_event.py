@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from spikeloop.backends import EventBackend, EventObservables, SpikeEvents, get_backend
+from spikeloop.backends.event import forward
 from spikeloop.errors import NonFiniteError, ParameterError, ShapeError, StateError
 from spikeloop.network import Network
 from spikeloop.nn import LIF, CubaLI, CubaLIF, Flatten, Input, Linear
@@ -382,3 +383,35 @@ def test_an_observation_goes_through_the_bridge_contract():
     assert torch.equal(full["output"].v, device["output"].v)
     assert lean["hidden"].v is None and torch.equal(lean["hidden"].spikes, device["hidden"].spikes)
     assert full.report.backend == "event" and full.report.resources["observed_by"] == "sim"
+
+
+def test_runaway_is_refused_at_once_and_only_when_the_limit_would_be_reached(monkeypatch):
+    """The early runaway check (a lower bound on the spikes still to come) refuses exactly the
+    runs that the spike-by-spike simulation refuses on reaching max_spikes, and refuses a huge
+    input after a handful of spikes instead of 10 000."""
+    torch.manual_seed(0)
+    net = Network({"input": Input(4), "fc1": Linear(4, 6), "hidden": CubaLIF(6),
+                   "fc2": Linear(6, 3), "output": CubaLI(3)})
+    x = torch.zeros(5, 1, 4)
+    x[0] = 1.0
+    backend = get_backend({"name": "event", "max_spikes": 40})
+    outcomes = {}
+    for scale in (1.0, 10.0, 30.0, 60.0, 100.0, 300.0, 1e3, 1e30):
+        try:
+            net(x * scale, backend=backend)
+            outcomes[scale] = "ran"
+        except ParameterError as err:
+            assert "max_spikes = 40" in str(err)
+            outcomes[scale] = "refused"
+    assert outcomes[1.0] == "ran" and outcomes[1e30] == "refused"
+    monkeypatch.setattr(forward, "_check_runaway", lambda *args: None)
+    for scale, outcome in outcomes.items():
+        try:
+            net(x * scale, backend=backend)
+            assert outcome == "ran", scale
+        except ParameterError as err:
+            assert outcome == "refused" and "more than max_spikes = 40" in str(err), scale
+    monkeypatch.undo()
+    with pytest.raises(ParameterError, match=r"would fire more than max_spikes = 10000 times .*"
+                                             r"has fired \d+ times"):
+        net(torch.ones(1, 1, 4) * 3e38, backend="event")

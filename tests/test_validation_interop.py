@@ -20,6 +20,7 @@ from spikeloop.errors import (
     ConfigError,
     DTypeError,
     MappingError,
+    MissingFileError,
     NIRError,
     NonFiniteError,
     ParameterError,
@@ -283,15 +284,17 @@ def _net():
 
 def test_save_and_read_arguments(tmp_path):
     net = _net()
-    with pytest.raises(ArgumentTypeError, match=r"path must be a file path \(str or "
-                                                r"os\.PathLike\), got 5"):
+    with pytest.raises(ArgumentTypeError, match=r"path must be a path \(a str or pathlib.Path\), "
+                                                r"got 5 \(int\)"):
         save_nir(net, 5)
-    with pytest.raises(ArgumentTypeError, match="path must be a file path"):
+    with pytest.raises(ArgumentTypeError, match="path must be a path"):
         read_nir(None)
+    with pytest.raises(ParameterError, match="path must be a path, got an empty string"):
+        read_nir("")
     with pytest.raises(NIRError, match="cannot write the NIR file"):
         save_nir(net, tmp_path / "no" / "such" / "m.nir")
     assert not (tmp_path / "no").exists()
-    with pytest.raises(FileNotFoundError, match="no NIR file"):
+    with pytest.raises(MissingFileError, match="no NIR file"):
         read_nir(tmp_path)  # a folder
     # a model that cannot be exported writes nothing
     bad = Network({"input": Input(3), "fc": Linear(3, 4), "lif": LIF(4, reset="subtract")})
@@ -384,9 +387,12 @@ def test_xylo_config_json_round_trip_and_text_or_path_rule(config, tmp_path):
     (tmp_path / "bad.json").write_text("{oops")
     with pytest.raises(ConfigError, match=r"malformed Xylo config file '.*bad\.json'"):
         XyloConfig.from_json(tmp_path / "bad.json")
-    with pytest.raises(FileNotFoundError, match=r"no Xylo config file 'nope\.json' \(.*starts "
-                                                r"with '\{' as JSON text"):
+    with pytest.raises(MissingFileError, match=r"no Xylo config file 'nope\.json' \(.*starts "
+                                               r"with '\{' as JSON text"):
         XyloConfig.from_json("nope.json")
+    assert issubclass(MissingFileError, FileNotFoundError)
+    with pytest.raises(ParameterError, match="text_or_path must be a path, got an empty string"):
+        XyloConfig.from_json("")
     with pytest.raises(ArgumentTypeError, match=r"text_or_path must be JSON text .* got 5"):
         XyloConfig.from_json(5)
     with pytest.raises(ArgumentTypeError, match=r"path must be a file path .* got 5"):

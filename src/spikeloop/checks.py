@@ -219,6 +219,20 @@ def require_finite(x: Tensor, who: str) -> None:
         raise NonFiniteError(f"{who}: input holds NaN or infinite values")
 
 
+def check_dense(x: Tensor, who: str) -> None:
+    """``x`` is a dense (strided) tensor holding values: not sparse, not on the meta device.
+
+    Raises:
+        ArgumentTypeError: a sparse layout.
+        DeviceError: a meta tensor.
+    """
+    if x.layout != torch.strided:
+        raise ArgumentTypeError(f"{who}: expected a dense tensor, got layout {x.layout} (use "
+                                "x.to_dense())")
+    if x.is_meta:
+        raise DeviceError(f"{who}: a meta tensor has a shape but no values")
+
+
 def _check_time_major(x: Any, shape: tuple[int, ...], who: str) -> None:
     """``x`` is a dense tensor with values, of shape ``[T, B, *shape]`` with ``T ≥ 1``."""
     expected = "[T, B, " + ", ".join(map(str, shape)) + "]"
@@ -227,11 +241,7 @@ def _check_time_major(x: Any, shape: tuple[int, ...], who: str) -> None:
                 if isinstance(x, np.ndarray | list | tuple | numbers.Number) else "")
         raise ArgumentTypeError(f"{who}: expected a torch.Tensor {expected}, got "
                                 f"{type(x).__name__}{hint}")
-    if x.layout != torch.strided:
-        raise ArgumentTypeError(f"{who}: expected a dense tensor, got layout {x.layout} (use "
-                                "x.to_dense())")
-    if x.is_meta:
-        raise DeviceError(f"{who}: a meta tensor has a shape but no values to simulate")
+    check_dense(x, who)
     if x.dim() != 2 + len(shape):
         raise ShapeError(f"{who}: expected a time-major tensor {expected} of rank "
                          f"{2 + len(shape)}, got rank {x.dim()} with shape {tuple(x.shape)}")

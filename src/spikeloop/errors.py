@@ -80,6 +80,11 @@ class NIRError(SpikeloopError, ValueError):
     an inconsistent graph) or a NIR file is malformed or truncated."""
 
 
+class MissingFileError(SpikeloopError, FileNotFoundError):
+    """A file named as input (a config, a NIR file) does not exist. A ``FileNotFoundError``
+    too, so ``except FileNotFoundError`` keeps working."""
+
+
 class RunFolderError(SpikeloopError, OSError):
     """A run folder cannot be created or written, or does not hold what was asked of it (a
     resume without a checkpoint)."""

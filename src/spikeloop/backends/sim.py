@@ -62,8 +62,8 @@ class SimBackend(BackendBase):
     checkpoint: int | None = None
     record: tuple[str, ...] | Mapping[str, tuple[str, ...]] | None = field(default=None,
                                                                            hash=False)
-    name: str = "sim"
-    differentiable: bool = True
+    name: str = field(default="sim", init=False)
+    differentiable: bool = field(default=True, init=False)
 
     def __post_init__(self) -> None:
         check_choice(self.mode, "sim backend: mode", ("sequence", "step"))
@@ -97,7 +97,7 @@ class SimBackend(BackendBase):
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickle and deep-copy by the constructor's arguments (the read-only ``record``
         mapping itself cannot be pickled)."""
-        kwargs = {f.name: getattr(self, f.name) for f in fields(self)}
+        kwargs = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
         if isinstance(self.record, Mapping):
             kwargs["record"] = dict(self.record)
         return functools.partial(type(self), **kwargs), ()

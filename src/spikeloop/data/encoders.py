@@ -35,6 +35,7 @@ from torch import Tensor
 from spikeloop.checks import (
     check_bool,
     check_choice,
+    check_dense,
     check_dt,
     check_real,
     check_type,
@@ -62,6 +63,7 @@ def _as_float_tensor(x: Any, who: str) -> Tensor:
             raise DTypeError(f"{who} must hold real numbers, got a NumPy array of {x.dtype}")
         x = torch.from_numpy(np.ascontiguousarray(x))
     check_type(x, who, Tensor, "a torch.Tensor or a NumPy array")
+    check_dense(x, who)
     if x.is_complex():
         raise DTypeError(f"{who} must hold real numbers, got {x.dtype}")
     return x if x.is_floating_point() else x.to(torch.get_default_dtype())

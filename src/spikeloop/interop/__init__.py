@@ -55,13 +55,12 @@ what feeds it, every node leading to the Output. Wrong arguments (not a graph, a
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import nir
 from torch import nn
 
-from spikeloop.checks import check_type
-from spikeloop.errors import NIRError
+from spikeloop.checks import check_path, check_type
+from spikeloop.errors import MissingFileError, NIRError
 from spikeloop.interop.assemble import nir_to_network
 from spikeloop.interop.common import METHOD_KEY
 from spikeloop.interop.export import EXPORTERS, Exporter, exporter, graph_to_nir
@@ -131,11 +130,6 @@ def from_nir(graph: nir.NIRGraph, dt: float, *, method: str | None = None) -> nn
     return nir_to_network(graph, dt, method)
 
 
-def _path(path: PathLike, who: str) -> Path:
-    check_type(path, who, (str, os.PathLike), "a file path (str or os.PathLike)")
-    return Path(path)
-
-
 def save_nir(model: Network | Graph, path: PathLike, dt: float | None = None) -> None:
     """Export ``model`` with :func:`to_nir` and write it to ``path`` (``nir.write``, HDF5).
 
@@ -148,7 +142,7 @@ def save_nir(model: Network | Graph, path: PathLike, dt: float | None = None) ->
         NIRError: the model cannot be exported (see :func:`to_nir`) or the file cannot be
             written (its folder does not exist, no permission...).
     """
-    path = _path(path, "path")
+    path = check_path(path, "path")
     graph = to_nir(model, dt)
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -164,12 +158,12 @@ def read_nir(path: PathLike) -> nir.NIRGraph:
 
     Raises:
         ArgumentTypeError: ``path`` is not a str or ``os.PathLike``.
-        FileNotFoundError: ``path`` does not exist.
+        MissingFileError: ``path`` does not exist (a ``FileNotFoundError``).
         NIRError: the file is not a readable NIR graph (truncated, not HDF5, missing fields).
     """
-    path = _path(path, "path")
+    path = check_path(path, "path")
     if not path.is_file():
-        raise FileNotFoundError(f"no NIR file {str(path)!r}")
+        raise MissingFileError(f"no NIR file {str(path)!r}")
     try:
         graph = nir.read(path)
     except Exception as err:  # h5py/nir raise OSError, KeyError, ValueError, AssertionError...

@@ -67,15 +67,25 @@ def _param(value: np.ndarray, shape: tuple[int, ...], who: str, attr: str) -> Te
         NIRError: the parameter has another number of values (an all-equal array of the wrong
             length is refused too: it describes another number of neurons).
     """
+    flat = _sized(value, shape, who, attr)
+    if np.all(flat == flat[0]):
+        return float(np.float32(flat[0]))
+    return torch.from_numpy(flat.astype(np.float32).reshape(shape))
+
+
+def _sized(value: np.ndarray, shape: tuple[int, ...], who: str, attr: str) -> np.ndarray:
+    """``value`` flattened, if it has one value or one per element of ``shape``.
+
+    Raises:
+        NIRError: it has another number of values.
+    """
     flat = np.asarray(value, dtype=np.float64).reshape(-1)
     size = math.prod(shape)
     if flat.size not in (1, size):
         raise NIRError(f"{who}: parameter {attr!r} has {flat.size} values (shape "
                        f"{np.shape(value)}) but the node receives input of shape {shape}: give "
                        f"one value or {size}, one per neuron")
-    if np.all(flat == flat[0]):
-        return float(np.float32(flat[0]))
-    return torch.from_numpy(flat.astype(np.float32).reshape(shape))
+    return flat
 
 
 def _tau(node: nir.NIRNode, attr: str, ctx: ImportContext) -> np.ndarray:
@@ -234,8 +244,11 @@ def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
 def _cuba_r(node: nir.NIRNode, ctx: ImportContext) -> np.ndarray:
     """``r · w_in · dt / τ_syn``: NIR's input weight folded into the membrane resistance (the
     current enters the membrane only through ``r·I``, so scaling both is the same model)."""
-    return (f64(node, "r", ctx.name) * f64(node, "w_in", ctx.name) * ctx.dt
-            / _tau(node, "tau_syn", ctx))
+    who = node_label(node, ctx.name)
+    r, w_in, tau_syn = (_sized(v, ctx.in_shape, who, k) for k, v in (
+        ("r", f64(node, "r", ctx.name)), ("w_in", f64(node, "w_in", ctx.name)),
+        ("tau_syn", _tau(node, "tau_syn", ctx))))
+    return r * w_in * ctx.dt / tau_syn
 
 
 @importer("CubaLIF", "CubaLIF", "r·w_in·dt/tau_syn becomes r")

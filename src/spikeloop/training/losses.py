@@ -131,8 +131,9 @@ class Loss:
         return F.cross_entropy(logits, self._target(logits, target))
 
     def _target(self, logits: Tensor, target: Any) -> Tensor:
-        return check_labels(target, f"{_name(self)}: labels", n_classes=logits.shape[1],
-                            batch=logits.shape[0], device=logits.device)
+        return check_labels(target, f"{_name(self)}: target (the labels)",
+                            n_classes=logits.shape[1], batch=logits.shape[0],
+                            device=logits.device)
 
     def predict(self, output: NetworkOutput) -> Tensor:
         """Predicted class per sample ``[B]``."""

@@ -21,7 +21,7 @@ from spikeloop.backends.event.readout import _Readout
 from spikeloop.backends.event.records import EventObservables, SpikeEvents
 from spikeloop.backends.inloop import in_the_loop
 from spikeloop.checks import check_bool, check_dt, check_int, check_sequence
-from spikeloop.errors import ParameterError, ShapeError
+from spikeloop.errors import ParameterError, ShapeError, SpikeloopError
 from spikeloop.ir import Graph
 from spikeloop.observables import ExecutionReport, NetworkOutput, Observables, ReadoutRange
 
@@ -51,10 +51,10 @@ class EventBackend(BackendBase):
     membrane: bool = True
     max_spikes: int = 10_000
     observe: Any = None
-    name: str = "event"
+    name: str = field(default="event", init=False)
     accepts_events = True  # (class attributes, not fields) takes SpikeEvents too;
     streaming = False  # every run starts from rest
-    differentiable: bool = True
+    differentiable: bool = field(default=True, init=False)
     _observer: Backend | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -62,7 +62,10 @@ class EventBackend(BackendBase):
         check_bool(self.grid, "event backend: grid")
         check_bool(self.membrane, "event backend: membrane")
         if self.observe is not None:  # a derived field: set once here, never by a method
-            device = self.observe if hasattr(self.observe, "run") else get_backend(self.observe)
+            try:
+                device = get_backend(self.observe)
+            except SpikeloopError as err:
+                raise type(err)(f"event backend: observe: {err}") from None
             object.__setattr__(self, "_observer", device)
 
     def run(

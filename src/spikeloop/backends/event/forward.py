@@ -106,6 +106,9 @@ def _simulate(
         # spikes: record, reset, refractory, recurrent fan-out
         if bool(spike.any()):
             if int(count.max()) >= cap:
+                if forced is None:
+                    _check_runaway(v_new, i_new, target, nxt, t_max, count + spike.long(), c,
+                                   max_spikes)
                 if cap >= max_spikes:
                     raise ParameterError(
                         f"event backend: a neuron fired more than max_spikes = {max_spikes} "
@@ -141,6 +144,38 @@ def _simulate(
     k = max(int(count.max()), 1) if count.numel() else 1
     snap = tuple(torch.stack(s) for s in zip(*snaps, strict=True)) if snapshots else None
     return _Run(out_t[:, :, :k], out_i[:, :, :k], out_rel[:, :, :k], snap)
+
+
+def _check_runaway(v: Tensor, i: Tensor, t: Tensor, nxt: Tensor, t_max: float, count: Tensor,
+                   c: _Neuron, max_spikes: int) -> None:
+    r"""Raise at once if a neuron is bound to exceed ``max_spikes`` (instead of simulating its
+    spikes one by one up to the limit: thousands of iterations for a huge input).
+
+    For a neuron without refractoriness that gets no more input before the window ends
+    (``D = t_max − t`` left), its membrane stays ``≤ ϑ`` between spikes, so
+    :math:`\dot V ≥ (v_{leak} − ϑ + r I)/τ_{mem}` and over the rest of the window it rises by
+    at least :math:`(r I τ_{syn} (1 − e^{−D/τ_{syn}}) − (ϑ − v_{leak}) D)/τ_{mem}`; each spike
+    takes ``ϑ − v_reset`` of it, so it spikes at least
+    :math:`n ≥ (V + \text{rise} − ϑ)/(ϑ − v_{reset})` more times (``V`` after its last reset).
+    """
+    if not c.spiking or c.t_refrac > 0:
+        return
+    quiet = nxt >= t_max  # only the end of the window is left in its input table
+    if not bool(quiet.any()):
+        return
+    d = (t_max - t).clamp(min=0.0)
+    charge = c.r * i * c.tau_syn * -torch.expm1(-d / c.tau_syn)
+    rise = (charge - (c.v_threshold - c.v_leak) * d) / c.tau_mem
+    more = (v + rise - c.v_threshold) / (c.v_threshold - c.v_reset)
+    doomed = quiet & (count + more.floor().clamp(min=0) > max_spikes)
+    if bool(doomed.any()):
+        b, n = (int(k) for k in doomed.nonzero()[0])
+        raise ParameterError(
+            f"event backend: a neuron would fire more than max_spikes = {max_spikes} times in "
+            f"one window (runaway activity: neuron {n} of batch entry {b} has fired "
+            f"{int(count[b, n])} times and its synaptic current {float(i[b, n]):.3g} drives at "
+            f"least {float(more[b, n]):.3g} more spikes); raise max_spikes or check the "
+            "input's scale and the weights")
 
 
 def _dense_events(x: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor]:

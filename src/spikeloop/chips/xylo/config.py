@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spikeloop.checks import check_dt, check_int, check_type, show
+from spikeloop.checks import check_dt, check_int, check_path, check_type, show
 from spikeloop.chips.xylo.registers import ARRAYS, DIMS, SHIFTS, Registers
 from spikeloop.chips.xylo.spec import XyloSpec, spec_or_default
 from spikeloop.errors import (
@@ -31,6 +31,7 @@ from spikeloop.errors import (
     ConfigError,
     DTypeError,
     MappingError,
+    MissingFileError,
     ParameterError,
     ShapeError,
     WeightRangeError,
@@ -207,7 +208,8 @@ class XyloConfig(Registers):
 
         Raises:
             ArgumentTypeError: ``text_or_path`` is neither a str nor ``os.PathLike``.
-            FileNotFoundError: the path names no file.
+            MissingFileError: the path names no file (a ``FileNotFoundError``).
+            ParameterError: an empty string.
             ConfigError: the text (or the file's content) is not JSON, or not a JSON object
                 (e.g. an array), or see :meth:`from_dict`.
         """
@@ -217,9 +219,9 @@ class XyloConfig(Registers):
         if isinstance(text_or_path, str) and text_or_path.lstrip()[:1] in ("{", "["):
             text = text_or_path
         else:
-            path = Path(text_or_path)
+            path = check_path(text_or_path, "text_or_path")
             if not path.is_file():
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"no Xylo config file {str(path)!r} (XyloConfig.from_json reads a str that "
                     "starts with '{' as JSON text, anything else as a file path)")
             text = path.read_text()
