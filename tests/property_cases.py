@@ -510,6 +510,11 @@ def forward_cases(draw: Any) -> Case:
                         f"{out.report.warnings!r}")
             return case(f"spikes·{n} {shape} (counts over the input cap)", lambda: x * n,
                         "either", check)
+        if backend == "event":  # exact spike times cost one iteration per spike: a budget
+            budget = {"name": "event", "max_spikes": 100}
+            return Case("forward", f"net(x=spikes·{n} {shape}, backend={budget!r})",
+                        lambda: run(net, x * n, budget), "either", shaped(steps, batch),
+                        r"max_spikes", after)
         return case(f"spikes·{n} {shape}", lambda: x * n, analog, shaped(steps, batch))
     if what == "negative":
         if backend == "xylo":

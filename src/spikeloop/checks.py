@@ -379,7 +379,7 @@ def _some(items: list[str], quote: bool = True, n: int = 3) -> str:
     return ", ".join(shown) + more
 
 
-# --- added by train
+# ----------------------------------------------------------------------------- labels, paths
 
 
 def check_labels(labels: Any, who: str, n_classes: int, batch: int,
@@ -444,7 +444,7 @@ def check_path(value: Any, who: str) -> Path:
     return Path(value)
 
 
-# --- added by interop
+# ----------------------------------------------------------------------------- graphs
 def check_graph(value: Any, who: str, graph_type: type) -> Any:
     """Return ``value`` if it is a ``graph_type`` (the traced graph, passed in so that this
     bottom layer imports no layer above it).
@@ -459,7 +459,7 @@ def check_graph(value: Any, who: str, graph_type: type) -> Any:
                                 f"{type(value).__name__}: pass net.graph")
     return check_type(value, who, graph_type, f"a spikeloop {graph_type.__name__} (net.graph)")
 
-# --- added by nn
+# ----------------------------------------------------------------------------- values of parameters
 def check_values(value: Any, who: str, shape: tuple[int, ...] | None, *,
                  low: float | None = None, low_open: bool = False) -> Tensor:
     """Return a parameter's value as a new float32 tensor: a real number (a 0-d tensor) or

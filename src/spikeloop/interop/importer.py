@@ -74,18 +74,21 @@ def _param(value: np.ndarray, shape: tuple[int, ...], who: str, attr: str) -> Te
 
 
 def _sized(value: np.ndarray, shape: tuple[int, ...], who: str, attr: str) -> np.ndarray:
-    """``value`` flattened, if it has one value or one per element of ``shape``.
+    """``value`` flattened, if it has one value or one per element of ``shape`` (of that shape
+    or flat).
 
     Raises:
-        NIRError: it has another number of values.
+        NIRError: another number of values or another arrangement of them (``(6, 1)`` for 6
+            neurons).
     """
-    flat = np.asarray(value, dtype=np.float64).reshape(-1)
+    array = np.asarray(value, dtype=np.float64)
     size = math.prod(shape)
-    if flat.size not in (1, size):
-        raise NIRError(f"{who}: parameter {attr!r} has {flat.size} values (shape "
-                       f"{np.shape(value)}) but the node receives input of shape {shape}: give "
-                       f"one value or {size}, one per neuron")
-    return flat
+    if array.size != 1 and array.shape not in (tuple(shape), (size,)):
+        raise NIRError(f"{who}: parameter {attr!r} has {array.size} values (shape "
+                       f"{array.shape}) but the node receives input of shape {shape}: give one "
+                       f"value or {size}, one per neuron (shape {tuple(shape)}"
+                       f"{f' or ({size},)' if len(shape) > 1 else ''})")
+    return array.reshape(-1)
 
 
 def _tau(node: nir.NIRNode, attr: str, ctx: ImportContext) -> np.ndarray:

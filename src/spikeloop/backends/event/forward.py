@@ -66,8 +66,14 @@ def _simulate(
         snaps.append((t.clone(), v.clone(), i.clone(), rel.clone()))
     rows = torch.arange(batch)[:, None].expand(batch, n)
     cols = torch.arange(n)[None, :].expand(batch, n)
+    quiet = torch.zeros(batch, n, dtype=torch.bool)  # no input left but the window's end
     while not bool(done.all()):
         nxt = t_in.gather(1, ptr)  # next input (or the end of the window) per neuron
+        if forced is None and c.spiking:  # check a neuron for runaway once its input ends
+            now_quiet = (nxt >= t_max) & ~done
+            if bool((now_quiet & ~quiet).any()):
+                _check_runaway(v, i, t, nxt, t_max, count, c, max_spikes)
+            quiet = now_quiet
         if c.spiking:
             start = torch.maximum(t, rel).clamp(max=t_max)
             free = (start < nxt) & ~done
@@ -149,7 +155,8 @@ def _simulate(
 def _check_runaway(v: Tensor, i: Tensor, t: Tensor, nxt: Tensor, t_max: float, count: Tensor,
                    c: _Neuron, max_spikes: int) -> None:
     r"""Raise at once if a neuron is bound to exceed ``max_spikes`` (instead of simulating its
-    spikes one by one up to the limit: thousands of iterations for a huge input).
+    spikes one by one up to the limit: thousands of iterations for a huge input). Checked when
+    a neuron's input ends and whenever the spike record grows (4, 8, 16 … spikes).
 
     For a neuron without refractoriness that gets no more input before the window ends
     (``D = t_max − t`` left), its membrane stays ``≤ ϑ`` between spikes, so
