@@ -182,8 +182,7 @@ def main() -> None:
             f"{s['peak_increase_mb']:.0f} MB | {s['outputs_mb']:.0f} MB | {fb} |")
     kernel = "native (chips/xylo/native.c)" if rows and rows[0]["native"] else "torch step loop"
     lines += ["", f"Xylo kernel: {kernel}. Machine: {machine['cpu']}, {machine['cores']} cores, "
-              f"load average {machine['load_average']:.1f} at the end. Issue 15 measured "
-              "684 s and 5.3 GB for T = 10^6 before the engine (0.5–0.7 ms, ≈ 5 KB per step)."]
+              f"load average {machine['load_average']:.1f} at the end."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
