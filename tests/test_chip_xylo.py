@@ -891,3 +891,48 @@ def test_two_current_population_errors():
                  "fc2": Linear(4, 2), "out": CubaLI(2)})
     with pytest.raises(MappingError, match=r"tau_syn2 = 1.2 ms gives dash 0"):
         quantize(two_current_net(tau_syn2=1.2e-3).graph)
+
+
+def test_a_deferred_replay_runs_only_in_the_backward_pass_with_the_same_gradients():
+    """xylo's in-the-loop replay (a step-by-step integer model) is deferred: a forward pass
+    with gradients enabled costs only the chip's run; the backward pass replays and gives the
+    gradients of the immediate replay, and checks the replay there."""
+    from spikeloop.backends.inloop import in_the_loop
+    from spikeloop.errors import ReplayError
+    from spikeloop.observables import Observables
+
+    net = Network({"input": Input(16), "fc": Linear(16, 8), "hidden": CubaLIF(8),
+                   "fc2": Linear(8, 2), "out": CubaLI(2)})
+    x = random_raster(20, 2, 16, torch.Generator().manual_seed(3), rate=0.3).float()
+    with torch.no_grad():
+        chip = net(x, backend="xylo")
+    calls = []
+
+    def replay(observed):  # the model at the chip's values: the simulator's populations
+        calls.append(1)
+        return dict(in_the_loop(net.graph, x, chip).populations)
+
+    immediate = in_the_loop(net.graph, x, chip, replay)
+    assert len(calls) == 1
+    deferred = in_the_loop(net.graph, x, chip, replay, deferred=True)
+    assert len(calls) == 1  # not replayed in the forward pass
+    for name in ("hidden", "out"):
+        assert torch.equal(deferred[name].v, chip[name].v)
+    params = [p for p in net.parameters()]
+    want = torch.autograd.grad(immediate["out"].v.sum() + immediate["hidden"].spikes.sum(),
+                               params)
+    got = torch.autograd.grad(deferred["out"].v.sum() + deferred["hidden"].spikes.sum(), params)
+    assert len(calls) == 2
+    for a, b in zip(want, got, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+    def off_by_one(observed):
+        return {k: Observables(spikes=o.spikes, v=None if o.v is None else o.v + 1)
+                for k, o in observed.items()}
+
+    wrong = in_the_loop(net.graph, x, chip, off_by_one, deferred=True)  # no error yet
+    with pytest.raises(ReplayError, match="population 'hidden' v differs"):
+        wrong["out"].v.sum().backward()
+    for p in params:
+        p.requires_grad_(False)
+    assert in_the_loop(net.graph, x, chip, replay, deferred=True) is chip  # nothing to learn

@@ -187,7 +187,7 @@ class XyloBackend(BackendBase):
             return _observables(layout, x, model._asdict().__getitem__, t.scale, t.scale_out,
                                 self.spec)
 
-        return in_the_loop(graph, x, out, replay)
+        return in_the_loop(graph, x, out, replay, deferred=True)
 
 
 def _observables(layout: XyloLayout, x: Tensor, take: Callable[[str], Tensor], scale: Tensor,
