@@ -9,7 +9,9 @@ batch 1, input ``torch.zeros(T, 1, 4)`` (``--rate`` > 0: Poisson-like event coun
 inference (``torch.no_grad()``). For each ``T``:
 
 * time: sim and xylo alternately in one process, median of ``--repeats`` calls each after one
-  warm-up call, and their ratio;
+  warm-up call, and their ratio; once under ``torch.no_grad()`` and once as the issue wrote it,
+  with gradients enabled (the network's parameters require them: the xylo backend returns
+  in-the-loop observables whose replay runs only if a backward pass asks for it);
 * memory: each backend in a fresh process (peak resident memory is a per-process high-water
   mark): the increase of the peak over its value before the first call, next to the bytes of
   the returned observables (the recorded outputs, ``[T, B, N]`` spikes and membranes) — the
@@ -80,7 +82,8 @@ def child(task: str, steps: int, repeats: int, threads: int, rate: float) -> Non
     torch.set_num_threads(threads)
     net, x = _net_and_input(steps, rate)
     result: dict = {"task": task, "steps": steps, "native": engine.native_available()}
-    with torch.no_grad():
+    grad = task.endswith("+grad")
+    with torch.enable_grad() if grad else torch.no_grad():
         if task.startswith("memory:"):
             backend = task.split(":", 1)[1]
             net(x[:10], backend=backend)  # imports, kernel load: not what T costs
@@ -104,6 +107,7 @@ def child(task: str, steps: int, repeats: int, threads: int, rate: float) -> Non
                     net(x, backend=backend)
                     got.append(time.perf_counter() - t0)
             result |= {f"{b}_s": statistics.median(t) for b, t in times.items()}
+            result["grad"] = grad
     print(PREFIX + json.dumps(result), flush=True)
 
 
@@ -140,10 +144,12 @@ def main() -> None:
     rows = []
     for steps in args.steps:
         timing = _spawn("time", steps, args)
+        grad = _spawn("time+grad", steps, args)
         mem = {b: _spawn(f"memory:{b}", steps, args) for b in ("sim", "xylo")}
         row = {"steps": steps, "native": timing["native"], "sim_s": timing["sim_s"],
                "xylo_s": timing["xylo_s"], "ratio": timing["xylo_s"] / timing["sim_s"],
-               "memory": mem}
+               "grad_sim_s": grad["sim_s"], "grad_xylo_s": grad["xylo_s"],
+               "grad_ratio": grad["xylo_s"] / grad["sim_s"], "memory": mem}
         if steps <= args.fallback_max_steps:
             fb = _spawn("memory:xylo", steps, args, native=False)
             row["fallback_s"] = fb["seconds_first"]
@@ -151,7 +157,9 @@ def main() -> None:
         rows.append(row)
         x = mem["xylo"]
         print(f"T={steps:>8d}  sim {row['sim_s']:.3f} s  xylo {row['xylo_s']:.3f} s "
-              f"({row['ratio']:.1f}×)  xylo peak +{x['peak_increase_mb']:.0f} MB for "
+              f"({row['ratio']:.1f}×); gradients on: sim {row['grad_sim_s']:.3f} s  xylo "
+              f"{row['grad_xylo_s']:.3f} s ({row['grad_ratio']:.1f}×)  xylo peak "
+              f"+{x['peak_increase_mb']:.0f} MB for "
               f"{x['outputs_mb']:.0f} MB of outputs  sim peak "
               f"+{mem['sim']['peak_increase_mb']:.0f} MB", flush=True)
 
@@ -163,21 +171,24 @@ def main() -> None:
     result = {"rows": rows, "rate": args.rate, "repeats": args.repeats, "machine": machine}
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
-        "`net(x, backend=...)` under `torch.no_grad()` for the 4 → 10 CUBA-LIF → 3 CUBA-LI "
+        "`net(x, backend=...)` under `torch.no_grad()` (and, in the columns 'gradients on', as "
+        "a plain call with autograd enabled) for the 4 → 10 CUBA-LIF → 3 CUBA-LI "
         f"network, batch 1, input {'zeros' if args.rate == 0 else f'rate {args.rate:g}'}, "
         f"{args.threads} thread(s); time: median of {args.repeats} calls, both backends "
         "alternately in one process; memory: increase of the peak resident memory during the "
         "first call, each backend in a fresh process, next to the bytes of the returned "
         "observables (outputs).", "",
-        "| T | sim | xylo | xylo / sim | xylo: peak + | xylo: outputs | xylo: beyond outputs "
-        "per step | sim: peak + | sim: outputs | xylo torch fallback |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        "| T | sim | xylo | xylo / sim | gradients on: sim | gradients on: xylo | gradients on: "
+        "xylo / sim | xylo: peak + | xylo: outputs | xylo: beyond outputs per step | sim: peak "
+        "+ | sim: outputs | xylo torch fallback |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         x, s = r["memory"]["xylo"], r["memory"]["sim"]
         beyond = (x["peak_increase_mb"] - x["outputs_mb"]) * 2**20 / r["steps"]
         fb = f"{r['fallback_s']:.2f} s" if "fallback_s" in r else "–"
         lines.append(
             f"| {r['steps']:,} | {r['sim_s']:.3f} s | {r['xylo_s']:.3f} s | {r['ratio']:.1f}× | "
+            f"{r['grad_sim_s']:.3f} s | {r['grad_xylo_s']:.3f} s | {r['grad_ratio']:.1f}× | "
             f"{x['peak_increase_mb']:.0f} MB | {x['outputs_mb']:.0f} MB | {beyond:.0f} B | "
             f"{s['peak_increase_mb']:.0f} MB | {s['outputs_mb']:.0f} MB | {fb} |")
     kernel = "native (chips/xylo/native.c)" if rows and rows[0]["native"] else "torch step loop"
