@@ -14,7 +14,7 @@ A :class:`Case` is one call of a public entry point with one bad (or one valid e
 * ``slow`` — the case took longer than :data:`SLOW_S`.
 
 The first two are good outcomes, the others are defects. The case generators (hypothesis
-strategies, one per kind of entry point) live in ``tests/property_cases.py``.
+strategies, one per kind of entry point) live in ``tests/property_cases/``.
 """
 
 from __future__ import annotations

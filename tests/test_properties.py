@@ -1,6 +1,6 @@
 """Property-based suite (issue 15): bad inputs for every public entry point, outcomes classified.
 
-For each kind of entry point a hypothesis strategy (``tests/property_cases.py``) draws calls with
+For each kind of entry point a hypothesis strategy (``tests/property_cases/``) draws calls with
 one bad argument — or one valid edge input — and ``tests/bad_inputs.py`` classifies what
 happened: a specific spikeloop error naming the argument, or a correct result, are good; a raw
 exception from torch/numpy/the registry, a silent acceptance (a bad input returning, a valid one
