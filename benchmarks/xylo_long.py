@@ -15,7 +15,7 @@ inference (``torch.no_grad()``). For each ``T``:
 * memory: each backend in a fresh process (peak resident memory is a per-process high-water
   mark): the increase of the peak over its value before the first call, next to the bytes of
   the returned observables (the recorded outputs, ``[T, B, N]`` spikes and membranes) — the
-  difference divided by ``T`` is what the run costs per step beyond its outputs;
+  difference is what the run costs beyond its outputs (a constant: the chunk buffers);
 * the xylo engine's torch fallback (``SPIKELOOP_NATIVE=0``: the step function per step) for
   ``T ≤ --fallback-max-steps`` only (about half a millisecond per step).
 
@@ -179,17 +179,17 @@ def main() -> None:
         "first call, each backend in a fresh process, next to the bytes of the returned "
         "observables (outputs).", "",
         "| T | sim | xylo | xylo / sim | gradients on: sim | gradients on: xylo | gradients on: "
-        "xylo / sim | xylo: peak + | xylo: outputs | xylo: beyond outputs per step | sim: peak "
+        "xylo / sim | xylo: peak + | xylo: outputs | xylo: beyond outputs | sim: peak "
         "+ | sim: outputs | xylo torch fallback |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         x, s = r["memory"]["xylo"], r["memory"]["sim"]
-        beyond = (x["peak_increase_mb"] - x["outputs_mb"]) * 2**20 / r["steps"]
+        beyond = x["peak_increase_mb"] - x["outputs_mb"]
         fb = f"{r['fallback_s']:.2f} s" if "fallback_s" in r else "–"
         lines.append(
             f"| {r['steps']:,} | {r['sim_s']:.3f} s | {r['xylo_s']:.3f} s | {r['ratio']:.1f}× | "
             f"{r['grad_sim_s']:.3f} s | {r['grad_xylo_s']:.3f} s | {r['grad_ratio']:.1f}× | "
-            f"{x['peak_increase_mb']:.0f} MB | {x['outputs_mb']:.0f} MB | {beyond:.0f} B | "
+            f"{x['peak_increase_mb']:.0f} MB | {x['outputs_mb']:.0f} MB | {beyond:.0f} MB | "
             f"{s['peak_increase_mb']:.0f} MB | {s['outputs_mb']:.0f} MB | {fb} |")
     kernel = "native (chips/xylo/native.c)" if rows and rows[0]["native"] else "torch step loop"
     lines += ["", f"Xylo kernel: {kernel}. Machine: {machine['cpu']}, {machine['cores']} cores, "

@@ -190,6 +190,48 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
     assert float(done.stdout.strip().splitlines()[-1]) < 16
 
 
+@pytest.mark.parametrize("native", ENGINES)
+def test_a_sink_takes_the_records_chunk_by_chunk_and_nothing_of_size_t_is_kept(native,
+                                                                             monkeypatch):
+    """With a sink, the engine writes each chunk's records into buffers of one chunk and hands
+    them over: concatenated they are the whole run's records, bit for bit."""
+    monkeypatch.setattr(engine, "CHUNK_VALUES", 64)  # 16 steps per chunk of [T, 1, 4]
+    (config,), _ = random_configs(1, 4, 10, 3, seed=2)
+    p = config_params(config)
+    x = random_raster(100, 1, 4, torch.Generator().manual_seed(5), rate=0.5)
+    whole, final, counts = engine.run(x, dynamics.initial_state(1, 10, 3), p, native=native)
+    got, starts, buffers = {name: [] for name in engine.RECORDS}, [], set()
+
+    def sink(t0, records):
+        starts.append(t0)
+        for name, value in records.items():
+            assert value.shape[0] <= 16
+            buffers.add(value.data_ptr())
+            got[name].append(value.clone())
+
+    none, final2, counts2 = engine.run(x, dynamics.initial_state(1, 10, 3), p, native=native,
+                                       sink=sink)
+    assert none == {} and starts == list(range(0, 100, 16)) and counts2 == counts
+    assert len(buffers) == len(engine.RECORDS)  # the same buffers, reused for every chunk
+    for name in engine.RECORDS:
+        assert torch.equal(torch.cat(got[name]), whole[name]), name
+    assert all(torch.equal(a, b) for a, b in zip(final, final2, strict=True))
+
+
+def test_the_backend_streams_records_into_the_observables(monkeypatch):
+    """Chunked conversion gives exactly the observables of a one-chunk run."""
+    net = small_net()
+    x = random_raster(50, 2, 16, torch.Generator().manual_seed(1), rate=0.2).float()
+    with torch.no_grad():
+        one = net(x, backend="xylo")
+        monkeypatch.setattr(engine, "CHUNK_VALUES", 32 * 7)  # 7 steps per chunk
+        chunked = net(x, backend="xylo")
+    for name in ("hidden", "output"):
+        assert torch.equal(one[name].v, chunked[name].v)
+        assert one[name].spikes is None or torch.equal(one[name].spikes, chunked[name].spikes)
+    assert one.report.resources["hidden_events"] == chunked.report.resources["hidden_events"]
+
+
 # ----------------------------------------------------------------------------- limits → warnings
 def small_net(bias=False, excitatory=False):
     torch.manual_seed(0)

@@ -21,8 +21,12 @@ Limits: ``out.report.warnings`` says, once per run and with counts, what the chi
 input counts above its cap of 15 per channel and step, 16-bit saturation of currents and
 membranes (:func:`~spikeloop.chips.xylo.simulator.limit_warnings`), and biases or thresholds
 that quantisation clipped to their registers; ``out.report.resources["clipped"]`` holds the
-counts. A chip-mode run without gradients records only what the observables need (spikes and
-membranes, not the currents).
+counts.
+
+Memory: a chip-mode run converts the chip's records into the observables chunk by chunk, so
+beyond the returned observables it does not grow with ``T``. With gradients enabled the
+in-the-loop replay runs only in a backward pass (``in_the_loop(..., deferred=True)``), where it
+runs the chip again for all its records (currents included) and replays them step by step.
 """
 
 from __future__ import annotations
@@ -138,7 +142,6 @@ class XyloBackend(BackendBase):
         report = QuantizationReport(self.method)
         start = chip_state
         t1 = time.perf_counter()
-        replaying = self.mode == "chip" and torch.is_grad_enabled()
         if self.mode == "qat":
             tally = Tally()
             rec, chip_state, tensors = qat_run(layout, counts.to(torch.float64), chip_state,
@@ -148,20 +151,16 @@ class XyloBackend(BackendBase):
         else:
             with torch.no_grad():
                 tensors = chip_tensors(layout, self.method, self.spec, report)
-                config = _to_config(tensors).validate(self.spec)
-                # the gradient replay needs every record; the observables only these four
-                keep = engine.RECORDS if replaying else ("z", "v", "z_out", "v_out")
-                records, chip_state, clipped = engine.run(
-                    counts, chip_state, config_params(config, self.spec), keep)
-            # the int32 records are dropped one by one as they become observables (no replay)
-            rec = StepRecord(*(records[name] for name in engine.RECORDS)) if replaying else None
+                params = config_params(_to_config(tensors).validate(self.spec), self.spec)
+                # the records go chunk by chunk into the observables: memory beyond them
+                # does not grow with T (the gradient replay re-runs the chip when asked)
+                filler = _Filler(layout, x, tensors.scale, tensors.scale_out, self.spec)
+                _, chip_state, clipped = engine.run(counts, chip_state, params,
+                                                    ("z", "v", "z_out", "v_out"), sink=filler)
+            populations, events = filler.populations, filler.events
         t2 = time.perf_counter()
         self.last_report = report
-        if rec is None:
-            events = int(records["z"].sum())
-            populations = _observables(layout, x, records.pop, tensors.scale, tensors.scale_out,
-                                       self.spec)
-        else:
+        if self.mode == "qat":
             events = int(rec.z.detach().sum())
             populations = _observables(layout, x, rec._asdict().__getitem__, tensors.scale,
                                        tensors.scale_out, self.spec)
@@ -182,6 +181,9 @@ class XyloBackend(BackendBase):
             return in_the_loop(graph, x, out)
 
         def replay(_: Mapping[str, Observables]) -> dict[str, Observables]:
+            with torch.no_grad():  # the chip's records again (deterministic), all of them
+                records, _, _ = engine.run(counts, start, params)
+            rec = StepRecord(*(records[name] for name in engine.RECORDS))
             model, _, t = qat_run(layout, counts.to(torch.float64), start, method=self.method,
                                   spec=self.spec, observed=rec)
             return _observables(layout, x, model._asdict().__getitem__, t.scale, t.scale_out,
@@ -190,29 +192,71 @@ class XyloBackend(BackendBase):
         return in_the_loop(graph, x, out, replay, deferred=True)
 
 
-def _observables(layout: XyloLayout, x: Tensor, take: Callable[[str], Tensor], scale: Tensor,
-                 scale_out: Tensor, spec: XyloSpec) -> dict[str, Observables]:
-    """Per population: spikes (own counts: an alias target's emitted count less its sources')
-    and membranes in model units. ``take(name)`` gives the record ``name``
-    (:class:`~spikeloop.chips.xylo.dynamics.StepRecord` fields), each once: a caller may let go
-    of it then (``dict.pop``)."""
-    dtype = x.dtype
+def _convert(layout: XyloLayout, dtype: torch.dtype, take: Callable[[str], Tensor],
+             scale: Tensor, scale_out: Tensor, spec: XyloSpec) -> dict[str, tuple[Any, Tensor]]:
+    """Per population ``(spikes, v)`` from the chip's records (all steps or a chunk): spikes
+    are own counts (an alias target's emitted count less its sources'), membranes in model
+    units ``v_int / σ``. ``take(name)`` gives the record ``name`` (a
+    :class:`~spikeloop.chips.xylo.dynamics.StepRecord` field), each once."""
 
     def model_units(v: Tensor, s: Tensor) -> Tensor:
         return v.to(dtype, copy=True).div_(s.to(dtype))  # one new tensor: the observable
 
-    out = {layout.input_name: Observables(spikes=x)}
+    out = {}
     z = own_counts(take("z").to(dtype), layout.alias_targets(), spec.hidden_cap)
     v = take("v")
     for h in layout.hidden:
         sl = slice(h.offset, h.offset + h.size)
-        out[h.node.name] = Observables(spikes=z[..., sl], v=model_units(v[..., sl], scale[sl]))
+        out[h.node.name] = (z[..., sl], model_units(v[..., sl], scale[sl]))
     del v
     readout = layout.readout
-    out[readout.name] = Observables(
-        spikes=take("z_out").to(dtype) if readout.spiking else None,
-        v=model_units(take("v_out"), scale_out))
+    out[readout.name] = (take("z_out").to(dtype) if readout.spiking else None,
+                         model_units(take("v_out"), scale_out))
     return out
+
+
+def _observables(layout: XyloLayout, x: Tensor, take: Callable[[str], Tensor], scale: Tensor,
+                 scale_out: Tensor, spec: XyloSpec) -> dict[str, Observables]:
+    """The observables of every population from whole records (differentiable: QAT, replay);
+    see :func:`_convert`."""
+    out = {layout.input_name: Observables(spikes=x)}
+    for name, (spikes, v) in _convert(layout, x.dtype, take, scale, scale_out, spec).items():
+        out[name] = Observables(spikes=spikes, v=v)
+    return out
+
+
+class _Filler:
+    """An :data:`~spikeloop.chips.xylo.engine.Sink` that converts each chunk of records
+    (:func:`_convert`) into preallocated observables ``[T, B, N]`` and counts hidden events."""
+
+    def __init__(self, layout: XyloLayout, x: Tensor, scale: Tensor, scale_out: Tensor,
+                 spec: XyloSpec) -> None:
+        self.layout, self.scale, self.scale_out, self.spec = layout, scale, scale_out, spec
+        self.dtype = x.dtype
+        steps, batch = x.shape[0], x.shape[1]
+
+        def empty(n: int) -> Tensor:
+            return torch.empty(steps, batch, n, dtype=x.dtype)
+
+        self.populations = {layout.input_name: Observables(spikes=x)}
+        for h in layout.hidden:
+            self.populations[h.node.name] = Observables(spikes=empty(h.size), v=empty(h.size))
+        readout = layout.readout
+        self.populations[readout.name] = Observables(
+            spikes=empty(readout.num_neurons) if readout.spiking else None,
+            v=empty(readout.num_neurons))
+        self.events = 0
+
+    def __call__(self, t0: int, records: dict[str, Tensor]) -> None:
+        self.events += int(records["z"].sum())
+        chunk = _convert(self.layout, self.dtype, records.__getitem__, self.scale,
+                         self.scale_out, self.spec)
+        for name, (spikes, v) in chunk.items():
+            obs = self.populations[name]
+            rows = slice(t0, t0 + v.shape[0])
+            obs.v[rows] = v
+            if spikes is not None:
+                obs.spikes[rows] = spikes
 
 
 BACKENDS.add("xylo", XyloBackend)

@@ -13,7 +13,7 @@ it bit for bit (and both against ``xylosim``). Both count what hit the chip's li
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import torch
 from torch import Tensor
@@ -78,9 +78,14 @@ def _check(x: Tensor, state: XyloState, p: XyloParams) -> None:
                                  f"{low}..{'' if top is None else top} (validate the config)")
 
 
+Sink = Callable[[int, dict[str, Tensor]], None]
+"""Takes the records of one chunk of steps: ``sink(t0, {name: int32 [steps, B, …]})`` for the
+steps from ``t0``; the tensors are reused for the next chunk (copy what you keep)."""
+
+
 def run(
     x: Tensor, state: XyloState, p: XyloParams, record: Collection[str] = RECORDS, *,
-    native: bool | None = None,
+    native: bool | None = None, sink: Sink | None = None,
 ) -> tuple[dict[str, Tensor], XyloState, dict[str, int]]:
     """Run the steps of ``x [T, B, Nin]`` (validated non-negative integer counts, any real
     dtype) from ``state`` with parameters ``p`` (no gradients).
@@ -89,7 +94,9 @@ def run(
     the final state (float64, as :func:`~spikeloop.chips.xylo.dynamics.run` returns it) and the
     counts of what hit a limit (:data:`~spikeloop.chips.xylo.dynamics.TALLIES`). ``native``:
     ``None`` uses the C kernel where it is available, ``False`` the torch step loop, ``True``
-    requires the kernel.
+    requires the kernel. ``sink``: the records go to it chunk by chunk (:data:`Sink`) instead
+    of being returned (the returned dict is then empty): the engine itself then holds one
+    chunk's records, whatever ``T``.
     """
     unknown = sorted(set(record) - set(RECORDS))
     if unknown:
@@ -107,30 +114,43 @@ def run(
     n, o = state.v.shape[1], state.v_out.shape[1]
     shapes = {"z": (n,), "v": (n,), "i": tuple(state.i.shape[1:]), "z_out": (o,), "v_out": (o,),
               "i_out": (o,)}
-    out = {name: torch.empty(steps, batch, *shapes[name], dtype=torch.int32)
-           for name in RECORDS if name in record}
     chunk = max(1, CHUNK_VALUES // max(1, batch * x.shape[2]))
+    rows = steps if sink is None else min(chunk, steps)
+    out = {name: torch.empty(rows, batch, *shapes[name], dtype=torch.int32)
+           for name in RECORDS if name in record}
     go = _run_native if use_native else _run_torch
-    return go(x, state, p, out, chunk)
+    records, final, tally = go(x, state, p, out, chunk, sink)
+    return ({} if sink is not None else records), final, tally
 
 
-def _run_torch(x: Tensor, state: XyloState, p: XyloParams, out: dict[str, Tensor], chunk: int
-               ) -> tuple[dict[str, Tensor], XyloState, dict[str, int]]:
+def _window(out: dict[str, Tensor], t0: int, steps: int, sink: Sink | None
+            ) -> dict[str, Tensor]:
+    """Where the records of steps ``t0 … t0 + steps`` go: their rows of ``out``, or (with a
+    sink) the first rows of the chunk buffers."""
+    at = 0 if sink is not None else t0
+    return {name: value[at:at + steps] for name, value in out.items()}
+
+
+def _run_torch(x: Tensor, state: XyloState, p: XyloParams, out: dict[str, Tensor], chunk: int,
+               sink: Sink | None) -> tuple[dict[str, Tensor], XyloState, dict[str, int]]:
     """The step function per time step, each record written into ``out`` (nothing kept)."""
     tally = Tally()
     s = XyloState(*(t.detach().to(torch.float64) for t in state))
     with torch.no_grad():
         for t0 in range(0, x.shape[0], chunk):
             xc = x[t0:t0 + chunk].to(torch.float64)
+            window = _window(out, t0, xc.shape[0], sink)
             for k, x_t in enumerate(xc.unbind(0)):
                 rec, s = dynamics.step(x_t, s, p, tally=tally)
-                for name, value in out.items():
-                    value[t0 + k].copy_(getattr(rec, name))
+                for name, value in window.items():
+                    value[k].copy_(getattr(rec, name))
+            if sink is not None:
+                sink(t0, window)
     return out, s, tally.counts()
 
 
-def _run_native(x: Tensor, state: XyloState, p: XyloParams, out: dict[str, Tensor], chunk: int
-                ) -> tuple[dict[str, Tensor], XyloState, dict[str, int]]:
+def _run_native(x: Tensor, state: XyloState, p: XyloParams, out: dict[str, Tensor], chunk: int,
+                sink: Sink | None) -> tuple[dict[str, Tensor], XyloState, dict[str, int]]:
     """The C kernel over chunks of time steps, the state kept in int32 between chunks."""
     lib = _native.library()
     assert lib is not None
@@ -154,10 +174,13 @@ def _run_native(x: Tensor, state: XyloState, p: XyloParams, out: dict[str, Tenso
         xc = x[t0:t0 + chunk].to(torch.float64).contiguous()
         shape = _native.XyloShape(xc.shape[0], batch, n_in, n, o, per_net, p.input_cap,
                                   p.hidden_cap, p.output_cap)
-        recs = [ptr(out[name][t0:t0 + chunk]) if name in out else None for name in RECORDS]
+        window = _window(out, t0, xc.shape[0], sink)
+        recs = [ptr(window[name]) if name in window else None for name in RECORDS]
         lib.xylo_run(ctypes.byref(shape), ptr(xc), *map(ptr, weights), *map(ptr, regs),
                      ptr(aliases), *map(ptr, st), *recs, ptr(tally))
         if bool((tally < 0).any()):
             raise MemoryError("the native Xylo kernel could not allocate its scratch memory")
+        if sink is not None:
+            sink(t0, window)
     final = XyloState(*(t.to(torch.float64) for t in st))
     return out, final, dict(zip(TALLIES, (int(c) for c in tally.sum(0)), strict=True))
