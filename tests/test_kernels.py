@@ -487,9 +487,8 @@ def test_checkpoint_and_record_errors():
 def test_without_a_compiler_the_torch_engine_runs(monkeypatch):
     """No C compiler: the library reports why, and populations still run (torch engine)."""
     monkeypatch.setattr(native, "_compiler", lambda: None)
-    monkeypatch.setattr(native, "_tried", False)
-    monkeypatch.setattr(native, "_lib", None)
-    monkeypatch.setattr(native, "_error", None)
+    monkeypatch.setattr(native, "_LIBRARY", native.LazyLibrary(
+        "native", [native._SOURCE], native._declare, "using the torch engine"))
     assert native.library() is None
     assert "no C compiler" in native.unavailable_reason()
     pop = make_population(CubaLIF, 8)

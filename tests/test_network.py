@@ -272,7 +272,7 @@ def test_chips_and_event_backend_load_when_first_named():
     code = ("import sys, spikeloop; from spikeloop.backends import BACKENDS; "
             "heavy = ('spikeloop.chips', 'spikeloop.backends.event'); "
             "from spikeloop.kernels import native; "
-            "print(sorted(m for m in sys.modules if m.startswith(heavy)), native._tried); "
+            "print(sorted(m for m in sys.modules if m.startswith(heavy)), native._LIBRARY._tried); "
             "print(BACKENDS.names()); print(type(BACKENDS.build('xylo')).__name__, "
             "type(BACKENDS.build({'name': 'chip', 'seed': 1})).__name__); "
             "from spikeloop.backends import EventBackend; print(EventBackend.__name__)")

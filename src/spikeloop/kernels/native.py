@@ -39,9 +39,6 @@ _FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fno-t
           "-fopenmp", "-fPIC", "-shared", "-std=c11"]
 _log = logging.getLogger(__name__)
 _lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_tried = False
-_error: str | None = None
 NO_COMPILER = "no C compiler found ($CC, cc, gcc, clang)"
 DISABLED = "disabled by SPIKELOOP_NATIVE=0"
 
@@ -153,33 +150,65 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sl_event_weight_grad.restype = None
 
 
+class LazyLibrary:
+    """A native library built (:func:`load`) and loaded on first use, once, thread-safely.
+
+    :meth:`get` is ``None`` with ``SPIKELOOP_NATIVE=0``, without a C compiler or when the build
+    fails (logged once); callers then run their torch code. Every native library of the
+    package (the generic kernels here, each chip's own) is one of these.
+    """
+
+    def __init__(self, name: str, sources: Sequence[Path],
+                 declare: Callable[[ctypes.CDLL], None], fallback: str) -> None:
+        self.name, self.sources, self.declare, self.fallback = name, sources, declare, fallback
+        self._lock = threading.Lock()
+        self._lib: ctypes.CDLL | None = None
+        self._tried = False
+        self._error: str | None = None
+
+    def get(self) -> ctypes.CDLL | None:
+        """The loaded library, or ``None`` if disabled or it cannot be built here."""
+        if disabled():
+            return None
+        if self._tried:
+            return self._lib
+        with self._lock:
+            if self._tried:
+                return self._lib
+            self._tried = True
+            if _compiler() is None:
+                self._error = NO_COMPILER
+                return None
+            try:
+                self._lib = load(self.name, self.sources, self.declare)
+            except (OSError, RuntimeError) as exc:
+                self._error = str(exc)
+                _log.info("%s native library unavailable, %s: %s", self.name, self.fallback,
+                          exc)
+        return self._lib
+
+    def unavailable_reason(self) -> str | None:
+        """Why :meth:`get` returned ``None`` (``None`` if it is loaded or was not tried)."""
+        return DISABLED if disabled() else self._error
+
+    def set_threads(self) -> None:
+        """Let the library use as many OpenMP threads as torch does."""
+        lib = self.get()
+        if lib is not None:
+            set_threads(lib)
+
+
+_LIBRARY = LazyLibrary("native", [_SOURCE], _declare, "using the torch engine")
+
+
 def library() -> ctypes.CDLL | None:
     """The loaded native library, or ``None`` if disabled or it cannot be built here."""
-    global _lib, _tried, _error
-    if disabled():
-        return None
-    if _tried:
-        return _lib
-    with _lock:
-        if _tried:
-            return _lib
-        _tried = True
-        if _compiler() is None:
-            _error = NO_COMPILER
-            return None
-        try:
-            _lib = load("native", [_SOURCE], _declare)
-        except (OSError, RuntimeError) as exc:
-            _error = str(exc)
-            _log.info("native kernels unavailable, using the torch engine: %s", exc)
-    return _lib
+    return _LIBRARY.get()
 
 
 def unavailable_reason() -> str | None:
     """Why :func:`library` returned ``None`` (``None`` if it is loaded or was not tried)."""
-    if disabled():
-        return DISABLED
-    return _error
+    return _LIBRARY.unavailable_reason()
 
 
 def cpu_float32(*tensors: Tensor | None) -> bool:

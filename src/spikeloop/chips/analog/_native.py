@@ -11,8 +11,6 @@ callers then run their torch code (same results).
 from __future__ import annotations
 
 import ctypes
-import logging
-import threading
 from pathlib import Path
 
 from torch import Tensor
@@ -20,11 +18,6 @@ from torch import Tensor
 from spikeloop.kernels import native
 
 _SOURCE = Path(__file__).with_name("native.c")
-_log = logging.getLogger(__name__)
-_lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_tried = False
-_error: str | None = None
 ptr = native.ptr
 
 
@@ -36,28 +29,17 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sl_adc_readout.restype = None
 
 
+_LIBRARY = native.LazyLibrary("analog", [_SOURCE], _declare, "using the torch code")
+
+
 def library() -> ctypes.CDLL | None:
     """The loaded library, or ``None`` if disabled or it cannot be built here."""
-    global _lib, _tried, _error
-    if native.disabled():
-        return None
-    if _tried:
-        return _lib
-    with _lock:
-        if _tried:
-            return _lib
-        _tried = True
-        try:
-            _lib = native.load("analog", [_SOURCE], _declare)
-        except (OSError, RuntimeError) as exc:
-            _error = str(exc)
-            _log.info("analog chip kernels unavailable, using the torch code: %s", exc)
-    return _lib
+    return _LIBRARY.get()
 
 
 def unavailable_reason() -> str | None:
     """Why :func:`library` returned ``None`` (``None`` if it is loaded or was not tried)."""
-    return native.DISABLED if native.disabled() else _error
+    return _LIBRARY.unavailable_reason()
 
 
 def usable(*tensors: Tensor | None) -> bool:
@@ -67,6 +49,4 @@ def usable(*tensors: Tensor | None) -> bool:
 
 def set_threads() -> None:
     """Use as many OpenMP threads as torch does (``torch.get_num_threads()``)."""
-    lib = library()
-    if lib is not None:
-        native.set_threads(lib)
+    _LIBRARY.set_threads()

@@ -11,18 +11,11 @@ The library is built by the generic machinery of :mod:`spikeloop.kernels.native`
 from __future__ import annotations
 
 import ctypes
-import logging
-import threading
 from pathlib import Path
 
 from spikeloop.kernels import native
 
 _SOURCE = Path(__file__).with_name("native.c")
-_log = logging.getLogger(__name__)
-_lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_tried = False
-_error: str | None = None
 ptr = native.ptr
 
 
@@ -40,32 +33,19 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.xylo_run.restype = None
 
 
+_LIBRARY = native.LazyLibrary("xylo", [_SOURCE], _declare, "using the torch step loop")
+
+
 def library() -> ctypes.CDLL | None:
     """The loaded library, or ``None`` if disabled or it cannot be built here."""
-    global _lib, _tried, _error
-    if native.disabled():
-        return None
-    if _tried:
-        return _lib
-    with _lock:
-        if _tried:
-            return _lib
-        _tried = True
-        try:
-            _lib = native.load("xylo", [_SOURCE], _declare)
-        except (OSError, RuntimeError) as exc:
-            _error = str(exc)
-            _log.info("xylo chip kernel unavailable, using the torch step loop: %s", exc)
-    return _lib
+    return _LIBRARY.get()
 
 
 def unavailable_reason() -> str | None:
     """Why :func:`library` returned ``None`` (``None`` if it is loaded or was not tried)."""
-    return native.DISABLED if native.disabled() else _error
+    return _LIBRARY.unavailable_reason()
 
 
 def set_threads() -> None:
     """Use as many OpenMP threads as torch does (``torch.get_num_threads()``)."""
-    lib = library()
-    if lib is not None:
-        native.set_threads(lib)
+    _LIBRARY.set_threads()
