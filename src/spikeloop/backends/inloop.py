@@ -103,7 +103,7 @@ class _DeferredReplay(torch.autograd.Function):
     def forward(ctx: Any, box: _Replay, *inputs: Tensor) -> tuple[Tensor, ...]:
         ctx.box = box
         ctx.save_for_backward(*inputs)  # torch refuses the backward if one changed in place
-        return tuple(getattr(box.observed[name], key).detach().clone()
+        return tuple(getattr(box.observed[name], key).detach()  # no copy: the observation
                      for name, key in box.fields)
 
     @staticmethod
