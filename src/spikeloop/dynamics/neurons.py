@@ -384,8 +384,11 @@ class Observation(NamedTuple):
 
 
 def straight_through(model: Tensor, observed: Tensor) -> Tensor:
-    """The value of ``observed`` with the gradient of ``model``: ``m + (o − m).detach()``."""
-    return model + (observed - model).detach()
+    """The value of ``observed`` with the gradient of ``model``: ``o + (m − m.detach())``.
+
+    Exactly ``observed`` for a finite ``model`` (``m − m`` is 0 in floating point, whereas
+    ``m + (o − m)`` can round to a neighbour of ``o``)."""
+    return observed.detach() + (model - model.detach())
 
 
 def _observe(v: Tensor, observed: Observation | None) -> Tensor:
