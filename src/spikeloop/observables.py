@@ -87,10 +87,14 @@ class ReadoutRange:
         """
         if v.dim() != 3 or v.shape[-1] != self.high.numel():
             raise ShapeError(f"v must be [T, B, {self.high.numel()}], got {tuple(v.shape)}")
-        tol = max(self.resolution / 2, 1e-6 * float(self.high.abs().max()))
+        tol = self._tolerance()
         high = self.high.to(v.dtype).reshape(1, 1, -1)
         low = self.low.to(v.dtype).reshape(1, 1, -1)
         return v >= high - tol, v <= low + tol
+
+    def _tolerance(self) -> float:
+        """Half a code (a value that close to a limit reads as the limit)."""
+        return max(self.resolution / 2, 1e-6 * float(self.high.abs().max()))
 
     def saturated(self, v: Tensor) -> tuple[Tensor, Tensor]:
         """Which batch entries of ``v [T, B, N]`` read the ceiling / the floor at any time step
@@ -101,6 +105,12 @@ class ReadoutRange:
     def saturation_note(self, name: str, v: Tensor) -> str | None:
         """A line for a run's warnings counting the values of ``v`` at either limit (``None``
         if none is): once per run and population."""
+        if v.numel() == 0:
+            return None
+        tol = self._tolerance()
+        lo, hi = torch.aminmax(v.detach())  # one pass: most runs stay inside the limits
+        if float(hi) < float(self.high.min()) - tol and float(lo) > float(self.low.max()) + tol:
+            return None
         high, low = (int(m.sum()) for m in self.at_limits(v))
         if not (high or low):
             return None
