@@ -66,14 +66,13 @@ def _simulate(
         snaps.append((t.clone(), v.clone(), i.clone(), rel.clone()))
     rows = torch.arange(batch)[:, None].expand(batch, n)
     cols = torch.arange(n)[None, :].expand(batch, n)
-    quiet = torch.zeros(batch, n, dtype=torch.bool)  # no input left but the window's end
+    watch = forced is None and c.spiking  # runaway checks (free-running spiking neurons)
+    input_ended = False  # some neuron took its last input in the previous iteration
     while not bool(done.all()):
         nxt = t_in.gather(1, ptr)  # next input (or the end of the window) per neuron
-        if forced is None and c.spiking:  # check a neuron for runaway once its input ends
-            now_quiet = (nxt >= t_max) & ~done
-            if bool((now_quiet & ~quiet).any()):
-                _check_runaway(v, i, t, nxt, t_max, count, c, max_spikes)
-            quiet = now_quiet
+        if input_ended:  # check a neuron for runaway once its input ends
+            _check_runaway(v, i, t, nxt, t_max, count, c, max_spikes)
+            input_ended = False
         if c.spiking:
             start = torch.maximum(t, rel).clamp(max=t_max)
             free = (start < nxt) & ~done
@@ -112,7 +111,7 @@ def _simulate(
         # spikes: record, reset, refractory, recurrent fan-out
         if bool(spike.any()):
             if int(count.max()) >= cap:
-                if forced is None:
+                if watch:
                     _check_runaway(v_new, i_new, target, nxt, t_max, count + spike.long(), c,
                                    max_spikes)
                 if cap >= max_spikes:
@@ -144,6 +143,8 @@ def _simulate(
             finished = take & (nxt >= t_max)
             ptr = torch.where(take & ~finished, ptr + 1, ptr)
             done = done | finished
+            if watch:  # only the end of the window left: no input can stop a runaway now
+                input_ended = bool((take & ~finished & (t_in.gather(1, ptr) >= t_max)).any())
         t, v, i = target, v_new, i_new
         if snapshots:
             snaps.append((t.clone(), v.clone(), i.clone(), rel.clone()))
