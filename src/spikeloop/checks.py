@@ -38,14 +38,10 @@ def check_dt(dt: Any, who: str = "dt") -> float:
         TimeStepError: ``dt`` is not a real number (a bool or a string is not), not finite, or
             ``≤ 0``.
     """
-    if isinstance(dt, np.ndarray | Tensor) and math.prod(dt.shape) == 1:
-        dt = dt.item()
-    if isinstance(dt, bool) or not isinstance(dt, numbers.Real):
-        raise TimeStepError(f"{who} must be a finite number > 0 s, got {dt!r}")
-    value = float(dt)
-    if not (math.isfinite(value) and value > 0):
-        raise TimeStepError(f"{who} must be a finite number > 0 s, got {dt!r}")
-    return value
+    try:
+        return check_real(dt, who, 0, low_open=True)
+    except ParameterError:  # (an ArgumentTypeError too): one error type for every bad step
+        raise TimeStepError(f"{who} must be a finite number > 0 s, got {show(dt)}") from None
 
 
 def show(value: Any, limit: int = 60) -> str:
