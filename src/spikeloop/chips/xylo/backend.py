@@ -48,7 +48,7 @@ from spikeloop.chips.xylo.qat import qat_run
 from spikeloop.chips.xylo.quantize import METHODS, QuantizationReport, QuantMethod, chip_tensors
 from spikeloop.chips.xylo.quantize import to_config as _to_config
 from spikeloop.chips.xylo.simulator import config_params, limit_warnings, raster
-from spikeloop.chips.xylo.spec import XyloSpec
+from spikeloop.chips.xylo.spec import XyloSpec, spec_or_default
 from spikeloop.errors import ParameterError, StateError
 from spikeloop.ir import Graph
 from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
@@ -81,14 +81,14 @@ class XyloBackend(BackendBase):
             raise ParameterError(f"unknown quantisation method {method!r}; known: {METHODS}")
         self.mode = mode
         self.method = method
-        self.spec = spec or XyloSpec()
+        self.spec = spec_or_default(spec)
         self.differentiable = mode == "qat"
         self.last_report: QuantizationReport | None = None
 
     def check_state(self, graph: Graph, values: Mapping[str, Any], batch: int) -> None:
         """A xylo state is ``{"xylo": XyloState}`` from a previous xylo run: integer registers
-        (``float64`` tensors of whole numbers) of batch size ``batch``, hidden and output
-        widths as the chip's layout of ``graph``, within the chip's 16-bit state range.
+        (``float64`` tensors of whole numbers) of batch size ``batch``, within the chip's 16-bit
+        state range (the engine checks the widths against the mapped network when it runs).
 
         Raises:
             StateError: names the first mismatch.
@@ -100,8 +100,6 @@ class XyloBackend(BackendBase):
         if not isinstance(s, XyloState):
             raise StateError(f"state['xylo'] must be the XyloState of a previous xylo run, got "
                              f"{type(s).__name__}")
-        layout = map_graph(graph, self.spec)
-        hidden, outputs = layout.num_hidden, layout.readout.num_neurons
         for field, t in s._asdict().items():
             who = f"state['xylo'].{field}"
             if not isinstance(t, Tensor):
@@ -112,11 +110,6 @@ class XyloBackend(BackendBase):
             if t.dim() < 2 or t.shape[0] != batch:
                 raise StateError(f"{who} has shape {tuple(t.shape)}: not a state for batch "
                                  f"size B = {batch}")
-            width = outputs if field.endswith("_out") else hidden
-            if t.shape[1] != width:
-                raise StateError(f"{who} has shape {tuple(t.shape)}; this network's chip layout "
-                                 f"has {width} {'output' if field.endswith('_out') else 'hidden'}"
-                                 " neurons")
             if not all_finite(t) or not bool((t == t.round()).all()):
                 raise StateError(f"{who} holds values that are not whole numbers")
             lo, hi = (0, self.spec.hidden_cap) if field == "z" else (
@@ -133,9 +126,7 @@ class XyloBackend(BackendBase):
         check_sequence(x, graph.input.shape, "Input")
         counts, _ = raster(x.detach(), graph.input.num_neurons)
         layout = map_graph(graph, self.spec)
-        chip_state = (state or {}).get("xylo")
-        if chip_state is not None and not isinstance(chip_state, XyloState):
-            raise ParameterError("state['xylo'] must be the XyloState of a previous xylo run")
+        chip_state = (state or {}).get("xylo")  # checked by check_state (backends.guard)
         if chip_state is None:
             chip_state = dynamics.initial_state(counts.shape[1], layout.num_hidden,
                                                 layout.num_outputs, self.spec.hidden_synapses)
@@ -144,10 +135,12 @@ class XyloBackend(BackendBase):
         t1 = time.perf_counter()
         if self.mode == "qat":
             tally = Tally()
-            rec, chip_state, tensors = qat_run(layout, counts.to(torch.float64), chip_state,
-                                               method=self.method, spec=self.spec,
-                                               report=report, tally=tally)
+            rec, chip_state, tensors = qat_run(layout, counts, chip_state, method=self.method,
+                                               spec=self.spec, report=report, tally=tally)
             clipped = tally.counts()
+            events = int(rec.z.detach().sum())
+            populations = _observables(layout, x, rec._asdict().__getitem__, tensors.scale,
+                                       tensors.scale_out, self.spec)
         else:
             with torch.no_grad():
                 tensors = chip_tensors(layout, self.method, self.spec, report)
@@ -160,10 +153,6 @@ class XyloBackend(BackendBase):
             populations, events = filler.populations, filler.events
         t2 = time.perf_counter()
         self.last_report = report
-        if self.mode == "qat":
-            events = int(rec.z.detach().sum())
-            populations = _observables(layout, x, rec._asdict().__getitem__, tensors.scale,
-                                       tensors.scale_out, self.spec)
         wall = {"mapping": t1 - t0, "run": t2 - t1, "total": time.perf_counter() - t0}
         sizes = (layout.inputs, layout.num_hidden, layout.num_outputs)
         warnings = [*report.notes, *limit_warnings(clipped, counts.shape[0], counts.shape[1],
@@ -184,7 +173,7 @@ class XyloBackend(BackendBase):
             with torch.no_grad():  # the chip's records again (deterministic), all of them
                 records, _, _ = engine.run(counts, start, params)
             rec = StepRecord(*(records[name] for name in engine.RECORDS))
-            model, _, t = qat_run(layout, counts.to(torch.float64), start, method=self.method,
+            model, _, t = qat_run(layout, counts, start, method=self.method,
                                   spec=self.spec, observed=rec)
             return _observables(layout, x, model._asdict().__getitem__, t.scale, t.scale_out,
                                 self.spec)

@@ -18,7 +18,7 @@ from spikeloop.chips.xylo.dynamics import StepRecord, Tally, XyloParams, XyloSta
 from spikeloop.chips.xylo.mapper import XyloLayout
 from spikeloop.chips.xylo.quantize import ChipTensors, QuantizationReport, QuantMethod, chip_tensors
 from spikeloop.chips.xylo.simulator import register_params
-from spikeloop.chips.xylo.spec import XyloSpec
+from spikeloop.chips.xylo.spec import XyloSpec, spec_or_default
 from spikeloop.dynamics.surrogate import Surrogate
 
 
@@ -42,7 +42,7 @@ def qat_run(
     gradients, see :func:`~spikeloop.chips.xylo.dynamics.run`). ``tally``: counts what hit
     the chip's limits.
     """
-    spec = spec or XyloSpec()
+    spec = spec_or_default(spec)
     tensors = chip_tensors(layout, method, spec, report)
     if surrogate is None:
         surrogate = layout.hidden[0].node.settings["surrogate"]

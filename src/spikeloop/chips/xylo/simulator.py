@@ -6,9 +6,9 @@ The dynamics are :mod:`spikeloop.chips.xylo.dynamics` (the step order and intege
 are documented there); this module turns a config into parameters, checks the input and
 returns integer records. The steps run in :mod:`spikeloop.chips.xylo.engine` (a native time
 loop, or the step function where no C compiler is available): a long input costs about a
-microsecond per step for a small network and no memory beyond the records. What hit the chip's
-limits (input counts above the cap, 16-bit saturation) is counted in :attr:`XyloRun.clipped`
-and :func:`limit_warnings` words it.
+microsecond per step for a small network; the records come back as int64 tensors. What hit
+the chip's limits (input counts above the cap, 16-bit saturation) is counted in
+:attr:`XyloRun.clipped` and :func:`limit_warnings` words it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from spikeloop.chips.xylo import dynamics, engine
 from spikeloop.chips.xylo.config import XyloConfig
 from spikeloop.chips.xylo.dynamics import XyloParams, XyloState
 from spikeloop.chips.xylo.registers import ARRAYS, SHIFTS, Registers
-from spikeloop.chips.xylo.spec import XyloSpec
+from spikeloop.chips.xylo.spec import XyloSpec, spec_or_default
 from spikeloop.errors import DTypeError, MappingError, ShapeError
 
 
@@ -52,7 +52,7 @@ def register_params(r: Registers, spec: XyloSpec | None = None) -> XyloParams:
     integers, the weights delivered shifted, ``W · 2^shift``, and flattened
     ``[pre, post·syn]``, the aliases long). ``r`` is a :class:`XyloConfig` or a
     :class:`~spikeloop.chips.xylo.quantize.ChipTensors`."""
-    spec = spec or XyloSpec()
+    spec = spec_or_default(spec)
     values = {}
     for name in ARRAYS:
         t = getattr(r, name)
@@ -88,12 +88,6 @@ def raster(x: Tensor, inputs: int) -> tuple[Tensor, bool]:
     return (x if batched else x.unsqueeze(1)), batched
 
 
-def check_raster(x: Tensor, inputs: int) -> tuple[Tensor, bool]:
-    """:func:`raster`, returned as ``[T, B, Nin]`` float64 (what the step function takes)."""
-    x3, batched = raster(x, inputs)
-    return x3.to(torch.float64), batched
-
-
 def _check_state(state: XyloState, batch: int, config: XyloConfig) -> None:
     if tuple(state.v.shape) != (batch, config.num_hidden) or tuple(state.v_out.shape) != (
         batch, config.num_outputs
@@ -118,7 +112,7 @@ def simulate(
     """Run ``config`` on the integer input raster ``x [T, Nin]`` (or ``[T, B, Nin]``) from
     ``state`` (``None``: after reset). Streaming: ``simulate(c, x[a:b], run.state)`` continues
     a run; chunks give exactly the one long call."""
-    spec = spec or XyloSpec()
+    spec = spec_or_default(spec)
     if validate:
         config.validate(spec)
     x3, batched = raster(x, config.num_inputs)
@@ -137,7 +131,7 @@ def simulate_many(
 ) -> XyloRun:
     """Run many configs of equal sizes at once, config ``b`` on input ``x[:, b]``
     (``x [T, len(configs), Nin]``): one vectorised run instead of a loop (sweeps, tests)."""
-    spec = spec or XyloSpec()
+    spec = spec_or_default(spec)
     if not configs:
         raise MappingError("simulate_many needs at least one config")
     sizes = {(c.num_inputs, c.num_hidden, c.num_outputs) for c in configs}
@@ -166,7 +160,7 @@ def limit_warnings(clipped: Mapping[str, int], steps: int, batch: int, sizes: tu
     """One sentence per limit a run hit (``clipped``: :attr:`XyloRun.clipped`), with the count
     and of how many values, for a run of ``steps`` steps and ``batch`` networks of
     ``sizes = (Nin, N, O)``. Nothing for limits not hit."""
-    spec = spec or XyloSpec()
+    spec = spec_or_default(spec)
     n_in, n, o = sizes
     b = " × batch" if batch > 1 else ""
     state = f"the 16-bit range {spec.state_min}..{spec.state_max}"
@@ -201,7 +195,7 @@ class XyloStream:
     """
 
     def __init__(self, config: XyloConfig, spec: XyloSpec | None = None) -> None:
-        self.spec = spec or XyloSpec()
+        self.spec = spec_or_default(spec)
         self.config = config.validate(self.spec)
         self.state: XyloState | None = None
         self.steps = 0
