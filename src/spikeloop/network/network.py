@@ -6,6 +6,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from spikeloop.backends import get_backend
@@ -128,12 +129,15 @@ class Network(nn.Module):
         """Raise :class:`NonFiniteError` naming the first parameter or floating-point buffer
         (a population's untrained ``tau_mem`` …) holding NaN or inf (set in place after
         construction: every backend then refuses it the same way)."""
-        for name, p in self.named_parameters():
-            if not all_finite(p):
-                raise NonFiniteError(f"parameter {name!r} holds NaN or infinite values")
-        for name, b in self.named_buffers():
-            if b.is_floating_point() and not all_finite(b):
-                raise NonFiniteError(f"buffer {name!r} holds NaN or infinite values")
+        named = [("parameter", n, t) for n, t in self.named_parameters()] + [
+            ("buffer", n, t) for n, t in self.named_buffers() if t.is_floating_point()]
+        if not named or len({t.device for _, _, t in named}) > 1:  # (mixed: one by one)
+            flags = [all_finite(t) for _, _, t in named]
+        else:  # one reduction per tensor, one host synchronisation for all of them
+            flags = torch.stack([torch.isfinite(t.detach()).all() for _, _, t in named]).tolist()
+        for (kind, name, _), ok in zip(named, flags, strict=True):
+            if not ok:
+                raise NonFiniteError(f"{kind} {name!r} holds NaN or infinite values")
 
     def constrain_(self) -> None:
         """Apply every population's parameter constraints (call after an optimiser step)."""

@@ -440,7 +440,7 @@ def _(module: Population, name, inputs, in_shape) -> list[Node]:
         raise ShapeError(f"population {name!r} ({module.model}, {module.size} neurons) takes "
                          f"{width} × {module.size} = {width * module.size} inputs (one block per "
                          f"synaptic current), got {in_shape}")
-    for n in module.tensor_names:  # a tensor changed in place (.data = ...) after construction
+    for n in module.tensor_names:  # at trace time: a tensor of another shape set by .data = …
         value = getattr(module, n)
         if value.dim() and tuple(value.shape) != module.shape:
             raise ShapeError(f"population {name!r}: {n} has shape {tuple(value.shape)}, not "

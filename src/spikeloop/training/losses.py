@@ -48,6 +48,7 @@ error rather than a NaN loss).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -83,9 +84,14 @@ def _positive(owner: Any, *keys: str) -> None:
 
 
 def _name(owner: Any) -> str:
-    """The registered name of a loss (the class name of anything else)."""
-    return next((n for n in LOSSES.names() if LOSSES.get(n) is type(owner)),
-                type(owner).__name__)
+    """The registered name of a loss (the class name of anything else), for messages."""
+    return _class_name(type(owner))
+
+
+@functools.cache
+def _class_name(cls: type) -> str:
+    """Looked up once per class (the losses name themselves in every call's checks)."""
+    return next((n for n in LOSSES.names() if LOSSES.get(n) is cls), cls.__name__)
 
 
 def _population(output: Any, name: str | None, who: str) -> Observables:
