@@ -2,7 +2,7 @@
 
 Layers, bottom to top (docs/architecture.md draws them)::
 
-    bottom     errors, checks, observables, registry, _runtime
+    bottom     errors, checks, observables, registry, _runtime, _files
     data, viz  data sets, encoders, plots          (may import the bottom only)
     dynamics   pure step functions, model descriptions, surrogates
     kernels    time loop, fused loops, event projections, functional layer ops
@@ -42,7 +42,7 @@ modules users compose."""
 
 PREFIXES = {
     "spikeloop.errors": "bottom", "spikeloop.checks": "bottom", "spikeloop.observables": "bottom",
-    "spikeloop.registry": "bottom", "spikeloop._runtime": "bottom",
+    "spikeloop.registry": "bottom", "spikeloop._runtime": "bottom", "spikeloop._files": "bottom",
     "spikeloop.data": "data", "spikeloop.viz": "data",
     "spikeloop.dynamics": "dynamics", "spikeloop.kernels": "kernels", "spikeloop.ir": "ir",
     "spikeloop.nn": "nn", "spikeloop.backends": "backends", "spikeloop.chips": "chips",

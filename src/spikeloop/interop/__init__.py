@@ -59,6 +59,7 @@ import os
 import nir
 from torch import nn
 
+from spikeloop._files import atomic_write
 from spikeloop.checks import check_path, check_type
 from spikeloop.errors import MissingFileError, NIRError
 from spikeloop.interop.assemble import nir_to_network
@@ -144,12 +145,9 @@ def save_nir(model: Network | Graph, path: PathLike, dt: float | None = None) ->
     """
     path = check_path(path, "path")
     graph = to_nir(model, dt)
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        nir.write(tmp, graph)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: nir.write(tmp, graph), parents=False)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise NIRError(f"cannot write the NIR file {str(path)!r}: {err}") from err
 
 

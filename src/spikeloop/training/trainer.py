@@ -34,10 +34,9 @@ import random
 import shlex
 import signal
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ import yaml
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from spikeloop._files import atomic_write
 from spikeloop._runtime import set_threads
 from spikeloop.backends import get_backend
 from spikeloop.checks import check_bool, check_int, check_path, check_state_dict, check_type
@@ -97,35 +97,6 @@ def _config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") 
         elif a != b and name not in RESUMABLE_CHANGES:
             out.append(name)
     return out
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()  # read once: os.umask can only be read by setting it
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write ``path`` via a temporary file in the same folder and ``os.replace``.
-
-    The file gets the permissions an ordinary ``open`` would give it (``0o666`` less the
-    umask), not the ``0o600`` of a temporary file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        write(Path(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _write_json(path: Path, data: Any) -> None:
