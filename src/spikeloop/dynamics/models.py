@@ -28,32 +28,14 @@ from typing import Any, NamedTuple
 
 from torch import Tensor
 
-from spikeloop.checks import check_bool, check_choice, check_real, check_values
+from spikeloop.checks import check_values
 from spikeloop.dynamics import neurons as dyn
 from spikeloop.dynamics.surrogate import Surrogate
 from spikeloop.errors import ParameterError
 from spikeloop.registry import Registry
 
-SETTINGS = ("reset", "t_refrac", "detach_reset")
-"""Fields of parameter records that are settings (IR ``settings``), not tensors (``params``)."""
-
-
-def check_setting(name: str, value: Any, who: str) -> Any:
-    """Return the setting ``name`` (one of :data:`SETTINGS`) if ``value`` is allowed for it:
-    ``reset`` one of ``"value"``/``"subtract"``, ``t_refrac`` a finite number of seconds ``≥ 0``,
-    ``detach_reset`` a bool.
-
-    Raises:
-        ArgumentTypeError: ``value`` has the wrong type.
-        ParameterError: it is out of range (or ``name`` is no setting).
-    """
-    if name == "reset":
-        return check_choice(value, f"{who} reset", dyn.RESETS)
-    if name == "t_refrac":
-        return check_real(value, f"{who} t_refrac (s)", low=0)
-    if name == "detach_reset":
-        return check_bool(value, f"{who} detach_reset")
-    raise ParameterError(f"{who}: {name!r} is not a setting; settings: {list(SETTINGS)}")
+SETTINGS = dyn.SETTINGS
+check_setting = dyn.check_setting
 
 
 def check_tensor_parameter(name: str, value: Any, shape: tuple[int, ...] | None,

@@ -44,12 +44,12 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass, fields, replace
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
-from spikeloop.checks import check_bool, check_dt, check_real, show
+from spikeloop.checks import check_bool, check_choice, check_dt, check_real, show
 from spikeloop.dynamics.surrogate import Surrogate, spike
 from spikeloop.errors import ArgumentTypeError, ParameterError, TimeStepError
 
@@ -140,7 +140,27 @@ class Coefficients:
     refrac_steps: int = 0
 
 
-_SETTING_FIELDS = ("reset", "t_refrac", "detach_reset")
+SETTINGS = ("reset", "t_refrac", "detach_reset")
+"""Fields of parameter records that are settings (IR ``settings``), not tensors (``params``)."""
+
+
+def check_setting(name: str, value: Any, who: str, sep: str = " ") -> Any:
+    """Return the setting ``name`` (one of :data:`SETTINGS`) if ``value`` is allowed for it:
+    ``reset`` one of ``"value"``/``"subtract"``, ``t_refrac`` a finite number of seconds ``≥ 0``,
+    ``detach_reset`` a bool. Messages name it ``{who}{sep}{name}`` (``"CubaLIF reset"``, or
+    ``"LIFParameters.reset"`` with ``sep="."``).
+
+    Raises:
+        ArgumentTypeError: ``value`` has the wrong type.
+        ParameterError: it is out of range (or ``name`` is no setting).
+    """
+    if name == "reset":
+        return check_choice(value, f"{who}{sep}reset", RESETS)
+    if name == "t_refrac":
+        return check_real(value, f"{who}{sep}t_refrac (s)", low=0)
+    if name == "detach_reset":
+        return check_bool(value, f"{who}{sep}detach_reset")
+    raise ParameterError(f"{who}: {name!r} is not a setting; settings: {list(SETTINGS)}")
 
 
 @dataclass(frozen=True)
@@ -148,7 +168,7 @@ class _Params:
     def _check_finite(self) -> None:
         """Every parameter (not a setting) a finite real number or a tensor of them."""
         for f in fields(self):
-            if f.name in _SETTING_FIELDS:
+            if f.name in SETTINGS:
                 continue
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, Tensor | numbers.Real):
@@ -170,9 +190,8 @@ class ThresholdParameters(_Params):
     detach_reset: bool = True
 
     def _check_reset(self) -> None:
-        if self.reset not in RESETS:
-            raise ParameterError(f"unknown reset {self.reset!r}; known: {', '.join(RESETS)}")
-        check_bool(self.detach_reset, f"{type(self).__name__}.detach_reset")
+        for name in ("reset", "detach_reset"):
+            check_setting(name, getattr(self, name), type(self).__name__, sep=".")
 
 
 @dataclass(frozen=True)
