@@ -120,3 +120,12 @@ def test_chip_backends_refuse_a_network_on_the_gpu(backend):
         net(x, backend=backend)  # input on the host, network still on the GPU
     with torch.no_grad():
         assert net.cpu()(x, backend=backend).output.v.shape == (40, 2, 3)
+
+
+def test_make_encoder_takes_a_cuda_generator():
+    """make_encoder checks its parameters on an empty batch on the generator's device."""
+    from spikeloop.data.encoders import make_encoder
+
+    g = torch.Generator("cuda").manual_seed(0)
+    encode = make_encoder("rate", duration=0.01, dt=1e-3, max_rate=100.0, generator=g)
+    assert encode(torch.rand(2, 3, device="cuda")).device.type == "cuda"

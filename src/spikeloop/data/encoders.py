@@ -384,8 +384,10 @@ def make_encoder(name: str, **params: Any) -> Callable[[Tensor], Tensor]:
             f"missing parameter(s) {', '.join(missing)} for encoder {name!r}; accepted: {accepted}"
         )
     encoder = functools.partial(fn, **params)
-    if name in _INPUT_RANK:
-        encoder(torch.zeros((1,) * (_INPUT_RANK[name] - 2) + (0, 1)))
+    if name in _INPUT_RANK:  # an empty batch on the generator's device checks the parameters
+        g = params.get("generator")
+        device = g.device if isinstance(g, torch.Generator) else None
+        encoder(torch.zeros((1,) * (_INPUT_RANK[name] - 2) + (0, 1), device=device))
     return encoder
 
 
