@@ -85,6 +85,18 @@ class MissingFileError(SpikeloopError, FileNotFoundError):
     too, so ``except FileNotFoundError`` keeps working."""
 
 
+class DataFormatError(SpikeloopError, ValueError):
+    """A data file or array does not have its published layout: an HDF5 file without a group
+    or data set the format has, lengths that disagree, a value out of the format's range (an
+    SHD unit ≥ 700), a wrong IDX magic number, an event array without the fields ``t``, ``x``
+    (and ``p``)."""
+
+
+class MissingDataError(MissingFileError):
+    """A data set is not where it was looked for. The message names every path searched and
+    the command or Debian package that provides the data set; nothing is downloaded."""
+
+
 class RunFolderError(SpikeloopError, OSError):
     """A run folder cannot be created or written, or does not hold what was asked of it (a
     resume without a checkpoint)."""
