@@ -1,0 +1,103 @@
+"""scikit-learn's 8×8 handwritten digits (``sklearn.datasets.load_digits``; the test set of the
+UCI "Optical Recognition of Handwritten Digits" data, Alpaydin & Kaynak 1998) with a fixed,
+stratified train / validation / test split.
+
+1797 images of 8×8 pixels, each pixel a count 0 … 16 (black pixels of a 4×4 block of the
+32×32 bitmap), 10 classes with 174 … 183 images each. Features are ``pixel / 16`` in
+``[0, 1]`` (float32), row by row (``[N, 64]``) or as images (``[N, 8, 8]``).
+
+The split is stratified: for every class ``c`` (in order 0 … 9) one generator
+``numpy.random.default_rng(seed)`` permutes that class's image indices; the first
+``round(0.2 n_c)`` go to test, the next ``round(0.1 n_c)`` to validation, the rest to train.
+Each split's indices are then sorted (the data set's order). With the default seed 0 the
+sizes are train 1259, validation 179, test 359 (:data:`DIGITS_SIZES`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Final
+
+import numpy as np
+
+from spikeloop.checks import check_bool, check_choice, check_int
+from spikeloop.errors import MissingDataError
+
+__all__ = ["DIGITS_FRACTIONS", "DIGITS_SEED", "DIGITS_SIZES", "digits", "digits_split"]
+
+DIGITS_FRACTIONS: Final[dict[str, float]] = {"test": 0.2, "validation": 0.1}
+"""Fraction of each class that goes to test and to validation (train: the rest)."""
+
+DIGITS_SEED: Final[int] = 0
+"""The default seed of the split."""
+
+DIGITS_SIZES: Final[dict[str, int]] = {"train": 1259, "validation": 179, "test": 359}
+"""Split sizes for the default seed (any seed gives the same sizes: they follow from the class
+counts and :data:`DIGITS_FRACTIONS`)."""
+
+_SPLITS = ("train", "validation", "test")
+
+
+@functools.cache
+def _load() -> tuple[np.ndarray, np.ndarray]:
+    """Pixels (float64 counts 0 … 16, ``[1797, 64]``) and labels, read once per process."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise MissingDataError("data set 'digits' not found: scikit-learn is not installed; "
+                               "to get it, install scikit-learn, which bundles it: "
+                               "`pip install scikit-learn`") from None
+    bunch = load_digits()
+    return bunch.data, bunch.target.astype(np.int64)
+
+
+def digits_split(seed: int = DIGITS_SEED) -> dict[str, np.ndarray]:
+    """The indices (into ``load_digits()``, sorted, int64) of each split ``"train"``,
+    ``"validation"``, ``"test"``; disjoint and together all 1797 images (module docstring).
+
+    Raises:
+        ParameterError: ``seed`` is not an integer ≥ 0.
+    """
+    seed = check_int(seed, "seed", 0)
+    _, labels = _load()
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in _SPLITS}
+    for c in range(int(labels.max()) + 1):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        n_test = round(DIGITS_FRACTIONS["test"] * len(members))
+        n_val = round(DIGITS_FRACTIONS["validation"] * len(members))
+        parts["test"].append(members[:n_test])
+        parts["validation"].append(members[n_test:n_test + n_val])
+        parts["train"].append(members[n_test + n_val:])
+    return {name: np.sort(np.concatenate(p)).astype(np.int64) for name, p in parts.items()}
+
+
+def digits(split: str = "train", seed: int = DIGITS_SEED,
+           flat: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """One split of the 8×8 digits: features ``pixel / 16`` and class labels.
+
+    Args:
+        split: ``"train"``, ``"validation"`` or ``"test"``.
+        seed: the split's seed (see the module docstring).
+        flat: features as ``[N, 64]`` (row by row); ``False``: images ``[N, 8, 8]``.
+
+    Returns:
+        ``(features, labels)``: float32 in ``[0, 1]`` and int64 class indices 0 … 9.
+
+    Raises:
+        ParameterError: an unknown ``split`` or a negative ``seed``.
+        MissingDataError: scikit-learn is not installed.
+
+    Example:
+        >>> x, y = digits("test")
+        >>> x.shape, y.shape, float(x.max())
+        ((359, 64), (359,), 1.0)
+    """
+    check_choice(split, "split", _SPLITS)
+    flat = check_bool(flat, "flat")
+    index = digits_split(seed)[split]
+    pixels, labels = _load()
+    features = (pixels[index] / 16.0).astype(np.float32)
+    if not flat:
+        features = features.reshape(-1, 8, 8)
+    return features, labels[index].copy()
