@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint docs venv clean yinyang-bench bench bench-scaling bench-contention \
-	eventprop-bench event-memory xylo-example xylo-long nir-matrix
+	eventprop-bench event-memory xylo-example xylo-long nir-matrix data fashion-mnist
 
 # NIR cross-framework test peers that require torch: installed with --no-deps (their light
 # dependencies come from the `test` extra and nir), then torch is checked to be the pinned one.
@@ -83,6 +83,25 @@ bench-scaling: $(BENCH_STAMP)
 # epoch and the speed rows; CONTENTION_ARGS passes options, e.g. "--threads auto 2".
 bench-contention: $(STAMP)
 	$(PY) benchmarks/contention.py $(CONTENTION_ARGS)
+
+# Data sets (docs/datasets.md): `make data` lists the known ones, where each was found and how to
+# get a missing one. `make fashion-mnist` installs the Debian package dataset-fashion-mnist (the
+# original IDX files, into /usr/share/datasets/fashion-mnist) unless the files are there already;
+# it needs root (sudo when not root). Nothing else is downloaded.
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+FMNIST_FILES := $(foreach f,train-images-idx3 train-labels-idx1 t10k-images-idx3 \
+	t10k-labels-idx1,$(FMNIST_DIR)/$(f)-ubyte.gz)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+data: $(STAMP)
+	$(VENV)/bin/spikeloop data
+
+fashion-mnist:
+	@if ls $(FMNIST_FILES) >/dev/null 2>&1; then \
+		echo "Fashion-MNIST is installed in $(FMNIST_DIR)"; \
+	else \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist; \
+	fi
 
 clean:
 	rm -rf $(VENV) runs site .pytest_cache

@@ -4,6 +4,7 @@
     spikeloop resume RUN_FOLDER [key.sub=value ...]    continue an interrupted or stopped run
     spikeloop summary CONFIG.yaml [key.sub=value ...]  print the network graph of a config
     spikeloop config [CONFIG.yaml] [key.sub=value ...] print the resolved config
+    spikeloop data [--json] [--root DIR]               list the known data sets and where they are
 
 Every mistake in the command line, the config or the run folder ends in one line
 ``spikeloop: error: …`` on stderr and exit status 2; Ctrl-C during training saves a checkpoint
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,6 +86,17 @@ def _parser() -> argparse.ArgumentParser:
                       help="YAML config file (the defaults without one)")
     show.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                       help="config overrides like train.epochs=5 (optional)")
+    data = sub.add_parser(
+        "data", help="list the known data sets, where each was found and how to get a missing one",
+        description="List the known data sets, the folder where each was found (or `missing`) "
+                    "and how to get a missing one. Searched: --root DIR (and DIR/NAME), "
+                    "$SPIKELOOP_DATA/NAME and $SPIKELOOP_DATA (default: data/NAME and data), "
+                    "then the Debian package's folder. Downloads nothing.")
+    data.add_argument("--json", action="store_true",
+                      help="print a JSON list of records (name, title, found, how, files, "
+                           "searched)")
+    data.add_argument("--root", metavar="DIR", help="a folder to search first (a config's "
+                      "data.root)")
     return parser
 
 
@@ -107,8 +120,14 @@ def _split(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     """Parse ``argv``; overrides may come before or after options."""
     args, extra = parser.parse_known_args(argv)
     if args.command is None:
-        raise UsageError("give a command: train, resume, summary or config "
+        raise UsageError("give a command: train, resume, summary, config or data "
                          "(see `spikeloop --help`)")
+    if args.command == "data":
+        if extra:
+            raise UsageError(f"unexpected argument {extra[0]!r}; spikeloop data takes only "
+                             f"--json and --root DIR")
+        args.config, args.overrides = None, []
+        return args
     for k, item in enumerate(extra):
         if item.startswith("-"):
             following = extra[k + 1] if k + 1 < len(extra) else None
@@ -149,10 +168,30 @@ def _split(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     return args
 
 
+def _data(as_json: bool, root: str | None) -> None:
+    """``spikeloop data``: one line per known data set (its folder, or ``missing`` and how to
+    get it), or the records as JSON."""
+    from spikeloop.data.catalog import ENV_VAR, data_dir, status
+
+    records = status(root)
+    if as_json:
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+        return
+    width = max(len(r.name) for r in records)
+    source = f"from ${ENV_VAR}" if os.environ.get(ENV_VAR) else f"default; set {ENV_VAR} to change"
+    print(f"data directory: {data_dir()} ({source})")
+    for r in records:
+        where = str(r.path) if r.path is not None else f"missing; to get it, {r.how}"
+        print(f"{r.name:<{width}}  {where}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``spikeloop`` console script; returns the exit status."""
     try:
         args = _split(_parser(), argv)
+        if args.command == "data":
+            _data(args.json, args.root)
+            return 0
         from spikeloop.training import Trainer, load_config
         from spikeloop.training.config import load_run_config
 
