@@ -1,6 +1,8 @@
-"""scikit-learn's 8×8 handwritten digits (``sklearn.datasets.load_digits``; the test set of the
-UCI "Optical Recognition of Handwritten Digits" data, Alpaydin & Kaynak 1998) with a fixed,
-stratified train / validation / test split.
+"""scikit-learn's 8×8 handwritten digits (the data of ``sklearn.datasets.load_digits``: the test
+set of the UCI "Optical Recognition of Handwritten Digits" data, Alpaydin & Kaynak 1998) with a
+fixed, stratified train / validation / test split. The data are read from the file scikit-learn
+bundles (``sklearn/datasets/data/digits.csv.gz``, found by :func:`spikeloop.data.catalog.find`)
+without importing scikit-learn, which would import SciPy (seconds).
 
 1797 images of 8×8 pixels, each pixel a count 0 … 16 (black pixels of a 4×4 block of the
 32×32 bitmap), 10 classes with 174 … 183 images each. Features are ``pixel / 16`` in
@@ -16,12 +18,14 @@ sizes are train 1259, validation 179, test 359 (:data:`DIGITS_SIZES`).
 from __future__ import annotations
 
 import functools
+import gzip
 from typing import Final
 
 import numpy as np
 
 from spikeloop.checks import check_bool, check_choice, check_int
-from spikeloop.errors import MissingDataError
+from spikeloop.data.catalog import find
+from spikeloop.errors import DataFormatError
 
 __all__ = ["DIGITS_FRACTIONS", "DIGITS_SEED", "DIGITS_SIZES", "digits", "digits_split"]
 
@@ -36,19 +40,32 @@ DIGITS_SIZES: Final[dict[str, int]] = {"train": 1259, "validation": 179, "test":
 counts and :data:`DIGITS_FRACTIONS`)."""
 
 _SPLITS = ("train", "validation", "test")
+_N_IMAGES = 1797
 
 
 @functools.cache
 def _load() -> tuple[np.ndarray, np.ndarray]:
-    """Pixels (float64 counts 0 … 16, ``[1797, 64]``) and labels, read once per process."""
+    """Pixels (float64 counts 0 … 16, ``[1797, 64]``) and labels, read once per process from
+    scikit-learn's ``digits.csv.gz`` (the file ``load_digits`` reads: 1797 rows of 64 pixels
+    and the label), found by the catalog without importing scikit-learn (and SciPy).
+
+    Raises:
+        MissingDataError: scikit-learn is not installed.
+        DataFormatError: the file is not 1797 rows of 65 integers, pixels 0 … 16, labels 0 … 9.
+    """
+    path = find("digits") / "digits.csv.gz"
     try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        raise MissingDataError("data set 'digits' not found: scikit-learn is not installed; "
-                               "to get it, install scikit-learn, which bundles it: "
-                               "`pip install scikit-learn`") from None
-    bunch = load_digits()
-    return bunch.data, bunch.target.astype(np.int64)
+        with gzip.open(path, "rt") as f:
+            table = np.loadtxt(f, delimiter=",", ndmin=2)
+    except (ValueError, OSError, EOFError) as err:  # ragged rows, text, a broken gzip stream
+        raise DataFormatError(f"{path}: expected {_N_IMAGES} rows of 64 pixels 0 … 16 and a "
+                              f"label 0 … 9 as comma-separated numbers: {err}") from None
+    if (table.shape != (_N_IMAGES, 65) or not np.array_equal(table, np.round(table))
+            or table[:, :64].min() < 0 or table[:, :64].max() > 16
+            or table[:, 64].min() < 0 or table[:, 64].max() > 9):
+        raise DataFormatError(f"{path}: expected {_N_IMAGES} rows of 64 pixels 0 … 16 and a "
+                              f"label 0 … 9, found shape {list(table.shape)}")
+    return table[:, :64], table[:, 64].astype(np.int64)
 
 
 def digits_split(seed: int = DIGITS_SEED) -> dict[str, np.ndarray]:
@@ -57,6 +74,7 @@ def digits_split(seed: int = DIGITS_SEED) -> dict[str, np.ndarray]:
 
     Raises:
         ParameterError: ``seed`` is not an integer ≥ 0.
+        MissingDataError: scikit-learn is not installed.
     """
     seed = check_int(seed, "seed", 0)
     _, labels = _load()
@@ -87,6 +105,7 @@ def digits(split: str = "train", seed: int = DIGITS_SEED,
     Raises:
         ParameterError: an unknown ``split`` or a negative ``seed``.
         MissingDataError: scikit-learn is not installed.
+        DataFormatError: its ``digits.csv.gz`` is not 1797 rows of 64 pixels and a label.
 
     Example:
         >>> x, y = digits("test")
