@@ -214,7 +214,7 @@ def test_image_and_label_counts_must_agree(tmp_path, no_data_dir):
      r"t10k-labels-idx1-ubyte.gz: expected uint8 labels \[N\], found uint8 \[3, 1\]"),
     ("t10k-labels-idx1-ubyte.gz", np.array([0, 10, 12], np.uint8),
      r"labels must lie in 0 … 9, found 2 above 9 \(max 12\)"),
-])
+], ids=["image-width", "image-dtype", "label-rank", "label-range"])
 def test_mnist_files_with_the_wrong_layout(tmp_path, no_data_dir, file, array, message):
     _mnist_files(tmp_path)
     write_idx(tmp_path / file, array, gzip=True)
