@@ -120,8 +120,8 @@ def _split(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     """Parse ``argv``; overrides may come before or after options."""
     args, extra = parser.parse_known_args(argv)
     if args.command is None:
-        raise UsageError("give a command: train, resume, summary, config or data "
-                         "(see `spikeloop --help`)")
+        raise UsageError("give a command: train, resume, summary or config, or data to list the "
+                         "data sets (see `spikeloop --help`)")
     if args.command == "data":
         if extra:
             raise UsageError(f"unexpected argument {extra[0]!r}; spikeloop data takes only "
