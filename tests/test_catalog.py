@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import importlib
 import importlib.util
 import json
 import re
@@ -19,8 +18,9 @@ import pytest
 
 from spikeloop.cli import main
 from spikeloop.data import catalog
+from spikeloop.data import digits as digits_module
 from spikeloop.data.catalog import DATA_SETS, DEFAULT_DATA_DIR, data_dir, find, search_path, status
-from spikeloop.data.digits import DIGITS_SIZES, digits, digits_split
+from spikeloop.data.digits import DIGITS_SIZES, digits_split, load_digits
 from spikeloop.errors import (
     ArgumentTypeError,
     DataFormatError,
@@ -31,8 +31,6 @@ from spikeloop.errors import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-digits_module = importlib.import_module("spikeloop.data.digits")  # the package's `digits` is
-# the function
 
 
 def _put(folder: Path, name: str, files: tuple[str, ...] | None = None) -> Path:
@@ -282,7 +280,7 @@ def test_digits_split_sizes_and_stratification():
         "train": 1259, "validation": 179, "test": 359}
     everything = np.concatenate(list(split.values()))
     assert np.array_equal(np.sort(everything), np.arange(1797))  # disjoint and complete
-    labels = {k: digits(k)[1] for k in split}
+    labels = {k: load_digits(k)[1] for k in split}
     assert np.bincount(labels["test"]).tolist() == [36, 36, 35, 37, 36, 36, 36, 36, 35, 36]
     assert np.bincount(labels["validation"]).tolist() == [18] * 8 + [17, 18]
     assert np.bincount(labels["train"]).tolist() == [124, 128, 124, 128, 127, 128, 127, 125,
@@ -301,13 +299,13 @@ def test_digits_features_are_scikit_learns_pixels_over_16():
     sklearn_datasets = pytest.importorskip("sklearn.datasets")  # the second way to read them
     bunch = sklearn_datasets.load_digits()
     index = digits_split()["validation"]
-    x, y = digits("validation")
+    x, y = load_digits("validation")
     assert x.dtype == np.float32 and y.dtype == np.int64 and x.shape == (179, 64)
     np.testing.assert_array_equal(x, (bunch.data[index] / 16).astype(np.float32))
     np.testing.assert_array_equal(y, bunch.target[index])
-    train = digits("train")[0]
+    train = load_digits("train")[0]
     assert train.min() == 0.0 and train.max() == 1.0
-    images, _ = digits("validation", flat=False)
+    images, _ = load_digits("validation", flat=False)
     assert images.shape == (179, 8, 8)
     np.testing.assert_array_equal(images.reshape(179, 64), x)
 
@@ -334,20 +332,20 @@ def test_a_malformed_digits_file(tmp_path, monkeypatch, fresh_digits, rows, mess
         f.write("\n".join(rows) + "\n")
     monkeypatch.setattr(digits_module, "find", lambda name: tmp_path)
     with pytest.raises(DataFormatError, match=re.escape(str(tmp_path)) + ".*" + message):
-        digits("test")
+        load_digits("test")
 
 
 def test_digits_without_scikit_learn(monkeypatch, fresh_digits):
     monkeypatch.setattr(catalog.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MissingDataError, match="`pip install scikit-learn`"):
-        digits("train")
+        load_digits("train")
 
 
 def test_digits_arguments():
     with pytest.raises(ParameterError, match=r"split must be one of \['train', 'validation', "
                                              r"'test'\], got 'val'"):
-        digits("val")
+        load_digits("val")
     with pytest.raises(ParameterError, match=r"seed must be .*≥ 0"):
         digits_split(-1)
     with pytest.raises(ArgumentTypeError, match="flat must be True or False"):
-        digits("test", flat="no")
+        load_digits("test", flat="no")

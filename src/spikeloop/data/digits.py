@@ -27,7 +27,7 @@ from spikeloop.checks import check_bool, check_choice, check_int
 from spikeloop.data.catalog import find
 from spikeloop.errors import DataFormatError
 
-__all__ = ["DIGITS_FRACTIONS", "DIGITS_SEED", "DIGITS_SIZES", "digits", "digits_split"]
+__all__ = ["DIGITS_FRACTIONS", "DIGITS_SEED", "DIGITS_SIZES", "digits_split", "load_digits"]
 
 DIGITS_FRACTIONS: Final[dict[str, float]] = {"test": 0.2, "validation": 0.1}
 """Fraction of each class that goes to test and to validation (train: the rest)."""
@@ -69,7 +69,7 @@ def _load() -> tuple[np.ndarray, np.ndarray]:
 
 
 def digits_split(seed: int = DIGITS_SEED) -> dict[str, np.ndarray]:
-    """The indices (into ``load_digits()``, sorted, int64) of each split ``"train"``,
+    """The indices (into the 1797 images, sorted, int64) of each split ``"train"``,
     ``"validation"``, ``"test"``; disjoint and together all 1797 images (module docstring).
 
     Raises:
@@ -90,7 +90,7 @@ def digits_split(seed: int = DIGITS_SEED) -> dict[str, np.ndarray]:
     return {name: np.sort(np.concatenate(p)).astype(np.int64) for name, p in parts.items()}
 
 
-def digits(split: str = "train", seed: int = DIGITS_SEED,
+def load_digits(split: str = "train", seed: int = DIGITS_SEED,
            flat: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """One split of the 8×8 digits: features ``pixel / 16`` and class labels.
 
@@ -108,7 +108,7 @@ def digits(split: str = "train", seed: int = DIGITS_SEED,
         DataFormatError: its ``digits.csv.gz`` is not 1797 rows of 64 pixels and a label.
 
     Example:
-        >>> x, y = digits("test")
+        >>> x, y = load_digits("test")
         >>> x.shape, y.shape, float(x.max())
         ((359, 64), (359,), 1.0)
     """
