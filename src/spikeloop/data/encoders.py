@@ -44,12 +44,12 @@ from spikeloop.checks import (
 from spikeloop.errors import ConfigError, DeviceError, DTypeError, ParameterError, ShapeError
 from spikeloop.registry import Registry
 
-__all__ = ["ENCODERS", "delta", "latency", "log_latency", "make_encoder", "rate"]
+__all__ = ["ENCODERS", "delta", "direct", "latency", "log_latency", "make_encoder", "rate"]
 
 Encoder = Callable[..., Tensor]
 
 ENCODERS: Registry[Encoder] = Registry("encoder")
-"""Encoder functions by name: ``latency``, ``log_latency``, ``rate``, ``delta``."""
+"""Encoder functions by name: ``latency``, ``log_latency``, ``rate``, ``direct``, ``delta``."""
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -70,12 +70,13 @@ def _as_float_tensor(x: Any, who: str) -> Tensor:
 
 
 def _features(x: Any) -> Tensor:
-    """Validate features ``[B, F]`` with values in ``[0, 1]``; return a float tensor."""
+    """Validate features ``[B, F]`` or ``[B, *shape]`` (an image ``[B, C, H, W]``) with values
+    in ``[0, 1]``; return a float tensor."""
     t = _as_float_tensor(x, "x")
-    if t.dim() != 2:
+    if t.dim() < 2:
         raise ShapeError(
-            f"x must have rank 2 [B, F] (batch, features), got rank {t.dim()} with shape "
-            f"{tuple(t.shape)}"
+            f"x must have rank ≥ 2 [B, F] or [B, *shape] (batch first), got rank {t.dim()} "
+            f"with shape {tuple(t.shape)}"
         )
     require_finite(t, "x")
     if t.numel() and (bool((t < 0).any()) or bool((t > 1).any())):
@@ -152,7 +153,7 @@ def latency(
     features + bias = 5 inputs).
 
     Args:
-        x: features ``[B, F]`` in ``[0, 1]``.
+        x: features ``[B, F]`` or ``[B, *shape]`` in ``[0, 1]``.
         dt: step in s (> 0).
         duration: window length in s; every spike time must fall on a step ``< T``.
         t_early: spike time of ``x = 0`` in s (>= 0).
@@ -181,6 +182,10 @@ def latency(
         )
     spikes = _raster(index, torch.ones_like(index, dtype=torch.bool), n_steps, x.dtype)
     if bias_time is not None:
+        if x.dim() != 2:
+            raise ShapeError(f"latency: bias_time adds a bias channel to features [B, F]; "
+                             f"x has shape {tuple(x.shape)} (flatten it, or leave bias_time "
+                             f"out)")
         k = _step_of("bias_time", check_real(bias_time, "bias_time"), dt, n_steps, duration)
         bias = torch.zeros((n_steps, x.shape[0], 1), dtype=x.dtype, device=x.device)
         bias[k] = 1.0
@@ -203,7 +208,7 @@ def log_latency(x: Tensor, *, dt: float, duration: float, tau: float, threshold:
     first, at ``tau · ln(1 / (1 − θ))``.
 
     Args:
-        x: features ``[B, F]`` in ``[0, 1]`` (normalise them first).
+        x: features ``[B, F]`` or ``[B, *shape]`` in ``[0, 1]`` (normalise them first).
         dt: step in s (> 0).
         duration: window length in s (> 0).
         tau: membrane time constant in s (> 0).
@@ -255,7 +260,7 @@ def rate(
     function of the state of ``generator`` (a seeded ``torch.Generator`` on ``x``'s device).
 
     Args:
-        x: features ``[B, F]`` in ``[0, 1]``.
+        x: features ``[B, F]`` or ``[B, *shape]`` in ``[0, 1]``.
         dt: step in s (> 0).
         duration: window length in s (> 0), ``T = round(duration / dt)``.
         max_rate: rate in Hz of ``x = 1`` (>= 0).
@@ -289,6 +294,41 @@ def rate(
         u = torch.rand(shape, generator=generator, dtype=x.dtype, device=x.device)
         return (u < p).to(x.dtype)
     return torch.poisson(p.contiguous(), generator=generator)
+
+
+@ENCODERS.register("direct")
+def direct(x: Tensor, *, dt: float, duration: float, gain: float = 1.0) -> Tensor:
+    """Direct (current) coding: the features themselves, ``gain · x``, as the input of every
+    step — no spikes; the first layer's neurons turn the constant current into spikes (the
+    usual input of convolutional SNNs on images).
+
+    ``out[t, b, ...] = gain · x[b, ...]`` for ``t = 0 … T − 1``, ``T = round(duration / dt)``.
+    The result is a view that repeats ``x`` over time (no copy: an encoded split of ``N``
+    images costs the memory of ``N`` images, whatever ``T``).
+
+    Args:
+        x: features ``[B, F]`` or ``[B, *shape]`` (e.g. images ``[B, 1, 28, 28]``) in
+            ``[0, 1]``.
+        dt: step in s (> 0).
+        duration: window length in s (> 0).
+        gain: factor of the current (finite, > 0).
+
+    Returns:
+        ``[T, B, ...]``, dtype of ``x``.
+
+    Example:
+        >>> direct(torch.full((2, 3), 0.5), dt=1e-3, duration=4e-3).shape
+        torch.Size([4, 2, 3])
+
+    Raises:
+        ShapeError, NonFiniteError: as :func:`latency`. ParameterError: ``x`` outside
+            ``[0, 1]``, ``gain ≤ 0``.
+    """
+    x = _features(x)
+    _, _, n_steps = _steps(dt, duration)
+    gain = _positive("gain", gain)
+    current = x if gain == 1.0 else x * gain
+    return current.unsqueeze(0).expand(n_steps, *x.shape)
 
 
 @ENCODERS.register("delta")

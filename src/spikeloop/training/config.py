@@ -87,6 +87,12 @@ class DataConfig:
     )
     """Spike encoder: ``name`` (a registered encoder, ``spikeloop.data.ENCODERS``) and its
     parameters in seconds; ``dt`` and ``duration`` come from this section."""
+    root: str | None = None
+    """Folder to look for the data set's files first (before ``$SPIKELOOP_DATA`` and the
+    Debian location; ``spikeloop data`` lists where each data set was found)."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """Options of the data set, e.g. ``{flat: false}`` (images as ``[1, 28, 28]`` for a
+    convolutional model) or ``{seed: 0}`` (the validation split's draw)."""
 
     def __post_init__(self) -> None:
         _require_positive(self, "train_size", "val_size", "test_size", "dt", "duration")
@@ -94,7 +100,7 @@ class DataConfig:
 
 INIT_DEFAULTS: dict[str, float] = {
     "input_mean": 1.0, "input_std": 1.0, "hidden_mean": 0.0, "hidden_std": 0.5,
-    "recurrent_std": 0.1,
+    "recurrent_std": 0.1, "conv_gain": 1.0,
 }
 """Weight initialisation of :func:`~spikeloop.training.build_network`: normal(mean, std)."""
 
@@ -138,10 +144,16 @@ class ModelConfig:
     model-wide values above."""
     readout_params: dict[str, Any] = field(default_factory=dict)
     """Extra parameters of the readout model; they override the model-wide values above."""
+    conv: list[dict[str, Any]] = field(default_factory=list)
+    """Convolutional stages before the fully connected ones, each ``{channels: 32, kernel: 3,
+    padding: 1, pool: 2}`` (``padding`` defaults to ``kernel // 2``, ``pool`` to 1, no
+    pooling): ``Conv2d`` → ``AvgPool2d(pool)`` → a population of ``model.neuron``; the
+    input must then be images ``[C, H, W]`` (``data.params.flat: false``)."""
     init: dict[str, Any] = field(default_factory=lambda: dict(INIT_DEFAULTS))
     """Weight initialisation, ``normal(mean, std)``: ``input_mean``/``input_std`` for the first
     projection, ``hidden_mean``/``hidden_std`` for the others, ``recurrent_std`` for recurrent
-    weights; missing keys keep their defaults."""
+    weights, ``conv_gain`` for convolutions (``normal(0, conv_gain / sqrt(fan_in))``); missing
+    keys keep their defaults."""
 
     def __post_init__(self) -> None:
         if not self.hidden or any(h < 1 for h in self.hidden):

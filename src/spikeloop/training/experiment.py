@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from typing import Any
 from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from spikeloop.checks import check_dt, check_int, check_real, check_type, show
-from spikeloop.data import make_encoder, yin_yang
+from spikeloop.checks import check_dt, check_int, check_real, check_shape, check_type, show
+from spikeloop.data import load_digits, load_mnist_family, make_encoder, yin_yang
 from spikeloop.errors import ConfigError, DTypeError, ShapeError, SpikeloopError
 from spikeloop.network import Network
-from spikeloop.nn import POPULATIONS, Input, Linear
+from spikeloop.nn import POPULATIONS, AvgPool2d, Conv2d, Flatten, Input, Linear
 from spikeloop.registry import Registry
 from spikeloop.training.config import INIT_DEFAULTS, DataConfig, ModelConfig
 
@@ -32,6 +34,79 @@ def _yin_yang_splits(cfg: DataConfig) -> dict[str, tuple[np.ndarray, np.ndarray]
         "val": yin_yang(cfg.val_size, 41),
         "test": yin_yang(cfg.test_size, 40),
     }
+
+
+def _params(cfg: DataConfig, allowed: Mapping[str, Any]) -> dict[str, Any]:
+    """``data.params`` over the data set's defaults ``allowed``; an unknown key is refused."""
+    unknown = sorted(set(cfg.params) - set(allowed), key=str)
+    if unknown:
+        raise ConfigError(f"unknown data.params {unknown} for data set {cfg.dataset!r}; known: "
+                          f"{', '.join(allowed) or 'none'}")
+    return dict(allowed) | dict(cfg.params)
+
+
+def _holdout(cfg: DataConfig, n: int, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training and validation splits drawn from ``n`` training samples (one
+    permutation from ``seed``: validation first, ``val_size`` of them, then ``train_size``),
+    after checking the configured sizes fit."""
+    if cfg.train_size + cfg.val_size > n:
+        raise ConfigError(f"data set {cfg.dataset!r}: data.train_size + data.val_size = "
+                          f"{cfg.train_size} + {cfg.val_size} exceeds its {n} training samples")
+    if cfg.test_size > n_test:
+        raise ConfigError(f"data set {cfg.dataset!r}: data.test_size = {cfg.test_size} exceeds "
+                          f"its {n_test} test samples")
+    order = np.random.default_rng(seed).permutation(n)
+    return order[cfg.val_size : cfg.val_size + cfg.train_size], order[: cfg.val_size]
+
+
+def _images(name: str, cfg: DataConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """An MNIST-family data set (IDX files, found by :func:`spikeloop.data.find`): pixels
+    scaled to ``[0, 1]``; ``flat`` gives ``[N, 784]``, else ``[N, 1, 28, 28]``."""
+    opts = _params(cfg, {"flat": True, "seed": 0})
+    x, y = load_mnist_family(name, "train", root=cfg.root)
+    xt, yt = load_mnist_family(name, "test", root=cfg.root)
+    train, val = _holdout(cfg, len(y), len(yt), check_int(opts["seed"], "data.params.seed", 0))
+    shape = (-1, 784) if check_type(opts["flat"], "data.params.flat", bool, "true or false") \
+        else (-1, 1, 28, 28)
+
+    def pixels(a: np.ndarray) -> np.ndarray:
+        return (a.astype(np.float32) / 255.0).reshape(shape)
+
+    return {"train": (pixels(x[train]), y[train]), "val": (pixels(x[val]), y[val]),
+            "test": (pixels(xt[: cfg.test_size]), yt[: cfg.test_size])}
+
+
+@DATASETS.register("fashion_mnist")
+def _fashion_mnist(cfg: DataConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Fashion-MNIST (Xiao, Rasul & Vollgraf 2017): 60 000 training and 10 000 test images
+    28×28 of 10 kinds of clothing; validation drawn from the training images."""
+    return _images("fashion_mnist", cfg)
+
+
+@DATASETS.register("mnist")
+def _mnist(cfg: DataConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """MNIST (LeCun et al. 1998), the same IDX layout and splits as Fashion-MNIST."""
+    return _images("mnist", cfg)
+
+
+@DATASETS.register("digits")
+def _digits(cfg: DataConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """scikit-learn's 8×8 handwritten digits in its stratified split
+    (:func:`spikeloop.data.load_digits`): 64 features in ``[0, 1]``; ``flat: false`` gives
+    ``[N, 1, 8, 8]``. The configured sizes take the first samples of each split."""
+    opts = _params(cfg, {"flat": True, "seed": 0})
+    flat = check_type(opts["flat"], "data.params.flat", bool, "true or false")
+    seed = check_int(opts["seed"], "data.params.seed", 0)
+    out = {}
+    for split, size in (("train", cfg.train_size), ("val", cfg.val_size),
+                        ("test", cfg.test_size)):
+        x, y = load_digits("validation" if split == "val" else split, seed=seed)
+        if size > len(y):
+            raise ConfigError(f"data set 'digits': data.{split}_size = {size} exceeds its "
+                              f"{len(y)} {split} samples")
+        x = x[:size] if flat else x[:size].reshape(-1, 1, 8, 8)
+        out[split] = (x, y[:size])
+    return out
 
 
 @dataclass(frozen=True)
@@ -94,8 +169,9 @@ def _check_split(who: str, pair: object) -> tuple[np.ndarray, np.ndarray]:
     if not (isinstance(pair, tuple | list) and len(pair) == 2):
         raise ConfigError(f"{who}: expected (features, labels), got {show(pair)}")
     x, y = (np.asarray(a) for a in pair)
-    if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0] or not len(y):
-        raise ShapeError(f"{who}: expected features [N, F] and labels [N], N ≥ 1, got "
+    if x.ndim < 2 or y.ndim != 1 or x.shape[0] != y.shape[0] or not len(y):
+        raise ShapeError(f"{who}: expected features [N, F] or [N, *shape] and labels [N], "
+                         f"N ≥ 1, got "
                          f"{x.shape} and {y.shape}")
     if y.dtype.kind not in "iu":
         raise DTypeError(f"{who}: labels must be integer class indices, got {y.dtype}")
@@ -113,10 +189,14 @@ def _accepted(population: type, values: dict) -> dict:
 def build_network(
     cfg: ModelConfig, n_in: int, n_out: int, dt: float, generator: torch.Generator | None = None
 ) -> Network:
-    """Input → (Linear → spiking population) × len(hidden) → Linear → readout.
+    """Input → (Conv2d → AvgPool2d → spiking population) × len(conv) → Flatten →
+    (Linear → spiking population) × len(hidden) → Linear → readout.
 
-    Layer names: ``input``, ``fc1``, ``hidden1``, ``fc2``, ``hidden2`` …, ``output``. Weights are
-    drawn from ``normal(input_mean, input_std)`` for the first projection and
+    ``n_in``: the shape of one input step, an integer or ``(C, H, W)`` (needed by
+    ``model.conv``; another shape without convolutions is flattened). Layer names: ``input``,
+    ``conv1``, ``pool1``, ``spikes1`` …, ``flatten``, ``fc1``, ``hidden1``, ``fc2``,
+    ``hidden2`` …, ``output``. Convolutions are drawn from ``normal(0, conv_gain /
+    sqrt(fan_in))``, the first Linear from ``normal(input_mean, input_std)`` and
     ``normal(hidden_mean, hidden_std)`` for the others; recurrent weights from
     ``normal(0, recurrent_std)``. Model-wide values (``tau_mem``, ``tau_syn``, ``v_threshold``,
     ``reset``) go to every population whose model has that parameter.
@@ -128,7 +208,7 @@ def build_network(
             that does not spike, unknown ``model.init`` keys.
     """
     check_type(cfg, "build_network: cfg", ModelConfig, "a ModelConfig (config.model)")
-    n_in = check_int(n_in, "build_network: n_in", 1)
+    shape = check_shape(n_in, "build_network: n_in")
     n_out = check_int(n_out, "build_network: n_out", 1)
     dt = check_dt(dt, "build_network: dt")
     neuron = POPULATIONS.get(cfg.neuron)
@@ -138,8 +218,15 @@ def build_network(
     common = {"dt": dt, "method": cfg.method}
     shared = {"tau_mem": cfg.tau_mem, "tau_syn": cfg.tau_syn, "v_threshold": cfg.v_threshold,
               "reset": cfg.reset}
-    layers: OrderedDict[str, torch.nn.Module] = OrderedDict(input=Input(n_in))
-    sizes = [n_in, *cfg.hidden]
+    layers: OrderedDict[str, torch.nn.Module] = OrderedDict(input=Input(shape))
+    if cfg.conv and len(shape) != 3:
+        raise ConfigError(f"model.conv needs images [C, H, W] as input, got samples of shape "
+                          f"{shape} (set data.params.flat: false)")
+    for k, stage in enumerate(cfg.conv, start=1):
+        shape = _conv_stage(layers, k, stage, shape, neuron, common, cfg, shared)
+    if len(shape) > 1:
+        layers["flatten"] = Flatten()
+    sizes = [math.prod(shape), *cfg.hidden]
     for k, (a, b) in enumerate(itertools.pairwise(sizes), start=1):
         layers[f"fc{k}"] = Linear(a, neuron.description.input_width * b)  # 2b: two currents
         layers[f"hidden{k}"] = neuron(
@@ -149,6 +236,40 @@ def build_network(
     layers[f"fc{len(sizes)}"] = Linear(sizes[-1], n_out)
     layers["output"] = readout(n_out, **common, **(_accepted(readout, shared) | cfg.readout_params))
     return init_weights(Network(layers), cfg.init, generator)
+
+
+CONV_KEYS = ("channels", "kernel", "padding", "pool")
+"""The keys of one ``model.conv`` stage."""
+
+
+def _conv_stage(layers: OrderedDict[str, torch.nn.Module], k: int, stage: Any,
+                shape: tuple[int, ...], neuron: type, common: dict[str, Any], cfg: ModelConfig,
+                shared: dict[str, Any]) -> tuple[int, ...]:
+    """Append ``conv{k}`` (→ ``pool{k}``) → ``spikes{k}`` to ``layers``; the output shape."""
+    who = f"model.conv[{k - 1}]"
+    check_type(stage, who, Mapping, f"a mapping of {', '.join(CONV_KEYS)}")
+    unknown = sorted(set(stage) - set(CONV_KEYS), key=str)
+    if unknown or "channels" not in stage:
+        raise ConfigError(f"{who}: needs 'channels' and takes only {', '.join(CONV_KEYS)}; got "
+                          f"{sorted(stage, key=str)}")
+    channels = check_int(stage["channels"], f"{who}.channels", 1)
+    kernel = check_int(stage.get("kernel", 3), f"{who}.kernel", 1)
+    padding = check_int(stage.get("padding", kernel // 2), f"{who}.padding", 0)
+    pool = check_int(stage.get("pool", 1), f"{who}.pool", 1)
+    c, h, w = shape
+    h, w = h + 2 * padding - kernel + 1, w + 2 * padding - kernel + 1
+    if min(h, w) // pool < 1:
+        raise ConfigError(f"{who}: a {shape[1]}×{shape[2]} input leaves no output with kernel "
+                          f"{kernel}, padding {padding} and pool {pool}")
+    layers[f"conv{k}"] = Conv2d(c, neuron.description.input_width * channels, kernel,
+                                padding=padding)
+    if pool > 1:
+        layers[f"pool{k}"] = AvgPool2d(pool)
+        h, w = h // pool, w // pool
+    out = (channels, h, w)
+    layers[f"spikes{k}"] = neuron(out, **common, surrogate=cfg.surrogate, learn=cfg.learn,
+                                  **(_accepted(neuron, shared) | cfg.neuron_params))
+    return out
 
 
 def init_weights(
@@ -193,6 +314,11 @@ def init_weights(
         for k, layer in enumerate(linears):
             mean, std = ("input_mean", "input_std") if k == 0 else ("hidden_mean", "hidden_std")
             layer.weight.normal_(init[mean], init[std], generator=generator)
+        for module in net.layers.values():
+            if isinstance(module, Conv2d):
+                fan_in = module.weight[0].numel()
+                module.weight.normal_(0.0, init["conv_gain"] / math.sqrt(fan_in),
+                                      generator=generator)
         for module in net.modules():
             rec = getattr(module, "recurrent", None)
             if rec is not None:

@@ -141,7 +141,7 @@ class Trainer:
         self.shuffle = torch.Generator().manual_seed(run.seed)
         init_gen = torch.Generator().manual_seed(run.seed + 1)
         self.data = load_data(config.data, generator=torch.Generator().manual_seed(run.seed + 2))
-        n_in = self.data["train"].spikes.shape[-1]
+        n_in = tuple(self.data["train"].spikes.shape[2:])
         n_out = int(max(int(s.labels.max()) for s in self.data.values())) + 1
         self.network: Network = build_network(config.model, n_in, n_out, config.data.dt, init_gen)
         self.backend = get_backend(config.train.backend)  # one instance: chip noise, caches
