@@ -78,9 +78,10 @@ def time_major_collate(batch: Sequence[tuple[Any, Any]]) -> tuple[Tensor, Tensor
         xs.append(x)
         ys.append(int(label))
     t_max = max(x.shape[0] for x in xs)
-    out = xs[0].new_zeros((t_max, len(xs), *xs[0].shape[1:]))
+    out = xs[0].new_empty((t_max, len(xs), *xs[0].shape[1:]))
     for b, x in enumerate(xs):
         out[: x.shape[0], b] = x
+        out[x.shape[0]:, b] = 0
     return out, torch.tensor(ys, dtype=torch.int64)
 
 

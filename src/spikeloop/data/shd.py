@@ -10,14 +10,16 @@ Systematic Evaluation of Spiking Neural Networks", IEEE TNNLS. One file per spli
 ``labels[i]``             the class, uint16
 ``extra/speaker[i]``      the speaker's id, uint16
 ``extra/keys[k]``         the name of class ``k`` (a string)
-``extra/meta_info/...``   speakers' gender, age, body height (SHD; not read here)
+``extra/meta_info/...``   speakers' gender, age, body height (not read here)
 ========================  ==========================================================
 
 The files are served gzipped (``shd_train.h5.gz``) at https://zenkelab.org/datasets/ (mirror
 https://compneuro.net/datasets/); the user downloads and un-zips them, nothing downloads here.
-SHD has 20 classes (8156 train / 2264 test samples, 12 speakers, two of them only in the test
-file); SSC has 35 classes and an official ``ssc_valid.h5``. SHD has no validation file:
-:func:`speaker_holdout` makes one (ours, not official).
+SHD has 20 classes (8156 train / 2264 test samples in the current release, 8332 / 2088 in the
+2019 one; 12 speakers, two of them only in the test file); SSC has 35 classes and an official
+``ssc_valid.h5``. SHD has no validation file: :func:`speaker_holdout` makes one (ours, not
+official). The loader accepts any integer dtype for units, labels and speakers and any float
+dtype for times; :func:`write_shd` writes the dtypes in the table.
 
 Reading (:func:`read_shd`): times are cast from float16 to float64 BEFORE scaling to µs.
 (tonic's ``HSD`` multiplies the float16 array by ``1e6`` — ``tonic/datasets/hsd.py``,

@@ -246,8 +246,9 @@ class FixedLength(Transform):
 
 
 def _keep(events: np.ndarray, keep: np.ndarray, transform: Transform) -> np.ndarray:
-    transform._count(int(keep.size - keep.sum()))
-    return events[keep]
+    n_out = int(keep.size - np.count_nonzero(keep))
+    transform._count(n_out)
+    return events[keep] if n_out else events
 
 
 class TimeJitter(Transform):
@@ -311,8 +312,9 @@ class ChannelShift(Transform):
     ``−max … max``: ``x' = x + s``.
 
     Events moved outside ``0 … n_channels − 1`` are DROPPED and counted
-    (``dropped``/``last_dropped``), not wrapped or clipped. Channel shift on SHD: Cramer et al.
-    (2022); Hammouamri et al. (2024, learned delays / DCLS).
+    (``dropped``/``last_dropped``), not wrapped or clipped. ``n_channels`` defaults to SHD/SSC's
+    700. Channel shift on SHD: Cramer et al. (2022); Hammouamri et al. (2024, learned delays /
+    DCLS).
 
     Raises:
         ParameterError: ``max < 0`` or ``n_channels < 1``.
@@ -321,7 +323,7 @@ class ChannelShift(Transform):
 
     random = True
 
-    def __init__(self, max: int, n_channels: int) -> None:
+    def __init__(self, max: int, n_channels: int = 700) -> None:
         super().__init__()
         self.max = check_int(max, "ChannelShift: max", 0)
         self.n_channels = check_int(n_channels, "ChannelShift: n_channels", 1)
