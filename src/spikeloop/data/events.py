@@ -154,7 +154,7 @@ def event_times(events: np.ndarray) -> np.ndarray:
     """The events' times in seconds, float64: ``t / 1e6``.
 
     Raises:
-        the errors of :func:`check_events`.
+        DTypeError: not a structured array (the other errors of :func:`check_events` too).
     """
     check_events(events, "event_times: events")
     return events["t"].astype(np.float64) / US_PER_S
@@ -167,8 +167,8 @@ def as_event_array(events: np.ndarray, who: str = "events",
     already has the dtype is returned as is (no copy).
 
     Raises:
-        the errors of :func:`check_events`; DataFormatError: ``x`` or ``p`` does not fit
-        int16/int8.
+        DataFormatError: ``x`` or ``p`` does not fit int16/int8 (and the errors of
+            :func:`check_events`).
     """
     check_events(events, who, n_channels)
     if events.dtype == EVENT_DTYPE:

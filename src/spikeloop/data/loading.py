@@ -107,8 +107,8 @@ class EventDataset(Dataset):
         ShapeError: ``events`` and ``labels`` differ in length, or the labels are not 1-d.
         DTypeError: labels that are not integers.
         ParameterError: a negative label, one ``≥ n_classes``, a negative seed.
-        the errors of :func:`~spikeloop.data.events.check_events` for a bad event array
-        (``n_channels`` bounds the channels when given).
+        DataFormatError: a bad event array (see :func:`~spikeloop.data.events.check_events`;
+            ``n_channels`` bounds the channels when given).
     """
 
     def __init__(self, events: Sequence[np.ndarray], labels: Sequence[int] | np.ndarray,

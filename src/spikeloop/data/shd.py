@@ -271,13 +271,13 @@ class SHD(EventDataset):
 
     Example:
         >>> ds = SHD("data/shd", "train", dt=1e-3, duration=1.0)   # doctest: +SKIP
-        >>> ds[0][0].shape                                           # doctest: +SKIP
-        torch.Size([1000, 700])
+        >>> raster, label = ds[0]                                    # [1000, 700], an int
 
     Raises:
         MissingDataError: the file is not there (the message names the paths searched and
             where SHD/SSC come from).
-        ParameterError: an unknown split, ``factor < 1``; the errors of :func:`read_shd`.
+        ParameterError: an unknown split, ``factor < 1``.
+        DataFormatError: a malformed file (see :func:`read_shd`).
     """
 
     NAME = "shd"

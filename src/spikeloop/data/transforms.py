@@ -109,7 +109,8 @@ class ToRaster(Transform):
         TimeStepError: ``dt`` is not a number of seconds ``> 0``.
         ParameterError: both ``duration`` and ``T`` given; either ``< dt`` or ``< 1``; with
             ``strict``, an event past the window.
-        the errors of :func:`~spikeloop.data.events.check_events` for the events.
+        DataFormatError: a bad event array or a channel ``≥ n_channels`` (see
+            :func:`~spikeloop.data.events.check_events`).
     """
 
     def __init__(self, dt: float, n_channels: int, duration: float | None = None,
