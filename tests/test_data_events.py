@@ -287,6 +287,7 @@ def test_compose_hands_rng_and_sums_drops():
     assert torch.equal(a, b) and a.shape == (10, 2)
     assert a.sum() + pipe.last_dropped == 3
     assert not Compose([Downsample(2)]).random
+    assert repr(ToRaster(1e-3, 2, T=10)) == "ToRaster(dt=0.001, n_channels=2, T=10, strict=False)"
     assert Compose([lambda e: e["x"]])(ev).tolist() == [0, 1, 2]   # plain callables: no rng
     with pytest.raises(ArgumentTypeError, match=r"transforms\[1\]"):
         Compose([Downsample(2), 3])

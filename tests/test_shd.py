@@ -125,6 +125,8 @@ def test_nan_and_inf_samples_are_dropped_and_counted(tmp_path):
     (lambda f: f.__delitem__("labels"), r"no data set 'labels'"),
     (lambda f: f.__delitem__("extra"), r"no group 'extra'"),
     (lambda f: f["extra"].__delitem__("keys"), r"no data set 'extra/keys'"),
+    (lambda f: (f.__delitem__("spikes"), f.create_dataset("spikes", data=[1, 2])),
+     r"'spikes' must be a group holding 'times'"),
 ])
 def test_missing_group_or_data_set(shd_dir, edit, match):
     path = mutate(shd_dir / "shd_train.h5", edit)

@@ -146,9 +146,14 @@ class ShdFile:
 def _need(f: Any, name: str, path: Path) -> Any:
     """The data set ``name`` of the open file ``f``, or a DataFormatError naming the missing
     group or data set and the file."""
+    import h5py
+
     parts = name.split("/")
     node = f
     for k, part in enumerate(parts):
+        if not isinstance(node, h5py.Group):
+            raise DataFormatError(f"{path}: {'/'.join(parts[:k])!r} must be a group holding "
+                                  f"{part!r}, got a data set — not the published SHD/SSC layout")
         if part not in node:
             where = "/".join(parts[:k]) or "/"
             kind = "data set" if k == len(parts) - 1 else "group"

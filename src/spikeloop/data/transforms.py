@@ -65,7 +65,7 @@ class Transform:
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items()
-                           if k not in ("dropped", "last_dropped"))
+                           if k not in ("dropped", "last_dropped") and not k.startswith("_"))
         return f"{type(self).__name__}({params})"
 
 
