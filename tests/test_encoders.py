@@ -276,6 +276,12 @@ def test_registry_and_make_encoder() -> None:
         "rate",
         "yin_yang",
         "yin_yang_split",
+        # event data and SHD/SSC (issue 16)
+        "EVENT_DTYPE", "check_events", "event_times", "make_events",
+        "ChannelShift", "Compose", "CropTime", "Downsample", "FixedLength", "PadTime",
+        "TimeJitter", "TimeShift", "ToRaster",
+        "EventDataset", "LabelledSubset", "time_major_collate",
+        "SHD", "SSC", "read_shd", "speaker_holdout", "write_shd",
     }
 
 
