@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader
 
 from spikeloop.data.events import (
     EVENT_DTYPE,
+    PackedEvents,
     as_event_array,
     check_events,
     event_times,
@@ -120,6 +121,36 @@ def test_check_events_accepts_tonic_style_arrays():
 def test_check_events_errors(events, err, match):
     with pytest.raises(err, match=match):
         check_events(events, "ev", n_channels=700)
+
+
+def test_packed_events_equal_make_events_and_keep_the_file_dtypes():
+    t = [np.array([0.001, 1.4], np.float16), np.array([], np.float16), np.array([0.5], np.float16)]
+    x = [np.array([3, 699], np.uint16), np.array([], np.uint16), np.array([7], np.uint16)]
+    packed = PackedEvents(np.concatenate(t), np.concatenate(x), [0, 2, 2, 3], n_channels=700)
+    assert len(packed) == 3 and packed.nbytes == 3 * 2 + 3 * 2 + 4 * 8   # 4 bytes per spike
+    for k, ev in enumerate(packed):
+        assert np.array_equal(ev, make_events(t[k], x[k]))
+    assert np.array_equal(packed[-1], packed[2]) and packed[0]["t"][1] == 1_400_391
+    assert packed.sample_of_event().tolist() == [0, 0, 2]
+    ds = EventDataset(packed, [0, 1, 0], ToRaster(0.01, 700, duration=1.5))
+    assert ds.events is packed and ds[0][0][140, 699] == 1
+    with pytest.raises(DataFormatError, match="channel 699"):
+        EventDataset(packed, [0, 1, 0], n_channels=600)
+
+
+@pytest.mark.parametrize("args, err, match", [
+    (([0.1, 0.2], [0, 1], [0, 3]), ShapeError, "offsets must run from 0 to 2"),
+    (([0.1, 0.2], [0, 1], [0, 2, 1, 2]), ShapeError, "without decreasing"),
+    (([0.1, 0.2], [0], [0, 2]), ShapeError, "one length"),
+    (([0.1, np.nan], [0, 1], [0, 2]), NonFiniteError, "1 NaN"),
+    (([0.1, -0.2], [0, 1], [0, 2]), DataFormatError, "≥ 0 s"),
+    (([0.1, 0.2], [0, 700], [0, 2]), DataFormatError, "0 … 699"),
+    (([0.1, 0.2], [0.0, 1.0], [0, 2]), DTypeError, "integers"),
+])
+def test_packed_events_errors(args, err, match):
+    t, x, off = (np.asarray(a) for a in args)
+    with pytest.raises(err, match=match):
+        PackedEvents(t, x, off, n_channels=700)
 
 
 # ----------------------------------------------------------------------------- ToRaster
@@ -350,6 +381,7 @@ def test_event_dataset_deterministic_per_seed_epoch_index():
     assert torch.equal(manual, x0)
     with pytest.raises(ParameterError, match="index"):
         ds[12]
+    assert [y for _, y in ds] == ds.labels.tolist()        # iteration stops at len
 
 
 @pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")  # 1-core affinity

@@ -60,6 +60,8 @@ def test_read_shd_round_trip_and_the_1_4_s_time(shd_dir):
         expected = make_events(t.astype(np.float16), u)
         assert np.array_equal(ev, expected)
     assert data.events[0]["t"][-1] == 1_400_391          # float16(1.4) s, finite, in µs
+    assert data.events.times_s.dtype == np.float16        # kept packed in the file's dtypes
+    assert data.events.channels.dtype == np.uint16
     assert data.events[1].size == 0
 
 

@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,8 +28,8 @@ import numpy as np
 from spikeloop.checks import check_int, show
 from spikeloop.errors import DataFormatError, DTypeError, NonFiniteError, ShapeError
 
-__all__ = ["EVENT_DTYPE", "US_PER_S", "as_event_array", "check_events", "event_times",
-           "make_events"]
+__all__ = ["EVENT_DTYPE", "US_PER_S", "PackedEvents", "as_event_array", "check_events",
+           "event_times", "make_events"]
 
 EVENT_DTYPE = np.dtype([("t", np.int64), ("x", np.int16), ("p", np.int8)])
 """The event record: time ``t`` (int64 µs), channel ``x`` (int16), polarity ``p`` (int8)."""
@@ -188,3 +188,74 @@ def as_event_array(events: np.ndarray, who: str = "events",
     else:
         out["p"] = 1
     return out
+
+
+class PackedEvents(Sequence[np.ndarray]):
+    """Many event arrays stored as two flat arrays and offsets: sample ``i`` is made on access
+    from ``times_s[offsets[i]:offsets[i + 1]]`` and ``channels[...]`` exactly as
+    :func:`make_events` makes it (``t = round(float64(times_s) · 1e6)`` µs, ``p = 1``).
+
+    Keeping the file's dtypes (SHD: float16 seconds and uint16 channels, 4 bytes per spike
+    instead of the 11 of :data:`EVENT_DTYPE`) keeps a large data set (SSC) in memory. The
+    values are checked once here, for all samples, so readers of single samples need not check.
+
+    Raises:
+        ShapeError: the arrays are not 1-d, of one length, or ``offsets`` does not run from 0 to
+            that length, non-decreasing.
+        NonFiniteError: a NaN or infinite time. DataFormatError: a negative time, a channel
+            outside ``0 … 32767`` (or ``0 … n_channels − 1``).
+    """
+
+    def __init__(self, times_s: np.ndarray, channels: np.ndarray, offsets: np.ndarray,
+                 n_channels: int | None = None) -> None:
+        t, x, off = np.asarray(times_s), np.asarray(channels), np.asarray(offsets)
+        if t.dtype.kind not in "biuf" or x.dtype.kind not in "biu" or off.dtype.kind not in "iu":
+            raise DTypeError(f"PackedEvents: times must be real, channels and offsets integers, "
+                             f"got {t.dtype}, {x.dtype}, {off.dtype}")
+        if t.ndim != 1 or x.shape != t.shape or off.ndim != 1 or off.size < 1:
+            raise ShapeError(f"PackedEvents: times {t.shape} and channels {x.shape} must be 1-d "
+                             f"of one length, offsets {off.shape} 1-d and not empty")
+        if off[0] != 0 or off[-1] != t.size or (np.diff(off) < 0).any():
+            raise ShapeError(f"PackedEvents: offsets must run from 0 to {t.size} without "
+                             f"decreasing, got {off[0]} … {off[-1]}")
+        if t.size:
+            t64 = t.astype(np.float64)
+            if not np.isfinite(t64).all():
+                raise NonFiniteError(f"PackedEvents: {int((~np.isfinite(t64)).sum())} NaN or "
+                                     "infinite times")
+            if t64.min() < 0:
+                raise DataFormatError(f"PackedEvents: times must be ≥ 0 s, got {t64.min():g}")
+            top = _X_MAX if n_channels is None else check_int(n_channels, "n_channels", 1) - 1
+            if x.min() < 0 or x.max() > top:
+                raise DataFormatError(f"PackedEvents: channels must lie in 0 … {top}, got "
+                                      f"{x.min()} … {x.max()}")
+        self.times_s, self.channels, self.offsets = t, x, off.astype(np.int64)
+
+    def __len__(self) -> int:
+        return self.offsets.size - 1
+
+    def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]
+        n = len(self)
+        i = check_int(index, "PackedEvents: index", -n, n - 1) % n
+        a, b = self.offsets[i], self.offsets[i + 1]
+        out = np.empty(b - a, dtype=EVENT_DTYPE)
+        out["t"] = np.rint(self.times_s[a:b].astype(np.float64) * US_PER_S).astype(np.int64)
+        out["x"] = self.channels[a:b].astype(np.int16)
+        out["p"] = 1
+        return out
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[i] for i in range(len(self)))
+
+    def sample_of_event(self) -> np.ndarray:
+        """The sample index of each stored event (int64, one per spike)."""
+        return np.repeat(np.arange(len(self), dtype=np.int64), np.diff(self.offsets))
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the stored arrays, in bytes."""
+        return int(self.times_s.nbytes + self.channels.nbytes + self.offsets.nbytes)
+
+    def __repr__(self) -> str:
+        return (f"PackedEvents({len(self)} samples, {self.times_s.size} events, "
+                f"{self.times_s.dtype}/{self.channels.dtype}, {self.nbytes / 2**20:.1f} MiB)")

@@ -23,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,9 +32,15 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from spikeloop.checks import check_int, check_type, show
-from spikeloop.data.events import check_events
+from spikeloop.data.events import PackedEvents, check_events
 from spikeloop.data.transforms import apply
-from spikeloop.errors import ArgumentTypeError, DTypeError, ParameterError, ShapeError
+from spikeloop.errors import (
+    ArgumentTypeError,
+    DataFormatError,
+    DTypeError,
+    ParameterError,
+    ShapeError,
+)
 
 __all__ = ["EventDataset", "LabelledSubset", "time_major_collate"]
 
@@ -88,6 +94,9 @@ def time_major_collate(batch: Sequence[tuple[Any, Any]]) -> tuple[Tensor, Tensor
 class EventDataset(Dataset):
     """Event samples with labels and a transform, for ``torch.utils.data``.
 
+    ``events`` is a list of event arrays, or a
+    :class:`~spikeloop.data.events.PackedEvents` (kept packed; samples are made on access).
+
     ``dataset[i]`` is ``(transform(events[i], rng), labels[i])`` with
     ``rng = np.random.default_rng([seed, epoch, i])`` (a plain-function transform is called
     without ``rng``); without a transform the event array itself. Set ``epoch`` (or call
@@ -115,7 +124,8 @@ class EventDataset(Dataset):
                  transform: Callable[..., Any] | None = None, *, seed: int = 0,
                  n_classes: int | None = None, sample_shape: tuple[int, ...] | None = None,
                  n_channels: int | None = None) -> None:
-        self.events = list(events)
+        packed = isinstance(events, PackedEvents)
+        self.events: Sequence[np.ndarray] = events if packed else list(events)
         labels = np.asarray(labels)
         if labels.dtype.kind not in "iu" and not (labels.size == 0):
             raise DTypeError(f"EventDataset: labels must be integers, got {labels.dtype}")
@@ -123,8 +133,14 @@ class EventDataset(Dataset):
             raise ShapeError(f"EventDataset: one label per sample: {len(self.events)} samples, "
                              f"labels of shape {labels.shape}")
         self.labels = labels.astype(np.int64)
-        for k, ev in enumerate(self.events):
-            check_events(ev, f"EventDataset: events[{k}]", n_channels)
+        if packed:  # checked when packed; only the channel bound is left
+            ch = events.channels
+            if n_channels is not None and ch.size and ch.max() >= n_channels:
+                raise DataFormatError(f"EventDataset: events hold channel {ch.max()}, must lie "
+                                      f"in 0 … {n_channels - 1}")
+        else:
+            for k, ev in enumerate(self.events):
+                check_events(ev, f"EventDataset: events[{k}]", n_channels)
         if self.labels.size and self.labels.min() < 0:
             raise ParameterError(f"EventDataset: labels must be ≥ 0, got {self.labels.min()}")
         top = int(self.labels.max()) + 1 if self.labels.size else 0
@@ -140,6 +156,9 @@ class EventDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.events)
+
+    def __iter__(self) -> Iterator[tuple[Any, int]]:
+        return (self[i] for i in range(len(self)))
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch that seeds the augmentation."""
@@ -162,7 +181,7 @@ class EventDataset(Dataset):
     def sample_shape(self) -> tuple[int, ...]:
         """A sample's shape after the time axis (measured on sample 0 if not given)."""
         if self._sample_shape is None:
-            if not self.events:
+            if len(self.events) == 0:
                 raise ParameterError("EventDataset: sample_shape of an empty data set is "
                                      "unknown (pass sample_shape=)")
             x = self[0][0]
@@ -200,6 +219,9 @@ class LabelledSubset(Subset):
     @epoch.setter
     def epoch(self, value: int) -> None:
         self.dataset.set_epoch(value)
+
+    def __iter__(self) -> Iterator[tuple[Any, int]]:
+        return (self[i] for i in range(len(self)))
 
     def set_epoch(self, epoch: int) -> None:
         """Set the parent's epoch."""

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from spikeloop.checks import check_choice, check_int, check_path, show
-from spikeloop.data.events import EVENT_DTYPE, US_PER_S
+from spikeloop.data.events import US_PER_S, PackedEvents
 from spikeloop.data.loading import EventDataset, LabelledSubset
 from spikeloop.data.transforms import Compose, Downsample, ToRaster
 from spikeloop.errors import (
@@ -124,13 +124,15 @@ class ShdFile:
     """The content of one SHD/SSC file, in memory.
 
     ``events[i]`` is sample ``i`` as an event array (:data:`~spikeloop.data.events.EVENT_DTYPE`,
-    ``t`` in µs, ``p = 1``); ``labels``/``speakers`` are int64 (``speakers`` is ``None`` for a
-    file without ``extra/speaker``). ``source_index[i]`` is sample ``i``'s row in the file;
+    ``t`` in µs, ``p = 1``), made on access from the file's float16 times and uint16 units
+    (:class:`~spikeloop.data.events.PackedEvents`: 4 bytes per spike in memory);
+    ``labels``/``speakers`` are int64 (``speakers`` is ``None`` for a file without
+    ``extra/speaker``). ``source_index[i]`` is sample ``i``'s row in the file;
     ``dropped`` lists the rows left out because a spike time is NaN or infinite.
     """
 
     path: Path
-    events: list[np.ndarray]
+    events: PackedEvents
     labels: np.ndarray
     speakers: np.ndarray | None
     keys: list[str]
@@ -215,37 +217,41 @@ def read_shd(path: str | os.PathLike[str]) -> ShdFile:
     if labels.size and (labels.min() < 0 or labels.max() >= len(keys)):
         raise DataFormatError(f"{path}: labels must lie in 0 … {len(keys) - 1} (one per entry "
                               f"of extra/keys), got {labels.min()} … {labels.max()}")
-    events, kept, dropped = [], [], []
-    for i in range(n):
-        t = np.asarray(times[i]).astype(np.float64)  # float16 → float64 BEFORE scaling
-        u = np.asarray(units[i])
+    t_arrays = [np.asarray(times[i]) for i in range(n)]
+    u_arrays = [np.asarray(units[i]) for i in range(n)]
+    for i, (t, u) in enumerate(zip(t_arrays, u_arrays, strict=True)):
         if t.ndim != 1 or t.shape != u.shape:
             raise DataFormatError(f"{path}: sample {i}: spikes/times has shape {t.shape} and "
                                   f"spikes/units {u.shape}; one unit per spike time expected")
-        if not np.isfinite(t).all():
-            dropped.append(i)
-            continue
-        if t.size:
-            if u.dtype.kind not in "iu":
-                raise DataFormatError(f"{path}: sample {i}: spikes/units must be integers, got "
-                                      f"{u.dtype}")
-            if u.min() < 0 or u.max() >= N_CHANNELS:
+    lengths = np.array([t.size for t in t_arrays], dtype=np.int64)
+    t_all = np.concatenate(t_arrays) if n else np.empty(0, np.float16)  # the file's dtype
+    u_all = np.concatenate(u_arrays) if n else np.empty(0, np.uint16)
+    if t_all.dtype.kind != "f" or (u_all.size and u_all.dtype.kind not in "iu"):
+        raise DataFormatError(f"{path}: spikes/times must be floats and spikes/units integers, "
+                              f"got {t_all.dtype} and {u_all.dtype}")
+    sample = np.repeat(np.arange(n, dtype=np.int64), lengths)
+    keep = np.ones(n, dtype=bool)
+    keep[sample[~np.isfinite(t_all)]] = False
+    dropped = np.flatnonzero(~keep).tolist()
+    if dropped:
+        kept_events = keep[sample]
+        t_all, u_all, sample = t_all[kept_events], u_all[kept_events], sample[kept_events]
+    for bad, what in (((u_all < 0) | (u_all >= N_CHANNELS), "units"), (t_all < 0, "times")):
+        if bad.any():
+            i = int(sample[np.argmax(bad)])
+            if what == "units":
+                u = u_arrays[i]
                 raise DataFormatError(f"{path}: sample {i}: spikes/units must lie in 0 … "
                                       f"{N_CHANNELS - 1}, got {u.min()} … {u.max()}")
-            if t.min() < 0:
-                raise DataFormatError(f"{path}: sample {i}: spike times must be ≥ 0 s, got "
-                                      f"{t.min():g}")
-        ev = np.empty(t.size, dtype=EVENT_DTYPE)
-        ev["t"] = np.rint(t * US_PER_S).astype(np.int64)
-        ev["x"] = u.astype(np.int16)
-        ev["p"] = 1
-        events.append(ev)
-        kept.append(i)
+            raise DataFormatError(f"{path}: sample {i}: spike times must be ≥ 0 s, got "
+                                  f"{float(t_arrays[i].min()):g}")
+    offsets = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64)
+    events = PackedEvents(t_all, u_all, offsets, n_channels=N_CHANNELS)
     if dropped:
         warnings.warn(f"{path}: dropped {len(dropped)} of {n} samples whose spike times are NaN "
                       f"or infinite (rows {dropped[:10]}{' …' if len(dropped) > 10 else ''})",
                       UserWarning, stacklevel=2)
-    index = np.asarray(kept, dtype=np.int64)
+    index = np.flatnonzero(keep).astype(np.int64)
     return ShdFile(path=path, events=events, labels=labels.astype(np.int64)[index],
                    speakers=None if speakers is None else speakers.astype(np.int64)[index],
                    keys=keys, source_index=index, dropped=dropped)
@@ -320,10 +326,12 @@ class SHD(EventDataset):
         self.factor = down.factor
         self.dt = raster.dt
         self.duration = duration
-        past = [int((raster.bins(ev) >= raster.T).sum()) if raster.T is not None else 0
-                for ev in data.events]
-        self.events_past_duration = int(sum(past))
-        self.samples_past_duration = int(sum(p > 0 for p in past))
+        self.events_past_duration = self.samples_past_duration = 0
+        if raster.T is not None and data.events.times_s.size:
+            t_us = np.rint(data.events.times_s.astype(np.float64) * US_PER_S).astype(np.int64)
+            past = raster.bins_of_times_us(t_us) >= raster.T
+            self.events_past_duration = int(past.sum())
+            self.samples_past_duration = int(np.unique(data.events.sample_of_event()[past]).size)
 
     @classmethod
     def find(cls, path: str | os.PathLike[str], split: str) -> Path:

@@ -133,7 +133,10 @@ class ToRaster(Transform):
 
     def bins(self, events: np.ndarray) -> np.ndarray:
         """The bin index ``⌊t / dt⌋`` of each event (int64)."""
-        t = events["t"]
+        return self.bins_of_times_us(events["t"])
+
+    def bins_of_times_us(self, t: np.ndarray) -> np.ndarray:
+        """The bin index ``⌊t / dt⌋`` of times ``t`` in µs (int64)."""
         if self._dt_us_int is not None and t.dtype.kind in "iu":
             return t.astype(np.int64) // self._dt_us_int
         return np.floor(t.astype(np.float64) / (self.dt * US_PER_S)).astype(np.int64)
