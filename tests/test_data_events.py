@@ -183,6 +183,18 @@ def test_to_raster_lengths_and_dropped_count():
         ToRaster(dt=1e-3, n_channels=2, T=10, strict=True)(ev)
 
 
+def test_transforms_take_tonic_arrays():
+    tonic = tonic_array([500, 1500, 2500], [0, 1, 699], [1, 1, 1])        # all int64, as tonic
+    ours = make_events([0.0005, 0.0015, 0.0025], [0, 1, 699])
+    to = ToRaster(1e-3, 700, T=3)
+    assert torch.equal(to(tonic), to(ours))
+    floats = tonic_array([500.0, 1500.0, 2500.0], [0, 1, 699], t_dtype=float)   # float t, no p
+    assert torch.equal(to(floats), to(ours))
+    assert np.array_equal(Downsample(2)(tonic), Downsample(2)(ours))
+    rng_a, rng_b = np.random.default_rng(4), np.random.default_rng(4)
+    assert np.array_equal(TimeJitter(1e-4)(floats, rng_a), TimeJitter(1e-4)(ours, rng_b))
+
+
 def test_to_raster_non_integer_microsecond_dt_agrees_with_float_floor():
     rng = np.random.default_rng(1)
     times = np.sort(rng.uniform(0, 0.05, 500))
