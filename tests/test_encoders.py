@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import spikeloop.data as data
-from spikeloop.data import ENCODERS, delta, latency, log_latency, make_encoder, rate
+from spikeloop.data import ENCODERS, delta, direct, latency, log_latency, make_encoder, rate
 from spikeloop.errors import (
     ConfigError,
     NonFiniteError,
@@ -76,7 +76,7 @@ def test_latency_inverted_order_allowed() -> None:
     ("x", "kwargs", "exc", "word"),
     [
         (torch.tensor([0.1, 0.2]), {}, ShapeError, "rank"),
-        (torch.zeros(1, 2, 3), {}, ShapeError, "rank"),
+        (torch.zeros(1, 2, 3), {"bias_time": 0.0}, ShapeError, "bias channel"),
         (torch.tensor([[0.1, float("nan")]]), {}, NonFiniteError, "NaN"),
         (torch.tensor([[0.1, float("inf")]]), {}, NonFiniteError, "finite"),
         (torch.tensor([[0.1, 1.5]]), {}, ParameterError, "[0, 1]"),
@@ -258,25 +258,33 @@ def test_delta_errors() -> None:
 
 
 def test_registry_and_make_encoder() -> None:
-    assert ENCODERS.names() == ["delta", "latency", "log_latency", "rate"]
+    assert ENCODERS.names() == ["delta", "direct", "latency", "log_latency", "rate"]
     x = torch.tensor([[0.2, 0.9]])
     enc = make_encoder("latency", **LAT, bias_time=0.0)
     torch.testing.assert_close(enc(x), latency(x, **LAT, bias_time=0.0))
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     r = make_encoder("rate", dt=1e-3, duration=0.1, max_rate=50.0, generator=g1)
     torch.testing.assert_close(r(x), rate(x, dt=1e-3, duration=0.1, max_rate=50.0, generator=g2))
-    assert set(data.__all__) == {
-        "CLASS_NAMES",
-        "ENCODERS",
-        "YIN_YANG_SPLITS",
-        "delta",
-        "latency",
-        "log_latency",
-        "make_encoder",
-        "rate",
-        "yin_yang",
-        "yin_yang_split",
-    }
+    assert all(hasattr(data, name) for name in data.__all__)
+    assert {"ENCODERS", "make_encoder", "direct", "rate", "latency", "SHD", "read_idx",
+            "find"} <= set(data.__all__)
+
+
+def test_direct_repeats_the_features_as_a_current_without_copying() -> None:
+    x = torch.rand(3, 1, 4, 4)
+    out = direct(x, dt=1e-3, duration=5e-3, gain=2.0)
+    assert out.shape == (5, 3, 1, 4, 4)
+    assert torch.equal(out, (2 * x).expand(5, 3, 1, 4, 4))
+    assert direct(x, dt=1e-3, duration=5e-3).stride(0) == 0  # a view: memory of one step
+    with pytest.raises(ParameterError, match="gain"):
+        direct(x, dt=1e-3, duration=5e-3, gain=0.0)
+    with pytest.raises(ParameterError, match=r"x must lie in \[0, 1\]"):
+        direct(x + 1, dt=1e-3, duration=5e-3)
+    with pytest.raises(ShapeError, match="rank ≥ 2"):
+        direct(torch.rand(4), dt=1e-3, duration=5e-3)
+    with pytest.raises(ShapeError, match="bias channel"):
+        latency(torch.rand(2, 1, 2, 2), dt=1e-3, duration=5e-3, t_early=0.0, t_late=3e-3,
+                bias_time=0.0)
 
 
 def test_make_encoder_errors() -> None:

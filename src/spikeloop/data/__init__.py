@@ -11,30 +11,29 @@ from spikeloop.data.encoders import (
     make_encoder,
     rate,
 )
+from spikeloop.data.events import EVENT_DTYPE, check_events, event_times, make_events
 from spikeloop.data.idx import load_mnist_family, read_idx, write_idx
+from spikeloop.data.loading import EventDataset, LabelledSubset, time_major_collate
+from spikeloop.data.shd import SHD, SSC, read_shd, speaker_holdout, write_shd
+from spikeloop.data.transforms import (
+    ChannelShift,
+    Compose,
+    CropTime,
+    Downsample,
+    FixedLength,
+    PadTime,
+    TimeJitter,
+    TimeShift,
+    ToRaster,
+)
 from spikeloop.data.yin_yang import CLASS_NAMES, YIN_YANG_SPLITS, yin_yang, yin_yang_split
 
 __all__ = [
-    "CLASS_NAMES",
-    "DATA_SETS",
-    "DEFAULT_DATA_DIR",
-    "DIGITS_SIZES",
-    "ENCODERS",
-    "YIN_YANG_SPLITS",
-    "data_dir",
-    "delta",
-    "direct",
-    "digits_split",
-    "find",
-    "latency",
-    "load_digits",
-    "load_mnist_family",
-    "log_latency",
-    "make_encoder",
-    "rate",
-    "read_idx",
-    "status",
-    "write_idx",
-    "yin_yang",
-    "yin_yang_split",
+    "CLASS_NAMES", "DATA_SETS", "DEFAULT_DATA_DIR", "DIGITS_SIZES", "ENCODERS", "EVENT_DTYPE",
+    "SHD", "SSC", "YIN_YANG_SPLITS", "ChannelShift", "Compose", "CropTime", "Downsample",
+    "EventDataset", "FixedLength", "LabelledSubset", "PadTime", "TimeJitter", "TimeShift",
+    "ToRaster", "check_events", "data_dir", "delta", "digits_split", "direct", "event_times",
+    "find", "latency", "load_digits", "load_mnist_family", "log_latency", "make_encoder",
+    "make_events", "rate", "read_idx", "read_shd", "speaker_holdout", "status",
+    "time_major_collate", "write_idx", "write_shd", "yin_yang", "yin_yang_split",
 ]

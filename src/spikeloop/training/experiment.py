@@ -6,8 +6,8 @@ import itertools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
