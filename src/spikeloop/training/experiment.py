@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections import OrderedDict
@@ -14,7 +15,17 @@ import torch
 from torch import Tensor
 
 from spikeloop.checks import check_dt, check_int, check_real, check_shape, check_type, show
-from spikeloop.data import load_digits, load_mnist_family, make_encoder, yin_yang
+from spikeloop.data import (
+    SHD,
+    SSC,
+    find,
+    load_digits,
+    load_mnist_family,
+    make_encoder,
+    speaker_holdout,
+    time_major_collate,
+    yin_yang,
+)
 from spikeloop.errors import ConfigError, DTypeError, ShapeError, SpikeloopError
 from spikeloop.network import Network
 from spikeloop.nn import POPULATIONS, AvgPool2d, Conv2d, Flatten, Input, Linear
@@ -111,13 +122,80 @@ def _digits(cfg: DataConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 @dataclass(frozen=True)
 class EncodedSplit:
-    """A split encoded once into spikes ``[T, N, C]`` with labels ``[N]``."""
+    """A split encoded once into spikes ``[T, N, ...]`` with labels ``[N]``.
+
+    ``spikes`` may be stored compactly (spike counts as ``int16``); :meth:`batch` hands out
+    float batches."""
 
     spikes: Tensor
     labels: Tensor
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def batch(self, index: Tensor | slice) -> tuple[Tensor, Tensor]:
+        """Spikes ``[T, B, ...]`` (floating point) and labels ``[B]`` of the samples ``index``."""
+        x = self.spikes[:, index]
+        if not x.is_floating_point():
+            x = x.to(torch.get_default_dtype())
+        return x, self.labels[index]
+
+
+EVENT_DATASETS = {"shd": "SHD", "ssc": "SSC", "spoken_digits": "SHD"}
+"""Data sets of spike events in the SHD layout: their splits come rasterised at ``data.dt``
+over ``data.duration`` (``data.encoder`` must be ``{name: none}``)."""
+
+
+def _rasters(dataset: Any, workers: int, who: str) -> EncodedSplit:
+    """Every sample of an event data set binned into one ``int16`` count raster
+    ``[T, N, C]`` (through a ``DataLoader`` with ``workers`` processes)."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=256, num_workers=workers,
+                                         collate_fn=time_major_collate)
+    xs, ys = [], []
+    for x, y in loader:
+        if x.numel() and float(x.max()) > torch.iinfo(torch.int16).max:
+            raise ConfigError(f"{who}: a bin holds {int(x.max())} spikes, more than int16 "
+                              f"holds; choose a smaller data.dt")
+        xs.append(x.to(torch.int16))
+        ys.append(y)
+    return EncodedSplit(torch.cat(xs, 1), torch.cat(ys))
+
+
+def _events(name: str, cfg: DataConfig) -> dict[str, EncodedSplit]:
+    """SHD, SSC or the synthesised spoken digits (:func:`~spikeloop.data.find` locates the
+    files): rasters at ``data.dt`` over ``data.duration``; ``factor`` merges neighbouring
+    channels (``⌈700 / factor⌉`` inputs). Validation: SSC's official ``valid`` file, else our
+    speaker holdout (:func:`~spikeloop.data.speaker_holdout`, ``val_speakers``). The configured
+    sizes must not exceed what the files hold (a smaller size takes the first samples)."""
+    opts = _params(cfg, {"factor": 1, "val_speakers": None, "workers": 0, "file": name})
+    folder = find(name, root=cfg.root)
+    kind = SSC if name == "ssc" else SHD
+    workers = check_int(opts["workers"], "data.params.workers", 0)
+
+    def split(which: str) -> Any:
+        path = folder / f"{opts['file']}_{which}.h5"
+        return kind(path, which, dt=cfg.dt, duration=cfg.duration, factor=opts["factor"])
+
+    train = split("train")
+    if name == "ssc":
+        parts = {"train": train, "val": split("valid")}
+    else:
+        parts = dict(zip(("train", "val"), speaker_holdout(train, opts["val_speakers"]),
+                         strict=True))
+    parts["test"] = split("test")
+    out = {}
+    for which, ds in parts.items():
+        size = getattr(cfg, f"{which}_size")
+        if size > len(ds):
+            raise ConfigError(f"data set {name!r}: data.{which}_size = {size} exceeds the "
+                              f"{len(ds)} samples of its {which} split")
+        subset = torch.utils.data.Subset(ds, range(size))
+        out[which] = _rasters(subset, workers, f"data set {name!r}, split {which!r}")
+    return out
+
+
+for _name in EVENT_DATASETS:
+    DATASETS.register(_name)(functools.partial(_events, _name))
 
 
 SPLITS = ("train", "val", "test")
@@ -141,6 +219,11 @@ def load_data(cfg: DataConfig, generator: torch.Generator | None = None) -> dict
     if generator is not None:
         check_type(generator, "load_data: generator", torch.Generator, "a torch.Generator")
     params = dict(cfg.encoder)
+    if cfg.dataset in EVENT_DATASETS:
+        if params.get("name") != "none":
+            raise ConfigError(f"data set {cfg.dataset!r} holds spike events, binned at data.dt; "
+                              f"data.encoder must be {{name: none}}, got {params}")
+        return DATASETS.get(cfg.dataset)(cfg)
     if "name" not in params:
         raise ConfigError("data.encoder needs a 'name' (e.g. latency, rate)")
     name = params.pop("name")

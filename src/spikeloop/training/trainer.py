@@ -233,7 +233,7 @@ class Trainer:
         limits = self.backend.readout_range(graph, readout) if saturation else None
         with torch.no_grad():
             for k in range(0, len(split), batch_size):
-                x, y = split.spikes[:, k : k + batch_size], split.labels[k : k + batch_size]
+                x, y = split.batch(slice(k, k + batch_size))
                 out = self.forward(x)
                 total_loss += float(self._objective(out, y)) * len(y)
                 correct += int((self.loss.predict(out) == y).sum())
@@ -272,7 +272,7 @@ class Trainer:
         self.network.train()
         for k in bar:
             idx = order[k * cfg.batch_size : (k + 1) * cfg.batch_size]
-            x, y = train.spikes[:, idx], train.labels[idx]
+            x, y = train.batch(idx)
             out = self.forward(x)
             loss = self._objective(out, y)
             self.optimizer.zero_grad(set_to_none=True)
@@ -535,10 +535,12 @@ class Trainer:
         test = self.data["test"]
         graph = self.network.graph
         with torch.no_grad():
-            out = self.forward(test.spikes[:, index : index + 1])
+            out = self.forward(test.batch(slice(index, index + 1))[0])
         dt = self.config.data.dt
         label = int(test.labels[index])
-        raster_panel({n: o.spikes for n, o in out.items() if o.spikes is not None}, dt,
+        # a population of shape (C, H, W) is drawn as C·H·W neurons (row-major)
+        raster_panel({n: o.spikes.flatten(2) for n, o in out.items() if o.spikes is not None},
+                     dt,
                      inputs=(graph.input.name,),
                      title=self._title(f"spikes, test sample {index} (label {label})"),
                      path=self.dir / "raster.png")
@@ -558,7 +560,7 @@ class Trainer:
         simulator's samples are the ends of its steps; its resets drop vertically at the spike
         times (to ``v_reset``; a subtractive reset breaks the line)."""
         index = self._test_index(index, "plot_device_vs_sim")
-        x = self.data["test"].spikes[:, index : index + 1]
+        x = self.data["test"].batch(slice(index, index + 1))[0]
         hidden = next(n for n in self.network.graph.populations() if n.spiking)
         with torch.no_grad():
             sim = self.network(x, backend="sim")
