@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint docs venv clean yinyang-bench bench bench-scaling bench-contention \
-	eventprop-bench event-memory xylo-example xylo-long nir-matrix data fashion-mnist
+	eventprop-bench event-memory xylo-example xylo-long nir-matrix data fashion-mnist \
+	fashion-mnist-fc fashion-mnist-conv digits shd
 
 # NIR cross-framework test peers that require torch: installed with --no-deps (their light
 # dependencies come from the `test` extra and nir), then torch is checked to be the pinned one.
@@ -102,6 +103,23 @@ fashion-mnist:
 	else \
 		$(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist; \
 	fi
+
+# Results on real data (benchmarks/real_data.py: trains the config and records test accuracy and
+# time per epoch in benchmarks/results/real_data.{json,md}, shown in docs/real-data.md).
+REAL := $(PY) benchmarks/real_data.py train
+
+fashion-mnist-fc: $(STAMP) fashion-mnist
+	$(REAL) configs/fashion_mnist_fc.yaml
+
+fashion-mnist-conv: $(STAMP) fashion-mnist
+	$(REAL) configs/fashion_mnist_conv.yaml
+
+digits: $(STAMP)
+	$(REAL) configs/digits.yaml
+
+# Real SHD: the user puts shd_train.h5 and shd_test.h5 into $$SPIKELOOP_DATA/shd (see `make data`).
+shd: $(STAMP)
+	$(REAL) configs/shd.yaml
 
 clean:
 	rm -rf $(VENV) runs site .pytest_cache

@@ -1,0 +1,163 @@
+"""Results on real data: train a config (or take a finished run) and record its test accuracy,
+wall time per epoch and the command that reproduces it.
+
+    python benchmarks/real_data.py train configs/fashion_mnist_fc.yaml [overrides ...]
+    python benchmarks/real_data.py record runs/fashion_mnist_fc        # a finished run folder
+    python benchmarks/real_data.py table                                # rewrite the .md only
+
+``train`` trains CONFIG with the overrides in this process, as ``spikeloop train`` does (run
+folder under the config's ``run.out_dir``), and records it; ``record`` takes a run folder that
+``spikeloop train`` finished. Each entry is keyed by the run's name; a new entry replaces the
+old one of that name. Writes ``benchmarks/results/real_data.{json,md}`` (docs/real-data.md
+shows the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+REFERENCES = {
+    "fashion_mnist": {
+        "fc": "desire backpropagation, 3-layer fully connected SNN: 87.56 % (Gerlinghoff et al. "
+              "2023, as the issue cites it)",
+        "conv": "ANN-proxy training, convolutional SNN: 94.56 % (as the issue cites it)",
+    },
+}
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _model(cfg: dict[str, Any]) -> str:
+    """A one-line description of the config's network."""
+    m = cfg["model"]
+    parts = []
+    for stage in m.get("conv") or []:
+        pool = stage.get("pool", 1)
+        parts.append(f"conv{stage.get('kernel', 3)}×{stage.get('kernel', 3)} {stage['channels']}"
+                     + (f" → pool {pool}" if pool > 1 else ""))
+    rec = " recurrent" if m.get("recurrent") else ""
+    parts += [f"{h}{rec} {m.get('neuron', 'cuba_lif')}" for h in m.get("hidden", [])]
+    parts.append(f"{m.get('readout', 'cuba_li')}")
+    steps = round(cfg["data"]["duration"] / cfg["data"]["dt"])
+    return " → ".join(parts) + f"; T = {steps}"
+
+
+def record(run_dir: Path) -> dict[str, Any]:
+    """The entry of a finished run folder (``summary.json``, ``status.json``, ``config.yaml``)."""
+    status = json.loads((run_dir / "status.json").read_text())
+    if status.get("state") != "finished":
+        raise SystemExit(f"real_data: {run_dir} is not a finished run (state "
+                         f"{status.get('state')!r})")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    data = cfg["data"]
+    kind = "conv" if cfg["model"].get("conv") else "fc"
+    return {
+        "name": cfg["run"]["name"],
+        "dataset": data["dataset"] + (f" ({data['params']['file']})"
+                                      if data.get("params", {}).get("file") else ""),
+        "model": _model(cfg),
+        "test_acc": summary["test_acc"],
+        "test_size": data["test_size"],
+        "val_acc": summary["val_acc"],
+        "best_epoch": summary["best_epoch"],
+        "epochs": summary["epochs"],
+        "seconds_per_epoch": summary["seconds_per_epoch"],
+        "wall_seconds": summary["wall_seconds"],
+        "torch_threads": summary["torch_threads"],
+        "command": status["command"],
+        "started": status["started"],
+        "reference": REFERENCES.get(data["dataset"], {}).get(kind, ""),
+        "machine": f"{platform.processor() or platform.machine()}, "
+                   f"{_cpus()} cores",
+        "commit": _git("rev-parse", "--short", "HEAD"),
+    }
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def markdown(entries: dict[str, dict[str, Any]]) -> str:
+    """The results table: one row per run, with the command that reproduces it."""
+    lines = ["# Results on real data", "",
+             "Test accuracy on the whole test split of each data set; training wall time per "
+             "epoch (training batches only) with the torch threads of the run, on the machine "
+             "named. Each row's command reproduces it from a fresh clone (`make <target>` runs "
+             "the same command).", "",
+             "| run | data set | network | test accuracy | test samples | epochs (best) | "
+             "s / epoch | threads | reference |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for e in sorted(entries.values(), key=lambda e: e["name"]):
+        lines.append(f"| {e['name']} | {e['dataset']} | {e['model']} | "
+                     f"{100 * e['test_acc']:.2f} % | {e['test_size']} | {e['epochs']} "
+                     f"({e['best_epoch']}) | {_seconds(e['seconds_per_epoch'])} | "
+                     f"{e['torch_threads']} | {e['reference']} |")
+    lines += ["", "Commands and machines:", ""]
+    for e in sorted(entries.values(), key=lambda e: e["name"]):
+        lines.append(f"- {e['name']}: `{e['command']}` — {e['started'][:10]}, {e['machine']}, "
+                     f"commit {e['commit']}")
+    return "\n".join(lines) + "\n"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
+
+
+def _load() -> dict[str, dict[str, Any]]:
+    path = RESULTS / "real_data.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save(entries: dict[str, dict[str, Any]]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "real_data.json").write_text(json.dumps(entries, indent=1) + "\n")
+    (RESULTS / "real_data.md").write_text(markdown(entries))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    t = sub.add_parser("train", help="train a config and record it")
+    t.add_argument("config")
+    t.add_argument("overrides", nargs="*")
+    r = sub.add_parser("record", help="record a finished run folder")
+    r.add_argument("run_dir", type=Path)
+    sub.add_parser("table", help="rewrite real_data.md from real_data.json")
+    args = parser.parse_args(argv)
+    entries = _load()
+    if args.what == "train":
+        from spikeloop.training import Trainer, load_config
+
+        trainer = Trainer(load_config(args.config, args.overrides))
+        trainer.fit()
+        args.run_dir = trainer.dir
+    if args.what in ("train", "record"):
+        entry = record(args.run_dir)
+        entries[entry["name"]] = entry
+        print(f"recorded {entry['name']}: test accuracy {100 * entry['test_acc']:.2f} %")
+    _save(entries)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
