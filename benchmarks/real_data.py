@@ -29,8 +29,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 REFERENCES = {
     "fashion_mnist": {
-        "fc": "desire backpropagation, 3-layer fully connected SNN: 87.56 % (Gerlinghoff et al. "
-              "2023, as the issue cites it)",
+        "fc": "desire backpropagation, 3-layer fully connected SNN: 87.56 % (Gerlinghoff, Luo, "
+              "Goh & Wong, arXiv:2211.05412)",
         "conv": "ANN-proxy training, convolutional SNN: 94.56 % (as the issue cites it)",
     },
 }
@@ -59,7 +59,7 @@ def _model(cfg: dict[str, Any]) -> str:
     return " → ".join(parts) + f"; T = {steps}"
 
 
-def record(run_dir: Path) -> dict[str, Any]:
+def record(run_dir: Path, commit: str | None = None) -> dict[str, Any]:
     """The entry of a finished run folder (``summary.json``, ``status.json``, ``config.yaml``)."""
     status = json.loads((run_dir / "status.json").read_text())
     if status.get("state") != "finished":
@@ -87,7 +87,7 @@ def record(run_dir: Path) -> dict[str, Any]:
         "reference": REFERENCES.get(data["dataset"], {}).get(kind, ""),
         "machine": f"{platform.processor() or platform.machine()}, "
                    f"{_cpus()} cores",
-        "commit": _git("rev-parse", "--short", "HEAD"),
+        "commit": commit or _git("rev-parse", "--short", "HEAD"),
     }
 
 
@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("overrides", nargs="*")
     r = sub.add_parser("record", help="record a finished run folder")
     r.add_argument("run_dir", type=Path)
+    r.add_argument("--commit", help="the commit the run was made at (default: HEAD)")
     sub.add_parser("table", help="rewrite real_data.md from real_data.json")
     args = parser.parse_args(argv)
     entries = _load()
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer.fit()
         args.run_dir = trainer.dir
     if args.what in ("train", "record"):
-        entry = record(args.run_dir)
+        entry = record(args.run_dir, getattr(args, "commit", None))
         entries[entry["name"]] = entry
         print(f"recorded {entry['name']}: test accuracy {100 * entry['test_acc']:.2f} %")
     _save(entries)
