@@ -32,7 +32,8 @@ stages, for channel ``c`` (``c = 0`` is the apex, the lowest frequency):
    low-frequency channels is not kept (real fibres follow it up to ~1–4 kHz), a
    simplification against Cramer et al.'s Meddis hair cells.
 4. **Threshold and adaptation** — the part above the threshold
-   :math:`\theta = \kappa_\nu\,10^{\nu L_\theta/20}` (a level :math:`L_\theta` in dB SPL),
+   :math:`\theta = \kappa_\nu\,10^{\nu L_\theta/20}` (a carrier of amplitude
+   :math:`p_0 10^{L_\theta/20}` at :math:`f_c`, i.e. a tone of :math:`L_\theta - 3` dB SPL),
    :math:`u_0 = \max(h - \theta, 0)`, minus a fast and a slow adapting component (rapid and
    short-term adaptation of auditory-nerve fibres):
    :math:`a_i[k] = e_i\,a_i[k-1] + (1 - e_i)\,u_0[k-1]`, :math:`e_i = e^{-\Delta t/\tau_i}`,
@@ -59,9 +60,9 @@ dt               0.5e-3       s, model step (spike-time resolution)
 nu               0.3          hair-cell compression exponent
 tau_fast         5e-3         s, rapid adaptation
 tau_slow         60e-3        s, short-term adaptation
-g_fast, g_slow   0.3, 0.2     adaptation strengths (sum < 1)
-threshold_db     35           dB SPL, hair-cell threshold :math:`L_\theta`
-gain             1.0          drive per hair-cell unit (:math:`\gamma`)
+g_fast, g_slow   0.5, 0.3     adaptation strengths (sum < 1)
+threshold_db     40           dB SPL, hair-cell threshold :math:`L_\theta`
+gain             2.0          drive per hair-cell unit (:math:`\gamma`)
 tau_m            5e-3         s, membrane time constant
 t_ref            1e-3         s, refractory period
 ===============  ===========  ===========================================================
@@ -76,7 +77,8 @@ Recalled, not checked here: the compression exponent 0.2–0.3 of the basilar me
 rapid/short-term adaptation time constants of a few ms and some tens of ms (Westerman &
 Smith 1984), and the loss of phase locking above ~1–4 kHz. The hair-cell threshold, gain and
 adaptation strengths were chosen here so that speech at 65 dB SPL gives a few thousand spikes
-per utterance (mean ≈ 5000 over the synthesised digits) and silence or 45 dB white noise none.
+per utterance (mean ≈ 6000 over the synthesised digits), a sustained tone's rate adapts to
+about a half of its onset rate and silence or 45 dB white noise none.
 
 The baseline :func:`spectrogram_spikes` is what the front end is measured against: STFT
 magnitudes at the same centre frequencies, a spike in every frame where the level exceeds a
@@ -170,10 +172,10 @@ class CochleaParams:
     nu: float = 0.3
     tau_fast: float = 5e-3
     tau_slow: float = 60e-3
-    g_fast: float = 0.3
-    g_slow: float = 0.2
-    threshold_db: float = 35.0
-    gain: float = 1.0
+    g_fast: float = 0.5
+    g_slow: float = 0.3
+    threshold_db: float = 40.0
+    gain: float = 2.0
     tau_m: float = 5e-3
     t_ref: float = 1e-3
 
@@ -334,9 +336,9 @@ def spectrogram_spikes(signal: np.ndarray, fs: float, *, n_channels: int = 700,
 
     Hann-windowed STFT frames of ``window`` seconds every ``hop`` seconds; the magnitude at
     each centre frequency of :func:`centre_frequencies` (linear interpolation between bins),
-    scaled so that a sine of amplitude ``P`` Pa reads ``P``, in dB SPL:
-    ``L = 20 log10(|X|/20 µPa)``. A spike at frame ``j`` (time ``j · hop``) in every channel
-    where ``L > threshold_db``.
+    scaled so that a sine of RMS ``P`` Pa reads ``P``, in dB SPL:
+    ``L = 20 log10(|X|/20 µPa)`` (a sine reads its level). A spike at frame ``j`` (time
+    ``j · hop``) in every channel where ``L > threshold_db``.
 
     Returns:
         ``(times_s, units)`` as :func:`cochlea_spikes`.
@@ -362,7 +364,7 @@ def spectrogram_spikes(signal: np.ndarray, fs: float, *, n_channels: int = 700,
     padded = np.concatenate([np.zeros(n_win // 2), x, np.zeros(n_win + n_frames * n_hop)])
     idx = np.arange(n_frames)[:, None] * n_hop + np.arange(n_win)[None, :]
     w = np.hanning(n_win)
-    mag = np.abs(np.fft.rfft(padded[idx] * w, axis=1)) * (2.0 / w.sum())  # sine amp P -> P
+    mag = np.abs(np.fft.rfft(padded[idx] * w, axis=1)) * (math.sqrt(2.0) / w.sum())  # sine RMS
     freqs = np.fft.rfftfreq(n_win, 1.0 / fs)
     chan = np.empty((n_frames, len(fc)))
     for j in range(n_frames):
