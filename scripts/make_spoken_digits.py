@@ -15,7 +15,7 @@ import argparse
 import sys
 import time
 
-from spikeloop.data.spoken_digits import ENCODERS, default_dir, make_spoken_digits
+from spikeloop.data.spoken_digits import ENCODER_NAMES, default_dir, make_spoken_digits
 from spikeloop.errors import SpikeloopError
 
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=None,
                         help=f"output folder (default: {default_dir()})")
-    parser.add_argument("--encoder", choices=ENCODERS, default="cochlea",
+    parser.add_argument("--encoder", choices=ENCODER_NAMES, default="cochlea",
                         help="spike encoder: the inner-ear model or the spectrogram baseline")
     parser.add_argument("--per-class", type=int, default=120,
                         help="training utterances per class (test: a quarter); default 120")

@@ -37,7 +37,7 @@ from spikeloop.data.shd import write_shd
 from spikeloop.errors import DataFormatError, MissingDataError, ParameterError
 
 __all__ = [
-    "ENCODERS",
+    "ENCODER_NAMES",
     "ENGLISH_VOICES",
     "KEYS",
     "SPEAKERS",
@@ -73,7 +73,7 @@ TEST_SPEAKERS: tuple[str, ...] = ("m3", "f2", "Annie", "david", "norbert", "step
 """Speakers held out: they speak only in the test split."""
 
 SPLITS = ("train", "test")
-ENCODERS = ("cochlea", "spectrogram")
+ENCODER_NAMES = ("cochlea", "spectrogram")
 SNRS_DB = (None, 20.0, 10.0, 5.0)
 """Signal-to-noise ratios drawn per utterance (None: no noise)."""
 NOISES = ("white", "pink")
@@ -231,7 +231,7 @@ def encode(utt: Utterance, seed: int = 0,
            encoder: str = "cochlea") -> tuple[np.ndarray, np.ndarray]:
     """``(times_s, units)`` of one recipe under ``encoder`` (``"cochlea"`` or
     ``"spectrogram"``, default parameters)."""
-    check_choice(encoder, "encoder", ENCODERS)
+    check_choice(encoder, "encoder", ENCODER_NAMES)
     sound, fs = render(utt, seed)
     if encoder == "cochlea":
         return cochlea_spikes(sound, fs)
@@ -241,7 +241,7 @@ def encode(utt: Utterance, seed: int = 0,
 def file_name(split: str, encoder: str = "cochlea") -> str:
     """``spoken_digits_{split}.h5`` (cochlea) or ``spoken_digits_spectrogram_{split}.h5``."""
     check_choice(split, "split", SPLITS)
-    check_choice(encoder, "encoder", ENCODERS)
+    check_choice(encoder, "encoder", ENCODER_NAMES)
     return f"spoken_digits_{split}.h5" if encoder == "cochlea" else \
         f"spoken_digits_{encoder}_{split}.h5"
 
@@ -281,7 +281,7 @@ def make_spoken_digits(out: str | os.PathLike[str] | None = None, *, per_class: 
         >>> paths = make_spoken_digits("/tmp/sd", per_class=1, progress=False)  # doctest: +SKIP
     """
     out_dir = default_dir() if out is None else check_path(out, "out")
-    check_choice(encoder, "encoder", ENCODERS)
+    check_choice(encoder, "encoder", ENCODER_NAMES)
     jobs = check_int(jobs, "jobs", 1)
     check_bool(progress, "progress")
     for s in splits:
