@@ -77,7 +77,7 @@ Recalled, not checked here: the compression exponent 0.2–0.3 of the basilar me
 rapid/short-term adaptation time constants of a few ms and some tens of ms (Westerman &
 Smith 1984), and the loss of phase locking above ~1–4 kHz. The hair-cell threshold, gain and
 adaptation strengths were chosen here so that speech at 65 dB SPL gives a few thousand spikes
-per utterance (mean ≈ 6000 over the synthesised digits), a sustained tone's rate adapts to
+per utterance (mean ≈ 5500 over the synthesised digits), a sustained tone's rate adapts to
 about a half of its onset rate and silence or 45 dB white noise none.
 
 The baseline :func:`spectrogram_spikes` is what the front end is measured against: STFT
