@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint docs venv clean yinyang-bench bench bench-scaling bench-contention \
 	eventprop-bench event-memory xylo-example xylo-long nir-matrix data fashion-mnist \
-	fashion-mnist-fc fashion-mnist-conv digits shd
+	fashion-mnist-fc fashion-mnist-conv digits shd spoken-digits spoken-digits-train
 
 # NIR cross-framework test peers that require torch: installed with --no-deps (their light
 # dependencies come from the `test` extra and nir), then torch is checked to be the pinned one.
@@ -116,6 +116,30 @@ fashion-mnist-conv: $(STAMP) fashion-mnist
 
 digits: $(STAMP)
 	$(REAL) configs/digits.yaml
+
+# Spoken digits synthesised here (docs/spoken-digits.md): the 20 SHD classes spoken by espeak-ng
+# voices through the inner-ear front end, and the spectrogram-threshold baseline, in the SHD
+# layout, into $$SPIKELOOP_DATA/spoken_digits (default data/spoken_digits); skipped when the
+# files are there. Installs the Debian package espeak-ng when it is missing.
+SPOKEN_DIR := $(or $(SPIKELOOP_DATA),data)/spoken_digits
+SPOKEN_FILES := $(foreach e,spoken_digits spoken_digits_spectrogram,\
+	$(SPOKEN_DIR)/$(e)_train.h5 $(SPOKEN_DIR)/$(e)_test.h5)
+
+spoken-digits: $(STAMP)
+	@command -v espeak-ng >/dev/null || ($(SUDO) apt-get update && \
+		$(SUDO) apt-get install -y espeak-ng)
+	@if ls $(SPOKEN_FILES) >/dev/null 2>&1; then \
+		echo "spoken digits are in $(SPOKEN_DIR)"; \
+	else \
+		$(PY) scripts/make_spoken_digits.py --out $(SPOKEN_DIR) --encoder cochlea && \
+		$(PY) scripts/make_spoken_digits.py --out $(SPOKEN_DIR) --encoder spectrogram; \
+	fi
+
+# The same network on the front end's spikes and on the spectrogram baseline's.
+spoken-digits-train: spoken-digits
+	$(REAL) configs/spoken_digits.yaml
+	$(REAL) configs/spoken_digits.yaml run.name=spoken_digits_spectrogram \
+		data.params.file=spoken_digits_spectrogram
 
 # Real SHD: the user puts shd_train.h5 and shd_test.h5 into $$SPIKELOOP_DATA/shd (see `make data`).
 shd: $(STAMP)

@@ -1,6 +1,7 @@
 """Data sets and spike encoders."""
 
 from spikeloop.data.catalog import DATA_SETS, DEFAULT_DATA_DIR, data_dir, find, status
+from spikeloop.data.cochlea import CochleaParams, cochlea_spikes, spectrogram_spikes
 from spikeloop.data.digits import DIGITS_SIZES, digits_split, load_digits
 from spikeloop.data.encoders import (
     ENCODERS,
@@ -15,6 +16,7 @@ from spikeloop.data.events import EVENT_DTYPE, check_events, event_times, make_e
 from spikeloop.data.idx import load_mnist_family, read_idx, write_idx
 from spikeloop.data.loading import EventDataset, LabelledSubset, time_major_collate
 from spikeloop.data.shd import SHD, SSC, read_shd, speaker_holdout, write_shd
+from spikeloop.data.spoken_digits import make_spoken_digits
 from spikeloop.data.transforms import (
     ChannelShift,
     Compose,
@@ -29,11 +31,51 @@ from spikeloop.data.transforms import (
 from spikeloop.data.yin_yang import CLASS_NAMES, YIN_YANG_SPLITS, yin_yang, yin_yang_split
 
 __all__ = [
-    "CLASS_NAMES", "DATA_SETS", "DEFAULT_DATA_DIR", "DIGITS_SIZES", "ENCODERS", "EVENT_DTYPE",
-    "SHD", "SSC", "YIN_YANG_SPLITS", "ChannelShift", "Compose", "CropTime", "Downsample",
-    "EventDataset", "FixedLength", "LabelledSubset", "PadTime", "TimeJitter", "TimeShift",
-    "ToRaster", "check_events", "data_dir", "delta", "digits_split", "direct", "event_times",
-    "find", "latency", "load_digits", "load_mnist_family", "log_latency", "make_encoder",
-    "make_events", "rate", "read_idx", "read_shd", "speaker_holdout", "status",
-    "time_major_collate", "write_idx", "write_shd", "yin_yang", "yin_yang_split",
+    "CLASS_NAMES",
+    "DATA_SETS",
+    "DEFAULT_DATA_DIR",
+    "DIGITS_SIZES",
+    "ENCODERS",
+    "EVENT_DTYPE",
+    "SHD",
+    "SSC",
+    "YIN_YANG_SPLITS",
+    "ChannelShift",
+    "CochleaParams",
+    "Compose",
+    "CropTime",
+    "Downsample",
+    "EventDataset",
+    "FixedLength",
+    "LabelledSubset",
+    "PadTime",
+    "TimeJitter",
+    "TimeShift",
+    "ToRaster",
+    "check_events",
+    "cochlea_spikes",
+    "data_dir",
+    "delta",
+    "digits_split",
+    "direct",
+    "event_times",
+    "find",
+    "latency",
+    "load_digits",
+    "load_mnist_family",
+    "log_latency",
+    "make_encoder",
+    "make_events",
+    "make_spoken_digits",
+    "rate",
+    "read_idx",
+    "read_shd",
+    "speaker_holdout",
+    "spectrogram_spikes",
+    "status",
+    "time_major_collate",
+    "write_idx",
+    "write_shd",
+    "yin_yang",
+    "yin_yang_split",
 ]
