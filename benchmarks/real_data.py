@@ -62,9 +62,13 @@ def _model(cfg: dict[str, Any]) -> str:
 def record(run_dir: Path, commit: str | None = None) -> dict[str, Any]:
     """The entry of a finished run folder (``summary.json``, ``status.json``, ``config.yaml``)."""
     status = json.loads((run_dir / "status.json").read_text())
+    note = ""
     if status.get("state") != "finished":
-        raise SystemExit(f"real_data: {run_dir} is not a finished run (state "
-                         f"{status.get('state')!r})")
+        if not (run_dir / "summary.json").exists():
+            raise SystemExit(f"real_data: {run_dir} is not a finished run (state "
+                             f"{status.get('state')!r}) and has no summary.json")
+        # every epoch and the test ran (summary.json is written before the plots)
+        note = f"the run failed after its summary: {status.get('error', '?')}"
     summary = json.loads((run_dir / "summary.json").read_text())
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     data = cfg["data"]
@@ -88,6 +92,7 @@ def record(run_dir: Path, commit: str | None = None) -> dict[str, Any]:
         "machine": f"{platform.processor() or platform.machine()}, "
                    f"{_cpus()} cores",
         "commit": commit or _git("rev-parse", "--short", "HEAD"),
+        "note": note,
     }
 
 
@@ -114,8 +119,9 @@ def markdown(entries: dict[str, dict[str, Any]]) -> str:
                      f"{e['torch_threads']} | {e['reference']} |")
     lines += ["", "Commands and machines:", ""]
     for e in sorted(entries.values(), key=lambda e: e["name"]):
+        note = f" ({e['note']})" if e.get("note") else ""
         lines.append(f"- {e['name']}: `{e['command']}` — {e['started'][:10]}, {e['machine']}, "
-                     f"commit {e['commit']}")
+                     f"commit {e['commit']}{note}")
     return "\n".join(lines) + "\n"
 
 
