@@ -155,8 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "train":
         from spikeloop.training import Trainer, load_config
 
-        trainer = Trainer(load_config(args.config, args.overrides))
-        trainer.fit()
+        from spikeloop.errors import SpikeloopError
+
+        try:
+            trainer = Trainer(load_config(args.config, args.overrides))
+            trainer.fit()
+        except SpikeloopError as err:  # a config or data mistake: one line, as the CLI says it
+            print(f"real_data: error: {err}", file=sys.stderr)
+            return 2
         args.run_dir = trainer.dir
     if args.what in ("train", "record"):
         entry = record(args.run_dir, getattr(args, "commit", None))
