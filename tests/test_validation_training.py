@@ -386,7 +386,7 @@ def test_build_network_and_load_data_check_their_arguments(tmp_path):
         (lambda: build_network(cfg.data, 4, 3, 1e-3), ArgumentTypeError, "cfg must be a "
          "ModelConfig"),
         (lambda: build_network(cfg.model, 4.0, 3, 1e-3), ArgumentTypeError,
-         "n_in must be an integer"),
+         "n_in shape must be a positive integer or a tuple"),
         (lambda: build_network(cfg.model, 4, 0, 1e-3), ParameterError, "n_out must be an "
          "integer ≥ 1, got 0"),
         (lambda: build_network(cfg.model, 4, 3, 0), TimeStepError, "build_network: dt"),
@@ -426,7 +426,7 @@ DATASETS.add("test-ragged", _ragged)
 @pytest.mark.parametrize(("name", "exc", "fragment"), [
     ("test-float-labels", DTypeError, "labels must be integer class indices, got float64"),
     ("test-missing-split", ConfigError, r"must return the splits train, val, test, got \['train'"),
-    ("test-ragged", ShapeError, r"features \[N, F\] and labels \[N\], N ≥ 1, got \(3, 2\) and"),
+    ("test-ragged", ShapeError, r"labels \[N\], N ≥ 1, got \(3, 2\) and"),
 ])
 def test_data_sets_must_return_integer_labelled_splits(tmp_path, name, exc, fragment):
     with pytest.raises(exc, match=fragment):

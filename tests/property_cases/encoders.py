@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 from bad_inputs import Case
-from spikeloop.data.encoders import delta, latency, log_latency, make_encoder, rate
+from spikeloop.data.encoders import delta, direct, latency, log_latency, make_encoder, rate
 
 from .common import DT, INF, NAN
 
@@ -20,8 +20,9 @@ ENCODER_KW: dict[str, dict[str, Any]] = {
     "latency": {"dt": DT, "duration": 10 * DT, "t_early": 0.0, "t_late": 8 * DT},
     "log_latency": {"dt": DT, "duration": 10 * DT, "tau": 5 * DT, "threshold": 0.2},
     "rate": {"dt": DT, "duration": 10 * DT, "max_rate": 200.0},
+    "direct": {"dt": DT, "duration": 10 * DT, "gain": 1.0},
 }
-ENCODERS = {"latency": latency, "log_latency": log_latency, "rate": rate}
+ENCODERS = {"latency": latency, "log_latency": log_latency, "rate": rate, "direct": direct}
 BAD_ENCODER_PARAMS: dict[str, list[tuple[str, Any]]] = {
     "dt": [("0", 0.0), ("nan", NAN), ("-1e-3", -1e-3), ("'x'", "x"), ("True", True),
            ("None", None)],
@@ -33,13 +34,14 @@ BAD_ENCODER_PARAMS: dict[str, list[tuple[str, Any]]] = {
     "max_rate": [("-1", -1.0), ("nan", NAN), ("2000 (·dt > 1)", 2000.0), ("'x'", "x")],
     "mode": [("'nope'", "nope"), ("3", 3)],
     "generator": [("'x'", "x"), ("42", 42)],
+    "gain": [("0", 0.0), ("nan", NAN), ("-1", -1.0), ("'x'", "x")],
 }
 BAD_FEATURES: list[tuple[str, Callable[[], Any]]] = [
     ("x with nan", lambda: torch.tensor([[0.5, NAN]])),
     ("x with 1.5 (> 1)", lambda: torch.tensor([[0.5, 1.5]])),
     ("x with -0.1", lambda: torch.tensor([[-0.1, 0.5]])),
     ("x rank 1", lambda: torch.tensor([0.5, 0.2])),
-    ("x rank 3", lambda: torch.zeros(1, 2, 2)),
+    ("x rank 0", lambda: torch.tensor(0.5)),
     ("x = 'abc'", lambda: "abc"), ("x = None", lambda: None),
     ("x complex", lambda: torch.zeros(1, 2, dtype=torch.complex64)),
     ("x on meta", lambda: torch.zeros(1, 2, device="meta")),
@@ -87,7 +89,7 @@ def encoder_cases(draw: Any) -> Case:
         kwargs = {**kw, **({"generator": torch.Generator().manual_seed(0)} if name == "rate"
                            else {})}
         return Case("encoder", f"{name}({label})", lambda: fn(make(), **kwargs), "either",
-                    _raster_check(2, 3, one_spike=name != "rate"), arg=r"\bx\b")
+                    _raster_check(2, 3, one_spike=name not in ("rate", "direct")), arg=r"\bx\b")
     if what == "empty":
         return Case("encoder", f"{name}(x of batch 0)", lambda: fn(torch.zeros(0, 3), **kw),
                     "valid", _raster_check(0, 3))
@@ -121,4 +123,4 @@ def encoder_cases(draw: Any) -> Case:
         kwargs["generator"] = torch.Generator().manual_seed(steps)
     return Case("encoder", f"{name}(x [2, 3], duration={steps} steps)",
                 lambda: fn(X_FEATURES, **kwargs), "valid",
-                _raster_check(2, 3, steps, one_spike=name != "rate"))
+                _raster_check(2, 3, steps, one_spike=name not in ("rate", "direct")))
