@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint docs venv clean yinyang-bench bench bench-scaling bench-contention \
 	eventprop-bench event-memory xylo-example xylo-long nir-matrix data fashion-mnist \
-	fashion-mnist-fc fashion-mnist-conv digits shd spoken-digits spoken-digits-train
+	fashion-mnist-fc fashion-mnist-conv digits shd spoken-digits spoken-digits-train data-bench
 
 # NIR cross-framework test peers that require torch: installed with --no-deps (their light
 # dependencies come from the `test` extra and nir), then torch is checked to be the pinned one.
@@ -74,7 +74,7 @@ $(BENCH_STAMP): $(STAMP) Makefile
 	$(PY) -c "import torch; v = torch.__version__; assert v.split('+')[0] == '2.13.0', v; print('torch', v)"
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)
+bench: $(BENCH_STAMP) spoken-digits  # the shd row runs on the synthesised spoken digits
 	$(PY) benchmarks/speed_bench.py $(BENCH_ARGS)
 
 bench-scaling: $(BENCH_STAMP)
@@ -140,6 +140,11 @@ spoken-digits-train: spoken-digits
 	$(REAL) configs/spoken_digits.yaml
 	$(REAL) configs/spoken_digits.yaml run.name=spoken_digits_spectrogram \
 		data.params.file=spoken_digits_spectrogram
+
+# Data loading against training steps (samples per second, SHD-format and Fashion-MNIST):
+# benchmarks/results/data_loading.{json,md}.
+data-bench: $(STAMP) spoken-digits fashion-mnist
+	$(PY) benchmarks/data_loading.py
 
 # Real SHD: the user puts shd_train.h5 and shd_test.h5 into $$SPIKELOOP_DATA/shd (see `make data`).
 shd: $(STAMP)

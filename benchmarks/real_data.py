@@ -153,9 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     entries = _load()
     if args.what == "train":
-        from spikeloop.training import Trainer, load_config
-
         from spikeloop.errors import SpikeloopError
+        from spikeloop.training import Trainer, load_config
 
         try:
             trainer = Trainer(load_config(args.config, args.overrides))

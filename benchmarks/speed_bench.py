@@ -60,11 +60,14 @@ from benchmarks.speed.libs import (  # noqa: E402
     OURS_ALL,
     PEERS,
 )
-from benchmarks.speed.workload import MODES, VARIANTS, Workload  # noqa: E402
+from benchmarks.speed.workload import MODES, VARIANTS, Workload, shd_file  # noqa: E402
 from tqdm import tqdm  # noqa: E402
+
+from spikeloop.errors import SpikeloopError  # noqa: E402
 
 PREFIX = "SPEEDJSON "
 GOALS = {"ff": {"train": 5.0, "forward": 5.0}, "rec": {"train": 3.0, "forward": 3.0}}
+QUICK_VARIANTS = ("ff", "rec")
 QUICK = {"T": 10, "batch": 4, "repeat": 3, "warmup": 1, "libs": ["spikeloop", "torch_loop"]}
 
 
@@ -283,7 +286,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
     ]
     for variant in result["variants"]:
-        title = {"ff": "feed-forward (standard)", "rec": "256 × 256 recurrent hidden layer"}
+        title = {"ff": "feed-forward (standard)", "rec": "256 × 256 recurrent hidden layer",
+                 "shd": "SHD-format data (spoken digits in 10 ms bins), 256 × 256 recurrent"}
         lines += [f"## {variant}: {title.get(variant, variant)}", "",
                   "| library | version | train median (min–max) ms | forward median (min–max) ms"
                   " | peak MB (+ steps) train / fwd | hidden rate | notes |",
@@ -369,7 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--libs", nargs="+", default=None,
                         help=f"libraries (default: {' '.join(DEFAULT_LIBS)}; known: "
                              f"{' '.join(LIBS)})")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=None,
+                        help=f"default: {' '.join(VARIANTS)} ({' '.join(QUICK_VARIANTS)} with "
+                             "--quick); shd needs `make spoken-digits` (or "
+                             "SPIKELOOP_BENCH_SHD=file), T = 100 and batch 64")
     parser.add_argument("--modes", nargs="+", default=list(MODES))
     parser.add_argument("--repeat", type=int, default=None, help="timed steps (default 15)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps (default 3)")
@@ -401,7 +408,9 @@ def main(argv: list[str] | None = None) -> int:
 
     quick = QUICK if args.quick else {}
     libs = _split(args.libs) if args.libs else list(quick.get("libs", DEFAULT_LIBS))
-    variants, modes = _split(args.variants), _split(args.modes)
+    variants = _split(args.variants) if args.variants else list(
+        QUICK_VARIANTS if args.quick else VARIANTS)
+    modes = _split(args.modes)
     for name, chosen, known in (("library", libs, LIBS), ("variant", variants, VARIANTS),
                                 ("mode", modes, MODES)):
         unknown = [c for c in chosen if c not in known]
@@ -413,6 +422,16 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (1 if args.quick else 2)
     wl = Workload(T=args.T or quick.get("T", Workload.T),
                   batch=args.batch or quick.get("batch", Workload.batch))
+    if "shd" in variants:
+        if (wl.T, wl.batch) != (100, 64):
+            parser.error(f"the shd variant runs T = 100, batch 64 (the file's 1 s in 10 ms "
+                         f"bins), got T = {wl.T}, batch {wl.batch}")
+        try:
+            shd = shd_file()
+        except SpikeloopError as err:
+            parser.error(f"the shd variant needs SHD-format data: {err}")
+        if not shd.is_file():
+            parser.error(f"the shd variant needs SHD-format data: no file {shd}")
 
     if args.quick:  # one process per library runs all its combinations (startup dominates)
         jobs = [(",".join(variants), ",".join(modes), lib) for lib in libs]

@@ -5,7 +5,12 @@ leaky-integrator readouts, ``T = 100`` steps of ``dt = 1 ms``, batch 64, 5 % Ber
 spikes, ``tau_mem = 10 ms``, ``tau_syn = 5 ms``, threshold 1, reset to 0; loss = cross-entropy of
 the maximum over time of the readout membrane against 20 random class labels; plain SGD.
 ``variant="rec"`` adds an all-to-all 256 × 256 recurrent projection to the hidden layer (spikes
-of step ``k`` arrive at step ``k + 1``).
+of step ``k`` arrive at step ``k + 1``). ``variant="shd"`` is ``rec`` on SHD-format data: the
+first 64 samples of the spoken digits' training file (``make spoken-digits``; another
+SHD-layout file with ``SPIKELOOP_BENCH_SHD=path``) binned into ``T = 100`` bins of 10 ms
+(spike counts per bin, through :class:`spikeloop.data.SHD`) and their labels; each bin is one
+step of the same dynamics (``τ`` in steps as above), the input weights scaled with the data's
+mean density instead of ``rate``.
 
 Reference dynamics (spikeloop's exact discretisation, which every library is mapped onto)::
 
@@ -23,15 +28,18 @@ then fires at a few–15 % per step (reported per library in the results).
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-VARIANTS = ("ff", "rec")
+VARIANTS = ("ff", "rec", "shd")
 MODES = ("train", "forward")
 
 # Weight initialisation (reference units). The input weights are scaled with the expected number
@@ -72,7 +80,7 @@ class Workload:
 
     @property
     def recurrent(self) -> bool:
-        return self.variant == "rec"
+        return self.variant in ("rec", "shd")
 
     def with_(self, **changes: Any) -> Workload:
         """A copy with some fields changed."""
@@ -100,6 +108,8 @@ class Workload:
     # ------------------------------------------------------------------ data and weights
     def data(self) -> tuple[Tensor, Tensor]:
         """Input spikes ``[T, B, n_in]`` (float32 0/1) and labels ``[B]`` (int64), fixed seed."""
+        if self.variant == "shd":
+            return shd_data(self.T, self.batch, self.n_in, self.n_out)
         g = torch.Generator().manual_seed(self.seed)
         x = (torch.rand(self.T, self.batch, self.n_in, generator=g) < self.rate).float()
         y = torch.randint(0, self.n_out, (self.batch,), generator=g)
@@ -110,7 +120,8 @@ class Workload:
         hidden]`` (``None`` for ``ff``), ``[out, in]`` like ``torch.nn.Linear``, reference units.
         """
         g = torch.Generator().manual_seed(self.seed + 1)
-        active = max(self.rate * self.n_in, 1.0)
+        rate = float(self.data()[0].mean()) if self.variant == "shd" else self.rate
+        active = max(rate * self.n_in, 1.0)
         w1 = (_W1_MEAN / active
               + _W1_STD / math.sqrt(active) * torch.randn(self.hidden, self.n_in, generator=g))
         w2 = _W2_STD / math.sqrt(self.hidden) * torch.randn(self.n_out, self.hidden, generator=g)
@@ -120,6 +131,32 @@ class Workload:
                     + _WREC_STD / math.sqrt(self.hidden)
                     * torch.randn(self.hidden, self.hidden, generator=g))
         return {"w1": w1, "w2": w2, "wrec": wrec}
+
+
+def shd_file() -> Path:
+    """The SHD-format file of the ``shd`` variant: ``$SPIKELOOP_BENCH_SHD``, else the spoken
+    digits' training file where :func:`spikeloop.data.find` finds it."""
+    from spikeloop.data import find
+
+    path = os.environ.get("SPIKELOOP_BENCH_SHD")
+    return Path(path) if path else find("spoken_digits") / "spoken_digits_train.h5"
+
+
+@functools.cache
+def shd_data(steps: int, batch: int, n_in: int, n_out: int) -> tuple[Tensor, Tensor]:
+    """The first ``batch`` samples of :func:`shd_file` as spike counts ``[T, B, 700]`` in 10 ms
+    bins (``T = 100``: 1 s) and their labels."""
+    from spikeloop.data import SHD
+
+    if (steps, n_in, n_out) != (100, 700, 20):
+        raise ValueError(f"the shd variant is T = 100, n_in = 700, n_out = 20 (the file's "
+                         f"shape), got T = {steps}, n_in = {n_in}, n_out = {n_out}")
+    data = SHD(shd_file(), "train", dt=10e-3, duration=1.0)
+    if len(data) < batch:
+        raise ValueError(f"{data.path} holds {len(data)} samples, fewer than batch {batch}")
+    x = torch.stack([data[i][0] for i in range(batch)], dim=1).float()
+    y = torch.as_tensor([data[i][1] for i in range(batch)], dtype=torch.long)
+    return x, y
 
 
 def loss_fn(logits: Tensor, y: Tensor) -> Tensor:

@@ -1,0 +1,79 @@
+"""The data benchmarks on tiny files in the real layouts: the loader-against-step benchmark
+(benchmarks/data_loading.py) and the speed benchmark's shd workload."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import data_loading  # noqa: E402
+from benchmarks.speed import workload  # noqa: E402
+
+from spikeloop.data import write_idx, write_shd  # noqa: E402
+
+
+def _shd_file(path: Path, n: int = 70, seed: int = 0) -> tuple[list, list]:
+    rng = np.random.default_rng(seed)
+    times = [np.sort(rng.random(300) * 1.2) for _ in range(n)]  # some past the 1 s window
+    units = [rng.integers(0, 700, 300) for _ in range(n)]
+    write_shd(path, times, units, [k % 20 for k in range(n)], [k % 3 for k in range(n)],
+              [f"c{k}" for k in range(20)])
+    return times, units
+
+
+def test_shd_workload_reads_the_first_64_samples_in_10_ms_bins(tmp_path, monkeypatch):
+    times, units = _shd_file(tmp_path / "s.h5")
+    monkeypatch.setenv("SPIKELOOP_BENCH_SHD", str(tmp_path / "s.h5"))
+    workload.shd_data.cache_clear()
+    wl = workload.Workload(variant="shd")
+    x, y = wl.data()
+    assert x.shape == (100, 64, 700) and x.dtype == torch.float32 and wl.recurrent
+    assert y.tolist() == [k % 20 for k in range(64)]
+    # every spike inside the window is counted (float16 times: compare in the file's precision)
+    inside = sum(int((t.astype(np.float16).astype(np.float64) < 1.0).sum()) for t in times[:64])
+    assert int(x.sum()) == inside
+    k = 3  # one sample's raster equals a histogram of its own spikes
+    t = times[k].astype(np.float16).astype(np.float64)
+    keep = t < 1.0
+    want = np.zeros((100, 700))
+    np.add.at(want, (np.floor(t[keep] / 0.01 + 1e-9).astype(int), units[k][keep]), 1)
+    np.testing.assert_array_equal(x[:, k].numpy(), want)
+    assert wl.weights()["wrec"].shape == (256, 256)
+    with pytest.raises(ValueError, match="T = 100"):
+        workload.Workload(variant="shd", T=10).data()
+    workload.shd_data.cache_clear()
+
+
+def test_data_loading_benchmark_runs_on_tiny_files(tmp_path, monkeypatch):
+    _shd_file(tmp_path / "s.h5")
+    fm = tmp_path / "data" / "fashion_mnist"
+    fm.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 300), ("t10k", 50)):
+        write_idx(fm / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28),
+                                                                  dtype=np.uint8))
+        write_idx(fm / f"{split}-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8))
+    monkeypatch.setenv("SPIKELOOP_DATA", str(tmp_path / "data"))
+    out = tmp_path / "dl"
+    assert data_loading.main(["--quick", "--shd-file", str(tmp_path / "s.h5"), "--workers", "0",
+                              "--out", str(out)]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert [r["model"].split(":")[0] for r in rows] == [
+        "spoken_digits.yaml", "fashion_mnist_fc", "fashion_mnist_conv"]
+    assert all(r["loader"] > 0 and r["step"] > 0 and r["ratio"] == r["loader"] / r["step"]
+               for r in rows)
+    assert "| loader ÷ step |" in out.with_suffix(".md").read_text()
+
+
+def test_data_loading_benchmark_names_a_missing_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SPIKELOOP_DATA", str(tmp_path / "none"))
+    assert data_loading.main(["--quick", "--out", str(tmp_path / "dl")]) == 2
+    assert "make spoken-digits" in capsys.readouterr().err
