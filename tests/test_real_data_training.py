@@ -126,3 +126,18 @@ def test_digits_config_learns(tmp_path, monkeypatch):
     monkeypatch.chdir(__import__("pathlib").Path(__file__).parents[1])
     summary = Trainer(_config("digits", tmp_path, "train.epochs=6")).fit()
     assert summary["test_acc"] > 0.5  # chance 0.1; 40 epochs give about 0.91
+
+
+def test_shd_config_reads_the_published_file_names(tmp_path, monkeypatch):
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).parents[1])
+    folder = tmp_path / "data" / "shd"
+    _shd_files(folder, n_per_class=1)
+    for split in ("train", "test"):  # the published names: shd_train.h5, shd_test.h5
+        (folder / f"spoken_digits_{split}.h5").rename(folder / f"shd_{split}.h5")
+    monkeypatch.setenv("SPIKELOOP_DATA", str(tmp_path / "data"))
+    cfg = _config("shd", tmp_path, "data.train_size=60", "data.val_size=20",
+                  "data.test_size=20")
+    data = load_data(cfg.data)
+    assert {k: tuple(v.spikes.shape) for k, v in data.items()} == {
+        "train": (100, 60, 700), "val": (100, 20, 700), "test": (100, 20, 700)}
+    assert data["test"].labels.tolist() == list(range(20))
