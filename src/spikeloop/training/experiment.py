@@ -141,7 +141,7 @@ class EncodedSplit:
         return x, self.labels[index]
 
 
-EVENT_DATASETS = {"shd": "SHD", "ssc": "SSC", "spoken_digits": "SHD"}
+EVENT_DATASETS = ("shd", "ssc", "spoken_digits")
 """Data sets of spike events in the SHD layout: their splits come rasterised at ``data.dt``
 over ``data.duration`` (``data.encoder`` must be ``{name: none}``)."""
 
