@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from spikeloop._runtime import usable_cores
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -159,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         row["ratio"] = row["loader"] / row["step"]
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} "
-                       f"cores", "torch": torch.__version__, "threads": args.threads,
+            "machine": f"{platform.machine()}, {usable_cores()} "
+                       "cores", "torch": torch.__version__, "threads": args.threads,
             "quick": args.quick, "shd_file": str(shd_path),
             "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                                      capture_output=True, text=True).stdout.strip()}

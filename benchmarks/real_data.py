@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from spikeloop._runtime import usable_cores
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -91,16 +93,10 @@ def record(run_dir: Path, commit: str | None = None) -> dict[str, Any]:
         "started": status["started"],
         "reference": REFERENCES.get(data["dataset"], {}).get(kind, ""),
         "machine": f"{platform.processor() or platform.machine()}, "
-                   f"{_cpus()} cores",
+                   f"{usable_cores()} cores",
         "commit": commit or _git("rev-parse", "--short", "HEAD"),
         "note": note,
     }
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
 
 
 def markdown(entries: dict[str, dict[str, Any]]) -> str:

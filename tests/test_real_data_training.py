@@ -3,6 +3,8 @@ convolutional), SHD-layout event files, sklearn digits; and the config mistakes.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,8 @@ from spikeloop.errors import ConfigError, MissingDataError
 from spikeloop.nn import AvgPool2d, Conv2d, Flatten
 from spikeloop.training import Trainer, load_config
 from spikeloop.training.experiment import load_data
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _fake_mnist(root, n_train=600, n_test=200, seed=0):
@@ -35,7 +39,7 @@ def _config(name, tmp_path, *overrides):
 
 @pytest.mark.parametrize("config", ["fashion_mnist_fc", "fashion_mnist_conv"])
 def test_image_configs_train_on_idx_files(config, tmp_path, monkeypatch):
-    monkeypatch.chdir(__import__("pathlib").Path(__file__).parents[1])
+    monkeypatch.chdir(ROOT)
     root = tmp_path / "fm"
     root.mkdir()
     _fake_mnist(root)
@@ -55,7 +59,7 @@ def test_image_configs_train_on_idx_files(config, tmp_path, monkeypatch):
 
 
 def test_image_sizes_and_params_are_checked(tmp_path, monkeypatch):
-    monkeypatch.chdir(__import__("pathlib").Path(__file__).parents[1])
+    monkeypatch.chdir(ROOT)
     root = tmp_path / "fm"
     root.mkdir()
     _fake_mnist(root, n_train=100, n_test=50)
@@ -76,7 +80,7 @@ def test_image_sizes_and_params_are_checked(tmp_path, monkeypatch):
 
 
 def test_a_missing_data_set_names_the_paths_and_the_package(tmp_path, monkeypatch):
-    monkeypatch.chdir(__import__("pathlib").Path(__file__).parents[1])
+    monkeypatch.chdir(ROOT)
     monkeypatch.setenv("SPIKELOOP_DATA", str(tmp_path / "nothing"))
     with pytest.raises(MissingDataError) as info:
         load_data(_config("spoken_digits", tmp_path).data)
@@ -103,7 +107,7 @@ def _shd_files(folder, n_per_class=6, n_classes=20, speakers=(0, 1, 2, 3), seed=
 
 
 def test_event_config_trains_on_shd_layout_files(tmp_path, monkeypatch):
-    monkeypatch.chdir(__import__("pathlib").Path(__file__).parents[1])
+    monkeypatch.chdir(ROOT)
     _shd_files(tmp_path / "data" / "spoken_digits")
     monkeypatch.setenv("SPIKELOOP_DATA", str(tmp_path / "data"))
     cfg = _config("spoken_digits", tmp_path, "data.train_size=360", "data.val_size=120",
@@ -123,13 +127,13 @@ def test_event_config_trains_on_shd_layout_files(tmp_path, monkeypatch):
 
 
 def test_digits_config_learns(tmp_path, monkeypatch):
-    monkeypatch.chdir(__import__("pathlib").Path(__file__).parents[1])
+    monkeypatch.chdir(ROOT)
     summary = Trainer(_config("digits", tmp_path, "train.epochs=6")).fit()
     assert summary["test_acc"] > 0.5  # chance 0.1; 40 epochs give about 0.91
 
 
 def test_shd_config_reads_the_published_file_names(tmp_path, monkeypatch):
-    monkeypatch.chdir(__import__("pathlib").Path(__file__).parents[1])
+    monkeypatch.chdir(ROOT)
     folder = tmp_path / "data" / "shd"
     _shd_files(folder, n_per_class=1)
     for split in ("train", "test"):  # the published names: shd_train.h5, shd_test.h5

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from spikeloop.checks import check_choice, check_int, check_path, show
+from spikeloop.data.catalog import DATA_SETS
 from spikeloop.data.events import US_PER_S, PackedEvents
 from spikeloop.data.loading import EventDataset, LabelledSubset
 from spikeloop.data.transforms import Compose, Downsample, ToRaster
@@ -114,9 +115,11 @@ def _ragged(arrays: Sequence[np.ndarray], dtype: type) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- reading
 
-SOURCE = ("https://zenkelab.org/datasets/ (mirror https://compneuro.net/datasets/): download "
-          "{file}.gz yourself, un-zip it (gunzip {file}.gz) and pass its folder or path; "
-          "nothing is downloaded here")
+def _source(file_name: str) -> str:
+    """Where an SHD or SSC file comes from: the catalog's entry (one text for ``spikeloop
+    data``, the catalog's errors and these); nothing is downloaded here."""
+    name = "ssc" if file_name.startswith("ssc") else "shd"
+    return f"{DATA_SETS[name].how} (nothing is downloaded here)"
 
 
 @dataclass
@@ -189,8 +192,8 @@ def read_shd(path: str | os.PathLike[str]) -> ShdFile:
 
     path = check_path(path, "read_shd: path")
     if not path.is_file():
-        raise MissingDataError(f"SHD/SSC file not found: {path}. It comes from "
-                               + SOURCE.format(file=path.name))
+        raise MissingDataError(f"SHD/SSC file not found: {path}. To get it, "
+                               + _source(path.name))
     try:
         f = h5py.File(path, "r")
     except OSError as e:
@@ -354,8 +357,8 @@ class SHD(EventDataset):
         if (p / (name + ".gz")).is_file():
             hint = f" Found {p / (name + '.gz')}: un-zip it first (gunzip -k {name}.gz)."
         raise MissingDataError(f"{cls.__name__} {split} split not found: searched "
-                               f"{', '.join(searched)}.{hint} {cls.__name__} comes from "
-                               + SOURCE.format(file=name))
+                               f"{', '.join(searched)}.{hint} To get it, "
+                               + _source(name))
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({str(self.path)!r}, split={self.split!r}: {len(self)} "
