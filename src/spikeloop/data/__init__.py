@@ -1,5 +1,6 @@
 """Data sets and spike encoders."""
 
+from spikeloop.data.augment import augment, random_flip, random_shift
 from spikeloop.data.catalog import DATA_SETS, DEFAULT_DATA_DIR, data_dir, find, status
 from spikeloop.data.cochlea import CochleaParams, cochlea_spikes, spectrogram_spikes
 from spikeloop.data.digits import DIGITS_SIZES, digits_split, load_digits
@@ -31,6 +32,9 @@ from spikeloop.data.transforms import (
 from spikeloop.data.yin_yang import CLASS_NAMES, YIN_YANG_SPLITS, yin_yang, yin_yang_split
 
 __all__ = [
+    "augment",
+    "random_flip",
+    "random_shift",
     "CLASS_NAMES",
     "DATA_SETS",
     "DEFAULT_DATA_DIR",

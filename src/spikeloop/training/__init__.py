@@ -14,6 +14,7 @@ from spikeloop.training.losses import (
     make_loss,
     spike_counts,
 )
+from spikeloop.training.proxy import check_proxy, proxy_output, rate_network
 from spikeloop.training.trainer import Trainer
 
 __all__ = [
@@ -28,10 +29,13 @@ __all__ = [
     "SpikeCountCE",
     "Trainer",
     "build_network",
+    "check_proxy",
     "first_spike_times",
     "init_weights",
     "load_config",
     "load_data",
     "make_loss",
+    "proxy_output",
+    "rate_network",
     "spike_counts",
 ]

@@ -93,6 +93,11 @@ class DataConfig:
     params: dict[str, Any] = field(default_factory=dict)
     """Options of the data set, e.g. ``{flat: false}`` (images as ``[1, 28, 28]`` for a
     convolutional model) or ``{seed: 0}`` (the validation split's draw)."""
+    augment: dict[str, Any] = field(default_factory=dict)
+    """Vary each training batch (:mod:`spikeloop.data.augment`): ``shift`` (each sample moved by
+    up to that many pixels along rows and columns, or channels for ``[C]`` samples; zeros
+    moved in) and ``flip`` (images mirrored left–right with probability ½); e.g.
+    ``{shift: 1, flip: true}``. Validation and test samples are never changed."""
 
     def __post_init__(self) -> None:
         _require_positive(self, "train_size", "val_size", "test_size", "dt", "duration")
@@ -163,6 +168,10 @@ class ModelConfig:
         _require_positive(self, "tau_mem", "tau_syn")
 
 
+METHODS = ("backprop", "ann_proxy")
+"""The values of ``train.method``."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation: epochs, batches, optimiser, schedule, loss, regulariser, checkpoints.
@@ -209,6 +218,11 @@ class TrainConfig:
     to an uninterrupted run; refused when that folder has no checkpoint. The config must be the
     same except ``train.resume``, ``train.progress``, ``run.threads``, ``run.name`` and
     ``run.out_dir``. ``spikeloop resume <folder>`` does the same from the folder's own config."""
+    method: str = "backprop"
+    """How gradients are found: ``backprop`` (through the backend: surrogate gradients on the
+    simulator, EventProp on ``event``, the in-the-loop bridge on a chip) or ``ann_proxy`` (the
+    spiking run's loss, backpropagated through its rate network,
+    :mod:`spikeloop.training.proxy`; IF neurons)."""
     max_batches: int | None = None
     """Train on at most this many batches per epoch (quick checks); ``null``: all."""
     progress: bool = True
@@ -220,6 +234,9 @@ class TrainConfig:
         _require_positive(self, "max_batches", allow_none=True)
         if self.weight_decay < 0:
             raise ConfigError(f"train.weight_decay must be ≥ 0, got {self.weight_decay}")
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown train.method {self.method!r}; known: "
+                              f"{', '.join(METHODS)}")
 
 
 @dataclass(frozen=True)

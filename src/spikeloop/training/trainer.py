@@ -51,6 +51,7 @@ from spikeloop._files import atomic_write
 from spikeloop._runtime import set_threads
 from spikeloop.backends import get_backend
 from spikeloop.checks import check_bool, check_int, check_path, check_state_dict, check_type
+from spikeloop.data.augment import augment, check_augment
 from spikeloop.errors import (
     CheckpointError,
     ConfigError,
@@ -63,6 +64,7 @@ from spikeloop.nn import NetworkOutput
 from spikeloop.training.config import Config
 from spikeloop.training.experiment import EncodedSplit, build_network, load_data
 from spikeloop.training.losses import FiringRateRegularizer, Loss, make_loss
+from spikeloop.training.proxy import check_proxy, proxy_output
 from spikeloop.viz import membrane_traces, raster_panel, timed_traces, training_curves
 
 CHECKPOINT = "checkpoint.pt"
@@ -142,10 +144,13 @@ class Trainer:
         init_gen = torch.Generator().manual_seed(run.seed + 1)
         self.data = load_data(config.data, generator=torch.Generator().manual_seed(run.seed + 2))
         n_in = tuple(self.data["train"].spikes.shape[2:])
+        self.augment = check_augment(config.data.augment, n_in)
         n_out = int(max(int(s.labels.max()) for s in self.data.values())) + 1
         self.network: Network = build_network(config.model, n_in, n_out, config.data.dt, init_gen)
         self.backend = get_backend(config.train.backend)  # one instance: chip noise, caches
         self.network.backend = self.backend
+        if config.train.method == "ann_proxy":
+            check_proxy(self.network.graph)
         self.loss: Loss = make_loss(config.train.loss, dt=config.data.dt)
         self.regularizer = _make_regularizer(config, self.network)
         self.optimizer = _make_optimizer(config, self.network)
@@ -202,6 +207,16 @@ class Trainer:
     def forward(self, spikes: Tensor) -> NetworkOutput:
         """Run the network on a batch of encoded spikes ``[T, B, C]``."""
         return self.network(spikes)
+
+    def _train_forward(self, spikes: Tensor) -> NetworkOutput:
+        """The forward pass of a training step: :meth:`forward`, or with ``train.method:
+        ann_proxy`` the same run without gradients, given the rate network's
+        (:func:`~spikeloop.training.proxy.proxy_output`)."""
+        if self.config.train.method != "ann_proxy":
+            return self.forward(spikes)
+        with torch.no_grad():
+            out = self.forward(spikes)
+        return proxy_output(self.network.graph, spikes, out)
 
     def _objective(self, out: NetworkOutput, labels: Tensor) -> Tensor:
         loss = self.loss(out, labels)
@@ -273,7 +288,9 @@ class Trainer:
         for k in bar:
             idx = order[k * cfg.batch_size : (k + 1) * cfg.batch_size]
             x, y = train.batch(idx)
-            out = self.forward(x)
+            if self.augment["shift"] or self.augment["flip"]:
+                x = augment(x, self.augment, self.shuffle)
+            out = self._train_forward(x)
             loss = self._objective(out, y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
