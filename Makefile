@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint docs venv clean yinyang-bench bench bench-scaling bench-contention \
 	eventprop-bench event-memory xylo-example xylo-long nir-matrix data fashion-mnist \
-	fashion-mnist-fc fashion-mnist-conv digits shd spoken-digits spoken-digits-train data-bench
+	fashion-mnist-fc fashion-mnist-conv fashion-mnist-conv-surrogate digits shd spoken-digits spoken-digits-train data-bench
 
 # NIR cross-framework test peers that require torch: installed with --no-deps (their light
 # dependencies come from the `test` extra and nir), then torch is checked to be the pinned one.
@@ -113,6 +113,9 @@ fashion-mnist-fc: $(STAMP) fashion-mnist
 
 fashion-mnist-conv: $(STAMP) fashion-mnist
 	$(REAL) configs/fashion_mnist_conv.yaml
+
+fashion-mnist-conv-surrogate: $(STAMP) fashion-mnist
+	$(REAL) configs/fashion_mnist_conv_surrogate.yaml
 
 digits: $(STAMP)
 	$(REAL) configs/digits.yaml

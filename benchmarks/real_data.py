@@ -59,7 +59,13 @@ def _model(cfg: dict[str, Any]) -> str:
     parts += [f"{h}{rec} {m.get('neuron', 'cuba_lif')}" for h in m.get("hidden", [])]
     parts.append(f"{m.get('readout', 'cuba_li')}")
     steps = round(cfg["data"]["duration"] / cfg["data"]["dt"])
-    return " → ".join(parts) + f"; T = {steps}"
+    how = {"ann_proxy": "; trained by ANN proxy"}.get(cfg["train"].get("method"), "")
+    aug = cfg["data"].get("augment") or {}
+    moves = [f"shift ±{aug['shift']}" if aug.get("shift") else "",
+             "left–right flip" if aug.get("flip") else ""]
+    moves = ", ".join(m for m in moves if m)
+    return (" → ".join(parts) + f"; T = {steps}" + how
+            + (f"; training images augmented ({moves})" if moves else ""))
 
 
 def record(run_dir: Path, commit: str | None = None) -> dict[str, Any]:
