@@ -1,5 +1,6 @@
-"""Modules users compose: projections, populations, readouts and the further NIR layers (gains,
-pooling, delays and learnable delays, thresholds, integrators; the containers are in :mod:`spikeloop.network`)."""
+"""Modules users compose: projections (also with learnable delays), populations, readouts and
+the further NIR layers (gains, pooling, delays, thresholds, integrators; the containers are in
+:mod:`spikeloop.network`)."""
 
 from spikeloop.nn.layers import (
     AvgPool2d,
