@@ -182,6 +182,27 @@ def test_delay_and_weight_gradients_equal_finite_differences(per):
     assert layer.delay.grad.abs().min() > 0  # every delay gets a gradient
 
 
+@pytest.mark.parametrize("per", ["synapse", "axon"])
+def test_through_the_network_the_delay_gradient_equals_finite_differences(per):
+    """The simulator's graph holds the live delay tensor: autograd through the executor and a
+    CubaLI readout equals central differences of the network's output."""
+    torch.manual_seed(10)
+    net = Network({"input": Input(3), "fc": DelayedLinear(3, 2, 5e-3, dt=DT, per=per),
+                   "out": CubaLI(2, dt=DT, tau_mem=10e-3, tau_syn=5e-3)}).double()
+    with torch.no_grad():
+        net.layers.fc.delay.copy_((torch.randint(0, 5, net.layers.fc.delay.shape) + 0.5) * DT)
+    x = spikes(40, 2, 3, p=0.4, seed=10).double()
+    r = torch.randn(40, 2, 2, dtype=torch.float64)
+
+    def loss():
+        return (net(x).output.v * r).sum()
+
+    loss().backward()
+    fd = central_difference(loss, net.layers.fc.delay.data, 1e-5 * DT)
+    torch.testing.assert_close(net.layers.fc.delay.grad, fd, rtol=1e-6, atol=1e-8)
+    assert net.layers.fc.delay.grad.abs().min() > 0
+
+
 def test_delay_gradient_at_a_whole_step_is_the_right_derivative():
     layer = DelayedLinear(1, 1, 5e-3, dt=DT, delay=2e-3).double()
     x = torch.randn(20, 1, 1, dtype=torch.float64)
@@ -293,6 +314,8 @@ def test_the_ir_node_holds_the_live_parameters_and_settings():
     assert node.settings == {"dt": DT, "max_steps": 4, "per": "axon"}
     assert node.delay_line and not net.graph["out"].delay_line
     assert node.num_parameters == 6 + 3 + 2
+    with pytest.raises(AttributeError):  # dt, max_delay and per are fixed at construction
+        net.layers.fc.dt = 2e-3
 
 
 def test_the_event_backend_and_nir_export_refuse_delayed_linear_by_name():
