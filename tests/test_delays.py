@@ -139,8 +139,9 @@ def test_a_network_streams_through_the_delay_line_and_runs_step_by_step():
         torch.cat([first.populations["h"].spikes, second.populations["h"].spikes]),
         whole.populations["h"].spikes)
     torch.testing.assert_close(torch.cat([first.output.v, second.output.v]), whole.output.v)
-    step = net(x, backend={"name": "sim", "mode": "step"})
-    torch.testing.assert_close(step.output.v, whole.output.v)
+    for backend in ({"name": "sim", "mode": "step"}, {"name": "sim", "checkpoint": 7},
+                    {"name": "sim", "kernel": "reference"}):
+        torch.testing.assert_close(net(x, backend=backend).output.v, whole.output.v)
     _, states = execute(net.graph, x[:5], ModelHooks())
     assert states["fc"].shape == (5, 3, 6)  # the delay line: the last D = 5 inputs
 
