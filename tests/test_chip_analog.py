@@ -15,7 +15,7 @@ from spikeloop.errors import (
     WeightRangeError,
 )
 from spikeloop.network import Network
-from spikeloop.nn import LIF, Conv1d, CubaLI, CubaLIF, Flatten, Input, Linear
+from spikeloop.nn import LIF, Conv1d, CubaLI, CubaLIF, Delay, DelayedLinear, Flatten, Input, Linear
 from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
 
 SPEC = AnalogChipSpec()
@@ -115,6 +115,26 @@ def test_joined_readout_splits_its_inputs_by_the_rows_left_in_each_half():
 def test_networks_that_do_not_fit_name_the_limit(layers, message):
     with pytest.raises(MappingError, match=message):
         map_graph(Network(layers).graph, SPEC)
+
+
+@pytest.mark.parametrize("delayed", [
+    lambda: DelayedLinear(4, 3, 3e-3, dt=DT, per="axon"),
+    lambda: DelayedLinear(4, 3, 3e-3, dt=DT, per="synapse"),
+])
+def test_a_delayed_projection_is_refused_by_name(delayed):
+    """The chip has no programmable delays (issue 17): learnable or fixed, refused by name."""
+    net = Network({"input": Input(4), "fc_delayed": delayed(),
+                   "hidden": CubaLIF(3, dt=DT, tau_mem=10e-3, tau_syn=5e-3)})
+    with pytest.raises(MappingError, match="projection 'fc_delayed' is a DelayedLinear with "
+                       "transmission delays \\(up to 6 steps\\); the analog chip has no "
+                       "programmable delays"):
+        map_graph(net.graph, SPEC)
+    fixed = Network({"input": Input(4), "line": Delay(2), "fc": Linear(4, 3),
+                     "hidden": CubaLIF(3, dt=DT, tau_mem=10e-3, tau_syn=5e-3)})
+    with pytest.raises(MappingError, match="projection 'line' is a Delay with transmission"):
+        map_graph(fixed.graph, SPEC)
+    with pytest.raises(MappingError, match="'fc_delayed' is a DelayedLinear"):
+        net(torch.zeros(10, 1, 4), backend=AnalogChipBackend())
 
 
 def test_weight_split_and_quantisation():

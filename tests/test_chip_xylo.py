@@ -23,7 +23,7 @@ from spikeloop.chips.xylo.quantize import weight_shifts
 from spikeloop.errors import ConfigError, MappingError, WeightRangeError
 from spikeloop.network import Network
 from spikeloop.network.blocks import multi_time_scale_taus, synnet
-from spikeloop.nn import LIF, Conv1d, CubaLI, CubaLIF, Flatten, Input, Linear
+from spikeloop.nn import LIF, Conv1d, CubaLI, CubaLIF, DelayedLinear, Flatten, Input, Linear
 
 SPEC = XyloSpec()
 
@@ -263,6 +263,21 @@ def _net(*layers):
 def test_networks_that_do_not_fit_name_the_limit(make, message):
     with pytest.raises(MappingError, match=message):
         quantize(make().graph)
+
+
+@pytest.mark.parametrize("per", ["axon", "synapse"])
+def test_a_delayed_projection_is_refused_by_name(per):
+    """The chip has no programmable delays (issue 17): a DelayedLinear is refused by name."""
+    dt = 1e-3
+    net = Network({"input": Input(4), "fc1": Linear(4, 5), "hidden": CubaLIF(5, dt=dt),
+                   "fc_delayed": DelayedLinear(5, 2, 4e-3, dt=dt, per=per),
+                   "out": CubaLI(2, dt=dt)})
+    with pytest.raises(MappingError, match="projection 'fc_delayed' is a DelayedLinear with "
+                       "transmission delays \\(up to 4 steps\\); the Xylo chip has no "
+                       "programmable delays"):
+        quantize(net.graph)
+    with pytest.raises(MappingError, match="'fc_delayed' is a DelayedLinear"):
+        net(torch.zeros(10, 1, 4), backend="xylo")
 
 
 # ----------------------------------------------------------------------------- quantisation

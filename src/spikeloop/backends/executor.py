@@ -158,6 +158,15 @@ def _delay(
     return ops.delay(x, node.settings["steps"], state, node.settings.get("max_steps"))
 
 
+@PROJECTIONS.register("DelayedLinear")
+def _delayed_linear(
+    graph: Graph, node: Node, x: Tensor, state: Any, hooks: ModelHooks
+) -> tuple[Tensor, Tensor]:
+    p, s = node.params, node.settings
+    return ops.delayed_linear(x, p["weight"], p["delay"], s["dt"], s["max_steps"], p.get("bias"),
+                              state)
+
+
 def recurrent_of(graph: Graph, node: Node) -> Node | None:
     """The recurrent projection of population ``node`` (``None`` if it has none)."""
     return graph.nodes_by_name.get(f"{node.name}.recurrent")

@@ -128,7 +128,7 @@ def check_state(graph: Graph, backend: Backend, state: Any, batch: int, dtype: t
         own(graph, values, batch)
         return values
     stateful = {n.name: n for n in graph.nodes
-                if n.kind in ("input", "population") or n.op == "Delay"}
+                if n.kind in ("input", "population") or n.delay_line}
     unknown = sorted(set(values) - set(stateful))
     if unknown:
         raise StateError(f"state holds {unknown}, which are not stateful nodes of this network "

@@ -225,6 +225,9 @@ NO_COUNTERPART = {
     "CubaLIF2": " (a neuron with two synaptic currents fed by one 2N-wide projection: NIR's "
                 "CubaLIF has one current and NIR has no node that splits a projection's output "
                 "between two currents)",
+    "DelayedLinear": " (NIR has no projection with a delay per weight; delays at whole steps "
+                     "per axon are a Delay followed by a Linear: build the model from "
+                     "spikeloop.nn.Delay and Linear to export it)",
 }
 """Why a spikeloop op cannot be exported, for the error message."""
 

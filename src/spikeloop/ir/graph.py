@@ -77,6 +77,12 @@ class Node:
         return self.model.params(**self.params, **settings)
 
     @property
+    def delay_line(self) -> bool:
+        """Whether the node is a projection with a delay line (``Delay``, ``DelayedLinear``):
+        its setting ``max_steps`` says how many past inputs it keeps as its state."""
+        return self.kind == "projection" and "max_steps" in self.settings
+
+    @property
     def spiking(self) -> bool:
         """Whether the node emits spikes (the input does; populations as their model says)."""
         return self.kind == "input" or (self.kind == "population" and self.model.spiking)
@@ -92,8 +98,8 @@ class Graph:
         names = [n.name for n in self.nodes]
         if len(set(names)) != len(names):
             raise ParameterError(f"duplicate node names in graph: {names}")
-        dts = {n.name: n.settings["dt"] for n in self.nodes
-               if n.kind == "population" and "dt" in n.settings}
+        dts = {n.name: n.settings["dt"] for n in self.nodes  # (delayed projections have one)
+               if n.kind in ("population", "projection") and "dt" in n.settings}
         if len(set(dts.values())) > 1:
             listed = ", ".join(f"{k} {v:g} s" for k, v in dts.items())
             raise TimeStepError(f"all populations of a network must share one dt (one time "

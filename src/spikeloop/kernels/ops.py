@@ -107,3 +107,71 @@ def delay(
         idx = (idx - steps).expand(t, *x.shape[1:])
         y = torch.gather(buf, 0, idx)
     return y, buf[buf.shape[0] - d:]
+
+
+SNAP = 1e-5
+"""Delay positions (in steps) within this distance of a whole step are taken as that step."""
+
+
+def delay_taps(delay: Tensor, dt: float) -> tuple[Tensor, Tensor]:
+    """A delay ``d`` in seconds as its lower whole-step tap ``lo = ⌊d/dt⌋`` (int64, no
+    gradient) and the fraction ``f = d/dt − lo`` (with the gradient ``∂f/∂d = 1/dt``): the
+    weight goes ``1 − f`` to tap ``lo`` and ``f`` to tap ``lo + 1``.
+
+    Positions within :data:`SNAP` steps of a whole step are moved onto it in value (the
+    gradient passes unchanged): a float32 delay in seconds rarely divides exactly
+    (``7e-3 s / 1e-3 s = 7.0000002``), and a whole-step delay should give whole-step taps.
+    """
+    s = delay / dt
+    with torch.no_grad():
+        whole = s.round()
+        shift = torch.where((s - whole).abs() < SNAP, whole - s, torch.zeros_like(s))
+    s = s + shift
+    lo = torch.floor(s.detach())
+    return lo.long(), s - lo
+
+
+def delayed_linear(
+    x: Tensor, weight: Tensor, delay: Tensor, dt: float, max_steps: int,
+    bias: Tensor | None = None, state: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """``y_k[j] = Σ_i Σ_m K[j, i, m] x_{k−m}[i] (+ b_j)`` with the interpolated delay kernel
+    ``K[j, i, m] = W[j, i] · max(0, 1 − |m − d/dt|)``, ``m = 0 … D`` (``D = max_steps``): each
+    synapse's weight is split between the two whole-step taps around its delay ``d`` (taps
+    outside ``0 … D`` are dropped).
+
+    ``x [T, B, in]``; ``weight [out, in]``; ``delay`` in seconds, ``[in]`` (one per presynaptic
+    neuron, per axon) or ``[out, in]`` (per synapse). Per axon, the input is delayed and
+    interpolated first and projected by one matrix product over the ``T·B`` rows; per synapse,
+    the kernel ``[out, in, D + 1]`` is applied as one causal ``conv1d`` over time. ``state``:
+    the last ``D`` inputs of the previous call (``None``: zeros), so consecutive windows give
+    the same result as one run. At a whole step ``d/dt = n`` the derivative with respect to
+    ``d`` is the right one (``lo = n``). Returns ``(y, state)``.
+    """
+    if x.dim() != 3 or x.shape[-1] != weight.shape[1]:
+        raise ShapeError(f"DelayedLinear: expected [T, B, {weight.shape[1]}], got shape "
+                         f"{tuple(x.shape)}")
+    d = max_steps
+    t, b, n_in = x.shape
+    if state is None:
+        state = x.new_zeros((d, b, n_in))
+    buf = torch.cat([state, x])  # buf[d + k − m] = x_{k−m}
+    lo, frac = delay_taps(delay, dt)
+    hi = lo + 1
+    if delay.dim() == 1:  # per axon: interpolate the delayed inputs, then one GEMM
+        w_lo = torch.where((lo >= 0) & (lo <= d), 1 - frac, torch.zeros_like(frac))
+        w_hi = torch.where((hi >= 0) & (hi <= d), frac, torch.zeros_like(frac))
+        steps = torch.arange(d, d + t, device=x.device).reshape(t, 1, 1)
+
+        def tap(m: Tensor) -> Tensor:
+            idx = (steps - m.clamp(0, d)).expand(t, b, n_in)
+            return torch.gather(buf, 0, idx)
+
+        y = F.linear(tap(lo) * w_lo + tap(hi) * w_hi, weight, bias)
+    else:  # per synapse: a causal temporal convolution with the interpolated kernel
+        m = torch.arange(d + 1, device=x.device)
+        taps = (torch.where(m == lo[..., None], (1 - frac)[..., None], 0.0)
+                + torch.where(m == hi[..., None], frac[..., None], 0.0))
+        kernel = (weight[..., None] * taps).flip(-1)  # conv1d correlates: index u = D − m
+        y = F.conv1d(buf.permute(1, 2, 0), kernel, bias).permute(2, 0, 1)
+    return y, buf[buf.shape[0] - d:]

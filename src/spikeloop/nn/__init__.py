@@ -1,5 +1,6 @@
-"""Modules users compose: projections, populations, readouts and the further NIR layers (gains,
-pooling, delays, thresholds, integrators; the containers are in :mod:`spikeloop.network`)."""
+"""Modules users compose: projections (also with learnable delays), populations, readouts and
+the further NIR layers (gains, pooling, delays, thresholds, integrators; the containers are in
+:mod:`spikeloop.network`)."""
 
 from spikeloop.nn.layers import (
     AvgPool2d,
@@ -24,7 +25,7 @@ from spikeloop.nn.populations import (
     Population,
     PopulationState,
 )
-from spikeloop.nn.projections import Conv1d, Conv2d, Flatten, Linear
+from spikeloop.nn.projections import Conv1d, Conv2d, DelayedLinear, Flatten, Linear
 from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "CubaLIF",
     "CubaLIF2",
     "Delay",
+    "DelayedLinear",
     "ExecutionReport",
     "Flatten",
     "Input",

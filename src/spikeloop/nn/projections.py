@@ -7,13 +7,22 @@ that fold the time axis into the batch axis, so each time step is projected inde
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from spikeloop.checks import check_bool, check_choice, check_int, check_ints
-from spikeloop.errors import ParameterError, ShapeError
+from spikeloop.checks import (
+    check_bool,
+    check_choice,
+    check_dt,
+    check_int,
+    check_ints,
+    check_real,
+    check_values,
+)
+from spikeloop.errors import NonFiniteError, ParameterError, ShapeError
 from spikeloop.ir import Node, describe
 from spikeloop.kernels import event_linear, ops
 from spikeloop.nn.base import Layer
@@ -54,6 +63,170 @@ class Linear(Layer, nn.Linear):
     def num_synapses(self, input_shape: tuple[int, ...]) -> int:
         """Number of synaptic connections."""
         return self.weight.numel() * math.prod(input_shape[:-1])
+
+
+class DelayedLinear(Layer):
+    r"""Dense projection with learnable transmission delays, per synapse or per axon.
+
+    Each synapse ``i → j`` has a weight ``W[j, i]`` and a delay ``d`` in seconds, ``0 ≤ d ≤
+    max_delay`` (``D = max_delay / dt`` whole steps). Its weight is spread over the two whole-step
+    taps around ``d / dt`` of a causal temporal kernel by linear (triangle) interpolation:
+
+    .. math::
+
+        K[j, i, m] = W[j, i] \max(0, 1 - |m - d_{ji} / dt|), \quad m = 0 … D, \qquad
+        y_k[j] = \sum_i \sum_{m=0}^{D} K[j, i, m]\, x_{k-m}[i] \;(+\, b_j)
+
+    ``per="synapse"``: one delay ``d[j, i]`` per weight; ``per="axon"``: one delay ``d[i]`` per
+    presynaptic neuron, shared by all its targets. At whole-step delays this is exactly a delay
+    line followed by a :class:`Linear` (per axon: :class:`~spikeloop.nn.Delay` then
+    :class:`Linear`).
+
+    Why this method: it is DCLS (Hammouamri, Khalfaoui-Hassani & Masquelier, ICLR 2024,
+    "Learning delays in SNNs using dilated convolutions with learnable spacings") with a
+    triangle kernel, the method behind the best feed-forward SHD/SSC results. It runs in the
+    dense simulator with autograd as one convolution over time (no event times needed), and the
+    gradient with respect to ``d`` is the exact gradient of this interpolated model (piecewise
+    linear in ``d``; at a whole step its right derivative), so it is checked against finite
+    differences. EventProp-with-delays (exact spike-time delay gradients) needs the event
+    backend and is not what this layer does.
+
+    The state of a streaming run is the last ``D`` inputs (``stateful``: the simulator passes
+    it in and out, so consecutive windows give the same result as one run).
+
+    Args:
+        in_features, out_features: sizes (integers ``≥ 1``).
+        max_delay: the largest delay in seconds, ``≥ 0`` and a whole number of steps ``dt``.
+        dt: simulation step in seconds (the network's).
+        per: ``"synapse"`` (delays ``[out, in]``) or ``"axon"`` (delays ``[in]``).
+        delay: initial delays in seconds: one number or a tensor of the delays' shape; ``None``
+            (default): uniform in ``[0, max_delay]`` from torch's generator.
+        learn_delay: the delays are a trainable ``nn.Parameter`` (else a buffer).
+        bias: add a learnable bias ``b [out]`` (default ``False``).
+
+    Learned delays are projected back into ``[0, max_delay]`` by :meth:`constrain_` after each
+    optimiser step (the :class:`~spikeloop.training.Trainer` does, via ``Network.constrain_``);
+    initial delays outside it are refused, never clipped.
+
+    Raises:
+        ParameterError: a size, ``max_delay`` or ``per`` is invalid, ``max_delay`` is not a
+            whole number of steps, or an initial delay is negative, non-finite or above
+            ``max_delay``.
+        TimeStepError: ``dt`` is not a finite number ``> 0``.
+
+    Example:
+        >>> import torch
+        >>> from spikeloop.network import Network
+        >>> from spikeloop.nn import CubaLI, CubaLIF, DelayedLinear, Input, Linear
+        >>> dt = 1e-3
+        >>> net = Network({"input": Input(20),
+        ...                "fc1": DelayedLinear(20, 32, 25e-3, dt=dt, per="synapse"),
+        ...                "hidden": CubaLIF(32, dt=dt),
+        ...                "fc2": Linear(32, 4), "out": CubaLI(4, dt=dt)})
+        >>> out = net((torch.rand(50, 8, 20) < 0.1).float())
+        >>> out.output.v.shape
+        torch.Size([50, 8, 4])
+    """
+
+    stateful = True
+
+    def __init__(self, in_features: int, out_features: int, max_delay: float, *, dt: float,
+                 per: Literal["synapse", "axon"] = "synapse", delay: Any = None,
+                 learn_delay: bool = True, bias: bool = False) -> None:
+        super().__init__()
+        n_in = check_int(in_features, "DelayedLinear in_features", low=1)
+        n_out = check_int(out_features, "DelayedLinear out_features", low=1)
+        self._dt = check_dt(dt, "DelayedLinear dt")
+        self._max_delay = check_real(max_delay, "DelayedLinear max_delay (s)", 0)
+        steps = self._max_delay / self._dt
+        if abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
+            raise ParameterError(f"DelayedLinear max_delay = {self._max_delay:g} s must be a "
+                                 f"whole number of steps dt = {self._dt:g} s, got {steps:g}")
+        self._max_steps = round(steps)
+        self._per = check_choice(per, "DelayedLinear per", ("synapse", "axon"))
+        learn = check_bool(learn_delay, "DelayedLinear learn_delay")
+        self.in_features, self.out_features = n_in, n_out
+        ref = nn.Linear(n_in, n_out, bias=check_bool(bias, "DelayedLinear bias"))
+        self.weight = nn.Parameter(ref.weight.detach().clone())
+        self.bias = nn.Parameter(ref.bias.detach().clone()) if bias else None
+        shape = (n_out, n_in) if per == "synapse" else (n_in,)
+        if delay is None:
+            value = torch.rand(shape) * self._max_delay
+        else:
+            value = self._checked_delay(delay, shape)
+        value = value.to(self.weight.dtype)
+        if learn:
+            self.delay = nn.Parameter(value)
+        else:
+            self.register_buffer("delay", value)
+
+    def _checked_delay(self, delay: Any, shape: tuple[int, ...]) -> Tensor:
+        """``delay`` (seconds) as float32 values of ``shape``, or a ParameterError naming the
+        first value outside ``[0, max_delay]`` (NaN and ±inf included) and the limit."""
+        who = f"DelayedLinear delay (per {self._per}, seconds)"
+        try:  # type and shape (a number is always allowed)
+            value = check_values(delay, who, shape).double()
+        except NonFiniteError:
+            given = delay.detach().cpu() if isinstance(delay, Tensor) else delay
+            value = torch.tensor(np.asarray(given, dtype=np.float64))
+        # a float32 delay of max_delay may lie a rounding above it: 6e-8 relative, not a clip
+        top = self._max_delay * (1 + 1e-6)
+        bad = ~(torch.isfinite(value) & (value >= 0) & (value <= top))
+        if bool(bad.any()):
+            where = tuple(int(k) for k in bad.nonzero()[0]) if value.dim() else ()
+            at = f" at index {list(where)}" if where else ""
+            raise ParameterError(f"{who} must lie in [0, max_delay = {self._max_delay:g} s], got "
+                                 f"{float(value[where]):g} s{at} (delays are never clipped)")
+        return value.expand(shape).to(torch.float32).clone()
+
+    @property
+    def dt(self) -> float:
+        """Simulation step in seconds (fixed at construction)."""
+        return self._dt
+
+    @property
+    def max_delay(self) -> float:
+        """The largest delay in seconds (fixed at construction)."""
+        return self._max_delay
+
+    @property
+    def max_steps(self) -> int:
+        """``D = max_delay / dt``: the delay line's length in steps."""
+        return self._max_steps
+
+    @property
+    def per(self) -> str:
+        """``"synapse"`` or ``"axon"``."""
+        return self._per
+
+    def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Project ``x [T, B, in]`` through the delayed weights; ``state``: the previous call's
+        last ``D`` inputs (``None``: zeros). Returns ``(y [T, B, out], state)``."""
+        return ops.delayed_linear(x, self.weight, self.delay, self._dt, self._max_steps,
+                                  self.bias, state)
+
+    @torch.no_grad()
+    def constrain_(self) -> None:
+        """Project the delays back into ``[0, max_delay]`` (in place; call after an optimiser
+        step — the :class:`~spikeloop.training.Trainer` does, via ``Network.constrain_``)."""
+        self.delay.clamp_(0.0, self._max_delay)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one time step's output for one sample."""
+        if tuple(input_shape) != (self.in_features,):
+            raise ShapeError(f"DelayedLinear expects input of shape ({self.in_features},), got "
+                             f"{input_shape}")
+        return (self.out_features,)
+
+    def num_synapses(self, input_shape: tuple[int, ...]) -> int:
+        """Number of synaptic connections."""
+        return self.weight.numel()
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"max_delay={self._max_delay:g}, dt={self._dt:g}, per={self._per!r}, "
+                f"learn_delay={isinstance(self.delay, nn.Parameter)}, "
+                f"bias={self.bias is not None}")
 
 
 class _ConvMixin:
@@ -191,6 +364,28 @@ def _(module: nn.Module, name, inputs, in_shape) -> list[Node]:
         name, "projection", op, inputs, shape, params=weights(module),
         settings=settings, synapses=module.num_synapses(in_shape),
     )]
+
+
+@describe.register(DelayedLinear)
+def _(module: DelayedLinear, name, inputs, in_shape) -> list[Node]:
+    if in_shape is None:
+        raise ShapeError(f"layer {name!r} (DelayedLinear) cannot be the first layer")
+    delay_shape = ((module.out_features, module.in_features) if module.per == "synapse"
+                   else (module.in_features,))
+    for key, value, want in (("weight", module.weight, (module.out_features, module.in_features)),
+                             ("bias", module.bias, (module.out_features,)),
+                             ("delay", module.delay, delay_shape)):
+        if value is not None and tuple(value.shape) != want:
+            raise ShapeError(f"layer {name!r}: {key} has shape {tuple(value.shape)}, the layer's "
+                             f"sizes need {want}")
+    try:
+        shape = module.output_shape(in_shape)
+    except ShapeError as err:
+        raise ShapeError(f"layer {name!r} cannot take input of shape {in_shape}: {err}") from None
+    params = weights(module) | {"delay": module.delay}
+    settings = {"dt": module.dt, "max_steps": module.max_steps, "per": module.per}
+    return [Node(name, "projection", "DelayedLinear", inputs, shape, params=params,
+                 settings=settings, synapses=module.num_synapses(in_shape))]
 
 
 @describe.register

@@ -86,6 +86,11 @@ def _check_node(node: Node, spec: AnalogChipSpec) -> None:
     if node.kind == "reshape":
         raise MappingError(f"node {node.name!r} ({node.op}) has no counterpart on the analog "
                            "chip; feed populations through Linear projections")
+    if node.delay_line:
+        raise MappingError(
+            f"projection {node.name!r} is a {node.op} with transmission delays (up to "
+            f"{node.settings['max_steps']} steps); the analog chip has no programmable delays: "
+            "its synapses act within the step, so use a Linear projection")
     if node.kind == "projection" and node.op != "Linear":
         raise MappingError(f"projection {node.name!r} is a {node.op}; the analog chip's synapse "
                            "array maps Linear projections only")

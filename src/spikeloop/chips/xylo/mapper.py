@@ -164,6 +164,11 @@ def _check_population(node: Node, role: str) -> None:
 
 
 def _check_projection(node: Node) -> None:
+    if node.delay_line:
+        raise MappingError(
+            f"projection {node.name!r} is a {node.op} with transmission delays (up to "
+            f"{node.settings['max_steps']} steps); the Xylo chip has no programmable delays: "
+            "its weight matrices act within the step, so use a Linear projection")
     if node.op != "Linear":
         raise MappingError(f"projection {node.name!r} is a {node.op}; the Xylo chip's "
                            "weight matrices map Linear projections only")

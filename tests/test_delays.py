@@ -1,0 +1,339 @@
+"""Learnable delays (DelayedLinear, issue 17): agreement with the fixed Delay + Linear and with
+an explicit sum over delayed inputs, the interpolated kernel, streaming, gradients against
+finite differences, constraints, bad input, the IR node and the backends that refuse it."""
+
+import math
+
+import pytest
+import torch
+
+from spikeloop.backends.executor import ModelHooks, execute
+from spikeloop.errors import (
+    ArgumentTypeError,
+    NIRError,
+    ParameterError,
+    ShapeError,
+    TimeStepError,
+)
+from spikeloop.kernels import ops
+from spikeloop.network import Network
+from spikeloop.nn import CubaLI, CubaLIF, Delay, DelayedLinear, Input, Linear
+
+DT = 1e-3
+
+
+def spikes(t, b, n, p=0.3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(t, b, n, generator=g) < p).float()
+
+
+def explicit(x, weight, steps, bias=None):
+    """``y_k[j] = Σ_i Σ_m W[j, i] max(0, 1 − |m − s[j, i]|) x_{k−m}[i]`` by loops (float64):
+    the model's definition, written independently of the kernels."""
+    t, b, n_in = x.shape
+    n_out = weight.shape[0]
+    s = steps.expand(n_out, n_in) if steps.dim() == 1 else steps
+    d = max(math.ceil(float(s.max())), 0)
+    y = torch.zeros(t, b, n_out, dtype=torch.float64)
+    for j in range(n_out):
+        for i in range(n_in):
+            for m in range(d + 1):
+                k = max(0.0, 1.0 - abs(m - float(s[j, i])))
+                if k:
+                    y[m:, :, j] += float(weight[j, i]) * k * x[: t - m, :, i].double()
+    return y if bias is None else y + bias.double()
+
+
+# ----------------------------------------------------------------------------- equivalences
+def test_per_axon_at_whole_steps_equals_delay_then_linear_exactly():
+    torch.manual_seed(0)
+    steps = torch.tensor([0, 3, 7, 1, 5, 7])
+    layer = DelayedLinear(6, 4, 7e-3, dt=DT, per="axon", delay=steps * 1e-3, bias=True)
+    line, lin = Delay(steps), Linear(6, 4, bias=True)
+    with torch.no_grad():
+        lin.weight.copy_(layer.weight)
+        lin.bias.copy_(layer.bias)
+    x = spikes(30, 3, 6)
+    y, state = layer(x)
+    want, want_state = line(x)
+    assert torch.equal(y, lin(want))  # 7e-3 s / 1e-3 s = 7.0000002 in float32 snaps to 7
+    assert torch.equal(state, want_state)
+
+
+def test_per_synapse_at_whole_steps_equals_the_sum_of_individually_delayed_inputs():
+    torch.manual_seed(1)
+    steps = torch.randint(0, 9, (5, 4))
+    layer = DelayedLinear(4, 5, 8e-3, dt=DT, delay=steps * DT).double()
+    x = spikes(40, 2, 4, seed=1).double()
+    y, _ = layer(x)
+    want = torch.zeros(40, 2, 5, dtype=torch.float64)
+    for j in range(5):
+        for i in range(4):
+            delayed, _ = Delay(int(steps[j, i]))(x[..., i : i + 1])
+            want[..., j] += layer.weight[j, i].detach() * delayed[..., 0]
+    torch.testing.assert_close(y, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("per", ["synapse", "axon"])
+def test_fractional_delays_follow_the_interpolated_kernel(per):
+    torch.manual_seed(2)
+    layer = DelayedLinear(5, 3, 6e-3, dt=DT, per=per, bias=True).double()
+    with torch.no_grad():  # the default draw is uniform in [0, max_delay]; add both ends
+        layer.delay.view(-1)[:2] = torch.tensor([0.0, 6e-3])
+    x = torch.randn(25, 2, 5, dtype=torch.float64)
+    y, _ = layer(x)
+    torch.testing.assert_close(
+        y, explicit(x, layer.weight.detach(), layer.delay.detach() / DT, layer.bias.detach()))
+
+
+def test_a_fractional_delay_splits_the_weight_between_the_two_neighbouring_steps():
+    layer = DelayedLinear(1, 1, 5e-3, dt=DT, delay=2.25e-3).double()
+    with torch.no_grad():  # (float64 values: the float32 2.25e-3 s is 2.2500001 steps)
+        layer.weight.fill_(2.0)
+        layer.delay.fill_(2.25e-3)
+    x = torch.zeros(8, 1, 1, dtype=torch.float64)
+    x[0] = 1.0
+    y, _ = layer(x)
+    torch.testing.assert_close(y[:, 0, 0], torch.tensor([0, 0, 1.5, 0.5, 0, 0, 0, 0],
+                                                        dtype=torch.float64))
+
+
+def test_per_axon_and_per_synapse_kernels_agree_on_shared_delays():
+    """The gather-then-GEMM path (per axon) and the conv1d path (per synapse) are one model."""
+    torch.manual_seed(3)
+    axon = DelayedLinear(7, 4, 10e-3, dt=DT, per="axon").double()
+    synapse = DelayedLinear(7, 4, 10e-3, dt=DT, per="synapse").double()
+    with torch.no_grad():
+        synapse.weight.copy_(axon.weight)
+        synapse.delay.copy_(axon.delay.expand(4, 7))
+    x = torch.randn(30, 3, 7, dtype=torch.float64)
+    torch.testing.assert_close(axon(x)[0], synapse(x)[0])
+
+
+# ----------------------------------------------------------------------------- streaming
+@pytest.mark.parametrize("per", ["synapse", "axon"])
+def test_two_windows_equal_one_run(per):
+    torch.manual_seed(4)
+    layer = DelayedLinear(6, 3, 9e-3, dt=DT, per=per, bias=True)
+    x = spikes(50, 4, 6, seed=4)
+    whole, state = layer(x)
+    first, mid = layer(x[:13])
+    second, end = layer(x[13:], mid)
+    assert mid.shape == (9, 4, 6)
+    torch.testing.assert_close(torch.cat([first, second]), whole)
+    torch.testing.assert_close(end, state)
+
+
+def test_a_network_streams_through_the_delay_line_and_runs_step_by_step():
+    torch.manual_seed(5)
+    net = Network({"input": Input(6), "fc": DelayedLinear(6, 8, 5e-3, dt=DT),
+                   "h": CubaLIF(8, dt=DT), "fc2": Linear(8, 2), "out": CubaLI(2, dt=DT)})
+    with torch.no_grad():
+        net.layers.fc.weight.normal_(2.0, 0.5)
+    x = spikes(40, 3, 6, seed=5)
+    whole = net(x)
+    assert whole.populations["h"].spikes.sum() > 0
+    first = net(x[:17])
+    second = net(x[17:], first.state)
+    torch.testing.assert_close(
+        torch.cat([first.populations["h"].spikes, second.populations["h"].spikes]),
+        whole.populations["h"].spikes)
+    torch.testing.assert_close(torch.cat([first.output.v, second.output.v]), whole.output.v)
+    for backend in ({"name": "sim", "mode": "step"}, {"name": "sim", "checkpoint": 7},
+                    {"name": "sim", "kernel": "reference"}):
+        torch.testing.assert_close(net(x, backend=backend).output.v, whole.output.v)
+    _, states = execute(net.graph, x[:5], ModelHooks())
+    assert states["fc"].shape == (5, 3, 6)  # the delay line: the last D = 5 inputs
+
+
+# ----------------------------------------------------------------------------- gradients
+def central_difference(loss, tensor, eps):
+    grad = torch.zeros_like(tensor)
+    flat, out = tensor.view(-1), grad.view(-1)
+    with torch.no_grad():
+        for k in range(flat.numel()):
+            keep = float(flat[k])
+            flat[k] = keep + eps
+            up = float(loss())
+            flat[k] = keep - eps
+            down = float(loss())
+            flat[k] = keep
+            out[k] = (up - down) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("per", ["synapse", "axon"])
+def test_delay_and_weight_gradients_equal_finite_differences(per):
+    torch.manual_seed(6)
+    layer = DelayedLinear(4, 3, 6e-3, dt=DT, per=per, bias=True).double()
+    with torch.no_grad():  # away from whole steps, where the model is linear in each delay
+        layer.delay.copy_((torch.randint(0, 6, layer.delay.shape) + 0.2
+                           + 0.6 * torch.rand(layer.delay.shape)) * DT)
+    x = torch.randn(30, 2, 4, dtype=torch.float64)
+    r = torch.randn(30, 2, 3, dtype=torch.float64)
+
+    def loss():
+        y, _ = layer(x)
+        return (torch.tanh(y) * r).sum()
+
+    loss().backward()
+    for p, eps in ((layer.delay, 1e-5 * DT), (layer.weight, 1e-6), (layer.bias, 1e-6)):
+        fd = central_difference(loss, p.data, eps)
+        torch.testing.assert_close(p.grad, fd, rtol=1e-6, atol=1e-8)
+    assert layer.delay.grad.abs().min() > 0  # every delay gets a gradient
+
+
+@pytest.mark.parametrize("per", ["synapse", "axon"])
+def test_through_the_network_the_delay_gradient_equals_finite_differences(per):
+    """The simulator's graph holds the live delay tensor: autograd through the executor and a
+    CubaLI readout equals central differences of the network's output."""
+    torch.manual_seed(10)
+    net = Network({"input": Input(3), "fc": DelayedLinear(3, 2, 5e-3, dt=DT, per=per),
+                   "out": CubaLI(2, dt=DT, tau_mem=10e-3, tau_syn=5e-3)}).double()
+    with torch.no_grad():
+        net.layers.fc.delay.copy_((torch.randint(0, 5, net.layers.fc.delay.shape) + 0.5) * DT)
+    x = spikes(40, 2, 3, p=0.4, seed=10).double()
+    r = torch.randn(40, 2, 2, dtype=torch.float64)
+
+    def loss():
+        return (net(x).output.v * r).sum()
+
+    loss().backward()
+    fd = central_difference(loss, net.layers.fc.delay.data, 1e-5 * DT)
+    torch.testing.assert_close(net.layers.fc.delay.grad, fd, rtol=1e-6, atol=1e-8)
+    assert net.layers.fc.delay.grad.abs().min() > 0
+
+
+def test_delay_gradient_at_a_whole_step_is_the_right_derivative():
+    layer = DelayedLinear(1, 1, 5e-3, dt=DT, delay=2e-3).double()
+    x = torch.randn(20, 1, 1, dtype=torch.float64)
+    r = torch.randn(20, 1, 1, dtype=torch.float64)
+    (layer(x)[0] * r).sum().backward()
+    w = float(layer.weight.detach())
+    # y_k = w ((1 − f) x_{k−2} + f x_{k−3}), f = d/dt − 2: ∂y_k/∂d = w (x_{k−3} − x_{k−2}) / dt
+    x2 = torch.cat([torch.zeros(2, 1, 1, dtype=torch.float64), x[:-2]])
+    x3 = torch.cat([torch.zeros(3, 1, 1, dtype=torch.float64), x[:-3]])
+    torch.testing.assert_close(layer.delay.grad, (w * (x3 - x2) * r).sum().reshape(1, 1) / DT)
+
+
+def test_gradient_descent_learns_a_delay_towards_the_true_one():
+    torch.manual_seed(7)
+    teacher, _ = Delay(4)(x := torch.randn(200, 8, 1))
+    layer = DelayedLinear(1, 1, 8e-3, dt=DT, delay=3.3e-3)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+    layer.weight.requires_grad_(False)
+    net = Network({"input": Input(1), "fc": layer, "out": CubaLI(1, dt=DT)})
+    opt = torch.optim.SGD([layer.delay], lr=1e-7)
+    for _ in range(60):
+        opt.zero_grad()
+        loss = ((layer(x)[0] - teacher) ** 2).mean()
+        loss.backward()
+        opt.step()
+        net.constrain_()
+    assert float(layer.delay.detach()) == pytest.approx(4e-3, abs=0.05e-3)
+
+
+# ----------------------------------------------------------------------------- constraints
+def test_constrain_clamps_learned_delays_into_zero_to_max_delay():
+    net = Network({"input": Input(3), "fc": DelayedLinear(3, 2, 4e-3, dt=DT),
+                   "out": CubaLI(2, dt=DT)})
+    with torch.no_grad():
+        net.layers.fc.delay.copy_(torch.tensor([[-1e-3, 2e-3, 9e-3], [4e-3, 0.0, 5e-3]]))
+    net.constrain_()
+    torch.testing.assert_close(net.layers.fc.delay.detach(),
+                               torch.tensor([[0.0, 2e-3, 4e-3], [4e-3, 0.0, 4e-3]]))
+
+
+def test_fixed_delays_are_a_buffer_and_the_default_draw_is_uniform_in_range():
+    torch.manual_seed(8)
+    fixed = DelayedLinear(50, 40, 25e-3, dt=DT, learn_delay=False)
+    assert "delay" in dict(fixed.named_buffers())
+    assert {n for n, _ in fixed.named_parameters()} == {"weight"}
+    d = fixed.delay
+    assert d.shape == (40, 50) and float(d.min()) >= 0 and float(d.max()) <= 25e-3
+    assert abs(float(d.mean()) - 12.5e-3) < 0.5e-3  # uniform on [0, 25 ms]: mean 12.5 ms
+    assert DelayedLinear(5, 2, 3e-3, dt=DT, per="axon").delay.shape == (5,)
+    assert fixed.max_steps == 25
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(("make", "error", "message"), [
+    (lambda: DelayedLinear(3, 2, 5e-3, dt=DT, delay=-1e-3), ParameterError,
+     r"delay \(per synapse, seconds\) must lie in \[0, max_delay = 0.005 s\], got -0.001 s"),
+    (lambda: DelayedLinear(3, 2, 5e-3, dt=DT, delay=6e-3), ParameterError,
+     r"must lie in \[0, max_delay = 0.005 s\], got 0.006 s"),
+    (lambda: DelayedLinear(3, 2, 5e-3, dt=DT, per="axon",
+                           delay=torch.tensor([1e-3, float("nan"), 2e-3])), ParameterError,
+     r"\[0, max_delay = 0.005 s\], got nan s at index \[1\]"),
+    (lambda: DelayedLinear(3, 2, 5e-3, dt=DT, delay=float("inf")), ParameterError,
+     r"\[0, max_delay = 0.005 s\], got inf s"),
+    (lambda: DelayedLinear(3, 2, 5e-3, dt=DT, delay=torch.tensor([[0.0, 1e-3, 2e-3],
+                                                                   [3e-3, 7e-3, 0.0]])),
+     ParameterError, r"got 0.007 s at index \[1, 1\]"),
+    (lambda: DelayedLinear(3, 2, 5e-3, dt=DT, delay=torch.zeros(3)), ShapeError,
+     r"must have shape \(2, 3\)"),
+    (lambda: DelayedLinear(3, 2, 5e-3, dt=DT, delay="2ms"), ArgumentTypeError, "got '2ms'"),
+    (lambda: DelayedLinear(3, 2, -1e-3, dt=DT), ParameterError, r"max_delay \(s\) must be"),
+    (lambda: DelayedLinear(3, 2, 2.5e-3, dt=DT), ParameterError,
+     "must be a whole number of steps dt = 0.001 s, got 2.5"),
+    (lambda: DelayedLinear(3, 2, 5e-3, dt=0.0), TimeStepError, "dt must be a finite number"),
+    (lambda: DelayedLinear(3, 2, 5e-3, dt=DT, per="neuron"), ParameterError,
+     r"per must be one of \['synapse', 'axon'\]"),
+    (lambda: DelayedLinear(0, 2, 5e-3, dt=DT), ParameterError, "in_features"),
+])
+def test_bad_construction_raises_a_specific_error(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_a_float32_delay_of_max_delay_is_not_refused():
+    layer = DelayedLinear(2, 2, 25e-3, dt=DT, delay=torch.full((2, 2), 25e-3))
+    assert float(layer.delay.detach().max()) == pytest.approx(25e-3)
+
+
+def test_wrong_input_shapes_and_dt_mismatch_are_refused():
+    layer = DelayedLinear(3, 2, 5e-3, dt=DT)
+    with pytest.raises(ShapeError, match=r"expected \[T, B, 3\]"):
+        layer(torch.zeros(5, 2, 4))
+    with pytest.raises(ShapeError, match=r"expects input of shape \(3,\)"):
+        _ = Network({"input": Input(4), "fc": layer, "out": CubaLI(2, dt=DT)}).graph
+    with pytest.raises(TimeStepError, match="share one dt"):
+        _ = Network({"input": Input(3), "fc": DelayedLinear(3, 2, 4e-3, dt=2e-3),
+                     "out": CubaLI(2, dt=DT)}).graph
+
+
+# ----------------------------------------------------------------------------- IR, backends
+def test_the_ir_node_holds_the_live_parameters_and_settings():
+    net = Network({"input": Input(3), "fc": DelayedLinear(3, 2, 4e-3, dt=DT, per="axon",
+                                                          bias=True),
+                   "out": CubaLI(2, dt=DT)})
+    node = net.graph["fc"]
+    assert (node.kind, node.op, node.synapses) == ("projection", "DelayedLinear", 6)
+    assert set(node.params) == {"weight", "delay", "bias"}
+    assert node.params["delay"] is net.layers.fc.delay
+    assert node.settings == {"dt": DT, "max_steps": 4, "per": "axon"}
+    assert node.delay_line and not net.graph["out"].delay_line
+    assert node.num_parameters == 6 + 3 + 2
+    with pytest.raises(AttributeError):  # dt, max_delay and per are fixed at construction
+        net.layers.fc.dt = 2e-3
+
+
+def test_the_event_backend_and_nir_export_refuse_delayed_linear_by_name():
+    from spikeloop.interop import to_nir
+
+    net = Network({"input": Input(3), "fc": DelayedLinear(3, 2, 4e-3, dt=DT),
+                   "h": CubaLIF(2, dt=DT), "fc2": Linear(2, 2), "out": CubaLI(2, dt=DT)})
+    with pytest.raises(ParameterError, match="layer 'fc' is a DelayedLinear"):
+        net(spikes(10, 1, 3), backend="event")
+    with pytest.raises(NIRError, match=r"'fc' is a DelayedLinear.*Delay followed by a Linear"):
+        to_nir(net)
+
+
+def test_ops_delayed_linear_with_no_delay_line_is_a_linear():
+    torch.manual_seed(9)
+    w = torch.randn(3, 4)
+    x = torch.randn(6, 2, 4)
+    y, state = ops.delayed_linear(x, w, torch.zeros(3, 4), DT, 0)
+    torch.testing.assert_close(y, ops.linear(x, w))
+    assert state.shape == (0, 2, 4)
