@@ -32,9 +32,6 @@ from spikeloop.data.transforms import (
 from spikeloop.data.yin_yang import CLASS_NAMES, YIN_YANG_SPLITS, yin_yang, yin_yang_split
 
 __all__ = [
-    "augment",
-    "random_flip",
-    "random_shift",
     "CLASS_NAMES",
     "DATA_SETS",
     "DEFAULT_DATA_DIR",
@@ -56,6 +53,7 @@ __all__ = [
     "TimeJitter",
     "TimeShift",
     "ToRaster",
+    "augment",
     "check_events",
     "cochlea_spikes",
     "data_dir",
@@ -71,6 +69,8 @@ __all__ = [
     "make_encoder",
     "make_events",
     "make_spoken_digits",
+    "random_flip",
+    "random_shift",
     "rate",
     "read_idx",
     "read_shd",
