@@ -51,12 +51,15 @@ def _model(cfg: dict[str, Any]) -> str:
     """A one-line description of the config's network."""
     m = cfg["model"]
     parts = []
+    neuron = m.get("neuron", "cuba_lif")
     for stage in m.get("conv") or []:
         pool = stage.get("pool", 1)
-        parts.append(f"conv{stage.get('kernel', 3)}×{stage.get('kernel', 3)} {stage['channels']}"
-                     + (f" → pool {pool}" if pool > 1 else ""))
+        pooling = [f"pool {pool}"] if pool > 1 else []
+        steps = [neuron, *pooling] if stage.get("pool_spikes") else [*pooling, neuron]
+        parts.append(" → ".join([f"conv{stage.get('kernel', 3)}×{stage.get('kernel', 3)} "
+                                 f"{stage['channels']}", *steps]))
     rec = " recurrent" if m.get("recurrent") else ""
-    parts += [f"{h}{rec} {m.get('neuron', 'cuba_lif')}" for h in m.get("hidden", [])]
+    parts += [f"{h}{rec} {neuron}" for h in m.get("hidden", [])]
     parts.append(f"{m.get('readout', 'cuba_li')}")
     steps = round(cfg["data"]["duration"] / cfg["data"]["dt"])
     how = {"ann_proxy": "; trained by ANN proxy"}.get(cfg["train"].get("method"), "")

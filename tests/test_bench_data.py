@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -77,3 +78,27 @@ def test_data_loading_benchmark_names_a_missing_file(tmp_path, monkeypatch, caps
     monkeypatch.setenv("SPIKELOOP_DATA", str(tmp_path / "none"))
     assert data_loading.main(["--quick", "--out", str(tmp_path / "dl")]) == 2
     assert "make spoken-digits" in capsys.readouterr().err
+
+
+def test_the_real_data_record_describes_the_network_method_and_augmentation(tmp_path):
+    from benchmarks import real_data
+
+    run = tmp_path / "fashion_mnist_conv"
+    run.mkdir()
+    cfg = yaml.safe_load((ROOT / "configs" / "fashion_mnist_conv.yaml").read_text())
+    cfg["data"]["augment"] = {"shift": 1, "flip": True}
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run / "status.json").write_text(json.dumps({
+        "state": "finished", "command": "spikeloop train configs/fashion_mnist_conv.yaml",
+        "started": "2026-12-04T14:48:04+00:00"}))
+    (run / "summary.json").write_text(json.dumps({
+        "test_acc": 0.5, "val_acc": 0.6, "best_epoch": 2, "epochs": 3,
+        "seconds_per_epoch": 300.0, "wall_seconds": 900.0, "torch_threads": 1}))
+    entry = real_data.record(run, commit="abc1234")
+    assert entry["model"] == ("conv3×3 32 → if → pool 2 → conv3×3 64 → if → pool 2 → 256 if "
+                              "→ li; T = 8; trained by ANN proxy; training images augmented "
+                              "(shift ±1, left–right flip)")
+    assert entry["reference"].startswith("proxy learning")
+    table = real_data.markdown({entry["name"]: entry})
+    assert "| fashion_mnist_conv | fashion_mnist | conv3×3 32 → if → pool 2" in table
+    assert "50.00 %" in table and "`spikeloop train configs/fashion_mnist_conv.yaml`" in table

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from spikeloop.errors import ConfigError
+from spikeloop.errors import ArgumentTypeError, ConfigError
 from spikeloop.network import Network
 from spikeloop.nn import CubaLI, CubaLIF, Input, Linear
 from spikeloop.training import build_network, init_weights, load_config
@@ -42,3 +42,25 @@ def test_init_weights_unknown_key_is_an_error():
         init_weights(_net(), {"input_sd": 1.0})
     with pytest.raises(ConfigError, match="input_sd"):
         build_network(load_config(None, ["model.init={input_sd: 1.0}"]).model, 5, 3, 0.5e-3)
+
+
+def test_conv_stages_pool_currents_or_spikes():
+    def build(**stage):
+        cfg = load_config(overrides=["model.neuron=if", "model.readout=li",
+                                     f"model.conv=[{{channels: 3, kernel: 3, pool: 2, "
+                                     f"{', '.join(f'{k}: {v}' for k, v in stage.items())}}}]",
+                                     "model.hidden=[4]"]).model
+        return build_network(cfg, (1, 6, 6), 2, 1e-3)
+
+    currents = build()
+    assert list(currents.layers)[:4] == ["input", "conv1", "pool1", "spikes1"]
+    assert currents.layers.spikes1.shape == (3, 3, 3)
+    spikes = build(pool_spikes="true")
+    assert list(spikes.layers)[:4] == ["input", "conv1", "spikes1", "pool1"]
+    assert spikes.layers.spikes1.shape == (3, 6, 6)  # the neurons at full resolution
+    with torch.no_grad():
+        out = spikes(torch.rand(4, 2, 1, 6, 6))
+    assert out["spikes1"].spikes.shape == (4, 2, 3, 6, 6)
+    assert spikes.graph.nodes_by_name["pool1"].inputs == ("spikes1",)
+    with pytest.raises(ArgumentTypeError, match=r"model.conv\[0\].pool_spikes must be true or"):
+        build(pool_spikes="2")

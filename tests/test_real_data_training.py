@@ -37,7 +37,14 @@ def _config(name, tmp_path, *overrides):
                                                 *overrides])
 
 
-@pytest.mark.parametrize("config", ["fashion_mnist_fc", "fashion_mnist_conv"])
+@pytest.mark.parametrize("config", sorted(p.stem for p in (ROOT / "configs").glob("*.yaml")))
+def test_every_config_loads(config):
+    cfg = load_config(ROOT / "configs" / f"{config}.yaml")
+    assert cfg.run.name.replace("-", "_") == config  # runs and results take its name
+
+
+@pytest.mark.parametrize("config", ["fashion_mnist_fc", "fashion_mnist_conv",
+                                    "fashion_mnist_conv_surrogate"])
 def test_image_configs_train_on_idx_files(config, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     root = tmp_path / "fm"

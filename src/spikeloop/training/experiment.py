@@ -272,7 +272,8 @@ def _accepted(population: type, values: dict) -> dict:
 def build_network(
     cfg: ModelConfig, n_in: int, n_out: int, dt: float, generator: torch.Generator | None = None
 ) -> Network:
-    """Input → (Conv2d → AvgPool2d → spiking population) × len(conv) → Flatten →
+    """Input → (Conv2d → AvgPool2d → spiking population, or with ``pool_spikes`` Conv2d →
+    spiking population → AvgPool2d) × len(conv) → Flatten →
     (Linear → spiking population) × len(hidden) → Linear → readout.
 
     ``n_in``: the shape of one input step, an integer or ``(C, H, W)`` (needed by
@@ -321,8 +322,11 @@ def build_network(
     return init_weights(Network(layers), cfg.init, generator)
 
 
-CONV_KEYS = ("channels", "kernel", "padding", "pool")
-"""The keys of one ``model.conv`` stage."""
+CONV_KEYS = ("channels", "kernel", "padding", "pool", "pool_spikes")
+"""The keys of one ``model.conv`` stage: ``channels``, ``kernel`` (3), ``padding``
+(``kernel // 2``), ``pool`` (1: none) and ``pool_spikes`` (``false``: pool the convolution's
+currents before the neurons; ``true``: pool the neurons' spikes, the usual conv → activation →
+pool order, with the neurons at full resolution)."""
 
 
 def _conv_stage(layers: OrderedDict[str, torch.nn.Module], k: int, stage: Any,
@@ -339,6 +343,8 @@ def _conv_stage(layers: OrderedDict[str, torch.nn.Module], k: int, stage: Any,
     kernel = check_int(stage.get("kernel", 3), f"{who}.kernel", 1)
     padding = check_int(stage.get("padding", kernel // 2), f"{who}.padding", 0)
     pool = check_int(stage.get("pool", 1), f"{who}.pool", 1)
+    pool_spikes = check_type(stage.get("pool_spikes", False), f"{who}.pool_spikes", bool,
+                             "true or false")
     c, h, w = shape
     h, w = h + 2 * padding - kernel + 1, w + 2 * padding - kernel + 1
     if min(h, w) // pool < 1:
@@ -346,13 +352,19 @@ def _conv_stage(layers: OrderedDict[str, torch.nn.Module], k: int, stage: Any,
                           f"{kernel}, padding {padding} and pool {pool}")
     layers[f"conv{k}"] = Conv2d(c, neuron.description.input_width * channels, kernel,
                                 padding=padding)
+
+    def neurons(size: tuple[int, ...]) -> None:
+        layers[f"spikes{k}"] = neuron(size, **common, surrogate=cfg.surrogate, learn=cfg.learn,
+                                      **(_accepted(neuron, shared) | cfg.neuron_params))
+
+    if pool_spikes:
+        neurons((channels, h, w))
     if pool > 1:
         layers[f"pool{k}"] = AvgPool2d(pool)
         h, w = h // pool, w // pool
-    out = (channels, h, w)
-    layers[f"spikes{k}"] = neuron(out, **common, surrogate=cfg.surrogate, learn=cfg.learn,
-                                  **(_accepted(neuron, shared) | cfg.neuron_params))
-    return out
+    if not pool_spikes:
+        neurons((channels, h, w))
+    return (channels, h, w)
 
 
 def init_weights(
