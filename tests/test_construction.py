@@ -143,9 +143,9 @@ def test_graph_network_refuses_a_projection_that_feeds_nothing():
 
 
 def test_populations_of_one_network_share_one_dt():
-    with pytest.raises(TimeStepError, match=r"all populations of a network must share one dt "
-                                            r"\(one time grid\), got hidden 0\.001 s, output "
-                                            r"0\.0005 s"):
+    with pytest.raises(TimeStepError, match=r"all populations and delayed projections of a "
+                                            r"network must share one dt \(one time grid\), "
+                                            r"got hidden 0\.001 s, output 0\.0005 s"):
         Network({"input": Input(4), "fc1": Linear(4, 10), "hidden": CubaLIF(10, dt=1e-3),
                  "fc2": Linear(10, 3), "output": CubaLI(3, dt=0.5e-3)})
     net = make_net()  # changing one population's dt afterwards: refused at the next run

@@ -298,7 +298,9 @@ def test_wrong_input_shapes_and_dt_mismatch_are_refused():
         layer(torch.zeros(5, 2, 4))
     with pytest.raises(ShapeError, match=r"expects input of shape \(3,\)"):
         _ = Network({"input": Input(4), "fc": layer, "out": CubaLI(2, dt=DT)}).graph
-    with pytest.raises(TimeStepError, match="share one dt"):
+    with pytest.raises(TimeStepError, match=r"all populations and delayed projections of a "
+                                            r"network must share one dt .*fc 0\.002 s, out "
+                                            r"0\.001 s"):
         _ = Network({"input": Input(3), "fc": DelayedLinear(3, 2, 4e-3, dt=2e-3),
                      "out": CubaLI(2, dt=DT)}).graph
 

@@ -102,8 +102,9 @@ class Graph:
                if n.kind in ("population", "projection") and "dt" in n.settings}
         if len(set(dts.values())) > 1:
             listed = ", ".join(f"{k} {v:g} s" for k, v in dts.items())
-            raise TimeStepError(f"all populations of a network must share one dt (one time "
-                                f"grid), got {listed}; give every population the same dt")
+            raise TimeStepError(f"all populations and delayed projections of a network must "
+                                f"share one dt (one time grid), got {listed}; give every "
+                                "population and delayed projection the same dt")
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)
