@@ -3,6 +3,7 @@ an explicit sum over delayed inputs, the interpolated kernel, streaming, gradien
 finite differences, constraints, bad input, the IR node and the backends that refuse it."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -144,6 +145,42 @@ def test_a_network_streams_through_the_delay_line_and_runs_step_by_step():
         torch.testing.assert_close(net(x, backend=backend).output.v, whole.output.v)
     _, states = execute(net.graph, x[:5], ModelHooks())
     assert states["fc"].shape == (5, 3, 6)  # the delay line: the last D = 5 inputs
+
+
+@pytest.mark.parametrize("per", ["synapse", "axon"])
+def test_ops_delayed_linear_refuses_a_delay_line_state_of_the_wrong_length(per):
+    torch.manual_seed(11)
+    w = torch.randn(2, 3)
+    delay = torch.full((2, 3) if per == "synapse" else (3,), 2.5e-3)
+    x = spikes(8, 2, 3, seed=11)
+    first, mid = ops.delayed_linear(x[:4], w, delay, DT, 5)
+    second, _ = ops.delayed_linear(x[4:], w, delay, DT, 5, state=mid)
+    torch.testing.assert_close(torch.cat([first, second]),
+                               ops.delayed_linear(x, w, delay, DT, 5)[0])
+    for bad in (torch.zeros(7, 2, 3), torch.zeros(4, 2, 3), torch.zeros(5, 1, 3)):
+        with pytest.raises(ShapeError, match=r"DelayedLinear: the delay-line state must have "
+                                             r"shape \(D, B, \.\.\.\) = \(5, 2, 3\).*got "
+                                             + re.escape(str(tuple(bad.shape)))):
+            ops.delayed_linear(x, w, delay, DT, 5, state=bad)
+
+
+@pytest.mark.parametrize("steps", [torch.tensor(3), torch.tensor([0, 3, 1])],
+                         ids=["scalar", "per element"])
+def test_ops_delay_and_the_delay_layer_refuse_a_state_of_the_wrong_length(steps):
+    x = spikes(8, 2, 3, seed=12)
+    first, mid = ops.delay(x[:5], steps)
+    assert mid.shape == (3, 2, 3)
+    torch.testing.assert_close(torch.cat([first, ops.delay(x[5:], steps, mid)[0]]),
+                               ops.delay(x, steps)[0])
+    for bad in (torch.zeros(7, 2, 3), torch.zeros(2, 2, 3), torch.zeros(3, 2, 4)):
+        message = (r"Delay: the delay-line state must have shape \(D, B, \.\.\.\) = "
+                   r"\(3, 2, 3\).*got " + re.escape(str(tuple(bad.shape))))
+        with pytest.raises(ShapeError, match=message):
+            ops.delay(x, steps, bad)
+        with pytest.raises(ShapeError, match=message):
+            Delay(steps)(x, bad)
+        with pytest.raises(ShapeError, match=message):
+            ops.delay(x, steps, bad, max_steps=3)
 
 
 # ----------------------------------------------------------------------------- gradients

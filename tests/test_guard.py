@@ -21,7 +21,7 @@ from spikeloop.errors import (
     StateError,
 )
 from spikeloop.network import Network
-from spikeloop.nn import LIF, CubaLI, CubaLIF, Input, Linear
+from spikeloop.nn import LIF, CubaLI, CubaLIF, Delay, DelayedLinear, Input, Linear
 from spikeloop.observables import NetworkState
 
 BACKENDS = ["sim", "event", "chip", "xylo"]
@@ -224,6 +224,32 @@ def test_a_recurrent_state_of_another_batch_is_an_error(x):
     with pytest.raises(StateError, match=r"state\['hidden'\].z has shape \(1, 10\): not a state "
                                          "for batch size B = 2"):
         run(net, x, "sim", state)
+
+
+@pytest.mark.parametrize(("line", "want"), [
+    (lambda: Delay(torch.tensor([0, 2, 5, 1])), (5, 2, 4)),
+    (lambda: DelayedLinear(4, 10, 5e-3, dt=1e-3, per="synapse"), (5, 2, 4)),
+    (lambda: DelayedLinear(4, 10, 5e-3, dt=1e-3, per="axon"), (5, 2, 4)),
+], ids=["Delay", "DelayedLinear per synapse", "DelayedLinear per axon"])
+def test_a_delay_line_state_of_the_wrong_length_is_an_error(x, line, want):
+    """A delay line's state is its last max_steps inputs, (max_steps, B, *input shape): one of
+    another length (or input shape) is refused by name, never run (issue 17)."""
+    torch.manual_seed(2)
+    layers = {"input": Input(4), "line": line()}
+    if isinstance(layers["line"], Delay):
+        layers["fc1"] = Linear(4, 10, bias=False)
+    net = Network({**layers, "hidden": CubaLIF(10), "fc2": Linear(10, 3, bias=False),
+                   "output": CubaLI(3)})
+    state = dict(run(net, x, "sim").state)
+    assert tuple(state["line"].shape) == want
+    whole = run(net, torch.cat([x, x]), "sim").output.v
+    torch.testing.assert_close(run(net, x, "sim", state).output.v, whole[20:])
+    for bad in (torch.zeros(7, 2, 4), torch.zeros(3, 2, 4), torch.zeros(5, 2, 2, 2)):
+        state["line"] = bad
+        with pytest.raises(StateError, match=rf"state\['line'\] has shape "
+                                             rf"\({', '.join(map(str, bad.shape))}\), this "
+                                             rf"network and input need \(5, 2, 4\)"):
+            run(net, x, "sim", state)
 
 
 def test_xylo_states_are_checked_by_the_chip(net, x, reference, sim_state):

@@ -101,9 +101,9 @@ def check_state(graph: Graph, backend: Backend, state: Any, batch: int, dtype: t
     Every entry is then checked against its node: a population's entry is a
     :class:`~spikeloop.dynamics.models.PopulationState` holding its neuron model's state record
     (its fields ``[B, *shape]``, finite, of the network's dtype and device); a stateful
-    projection's (a delay's) is a tensor ``[steps, B, …]``; every stateful node of the network
-    has an entry. A backend with a state of its own layout (a chip's registers) checks its
-    entries itself (``check_state(graph, values, batch)``).
+    projection's (a delay line's) is a tensor ``[max_steps, B, *input shape]``; every stateful
+    node of the network has an entry. A backend with a state of its own layout (a chip's
+    registers) checks its entries itself (``check_state(graph, values, batch)``).
 
     Raises:
         StateError: names the first mismatch.
@@ -147,8 +147,14 @@ def check_state(graph: Graph, backend: Backend, state: Any, batch: int, dtype: t
         elif node.kind == "population":
             _check_population_state(node, value, batch, dtype, device)
         else:
-            _check_tensor(f"state[{name!r}]", value, None, batch, dtype, device)
+            _check_tensor(f"state[{name!r}]", value, _delay_line_shape(graph, node, batch),
+                          batch, dtype, device)
     return values
+
+
+def _delay_line_shape(graph: Graph, node: Node, batch: int) -> tuple[int, ...]:
+    """A delay line's state: its last ``max_steps`` inputs, ``(max_steps, B, *input shape)``."""
+    return (node.settings["max_steps"], batch, *graph[node.inputs[0]].shape)
 
 
 def _check_tags(graph: Graph, backend: str, state: NetworkState, batch: int,

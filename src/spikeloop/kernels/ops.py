@@ -91,22 +91,41 @@ def delay(
 ) -> tuple[Tensor, Tensor]:
     """``y_k = x_{k−d}`` with whole-step delays ``d`` (a scalar or per-element integers).
 
-    ``state`` holds the last ``max(d)`` inputs of the previous call (``None``: zeros), so
-    consecutive windows give the same result as one run. ``max_steps``: ``max(d)`` if known
-    (saves a device synchronisation per call). Returns ``(y, state)``.
+    ``state`` holds the last ``D = max(d)`` inputs of the previous call, ``[D, B, ...]``
+    (``None``: zeros), so consecutive windows give the same result as one run. ``max_steps``:
+    ``max(d)`` if known (saves a device synchronisation per call). Returns ``(y, state)``.
+
+    Raises:
+        ShapeError: ``state`` is not ``[D, B, ...]`` for this input.
     """
     d = max_steps if max_steps is not None else (int(steps.max()) if steps.numel() else 0)
+    buf = _delay_line(x, state, d, "Delay")
+    return _tap(buf, d, x.shape[0], steps), buf[buf.shape[0] - d:]
+
+
+def _delay_line(x: Tensor, state: Tensor | None, d: int, who: str) -> Tensor:
+    """The previous call's last ``d`` inputs followed by ``x``: ``buf[d + k − m] = x_{k−m}``.
+
+    Raises:
+        ShapeError: ``state`` is not ``[d, B, ...]`` for ``x [T, B, ...]``.
+    """
+    want = (d, *x.shape[1:])
     if state is None:
-        state = x.new_zeros((d, *x.shape[1:]))
-    buf = torch.cat([state, x])
-    t = x.shape[0]
+        return torch.cat([x.new_zeros(want), x])
+    if tuple(state.shape) != want:
+        raise ShapeError(f"{who}: the delay-line state must have shape (D, B, ...) = {want} "
+                         f"(the last D = {d} inputs of the previous call), got "
+                         f"{tuple(state.shape)}")
+    return torch.cat([state, x])
+
+
+def _tap(buf: Tensor, d: int, t: int, steps: Tensor) -> Tensor:
+    """``y_k = x_{k−m}`` for ``k = 0 … t−1`` from the delay line ``buf`` (see
+    :func:`_delay_line`), ``m = steps`` in ``0 … d`` (a scalar or per-element integers)."""
     if steps.dim() == 0:
-        y = buf[d - int(steps): d - int(steps) + t]
-    else:
-        idx = torch.arange(d, d + t, device=x.device).reshape(t, 1, *[1] * steps.dim())
-        idx = (idx - steps).expand(t, *x.shape[1:])
-        y = torch.gather(buf, 0, idx)
-    return y, buf[buf.shape[0] - d:]
+        return buf[d - int(steps): d - int(steps) + t]
+    idx = torch.arange(d, d + t, device=buf.device).reshape(t, 1, *[1] * steps.dim())
+    return torch.gather(buf, 0, (idx - steps).expand(t, *buf.shape[1:]))
 
 
 SNAP = 1e-5
@@ -141,33 +160,31 @@ def delayed_linear(
     outside ``0 … D`` are dropped).
 
     ``x [T, B, in]``; ``weight [out, in]``; ``delay`` in seconds, ``[in]`` (one per presynaptic
-    neuron, per axon) or ``[out, in]`` (per synapse). Per axon, the input is delayed and
-    interpolated first and projected by one matrix product over the ``T·B`` rows; per synapse,
-    the kernel ``[out, in, D + 1]`` is applied as one causal ``conv1d`` over time. ``state``:
-    the last ``D`` inputs of the previous call (``None``: zeros), so consecutive windows give
-    the same result as one run. At a whole step ``d/dt = n`` the derivative with respect to
-    ``d`` is the right one (``lo = n``). Returns ``(y, state)``.
+    neuron, per axon) or ``[out, in]`` (per synapse). Per axon, the input is delayed (by
+    :func:`delay`'s delay line) and interpolated first and projected by one matrix product over
+    the ``T·B`` rows; per synapse, the kernel ``[out, in, D + 1]`` is applied as one causal
+    ``conv1d`` over time. ``state``: the last ``D`` inputs of the previous call,
+    ``[D, B, in]`` (``None``: zeros), so consecutive windows give the same result as one run.
+    At a whole step ``d/dt = n`` the derivative with respect to ``d`` is the right one
+    (``lo = n``). Returns ``(y, state)``.
+
+    Raises:
+        ShapeError: ``x`` is not ``[T, B, in]``, or ``state`` is not ``[D, B, in]``.
     """
     if x.dim() != 3 or x.shape[-1] != weight.shape[1]:
         raise ShapeError(f"DelayedLinear: expected [T, B, {weight.shape[1]}], got shape "
                          f"{tuple(x.shape)}")
     d = max_steps
-    t, b, n_in = x.shape
-    if state is None:
-        state = x.new_zeros((d, b, n_in))
-    buf = torch.cat([state, x])  # buf[d + k − m] = x_{k−m}
+    t = x.shape[0]
+    buf = _delay_line(x, state, d, "DelayedLinear")  # buf[d + k − m] = x_{k−m}
     lo, frac = delay_taps(delay, dt)
     hi = lo + 1
     if delay.dim() == 1:  # per axon: interpolate the delayed inputs, then one GEMM
         w_lo = torch.where((lo >= 0) & (lo <= d), 1 - frac, torch.zeros_like(frac))
         w_hi = torch.where((hi >= 0) & (hi <= d), frac, torch.zeros_like(frac))
-        steps = torch.arange(d, d + t, device=x.device).reshape(t, 1, 1)
-
-        def tap(m: Tensor) -> Tensor:
-            idx = (steps - m.clamp(0, d)).expand(t, b, n_in)
-            return torch.gather(buf, 0, idx)
-
-        y = F.linear(tap(lo) * w_lo + tap(hi) * w_hi, weight, bias)
+        delayed = (_tap(buf, d, t, lo.clamp(0, d)) * w_lo
+                   + _tap(buf, d, t, hi.clamp(0, d)) * w_hi)
+        y = F.linear(delayed, weight, bias)
     else:  # per synapse: a causal temporal convolution with the interpolated kernel
         m = torch.arange(d + 1, device=x.device)
         taps = (torch.where(m == lo[..., None], (1 - frac)[..., None], 0.0)
