@@ -253,6 +253,39 @@ def test_delay_gradient_at_a_whole_step_is_the_right_derivative():
     torch.testing.assert_close(layer.delay.grad, (w * (x3 - x2) * r).sum().reshape(1, 1) / DT)
 
 
+@pytest.mark.parametrize("per", ["synapse", "axon"])
+def test_delay_gradient_at_max_delay_is_the_left_derivative(per):
+    """At d = max_delay (where constrain_ puts every clamped delay) the gradient is that of
+    the interpolation inside [0, D], the one-sided difference from below, not that of the
+    weight fading out beyond D (issue 17)."""
+    torch.manual_seed(13)
+    layer = DelayedLinear(3, 2, 4e-3, dt=DT, per=per).double()
+    with torch.no_grad():
+        layer.delay.fill_(4e-3)  # in float64: no float32 rounding above D to snap away
+    x = torch.randn(25, 2, 3, dtype=torch.float64)
+    r = torch.randn(25, 2, 2, dtype=torch.float64)
+
+    def loss():
+        return (layer(x)[0] * r).sum()
+
+    value = float(loss().detach())
+    loss().backward()
+    eps = 0.25 * DT  # the model is linear in each delay on [D − 1, D]
+    left = torch.zeros_like(layer.delay)
+    with torch.no_grad():
+        for k in range(layer.delay.numel()):
+            layer.delay.view(-1)[k] -= eps
+            left.view(-1)[k] = (value - float(loss())) / eps
+            layer.delay.view(-1)[k] += eps
+    torch.testing.assert_close(layer.delay.grad, left, rtol=1e-6, atol=1e-8)
+    # the old right derivative: the weight leaves tap D for a tap D + 1 that is dropped
+    w = layer.weight.detach()
+    x4 = torch.cat([torch.zeros(4, 2, 3, dtype=torch.float64), x[:-4]])
+    fading = -torch.einsum("tbj,ji,tbi->ji", r, w, x4) / DT
+    right = fading if per == "synapse" else fading.sum(0)
+    assert not torch.allclose(layer.delay.grad, right)
+
+
 def test_gradient_descent_learns_a_delay_towards_the_true_one():
     torch.manual_seed(7)
     teacher, _ = Delay(4)(x := torch.randn(200, 8, 1))

@@ -132,7 +132,7 @@ SNAP = 1e-5
 """Delay positions (in steps) within this distance of a whole step are taken as that step."""
 
 
-def delay_taps(delay: Tensor, dt: float) -> tuple[Tensor, Tensor]:
+def delay_taps(delay: Tensor, dt: float, max_steps: int | None = None) -> tuple[Tensor, Tensor]:
     """A delay ``d`` in seconds as its lower whole-step tap ``lo = ⌊d/dt⌋`` (int64, no
     gradient) and the fraction ``f = d/dt − lo`` (with the gradient ``∂f/∂d = 1/dt``): the
     weight goes ``1 − f`` to tap ``lo`` and ``f`` to tap ``lo + 1``.
@@ -140,6 +140,11 @@ def delay_taps(delay: Tensor, dt: float) -> tuple[Tensor, Tensor]:
     Positions within :data:`SNAP` steps of a whole step are moved onto it in value (the
     gradient passes unchanged): a float32 delay in seconds rarely divides exactly
     (``7e-3 s / 1e-3 s = 7.0000002``), and a whole-step delay should give whole-step taps.
+
+    ``max_steps = D ≥ 1``: positions ``d/dt ≥ D`` (where ``constrain_`` puts every clamped
+    delay) take ``lo = D − 1``, ``f = 1``: the same value (the whole weight on tap ``D``), but
+    the gradient is that of the interpolation inside ``[0, D]`` (the left derivative), not of
+    a weight fading out beyond ``D``.
     """
     s = delay / dt
     with torch.no_grad():
@@ -147,6 +152,11 @@ def delay_taps(delay: Tensor, dt: float) -> tuple[Tensor, Tensor]:
         shift = torch.where((s - whole).abs() < SNAP, whole - s, torch.zeros_like(s))
     s = s + shift
     lo = torch.floor(s.detach())
+    if max_steps is not None and max_steps >= 1:
+        top = s.detach() >= max_steps
+        lo = torch.where(top, torch.full_like(lo, max_steps - 1), lo)
+        # f = 1 in value at and beyond D, with the gradient ∂f/∂d = 1/dt
+        return lo.long(), torch.where(top, s - s.detach() + 1, s - lo)
     return lo.long(), s - lo
 
 
@@ -157,7 +167,7 @@ def delayed_linear(
     """``y_k[j] = Σ_i Σ_m K[j, i, m] x_{k−m}[i] (+ b_j)`` with the interpolated delay kernel
     ``K[j, i, m] = W[j, i] · max(0, 1 − |m − d/dt|)``, ``m = 0 … D`` (``D = max_steps``): each
     synapse's weight is split between the two whole-step taps around its delay ``d`` (taps
-    outside ``0 … D`` are dropped).
+    below ``0`` are dropped; a delay above ``D`` acts as ``D``, see :func:`delay_taps`).
 
     ``x [T, B, in]``; ``weight [out, in]``; ``delay`` in seconds, ``[in]`` (one per presynaptic
     neuron, per axon) or ``[out, in]`` (per synapse). Per axon, the input is delayed (by
@@ -166,7 +176,8 @@ def delayed_linear(
     ``conv1d`` over time. ``state``: the last ``D`` inputs of the previous call,
     ``[D, B, in]`` (``None``: zeros), so consecutive windows give the same result as one run.
     At a whole step ``d/dt = n`` the derivative with respect to ``d`` is the right one
-    (``lo = n``). Returns ``(y, state)``.
+    (``lo = n``), except at ``n = D ≥ 1``, where it is the left one (``lo = D − 1``), so the
+    gradient never points out of ``[0, D]``. Returns ``(y, state)``.
 
     Raises:
         ShapeError: ``x`` is not ``[T, B, in]``, or ``state`` is not ``[D, B, in]``.
@@ -177,7 +188,7 @@ def delayed_linear(
     d = max_steps
     t = x.shape[0]
     buf = _delay_line(x, state, d, "DelayedLinear")  # buf[d + k − m] = x_{k−m}
-    lo, frac = delay_taps(delay, dt)
+    lo, frac = delay_taps(delay, dt, d)
     hi = lo + 1
     if delay.dim() == 1:  # per axon: interpolate the delayed inputs, then one GEMM
         w_lo = torch.where((lo >= 0) & (lo <= d), 1 - frac, torch.zeros_like(frac))
