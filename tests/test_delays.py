@@ -362,6 +362,51 @@ def test_a_float32_delay_of_max_delay_is_not_refused():
     assert float(layer.delay.detach().max()) == pytest.approx(25e-3)
 
 
+@pytest.mark.parametrize("per", ["synapse", "axon"])
+def test_forward_refuses_delays_outside_zero_to_max_delay_naming_the_worst(per):
+    """A delay trained out of [0, max_delay] without constrain_ would lose its taps: forward
+    refuses it, naming the worst; within float32 rounding of max_delay it runs (issue 17)."""
+    layer = DelayedLinear(3, 2, 5e-3, dt=DT, per=per, delay=1e-3)
+    x = spikes(10, 2, 3)
+    good, _ = layer(x)
+    at = "[1, 2]" if per == "synapse" else "[2]"
+    with torch.no_grad():
+        layer.delay.view(-1)[0] = -1e-3
+        layer.delay.view(-1)[-1] = 8e-3  # the worst: 3 ms above
+    with pytest.raises(ParameterError, match=r"delay \(per " + per + r", seconds\) must lie in "
+                                             r"\[0, max_delay = 0\.005 s\], got 0\.008 s at "
+                                             r"index " + re.escape(at) + r" \(the worst of 2 "
+                                             r"outside\): call constrain_\(\)"):
+        layer(x)
+    with torch.no_grad():
+        layer.delay.view(-1)[-1] = float("nan")
+    with pytest.raises(ParameterError, match=r"got nan s at index " + re.escape(at)):
+        layer(x)
+    with torch.no_grad():
+        layer.delay.fill_(1e-3)
+    torch.testing.assert_close(layer(x)[0], good)
+    with torch.no_grad():
+        layer.delay.fill_(5e-3 * (1 + 1e-7))  # a rounding above max_delay: the tap at D
+    want = explicit(x, layer.weight.detach(), torch.full_like(layer.delay, 5.0))
+    torch.testing.assert_close(layer(x)[0].double(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_initial_delays_keep_float64_in_a_float64_network():
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        for per, given in (("synapse", torch.full((2, 3), 1 / 3 * 1e-2, dtype=torch.float64)),
+                           ("axon", [1 / 3 * 1e-2] * 3), ("synapse", 1 / 3 * 1e-2)):
+            layer = DelayedLinear(3, 2, 5e-3 * 2, dt=DT, per=per, delay=given)
+            assert layer.delay.dtype == torch.float64
+            assert torch.all(layer.delay.detach() == 1 / 3 * 1e-2)  # not rounded to float32
+    finally:
+        torch.set_default_dtype(default)
+    layer = DelayedLinear(3, 2, 10e-3, dt=DT, delay=1 / 3 * 1e-2)
+    assert layer.delay.dtype == torch.float32
+    assert torch.all(layer.delay.detach() == torch.tensor(1 / 3 * 1e-2, dtype=torch.float32))
+
+
 def test_wrong_input_shapes_and_dt_mismatch_are_refused():
     layer = DelayedLinear(3, 2, 5e-3, dt=DT)
     with pytest.raises(ShapeError, match=r"expected \[T, B, 3\]"):

@@ -6,6 +6,7 @@ that fold the time axis into the batch axis, so each time step is projected inde
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Literal
 
@@ -161,23 +162,44 @@ class DelayedLinear(Layer):
             self.register_buffer("delay", value)
 
     def _checked_delay(self, delay: Any, shape: tuple[int, ...]) -> Tensor:
-        """``delay`` (seconds) as float32 values of ``shape``, or a ParameterError naming the
-        first value outside ``[0, max_delay]`` (NaN and ±inf included) and the limit."""
+        """``delay`` (seconds) as float64 values of ``shape`` (the caller casts them once to
+        the weight's dtype), or a ParameterError naming the first value outside
+        ``[0, max_delay]`` (NaN and ±inf included) and the limit."""
         who = f"DelayedLinear delay (per {self._per}, seconds)"
-        try:  # type and shape (a number is always allowed)
-            value = check_values(delay, who, shape).double()
-        except NonFiniteError:
-            given = delay.detach().cpu() if isinstance(delay, Tensor) else delay
-            value = torch.tensor(np.asarray(given, dtype=np.float64))
-        # a float32 delay of max_delay may lie a rounding above it: 6e-8 relative, not a clip
-        top = self._max_delay * (1 + 1e-6)
-        bad = ~(torch.isfinite(value) & (value >= 0) & (value <= top))
+        with contextlib.suppress(NonFiniteError):  # type and shape (a number always fits);
+            check_values(delay, who, shape)  # the values are taken below, in float64
+        if isinstance(delay, Tensor):
+            value = delay.detach().to(device="cpu", dtype=torch.float64)
+        else:
+            value = torch.tensor(np.asarray(delay, dtype=np.float64))
+        bad = self._outside(value)
         if bool(bad.any()):
             where = tuple(int(k) for k in bad.nonzero()[0]) if value.dim() else ()
             at = f" at index {list(where)}" if where else ""
             raise ParameterError(f"{who} must lie in [0, max_delay = {self._max_delay:g} s], got "
                                  f"{float(value[where]):g} s{at} (delays are never clipped)")
-        return value.expand(shape).to(torch.float32).clone()
+        return value.expand(shape).clone()
+
+    def _outside(self, value: Tensor) -> Tensor:
+        """Where ``value`` (seconds) is NaN, ±inf or outside ``[0, max_delay]``; a float32
+        delay of max_delay may lie a rounding above it (6e-8 relative), which is allowed."""
+        top = self._max_delay * (1 + 1e-6)
+        return ~(torch.isfinite(value) & (value >= 0) & (value <= top))
+
+    def _check_delay_range(self) -> None:
+        """A ParameterError naming the worst delay if any lies outside ``[0, max_delay]`` (a
+        tap there would be lost): learned delays must be kept in range by :meth:`constrain_`."""
+        d = self.delay.detach()
+        bad = self._outside(d)
+        if not bool(bad.any()):
+            return
+        excess = torch.maximum(-d, d - self._max_delay).nan_to_num(math.inf)
+        worst = tuple(int(k) for k in (excess == excess.max()).nonzero()[0])
+        raise ParameterError(
+            f"DelayedLinear delay (per {self._per}, seconds) must lie in [0, max_delay = "
+            f"{self._max_delay:g} s], got {float(d[worst]):g} s at index {list(worst)} (the "
+            f"worst of {int(bad.sum())} outside): call constrain_() (Network.constrain_) after "
+            "each optimiser step")
 
     @property
     def dt(self) -> float:
@@ -201,7 +223,14 @@ class DelayedLinear(Layer):
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Project ``x [T, B, in]`` through the delayed weights; ``state``: the previous call's
-        last ``D`` inputs (``None``: zeros). Returns ``(y [T, B, out], state)``."""
+        last ``D`` inputs (``None``: zeros). Returns ``(y [T, B, out], state)``.
+
+        Raises:
+            ParameterError: a delay lies outside ``[0, max_delay]`` (or is NaN): its taps would
+                be lost; learned delays are kept in range by :meth:`constrain_`.
+            ShapeError: ``x`` is not ``[T, B, in]`` or ``state`` not ``[D, B, in]``.
+        """
+        self._check_delay_range()
         return ops.delayed_linear(x, self.weight, self.delay, self._dt, self._max_steps,
                                   self.bias, state)
 
