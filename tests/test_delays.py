@@ -378,6 +378,9 @@ def test_forward_refuses_delays_outside_zero_to_max_delay_naming_the_worst(per):
                                              r"index " + re.escape(at) + r" \(the worst of 2 "
                                              r"outside\): call constrain_\(\)"):
         layer(x)
+    net = Network({"input": Input(3), "fc1": layer, "out": CubaLI(2, dt=DT)})
+    with pytest.raises(ParameterError, match=r"got 0\.008 s at index " + re.escape(at)):
+        net(x)  # the simulator's path (the graph's node), not only the layer's forward
     with torch.no_grad():
         layer.delay.view(-1)[-1] = float("nan")
     with pytest.raises(ParameterError, match=r"got nan s at index " + re.escape(at)):

@@ -62,5 +62,5 @@ def test_conv_stages_pool_currents_or_spikes():
         out = spikes(torch.rand(4, 2, 1, 6, 6))
     assert out["spikes1"].spikes.shape == (4, 2, 3, 6, 6)
     assert spikes.graph.nodes_by_name["pool1"].inputs == ("spikes1",)
-    with pytest.raises(ArgumentTypeError, match=r"model.conv\[0\].pool_spikes must be true or"):
+    with pytest.raises(ArgumentTypeError, match=r"model.conv\[0\].pool_spikes must be True or"):
         build(pool_spikes="2")

@@ -138,6 +138,8 @@ def test_convolutions_and_pooling_have_rates():
                       "fo": Linear(4, 2), "out": LI(2, dt=DT)}),
      r"population 'h' \(LIF\) is not a non-leaky integrate-and-fire"),
     (lambda: _fc(t_refrac=2e-3), r"population 'hidden' \(IF\).*refractory"),
+    (lambda: _fc(v_threshold=0.5, v_reset=0.5),
+     r"population 'hidden' has v_threshold ≤ v_reset \(smallest v_threshold − v_reset: 0\)"),
     (lambda: Network({"input": Input(3), "fc": Linear(3, 4),
                       "h": IF(4, dt=DT, recurrent=True), "fo": Linear(4, 2),
                       "out": LI(2, dt=DT)}),

@@ -7,6 +7,7 @@ Time is folded into the batch axis wherever a step does not depend on the others
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from spikeloop.dynamics.surrogate import Surrogate, spike
-from spikeloop.errors import ShapeError
+from spikeloop.errors import ParameterError, ShapeError
 
 
 def fold(x: Tensor, rank: int, who: str) -> tuple[Tensor, tuple[int, int]]:
@@ -160,6 +161,30 @@ def delay_taps(delay: Tensor, dt: float, max_steps: int | None = None) -> tuple[
     return lo.long(), s - lo
 
 
+def delays_outside(delay: Tensor, max_delay: float) -> Tensor:
+    """Where ``delay`` (seconds) is NaN, ±inf or outside ``[0, max_delay]``; a float32 delay of
+    ``max_delay`` may lie a rounding above it (6e-8 relative), which is allowed."""
+    top = max_delay * (1 + 1e-6)
+    return ~(torch.isfinite(delay) & (delay >= 0) & (delay <= top))
+
+
+def check_delay_range(delay: Tensor, max_delay: float) -> None:
+    """A ParameterError naming the worst delay if any lies outside ``[0, max_delay]`` (its taps
+    would be lost): learned delays are kept in range by ``DelayedLinear.constrain_``."""
+    d = delay.detach()
+    bad = delays_outside(d, max_delay)
+    if not bool(bad.any()):
+        return
+    excess = torch.maximum(-d, d - max_delay).nan_to_num(math.inf)
+    worst = tuple(int(k) for k in (excess == excess.max()).nonzero()[0])
+    per = "axon" if d.dim() == 1 else "synapse"
+    raise ParameterError(
+        f"DelayedLinear delay (per {per}, seconds) must lie in [0, max_delay = "
+        f"{max_delay:g} s], got {float(d[worst]):g} s at index {list(worst)} (the "
+        f"worst of {int(bad.sum())} outside): call constrain_() (Network.constrain_) after "
+        "each optimiser step")
+
+
 def delayed_linear(
     x: Tensor, weight: Tensor, delay: Tensor, dt: float, max_steps: int,
     bias: Tensor | None = None, state: Tensor | None = None,
@@ -180,8 +205,10 @@ def delayed_linear(
     gradient never points out of ``[0, D]``. Returns ``(y, state)``.
 
     Raises:
+        ParameterError: a delay lies outside ``[0, D·dt]`` or is NaN (:func:`check_delay_range`).
         ShapeError: ``x`` is not ``[T, B, in]``, or ``state`` is not ``[D, B, in]``.
     """
+    check_delay_range(delay, max_steps * dt)
     if x.dim() != 3 or x.shape[-1] != weight.shape[1]:
         raise ShapeError(f"DelayedLinear: expected [T, B, {weight.shape[1]}], got shape "
                          f"{tuple(x.shape)}")

@@ -181,25 +181,8 @@ class DelayedLinear(Layer):
         return value.expand(shape).clone()
 
     def _outside(self, value: Tensor) -> Tensor:
-        """Where ``value`` (seconds) is NaN, ±inf or outside ``[0, max_delay]``; a float32
-        delay of max_delay may lie a rounding above it (6e-8 relative), which is allowed."""
-        top = self._max_delay * (1 + 1e-6)
-        return ~(torch.isfinite(value) & (value >= 0) & (value <= top))
-
-    def _check_delay_range(self) -> None:
-        """A ParameterError naming the worst delay if any lies outside ``[0, max_delay]`` (a
-        tap there would be lost): learned delays must be kept in range by :meth:`constrain_`."""
-        d = self.delay.detach()
-        bad = self._outside(d)
-        if not bool(bad.any()):
-            return
-        excess = torch.maximum(-d, d - self._max_delay).nan_to_num(math.inf)
-        worst = tuple(int(k) for k in (excess == excess.max()).nonzero()[0])
-        raise ParameterError(
-            f"DelayedLinear delay (per {self._per}, seconds) must lie in [0, max_delay = "
-            f"{self._max_delay:g} s], got {float(d[worst]):g} s at index {list(worst)} (the "
-            f"worst of {int(bad.sum())} outside): call constrain_() (Network.constrain_) after "
-            "each optimiser step")
+        """Where ``value`` (seconds) is NaN, ±inf or outside ``[0, max_delay]``."""
+        return ops.delays_outside(value, self._max_delay)
 
     @property
     def dt(self) -> float:
@@ -230,7 +213,6 @@ class DelayedLinear(Layer):
                 be lost; learned delays are kept in range by :meth:`constrain_`.
             ShapeError: ``x`` is not ``[T, B, in]`` or ``state`` not ``[D, B, in]``.
         """
-        self._check_delay_range()
         return ops.delayed_linear(x, self.weight, self.delay, self._dt, self._max_steps,
                                   self.bias, state)
 

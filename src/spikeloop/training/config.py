@@ -222,7 +222,8 @@ class TrainConfig:
     """How gradients are found: ``backprop`` (through the backend: surrogate gradients on the
     simulator, EventProp on ``event``, the in-the-loop bridge on a chip) or ``ann_proxy`` (the
     spiking run's loss, backpropagated through its rate network,
-    :mod:`spikeloop.training.proxy`; IF neurons)."""
+    :mod:`spikeloop.training.proxy`; IF neurons, so the sim backend: the emulated chips have
+    none)."""
     max_batches: int | None = None
     """Train on at most this many batches per epoch (quick checks); ``null``: all."""
     progress: bool = True

@@ -14,7 +14,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spikeloop.checks import check_dt, check_int, check_real, check_shape, check_type, show
+from spikeloop.checks import (
+    check_bool,
+    check_dt,
+    check_int,
+    check_real,
+    check_shape,
+    check_type,
+    show,
+)
 from spikeloop.data import (
     SHD,
     SSC,
@@ -343,8 +351,7 @@ def _conv_stage(layers: OrderedDict[str, torch.nn.Module], k: int, stage: Any,
     kernel = check_int(stage.get("kernel", 3), f"{who}.kernel", 1)
     padding = check_int(stage.get("padding", kernel // 2), f"{who}.padding", 0)
     pool = check_int(stage.get("pool", 1), f"{who}.pool", 1)
-    pool_spikes = check_type(stage.get("pool_spikes", False), f"{who}.pool_spikes", bool,
-                             "true or false")
+    pool_spikes = check_bool(stage.get("pool_spikes", False), f"{who}.pool_spikes")
     c, h, w = shape
     h, w = h + 2 * padding - kernel + 1, w + 2 * padding - kernel + 1
     if min(h, w) // pool < 1:

@@ -1,9 +1,9 @@
 r"""ANN-proxy training (Kheradpisheh, Mirsadeghi & Masquelier 2022, arXiv:2109.13208).
 
 A network of integrate-and-fire (IF) neurons and a rate network ("ANN") share every tensor.
-The spiking network runs the forward pass — on the simulator or on a chip —, and the loss is
-computed on its observables; the gradient flows through the rate network instead, whose
-activation is the IF neuron's firing rate. It is the in-the-loop bridge
+The spiking network runs the forward pass and the loss is computed on its observables; the
+gradient flows through the rate network instead, whose activation is the IF neuron's firing
+rate. It is the in-the-loop bridge
 (:func:`~spikeloop.backends.in_the_loop`) with the rate network as the replayed model: values
 from the spiking run, gradients from the rate model, through
 :func:`~spikeloop.dynamics.straight_through`.
@@ -64,8 +64,9 @@ def check_proxy(graph: Graph) -> None:
     """Refuse a graph that has no rate network (see the module docstring), naming the node.
 
     Raises:
-        ConfigError: a spiking population that is not a non-leaky IF neuron, one with a
-            recurrent projection, or a projection outside :data:`RATE_OPS`.
+        ConfigError: a spiking population that is not a non-leaky IF neuron, one with
+            ``v_threshold ≤ v_reset``, one with a recurrent projection, or a projection outside
+            :data:`RATE_OPS`.
     """
     for node in graph.nodes:
         if node.kind == "input":
@@ -89,6 +90,12 @@ def check_proxy(graph: Graph) -> None:
                 f"ann_proxy: population {node.name!r} ({node.op}) is not a non-leaky "
                 f"integrate-and-fire neuron without synaptic current, adaptation or refractory "
                 f"period, whose rate the proxy's activation is; use model.neuron: if")
+        gap = torch.as_tensor(p.v_threshold - p.v_reset)
+        if not bool((gap > 0).all()):
+            raise ConfigError(
+                f"ann_proxy: population {node.name!r} has v_threshold ≤ v_reset (smallest "
+                f"v_threshold − v_reset: {float(gap.min()):g}); its rate g·I/(ϑ − v_reset) is "
+                f"undefined there (a trained threshold may have drifted down to the reset)")
 
 
 def _rate(node: Node, current: Tensor) -> Tensor:
@@ -146,7 +153,7 @@ def proxy_output(graph: Graph, x: Tensor, observed: NetworkOutput) -> NetworkOut
         if type(obs) is not Observables:
             raise ConfigError(f"ann_proxy needs grid observables from the spiking run; "
                               f"population {name!r} came as {type(obs).__name__} (run the "
-                              f"forward pass on the sim backend or a chip)")
+                              f"forward pass on the sim backend)")
     steps = x.shape[0]
 
     def replay(seen: Mapping[str, Observables]) -> dict[str, Observables]:
