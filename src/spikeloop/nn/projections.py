@@ -96,7 +96,8 @@ class DelayedLinear(Layer):
     it in and out, so consecutive windows give the same result as one run).
 
     Args:
-        in_features, out_features: sizes (integers ``≥ 1``).
+        in_features: inputs (an integer ``≥ 1``).
+        out_features: outputs (an integer ``≥ 1``).
         max_delay: the largest delay in seconds, ``≥ 0`` and a whole number of steps ``dt``.
         dt: simulation step in seconds (the network's).
         per: ``"synapse"`` (delays ``[out, in]``) or ``"axon"`` (delays ``[in]``).
