@@ -55,9 +55,9 @@ def _model(cfg: dict[str, Any]) -> str:
     for stage in m.get("conv") or []:
         pool = stage.get("pool", 1)
         pooling = [f"pool {pool}"] if pool > 1 else []
-        steps = [neuron, *pooling] if stage.get("pool_spikes") else [*pooling, neuron]
+        order = [neuron, *pooling] if stage.get("pool_spikes") else [*pooling, neuron]
         parts.append(" → ".join([f"conv{stage.get('kernel', 3)}×{stage.get('kernel', 3)} "
-                                 f"{stage['channels']}", *steps]))
+                                 f"{stage['channels']}", *order]))
     rec = " recurrent" if m.get("recurrent") else ""
     parts += [f"{h}{rec} {neuron}" for h in m.get("hidden", [])]
     parts.append(f"{m.get('readout', 'cuba_li')}")

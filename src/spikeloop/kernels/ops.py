@@ -168,9 +168,13 @@ def delays_outside(delay: Tensor, max_delay: float) -> Tensor:
     return ~(torch.isfinite(delay) & (delay >= 0) & (delay <= top))
 
 
-def check_delay_range(delay: Tensor, max_delay: float) -> None:
+CONSTRAIN_HINT = "call constrain_() (Network.constrain_) after each optimiser step"
+
+
+def check_delay_range(delay: Tensor, max_delay: float, hint: str = CONSTRAIN_HINT) -> None:
     """A ParameterError naming the worst delay if any lies outside ``[0, max_delay]`` (its taps
-    would be lost): learned delays are kept in range by ``DelayedLinear.constrain_``."""
+    would be lost), ending with ``hint`` (default: learned delays are kept in range by
+    ``DelayedLinear.constrain_``)."""
     d = delay.detach()
     bad = delays_outside(d, max_delay)
     if not bool(bad.any()):
@@ -181,8 +185,7 @@ def check_delay_range(delay: Tensor, max_delay: float) -> None:
     raise ParameterError(
         f"DelayedLinear delay (per {per}, seconds) must lie in [0, max_delay = "
         f"{max_delay:g} s], got {float(d[worst]):g} s at index {list(worst)} (the "
-        f"worst of {int(bad.sum())} outside): call constrain_() (Network.constrain_) after "
-        "each optimiser step")
+        f"worst of {int(bad.sum())} outside): {hint}")
 
 
 def delayed_linear(
@@ -218,10 +221,9 @@ def delayed_linear(
     lo, frac = delay_taps(delay, dt, d)
     hi = lo + 1
     if delay.dim() == 1:  # per axon: interpolate the delayed inputs, then one GEMM
-        w_lo = torch.where((lo >= 0) & (lo <= d), 1 - frac, torch.zeros_like(frac))
-        w_hi = torch.where((hi >= 0) & (hi <= d), frac, torch.zeros_like(frac))
-        delayed = (_tap(buf, d, t, lo.clamp(0, d)) * w_lo
-                   + _tap(buf, d, t, hi.clamp(0, d)) * w_hi)
+        # the range check leaves 0 ≤ lo ≤ D and hi ≤ D, except hi = 1 > D = 0 with f = 0
+        delayed = (_tap(buf, d, t, lo) * (1 - frac)
+                   + _tap(buf, d, t, hi.clamp(max=d)) * frac)
         y = F.linear(delayed, weight, bias)
     else:  # per synapse: a causal temporal convolution with the interpolated kernel
         m = torch.arange(d + 1, device=x.device)

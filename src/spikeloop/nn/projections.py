@@ -164,8 +164,9 @@ class DelayedLinear(Layer):
 
     def _checked_delay(self, delay: Any, shape: tuple[int, ...]) -> Tensor:
         """``delay`` (seconds) as float64 values of ``shape`` (the caller casts them once to
-        the weight's dtype), or a ParameterError naming the first value outside
-        ``[0, max_delay]`` (NaN and ±inf included) and the limit."""
+        the weight's dtype), or the ParameterError of :func:`~spikeloop.kernels.ops.
+        check_delay_range` naming the worst value outside ``[0, max_delay]`` (NaN and ±inf
+        included) and the limit."""
         who = f"DelayedLinear delay (per {self._per}, seconds)"
         with contextlib.suppress(NonFiniteError):  # type and shape (a number always fits);
             check_values(delay, who, shape)  # the values are taken below, in float64
@@ -173,17 +174,9 @@ class DelayedLinear(Layer):
             value = delay.detach().to(device="cpu", dtype=torch.float64)
         else:
             value = torch.tensor(np.asarray(delay, dtype=np.float64))
-        bad = self._outside(value)
-        if bool(bad.any()):
-            where = tuple(int(k) for k in bad.nonzero()[0]) if value.dim() else ()
-            at = f" at index {list(where)}" if where else ""
-            raise ParameterError(f"{who} must lie in [0, max_delay = {self._max_delay:g} s], got "
-                                 f"{float(value[where]):g} s{at} (delays are never clipped)")
-        return value.expand(shape).clone()
-
-    def _outside(self, value: Tensor) -> Tensor:
-        """Where ``value`` (seconds) is NaN, ±inf or outside ``[0, max_delay]``."""
-        return ops.delays_outside(value, self._max_delay)
+        value = value.expand(shape).clone()
+        ops.check_delay_range(value, self._max_delay, "initial delays are never clipped")
+        return value
 
     @property
     def dt(self) -> float:

@@ -131,8 +131,8 @@ def rate_network(graph: Graph, x: Tensor, steps: int | None = None) -> dict[str,
     """
     check_proxy(graph)
     steps = x.shape[0] if steps is None else steps
-    mean = x.mean(0, keepdim=True, dtype=torch.get_default_dtype()) if not x.is_floating_point() \
-        else x.mean(0, keepdim=True)
+    dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
+    mean = x.mean(0, keepdim=True, dtype=dtype)
     populations, _ = execute(graph, mean, RateHooks(kernel="reference", steps=steps))
     return populations
 
