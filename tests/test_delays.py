@@ -439,14 +439,75 @@ def test_the_ir_node_holds_the_live_parameters_and_settings():
         net.layers.fc.dt = 2e-3
 
 
-def test_the_event_backend_and_nir_export_refuse_delayed_linear_by_name():
-    from spikeloop.interop import to_nir
-
+def test_the_event_backend_refuses_delayed_linear_by_name():
     net = Network({"input": Input(3), "fc": DelayedLinear(3, 2, 4e-3, dt=DT),
                    "h": CubaLIF(2, dt=DT), "fc2": Linear(2, 2), "out": CubaLI(2, dt=DT)})
     with pytest.raises(ParameterError, match="layer 'fc' is a DelayedLinear"):
         net(spikes(10, 1, 3), backend="event")
-    with pytest.raises(NIRError, match=r"'fc' is a DelayedLinear.*Delay followed by a Linear"):
+
+
+def _delayed_net(per="axon", bias=True, delay=None):
+    torch.manual_seed(4)
+    net = Network({"input": Input(6),
+                   "fc": DelayedLinear(6, 5, 6e-3, dt=DT, per=per, bias=bias, delay=delay),
+                   "h": CubaLIF(5, dt=DT), "fc2": Linear(5, 3), "out": CubaLI(3, dt=DT)})
+    with torch.no_grad():
+        net.layers.fc.weight.mul_(6.0)
+    return net
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_nir_round_trip_of_per_axon_delays_is_exact(tmp_path, bias):
+    """Per-axon delays at whole steps export as NIR Delay → Linear/Affine; the file loads back
+    as spikeloop Delay + Linear with the same spikes and membranes in every population."""
+    import nir
+
+    from spikeloop.interop import load_nir, save_nir, to_nir
+
+    net = _delayed_net(bias=bias, delay=torch.tensor([0, 6, 2, 3, 1, 6]) * DT)
+    g = to_nir(net)
+    assert isinstance(g.nodes["fc_delay"], nir.Delay)
+    assert isinstance(g.nodes["fc"], nir.Affine if bias else nir.Linear)
+    assert ("input", "fc_delay") in g.edges and ("fc_delay", "fc") in g.edges
+    assert ("fc", "h") in g.edges
+    assert list(g.nodes["fc_delay"].delay) == pytest.approx([0, 6e-3, 2e-3, 3e-3, 1e-3, 6e-3])
+    save_nir(net, tmp_path / "d.nir")
+    back = load_nir(tmp_path / "d.nir", dt=DT)
+    assert [(n.name, n.op) for n in back.graph][:3] == [
+        ("input", "Input"), ("fc_delay", "Delay"), ("fc", "Linear")]
+    x = spikes(40, 2, 6, p=0.4, seed=5)
+    a, b = net(x), back(x)
+    assert a["h"].spikes.sum() > 10
+    for name in ("h", "out"):
+        assert torch.equal(a[name].v, b[name].v), name
+    assert torch.equal(a["h"].spikes, b["h"].spikes)
+    assert to_nir(back).nodes["fc_delay"].delay.tolist() == g.nodes["fc_delay"].delay.tolist()
+
+
+def test_round_delays_moves_delays_to_whole_steps_and_then_they_export():
+    from spikeloop.interop import to_nir
+
+    net = _delayed_net(delay=torch.tensor([0.2, 5.7, 2.4, 3.49, 1.0, 6.0]) * DT)
+    with pytest.raises(NIRError, match=r"whole steps.*0\.00349 s = 3\.49 steps at input 3 "
+                                       r"\(4 off a whole step\): call round_delays_\(\)"):
+        to_nir(net)
+    net.layers.fc.round_delays_()
+    steps = net.layers.fc.delay.double() / DT
+    assert torch.allclose(steps, torch.tensor([0, 6, 2, 3, 1, 6.0], dtype=torch.float64),
+                          atol=1e-5)
+    assert to_nir(net).nodes["fc_delay"].delay.tolist() == pytest.approx(
+        [0, 6e-3, 2e-3, 3e-3, 1e-3, 6e-3])
+    net.layers.fc.delay.data[1] = 7e-3  # beyond max_delay: refused, not hidden by rounding
+    with pytest.raises(ParameterError, match="must lie in"):
+        net.layers.fc.round_delays_()
+
+
+def test_nir_export_refuses_per_synapse_delays_by_name():
+    from spikeloop.interop import to_nir
+
+    net = _delayed_net(per="synapse", delay=torch.full((5, 6), 2e-3))
+    with pytest.raises(NIRError, match=r"'fc' is a DelayedLinear with a delay per synapse.*"
+                                       r"only per='axon'"):
         to_nir(net)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import nir
@@ -17,17 +18,20 @@ from spikeloop.checks import check_dt, require_finite
 from spikeloop.errors import NIRError, UnknownNameError
 from spikeloop.interop.common import METHOD_KEY, f32
 from spikeloop.ir import Graph, Node
+from spikeloop.kernels import ops
 from spikeloop.registry import Registry
 
 
 @dataclass(frozen=True)
 class Exporter:
-    """Converts one spikeloop graph node into one NIR node.
+    """Converts one spikeloop graph node into one NIR node, or a chain of them.
 
-    ``fn(node, ctx) -> nir.NIRNode``; ``produces``: the NIR node types it can return.
+    ``fn(node, ctx) -> nir.NIRNode`` or a tuple of NIR nodes applied one after the other (the
+    last takes the node's name, the others ``<name>_<type>``); ``produces``: the NIR node types
+    it can return.
     """
 
-    fn: Callable[[Node, ExportContext], nir.NIRNode]
+    fn: Callable[[Node, ExportContext], nir.NIRNode | tuple[nir.NIRNode, ...]]
     produces: tuple[str, ...]
     note: str = ""
 
@@ -201,6 +205,34 @@ def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
     return nir.Delay(delay=steps * ctx.dt)
 
 
+@exporter("DelayedLinear", ("Delay", "Linear", "Affine"),
+          "per axon at whole steps: Delay then Linear (Affine with a bias)")
+def _(node: Node, ctx: ExportContext) -> tuple[nir.NIRNode, ...]:
+    if node.settings["per"] != "axon":
+        raise NIRError(
+            f"node {node.name!r} is a DelayedLinear with a delay per synapse; NIR has no "
+            "projection with a delay per weight (its Delay node delays each input of a "
+            "vector): only per='axon' delays export, as a Delay followed by a Linear")
+    dt = float(node.settings["dt"])
+    delay = node.params["delay"].detach().cpu().double()
+    steps = delay / dt
+    off = (steps - steps.round()).abs()
+    if bool((off > ops.SNAP).any()):
+        worst = int(off.argmax())
+        raise NIRError(
+            f"node {node.name!r}: DelayedLinear delays must be whole steps of dt = {dt:g} s to "
+            f"export (NIR's Delay is y(t) = x(t − d); the layer's interpolation between two "
+            f"steps has no NIR counterpart), got {float(delay[worst]):g} s = "
+            f"{float(steps[worst]):g} steps at input {worst} ({int((off > ops.SNAP).sum())} "
+            "off a whole step): call round_delays_() on the layer first")
+    linear = {**node.params}
+    del linear["delay"]
+    weight = f32(linear["weight"], tuple(linear["weight"].shape))
+    project = (nir.Affine(weight=weight, bias=f32(linear["bias"], (weight.shape[0],)))
+               if "bias" in linear else nir.Linear(weight=weight))
+    return nir.Delay(delay=steps.round().numpy() * ctx.dt), project
+
+
 @exporter("Threshold", ("Threshold",))
 def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
     return nir.Threshold(threshold=f32(node.params["threshold"], node.shape))
@@ -225,11 +257,15 @@ NO_COUNTERPART = {
     "CubaLIF2": " (a neuron with two synaptic currents fed by one 2N-wide projection: NIR's "
                 "CubaLIF has one current and NIR has no node that splits a projection's output "
                 "between two currents)",
-    "DelayedLinear": " (NIR has no projection with a delay per weight; delays at whole steps "
-                     "per axon are a Delay followed by a Linear: build the model from "
-                     "spikeloop.nn.Delay and Linear to export it)",
 }
 """Why a spikeloop op cannot be exported, for the error message."""
+
+
+def _free(name: str, *taken: Any) -> str:
+    """``name``, with underscores appended until no mapping in ``taken`` holds it."""
+    while any(name in t for t in taken):
+        name += "_"
+    return name
 
 
 def graph_to_nir(graph: Graph, dt: float | None = None) -> nir.NIRGraph:
@@ -259,8 +295,14 @@ def graph_to_nir(graph: Graph, dt: float | None = None) -> nir.NIRGraph:
             raise NIRError(
                 f"node {node.name!r} is a {node.op}, which has no NIR counterpart{why}; "
                 "exportable: " + ", ".join(EXPORTERS.names())) from None
-        nodes[node.name] = conv.fn(node, ExportContext(dt, in_shape))
-        edges += [(src, node.name) for src in node.inputs]
+        made = conv.fn(node, ExportContext(dt, in_shape))
+        chain = made if isinstance(made, tuple) else (made,)
+        names = [_free(f"{node.name}_{type(n).__name__.lower()}", nodes, shapes)
+                 for n in chain[:-1]] + [node.name]
+        for name, nir_node in zip(names, chain, strict=True):
+            nodes[name] = nir_node
+        edges += [(src, names[0]) for src in node.inputs]
+        edges += list(pairwise(names))
     out = "output"
     while out in nodes:
         out += "_"

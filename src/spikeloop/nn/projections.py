@@ -216,6 +216,24 @@ class DelayedLinear(Layer):
         step — the :class:`~spikeloop.training.Trainer` does, via ``Network.constrain_``)."""
         self.delay.clamp_(0.0, self._max_delay)
 
+    @torch.no_grad()
+    def round_delays_(self) -> None:
+        """Move every delay to its nearest whole step, ``d ← round(d / dt) · dt`` (in place).
+
+        For deployment where delays are whole steps: NIR export (a ``Delay`` node delays by
+        ``d`` exactly; the interpolation between two steps has no counterpart there) and
+        hardware delay lines. The outputs change wherever a delay was between two steps;
+        evaluate the rounded model before deploying it (a delay half a step off moves half of
+        its weight by one step).
+
+        Raises:
+            ParameterError: a delay lies outside ``[0, max_delay]`` or is NaN (rounding must
+                not hide it; :meth:`constrain_` keeps learned delays in range).
+        """
+        ops.check_delay_range(self.delay, self._max_delay)
+        steps = (self.delay.double() / self._dt).round().clamp_(0, self._max_steps)
+        self.delay.copy_(steps * self._dt)
+
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of one time step's output for one sample."""
         if tuple(input_shape) != (self.in_features,):
