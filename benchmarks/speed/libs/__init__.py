@@ -21,6 +21,8 @@ from torch import Tensor
 LIBS: dict[str, str] = {
     "spikeloop": "spikeloop_lib",
     "spikeloop_all": "spikeloop_all_lib",
+    "spikeloop_delay_axon": "spikeloop_delay_axon_lib",  # issue 17: learned delays, not peers
+    "spikeloop_delay_synapse": "spikeloop_delay_synapse_lib",
     "torch_loop": "torch_loop",
     "torch_compile": "torch_compile",
     "snntorch": "snntorch_lib",

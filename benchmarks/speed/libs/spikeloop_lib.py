@@ -15,6 +15,8 @@ everything recorded, for comparison.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from benchmarks.speed.libs import Model
 from benchmarks.speed.workload import Workload
@@ -31,7 +33,10 @@ def version() -> str:
 RECORD: dict[str, list[str]] | None = {"hidden": ["spikes"], "output": ["v"]}
 
 
-def build(wl: Workload, record: dict[str, list[str]] | None = RECORD) -> Model:
+def build(wl: Workload, record: dict[str, list[str]] | None = RECORD,
+          fc1: Callable[[Workload], torch.nn.Module] | None = None) -> Model:
+    """The workload's network; ``fc1``: a factory for the input projection (default
+    ``Linear``; the delay rows pass a ``DelayedLinear``, whose weight is copied the same)."""
     from spikeloop.backends import SimBackend
     from spikeloop.network import Network
     from spikeloop.nn import CubaLI, CubaLIF, Input, Linear
@@ -39,7 +44,7 @@ def build(wl: Workload, record: dict[str, list[str]] | None = RECORD) -> Model:
     neuron = {"dt": wl.dt, "tau_mem": wl.tau_mem, "tau_syn": wl.tau_syn}
     net = Network({
         "input": Input(wl.n_in),
-        "fc1": Linear(wl.n_in, wl.hidden),
+        "fc1": fc1(wl) if fc1 is not None else Linear(wl.n_in, wl.hidden),
         "hidden": CubaLIF(wl.hidden, **neuron, v_threshold=wl.v_threshold,
                           v_reset=wl.v_reset, recurrent=wl.recurrent),
         "fc2": Linear(wl.hidden, wl.n_out),
