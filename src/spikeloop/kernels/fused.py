@@ -41,7 +41,7 @@ membrane adjoints above and runs backward next to them:
 with :math:`\bar ρ = Σ \bar w_{k+1} w_k`, :math:`\bar κ = -Σ \bar u_k w_k`,
 :math:`\bar a_c = Σ \bar w_{k+1} (\tilde v_k - v_{leak})`, :math:`\bar b = Σ \bar w_{k+1} z_k`,
 :math:`\bar v_{leak} = -a_c Σ \bar w_{k+1}` (``w_k`` is kept only when ρ or κ is learned).
-The native engine has no adaptation: adaptive loops run the torch engine.
+Both engines run it (``native.c`` in the same operation order as the step functions).
 
 Sparse surrogate backprop (Perez-Nieves & Goodman 2021): with a
 :class:`~spikeloop.dynamics.BandLimited` surrogate (the sim backend's ``grad_band = b``) the
@@ -79,8 +79,8 @@ class LoopConfig:
     ``spiking``: threshold and reset (else a leaky-integrator readout); ``reset``: ``"value"`` or
     ``"subtract"``; ``refrac_steps``; ``surrogate`` (a ``BandLimited`` one for sparse
     backprop); ``engine``: ``"native"``, ``"torch"`` or ``"auto"`` (native for float32 CPU tensors
-    when the C kernels are available; the torch engine for adaptive loops); ``adaptive``: the
-    adaptation state ``w`` (spiking loops only; module docstring).
+    when the C kernels are available); ``adaptive``: the adaptation state ``w`` (spiking loops
+    only; module docstring).
     """
 
     spiking: bool
@@ -102,12 +102,6 @@ ADAPTATION_NAMES = ("rho", "kappa", "a", "b", "vleak")
 
 def _engine(cfg: LoopConfig, *tensors: Tensor | None) -> str:
     if cfg.engine == "torch":
-        return "torch"
-    if cfg.adaptive:
-        if cfg.engine == "native":
-            raise ParameterError("native kernels requested, but the native kernel has no "
-                                 "adaptation state (AdaptiveLIF, AdLIF): use engine='torch' "
-                                 "or 'auto'")
         return "torch"
     if native.usable(*tensors):
         return "native"
@@ -285,13 +279,17 @@ class _NeuronLoop(Function):
             mask = (torch.empty(x.shape, dtype=torch.uint8) if cfg.spiking and cfg.refrac_steps
                     else None)
             wrec_t = wrec.t().contiguous() if wrec is not None else None
+            if cfg.adaptive:
+                w_t = w0.clone()
+                ws = torch.empty_like(x) if want_w else None
             p = native.ptr
             lib.sl_neuron_forward(
                 _shape(steps, batch, n, cfg), p(x), p(beta), p(rest), p(alpha), p(gain), p(thr),
                 p(vreset), p(v), p(i), p(r), p(z), p(wrec_t), p(obs_v),
                 p(obs_z) if cfg.spiking else None, p(out_v) if record_v else None,
                 p(out_z) if cfg.spiking else None,
-                p(out_i) if record_current else None, p(ip), p(mask))
+                p(out_i) if record_current else None, p(ip), p(mask), p(rho), p(kappa),
+                p(coupling), p(jump), p(vleak), p(w_t) if cfg.adaptive else None, p(ws))
             # the last spikes (a copy: outputs of one node must not alias)
             last = out_z[-1].clone() if cfg.spiking else x.new_empty(0)
             z_t = z if wrec is not None else last
@@ -319,8 +317,7 @@ class _NeuronLoop(Function):
         cfg = ctx.cfg
         (out_v, out_z, v0, ip, mask, beta, alpha, gain, thr, vreset, wrec, z0, ws,
          *adapt) = ctx.saved_tensors
-        if gwT is not None:
-            gwT = gwT.contiguous()
+        gwT = gwT.contiguous() if gwT is not None and cfg.adaptive else None
         steps, batch, n = out_v.shape
         sg = _surrogate_grad(cfg, out_v, thr) if cfg.spiking else None
         gs = [g.contiguous() if g is not None else None for g in (gv, gz, gi, gvT, giT, gzT)]
@@ -337,12 +334,18 @@ class _NeuronLoop(Function):
             coef = [torch.empty_like(beta) for _ in range(6)]
             wrec_t = wrec.t().contiguous() if wrec is not None else None
             p = native.ptr
-            dw0, d_adapt = None, None  # (adaptive loops never run natively)
+            dw0 = torch.empty_like(v0) if cfg.adaptive else None
+            d_adapt = [torch.empty_like(beta) for _ in range(5)] if cfg.adaptive else [None] * 5
             lib.sl_neuron_backward(
                 _shape(steps, batch, n, cfg), p(out_v), p(out_z) if cfg.spiking else None,
                 p(sg), p(v0), p(ip), p(mask), p(beta), p(alpha), p(gain), p(thr), p(vreset),
                 p(wrec_t), p(gv), p(gz), p(gi), p(gvT), p(giT), p(gzT), p(dx), p(dv0), p(di0),
-                p(dz0), *(p(c) for c in coef))
+                p(dz0), *(p(c) for c in coef), *(p(c) for c in adapt), p(ws), p(gwT), p(dw0),
+                *(p(d) for d in d_adapt))
+            if cfg.adaptive:  # the C kernel returns Σ w̄ for v_leak: v̄_leak = −a_c Σ w̄
+                d_adapt[4] = -adapt[2] * d_adapt[4]
+            else:
+                d_adapt = None
         else:
             m = mask.bool() if mask is not None else None
             dx, dv0, di0, dz0, coef, dw0, d_adapt = _torch_backward(
