@@ -78,7 +78,7 @@ def run_and_grads(pop, x, kernel, state=None, observed=None, grad_band=None):
     gen = torch.Generator().manual_seed(123)
 
     def noise(t):
-        return torch.randn(t.shape, generator=gen, dtype=t.dtype)
+        return torch.randn(t.shape, generator=gen, dtype=t.dtype).to(t.device)
 
     loss = (noise(obs.v) * obs.v).sum() + (noise(obs.spikes) * obs.spikes).sum()
     if obs.i is not None:
@@ -352,3 +352,18 @@ def test_adaptive_loop_errors():
 
 def pop_surrogate():
     return AdLIF(1).surrogate
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("cls", [AdLIF, AdaptiveLIF])
+def test_fused_on_cuda_equals_the_cpu_reference(cls):
+    """On a GPU the adaptive loop runs the torch engine: the same spikes as the CPU reference,
+    membranes and gradients to float32 rounding."""
+    pop = make(cls, recurrent=True, t_refrac=2e-3)
+    x = drive(cls, steps=60)
+    ref, _, g_ref = run_and_grads(pop, x, "reference")
+    pop = pop.cuda()
+    fast, _, g_fast = run_and_grads(pop, x.cuda(), "fused")
+    assert torch.equal(fast.spikes.cpu(), ref.spikes)
+    torch.testing.assert_close(fast.v.cpu(), ref.v, rtol=1e-5, atol=1e-5)
+    assert_grads_close({k: v.cpu() for k, v in g_fast.items()}, g_ref, **F32)
