@@ -28,7 +28,7 @@ with ``κ = 1 − β``, ``a_c = a``, ``b = b``). The forward pass adds a state `
     u_k = β v_k + rest + g\,i'_k - κ w_k,\qquad
     w_{k+1} = ρ w_k + a_c (\tilde v_k - v_{leak}) + b\, z_k
 
-(``\tilde v_k`` the membrane compared with the threshold, ``z_k`` the spikes *with* their
+(``ṽ_k`` the membrane compared with the threshold, ``z_k`` the spikes *with* their
 surrogate gradient: only the reset detaches them). Its adjoint ``\bar w`` enters the spike and
 membrane adjoints above and runs backward next to them:
 
@@ -440,6 +440,8 @@ def neuron_loop(
         if missing:
             raise ParameterError(f"neuron_loop: an adaptive loop needs the coefficients "
                                  f"{missing}")
+        if state[4] is None:
+            raise ShapeError("neuron_loop: an adaptive loop needs the initial adaptation w")
         named.append(("w", state[4]))
         adapt = [_per_neuron(coefficients[k], n, x).contiguous() for k in ADAPTATION_NAMES]
         adapt.append(state[4].to(dtype=x.dtype, device=x.device).contiguous())
