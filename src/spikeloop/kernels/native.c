@@ -3,7 +3,8 @@
  *
  * The neuron loop implements, operation for operation and in the same rounding order, the step
  * functions of spikeloop/dynamics/neurons.py (cuba_lif_step / lif_step / if_step / cuba_li_step /
- * li_step with `fire`); tests/test_kernels.py checks it against them. A voltage model is the
+ * li_step with `fire`, and with adaptation adaptive_lif_step / adlif_step); tests/test_kernels.py
+ * and tests/test_fused_adaptive.py check it against them. A voltage model is the
  * current-based one with alpha = 0 (then i' = x and gain = x_gain):
  *
  *   i'  = i + x_eff            x_eff = x + W_rec z_prev   (recurrent populations)
