@@ -99,7 +99,7 @@ def test_runs_in_a_network_with_gradients_and_in_the_loop_replay():
 def test_the_description_says_who_runs_it():
     model = MODELS.get("AdLIF")
     assert POPULATIONS.get("adlif") is AdLIF and AdLIF.description is model
-    assert model.spiking and model.currents == 0 and model.engines == {"reference"}
+    assert model.spiking and model.currents == 0 and model.engines == {"reference", "fused"}
     net = Network({"input": Input(3), "fc": Linear(3, 4), "hidden": AdLIF(4),
                    "fc2": Linear(4, 2), "out": CubaLI(2)})
     assert net.graph["hidden"].model is model
@@ -107,5 +107,4 @@ def test_the_description_says_who_runs_it():
         net(torch.zeros(10, 1, 3), backend="chip")
     with pytest.raises(ParameterError, match="AdLIF; supported neuron models"):
         net(torch.zeros(10, 1, 3), backend="event")
-    with pytest.raises(ParameterError, match="no fused kernel for the AdLIF model"):
-        net(torch.zeros(10, 1, 3), backend={"name": "sim", "kernel": "fused"})
+    net(torch.zeros(10, 1, 3), backend={"name": "sim", "kernel": "fused"})  # issue 17

@@ -9,7 +9,7 @@ from spikeloop.dynamics import BandLimited, SuperSpike, Triangle
 from spikeloop.errors import ArgumentTypeError, ParameterError, ShapeError
 from spikeloop.kernels import event_linear, native
 from spikeloop.network import Network
-from spikeloop.nn import IF, LI, LIF, AdaptiveLIF, CubaLI, CubaLIF, Input, Linear
+from spikeloop.nn import IF, LI, LIF, CubaLI, CubaLIF, CubaLIF2, Input, Linear
 from spikeloop.observables import Observables
 
 ENGINES = ["native", "torch"]
@@ -353,11 +353,11 @@ def test_step_mode_with_fused_kernels_equals_sequence(engine):
 
 # ----------------------------------------------------------------------------- errors
 def test_fused_kernel_errors_name_the_reason():
-    alif = AdaptiveLIF(8)
+    two = CubaLIF2(8)
     x = torch.rand(10, 2, 8)
-    with pytest.raises(ParameterError, match="AdaptiveLIF model"):
-        alif.simulate(x, alif.parameter_record(), kernel="fused")
-    alif.simulate(x, alif.parameter_record(), kernel="auto")  # falls back silently
+    with pytest.raises(ParameterError, match="CubaLIF2 model"):
+        two.simulate(torch.rand(10, 2, 16), two.parameter_record(), kernel="fused")
+    two.simulate(torch.rand(10, 2, 16), two.parameter_record(), kernel="auto")  # falls back
     lif = CubaLIF(8, detach_reset=False)
     with pytest.raises(ParameterError, match="detach_reset"):
         lif.simulate(x, lif.parameter_record(), kernel="fused")

@@ -86,5 +86,12 @@ def adlif_step(
     return z, v_obs, AdLIFState(v_next, w, refrac)
 
 
+def _adaptation(p: AdLIFParameters, c: Coefficients) -> models.Adaptation:
+    """``w`` in the fused kernel: ``κ = 1 − β``, ``ρ``, coupling ``a``, jump ``b``, ``v_leak``."""
+    return models.Adaptation("w", decay=c.adapt_decay, gain=c.adapt_gain, coupling=p.a,
+                             jump=p.b, v_leak=p.v_leak)
+
+
 ADLIF = models.register(models.NeuronModel(
-    "AdLIF", AdLIFParameters, AdLIFState, adlif_step, currents=0, config="adlif"))
+    "AdLIF", AdLIFParameters, AdLIFState, adlif_step, currents=0,
+    engines=frozenset({"reference", "fused"}), config="adlif", adaptation=_adaptation))

@@ -64,6 +64,25 @@ def _default_coefficients(p: Any, dt: float, method: dyn.Method) -> Any:
     return p.coefficients(dt, method)
 
 
+class Adaptation(NamedTuple):
+    r"""How a model's adaptation variable enters the fused kernel
+    (:func:`spikeloop.kernels.neuron_loop` with ``LoopConfig(adaptive=True)``).
+
+    The kernel runs ``u_k = β v_k + rest + g i'_k − κ w_k`` (fire on ``u_k``) and
+    ``w_{k+1} = ρ w_k + a_c (ṽ_k − v_leak) + b z_k`` (``ṽ_k`` the membrane compared with the
+    threshold). ``state``: the field of the model's state record that holds ``w``; the rest are
+    scalars or per-neuron tensors (carrying the parameters' gradients): ``decay`` ρ, ``gain`` κ,
+    ``coupling`` a_c, ``jump`` b, ``v_leak``.
+    """
+
+    state: str
+    decay: Any
+    gain: Any
+    coupling: Any
+    jump: Any
+    v_leak: Any
+
+
 @dataclass(frozen=True)
 class NeuronModel:
     """Everything that defines a neuron model.
@@ -82,6 +101,8 @@ class NeuronModel:
         recurrent: whether a population of this model may have a recurrent projection.
         coefficients: ``(params, dt, method) → coefficients`` handed to ``step`` (default:
             ``params.coefficients(dt, method)``).
+        adaptation: ``(params, coefficients) → Adaptation`` for a spiking model with an
+            adaptation variable that the fused kernel runs (``None``: no adaptation).
     """
 
     name: str
@@ -97,6 +118,7 @@ class NeuronModel:
     recurrent: bool = True
     coefficients: Callable[[Any, float, dyn.Method], Any] = field(
         default=_default_coefficients, repr=False)
+    adaptation: Callable[[Any, Any], Adaptation] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         unknown = set(self.engines) - set(ENGINES)
@@ -172,9 +194,20 @@ LIF = register(NeuronModel("LIF", dyn.LIFParameters, dyn.LIFState, dyn.lif_step,
 CUBA_LIF = register(NeuronModel("CubaLIF", dyn.CubaLIFParameters, dyn.CubaLIFState,
                                 dyn.cuba_lif_step, engines=FUSED_EVENT,
                                 chips=frozenset({"analog", "xylo"}), config="cuba_lif"))
+
+
+def _ahp_adaptation(p: dyn.AdaptiveLIFParameters, c: dyn.Coefficients) -> Adaptation:
+    """The AHP current ``a`` of :func:`~spikeloop.dynamics.adaptive_lif_step` in the fused
+    kernel: ``κ = r g_adapt``, ``ρ = adapt_decay``, no subthreshold coupling, ``b =
+    adapt_increment``."""
+    return Adaptation("a", decay=c.adapt_decay, gain=c.adapt_gain, coupling=0.0,
+                      jump=p.adapt_increment, v_leak=0.0)
+
+
 ADAPTIVE_LIF = register(NeuronModel("AdaptiveLIF", dyn.AdaptiveLIFParameters,
                                     dyn.AdaptiveLIFState, dyn.adaptive_lif_step,
-                                    config="adaptive_lif"))
+                                    engines=frozenset({"reference", "fused"}),
+                                    config="adaptive_lif", adaptation=_ahp_adaptation))
 IF = register(NeuronModel("IF", dyn.IFParameters, dyn.LIFState, dyn.if_step, currents=0,
                           engines=frozenset({"reference", "fused"}), config="if"))
 LI = register(NeuronModel("LI", dyn.LIParameters, dyn.LIState, _readout(dyn.li_step),

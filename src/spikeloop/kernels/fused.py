@@ -20,6 +20,29 @@ with per-neuron coefficient gradients
 chains on to the time constants. Only the forward outputs are kept for it (and ``i'`` when a
 time constant is learned), not the ~10 intermediate tensors per step that autograd would keep.
 
+Adaptation (``LoopConfig(adaptive=True)``: :func:`~spikeloop.dynamics.adaptive_lif_step` with
+``a_c = 0``, ``b = adapt_increment``, ``κ = r g_adapt``; :func:`~spikeloop.dynamics.adlif_step`
+with ``κ = 1 − β``, ``a_c = a``, ``b = b``). The forward pass adds a state ``w``:
+
+.. math::
+    u_k = β v_k + rest + g\,i'_k - κ w_k,\qquad
+    w_{k+1} = ρ w_k + a_c (\tilde v_k - v_{leak}) + b\, z_k
+
+(``ṽ_k`` the membrane compared with the threshold, ``z_k`` the spikes *with* their
+surrogate gradient: only the reset detaches them). Its adjoint ``\bar w`` enters the spike and
+membrane adjoints above and runs backward next to them:
+
+.. math::
+    \bar z_k &= g^z_k + W_{rec}^\top \bar x_{k+1} + b\,\bar w_{k+1},\qquad
+    \bar v_k \mathrel{+}= a_c \bar w_{k+1} \text{ (with } \bar z_k σ'_k
+    \text{ in place of the spike term)} \\
+    \bar w_k &= ρ \bar w_{k+1} - κ \bar u_k
+
+with :math:`\bar ρ = Σ \bar w_{k+1} w_k`, :math:`\bar κ = -Σ \bar u_k w_k`,
+:math:`\bar a_c = Σ \bar w_{k+1} (\tilde v_k - v_{leak})`, :math:`\bar b = Σ \bar w_{k+1} z_k`,
+:math:`\bar v_{leak} = -a_c Σ \bar w_{k+1}` (``w_k`` is kept only when ρ or κ is learned).
+Both engines run it (``native.c`` in the same operation order as the step functions).
+
 Sparse surrogate backprop (Perez-Nieves & Goodman 2021): with a
 :class:`~spikeloop.dynamics.BandLimited` surrogate (the sim backend's ``grad_band = b``) the
 surrogate derivative is zero where :math:`|\tilde v - ϑ| ≥ b`; the backward pass is then the
@@ -41,6 +64,7 @@ from torch.autograd import Function
 
 from spikeloop.checks import require_finite
 from spikeloop.dynamics import neurons as dyn
+from spikeloop.dynamics.adlif import AdLIFParameters, AdLIFState, adlif_step
 from spikeloop.dynamics.surrogate import Surrogate
 from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.kernels import native
@@ -55,7 +79,8 @@ class LoopConfig:
     ``spiking``: threshold and reset (else a leaky-integrator readout); ``reset``: ``"value"`` or
     ``"subtract"``; ``refrac_steps``; ``surrogate`` (a ``BandLimited`` one for sparse
     backprop); ``engine``: ``"native"``, ``"torch"`` or ``"auto"`` (native for float32 CPU tensors
-    when the C kernels are available).
+    when the C kernels are available); ``adaptive``: the adaptation state ``w`` (spiking loops
+    only; module docstring).
     """
 
     spiking: bool
@@ -63,11 +88,16 @@ class LoopConfig:
     refrac_steps: int = 0
     surrogate: Surrogate | None = None
     engine: str = "auto"
+    adaptive: bool = False
 
 
 class LoopResult(tuple):
-    """``(v, z, i, v_T, i_T, r_T, z_T)`` of :func:`neuron_loop` (``z``/``z_T`` empty for
-    readouts)."""
+    """``(v, z, i, v_T, i_T, r_T, z_T, w_T)`` of :func:`neuron_loop` (``z``/``z_T`` empty for
+    readouts, ``w_T`` empty without adaptation)."""
+
+
+ADAPTATION_NAMES = ("rho", "kappa", "a", "b", "vleak")
+"""Coefficients of an adaptive loop: ``ρ``, ``κ``, coupling ``a_c``, jump ``b``, ``v_leak``."""
 
 
 def _engine(cfg: LoopConfig, *tensors: Tensor | None) -> str:
@@ -92,13 +122,27 @@ def _surrogate_grad(cfg: LoopConfig, v: Tensor, thr: Tensor) -> Tensor:
 
 # ----------------------------------------------------------------------------- torch engine
 def _torch_forward(cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0, z0, wrec, want_ip,
-                   obs_v=None, obs_z=None):
-    """Forward with the reference step functions (no autograd graph)."""
+                   obs_v=None, obs_z=None, adapt=None, want_w=False):
+    """Forward with the reference step functions (no autograd graph).
+
+    ``adapt``: ``(ρ, κ, a_c, b, v_leak, w0)`` of an adaptive loop. Its step is
+    :func:`~spikeloop.dynamics.adlif_step` fed the current ``i' = i + x`` with ``x_gain = g``
+    (``u = β v + rest + g i' − κ w``: the operations, in order, of
+    :func:`~spikeloop.dynamics.adaptive_lif_step` too, whose ``a_c = 0`` adds an exact zero),
+    then ``i ← α i'``. ``want_w``: also return ``w_k`` before every step.
+    """
     p = dyn.ThresholdParameters(v_threshold=thr, v_reset=vreset, reset=cfg.reset)
     c = dyn.Coefficients(beta=beta, rest=rest, alpha=alpha, syn_gain=gain,
                          refrac_steps=cfg.refrac_steps)
+    w = None
+    if adapt is not None:
+        rho, kappa, coupling, jump, vleak, w = adapt
+        pa = AdLIFParameters(v_threshold=thr, v_reset=vreset, reset=cfg.reset, a=coupling,
+                             b=jump, v_leak=vleak)
+        ca = dyn.Coefficients(beta=beta, rest=rest, x_gain=gain, adapt_decay=rho,
+                              adapt_gain=kappa, refrac_steps=cfg.refrac_steps)
     v, i, r, z = v0, i0, r0, z0
-    vs, zs, cur, ips, masks = [], [], [], [], []
+    vs, zs, cur, ips, masks, ws = [], [], [], [], [], []
     steps = x.shape[0]
     seen_v = obs_v.unbind(0) if obs_v is not None else [None] * steps
     seen_z = obs_z.unbind(0) if obs_z is not None and cfg.spiking else [None] * steps
@@ -111,8 +155,16 @@ def _torch_forward(cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0, z0,
         if cfg.spiking:
             if cfg.refrac_steps:
                 masks.append(r <= 0)
-            z, v_obs, (v, i, r) = dyn.cuba_lif_step(x_t, dyn.CubaLIFState(v, i, r), p, c,
-                                                   cfg.surrogate, seen)
+            if w is not None:
+                if want_w:
+                    ws.append(w)
+                ip_t = i + x_t
+                z, v_obs, (v, w, r) = adlif_step(ip_t, AdLIFState(v, w, r), pa, ca,
+                                                 cfg.surrogate, seen)
+                i = alpha * ip_t
+            else:
+                z, v_obs, (v, i, r) = dyn.cuba_lif_step(x_t, dyn.CubaLIFState(v, i, r), p, c,
+                                                       cfg.surrogate, seen)
             zs.append(z)
         else:
             v_obs, (v, i) = dyn.cuba_li_step(x_t, dyn.CubaLIState(v, i), c, seen)
@@ -120,12 +172,19 @@ def _torch_forward(cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0, z0,
         cur.append(i)
     return (torch.stack(vs), torch.stack(zs) if zs else x.new_empty(0), torch.stack(cur), v, i, r,
             z if cfg.spiking else x.new_empty(0), torch.stack(ips) if want_ip else None,
-            torch.stack(masks) if masks else None)
+            torch.stack(masks) if masks else None,
+            w if w is not None else x.new_empty(0), torch.stack(ws) if ws else None)
 
 
 def _torch_backward(cfg, out_v, out_z, sg, v0, ip, mask, beta, alpha, gain, thr, vreset,
-                    wrec, gv, gz, gi, gvT, giT, gzT):
-    """The adjoint recursion of the module docstring, vectorised over ``[B, N]``."""
+                    wrec, gv, gz, gi, gvT, giT, gzT, adapt=None, ws=None, gwT=None):
+    """The adjoint recursion of the module docstring, vectorised over ``[B, N]``.
+
+    ``adapt``: ``(ρ, κ, a_c, b, v_leak)`` of an adaptive loop, ``ws`` the ``w_k`` before each
+    step (``None`` when ρ and κ need no gradient), ``gwT`` the gradient of the final ``w``.
+    Returns ``dx, dv0, di0, dz0, coefficient gradients`` and, adaptive, ``dw0`` and the
+    gradients of ``ρ, κ, a_c, b, v_leak`` (else ``None, None``).
+    """
     steps = out_v.shape[0]
     zeros = torch.zeros_like(out_v[0])
     lv = gvT if gvT is not None else zeros
@@ -134,11 +193,22 @@ def _torch_backward(cfg, out_v, out_z, sg, v0, ip, mask, beta, alpha, gain, thr,
     subtract = cfg.reset == "subtract"
     dx = torch.empty_like(out_v)
     d_beta, d_rest, d_alpha, d_gain, d_thr, d_vr = (torch.zeros_like(zeros) for _ in range(6))
+    if adapt is not None:
+        rho, kappa, coupling, jump, vleak = adapt
+        lw = gwT if gwT is not None else zeros
+        d_rho, d_kappa, d_a, d_b, d_lw = (torch.zeros_like(zeros) for _ in range(5))
     for t in range(steps - 1, -1, -1):
         dvt = gv[t] if gv is not None else zeros
         if cfg.spiking:
             z = out_z[t]
-            gs = ((gz[t] if gz is not None else zeros) + rdz) * sg[t]
+            dz = (gz[t] if gz is not None else zeros) + rdz
+            if adapt is not None:
+                dz = dz + jump * lw  # w_{k+1} = … + b z_k (z with its surrogate gradient)
+                dvt = dvt + coupling * lw  # … + a_c (ṽ_k − v_leak)
+                d_a = d_a + lw * (out_v[t] - vleak)
+                d_b = d_b + lw * z
+                d_lw = d_lw + lw
+            gs = dz * sg[t]
             d_thr = d_thr - gs
             if subtract:
                 dvt = dvt + gs + lv
@@ -156,6 +226,11 @@ def _torch_backward(cfg, out_v, out_z, sg, v0, ip, mask, beta, alpha, gain, thr,
         git = li + (gi[t] if gi is not None else zeros)
         dip = gain * du + alpha * git
         d_rest = d_rest + du
+        if adapt is not None:
+            if ws is not None:
+                d_rho = d_rho + lw * ws[t]
+                d_kappa = d_kappa - du * ws[t]
+            lw = rho * lw - kappa * du
         if ip is not None:
             if t == 0:
                 vk = v0
@@ -176,17 +251,22 @@ def _torch_backward(cfg, out_v, out_z, sg, v0, ip, mask, beta, alpha, gain, thr,
         else:
             rdz = zeros
     grads = [g.sum(0) for g in (d_beta, d_rest, d_alpha, d_gain, d_thr, d_vr)]
-    return dx, lv, li, rdz, grads
+    if adapt is None:
+        return dx, lv, li, rdz, grads, None, None
+    adapt_grads = [g.sum(0) for g in (d_rho, d_kappa, d_a, d_b, -coupling * d_lw)]
+    return dx, lv, li, rdz, grads, lw, adapt_grads
 
 
 # ----------------------------------------------------------------------------- autograd node
 class _NeuronLoop(Function):
     @staticmethod
     def forward(ctx, cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0, z0, wrec,
-                obs_v, obs_z, record_current, record_v):
+                obs_v, obs_z, record_current, record_v, rho, kappa, coupling, jump, vleak, w0):
         steps, batch, n = x.shape
         want_ip = any(ctx.needs_input_grad[i] for i in (2, 4, 5))  # beta, alpha, gain
+        want_w = cfg.adaptive and any(ctx.needs_input_grad[i] for i in (17, 18))  # rho, kappa
         engine = _engine(cfg, x, wrec, obs_v, obs_z)
+        w_t, ws = x.new_empty(0), None
         if engine == "native":
             lib = native.library()
             native.set_threads()
@@ -199,21 +279,26 @@ class _NeuronLoop(Function):
             mask = (torch.empty(x.shape, dtype=torch.uint8) if cfg.spiking and cfg.refrac_steps
                     else None)
             wrec_t = wrec.t().contiguous() if wrec is not None else None
+            if cfg.adaptive:
+                w_t = w0.clone()
+                ws = torch.empty_like(x) if want_w else None
             p = native.ptr
             lib.sl_neuron_forward(
                 _shape(steps, batch, n, cfg), p(x), p(beta), p(rest), p(alpha), p(gain), p(thr),
                 p(vreset), p(v), p(i), p(r), p(z), p(wrec_t), p(obs_v),
                 p(obs_z) if cfg.spiking else None, p(out_v) if record_v else None,
                 p(out_z) if cfg.spiking else None,
-                p(out_i) if record_current else None, p(ip), p(mask))
+                p(out_i) if record_current else None, p(ip), p(mask), p(rho), p(kappa),
+                p(coupling), p(jump), p(vleak), p(w_t) if cfg.adaptive else None, p(ws))
             # the last spikes (a copy: outputs of one node must not alias)
             last = out_z[-1].clone() if cfg.spiking else x.new_empty(0)
             z_t = z if wrec is not None else last
         else:
+            adapt = (rho, kappa, coupling, jump, vleak, w0) if cfg.adaptive else None
             with torch.no_grad():
-                out_v, out_z, out_i, v, i, r, z_t, ip, mask = _torch_forward(
+                out_v, out_z, out_i, v, i, r, z_t, ip, mask, w_t, ws = _torch_forward(
                     cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0,
-                    z0 if wrec is not None else None, wrec, want_ip, obs_v, obs_z)
+                    z0 if wrec is not None else None, wrec, want_ip, obs_v, obs_z, adapt, want_w)
             if not record_current:
                 out_i = x.new_empty(0)
             if not record_v:
@@ -222,15 +307,17 @@ class _NeuronLoop(Function):
                 mask = mask.to(torch.uint8)
         ctx.cfg, ctx.engine, ctx.record_current = cfg, engine, record_current
         ctx.save_for_backward(out_v, out_z, v0, ip, mask, beta, alpha, gain, thr, vreset, wrec,
-                              z0)
+                              z0, ws, rho, kappa, coupling, jump, vleak)
         ctx.mark_non_differentiable(r)
         ctx.set_materialize_grads(False)
-        return out_v, out_z, out_i, v, i, r, z_t
+        return out_v, out_z, out_i, v, i, r, z_t, w_t
 
     @staticmethod
-    def backward(ctx, gv, gz, gi, gvT, giT, _gr, gzT):
+    def backward(ctx, gv, gz, gi, gvT, giT, _gr, gzT, gwT):
         cfg = ctx.cfg
-        out_v, out_z, v0, ip, mask, beta, alpha, gain, thr, vreset, wrec, z0 = ctx.saved_tensors
+        (out_v, out_z, v0, ip, mask, beta, alpha, gain, thr, vreset, wrec, z0, ws,
+         *adapt) = ctx.saved_tensors
+        gwT = gwT.contiguous() if gwT is not None and cfg.adaptive else None
         steps, batch, n = out_v.shape
         sg = _surrogate_grad(cfg, out_v, thr) if cfg.spiking else None
         gs = [g.contiguous() if g is not None else None for g in (gv, gz, gi, gvT, giT, gzT)]
@@ -247,16 +334,23 @@ class _NeuronLoop(Function):
             coef = [torch.empty_like(beta) for _ in range(6)]
             wrec_t = wrec.t().contiguous() if wrec is not None else None
             p = native.ptr
+            dw0 = torch.empty_like(v0) if cfg.adaptive else None
+            d_adapt = [torch.empty_like(beta) for _ in range(5)] if cfg.adaptive else [None] * 5
             lib.sl_neuron_backward(
                 _shape(steps, batch, n, cfg), p(out_v), p(out_z) if cfg.spiking else None,
                 p(sg), p(v0), p(ip), p(mask), p(beta), p(alpha), p(gain), p(thr), p(vreset),
                 p(wrec_t), p(gv), p(gz), p(gi), p(gvT), p(giT), p(gzT), p(dx), p(dv0), p(di0),
-                p(dz0), *(p(c) for c in coef))
+                p(dz0), *(p(c) for c in coef), *(p(c) for c in adapt), p(ws), p(gwT), p(dw0),
+                *(p(d) for d in d_adapt))
+            if cfg.adaptive:  # the C kernel returns Σ w̄ for v_leak: v̄_leak = −a_c Σ w̄
+                d_adapt[4] = -adapt[2] * d_adapt[4]
+            else:
+                d_adapt = None
         else:
             m = mask.bool() if mask is not None else None
-            dx, dv0, di0, dz0, coef = _torch_backward(
+            dx, dv0, di0, dz0, coef, dw0, d_adapt = _torch_backward(
                 cfg, out_v, out_z, sg, v0, ip, m, beta, alpha, gain, thr, vreset, wrec,
-                gv, gz, gi, gvT, giT, gzT)
+                gv, gz, gi, gvT, giT, gzT, adapt if cfg.adaptive else None, ws, gwT)
         d_beta, d_rest, d_alpha, d_gain, d_thr, d_vr = coef
         d_w = None
         if wrec is not None and ctx.needs_input_grad[12]:
@@ -271,7 +365,10 @@ class _NeuronLoop(Function):
                 d_alpha if need[4] else None, d_gain if need[5] else None,
                 d_thr if need[6] else None, d_vr if need[7] else None,
                 dv0 if need[8] else None, di0 if need[9] else None, None,
-                dz0 if need[11] and wrec is not None else None, d_w, None, None, None, None)
+                dz0 if need[11] and wrec is not None else None, d_w, None, None, None, None,
+                *(d_adapt[k] if d_adapt is not None and need[17 + k] else None
+                  for k in range(5)),
+                dw0 if need[22] else None)
 
 
 def _per_neuron(value: Any, n: int, like: Tensor) -> Tensor:
@@ -296,7 +393,10 @@ def neuron_loop(
         x: input current ``[T, B, N]``.
         coefficients: ``beta, rest, alpha, gain, thr, vreset`` — scalars or ``[N]`` tensors
             (may require grad). A voltage model passes ``alpha = 0`` and ``gain = x_gain``.
-        state: initial ``(v, i, refrac, z_prev)`` ``[B, N]`` (``z_prev`` only if recurrent).
+            An adaptive loop (``cfg.adaptive``) also takes ``rho, kappa, a, b, vleak``
+            (:data:`ADAPTATION_NAMES`, module docstring).
+        state: initial ``(v, i, refrac, z_prev)`` ``[B, N]`` (``z_prev`` only if recurrent),
+            and for an adaptive loop a fifth entry, the adaptation ``w``.
         wrec: recurrent weight ``[N, N]`` (``x_eff,k = x_k + W z_{k-1}``) or ``None``.
         observed: in-the-loop replay — membrane and spikes ``[T, B, N]`` a device observed
             (either may be ``None``). They replace the model's membrane and spikes (reset and
@@ -310,8 +410,9 @@ def neuron_loop(
             populations always record it: it is their output.
 
     Returns:
-        ``(v, z, i, v_T, i_T, r_T, z_T)``: recorded membrane (compared with the threshold),
-        spikes, synaptic current after each step, and the final state.
+        ``(v, z, i, v_T, i_T, r_T, z_T, w_T)``: recorded membrane (compared with the
+        threshold), spikes, synaptic current after each step, and the final state (``w_T``
+        empty without adaptation).
     """
     if x.dim() != 3 or x.shape[0] == 0:
         raise ShapeError(f"neuron_loop: x must be [T ≥ 1, B, N], got {tuple(x.shape)}")
@@ -322,12 +423,29 @@ def neuron_loop(
         raise ParameterError("neuron_loop: only spiking populations can be recurrent")
     if wrec is not None and tuple(wrec.shape) != (n, n):
         raise ShapeError(f"neuron_loop: wrec must be [{n}, {n}], got {tuple(wrec.shape)}")
+    if cfg.adaptive and not cfg.spiking:
+        raise ParameterError("neuron_loop: only spiking populations can be adaptive")
     names = ("beta", "rest", "alpha", "gain", "thr", "vreset")
     coefs = [_per_neuron(coefficients[k], n, x) for k in names]
-    v0, i0, r0, z0 = state
+    if len(state) != 4 + cfg.adaptive:
+        raise ShapeError(f"neuron_loop: state must be (v, i, refrac, z_prev"
+                         f"{', w' if cfg.adaptive else ''}), got {len(state)} entries")
+    v0, i0, r0, z0 = state[:4]
     if z0 is None:
         z0 = torch.zeros_like(v0)
-    for name, t in (("v", v0), ("i", i0), ("refrac", r0), ("z_prev", z0)):
+    named = [("v", v0), ("i", i0), ("refrac", r0), ("z_prev", z0)]
+    adapt: list[Tensor | None] = [None] * 6
+    if cfg.adaptive:
+        missing = [k for k in ADAPTATION_NAMES if k not in coefficients]
+        if missing:
+            raise ParameterError(f"neuron_loop: an adaptive loop needs the coefficients "
+                                 f"{missing}")
+        if state[4] is None:
+            raise ShapeError("neuron_loop: an adaptive loop needs the initial adaptation w")
+        named.append(("w", state[4]))
+        adapt = [_per_neuron(coefficients[k], n, x).contiguous() for k in ADAPTATION_NAMES]
+        adapt.append(state[4].to(dtype=x.dtype, device=x.device).contiguous())
+    for name, t in named:
         if tuple(t.shape) != (batch, n):
             raise ShapeError(f"neuron_loop: state {name} must be [{batch}, {n}] like the input, "
                              f"got {tuple(t.shape)}")
@@ -343,11 +461,11 @@ def neuron_loop(
     if wrec is not None:
         wrec = wrec.to(dtype=x.dtype, device=x.device)
     grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (*tensors, wrec))
+        t is not None and t.requires_grad for t in (*tensors, wrec, *adapt))
     record_v = record_v or grad or not cfg.spiking
     return LoopResult(_NeuronLoop.apply(cfg, *tensors,
                                         wrec.contiguous() if wrec is not None else None, *seen,
-                                        record_current, record_v))
+                                        record_current, record_v, *adapt))
 
 
 # ----------------------------------------------------------------------------- projections

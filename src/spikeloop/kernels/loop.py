@@ -225,22 +225,30 @@ def _run_fused(
         "gain": c.syn_gain if current else c.x_gain,
         "thr": getattr(p, "v_threshold", 0.0), "vreset": getattr(p, "v_reset", 0.0),
     }
+    adaptation = model.adaptation(p, c) if model.adaptation is not None else None
+    loop_state = [flat["v"], flat.get("i", zeros), flat.get("refrac", zeros),
+                  state.z.reshape(batch, n) if state.z is not None else None]
+    if adaptation is not None:
+        coefficients.update(rho=adaptation.decay, kappa=adaptation.gain,
+                            a=adaptation.coupling, b=adaptation.jump, vleak=adaptation.v_leak)
+        loop_state.append(flat[adaptation.state])
     cfg = LoopConfig(spiking=spiking, reset=getattr(p, "reset", "value"),
-                     refrac_steps=c.refrac_steps, surrogate=surrogate, engine="auto")
-    z0 = state.z.reshape(batch, n) if state.z is not None else None
+                     refrac_steps=c.refrac_steps, surrogate=surrogate, engine="auto",
+                     adaptive=adaptation is not None)
     seen: tuple[Tensor | None, Tensor | None] = (None, None)
     if observed is not None:
         _check_observed(observed, steps, spiking)
         seen = tuple(
             None if o is None else o.reshape(steps, batch, n)
             for o in (observed.v, observed.spikes if spiking else None))
-    v, z, i, v_t, i_t, r_t, z_t = neuron_loop(
-        cfg, x.reshape(steps, batch, n), coefficients,
-        (flat["v"], flat.get("i", zeros), flat.get("refrac", zeros), z0),
+    v, z, i, v_t, i_t, r_t, z_t, w_t = neuron_loop(
+        cfg, x.reshape(steps, batch, n), coefficients, tuple(loop_state),
         recurrent.weight if recurrent is not None else None, seen,
         record_current=record_current and current, record_v=record_v)
     full = (steps, batch, *shape)
     final = {"v": v_t, "i": i_t, "refrac": r_t}
+    if adaptation is not None:
+        final[adaptation.state] = w_t
     new = model.state(**{k: final[k].reshape(batch, *shape) for k in model.state._fields})
     obs = Observables(spikes=z.reshape(full) if spiking else None,
                       v=v.reshape(full) if record_v else None,

@@ -3,16 +3,23 @@
  *
  * The neuron loop implements, operation for operation and in the same rounding order, the step
  * functions of spikeloop/dynamics/neurons.py (cuba_lif_step / lif_step / if_step / cuba_li_step /
- * li_step with `fire`); tests/test_kernels.py checks it against them. A voltage model is the
+ * li_step with `fire`, and with adaptation adaptive_lif_step / adlif_step); tests/test_kernels.py
+ * and tests/test_fused_adaptive.py check it against them. A voltage model is the
  * current-based one with alpha = 0 (then i' = x and gain = x_gain):
  *
  *   i'  = i + x_eff            x_eff = x + W_rec z_prev   (recurrent populations)
  *   u   = beta * v + rest + gain * i'
+ *   u   = u - kappa * w                                  (adaptive populations)
  *   vt  = refractory ? v_reset : u                       (only with refrac_steps > 0)
  *   z   = vt - thr > 0                                   (spiking populations)
  *   v  <- vt - z * (vt - v_reset)   (reset "value")  |  vt - z * (thr - v_reset)  ("subtract")
+ *   w  <- rho * w + a * (vt - v_leak) + b * z             (adaptive populations)
  *   i  <- alpha * i'
  *   r  <- z ? refrac_steps : max(r - 1, 0)
+ *
+ * Adaptation (adaptive_lif_step: a = 0, b = adapt_increment, kappa = r g_adapt; adlif_step:
+ * kappa = 1 - beta, coupling a, jump b; see spikeloop/kernels/fused.py) is on when the state w
+ * is given (w != NULL); its update is the operations of those step functions in their order.
  *
  * Build flags include -ffp-contract=off so no multiply-add is fused: feed-forward loops without
  * observations are bit-identical to the element-wise torch reference. (Recurrent input sums run
@@ -138,7 +145,11 @@ INLINE void accumulate_row(int64_t M, int64_t n, const int32_t *restrict idx,
  * (gcc does not vectorise two selections on loop-invariant conditions), and optional outputs
  * go to a per-thread scratch row when not wanted. */
 INLINE void forward_row(const int64_t N, const int spiking, const int subtract, const int refrac,
-                        const int recurrent, const float *restrict xt, const float *restrict rec,
+                        const int recurrent, const int adaptive, const float *restrict rho,
+                        const float *restrict kappa, const float *restrict acoup,
+                        const float *restrict bjump, const float *restrict vleak,
+                        float *restrict wb, float *restrict ow,
+                        const float *restrict xt, const float *restrict rec,
                         const float *restrict beta, const float *restrict rest,
                         const float *restrict alpha, const float *restrict gain,
                         const float *restrict thr, const float *restrict vreset,
@@ -152,7 +163,12 @@ INLINE void forward_row(const int64_t N, const int spiking, const int subtract, 
     for (int64_t n = 0; n < N; ++n) {
         const float xe = recurrent ? xt[n] + rec[n] : xt[n];
         const float ipn = ib[n] + xe;
-        const float u = beta[n] * vb[n] + rest[n] + gain[n] * ipn;
+        float u = beta[n] * vb[n] + rest[n] + gain[n] * ipn;
+        const float wn = adaptive ? wb[n] : 0.0f;
+        if (adaptive) {
+            u = u - kappa[n] * wn;
+            ow[n] = wn;
+        }
         const float seen_v = obs_v[n];
         float vt = u;
         if (spiking) {
@@ -171,6 +187,7 @@ INLINE void forward_row(const int64_t N, const int spiking, const int subtract, 
                 rb[n] = z > 0.0f ? refrac_steps : (rm > 0.0f ? rm : 0.0f);
             }
             oz[n] = z;
+            if (adaptive) wb[n] = rho[n] * wn + acoup[n] * (vt - vleak[n]) + bjump[n] * z;
         } else {
             vt = use_v[n] != 0.0f ? seen_v : vt;
             vb[n] = vt;
@@ -183,16 +200,27 @@ INLINE void forward_row(const int64_t N, const int spiking, const int subtract, 
     }
 }
 
-#define FORWARD_ROW(SP, SU, RF, RC)                                                           \
-    forward_row(N, SP, SU, RF, RC, x + off, rec, beta, rest, alpha, gain, thr, vreset, vb, ib,  \
+#define FORWARD_ROW(SP, SU, RF, RC, AD)                                                       \
+    forward_row(N, SP, SU, RF, RC, AD, rho, kappa, acoup, bjump, vleak, wb,                     \
+                out_w ? out_w + off : sink + 4 * N,                                             \
+                x + off, rec, beta, rest, alpha, gain, thr, vreset, vb, ib,                     \
                 rb, (float)s->refrac_steps, obs_v ? ones : zeros, obs_v ? obs_v + off : zeros, \
                 (SP && obs_z) ? ones : zeros, (SP && obs_z) ? obs_z + off : zeros,             \
                 out_v ? out_v + off : sink, (SP && out_z) ? out_z + off : sink + N,            \
                 out_i ? out_i + off : sink + 2 * N, ip ? ip + off : sink + 3 * N,              \
                 mask ? mask + off : sink_mask)
 
-#define FORWARD_ROW_RC(SP, SU, RF) \
-    do { if (rec) FORWARD_ROW(SP, SU, RF, 1); else FORWARD_ROW(SP, SU, RF, 0); } while (0)
+#define FORWARD_ROW_RC(SP, SU, RF, AD) \
+    do { if (rec) FORWARD_ROW(SP, SU, RF, 1, AD); else FORWARD_ROW(SP, SU, RF, 0, AD); } while (0)
+
+/* the four spiking variants (reset mode x refractoriness) */
+#define FORWARD_SPIKING(AD)                                                                   \
+    do {                                                                                      \
+        if (!subtract && !refrac) FORWARD_ROW_RC(1, 0, 0, AD);                                \
+        else if (subtract && !refrac) FORWARD_ROW_RC(1, 1, 0, AD);                            \
+        else if (!subtract && refrac) FORWARD_ROW_RC(1, 0, 1, AD);                            \
+        else FORWARD_ROW_RC(1, 1, 1, AD);                                                     \
+    } while (0)
 
 /* x [T,B,N]; coefficients [N]; state in/out v,i,r [B,N]; zprev in/out [B,N] (recurrent only);
  * wrec_t [N,N] = W_rec transposed (row j: the weights *from* neuron j), NULL if not recurrent;
@@ -201,14 +229,19 @@ INLINE void forward_row(const int64_t N, const int spiking, const int subtract, 
  * In-the-loop replay: obs_v / obs_z [T,B,N] (each may be NULL) replace the membrane compared
  * with the threshold and the spikes by what a device observed; reset, refractoriness and the
  * recorded outputs then follow the observation (the synaptic current stays the model's).
- * Any of out_v, out_z, out_i may be NULL: that recording is skipped (written to a scratch row). */
+ * Any of out_v, out_z, out_i may be NULL: that recording is skipped (written to a scratch row).
+ * Adaptation (spiking populations only): w [B,N] in/out (NULL: none) with coefficients rho,
+ * kappa, acoup, bjump, vleak [N]; out_w [T,B,N] (may be NULL) receives w before each step. */
 void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const float *rest,
                        const float *alpha, const float *gain, const float *thr,
                        const float *vreset, float *v, float *i, float *r, float *zprev,
                        const float *wrec_t, const float *obs_v, const float *obs_z, float *out_v,
-                       float *out_z, float *out_i, float *ip, uint8_t *mask) {
+                       float *out_z, float *out_i, float *ip, uint8_t *mask, const float *rho,
+                       const float *kappa, const float *acoup, const float *bjump,
+                       const float *vleak, float *w, float *out_w) {
     const int64_t T = s->T, B = s->B, N = s->N;
     const int spiking = s->spiking, subtract = s->reset_mode == 1, refrac = s->refrac_steps > 0;
+    const int adaptive = spiking && w != NULL;
 #pragma omp parallel
     {
         /* each thread owns a contiguous range of batch rows and walks time outside, so that
@@ -226,12 +259,13 @@ void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const 
         float *zeros = (float *)calloc(N + 1, sizeof(float));
         float *ones = (float *)malloc(sizeof(float) * (N + 1));
         for (int64_t n = 0; n < N; ++n) ones[n] = 1.0f;
-        float *sink = (float *)malloc(sizeof(float) * (4 * N + 1));
+        float *sink = (float *)malloc(sizeof(float) * (5 * N + 1));
         uint8_t *sink_mask = (uint8_t *)malloc(N + 1);
         for (int64_t t = 0; t < T; ++t) {
             for (int64_t b = b0; b < b1; ++b) {
                 const int64_t off = (t * B + b) * N;
                 float *vb = v + b * N, *ib = i + b * N, *rb = r + b * N;
+                float *wb = adaptive ? w + b * N : NULL;
                 float *zb = zprev ? zprev + b * N : NULL;
                 if (rec) { /* W_rec z_prev from the neurons that spiked */
                     const int64_t n = row_events(zb, N, idx);
@@ -239,15 +273,11 @@ void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const 
                     accumulate_row(N, n, idx, val, wrec_t, rec);
                 }
                 if (!spiking)
-                    FORWARD_ROW_RC(0, 0, 0);
-                else if (!subtract && !refrac)
-                    FORWARD_ROW_RC(1, 0, 0);
-                else if (subtract && !refrac)
-                    FORWARD_ROW_RC(1, 1, 0);
-                else if (!subtract && refrac)
-                    FORWARD_ROW_RC(1, 0, 1);
+                    FORWARD_ROW_RC(0, 0, 0, 0);
+                else if (adaptive)
+                    FORWARD_SPIKING(1);
                 else
-                    FORWARD_ROW_RC(1, 1, 1);
+                    FORWARD_SPIKING(0);
                 if (zb) memcpy(zb, (out_z ? out_z : obs_z) + off, sizeof(float) * N);
             }
         }
@@ -268,7 +298,13 @@ void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const 
  * of the previous step (for the membrane before this step; NULL at t = 0, then v0). The fa_*
  * accumulators sum this batch row's coefficient gradients over time. */
 INLINE void backward_row(const int64_t N, const int spiking, const int subtract, const int refrac,
-                         const int want_ip, const float *restrict ov, const float *restrict oz,
+                         const int want_ip, const int adaptive, const int want_w,
+                         const float *restrict rho, const float *restrict kappa,
+                         const float *restrict acoup, const float *restrict bjump,
+                         const float *restrict vleak, const float *restrict wr,
+                         float *restrict lw, float *restrict fa_rho, float *restrict fa_kappa,
+                         float *restrict fa_a, float *restrict fa_b, float *restrict fa_lw,
+                         const float *restrict ov, const float *restrict oz,
                          const float *restrict sg, const uint8_t *restrict mk,
                          const float *restrict ipr, const float *restrict vprev,
                          const float *restrict zprev, const float *restrict v0,
@@ -284,9 +320,19 @@ INLINE void backward_row(const int64_t N, const int spiking, const int subtract,
     for (int64_t n = 0; n < N; ++n) {
         float dvt = gvr[n];
         float du;
+        float lwn = 0.0f;
         if (spiking) {
             const float z = oz[n];
-            const float gs = (gzr[n] + rdz[n]) * sg[n];
+            float dz = gzr[n] + rdz[n];
+            if (adaptive) { /* w_{k+1} = rho w_k + a (vt - v_leak) + b z */
+                lwn = lw[n];
+                dz += bjump[n] * lwn;
+                dvt += acoup[n] * lwn;
+                fa_a[n] += lwn * (ov[n] - vleak[n]);
+                fa_b[n] += lwn * z;
+                fa_lw[n] += lwn;
+            }
+            const float gs = dz * sg[n];
             dvt += gs;
             float dthr = -gs;
             if (subtract) {
@@ -323,19 +369,43 @@ INLINE void backward_row(const int64_t N, const int spiking, const int subtract,
             fa_gain[n] += du * ipr[n];
             fa_alpha[n] += git * ipr[n];
         }
+        if (adaptive) {
+            if (want_w) {
+                fa_rho[n] += lwn * wr[n];
+                fa_kappa[n] -= du * wr[n];
+            }
+            lw[n] = rho[n] * lwn - kappa[n] * du;
+        }
         lv[n] = beta[n] * du;
         li[n] = dip;
         dxr[n] = dip;
     }
 }
 
-#define BACKWARD_ROW(SP, SU, RF, IP)                                                          \
-    backward_row(N, SP, SU, RF, IP, out_v + off, SP ? out_z + off : NULL, SP ? sg + off : NULL,  \
+#define BACKWARD_ROW(SP, SU, RF, IP, AD)                                                      \
+    backward_row(N, SP, SU, RF, IP, AD, want_w, rho, kappa, acoup, bjump, vleak,                \
+                 (AD && want_w) ? ws + off : NULL, AD ? lwq : NULL, faq + 6 * N, faq + 7 * N,   \
+                 faq + 8 * N, faq + 9 * N, faq + 10 * N,                                        \
+                 out_v + off, SP ? out_z + off : NULL, SP ? sg + off : NULL,                    \
                  RF ? mask + off : NULL, IP ? ip + off : NULL, t ? out_v + prev : v0 + b * N,    \
                  (SP && t) ? out_z + prev : zero, v0 + b * N, beta, alpha, gain, thr, vreset,   \
                  gv ? gv + off : zero, gz ? gz + off : zero, gi ? gi + off : zero, lvq, liq,     \
                  rdzq, dx + off, faq, faq + N, faq + 2 * N, faq + 3 * N, faq + 4 * N,            \
                  faq + 5 * N)
+
+/* the spiking variants (reset mode x refractoriness x time-constant gradients) */
+#define BACKWARD_SPIKING(AD)                                                                  \
+    do {                                                                                      \
+        if (!subtract && !refrac) {                                                           \
+            if (want_ip) BACKWARD_ROW(1, 0, 0, 1, AD); else BACKWARD_ROW(1, 0, 0, 0, AD);     \
+        } else if (subtract && !refrac) {                                                     \
+            if (want_ip) BACKWARD_ROW(1, 1, 0, 1, AD); else BACKWARD_ROW(1, 1, 0, 0, AD);     \
+        } else if (!subtract && refrac) {                                                     \
+            if (want_ip) BACKWARD_ROW(1, 0, 1, 1, AD); else BACKWARD_ROW(1, 0, 1, 0, AD);     \
+        } else {                                                                              \
+            if (want_ip) BACKWARD_ROW(1, 1, 1, 1, AD); else BACKWARD_ROW(1, 1, 1, 0, AD);     \
+        }                                                                                     \
+    } while (0)
 
 #define BB 4 /* batch rows per block: the recurrent backward reads W once per block */
 
@@ -394,7 +464,11 @@ static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, 
  * batch and time) dbeta, drest, dalpha, dgain, dthr, dvreset (dbeta/dalpha/dgain only if ip).
  * For recurrent populations the spike gradient of step k-1 receives W_rec^T dx_k; it is computed
  * only where sg != 0 (event-driven: with a band-limited surrogate this is the sparse backprop
- * of Perez-Nieves & Goodman 2021), and in full for dz0. */
+ * of Perez-Nieves & Goodman 2021), and in full for dz0.
+ * Adaptation (dw0 != NULL; spiking only): coefficients rho, kappa, acoup, bjump, vleak [N], ws
+ * [T,B,N] = w before each step (NULL: no rho/kappa gradients), gwT [B,N] (may be NULL); outputs
+ * dw0 [B,N] and per-neuron drho, dkappa, dacoup, dbjump and dlw = sum of the adjoints of w after
+ * each step (the v_leak gradient is -acoup * dlw). */
 void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, const float *sg,
                         const float *v0, const float *ip, const uint8_t *mask,
                         const float *beta, const float *alpha, const float *gain,
@@ -402,12 +476,19 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
                         const float *gv, const float *gz, const float *gi, const float *gvT,
                         const float *giT, const float *gzT, float *dx, float *dv0, float *di0,
                         float *dz0, float *dbeta, float *drest, float *dalpha, float *dgain,
-                        float *dthr, float *dvreset) {
+                        float *dthr, float *dvreset, const float *rho, const float *kappa,
+                        const float *acoup, const float *bjump, const float *vleak,
+                        const float *ws, const float *gwT, float *dw0, float *drho,
+                        float *dkappa, float *dacoup, float *dbjump, float *dlw) {
     const int64_t T = s->T, B = s->B, N = s->N;
     const int spiking = s->spiking, subtract = s->reset_mode == 1;
     const int refrac = spiking && mask != NULL, want_ip = ip != NULL;
-    float *out[6] = {dbeta, drest, dalpha, dgain, dthr, dvreset};
-    for (int k = 0; k < 6; ++k) memset(out[k], 0, sizeof(float) * N);
+    const int adaptive = spiking && dw0 != NULL, want_w = adaptive && ws != NULL;
+    enum { NC = 11 }; /* coefficient gradients: 6 of the neuron, 5 of the adaptation */
+    float *out[NC] = {dbeta, drest, dalpha, dgain, dthr, dvreset,
+                      drho, dkappa, dacoup, dbjump, dlw};
+    const int nout = adaptive ? NC : 6;
+    for (int k = 0; k < nout; ++k) memset(out[k], 0, sizeof(float) * N);
     float *zero = (float *)calloc(N, sizeof(float));
     int slots = 1;
 #ifdef _OPENMP
@@ -415,23 +496,25 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
 #endif
     /* per-thread sums of the coefficient gradients, reduced in thread order afterwards (the
      * result does not depend on which thread finishes first) */
-    double *partial = (double *)calloc((size_t)slots * 6 * N, sizeof(double));
+    double *partial = (double *)calloc((size_t)slots * NC * N, sizeof(double));
 #pragma omp parallel num_threads(slots)
     {
         /* a contiguous range of batch rows per thread, time outside (see the forward pass) */
         int64_t b0, b1;
         thread_range(B, &b0, &b1);
         const int64_t rows = b1 - b0 > 0 ? b1 - b0 : 0;
-        float *fa = (float *)calloc(rows * 6 * N + 1, sizeof(float)); /* per row, over time */
+        float *fa = (float *)calloc(rows * NC * N + 1, sizeof(float)); /* per row, over time */
         float *lv = (float *)malloc(sizeof(float) * (rows * N + 1));  /* dL/dv after the step */
         float *li = (float *)malloc(sizeof(float) * (rows * N + 1));  /* dL/di after the step */
         float *rdz = (float *)malloc(sizeof(float) * (rows * N + 1)); /* recurrent dL/dz */
+        float *lw = (float *)malloc(sizeof(float) * (rows * N + 1));  /* dL/dw after the step */
         for (int64_t b = b0; b < b1; ++b) {
             const int64_t q = b - b0;
             for (int64_t n = 0; n < N; ++n) {
                 lv[q * N + n] = gvT ? gvT[b * N + n] : 0.0f;
                 li[q * N + n] = giT ? giT[b * N + n] : 0.0f;
                 rdz[q * N + n] = gzT ? gzT[b * N + n] : 0.0f;
+                lw[q * N + n] = gwT ? gwT[b * N + n] : 0.0f;
             }
         }
         for (int64_t t = T - 1; t >= 0; --t) {
@@ -442,17 +525,14 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
                     const int64_t off = (t * B + b) * N;
                     const int64_t prev = ((t - 1) * B + b) * N;
                     float *lvq = lv + q * N, *liq = li + q * N, *rdzq = rdz + q * N;
-                    float *faq = fa + q * 6 * N;
+                    float *lwq = lw + q * N;
+                    float *faq = fa + q * NC * N;
                     if (!spiking) {
-                        if (want_ip) BACKWARD_ROW(0, 0, 0, 1); else BACKWARD_ROW(0, 0, 0, 0);
-                    } else if (!subtract && !refrac) {
-                        if (want_ip) BACKWARD_ROW(1, 0, 0, 1); else BACKWARD_ROW(1, 0, 0, 0);
-                    } else if (subtract && !refrac) {
-                        if (want_ip) BACKWARD_ROW(1, 1, 0, 1); else BACKWARD_ROW(1, 1, 0, 0);
-                    } else if (!subtract && refrac) {
-                        if (want_ip) BACKWARD_ROW(1, 0, 1, 1); else BACKWARD_ROW(1, 0, 1, 0);
+                        if (want_ip) BACKWARD_ROW(0, 0, 0, 1, 0); else BACKWARD_ROW(0, 0, 0, 0, 0);
+                    } else if (adaptive) {
+                        BACKWARD_SPIKING(1);
                     } else {
-                        if (want_ip) BACKWARD_ROW(1, 1, 1, 1); else BACKWARD_ROW(1, 1, 1, 0);
+                        BACKWARD_SPIKING(0);
                     }
                 }
                 /* recurrent: dL/dz_{t-1}[j] = sum_n W[n, j] dx_t[n], only where it is used */
@@ -467,25 +547,27 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-        double *acc = partial + (size_t)tid * 6 * N; /* this thread's rows */
+        double *acc = partial + (size_t)tid * NC * N; /* this thread's rows */
         for (int64_t b = b0; b < b1; ++b) {
             const int64_t q = b - b0;
-            for (int64_t k = 0; k < 6 * N; ++k) acc[k] += fa[q * 6 * N + k];
+            for (int64_t k = 0; k < NC * N; ++k) acc[k] += fa[q * NC * N + k];
             for (int64_t n = 0; n < N; ++n) {
                 dv0[b * N + n] = lv[q * N + n];
                 di0[b * N + n] = li[q * N + n];
                 if (dz0) dz0[b * N + n] = rdz[q * N + n];
+                if (adaptive) dw0[b * N + n] = lw[q * N + n];
             }
         }
         free(fa);
         free(lv);
         free(li);
         free(rdz);
+        free(lw);
     }
-    for (int k = 0; k < 6; ++k) {
+    for (int k = 0; k < nout; ++k) {
         for (int64_t n = 0; n < N; ++n) {
             double sum = 0.0;
-            for (int th = 0; th < slots; ++th) sum += partial[((size_t)th * 6 + k) * N + n];
+            for (int th = 0; th < slots; ++th) sum += partial[((size_t)th * NC + k) * N + n];
             out[k][n] = (float)sum;
         }
     }
