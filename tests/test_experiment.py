@@ -64,3 +64,42 @@ def test_conv_stages_pool_currents_or_spikes():
     assert spikes.graph.nodes_by_name["pool1"].inputs == ("spikes1",)
     with pytest.raises(ArgumentTypeError, match=r"model.conv\[0\].pool_spikes must be True or"):
         build(pool_spikes="2")
+
+
+def test_model_delays_make_every_hidden_projection_a_delayed_linear():
+    """``model.delays`` turns fc1 … (into hidden layers, not the readout's) into DelayedLinear
+    with the given range and kind; init_weights draws the weights as for a Linear and the
+    delays uniform in [0, max_delay] from the generator (reproducible)."""
+    from spikeloop.errors import ParameterError
+    from spikeloop.nn import DelayedLinear
+
+    def build(delays, seed=0):
+        cfg = load_config(overrides=["model.hidden=[16, 8]"]).model
+        cfg = type(cfg)(**{**cfg.__dict__, "delays": delays})
+        return build_network(cfg, n_in=5, n_out=3, dt=1e-3,
+                             generator=torch.Generator().manual_seed(seed))
+
+    net = build({"max_delay": 4e-3, "per": "synapse"})
+    fc1, fc2, fc3 = (net.layers[f"fc{k}"] for k in (1, 2, 3))
+    assert isinstance(fc1, DelayedLinear) and isinstance(fc2, DelayedLinear)
+    assert type(fc3) is Linear  # the readout's projection keeps no delays
+    assert (fc1.per, fc1.max_steps, fc1.delay.shape, fc1.delay.requires_grad) == (
+        "synapse", 4, (16, 5), True)
+    d = fc1.delay.detach()
+    assert 0 <= float(d.min()) and float(d.max()) <= 4e-3
+    assert float(d.std()) > 5e-4  # spread over the range, not one value
+    again = build({"max_delay": 4e-3, "per": "synapse"})
+    assert torch.equal(again.layers.fc1.delay, fc1.delay)
+    assert torch.equal(again.layers.fc1.weight, fc1.weight)
+    fixed = build({"max_delay": 4e-3, "learn": False}).layers.fc1
+    assert (fixed.per, fixed.delay.shape, fixed.delay.requires_grad) == ("axon", (5,), False)
+    out = net((torch.rand(20, 2, 5) < 0.5).float())
+    assert out.output.v.shape == (20, 2, 3)
+    with pytest.raises(ConfigError, match=r"model.delays needs 'max_delay'.*got \['per'\]"):
+        build({"per": "axon"})
+    with pytest.raises(ConfigError, match=r"takes only max_delay, per, learn; got.*'steps'"):
+        build({"max_delay": 4e-3, "steps": 2})
+    with pytest.raises(ParameterError, match="max_delay = 0.0025 s must be a whole number"):
+        build({"max_delay": 2.5e-3})
+    with pytest.raises(ArgumentTypeError, match="model.delays must be"):
+        build([4e-3])

@@ -154,6 +154,13 @@ class ModelConfig:
     padding: 1, pool: 2}`` (``padding`` defaults to ``kernel // 2``, ``pool`` to 1, no
     pooling): ``Conv2d`` → ``AvgPool2d(pool)`` → a population of ``model.neuron``; the
     input must then be images ``[C, H, W]`` (``data.params.flat: false``)."""
+    delays: dict[str, Any] = field(default_factory=dict)
+    """Learnable transmission delays on every projection into a hidden layer (``fc1`` …;
+    not the readout's): ``{max_delay: 0.25, per: axon, learn: true}`` makes each a
+    :class:`~spikeloop.nn.DelayedLinear` with delays in ``[0, max_delay]`` seconds (a whole
+    number of steps ``data.dt``), ``per`` ``axon`` (one per input neuron) or ``synapse`` (one
+    per weight), initially uniform in that range; ``learn: false`` keeps them fixed. Empty
+    (the default): plain ``Linear`` projections."""
     init: dict[str, Any] = field(default_factory=lambda: dict(INIT_DEFAULTS))
     """Weight initialisation, ``normal(mean, std)``: ``input_mean``/``input_std`` for the first
     projection, ``hidden_mean``/``hidden_std`` for the others, ``recurrent_std`` for recurrent

@@ -36,7 +36,15 @@ from spikeloop.data import (
 )
 from spikeloop.errors import ConfigError, DTypeError, ShapeError, SpikeloopError
 from spikeloop.network import Network
-from spikeloop.nn import POPULATIONS, AvgPool2d, Conv2d, Flatten, Input, Linear
+from spikeloop.nn import (
+    POPULATIONS,
+    AvgPool2d,
+    Conv2d,
+    DelayedLinear,
+    Flatten,
+    Input,
+    Linear,
+)
 from spikeloop.registry import Registry
 from spikeloop.training.config import INIT_DEFAULTS, DataConfig, ModelConfig
 
@@ -290,8 +298,10 @@ def build_network(
     ``hidden2`` …, ``output``. Convolutions are drawn from ``normal(0, conv_gain /
     sqrt(fan_in))``, the first Linear from ``normal(input_mean, input_std)`` and
     ``normal(hidden_mean, hidden_std)`` for the others; recurrent weights from
-    ``normal(0, recurrent_std)``. Model-wide values (``tau_mem``, ``tau_syn``, ``v_threshold``,
-    ``reset``) go to every population whose model has that parameter.
+    ``normal(0, recurrent_std)``. With ``model.delays`` every ``fc{k}`` into a hidden layer
+    is a :class:`~spikeloop.nn.DelayedLinear` (delays uniform in ``[0, max_delay]``).
+    Model-wide values (``tau_mem``, ``tau_syn``, ``v_threshold``, ``reset``) go to every
+    population whose model has that parameter.
 
     Raises:
         ArgumentTypeError: ``cfg`` is not a :class:`ModelConfig`, ``n_in``/``n_out`` not
@@ -319,8 +329,11 @@ def build_network(
     if len(shape) > 1:
         layers["flatten"] = Flatten()
     sizes = [math.prod(shape), *cfg.hidden]
+    delays = _delay_settings(cfg.delays, dt)
     for k, (a, b) in enumerate(itertools.pairwise(sizes), start=1):
-        layers[f"fc{k}"] = Linear(a, neuron.description.input_width * b)  # 2b: two currents
+        width = neuron.description.input_width * b  # 2b: two currents
+        layers[f"fc{k}"] = (DelayedLinear(a, width, dt=dt, **delays) if delays
+                            else Linear(a, width))
         layers[f"hidden{k}"] = neuron(
             b, **common, surrogate=cfg.surrogate, recurrent=cfg.recurrent, learn=cfg.learn,
             **(_accepted(neuron, shared) | cfg.neuron_params),
@@ -328,6 +341,25 @@ def build_network(
     layers[f"fc{len(sizes)}"] = Linear(sizes[-1], n_out)
     layers["output"] = readout(n_out, **common, **(_accepted(readout, shared) | cfg.readout_params))
     return init_weights(Network(layers), cfg.init, generator)
+
+
+DELAY_KEYS = ("max_delay", "per", "learn")
+"""The keys of ``model.delays``: ``max_delay`` (seconds, required), ``per`` (``axon``,
+default, or ``synapse``) and ``learn`` (``true``)."""
+
+
+def _delay_settings(delays: Any, dt: float) -> dict[str, Any]:
+    """``model.delays`` as DelayedLinear keyword arguments (``{}``: no delays); the values
+    are checked by DelayedLinear itself (a whole number of steps, ``per``)."""
+    check_type(delays, "model.delays", Mapping, f"a mapping of {', '.join(DELAY_KEYS)}")
+    if not delays:
+        return {}
+    unknown = sorted(set(delays) - set(DELAY_KEYS), key=str)
+    if unknown or "max_delay" not in delays:
+        raise ConfigError(f"model.delays needs 'max_delay' (s) and takes only "
+                          f"{', '.join(DELAY_KEYS)}; got {sorted(delays, key=str)}")
+    return {"max_delay": delays["max_delay"], "per": delays.get("per", "axon"),
+            "learn_delay": check_bool(delays.get("learn", True), "model.delays.learn")}
 
 
 CONV_KEYS = ("channels", "kernel", "padding", "pool", "pool_spikes")
@@ -381,10 +413,11 @@ def init_weights(
 ) -> Network:
     """Draw ``net``'s weights as the training configs do (``model.init``) and return ``net``.
 
-    The first :class:`~spikeloop.nn.Linear` of ``net.layers`` gets ``normal(input_mean,
-    input_std)`` — strong enough that a latency-coded input makes the first hidden layer
-    spike —, every later ``Linear`` ``normal(hidden_mean, hidden_std)`` and every recurrent
-    projection ``normal(0, recurrent_std)``; biases and other layers keep their values.
+    The first :class:`~spikeloop.nn.Linear` (or :class:`~spikeloop.nn.DelayedLinear`) of
+    ``net.layers`` gets ``normal(input_mean, input_std)`` — strong enough that a latency-coded
+    input makes the first hidden layer spike —, every later one ``normal(hidden_mean,
+    hidden_std)`` and every recurrent projection ``normal(0, recurrent_std)``; delays are drawn
+    uniform in ``[0, max_delay]``; biases and other layers keep their values.
     ``init`` overrides entries of :data:`~spikeloop.training.config.INIT_DEFAULTS` (input
     normal(1, 1), hidden normal(0, 0.5), recurrent normal(0, 0.1)).
 
@@ -412,10 +445,12 @@ def init_weights(
     init = {k: check_real(v, f"model.init.{k}", 0 if k.endswith("_std") else None)
             for k, v in init.items()}
     with torch.no_grad():
-        linears = [m for m in net.layers.values() if isinstance(m, Linear)]
+        linears = [m for m in net.layers.values() if isinstance(m, Linear | DelayedLinear)]
         for k, layer in enumerate(linears):
             mean, std = ("input_mean", "input_std") if k == 0 else ("hidden_mean", "hidden_std")
             layer.weight.normal_(init[mean], init[std], generator=generator)
+            if isinstance(layer, DelayedLinear):  # delays uniform in [0, max_delay]
+                layer.delay.uniform_(0.0, layer.max_delay, generator=generator)
         for module in net.layers.values():
             if isinstance(module, Conv2d):
                 fan_in = module.weight[0].numel()
