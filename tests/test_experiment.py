@@ -86,7 +86,7 @@ def test_model_delays_make_every_hidden_projection_a_delayed_linear():
     assert (fc1.per, fc1.max_steps, fc1.delay.shape, fc1.delay.requires_grad) == (
         "synapse", 4, (16, 5), True)
     d = fc1.delay.detach()
-    assert 0 <= float(d.min()) and float(d.max()) <= 4e-3
+    assert float(d.min()) >= 0 and float(d.max()) <= 4e-3
     assert float(d.std()) > 5e-4  # spread over the range, not one value
     again = build({"max_delay": 4e-3, "per": "synapse"})
     assert torch.equal(again.layers.fc1.delay, fc1.delay)
