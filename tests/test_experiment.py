@@ -99,7 +99,7 @@ def test_model_delays_make_every_hidden_projection_a_delayed_linear():
         build({"per": "axon"})
     with pytest.raises(ConfigError, match=r"takes only max_delay, per, learn; got.*'steps'"):
         build({"max_delay": 4e-3, "steps": 2})
-    with pytest.raises(ParameterError, match="max_delay = 0.0025 s must be a whole number"):
+    with pytest.raises(ParameterError, match=r"max_delay = 0\.0025 s must be a whole number"):
         build({"max_delay": 2.5e-3})
-    with pytest.raises(ArgumentTypeError, match="model.delays must be"):
+    with pytest.raises(ArgumentTypeError, match=r"model\.delays must be"):
         build([4e-3])
