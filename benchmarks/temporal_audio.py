@@ -56,10 +56,14 @@ def train(key: str, seed: int, out_dir: Path, overrides: list[str]) -> dict[str,
     trainer = Trainer(cfg)
     trainer.fit()
     entry = record(trainer.dir)
-    command = " ".join(["python benchmarks/temporal_audio.py run --models", key, "--seeds",
-                        str(seed), *overrides])
-    return {**entry, "command": command, "model_key": key, "seed": seed,
+    return {**entry, "command": command(key, seed, overrides), "model_key": key, "seed": seed,
             "overrides": overrides}
+
+
+def command(key: str, seed: int, overrides: list[str]) -> str:
+    """The command that reproduces one run."""
+    return " ".join(["python benchmarks/temporal_audio.py run", *overrides, "--models", key,
+                     "--seeds", str(seed)])
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -121,6 +125,8 @@ def _load(out: Path) -> dict[str, Any]:
 
 
 def _save(result: dict[str, Any], out: Path) -> None:
+    for run in result["runs"].values():
+        run["command"] = command(run["model_key"], run["seed"], run["overrides"])
     result["summary"] = summarize(result["runs"])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
