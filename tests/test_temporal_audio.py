@@ -1,0 +1,71 @@
+"""benchmarks/temporal_audio.py: the three models train on SHD-layout files with several seeds,
+the results file holds every run and the table is generated from it."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import temporal_audio  # noqa: E402
+from test_real_data_training import _shd_files  # noqa: E402
+
+
+def test_models_and_seeds_are_recorded_and_tabulated(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    _shd_files(tmp_path / "data" / "spoken_digits", n_per_class=2)
+    monkeypatch.setenv("SPIKELOOP_DATA", str(tmp_path / "data"))
+    tiny = ["data.train_size=40", "data.val_size=40", "data.test_size=40", "data.duration=0.3",
+            "data.dt=0.005", "train.epochs=1", "train.batch_size=40", "model.hidden=[16]",
+            "train.progress=false", "run.threads=1"]
+    out = tmp_path / "results" / "ta"
+    assert temporal_audio.main(["run", *tiny, "--seeds", "0", "1", "--out-dir",
+                                str(tmp_path / "runs"), "--results", str(out)]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    runs = result["runs"]
+    assert sorted(runs) == sorted(f"spoken_digits{suffix}_seed{s}"
+                                  for suffix in ("", "_delays", "_adlif") for s in (0, 1))
+    for run in runs.values():
+        assert run["overrides"] == tiny and run["test_size"] == 40 and run["epochs"] == 1
+        assert run["command"] == ("python benchmarks/temporal_audio.py run " + " ".join(tiny)
+                                  + f" --models {run['model_key']} --seeds {run['seed']}")
+    summary = result["summary"]
+    assert list(summary) == ["lif", "delays", "adlif"]
+    for key, s in summary.items():
+        accs = [runs[n]["test_acc"] for n in sorted(runs) if runs[n]["model_key"] == key]
+        assert s["seeds"] == [0, 1] and s["test_acc"] == accs
+        assert s["mean"] == pytest.approx(statistics.fmean(accs))
+        assert s["std"] == pytest.approx(statistics.stdev(accs))
+    # the delayed model really has learned delays, the adLIF model adLIF neurons
+    assert "learned delays" in temporal_audio.MODELS["delays"][1]
+    text = out.with_suffix(".md").read_text()
+    gain = summary["delays"]["mean"] - summary["lif"]["mean"]
+    assert f"Learned delays minus no delays: {100 * gain:+.2f} points" in text
+    assert text.count("| `configs/spoken_digits") == 3
+    # `table` rewrites the markdown from the json alone
+    out.with_suffix(".md").unlink()
+    assert temporal_audio.main(["table", "--results", str(out)]) == 0
+    assert out.with_suffix(".md").read_text() == text
+
+
+def test_configs_differ_only_in_what_the_table_says():
+    import yaml
+
+    def body(key):
+        cfg = yaml.safe_load((ROOT / temporal_audio.MODELS[key][0]).read_text())
+        cfg["run"].pop("name")
+        return cfg
+
+    base, delays, adlif = body("lif"), body("delays"), body("adlif")
+    assert delays["model"].pop("delays") == {"max_delay": 0.25, "per": "axon"}
+    assert delays == base
+    assert adlif["model"].pop("neuron") == "adlif" and base["model"].pop("neuron") == "cuba_lif"
+    adlif["model"].pop("neuron_params")
+    assert adlif["model"].pop("learn") == ["tau_mem", "tau_adapt", "a", "b"]
+    assert adlif == base
