@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint docs venv clean yinyang-bench bench bench-scaling bench-contention \
 	eventprop-bench event-memory xylo-example xylo-long nir-matrix data fashion-mnist \
-	fashion-mnist-fc fashion-mnist-conv fashion-mnist-conv-surrogate digits shd spoken-digits spoken-digits-train data-bench
+	fashion-mnist-fc fashion-mnist-conv fashion-mnist-conv-surrogate digits shd spoken-digits spoken-digits-train data-bench \
+	temporal-audio delays-bench
 
 # NIR cross-framework test peers that require torch: installed with --no-deps (their light
 # dependencies come from the `test` extra and nir), then torch is checked to be the pinned one.
@@ -141,6 +142,17 @@ spoken-digits: $(STAMP)
 # The same network on the front end's spikes and on the spectrogram baseline's.
 spoken-digits-train: spoken-digits
 	$(REAL) configs/spoken_digits.yaml
+
+# Issue 17 (docs/temporal-audio.md): recurrent LIF, LIF + learned delays and recurrent adLIF on
+# the spoken digits, three seeds each (about an hour on one core); the training step with and
+# without learned delays (D = 25 steps) on the SHD-format workload of the speed bench.
+temporal-audio: $(STAMP) spoken-digits
+	$(PY) benchmarks/temporal_audio.py run run.threads=1 --seeds 0 1 2
+
+delays-bench: $(STAMP) spoken-digits
+	$(PY) benchmarks/speed_bench.py --libs spikeloop spikeloop_delay_axon \
+		spikeloop_delay_synapse --variants shd --modes train --threads 1 \
+		--out benchmarks/results/delays_speed
 	$(REAL) configs/spoken_digits.yaml run.name=spoken_digits_spectrogram \
 		data.params.file=spoken_digits_spectrogram
 
