@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import temporal_audio  # noqa: E402
+
 from test_real_data_training import _shd_files  # noqa: E402
 
 
