@@ -34,6 +34,7 @@ from spikeloop.nn import (
     LI,
     LIF,
     AdaptiveLIF,
+    AdLIF,
     Conv1d,
     Conv2d,
     CubaLI,
@@ -253,8 +254,13 @@ def test_nested_recurrent_subgraph_is_inlined():
 # ----------------------------------------------------------------------------- errors
 def test_export_errors_name_the_problem():
     alif = Network({"input": Input(3), "fc": Linear(3, 4), "alif": AdaptiveLIF(4)})
-    with pytest.raises(NIRError, match=r"AdaptiveLIF.*no NIR counterpart"):
+    with pytest.raises(NIRError, match=r"AdaptiveLIF.*no NIR counterpart \(NIR 1.0 has no "
+                                       r"neuron with an after-hyperpolarisation current"):
         to_nir(alif)
+    adlif = Network({"input": Input(3), "fc": Linear(3, 4), "h": AdLIF(4)})
+    with pytest.raises(NIRError, match=r"'h' is a AdLIF.*no NIR counterpart \(NIR 1.0 has no "
+                                       r"neuron with an adaptation variable"):
+        to_nir(adlif)
     sub = Network({"input": Input(3), "fc": Linear(3, 4), "lif": LIF(4, reset="subtract")})
     with pytest.raises(NIRError, match="reset='subtract'"):
         to_nir(sub)

@@ -254,6 +254,10 @@ def _model_dt(graph: Graph, dt: float | None) -> float:
 
 
 NO_COUNTERPART = {
+    "AdLIF": " (NIR 1.0 has no neuron with an adaptation variable: its LIF and CubaLIF have "
+             "no state besides the membrane and the synaptic current)",
+    "AdaptiveLIF": " (NIR 1.0 has no neuron with an after-hyperpolarisation current: its LIF "
+                   "and CubaLIF have no state besides the membrane and the synaptic current)",
     "CubaLIF2": " (a neuron with two synaptic currents fed by one 2N-wide projection: NIR's "
                 "CubaLIF has one current and NIR has no node that splits a projection's output "
                 "between two currents)",
