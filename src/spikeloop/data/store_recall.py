@@ -98,7 +98,7 @@ def store_recall(
 
     Args:
         size: number of trials ``B`` (``≥ 1``).
-        seed: seed of the generator (``≥ 0``).
+        seed: seed of the generator (``0 ≤ seed < 2**64``).
         dt: time step (s).
         gap: ``(shortest, longest)`` time (s) from the end of the store cue to the start of
             the recall cue, ``dt ≤ shortest ≤ longest``.
@@ -116,7 +116,7 @@ def store_recall(
         TimeStepError: ``dt`` is not a finite number ``> 0``.
     """
     size = check_int(size, "store_recall: size", 1)
-    seed = check_int(seed, "store_recall: seed", 0)
+    seed = check_int(seed, "store_recall: seed", 0, 2**64 - 1)
     dt = check_dt(dt, "store_recall: dt")
     n_values = check_int(n_values, "store_recall: n_values", 2)
     group = check_int(group, "store_recall: group", 1)
