@@ -1,7 +1,7 @@
 """Store-and-recall memory task: recurrent LIF networks against adaptive LIF networks of the
 same size, same readout, optimiser, data and number of steps (issue 17, item 4).
 
-    python benchmarks/memory_task.py                 # the full run: 4 models × 3 seeds
+    python benchmarks/memory_task.py                 # the full run: 5 models × 3 seeds
     python benchmarks/memory_task.py --tiny --out /tmp/memory_task   # seconds (the test's)
     python benchmarks/memory_task.py --plot-only     # table and figure from the JSON
 
@@ -13,8 +13,9 @@ long before recall unless the recurrent network learns to hold it; an adaptive n
 trace in its adaptation variable (``τ_adapt = 600 ms``, of the order of the gap).
 
 Network: ``Input(40) → Linear → recurrent hidden (60 neurons) → Linear → LI(2)``; the hidden
-population is ``LIF``, ``CubaLIF``, ``AdLIF`` (adaptation parameters ``a``, ``b`` and
-``tau_adapt`` learned) or ``AdaptiveLIF`` (``adapt_increment`` and ``tau_adapt`` learned).
+population is ``LIF`` (also with ``τ_mem = 200 ms``), ``CubaLIF``, ``AdLIF`` (adaptation
+parameters ``a``, ``b`` and ``tau_adapt`` learned) or ``AdaptiveLIF`` (``adapt_increment`` and
+``tau_adapt`` learned).
 Loss: :class:`~spikeloop.training.MaxMembraneCE` on the readout membrane of the recall
 window only (the steps of the generator's ``mask``), Adam, fresh trials every step. Accuracy:
 recall answers of 512 held-out trials (``argmax`` of the readout's maximum in the window).
@@ -49,6 +50,7 @@ N_VALUES = 2  # values to store: chance 50 %
 LONG_GAP = 0.6  # s: the "long gaps" column
 MODELS: dict[str, str] = {
     "lif": "LIF (voltage), τ_mem 20 ms",
+    "lif_tau200": "LIF (voltage), τ_mem 200 ms (a longer memory without adaptation)",
     "cuba_lif": "CubaLIF, τ_mem 20 ms, τ_syn 10 ms",
     "adlif": "AdLIF, τ_adapt 600 ms (learned), a = 0, b = 1 (learned)",
     "adaptive_lif": "AdaptiveLIF (AHP), τ_adapt 600 ms (learned), increment 0.5 (learned)",
@@ -70,6 +72,7 @@ def build(model: str, n_in: int, hidden: int, n_out: int, seed: int) -> Any:
     common = {"dt": DT, "tau_mem": TAU_MEM, "v_threshold": 1.0, "recurrent": True}
     pops = {
         "lif": lambda: LIF(hidden, **common),
+        "lif_tau200": lambda: LIF(hidden, **(common | {"tau_mem": 10 * TAU_MEM})),
         "cuba_lif": lambda: CubaLIF(hidden, tau_syn=TAU_SYN, **common),
         "adlif": lambda: AdLIF(hidden, tau_adapt=TAU_ADAPT, a=0.0, b=1.0,
                                learn=("a", "b", "tau_adapt"), **common),
