@@ -48,7 +48,7 @@ eventprop-bench: $(STAMP)
 event-memory: $(STAMP)
 	$(PY) benchmarks/event_memory.py
 
-# Store-and-recall memory task: LIF against adaptive LIF, 5 models × 3 seeds (docs/memory-task.md).
+# Store-and-recall memory task: LIF against adaptive LIF, 6 models × 3 seeds (docs/memory-task.md).
 memory-task: $(STAMP)
 	$(PY) benchmarks/memory_task.py
 

@@ -1,7 +1,7 @@
 """Store-and-recall memory task: recurrent LIF networks against adaptive LIF networks of the
 same size, same readout, optimiser, data and number of steps (issue 17, item 4).
 
-    python benchmarks/memory_task.py                 # the full run: 5 models × 3 seeds
+    python benchmarks/memory_task.py                 # the full run: 6 models × 3 seeds
     python benchmarks/memory_task.py --tiny --out /tmp/memory_task   # seconds (the test's)
     python benchmarks/memory_task.py --plot-only     # table and figure from the JSON
 
@@ -13,16 +13,20 @@ long before recall unless the recurrent network learns to hold it; an adaptive n
 trace in its adaptation variable (``τ_adapt = 600 ms``, of the order of the gap).
 
 Network: ``Input(40) → Linear → recurrent hidden (60 neurons) → Linear → LI(2)``; the hidden
-population is ``LIF`` (also with ``τ_mem = 200 ms``), ``CubaLIF``, ``AdLIF`` (adaptation
-parameters ``a``, ``b`` and ``tau_adapt`` learned) or ``AdaptiveLIF`` (``adapt_increment`` and
-``tau_adapt`` learned).
+population is ``LIF`` (also with ``τ_mem = 200 ms``), ``CubaLIF``, ``AdLIF`` (``b`` and
+``tau_adapt`` learned; a second variant learns the subthreshold coupling ``a`` too) or
+``AdaptiveLIF`` (``adapt_increment`` and ``tau_adapt`` learned). For AdLIF the record counts
+the neurons whose learned ``a < −(1 − ρ)``, ``ρ = e^{−dt/τ_adapt}``: there the subthreshold
+``(v, w)`` recursion has an eigenvalue above 1 (the determinant of its matrix is ``βρ``, and
+``1 − trace + det = (1 − β)(1 − ρ + a)``), so ``w`` grows instead of decaying.
 Loss: :class:`~spikeloop.training.MaxMembraneCE` on the readout membrane of the recall
 window only (the steps of the generator's ``mask``), Adam, fresh trials every step. Accuracy:
 recall answers of 512 held-out trials (``argmax`` of the readout's maximum in the window).
 
-Writes ``OUT.json`` (per model and seed: accuracy overall and for gaps ≥ 0.6 s, final loss,
-hidden rate, CPU seconds; one example trial per model), ``OUT.md`` (the table the docs
-include) and ``OUT.png`` (the figure), ``OUT`` = ``benchmarks/results/memory_task``.
+Writes ``OUT.json`` (per model and seed: accuracy overall, for gaps under and over 0.6 s and
+in 4 bins of the gap, final loss, hidden rate, CPU seconds; one example trial per model),
+``OUT.md`` (the table the docs include) and ``OUT.png`` (the figure), ``OUT`` =
+``benchmarks/results/memory_task``.
 """
 
 from __future__ import annotations
@@ -48,15 +52,17 @@ TAU_SYN = 10e-3
 TAU_ADAPT = 600e-3
 N_VALUES = 2  # values to store: chance 50 %
 LONG_GAP = 0.6  # s: the "long gaps" column
+GAP_BINS = 4  # accuracy against the gap: this many equal bins of the gap range
 MODELS: dict[str, str] = {
     "lif": "LIF (voltage), τ_mem 20 ms",
     "lif_tau200": "LIF (voltage), τ_mem 200 ms (a longer memory without adaptation)",
     "cuba_lif": "CubaLIF, τ_mem 20 ms, τ_syn 10 ms",
     "adlif": "AdLIF, τ_adapt 600 ms (learned), a = 0, b = 1 (learned)",
+    "adlif_learn_a": "AdLIF as `adlif`, with the subthreshold coupling a learned too",
     "adaptive_lif": "AdaptiveLIF (AHP), τ_adapt 600 ms (learned), increment 0.5 (learned)",
 }
 """Hidden population of each model (the table's descriptions)."""
-ADAPTATION = {"adlif": "w", "adaptive_lif": "a"}
+ADAPTATION = {"adlif": "w", "adlif_learn_a": "w", "adaptive_lif": "a"}
 """The adaptation variable of the adaptive models' state."""
 FULL = {"steps": 300, "batch": 64, "hidden": 60, "test_size": 512, "lr": 5e-3,
         "gap": (0.2, 1.0)}
@@ -75,7 +81,9 @@ def build(model: str, n_in: int, hidden: int, n_out: int, seed: int) -> Any:
         "lif_tau200": lambda: LIF(hidden, **(common | {"tau_mem": 10 * TAU_MEM})),
         "cuba_lif": lambda: CubaLIF(hidden, tau_syn=TAU_SYN, **common),
         "adlif": lambda: AdLIF(hidden, tau_adapt=TAU_ADAPT, a=0.0, b=1.0,
-                               learn=("a", "b", "tau_adapt"), **common),
+                               learn=("b", "tau_adapt"), **common),
+        "adlif_learn_a": lambda: AdLIF(hidden, tau_adapt=TAU_ADAPT, a=0.0, b=1.0,
+                                       learn=("a", "b", "tau_adapt"), **common),
         "adaptive_lif": lambda: AdaptiveLIF(hidden, tau_syn=TAU_SYN, tau_adapt=TAU_ADAPT,
                                             adapt_increment=0.5,
                                             learn=("adapt_increment", "tau_adapt"), **common),
@@ -120,9 +128,10 @@ def example(net: Any, data: Any, model: str) -> dict[str, Any]:
     rec = {"label": int(data.labels[0]), "store_start": int(data.store_start[0]),
            "gap_steps": int(data.gap_steps[0]), "recall_steps": int(data.mask[:, 0].sum()),
            "events": x[:, 0].nonzero().tolist(), "channels": x.shape[2], "readout_v": v}
-    if adapt:
-        a = torch.tensor(adapt)  # [T, N]: the 5 neurons whose adaptation varies most
-        keep = a.std(0).argsort(descending=True)[:5].sort().values
+    if adapt:  # [T, N]: the 5 neurons whose adaptation varies most before the recall cue
+        a = torch.tensor(adapt)
+        before = a[:len(v) - int(data.mask[:, 0].sum())]
+        keep = before.std(0).argsort(descending=True)[:5].sort().values
         rec["adaptation"] = {"variable": ADAPTATION[model], "neurons": keep.tolist(),
                              "values": a[:, keep].tolist()}
     return rec
@@ -151,12 +160,25 @@ def train_one(model: str, seed: int, cfg: dict[str, Any], test: Any,
     with torch.no_grad():
         out = net(test.spikes)
         right = (loss_fn.predict(recall_window(out, test.mask)) == test.labels).float()
-    long = test.gap_steps * DT >= LONG_GAP - 1e-9
+    gap_s = test.gap_steps * DT
+    long = gap_s >= LONG_GAP - 1e-9
+    edges = torch.linspace(cfg["gap"][0], cfg["gap"][1], GAP_BINS + 1)
+    by_gap = []
+    for k in range(GAP_BINS):
+        inside = (gap_s >= edges[k] - 1e-9) & ((gap_s < edges[k + 1] - 1e-9) | (k == GAP_BINS - 1))
+        by_gap.append({"gap_s": [round(float(edges[k]), 4), round(float(edges[k + 1]), 4)],
+                       "trials": int(inside.sum()),
+                       "accuracy": right[inside].mean().item() if inside.any() else None})
     hidden = net.layers["hidden"]
     learned = {n: [round(float(p.detach().min()), 4), round(float(p.detach().max()), 4)]
                for n, p in hidden.named_parameters(recurse=False)}
+    if "a" in learned:  # AdLIF: below -(1 - ρ) the subthreshold (v, w) dynamics grows
+        rho = torch.exp(-DT / hidden.tau_adapt.detach())
+        learned["unstable_neurons"] = int((hidden.a.detach() < -(1 - rho)).sum())
     row = {"model": model, "seed": seed, "accuracy": right.mean().item(),
            "accuracy_long_gap": right[long].mean().item() if long.any() else None,
+           "accuracy_short_gap": right[~long].mean().item() if (~long).any() else None,
+           "accuracy_by_gap": by_gap,
            "final_loss": loss.item(), "hidden_rate_hz": out["hidden"].spikes.mean().item() / DT,
            "cpu_s": cpu, "learned_range": learned}
     return row, example(net, test, model)
@@ -166,25 +188,33 @@ def table(result: dict[str, Any]) -> str:
     """The markdown table of ``result`` (what the docs page includes)."""
     seeds = sorted({r["seed"] for r in result["rows"]})
     lines = ["| model | hidden population | " + " | ".join(f"seed {s}" for s in seeds)
-             + " | mean ± sd | gaps ≥ 0.6 s (mean) |",
-             "|---|---|" + "---:|" * (len(seeds) + 2)]
+             + f" | mean ± sd | gaps < {LONG_GAP:g} s | gaps ≥ {LONG_GAP:g} s |",
+             "|---|---|" + "---:|" * (len(seeds) + 3)]
     for model in result["models"]:
         rows = {r["seed"]: r for r in result["rows"] if r["model"] == model}
         if not rows:
             continue
         acc = [100 * rows[s]["accuracy"] for s in seeds if s in rows]
         sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
-        long = [100 * r["accuracy_long_gap"] for r in rows.values()
-                if r["accuracy_long_gap"] is not None]
         cells = [f"{100 * rows[s]['accuracy']:.1f} %" if s in rows else "–" for s in seeds]
-        long_cell = f"{statistics.mean(long):.1f} %" if long else "–"
-        lines.append(f"| `{model}` | {result['models'][model]} | " + " | ".join(cells)
-                     + f" | {statistics.mean(acc):.1f} ± {sd:.1f} % | {long_cell} |")
+        for key in ("accuracy_short_gap", "accuracy_long_gap"):
+            part = [100 * r[key] for r in rows.values() if r[key] is not None]
+            cells.append(f"{statistics.mean(part):.1f} %" if part else "–")
+        cells.insert(len(seeds), f"{statistics.mean(acc):.1f} ± {sd:.1f} %")
+        lines.append(f"| `{model}` | {result['models'][model]} | " + " | ".join(cells) + " |")
     s = result["settings"]
+    for model in result["models"]:
+        counts = [(r["seed"], r["learned_range"]["unstable_neurons"]) for r in result["rows"]
+                  if r["model"] == model and "unstable_neurons" in r["learned_range"]]
+        if counts:
+            lines += ["", f"`{model}`: hidden neurons whose learned `a < −(1 − ρ)` (their "
+                      "subthreshold `(v, w)` recursion grows instead of decaying): " + ", ".join(
+                          f"{n} of {s['hidden']} (seed {seed})" for seed, n in counts) + "."]
     lines += [
         "",
         f"Recall accuracy on {s['test_size']} held-out trials (chance "
-        f"{100 * result['chance']:.0f} %); {s['hidden']} recurrent hidden neurons, "
+        f"{100 * result['chance']:.0f} %; the last two columns: mean over seeds of the trials "
+        f"with shorter and longer gaps); {s['hidden']} recurrent hidden neurons, "
         f"{s['steps']} Adam steps (lr {s['lr']:g}) of {s['batch']} fresh trials, gaps "
         f"{s['gap'][0]:g}–{s['gap'][1]:g} s, dt {1e3 * result['dt']:g} ms, "
         f"{result['machine']['threads']} CPU thread.",
@@ -205,7 +235,7 @@ def figure(result: dict[str, Any], path: Path) -> None:
     fig = Figure(figsize=(11, 8), layout="constrained")
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(3, 2, width_ratios=(1, 2))
-    ax = fig.add_subplot(grid[:, 0])
+    ax = fig.add_subplot(grid[:2, 0])
     for k, m in enumerate(models):
         acc = [100 * r["accuracy"] for r in result["rows"] if r["model"] == m]
         jitter = 0.08 * (np.arange(len(acc)) - (len(acc) - 1) / 2)
@@ -217,8 +247,22 @@ def figure(result: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("recall accuracy (%), held-out trials")
     ax.set_title(f"accuracy at recall\n(dots: seeds, bars: means; {len(result['rows'])} runs)")
     ax.legend(loc="lower right")
+    ax = fig.add_subplot(grid[2, 0])
+    for k, m in enumerate(models):
+        bins = [r["accuracy_by_gap"] for r in result["rows"] if r["model"] == m]
+        mid = [1e3 * sum(b["gap_s"]) / 2 for b in bins[0]]
+        acc = [np.mean([100 * run[j]["accuracy"] for run in bins
+                        if run[j]["accuracy"] is not None] or [np.nan])
+               for j in range(len(mid))]
+        ax.plot(mid, acc, "o-", color=f"C{k}", ms=3, label=m)
+    ax.axhline(100 * result["chance"], color="grey", ls="--")
+    ax.set_ylim(0, 105)
+    ax.set_xlabel("gap between store and recall cue (ms, bin centres)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("accuracy against the gap (mean of seeds)")
     ex = result["examples"]
-    adaptive = next((m for m in models if "adaptation" in ex.get(m, {})), None)
+    adaptive = next((m for m in ("adaptive_lif", *models) if m in models
+                     and "adaptation" in ex.get(m, {})), None)
     shown = adaptive or models[-1]
     trial = ex[shown]
     t_ms = 1e3 * result["dt"] * (np.arange(len(trial["readout_v"])) + 1)
@@ -260,8 +304,8 @@ def figure(result: dict[str, Any], path: Path) -> None:
     ax.axvspan(*recall, color="C3", alpha=0.2)
     ax.set_xlabel("time (ms)")
     ax.set_ylabel("readout: v(stored) − v(other)")
-    ax.set_title(f"readout membrane margin (seed {result['rows'][0]['seed']}, each model); "
-                 "> 0 in the recall window = right answer")
+    ax.set_title(f"readout margin, each model (seed {result['rows'][0]['seed']}): "
+                 "> 0 during the recall cue = right answer")
     ax.legend(loc="upper left", fontsize=8, ncol=len(models))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -76,3 +76,21 @@ def test_docs_table_is_generated_from_the_results_file():
     page = (ROOT / "docs/memory-task.md").read_text()
     assert "<!-- generated: results memory_task.md -->" in page
     assert "<!-- generated: results memory_task.png -->" in page
+
+
+@pytest.mark.parametrize(("margin", "grows"), [(-2.0, True), (-0.8, False)])
+def test_adlif_w_grows_when_a_is_below_minus_one_minus_rho(margin, grows):
+    """The benchmark's ``unstable_neurons`` criterion: with ``a = margin · (1 − ρ)`` and no
+    input, a subthreshold start of the (v, w) recursion grows for ``margin < −1`` and decays
+    for ``margin > −1``."""
+    from spikeloop.nn import AdLIF
+
+    dt, tau_adapt = 5e-3, 0.6
+    rho = torch.exp(torch.tensor(-dt / tau_adapt)).item()
+    pop = AdLIF(1, dt=dt, tau_mem=20e-3, tau_adapt=tau_adapt, a=margin * (1 - rho), b=0.0,
+                v_threshold=1e9)
+    x = torch.zeros(2000, 1, 1)
+    x[0] = -1.0  # a push below rest
+    _, state = pop(x)
+    w = state.neuron.w.abs().item()
+    assert (w > 1.0) if grows else (w < 1e-3)
