@@ -89,6 +89,7 @@ def test_deterministic_for_a_seed():
     ({"gap": (1e-3, 0.2)}, ParameterError, "under one step (dt = 0.005 s)"),
     ({"gap": (0.2, float("nan"))}, ParameterError, "gap[1]"),
     ({"cue": 1e-3}, ParameterError, "cue = 0.001 s is under one step"),
+    ({"cue": 4e-3}, ParameterError, "cue = 0.004 s is under one step"),
     ({"lead": -1.0}, ParameterError, "lead"),
     ({"rate": 0.0}, ParameterError, "rate must be > 0"),
     ({"rate": 300.0}, ParameterError, "the limit is 1 / dt = 200 Hz"),

@@ -65,8 +65,9 @@ class StoreRecall(NamedTuple):
 
 
 def _steps(seconds: float, dt: float, who: str) -> int:
+    """``seconds`` as a whole number of steps (rounded), refusing a time under one step."""
     steps = round(seconds / dt)
-    if steps < 1:
+    if seconds < dt * (1 - 1e-9):
         raise ParameterError(f"store_recall: {who} = {seconds:g} s is under one step "
                              f"(dt = {dt:g} s); it must be at least dt")
     return steps
