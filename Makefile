@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint docs venv clean yinyang-bench bench bench-scaling bench-contention \
-	eventprop-bench event-memory xylo-example xylo-long nir-matrix data fashion-mnist \
+	eventprop-bench event-memory memory-task xylo-example xylo-long nir-matrix data fashion-mnist \
 	fashion-mnist-fc fashion-mnist-conv fashion-mnist-conv-surrogate digits shd spoken-digits spoken-digits-train data-bench \
 	temporal-audio delays-bench
 
@@ -48,6 +48,10 @@ eventprop-bench: $(STAMP)
 
 event-memory: $(STAMP)
 	$(PY) benchmarks/event_memory.py
+
+# Store-and-recall memory task: LIF against adaptive LIF, 6 models × 3 seeds (docs/memory-task.md).
+memory-task: $(STAMP)
+	$(PY) benchmarks/memory_task.py
 
 # Integer (Xylo-like) chip: float / quantised / QAT / in the loop / streaming on the integer sim.
 xylo-example: $(STAMP)

@@ -109,6 +109,12 @@ def _check_grad(ns: dict, printed: str) -> None:
     assert grad is not None and grad.abs().sum() > 0
 
 
+def _check_memory_task(ns: dict, printed: str) -> None:
+    assert ns["data"].spikes.shape == (230, 32, 40)
+    assert ns["during"].output.v.shape == (10, 32, 2)  # the loss read the recall cue only
+    assert ns["net"].layers.hidden.b.grad.abs().sum() > 0  # through the state of the first run
+
+
 CHECKS = {
     "README.md": _check_readme,
     "docs/analog-chip.md": _check_analog_chip,
@@ -116,6 +122,7 @@ CHECKS = {
     "docs/xylo-chip.md": _check_xylo,
     "docs/event-backend.md": _check_grad,
     "docs/concepts.md": _check_grad,
+    "docs/memory-task.md": _check_memory_task,
 }
 """What a page's examples must have done, beyond running without an error."""
 

@@ -18,6 +18,7 @@ from spikeloop.data.idx import load_mnist_family, read_idx, write_idx
 from spikeloop.data.loading import EventDataset, LabelledSubset, time_major_collate
 from spikeloop.data.shd import SHD, SSC, read_shd, speaker_holdout, write_shd
 from spikeloop.data.spoken_digits import make_spoken_digits
+from spikeloop.data.store_recall import StoreRecall, store_recall
 from spikeloop.data.transforms import (
     ChannelShift,
     Compose,
@@ -50,6 +51,7 @@ __all__ = [
     "FixedLength",
     "LabelledSubset",
     "PadTime",
+    "StoreRecall",
     "TimeJitter",
     "TimeShift",
     "ToRaster",
@@ -77,6 +79,7 @@ __all__ = [
     "speaker_holdout",
     "spectrogram_spikes",
     "status",
+    "store_recall",
     "time_major_collate",
     "write_idx",
     "write_shd",
