@@ -146,6 +146,8 @@ spoken-digits: $(STAMP)
 # The same network on the front end's spikes and on the spectrogram baseline's.
 spoken-digits-train: spoken-digits
 	$(REAL) configs/spoken_digits.yaml
+	$(REAL) configs/spoken_digits.yaml run.name=spoken_digits_spectrogram \
+		data.params.file=spoken_digits_spectrogram
 
 # Issue 17 (docs/temporal-audio.md): recurrent LIF, LIF + learned delays and recurrent adLIF on
 # the spoken digits, three seeds each (about an hour on one core); the training step with and
@@ -157,8 +159,6 @@ delays-bench: $(STAMP) spoken-digits
 	$(PY) benchmarks/speed_bench.py --libs spikeloop spikeloop_delay_axon \
 		spikeloop_delay_synapse --variants shd --modes train --threads 1 \
 		--out benchmarks/results/delays_speed
-	$(REAL) configs/spoken_digits.yaml run.name=spoken_digits_spectrogram \
-		data.params.file=spoken_digits_spectrogram
 
 # Data loading against training steps (samples per second, SHD-format and Fashion-MNIST):
 # benchmarks/results/data_loading.{json,md}.

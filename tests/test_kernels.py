@@ -648,3 +648,28 @@ def test_compression_of_sparse_and_dense_rows_equals_dense_product():
     c = Compressed(x)
     assert c.nnz == int((x != 0).sum())
     assert torch.equal(c.active_rows(), torch.tensor([1, 2, 3, 4, 5, 6]))
+
+
+def test_native_ctypes_signatures_match_the_c_functions():
+    """Every function of native.c that native.py declares has as many ctypes argument types
+    as C parameters (a missing one makes ctypes pass a pointer as a 32-bit int)."""
+    import re
+    from pathlib import Path
+
+    source = (Path(native.__file__).with_name("native.c")).read_text()
+
+    class Fake:
+        def __init__(self):
+            self.functions = {}
+
+        def __getattr__(self, name):
+            return self.functions.setdefault(name, type("F", (), {})())
+
+    lib = Fake()
+    native._declare(lib)
+    assert {"sl_neuron_forward", "sl_neuron_backward"} <= set(lib.functions)
+    for name, fn in lib.functions.items():
+        found = re.search(rf"\b\w+\s+\*?{name}\s*\(([^)]*)\)\s*\{{", source)
+        assert found, name
+        params = [p for p in found.group(1).split(",") if p.strip()]
+        assert len(fn.argtypes) == len(params), (name, len(fn.argtypes), len(params))

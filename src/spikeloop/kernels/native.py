@@ -136,7 +136,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     lib.sl_neuron_forward.argtypes = [ctypes.POINTER(Shape)] + [p] * 26
     lib.sl_neuron_forward.restype = None
-    lib.sl_neuron_backward.argtypes = [ctypes.POINTER(Shape)] + [p] * 40
+    lib.sl_neuron_backward.argtypes = [ctypes.POINTER(Shape)] + [p] * 41
     lib.sl_neuron_backward.restype = None
     lib.sl_count_nonzero_rows.argtypes = [i64, i64, p, p]
     lib.sl_count_nonzero_rows.restype = i64
