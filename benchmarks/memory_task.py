@@ -45,6 +45,10 @@ from typing import Any
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.stats import mean_sd, show_mean_sd  # noqa: E402
+
 OUT = ROOT / "benchmarks" / "results" / "memory_task"
 DT = 5e-3
 TAU_MEM = 20e-3
@@ -173,7 +177,9 @@ def train_one(model: str, seed: int, cfg: dict[str, Any], test: Any,
     learned = {n: [round(float(p.detach().min()), 4), round(float(p.detach().max()), 4)]
                for n, p in hidden.named_parameters(recurse=False)}
     if "a" in learned:  # AdLIF: below -(1 - ρ) the subthreshold (v, w) dynamics grows
-        rho = torch.exp(-DT / hidden.tau_adapt.detach())
+        with torch.no_grad():  # ρ as the model computes it (its discretisation method)
+            rho = hidden.description.coefficients(hidden.parameter_record(), hidden.dt,
+                                                  hidden.method).adapt_decay
         learned["unstable_neurons"] = int((hidden.a.detach() < -(1 - rho)).sum())
     row = {"model": model, "seed": seed, "accuracy": right.mean().item(),
            "accuracy_long_gap": right[long].mean().item() if long.any() else None,
@@ -195,12 +201,12 @@ def table(result: dict[str, Any]) -> str:
         if not rows:
             continue
         acc = [100 * rows[s]["accuracy"] for s in seeds if s in rows]
-        sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
+        mean, sd = mean_sd(acc)
         cells = [f"{100 * rows[s]['accuracy']:.1f} %" if s in rows else "–" for s in seeds]
         for key in ("accuracy_short_gap", "accuracy_long_gap"):
             part = [100 * r[key] for r in rows.values() if r[key] is not None]
             cells.append(f"{statistics.mean(part):.1f} %" if part else "–")
-        cells.insert(len(seeds), f"{statistics.mean(acc):.1f} ± {sd:.1f} %")
+        cells.insert(len(seeds), show_mean_sd(mean, sd, digits=1))
         lines.append(f"| `{model}` | {result['models'][model]} | " + " | ".join(cells) + " |")
     s = result["settings"]
     for model in result["models"]:

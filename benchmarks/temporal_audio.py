@@ -2,8 +2,8 @@
 synthesised spoken digits (SHD layout, held-out voices), same network size, same epochs and
 optimiser, several seeds.
 
-    python benchmarks/temporal_audio.py run [--seeds 0 1 2] [--models lif delays adlif]
-                                            [--out-dir runs/temporal_audio] [overrides ...]
+    python benchmarks/temporal_audio.py run [overrides ...] [--seeds 0 1 2]
+                                  [--models lif delays adlif] [--out-dir runs/temporal_audio]
     python benchmarks/temporal_audio.py table       # rewrite the .md from the .json only
 
 ``run`` trains each model's config (``MODELS``) once per seed, in this process, as
@@ -12,9 +12,10 @@ optimiser, several seeds.
 file does not hold —, validation accuracy on the held-out training voice, the kept epoch, the
 wall time per epoch, the command) and writes ``benchmarks/results/temporal_audio.{json,md}``
 (docs/temporal-audio.md shows the table; ``--results`` writes elsewhere). Extra ``overrides``
-go to every run (a smoke test runs tiny sizes that way; they are written into the file). The
-data come from ``make spoken-digits``; the same models run on real SHD files with the
-overrides ``data.dataset=shd data.train_size=7000 data.val_size=700 data.test_size=2264``
+(before the options: ``--seeds`` and ``--models`` take lists) go to every run (a smoke test runs
+tiny sizes that way; they are written into the file). The data come from ``make
+spoken-digits``; the same models run on real SHD files with the overrides
+``data.dataset=shd data.train_size=7000 data.val_size=700 data.test_size=2264``
 (configs/shd.yaml's split sizes).
 """
 
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.real_data import record  # noqa: E402
+from benchmarks.stats import mean_sd, show_mean_sd  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 OUT = RESULTS / "temporal_audio"
@@ -66,10 +68,6 @@ def command(key: str, seed: int, overrides: list[str]) -> str:
                      "--seeds", str(seed)])
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per model: the seeds, test accuracies, their mean and sample standard deviation."""
     out: dict[str, dict[str, Any]] = {}
@@ -79,7 +77,7 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if not mine:
             continue
         test = [r["test_acc"] for r in mine]
-        mean, std = _mean_std(test)
+        mean, std = mean_sd(test)
         out[key] = {"seeds": [r["seed"] for r in mine], "test_acc": test, "mean": mean,
                     "std": std, "val_mean": statistics.fmean(r["val_acc"] for r in mine),
                     "seconds_per_epoch": statistics.fmean(r["seconds_per_epoch"]
@@ -101,16 +99,20 @@ def markdown(result: dict[str, Any]) -> str:
     for key, s in summary.items():
         config, description = MODELS[key]
         seeds = ", ".join(f"{100 * a:.2f}" for a in s["test_acc"])
-        lines.append(f"| {description} | `{config}` | {100 * s['mean']:.2f} ± "
-                     f"{100 * s['std']:.2f} % | {seeds} | {100 * s['val_mean']:.2f} % | "
+        sd = None if s["std"] is None else 100 * s["std"]
+        lines.append(f"| {description} | `{config}` | {show_mean_sd(100 * s['mean'], sd)} | "
+                     f"{seeds} | {100 * s['val_mean']:.2f} % | "
                      f"{s['seconds_per_epoch']:.1f} |")
     if "lif" in summary and "delays" in summary:
         gain = summary["delays"]["mean"] - summary["lif"]["mean"]
-        spread = max(summary["delays"]["std"], summary["lif"]["std"])
-        verdict = "more" if gain > spread else "not more"
-        lines += ["", f"Learned delays minus no delays: {100 * gain:+.2f} points, {verdict} "
-                      f"than the seeds' spread (the larger standard deviation of the two, "
-                      f"{100 * spread:.2f} points)."]
+        sds = [summary[k]["std"] for k in ("delays", "lif")]
+        if None in sds:
+            verdict = "the seeds' spread is not measured (one run of a model)"
+        else:
+            spread = max(sds)
+            verdict = (f"{'more' if gain > spread else 'not more'} than the seeds' spread (the "
+                       f"larger standard deviation of the two, {100 * spread:.2f} points)")
+        lines += ["", f"Learned delays minus no delays: {100 * gain:+.2f} points, {verdict}."]
     lines += ["", "Commands (each from a fresh clone after `make spoken-digits`):", ""]
     for run in sorted(result["runs"].values(), key=lambda r: (r["model_key"], r["seed"])):
         extra = f"; overrides {' '.join(run['overrides'])}" if run["overrides"] else ""

@@ -107,4 +107,9 @@ def test_the_description_says_who_runs_it():
         net(torch.zeros(10, 1, 3), backend="chip")
     with pytest.raises(ParameterError, match="AdLIF; supported neuron models"):
         net(torch.zeros(10, 1, 3), backend="event")
-    net(torch.zeros(10, 1, 3), backend={"name": "sim", "kernel": "fused"})  # issue 17
+    x = (torch.rand(30, 1, 3, generator=torch.Generator().manual_seed(0)) < 0.5) * 30.0
+    fused = net(x, backend={"name": "sim", "kernel": "fused"})  # issue 17: it fuses
+    ref = net(x, backend={"name": "sim", "kernel": "reference"})
+    assert ref["hidden"].spikes.sum() > 0
+    assert torch.equal(fused["hidden"].spikes, ref["hidden"].spikes)
+    torch.testing.assert_close(fused["hidden"].v, ref["hidden"].v)

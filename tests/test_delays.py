@@ -550,3 +550,28 @@ def test_a_delayed_network_spikes_the_same_on_the_fused_kernel_and_the_reference
     assert float(ref[2].abs().max()) > 0
     for a, b in zip(fused[2:], ref[2:], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
+
+
+def test_nir_export_refuses_delays_outside_the_range():
+    from spikeloop.interop import to_nir
+
+    net = _delayed_net(delay=torch.tensor([0, 1, 2, 3, 4, 5]) * DT)
+    net.layers.fc.delay.data[2] = -2e-3  # set behind the layer's back: never exported
+    with pytest.raises(ParameterError, match=r"must lie in \[0, max_delay = 0\.006 s\], got "
+                                             r"-0\.002 s at index \[2\].*NIR export"):
+        to_nir(net)
+
+
+def test_per_axon_delays_of_another_dtype_than_the_input():
+    """float64 inputs and weights with float32 delays (and bfloat16 ones) run per axon as per
+    synapse does, with the same values."""
+    torch.manual_seed(31)
+    x, w = spikes(12, 2, 3, seed=31).double(), torch.randn(4, 3, dtype=torch.float64)
+    d = torch.tensor([1e-3, 2.5e-3, 0.0])
+    y, _ = ops.delayed_linear(x, w, d, DT, 3)
+    want, _ = ops.delayed_linear(x, w, d.expand(4, 3), DT, 3)  # the same float32 fractions
+    assert y.dtype == torch.float64
+    torch.testing.assert_close(y, want)
+    yb, _ = ops.delayed_linear(x.bfloat16(), w.bfloat16(), d, DT, 3)
+    assert yb.dtype == torch.bfloat16
+    torch.testing.assert_close(yb.double(), want, rtol=2e-2, atol=5e-2)

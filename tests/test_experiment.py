@@ -68,9 +68,9 @@ def test_conv_stages_pool_currents_or_spikes():
 
 def test_model_delays_make_every_hidden_projection_a_delayed_linear():
     """``model.delays`` turns fc1 … (into hidden layers, not the readout's) into DelayedLinear
-    with the given range and kind; init_weights draws the weights as for a Linear and the
-    delays uniform in [0, max_delay] from the generator (reproducible)."""
-    from spikeloop.errors import ParameterError
+    with the given range and kind; init_weights draws the weights as for a Linear,
+    build_network the delays uniform in [0, max_delay] from the generator (reproducible), and
+    init_weights alone never touches delays a user set."""
     from spikeloop.nn import DelayedLinear
 
     def build(delays, seed=0):
@@ -93,13 +93,20 @@ def test_model_delays_make_every_hidden_projection_a_delayed_linear():
     assert torch.equal(again.layers.fc1.weight, fc1.weight)
     fixed = build({"max_delay": 4e-3, "learn": False}).layers.fc1
     assert (fixed.per, fixed.delay.shape, fixed.delay.requires_grad) == ("axon", (5,), False)
+    from spikeloop.nn import CubaLI, CubaLIF, DelayedLinear
+
+    mine = Network({"input": Input(3), "fc": DelayedLinear(3, 4, 4e-3, dt=1e-3, delay=2e-3),
+                    "h": CubaLIF(4), "fc2": Linear(4, 2), "out": CubaLI(2)})
+    init_weights(mine, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(mine.layers.fc.delay.detach(), torch.full((4, 3), 2e-3))
     out = net((torch.rand(20, 2, 5) < 0.5).float())
     assert out.output.v.shape == (20, 2, 3)
     with pytest.raises(ConfigError, match=r"model.delays needs 'max_delay'.*got \['per'\]"):
         build({"per": "axon"})
     with pytest.raises(ConfigError, match=r"takes only max_delay, per, learn; got.*'steps'"):
         build({"max_delay": 4e-3, "steps": 2})
-    with pytest.raises(ParameterError, match=r"max_delay = 0\.0025 s must be a whole number"):
+    with pytest.raises(ConfigError, match=r"model\.delays: DelayedLinear max_delay = "
+                                          r"0\.0025 s must be a whole number"):
         build({"max_delay": 2.5e-3})
     with pytest.raises(ArgumentTypeError, match=r"model\.delays must be"):
         build([4e-3])

@@ -43,8 +43,20 @@ def test_models_and_seeds_are_recorded_and_tabulated(tmp_path, monkeypatch):
         assert s["seeds"] == [0, 1] and s["test_acc"] == accs
         assert s["mean"] == pytest.approx(statistics.fmean(accs))
         assert s["std"] == pytest.approx(statistics.stdev(accs))
-    # the delayed model really has learned delays, the adLIF model adLIF neurons
-    assert "learned delays" in temporal_audio.MODELS["delays"][1]
+    # what each model is, from its config: learned delays, adLIF neurons with learned parameters
+    from spikeloop.nn import AdLIF, CubaLIF, DelayedLinear, Linear
+    from spikeloop.training import build_network, load_config
+
+    nets = {k: build_network(load_config(ROOT / c).model, 700, 20, 0.01)
+            for k, (c, _) in temporal_audio.MODELS.items()}
+    assert type(nets["lif"].layers.fc1) is Linear and type(nets["lif"].layers.hidden1) is CubaLIF
+    fc1 = nets["delays"].layers.fc1
+    assert isinstance(fc1, DelayedLinear) and fc1.delay.requires_grad and fc1.per == "axon"
+    assert type(nets["delays"].layers.hidden1) is CubaLIF
+    hidden = nets["adlif"].layers.hidden1
+    assert type(hidden) is AdLIF and type(nets["adlif"].layers.fc1) is Linear
+    assert {n for n, p in hidden.named_parameters() if n in ("tau_mem", "tau_adapt", "a", "b")} \
+        == {"tau_mem", "tau_adapt", "a", "b"}
     text = out.with_suffix(".md").read_text()
     gain = summary["delays"]["mean"] - summary["lif"]["mean"]
     assert f"Learned delays minus no delays: {100 * gain:+.2f} points" in text

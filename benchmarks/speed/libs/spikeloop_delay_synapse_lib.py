@@ -1,41 +1,12 @@
-"""spikeloop with learned delays per synapse on the input projection: :mod:`.spikeloop_lib`'s
-network with ``fc1 = DelayedLinear(n_in, hidden, max_delay = 25 steps, per="synapse")`` (issue 17's
-speed goal: a training step with delays of at most 25 steps costs at most 1.5× the step
-without). Delays drawn uniformly in ``[0, 25]`` steps from the workload's seed and learned
-(``learn_delay=True``, so their gradient is part of the step). Not a peer: a second row of
-spikeloop, compared with the ``spikeloop`` row of the same run.
-"""
+"""spikeloop with learned delays per synapse on the input projection (see
+:mod:`.spikeloop_delay_lib`). Not a peer: a second row of spikeloop."""
 
 from __future__ import annotations
 
-import torch
-from benchmarks.speed.libs import Model, spikeloop_lib
-from benchmarks.speed.workload import Workload
+import functools
+
+from benchmarks.speed.libs import spikeloop_delay_lib, spikeloop_lib
 
 NAME = "spikeloop_delay_synapse"
 version = spikeloop_lib.version
-MAX_STEPS = 25
-
-
-def fc1(wl: Workload) -> torch.nn.Module:
-    from spikeloop.nn import DelayedLinear
-
-    shape = (wl.n_in,) if "synapse" == "axon" else (wl.hidden, wl.n_in)
-    g = torch.Generator().manual_seed(wl.seed + 17)
-    delay = torch.rand(shape, generator=g, dtype=torch.float64) * MAX_STEPS * wl.dt
-    return DelayedLinear(wl.n_in, wl.hidden, MAX_STEPS * wl.dt, dt=wl.dt, per="synapse",
-                         delay=delay)
-
-
-def build(wl: Workload) -> Model:
-    model = spikeloop_lib.build(wl, fc1=fc1)
-    net, forward = model.modules[0], model.forward
-
-    def constrained(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        net.constrain_()  # what the Trainer does after each optimiser step (delays in range)
-        return forward(x)
-
-    model.forward = constrained
-    model.notes = (f"input projection DelayedLinear per synapse, D = {MAX_STEPS} steps, "
-                   "delays learned")
-    return model
+build = functools.partial(spikeloop_delay_lib.build, per="synapse")

@@ -213,24 +213,27 @@ def _(node: Node, ctx: ExportContext) -> tuple[nir.NIRNode, ...]:
             f"node {node.name!r} is a DelayedLinear with a delay per synapse; NIR has no "
             "projection with a delay per weight (its Delay node delays each input of a "
             "vector): only per='axon' delays export, as a Delay followed by a Linear")
-    dt = float(node.settings["dt"])
-    delay = node.params["delay"].detach().cpu().double()
-    steps = delay / dt
-    off = (steps - steps.round()).abs()
-    if bool((off > ops.SNAP).any()):
-        worst = int(off.argmax())
+    dt, max_steps = float(node.settings["dt"]), int(node.settings["max_steps"])
+    delay = node.params["delay"].detach().cpu()
+    ops.check_delay_range(delay, max_steps * dt, "NIR export writes the delays the layer runs")
+    lo, frac = ops.delay_taps(delay.double(), dt, max_steps)  # the forward pass's taps
+    frac = frac.detach()
+    between = (frac > 0) & (frac < 1)  # weight on two taps: no NIR counterpart
+    if bool(between.any()):
+        worst = int((0.5 - (frac - 0.5).abs()).argmax())
         raise NIRError(
             f"node {node.name!r}: DelayedLinear delays must be whole steps of dt = {dt:g} s to "
             f"export (NIR's Delay is y(t) = x(t − d); the layer's interpolation between two "
             f"steps has no NIR counterpart), got {float(delay[worst]):g} s = "
-            f"{float(steps[worst]):g} steps at input {worst} ({int((off > ops.SNAP).sum())} "
-            "off a whole step): call round_delays_() on the layer first")
+            f"{float(lo[worst] + frac[worst]):g} steps at input {worst} "
+            f"({int(between.sum())} off a whole step): call round_delays_() on the layer first")
+    steps = (lo + frac).double()  # whole steps (f = 1 only at D: the whole weight on tap D)
     linear = {**node.params}
     del linear["delay"]
     weight = f32(linear["weight"], tuple(linear["weight"].shape))
     project = (nir.Affine(weight=weight, bias=f32(linear["bias"], (weight.shape[0],)))
                if "bias" in linear else nir.Linear(weight=weight))
-    return nir.Delay(delay=steps.round().numpy() * ctx.dt), project
+    return nir.Delay(delay=steps.numpy() * ctx.dt), project
 
 
 @exporter("Threshold", ("Threshold",))

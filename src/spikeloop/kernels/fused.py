@@ -128,8 +128,9 @@ def _torch_forward(cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0, z0,
     ``adapt``: ``(ρ, κ, a_c, b, v_leak, w0)`` of an adaptive loop. Its step is
     :func:`~spikeloop.dynamics.adlif_step` fed the current ``i' = i + x`` with ``x_gain = g``
     (``u = β v + rest + g i' − κ w``: the operations, in order, of
-    :func:`~spikeloop.dynamics.adaptive_lif_step` too, whose ``a_c = 0`` adds an exact zero),
-    then ``i ← α i'``. ``want_w``: also return ``w_k`` before every step.
+    :func:`~spikeloop.dynamics.adaptive_lif_step` too, whose ``a_c = 0`` adds an exact zero;
+    ``tests/test_fused_adaptive.py`` checks both models against their own step functions, bit
+    for bit), then ``i ← α i'``. ``want_w``: also return ``w_k`` before every step.
     """
     p = dyn.ThresholdParameters(v_threshold=thr, v_reset=vreset, reset=cfg.reset)
     c = dyn.Coefficients(beta=beta, rest=rest, alpha=alpha, syn_gain=gain,
@@ -380,7 +381,7 @@ def neuron_loop(
     cfg: LoopConfig,
     x: Tensor,
     coefficients: dict[str, Any],
-    state: tuple[Tensor, Tensor, Tensor, Tensor | None],
+    state: tuple[Tensor | None, ...],
     wrec: Tensor | None = None,
     observed: tuple[Tensor | None, Tensor | None] = (None, None),
     record_current: bool = True,

@@ -231,7 +231,8 @@ def delayed_linear(
             t, device=x.device)
         near = rows.index_select(0, (base - lo[:, None]).reshape(-1))
         far = rows.index_select(0, (base - hi.clamp(max=d)[:, None]).reshape(-1))
-        delayed = torch.lerp(near, far, frac.repeat_interleave(t)[:, None]).view(n, t, -1)
+        weight_far = frac.to(near.dtype).repeat_interleave(t)[:, None]
+        delayed = torch.lerp(near, far, weight_far).view(n, t, -1)
         y = F.linear(delayed.permute(1, 2, 0).contiguous(), weight, bias)
     else:  # per synapse: a causal temporal convolution with the interpolated kernel
         m = torch.arange(d + 1, device=x.device)

@@ -158,8 +158,10 @@ class ModelConfig:
     """Learnable transmission delays on every projection into a hidden layer (``fc1`` …;
     not the readout's): ``{max_delay: 0.25, per: axon, learn: true}`` makes each a
     :class:`~spikeloop.nn.DelayedLinear` with delays in ``[0, max_delay]`` seconds (a whole
-    number of steps ``data.dt``), ``per`` ``axon`` (one per input neuron) or ``synapse`` (one
-    per weight), initially uniform in that range; ``learn: false`` keeps them fixed. Empty
+    number of steps ``data.dt``), ``per`` ``axon`` (one per input neuron; the default here,
+    as it costs little more than a Linear) or ``synapse`` (one per weight, ``max_delay / dt + 1``
+    times a Linear's multiply-adds; ``DelayedLinear``'s own default), initially uniform in
+    that range; ``learn: false`` keeps them fixed. Empty
     (the default): plain ``Linear`` projections."""
     init: dict[str, Any] = field(default_factory=lambda: dict(INIT_DEFAULTS))
     """Weight initialisation, ``normal(mean, std)``: ``input_mean``/``input_std`` for the first

@@ -332,15 +332,14 @@ def build_network(
     delays = _delay_settings(cfg.delays, dt)
     for k, (a, b) in enumerate(itertools.pairwise(sizes), start=1):
         width = neuron.description.input_width * b  # 2b: two currents
-        layers[f"fc{k}"] = (DelayedLinear(a, width, dt=dt, **delays) if delays
-                            else Linear(a, width))
+        layers[f"fc{k}"] = _delayed(a, width, dt, delays) if delays else Linear(a, width)
         layers[f"hidden{k}"] = neuron(
             b, **common, surrogate=cfg.surrogate, recurrent=cfg.recurrent, learn=cfg.learn,
             **(_accepted(neuron, shared) | cfg.neuron_params),
         )
     layers[f"fc{len(sizes)}"] = Linear(sizes[-1], n_out)
     layers["output"] = readout(n_out, **common, **(_accepted(readout, shared) | cfg.readout_params))
-    return init_weights(Network(layers), cfg.init, generator)
+    return init_weights(Network(layers), cfg.init, generator, draw_delays=True)
 
 
 DELAY_KEYS = ("max_delay", "per", "learn")
@@ -360,6 +359,14 @@ def _delay_settings(delays: Any, dt: float) -> dict[str, Any]:
                           f"{', '.join(DELAY_KEYS)}; got {sorted(delays, key=str)}")
     return {"max_delay": delays["max_delay"], "per": delays.get("per", "axon"),
             "learn_delay": check_bool(delays.get("learn", True), "model.delays.learn")}
+
+
+def _delayed(n_in: int, n_out: int, dt: float, delays: dict[str, Any]) -> DelayedLinear:
+    """A DelayedLinear from ``model.delays``; its own checks' errors name the config key."""
+    try:
+        return DelayedLinear(n_in, n_out, dt=dt, **delays)
+    except SpikeloopError as err:
+        raise ConfigError(f"model.delays: {err}") from None
 
 
 CONV_KEYS = ("channels", "kernel", "padding", "pool", "pool_spikes")
@@ -410,14 +417,17 @@ def init_weights(
     net: Network,
     init: Mapping[str, float] | None = None,
     generator: torch.Generator | None = None,
+    draw_delays: bool = False,
 ) -> Network:
     """Draw ``net``'s weights as the training configs do (``model.init``) and return ``net``.
 
     The first :class:`~spikeloop.nn.Linear` (or :class:`~spikeloop.nn.DelayedLinear`) of
     ``net.layers`` gets ``normal(input_mean, input_std)`` — strong enough that a latency-coded
     input makes the first hidden layer spike —, every later one ``normal(hidden_mean,
-    hidden_std)`` and every recurrent projection ``normal(0, recurrent_std)``; delays are drawn
-    uniform in ``[0, max_delay]``; biases and other layers keep their values.
+    hidden_std)`` and every recurrent projection ``normal(0, recurrent_std)``; biases and other
+    layers keep their values, and so do delays unless ``draw_delays`` (what
+    :func:`build_network` asks for ``model.delays``: each ``DelayedLinear``'s delays uniform in
+    ``[0, max_delay]``, drawn right after its weights).
     ``init`` overrides entries of :data:`~spikeloop.training.config.INIT_DEFAULTS` (input
     normal(1, 1), hidden normal(0, 0.5), recurrent normal(0, 0.1)).
 
@@ -435,6 +445,7 @@ def init_weights(
         check_type(init, "model.init", Mapping, "a mapping of the keys of INIT_DEFAULTS")
     if generator is not None:
         check_type(generator, "init_weights: generator", torch.Generator, "a torch.Generator")
+    draw_delays = check_bool(draw_delays, "init_weights: draw_delays")
     unknown = set(init or {}) - set(INIT_DEFAULTS)
     if unknown:
         raise ConfigError(
@@ -449,7 +460,7 @@ def init_weights(
         for k, layer in enumerate(linears):
             mean, std = ("input_mean", "input_std") if k == 0 else ("hidden_mean", "hidden_std")
             layer.weight.normal_(init[mean], init[std], generator=generator)
-            if isinstance(layer, DelayedLinear):  # delays uniform in [0, max_delay]
+            if draw_delays and isinstance(layer, DelayedLinear):
                 layer.delay.uniform_(0.0, layer.max_delay, generator=generator)
         for module in net.layers.values():
             if isinstance(module, Conv2d):
