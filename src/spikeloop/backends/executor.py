@@ -164,7 +164,7 @@ def _delayed_linear(
 ) -> tuple[Tensor, Tensor]:
     p, s = node.params, node.settings
     return ops.delayed_linear(x, p["weight"], p["delay"], s["dt"], s["max_steps"], p.get("bias"),
-                              state)
+                              state, event=hooks.kernel != "reference")
 
 
 def recurrent_of(graph: Graph, node: Node) -> Node | None:

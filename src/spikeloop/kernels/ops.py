@@ -16,6 +16,7 @@ from torch import Tensor
 
 from spikeloop.dynamics.surrogate import Surrogate, spike
 from spikeloop.errors import ParameterError, ShapeError
+from spikeloop.kernels.fused import event_linear
 
 
 def fold(x: Tensor, rank: int, who: str) -> tuple[Tensor, tuple[int, int]]:
@@ -190,7 +191,7 @@ def check_delay_range(delay: Tensor, max_delay: float, hint: str = CONSTRAIN_HIN
 
 def delayed_linear(
     x: Tensor, weight: Tensor, delay: Tensor, dt: float, max_steps: int,
-    bias: Tensor | None = None, state: Tensor | None = None,
+    bias: Tensor | None = None, state: Tensor | None = None, event: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """``y_k[j] = Σ_i Σ_m K[j, i, m] x_{k−m}[i] (+ b_j)`` with the interpolated delay kernel
     ``K[j, i, m] = W[j, i] · max(0, 1 − |m − d/dt|)``, ``m = 0 … D`` (``D = max_steps``): each
@@ -203,6 +204,9 @@ def delayed_linear(
     the ``T·B`` rows; per synapse, the kernel ``[out, in, D + 1]`` is applied as one causal
     ``conv1d`` over time. ``state``: the last ``D`` inputs of the previous call,
     ``[D, B, in]`` (``None``: zeros), so consecutive windows give the same result as one run.
+    ``event``: per axon, project the delayed inputs with
+    :func:`~spikeloop.kernels.event_linear` (from their non-zero entries where they are sparse,
+    as the simulator's ``Linear`` does; the same values up to summation order).
     At a whole step ``d/dt = n`` the derivative with respect to ``d`` is the right one
     (``lo = n``), except at ``n = D ≥ 1``, where it is the left one (``lo = D − 1``), so the
     gradient never points out of ``[0, D]``. Returns ``(y, state)``.
@@ -233,7 +237,8 @@ def delayed_linear(
         far = rows.index_select(0, (base - hi.clamp(max=d)[:, None]).reshape(-1))
         weight_far = frac.to(near.dtype).repeat_interleave(t)[:, None]
         delayed = torch.lerp(near, far, weight_far).view(n, t, -1)
-        y = F.linear(delayed.permute(1, 2, 0).contiguous(), weight, bias)
+        delayed = delayed.permute(1, 2, 0).contiguous()
+        y = event_linear(delayed, weight, bias) if event else F.linear(delayed, weight, bias)
     else:  # per synapse: a causal temporal convolution with the interpolated kernel
         m = torch.arange(d + 1, device=x.device)
         taps = (torch.where(m == lo[..., None], (1 - frac)[..., None], 0.0)
