@@ -93,7 +93,9 @@ def markdown(result: dict[str, Any]) -> str:
              "Test accuracy on the whole test file (voices the training file does not hold), "
              "per seed and mean ± sample standard deviation over the seeds; the same network "
              "size (700 → 256 recurrent → 20), epochs, batch, optimiser and schedule for "
-             "every model. s / epoch: training batches only, one torch thread.", "",
+             "every model. s / epoch: training batches only, one torch thread, on a machine "
+             "that other jobs may have shared (indicative; the step-time ratio of delays is "
+             "measured by the speed bench, `make delays-bench`).", "",
              "| model | config | test accuracy (mean ± sd) | per seed | validation (mean) | "
              "s / epoch |", "|---|---|---:|---|---:|---:|"]
     for key, s in summary.items():
