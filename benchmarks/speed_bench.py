@@ -55,6 +55,8 @@ if str(ROOT) not in sys.path:
 from benchmarks.speed.libs import (  # noqa: E402
     BASELINES,
     DEFAULT_LIBS,
+    DELAY_GOAL,
+    DELAYS,
     LIBS,
     OURS,
     OURS_ALL,
@@ -225,6 +227,9 @@ def summarize(records: list[dict[str, Any]], variants: list[str]) -> dict[str, A
                 for base in BASELINES:
                     if _ok(rows.get(base)):
                         entry[f"speedup_vs_{base}"] = rows[base]["median_ms"] / ours["median_ms"]
+                for lib in DELAYS:  # learned delays: cost relative to the same step without
+                    if _ok(rows.get(lib)):
+                        entry[f"{lib}_ratio"] = rows[lib]["median_ms"] / ours["median_ms"]
             per_mode[mode] = entry
         summary[variant] = per_mode
     return summary
@@ -343,6 +348,12 @@ def markdown(result: dict[str, Any]) -> str:
             elif "spikeloop_ms" in s:
                 lines.append(f"- **{mode}**: spikeloop {s['spikeloop_ms']:.1f} ms; no peer "
                              "measured, no ratio.")
+            for lib in DELAYS:
+                if f"{lib}_ratio" in s:
+                    ratio = s[f"{lib}_ratio"]
+                    met = "met" if ratio <= DELAY_GOAL else "not met"
+                    lines.append(f"- **{mode}**, learned delays: {lib} / spikeloop = "
+                                 f"**{ratio:.3f}×** (goal ≤ {DELAY_GOAL:g}×: {met}).")
             else:
                 lines.append(f"- **{mode}**: spikeloop not measured.")
         lines += _agreement(records, variant)

@@ -64,6 +64,24 @@ def test_speed_benchmark_smoke(tmp_path):
     assert all(r.get("median_ms", 0) > 0 for r in result["records"] if r["lib"] == "spikeloop")
 
 
+def test_delay_rows_of_the_speed_benchmark(tmp_path):
+    """The learned-delay rows run and the report states their step time against spikeloop's
+    against the 1.5× goal, computed from the rows themselves."""
+    run(str(ROOT / "benchmarks/speed_bench.py"), "--quick", "--libs", "spikeloop",
+        "spikeloop_delay_axon", "spikeloop_delay_synapse", "--variants", "ff", "--modes",
+        "train", "--out", str(tmp_path / "delays"))
+    result = json.loads((tmp_path / "delays.json").read_text())
+    rows = {r["lib"]: r for r in result["records"]}
+    assert set(rows) == {"spikeloop", "spikeloop_delay_axon", "spikeloop_delay_synapse"}
+    assert "DelayedLinear per synapse" in rows["spikeloop_delay_synapse"]["notes"]
+    text = (tmp_path / "delays.md").read_text()
+    for lib in ("spikeloop_delay_axon", "spikeloop_delay_synapse"):
+        ratio = rows[lib]["median_ms"] / rows["spikeloop"]["median_ms"]
+        met = "met" if ratio <= 1.5 else "not met"
+        assert (f"learned delays: {lib} / spikeloop = **{ratio:.3f}×** (goal ≤ 1.5×: {met})"
+                in text)
+
+
 def test_compare_commits_smoke(tmp_path):
     """The same-run comparison of two trees (here the same tree twice) times both and writes
     the ratios."""

@@ -32,6 +32,8 @@ LIBS: dict[str, str] = {
     "rockpool": "rockpool_lib",
 }
 OURS = "spikeloop"
+DELAYS = ("spikeloop_delay_axon", "spikeloop_delay_synapse")  # spikeloop with learned delays
+DELAY_GOAL = 1.5  # issue 17: a step with delays costs at most this × the step without
 OURS_ALL = "spikeloop_all"  # spikeloop recording everything (its default), not a peer
 BASELINES = ("torch_loop", "torch_compile")  # hand-written references, not peers
 PEERS = ("snntorch", "norse", "sinabs", "spikingjelly", "rockpool")
