@@ -348,14 +348,14 @@ def markdown(result: dict[str, Any]) -> str:
             elif "spikeloop_ms" in s:
                 lines.append(f"- **{mode}**: spikeloop {s['spikeloop_ms']:.1f} ms; no peer "
                              "measured, no ratio.")
+            else:
+                lines.append(f"- **{mode}**: spikeloop not measured.")
             for lib in DELAYS:
                 if f"{lib}_ratio" in s:
                     ratio = s[f"{lib}_ratio"]
                     met = "met" if ratio <= DELAY_GOAL else "not met"
                     lines.append(f"- **{mode}**, learned delays: {lib} / spikeloop = "
                                  f"**{ratio:.3f}×** (goal ≤ {DELAY_GOAL:g}×: {met}).")
-            else:
-                lines.append(f"- **{mode}**: spikeloop not measured.")
         lines += _agreement(records, variant)
         if problems:
             lines += ["", "Not measured:", *problems]
