@@ -19,6 +19,8 @@ from spikeloop.network import Network
 from spikeloop.nn import AdaptiveLIF, AdLIF, CubaLI, Input, Linear
 from spikeloop.observables import Observables
 
+NATIVE = native.library() is not None
+
 LEARN = {
     AdLIF: ("tau_mem", "tau_adapt", "a", "b", "v_leak", "r", "v_threshold", "v_reset"),
     AdaptiveLIF: ("tau_mem", "tau_syn", "tau_adapt", "adapt_increment", "v_leak", "r",
@@ -27,18 +29,8 @@ LEARN = {
 DRIVE = {AdLIF: 4.0, AdaptiveLIF: 3.0}  # input amplitude that makes both spike and adapt
 F64 = {"rtol": 1e-8, "atol": 1e-10}
 F32 = {"rtol": 1e-4, "atol": 1e-5}
-NATIVE = native.library() is not None
 
 
-@pytest.fixture(params=["native", "torch"])
-def engine(request, monkeypatch):
-    """Run the test with the C kernels and again with the portable torch engine."""
-    if request.param == "native":
-        if not NATIVE:
-            pytest.skip(f"native kernels unavailable: {native.unavailable_reason()}")
-    else:
-        monkeypatch.setenv("SPIKELOOP_NATIVE", "0")
-    return request.param
 
 
 def make(cls, n=12, *, reset="subtract", t_refrac=0.0, recurrent=False, seed=0):

@@ -12,19 +12,9 @@ from spikeloop.network import Network
 from spikeloop.nn import IF, LI, LIF, CubaLI, CubaLIF, CubaLIF2, Input, Linear
 from spikeloop.observables import Observables
 
-ENGINES = ["native", "torch"]
 NATIVE = native.library() is not None
 
 
-@pytest.fixture(params=ENGINES)
-def engine(request, monkeypatch):
-    """Run the test with the C kernels and again with the portable torch engine."""
-    if request.param == "native":
-        if not NATIVE:
-            pytest.skip(f"native kernels unavailable: {native.unavailable_reason()}")
-    else:
-        monkeypatch.setenv("SPIKELOOP_NATIVE", "0")
-    return request.param
 
 
 LEARNABLE = {
