@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.speed.libs import spikeloop_lib
 from benchmarks.speed.workload import Workload, loss_fn
+from benchmarks.stats import mean_sd, show_mean_sd
 
 from spikeloop.backends import SimBackend
 from spikeloop.training import Trainer, load_config
@@ -130,10 +131,10 @@ def main() -> None:
     for band in (None, args.yinyang_band):
         accs = [a["test_acc"] for a in accuracy if a["band"] == band]
         secs = [a["seconds_per_epoch"] for a in accuracy if a["band"] == band]
-        sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        mean, sd = mean_sd([100 * a for a in accs])
         label = f"grad_band {band}" if band is not None else "full surrogate"
         lines.append(f"| {label} | " + " | ".join(f"{a * 100:.1f} %" for a in accs)
-                     + f" | {statistics.mean(accs) * 100:.1f} ± {sd * 100:.1f} % | "
+                     + f" | {show_mean_sd(mean, sd, digits=1)} | "
                      f"{statistics.median(secs):.2f} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

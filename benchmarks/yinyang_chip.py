@@ -16,16 +16,17 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.stats import mean_sd, show_mean_sd
+
 from spikeloop.training import Trainer, load_config
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def main() -> None:
@@ -63,7 +64,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
 
     cols = ("sim", "deployed", "in_the_loop")
-    stats = {k: _mean_std([r[k] for r in rows]) for k in cols}
+    stats = {k: mean_sd([r[k] for r in rows]) for k in cols}
     sim_epoch = statistics.median(r["sim_seconds_per_epoch"] for r in rows)
     hil_epoch = statistics.median(r["hil_seconds_per_epoch"] for r in rows)
     result = {
@@ -89,7 +90,8 @@ def main() -> None:
         *[f"| {r['seed']} | {pct(r['sim'])} | {pct(r['deployed'])} | {pct(r['in_the_loop'])} |"
           for r in rows],
         "| **mean ± std** | " + " | ".join(
-            f"**{stats[k][0] * 100:.1f} ± {stats[k][1] * 100:.1f} %**" for k in cols) + " |",
+            "**" + show_mean_sd(100 * stats[k][0], None if stats[k][1] is None
+                                else 100 * stats[k][1], digits=1) + "**" for k in cols) + " |",
         "",
         f"Epoch time (train + validation, median over seeds): simulator {sim_epoch:.2f} s, "
         f"chip in the loop {hil_epoch:.2f} s ({hil_epoch / sim_epoch:.2f}×). "
