@@ -228,11 +228,7 @@ def _(node: Node, ctx: ExportContext) -> tuple[nir.NIRNode, ...]:
             f"{float(lo[worst] + frac[worst]):g} steps at input {worst} "
             f"({int(between.sum())} off a whole step): call round_delays_() on the layer first")
     steps = (lo + frac).double()  # whole steps (f = 1 only at D: the whole weight on tap D)
-    linear = {**node.params}
-    del linear["delay"]
-    weight = f32(linear["weight"], tuple(linear["weight"].shape))
-    project = (nir.Affine(weight=weight, bias=f32(linear["bias"], (weight.shape[0],)))
-               if "bias" in linear else nir.Linear(weight=weight))
+    project = EXPORTERS.get("Linear").fn(node, ctx)  # weight and bias as a Linear's
     return nir.Delay(delay=steps.numpy() * ctx.dt), project
 
 

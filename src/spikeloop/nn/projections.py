@@ -208,7 +208,7 @@ class DelayedLinear(Layer):
             ShapeError: ``x`` is not ``[T, B, in]`` or ``state`` not ``[D, B, in]``.
         """
         return ops.delayed_linear(x, self.weight, self.delay, self._dt, self._max_steps,
-                                  self.bias, state)
+                                  self.bias, state, event=True)
 
     @torch.no_grad()
     def constrain_(self) -> None:
@@ -231,7 +231,7 @@ class DelayedLinear(Layer):
                 not hide it; :meth:`constrain_` keeps learned delays in range).
         """
         ops.check_delay_range(self.delay, self._max_delay)
-        steps = (self.delay.double() / self._dt).round().clamp_(0, self._max_steps)
+        steps = (self.delay.double() / self._dt).round()  # in [0, D]: checked above
         self.delay.copy_(steps * self._dt)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
