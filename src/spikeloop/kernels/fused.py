@@ -485,6 +485,27 @@ class Compressed:
         lib.sl_compress_rows(rows, cols, x.data_ptr(), self.row_ptr.data_ptr(),
                              self.col.data_ptr(), self.val.data_ptr())
 
+    @classmethod
+    def from_csr(cls, cols: int, row_ptr: Tensor, col: Tensor, val: Tensor) -> Compressed:
+        """The events given as CSR arrays (``row_ptr`` int64 ``[R+1]``, ``col`` int32 and
+        ``val`` float32 ``[nnz]``) of a matrix with ``cols`` columns."""
+        self = cls.__new__(cls)
+        self.rows, self.cols = row_ptr.numel() - 1, cols
+        self.row_ptr, self.col, self.val = row_ptr, col, val
+        self.nnz = int(row_ptr[-1])
+        return self
+
+    def by_column(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The same events by column (CSC): ``col_ptr [K+1]``, ``row [nnz]`` (int32, ascending
+        within a column), ``val [nnz]``."""
+        col_ptr = torch.empty(self.cols + 1, dtype=torch.int64)
+        row = torch.empty(self.nnz, dtype=torch.int32)
+        val_t = torch.empty(self.nnz, dtype=torch.float32)
+        native.library().sl_csr_to_csc(self.rows, self.cols, self.row_ptr.data_ptr(),
+                                       self.col.data_ptr(), self.val.data_ptr(),
+                                       col_ptr.data_ptr(), row.data_ptr(), val_t.data_ptr())
+        return col_ptr, row, val_t
+
     def active_rows(self) -> Tensor:
         """Indices of the rows that hold at least one non-zero entry."""
         return (self.row_ptr[1:] > self.row_ptr[:-1]).nonzero().squeeze(-1)
@@ -499,16 +520,11 @@ class Compressed:
 
     def weight_grad(self, dy: Tensor) -> Tensor:
         """``xᵀ @ dy`` (``[K, M]``) for ``dy [R, M]``, from the events sorted by column."""
-        lib = native.library()
-        col_ptr = torch.empty(self.cols + 1, dtype=torch.int64)
-        row = torch.empty(self.nnz, dtype=torch.int32)
-        val_t = torch.empty(self.nnz, dtype=torch.float32)
-        lib.sl_csr_to_csc(self.rows, self.cols, self.row_ptr.data_ptr(), self.col.data_ptr(),
-                          self.val.data_ptr(), col_ptr.data_ptr(), row.data_ptr(),
-                          val_t.data_ptr())
+        col_ptr, row, val_t = self.by_column()
         out = torch.empty(self.cols, dy.shape[1], dtype=torch.float32)
-        lib.sl_event_weight_grad(self.cols, dy.shape[1], col_ptr.data_ptr(), row.data_ptr(),
-                                 val_t.data_ptr(), dy.data_ptr(), out.data_ptr())
+        native.library().sl_event_weight_grad(self.cols, dy.shape[1], col_ptr.data_ptr(),
+                                              row.data_ptr(), val_t.data_ptr(), dy.data_ptr(),
+                                              out.data_ptr())
         return out
 
 
@@ -544,6 +560,87 @@ class _EventLinear(Function):
             dw = ctx.compressed.weight_grad(dy).t()
         db = dy.sum(0) if ctx.has_bias and need[2] else None
         return dx, dw, db, None
+
+
+class _EventDelayAxon(Function):
+    """``y = Σ_m x_m Wᵀ (+ b)`` over the two taps of per-axon delays, from the events of the
+    delay line (see :func:`event_delay_axon`); gradients for ``weight``, ``frac`` and ``bias``."""
+
+    @staticmethod
+    def forward(ctx, weight, frac, bias, events, lo, hi, steps):
+        lib = native.library()
+        native.set_threads()
+        length, batch, t, d = steps
+        f = frac.detach().contiguous()
+        room = 2 * events.nnz
+        row_ptr = torch.empty(t * batch + 1, dtype=torch.int64)
+        col = torch.empty(room, dtype=torch.int32)
+        val = torch.empty(room, dtype=torch.float32)
+        lib.sl_delay_axon_events(length, batch, t, d, events.row_ptr.data_ptr(),
+                                 events.col.data_ptr(), events.val.data_ptr(), lo.data_ptr(),
+                                 hi.data_ptr(), f.data_ptr(), row_ptr.data_ptr(), col.data_ptr(),
+                                 val.data_ptr())
+        delayed = Compressed.from_csr(events.cols, row_ptr, col, val)
+        w_t = weight.detach().t().contiguous()
+        y = delayed.matmul(w_t)
+        if bias is not None:
+            y += bias
+        ctx.events, ctx.steps, ctx.has_bias = events, steps, bias is not None
+        ctx.save_for_backward(w_t, lo, hi, f)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        w_t, lo, hi, f = ctx.saved_tensors
+        _length, batch, t, d = ctx.steps
+        need = ctx.needs_input_grad
+        dw_t = torch.empty_like(w_t)
+        g = torch.empty(w_t.shape[0], dtype=torch.float32)
+        if need[0] or need[1]:
+            dy = dy.contiguous()
+            col_ptr, row, val_t = ctx.events.by_column()
+            native.set_threads()
+            native.library().sl_delay_axon_backward(
+                w_t.shape[0], w_t.shape[1], batch, t, d, col_ptr.data_ptr(), row.data_ptr(),
+                val_t.data_ptr(), lo.data_ptr(), hi.data_ptr(), f.data_ptr(), dy.data_ptr(),
+                w_t.data_ptr(), dw_t.data_ptr(), g.data_ptr())
+        db = dy.sum(0) if ctx.has_bias and need[2] else None
+        return (dw_t.t() if need[0] else None, g if need[1] else None, db,
+                None, None, None, None)
+
+
+def event_delay_axon(
+    buf: Tensor, weight: Tensor, lo: Tensor, hi: Tensor, frac: Tensor, bias: Tensor | None,
+    max_steps: int, max_density: float = 0.15,
+) -> Tensor | None:
+    r"""The per-axon delayed projection of :func:`spikeloop.kernels.ops.delayed_linear` from
+    the events of its delay line, or ``None`` where this path does not apply.
+
+    ``buf [L, B, K]`` is the delay line (the last ``D = max_steps`` inputs of the previous call,
+    then ``x [T, B, K]``); input ``k`` reaches the output ``lo[k]`` steps later with weight
+    ``1 − frac[k]`` and ``hi[k]`` steps later with ``frac[k]``:
+
+    .. math:: y_t = \sum_k \big((1 − f_k)\, x_{t − lo_k}[k] + f_k\, x_{t − hi_k}[k]\big)
+              W[:, k] \;(+\, b)
+
+    Every input event becomes at most two output events, projected as :func:`event_linear`
+    does; the backward pass reads ``dy`` only at those events' rows: ``∂L/∂W[:, k]`` and
+    ``∂L/∂f_k = Σ_events v (dy_{t+hi} − dy_{t+lo}) · W[:, k]`` without the dense
+    ``dy W`` that the gradient of the delayed input would need. It applies to float32 CPU
+    tensors with the native kernels, a ``buf`` that needs no gradient (input data; a delay
+    line fed by a hidden layer takes the dense path, which also gives ``∂L/∂x``) and at most
+    ``max_density`` non-zero entries. ``y [T, B, out]``.
+    """
+    if (not native.usable(buf, weight, bias, frac) or buf.requires_grad or buf.dim() != 3):
+        return None
+    length, batch, k = buf.shape
+    events = Compressed(buf.detach().reshape(length * batch, k).contiguous())
+    if events.nnz > max_density * buf.numel():
+        return None
+    t = length - max_steps
+    y = _EventDelayAxon.apply(weight, frac, bias, events, lo.contiguous(), hi.contiguous(),
+                              (length, batch, t, max_steps))
+    return y.view(t, batch, weight.shape[0])
 
 
 def _check_finite(values: Tensor, who: str | None) -> None:

@@ -92,11 +92,11 @@ typedef float v8f __attribute__((vector_size(32), aligned(4)));
 
 /* Columns [m0, m0 + 64) of the row sum, in 8 vector registers (the caller ensures they exist). */
 INLINE void accumulate_block(int64_t M, int64_t m0, int64_t n, const int32_t *restrict idx,
-                             const float *restrict val, const float *restrict w_t,
-                             float *restrict yr) {
+                             int64_t shift, const float *restrict val,
+                             const float *restrict w_t, float *restrict yr) {
     v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
     for (int64_t e = 0; e < n; ++e) {
-        const v8f *w = (const v8f *)(w_t + (int64_t)idx[e] * M + m0);
+        const v8f *w = (const v8f *)(w_t + ((int64_t)idx[e] + shift) * M + m0);
         if (!val || val[e] == 1.0f) {
             a0 += w[0]; a1 += w[1]; a2 += w[2]; a3 += w[3];
             a4 += w[4]; a5 += w[5]; a6 += w[6]; a7 += w[7];
@@ -113,11 +113,11 @@ INLINE void accumulate_block(int64_t M, int64_t m0, int64_t n, const int32_t *re
 
 /* Columns [m0, M) one at a time (the remainder after the 64-wide blocks). */
 INLINE void accumulate_tail(int64_t M, int64_t m0, int64_t n, const int32_t *restrict idx,
-                            const float *restrict val, const float *restrict w_t,
-                            float *restrict yr) {
+                            int64_t shift, const float *restrict val,
+                            const float *restrict w_t, float *restrict yr) {
     for (int64_t m = m0; m < M; ++m) yr[m] = 0.0f;
     for (int64_t e = 0; e < n && m0 < M; ++e) {
-        const float *restrict w = w_t + (int64_t)idx[e] * M;
+        const float *restrict w = w_t + ((int64_t)idx[e] + shift) * M;
         const float a = val ? val[e] : 1.0f;
         if (a == 1.0f) {
             for (int64_t m = m0; m < M; ++m) yr[m] += w[m];
@@ -127,14 +127,20 @@ INLINE void accumulate_tail(int64_t M, int64_t m0, int64_t n, const int32_t *res
     }
 }
 
-/* yr[0..M) = sum over the n events e of val[e] * w_t[idx[e], :] (val NULL: all 1), in event
- * order for every m. */
+/* yr[0..M) = sum over the n events e of val[e] * w_t[idx[e] + shift, :] (val NULL: all 1), in
+ * event order for every m. */
+INLINE void accumulate_row_at(int64_t M, int64_t n, const int32_t *restrict idx, int64_t shift,
+                              const float *restrict val, const float *restrict w_t,
+                              float *restrict yr) {
+    int64_t m0 = 0;
+    for (; m0 + 64 <= M; m0 += 64) accumulate_block(M, m0, n, idx, shift, val, w_t, yr);
+    accumulate_tail(M, m0, n, idx, shift, val, w_t, yr);
+}
+
 INLINE void accumulate_row(int64_t M, int64_t n, const int32_t *restrict idx,
                            const float *restrict val, const float *restrict w_t,
                            float *restrict yr) {
-    int64_t m0 = 0;
-    for (; m0 + 64 <= M; m0 += 64) accumulate_block(M, m0, n, idx, val, w_t, yr);
-    accumulate_tail(M, m0, n, idx, val, w_t, yr);
+    accumulate_row_at(M, n, idx, 0, val, w_t, yr);
 }
 
 /* ------------------------------------------------------------------ neuron forward */
@@ -640,10 +646,10 @@ void sl_event_matmul(int64_t R, int64_t M, const int64_t *row_ptr, const int32_t
         int64_t m0 = 0;
         for (; m0 + 64 <= M; m0 += 64)
             for (int64_t r = r0; r < r1; ++r)
-                accumulate_block(M, m0, row_ptr[r + 1] - row_ptr[r], col + row_ptr[r],
+                accumulate_block(M, m0, row_ptr[r + 1] - row_ptr[r], col + row_ptr[r], 0,
                                  val + row_ptr[r], w_t, y + r * M);
         for (int64_t r = r0; r < r1; ++r)
-            accumulate_tail(M, m0, row_ptr[r + 1] - row_ptr[r], col + row_ptr[r],
+            accumulate_tail(M, m0, row_ptr[r + 1] - row_ptr[r], col + row_ptr[r], 0,
                             val + row_ptr[r], w_t, y + r * M);
     }
 }
@@ -675,4 +681,86 @@ void sl_event_weight_grad(int64_t K, int64_t M, const int64_t *col_ptr, const in
     for (int64_t k = 0; k < K; ++k)
         accumulate_row(M, col_ptr[k + 1] - col_ptr[k], row + col_ptr[k], val_t + col_ptr[k], dy,
                        dw_t + k * M);
+}
+
+/* ------------------------------------------------------------------ per-axon delays */
+/* The events of a delay line buf [L, B, K] (CSR over its L*B rows), each input k delayed by
+ * its two whole-step taps: weight 1 - f[k] at lo[k] steps, f[k] at hi[k] steps. The event at
+ * buf step u reaches output step t = u - D + m (m = lo, hi) where 0 <= t < T; zero weights
+ * are left out. Writes the output rows [T, B] as CSR (out_row_ptr [T*B+1]; out_col and out_val
+ * have room for 2 nnz) and returns their event count. */
+int64_t sl_delay_axon_events(int64_t L, int64_t B, int64_t T, int64_t D, const int64_t *row_ptr,
+                             const int32_t *col, const float *val, const int64_t *lo,
+                             const int64_t *hi, const float *frac, int64_t *out_row_ptr,
+                             int32_t *out_col, float *out_val) {
+    const int64_t R = T * B;
+    memset(out_row_ptr, 0, sizeof(int64_t) * (R + 1));
+    for (int pass = 0; pass < 2; ++pass) {
+        int64_t *next = NULL;
+        if (pass == 1) {
+            for (int64_t r = 0; r < R; ++r) out_row_ptr[r + 1] += out_row_ptr[r];
+            next = (int64_t *)malloc(sizeof(int64_t) * (R + 1));
+            memcpy(next, out_row_ptr, sizeof(int64_t) * (R + 1));
+        }
+        for (int64_t u = 0; u < L; ++u) {
+            for (int64_t b = 0; b < B; ++b) {
+                const int64_t r = u * B + b;
+                for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
+                    const int32_t k = col[p];
+                    for (int tap = 0; tap < 2; ++tap) {
+                        const float w = tap ? frac[k] : 1.0f - frac[k];
+                        const int64_t t = u - D + (tap ? hi[k] : lo[k]);
+                        if (w == 0.0f || t < 0 || t >= T) continue;
+                        if (pass == 0) {
+                            ++out_row_ptr[t * B + b + 1];
+                        } else {
+                            const int64_t q = next[t * B + b]++;
+                            out_col[q] = k;
+                            out_val[q] = val[p] * w;
+                        }
+                    }
+                }
+            }
+        }
+        free(next);
+    }
+    return out_row_ptr[R];
+}
+
+/* The backward pass of the per-axon delayed projection y = sum_m x_m W^T, from the delay
+ * line's events by column (CSC over its L*B rows, rows ascending) and dy [T*B, M]: for each
+ * input k and tap m in {lo, hi}, A_m = sum over k's events (buf row r, value v) whose target
+ * row r + (m - D) B lies in [0, T B) of v dy[target]; then dw_t[k] = (1 - f) A_lo + f A_hi
+ * (the weight gradient, [K, M]) and g[k] = (A_hi - A_lo) . w_t[k] (the gradient with respect
+ * to f[k]). */
+void sl_delay_axon_backward(int64_t K, int64_t M, int64_t B, int64_t T, int64_t D,
+                            const int64_t *col_ptr, const int32_t *row, const float *val_t,
+                            const int64_t *lo, const int64_t *hi, const float *frac,
+                            const float *dy, const float *w_t, float *dw_t, float *g) {
+#pragma omp parallel
+    {
+        float *acc = (float *)malloc(sizeof(float) * 2 * (M + 8));
+        float *a_lo = acc, *a_hi = acc + M + 8;
+#pragma omp for schedule(dynamic, 8)
+        for (int64_t k = 0; k < K; ++k) {
+            for (int tap = 0; tap < 2; ++tap) {
+                const int64_t shift = ((tap ? hi[k] : lo[k]) - D) * B;
+                /* the events whose target row is in [0, T B): a contiguous run (rows ascend) */
+                int64_t e0 = col_ptr[k], e1 = col_ptr[k + 1];
+                while (e0 < e1 && row[e0] + shift < 0) ++e0;
+                while (e1 > e0 && row[e1 - 1] + shift >= T * B) --e1;
+                accumulate_row_at(M, e1 - e0, row + e0, shift, val_t + e0, dy, tap ? a_hi : a_lo);
+            }
+            const float f = frac[k];
+            const float *restrict wk = w_t + k * M;
+            float *restrict dwk = dw_t + k * M;
+            float sum = 0.0f;
+            for (int64_t m = 0; m < M; ++m) {
+                dwk[m] = (1.0f - f) * a_lo[m] + f * a_hi[m];
+                sum += (a_hi[m] - a_lo[m]) * wk[m];
+            }
+            g[k] = sum;
+        }
+        free(acc);
+    }
 }

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from spikeloop.dynamics.surrogate import Surrogate, spike
 from spikeloop.errors import ParameterError, ShapeError
-from spikeloop.kernels.fused import event_linear
+from spikeloop.kernels.fused import event_delay_axon, event_linear
 
 
 def fold(x: Tensor, rank: int, who: str) -> tuple[Tensor, tuple[int, int]]:
@@ -204,9 +204,12 @@ def delayed_linear(
     the ``T·B`` rows; per synapse, the kernel ``[out, in, D + 1]`` is applied as one causal
     ``conv1d`` over time. ``state``: the last ``D`` inputs of the previous call,
     ``[D, B, in]`` (``None``: zeros), so consecutive windows give the same result as one run.
-    ``event``: per axon, project the delayed inputs with
-    :func:`~spikeloop.kernels.event_linear` (from their non-zero entries where they are sparse,
-    as the simulator's ``Linear`` does; the same values up to summation order).
+    ``event``: per axon, project from the input's events where
+    :func:`~spikeloop.kernels.fused.event_delay_axon` applies (sparse float32 CPU input that
+    needs no gradient; its backward pass reads ``dy`` only where the delayed events land), else
+    the delayed inputs with :func:`~spikeloop.kernels.event_linear` (from their non-zero
+    entries where they are sparse, as the simulator's ``Linear`` does); the same values up to
+    summation order.
     At a whole step ``d/dt = n`` the derivative with respect to ``d`` is the right one
     (``lo = n``), except at ``n = D ≥ 1``, where it is the left one (``lo = D − 1``), so the
     gradient never points out of ``[0, D]``. Returns ``(y, state)``.
@@ -224,6 +227,10 @@ def delayed_linear(
     buf = _delay_line(x, state, d, "DelayedLinear")  # buf[d + k − m] = x_{k−m}
     lo, frac = delay_taps(delay, dt, d)
     hi = lo + 1
+    if delay.dim() == 1 and event:  # per axon from the input's events, where they apply
+        y = event_delay_axon(buf, weight, lo, hi.clamp(max=d), frac, bias, d)
+        if y is not None:
+            return y, buf[buf.shape[0] - d:]
     if delay.dim() == 1:  # per axon: interpolate the delayed inputs, then one GEMM
         # Rows (i, step) of B values: each tap is one row gather (index_select; its backward
         # an index_add of whole rows), several times cheaper than an element-wise gather over
