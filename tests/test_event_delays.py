@@ -200,8 +200,9 @@ def test_bad_delays_and_refused_delayed_layers_raise_specific_errors():
     net = make_net()
     with torch.no_grad():
         net.layers["fc2"].delay[1] = 9e-3
-    with pytest.raises(ParameterError, match=r"must lie in \[0, max_delay = 0.008 s\], got "
-                                             r"0.009 s at index \[1\]"):
+    with pytest.raises(ParameterError, match=r"layer 'fc2': DelayedLinear delay \(per axon, "
+                                             r"seconds\) must lie in \[0, max_delay = 0.008 s\], "
+                                             r"got 0.009 s at index \[1\]"):
         net(events(), backend="event")
     with torch.no_grad():
         net.layers["fc2"].delay[1] = -1e-3

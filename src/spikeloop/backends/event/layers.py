@@ -99,11 +99,15 @@ def _layers(graph: Graph) -> list[_Layer]:
 def _delay(proj: Node) -> Tensor | None:
     """The per-axon delays ``[C]`` (s) of a ``DelayedLinear`` projection (the live tensor:
     a parameter keeps its gradient), checked to lie in ``[0, max_steps·dt]`` by the dense
-    simulator's own check; ``None`` for a ``Linear``."""
+    simulator's own check (its message, prefixed with the layer's name); ``None`` for a
+    ``Linear``."""
     if proj.op != "DelayedLinear":
         return None
     delay = proj.params["delay"]
-    check_delay_range(delay, proj.settings["max_steps"] * proj.settings["dt"])
+    try:
+        check_delay_range(delay, proj.settings["max_steps"] * proj.settings["dt"])
+    except ParameterError as err:
+        raise ParameterError(f"event backend: layer {proj.name!r}: {err}") from None
     return delay
 
 
