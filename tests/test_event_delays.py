@@ -187,12 +187,65 @@ def test_delay_gradients_match_central_finite_differences(case):
     assert float(net.layers["fc1"].weight.grad.abs().sum()) > 0
 
 
+@pytest.mark.parametrize("readout", ["li", "lif"])
+def test_delay_gradients_at_whole_steps_match_one_sided_differences(readout):
+    """Whole-step delays on grid input: arrivals of different channels coincide, and a delay
+    of 0 sits on the lower bound. The gradient equals the right difference (and the left one
+    where the delay is > 0): equal arrivals add their jumps, the co-state does not jump at an
+    input, so a tie is no kink here."""
+    net = make_net(readout=readout)
+    with torch.no_grad():  # float64 whole steps (DelayedLinear stored them as float32)
+        net.layers["fc1"].delay.copy_(torch.tensor(D_IN, dtype=F64))
+    x = dense_input(1e-3)
+    x[[4, 7, 2], :, [0, 1, 2]] += 1  # + d = 3, 0, 5 ms: three arrivals at 7 ms in each sample
+    arrive = torch.arange(len(x), dtype=F64)[:, None] * 1e-3 + torch.tensor(D_IN, dtype=F64)
+    assert int(((arrive == 7e-3) & (x[:, 0] > 0)).sum()) == 3  # they do tie, in float64
+
+    def objective():
+        out = net(x, backend={"name": "event", "grid": False})
+        loss = 100 * finite(out["hidden"].times).sum()
+        if out.output.v_max is not None:
+            return loss + out.output.v_max.sum()
+        return loss + 50 * finite(out.output.times).sum()
+
+    objective().backward()
+    eps = 1e-8
+    for name in ("fc1", "fc2"):
+        p = net.layers[name].delay
+        for k in range(p.numel()):
+            with torch.no_grad():
+                orig = float(p[k])
+                base = objective()
+                sides = (1, -1) if orig > 0 else (1,)
+                for side in sides:
+                    p[k] = orig + side * eps
+                    numeric = side * float(objective() - base) / eps
+                    p[k] = orig
+                    assert abs(float(p.grad[k]) - numeric) <= 1e-4 * abs(numeric), (
+                        name, k, side, float(p.grad[k]), numeric)
+
+
 def test_fixed_delays_train_the_weights_only():
     net = make_net(learn_delay=False)
     loss, _ = _objective(net)
     loss.backward()
     assert not isinstance(net.layers["fc1"].delay, torch.nn.Parameter)
     assert float(net.layers["fc1"].weight.grad.abs().sum()) > 0
+
+
+def test_delays_in_the_loop_of_an_observing_backend():
+    """With ``observe`` the hidden spike times are the device's (here the dense simulator's,
+    delays included); the delayed arrivals are taken from them and the delays get gradients."""
+    net = make_net()
+    x = dense_input(1e-3).clamp(max=1)
+    device = net(x, backend="sim")
+    out = net(x, backend={"name": "event", "observe": "sim"})
+    assert torch.equal(out["hidden"].spikes, device["hidden"].spikes)
+    assert torch.equal(out.output.v, device.output.v)
+    out.output.v_max.sum().backward()
+    for name in ("fc1", "fc2"):
+        grad = net.layers[name].delay.grad
+        assert bool(torch.isfinite(grad).all()) and float(grad.abs().sum()) > 0
 
 
 # ----------------------------------------------------------------------------- errors
