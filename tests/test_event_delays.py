@@ -248,6 +248,24 @@ def test_delays_in_the_loop_of_an_observing_backend():
         assert bool(torch.isfinite(grad).all()) and float(grad.abs().sum()) > 0
 
 
+def test_the_trainer_learns_per_axon_delays_on_the_event_backend(tmp_path):
+    from spikeloop.training import Trainer, load_config
+
+    cfg = load_config("configs/yinyang_eventprop.yaml", [
+        "data.train_size=30", "data.val_size=30", "data.test_size=30", "train.epochs=1",
+        "train.batch_size=30", "model.hidden=[10]", f"run.out_dir={tmp_path}",
+        "train.progress=false", "model.delays={max_delay: 0.01, per: axon}"])
+    trainer = Trainer(cfg)
+    layer = trainer.network.layers["fc1"]
+    before = layer.delay.detach().clone()
+    summary = trainer.fit()
+    assert summary["backend"]["name"] == "event"
+    moved = layer.delay.detach() - before
+    assert float(moved.abs().max()) > 0  # EventProp gave the delays a gradient
+    delay = layer.delay.detach()
+    assert float(delay.min()) >= 0 and float(delay.max()) <= 0.01 * (1 + 1e-6)  # constrain_
+
+
 # ----------------------------------------------------------------------------- errors
 def test_bad_delays_and_refused_delayed_layers_raise_specific_errors():
     net = make_net()
