@@ -439,10 +439,13 @@ def test_the_ir_node_holds_the_live_parameters_and_settings():
         net.layers.fc.dt = 2e-3
 
 
-def test_the_event_backend_refuses_delayed_linear_by_name():
+def test_the_event_backend_refuses_per_synapse_delays_by_name():
+    """Per-axon delays run on the event backend (tests/test_event_delays.py); a delay per
+    synapse is refused, naming the layer and what runs."""
     net = Network({"input": Input(3), "fc": DelayedLinear(3, 2, 4e-3, dt=DT),
                    "h": CubaLIF(2, dt=DT), "fc2": Linear(2, 2), "out": CubaLI(2, dt=DT)})
-    with pytest.raises(ParameterError, match="layer 'fc' is a DelayedLinear"):
+    with pytest.raises(ParameterError, match=r"layer 'fc' is a DelayedLinear with a delay per "
+                                             r"synapse .* runs DelayedLinear with per=\"axon\""):
         net(spikes(10, 1, 3), backend="event")
 
 

@@ -89,8 +89,9 @@ class DelayedLinear(Layer):
     dense simulator with autograd as one convolution over time (no event times needed), and the
     gradient with respect to ``d`` is the exact gradient of this interpolated model (piecewise
     linear in ``d``; at a whole step its right derivative), so it is checked against finite
-    differences. EventProp-with-delays (exact spike-time delay gradients) needs the event
-    backend and is not what this layer does.
+    differences. On the event backend a per-axon layer is the exact model instead: each spike
+    of axon ``i`` arrives ``d_i`` later in continuous time, with EventProp delay gradients
+    (see :mod:`spikeloop.backends.event`); per synapse it is refused there.
 
     The state of a streaming run is the last ``D`` inputs (``stateful``: the simulator passes
     it in and out, so consecutive windows give the same result as one run).

@@ -13,6 +13,11 @@ which :math:`V` crosses :math:`ϑ` from below: then :math:`V \leftarrow v_{reset
 :math:`I_m \leftarrow I_m + W^{rec}_{m,n}`, and with ``t_refrac > 0`` the membrane stays at
 :math:`v_{reset}` until :math:`t_k + t_{refrac}` while :math:`I` keeps evolving.
 
+A per-axon ``DelayedLinear`` delays each event of channel ``c``: it arrives at
+:math:`t_e + d_c` exactly (continuous time; arrivals at or after the window end are dropped),
+see :func:`~spikeloop.backends.event.forward._arrivals`; its gradient is EventProp's
+arrival-time gradient summed per channel (:mod:`~spikeloop.backends.event.adjoint`).
+
 The closed form between events and the threshold-crossing search are in
 :mod:`~spikeloop.backends.event.cuba`, the simulation in :mod:`~spikeloop.backends.event.forward`,
 EventProp in :mod:`~spikeloop.backends.event.adjoint`, the readouts' closed forms in

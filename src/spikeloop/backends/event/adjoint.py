@@ -27,7 +27,17 @@ reset term is taken at the release time instead: :math:`-\dot V_{rel} p_V(t_k+t_
                      = \sum_k a_k\, p_{I,j}(t_k),
 
 and the input spike times receive :math:`dL/dt_e = a_e \sum_n W_{n,c}(-\tfrac{r}{τ_{mem}}
-p_{V,n} + \tfrac{1}{τ_{syn}} p_{I,n})`, which is the :math:`G` of the layer below. The backward
+p_{V,n} + \tfrac{1}{τ_{syn}} p_{I,n})`, which is the :math:`G` of the layer below.
+Through a per-axon delay the inputs are the arrivals :math:`t^{arr}_e = t_e + d_{c_e}`
+(:func:`~spikeloop.backends.event.forward._arrivals`), so the same term is the arrival-time
+gradient (Mészáros, Knight & Nowotny 2025) and
+
+.. math::
+    \frac{dL}{dd_c} = \sum_{e:\,c_e = c} \frac{dL}{dt^{arr}_e}, \qquad
+    \frac{dL}{dt_e} = \frac{dL}{dt^{arr}_e},
+
+summed by autograd through the shift (exact: it is the derivative of the event simulation
+wherever no spike appears or vanishes and no arrival crosses the window end). The backward
 pass needs only the spike times, the synaptic current at each spike and release, and the
 input events: memory grows with the number of spikes, not with the length of the window.
 """

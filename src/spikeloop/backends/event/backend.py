@@ -15,8 +15,8 @@ from torch import Tensor
 from spikeloop.backends.base import BACKENDS, Backend, BackendBase, get_backend
 from spikeloop.backends.event.adjoint import _on, _PopulationFunction
 from spikeloop.backends.event.cuba import _F, _INF, _advance_clamped, _Neuron
-from spikeloop.backends.event.forward import _dense_events, _next_input, _simulate
-from spikeloop.backends.event.layers import _layers, _neuron
+from spikeloop.backends.event.forward import _arrivals, _dense_events, _next_input, _simulate
+from spikeloop.backends.event.layers import _delay, _layers, _neuron
 from spikeloop.backends.event.readout import _Readout
 from spikeloop.backends.event.records import EventObservables, SpikeEvents
 from spikeloop.backends.inloop import in_the_loop
@@ -158,6 +158,9 @@ class EventBackend(BackendBase):
         for layer in layers:
             c = _neuron(layer.pop)
             weight = layer.proj.params["weight"]
+            delay = _delay(layer.proj)
+            if delay is not None:  # per-axon delays: the events arrive later
+                times, src, amp = _arrivals(times, src, amp, delay, t_max)
             w_rec = layer.rec.params["weight"] if layer.rec is not None else None
             record = self.grid and (self.membrane or not c.spiking)
             name = layer.pop.name

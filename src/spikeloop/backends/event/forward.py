@@ -213,3 +213,26 @@ def _next_input(times: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     t = flat.gather(1, order)
     amp = torch.isfinite(t).to(_F)
     return t, order // k, amp
+
+
+def _arrivals(times: Tensor, src: Tensor, amp: Tensor, delay: Tensor,
+              t_max: float) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Events ``(times, source, amplitude)`` ``[B, E]`` through per-axon delays ``delay``
+    ``[C]`` (s): an event at :math:`t_e` on channel :math:`c_e` arrives at
+
+    .. math::
+        t^{arr}_e = t_e + d_{c_e}
+
+    exactly (continuous time). The events are sorted by arrival (stable: ties keep their
+    order, so all-zero delays leave the list as it was); an arrival at or after ``t_max`` is
+    dropped (time ``+inf``, amplitude 0: padding, as the dense simulator drops a delayed input
+    beyond the window). Differentiable in ``times`` and ``delay``: since
+    :math:`∂t^{arr}_e/∂d_c = [c_e = c]`, autograd sums EventProp's arrival-time gradients per
+    channel, :math:`dL/dd_c = \sum_{e:\,c_e = c} dL/dt^{arr}_e`.
+    """
+    arrive = times + delay.to(_F)[src]
+    keep = arrive < t_max  # padding (+inf) is never kept
+    arrive = torch.where(keep, arrive, torch.full_like(arrive, _INF))
+    amp = torch.where(keep, amp, torch.zeros_like(amp))
+    order = torch.sort(arrive.detach(), dim=1, stable=True).indices
+    return arrive.gather(1, order), src.gather(1, order), amp.gather(1, order)

@@ -13,6 +13,7 @@ from spikeloop.backends.event.cuba import _F, _INF, _Neuron
 from spikeloop.dynamics.models import MODELS
 from spikeloop.errors import ParameterError
 from spikeloop.ir import Graph, Node
+from spikeloop.kernels.ops import check_delay_range
 
 
 def _event_models() -> str:
@@ -38,18 +39,25 @@ class _Layer:
 
 
 def _layers(graph: Graph) -> list[_Layer]:
-    """The chain ``Input → (Linear → CubaLIF [+ recurrent])* → Linear → CubaLI | CubaLIF``."""
+    """The chain ``Input → (P → CubaLIF [+ recurrent])* → P → CubaLI | CubaLIF`` with each
+    projection ``P`` a ``Linear`` or a per-axon ``DelayedLinear`` (no bias)."""
     nodes = list(graph.nodes)[1:]
     layers, proj = [], None
     k = 0
     while k < len(nodes):
         node = nodes[k]
         if node.kind == "projection" and not node.recurrent:
-            if node.op != "Linear":
+            if node.op not in ("Linear", "DelayedLinear"):
                 raise ParameterError(f"event backend: layer {node.name!r} is a {node.op}; the "
-                                     "event backend supports Linear projections only")
+                                     "event backend supports Linear projections and "
+                                     "DelayedLinear with per=\"axon\" only")
+            if node.op == "DelayedLinear" and node.settings.get("per") != "axon":
+                raise ParameterError(
+                    f"event backend: layer {node.name!r} is a DelayedLinear with a delay per "
+                    f"synapse (per={node.settings.get('per')!r}); the event backend runs "
+                    "DelayedLinear with per=\"axon\" (one delay per presynaptic neuron)")
             if node.params.get("bias") is not None:
-                raise ParameterError(f"event backend: Linear {node.name!r} has a bias (a "
+                raise ParameterError(f"event backend: {node.op} {node.name!r} has a bias (a "
                                      "constant current), which the event backend does not model")
             if proj is not None:
                 raise ParameterError(f"event backend: two projections in a row at {node.name!r}")
@@ -62,7 +70,7 @@ def _layers(graph: Graph) -> list[_Layer]:
                     f"models: {_event_models()}")
             if proj is None:
                 raise ParameterError(f"event backend: population {node.name!r} needs a Linear "
-                                     "projection in front of it")
+                                     "(or per-axon DelayedLinear) projection in front of it")
             if role != "spiking" and node is not graph.output:
                 raise ParameterError(f"event backend: the non-spiking {node.op} "
                                      f"{node.name!r} must be the last layer (readout)")
@@ -86,6 +94,21 @@ def _layers(graph: Graph) -> list[_Layer]:
     if not layers:
         raise ParameterError("event backend: the network has no population")
     return layers
+
+
+def _delay(proj: Node) -> Tensor | None:
+    """The per-axon delays ``[C]`` (s) of a ``DelayedLinear`` projection (the live tensor:
+    a parameter keeps its gradient), checked to lie in ``[0, max_steps·dt]`` by the dense
+    simulator's own check (its message, prefixed with the layer's name); ``None`` for a
+    ``Linear``."""
+    if proj.op != "DelayedLinear":
+        return None
+    delay = proj.params["delay"]
+    try:
+        check_delay_range(delay, proj.settings["max_steps"] * proj.settings["dt"])
+    except ParameterError as err:
+        raise ParameterError(f"event backend: layer {proj.name!r}: {err}") from None
+    return delay
 
 
 def _neuron(node: Node) -> _Neuron:
