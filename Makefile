@@ -31,8 +31,9 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples benchmarks scripts
 
+# The suite runs in one worker process per core (pytest-xdist); `-p no:xdist` runs it in one.
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 # The site: strict, so a broken link or reference, or a generated page that fails, is an error.
 docs: $(STAMP)
