@@ -656,14 +656,16 @@ class _EventDelaySynapse(Function):
         n_out, n_in = weight.shape
         w_t = weight.detach().t().contiguous()  # [in, out]: the inner loops run over outputs
         f_t = frac.detach().t().contiguous()
-        off_t = (lo.t() * n_out + torch.arange(n_out)).to(torch.int32).contiguous()
-        w_lo_t = (1 - f_t) * w_t
-        w_hi_t = f_t * w_t
+        slots = length + d + 2  # the kernels' padded time slots per output
+        off_t = (lo.t() + torch.arange(n_out) * slots).to(torch.int32).contiguous()
+        w2_t = torch.stack([(1 - f_t) * w_t, f_t * w_t], -1).contiguous()  # (w_lo, w_hi)
+        if d == 0:  # the tap lo + 1 = 1 lies beyond D = 0: dropped
+            w2_t[..., 1] = 0
         y = torch.empty(t * batch, n_out, dtype=torch.float32)
         lib.sl_delay_synapse_forward(length, batch, t, d, n_in, n_out,
                                      events.row_ptr.data_ptr(), events.col.data_ptr(),
-                                     events.val.data_ptr(), off_t.data_ptr(), w_lo_t.data_ptr(),
-                                     w_hi_t.data_ptr(), y.data_ptr())
+                                     events.val.data_ptr(), off_t.data_ptr(), w2_t.data_ptr(),
+                                     y.data_ptr())
         if bias is not None:
             y += bias
         ctx.events, ctx.steps, ctx.has_bias = events, steps, bias is not None
@@ -721,7 +723,7 @@ def event_delay_synapse(
     needs no gradient and at most ``max_density`` non-zero entries. ``y [T, B, out]``.
     """
     if (not native.usable(buf, weight, bias, frac) or buf.requires_grad or buf.dim() != 3
-            or (max_steps + 2) * weight.shape[0] >= 2**31):
+            or weight.shape[0] * (buf.shape[0] + max_steps + 2) >= 2**31):
         return None
     length, batch, k = buf.shape
     events = Compressed(buf.detach().reshape(length * batch, k).contiguous())

@@ -770,18 +770,29 @@ void sl_delay_axon_backward(int64_t K, int64_t M, int64_t B, int64_t T, int64_t 
  * w_lo = (1 - f) W) and lo + 1 (w_hi = f W); the event of the delay line buf [L, B, K] at step
  * u, row b, input i, value v adds v w_lo[j, i] to y[u - D + lo, b, j] and v w_hi[j, i] to
  * y[u - D + lo + 1, b, j] for every output j (targets outside [0, T) dropped, L = T + D).
- * Arrays by input: off_t [K, M] (int32) = lo[j, i] M + j, w_t etc. [K, M]. Contract (as
- * delay_taps gives): 0 <= lo <= D - 1 for D >= 1; lo = 0 and no lo + 1 tap for D = 0.
- * Each batch row b is worked in a padded time buffer of P = L + D + 1 rows, row p = u + lo
- * (output step p - D), so the inner loops need no range test: it stays in cache (P M floats)
- * while the events of that row b are scattered into it. */
+ * Contract (as delay_taps gives): 0 <= lo <= D - 1 for D >= 1; lo = 0 for D = 0 (where the tap
+ * lo + 1 lies beyond D and is dropped, w_hi = 0).
+ * Each batch row b is worked in a zero-padded buffer [M, P] (output-major, P = L + D + 2 time
+ * slots, slot p = u + lo is output step p - D), so the inner loops need no range test, the two
+ * taps of a synapse are adjacent floats (one 8-byte access for both) and the buffer stays in
+ * cache while the events of that row b are scattered into it. Arrays by input, the inner loops
+ * over the outputs j: off_t [K, M] (int32) = j P + lo[j, i]; w2_t [K, M, 2] = (w_lo, w_hi). */
+
+typedef float v2f __attribute__((vector_size(8), aligned(4)));
+
+INLINE v2f load2(const float *p) {
+    v2f r;
+    memcpy(&r, p, sizeof r);
+    return r;
+}
+
+INLINE void store2(float *p, v2f v) { memcpy(p, &v, sizeof v); }
 
 /* y [T*B, M] = sum over the events (CSR over the L*B rows of buf) as above. */
 void sl_delay_synapse_forward(int64_t L, int64_t B, int64_t T, int64_t D, int64_t K, int64_t M,
                               const int64_t *row_ptr, const int32_t *col, const float *val,
-                              const int32_t *off_t, const float *w_lo_t, const float *w_hi_t,
-                              float *y) {
-    const int64_t P = L + D + 1;
+                              const int32_t *off_t, const float *w2_t, float *y) {
+    const int64_t P = L + D + 2;
     (void)K;
 #pragma omp parallel
     {
@@ -791,24 +802,20 @@ void sl_delay_synapse_forward(int64_t L, int64_t B, int64_t T, int64_t D, int64_
             memset(buf, 0, sizeof(float) * P * M);
             for (int64_t u = 0; u < L; ++u) {
                 const int64_t r = u * B + b;
-                float *restrict at = buf + u * M;
+                float *restrict at = buf + u;
                 for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
                     const int64_t i = col[p];
-                    const float v = val[p];
+                    const v2f v = {val[p], val[p]};
                     const int32_t *restrict off = off_t + i * M;
-                    const float *restrict wl = w_lo_t + i * M, *restrict wh = w_hi_t + i * M;
-                    if (D == 0) {
-                        for (int64_t j = 0; j < M; ++j) at[off[j]] += v * wl[j];
-                    } else {
-                        for (int64_t j = 0; j < M; ++j) {
-                            at[off[j]] += v * wl[j];
-                            at[off[j] + M] += v * wh[j];
-                        }
-                    }
+                    const float *restrict w2 = w2_t + i * 2 * M;
+                    for (int64_t j = 0; j < M; ++j)
+                        store2(at + off[j], load2(at + off[j]) + v * load2(w2 + 2 * j));
                 }
             }
-            for (int64_t t = 0; t < T; ++t)
-                memcpy(y + (t * B + b) * M, buf + (t + D) * M, sizeof(float) * M);
+            for (int64_t t = 0; t < T; ++t) {
+                float *restrict yr = y + (t * B + b) * M;
+                for (int64_t j = 0; j < M; ++j) yr[j] = buf[j * P + t + D];
+            }
         }
         free(buf);
     }
@@ -816,15 +823,16 @@ void sl_delay_synapse_forward(int64_t L, int64_t B, int64_t T, int64_t D, int64_
 
 /* The backward pass of sl_delay_synapse_forward for dy [T*B, M]: for each synapse (j, i),
  * A_lo = sum over input i's events (u, b, v) of v dy[u - D + lo, b, j] (0 outside [0, T)) and
- * A_hi likewise at lo + 1; then dw_t[i, j] = (1 - f) A_lo + f A_hi (the weight gradient) and
- * g_t[i, j] = (A_hi - A_lo) w_t[i, j] (the gradient with respect to f[j, i]). Worked by batch
- * row b as the forward pass (dy of row b copied into a zero-padded P x M buffer that stays in
- * cache), the sums A in per-thread [K, M] arrays added at the end. */
+ * A_hi likewise at lo + 1 (0 for D = 0); then dw_t[i, j] = (1 - f) A_lo + f A_hi (the weight
+ * gradient) and g_t[i, j] = (A_hi - A_lo) w_t[i, j] (the gradient with respect to f[j, i]).
+ * Worked by batch row b as the forward pass (dy of row b copied into a zero-padded [M, P]
+ * buffer that stays in cache), the sums (A_lo, A_hi) in per-thread [K, M, 2] arrays added at
+ * the end. */
 void sl_delay_synapse_backward(int64_t L, int64_t B, int64_t T, int64_t D, int64_t K, int64_t M,
                                const int64_t *row_ptr, const int32_t *col, const float *val,
                                const int32_t *off_t, const float *f_t, const float *w_t,
                                const float *dy, float *dw_t, float *g_t) {
-    const int64_t P = L + D + 1, KM = K * M;
+    const int64_t P = L + D + 2, KM = K * M;
     int nt = 1;
 #ifdef _OPENMP
     nt = omp_get_max_threads();
@@ -836,28 +844,24 @@ void sl_delay_synapse_backward(int64_t L, int64_t B, int64_t T, int64_t D, int64
 #ifdef _OPENMP
         id = omp_get_thread_num();
 #endif
-        float *a_lo = acc + (int64_t)id * 2 * KM, *a_hi = a_lo + KM;
+        float *a2 = acc + (int64_t)id * 2 * KM;
         float *buf = (float *)calloc((size_t)P * M, sizeof(float));
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < B; ++b) {
-            for (int64_t t = 0; t < T; ++t)
-                memcpy(buf + (t + D) * M, dy + (t * B + b) * M, sizeof(float) * M);
+            for (int64_t t = 0; t < T; ++t) {
+                const float *restrict dr = dy + (t * B + b) * M;
+                for (int64_t j = 0; j < M; ++j) buf[j * P + t + D] = dr[j];
+            }
             for (int64_t u = 0; u < L; ++u) {
                 const int64_t r = u * B + b;
-                const float *restrict at = buf + u * M;
+                const float *restrict at = buf + u;
                 for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
                     const int64_t i = col[p];
-                    const float v = val[p];
+                    const v2f v = {val[p], D ? val[p] : 0.0f};
                     const int32_t *restrict off = off_t + i * M;
-                    float *restrict al = a_lo + i * M, *restrict ah = a_hi + i * M;
-                    if (D == 0) {
-                        for (int64_t j = 0; j < M; ++j) al[j] += v * at[off[j]];
-                    } else {
-                        for (int64_t j = 0; j < M; ++j) {
-                            al[j] += v * at[off[j]];
-                            ah[j] += v * at[off[j] + M];
-                        }
-                    }
+                    float *restrict ai = a2 + i * 2 * M;
+                    for (int64_t j = 0; j < M; ++j)
+                        store2(ai + 2 * j, load2(ai + 2 * j) + v * load2(at + off[j]));
                 }
             }
         }
@@ -868,8 +872,8 @@ void sl_delay_synapse_backward(int64_t L, int64_t B, int64_t T, int64_t D, int64
         for (int64_t e = e0; e < e1; ++e) {
             float lo_sum = 0.0f, hi_sum = 0.0f;
             for (int k = 0; k < nt; ++k) {
-                lo_sum += acc[(int64_t)k * 2 * KM + e];
-                hi_sum += acc[(int64_t)k * 2 * KM + KM + e];
+                lo_sum += acc[(int64_t)k * 2 * KM + 2 * e];
+                hi_sum += acc[(int64_t)k * 2 * KM + 2 * e + 1];
             }
             dw_t[e] = (1.0f - f_t[e]) * lo_sum + f_t[e] * hi_sum;
             g_t[e] = (hi_sum - lo_sum) * w_t[e];
