@@ -640,14 +640,16 @@ def test_per_synapse_from_events_equals_the_dense_per_synapse_path(with_state, m
     """The event path of per-synapse delays (native: each input event is scattered to its two
     taps for every output; the backward pass reads dy only where they land) gives the dense
     convolution's outputs, state and weight, delay and bias gradients, on delays at 0, at whole
-    steps, between steps and at max_delay, with more than 64 outputs."""
+    steps, between steps and at max_delay, with more than 64 outputs, for spikes (value 1) and
+    graded events."""
     from spikeloop.kernels import native
     from spikeloop.kernels.fused import event_delay_synapse
 
     if native.library() is None:
         pytest.skip(f"native kernels unavailable: {native.unavailable_reason()}")
-    t, b, n_in, n_out, d = 40, 3, 24, 70, max_steps  # 70 outputs: more than a 64-wide block
+    t, b, n_in, n_out, d = 40, 3, 24, 70, max_steps  # 70 outputs: not a multiple of 4 or 64
     x = spikes(t, b, n_in, p=0.08, seed=60)
+    x[:, :, ::2] *= torch.rand(t, b, n_in // 2, generator=torch.Generator().manual_seed(63)) + 0.5
     state = spikes(d, b, n_in, p=0.08, seed=61) if with_state else None
     g = torch.Generator().manual_seed(62)
     delay = torch.rand(n_out, n_in, generator=g) * d * DT

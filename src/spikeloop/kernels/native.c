@@ -788,6 +788,61 @@ INLINE v2f load2(const float *p) {
 
 INLINE void store2(float *p, v2f v) { memcpy(p, &v, sizeof v); }
 
+/* (at[off[j]], at[off[j] + 1]) += (v, v) * (w2[2j], w2[2j + 1]) for j in [0, M) (v = NULL: 1);
+ * the targets of different j must not overlap (they lie in different rows j). */
+INLINE void add_pairs_scattered(int64_t M, float *restrict at, const int32_t *restrict off,
+                                const float *restrict w2, const float *v) {
+    int64_t j = 0;
+#if defined(__AVX__)
+    /* four pairs per 256-bit vector: gathered and scattered back by 8-byte accesses */
+    const __m256 vv = _mm256_set1_ps(v ? v[0] : 1.0f);
+    for (; j + 4 <= M; j += 4) {
+        float *t0 = at + off[j], *t1 = at + off[j + 1], *t2 = at + off[j + 2],
+              *t3 = at + off[j + 3];
+        __m128 p01 = _mm_castpd_ps(_mm_load_sd((const double *)t0));
+        p01 = _mm_loadh_pi(p01, (const __m64 *)t1);
+        __m128 p23 = _mm_castpd_ps(_mm_load_sd((const double *)t2));
+        p23 = _mm_loadh_pi(p23, (const __m64 *)t3);
+        __m256 w = _mm256_loadu_ps(w2 + 2 * j);
+        if (v) w = _mm256_mul_ps(vv, w);
+        const __m256 s = _mm256_add_ps(_mm256_insertf128_ps(_mm256_castps128_ps256(p01), p23, 1),
+                                       w);
+        const __m128 s01 = _mm256_castps256_ps128(s), s23 = _mm256_extractf128_ps(s, 1);
+        _mm_storel_pi((__m64 *)t0, s01);
+        _mm_storeh_pi((__m64 *)t1, s01);
+        _mm_storel_pi((__m64 *)t2, s23);
+        _mm_storeh_pi((__m64 *)t3, s23);
+    }
+#endif
+    for (; j < M; ++j) {
+        const v2f w = load2(w2 + 2 * j);
+        store2(at + off[j], load2(at + off[j]) + (v ? (v2f){v[0], v[0]} * w : w));
+    }
+}
+
+/* a[2j], a[2j + 1] += (v, v) * (at[off[j]], at[off[j] + 1]) for j in [0, M) (v = NULL: 1). */
+INLINE void add_pairs_gathered(int64_t M, float *restrict a, const float *restrict at,
+                               const int32_t *restrict off, const float *v) {
+    int64_t j = 0;
+#if defined(__AVX__)
+    /* four pairs per 256-bit vector: gathered by 8-byte loads, one add into a */
+    const __m256 vv = _mm256_set1_ps(v ? v[0] : 1.0f);
+    for (; j + 4 <= M; j += 4) {
+        __m128 p01 = _mm_castpd_ps(_mm_load_sd((const double *)(at + off[j])));
+        p01 = _mm_loadh_pi(p01, (const __m64 *)(at + off[j + 1]));
+        __m128 p23 = _mm_castpd_ps(_mm_load_sd((const double *)(at + off[j + 2])));
+        p23 = _mm_loadh_pi(p23, (const __m64 *)(at + off[j + 3]));
+        __m256 g = _mm256_insertf128_ps(_mm256_castps128_ps256(p01), p23, 1);
+        if (v) g = _mm256_mul_ps(vv, g);
+        _mm256_storeu_ps(a + 2 * j, _mm256_add_ps(_mm256_loadu_ps(a + 2 * j), g));
+    }
+#endif
+    for (; j < M; ++j) {
+        const v2f g = load2(at + off[j]);
+        store2(a + 2 * j, load2(a + 2 * j) + (v ? (v2f){v[0], v[0]} * g : g));
+    }
+}
+
 /* y [T*B, M] = sum over the events (CSR over the L*B rows of buf) as above. */
 void sl_delay_synapse_forward(int64_t L, int64_t B, int64_t T, int64_t D, int64_t K, int64_t M,
                               const int64_t *row_ptr, const int32_t *col, const float *val,
@@ -805,11 +860,9 @@ void sl_delay_synapse_forward(int64_t L, int64_t B, int64_t T, int64_t D, int64_
                 float *restrict at = buf + u;
                 for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
                     const int64_t i = col[p];
-                    const v2f v = {val[p], val[p]};
-                    const int32_t *restrict off = off_t + i * M;
-                    const float *restrict w2 = w2_t + i * 2 * M;
-                    for (int64_t j = 0; j < M; ++j)
-                        store2(at + off[j], load2(at + off[j]) + v * load2(w2 + 2 * j));
+                    /* a spike (value 1) needs no product */
+                    add_pairs_scattered(M, at, off_t + i * M, w2_t + i * 2 * M,
+                                        val[p] == 1.0f ? NULL : val + p);
                 }
             }
             for (int64_t t = 0; t < T; ++t) {
@@ -857,11 +910,13 @@ void sl_delay_synapse_backward(int64_t L, int64_t B, int64_t T, int64_t D, int64
                 const float *restrict at = buf + u;
                 for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
                     const int64_t i = col[p];
-                    const v2f v = {val[p], D ? val[p] : 0.0f};
                     const int32_t *restrict off = off_t + i * M;
                     float *restrict ai = a2 + i * 2 * M;
-                    for (int64_t j = 0; j < M; ++j)
-                        store2(ai + 2 * j, load2(ai + 2 * j) + v * load2(at + off[j]));
+                    if (D == 0) { /* the tap lo + 1 is dropped: A_hi stays 0 */
+                        for (int64_t j = 0; j < M; ++j) ai[2 * j] += val[p] * at[off[j]];
+                    } else {  /* a spike (value 1) needs no product */
+                        add_pairs_gathered(M, ai, at, off, val[p] == 1.0f ? NULL : val + p);
+                    }
                 }
             }
         }
