@@ -788,6 +788,15 @@ INLINE v2f load2(const float *p) {
 
 INLINE void store2(float *p, v2f v) { memcpy(p, &v, sizeof v); }
 
+#if defined(__AVX__)
+/* (p[0], p[1], 0, 0), p not necessarily 8-byte aligned */
+INLINE __m128 load_pair(const float *p) {
+    double d;
+    memcpy(&d, p, sizeof d);
+    return _mm_castpd_ps(_mm_set_sd(d));
+}
+#endif
+
 /* (at[off[j]], at[off[j] + 1]) += (v, v) * (w2[2j], w2[2j + 1]) for j in [0, M) (v = NULL: 1);
  * the targets of different j must not overlap (they lie in different rows j). */
 INLINE void add_pairs_scattered(int64_t M, float *restrict at, const int32_t *restrict off,
@@ -799,9 +808,9 @@ INLINE void add_pairs_scattered(int64_t M, float *restrict at, const int32_t *re
     for (; j + 4 <= M; j += 4) {
         float *t0 = at + off[j], *t1 = at + off[j + 1], *t2 = at + off[j + 2],
               *t3 = at + off[j + 3];
-        __m128 p01 = _mm_castpd_ps(_mm_load_sd((const double *)t0));
+        __m128 p01 = load_pair(t0);
         p01 = _mm_loadh_pi(p01, (const __m64 *)t1);
-        __m128 p23 = _mm_castpd_ps(_mm_load_sd((const double *)t2));
+        __m128 p23 = load_pair(t2);
         p23 = _mm_loadh_pi(p23, (const __m64 *)t3);
         __m256 w = _mm256_loadu_ps(w2 + 2 * j);
         if (v) w = _mm256_mul_ps(vv, w);
@@ -828,9 +837,9 @@ INLINE void add_pairs_gathered(int64_t M, float *restrict a, const float *restri
     /* four pairs per 256-bit vector: gathered by 8-byte loads, one add into a */
     const __m256 vv = _mm256_set1_ps(v ? v[0] : 1.0f);
     for (; j + 4 <= M; j += 4) {
-        __m128 p01 = _mm_castpd_ps(_mm_load_sd((const double *)(at + off[j])));
+        __m128 p01 = load_pair(at + off[j]);
         p01 = _mm_loadh_pi(p01, (const __m64 *)(at + off[j + 1]));
-        __m128 p23 = _mm_castpd_ps(_mm_load_sd((const double *)(at + off[j + 2])));
+        __m128 p23 = load_pair(at + off[j + 2]);
         p23 = _mm_loadh_pi(p23, (const __m64 *)(at + off[j + 3]));
         __m256 g = _mm256_insertf128_ps(_mm256_castps128_ps256(p01), p23, 1);
         if (v) g = _mm256_mul_ps(vv, g);
