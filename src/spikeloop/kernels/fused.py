@@ -706,8 +706,8 @@ def event_delay_synapse(
     ``frac[j, i]`` (as :func:`~spikeloop.kernels.ops.delay_taps` gives them: ``lo ≤ D − 1``
     for ``D ≥ 1``; for ``D = 0`` only the tap ``lo = 0`` exists):
 
-    .. math:: y_t[j] = \sum_i W_{ji} ig((1 − f_{ji})\, x_{t − lo_{ji}}[i]
-              + f_{ji}\, x_{t − lo_{ji} − 1}[i]ig) \;(+\, b_j)
+    .. math:: y_t[j] = \sum_i W_{ji} \big((1 − f_{ji})\, x_{t − lo_{ji}}[i]
+              + f_{ji}\, x_{t − lo_{ji} − 1}[i]\big) \;(+\, b_j)
 
     Every input event ``(u, b, i, v)`` of the delay line adds ``v (1 − f_{ji}) W_{ji}`` to
     ``y[u − D + lo_{ji}, b, j]`` and ``v f_{ji} W_{ji}`` to ``y[u − D + lo_{ji} + 1, b, j]``
