@@ -635,3 +635,63 @@ def test_per_axon_events_fall_back_to_the_dense_path_where_they_do_not_apply():
     y, _ = ops.delayed_linear(xg, w, torch.full((5,), 1.5e-3), DT, 3, event=True)
     y.sum().backward()
     assert xg.grad is not None and float(xg.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("with_state", [False, True])
+@pytest.mark.parametrize("max_steps", [0, 1, 7])
+def test_per_synapse_from_events_equals_the_dense_per_synapse_path(with_state, max_steps):
+    """The event path of per-synapse delays (native: each input event is scattered to its two
+    taps for every output; the backward pass reads dy only where they land) gives the dense
+    convolution's outputs, state and weight, delay and bias gradients, on delays at 0, at whole
+    steps, between steps and at max_delay, with more than 64 outputs, for spikes (value 1) and
+    graded events."""
+    from spikeloop.kernels import native
+    from spikeloop.kernels.fused import event_delay_synapse
+
+    if native.library() is None:
+        pytest.skip(f"native kernels unavailable: {native.unavailable_reason()}")
+    t, b, n_in, n_out, d = 40, 3, 24, 70, max_steps  # 70 outputs: not a multiple of 4 or 64
+    x = spikes(t, b, n_in, p=0.08, seed=60)
+    x[:, :, ::2] *= torch.rand(t, b, n_in // 2, generator=torch.Generator().manual_seed(63)) + 0.5
+    state = spikes(d, b, n_in, p=0.08, seed=61) if with_state else None
+    g = torch.Generator().manual_seed(62)
+    delay = torch.rand(n_out, n_in, generator=g) * d * DT
+    delay[:4, :4] = torch.tensor([0.0, d, d // 2, max(d - 0.5, 0)]) * DT  # along each row
+    delay[4:8, :4] = delay[:4, :4].t()  # and along each column
+    w0 = torch.randn(n_out, n_in, generator=g)
+    b0 = torch.randn(n_out, generator=g)
+    r = torch.randn(t, b, n_out, generator=g)
+    runs = []
+    for event in (True, False):
+        w, dl, bias = (p.clone().requires_grad_() for p in (w0, delay, b0))
+        y, new_state = ops.delayed_linear(x, w, dl, DT, d, bias, state, event=event)
+        (y * r).sum().backward()
+        runs.append((y, new_state, w.grad, dl.grad, bias.grad))
+    for got, want in zip(*runs, strict=True):  # float32 sums in another order
+        scale = float(want.detach().abs().max()) if want.numel() else 0.0
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * scale)
+    assert float(runs[1][3].abs().max()) > 0  # the delays do get a gradient
+    buf = ops._delay_line(x, state, d, "test")  # the event path did run
+    lo, frac = ops.delay_taps(delay, DT, d)
+    assert event_delay_synapse(buf, w0, lo, frac, None, d) is not None
+
+
+def test_per_synapse_events_fall_back_to_the_dense_path_where_they_do_not_apply():
+    """An input that needs a gradient (a delay line fed by a hidden layer), a dense input and a
+    float64 one take the dense convolution, which also gives the input's gradient."""
+    from spikeloop.kernels.fused import event_delay_synapse
+
+    x = spikes(10, 2, 5, p=0.05, seed=70)
+    delay = torch.full((4, 5), 1.5e-3)
+    lo, frac = ops.delay_taps(delay, DT, 3)
+    w = torch.randn(4, 5)
+    buf = ops._delay_line(x, None, 3, "test")
+    assert event_delay_synapse(buf.requires_grad_(), w, lo, frac, None, 3) is None
+    dense = ops._delay_line(spikes(10, 2, 5, p=0.5, seed=71), None, 3, "test")
+    assert event_delay_synapse(dense, w, lo, frac, None, 3) is None
+    assert event_delay_synapse(buf.detach().double(), w.double(), lo, frac.double(), None,
+                               3) is None
+    xg = x.clone().requires_grad_()
+    y, _ = ops.delayed_linear(xg, w, delay, DT, 3, event=True)
+    y.sum().backward()
+    assert xg.grad is not None and float(xg.grad.abs().sum()) > 0

@@ -643,6 +643,98 @@ def event_delay_axon(
     return y.view(t, batch, weight.shape[0])
 
 
+class _EventDelaySynapse(Function):
+    """``y_t[j] = Σ_i W[j, i] ((1 − f_ji) x_{t−lo_ji}[i] + f_ji x_{t−lo_ji−1}[i]) (+ b_j)``
+    from the events of the delay line (see :func:`event_delay_synapse`); gradients for
+    ``weight``, ``frac`` and ``bias``."""
+
+    @staticmethod
+    def forward(ctx, weight, frac, bias, events, lo, steps):
+        lib = native.library()
+        native.set_threads()
+        length, batch, t, d = steps
+        n_out, n_in = weight.shape
+        w_t = weight.detach().t().contiguous()  # [in, out]: the inner loops run over outputs
+        f_t = frac.detach().t().contiguous()
+        slots = length + d + 2  # the kernels' padded time slots per output
+        off_t = (lo.t() + torch.arange(n_out) * slots).to(torch.int32).contiguous()
+        w2_t = torch.stack([(1 - f_t) * w_t, f_t * w_t], -1).contiguous()  # (w_lo, w_hi)
+        if d == 0:  # the tap lo + 1 = 1 lies beyond D = 0: dropped
+            w2_t[..., 1] = 0
+        y = torch.empty(t * batch, n_out, dtype=torch.float32)
+        lib.sl_delay_synapse_forward(length, batch, t, d, n_in, n_out,
+                                     events.row_ptr.data_ptr(), events.col.data_ptr(),
+                                     events.val.data_ptr(), off_t.data_ptr(), w2_t.data_ptr(),
+                                     y.data_ptr())
+        if bias is not None:
+            y += bias
+        ctx.events, ctx.steps, ctx.has_bias = events, steps, bias is not None
+        ctx.save_for_backward(w_t, f_t, off_t)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        w_t, f_t, off_t = ctx.saved_tensors
+        length, batch, t, d = ctx.steps
+        need = ctx.needs_input_grad
+        dw_t = torch.empty_like(w_t)
+        g_t = torch.empty_like(w_t)
+        events = ctx.events
+        if need[0] or need[1]:
+            dy = dy.contiguous()
+            native.set_threads()
+            native.library().sl_delay_synapse_backward(
+                length, batch, t, d, w_t.shape[0], w_t.shape[1], events.row_ptr.data_ptr(),
+                events.col.data_ptr(), events.val.data_ptr(), off_t.data_ptr(),
+                f_t.data_ptr(), w_t.data_ptr(), dy.data_ptr(), dw_t.data_ptr(),
+                g_t.data_ptr())
+        db = dy.sum(0) if ctx.has_bias and need[2] else None
+        return (dw_t.t() if need[0] else None, g_t.t() if need[1] else None, db,
+                None, None, None)
+
+
+def event_delay_synapse(
+    buf: Tensor, weight: Tensor, lo: Tensor, frac: Tensor, bias: Tensor | None,
+    max_steps: int, max_density: float = 0.15,
+) -> Tensor | None:
+    r"""The per-synapse delayed projection of :func:`spikeloop.kernels.ops.delayed_linear` from
+    the events of its delay line, or ``None`` where this path does not apply.
+
+    ``buf [L, B, K]`` is the delay line (the last ``D = max_steps`` inputs of the previous call,
+    then ``x [T, B, K]``); the synapse from input ``i`` to output ``j`` carries ``W[j, i]``
+    ``lo[j, i]`` steps late with weight ``1 − frac[j, i]`` and ``lo[j, i] + 1`` steps late with
+    ``frac[j, i]`` (as :func:`~spikeloop.kernels.ops.delay_taps` gives them: ``lo ≤ D − 1``
+    for ``D ≥ 1``; for ``D = 0`` only the tap ``lo = 0`` exists):
+
+    .. math:: y_t[j] = \sum_i W_{ji} \big((1 − f_{ji})\, x_{t − lo_{ji}}[i]
+              + f_{ji}\, x_{t − lo_{ji} − 1}[i]\big) \;(+\, b_j)
+
+    Every input event ``(u, b, i, v)`` of the delay line adds ``v (1 − f_{ji}) W_{ji}`` to
+    ``y[u − D + lo_{ji}, b, j]`` and ``v f_{ji} W_{ji}`` to ``y[u − D + lo_{ji} + 1, b, j]``
+    for every output ``j`` (targets outside ``[0, T)`` dropped). The backward pass reads ``dy``
+    only where the events land: with ``A_lo = Σ_e v\, dy[u − D + lo_{ji}, b, j]`` and
+    ``A_hi`` likewise at ``lo + 1``,
+
+    .. math:: ∂L/∂W_{ji} = (1 − f_{ji}) A_{lo} + f_{ji} A_{hi}, \quad
+              ∂L/∂f_{ji} = (A_{hi} − A_{lo})\, W_{ji}, \quad ∂L/∂b_j = \sum dy[:, :, j]
+
+    (no dense kernel ``[out, in, D + 1]`` and no convolution). It applies where
+    :func:`event_delay_axon` does: float32 CPU tensors with the native kernels, a ``buf`` that
+    needs no gradient and at most ``max_density`` non-zero entries. ``y [T, B, out]``.
+    """
+    if (not native.usable(buf, weight, bias, frac) or buf.requires_grad or buf.dim() != 3
+            or weight.shape[0] * (buf.shape[0] + max_steps + 2) >= 2**31):
+        return None
+    length, batch, k = buf.shape
+    events = Compressed(buf.detach().reshape(length * batch, k).contiguous())
+    if events.nnz > max_density * buf.numel():
+        return None
+    t = length - max_steps
+    y = _EventDelaySynapse.apply(weight, frac, bias, events, lo,
+                                 (length, batch, t, max_steps))
+    return y.view(t, batch, weight.shape[0])
+
+
 def _check_finite(values: Tensor, who: str | None) -> None:
     """:func:`~spikeloop.checks.require_finite` when ``who`` is given."""
 

@@ -764,3 +764,184 @@ void sl_delay_axon_backward(int64_t K, int64_t M, int64_t B, int64_t T, int64_t 
         free(acc);
     }
 }
+
+/* ------------------------------------------------------------------ per-synapse delays */
+/* Per synapse (j, i) the weight W[j, i] is split between the whole-step taps lo[j, i] (weight
+ * w_lo = (1 - f) W) and lo + 1 (w_hi = f W); the event of the delay line buf [L, B, K] at step
+ * u, row b, input i, value v adds v w_lo[j, i] to y[u - D + lo, b, j] and v w_hi[j, i] to
+ * y[u - D + lo + 1, b, j] for every output j (targets outside [0, T) dropped, L = T + D).
+ * Contract (as delay_taps gives): 0 <= lo <= D - 1 for D >= 1; lo = 0 for D = 0 (where the tap
+ * lo + 1 lies beyond D and is dropped, w_hi = 0).
+ * Each batch row b is worked in a zero-padded buffer [M, P] (output-major, P = L + D + 2 time
+ * slots, slot p = u + lo is output step p - D), so the inner loops need no range test, the two
+ * taps of a synapse are adjacent floats (one 8-byte access for both) and the buffer stays in
+ * cache while the events of that row b are scattered into it. Arrays by input, the inner loops
+ * over the outputs j: off_t [K, M] (int32) = j P + lo[j, i]; w2_t [K, M, 2] = (w_lo, w_hi). */
+
+typedef float v2f __attribute__((vector_size(8), aligned(4)));
+
+INLINE v2f load2(const float *p) {
+    v2f r;
+    memcpy(&r, p, sizeof r);
+    return r;
+}
+
+INLINE void store2(float *p, v2f v) { memcpy(p, &v, sizeof v); }
+
+#if defined(__AVX__)
+/* (p[0], p[1], 0, 0), p not necessarily 8-byte aligned */
+INLINE __m128 load_pair(const float *p) {
+    double d;
+    memcpy(&d, p, sizeof d);
+    return _mm_castpd_ps(_mm_set_sd(d));
+}
+#endif
+
+/* (at[off[j]], at[off[j] + 1]) += (v, v) * (w2[2j], w2[2j + 1]) for j in [0, M) (v = NULL: 1);
+ * the targets of different j must not overlap (they lie in different rows j). */
+INLINE void add_pairs_scattered(int64_t M, float *restrict at, const int32_t *restrict off,
+                                const float *restrict w2, const float *v) {
+    int64_t j = 0;
+#if defined(__AVX__)
+    /* four pairs per 256-bit vector: gathered and scattered back by 8-byte accesses */
+    const __m256 vv = _mm256_set1_ps(v ? v[0] : 1.0f);
+    for (; j + 4 <= M; j += 4) {
+        float *t0 = at + off[j], *t1 = at + off[j + 1], *t2 = at + off[j + 2],
+              *t3 = at + off[j + 3];
+        __m128 p01 = load_pair(t0);
+        p01 = _mm_loadh_pi(p01, (const __m64 *)t1);
+        __m128 p23 = load_pair(t2);
+        p23 = _mm_loadh_pi(p23, (const __m64 *)t3);
+        __m256 w = _mm256_loadu_ps(w2 + 2 * j);
+        if (v) w = _mm256_mul_ps(vv, w);
+        const __m256 s = _mm256_add_ps(_mm256_insertf128_ps(_mm256_castps128_ps256(p01), p23, 1),
+                                       w);
+        const __m128 s01 = _mm256_castps256_ps128(s), s23 = _mm256_extractf128_ps(s, 1);
+        _mm_storel_pi((__m64 *)t0, s01);
+        _mm_storeh_pi((__m64 *)t1, s01);
+        _mm_storel_pi((__m64 *)t2, s23);
+        _mm_storeh_pi((__m64 *)t3, s23);
+    }
+#endif
+    for (; j < M; ++j) {
+        const v2f w = load2(w2 + 2 * j);
+        store2(at + off[j], load2(at + off[j]) + (v ? (v2f){v[0], v[0]} * w : w));
+    }
+}
+
+/* a[2j], a[2j + 1] += (v, v) * (at[off[j]], at[off[j] + 1]) for j in [0, M) (v = NULL: 1). */
+INLINE void add_pairs_gathered(int64_t M, float *restrict a, const float *restrict at,
+                               const int32_t *restrict off, const float *v) {
+    int64_t j = 0;
+#if defined(__AVX__)
+    /* four pairs per 256-bit vector: gathered by 8-byte loads, one add into a */
+    const __m256 vv = _mm256_set1_ps(v ? v[0] : 1.0f);
+    for (; j + 4 <= M; j += 4) {
+        __m128 p01 = load_pair(at + off[j]);
+        p01 = _mm_loadh_pi(p01, (const __m64 *)(at + off[j + 1]));
+        __m128 p23 = load_pair(at + off[j + 2]);
+        p23 = _mm_loadh_pi(p23, (const __m64 *)(at + off[j + 3]));
+        __m256 g = _mm256_insertf128_ps(_mm256_castps128_ps256(p01), p23, 1);
+        if (v) g = _mm256_mul_ps(vv, g);
+        _mm256_storeu_ps(a + 2 * j, _mm256_add_ps(_mm256_loadu_ps(a + 2 * j), g));
+    }
+#endif
+    for (; j < M; ++j) {
+        const v2f g = load2(at + off[j]);
+        store2(a + 2 * j, load2(a + 2 * j) + (v ? (v2f){v[0], v[0]} * g : g));
+    }
+}
+
+/* y [T*B, M] = sum over the events (CSR over the L*B rows of buf) as above. */
+void sl_delay_synapse_forward(int64_t L, int64_t B, int64_t T, int64_t D, int64_t K, int64_t M,
+                              const int64_t *row_ptr, const int32_t *col, const float *val,
+                              const int32_t *off_t, const float *w2_t, float *y) {
+    const int64_t P = L + D + 2;
+    (void)K;
+#pragma omp parallel
+    {
+        float *buf = (float *)malloc(sizeof(float) * P * M);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; ++b) {
+            memset(buf, 0, sizeof(float) * P * M);
+            for (int64_t u = 0; u < L; ++u) {
+                const int64_t r = u * B + b;
+                float *restrict at = buf + u;
+                for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
+                    const int64_t i = col[p];
+                    /* a spike (value 1) needs no product */
+                    add_pairs_scattered(M, at, off_t + i * M, w2_t + i * 2 * M,
+                                        val[p] == 1.0f ? NULL : val + p);
+                }
+            }
+            for (int64_t t = 0; t < T; ++t) {
+                float *restrict yr = y + (t * B + b) * M;
+                for (int64_t j = 0; j < M; ++j) yr[j] = buf[j * P + t + D];
+            }
+        }
+        free(buf);
+    }
+}
+
+/* The backward pass of sl_delay_synapse_forward for dy [T*B, M]: for each synapse (j, i),
+ * A_lo = sum over input i's events (u, b, v) of v dy[u - D + lo, b, j] (0 outside [0, T)) and
+ * A_hi likewise at lo + 1 (0 for D = 0); then dw_t[i, j] = (1 - f) A_lo + f A_hi (the weight
+ * gradient) and g_t[i, j] = (A_hi - A_lo) w_t[i, j] (the gradient with respect to f[j, i]).
+ * Worked by batch row b as the forward pass (dy of row b copied into a zero-padded [M, P]
+ * buffer that stays in cache), the sums (A_lo, A_hi) in per-thread [K, M, 2] arrays added at
+ * the end. */
+void sl_delay_synapse_backward(int64_t L, int64_t B, int64_t T, int64_t D, int64_t K, int64_t M,
+                               const int64_t *row_ptr, const int32_t *col, const float *val,
+                               const int32_t *off_t, const float *f_t, const float *w_t,
+                               const float *dy, float *dw_t, float *g_t) {
+    const int64_t P = L + D + 2, KM = K * M;
+    int nt = 1;
+#ifdef _OPENMP
+    nt = omp_get_max_threads();
+#endif
+    float *acc = (float *)calloc((size_t)nt * 2 * KM, sizeof(float));
+#pragma omp parallel num_threads(nt)
+    {
+        int id = 0;
+#ifdef _OPENMP
+        id = omp_get_thread_num();
+#endif
+        float *a2 = acc + (int64_t)id * 2 * KM;
+        float *buf = (float *)calloc((size_t)P * M, sizeof(float));
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; ++b) {
+            for (int64_t t = 0; t < T; ++t) {
+                const float *restrict dr = dy + (t * B + b) * M;
+                for (int64_t j = 0; j < M; ++j) buf[j * P + t + D] = dr[j];
+            }
+            for (int64_t u = 0; u < L; ++u) {
+                const int64_t r = u * B + b;
+                const float *restrict at = buf + u;
+                for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
+                    const int64_t i = col[p];
+                    const int32_t *restrict off = off_t + i * M;
+                    float *restrict ai = a2 + i * 2 * M;
+                    if (D == 0) { /* the tap lo + 1 is dropped: A_hi stays 0 */
+                        for (int64_t j = 0; j < M; ++j) ai[2 * j] += val[p] * at[off[j]];
+                    } else {  /* a spike (value 1) needs no product */
+                        add_pairs_gathered(M, ai, at, off, val[p] == 1.0f ? NULL : val + p);
+                    }
+                }
+            }
+        }
+        free(buf);
+#pragma omp barrier
+        int64_t e0, e1;
+        thread_range(KM, &e0, &e1);
+        for (int64_t e = e0; e < e1; ++e) {
+            float lo_sum = 0.0f, hi_sum = 0.0f;
+            for (int k = 0; k < nt; ++k) {
+                lo_sum += acc[(int64_t)k * 2 * KM + 2 * e];
+                hi_sum += acc[(int64_t)k * 2 * KM + 2 * e + 1];
+            }
+            dw_t[e] = (1.0f - f_t[e]) * lo_sum + f_t[e] * hi_sum;
+            g_t[e] = (hi_sum - lo_sum) * w_t[e];
+        }
+    }
+    free(acc);
+}

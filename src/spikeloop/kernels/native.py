@@ -152,6 +152,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sl_delay_axon_events.restype = i64
     lib.sl_delay_axon_backward.argtypes = [i64, i64, i64, i64, i64] + [p] * 10
     lib.sl_delay_axon_backward.restype = None
+    lib.sl_delay_synapse_forward.argtypes = [i64] * 6 + [p] * 6
+    lib.sl_delay_synapse_forward.restype = None
+    lib.sl_delay_synapse_backward.argtypes = [i64] * 6 + [p] * 9
+    lib.sl_delay_synapse_backward.restype = None
 
 
 class LazyLibrary:

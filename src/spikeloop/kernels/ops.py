@@ -16,7 +16,7 @@ from torch import Tensor
 
 from spikeloop.dynamics.surrogate import Surrogate, spike
 from spikeloop.errors import ParameterError, ShapeError
-from spikeloop.kernels.fused import event_delay_axon, event_linear
+from spikeloop.kernels.fused import event_delay_axon, event_delay_synapse, event_linear
 
 
 def fold(x: Tensor, rank: int, who: str) -> tuple[Tensor, tuple[int, int]]:
@@ -208,8 +208,10 @@ def delayed_linear(
     :func:`~spikeloop.kernels.fused.event_delay_axon` applies (sparse float32 CPU input that
     needs no gradient; its backward pass reads ``dy`` only where the delayed events land), else
     the delayed inputs with :func:`~spikeloop.kernels.event_linear` (from their non-zero
-    entries where they are sparse, as the simulator's ``Linear`` does); the same values up to
-    summation order.
+    entries where they are sparse, as the simulator's ``Linear`` does); per synapse, scatter
+    each input event to its two taps per output with
+    :func:`~spikeloop.kernels.fused.event_delay_synapse` where it applies (the same
+    conditions), else the convolution; the same values up to summation order.
     At a whole step ``d/dt = n`` the derivative with respect to ``d`` is the right one
     (``lo = n``), except at ``n = D ≥ 1``, where it is the left one (``lo = D − 1``), so the
     gradient never points out of ``[0, D]``. Returns ``(y, state)``.
@@ -229,6 +231,10 @@ def delayed_linear(
     hi = lo + 1
     if delay.dim() == 1 and event:  # per axon from the input's events, where they apply
         y = event_delay_axon(buf, weight, lo, hi.clamp(max=d), frac, bias, d)
+        if y is not None:
+            return y, buf[buf.shape[0] - d:]
+    if delay.dim() == 2 and event:  # per synapse from the input's events, where they apply
+        y = event_delay_synapse(buf, weight, lo, frac, bias, d)
         if y is not None:
             return y, buf[buf.shape[0] - d:]
     if delay.dim() == 1:  # per axon: interpolate the delayed inputs, then one GEMM
