@@ -102,3 +102,21 @@ def test_contention_benchmark_smoke(tmp_path):
     assert rows["idle"]["demo"]["value"] > 0 and rows["yes"]["demo"]["value"] > 0
     assert rows["idle"]["demo"]["torch_threads"] >= 1
     assert "| demo |" in (tmp_path / "c.md").read_text()
+
+
+def test_event_step_benchmark_times_both_backends(capsys):
+    """benchmarks/event_step.py times one training step on the dense simulator and on the event
+    backend, on the same batch, and prints their ratio."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import event_step
+
+    assert event_step.main([str(ROOT / "configs/yinyang_eventprop.yaml"), "data.train_size=20",
+                            "data.val_size=10", "data.test_size=10", "--batch", "3",
+                            "--steps", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    rows = [json.loads(line) for line in lines[:2]]
+    assert [r["backend"] for r in rows] == ["sim", "event"]
+    assert all(r["s_per_step"] > 0 and r["batch"] == 3 for r in rows)
+    assert rows[0]["input_events_per_sample"] == rows[1]["input_events_per_sample"] > 0
+    ratio = rows[1]["s_per_step"] / rows[0]["s_per_step"]
+    assert lines[2] == f"event / sim: {ratio:.1f}×"
