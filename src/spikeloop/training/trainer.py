@@ -439,7 +439,8 @@ class Trainer:
         """Whether any rank was asked to stop (Ctrl-C), so that all stop together."""
         if self.world is None:
             return requested
-        return self.world.sum([float(requested)], "agreeing on Ctrl-C")[0] > 0
+        return self.world.sum([float(requested)], f"the check at the end of epoch "
+                                                   f"{self.epoch} (Ctrl-C on any rank?)")[0] > 0
 
     def _checkpoint(self) -> None:
         """Rank 0 (or the single process) writes ``checkpoint.pt``; every rank notes where
