@@ -119,6 +119,12 @@ def runs(tmp_path_factory):
     return out
 
 
+SHARED = pytest.mark.xdist_group("distributed")
+"""The tests that read :func:`runs`: one worker (``make test`` runs ``--dist loadgroup``), so
+its launch runs once."""
+
+
+@SHARED
 @pytest.mark.parametrize("backend", ["sim", "event", "chip"])
 def test_two_ranks_train_the_weights_of_one_process(runs, tmp_path, backend):
     """After the same global batches (5 steps, the last split unevenly) the weights of the
@@ -137,6 +143,7 @@ def test_two_ranks_train_the_weights_of_one_process(runs, tmp_path, backend):
         assert seeds == ([0, 1] if backend == "chip" else [None, None])  # a chip per rank
 
 
+@SHARED
 def test_a_two_rank_checkpoint_resumes_in_one_process_and_back(runs):
     """2 ranks → 1 process, and 1 process → 2 ranks: the same weights after epoch 2 as an
     uninterrupted run."""
