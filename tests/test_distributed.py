@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from spikeloop.cli import main
-from spikeloop.errors import ConfigError, DistributedError
+from spikeloop.errors import ConfigError, DistributedError, ParameterError
 from spikeloop.training import Trainer, load_config
 from spikeloop.training.config import load_run_config
 from spikeloop.training.distributed import World, check_launch, launch_from_env
@@ -269,3 +269,15 @@ def test_a_failed_collective_is_a_distributed_error():
     with pytest.raises(DistributedError, match=r"rank 0 of 2: the step failed: another rank "
                                                r"died.*5 s \(gloo: Connection closed by peer"):
         world._collective("the step", broken)
+
+
+def test_a_split_smaller_than_the_world_is_refused_before_any_collective(tmp_path):
+    """``evaluate`` checks before it reduces: a rank with nothing to evaluate would send
+    another number of sums than the others."""
+    trainer = Trainer(_cfg(tmp_path, "x", "sim"))
+    trainer.world = World(0, 2, 0, "gloo", 1.0)  # no group joined: nothing may be reduced
+    val = trainer.data["val"]
+    one = type(val)(val.spikes[:, :1], val.labels[:1])
+    with pytest.raises(ParameterError, match=re.escape("split: 1 sample(s) cannot be shared "
+                                                       "by WORLD_SIZE = 2 ranks")):
+        trainer.evaluate(one)

@@ -55,6 +55,7 @@ from spikeloop.data.augment import augment, check_augment
 from spikeloop.errors import (
     CheckpointError,
     ConfigError,
+    ParameterError,
     RunFolderError,
     SpikeloopError,
     TrainingInterrupted,
@@ -272,10 +273,13 @@ class Trainer:
 
     def evaluate(self, split: EncodedSplit, batch_size: int = 1000) -> tuple[float, float, dict]:
         """Mean loss, accuracy and per-population rates (Hz) on a split, without gradients.
+        In data-parallel training every rank evaluates its share and the sums are reduced:
+        every rank must call it, and gets the numbers of the whole split.
 
         Raises:
             ArgumentTypeError: ``split`` is not an :class:`EncodedSplit` or ``batch_size`` not
-                an integer. ParameterError: ``batch_size < 1``.
+                an integer. ParameterError: ``batch_size < 1``, or in data-parallel training a
+                split with fewer samples than ranks.
         """
         return self._score(split, batch_size)[:3]
 
@@ -293,6 +297,9 @@ class Trainer:
         readout = self.loss.population or graph.output.name
         limits = self.backend.readout_range(graph, readout) if saturation else None
         n = len(split)
+        if self.world is not None and n < self.world.size:
+            raise ParameterError(f"split: {n} sample(s) cannot be shared by WORLD_SIZE = "
+                                 f"{self.world.size} ranks; every rank evaluates a share")
         mine = self.world.shard(n) if self.world is not None else slice(0, n)
         with torch.no_grad():
             for k in range(mine.start, mine.stop, batch_size):
@@ -551,7 +558,7 @@ class Trainer:
             self._status(
                 state="running", started=_now(), command=_command_line(), pid=os.getpid(),
                 spikeloop=_version(), epochs=self.config.train.epochs, epoch=self.epoch,
-                threads=self.threads,
+                threads=self.threads, world_size=1 if self.world is None else self.world.size,
             )
         except OSError as err:
             target = self.dir if self._claimed else wanted
