@@ -31,9 +31,10 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples benchmarks scripts
 
-# The suite runs in one worker process per core (pytest-xdist); `-p no:xdist` runs it in one.
+# The suite runs in one worker process per core (pytest-xdist; tests marked with one xdist_group
+# share a worker, e.g. those reading one torchrun launch); `-p no:xdist` runs it in one.
 test: lint
-	$(PY) -m pytest -q -n auto
+	$(PY) -m pytest -q -n auto --dist loadgroup
 
 # The site: strict, so a broken link or reference, or a generated page that fails, is an error.
 docs: $(STAMP)

@@ -6,6 +6,9 @@
     spikeloop config [CONFIG.yaml] [key.sub=value ...] print the resolved config
     spikeloop data [--json] [--root DIR]               list the known data sets and where they are
 
+Launched by ``torchrun`` (``torchrun --nproc-per-node 2 -m spikeloop train CONFIG.yaml``),
+``train`` and ``resume`` run data-parallel (:mod:`spikeloop.training.distributed`).
+
 Every mistake in the command line, the config or the run folder ends in one line
 ``spikeloop: error: …`` on stderr and exit status 2; Ctrl-C during training saves a checkpoint
 and ends with the resume command and exit status 130.
@@ -206,12 +209,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "summary":
             print(Trainer(cfg).network.summary())
             return 0
-        trainer = Trainer(cfg)
-        print(trainer.network.summary())
-        summary = trainer.fit()
-        print(json.dumps(summary, indent=2))
-        print(f"test accuracy: {summary['test_acc']:.4f}  "
-              f"({summary['wall_seconds']:.0f} s, results in {trainer.dir}/)")
+        trainer = Trainer(cfg)  # under torchrun: one rank of data-parallel training
+        try:
+            if trainer.world is None or trainer.world.main:
+                print(trainer.network.summary())
+            summary = trainer.fit()
+        finally:
+            trainer.close()
+        if trainer.world is None or trainer.world.main:
+            print(json.dumps(summary, indent=2))
+            print(f"test accuracy: {summary['test_acc']:.4f}  "
+                  f"({summary['wall_seconds']:.0f} s, results in {trainer.dir}/)")
     except SpikeloopError as err:
         print(f"spikeloop: error: {err}", file=sys.stderr)
         return USAGE_ERROR

@@ -102,6 +102,12 @@ class RunFolderError(SpikeloopError, OSError):
     resume without a checkpoint)."""
 
 
+class DistributedError(SpikeloopError, RuntimeError):
+    """Data-parallel training cannot go on: the process group cannot be joined, or a
+    collective operation failed because another rank died, hung past ``run.dist_timeout`` or
+    failed itself. The message names this rank, the operation and the timeout."""
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped on Ctrl-C (SIGINT) after saving what could be saved.
 

@@ -50,6 +50,12 @@ class RunConfig:
     process): a positive integer, or ``auto`` (also ``null``) for half the usable cores, at
     least one, so that another busy process on the machine does not stall every operator
     (``SPIKELOOP_THREADS=N`` sets what ``auto`` means). The run summary says what was chosen."""
+    dist_timeout: float = 300.0
+    """Data-parallel training (launched by ``torchrun``): seconds a rank waits for the others
+    at a collective (a step's gradient all-reduce, a reduction of metrics) before it stops with
+    :class:`~spikeloop.errors.DistributedError`; a rank that dies is noticed sooner, when its
+    connection closes. It must cover the longest stretch one rank works alone (rank 0's
+    plots and checkpoint); > 0."""
 
     def __post_init__(self) -> None:
         if isinstance(self.threads, str) and self.threads != "auto":
@@ -57,6 +63,7 @@ class RunConfig:
                               f"got {self.threads!r}")
         if not isinstance(self.threads, str):
             _require_positive(self, "threads", allow_none=True)
+        _require_positive(self, "dist_timeout")
         if self.seed < 0:
             raise ConfigError(f"run.seed must be ≥ 0, got {self.seed}")
         if not self.name or self.name in (".", "..") or "/" in self.name or "\\" in self.name:

@@ -36,7 +36,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ from spikeloop.data.augment import augment, check_augment
 from spikeloop.errors import (
     CheckpointError,
     ConfigError,
+    ParameterError,
     RunFolderError,
     SpikeloopError,
     TrainingInterrupted,
@@ -62,6 +63,14 @@ from spikeloop.errors import (
 from spikeloop.network import Network
 from spikeloop.nn import NetworkOutput
 from spikeloop.training.config import Config
+from spikeloop.training.distributed import (
+    World,
+    check_launch,
+    grads_of,
+    join_world,
+    launch_from_env,
+    rank_record,
+)
 from spikeloop.training.experiment import EncodedSplit, build_network, load_data
 from spikeloop.training.losses import FiringRateRegularizer, Loss, make_loss
 from spikeloop.training.proxy import check_proxy, proxy_output
@@ -70,7 +79,7 @@ from spikeloop.viz import membrane_traces, raster_panel, timed_traces, training_
 CHECKPOINT = "checkpoint.pt"
 STATUS = "status.json"
 RESUMABLE_CHANGES = {"train.resume", "train.progress", "run.threads", "run.name", "run.out_dir",
-                     "train.init_from"}
+                     "train.init_from", "run.dist_timeout"}
 """Config keys that may differ between a checkpoint and the run that resumes it (a run folder
 may be renamed, copied or moved and resumed there)."""
 
@@ -138,6 +147,11 @@ class Trainer:
         self.config = check_type(config, "Trainer: config", Config,
                                  "a Config (spikeloop.training.load_config)")
         run = config.run
+        launch = launch_from_env()  # torchrun's environment: checked before anything is built
+        if launch is not None:
+            check_launch(launch, config.train.batch_size,
+                         {"val": config.data.val_size, "test": config.data.test_size},
+                         config.train.rate_regularizer is not None)
         self.threads, self.threads_reason = set_threads(run.threads)
         _seed_everything(run.seed)
         self.shuffle = torch.Generator().manual_seed(run.seed)
@@ -147,8 +161,17 @@ class Trainer:
         self.augment = check_augment(config.data.augment, n_in)
         n_out = int(max(int(s.labels.max()) for s in self.data.values())) + 1
         self.network: Network = build_network(config.model, n_in, n_out, config.data.dt, init_gen)
-        self.backend = get_backend(config.train.backend)  # one instance: chip noise, caches
+        self.world: World | None = None
+        """This process's rank among the data-parallel processes (``None``: a single process)."""
+        if launch is not None and launch.size > 1:
+            cuda = any(p.is_cuda for p in self.network.parameters())
+            self.world = join_world(launch, run.dist_timeout, cuda)
+        self.backend = self._rank_backend()  # one instance: chip noise, caches
         self.network.backend = self.backend
+        self.ranks = (self.world.gather(rank_record(self.world, self.backend), "sharing the "
+                                        "ranks' backends") if self.world is not None
+                      else [rank_record(None, self.backend)])
+        """What each rank runs on (:func:`~spikeloop.training.distributed.rank_record`)."""
         if config.train.method == "ann_proxy":
             check_proxy(self.network.graph)
         self.loss: Loss = make_loss(config.train.loss, dt=config.data.dt)
@@ -170,12 +193,13 @@ class Trainer:
             used = self.load_checkpoint(self.dir / CHECKPOINT).get("threads")
             self._claimed = self._resuming = True
             self._saved = self._position()
-            _say(f"resuming {self.dir} from {self.dir / CHECKPOINT} ({self._saved})")
+            if self._writes:
+                _say(f"resuming {self.dir} from {self.dir / CHECKPOINT} ({self._saved})")
             if used is not None and used != self.threads:
                 if run.threads in (None, "auto"):  # the run's own count keeps results identical
                     self.threads = set_threads(used)[0]
                     self.threads_reason = "auto on resume: the thread count the run started with"
-                else:
+                elif self._writes:
                     _say(f"note: the run used {used} torch threads, this resume {self.threads}; "
                          f"results may differ in the last bits from an uninterrupted run")
         else:
@@ -203,6 +227,29 @@ class Trainer:
             f"cannot resume: run folder {str(self.dir)!r} {what} ({CHECKPOINT}){hint}"
         )
 
+    @property
+    def _writes(self) -> bool:
+        """Whether this process writes the run folder: a single process, or rank 0."""
+        return self.world is None or self.world.main
+
+    def _rank_backend(self) -> Any:
+        """The configured backend; in data-parallel training a chip (a non-differentiable
+        backend with a ``seed``) is instance ``seed + rank``: every rank drives a chip of its
+        own, as a lab with several boards would."""
+        spec = self.config.train.backend
+        backend = get_backend(spec)
+        if self.world is None or backend.differentiable or not hasattr(backend, "seed"):
+            return backend
+        options = dict(spec) if isinstance(spec, Mapping) else {"name": spec}
+        options["seed"] = backend.seed + self.world.rank
+        return get_backend(options)
+
+    def close(self) -> None:
+        """Leave the data-parallel process group (nothing for a single process); the CLI
+        calls it when training ends."""
+        if self.world is not None:
+            self.world.close()
+
     # ------------------------------------------------------------------ steps
     def forward(self, spikes: Tensor) -> NetworkOutput:
         """Run the network on a batch of encoded spikes ``[T, B, C]``."""
@@ -226,10 +273,13 @@ class Trainer:
 
     def evaluate(self, split: EncodedSplit, batch_size: int = 1000) -> tuple[float, float, dict]:
         """Mean loss, accuracy and per-population rates (Hz) on a split, without gradients.
+        In data-parallel training every rank evaluates its share and the sums are reduced:
+        every rank must call it, and gets the numbers of the whole split.
 
         Raises:
             ArgumentTypeError: ``split`` is not an :class:`EncodedSplit` or ``batch_size`` not
-                an integer. ParameterError: ``batch_size < 1``.
+                an integer. ParameterError: ``batch_size < 1``, or in data-parallel training a
+                split with fewer samples than ranks.
         """
         return self._score(split, batch_size)[:3]
 
@@ -246,9 +296,14 @@ class Trainer:
         graph = self.network.graph
         readout = self.loss.population or graph.output.name
         limits = self.backend.readout_range(graph, readout) if saturation else None
+        n = len(split)
+        if self.world is not None and n < self.world.size:
+            raise ParameterError(f"split: {n} sample(s) cannot be shared by WORLD_SIZE = "
+                                 f"{self.world.size} ranks; every rank evaluates a share")
+        mine = self.world.shard(n) if self.world is not None else slice(0, n)
         with torch.no_grad():
-            for k in range(0, len(split), batch_size):
-                x, y = split.batch(slice(k, k + batch_size))
+            for k in range(mine.start, mine.stop, batch_size):
+                x, y = split.batch(slice(k, min(k + batch_size, mine.stop)))
                 out = self.forward(x)
                 total_loss += float(self._objective(out, y)) * len(y)
                 correct += int((self.loss.predict(out) == y).sum())
@@ -259,7 +314,12 @@ class Trainer:
                     high, low = limits.saturated(out[readout].v)
                     ceiling, floor = ceiling + int(high.sum()), floor + int(low.sum())
                     either += int((high | low).sum())
-        n = len(split)
+        if self.world is not None:  # sums of this rank's share → sums over the split
+            names = list(rates)  # the same populations, in the same order, on every rank
+            sums = self.world.sum([total_loss, correct, ceiling, floor, either,
+                                   *(rates[k] for k in names)], "reducing evaluation metrics")
+            total_loss, rates = sums[0], dict(zip(names, sums[5:], strict=True))
+            correct, ceiling, floor, either = (round(v) for v in sums[1:5])
         saturated = None if limits is None else {
             "any": either / n, "ceiling": ceiling / n, "floor": floor / n,
             "readout": limits.description}
@@ -284,26 +344,41 @@ class Trainer:
         bar = tqdm(range(p["done"], p["batches"]), desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
                    leave=False, disable=not self._bars, unit="batch", initial=p["done"],
                    total=p["batches"])
+        params = grads_of(self.network.parameters())
         self.network.train()
         for k in bar:
             idx = order[k * cfg.batch_size : (k + 1) * cfg.batch_size]
-            x, y = train.batch(idx)
-            if self.augment["shift"] or self.augment["flip"]:
+            mine = self.world.shard(len(idx)) if self.world is not None else slice(None)
+            if self.augment["shift"] or self.augment["flip"]:  # drawn for the global batch
+                x, y = train.batch(idx)
                 x = augment(x, self.augment, self.shuffle)
-            out = self._train_forward(x)
-            loss = self._objective(out, y)
+                x, y = x[:, mine], y[mine]
+            else:
+                x, y = train.batch(idx[mine])
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            total, correct = 0.0, 0
+            if len(y):  # a rank's share of a short last batch may be empty
+                out = self._train_forward(x)
+                loss = self._objective(out, y)
+                loss.backward()
+                total = float(loss.detach()) * len(y)
+                correct = int((self.loss.predict(out) == y).sum())
+            seen, stop = len(y), interrupt is not None and interrupt.requested
+            if self.world is not None:  # the global batch's mean gradient, loss and counts
+                total, correct, seen, stop = self.world.reduce_gradients(
+                    params, len(y) / len(idx), [total, correct, seen, float(stop)],
+                    f"the gradient all-reduce of batch {k + 1} of epoch {self.epoch + 1}")
+                correct, seen, stop = round(correct), round(seen), stop > 0
             self.optimizer.step()
             self.network.constrain_()
-            p["total"] += float(loss.detach()) * len(y)
-            p["correct"] += int((self.loss.predict(out) == y).sum())
-            p["seen"] += len(y)
+            p["total"] += total
+            p["correct"] += correct
+            p["seen"] += seen
             p["done"] = k + 1
             p["seconds"] = time.perf_counter() - t0
             bar.set_postfix(loss=f"{p['total'] / p['seen']:.4f}",
                             acc=f"{p['correct'] / p['seen']:.3f}")
-            if interrupt is not None and interrupt.requested and k + 1 < p["batches"]:
+            if stop and k + 1 < p["batches"]:
                 bar.close()
                 self.network.eval()
                 raise _Stop
@@ -315,7 +390,8 @@ class Trainer:
     @property
     def _bars(self) -> bool:
         """Progress bars only on a terminal; logs get one line per epoch instead."""
-        return self.config.train.progress and (sys.stderr.isatty() or "ipykernel" in sys.modules)
+        return (self.config.train.progress and self._writes
+                and (sys.stderr.isatty() or "ipykernel" in sys.modules))
 
     def fit(self, stop_after: int | None = None) -> dict[str, Any]:
         """Train to ``train.epochs`` (or stop after ``stop_after`` more epochs) and report.
@@ -336,10 +412,12 @@ class Trainer:
                                                                 self.epoch + stop_after)
         if self.epoch >= cfg.train.epochs:
             _say(f"{self.dir}: all {cfg.train.epochs} epochs are done; only testing")
-        elif cfg.train.progress:
+        elif cfg.train.progress and self._writes:
             why = "" if self.threads_reason == "run.threads" else f"{self.threads_reason}; "
+            ranks = "" if self.world is None else \
+                f" in each of {self.world.size} processes ({self.world.backend})"
             _say(f"{self.dir}: {self.backend.name} backend, {self.threads} torch thread"
-                 f"{'s' * (self.threads > 1)} ({why}set run.threads to change)")
+                 f"{'s' * (self.threads > 1)}{ranks} ({why}set run.threads to change)")
         try:
             with _Interrupt() as interrupt:
                 try:
@@ -348,12 +426,12 @@ class Trainer:
                                   total=cfg.train.epochs)
                     for _ in epochs:
                         self._run_epoch(interrupt, epochs)
-                        if interrupt.requested and self.epoch < last:
+                        if self._agree(interrupt.requested) and self.epoch < last:
                             raise _Stop
                     epochs.close()
                     return self._finish(time.perf_counter() - start)  # Ctrl-C now: finish first
                 except _Stop:  # still under the handler: a second Ctrl-C lands below
-                    self.save_checkpoint(self.dir / CHECKPOINT)
+                    self._checkpoint()
                     raise self._interrupted("after the batch in progress") from None
         except TrainingInterrupted:
             raise
@@ -364,14 +442,32 @@ class Trainer:
                 self._status(state="failed", error=f"{type(err).__name__}: {err}", ended=_now())
             raise
 
+    def _agree(self, requested: bool) -> bool:
+        """Whether any rank was asked to stop (Ctrl-C), so that all stop together."""
+        if self.world is None:
+            return requested
+        return self.world.sum([float(requested)], f"the check at the end of epoch "
+                                                   f"{self.epoch} (Ctrl-C on any rank?)")[0] > 0
+
+    def _checkpoint(self) -> None:
+        """Rank 0 (or the single process) writes ``checkpoint.pt``; every rank notes where
+        training stands."""
+        if self._writes:
+            self.save_checkpoint(self.dir / CHECKPOINT)
+        else:
+            self._saved = self._position()
+
     def _finish(self, wall: float) -> dict[str, Any]:
         """Test, write the summary and the plots (when all epochs are done), mark the folder."""
         cfg = self.config
         if self.epoch >= cfg.train.epochs and self.best is not None:
             self.network.load_state_dict(self.best[2])
-            atomic_write(self.dir / "best.pt", lambda p: torch.save(
-                {"model": self.best[2], "epoch": self.best[1], "val_acc": self.best[0]}, p))
+            if self._writes:
+                atomic_write(self.dir / "best.pt", lambda p: torch.save(
+                    {"model": self.best[2], "epoch": self.best[1], "val_acc": self.best[0]}, p))
         summary = self.summary(wall)
+        if not self._writes:
+            return summary
         if self.epoch >= cfg.train.epochs:
             _write_json(self.dir / "summary.json", summary)
             self.plot_sample()
@@ -397,14 +493,15 @@ class Trainer:
             state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
             self.best = (val_acc, self.epoch, state)
         bar.set_postfix(loss=f"{train_loss:.4f}", val_acc=f"{val_acc:.4f}")
-        if cfg.train.progress and not self._bars:
+        if cfg.train.progress and not self._bars and self._writes:
             _say(f"{cfg.run.name} epoch {self.epoch}/{cfg.train.epochs}: loss {train_loss:.4f}, "
                  f"acc {train_acc:.4f}, val loss {val_loss:.4f}, val acc {val_acc:.4f} "
                  f"({m.seconds:.1f} s)")
-        self.save_checkpoint(self.dir / CHECKPOINT)
-        _write_json(self.dir / "metrics.json", [h.flat() for h in self.history])
-        self.plot_curves(mark=False)
-        self._status(epoch=self.epoch)
+        self._checkpoint()
+        if self._writes:
+            _write_json(self.dir / "metrics.json", [h.flat() for h in self.history])
+            self.plot_curves(mark=False)
+            self._status(epoch=self.epoch)
 
     def _interrupted(self, how: str) -> TrainingInterrupted:
         """Mark the folder interrupted and build the exception that says how to resume."""
@@ -422,7 +519,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ the run folder
     def _claim_folder(self) -> None:
-        """Create this run's folder (the first free name), write config.yaml and status.json."""
+        """Create this run's folder (the first free name), write config.yaml and status.json;
+        in data-parallel training rank 0 does it and tells the other ranks the folder (or its
+        error)."""
+        if self.world is None:
+            return self._claim_here()
+        error = None
+        if self.world.main:
+            try:
+                self._claim_here()
+            except RunFolderError as err:
+                error = str(err)
+        folder, error = self.world.broadcast((str(self.dir), error), "sharing the run folder")
+        if error is not None:
+            raise RunFolderError(error if self.world.main else f"rank 0: {error}")
+        self.dir, self._claimed, self._resuming = Path(folder), True, False
+
+    def _claim_here(self) -> None:
+        """:meth:`_claim_folder` in the process that writes the folder."""
         wanted = Path(self.config.run.out_dir) / self.config.run.name
         try:
             if self._claimed:
@@ -444,7 +558,7 @@ class Trainer:
             self._status(
                 state="running", started=_now(), command=_command_line(), pid=os.getpid(),
                 spikeloop=_version(), epochs=self.config.train.epochs, epoch=self.epoch,
-                threads=self.threads,
+                threads=self.threads, world_size=1 if self.world is None else self.world.size,
             )
         except OSError as err:
             target = self.dir if self._claimed else wanted
@@ -460,7 +574,10 @@ class Trainer:
             yaml.safe_dump(self.config.to_dict(), sort_keys=False)))
 
     def _status(self, resumed: str | None = None, **fields: Any) -> None:
-        """Update ``status.json`` (what the folder holds and how its run ended)."""
+        """Update ``status.json`` (what the folder holds and how its run ended); only the
+        process that writes the folder does."""
+        if not self._writes:
+            return
         path = self.dir / STATUS
         status: dict[str, Any] = {}
         with contextlib.suppress(OSError, ValueError):
@@ -498,6 +615,9 @@ class Trainer:
             "parameters": g.num_parameters,
             "backend": self.config.train.backend,
             "torch_threads": torch.get_num_threads(),
+            "world_size": 1 if self.world is None else self.world.size,
+            "dist_backend": None if self.world is None else self.world.backend,
+            "ranks": self.ranks,
             "threads_chosen_by": self.threads_reason,
             "run_dir": str(self.dir),
             "tested_epoch": self.tested_epoch(),
@@ -744,7 +864,8 @@ class Trainer:
             torch.set_rng_state(state["torch_rng"])
             np.random.set_state(state["numpy_rng"])
             random.setstate(state["python_rng"])
-            if state.get("backend_rng") is not None:
+            if state.get("backend_rng") is not None and self._writes:
+                # rank 0's chip continues its stream; the other ranks' chips keep their own
                 self.backend.set_rng_state(state["backend_rng"])
         except Exception as err:
             self._restore(before)
