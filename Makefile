@@ -18,7 +18,7 @@ TEST_NODEPS := norse==1.1.0 nirtorch==2.6
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,test,docs]'
+	$(PY) -m pip install --quiet -e '.[dev,test,docs,track]'
 	$(PY) -m pip install --quiet --no-deps $(TEST_NODEPS)
 	$(PY) -c "import torch; v = torch.__version__; assert v.split('+')[0] == '2.13.0', v"
 	touch $(STAMP)

@@ -108,6 +108,12 @@ class DistributedError(SpikeloopError, RuntimeError):
     failed itself. The message names this rank, the operation and the timeout."""
 
 
+class MissingPackageError(SpikeloopError, ImportError):
+    """An optional feature was switched on whose package is not installed (e.g.
+    ``run.tensorboard: true`` without TensorBoard). The message names the extra that installs
+    it, e.g. ``pip install 'spikeloop[track]'``. An ``ImportError`` too."""
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped on Ctrl-C (SIGINT) after saving what could be saved.
 
