@@ -56,6 +56,11 @@ class RunConfig:
     :class:`~spikeloop.errors.DistributedError`; a rank that dies is noticed sooner, when its
     connection closes. It must cover the longest stretch one rank works alone (rank 0's
     plots and checkpoint); > 0."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files into ``<run folder>/tensorboard/`` (needs
+    ``pip install 'spikeloop[track]'``): every epoch the scalars of ``metrics.json`` and a
+    histogram of each population's per-neuron firing rates on the validation split, at the
+    end the test accuracy and the plots; ``tensorboard --logdir runs`` shows them."""
 
     def __post_init__(self) -> None:
         if isinstance(self.threads, str) and self.threads != "auto":

@@ -17,7 +17,9 @@ run never writes into another run's folder. It holds:
 - at the end ``summary.json`` (test accuracy, wall time, graph counts, threads, the fraction of
   test samples whose read-out saturated), ``curves.png`` again with the tested epoch marked,
   and plots of one test sample (``raster.png``, ``readout_membrane.png``); plots are titled
-  with the run name and the backend.
+  with the run name and the backend;
+- with ``run.tensorboard: true``, ``tensorboard/``: TensorBoard event files of the same
+  metrics, per-neuron rate histograms and plots (:mod:`spikeloop.training.tracking`).
 """
 
 from __future__ import annotations
@@ -74,12 +76,13 @@ from spikeloop.training.distributed import (
 from spikeloop.training.experiment import EncodedSplit, build_network, load_data
 from spikeloop.training.losses import FiringRateRegularizer, Loss, make_loss
 from spikeloop.training.proxy import check_proxy, proxy_output
+from spikeloop.training.tracking import TensorBoardLog, require_tensorboard
 from spikeloop.viz import membrane_traces, raster_panel, timed_traces, training_curves
 
 CHECKPOINT = "checkpoint.pt"
 STATUS = "status.json"
 RESUMABLE_CHANGES = {"train.resume", "train.progress", "run.threads", "run.name", "run.out_dir",
-                     "train.init_from", "run.dist_timeout"}
+                     "train.init_from", "run.dist_timeout", "run.tensorboard"}
 """Config keys that may differ between a checkpoint and the run that resumes it (a run folder
 may be renamed, copied or moved and resumed there)."""
 
@@ -152,6 +155,9 @@ class Trainer:
             check_launch(launch, config.train.batch_size,
                          {"val": config.data.val_size, "test": config.data.test_size},
                          config.train.rate_regularizer is not None)
+        if run.tensorboard:  # every rank: a missing package stops them all before training
+            require_tensorboard()
+        self._board: TensorBoardLog | None = None  # the event files, while fit() runs
         self.threads, self.threads_reason = set_threads(run.threads)
         _seed_everything(run.seed)
         self.shuffle = torch.Generator().manual_seed(run.seed)
@@ -283,14 +289,16 @@ class Trainer:
         """
         return self._score(split, batch_size)[:3]
 
-    def _score(self, split: EncodedSplit, batch_size: int = 1000, saturation: bool = False
-               ) -> tuple[float, float, dict, dict[str, Any] | None]:
+    def _score(self, split: EncodedSplit, batch_size: int = 1000, saturation: bool = False,
+               per_neuron: bool = False
+               ) -> tuple[float, float, dict, dict[str, Any] | None, dict[str, Tensor]]:
         """:meth:`evaluate`'s pass over ``split``; with ``saturation`` also
         :meth:`readout_saturation` of the very same runs (one pass: on a noisy chip a second
-        pass would be other trials)."""
+        pass would be other trials); with ``per_neuron`` also every spiking population's
+        per-neuron rates in Hz (flattened; their mean is the population's rate), else ``{}``."""
         check_type(split, "split", EncodedSplit, "an EncodedSplit (e.g. trainer.data['val'])")
         batch_size = check_int(batch_size, "batch_size", 1)
-        total_loss, correct, rates = 0.0, 0, {}
+        total_loss, correct, rates, counts = 0.0, 0, {}, {}
         ceiling = floor = either = 0
         dt = self.config.data.dt
         graph = self.network.graph
@@ -310,6 +318,9 @@ class Trainer:
                 for name, obs in out.items():
                     if obs.spikes is not None and name != "input":
                         rates[name] = rates.get(name, 0.0) + float(obs.spikes.mean()) / dt * len(y)
+                        if per_neuron:  # spikes of each neuron, summed over time and samples
+                            count = obs.spikes.sum((0, 1)).flatten().double()
+                            counts[name] = counts[name] + count if name in counts else count
                 if limits is not None:
                     high, low = limits.saturated(out[readout].v)
                     ceiling, floor = ceiling + int(high.sum()), floor + int(low.sum())
@@ -320,10 +331,17 @@ class Trainer:
                                    *(rates[k] for k in names)], "reducing evaluation metrics")
             total_loss, rates = sums[0], dict(zip(names, sums[5:], strict=True))
             correct, ceiling, floor, either = (round(v) for v in sums[1:5])
+            if counts:
+                flat = self.world.sum(torch.cat(list(counts.values())).tolist(),
+                                      "reducing per-neuron spike counts")
+                counts = dict(zip(counts, torch.tensor(flat, dtype=torch.float64).split(
+                    [len(c) for c in counts.values()]), strict=True))
         saturated = None if limits is None else {
             "any": either / n, "ceiling": ceiling / n, "floor": floor / n,
             "readout": limits.description}
-        return total_loss / n, correct / n, {k: v / n for k, v in rates.items()}, saturated
+        steps = split.spikes.shape[0]
+        return (total_loss / n, correct / n, {k: v / n for k, v in rates.items()}, saturated,
+                {k: c / (n * steps * dt) for k, c in counts.items()})
 
     def train_epoch(self, interrupt: _Interrupt | None = None) -> tuple[float, float]:
         """One pass over the training split in shuffled mini-batches; mean loss and accuracy.
@@ -407,6 +425,18 @@ class Trainer:
             stop_after = check_int(stop_after, "fit: stop_after", 0)
         cfg = self.config
         self._claim_folder()
+        if self._writes and cfg.run.tensorboard:
+            self._board = TensorBoardLog(self.dir, first_step=self.epoch + 1)
+        try:
+            return self._fit(stop_after)
+        finally:
+            if self._board is not None:
+                self._board.close()
+                self._board = None
+
+    def _fit(self, stop_after: int | None) -> dict[str, Any]:
+        """:meth:`fit` once the run folder (and the event files) are open."""
+        cfg = self.config
         start = time.perf_counter()
         last = cfg.train.epochs if stop_after is None else min(cfg.train.epochs,
                                                                 self.epoch + stop_after)
@@ -471,6 +501,8 @@ class Trainer:
         if self.epoch >= cfg.train.epochs:
             _write_json(self.dir / "summary.json", summary)
             self.plot_sample()
+            if self._board is not None:
+                self._board.final(self.epoch, summary, self.dir)
             self._status(state="finished", ended=_now(), test_acc=summary["test_acc"])
         else:
             self._status(state="stopped", ended=_now(), resume=resume_command(self.dir))
@@ -484,7 +516,8 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         if self.scheduler is not None:
             self.scheduler.step()
-        val_loss, val_acc, rates = self.evaluate(self.data["val"])
+        val_loss, val_acc, rates, _, neuron_rates = self._score(
+            self.data["val"], per_neuron=cfg.run.tensorboard)
         self.epoch += 1
         m = EpochMetrics(self.epoch, train_loss, train_acc, val_loss, val_acc, lr,
                          seconds_before + time.perf_counter() - t0, rates)
@@ -493,6 +526,8 @@ class Trainer:
             state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
             self.best = (val_acc, self.epoch, state)
         bar.set_postfix(loss=f"{train_loss:.4f}", val_acc=f"{val_acc:.4f}")
+        if self._board is not None:  # before the checkpoint: a resume from it purges this step
+            self._board.epoch(self.epoch, m.flat(), neuron_rates)
         if cfg.train.progress and not self._bars and self._writes:
             _say(f"{cfg.run.name} epoch {self.epoch}/{cfg.train.epochs}: loss {train_loss:.4f}, "
                  f"acc {train_acc:.4f}, val loss {val_loss:.4f}, val acc {val_acc:.4f} "
@@ -595,7 +630,8 @@ class Trainer:
         """Final metrics: test/val accuracy and loss, wall time, network size, and the fraction
         of test samples whose read-out saturated (:meth:`readout_saturation`; ``None`` where the
         backend's read-out has no limits, e.g. the simulator)."""
-        test_loss, test_acc, rates, saturation = self._score(self.data["test"], saturation=True)
+        test_loss, test_acc, rates, saturation, _ = self._score(self.data["test"],
+                                                                saturation=True)
         g = self.network.graph
         return {
             "name": self.config.run.name,
