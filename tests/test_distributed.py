@@ -100,13 +100,15 @@ def runs(tmp_path_factory):
     """One process: sim epoch 1 of 2 (copied to ``one-sim``, to be resumed by 2 ranks), then
     epoch 2 (``whole``). Then one torchrun launch of 2 ranks × 1 thread in one process group:
     sim stopped after epoch 1 of 2 (``two-sim``), event and ideal chip (1 epoch each,
-    ``two-event``, ``two-chip``), and the resume of ``one-sim``."""
+    ``two-event``, ``two-chip``, the chip's with TensorBoard event files), and the resume of
+    ``one-sim``."""
     out = tmp_path_factory.mktemp("dist")
     trainer = Trainer(_cfg(out, "whole", "sim"))
     trainer.fit(stop_after=1)
     shutil.copytree(out / "whole", out / "one-sim")
     trainer.fit()
-    jobs = [{"overrides": [*BASE, *BACKENDS[b], f"run.out_dir={out}", f"run.name=two-{b}"],
+    jobs = [{"overrides": [*BASE, *BACKENDS[b], f"run.out_dir={out}", f"run.name=two-{b}",
+                           f"run.tensorboard={b == 'chip'}"],
              "stop_after": 1 if b == "sim" else None} for b in BACKENDS]
     jobs.append({"resume": str(out / "one-sim")})
     script = out / "worker.py"
@@ -141,6 +143,26 @@ def test_two_ranks_train_the_weights_of_one_process(runs, tmp_path, backend):
         assert [r["rank"] for r in summary["ranks"]] == [0, 1]
         seeds = [r["chip_seed"] for r in summary["ranks"]]
         assert seeds == ([0, 1] if backend == "chip" else [None, None])  # a chip per rank
+
+
+@SHARED
+def test_only_rank_0_writes_event_files_of_the_reduced_metrics(runs):
+    """``run.tensorboard`` with 2 ranks: one event file (rank 0's), whose scalars are the
+    reduced metrics.json and whose rate histograms hold the whole validation split's counts."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder = runs / "two-chip"
+    assert len(list((folder / "tensorboard").iterdir())) == 1
+    acc = EventAccumulator(str(folder / "tensorboard"), size_guidance={"images": 0})
+    acc.Reload()
+    (metrics,) = json.loads((folder / "metrics.json").read_text())
+    assert [(e.step, e.value) for e in acc.Scalars("accuracy/val")] == \
+        [(1, pytest.approx(metrics["val_acc"], rel=1e-6))]
+    (hist,) = acc.Histograms("rate_hz/hidden1")
+    value = hist.histogram_value
+    assert value.num == 16 and value.sum / value.num == pytest.approx(metrics["rate_hidden1"],
+                                                                      rel=1e-6)
+    assert "plots/device_vs_sim_membrane" in acc.Tags()["images"]
 
 
 @SHARED
