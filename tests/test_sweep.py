@@ -25,8 +25,8 @@ TINY = ["data.train_size=80", "data.val_size=40", "data.test_size=40", "model.hi
 def swept(tmp_path_factory):
     """2 learning rates × seeds 0 and 1, 2 at a time."""
     out = tmp_path_factory.mktemp("sweep") / "lr"
-    code = main(["sweep", CONFIG, *TINY, "--grid", "train.lr=0.01,0.05", "--seeds", "0", "1",
-                 "--parallel", "2", "--out", str(out)])
+    code = main(["sweep", CONFIG, "--grid", "train.lr=0.01,0.05", "--parallel", "2",
+                 "--out", str(out), "--seeds", "0", "1", *TINY])  # overrides after the seeds
     return code, out
 
 
@@ -42,7 +42,7 @@ def test_sweep_trains_every_setting_and_seed(swept):
         assert t["status"] == "ok" and t["error"] is None, t
         assert t["name"] == f"lr={t['setting']['train.lr']}_seed={t['seed']}"
         summary = json.loads((out / t["name"] / "summary.json").read_text())
-        assert summary["seed"] == t["seed"]
+        assert summary["seed"] == t["seed"] and summary["epochs"] == 1
         assert summary["test_acc"] == t["test_acc"]
         assert summary["torch_threads"] == max(1, usable_cores() // 2)  # 2 processes share
         config = (out / t["name"] / "config.yaml").read_text()
@@ -105,6 +105,7 @@ def test_failed_trial_is_recorded_and_the_others_finish(tmp_path, capsys):
     (["--grid", "train.lr=0.1,0.2", "--random", "3"],
      r"--random 3 exceeds the grid's 2 settings"),
     (["--grid", "train.lr=0.1", "--seeds", "0", "0"], r"--seeds lists 0 twice"),
+    (["--grid", "train.lr=0.1", "--seeds", "0", "one"], r"--seeds: 'one' is not an integer"),
     (["--grid", "train.lr=0.1", "--parallel", "two"], r"invalid int value: 'two'"),
 ])
 def test_bad_sweeps_are_refused_before_any_trial(tmp_path, capsys, args, message):

@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import yaml
 
@@ -120,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
                             "instead of all")
     sweep.add_argument("--seed", type=int, default=0, metavar="S",
                        help="seed of the --random draw (default 0)")
-    sweep.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+    sweep.add_argument("--seeds", nargs="+", metavar="SEED",
                        help="run.seed values; every setting is trained once per seed "
                             "(default: the config's run.seed)")
     sweep.add_argument("--parallel", type=int, default=1, metavar="P",
@@ -217,17 +217,30 @@ def _data(as_json: bool, root: str | None) -> None:
         print(f"{r.name:<{width}}  {where}")
 
 
-def _sweep(args: argparse.Namespace, cfg: Any) -> int:
+def _sweep(args: argparse.Namespace) -> int:
     """``spikeloop sweep``: run the trials, print the table; 1 if a trial failed."""
+    from spikeloop.training import load_config
     from spikeloop.training.sweep import parse_grid, run_sweep
 
-    if args.seeds and any(o.split("=", 1)[0].strip() == "run.seed" for o in args.overrides):
+    seeds = []
+    for item in args.seeds or []:  # overrides after --seeds 0 1 land here
+        if "=" in item:
+            args.overrides.append(item)
+            continue
+        try:
+            seeds.append(int(item))
+        except ValueError:
+            raise UsageError(f"--seeds: {item!r} is not an integer seed") from None
+    if args.seeds and not seeds:
+        raise UsageError("--seeds: give at least one seed, e.g. --seeds 0 1 2")
+    cfg = load_config(args.config, args.overrides)
+    if seeds and any(o.split("=", 1)[0].strip() == "run.seed" for o in args.overrides):
         raise UsageError("give the seeds with --seeds or run.seed=…, not both")
     if args.seed != 0 and args.random is None:
         raise UsageError("--seed seeds the --random draw; give --random N with it")
     out = args.out or str(Path(cfg.run.out_dir) / f"sweep-{cfg.run.name}")
     result = run_sweep(main, args.config, args.overrides, parse_grid(args.grid), out,
-                       seeds=args.seeds or [cfg.run.seed], parallel=args.parallel,
+                       seeds=seeds or [cfg.run.seed], parallel=args.parallel,
                        random_draws=args.random, draw_seed=args.seed)
     print((Path(out) / "sweep.md").read_text(), end="")
     failed = sum(t["status"] != "ok" for t in result["trials"])
@@ -251,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
             return 0
         if args.command == "sweep":
-            return _sweep(args, load_config(args.config, args.overrides))
+            return _sweep(args)
         if args.command == "resume":
             cfg = load_run_config(args.run_dir, args.overrides)
         else:

@@ -420,7 +420,7 @@ def plot_sweep(result: Mapping[str, Any], path: str | Path | None = None) -> Any
     from matplotlib.figure import Figure
 
     rows = settings(result)
-    fig = Figure(figsize=(max(5.0, 1.4 * len(rows) + 2.0), 4.2), layout="constrained")
+    fig = Figure(figsize=(max(6.0, 1.4 * len(rows) + 4.0), 4.2), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     width = 0.38
@@ -437,9 +437,10 @@ def plot_sweep(result: Mapping[str, Any], path: str | Path | None = None) -> Any
                 ax.errorbar(x + offset, mean, yerr=sd, color=color, capsize=4)
             ax.scatter([x + offset] * len(values), values, color=color, s=14, zorder=3,
                        label=f"{name}: one seed" if x == 0 else None)
-        for x, g in enumerate(rows):
-            if not g["ok"]:
-                ax.text(x, 0, "all failed", ha="center", va="bottom", rotation=90)
+    for x, g in enumerate(rows):
+        if not g["ok"]:
+            ax.text(x, 2, f"all {len(g['trials'])} trials\nfailed", ha="center", va="bottom",
+                    fontsize=8, color="tab:red")
     ax.set_xticks(range(len(rows)),
                   [("★ " if k == 0 and g["ok"] else "") + g["label"].replace(", ", "\n")
                    for k, g in enumerate(rows)], fontsize=8)
@@ -447,7 +448,9 @@ def plot_sweep(result: Mapping[str, Any], path: str | Path | None = None) -> Any
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"Sweep of {Path(result['config']).name}: accuracy per setting, "
                  f"seeds {result['seeds']}")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_ylim(0, 100)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if path is not None:
         atomic_write(Path(path), lambda p: fig.savefig(p, format="png", dpi=120))
     return fig
