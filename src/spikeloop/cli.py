@@ -239,9 +239,14 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.seed != 0 and args.random is None:
         raise UsageError("--seed seeds the --random draw; give --random N with it")
     out = args.out or str(Path(cfg.run.out_dir) / f"sweep-{cfg.run.name}")
-    result = run_sweep(main, args.config, args.overrides, parse_grid(args.grid), out,
-                       seeds=seeds or [cfg.run.seed], parallel=args.parallel,
-                       random_draws=args.random, draw_seed=args.seed)
+    try:
+        result = run_sweep(main, args.config, args.overrides, parse_grid(args.grid), out,
+                           seeds=seeds or [cfg.run.seed], parallel=args.parallel,
+                           random_draws=args.random, draw_seed=args.seed)
+    except KeyboardInterrupt:
+        print(f"spikeloop: sweep interrupted; what finished is in {out}/sweep.md, and "
+              f"`spikeloop resume {out}/NAME` continues an interrupted trial", file=sys.stderr)
+        return INTERRUPTED
     print((Path(out) / "sweep.md").read_text(), end="")
     failed = sum(t["status"] != "ok" for t in result["trials"])
     print(f"{len(result['trials']) - failed}/{len(result['trials'])} trials finished; results "

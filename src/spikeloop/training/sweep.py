@@ -195,6 +195,10 @@ def _read_run(folder: Path) -> dict[str, Any]:
             "tested_epoch": tested, "train_seconds": summary["wall_seconds"]}
 
 
+INTERRUPTED = 130
+"""Exit status of a trial stopped by Ctrl-C (it saved a checkpoint; ``spikeloop resume``
+continues it)."""
+
 PRELOAD = ("spikeloop.training", "spikeloop.backends", "spikeloop.viz",
            "matplotlib.backends.backend_agg")
 """Modules the trials' parent process (a ``forkserver``) imports once, so that a trial, forked
@@ -236,7 +240,8 @@ def _record(trial: Trial, code: int | None, seconds: float, log: Path,
     """The record of a finished trial: its status and, when it finished, its results."""
     rec: dict[str, Any] = {"name": trial.name, "setting": trial.setting,
                            "overrides": trial.overrides, "seed": trial.seed,
-                           "status": "ok" if code == 0 else "failed", "exit_status": code,
+                           "status": {0: "ok", INTERRUPTED: "interrupted"}.get(code, "failed"),
+                           "exit_status": code,
                            "error": None, "wall_seconds": seconds, "run_dir": str(folder),
                            "log": str(log)}
     if code == 0:
@@ -269,6 +274,13 @@ def run_sweep(command: Callable[[list[str]], int], config: str | Path, overrides
     for ``parallel`` < 1 and for an ``out`` that exists and is not an empty folder (a sweep
     never writes over another's results). ``progress``: a bar over the trials (``None``: on
     a terminal), else one line per finished trial on stderr.
+
+    Ctrl-C stops the running trials (each saves a checkpoint, status ``interrupted``; ``spikeloop
+    resume`` continues it), marks the others ``not started``, writes the three files with
+    what has finished and raises ``KeyboardInterrupt``.
+
+    The trials are forked from a ``forkserver`` that has imported :data:`PRELOAD` once; it is
+    started at the first sweep of the process and keeps the environment of that moment.
     """
     if parallel < 1:
         raise ConfigError(f"--parallel must be ≥ 1, got {parallel}")
@@ -330,14 +342,28 @@ def run_sweep(command: Callable[[list[str]], int], config: str | Path, overrides
                     print(f"[{len(records)}/{len(trials)}] {line}", file=sys.stderr, flush=True)
                 elif rec["status"] != "ok":
                     bar.write(line, file=sys.stderr)
-    finally:
-        for proc, _, _ in running.values():  # interrupted: the trials save and stop on SIGINT
+    except KeyboardInterrupt:  # the trials got the SIGINT too: they save and stop
+        for proc, trial, start in running.values():
             proc.join()
+            records[trial.name] = _record(trial, proc.exitcode, time.perf_counter() - start,
+                                          out / "logs" / f"{trial.name}.log", out / trial.name)
+        for trial in waiting:
+            records[trial.name] = {"name": trial.name, "setting": trial.setting,
+                                   "overrides": trial.overrides, "seed": trial.seed,
+                                   "status": "not started", "exit_status": None,
+                                   "error": "the sweep was interrupted before it started",
+                                   "wall_seconds": 0.0, "run_dir": None, "log": None}
+        interrupted = True
+    else:
+        interrupted = False
     bar.close()
-    result = {**head, "trials": [records[t.name] for t in trials]}
+    result = {**head, "interrupted": interrupted,
+              "trials": [records[t.name] for t in trials]}
     atomic_write(out / "sweep.json", lambda p: p.write_text(json.dumps(result, indent=2) + "\n"))
     write_table(result, out / "sweep.md")
     plot_sweep(result, out / "sweep.png")
+    if interrupted:
+        raise KeyboardInterrupt
     return result
 
 
@@ -382,6 +408,7 @@ def write_table(result: Mapping[str, Any], path: str | Path | None = None) -> st
              + (f" ({result['random']} drawn at random from the grid, seed "
                 f"{result['random_seed']})" if result.get("random") else "")
              + (f"; overrides {' '.join(result['overrides'])}" if result["overrides"] else "")
+             + ("; interrupted with Ctrl-C" if result.get("interrupted") else "")
              + ". Accuracy in percent, mean ± sd over the seeds that finished; validation "
                "accuracy of the tested epoch. Sorted by validation accuracy.", "",
              "| | setting | seeds ok | val accuracy | test accuracy | wall time per trial |",
@@ -403,9 +430,11 @@ def write_table(result: Mapping[str, Any], path: str | Path | None = None) -> st
             cells = [f"**{c}**" for c in cells]
         lines.append("| " + " | ".join(["best" if best else "", *cells]) + " |")
     if failed:
-        lines += ["", f"Failed trials ({len(failed)}; their logs are in logs/):", ""]
-        lines += [f"- `{t['name']}` (exit status {t['exit_status']}): {t['error']}"
-                  for t in failed]
+        lines += ["", f"Trials that did not finish ({len(failed)}; their logs are in logs/):",
+                  ""]
+        lines += [f"- `{t['name']}` ({t['status']}"
+                  + (f", exit status {t['exit_status']}" if t["exit_status"] is not None else "")
+                  + f"): {t['error']}" for t in failed]
     text = "\n".join(lines) + "\n"
     if path is not None:
         atomic_write(Path(path), lambda p: p.write_text(text))
@@ -450,7 +479,8 @@ def plot_sweep(result: Mapping[str, Any], path: str | Path | None = None) -> Any
                  f"seeds {result['seeds']}")
     ax.set_ylim(0, 100)
     ax.set_xlim(-0.6, len(rows) - 0.4)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if any(g["ok"] for g in rows):
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if path is not None:
         atomic_write(Path(path), lambda p: fig.savefig(p, format="png", dpi=120))
     return fig
