@@ -17,8 +17,9 @@ error line and the others go on. At the end the sweep folder holds
     >>> grid = parse_grid(["train.lr=0.01,0.02", "model.hidden=[8],[16, 16]"])
     >>> grid
     {'train.lr': [0.01, 0.02], 'model.hidden': [[8], [16, 16]]}
-    >>> [t.name for t in make_trials(grid, seeds=[0])][:2]
-    ['lr=0.01_hidden=8_seed=0', 'lr=0.01_hidden=16-16_seed=0']
+    >>> names = [t.name for t in make_trials(grid, seeds=[0])]
+    >>> len(names), names[0], names[1]
+    (4, 'lr=0.01_hidden=8_seed=0', 'lr=0.01_hidden=16-16_seed=0')
 """
 
 from __future__ import annotations
