@@ -5,6 +5,8 @@
     spikeloop summary CONFIG.yaml [key.sub=value ...]  print the network graph of a config
     spikeloop config [CONFIG.yaml] [key.sub=value ...] print the resolved config
     spikeloop data [--json] [--root DIR]               list the known data sets and where they are
+    spikeloop sweep CONFIG.yaml [key=value ...] --grid key=V1,V2 [--seeds 0 1 2] [--parallel P]
+                                                       train every setting × seed, tabulate
 
 Launched by ``torchrun`` (``torchrun --nproc-per-node 2 -m spikeloop train CONFIG.yaml``),
 ``train`` and ``resume`` run data-parallel (:mod:`spikeloop.training.distributed`).
@@ -100,6 +102,36 @@ def _parser() -> argparse.ArgumentParser:
                            "searched)")
     data.add_argument("--root", metavar="DIR", help="a folder to search first (a config's "
                       "data.root)")
+    sweep = sub.add_parser(
+        "sweep", help="train a grid (or random draws) of overrides × seeds and tabulate them",
+        description="Train every setting of the grid (or --random N of them) once per seed, "
+                    "each trial a `spikeloop train` process with its own run folder under "
+                    "--out, P at a time; then write sweep.json (every trial), sweep.md (mean ± "
+                    "sd over the seeds per setting, sorted by validation accuracy) and "
+                    "sweep.png. A failed trial is recorded and the others go on (exit status "
+                    "1 if any failed).")
+    sweep.add_argument("config", nargs="?", metavar="CONFIG.yaml",
+                       help="YAML config file, e.g. configs/yinyang.yaml")
+    sweep.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="overrides for every trial, like train.epochs=5 (optional)")
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                       help="a key and its values (YAML, comma-separated: "
+                            "'model.hidden=[64],[128]'); repeat for more keys; the trials are "
+                            "the product. None: the config itself, once per seed")
+    sweep.add_argument("--random", type=int, metavar="N",
+                       help="train N settings drawn from the grid (without repetition) "
+                            "instead of all")
+    sweep.add_argument("--seed", type=int, default=0, metavar="S",
+                       help="seed of the --random draw (default 0)")
+    sweep.add_argument("--seeds", nargs="+", metavar="SEED",
+                       help="run.seed values; every setting is trained once per seed "
+                            "(default: the config's run.seed)")
+    sweep.add_argument("--parallel", type=int, default=1, metavar="P",
+                       help="trials at a time (default 1); each gets run.threads = cores // P "
+                            "unless the overrides set run.threads")
+    sweep.add_argument("--out", metavar="DIR", help="the sweep folder, new or empty "
+                       "(default: RUN.OUT_DIR/sweep-RUN.NAME)")
+    sweep.add_argument("--backend", help="same as the override train.backend=NAME")
     return parser
 
 
@@ -146,7 +178,7 @@ def _split(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
         # a key=value in the first position: the config file / run folder is missing
         args.overrides.insert(0, first)
         setattr(args, slot, None)
-    if args.command in ("train", "summary") and args.config is None:
+    if args.command in ("train", "summary", "sweep") and args.config is None:
         raise UsageError(f"spikeloop {args.command} needs a config file: spikeloop "
                          f"{args.command} CONFIG.yaml [key=value ...], e.g. configs/yinyang.yaml")
     if args.command == "resume" and args.run_dir is None:
@@ -188,6 +220,43 @@ def _data(as_json: bool, root: str | None) -> None:
         print(f"{r.name:<{width}}  {where}")
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    """``spikeloop sweep``: run the trials, print the table; 1 if a trial failed."""
+    from spikeloop.training import load_config
+    from spikeloop.training.sweep import parse_grid, run_sweep
+
+    seeds = []
+    for item in args.seeds or []:  # overrides after --seeds 0 1 land here
+        if "=" in item:
+            args.overrides.append(item)
+            continue
+        try:
+            seeds.append(int(item))
+        except ValueError:
+            raise UsageError(f"--seeds: {item!r} is not an integer seed") from None
+    if args.seeds and not seeds:
+        raise UsageError("--seeds: give at least one seed, e.g. --seeds 0 1 2")
+    cfg = load_config(args.config, args.overrides)
+    if seeds and any(o.split("=", 1)[0].strip() == "run.seed" for o in args.overrides):
+        raise UsageError("give the seeds with --seeds or run.seed=…, not both")
+    if args.seed != 0 and args.random is None:
+        raise UsageError("--seed seeds the --random draw; give --random N with it")
+    out = args.out or str(Path(cfg.run.out_dir) / f"sweep-{cfg.run.name}")
+    try:
+        result = run_sweep(main, args.config, args.overrides, parse_grid(args.grid), out,
+                           seeds=seeds or [cfg.run.seed], parallel=args.parallel,
+                           random_draws=args.random, draw_seed=args.seed)
+    except KeyboardInterrupt:
+        print(f"spikeloop: sweep interrupted; what finished is in {out}/sweep.md, and "
+              f"`spikeloop resume {out}/NAME` continues an interrupted trial", file=sys.stderr)
+        return INTERRUPTED
+    print((Path(out) / "sweep.md").read_text(), end="")
+    failed = sum(t["status"] != "ok" for t in result["trials"])
+    print(f"{len(result['trials']) - failed}/{len(result['trials'])} trials finished; results "
+          f"in {out}/ (sweep.json, sweep.md, sweep.png)")
+    return 1 if failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``spikeloop`` console script; returns the exit status."""
     try:
@@ -202,6 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = load_config(args.config, args.overrides)
             print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
             return 0
+        if args.command == "sweep":
+            return _sweep(args)
         if args.command == "resume":
             cfg = load_run_config(args.run_dir, args.overrides)
         else:
