@@ -31,10 +31,11 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples benchmarks scripts
 
-# The suite runs in one worker process per core (pytest-xdist; tests marked with one xdist_group
-# share a worker, e.g. those reading one torchrun launch); `-p no:xdist` runs it in one.
+# The suite runs in one worker process per core (pytest-xdist), each test file in one worker
+# (the tests of a file may share state: one torchrun launch, the property suite's case count);
+# `-p no:xdist` runs it in one process.
 test: lint
-	$(PY) -m pytest -q -n auto --dist loadgroup
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 # The site: strict, so a broken link or reference, or a generated page that fails, is an error.
 docs: $(STAMP)

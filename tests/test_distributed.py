@@ -122,8 +122,9 @@ def runs(tmp_path_factory):
 
 
 SHARED = pytest.mark.xdist_group("distributed")
-"""The tests that read :func:`runs`: one worker (``make test`` runs ``--dist loadgroup``), so
-its launch runs once."""
+"""The tests that read :func:`runs` (its launch runs once per worker process: ``make test``
+runs each test file in one worker, ``--dist loadfile``; the group also holds under
+``--dist loadgroup`` where pytest-xdist supports it)."""
 
 
 @SHARED
