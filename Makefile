@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint docs venv clean yinyang-bench bench bench-scaling bench-contention \
+.PHONY: demo test lint docs venv clean yinyang-bench bench bench-scaling bench-contention bench-distributed \
 	eventprop-bench event-memory memory-task xylo-example xylo-long nir-matrix data fashion-mnist \
 	fashion-mnist-fc fashion-mnist-conv fashion-mnist-conv-surrogate digits shd spoken-digits spoken-digits-train data-bench \
 	temporal-audio delays-bench
@@ -92,6 +92,12 @@ bench-scaling: $(BENCH_STAMP)
 # epoch and the speed rows; CONTENTION_ARGS passes options, e.g. "--threads auto 2".
 bench-contention: $(STAMP)
 	$(PY) benchmarks/contention.py $(CONTENTION_ARGS)
+
+# Data-parallel throughput (docs/distributed.md): 1 × 1, 1 × 2 and 2 × 1 processes × threads.
+bench-distributed: $(STAMP) spoken-digits
+	$(PY) benchmarks/distributed.py configs/yinyang.yaml --matrix --batches 40
+	$(PY) benchmarks/distributed.py configs/spoken_digits.yaml --matrix --batches 20 \
+		--out benchmarks/results/distributed_spoken_digits
 
 # Data sets (docs/datasets.md): `make data` lists the known ones, where each was found and how to
 # get a missing one. `make fashion-mnist` installs the Debian package dataset-fashion-mnist (the

@@ -120,3 +120,27 @@ def test_event_step_benchmark_times_both_backends(capsys):
     assert rows[0]["input_events_per_sample"] == rows[1]["input_events_per_sample"] > 0
     ratio = rows[1]["s_per_step"] / rows[0]["s_per_step"]
     assert lines[2] == f"event / sim: {ratio:.1f}×"
+
+
+def test_distributed_throughput_tables_are_generated_from_their_results():
+    """benchmarks/results/distributed*.md are benchmarks/distributed.py's tables of the JSON next
+    to them (what docs/distributed.md includes), and the speed-up column is each row's time
+    against the 1 × 1 row of its backend."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import distributed
+
+    for name in ("distributed", "distributed_spoken_digits"):
+        result = json.loads((ROOT / f"benchmarks/results/{name}.json").read_text())
+        assert (ROOT / f"benchmarks/results/{name}.md").read_text() == \
+            distributed.markdown(result)
+        assert {(r["processes"], r["threads_per_process"]) for r in result["rows"]} == set(
+            distributed.SETTINGS)
+    row = {"backend": "sim", "global_batch": 10, "trainable_parameters": 2, "gradient_bytes": 8}
+    result = {"machine": "m", "date": "d", "torch": "t", "command": "c", "batches": 3, "rows": [
+        row | {"processes": 1, "threads_per_process": 1, "seconds_per_step": 0.04,
+               "samples_per_second": 250.0},
+        row | {"processes": 2, "threads_per_process": 1, "seconds_per_step": 0.025,
+               "samples_per_second": 400.0, "allreduce_ms": 1.5}]}
+    lines = distributed.markdown(result).splitlines()
+    assert lines[-2] == "| sim | 1 × 1 | 40.0 | 250 | 1.00× | – | – |"
+    assert lines[-1] == "| sim | 2 × 1 | 25.0 | 400 | 1.60× | 1.50 ms (0.0 kB) | – |"
