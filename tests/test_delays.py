@@ -580,6 +580,26 @@ def test_per_axon_delays_of_another_dtype_than_the_input():
     torch.testing.assert_close(yb.double(), want, rtol=2e-2, atol=5e-2)
 
 
+def _event_and_dense_paths(x, state, delay, d, n_out, seed):
+    """``ops.delayed_linear`` with ``event=True`` and ``False`` on the same input, weights
+    (``[n_out, in]`` from ``seed``), bias and output gradient: both runs' outputs, state and
+    weight, delay and bias gradients agree (float32 sums in another order); returns them."""
+    g = torch.Generator().manual_seed(seed)
+    w0 = torch.randn(n_out, x.shape[-1], generator=g)
+    b0 = torch.randn(n_out, generator=g)
+    r = torch.randn(x.shape[0], x.shape[1], n_out, generator=g)
+    runs = []
+    for event in (True, False):
+        w, dl, bias = (p.clone().requires_grad_() for p in (w0, delay, b0))
+        y, new_state = ops.delayed_linear(x, w, dl, DT, d, bias, state, event=event)
+        (y * r).sum().backward()
+        runs.append((y, new_state, w.grad, dl.grad, bias.grad))
+    for got, want in zip(*runs, strict=True):
+        scale = float(want.detach().abs().max()) if want.numel() else 0.0
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * scale)
+    return runs, w0
+
+
 @pytest.mark.parametrize("with_state", [False, True])
 @pytest.mark.parametrize("max_steps", [0, 1, 7])
 def test_per_axon_from_events_equals_the_dense_per_axon_path(with_state, max_steps):
@@ -598,18 +618,7 @@ def test_per_axon_from_events_equals_the_dense_per_axon_path(with_state, max_ste
     g = torch.Generator().manual_seed(42)
     delay = torch.rand(n_in, generator=g) * d * DT
     delay[:4] = torch.tensor([0.0, d, d // 2, max(d - 0.5, 0)]) * DT
-    w0 = torch.randn(n_out, n_in, generator=g)
-    b0 = torch.randn(n_out, generator=g)
-    r = torch.randn(t, b, n_out, generator=g)
-    runs = []
-    for event in (True, False):
-        w, dl, bias = (p.clone().requires_grad_() for p in (w0, delay, b0))
-        y, new_state = ops.delayed_linear(x, w, dl, DT, d, bias, state, event=event)
-        (y * r).sum().backward()
-        runs.append((y, new_state, w.grad, dl.grad, bias.grad))
-    for got, want in zip(*runs, strict=True):  # float32 sums in another order
-        scale = float(want.detach().abs().max()) if want.numel() else 0.0
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * scale)
+    runs, w0 = _event_and_dense_paths(x, state, delay, d, n_out, seed=43)
     if d:
         assert float(runs[1][3].abs().max()) > 0  # the delays do get a gradient
     buf = ops._delay_line(x, state, d, "test")  # the event path did run
@@ -658,18 +667,7 @@ def test_per_synapse_from_events_equals_the_dense_per_synapse_path(with_state, m
     delay = torch.rand(n_out, n_in, generator=g) * d * DT
     delay[:4, :4] = torch.tensor([0.0, d, d // 2, max(d - 0.5, 0)]) * DT  # along each row
     delay[4:8, :4] = delay[:4, :4].t()  # and along each column
-    w0 = torch.randn(n_out, n_in, generator=g)
-    b0 = torch.randn(n_out, generator=g)
-    r = torch.randn(t, b, n_out, generator=g)
-    runs = []
-    for event in (True, False):
-        w, dl, bias = (p.clone().requires_grad_() for p in (w0, delay, b0))
-        y, new_state = ops.delayed_linear(x, w, dl, DT, d, bias, state, event=event)
-        (y * r).sum().backward()
-        runs.append((y, new_state, w.grad, dl.grad, bias.grad))
-    for got, want in zip(*runs, strict=True):  # float32 sums in another order
-        scale = float(want.detach().abs().max()) if want.numel() else 0.0
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * scale)
+    runs, w0 = _event_and_dense_paths(x, state, delay, d, n_out, seed=64)
     assert float(runs[1][3].abs().max()) > 0  # the delays do get a gradient
     buf = ops._delay_line(x, state, d, "test")  # the event path did run
     lo, frac = ops.delay_taps(delay, DT, d)

@@ -10,11 +10,8 @@ from spikeloop.backends import SpikeEvents
 from spikeloop.errors import NonFiniteError, ParameterError
 from spikeloop.network import Network
 from spikeloop.nn import CubaLI, CubaLIF, DelayedLinear, Input, Linear
+from test_event import CHANNELS, DURATION, F64, TIMES, dense_input, events  # the same input
 
-F64 = torch.float64
-DURATION = 40e-3
-TIMES = [[1e-3, 3.3e-3, 5e-3, 5.7e-3, 12e-3], [2e-3, 2.5e-3, 6.1e-3, 20e-3, 21e-3]]
-CHANNELS = [[0, 1, 2, 0, 1], [2, 2, 1, 0, 0]]
 D_IN = [3e-3, 0.0, 5e-3]  # s, whole steps of every dt used below
 D_HID = [1e-3, 4e-3, 0.0, 2e-3, 6e-3]
 
@@ -44,18 +41,6 @@ def make_net(dt=1e-3, d_in=D_IN, d_hid=D_HID, recurrent=False, t_refrac=0.0, rea
         if recurrent:
             net.layers["hidden"].recurrent.weight.copy_(0.5 * torch.randn(5, 5, generator=g))
     return net
-
-
-def events(times=TIMES, channels=CHANNELS):
-    return SpikeEvents(torch.tensor(times, dtype=F64), torch.tensor(channels), DURATION)
-
-
-def dense_input(dt):
-    x = torch.zeros(round(DURATION / dt), 2, 3, dtype=F64)
-    for b, (ts, cs) in enumerate(zip(TIMES, CHANNELS, strict=True)):
-        for t, c in zip(ts, cs, strict=True):
-            x[round(t / dt), b, c] += 1
-    return x
 
 
 def grid_times(spikes, dt, b, n):

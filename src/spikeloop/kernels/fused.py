@@ -609,6 +609,18 @@ class _EventDelayAxon(Function):
                 None, None, None, None)
 
 
+def _delay_line_events(buf: Tensor, weight: Tensor, bias: Tensor | None, frac: Tensor,
+                       max_density: float) -> Compressed | None:
+    """The events of a delay line ``buf [L, B, K]`` (rows ``L·B``) where the event-driven delay
+    kernels apply (float32 CPU tensors with the native kernels, a ``buf`` that needs no
+    gradient, at most ``max_density`` of it non-zero), else ``None``."""
+    if not native.usable(buf, weight, bias, frac) or buf.requires_grad or buf.dim() != 3:
+        return None
+    length, batch, k = buf.shape
+    events = Compressed(buf.detach().reshape(length * batch, k).contiguous())
+    return None if events.nnz > max_density * buf.numel() else events
+
+
 def event_delay_axon(
     buf: Tensor, weight: Tensor, lo: Tensor, hi: Tensor, frac: Tensor, bias: Tensor | None,
     max_steps: int, max_density: float = 0.15,
@@ -631,12 +643,10 @@ def event_delay_axon(
     line fed by a hidden layer takes the dense path, which also gives ``∂L/∂x``) and at most
     ``max_density`` non-zero entries. ``y [T, B, out]``.
     """
-    if (not native.usable(buf, weight, bias, frac) or buf.requires_grad or buf.dim() != 3):
+    events = _delay_line_events(buf, weight, bias, frac, max_density)
+    if events is None:
         return None
-    length, batch, k = buf.shape
-    events = Compressed(buf.detach().reshape(length * batch, k).contiguous())
-    if events.nnz > max_density * buf.numel():
-        return None
+    length, batch, _ = buf.shape
     t = length - max_steps
     y = _EventDelayAxon.apply(weight, frac, bias, events, lo.contiguous(), hi.contiguous(),
                               (length, batch, t, max_steps))
@@ -722,13 +732,12 @@ def event_delay_synapse(
     :func:`event_delay_axon` does: float32 CPU tensors with the native kernels, a ``buf`` that
     needs no gradient and at most ``max_density`` non-zero entries. ``y [T, B, out]``.
     """
-    if (not native.usable(buf, weight, bias, frac) or buf.requires_grad or buf.dim() != 3
-            or weight.shape[0] * (buf.shape[0] + max_steps + 2) >= 2**31):
+    if buf.dim() == 3 and weight.shape[0] * (buf.shape[0] + max_steps + 2) >= 2**31:
+        return None  # the native kernel's int32 offsets into its [out, time] buffer
+    events = _delay_line_events(buf, weight, bias, frac, max_density)
+    if events is None:
         return None
-    length, batch, k = buf.shape
-    events = Compressed(buf.detach().reshape(length * batch, k).contiguous())
-    if events.nnz > max_density * buf.numel():
-        return None
+    length, batch, _ = buf.shape
     t = length - max_steps
     y = _EventDelaySynapse.apply(weight, frac, bias, events, lo,
                                  (length, batch, t, max_steps))
