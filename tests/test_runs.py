@@ -287,7 +287,8 @@ CLI_MISTAKES = [
     (["resume", "{tmp}/nope"], "no run folder '{tmp}/nope'"),
     (["resume", "configs"], "'configs' is not a run folder: it has no config.yaml"),
     (["resume", "{tmp}/done", "train.lr=0.5"],
-     "a resume may change only run.threads and train.progress, not 'train.lr'"),
+     "a resume may change only run.threads, train.progress, run.tensorboard and "
+     "run.dist_timeout, not 'train.lr'"),
     (["resume", "{tmp}/done", "train.resume=false"], "not 'train.resume'"),
     (["train", "{tmp}/bad.yaml"], "is not valid YAML (line 3: expected ',' or ']'"),
     (["train", "configs/yinyang.yaml", "run.threads=true"],

@@ -117,3 +117,21 @@ def test_a_resumed_run_appends_without_a_step_twice(tmp_path):
         assert scalars(acc, scalar_tag(key)) == [(m["epoch"], f32(m[key])) for m in metrics], key
     assert [h.step for h in acc.Histograms("rate_hz/hidden1")] == [1, 2, 3]
     assert [e.step for e in acc.Scalars("accuracy/test")] == [3]
+
+
+def test_a_resume_may_switch_tensorboard_on_and_nothing_it_computes(tmp_path):
+    """``spikeloop resume DIR run.tensorboard=true`` (and run.dist_timeout) are accepted; a key
+    that changes what the run computes is refused, naming the keys a resume may change."""
+    import yaml
+
+    from spikeloop.training.config import RESUME_OVERRIDES, load_run_config
+
+    run = tmp_path / "tb"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(tiny(tmp_path).to_dict(), sort_keys=False))
+    cfg = load_run_config(run, ["run.tensorboard=true", "run.dist_timeout=30"])
+    assert cfg.run.tensorboard is True and cfg.run.dist_timeout == 30
+    assert cfg.train.resume is True and cfg.run.name == "tb"
+    assert load_run_config(run).run.tensorboard is False
+    with pytest.raises(ConfigError, match="may change only " + ", ".join(RESUME_OVERRIDES[:-1])):
+        load_run_config(run, ["train.lr=0.5"])

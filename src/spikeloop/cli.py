@@ -74,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("run_dir", nargs="?", metavar="RUN_FOLDER",
                         help="a run folder, e.g. runs/demo")
     resume.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="only run.threads and train.progress may change (optional)")
+                        help="only run.threads, train.progress, run.tensorboard and "
+                        "run.dist_timeout may change (optional)")
     summary = sub.add_parser("summary", help="print the traced network graph of a config",
                              description="Build the network of a config and print its graph: "
                                          "populations, projections, neurons, synapses, "

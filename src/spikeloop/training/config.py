@@ -382,23 +382,30 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     return from_dict(Config, apply_overrides(data, overrides))
 
 
+RESUME_OVERRIDES = ("run.threads", "train.progress", "run.tensorboard", "run.dist_timeout")
+"""The keys ``spikeloop resume`` may change: threads, progress output, TensorBoard logging and
+the data-parallel timeout."""
+
+
 def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
     """The config of the run in ``run_dir`` (its ``config.yaml``), set up to resume it there.
 
     ``run.out_dir`` and ``run.name`` point at ``run_dir`` wherever the folder now lies (a copied
     or moved run resumes in its new place) and ``train.resume`` is on; ``overrides`` may set only
-    ``run.threads`` and ``train.progress``; anything else raises :class:`ConfigError`.
+    :data:`RESUME_OVERRIDES` (how the run is executed and logged, not what it computes);
+    anything else raises :class:`ConfigError`.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"no run folder {str(run_dir)!r}")
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{str(run_dir)!r} is not a run folder: it has no config.yaml")
-    allowed = ("run.threads", "train.progress")
+    allowed = RESUME_OVERRIDES
     for item in overrides:
         key = item.split("=", 1)[0].strip()
         if key not in allowed:
-            raise ConfigError(f"a resume may change only {' and '.join(allowed)}, not {key!r} "
+            raise ConfigError(f"a resume may change only {', '.join(allowed[:-1])} and "
+                              f"{allowed[-1]}, not {key!r} "
                               f"(the rest must stay as the run was started; start a new run "
                               f"with train.init_from={run_dir / 'checkpoint.pt'} to change it)")
     data = apply_overrides(load_config(run_dir / "config.yaml").to_dict(), overrides)
