@@ -795,6 +795,15 @@ INLINE __m128 load_pair(const float *p) {
     memcpy(&d, p, sizeof d);
     return _mm_castpd_ps(_mm_set_sd(d));
 }
+
+/* the pairs (at[off[k]], at[off[k] + 1]) for k = 0..3, in one 256-bit vector */
+INLINE __m256 gather4_pairs(const float *at, const int32_t *off) {
+    __m128 p01 = load_pair(at + off[0]);
+    p01 = _mm_loadh_pi(p01, (const __m64 *)(at + off[1]));
+    __m128 p23 = load_pair(at + off[2]);
+    p23 = _mm_loadh_pi(p23, (const __m64 *)(at + off[3]));
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(p01), p23, 1);
+}
 #endif
 
 /* (at[off[j]], at[off[j] + 1]) += (v, v) * (w2[2j], w2[2j + 1]) for j in [0, M) (v = NULL: 1);
@@ -808,14 +817,9 @@ INLINE void add_pairs_scattered(int64_t M, float *restrict at, const int32_t *re
     for (; j + 4 <= M; j += 4) {
         float *t0 = at + off[j], *t1 = at + off[j + 1], *t2 = at + off[j + 2],
               *t3 = at + off[j + 3];
-        __m128 p01 = load_pair(t0);
-        p01 = _mm_loadh_pi(p01, (const __m64 *)t1);
-        __m128 p23 = load_pair(t2);
-        p23 = _mm_loadh_pi(p23, (const __m64 *)t3);
         __m256 w = _mm256_loadu_ps(w2 + 2 * j);
         if (v) w = _mm256_mul_ps(vv, w);
-        const __m256 s = _mm256_add_ps(_mm256_insertf128_ps(_mm256_castps128_ps256(p01), p23, 1),
-                                       w);
+        const __m256 s = _mm256_add_ps(gather4_pairs(at, off + j), w);
         const __m128 s01 = _mm256_castps256_ps128(s), s23 = _mm256_extractf128_ps(s, 1);
         _mm_storel_pi((__m64 *)t0, s01);
         _mm_storeh_pi((__m64 *)t1, s01);
@@ -837,11 +841,7 @@ INLINE void add_pairs_gathered(int64_t M, float *restrict a, const float *restri
     /* four pairs per 256-bit vector: gathered by 8-byte loads, one add into a */
     const __m256 vv = _mm256_set1_ps(v ? v[0] : 1.0f);
     for (; j + 4 <= M; j += 4) {
-        __m128 p01 = load_pair(at + off[j]);
-        p01 = _mm_loadh_pi(p01, (const __m64 *)(at + off[j + 1]));
-        __m128 p23 = load_pair(at + off[j + 2]);
-        p23 = _mm_loadh_pi(p23, (const __m64 *)(at + off[j + 3]));
-        __m256 g = _mm256_insertf128_ps(_mm256_castps128_ps256(p01), p23, 1);
+        __m256 g = gather4_pairs(at, off + j);
         if (v) g = _mm256_mul_ps(vv, g);
         _mm256_storeu_ps(a + 2 * j, _mm256_add_ps(_mm256_loadu_ps(a + 2 * j), g));
     }
