@@ -445,6 +445,9 @@ class AFEStream:
                              f"stream of chunks of shape {was}")
         audio, clipped = _clip(audio, self.on_clip, "chunk")
         self.n_clipped += clipped
+        if audio.shape[1] == 0:  # (lfilter would return a wrong final state)
+            shape = (0, self.channels) if self._single else (0, self._batch, self.channels)
+            return np.zeros(shape, dtype=np.int64)
         rect = self._rectified_int(audio) if self.integer else self._rectified_float(audio)
         self._pending = np.concatenate([self._pending, rect], axis=0)
         self._seen += audio.shape[1]
@@ -605,16 +608,18 @@ def measure_bank(fs: float, params: AFEParams | None = None, *,
     r"""Measure each filter's centre frequency and Q from its impulse response.
 
     The response :math:`|H(f)|^2` is the squared magnitude of the zero-padded FFT of the
-    impulse response (:func:`impulse_responses`; ≥ 2\ :sup:`20` points, a resolution of
-    ≤ fs/2\ :sup:`20`); the centre is its peak (refined by a parabola through the three
+    impulse response (:func:`impulse_responses`; a resolution of at least 1/100 of the
+    narrowest −3 dB bandwidth); the centre is its peak (refined by a parabola through the three
     highest points), the −3 dB edges are where :math:`|H|^2` falls to half the peak (linear
     interpolation), and :math:`Q = f_c / (f_2 - f_1)`.
 
     Returns:
         ``(fc, q)``: measured centre frequencies (Hz) and Q factors per channel.
     """
+    bank = design_bank(fs, params)
     h = impulse_responses(fs, params, integer=integer)
-    n_fft = max(1 << 20, 1 << math.ceil(math.log2(h.shape[0])))
+    resolution = float(np.min(bank.fc / bank.q)) / 100  # 100 points per narrowest bandwidth
+    n_fft = 1 << math.ceil(math.log2(max(h.shape[0], bank.fs / resolution)))
     power = np.abs(np.fft.rfft(h, n_fft, axis=0)) ** 2
     df = check_fs(fs) / n_fft
     fcs, qs = np.empty(h.shape[1]), np.empty(h.shape[1])
