@@ -400,7 +400,7 @@ class AFEStream:
         self._y: np.ndarray | None = None   # last two outputs [2, B, C] or lfilter zi
         self._e: np.ndarray | None = None   # saved fraction of the integer filter [B, C]
         self._v: np.ndarray | None = None   # accumulators [B, C]
-        self._pending: np.ndarray | None = None  # rectified samples of the open bin [m, B, C]
+        self._pending: np.ndarray | None = None  # open bin: int [m,B,C], float [m,C,B]
         self._seen = 0   # samples consumed
         self._bins = 0   # bins emitted
         self.n_capped = 0
@@ -423,7 +423,7 @@ class AFEStream:
         else:
             self._y = np.zeros((c, batch, 2))  # lfilter's zi per channel
             self._v = np.zeros((batch, c))
-            self._pending = np.zeros((0, batch, c))
+            self._pending = np.zeros((0, c, batch))  # float: [n, C, B]
 
     def __call__(self, chunk: Any, fs: float | None = None) -> np.ndarray:
         """Feed one chunk; return the counts of the bins it completes (see the class).
@@ -449,19 +449,20 @@ class AFEStream:
             shape = (0, self.channels) if self._single else (0, self._batch, self.channels)
             return np.zeros(shape, dtype=np.int64)
         rect = self._rectified_int(audio) if self.integer else self._rectified_float(audio)
-        self._pending = np.concatenate([self._pending, rect], axis=0)
+        self._pending = (rect if self._pending.shape[0] == 0 else
+                         np.concatenate([self._pending, rect], axis=0))
         self._seen += audio.shape[1]
         counts = self._bin()
         return counts[:, 0] if self._single else counts
 
     def _rectified_float(self, audio: np.ndarray) -> np.ndarray:
         bank = self.bank
-        out = np.empty((audio.shape[1], audio.shape[0], self.channels))
+        out = np.empty((audio.shape[1], self.channels, audio.shape[0]))  # [n, C, B]
         for c in range(self.channels):
             b = np.array([bank.g[c], 0.0, -bank.g[c]])
             a = np.array([1.0, bank.a1[c], bank.a2[c]])
             y, self._y[c] = signal.lfilter(b, a, audio, axis=1, zi=self._y[c])
-            out[:, :, c] = np.abs(y).T
+            np.abs(y.T, out=out[:, c, :])
         return out
 
     def _rectified_int(self, audio: np.ndarray) -> np.ndarray:
@@ -510,9 +511,11 @@ class AFEStream:
         counts = np.zeros((n_bins, self._batch, c), dtype=np.int64)
         if n_bins == 0:
             return counts
-        first = self._edge(self._bins) - start
-        cuts = np.array([first, *edges[:-1]])
-        sums = np.add.reduceat(self._pending[: edges[-1]], cuts, axis=0)
+        cuts = [self._edge(self._bins) - start, *edges]
+        pending = self._pending
+        sums = [pending[lo:hi].sum(axis=0) for lo, hi in itertools.pairwise(cuts)]
+        if not self.integer:
+            sums = [s.T for s in sums]  # float model's samples are [n, C, B]
         theta = self.bank.theta_int if self.integer else self.bank.theta
         v = self._v
         for k in range(n_bins):
@@ -521,7 +524,7 @@ class AFEStream:
             v = v - spikes * theta
             counts[k] = spikes
         self._v = v
-        self._pending = self._pending[edges[-1]:]
+        self._pending = self._pending[edges[-1]:].copy()
         self._bins += n_bins
         over = counts > self.params.cap
         self.n_capped += int(over.sum())
