@@ -129,3 +129,13 @@ class TrainingInterrupted(KeyboardInterrupt):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class ClippedAudioError(SpikeloopError, ValueError):
+    """Audio samples are at or beyond full scale (``|x| ≥ 1``) and the caller asked for an
+    error instead of a :class:`ClippedAudioWarning`. The message counts them."""
+
+
+class ClippedAudioWarning(UserWarning):
+    """Audio samples are at or beyond full scale (``|x| ≥ 1``): clipped audio. They were
+    saturated to ``[-1, 1]``, as an ADC does; the message counts them."""

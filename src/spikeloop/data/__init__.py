@@ -1,5 +1,16 @@
 """Data sets and spike encoders."""
 
+from spikeloop.data.afe import (
+    AFE_CENTRES,
+    AFEParams,
+    AFEResult,
+    AFEStream,
+    FilterBank,
+    afe_counts,
+    design_bank,
+    impulse_responses,
+    measure_bank,
+)
 from spikeloop.data.augment import augment, random_flip, random_shift
 from spikeloop.data.catalog import DATA_SETS, DEFAULT_DATA_DIR, data_dir, find, status
 from spikeloop.data.cochlea import CochleaParams, cochlea_spikes, spectrogram_spikes
@@ -33,6 +44,7 @@ from spikeloop.data.transforms import (
 from spikeloop.data.yin_yang import CLASS_NAMES, YIN_YANG_SPLITS, yin_yang, yin_yang_split
 
 __all__ = [
+    "AFE_CENTRES",
     "CLASS_NAMES",
     "DATA_SETS",
     "DEFAULT_DATA_DIR",
@@ -42,12 +54,16 @@ __all__ = [
     "SHD",
     "SSC",
     "YIN_YANG_SPLITS",
+    "AFEParams",
+    "AFEResult",
+    "AFEStream",
     "ChannelShift",
     "CochleaParams",
     "Compose",
     "CropTime",
     "Downsample",
     "EventDataset",
+    "FilterBank",
     "FixedLength",
     "LabelledSubset",
     "PadTime",
@@ -55,15 +71,18 @@ __all__ = [
     "TimeJitter",
     "TimeShift",
     "ToRaster",
+    "afe_counts",
     "augment",
     "check_events",
     "cochlea_spikes",
     "data_dir",
     "delta",
+    "design_bank",
     "digits_split",
     "direct",
     "event_times",
     "find",
+    "impulse_responses",
     "latency",
     "load_digits",
     "load_mnist_family",
@@ -71,6 +90,7 @@ __all__ = [
     "make_encoder",
     "make_events",
     "make_spoken_digits",
+    "measure_bank",
     "random_flip",
     "random_shift",
     "rate",
