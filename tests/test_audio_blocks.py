@@ -18,6 +18,7 @@ from spikeloop.network.blocks import multi_time_scale_taus, pyramid_taus, synnet
 from spikeloop.nn import CubaLI, CubaLIF, CubaLIF2, Linear
 from spikeloop.training import Trainer, build_network, load_config
 from spikeloop.training.experiment import DATASETS
+from test_chip_xylo import assert_same, xylosim_run  # the reference simulator's harness
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,6 +124,9 @@ def test_wavesense_maps_with_alias_chains_and_qat_equals_the_integer_simulator()
     for name in ("hidden", "res1", "res2", "skip3", "readout"):
         assert torch.equal(chip[name].v, qat[name].v), name
     assert torch.equal(chip["res1"].spikes, ref.spikes[..., offs["res1"]:offs["res1"] + C].float())
+    pytest.importorskip("xylosim")  # the independent reference runs the chain the same way
+    ref, _ = xylosim_run(config, x[:, 0].long())
+    assert_same(simulate(config, x[:, 0]), ref)
 
 
 def test_qat_gradient_reaches_the_start_of_an_alias_chain():
