@@ -207,20 +207,20 @@ def test_wavesense_learns_a_temporal_order_task_and_keeps_it_on_the_chip():
                 m.weight.mul_(4)
     x, y = order_task(64, 0)
     xt, yt = order_task(128, 1)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-2)
+    opt = torch.optim.Adam(net.parameters(), lr=4e-2)
     losses = []
-    for _ in range(20):
+    for _ in range(15):
         loss = torch.nn.functional.cross_entropy(net(x).output.v[-8:].mean(0) * 5, y)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-    assert sum(losses[-3:]) / 3 < 0.3 * losses[0]  # measured: 0.97 → ≈ 0.03
+    assert sum(losses[-3:]) / 3 < 0.3 * losses[0]  # measured: 0.97 → 0.09 (last three)
     with torch.no_grad():
         acc = float((net(xt).output.v[-8:].mean(0).argmax(-1) == yt).float().mean())
         chip = net(xt, backend="xylo").output.v[-8:].mean(0).argmax(-1)
     assert acc > 0.85  # measured 0.98; chance 0.5 (the classes' event counts are the same)
-    assert float((chip == yt).float().mean()) > 0.8  # measured 0.95: quantised, hop delays
+    assert float((chip == yt).float().mean()) > 0.8  # measured 0.90: quantised, hop delays
 
 
 # ----------------------------------------------------------------------------- SynNet
