@@ -684,7 +684,8 @@ def _raw_dag():
     return GraphNetwork(layers, wiring)
 
 
-def test_chained_aliases_are_refused():
+def test_a_sum_that_holds_part_of_an_inner_sum_is_refused():
+    """B carries z_A + z_B (A aliases B); a sum z_B + z_C would also count A's spikes."""
     spec = {"sizes": {"A": 6, "B": 6, "C": 6, "D": 6, "out": 2},
             "inputs": {"A": ["fc_in_A"], "fc_in_A": ["input"], "B": ["fc_AB"], "fc_AB": ["A"],
                        "C": ["fc_sum1"], "fc_sum1": ["A", "B"], "D": ["fc_sum2"],
@@ -698,8 +699,21 @@ def _grads(net):
     return {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}
 
 
+def _wavesense():
+    """A WaveSense network: its residual stream is an alias chain hidden → res1 → res2."""
+    from spikeloop.network.audio_blocks import wavesense
+
+    torch.manual_seed(0)
+    net = wavesense(16, 8, (2, 4, 8), 6, 5)
+    with torch.no_grad():
+        for module in net.layers.values():
+            if isinstance(module, Linear):
+                module.weight.mul_(4)
+    return net
+
+
 @pytest.mark.parametrize("make", [lambda: net_two_layers(out=CubaLIF),
-                                  lambda: dag(**RESIDUAL, recurrent=("A",))])
+                                  lambda: dag(**RESIDUAL, recurrent=("A",)), _wavesense])
 def test_in_the_loop_replays_the_chip_values_with_exactly_the_qat_gradients(make):
     """Chip in the loop (replay="chip"): every value is the integer simulator's and every
     gradient the QAT model's (the emulator computes what the QAT model computes); the float

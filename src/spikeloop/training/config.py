@@ -181,6 +181,15 @@ class ModelConfig:
     weights, ``conv_gain`` for convolutions (``normal(0, conv_gain / sqrt(fan_in))``); missing
     keys keep their defaults."""
 
+    block: dict[str, Any] = field(default_factory=dict)
+    """A ready-made network instead of the stack above: ``{name: synnet | wavesense | lif,
+    ...}`` with the keyword arguments of :func:`~spikeloop.network.blocks.synnet`,
+    :func:`~spikeloop.network.audio_blocks.wavesense` or
+    :func:`~spikeloop.network.audio_blocks.recurrent_lif` (``inputs``, ``outputs`` and ``dt``
+    come from the data), e.g. ``{name: wavesense, channels: 16, dilations: [2, 4, 8, 16],
+    skip_channels: 32}``; :data:`~spikeloop.training.experiment.BLOCK_KEYS` lists the keys.
+    Of this section only ``init`` then applies. Empty (the default): the stack above."""
+
     def __post_init__(self) -> None:
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ConfigError(

@@ -34,8 +34,10 @@ from spikeloop.data import (
     time_major_collate,
     yin_yang,
 )
-from spikeloop.errors import ConfigError, DTypeError, ShapeError, SpikeloopError
+from spikeloop.errors import ConfigError, DTypeError, ParameterError, ShapeError, SpikeloopError
 from spikeloop.network import Network
+from spikeloop.network.audio_blocks import recurrent_lif, wavesense
+from spikeloop.network.blocks import synnet
 from spikeloop.nn import (
     POPULATIONS,
     AvgPool2d,
@@ -313,6 +315,8 @@ def build_network(
     shape = check_shape(n_in, "build_network: n_in")
     n_out = check_int(n_out, "build_network: n_out", 1)
     dt = check_dt(dt, "build_network: dt")
+    if cfg.block:
+        return init_weights(_block_network(cfg.block, shape, n_out, dt), cfg.init, generator)
     neuron = POPULATIONS.get(cfg.neuron)
     readout = POPULATIONS.get(cfg.readout)
     if not neuron.spiking:
@@ -340,6 +344,48 @@ def build_network(
     layers[f"fc{len(sizes)}"] = Linear(sizes[-1], n_out)
     layers["output"] = readout(n_out, **common, **(_accepted(readout, shared) | cfg.readout_params))
     return init_weights(Network(layers), cfg.init, generator, draw_delays=True)
+
+
+BLOCK_KEYS: dict[str, tuple[str, ...]] = {
+    "synnet": ("hidden", "scales", "base", "taus", "tau_mem", "readout_tau_mem", "recurrent",
+               "tau_syn2"),
+    "wavesense": ("channels", "dilations", "skip_channels", "tau_syn", "tau_mem", "readout",
+                  "readout_tau_mem", "v_threshold"),
+    "lif": ("hidden", "tau_syn", "tau_mem", "readout", "readout_tau_mem", "v_threshold"),
+}
+"""The networks of ``model.block`` (``name``) and the keys each takes besides ``name``."""
+
+BLOCK_BUILDERS = {"synnet": synnet, "wavesense": wavesense, "lif": recurrent_lif}
+
+
+def _block_network(block: Any, shape: tuple[int, ...], n_out: int, dt: float) -> Network:
+    """The network ``model.block`` names, for ``shape`` inputs and ``n_out`` outputs; errors of
+    the builder name the config key."""
+    check_type(block, "model.block", Mapping, "a mapping with a 'name'")
+    name = block.get("name")
+    if name not in BLOCK_KEYS:
+        raise ConfigError(f"model.block.name must be one of {', '.join(BLOCK_KEYS)}, got "
+                          f"{name!r}")
+    unknown = sorted(set(block) - {"name", *BLOCK_KEYS[name]}, key=str)
+    if unknown:
+        raise ConfigError(f"unknown model.block keys {unknown} for {name}; known: "
+                          f"{', '.join(BLOCK_KEYS[name])}")
+    if len(shape) != 1:
+        raise ConfigError(f"model.block {name} takes 1-d input channels, got samples of shape "
+                          f"{shape}")
+    kwargs = {k: v for k, v in block.items() if k != "name"}
+    required = {"synnet": ("hidden",), "wavesense": ("channels", "dilations", "skip_channels"),
+                "lif": ("hidden",)}[name]
+    missing = [k for k in required if k not in kwargs]
+    if missing:
+        raise ConfigError(f"model.block {name} needs {', '.join(missing)}")
+    try:
+        if name == "wavesense":
+            return wavesense(shape[0], kwargs.pop("channels"), kwargs.pop("dilations"),
+                             kwargs.pop("skip_channels"), n_out, dt=dt, **kwargs)
+        return BLOCK_BUILDERS[name](shape[0], kwargs.pop("hidden"), n_out, dt=dt, **kwargs)
+    except ParameterError as err:  # ArgumentTypeError included
+        raise ConfigError(f"model.block ({name}): {err}") from None
 
 
 DELAY_KEYS = ("max_delay", "per", "learn")

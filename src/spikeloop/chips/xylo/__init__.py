@@ -1,13 +1,15 @@
 """Emulated Xylo-like digital SNN processor (integer dynamics): spec, mapper, quantisation,
 config, bit-exact simulator with streaming, QAT model and backend. Its hidden neurons have two
 synaptic currents: ``spikeloop.nn.CubaLIF2`` is their float model, and
-``spikeloop.network.blocks.synnet`` builds multi-time-scale networks for it.
+``spikeloop.network.blocks.synnet`` builds multi-time-scale networks for it and
+``spikeloop.network.audio_blocks.wavesense`` dilated temporal-convolution networks.
 
 Registered as the ``"xylo"`` backend. Pure stages::
 
     layout = map_graph(net.graph)                 # graph → chip layout (MappingError on limits)
     config, report = quantize(layout)             # → XyloConfig (JSON) + QuantizationReport
     run = simulate(config, raster)                # integer simulator, [T, 16] event counts
+    resource_use(config)                          # neurons, currents and weights used
 """
 
 from spikeloop.chips.xylo.backend import XyloBackend
@@ -16,11 +18,12 @@ from spikeloop.chips.xylo.dynamics import XyloParams, XyloState
 from spikeloop.chips.xylo.mapper import XyloLayout, map_graph
 from spikeloop.chips.xylo.qat import qat_run
 from spikeloop.chips.xylo.quantize import QuantizationReport, chip_tensors, quantize
+from spikeloop.chips.xylo.resources import resource_use
 from spikeloop.chips.xylo.simulator import XyloRun, XyloStream, simulate, simulate_many
 from spikeloop.chips.xylo.spec import XyloSpec
 
 __all__ = [
     "QuantizationReport", "XyloBackend", "XyloConfig", "XyloLayout", "XyloParams",
     "XyloRun", "XyloSpec", "XyloState", "XyloStream", "chip_tensors", "map_graph", "qat_run",
-    "quantize", "simulate", "simulate_many",
+    "quantize", "resource_use", "simulate", "simulate_many",
 ]

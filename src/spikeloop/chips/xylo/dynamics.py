@@ -37,9 +37,9 @@ One time step (the order of the reference simulator, ``xylosim`` v2):
    its emitted count.
 
 Surrogate gradients (QAT): a spike count's gradient is the surrogate derivative of
-``(v − ϑ)/ϑ`` (an alias target's count adds its direct sources' gradients); the decay's is
-that of ``(1 − 2^{−d}) x``; saturation and the event order pass gradients straight through;
-the reset ``v − kϑ`` uses the count without gradient.
+``(v − ϑ)/ϑ`` (an alias target's count adds its sources' gradients, along whole chains);
+the decay's is that of ``(1 − 2^{−d}) x``; saturation and the event order pass gradients
+straight through; the reset ``v − kϑ`` uses the count without gradient.
 """
 
 from __future__ import annotations
@@ -221,8 +221,24 @@ def _fire(
         return final, v_new
     z = spike((v - threshold) / threshold, surrogate)
     if aliases is not None and bool((aliases >= 0).any()):  # a target's count: own + sources'
-        z = z + _alias_sum(z, aliases)
+        own, total = z, z
+        for _ in range(_alias_depth(aliases)):  # a chain A → B → C: C's count carries A's too
+            total = own + _alias_sum(total, aliases)
+        z = total
     return _straight(z, final), v_new
+
+
+def _alias_depth(aliases: Tensor) -> int:
+    """The longest chain of aliases (``A → B``: 1; ``A → B → C``: 2)."""
+    al = aliases.reshape(-1, aliases.shape[-1])
+    has, target = al >= 0, al.clamp(min=0)
+    level = torch.zeros(al.shape, dtype=torch.int64, device=al.device)
+    for depth in range(al.shape[-1] + 1):
+        new = torch.zeros_like(level).scatter_reduce(-1, target, (level + 1) * has, "amax")
+        if torch.equal(new, level):
+            return depth
+        level = new
+    return depth  # unreachable for aliases from lower to higher indices (no cycles)
 
 
 def _alias_sum(z: Tensor, aliases: Tensor) -> Tensor:
@@ -237,8 +253,8 @@ def own_counts(z: Tensor, aliases: Tensor, cap: int = 31) -> Tensor:
     An alias target emits its own spikes plus those of its sources:
     ``z_j = \min(cap, Σ_{s→j} z_s) + k_j`` where it fires after its sources (lower indices),
     so ``k_j = z_j − \min(cap, Σ_{s→j} z_s)`` — exact for aliases from lower to higher
-    indices whose sources are no targets themselves (what the mapper creates); gradients pass
-    straight through the cap.
+    indices (what the mapper creates), chains included: a source's emitted count ``z_s`` is
+    what it passed on; gradients pass straight through the cap.
     """
     if not bool((aliases >= 0).any()):
         return z

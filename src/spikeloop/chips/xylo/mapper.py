@@ -18,11 +18,16 @@ populations ``S₁ … S_k`` (equal sizes; e.g. ``W (z_A + z_B)``, a residual co
 chip's alias mechanism: every source but the last in graph order (the *target* ``T``) gets
 ``alias = T``'s neuron of the same index, so on every step the chip counts the source's spikes
 as ``T``'s too and ``T``'s outgoing weights carry ``z_T + Σ z_S`` (capped at 31 per step); the
-projection's weights fill ``T``'s rows only. This is exact for the graph only if *every*
-reader of ``T`` reads that same sum, ``T`` is not recurrent (its recurrent weights would see the
-sources' spikes), a source aliases one target only (one alias per hidden neuron) and no target
-is itself a source (no chains); anything else raises :class:`~spikeloop.errors.MappingError`
-saying which rule it breaks. Sources precede their target in the hidden pool, so the chip adds
+projection's weights fill ``T``'s rows only. This is exact for the graph only if
+every reader of ``T`` reads that same sum (or a larger sum that contains it, below), ``T`` is
+not recurrent (its recurrent weights would see the sources' spikes) and a source aliases one
+target only (one alias per hidden neuron). **Nested sums** are chains: a residual stack
+``x₂ = z_A + z_B``, ``x₃ = x₂ + z_C`` is ``A → B → C`` (``A`` aliases ``B``, ``B`` aliases
+``C``); the chip passes a target's whole count on, so ``C``'s weights carry
+``z_A + z_B + z_C`` — exact when the outer sum contains the whole inner one. Anything else
+(e.g. a sum ``z_B + z_C`` while ``B`` carries ``z_A + z_B``) raises
+:class:`~spikeloop.errors.MappingError` saying which rule it breaks.
+Sources precede their target in the hidden pool, so the chip adds
 their counts before the target fires and the target's own count is recoverable
 (:func:`~spikeloop.chips.xylo.dynamics.own_counts`).
 
@@ -178,12 +183,15 @@ def _check_projection(node: Node) -> None:
 
 def _alias_groups(
     projs: list[Node], recurrent: Mapping[str, Node], order: Mapping[str, int]
-) -> dict[str, frozenset[str]]:
+) -> tuple[dict[str, frozenset[str]], dict[str, str]]:
     """Target population → the populations whose spike sum its outgoing weights carry (itself
-    included), for every projection that sums several hidden populations; checks the rules in
-    the module docstring."""
+    included), for every projection that sums several hidden populations, and each alias
+    source → its (direct) target; checks the rules in the module docstring.
+
+    A *nested* sum (a residual chain ``x₂ = z_A + z_B``, ``x₃ = x₂ + z_C``) is a chain of
+    aliases ``A → B → C``: the sum with target ``C`` contains the whole sum with target ``B``,
+    so ``B`` is ``C``'s direct source and ``A`` is ``B``'s only."""
     groups: dict[str, frozenset[str]] = {}
-    alias_of: dict[str, str] = {}
     for p in projs:
         if len(p.inputs) < 2:
             continue
@@ -198,16 +206,24 @@ def _alias_groups(
                 f"with {sorted(srcs - {target})}; the chip's alias makes a source's spikes the "
                 "target's for every reader, so all sums with one target must be the same")
         groups[target] = srcs
-        for s in srcs - {target}:
-            if alias_of.get(s, target) != target:
+    alias_of: dict[str, str] = {}
+    for t in sorted(groups, key=order.__getitem__):
+        srcs = groups[t]
+        inner = [u for u in srcs - {t} if u in groups]
+        for u in inner:
+            if not groups[u] <= srcs:
                 raise MappingError(
-                    f"population {s!r} is summed with {alias_of[s]!r} and with {target!r}; the "
+                    f"population {u!r} is an alias source (of {t!r}) and an alias target (of "
+                    f"{sorted(groups[u] - {u})}); chained aliases (a sum of sums) are mapped only "
+                    f"when the outer sum {sorted(srcs)} contains the whole inner sum "
+                    f"{sorted(groups[u])}: the chip passes a target's whole count on")
+        covered = {s for u in inner for s in groups[u] - {u}}
+        for s in srcs - {t} - covered:  # direct sources: not inside a nested sum
+            if alias_of.get(s, t) != t:
+                raise MappingError(
+                    f"population {s!r} is summed with {alias_of[s]!r} and with {t!r}; the "
                     "chip has one alias per hidden neuron")
-            alias_of[s] = target
-    for s, t in alias_of.items():
-        if s in groups:
-            raise MappingError(f"population {s!r} is an alias source (of {t!r}) and an alias "
-                               "target; chained aliases (a sum of sums) are not mapped")
+            alias_of[s] = t
     for t, srcs in groups.items():
         if t in recurrent:
             raise MappingError(
@@ -215,12 +231,13 @@ def _alias_groups(
                 "its recurrent weights would also carry their spikes; make another population "
                 "of the sum the last in graph order or drop the recurrence")
         for p in projs:
-            if t in p.inputs and frozenset(p.inputs) != srcs:
+            if t in p.inputs and not (frozenset(p.inputs) in groups.values()
+                                      and srcs <= frozenset(p.inputs)):
                 raise MappingError(
                     f"projection {p.name!r} reads {list(p.inputs)}, but {t!r} carries the sum "
                     f"{sorted(srcs)} on the chip (alias target): every reader of {t!r} must read "
-                    "that same sum")
-    return groups
+                    "that same sum (or a sum that contains it)")
+    return groups, alias_of
 
 
 def map_graph(graph: Graph, spec: XyloSpec | None = None) -> XyloLayout:
@@ -305,7 +322,7 @@ def map_graph(graph: Graph, spec: XyloSpec | None = None) -> XyloLayout:
         raise MappingError(f"all populations must share one dt on the chip, got {sorted(dts)}")
     dt = dts.pop()
     check_dt(dt)
-    groups = _alias_groups(projs, recurrent, order)
+    _, alias_of = _alias_groups(projs, recurrent, order)
 
     hidden, offset = [], 0
     offsets: dict[str, int] = {}
@@ -315,7 +332,7 @@ def map_graph(graph: Graph, spec: XyloSpec | None = None) -> XyloLayout:
         offset += node.num_neurons
     aliases = tuple(
         Alias(s, t, offsets[s], offsets[t], by_name[t].num_neurons)
-        for t, srcs in groups.items() for s in sorted(srcs - {t}, key=order.__getitem__))
+        for s, t in sorted(alias_of.items(), key=lambda st: (order[st[1]], order[st[0]])))
     blocks = []
     hops: dict[str, tuple[int, int]] = {}
     for pop in pops:  # graph order: every source population comes first
