@@ -15,6 +15,7 @@ from spikeloop.data.encoders import (
 )
 from spikeloop.data.events import EVENT_DTYPE, check_events, event_times, make_events
 from spikeloop.data.idx import load_mnist_family, read_idx, write_idx
+from spikeloop.data.keywords import KeywordClips, make_keywords, read_keywords
 from spikeloop.data.loading import EventDataset, LabelledSubset, time_major_collate
 from spikeloop.data.shd import SHD, SSC, read_shd, speaker_holdout, write_shd
 from spikeloop.data.spoken_digits import make_spoken_digits
@@ -49,6 +50,7 @@ __all__ = [
     "Downsample",
     "EventDataset",
     "FixedLength",
+    "KeywordClips",
     "LabelledSubset",
     "PadTime",
     "StoreRecall",
@@ -70,11 +72,13 @@ __all__ = [
     "log_latency",
     "make_encoder",
     "make_events",
+    "make_keywords",
     "make_spoken_digits",
     "random_flip",
     "random_shift",
     "rate",
     "read_idx",
+    "read_keywords",
     "read_shd",
     "speaker_holdout",
     "spectrogram_spikes",
