@@ -262,51 +262,50 @@ def word_sound(word: str, speaker: int, voice: int, speed_wpm: int, pitch: int,
     return x * (10 ** (level_dbfs / 20) / np.sqrt(np.mean(x**2)))
 
 
-_BANKS: dict[tuple[int, str], list[tuple[int, np.ndarray]]] = {}
+_BANK: dict[tuple[int, str, int], np.ndarray] = {}
 
 
-def _babble_bank(seed: int, split: str) -> list[tuple[int, np.ndarray]]:
-    """``BABBLE_BANK`` filler words ``(speaker, unit-RMS sound)`` by the split's speakers
-    (cached per process)."""
-    key = (seed, split)
-    if key not in _BANKS:
-        speakers = _split_speakers(split)
-        bank = []
-        for i in range(BABBLE_BANK):
-            rng = _rng(seed, split, 3, i)
-            spk = speakers[i % len(speakers)]
-            x = word_sound(FILLERS[int(rng.integers(len(FILLERS)))], spk,
-                           int(rng.integers(len(ENGLISH_VOICES))),
-                           int(rng.integers(SPEED_WPM[0], SPEED_WPM[1] + 1)),
-                           int(rng.integers(PITCH[0], PITCH[1] + 1)), 0.0)
-            bank.append((spk, x))
-        _BANKS[key] = bank
-    return _BANKS[key]
+def _bank_speaker(split: str, i: int) -> int:
+    speakers = _split_speakers(split)
+    return speakers[i % len(speakers)]
 
 
-def _babble(n: int, rng: np.random.Generator, bank: list[tuple[int, np.ndarray]],
+def _bank_word(seed: int, split: str, i: int) -> np.ndarray:
+    """Word ``i`` of the split's babble bank (``BABBLE_BANK`` filler words, speaker
+    :func:`_bank_speaker`, the rest drawn from ``(seed, split, 3, i)``), unit RMS; made on
+    first use and kept for the process."""
+    key = (seed, split, i)
+    if key not in _BANK:
+        rng = _rng(seed, split, 3, i)
+        _BANK[key] = word_sound(FILLERS[int(rng.integers(len(FILLERS)))],
+                                _bank_speaker(split, i),
+                                int(rng.integers(len(ENGLISH_VOICES))),
+                                int(rng.integers(SPEED_WPM[0], SPEED_WPM[1] + 1)),
+                                int(rng.integers(PITCH[0], PITCH[1] + 1)), 0.0)
+    return _BANK[key]
+
+
+def _babble(n: int, rng: np.random.Generator, seed: int, split: str,
             exclude: int) -> np.ndarray:
-    """Unit-RMS babble: ``BABBLE_TALKERS`` tracks, each bank words (not by speaker
+    """Unit-RMS babble: ``BABBLE_TALKERS`` tracks, each bank words (none by speaker
     ``exclude``) one after the other with 0–100 ms gaps from a random start, summed."""
-    words = [x for s, x in bank if s != exclude]
+    words = [i for i in range(BABBLE_BANK) if _bank_speaker(split, i) != exclude]
     out = np.zeros(n)
     for _ in range(BABBLE_TALKERS):
-        track = np.zeros(n)
         t = -int(rng.integers(0, FS))
         while t < n:
-            w = words[int(rng.integers(len(words)))]
+            w = _bank_word(seed, split, words[int(rng.integers(len(words)))])
             a, b = max(t, 0), min(t + len(w), n)
             if b > a:
-                track[a:b] += w[a - t:b - t]
+                out[a:b] += w[a - t:b - t]
             t += len(w) + int(rng.integers(0, FS // 10))
-        out += track
     return out / np.sqrt(np.mean(out**2))
 
 
 def _noise(kind: str, n: int, rng: np.random.Generator, seed: int, split: str,
            exclude: int) -> np.ndarray:
     if kind == "babble":
-        return _babble(n, rng, _babble_bank(seed, split), exclude)
+        return _babble(n, rng, seed, split, exclude)
     return coloured_noise(kind, n, rng)
 
 
