@@ -586,8 +586,10 @@ def make_keywords(out: str | os.PathLike[str] | None = None, *, per_class: int =
 
     Args:
         out: output folder (default :func:`default_dir`), created if missing.
-        per_class, test_per_class: clips per class in the train and test split (5 classes).
-        n_streams, train_streams: streams in the test and train split (0: none).
+        per_class: clips per class in the train split (5 classes).
+        test_per_class: clips per class in the test split.
+        n_streams: streams in the test split (0: none).
+        train_streams: streams in the train split (0: none).
         stream_s: length of a stream, seconds.
         seed: fixes every byte of the files.
         jobs: worker processes (1: none).
