@@ -235,7 +235,7 @@ def test_torch_dataset_with_and_without_a_frontend(files: dict) -> None:
     ds = kw.KeywordClips(files["test"].parent, "test")
     assert len(ds) == 15 and ds.n_classes == 5 and "15 clips" in repr(ds)
     x, y = ds[-1]
-    assert x.shape == (16000,) and x.dtype == torch.float32 and y == 4
+    assert x.shape == (16000,) and x.dtype == torch.float32 and y == 4 and ds.sample_shape == ()
     xb, yb = next(iter(DataLoader(ds, batch_size=4, collate_fn=time_major_collate)))
     assert xb.shape == (16000, 4) and yb.tolist() == [0, 1, 2, 3]
 
@@ -246,7 +246,9 @@ def test_torch_dataset_with_and_without_a_frontend(files: dict) -> None:
 
     ds = kw.KeywordClips(files["test"], "test", frontend=frontend)
     xb, _ = next(iter(DataLoader(ds, batch_size=3, collate_fn=time_major_collate)))
-    assert xb.shape == (100, 3, 3)
+    assert xb.shape == (100, 3, 3) and ds.sample_shape == (3,)
+    direct = frontend(torch.from_numpy(ds.data.clips[1:2]), 16000)[0]
+    assert torch.equal(xb[:, 1], direct) and direct.sum() > 0
     with pytest.raises(ArgumentTypeError, match="frontend must be callable"):
         kw.KeywordClips(files["test"], "test", frontend=3)
 

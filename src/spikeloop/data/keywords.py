@@ -792,7 +792,7 @@ class KeywordClips:
     collate gives ``[T, B, C]``.
 
     ``path`` is the file itself or a folder holding ``keywords_{split}.h5``. Attributes:
-    ``labels`` (int64 ``[N]``), ``n_classes`` (5), ``keys``, ``fs``, ``data``
+    ``labels`` (int64 ``[N]``), ``n_classes`` (5), ``sample_shape``, ``keys``, ``fs``, ``data``
     (the :class:`KeywordsFile`, streams included).
 
     Raises:
@@ -821,6 +821,7 @@ class KeywordClips:
         self.keys = self.data.keys
         self.n_classes = len(self.keys)
         self.fs = self.data.fs
+        self._sample_shape: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -834,6 +835,16 @@ class KeywordClips:
         if self.frontend is not None:
             x = self.frontend(x[None, :], self.fs)[0]
         return x, int(self.labels[index])
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """A sample's shape after the time axis: ``()`` for audio, ``(C,)`` through a front end
+        (measured on clip 0 when first read)."""
+        if self._sample_shape is None:
+            if len(self) == 0:
+                raise ParameterError("KeywordClips: sample_shape of an empty split is unknown")
+            self._sample_shape = tuple(self[0][0].shape[1:])
+        return self._sample_shape
 
     def __repr__(self) -> str:
         return (f"KeywordClips({str(self.path)!r}, split={self.split!r}: {len(self)} clips, "
