@@ -1,7 +1,8 @@
-"""How hard the synthesised keyword clips are: two non-spiking baselines on the files of
-``make keywords`` (docs/keywords.md), test accuracy on the held-out speakers.
+"""How hard the synthesised keyword clips and ambient scenes are: two non-spiking baselines on
+the files of ``make keywords`` / ``make ambient`` (docs/keywords.md), test accuracy.
 
-    python benchmarks/keywords_baseline.py [--dir data/keywords] [--out benchmarks/results]
+    python benchmarks/keywords_baseline.py [--set keywords|ambient] [--dir DIR]
+                                           [--out benchmarks/results]
 
 Features: the power spectrum of 25 ms Hann frames every 10 ms, summed into 32 mel-spaced
 bands from 100 Hz to 7.6 kHz, ``log(1e-8 + band power)``.
@@ -13,7 +14,8 @@ bands from 100 Hz to 7.6 kHz, ``log(1e-8 + band power)``.
    standardised), multinomial logistic regression (Adam, lr 0.01, 500 full-batch steps,
    weight decay 1e-3, torch seed 0).
 
-Writes ``keywords_baseline.{json,md}``: accuracy overall, per SNR and per noise kind.
+Writes ``{set}_baseline.{json,md}``: accuracy overall and per condition (keywords: SNR and
+noise kind; ambient: with and without a distractor, and per class).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spikeloop.data.keywords import default_dir, read_keywords
+from spikeloop.data import ambient, keywords
 
 N_BANDS = 32
 F_LO, F_HI = 100.0, 7600.0
@@ -78,11 +80,17 @@ def logistic(xtr, ytr, xte, steps: int = 500) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     """Read the files, fit both baselines, write the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dir", default=str(default_dir()), help="folder of the files")
+    parser.add_argument("--set", choices=("keywords", "ambient"), default="keywords",
+                        help="which data set (default keywords)")
+    parser.add_argument("--dir", default=None,
+                        help="folder of the files (default: the data set's default folder)")
     parser.add_argument("--out", default="benchmarks/results", help="where the tables go")
     args = parser.parse_args(argv)
-    train = read_keywords(Path(args.dir) / "keywords_train.h5")
-    test = read_keywords(Path(args.dir) / "keywords_test.h5")
+    module = keywords if args.set == "keywords" else ambient
+    read = keywords.read_keywords if args.set == "keywords" else ambient.read_ambient
+    folder = Path(args.dir) if args.dir else module.default_dir()
+    train = read(folder / module.file_name("train"))
+    test = read(folder / module.file_name("test"))
     etr, ete = band_energies(train.clips, train.fs), band_energies(test.clips, test.fs)
     mean_tr, mean_te = _standardise(etr.mean(1), ete.mean(1))
     t_bins = 10
@@ -94,13 +102,19 @@ def main(argv: list[str] | None = None) -> int:
             len(ete), -1))
     preds = {"mean spectrum, nearest centroid": nearest_centroid(mean_tr, train.labels, mean_te),
              "spectrogram, logistic regression": logistic(spec_tr, train.labels, spec_te)}
-    snr = test.clip_meta["snr_db"]
-    noise = test.clip_meta["noise"]
-    groups = {"all": np.ones(len(snr), bool), "clean": np.isnan(snr)}
-    for s in (20.0, 10.0, 5.0, 0.0):
-        groups[f"{s:g} dB"] = snr == s
-    for k, name in enumerate(test.noise_kinds):
-        groups[name] = noise == k
+    groups = {"all": np.ones(len(test.labels), bool)}
+    if args.set == "keywords":
+        snr = test.clip_meta["snr_db"]
+        groups["clean"] = np.isnan(snr)
+        for s in (20.0, 10.0, 5.0, 0.0):
+            groups[f"{s:g} dB"] = snr == s
+        for k, name in enumerate(test.noise_kinds):
+            groups[name] = test.clip_meta["noise"] == k
+    else:
+        groups["no distractor"] = test.clip_meta["distractor"] < 0
+        groups["distractor"] = test.clip_meta["distractor"] >= 0
+        for k, name in enumerate(test.keys):
+            groups[name] = test.labels == k
     result = {"train_clips": len(train.labels), "test_clips": len(test.labels),
               "chance": 1 / len(test.keys),
               "accuracy": {m: {g: float(np.mean(p[sel] == test.labels[sel]))
@@ -108,14 +122,14 @@ def main(argv: list[str] | None = None) -> int:
               "test_clips_per_group": {g: int(sel.sum()) for g, sel in groups.items()}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "keywords_baseline.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{args.set}_baseline.json").write_text(json.dumps(result, indent=2) + "\n")
     head = "| baseline | " + " | ".join(f"{g} ({result['test_clips_per_group'][g]})"
                                          for g in groups) + " |"
     rows = [head, "|---" * (len(groups) + 1) + "|"]
     for m, acc in result["accuracy"].items():
         rows.append(f"| {m} | " + " | ".join(f"{100 * a:.1f} %" for a in acc.values()) + " |")
     text = "\n".join(rows) + "\n"
-    (out / "keywords_baseline.md").write_text(text)
+    (out / f"{args.set}_baseline.md").write_text(text)
     print(text)
     return 0
 

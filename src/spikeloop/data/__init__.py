@@ -1,5 +1,6 @@
 """Data sets and spike encoders."""
 
+from spikeloop.data.ambient import AmbientClips, make_ambient, read_ambient
 from spikeloop.data.augment import augment, random_flip, random_shift
 from spikeloop.data.catalog import DATA_SETS, DEFAULT_DATA_DIR, data_dir, find, status
 from spikeloop.data.cochlea import CochleaParams, cochlea_spikes, spectrogram_spikes
@@ -43,6 +44,7 @@ __all__ = [
     "SHD",
     "SSC",
     "YIN_YANG_SPLITS",
+    "AmbientClips",
     "ChannelShift",
     "CochleaParams",
     "Compose",
@@ -70,6 +72,7 @@ __all__ = [
     "load_digits",
     "load_mnist_family",
     "log_latency",
+    "make_ambient",
     "make_encoder",
     "make_events",
     "make_keywords",
@@ -77,6 +80,7 @@ __all__ = [
     "random_flip",
     "random_shift",
     "rate",
+    "read_ambient",
     "read_idx",
     "read_keywords",
     "read_shd",

@@ -131,6 +131,12 @@ DATA_SETS: Final[dict[str, DataSet]] = {
             ("keywords_train.h5", "keywords_test.h5"),
             "run `make keywords` (writes them into $SPIKELOOP_DATA/keywords, default "
             "data/keywords)"),
+        DataSet(
+            "ambient", "ambient scenes synthesised here from generative models: 16 kHz audio "
+            "clips, 6 classes with overlapping distractors (HDF5)",
+            ("ambient_train.h5", "ambient_test.h5"),
+            "run `make ambient` (writes them into $SPIKELOOP_DATA/ambient, default "
+            "data/ambient)"),
     )
 }
 """Every known data set by name."""
@@ -209,7 +215,8 @@ def find(name: str, root: str | os.PathLike[str] | None = None) -> Path:
 
     Args:
         name: a key of :data:`DATA_SETS` (``"fashion_mnist"``, ``"mnist"``, ``"digits"``,
-            ``"shd"``, ``"ssc"``, ``"spoken_digits"``, ``"keywords"``).
+            ``"shd"``, ``"ssc"``, ``"spoken_digits"``, ``"keywords"``,
+            ``"ambient"``).
         root: a directory to look in first (a config's ``data.root``); ``None``: none.
 
     Raises:

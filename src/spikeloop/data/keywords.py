@@ -801,21 +801,31 @@ class KeywordClips:
         DataFormatError: a malformed file (:func:`read_keywords`).
     """
 
+    NAME = "keywords"
+    """The catalog's name of the data set; files are ``{NAME}_{split}.h5``."""
+
+    @staticmethod
+    def read(path: Path) -> Any:
+        """The file's content (:func:`read_keywords`)."""
+        return read_keywords(path)
+
     def __init__(self, path: str | os.PathLike[str], split: str = "train",
                  frontend: Callable[[Any, int], Any] | None = None) -> None:
-        self.split = check_choice(split, "KeywordClips: split", SPLITS)
-        p = check_path(path, "KeywordClips: path")
+        who = type(self).__name__
+        self.split = check_choice(split, f"{who}: split", SPLITS)
+        p = check_path(path, f"{who}: path")
         if not p.is_file():
-            candidate = p / file_name(split)
+            candidate = p / f"{self.NAME}_{split}.h5"
             if not candidate.is_file():
-                raise MissingDataError(f"keywords {split} split not found: searched "
-                                       f"{candidate if p.is_dir() else p}. To get it, {_how()}")
+                raise MissingDataError(f"{self.NAME} {split} split not found: searched "
+                                       f"{candidate if p.is_dir() else p}. To get it, "
+                                       f"{DATA_SETS[self.NAME].how}")
             p = candidate
         if frontend is not None and not callable(frontend):
-            raise ArgumentTypeError(f"KeywordClips: frontend must be callable (audio [B, n], "
+            raise ArgumentTypeError(f"{who}: frontend must be callable (audio [B, n], "
                                     f"fs) -> counts [B, T, C], got {show(frontend)}")
         self.path = p
-        self.data = read_keywords(p)
+        self.data = self.read(p)
         self.frontend = frontend
         self.labels = self.data.labels
         self.keys = self.data.keys
@@ -830,7 +840,7 @@ class KeywordClips:
         import torch
 
         n = len(self)
-        index = check_int(index, "KeywordClips: index", -n, n - 1) % n
+        index = check_int(index, f"{type(self).__name__}: index", -n, n - 1) % n
         x = torch.from_numpy(self.data.clips[index].copy())
         if self.frontend is not None:
             x = self.frontend(x[None, :], self.fs)[0]
@@ -842,10 +852,13 @@ class KeywordClips:
         (measured on clip 0 when first read)."""
         if self._sample_shape is None:
             if len(self) == 0:
-                raise ParameterError("KeywordClips: sample_shape of an empty split is unknown")
+                raise ParameterError(f"{type(self).__name__}: sample_shape of an empty split "
+                                     "is unknown")
             self._sample_shape = tuple(self[0][0].shape[1:])
         return self._sample_shape
 
     def __repr__(self) -> str:
-        return (f"KeywordClips({str(self.path)!r}, split={self.split!r}: {len(self)} clips, "
-                f"{self.n_classes} classes, fs={self.fs} Hz, {len(self.data.streams)} streams)")
+        streams = getattr(self.data, "streams", None)
+        extra = "" if streams is None else f", {len(streams)} streams"
+        return (f"{type(self).__name__}({str(self.path)!r}, split={self.split!r}: {len(self)} "
+                f"clips, {self.n_classes} classes, fs={self.fs} Hz{extra})")
