@@ -107,6 +107,22 @@ def test_non_keyword_seconds_golden() -> None:
         kw.non_keyword_seconds(stream, on, off, label, 10.0, 2, guard_s=-1)
 
 
+def test_babble_leaves_out_the_clips_speaker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Babble is made of bank words by the split's other speakers, summed to unit RMS."""
+    used = []
+
+    def fake_word(seed: int, split: str, i: int) -> np.ndarray:
+        used.append(kw._bank_speaker(split, i))
+        return np.ones(800)
+
+    monkeypatch.setattr(kw, "_bank_word", fake_word)
+    speaker = kw._split_speakers("test")[1]
+    x = kw._babble(16000, np.random.default_rng(0), 0, "test", speaker)
+    assert np.mean(x**2) == pytest.approx(1.0)
+    assert used and speaker not in used and set(used) <= HELD
+    assert len(used) >= kw.BABBLE_TALKERS * 16000 // (800 + 1600)
+
+
 def test_missing_espeak_names_the_package(monkeypatch: pytest.MonkeyPatch,
                                           tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))

@@ -69,6 +69,8 @@ def test_noise_spectra() -> None:
         octaves = [p[2**k:2 ** (k + 1)].sum() for k in (8, 10, 12)]
         ratios = np.log2(np.array(octaves[1:]) / octaves[:-1]) / 2  # per octave
         np.testing.assert_allclose(ratios, slope, atol=0.2)
+    with pytest.raises(ParameterError, match="noise kind must be one of"):
+        sd.coloured_noise("brown", n, rng)
 
 
 def test_missing_espeak_names_the_package(monkeypatch: pytest.MonkeyPatch,

@@ -77,6 +77,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch.utils.data import Dataset
 
 from spikeloop._files import atomic_write
 from spikeloop.checks import check_bool, check_choice, check_int, check_path, check_real, show
@@ -782,7 +783,7 @@ def _check_events(path: Path, ev: dict[str, np.ndarray], n_streams: int,
 
 # ----------------------------------------------------------------------------- torch
 
-class KeywordClips:
+class KeywordClips(Dataset):
     """The clips of one split as a ``torch.utils.data`` map-style data set.
 
     ``dataset[i]`` is ``(x, label)``: without a ``frontend``, ``x`` is the clip's audio, a
