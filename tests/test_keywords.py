@@ -232,7 +232,12 @@ def test_streams_events_and_noise(files: dict) -> None:
     assert np.all(ev["word"][is_kw] == ev["label"][is_kw])
     assert d.non_keyword_s == pytest.approx(
         2 * 15.0 - np.sum((ev["offset_s"] - ev["onset_s"])[is_kw]))
+    with pytest.raises(ParameterError, match="stream index"):
+        d.stream_events(2)
     for k in range(2):
+        mine = d.stream_events(k)
+        assert set(mine["stream"].tolist()) == {k} and len(mine["onset_s"]) == np.sum(
+            ev["stream"] == k)
         # outside the words the stream is noise alone, at level − SNR dB (statistically)
         x = d.streams[k].astype(np.float64)
         inside = np.zeros(len(x), bool)

@@ -671,6 +671,17 @@ class KeywordsFile:
     stream_s: float
     non_keyword_s: float
 
+    def stream_events(self, k: int) -> dict[str, np.ndarray]:
+        """The events of stream ``k`` (every column of ``events``, rows of that stream, in
+        onset order).
+
+        Raises:
+            ParameterError: ``k`` outside ``0 … S − 1``.
+        """
+        k = check_int(k, "stream index", 0, len(self.streams) - 1)
+        rows = self.events["stream"] == k
+        return {name: column[rows] for name, column in self.events.items()}
+
 
 def _need(f: Any, name: str, path: Path) -> Any:
     import h5py
