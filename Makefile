@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint docs venv clean yinyang-bench bench bench-scaling bench-contention bench-distributed \
 	eventprop-bench event-memory memory-task xylo-example xylo-long nir-matrix data fashion-mnist \
-	fashion-mnist-fc fashion-mnist-conv fashion-mnist-conv-surrogate digits shd spoken-digits spoken-digits-train data-bench \
+	fashion-mnist-fc fashion-mnist-conv fashion-mnist-conv-surrogate digits shd spoken-digits spoken-digits-train keywords ambient data-bench \
 	temporal-audio delays-bench
 
 # NIR cross-framework test peers that require torch: installed with --no-deps (their light
@@ -150,6 +150,34 @@ spoken-digits: $(STAMP)
 	else \
 		$(PY) scripts/make_spoken_digits.py --out $(SPOKEN_DIR) --encoder cochlea && \
 		$(PY) scripts/make_spoken_digits.py --out $(SPOKEN_DIR) --encoder spectrogram; \
+	fi
+
+# Keyword spotting synthesised here (docs/keywords.md): 1 s clips of 4 keywords + other and
+# continuous 60 s streams with labelled onsets, 16 kHz audio, into $$SPIKELOOP_DATA/keywords
+# (default data/keywords); skipped when the files are there. Installs espeak-ng when missing.
+KEYWORDS_DIR := $(or $(SPIKELOOP_DATA),data)/keywords
+KEYWORDS_FILES := $(KEYWORDS_DIR)/keywords_train.h5 $(KEYWORDS_DIR)/keywords_test.h5
+
+keywords: $(STAMP)
+	@command -v espeak-ng >/dev/null || ($(SUDO) apt-get update && \
+		$(SUDO) apt-get install -y espeak-ng)
+	@if ls $(KEYWORDS_FILES) >/dev/null 2>&1; then \
+		echo "keywords are in $(KEYWORDS_DIR)"; \
+	else \
+		$(PY) scripts/make_keywords.py --out $(KEYWORDS_DIR); \
+	fi
+
+# Ambient scenes synthesised from generative models (docs/keywords.md): 1 s clips of 6 classes
+# with distractors, into $$SPIKELOOP_DATA/ambient (default data/ambient).
+AMBIENT_DIR := $(or $(SPIKELOOP_DATA),data)/ambient
+
+ambient: $(STAMP)
+	@command -v espeak-ng >/dev/null || ($(SUDO) apt-get update && \
+		$(SUDO) apt-get install -y espeak-ng)
+	@if ls $(AMBIENT_DIR)/ambient_train.h5 $(AMBIENT_DIR)/ambient_test.h5 >/dev/null 2>&1; then \
+		echo "ambient scenes are in $(AMBIENT_DIR)"; \
+	else \
+		$(PY) scripts/make_keywords.py --ambient --out $(AMBIENT_DIR); \
 	fi
 
 # The same network on the front end's spikes and on the spectrogram baseline's.

@@ -152,6 +152,8 @@ def test_the_missing_data_error_names_every_path_and_the_package(tmp_path, env, 
     ("shd", "https://zenkelab.org/datasets/ and gunzip them into $SPIKELOOP_DATA/shd"),
     ("ssc", "ssc_valid.h5.gz"),
     ("spoken_digits", "run `make spoken-digits`"),
+    ("keywords", "run `make keywords`"),
+    ("ambient", "run `make ambient`"),
 ])
 def test_every_missing_data_set_says_how_to_get_it(env, name, provider):
     with pytest.raises(MissingDataError, match=re.escape(provider)) as info:
@@ -162,7 +164,7 @@ def test_every_missing_data_set_says_how_to_get_it(env, name, provider):
 def test_unknown_names(env):
     with pytest.raises(UnknownNameError, match=r"unknown data set 'cifar10'; known data sets: "
                                                r"fashion_mnist, mnist, digits, shd, ssc, "
-                                               r"spoken_digits"):
+                                               r"spoken_digits, keywords, ambient"):
         find("cifar10")
     with pytest.raises(ArgumentTypeError, match=r"data set name must be a str, got 3"):
         search_path(3)

@@ -63,12 +63,14 @@ def test_noise_spectra() -> None:
     rng = np.random.default_rng(3)
     n = 2**16
     for kind, slope in (("white", 1.0), ("pink", 0.0)):
-        x = sd._noise(kind, n, rng)
+        x = sd.coloured_noise(kind, n, rng)
         assert np.mean(x**2) == pytest.approx(1.0)
         p = np.abs(np.fft.rfft(x)) ** 2
         octaves = [p[2**k:2 ** (k + 1)].sum() for k in (8, 10, 12)]
         ratios = np.log2(np.array(octaves[1:]) / octaves[:-1]) / 2  # per octave
         np.testing.assert_allclose(ratios, slope, atol=0.2)
+    with pytest.raises(ParameterError, match="noise kind must be one of"):
+        sd.coloured_noise("brown", n, rng)
 
 
 def test_missing_espeak_names_the_package(monkeypatch: pytest.MonkeyPatch,

@@ -11,6 +11,7 @@ from spikeloop.data.afe import (
     impulse_responses,
     measure_bank,
 )
+from spikeloop.data.ambient import AmbientClips, make_ambient, read_ambient
 from spikeloop.data.augment import augment, random_flip, random_shift
 from spikeloop.data.catalog import DATA_SETS, DEFAULT_DATA_DIR, data_dir, find, status
 from spikeloop.data.cochlea import CochleaParams, cochlea_spikes, spectrogram_spikes
@@ -26,6 +27,7 @@ from spikeloop.data.encoders import (
 )
 from spikeloop.data.events import EVENT_DTYPE, check_events, event_times, make_events
 from spikeloop.data.idx import load_mnist_family, read_idx, write_idx
+from spikeloop.data.keywords import KeywordClips, make_keywords, read_keywords
 from spikeloop.data.loading import EventDataset, LabelledSubset, time_major_collate
 from spikeloop.data.shd import SHD, SSC, read_shd, speaker_holdout, write_shd
 from spikeloop.data.spoken_digits import make_spoken_digits
@@ -57,6 +59,7 @@ __all__ = [
     "AFEParams",
     "AFEResult",
     "AFEStream",
+    "AmbientClips",
     "ChannelShift",
     "CochleaParams",
     "Compose",
@@ -65,6 +68,7 @@ __all__ = [
     "EventDataset",
     "FilterBank",
     "FixedLength",
+    "KeywordClips",
     "LabelledSubset",
     "PadTime",
     "StoreRecall",
@@ -87,14 +91,18 @@ __all__ = [
     "load_digits",
     "load_mnist_family",
     "log_latency",
+    "make_ambient",
     "make_encoder",
     "make_events",
+    "make_keywords",
     "make_spoken_digits",
     "measure_bank",
     "random_flip",
     "random_shift",
     "rate",
+    "read_ambient",
     "read_idx",
+    "read_keywords",
     "read_shd",
     "speaker_holdout",
     "spectrogram_spikes",

@@ -125,6 +125,18 @@ DATA_SETS: Final[dict[str, DataSet]] = {
             ("spoken_digits_train.h5", "spoken_digits_test.h5"),
             "run `make spoken-digits` (writes them into $SPIKELOOP_DATA/spoken_digits, "
             "default data/spoken_digits)"),
+        DataSet(
+            "keywords", "keyword spotting synthesised here with espeak-ng: 16 kHz audio clips "
+            "(4 keywords + other) and continuous streams with labelled onsets (HDF5)",
+            ("keywords_train.h5", "keywords_test.h5"),
+            "run `make keywords` (writes them into $SPIKELOOP_DATA/keywords, default "
+            "data/keywords)"),
+        DataSet(
+            "ambient", "ambient scenes synthesised here from generative models: 16 kHz audio "
+            "clips, 6 classes with overlapping distractors (HDF5)",
+            ("ambient_train.h5", "ambient_test.h5"),
+            "run `make ambient` (writes them into $SPIKELOOP_DATA/ambient, default "
+            "data/ambient)"),
     )
 }
 """Every known data set by name."""
@@ -203,7 +215,8 @@ def find(name: str, root: str | os.PathLike[str] | None = None) -> Path:
 
     Args:
         name: a key of :data:`DATA_SETS` (``"fashion_mnist"``, ``"mnist"``, ``"digits"``,
-            ``"shd"``, ``"ssc"``, ``"spoken_digits"``).
+            ``"shd"``, ``"ssc"``, ``"spoken_digits"``, ``"keywords"``,
+            ``"ambient"``).
         root: a directory to look in first (a config's ``data.root``); ``None``: none.
 
     Raises:

@@ -27,6 +27,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,7 @@ __all__ = [
     "SPLITS",
     "TEST_SPEAKERS",
     "Utterance",
+    "coloured_noise",
     "default_dir",
     "encode",
     "espeak",
@@ -52,6 +54,7 @@ __all__ = [
     "make_spoken_digits",
     "plan",
     "render",
+    "run_tasks",
 ]
 
 ENGLISH = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -198,8 +201,17 @@ def _wav_samples(data: bytes) -> np.ndarray:
     return np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0
 
 
-def _noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Unit-RMS white noise, or pink noise (power ∝ 1/f, shaped in the frequency domain)."""
+def coloured_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` samples of unit-RMS white noise (``kind="white"``: i.i.d. normal), or pink noise
+    (``kind="pink"``: power ∝ 1/f, the white noise's spectrum divided by ``√f`` and its DC bin
+    set to 0), rescaled to ``mean(x²) = 1``. Shared by the synthesised spoken digits and
+    :mod:`spikeloop.data.keywords`.
+
+    Raises:
+        ParameterError: an unknown ``kind``, ``n < 1``.
+    """
+    check_choice(kind, "noise kind", NOISES)
+    n = check_int(n, "noise length n", 1)
     w = rng.standard_normal(n)
     if kind == "pink":
         spec = np.fft.rfft(w)
@@ -224,7 +236,8 @@ def render(utt: Utterance, seed: int = 0) -> tuple[np.ndarray, float]:
     sound = speech * (target / rms)
     if utt.noise is not None and utt.snr_db is not None:
         rng = np.random.default_rng([seed, SPLITS.index(utt.split), utt.index, 1])
-        sound = sound + _noise(utt.noise, len(sound), rng) * (target * 10 ** (-utt.snr_db / 20))
+        noise = coloured_noise(utt.noise, len(sound), rng)
+        sound = sound + noise * (target * 10 ** (-utt.snr_db / 20))
     return sound, ESPEAK_FS
 
 
@@ -290,7 +303,8 @@ def make_spoken_digits(out: str | os.PathLike[str] | None = None, *, per_class: 
     _espeak_program()
     paths = {}
     for split, utts in plans.items():
-        results = _run([(u, seed, encoder) for u in utts], jobs, progress, split)
+        results = run_tasks(_job, [(u, seed, encoder) for u in utts], jobs, progress,
+                            f"spoken digits {split}", "utt")
         path = out_dir / file_name(split, encoder)
         times = [r[0] for r in results]
         units = [r[1] for r in results]
@@ -305,16 +319,19 @@ def make_spoken_digits(out: str | os.PathLike[str] | None = None, *, per_class: 
     return paths
 
 
-def _run(tasks: list[tuple[Utterance, int, str]], jobs: int, progress: bool,
-         split: str) -> list[tuple[np.ndarray, np.ndarray]]:
+def run_tasks(job: Callable[[Any], Any], tasks: list[Any], jobs: int, progress: bool,
+              desc: str, unit: str = "it") -> list[Any]:
+    """``[job(t) for t in tasks]``, in order: in this process (``jobs == 1``) or in a pool of
+    ``jobs`` spawned worker processes (``job`` must then be a module-level function), with a
+    tqdm bar labelled ``desc`` when ``progress``. The synthesised data sets' runner."""
     from tqdm import tqdm
 
     bar: Callable[[Iterator], Iterator] = (
-        (lambda it: tqdm(it, total=len(tasks), desc=f"spoken digits {split}", unit="utt"))
+        (lambda it: tqdm(it, total=len(tasks), desc=desc, unit=unit))
         if progress else (lambda it: it))
     if jobs == 1:
-        return list(bar(map(_job, tasks)))
+        return list(bar(map(job, tasks)))
     import multiprocessing
 
     with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-        return list(bar(pool.imap(_job, tasks, chunksize=4)))
+        return list(bar(pool.imap(job, tasks, chunksize=4)))
