@@ -1,0 +1,315 @@
+"""Keyword spotting from audio to the integer chip: the audio front end, three networks, float →
+quantised → QAT → chip in the loop → the integer chip in streaming mode on continuous audio.
+
+Data: the synthesised keyword files (``make keywords``; :mod:`spikeloop.data.keywords`):
+1 s clips of four keywords and an "other" class, and continuous streams with labelled word
+events. The integer audio front end (:mod:`spikeloop.data.afe`) turns the 16 kHz audio into
+spike counts per 10 ms bin (13 bands below 0.45·fs); every network runs at ``dt`` = 10 ms.
+
+For each network (``configs/kws_{synnet,wavesense,lif}.yaml``: the model and training
+sections) and seed:
+
+1. **float**: trained on the clips with the simulator (Adam, the config's loss, epochs, lr
+   and batch size); evaluated in float on the clips and on the streams;
+2. **quantised**: the float weights quantised to the chip (no retraining);
+3. **QAT**: fine-tuned from the float weights through the chip's integer model
+   (``xylo`` backend, ``mode: qat``);
+4. **chip in the loop**: fine-tuned from the float weights with the forward pass on the
+   chip and the gradients replayed at the chip's states (``xylo`` backend, ``replay: chip``).
+
+Stages 2–4 run on the integer simulator in streaming mode (the streams in chunks of
+``--chunk`` steps, state carried across). Reported per stage: clip accuracy (test split,
+largest peak membrane), and on the test streams the keyword hit rate, the median detection
+latency from the keyword's onset and false alarms per hour of non-keyword audio
+(:mod:`spikeloop.training.detection`; thresholds calibrated on the *training* streams: per
+keyword the ``q``-quantile of its readout peak on training clips without it, ``q`` the
+grid value with the most hits among those with at most ``--fa-target`` false alarms per
+hour on the training streams). Energy per inference (one 1 s clip on the chip, mean over the
+test clips): :mod:`spikeloop.chips.xylo.energy`.
+
+    python benchmarks/kws.py                    # 3 seeds × 3 networks (make kws-bench)
+    python benchmarks/kws.py --quick            # smoke test: tiny sizes, no result files
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from spikeloop.backends import get_backend
+from spikeloop.chips.xylo import XyloStream, map_graph, quantize
+from spikeloop.chips.xylo.energy import LOIHI_PROXY, count_ops, estimate
+from spikeloop.data.afe import afe_counts
+from spikeloop.data.keywords import default_dir, file_name, read_keywords
+from spikeloop.training.config import load_config
+from spikeloop.training.detection import calibrate_threshold, detect, score
+from spikeloop.training.experiment import build_network
+from spikeloop.training.losses import make_loss
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ("synnet", "wavesense", "lif")
+STAGES = {"float": "float (simulator)", "quantised": "quantised → chip",
+          "qat": "QAT → chip", "in_the_loop": "chip in the loop → chip"}
+KEYWORDS = 4
+QUANTILES = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
+PUBLISHED = ("Xylo Audio 2, Aloha keyword spotting: 95 % accuracy after quantisation, 291 µW "
+             "dynamic power, 6.6 µJ per inference (Bos & Muir 2024, arXiv:2406.15112)")
+
+
+def counts(audio: np.ndarray, fs: int) -> torch.Tensor:
+    """The integer front end's counts ``[T, N, C]`` of ``audio [N, n]`` (float32 tensor)."""
+    res = afe_counts(audio, fs, integer=True, on_clip="error")
+    return torch.from_numpy(res.counts).to(torch.float32)
+
+
+def load(split: str, folder: Path, quick: bool) -> dict[str, Any]:
+    """Clips and streams of one split as front-end counts, with labels and events."""
+    f = read_keywords(folder / file_name(split))
+    clips, labels = f.clips, f.labels
+    streams = f.streams
+    if quick:
+        keep = np.concatenate([np.flatnonzero(labels == c)[:8] for c in range(len(f.keys))])
+        clips, labels, streams = clips[keep], labels[keep], streams[:1, : 20 * f.fs]
+    ev = f.events
+    duration = streams.shape[1] / f.fs
+    events = [np.stack([ev["onset_s"][ev["stream"] == s], ev["offset_s"][ev["stream"] == s],
+                        np.where(ev["label"][ev["stream"] == s] < KEYWORDS,
+                                 ev["label"][ev["stream"] == s], -1)], axis=1)
+              for s in range(len(streams))]
+    events = [e[e[:, 1] <= duration] for e in events]
+    return {"x": counts(clips, f.fs), "y": torch.as_tensor(labels, dtype=torch.long),
+            "streams": counts(streams, f.fs), "events": events, "duration": duration,
+            "keys": f.keys}
+
+
+def train(net, x, y, backend, epochs: int, lr: float, batch: int, loss_fn, seed: int,
+          desc: str, progress: bool) -> None:
+    """Adam on ``loss_fn`` over shuffled minibatches."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    for _ in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
+        order = torch.randperm(len(y), generator=g)
+        for idx in order.split(batch):
+            out = net(x[:, idx], backend=backend)
+            loss = loss_fn(out, y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            net.constrain_()
+
+
+def float_readout(net, x: torch.Tensor) -> torch.Tensor:
+    """The float model's readout membrane ``[T, B, O]``."""
+    with torch.no_grad():
+        return net(x).output.v
+
+
+def chip_readout(config, report, x: torch.Tensor, chunk: int) -> tuple[torch.Tensor, Any]:
+    """The integer chip in streaming mode: readout membranes in model units ``[T, B, O]``
+    and the run of the whole input (for counting operations)."""
+    stream = XyloStream(config)
+    parts = [stream(c) for c in x.split(chunk)]
+    v = torch.cat([p.v_out for p in parts]).double() / report.scale_out.double()
+    return v, parts
+
+
+def thresholds(peaks_clips: torch.Tensor, labels: torch.Tensor, stream_v: torch.Tensor,
+               events: list[np.ndarray], duration: float, dt: float,
+               fa_target: float) -> tuple[np.ndarray, float]:
+    """Per-keyword thresholds (module docstring): the quantile ``q`` of the grid chosen on the
+    training streams."""
+    best = None
+    for q in QUANTILES:
+        theta = np.stack([calibrate_threshold(
+            peaks_clips[labels != k, k, None].numpy(), q)[0] for k in range(KEYWORDS)])
+        s = stream_score(stream_v, events, duration, dt, theta)
+        key = (s.false_alarms_per_hour <= fa_target, s.hits, -s.false_alarms)
+        if best is None or key > best[0]:
+            best = (key, theta, q)
+    return best[1], best[2]
+
+
+def stream_score(v: torch.Tensor, events: list[np.ndarray], duration: float, dt: float,
+                 theta: np.ndarray):
+    total = None
+    for s in range(v.shape[1]):
+        sc = score(detect(v[:, s].numpy(), dt, theta, keywords=KEYWORDS), events[s], duration)
+        total = sc if total is None else total + sc
+    return total
+
+
+def evaluate(readout, data: dict, train_data: dict, dt: float, fa_target: float) -> dict:
+    """Clip accuracy and stream detection of one model (``readout(x) -> v [T, B, O]``)."""
+    v_clips = readout(data["x"])
+    acc = float((v_clips.amax(0).argmax(-1) == data["y"]).double().mean())
+    v_train = readout(train_data["x"])
+    theta, q = thresholds(v_train.amax(0), train_data["y"], readout(train_data["streams"]),
+                          train_data["events"], train_data["duration"], dt, fa_target)
+    s = stream_score(readout(data["streams"]), data["events"], data["duration"], dt, theta)
+    return {"accuracy": acc, "hit_rate": s.hit_rate, "latency_ms": s.median_latency_ms,
+            "false_alarms_per_hour": s.false_alarms_per_hour, "false_alarms": s.false_alarms,
+            "keywords": s.keywords, "non_keyword_h": s.non_keyword_s / 3600, "quantile": q,
+            "thresholds": theta.tolist()}
+
+
+def chip_stage(net, data: dict, train_data: dict, dt: float, args) -> dict:
+    """Quantise ``net`` and evaluate it on the integer chip in streaming mode, with the
+    energy per 1 s clip."""
+    config, report = quantize(map_graph(net.graph))
+    runs: list = []
+
+    def readout(x: torch.Tensor) -> torch.Tensor:
+        v, parts = chip_readout(config, report, x, args.chunk)
+        if not runs:  # the first call runs the test clips: keep it for the counts
+            runs.append((x, parts))
+        return v
+
+    row = evaluate(readout, data, train_data, dt, args.fa_target)
+    x, parts = runs[0]  # the test clips
+    ops = None
+    for t0, p in zip(range(0, x.shape[0], args.chunk), parts, strict=True):
+        c = count_ops(config, x[t0:t0 + args.chunk], p)
+        ops = c if ops is None else type(c)(ops.sops_input + c.sops_input,
+                                            ops.sops_hidden + c.sops_hidden,
+                                            ops.updates + c.updates, ops.steps + c.steps,
+                                            c.samples)
+    e = estimate(ops, dt, LOIHI_PROXY)
+    clipped: dict[str, int] = {}
+    for p in parts:
+        for name, n in p.clipped.items():
+            clipped[name] = clipped.get(name, 0) + int(n)
+    row.update(energy_dynamic_uj=1e6 * e.dynamic_j, energy_total_uj=1e6 * e.total_j,
+               sops_per_inference=e.sops, limits_hit_on_test_clips=clipped,
+               hidden_neurons=config.num_hidden)
+    return row
+
+
+def run(model: str, seed: int, train_data: dict, test_data: dict, args) -> dict:
+    """Every stage of one network and seed."""
+    cfg = load_config(ROOT / "configs" / f"kws_{model}.yaml")
+    dt = cfg.data.dt
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    n_in = train_data["x"].shape[-1]
+    net = build_network(cfg.model, n_in, len(train_data["keys"]), dt, generator=g)
+    loss_fn = make_loss(dict(cfg.train.loss), dt)
+    epochs, tune = (1, 1) if args.quick else (cfg.train.epochs, args.tune_epochs)
+    batch, lr = cfg.train.batch_size, cfg.train.lr
+    x, y = train_data["x"], train_data["y"]
+    row: dict[str, Any] = {"model": model, "seed": seed,
+                           "parameters": sum(p.numel() for p in net.parameters())}
+    t0 = time.perf_counter()
+    train(net, x, y, "sim", epochs, lr, batch, loss_fn, seed, f"{model} {seed} float",
+          args.progress)
+    row["float"] = evaluate(lambda a: float_readout(net, a), test_data, train_data, dt,
+                            args.fa_target)
+    row["quantised"] = chip_stage(net, test_data, train_data, dt, args)
+    row["hidden"] = row["quantised"]["hidden_neurons"]
+    row["wall_float_s"] = time.perf_counter() - t0
+    float_state = {k: v.clone() for k, v in net.state_dict().items()}
+    for stage, backend in (("qat", {"name": "xylo", "mode": "qat"}),
+                           ("in_the_loop", {"name": "xylo", "replay": "chip"})):
+        t0 = time.perf_counter()
+        net.load_state_dict(float_state)
+        train(net, x, y, get_backend(backend), tune, args.tune_lr, batch, loss_fn, seed + 1,
+              f"{model} {seed} {stage}", args.progress)
+        row[stage] = chip_stage(net, test_data, train_data, dt, args)
+        row[f"wall_{stage}_s"] = time.perf_counter() - t0
+    return row
+
+
+METRICS = (("accuracy", "clip accuracy", 100, "{:.1f} %"),
+           ("hit_rate", "keywords detected", 100, "{:.1f} %"),
+           ("latency_ms", "latency (ms)", 1, "{:.0f}"),
+           ("false_alarms_per_hour", "false alarms / h", 1, "{:.0f}"),
+           ("energy_total_uj", "energy / inference (µJ)", 1, "{:.2f}"),
+           ("energy_dynamic_uj", "of which dynamic (µJ)", 1, "{:.3f}"))
+
+
+def _cell(values: list[float], scale: float, fmt: str) -> str:
+    values = [scale * v for v in values if v == v]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(statistics.fmean(values))} ± {fmt.format(statistics.stdev(values))}"
+
+
+def markdown(result: dict) -> str:
+    rows = result["rows"]
+    seeds = sorted({r["seed"] for r in rows})
+    lines = [f"Keyword spotting (4 keywords + other), test split: mean ± std over seeds "
+             f"{', '.join(map(str, seeds))}. Clips 1 s; streams "
+             f"{result['test_streams_h'] * 60:.0f} min of continuous audio with "
+             f"{result['test_keywords']} keywords and "
+             f"{result['test_non_keyword_h'] * 60:.1f} min outside them.", "",
+             "| network | stage | " + " | ".join(m[1] for m in METRICS) + " |",
+             "|---|---|" + "---:|" * len(METRICS)]
+    for model in MODELS:
+        mine = [r for r in rows if r["model"] == model]
+        if not mine:
+            continue
+        for stage, label in STAGES.items():
+            cells = [_cell([r[stage].get(key, float("nan")) for r in mine], scale, fmt)
+                     for key, _, scale, fmt in METRICS]
+            lines.append(f"| {model} ({mine[0]['hidden']} hidden) | {label} | "
+                         + " | ".join(cells) + " |")
+    lines += ["", f"Published: {PUBLISHED}. Energy here: {LOIHI_PROXY.source}; one inference "
+              "= one 1 s clip, idle power included in the total (see "
+              "`spikeloop.chips.xylo.energy`).", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run, no result files")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--data", type=Path, default=None, help="keyword files' folder")
+    parser.add_argument("--chunk", type=int, default=10, help="streaming chunk, steps")
+    parser.add_argument("--tune-epochs", type=int, default=5)
+    parser.add_argument("--tune-lr", type=float, default=1e-3)
+    parser.add_argument("--fa-target", type=float, default=10.0,
+                        help="false alarms per hour allowed on the training streams")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/kws.json")
+    args = parser.parse_args(argv)
+    folder = args.data or default_dir()
+    t0 = time.perf_counter()
+    train_data, test_data = (load(s, folder, args.quick) for s in ("train", "test"))
+    rows = []
+    for model in args.models:
+        for seed in ([0] if args.quick else args.seeds):
+            row = run(model, seed, train_data, test_data, args)
+            rows.append(row)
+            print(model, seed, {k: round(row[k]["accuracy"], 3) for k in STAGES}, flush=True)
+    result = {"rows": rows, "wall_s": time.perf_counter() - t0,
+              "test_streams_h": test_data["streams"].shape[0] * test_data["streams"].shape[1]
+              * 0.01 / 3600,
+              "test_keywords": rows[0]["float"]["keywords"],
+              "test_non_keyword_h": rows[0]["float"]["non_keyword_h"],
+              "command": "python " + " ".join(["benchmarks/kws.py", *(argv or sys.argv[1:])]),
+              "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                       capture_output=True, text=True).stdout.strip()}
+    print(markdown(result))
+    if not args.quick:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+        args.out.with_suffix(".md").write_text(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
