@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint docs venv clean yinyang-bench bench bench-scaling bench-contention bench-distributed \
 	eventprop-bench event-memory memory-task xylo-example xylo-long nir-matrix data fashion-mnist \
-	fashion-mnist-fc fashion-mnist-conv fashion-mnist-conv-surrogate digits shd spoken-digits spoken-digits-train keywords ambient data-bench \
+	fashion-mnist-fc fashion-mnist-conv fashion-mnist-conv-surrogate digits shd spoken-digits spoken-digits-train keywords ambient espeak-ng kws-bench data-bench \
 	temporal-audio delays-bench
 
 # NIR cross-framework test peers that require torch: installed with --no-deps (their light
@@ -34,7 +34,7 @@ lint: $(STAMP)
 # The suite runs in one worker process per core (pytest-xdist), each test file in one worker
 # (the tests of a file may share state: one torchrun launch, the property suite's case count);
 # `-p no:xdist` runs it in one process.
-test: lint
+test: lint espeak-ng
 	$(PY) -m pytest -q -n auto --dist loadfile
 
 # The site: strict, so a broken link or reference, or a generated page that fails, is an error.
@@ -134,6 +134,12 @@ fashion-mnist-conv-surrogate: $(STAMP) fashion-mnist
 digits: $(STAMP)
 	$(REAL) configs/digits.yaml
 
+# The speech synthesiser of the spoken-digit, keyword and ambient data sets (Debian package
+# espeak-ng), installed when missing; `make test` needs it for the tests that synthesise speech.
+espeak-ng:
+	@command -v espeak-ng >/dev/null || ($(SUDO) apt-get update && \
+		$(SUDO) apt-get install -y espeak-ng)
+
 # Spoken digits synthesised here (docs/spoken-digits.md): the 20 SHD classes spoken by espeak-ng
 # voices through the inner-ear front end, and the spectrogram-threshold baseline, in the SHD
 # layout, into $$SPIKELOOP_DATA/spoken_digits (default data/spoken_digits); skipped when the
@@ -142,9 +148,7 @@ SPOKEN_DIR := $(or $(SPIKELOOP_DATA),data)/spoken_digits
 SPOKEN_FILES := $(foreach e,spoken_digits spoken_digits_spectrogram,\
 	$(SPOKEN_DIR)/$(e)_train.h5 $(SPOKEN_DIR)/$(e)_test.h5)
 
-spoken-digits: $(STAMP)
-	@command -v espeak-ng >/dev/null || ($(SUDO) apt-get update && \
-		$(SUDO) apt-get install -y espeak-ng)
+spoken-digits: $(STAMP) espeak-ng
 	@if ls $(SPOKEN_FILES) >/dev/null 2>&1; then \
 		echo "spoken digits are in $(SPOKEN_DIR)"; \
 	else \
@@ -158,9 +162,7 @@ spoken-digits: $(STAMP)
 KEYWORDS_DIR := $(or $(SPIKELOOP_DATA),data)/keywords
 KEYWORDS_FILES := $(KEYWORDS_DIR)/keywords_train.h5 $(KEYWORDS_DIR)/keywords_test.h5
 
-keywords: $(STAMP)
-	@command -v espeak-ng >/dev/null || ($(SUDO) apt-get update && \
-		$(SUDO) apt-get install -y espeak-ng)
+keywords: $(STAMP) espeak-ng
 	@if ls $(KEYWORDS_FILES) >/dev/null 2>&1; then \
 		echo "keywords are in $(KEYWORDS_DIR)"; \
 	else \
@@ -171,14 +173,18 @@ keywords: $(STAMP)
 # with distractors, into $$SPIKELOOP_DATA/ambient (default data/ambient).
 AMBIENT_DIR := $(or $(SPIKELOOP_DATA),data)/ambient
 
-ambient: $(STAMP)
-	@command -v espeak-ng >/dev/null || ($(SUDO) apt-get update && \
-		$(SUDO) apt-get install -y espeak-ng)
+ambient: $(STAMP) espeak-ng
 	@if ls $(AMBIENT_DIR)/ambient_train.h5 $(AMBIENT_DIR)/ambient_test.h5 >/dev/null 2>&1; then \
 		echo "ambient scenes are in $(AMBIENT_DIR)"; \
 	else \
 		$(PY) scripts/make_keywords.py --ambient --out $(AMBIENT_DIR); \
 	fi
+
+# Keyword spotting from audio to the integer chip (docs/keyword-spotting.md): SynNet, WaveSense
+# and a recurrent LIF network, float → quantised → QAT → chip in the loop, three seeds; writes
+# benchmarks/results/kws.{json,md}.
+kws-bench: $(STAMP) keywords
+	OMP_NUM_THREADS=1 $(PY) benchmarks/kws.py --no-progress
 
 # The same network on the front end's spikes and on the spectrogram baseline's.
 spoken-digits-train: spoken-digits

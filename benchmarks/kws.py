@@ -28,7 +28,8 @@ hour on the training streams). Energy per inference (one 1 s clip on the chip, m
 test clips): :mod:`spikeloop.chips.xylo.energy`.
 
     python benchmarks/kws.py                    # 3 seeds × 3 networks (make kws-bench)
-    python benchmarks/kws.py --quick            # smoke test: tiny sizes, no result files
+    python benchmarks/kws.py --quick            # smoke test: 1 epoch per stage, 8 clips per
+                                                # class, one 20 s stream; no result files
 """
 
 from __future__ import annotations
@@ -50,11 +51,11 @@ from tqdm import tqdm
 from spikeloop.backends import get_backend
 from spikeloop.chips.xylo import XyloStream, map_graph, quantize
 from spikeloop.chips.xylo.energy import LOIHI_PROXY, count_ops, estimate
-from spikeloop.data.afe import afe_counts
-from spikeloop.data.keywords import default_dir, file_name, read_keywords
+from spikeloop.data import afe_counts, find
+from spikeloop.data.keywords import file_name, read_keywords
 from spikeloop.training.config import load_config
 from spikeloop.training.detection import calibrate_threshold, detect, score
-from spikeloop.training.experiment import build_network
+from spikeloop.training.experiment import build_network, load_data
 from spikeloop.training.losses import make_loss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,30 +68,31 @@ PUBLISHED = ("Xylo Audio 2, Aloha keyword spotting: 95 % accuracy after quantisa
              "dynamic power, 6.6 µJ per inference (Bos & Muir 2024, arXiv:2406.15112)")
 
 
-def counts(audio: np.ndarray, fs: int) -> torch.Tensor:
-    """The integer front end's counts ``[T, N, C]`` of ``audio [N, n]`` (float32 tensor)."""
+def stream_counts(audio: np.ndarray, fs: int) -> torch.Tensor:
+    """The integer front end's counts ``[T, S, C]`` of the streams ``audio [S, n]``."""
     res = afe_counts(audio, fs, integer=True, on_clip="error")
     return torch.from_numpy(res.counts).to(torch.float32)
 
 
-def load(split: str, folder: Path, quick: bool) -> dict[str, Any]:
-    """Clips and streams of one split as front-end counts, with labels and events."""
-    f = read_keywords(folder / file_name(split))
-    clips, labels = f.clips, f.labels
-    streams = f.streams
+def load(split: str, cfg, quick: bool) -> dict[str, Any]:
+    """One split's clips (as the configs' data section encodes them: ``load_data``) and its
+    streams through the same integer front end, with the streams' word events."""
+    clips = load_data(cfg.data)["train" if split == "train" else "test"]
+    f = read_keywords(find("keywords", root=cfg.data.root) / file_name(split))
+    x, y, streams = clips.spikes.to(torch.float32), clips.labels, f.streams
     if quick:
-        keep = np.concatenate([np.flatnonzero(labels == c)[:8] for c in range(len(f.keys))])
-        clips, labels, streams = clips[keep], labels[keep], streams[:1, : 20 * f.fs]
+        keep = torch.cat([torch.nonzero(y == c)[:8, 0] for c in range(len(f.keys))])
+        x, y, streams = x[:, keep], y[keep], streams[:1, : 20 * f.fs]
     ev = f.events
     duration = streams.shape[1] / f.fs
-    events = [np.stack([ev["onset_s"][ev["stream"] == s], ev["offset_s"][ev["stream"] == s],
-                        np.where(ev["label"][ev["stream"] == s] < KEYWORDS,
-                                 ev["label"][ev["stream"] == s], -1)], axis=1)
-              for s in range(len(streams))]
-    events = [e[e[:, 1] <= duration] for e in events]
-    return {"x": counts(clips, f.fs), "y": torch.as_tensor(labels, dtype=torch.long),
-            "streams": counts(streams, f.fs), "events": events, "duration": duration,
-            "keys": f.keys}
+    events = []
+    for s in range(len(streams)):
+        mine = ev["stream"] == s
+        e = np.stack([ev["onset_s"][mine], ev["offset_s"][mine],
+                      np.where(ev["label"][mine] < KEYWORDS, ev["label"][mine], -1)], axis=1)
+        events.append(e[e[:, 1] <= duration])
+    return {"x": x, "y": y, "streams": stream_counts(streams, f.fs), "events": events,
+            "duration": duration, "keys": f.keys}
 
 
 def train(net, x, y, backend, epochs: int, lr: float, batch: int, loss_fn, seed: int,
@@ -197,7 +199,10 @@ def chip_stage(net, data: dict, train_data: dict, dt: float, args) -> dict:
 
 def run(model: str, seed: int, train_data: dict, test_data: dict, args) -> dict:
     """Every stage of one network and seed."""
-    cfg = load_config(ROOT / "configs" / f"kws_{model}.yaml")
+    cfg = load_config(ROOT / "configs" / f"kws_{model}.yaml", args.overrides)
+    if cfg.data != args.data_cfg.data:
+        raise SystemExit(f"configs/kws_{model}.yaml: its data section differs from "
+                         "configs/kws_synnet.yaml's; the networks must see the same data")
     dt = cfg.data.dt
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -273,21 +278,29 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny smoke run, no result files")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: one seed, 1 epoch per stage, 8 clips per class, one "
+                             "20 s stream; result files only with --out")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config overrides applied to every network's config")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parser.add_argument("--data", type=Path, default=None, help="keyword files' folder")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the keyword files' folder (default: where spikeloop data finds it)")
     parser.add_argument("--chunk", type=int, default=10, help="streaming chunk, steps")
     parser.add_argument("--tune-epochs", type=int, default=5)
     parser.add_argument("--tune-lr", type=float, default=1e-3)
     parser.add_argument("--fa-target", type=float, default=10.0,
                         help="false alarms per hour allowed on the training streams")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/kws.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON results, the table next to it (.md); default "
+                             "benchmarks/results/kws.json (none with --quick)")
     args = parser.parse_args(argv)
-    folder = args.data or default_dir()
+    args.overrides = [*([f"data.root={args.data}"] if args.data else []), *args.set]
+    data_cfg = args.data_cfg = load_config(ROOT / "configs" / "kws_synnet.yaml", args.overrides)
     t0 = time.perf_counter()
-    train_data, test_data = (load(s, folder, args.quick) for s in ("train", "test"))
+    train_data, test_data = (load(s, data_cfg, args.quick) for s in ("train", "test"))
     rows = []
     for model in args.models:
         for seed in ([0] if args.quick else args.seeds):
@@ -296,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             print(model, seed, {k: round(row[k]["accuracy"], 3) for k in STAGES}, flush=True)
     result = {"rows": rows, "wall_s": time.perf_counter() - t0,
               "test_streams_h": test_data["streams"].shape[0] * test_data["streams"].shape[1]
-              * 0.01 / 3600,
+              * data_cfg.data.dt / 3600,
               "test_keywords": rows[0]["float"]["keywords"],
               "test_non_keyword_h": rows[0]["float"]["non_keyword_h"],
               "command": "python " + " ".join(["benchmarks/kws.py", *(argv or sys.argv[1:])]),
@@ -304,10 +317,11 @@ def main(argv: list[str] | None = None) -> int:
               "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                                        capture_output=True, text=True).stdout.strip()}
     print(markdown(result))
-    if not args.quick:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
-        args.out.with_suffix(".md").write_text(markdown(result))
+    out = args.out or (None if args.quick else ROOT / "benchmarks/results/kws.json")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+        out.with_suffix(".md").write_text(markdown(result))
     return 0
 
 

@@ -26,10 +26,14 @@ from spikeloop.checks import (
 from spikeloop.data import (
     SHD,
     SSC,
+    AFEParams,
+    afe_counts,
     find,
     load_digits,
     load_mnist_family,
     make_encoder,
+    read_ambient,
+    read_keywords,
     speaker_holdout,
     time_major_collate,
     yin_yang,
@@ -216,6 +220,47 @@ for _name in EVENT_DATASETS:
     DATASETS.register(_name)(functools.partial(_events, _name))
 
 
+AUDIO_DATASETS = ("keywords", "ambient")
+"""Audio clips synthesised here (``make keywords``, ``make ambient``): the audio front end
+(:mod:`spikeloop.data.afe`) turns them into spike counts per bin of ``data.dt``, which must be
+the front end's bin width (10 ms); ``data.encoder`` must be ``{name: none}``."""
+
+
+def _audio(name: str, cfg: DataConfig) -> dict[str, EncodedSplit]:
+    """Keyword or ambient clips through the audio front end: counts ``[T, N, C]`` (``int16``),
+    ``T = data.duration / data.dt`` of the clip's bins. ``data.params``: ``integer`` (the
+    integer front end, what the chip is fed; default true), ``seed`` (the validation draw
+    from the training clips)."""
+    opts = _params(cfg, {"integer": True, "seed": 0})
+    integer = check_bool(opts["integer"], "data.params.integer")
+    seed = check_int(opts["seed"], "data.params.seed", 0)
+    params = AFEParams()
+    if not math.isclose(cfg.dt, params.bin_width, rel_tol=1e-9):
+        raise ConfigError(f"data set {name!r}: data.dt must be the audio front end's bin width "
+                          f"{params.bin_width} s, got {cfg.dt}")
+    folder = find(name, root=cfg.root)
+    read = read_keywords if name == "keywords" else read_ambient
+    train, test = (read(folder / f"{name}_{split}.h5") for split in ("train", "test"))
+    steps = round(cfg.duration / cfg.dt)
+    clip_steps = train.clips.shape[1] * 1.0 / train.fs / cfg.dt
+    if steps > clip_steps + 1e-9:
+        raise ConfigError(f"data set {name!r}: data.duration {cfg.duration} s exceeds its "
+                          f"clips' {train.clips.shape[1] / train.fs} s")
+    idx_train, idx_val = _holdout(cfg, len(train.labels), len(test.labels), seed)
+
+    def encode(f: Any, idx: np.ndarray) -> EncodedSplit:
+        res = afe_counts(f.clips[idx], f.fs, params, integer=integer, on_clip="error")
+        counts = torch.from_numpy(res.counts[:steps]).to(torch.int16)
+        return EncodedSplit(counts, torch.as_tensor(f.labels[idx], dtype=torch.long))
+
+    return {"train": encode(train, idx_train), "val": encode(train, idx_val),
+            "test": encode(test, np.arange(cfg.test_size))}
+
+
+for _name in AUDIO_DATASETS:
+    DATASETS.register(_name)(functools.partial(_audio, _name))
+
+
 SPLITS = ("train", "val", "test")
 """The splits a data set provides (what the trainer reads)."""
 
@@ -237,7 +282,7 @@ def load_data(cfg: DataConfig, generator: torch.Generator | None = None) -> dict
     if generator is not None:
         check_type(generator, "load_data: generator", torch.Generator, "a torch.Generator")
     params = dict(cfg.encoder)
-    if cfg.dataset in EVENT_DATASETS:
+    if cfg.dataset in EVENT_DATASETS + AUDIO_DATASETS:
         if params.get("name") != "none":
             raise ConfigError(f"data set {cfg.dataset!r} holds spike events, binned at data.dt; "
                               f"data.encoder must be {{name: none}}, got {params}")
