@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ambient", action="store_true",
                         help="write the ambient scenes instead (6 classes, no streams)")
     parser.add_argument("--per-class", type=int, default=None,
-                        help="training clips per class; default 300 (ambient: 200)")
+                        help="training clips per class; default 800 (ambient: 200)")
     parser.add_argument("--test-per-class", type=int, default=None,
                         help="test clips per class; default 100 (ambient: 50)")
     parser.add_argument("--streams", type=int, default=12, help="test streams; default 12")
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ambient:
         return _ambient(args, start)
     try:
-        paths = make_keywords(args.out, per_class=args.per_class or 300,
+        paths = make_keywords(args.out, per_class=args.per_class or 800,
                               test_per_class=args.test_per_class or 100, n_streams=args.streams,
                               train_streams=args.train_streams, stream_s=args.stream_s,
                               seed=args.seed, jobs=args.jobs, progress=not args.quiet)

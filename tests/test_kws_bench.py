@@ -81,3 +81,15 @@ def test_every_network_and_stage_is_measured(tmp_path, files):
     for model in kws.MODELS:
         assert table.count(f"| {model} (256 hidden) |") == len(kws.STAGES)
     assert result["command"].startswith("python benchmarks/kws.py --quick")
+
+    # two runs' files combine into one table; a network and seed twice is refused
+    parts = []
+    for k, rows_part in enumerate((rows[:1], rows[1:])):
+        parts.append(tmp_path / f"part{k}.json")
+        parts[-1].write_text(json.dumps({**result, "rows": rows_part}))
+    assert kws.main(["--combine", *map(str, parts), "--out", str(tmp_path / "all.json")]) == 0
+    combined = json.loads((tmp_path / "all.json").read_text())
+    assert combined["rows"] == rows and len(combined["command"]) == 2
+    assert "(then `--combine`d)" in (tmp_path / "all.md").read_text()
+    with pytest.raises(SystemExit, match="appear twice"):
+        kws.main(["--combine", str(parts[0]), str(parts[0]), "--out", str(tmp_path / "x.json")])

@@ -578,7 +578,7 @@ def _write(path: Path, seed: int, split: str, specs: list[ClipSpec],
             len(streams))
 
 
-def make_keywords(out: str | os.PathLike[str] | None = None, *, per_class: int = 300,
+def make_keywords(out: str | os.PathLike[str] | None = None, *, per_class: int = 800,
                   test_per_class: int = 100, n_streams: int = 12, train_streams: int = 12,
                   stream_s: float = 60.0, seed: int = 0, jobs: int = 1, progress: bool = True,
                   splits: tuple[str, ...] = SPLITS) -> dict[str, Path]:
