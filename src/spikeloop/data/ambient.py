@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from spikeloop._files import atomic_write
-from spikeloop.checks import check_bool, check_choice, check_int, check_path
+from spikeloop.checks import check_choice, check_int, check_path
 from spikeloop.data.catalog import DATA_SETS, data_dir
 from spikeloop.data.keywords import (
     FS,
@@ -58,10 +58,11 @@ from spikeloop.data.keywords import (
     KeywordClips,
     _babble,
     _check_peak,
+    _maker_args,
     _need,
     _same_length,
 )
-from spikeloop.data.spoken_digits import SPLITS, _espeak_program, coloured_noise, run_tasks
+from spikeloop.data.spoken_digits import SPLITS, coloured_noise, run_tasks
 from spikeloop.errors import DataFormatError, MissingDataError
 
 __all__ = ["CLASS_NAMES", "AmbientClips", "AmbientFile", "SceneSpec", "default_dir",
@@ -253,15 +254,8 @@ def make_ambient(out: str | os.PathLike[str] | None = None, *, per_class: int = 
         MissingDataError: espeak-ng is not installed (the babble class needs it).
         ParameterError: a bad argument.
     """
-    out_dir = default_dir() if out is None else check_path(out, "out")
-    per_class = check_int(per_class, "per_class", 1)
-    test_per_class = check_int(test_per_class, "test_per_class", 1)
-    seed = check_int(seed, "seed", 0)
-    jobs = check_int(jobs, "jobs", 1)
-    check_bool(progress, "progress")
-    for s in splits:
-        check_choice(s, "splits", SPLITS)
-    _espeak_program()
+    out_dir, per_class, test_per_class, seed, jobs = _maker_args(
+        out, default_dir, per_class, test_per_class, seed, jobs, progress, splits)
     paths = {}
     for split in splits:
         specs = plan_scenes(split, per_class if split == "train" else test_per_class, seed)

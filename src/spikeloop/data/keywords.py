@@ -578,6 +578,21 @@ def _write(path: Path, seed: int, split: str, specs: list[ClipSpec],
             len(streams))
 
 
+def _maker_args(out: Any, default: Callable[[], Path], per_class: Any, test_per_class: Any,
+                seed: Any, jobs: Any, progress: Any, splits: Sequence[str]
+                ) -> tuple[Path, int, int, int, int]:
+    """The arguments every maker of a synthesised audio set takes (keywords, ambient),
+    checked, and espeak-ng present: ``(out_dir, per_class, test_per_class, seed, jobs)``."""
+    out_dir = default() if out is None else check_path(out, "out")
+    values = (check_int(per_class, "per_class", 1), check_int(test_per_class, "test_per_class", 1),
+              check_int(seed, "seed", 0), check_int(jobs, "jobs", 1))
+    check_bool(progress, "progress")
+    for s in splits:
+        check_choice(s, "splits", SPLITS)
+    _espeak_program()
+    return (out_dir, *values)
+
+
 def make_keywords(out: str | os.PathLike[str] | None = None, *, per_class: int = 800,
                   test_per_class: int = 100, n_streams: int = 12, train_streams: int = 12,
                   stream_s: float = 60.0, seed: int = 0, jobs: int = 1, progress: bool = True,
@@ -604,18 +619,11 @@ def make_keywords(out: str | os.PathLike[str] | None = None, *, per_class: int =
         >>> make_keywords("/tmp/kws", per_class=2, test_per_class=2, n_streams=1,
         ...               train_streams=0, stream_s=10, progress=False)  # doctest: +SKIP
     """
-    out_dir = default_dir() if out is None else check_path(out, "out")
-    per_class = check_int(per_class, "per_class", 1)
-    test_per_class = check_int(test_per_class, "test_per_class", 1)
+    out_dir, per_class, test_per_class, seed, jobs = _maker_args(
+        out, default_dir, per_class, test_per_class, seed, jobs, progress, splits)
     n_streams = check_int(n_streams, "n_streams", 0)
     train_streams = check_int(train_streams, "train_streams", 0)
     stream_s = check_real(stream_s, "stream_s", 1.0)
-    seed = check_int(seed, "seed", 0)
-    jobs = check_int(jobs, "jobs", 1)
-    check_bool(progress, "progress")
-    for s in splits:
-        check_choice(s, "splits", SPLITS)
-    _espeak_program()
     paths = {}
     for split in splits:
         specs = plan_clips(split, per_class if split == "train" else test_per_class, seed)
