@@ -300,6 +300,44 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(result: dict, path: Path) -> None:
+    """The hit-rate / false-alarm trade-off on the test streams (one curve per seed; the
+    grid of threshold quantiles), float and chip in the loop, one panel per network."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    models = [m for m in MODELS if any(r["model"] == m for r in result["rows"])]
+    fig = Figure(figsize=(4.2 * len(models), 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(models), squeeze=False)[0]
+    for ax, model in zip(axes, models, strict=True):
+        for stage, colour in (("float", "tab:blue"), ("in_the_loop", "tab:red")):
+            for k, row in enumerate(r for r in result["rows"] if r["model"] == model):
+                curve = row[stage]["test_curve"]
+                ax.plot([c["false_alarms_per_hour"] for c in curve],
+                        [100 * c["hit_rate"] for c in curve], "o-", ms=3, color=colour,
+                        alpha=0.8, label=STAGES[stage] if k == 0 else None)
+        ax.set_xscale("symlog", linthresh=10)
+        ax.set_xlabel("false alarms per hour of non-keyword audio")
+        ax.set_ylabel("keywords detected (%)")
+        seeds = ", ".join(str(r["seed"]) for r in result["rows"] if r["model"] == model)
+        ax.set_title(f"{model}: test streams, seeds {seeds}", fontsize=9)
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    fig.suptitle("Keyword spotting on continuous audio: detection vs false alarms "
+                 "(thresholds at quantiles 0.5 … 1 of the readout peaks)", fontsize=10)
+    fig.savefig(path, dpi=110)
+
+
+def write(result: dict, out: Path) -> None:
+    """The result file, its table (.md) and its plot (.png)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    out.with_suffix(".md").write_text(markdown(result))
+    plot(result, out.with_suffix(".png"))
+
+
 def combine(parts: list[Path], out: Path) -> int:
     """One result file from several runs' files: their rows (a network and seed may appear
     once), the test streams' description of the first (all must agree), the commands."""
@@ -318,9 +356,7 @@ def combine(parts: list[Path], out: Path) -> int:
     result = {**first, "rows": rows, "wall_s": sum(r["wall_s"] for r in results),
               "command": [r["command"] for r in results],
               "commit": sorted({r["commit"] for r in results})}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
-    out.with_suffix(".md").write_text(markdown(result))
+    write(result, out)
     print(markdown(result))
     return 0
 
@@ -373,9 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(result))
     out = args.out or (None if args.quick else ROOT / "benchmarks/results/kws.json")
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
-        out.with_suffix(".md").write_text(markdown(result))
+        write(result, out)
     return 0
 
 

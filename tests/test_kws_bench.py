@@ -78,6 +78,7 @@ def test_every_network_and_stage_is_measured(tmp_path, files):
             assert m["sops_per_inference"] > 0
     table = out.with_suffix(".md").read_text()
     assert table == kws.markdown(result)
+    assert out.with_suffix(".png").stat().st_size > 10_000
     for model in kws.MODELS:
         assert table.count(f"| {model} (256 hidden) |") == len(kws.STAGES)
     assert result["command"].startswith("python benchmarks/kws.py --quick")
