@@ -42,7 +42,9 @@ Energy per inference (one 1 s clip on the chip, mean over the test clips):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import operator
 import platform
 import statistics
 import subprocess
@@ -75,10 +77,11 @@ PUBLISHED = ("Xylo Audio 2, Aloha keyword spotting: 95 % accuracy after quantisa
              "dynamic power, 6.6 µJ per inference (Bos & Muir 2024, arXiv:2406.15112)")
 
 
-def stream_counts(audio: np.ndarray, fs: int) -> torch.Tensor:
-    """The integer front end's counts ``[T, S, C]`` of the streams ``audio [S, n]``."""
+def stream_counts(audio: np.ndarray, fs: int) -> tuple[torch.Tensor, int]:
+    """The integer front end's counts ``[T, S, C]`` of the streams ``audio [S, n]`` and how
+    many counts it capped at the chip's 15."""
     res = afe_counts(audio, fs, integer=True, on_clip="error")
-    return torch.from_numpy(res.counts).to(torch.float32)
+    return torch.from_numpy(res.counts).to(torch.float32), res.n_capped
 
 
 def load(split: str, cfg, quick: bool) -> dict[str, Any]:
@@ -87,10 +90,12 @@ def load(split: str, cfg, quick: bool) -> dict[str, Any]:
     clips = load_data(cfg.data)["train" if split == "train" else "test"]
     f = read_keywords(find("keywords", root=cfg.data.root) / file_name(split))
     x, y, streams = clips.spikes.to(torch.float32), clips.labels, f.streams
-    if quick:
-        keep = torch.cat([torch.nonzero(y == c)[:8, 0] for c in range(len(f.keys))])
-        x, y, streams = x[:, keep], y[keep], streams[:1, : 20 * f.fs]
     ev = f.events
+    if quick:  # 8 clips per class; the first stream up to the end of its last word before 20 s
+        keep = torch.cat([torch.nonzero(y == c)[:8, 0] for c in range(len(f.keys))])
+        ends = ev["offset_s"][(ev["stream"] == 0) & (ev["offset_s"] <= 20.0)]
+        cut = int(np.ceil((ends.max() if len(ends) else 20.0) * f.fs))
+        x, y, streams = x[:, keep], y[keep], streams[:1, :cut]
     duration = streams.shape[1] / f.fs
     events = []
     for s in range(len(streams)):
@@ -99,8 +104,9 @@ def load(split: str, cfg, quick: bool) -> dict[str, Any]:
         e = np.stack([ev["onset_s"][mine], ev["offset_s"][mine],
                       np.where(label < KEYWORDS, label, -1)], axis=1)
         events.append(e[e[:, 1] <= duration])
-    return {"x": x, "y": y, "streams": stream_counts(streams, f.fs), "events": events,
-            "duration": duration, "keys": f.keys}
+    counts, capped = stream_counts(streams, f.fs)
+    return {"x": x, "y": y, "streams": counts, "events": events, "duration": duration,
+            "keys": f.keys, "streams_capped": capped}
 
 
 def train(net, x, y, backend, epochs: int, lr: float, batch: int, loss_fn, seed: int,
@@ -189,28 +195,26 @@ def chip_stage(net, data: dict, train_data: dict, dt: float, args) -> dict:
     config, report = quantize(map_graph(net.graph))
     runs: list = []
 
+    limits: dict[str, int] = {}
+
     def readout(x: torch.Tensor) -> torch.Tensor:
         v, parts = chip_readout(config, report, x, args.chunk)
         if not runs:  # the first call runs the test clips: keep it for the counts
             runs.append((x, parts))
+        for p in parts:  # chip limits hit on any input (clips and streams)
+            for name, n in p.clipped.items():
+                limits[name] = limits.get(name, 0) + int(n)
         return v
 
     row = evaluate(readout, data, train_data, dt, args.fa_target)
     x, parts = runs[0]  # the test clips
-    ops = None
-    for t0, p in zip(range(0, x.shape[0], args.chunk), parts, strict=True):
-        c = count_ops(config, x[t0:t0 + args.chunk], p)
-        ops = c if ops is None else type(c)(ops.sops_input + c.sops_input,
-                                            ops.sops_hidden + c.sops_hidden,
-                                            ops.updates + c.updates, ops.steps + c.steps,
-                                            c.samples)
+    chunks = [count_ops(config, x[t0:t0 + args.chunk], p)
+              for t0, p in zip(range(0, x.shape[0], args.chunk), parts, strict=True)]
+    ops = functools.reduce(operator.add, chunks)
     e = estimate(ops, dt, LOIHI_PROXY)
-    clipped: dict[str, int] = {}
-    for p in parts:
-        for name, n in p.clipped.items():
-            clipped[name] = clipped.get(name, 0) + int(n)
     row.update(energy_dynamic_uj=1e6 * e.dynamic_j, energy_total_uj=1e6 * e.total_j,
-               sops_per_inference=e.sops, limits_hit_on_test_clips=clipped,
+               sops_per_inference=e.sops, limits_hit=limits,
+               quantisation_saturated={k: list(v) for k, v in report.saturated.items()},
                hidden_neurons=config.num_hidden)
     return row
 
@@ -256,8 +260,8 @@ METRICS = (("accuracy", "clip accuracy", 100, "{:.1f} %"),
            ("hit_rate", "keywords detected", 100, "{:.1f} %"),
            ("latency_ms", "latency (ms)", 1, "{:.0f}"),
            ("false_alarms_per_hour", "false alarms / h", 1, "{:.0f}"),
-           ("energy_total_uj", "energy / inference (µJ)", 1, "{:.2f}"),
-           ("energy_dynamic_uj", "of which dynamic (µJ)", 1, "{:.3f}"))
+           ("energy_dynamic_uj", "dynamic energy / inference (µJ)", 1, "{:.2f}"),
+           ("energy_total_uj", "with idle power (µJ)", 1, "{:.0f}"))
 
 
 def _cell(values: list[float], scale: float, fmt: str) -> str:
@@ -398,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(model, seed, {k: round(row[k]["accuracy"], 3) for k in STAGES}, flush=True)
     result = {"rows": rows, "wall_s": time.perf_counter() - t0,
+              "front_end_capped": {"train_streams": train_data["streams_capped"],
+                                   "test_streams": test_data["streams_capped"]},
               "test_streams_h": test_data["streams"].shape[0] * test_data["streams"].shape[1]
               * data_cfg.data.dt / 3600,
               "test_keywords": rows[0]["float"]["keywords"],

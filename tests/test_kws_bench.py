@@ -19,9 +19,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import kws  # noqa: E402
 
-from spikeloop.data import afe_counts  # noqa: E402
+from spikeloop.data import AFEParams, afe_counts  # noqa: E402
 from spikeloop.data import keywords as kw  # noqa: E402
-from spikeloop.errors import ConfigError  # noqa: E402
+from spikeloop.errors import ConfigError, LimitWarning  # noqa: E402
 from spikeloop.training.config import load_config  # noqa: E402
 from spikeloop.training.experiment import load_data  # noqa: E402
 
@@ -37,7 +37,7 @@ def files(tmp_path_factory):
     return folder
 
 
-def test_config_data_section_runs_the_integer_front_end(files):
+def test_config_data_section_runs_the_integer_front_end(files, monkeypatch):
     cfg = load_config(ROOT / "configs" / "kws_synnet.yaml",
                       [f"data.root={files}", "data.train_size=8", "data.val_size=2",
                        "data.test_size=10"])
@@ -48,6 +48,14 @@ def test_config_data_section_runs_the_integer_front_end(files):
     assert torch.equal(data["test"].spikes, torch.from_numpy(expected).to(torch.int16))
     assert torch.equal(data["test"].labels, torch.as_tensor(test.labels))
     assert data["train"].spikes.shape == (100, 8, 13) and data["val"].spikes.shape[1] == 2
+    # counts above the chip's input cap are set to it, and said so (a tiny threshold here)
+    import spikeloop.training.experiment as experiment
+    low = AFEParams(threshold=1e-7)
+    monkeypatch.setattr(experiment, "AFEParams", lambda: low)
+    with pytest.warns(LimitWarning, match=r"counts above the chip's input limit 15 to 15"):
+        capped = load_data(cfg.data)
+    assert int(capped["test"].spikes.max()) == 15
+    monkeypatch.undo()
     with pytest.raises(ConfigError, match=r"bin width 0\.01"):
         load_data(replace(cfg.data, dt=5e-3, duration=0.5))
     with pytest.raises(ConfigError, match=r"exceeds its clips' 1\.0 s"):

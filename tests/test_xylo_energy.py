@@ -66,3 +66,17 @@ def test_bad_input(chip_run):
         count_ops(config, x[:10], run)
     with pytest.raises(ParameterError, match="synop_j"):
         EnergyModel(synop_j=-1.0, update_j=0.0, idle_w=0.0, source="")
+
+
+def test_chunked_counts_add_up_to_one_run(chip_run):
+    config, x, run = chip_run
+    from spikeloop.chips.xylo import XyloStream
+
+    stream = XyloStream(config)
+    parts = [(c, stream(c)) for c in x.split(7)]
+    summed = count_ops(config, *parts[0])
+    for chunk, part in parts[1:]:
+        summed = summed + count_ops(config, chunk, part)
+    assert summed == count_ops(config, x, run)
+    with pytest.raises(ShapeError, match="same samples"):
+        summed + count_ops(config, x[:, :1], simulate(config, x[:, :1]))

@@ -139,3 +139,8 @@ class ClippedAudioError(SpikeloopError, ValueError):
 class ClippedAudioWarning(UserWarning):
     """Audio samples are at or beyond full scale (``|x| ≥ 1``): clipped audio. They were
     saturated to ``[-1, 1]``, as an ADC does; the message counts them."""
+
+
+class LimitWarning(UserWarning):
+    """Values exceeded a hardware limit and were set to it (e.g. audio front-end counts above
+    the chip's 15 events per input channel and step); the message says which and how many."""

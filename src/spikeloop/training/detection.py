@@ -17,8 +17,11 @@ seconds), keyword ``k`` is *detected* at step ``t`` when
 ``-1`` for any other word. A detection of class ``k`` at time ``τ`` *hits* the first
 not-yet-hit keyword event with ``label == k`` and ``onset ≤ τ ≤ offset + tolerance``; its
 latency is ``τ − onset``. Every other detection is a *false alarm* (wrong word, wrong class or
-no word at all). The false-alarm rate is per hour of *non-keyword audio*: the stream's
-duration minus the keyword events' windows ``[onset, offset + tolerance]``.
+no word at all, and a second detection within a keyword's window). The false-alarm rate is
+per hour of *non-keyword audio*: the stream's duration minus the keyword events' windows
+``[onset, offset + tolerance]``
+(:func:`~spikeloop.data.keywords.non_keyword_seconds` with ``guard_s = tolerance``); so false
+alarms inside keyword windows count, but their time does not, a slight overestimate.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spikeloop.checks import check_dt, check_real
+from spikeloop.data.keywords import non_keyword_seconds
 from spikeloop.errors import ParameterError, ShapeError
 
 
@@ -165,24 +169,11 @@ def score(detections: Sequence[Detection], events: np.ndarray | Sequence[tuple[f
             latencies.append(d.time_s - float(kw[match[0], 0]))
         else:
             false_alarms += 1
-    covered = _union_length(kw[:, 0], np.minimum(kw[:, 1] + tolerance, duration_s))
+    zeros = np.zeros(len(kw), dtype=np.int64)  # one stream; every event a keyword
+    non_keyword = non_keyword_seconds(zeros, kw[:, 0], kw[:, 1], zeros, duration_s, 1,
+                                      guard_s=tolerance) if duration_s > 0 else 0.0
     return DetectionScore(len(kw), int(hit.sum()), false_alarms, tuple(latencies),
-                          max(0.0, duration_s - covered), duration_s)
-
-
-def _union_length(starts: np.ndarray, ends: np.ndarray) -> float:
-    """Total length of the union of the intervals ``[starts_i, ends_i]``."""
-    total, cur_s, cur_e = 0.0, None, None
-    for s, e in sorted(zip(starts.tolist(), ends.tolist(), strict=True)):
-        if cur_e is None or s > cur_e:
-            if cur_e is not None:
-                total += cur_e - cur_s
-            cur_s, cur_e = s, e
-        else:
-            cur_e = max(cur_e, e)
-    if cur_e is not None:
-        total += cur_e - cur_s
-    return total
+                          non_keyword, duration_s)
 
 
 def calibrate_threshold(negative_peaks: np.ndarray, quantile: float = 0.99) -> np.ndarray:

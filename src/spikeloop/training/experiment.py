@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -38,7 +39,14 @@ from spikeloop.data import (
     time_major_collate,
     yin_yang,
 )
-from spikeloop.errors import ConfigError, DTypeError, ParameterError, ShapeError, SpikeloopError
+from spikeloop.errors import (
+    ConfigError,
+    DTypeError,
+    LimitWarning,
+    ParameterError,
+    ShapeError,
+    SpikeloopError,
+)
 from spikeloop.network import Network
 from spikeloop.network.audio_blocks import recurrent_lif, wavesense
 from spikeloop.network.blocks import synnet
@@ -250,6 +258,10 @@ def _audio(name: str, cfg: DataConfig) -> dict[str, EncodedSplit]:
 
     def encode(f: Any, idx: np.ndarray) -> EncodedSplit:
         res = afe_counts(f.clips[idx], f.fs, params, integer=integer, on_clip="error")
+        if res.n_capped:
+            warnings.warn(f"data set {name!r}: the audio front end set {res.n_capped} of "
+                          f"{res.counts.size} counts above the chip's input limit "
+                          f"{params.cap} to {params.cap}", LimitWarning, stacklevel=2)
         counts = torch.from_numpy(res.counts[:steps]).to(torch.int16)
         return EncodedSplit(counts, torch.as_tensor(f.labels[idx], dtype=torch.long))
 

@@ -81,6 +81,19 @@ class OpCounts:
         """All synaptic operations."""
         return self.sops_input + self.sops_hidden
 
+    def __add__(self, later: OpCounts) -> OpCounts:
+        """The counts of a run followed by ``later``, its continuation on the same samples
+        (streaming chunks: the steps add up).
+
+        Raises:
+            ShapeError: the two ran on different numbers of samples.
+        """
+        if later.samples != self.samples:
+            raise ShapeError(f"chunks of one run hold the same samples, got {self.samples} "
+                             f"and {later.samples}")
+        return OpCounts(self.sops_input + later.sops_input, self.sops_hidden + later.sops_hidden,
+                        self.updates + later.updates, self.steps + later.steps, self.samples)
+
 
 @dataclass(frozen=True)
 class EnergyEstimate:
