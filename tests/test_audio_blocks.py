@@ -337,3 +337,15 @@ def test_bad_baseline_arguments():
         recurrent_lif(16, 0, 5)
     with pytest.raises(ParameterError, match="readout_tau_mem = 150 ms is not a power of two"):
         recurrent_lif(16, 8, 5, readout_tau_mem=0.15)
+
+
+@pytest.mark.parametrize("build", [
+    lambda m: synnet(13, [8], 5, dt=10e-3, taus=[0.02, 0.04], method=m),
+    lambda m: wavesense(13, 4, [2, 4], 4, 5, dt=10e-3, method=m),
+    lambda m: recurrent_lif(13, 8, 5, dt=10e-3, method=m)])
+def test_blocks_integrate_every_population_with_the_method_given(build):
+    for method in ("exact", "euler"):
+        pops = [m for m in build(method).layers.values() if hasattr(m, "method")]
+        assert pops and {p.method for p in pops} == {method}
+    with pytest.raises(ParameterError, match="method"):
+        build("rk4")

@@ -82,6 +82,7 @@ def wavesense(
     inputs: int, channels: int, dilations: Sequence[int], skip_channels: int, outputs: int, *,
     dt: float = 10e-3, tau_syn: float | None = None, tau_mem: float | None = None,
     readout: str = "li", readout_tau_mem: float | None = None, v_threshold: float = 1.0,
+    method: str = "exact",
 ) -> GraphNetwork:
     r"""A WaveSense network (structure in the module docstring) as a :class:`GraphNetwork`.
 
@@ -101,6 +102,8 @@ def wavesense(
         readout: ``"li"`` (:class:`CubaLI`, read the membrane) or ``"lif"`` (:class:`CubaLIF`).
         readout_tau_mem: the readout's membrane time constant, default ``16·dt``.
         v_threshold: firing threshold of every spiking population.
+        method: every population's integration, ``"exact"`` (decay ``exp(−dt/τ)``) or
+            ``"euler"`` (``1 − dt/τ = 1 − 2^−dash``, the chip's own decay).
 
     Raises:
         ArgumentTypeError: a size or time constant of the wrong type, ``dilations`` not a list.
@@ -134,7 +137,7 @@ def wavesense(
                 f"chip's longest synaptic time constant 2^15·dt ({2**15 * dt:g} s)")
     v_threshold = check_real(v_threshold, "v_threshold", 0, low_open=True)
     lif = {"dt": dt, "tau_mem": tau_mem, "tau_syn": tau_syn, "v_threshold": v_threshold,
-           "reset": "subtract"}
+           "reset": "subtract", "method": method}
     layers: dict[str, object] = {"input": Input(inputs), "fc_in": Linear(inputs, channels),
                                  "hidden": CubaLIF(channels, **lif)}
     wiring: dict[str, list[str]] = {"fc_in": ["input"], "hidden": ["fc_in"]}
@@ -155,7 +158,8 @@ def wavesense(
         skips.append(f"skip{k}")
     layers["readout_fc"], wiring["readout_fc"] = Linear(skip_channels, outputs), skips
     extra = {"v_threshold": v_threshold, "reset": "subtract"} if out_cls is CubaLIF else {}
-    layers["readout"] = out_cls(outputs, dt=dt, tau_syn=tau_syn, tau_mem=readout_tau_mem, **extra)
+    layers["readout"] = out_cls(outputs, dt=dt, tau_syn=tau_syn, tau_mem=readout_tau_mem,
+                                method=method, **extra)
     wiring["readout"] = ["readout_fc"]
     return GraphNetwork(layers, wiring)
 
@@ -169,7 +173,7 @@ def wavesense_neurons(channels: int, blocks: int, skip_channels: int) -> int:
 def recurrent_lif(
     inputs: int, hidden: int, outputs: int, *, dt: float = 10e-3, tau_syn: float | None = None,
     tau_mem: float | None = None, readout: str = "li", readout_tau_mem: float | None = None,
-    v_threshold: float = 1.0,
+    v_threshold: float = 1.0, method: str = "exact",
 ) -> Network:
     """The baseline: ``Input → Linear → CubaLIF(hidden, recurrent) → Linear → readout``, with
     the time constants of :func:`wavesense` (defaults ``τ_s = τ_m = 2·dt``, readout
@@ -196,7 +200,9 @@ def recurrent_lif(
     return Network({
         "input": Input(inputs), "fc1": Linear(inputs, hidden),
         "hidden1": CubaLIF(hidden, dt=dt, tau_mem=tau_mem, tau_syn=tau_syn,
-                           v_threshold=v_threshold, reset="subtract", recurrent=True),
+                           v_threshold=v_threshold, reset="subtract", recurrent=True,
+                           method=method),
         "fc2": Linear(hidden, outputs),
-        "readout": out_cls(outputs, dt=dt, tau_syn=tau_syn, tau_mem=readout_tau_mem, **extra),
+        "readout": out_cls(outputs, dt=dt, tau_syn=tau_syn, tau_mem=readout_tau_mem,
+                           method=method, **extra),
     })

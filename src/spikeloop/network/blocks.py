@@ -102,6 +102,7 @@ def synnet(
     scales: int | None = None, base: int = 2, tau_mem: float | None = None,
     readout_tau_mem: float | None = None, recurrent: bool = False,
     tau_syn2: float | None = None, taus: Sequence[float] | None = None,
+    method: str = "exact",
 ) -> Network:
     """A SynNet-like stack: ``Input → (Linear → CubaLIF with multi-time-scale τ_syn) × L →
     Linear → CubaLI``, every time constant a power of two times ``dt`` (subtractive reset,
@@ -110,7 +111,8 @@ def synnet(
     constant (feed-forward only). The pyramid: ``scales`` (default 4) and ``base`` give
     ``τ_k = base · 2^k · dt`` (:func:`pyramid_taus`); ``taus`` lists the time constants in
     seconds instead (each ``2^k · dt``, ``1 ≤ k ≤ 15``), e.g. ``taus=[0.02, 0.04, 0.08, 0.16]``
-    at ``dt = 10 ms``."""
+    at ``dt = 10 ms``. ``method``: every population's integration, ``"exact"`` (decay
+    ``exp(−dt/τ)``) or ``"euler"`` (``1 − dt/τ = 1 − 2^−dash``: the chip's own decay)."""
     dt = check_dt(dt)
     if isinstance(hidden, int | str) or not isinstance(hidden, Sequence):
         raise ArgumentTypeError(f"hidden must be a list of layer sizes, got {show(hidden)} "
@@ -125,14 +127,16 @@ def synnet(
         if tau_syn2 is None:
             layers[f"fc{k}"] = Linear(prev, size)
             layers[f"hidden{k}"] = CubaLIF(size, dt=dt, tau_mem=tau_mem, tau_syn=group_taus,
-                                           reset="subtract", recurrent=recurrent)
+                                           reset="subtract", recurrent=recurrent,
+                                           method=method)
         else:
             layers[f"fc{k}"] = Linear(prev, 2 * size)
             layers[f"hidden{k}"] = CubaLIF2(size, dt=dt, tau_mem=tau_mem, tau_syn=group_taus,
                                             tau_syn2=tau_syn2, reset="subtract",
-                                            recurrent=recurrent)
+                                            recurrent=recurrent, method=method)
         prev = size
     layers["readout_fc"] = Linear(prev, outputs)
     layers["readout"] = CubaLI(outputs, dt=dt, tau_syn=2 * dt,
-                               tau_mem=readout_tau_mem if readout_tau_mem else 16 * dt)
+                               tau_mem=readout_tau_mem if readout_tau_mem else 16 * dt,
+                               method=method)
     return Network(layers)

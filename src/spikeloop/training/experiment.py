@@ -405,10 +405,11 @@ def build_network(
 
 BLOCK_KEYS: dict[str, tuple[str, ...]] = {
     "synnet": ("hidden", "scales", "base", "taus", "tau_mem", "readout_tau_mem", "recurrent",
-               "tau_syn2"),
+               "tau_syn2", "method"),
     "wavesense": ("channels", "dilations", "skip_channels", "tau_syn", "tau_mem", "readout",
-                  "readout_tau_mem", "v_threshold"),
-    "lif": ("hidden", "tau_syn", "tau_mem", "readout", "readout_tau_mem", "v_threshold"),
+                  "readout_tau_mem", "v_threshold", "method"),
+    "lif": ("hidden", "tau_syn", "tau_mem", "readout", "readout_tau_mem", "v_threshold",
+            "method"),
 }
 """The networks of ``model.block`` (``name``) and the keys each takes besides ``name``."""
 
