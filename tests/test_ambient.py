@@ -68,7 +68,7 @@ def test_mixture_is_target_plus_distractor_plus_floor() -> None:
     assert 20 * np.log10(np.sqrt(np.mean(target**2))) == pytest.approx(spec.level_dbfs)
     assert 20 * np.log10(np.sqrt(np.mean(floor**2)) / g) == pytest.approx(-amb.FLOOR_DB)
     loud = amb.SceneSpec("train", 0, 4, -2.0, 5, 3.0)
-    with pytest.raises(DataFormatError, match="exceed full scale"):
+    with pytest.raises(DataFormatError, match="reach full scale"):
         amb.render_scene(loud)
 
 

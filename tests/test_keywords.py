@@ -183,7 +183,7 @@ def test_layout_speakers_and_no_clipping(files: dict) -> None:
                                   np.rint(test.clips[4].astype(np.float64) * 32767))
     assert test.clip_meta["onset_s"][4] == np.float32(onset)
     loud = dataclasses.replace(specs[0], level_dbfs=-3.0, noise="white", snr_db=0.0)
-    with pytest.raises(DataFormatError, match=r"exceed full scale.*nothing is clipped"):
+    with pytest.raises(DataFormatError, match=r"reach full scale.*nothing is clipped"):
         kw.render_clip(loud, seed=5)
 
 
@@ -309,3 +309,12 @@ def test_malformed_files_raise_specific_errors(files: dict, tmp_path: Path, edit
     bad = _corrupt(files["test"], tmp_path / "bad.h5", edit)
     with pytest.raises(DataFormatError, match=message):
         kw.read_keywords(bad)
+
+
+def test_a_sample_that_would_be_stored_as_full_scale_is_refused() -> None:
+    """32767 would read back as 1.0, which the front end counts as clipped audio: the writer
+    refuses what rounds to it and keeps what stays one step below."""
+    just_below = np.array([0.0, 32766.0 / 32767.0])
+    kw._check_peak(just_below, "ok")
+    with pytest.raises(DataFormatError, match=r"1 samples reach full scale"):
+        kw._check_peak(np.array([0.0, 32766.6 / 32767.0]), "clip")

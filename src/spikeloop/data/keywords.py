@@ -18,9 +18,11 @@ Noise of RMS ``10^((level − snr)/20)`` is added over the whole clip or stream,
     SNR = 20 log10(RMS(word over its extent) / RMS(noise))
 
 Babble is the sum of :data:`BABBLE_TALKERS` tracks of filler words from a bank spoken by the
-split's other speakers, normalised to unit RMS. Nothing is clipped: a sample with
-``|x| > 1`` raises :class:`~spikeloop.errors.DataFormatError` (the levels leave room: the
-largest peak of the default files is stated in docs/keywords.md).
+split's other speakers, normalised to unit RMS. Nothing is clipped: a sample that would be
+stored as full scale (``|x| ≥`` :data:`PEAK_LIMIT`, rounding to ±32767, which reads back as
+``|x| = 1``, clipped audio for the front end) raises
+:class:`~spikeloop.errors.DataFormatError` (the levels leave room: the largest peak of the
+default files is stated in docs/keywords.md).
 
 Two products per split, in one HDF5 file ``keywords_{split}.h5`` (:func:`file_name`):
 
@@ -310,13 +312,19 @@ def _noise(kind: str, n: int, rng: np.random.Generator, seed: int, split: str,
     return coloured_noise(kind, n, rng)
 
 
+PEAK_LIMIT = (SCALE - 0.5) / SCALE
+"""The largest sample stored: anything that would round to ``±SCALE`` reads back as full
+scale, which the audio front end counts as clipped audio."""
+
+
 def _check_peak(x: np.ndarray, what: str) -> None:
     peak = float(np.max(np.abs(x))) if x.size else 0.0
-    if peak > 1.0:
-        n = int(np.sum(np.abs(x) > 1.0))
-        raise DataFormatError(f"{what}: {n} samples exceed full scale (peak {peak:.3f} = "
-                              f"{20 * np.log10(peak):+.2f} dBFS, limit 1.0); nothing is "
-                              "clipped — lower LEVEL_DBFS")
+    if peak >= PEAK_LIMIT:
+        n = int(np.sum(np.abs(x) >= PEAK_LIMIT))
+        raise DataFormatError(f"{what}: {n} samples reach full scale (peak {peak:.3f} = "
+                              f"{20 * np.log10(peak):+.2f} dBFS, limit {PEAK_LIMIT:.6f}: a "
+                              f"stored sample must stay below {SCALE}); nothing is clipped — "
+                              "lower LEVEL_DBFS")
 
 
 # ----------------------------------------------------------------------------- clips
