@@ -140,6 +140,13 @@ def chip_readout(config, report, x: torch.Tensor, chunk: int) -> tuple[torch.Ten
     return v, parts
 
 
+def quantile_thresholds(peaks: torch.Tensor, labels: torch.Tensor, q: float) -> np.ndarray:
+    """``θ_k``: the ``q``-quantile of keyword ``k``'s readout peak ``[N, O]`` over the clips
+    that are not ``k``."""
+    return np.stack([calibrate_threshold(peaks[labels != k, k, None].numpy(), q)[0]
+                     for k in range(KEYWORDS)])
+
+
 def thresholds(peaks_clips: torch.Tensor, labels: torch.Tensor, stream_v: torch.Tensor,
                events: list[np.ndarray], duration: float, dt: float,
                fa_target: float) -> tuple[np.ndarray, float]:
@@ -147,8 +154,7 @@ def thresholds(peaks_clips: torch.Tensor, labels: torch.Tensor, stream_v: torch.
     training streams."""
     best = None
     for q in QUANTILES:
-        theta = np.stack([calibrate_threshold(
-            peaks_clips[labels != k, k, None].numpy(), q)[0] for k in range(KEYWORDS)])
+        theta = quantile_thresholds(peaks_clips, labels, q)
         s = stream_score(stream_v, events, duration, dt, theta)
         meets = s.false_alarms_per_hour <= fa_target  # else: the fewest false alarms
         key = (meets, s.hits if meets else -s.false_alarms, -s.false_alarms)
@@ -178,9 +184,8 @@ def evaluate(readout, data: dict, train_data: dict, dt: float, fa_target: float)
     s = stream_score(v_test, data["events"], data["duration"], dt, theta)
     curve = []  # the trade-off on the test streams at every quantile of the grid
     for qq in QUANTILES:
-        th = np.stack([calibrate_threshold(peaks[train_data["y"] != k, k, None].numpy(), qq)[0]
-                       for k in range(KEYWORDS)])
-        sc = stream_score(v_test, data["events"], data["duration"], dt, th)
+        sc = stream_score(v_test, data["events"], data["duration"], dt,
+                          quantile_thresholds(peaks, train_data["y"], qq))
         curve.append({"quantile": qq, "hit_rate": sc.hit_rate,
                       "false_alarms_per_hour": sc.false_alarms_per_hour})
     return {"accuracy": acc, "hit_rate": s.hit_rate, "latency_ms": s.median_latency_ms,

@@ -60,6 +60,7 @@ from spikeloop.data.keywords import (
     _check_peak,
     _maker_args,
     _need,
+    _read_audio,
     _same_length,
 )
 from spikeloop.data.spoken_digits import SPLITS, coloured_noise, run_tasks
@@ -324,14 +325,7 @@ def read_ambient(path: str | os.PathLike[str]) -> AmbientFile:
         raise DataFormatError(f"{path}: not an HDF5 file ({e})") from None
     with f:
         keys = [k.decode() if isinstance(k, bytes) else str(k) for k in _need(f, "keys", path)[()]]
-        node = _need(f, "clips/audio", path)
-        if node.dtype != np.int16 or node.ndim != 2:
-            raise DataFormatError(f"{path}: clips/audio must be int16 [N, n], got {node.dtype} "
-                                  f"{node.shape}")
-        for attr in ("fs", "scale"):
-            if attr not in node.attrs:
-                raise DataFormatError(f"{path}: clips/audio lacks the attribute {attr!r}")
-        audio, fs, scale = node[()], int(node.attrs["fs"]), float(node.attrs["scale"])
+        audio, fs, scale = _read_audio(f, "clips", path)
         meta = {k: _need(f, f"clips/{k}", path)[()]
                 for k in ("labels", "distractor", "level_dbfs", "tdr_db")}
         split = str(f.attrs.get("split", ""))

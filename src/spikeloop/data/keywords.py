@@ -712,6 +712,19 @@ def _need(f: Any, name: str, path: Path) -> Any:
     return node
 
 
+def _read_audio(f: Any, group: str, path: Path) -> tuple[np.ndarray, int, float]:
+    """``{group}/audio`` of an open keywords or ambient file, checked: int16 samples
+    ``[N, n]``, its ``fs`` and its ``scale``."""
+    node = _need(f, f"{group}/audio", path)
+    if node.dtype != np.int16 or node.ndim != 2:
+        raise DataFormatError(f"{path}: {group}/audio must be int16 [N, n], got "
+                              f"{node.dtype} {node.shape}")
+    for attr in ("fs", "scale"):
+        if attr not in node.attrs:
+            raise DataFormatError(f"{path}: {group}/audio lacks the attribute {attr!r}")
+    return node[()], int(node.attrs["fs"]), float(node.attrs["scale"])
+
+
 def _how() -> str:
     return DATA_SETS["keywords"].how
 
@@ -740,16 +753,7 @@ def read_keywords(path: str | os.PathLike[str]) -> KeywordsFile:
         names = {k: [x.decode() if isinstance(x, bytes) else str(x)
                      for x in _need(f, k, path)[()]]
                  for k in ("keys", "vocabulary", "speakers", "voices", "noise_kinds")}
-        audio = {}
-        for group in ("clips", "streams"):
-            node = _need(f, f"{group}/audio", path)
-            if node.dtype != np.int16 or node.ndim != 2:
-                raise DataFormatError(f"{path}: {group}/audio must be int16 [N, n], got "
-                                      f"{node.dtype} {node.shape}")
-            for attr in ("fs", "scale"):
-                if attr not in node.attrs:
-                    raise DataFormatError(f"{path}: {group}/audio lacks the attribute {attr!r}")
-            audio[group] = (node[()], int(node.attrs["fs"]), float(node.attrs["scale"]))
+        audio = {group: _read_audio(f, group, path) for group in ("clips", "streams")}
         clip_meta = {k: _need(f, f"clips/{k}", path)[()] for k in _CLIP_FIELDS}
         stream_meta = {k: _need(f, f"streams/{k}", path)[()]
                        for k in ("noise", "snr_db", "level_dbfs")}

@@ -63,7 +63,10 @@ class XyloParams(NamedTuple):
     (``W · 2^shift``) and flattened: ``weights_in [Nin, N·S]``, ``weights_rec [N, N·S]``
     (``[pre, post·syn]``), ``weights_out [N, O]``; ``threshold``, ``bias``, ``dash_mem``
     ``[N]``; ``dash_syn [N, S]``; the same ``*_out`` for the ``O`` output neurons (one synapse);
-    ``aliases [N]`` (long, −1: none); then the event caps.
+    ``aliases [N]`` (long, −1: none); then the event caps, and ``alias_depth``: the longest
+    chain of aliases (``A → B``: 1), computed once by
+    :func:`~spikeloop.chips.xylo.simulator.register_params` so the time loop does not
+    (``None``: computed where needed).
     """
 
     weights_in: Tensor
@@ -81,6 +84,7 @@ class XyloParams(NamedTuple):
     input_cap: int = 15
     hidden_cap: int = 31
     output_cap: int = 1
+    alias_depth: int | None = None
 
 
 class XyloState(NamedTuple):
@@ -191,7 +195,8 @@ def _deliver(i: Tensor, z: Tensor, w: Tensor) -> tuple[Tensor, Tensor | None]:
 
 
 def _fire(
-    v: Tensor, threshold: Tensor, cap: int, aliases: Tensor | None, surrogate: Surrogate | None
+    v: Tensor, threshold: Tensor, cap: int, aliases: Tensor | None, surrogate: Surrogate | None,
+    alias_depth: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Spike counts (with aliases) and the membrane after subtraction (see module docstring)."""
     vd, th = v.detach(), threshold.detach()
@@ -222,13 +227,14 @@ def _fire(
     z = spike((v - threshold) / threshold, surrogate)
     if aliases is not None and bool((aliases >= 0).any()):  # a target's count: own + sources'
         own, total = z, z
-        for _ in range(_alias_depth(aliases)):  # a chain A → B → C: C's count carries A's too
+        depth = alias_depth if alias_depth is not None else alias_chain_depth(aliases)
+        for _ in range(depth):  # a chain A → B → C: C's count carries A's too
             total = own + _alias_sum(total, aliases)
         z = total
     return _straight(z, final), v_new
 
 
-def _alias_depth(aliases: Tensor) -> int:
+def alias_chain_depth(aliases: Tensor) -> int:
     """The longest chain of aliases (``A → B``: 1; ``A → B → C``: 2)."""
     al = aliases.reshape(-1, aliases.shape[-1])
     has, target = al >= 0, al.clamp(min=0)
@@ -324,7 +330,7 @@ def step(
         i_out = straight_through(i_out, observed.i_out.unsqueeze(-1))
         v = straight_through(v, observed.v + own * p.threshold)
         v_out = straight_through(v_out, observed.v_out + observed.z_out * p.threshold_out)
-    z, v = _fire(v, p.threshold, p.hidden_cap, p.aliases, surrogate)
+    z, v = _fire(v, p.threshold, p.hidden_cap, p.aliases, surrogate, p.alias_depth)
     z_out, v_out = _fire(v_out, p.threshold_out, p.output_cap, None, surrogate)
     rec = StepRecord(z, v, i, z_out, v_out, i_out.squeeze(-1))
     if observed is not None:

@@ -60,7 +60,8 @@ def register_params(r: Registers, spec: XyloSpec | None = None) -> XyloParams:
             t = (t.to(torch.float64) * 2.0 ** getattr(r, SHIFTS[name])).reshape(t.shape[0], -1)
         values[name] = t.to(torch.int64 if name == "aliases" else torch.float64)
     return XyloParams(**values, input_cap=spec.input_cap, hidden_cap=spec.hidden_cap,
-                      output_cap=spec.output_cap)
+                      output_cap=spec.output_cap,
+                      alias_depth=dynamics.alias_chain_depth(values["aliases"]))
 
 
 def config_params(config: XyloConfig, spec: XyloSpec | None = None) -> XyloParams:
