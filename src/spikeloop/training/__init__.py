@@ -14,12 +14,14 @@ from spikeloop.training.losses import (
     make_loss,
     spike_counts,
 )
+from spikeloop.training.methods import METHODS, TrainingMethod, register_method
 from spikeloop.training.proxy import check_proxy, proxy_output, rate_network
 from spikeloop.training.trainer import Trainer
 
 __all__ = [
     "DATASETS",
     "LOSSES",
+    "METHODS",
     "Config",
     "ExpMembraneCE",
     "FiringRateRegularizer",
@@ -28,6 +30,7 @@ __all__ = [
     "MaxMembraneCE",
     "SpikeCountCE",
     "Trainer",
+    "TrainingMethod",
     "build_network",
     "check_proxy",
     "first_spike_times",
@@ -37,5 +40,6 @@ __all__ = [
     "make_loss",
     "proxy_output",
     "rate_network",
+    "register_method",
     "spike_counts",
 ]

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from spikeloop.errors import ConfigError
+from spikeloop.training.methods import method_options
 
 
 def _require_positive(section: object, *names: str, allow_none: bool = False) -> None:
@@ -198,10 +199,6 @@ class ModelConfig:
         _require_positive(self, "tau_mem", "tau_syn")
 
 
-METHODS = ("backprop", "ann_proxy")
-"""The values of ``train.method``."""
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation: epochs, batches, optimiser, schedule, loss, regulariser, checkpoints.
@@ -248,12 +245,14 @@ class TrainConfig:
     to an uninterrupted run; refused when that folder has no checkpoint. The config must be the
     same except ``train.resume``, ``train.progress``, ``run.threads``, ``run.name`` and
     ``run.out_dir``. ``spikeloop resume <folder>`` does the same from the folder's own config."""
-    method: str = "backprop"
-    """How gradients are found: ``backprop`` (through the backend: surrogate gradients on the
-    simulator, EventProp on ``event``, the in-the-loop bridge on a chip) or ``ann_proxy`` (the
-    spiking run's loss, backpropagated through its rate network,
+    method: str | dict[str, Any] = "backprop"
+    """How the weights are trained (:mod:`spikeloop.training.methods`): a name or ``{name:
+    <method>, <option>: <value>}``. Gradient methods: ``backprop`` (through the backend:
+    surrogate gradients on the simulator, EventProp on ``event``, the in-the-loop bridge on a
+    chip) and ``ann_proxy`` (the spiking run's loss, backpropagated through its rate network,
     :mod:`spikeloop.training.proxy`; IF neurons, so the sim backend: the emulated chips have
-    none)."""
+    none). Local methods change the weights without backpropagation through time; each
+    method's options default to its paper's values."""
     max_batches: int | None = None
     """Train on at most this many batches per epoch (quick checks); ``null``: all."""
     progress: bool = True
@@ -265,9 +264,7 @@ class TrainConfig:
         _require_positive(self, "max_batches", allow_none=True)
         if self.weight_decay < 0:
             raise ConfigError(f"train.weight_decay must be ≥ 0, got {self.weight_decay}")
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown train.method {self.method!r}; known: "
-                              f"{', '.join(METHODS)}")
+        method_options(self.method)
 
 
 @dataclass(frozen=True)

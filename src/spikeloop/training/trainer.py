@@ -75,7 +75,7 @@ from spikeloop.training.distributed import (
 )
 from spikeloop.training.experiment import EncodedSplit, build_network, load_data
 from spikeloop.training.losses import FiringRateRegularizer, Loss, make_loss
-from spikeloop.training.proxy import check_proxy, proxy_output
+from spikeloop.training.methods import make_method
 from spikeloop.training.tracking import TensorBoardLog, require_tensorboard
 from spikeloop.viz import membrane_traces, raster_panel, timed_traces, training_curves
 
@@ -178,12 +178,16 @@ class Trainer:
                                         "ranks' backends") if self.world is not None
                       else [rank_record(None, self.backend)])
         """What each rank runs on (:func:`~spikeloop.training.distributed.rank_record`)."""
-        if config.train.method == "ann_proxy":
-            check_proxy(self.network.graph)
         self.loss: Loss = make_loss(config.train.loss, dt=config.data.dt)
         self.regularizer = _make_regularizer(config, self.network)
         self.optimizer = _make_optimizer(config, self.network)
         self.scheduler = _make_scheduler(config, self.optimizer)
+        self.method = make_method(config.train.method)
+        """What a training batch does (:mod:`spikeloop.training.methods`)."""
+        if self.world is not None and not self.method.gradient:
+            raise ConfigError(f"train.method {self.method.name} changes the weights locally; "
+                              f"data-parallel training reduces gradients (run one process)")
+        self.method.check(self)
         self.history: list[EpochMetrics] = []
         self.epoch = 0
         self.best: tuple[float, int, dict[str, Tensor]] | None = None  # val acc, epoch, weights
@@ -262,14 +266,21 @@ class Trainer:
         return self.network(spikes)
 
     def _train_forward(self, spikes: Tensor) -> NetworkOutput:
-        """The forward pass of a training step: :meth:`forward`, or with ``train.method:
-        ann_proxy`` the same run without gradients, given the rate network's
-        (:func:`~spikeloop.training.proxy.proxy_output`)."""
-        if self.config.train.method != "ann_proxy":
-            return self.forward(spikes)
-        with torch.no_grad():
-            out = self.forward(spikes)
-        return proxy_output(self.network.graph, spikes, out)
+        """The forward pass of a gradient method's training step (:meth:`forward`, or e.g.
+        with ``train.method: ann_proxy`` the same run given the rate network's gradients)."""
+        return self.method.forward(self, spikes)
+
+    @property
+    def lr_factor(self) -> float:
+        """The schedule's current learning rate over ``train.lr``: local methods scale their
+        own rates by it, so ``train.schedule`` applies to them too."""
+        return self.optimizer.param_groups[0]["lr"] / self.config.train.lr
+
+    def predict(self, out: NetworkOutput) -> Tensor:
+        """The predicted class of every sample of a run: the method's rule (e.g. label
+        assignment), else the loss's."""
+        pred = self.method.predict(self, out)
+        return self.loss.predict(out) if pred is None else pred
 
     def _objective(self, out: NetworkOutput, labels: Tensor) -> Tensor:
         loss = self.loss(out, labels)
@@ -314,7 +325,7 @@ class Trainer:
                 x, y = split.batch(slice(k, min(k + batch_size, mine.stop)))
                 out = self.forward(x)
                 total_loss += float(self._objective(out, y)) * len(y)
-                correct += int((self.loss.predict(out) == y).sum())
+                correct += int((self.predict(out) == y).sum())
                 for name, obs in out.items():
                     if obs.spikes is not None and name != "input":
                         rates[name] = rates.get(name, 0.0) + float(obs.spikes.mean()) / dt * len(y)
@@ -375,19 +386,21 @@ class Trainer:
                 x, y = train.batch(idx[mine])
             self.optimizer.zero_grad(set_to_none=True)
             total, correct = 0.0, 0
-            if len(y):  # a rank's share of a short last batch may be empty
+            if not self.method.gradient:  # a local method changes the weights itself
+                total, correct = self.method.train_batch(self, x, y)
+            elif len(y):  # a rank's share of a short last batch may be empty
                 out = self._train_forward(x)
                 loss = self._objective(out, y)
                 loss.backward()
                 total = float(loss.detach()) * len(y)
-                correct = int((self.loss.predict(out) == y).sum())
+                correct = int((self.predict(out) == y).sum())
             seen, stop = len(y), interrupt is not None and interrupt.requested
             if self.world is not None:  # the global batch's mean gradient, loss and counts
                 total, correct, seen, stop = self.world.reduce_gradients(
                     params, len(y) / len(idx), [total, correct, seen, float(stop)],
                     f"the gradient all-reduce of batch {k + 1} of epoch {self.epoch + 1}")
                 correct, seen, stop = round(correct), round(seen), stop > 0
-            self.optimizer.step()
+            self.optimizer.step()  # a local method left no gradients: only the schedule counts
             self.network.constrain_()
             p["total"] += total
             p["correct"] += correct
@@ -513,6 +526,7 @@ class Trainer:
         seconds_before = self._partial["seconds"] if self._partial is not None else 0.0
         t0 = time.perf_counter()
         train_loss, train_acc = self.train_epoch(interrupt)
+        self.method.end_epoch(self)
         lr = self.optimizer.param_groups[0]["lr"]
         if self.scheduler is not None:
             self.scheduler.step()
@@ -792,6 +806,7 @@ class Trainer:
             "partial": self._partial,
             "threads": self.threads,
             "config": self.config.to_dict(),
+            "method": self.method.state_dict(),
         }
         try:
             atomic_write(path, lambda p: torch.save(state, p))
@@ -909,6 +924,8 @@ class Trainer:
                 f"checkpoint {str(path)!r} does not match this run, nothing was loaded: "
                 f"{_first_lines(err)}"
             ) from None
+        if state.get("method"):
+            self.method.load_state_dict(state["method"])
         self.history = history
         self.best = state.get("best")
         self.epoch = state["epoch"]
