@@ -144,3 +144,14 @@ class ClippedAudioWarning(UserWarning):
 class LimitWarning(UserWarning):
     """Values exceeded a hardware limit and were set to it (e.g. audio front-end counts above
     the chip's 15 events per input channel and step); the message says which and how many."""
+
+
+class UnknownTraceError(ConfigError):
+    """A learning rule reads a variable that does not exist: an unknown name, a trace without
+    a time constant, or the membrane of a node that has none (an ``Input``). The message names
+    the rule, the variable and the ones that exist."""
+
+
+class PlasticityBackendError(ConfigError):
+    """A local plasticity rule was asked of a backend that cannot run it (the event backend,
+    a chip emulator); the message says why and what the chip's own hardware could do."""
