@@ -55,6 +55,7 @@ REGISTRIES: dict[str, tuple[str, str]] = {
     "model.surrogate": ("spikeloop.dynamics", "SURROGATES"),
     "train.loss": ("spikeloop.training", "LOSSES"),
     "train.backend": ("spikeloop.backends", "BACKENDS"),
+    "train.method": ("spikeloop.training", "METHODS"),
 }
 """Config keys whose value names a registered object: the reference lists the known names."""
 
