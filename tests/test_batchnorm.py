@@ -4,6 +4,8 @@ keys, the backends and exports that refuse it, and folding it into the weights."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -34,11 +36,13 @@ from spikeloop.nn import (
     Integrator,
     Linear,
 )
+from spikeloop.training import Trainer, load_config
 from spikeloop.training.config import ModelConfig
 from spikeloop.training.experiment import build_network
 from spikeloop.training.proxy import RateHooks, check_proxy, proxy_output, rate_network
 
 DT = 1e-3
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_eval_mode_is_the_closed_form_affine_map():
@@ -275,3 +279,19 @@ def test_folding_refuses_training_mode_and_a_bn_after_a_population():
                    "bn": BatchNorm(4), "out": Integrator(4, dt=DT)}).eval()
     with pytest.raises(ParameterError, match="'bn' follows IF 'hidden'"):
         fold_batchnorm(bad)
+
+
+def test_the_trainer_learns_digits_with_batch_norm_and_the_proxy(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    cfg = load_config("configs/digits.yaml", [
+        f"run.out_dir={tmp_path}", "train.progress=false", "run.threads=1",
+        "data.train_size=400", "data.val_size=100", "data.test_size=200",
+        "data.encoder={name: direct}", "data.duration=8.0e-3", "data.dt=1.0e-3",
+        "model.neuron=if", "model.readout=li", "model.neuron_params={reset: subtract}",
+        "model.norm=true", "train.method=ann_proxy", "train.lr=1.0e-2",
+        "train.loss.scale=0.1", "train.epochs=4"])
+    trainer = Trainer(cfg)
+    bn = trainer.network.layers.fc1_bn
+    summary = trainer.fit()
+    assert not bn.training and summary["test_acc"] > 0.7  # chance 0.1
+    assert float(bn.running_var.min()) > 0 and bool((bn.running_mean != 0).any())
