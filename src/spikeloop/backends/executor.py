@@ -144,6 +144,15 @@ def _pool(
     return ops.pool2d(x, kind, s["kernel_size"], s["stride"], s["padding"]), None
 
 
+@PROJECTIONS.register("BatchNorm")
+def _batch_norm(
+    graph: Graph, node: Node, x: Tensor, state: Any, hooks: ModelHooks
+) -> tuple[Tensor, None]:
+    p, s = node.params, node.settings
+    return ops.batch_norm(x, p["weight"], p["bias"], p["running_mean"], p["running_var"],
+                          s["eps"], s["momentum"], s["training"]), None
+
+
 @PROJECTIONS.register("Threshold")
 def _threshold(
     graph: Graph, node: Node, x: Tensor, state: Any, hooks: ModelHooks

@@ -257,6 +257,8 @@ NO_COUNTERPART = {
              "no state besides the membrane and the synaptic current)",
     "AdaptiveLIF": " (NIR 1.0 has no neuron with an after-hyperpolarisation current: its LIF "
                    "and CubaLIF have no state besides the membrane and the synaptic current)",
+    "BatchNorm": " (fold it into the preceding convolution or Linear for deployment: "
+                 "spikeloop.network.fold_batchnorm(net) on the network in eval mode)",
     "CubaLIF2": " (a neuron with two synaptic currents fed by one 2N-wide projection: NIR's "
                 "CubaLIF has one current and NIR has no node that splits a projection's output "
                 "between two currents)",

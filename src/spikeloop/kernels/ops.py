@@ -259,3 +259,54 @@ def delayed_linear(
         kernel = (weight[..., None] * taps).flip(-1)  # conv1d correlates: index u = D − m
         y = F.conv1d(buf.permute(1, 2, 0), kernel, bias).permute(2, 0, 1)
     return y, buf[buf.shape[0] - d:]
+
+
+def batch_norm(
+    x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor, running_var: Tensor,
+    eps: float, momentum: float, training: bool, update: bool = True,
+) -> Tensor:
+    r"""Batch normalisation of a spiking run ``x [T, B, C, ...]`` over channel ``C``, the same
+    affine map at every step:
+
+    .. math::
+
+        y_t = γ \frac{x_t - μ}{\sqrt{σ^2 + ε}} + β, \qquad
+        \bar x = \frac1T \sum_t x_t .
+
+    In ``training`` mode :math:`μ, σ^2` are the mean and (biased) variance of the **time mean**
+    :math:`\bar x` over the batch and every position after ``C`` (so :math:`\frac1T \sum_t y_t`
+    is ordinary batch normalisation of :math:`\bar x`: the rate network of ANN-proxy training
+    sees exactly that), differentiable; with ``update`` the running statistics move towards
+    them, ``r ← (1 − m) r + m s`` with the unbiased variance :math:`σ^2 n/(n − 1)`, ``n`` the
+    values per channel (as ``torch.nn.BatchNorm`` does). Otherwise :math:`μ, σ^2` are
+    ``running_mean``/``running_var``.
+
+    Raises:
+        ShapeError: ``x`` is not ``[T, B, C, ...]`` with ``C`` the parameters' length, or in
+            training mode a channel has a single value (``B · positions = 1``): its variance
+            is undefined.
+    """
+    c = weight.shape[0]
+    if x.dim() < 3 or x.shape[2] != c:
+        raise ShapeError(f"BatchNorm: expected [T, B, {c}, ...] (channels in dimension 2), "
+                         f"got shape {tuple(x.shape)}")
+    view = (1, 1, c) + (1,) * (x.dim() - 3)
+    if training:
+        dims = (0, *range(2, x.dim() - 1))  # of the time mean [B, C, ...]: all but C
+        mean_t = x.mean(0)
+        n = mean_t.numel() // c
+        if n < 2:
+            raise ShapeError(f"BatchNorm in training mode needs more than one value per channel "
+                             f"(batch × positions), got {n} from shape {tuple(x.shape)}; use "
+                             f"a batch of ≥ 2 samples or eval mode")
+        mean = mean_t.mean(dims)
+        var = mean_t.var(dims, unbiased=False)
+        if update:
+            with torch.no_grad():
+                running_mean.mul_(1.0 - momentum).add_(mean.detach(), alpha=momentum)
+                running_var.mul_(1.0 - momentum).add_(var.detach() * (n / (n - 1)),
+                                                      alpha=momentum)
+    else:
+        mean, var = running_mean, running_var
+    scale = weight * torch.rsqrt(var + eps)
+    return (x - mean.reshape(view)) * scale.reshape(view) + bias.reshape(view)

@@ -1,6 +1,6 @@
-"""Modules users compose: projections (also with learnable delays), populations, readouts and
-the further NIR layers (gains, pooling, delays, thresholds, integrators; the containers are in
-:mod:`spikeloop.network`)."""
+"""Modules users compose: projections (also with learnable delays), populations, readouts,
+batch normalisation and the further NIR layers (gains, pooling, delays, thresholds,
+integrators; the containers are in :mod:`spikeloop.network`)."""
 
 from spikeloop.nn.layers import (
     AvgPool2d,
@@ -11,6 +11,7 @@ from spikeloop.nn.layers import (
     SumPool2d,
     Threshold,
 )
+from spikeloop.nn.norm import BatchNorm
 from spikeloop.nn.populations import (
     IF,
     LI,
@@ -36,6 +37,7 @@ __all__ = [
     "AdLIF",
     "AdaptiveLIF",
     "AvgPool2d",
+    "BatchNorm",
     "Conv1d",
     "Conv2d",
     "CubaLI",

@@ -141,6 +141,10 @@ class ModelConfig:
     """Population model of the readout layer (a config name of ``spikeloop.nn.POPULATIONS``)."""
     recurrent: bool = False
     """Give every hidden layer an all-to-all recurrent projection."""
+    norm: bool = False
+    """Batch-normalise the currents into every hidden layer (a :class:`~spikeloop.nn.BatchNorm`
+    ``fc{k}_bn`` after ``fc{k}``; statistics of the time mean over the batch). For the
+    convolutional stages it is their own key ``norm`` (``model.conv``)."""
     tau_mem: float = 10e-3
     """Membrane time constant in seconds, for every population whose model has one."""
     tau_syn: float = 5e-3
@@ -165,7 +169,8 @@ class ModelConfig:
     conv: list[dict[str, Any]] = field(default_factory=list)
     """Convolutional stages before the fully connected ones, each ``{channels: 32, kernel: 3,
     padding: 1, pool: 2}`` (``padding`` defaults to ``kernel // 2``, ``pool`` to 1, no
-    pooling): ``Conv2d`` → ``AvgPool2d(pool)`` → a population of ``model.neuron``; the
+    pooling; ``norm: true`` batch-normalises the currents into the stage's neurons,
+    ``conv{k}_bn``): ``Conv2d`` → ``AvgPool2d(pool)`` → a population of ``model.neuron``; the
     input must then be images ``[C, H, W]`` (``data.params.flat: false``)."""
     delays: dict[str, Any] = field(default_factory=dict)
     """Learnable transmission delays on every projection into a hidden layer (``fc1`` …;

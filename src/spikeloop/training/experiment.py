@@ -53,6 +53,7 @@ from spikeloop.network.blocks import synnet
 from spikeloop.nn import (
     POPULATIONS,
     AvgPool2d,
+    BatchNorm,
     Conv2d,
     DelayedLinear,
     Flatten,
@@ -349,7 +350,9 @@ def build_network(
 ) -> Network:
     """Input → (Conv2d → AvgPool2d → spiking population, or with ``pool_spikes`` Conv2d →
     spiking population → AvgPool2d) × len(conv) → Flatten →
-    (Linear → spiking population) × len(hidden) → Linear → readout.
+    (Linear → spiking population) × len(hidden) → Linear → readout; a conv stage's ``norm``
+    and ``model.norm`` put a :class:`~spikeloop.nn.BatchNorm` right before the stage's or the
+    hidden layers' neurons (``conv{k}_bn``, ``fc{k}_bn``).
 
     ``n_in``: the shape of one input step, an integer or ``(C, H, W)`` (needed by
     ``model.conv``; another shape without convolutions is flattened). Layer names: ``input``,
@@ -394,6 +397,8 @@ def build_network(
     for k, (a, b) in enumerate(itertools.pairwise(sizes), start=1):
         width = neuron.description.input_width * b  # 2b: two currents
         layers[f"fc{k}"] = _delayed(a, width, dt, delays) if delays else Linear(a, width)
+        if check_bool(cfg.norm, "model.norm"):
+            layers[f"fc{k}_bn"] = BatchNorm(width)
         layers[f"hidden{k}"] = neuron(
             b, **common, surrogate=cfg.surrogate, recurrent=cfg.recurrent, learn=cfg.learn,
             **(_accepted(neuron, shared) | cfg.neuron_params),
@@ -473,17 +478,19 @@ def _delayed(n_in: int, n_out: int, dt: float, delays: dict[str, Any]) -> Delaye
         raise ConfigError(f"model.delays: {err}") from None
 
 
-CONV_KEYS = ("channels", "kernel", "padding", "pool", "pool_spikes")
+CONV_KEYS = ("channels", "kernel", "padding", "pool", "pool_spikes", "norm")
 """The keys of one ``model.conv`` stage: ``channels``, ``kernel`` (3), ``padding``
-(``kernel // 2``), ``pool`` (1: none) and ``pool_spikes`` (``false``: pool the convolution's
+(``kernel // 2``), ``pool`` (1: none), ``pool_spikes`` (``false``: pool the convolution's
 currents before the neurons; ``true``: pool the neurons' spikes, the usual conv → activation →
-pool order, with the neurons at full resolution)."""
+pool order, with the neurons at full resolution) and ``norm`` (``false``; ``true``: a
+:class:`~spikeloop.nn.BatchNorm` ``conv{k}_bn`` right before the neurons)."""
 
 
 def _conv_stage(layers: OrderedDict[str, torch.nn.Module], k: int, stage: Any,
                 shape: tuple[int, ...], neuron: type, common: dict[str, Any], cfg: ModelConfig,
                 shared: dict[str, Any]) -> tuple[int, ...]:
-    """Append ``conv{k}`` (→ ``pool{k}``) → ``spikes{k}`` to ``layers``; the output shape."""
+    """Append ``conv{k}`` (→ ``pool{k}``) (→ ``conv{k}_bn``) → ``spikes{k}`` to ``layers``;
+    the output shape."""
     who = f"model.conv[{k - 1}]"
     check_type(stage, who, Mapping, f"a mapping of {', '.join(CONV_KEYS)}")
     unknown = sorted(set(stage) - set(CONV_KEYS), key=str)
@@ -495,6 +502,7 @@ def _conv_stage(layers: OrderedDict[str, torch.nn.Module], k: int, stage: Any,
     padding = check_int(stage.get("padding", kernel // 2), f"{who}.padding", 0)
     pool = check_int(stage.get("pool", 1), f"{who}.pool", 1)
     pool_spikes = check_bool(stage.get("pool_spikes", False), f"{who}.pool_spikes")
+    norm = check_bool(stage.get("norm", False), f"{who}.norm")
     c, h, w = shape
     h, w = h + 2 * padding - kernel + 1, w + 2 * padding - kernel + 1
     if min(h, w) // pool < 1:
@@ -504,6 +512,8 @@ def _conv_stage(layers: OrderedDict[str, torch.nn.Module], k: int, stage: Any,
                                 padding=padding)
 
     def neurons(size: tuple[int, ...]) -> None:
+        if norm:
+            layers[f"conv{k}_bn"] = BatchNorm(layers[f"conv{k}"].out_channels)
         layers[f"spikes{k}"] = neuron(size, **common, surrogate=cfg.surrogate, learn=cfg.learn,
                                       **(_accepted(neuron, shared) | cfg.neuron_params))
 

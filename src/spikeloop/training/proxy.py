@@ -12,6 +12,16 @@ The rate network walks the same graph (:func:`~spikeloop.backends.execute`) on t
 of the input, :math:`\bar x = \frac1T \sum_k x_k`, with one step:
 
 - a projection (``Linear``, convolution, pooling, ``Scale``, ``Flatten``) is applied as it is;
+- a ``BatchNorm`` node (:class:`~spikeloop.nn.BatchNorm`) is ordinary batch normalisation of
+  its time-mean input, :math:`γ (\bar x - μ)/\sqrt{σ^2 + ε} + β`: in training mode with the
+  statistics of the rate network's own :math:`\bar x` over the batch (differentiable, so the
+  gradient flows through :math:`μ, σ^2` as in any batch-normalised network; the running
+  statistics are updated by the spiking run only), in eval mode with the running ones. The
+  spiking run's layer is the same affine map at every step, with the statistics of *its*
+  input's time mean: before the first spiking population both inputs are the same
+  :math:`\bar x` and the rate network's value is exactly the time mean of the spiking one;
+  deeper, each network normalises what it receives (spike counts over :math:`T` steps are not
+  exactly the rates);
 - a spiking population with current :math:`I` (per step) fires at its integrate-and-fire
   rate, spikes per step
 
@@ -46,11 +56,14 @@ from spikeloop.backends.executor import recurrent_of
 from spikeloop.dynamics import straight_through
 from spikeloop.errors import ConfigError
 from spikeloop.ir import Graph, Node
+from spikeloop.kernels import ops
 from spikeloop.observables import NetworkOutput, Observables
 
-RATE_OPS = ("Linear", "Conv1d", "Conv2d", "Flatten", "Scale", "SumPool2d", "AvgPool2d")
+RATE_OPS = ("Linear", "Conv1d", "Conv2d", "Flatten", "Scale", "SumPool2d", "AvgPool2d",
+            "BatchNorm")
 """Projection and reshape operations the rate network applies as they are (stateless and
-linear)."""
+linear; ``BatchNorm`` is affine in every step and leaves its running statistics alone
+there)."""
 
 
 def _all(value: Any, target: float) -> bool:
@@ -111,6 +124,14 @@ class RateHooks(ModelHooks):
     IF rate, non-spiking ones run ``steps`` steps of their dynamics on the constant current."""
 
     steps: int = 1
+
+    def projection(self, graph: Graph, node: Node, x: Tensor, state: Any) -> tuple[Tensor, Any]:
+        if node.op == "BatchNorm":  # the spiking run alone moves the running statistics
+            p, s = node.params, node.settings
+            return ops.batch_norm(x, p["weight"], p["bias"], p["running_mean"],
+                                  p["running_var"], s["eps"], s["momentum"], s["training"],
+                                  update=False), None
+        return super().projection(graph, node, x, state)
 
     def population(self, graph: Graph, node: Node, current: Tensor, state: Any
                    ) -> tuple[Observables, Any]:
