@@ -39,6 +39,18 @@ REFERENCES = {
 }
 
 
+METHODS = {"ann_proxy": "; trained by ANN proxy",
+           "desire_bp": "; trained by desire backpropagation",
+           "vdsp": "; learned by VDSP (unsupervised), labels assigned",
+           "ssnn_bp": "; trained by stochastic spike-coded backprop"}
+"""How the network description names a run's ``train.method`` (backprop: nothing)."""
+
+
+def method_name(method: str | dict[str, Any]) -> str:
+    """The name of a ``train.method`` value (a name or ``{name: ..., options}``)."""
+    return method["name"] if isinstance(method, dict) else method
+
+
 def _git(*args: str) -> str:
     try:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
@@ -55,14 +67,16 @@ def _model(cfg: dict[str, Any]) -> str:
     for stage in m.get("conv") or []:
         pool = stage.get("pool", 1)
         pooling = [f"pool {pool}"] if pool > 1 else []
-        order = [neuron, *pooling] if stage.get("pool_spikes") else [*pooling, neuron]
+        cells = ["bn", neuron] if stage.get("norm") else [neuron]
+        order = [*cells, *pooling] if stage.get("pool_spikes") else [*pooling, *cells]
         parts.append(" → ".join([f"conv{stage.get('kernel', 3)}×{stage.get('kernel', 3)} "
                                  f"{stage['channels']}", *order]))
     rec = " recurrent" if m.get("recurrent") else ""
-    parts += [f"{h}{rec} {neuron}" for h in m.get("hidden", [])]
+    bn = " (batch-normalised currents)" if m.get("norm") else ""
+    parts += [f"{h}{rec} {neuron}{bn}" for h in m.get("hidden", [])]
     parts.append(f"{m.get('readout', 'cuba_li')}")
     steps = round(cfg["data"]["duration"] / cfg["data"]["dt"])
-    how = {"ann_proxy": "; trained by ANN proxy"}.get(cfg["train"].get("method"), "")
+    how = METHODS.get(method_name(cfg["train"].get("method", "backprop")), "")
     aug = cfg["data"].get("augment") or {}
     moves = [f"shift ±{aug['shift']}" if aug.get("shift") else "",
              "left–right flip" if aug.get("flip") else ""]

@@ -102,3 +102,43 @@ def test_the_real_data_record_describes_the_network_method_and_augmentation(tmp_
     table = real_data.markdown({entry["name"]: entry})
     assert "| fashion_mnist_conv | fashion_mnist | conv3×3 32 → if → pool 2" in table
     assert "50.00 %" in table and "`spikeloop train configs/fashion_mnist_conv.yaml`" in table
+
+
+def _fake_run(tmp_path, name, config, acc, method):
+    run = tmp_path / name
+    run.mkdir()
+    cfg = yaml.safe_load((ROOT / "configs" / config).read_text())
+    cfg["run"]["name"] = name
+    cfg["train"]["method"] = method
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run / "status.json").write_text(json.dumps({
+        "state": "finished", "command": f"spikeloop train configs/{config}",
+        "started": "2026-12-05T01:00:00+00:00"}))
+    (run / "summary.json").write_text(json.dumps({
+        "test_acc": acc, "val_acc": acc, "best_epoch": 1, "epochs": 1,
+        "seconds_per_epoch": 60.0, "wall_seconds": 75.0, "torch_threads": 1}))
+    return run
+
+
+def test_the_local_learning_table_sets_each_method_against_its_paper_and_target(tmp_path):
+    from benchmarks import local_learning as ll
+
+    runs = [("fm_proxy", "fashion_mnist_conv.yaml", 0.9205, "ann_proxy"),
+            ("fm_digits_proxy", "digits.yaml", 0.5, "ann_proxy"),
+            ("fm_ssnn", "fashion_mnist_conv.yaml", 0.851, {"name": "ssnn_bp", "steps": 32}),
+            ("fm_ssnn_ann", "fashion_mnist_conv.yaml", 0.8855,
+             {"name": "ssnn_bp", "steps": 32, "stochastic": False})]
+    entries = {}
+    for name, config, acc, method in runs:
+        entry = ll.record(_fake_run(tmp_path, name, config, acc, method), commit="abc1234")
+        entries[entry["name"]] = entry
+    assert ll.verdict(entries["fm_proxy"], entries) == "met (92.05 % vs 92 %)"
+    assert ll.verdict(entries["fm_digits_proxy"], entries) == "reported"  # not the target set
+    assert ll.verdict(entries["fm_ssnn_ann"], entries) == "the ANN reference"
+    assert ll.verdict(entries["fm_ssnn"], entries) == (
+        "not met: +3.45 points below the ANN (88.55 %, fm_ssnn_ann)")
+    table = ll.markdown(entries)
+    assert table.index("| ann_proxy | Fashion-MNIST 94.56 %") < table.index("| ssnn_bp |")
+    assert "`spikeloop train configs/fashion_mnist_conv.yaml` — 2026-12-05" in table
+    with pytest.raises(SystemExit, match=r"was trained by 'backprop'; this table holds"):
+        ll.record(_fake_run(tmp_path, "bp", "digits.yaml", 0.9, "backprop"))
