@@ -111,11 +111,18 @@ def check_proxy(graph: Graph) -> None:
                 f"undefined there (a trained threshold may have drifted down to the reset)")
 
 
-def _rate(node: Node, current: Tensor) -> Tensor:
-    """Spikes per step of IF population ``node`` driven by the constant ``current``."""
+def if_gain(node: Node) -> Tensor | float:
+    r"""The slope :math:`c = g / (ϑ - v_{reset})` of IF population ``node``'s rate
+    :math:`a = \min(1, \max(0, c\,I))` (a number or per-neuron values)."""
     p = node.parameter_record()
     c = node.model.coefficients(p, node.settings["dt"], node.settings["method"])
-    return (c.x_gain * current / (p.v_threshold - p.v_reset)).clamp(0.0, 1.0)
+    return c.x_gain / (p.v_threshold - p.v_reset)
+
+
+def if_rate(node: Node, current: Tensor) -> Tensor:
+    """Spikes per step of IF population ``node`` driven by the constant ``current``:
+    ``clamp(if_gain(node) · current, 0, 1)``."""
+    return (if_gain(node) * current).clamp(0.0, 1.0)
 
 
 @dataclass
@@ -136,7 +143,7 @@ class RateHooks(ModelHooks):
     def population(self, graph: Graph, node: Node, current: Tensor, state: Any
                    ) -> tuple[Observables, Any]:
         if node.model.spiking:
-            return Observables(spikes=_rate(node, current)), None
+            return Observables(spikes=if_rate(node, current)), None
         held = current.expand(self.steps, *current.shape[1:])
         return super().population(graph, node, held, state)
 
