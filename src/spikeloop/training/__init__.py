@@ -16,6 +16,7 @@ from spikeloop.training.losses import (
 )
 from spikeloop.training.methods import METHODS, TrainingMethod, register_method
 from spikeloop.training.proxy import check_proxy, proxy_output, rate_network
+from spikeloop.training.ssnn import SSNNBackprop  # noqa: F401  (train.method: ssnn_bp)
 from spikeloop.training.trainer import Trainer
 
 __all__ = [

@@ -75,7 +75,9 @@ No autograd graph is built.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -83,7 +85,12 @@ from torch import Tensor
 from spikeloop.checks import check_bool, check_int, check_type
 from spikeloop.errors import ConfigError, ParameterError, ShapeError
 from spikeloop.ir import Graph, Node
+from spikeloop.observables import NetworkOutput
+from spikeloop.training.methods import TrainingMethod, register_method
 from spikeloop.training.proxy import check_proxy, if_gain, if_rate
+
+if TYPE_CHECKING:  # the trainer imports the methods, not the other way round
+    from spikeloop.training.trainer import Trainer
 
 
 @dataclass(frozen=True)
@@ -393,3 +400,85 @@ def apply_updates(stages: tuple[Stage, ...], step: SSNNStep, lr: float) -> None:
             bias = node.params.get("bias")
             if bias is not None:
                 bias.add_(step.updates[f"{node.name}.bias"], alpha=lr)
+
+
+# ----------------------------------------------------------------------------- train.method
+@dataclass(frozen=True)
+class SSNNOptions:
+    """``train.method: {name: ssnn_bp, ...}``. The paper's abstract gives no numbers; these
+    defaults are ours.
+
+    Attributes:
+        steps: spike-train length ``T`` of each window (forward and learning); the paper: the
+            updates approach backprop's "with sufficiently long spike-trains".
+        stochastic: ``false`` trains the same network as an ANN: every spike train replaced
+            by its probability (clipped-ReLU MLP, soft-max cross-entropy, plain SGD).
+        eval_steps: ``T`` of inference (the WTA output counted over it); ``null``: ``steps``.
+    """
+
+    steps: int = 32
+    stochastic: bool = True
+    eval_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        check_int(self.steps, "train.method ssnn_bp: steps", 1)
+        check_bool(self.stochastic, "train.method ssnn_bp: stochastic")
+        if self.eval_steps is not None:
+            check_int(self.eval_steps, "train.method ssnn_bp: eval_steps", 1)
+
+
+@register_method
+class SSNNBackprop(TrainingMethod):
+    """Stochastic spike-coded backprop (module docstring) as a local training method.
+
+    The input neurons fire with the time mean of the encoded input as probability (the
+    ``direct`` encoder gives the pixel intensities). Each batch: the forward and learning
+    windows of :func:`ssnn_step`, then plain SGD :math:`W ← W + η\\,ΔW` with
+    :math:`η` = ``train.lr`` × the schedule's factor (the trainer's optimiser is not used).
+    Accuracy: the class whose WTA neuron fired most (:func:`ssnn_predict`); the loss
+    reported for training batches is the soft-max cross-entropy of the output membranes.
+    """
+
+    name = "ssnn_bp"
+    gradient = False
+    Options = SSNNOptions
+
+    def __init__(self, options: SSNNOptions) -> None:
+        super().__init__(options)
+        self.generator = torch.Generator()
+        self._stages: tuple[Graph, tuple[Stage, ...]] | None = None
+
+    def check(self, trainer: Trainer) -> None:
+        self.stages(trainer)
+        self.generator.manual_seed(trainer.config.run.seed + 3)
+
+    def stages(self, trainer: Trainer) -> tuple[Stage, ...]:
+        """The network's stages (:func:`ssnn_stages`), again only when its graph changed."""
+        graph = trainer.network.graph
+        if self._stages is None or self._stages[0] is not graph:
+            self._stages = (graph, ssnn_stages(graph))
+        return self._stages[1]
+
+    def train_batch(self, trainer: Trainer, x: Tensor, y: Tensor) -> tuple[float, int]:
+        if not len(y):
+            return 0.0, 0
+        stages = self.stages(trainer)
+        opts = self.options
+        step = ssnn_step(stages, x.mean(0), y, opts.steps, self.generator, opts.stochastic)
+        apply_updates(stages, step, trainer.config.train.lr * trainer.lr_factor)
+        return float(step.loss(y).sum()), int((step.predict() == y).sum())
+
+    def predict(self, trainer: Trainer, out: NetworkOutput) -> Tensor:
+        stages = self.stages(trainer)
+        spikes = out[trainer.network.graph.input.name].spikes
+        opts = self.options
+        pred, _ = ssnn_predict(stages, spikes.mean(0), opts.eval_steps or opts.steps,
+                               self.generator, opts.stochastic)
+        return pred
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
