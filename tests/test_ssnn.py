@@ -5,6 +5,7 @@ single-synapse updates and their signs, the WTA's soft-max, and the networks it 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +24,7 @@ from spikeloop.training.ssnn import (
 )
 
 DT = 1e-3
+ROOT = Path(__file__).resolve().parents[1]
 Z = 5.0  # standard errors allowed per entry: P(|N(0,1)| > 5) ≈ 6e-7 per entry
 
 
@@ -311,3 +313,66 @@ def test_refuses_bad_inputs():
         ssnn_step(stages, torch.rand(2, 4), torch.tensor([0, 2]), 4)
     with pytest.raises(ParameterError, match="steps"):
         ssnn_step(stages, torch.rand(2, 4), y, 0)
+
+
+# ----------------------------------------------------------------------------- train.method
+def _config(tmp_path, *extra):
+    from spikeloop.training import load_config
+
+    return load_config(ROOT / "configs" / "digits_ssnn.yaml", [
+        f"run.out_dir={tmp_path}", "run.threads=1", "train.progress=false",
+        "data.train_size=256", "data.val_size=64", "data.test_size=64", "train.epochs=2",
+        "train.method.steps=8", "model.hidden=[16]", *extra])
+
+
+def test_options_and_refusals_through_the_config(tmp_path):
+    from spikeloop.training import Trainer
+    from spikeloop.training.methods import method_options
+    from spikeloop.training.ssnn import SSNNBackprop, SSNNOptions
+
+    assert method_options("ssnn_bp") == (SSNNBackprop, SSNNOptions(32, True, None))
+    with pytest.raises(ConfigError, match=r"ssnn_bp: .*steps.*≥ 1"):
+        _config(tmp_path, "train.method.steps=0")
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['temperature'\]"):
+        _config(tmp_path, "train.method.temperature=2")
+    with pytest.raises(ConfigError, match=r"ssnn_bp: population 'hidden1' \(LIF\)"):
+        Trainer(_config(tmp_path, "model.neuron=lif"))
+
+
+def test_the_ann_variant_is_one_sgd_step_of_backprop(tmp_path):
+    """train.method.stochastic=false: one batch through the method moves every weight by
+    −lr · autograd's gradient of the clipped-ReLU MLP; no other tensor changes."""
+    from spikeloop.training import Trainer
+
+    trainer = Trainer(_config(tmp_path, "train.method.stochastic=false"))
+    x, y = trainer.data["train"].batch(slice(0, 32))
+    grads = _ann_gradients(trainer.network, x.mean(0), y)
+    before = {k: v.clone() for k, v in trainer.network.state_dict().items()}
+    total, correct = trainer.method.train_batch(trainer, x, y)
+    after = trainer.network.state_dict()
+    lr = trainer.config.train.lr
+    for name in ("fc1", "fc2"):
+        key = f"layers.{name}.weight"
+        torch.testing.assert_close(after[key], before[key] - lr * grads[name])
+    assert sorted(k for k in before if not torch.equal(before[k], after[k])) == [
+        "layers.fc1.weight", "layers.fc2.weight"]
+    assert 0 <= correct <= 32 and total > 0
+
+
+def test_fit_learns_digits_and_resumes_bit_identically(tmp_path):
+    """Two epochs of spike-coded training (T = 8, 40 batches) reach 3× chance on the
+    validation digits, and 1 epoch + resume gives the same weights as 2 epochs (the method's
+    random state is in the checkpoint)."""
+    from spikeloop.training import Trainer
+
+    quick = ("data.train_size=640", "model.hidden=[32]", "train.lr=0.3")
+    full = Trainer(_config(tmp_path, "run.name=full", *quick))
+    full.fit()
+    assert full.history[-1].val_acc > 0.3
+    assert full.evaluate(full.data["val"])[1] > 0.3  # the WTA's counts, drawn again
+    half = Trainer(_config(tmp_path, "run.name=half", *quick))
+    half.fit(stop_after=1)
+    resumed = Trainer(_config(tmp_path, "run.name=half", "train.resume=true", *quick))
+    resumed.fit()
+    for key, value in full.network.state_dict().items():
+        assert torch.equal(value, resumed.network.state_dict()[key]), key
