@@ -166,7 +166,8 @@ def wta(z: Tensor, steps: int, generator: torch.Generator | None = None) -> Tens
     if z.ndim != 2:
         raise ShapeError(f"wta: membranes must be [B, K], got shape {tuple(z.shape)}")
     steps = check_int(steps, "wta: steps", 1)
-    rate = torch.exp(z - z.amax(-1, keepdim=True))  # rates up to a common factor
+    rate = torch.exp(z - z.amax(-1, keepdim=True))  # rates up to a common factor, max 1
+    rate = rate.clamp(min=torch.finfo(rate.dtype).tiny)  # e^{-1000}: never 0/0
     first = torch.empty((steps, *z.shape), dtype=z.dtype, device=z.device)
     first.exponential_(generator=generator)
     winner = (first / rate).argmin(-1)
