@@ -72,18 +72,19 @@ def record(run_dir: Path, commit: str | None = None) -> dict[str, Any]:
     if method not in PAPERS:
         raise SystemExit(f"local_learning: {run_dir} was trained by {method!r}; this table "
                          f"holds {', '.join(PAPERS)}")
-    entry.update(method=method, options=_options(cfg),
-                 dataset_key=cfg["data"]["dataset"])
+    entry.update(method=method, options=_options(cfg), dataset_key=cfg["data"]["dataset"],
+                 network=cfg["model"])
     return entry
 
 
 def _ann_partner(entry: dict[str, Any], entries: dict[str, dict[str, Any]]
                  ) -> dict[str, Any] | None:
-    """The ANN run of an SSNN-BP entry: same data set and network, ``stochastic: false``."""
+    """The ANN run of an SSNN-BP entry: the same data set and ``model`` section, trained with
+    ``stochastic: false``."""
     for other in entries.values():
         if (other["method"] == "ssnn_bp" and other["options"].get("stochastic") is False
                 and other["dataset_key"] == entry["dataset_key"]
-                and other["model"] == entry["model"]):
+                and other["network"] == entry["network"]):
             return other
     return None
 

@@ -76,7 +76,13 @@ def _model(cfg: dict[str, Any]) -> str:
     parts += [f"{h}{rec} {neuron}{bn}" for h in m.get("hidden", [])]
     parts.append(f"{m.get('readout', 'cuba_li')}")
     steps = round(cfg["data"]["duration"] / cfg["data"]["dt"])
-    how = METHODS.get(method_name(cfg["train"].get("method", "backprop")), "")
+    method = cfg["train"].get("method", "backprop")
+    how = METHODS.get(method_name(method), "")
+    options = method if isinstance(method, dict) else {}
+    if options.get("steps"):  # a method that draws its own spike trains (ssnn_bp)
+        steps = f"{options['steps']} (the method's own spike trains)"
+    if options.get("stochastic") is False:
+        how = "; trained as an ANN (ssnn_bp with stochastic: false: probabilities, not spikes)"
     aug = cfg["data"].get("augment") or {}
     moves = [f"shift ±{aug['shift']}" if aug.get("shift") else "",
              "left–right flip" if aug.get("flip") else ""]
