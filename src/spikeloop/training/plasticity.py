@@ -35,7 +35,12 @@ eligibility and adds it when the run ends, with the third factor ``r`` known onl
 backpropagation): terms without ``r`` are summed over the batch (:math:`O(\text{weights})`),
 terms with ``r`` keep what the factor multiplies per sample — the summed presynaptic product
 (:math:`O(B N_{pre})`) when ``r`` is the term's only postsynaptic factor, else the per-sample
-correlation (:math:`O(B \cdot \text{weights})`). Nothing kept grows with the number of steps.
+correlation (:math:`O(B \cdot \text{weights})`). For a short run the correlation is kept as its
+rows instead — every step's postsynaptic product and presynaptic product, :math:`O(T B (N_{pre}
++ N_{post}))`, multiplied out in one matrix product by :meth:`Plasticity.finish` — as long as
+they take less memory than the correlation (:math:`T < N_{pre} N_{post} / (N_{pre} +
+N_{post})`); then they are folded into it. Nothing kept exceeds the correlation's size, however
+many steps run.
 
 :class:`Plasticity` runs a network step by step through the graph executor
 (:func:`~spikeloop.backends.execute`, the registered neuron step functions) under
@@ -266,6 +271,7 @@ class _Synapses:
     decay: dict[str, float]
     traces: dict[str, Tensor] = field(default_factory=dict)
     eligible: dict[int, Tensor] = field(default_factory=dict)
+    rows: dict[int, list[tuple[Tensor, Tensor]]] = field(default_factory=dict)
 
 
 def _flat(t: Tensor) -> Tensor:
@@ -363,7 +369,7 @@ class Plasticity:
         for syn in self.synapses.values():
             syn.traces = {k: x.new_zeros(batch, math.prod(self._node_of(syn, k).shape))
                           for k in syn.rule.taus}
-            syn.eligible = {}
+            syn.eligible, syn.rows = {}, {}
         state = dict(state or {})
         with torch.no_grad():
             for t in range(steps):
@@ -411,9 +417,10 @@ class Plasticity:
             pre = _product(term.pre, values, ones_pre)
             if rule.apply == "end" and uses_r:  # r comes at the end: keep what it multiplies
                 rest = tuple(u for u in term.post if _name(u) != "r")
-                e = pre if not rest else \
-                    _product(rest, values, ones_post).unsqueeze(2) * pre.unsqueeze(1)
-                syn.eligible[k] = syn.eligible[k] + e if k in syn.eligible else e.clone()
+                if rest:
+                    _keep_rows(syn, k, _product(rest, values, ones_post), pre)
+                else:
+                    syn.eligible[k] = syn.eligible[k] + pre if k in syn.eligible else pre.clone()
                 continue
             change = term.coef * (_product(term.post, values, ones_post).T @ pre)
             if term.weight is not None:
@@ -445,7 +452,7 @@ class Plasticity:
         rule, w = syn.rule, syn.proj.params["weight"]
         dw = syn.eligible.pop(-1, None)
         r = None if third is None else third.get(name)
-        if syn.eligible and r is None:
+        if (syn.eligible or syn.rows) and r is None:
             raise ConfigError(f"rule {rule.name!r} on {name!r} reads the third factor r; pass "
                               f"third={{{name!r}: tensor [B, N_post]}}")
         for k, e in sorted(syn.eligible.items()):
@@ -454,9 +461,37 @@ class Plasticity:
             if term.weight is not None:
                 change = change * term.weight(w)
             dw = change if dw is None else dw + change
-        syn.eligible = {}
+        # kept rows: Σ_t (r ⊙ post_t)ᵀ pre_t as one product over steps and samples, one per
+        # group of terms with the same postsynaptic factors (their presynaptic rows add up)
+        groups: dict[Any, tuple[Tensor, Tensor]] = {}
+        for k, rows in sorted(syn.rows.items()):
+            term = rule.terms[k]
+            key = (tuple(u for u in term.post if _name(u) != "r"), term.weight)
+            pre = term.coef * torch.stack([q for _, q in rows])
+            post = groups[key][0] if key in groups else torch.stack([p for p, _ in rows]) * r
+            groups[key] = (post, groups[key][1] + pre if key in groups else pre)
+        for (_, weight), (post, pre) in groups.items():
+            change = post.reshape(-1, post.shape[-1]).T @ pre.reshape(-1, pre.shape[-1])
+            if weight is not None:
+                change = change * weight(w)
+            dw = change if dw is None else dw + change
+        syn.eligible, syn.rows = {}, {}
         if dw is not None:
             _apply(w, dw, rule, scale)
+
+
+def _keep_rows(syn: _Synapses, k: int, post: Tensor, pre: Tensor) -> None:
+    """Keep one step's products ``post [B, N_post]`` and ``pre [B, N_pre]`` of term ``k`` (whose
+    third factor comes at the end) as rows; once the rows would take more memory than the
+    per-sample correlation ``[B, N_post, N_pre]``, fold them into it."""
+    rows = syn.rows.setdefault(k, [])
+    rows.append((post.clone(), pre.clone()))  # the variables are live buffers (traces)
+    n_post, n_pre = post.shape[1], pre.shape[1]
+    if len(rows) * (n_post + n_pre) >= n_post * n_pre:
+        e = torch.einsum("tbj,tbi->bji", torch.stack([p for p, _ in rows]),
+                         torch.stack([q for _, q in rows]))
+        syn.eligible[k] = syn.eligible[k] + e if k in syn.eligible else e
+        del syn.rows[k]
 
 
 def _product(factors: tuple[str | Factor, ...], values: Mapping[str, Tensor | None],
