@@ -3,11 +3,32 @@ weight change against its closed form, and a short training on digits."""
 
 from __future__ import annotations
 
+import math
+import time
+from pathlib import Path
+
 import pytest
 import torch
 
-from spikeloop.errors import ArgumentTypeError, ParameterError, ShapeError
-from spikeloop.training.desire import desire_error, hidden_desire, output_desire
+from spikeloop.errors import ArgumentTypeError, ConfigError, ParameterError, ShapeError
+from spikeloop.network import Network
+from spikeloop.nn import LI, LIF, Conv2d, Flatten, Input, Linear
+from spikeloop.training import Trainer, load_config
+from spikeloop.training.desire import (
+    DesireOptions,
+    desire_chain,
+    desire_error,
+    desire_stdp,
+    hidden_desire,
+    output_desire,
+    unique_argmax,
+)
+from spikeloop.training.methods import method_options
+from spikeloop.training.plasticity import Plasticity
+
+ROOT = Path(__file__).resolve().parents[1]
+DT = 1e-3
+LAMBDA = 0.75  # the paper's trace and membrane decay per step, 1 − 2^−2
 
 # ----------------------------------------------------------------------------- output desires
 
@@ -112,3 +133,123 @@ def test_hidden_desire_refuses(w: torch.Tensor, d: torch.Tensor, c: torch.Tensor
         hidden_desire(w, d, c, 16.0, 0.05)
     with pytest.raises(ParameterError, match="threshold"):
         hidden_desire(torch.zeros(2, 2), torch.zeros(1, 2), torch.zeros(1, 2), 16.0, 0.0)
+
+
+def test_unique_argmax_counts_a_tie_as_no_class() -> None:
+    counts = torch.tensor([[0.0, 3.0, 1.0], [2.0, 2.0, 1.0], [0.0, 0.0, 0.0]])
+    assert torch.equal(unique_argmax(counts), torch.tensor([1, -1, -1]))
+
+
+# ----------------------------------------------------------------------------- the rule
+
+
+def _paper_lif(n: int) -> LIF:
+    """The paper's neuron: v ← 0.75 v + x, threshold 1, reset by subtraction."""
+    return LIF(n, dt=DT, tau_mem=4 * DT, method="euler", r=4.0, reset="subtract",
+               v_threshold=1.0)
+
+
+@pytest.mark.parametrize(("t_pre", "t_post", "desire"), [
+    (2, 5, 1.0), (5, 5, 1.0), (8, 5, 1.0), (0, 9, -1.0), (4, 5, 0.0),
+])
+def test_desire_stdp_pair_equals_the_closed_form(t_pre: int, t_post: int,
+                                                 desire: float) -> None:
+    # input 0 spikes once at t_pre through a weight too small to fire the neuron; input 1
+    # spikes once at t_post through a weight that fires it at once (same step: v = 1.5 > 1)
+    net = Network({"input": Input(2), "fc": Linear(2, 1), "out": _paper_lif(1)})
+    with torch.no_grad():
+        net.layers.fc.weight.copy_(torch.tensor([[0.01, 1.5]]))
+    x = torch.zeros(12, 1, 2)
+    x[t_pre, 0, 0] = 1.0
+    x[t_post, 0, 1] = 1.0
+    eta = 0.01
+    engine = Plasticity(net, {"fc": desire_stdp(eta, DT / math.log(1 / LAMBDA))})
+    counts = engine.run(x)
+    assert counts["out"].item() == 1.0  # one post spike, at t_post
+    w0 = net.layers.fc.weight.detach().clone()
+    engine.finish({"fc": torch.tensor([[desire]])})
+    dw = net.layers.fc.weight - w0
+    # Δw = η d λ^(t_post − t_pre) for a pre spike at or before the post spike, else 0
+    want0 = eta * desire * LAMBDA ** (t_post - t_pre) if t_pre <= t_post else 0.0
+    torch.testing.assert_close(dw, torch.tensor([[want0, eta * desire]]), rtol=1e-6, atol=1e-9)
+
+
+def test_desire_stdp_over_a_batch_equals_the_recorded_sums() -> None:
+    # 40 × 30 synapses, 12 steps: the engine keeps rows (12·70 < 1200); the result must be
+    # Σ_b Σ_t d_bj y_bj(t) x̃_bi(t) computed from a recorded simulator run
+    torch.manual_seed(0)
+    net = Network({"input": Input(40), "fc": Linear(40, 30), "out": _paper_lif(30)})
+    with torch.no_grad():
+        net.layers.fc.weight.uniform_(0.0, 0.4)
+    x = (torch.rand(12, 5, 40) < 0.3).float()
+    with torch.no_grad():
+        post = net(x)["out"].spikes
+    trace, elig = torch.zeros(5, 40), torch.zeros(5, 30, 40)
+    for t in range(12):
+        trace = LAMBDA * trace + x[t]
+        elig += post[t].unsqueeze(2) * trace.unsqueeze(1)
+    d = torch.randint(-1, 2, (5, 30)).float()
+    want = torch.einsum("bj,bji->ji", d, elig)
+    w0 = net.layers.fc.weight.detach().clone()
+    engine = Plasticity(net, {"fc": desire_stdp(0.5, DT / math.log(1 / LAMBDA))})
+    assert torch.equal(engine.run(x)["out"], post.sum(0))
+    engine.finish({"fc": d}, scale=0.1)
+    torch.testing.assert_close(net.layers.fc.weight - w0, 0.05 * want, rtol=1e-5, atol=1e-6)
+
+
+def test_desire_stdp_refuses_bad_rates() -> None:
+    with pytest.raises(ParameterError, match="lr"):
+        desire_stdp(0.0)
+    with pytest.raises(ParameterError, match="tau"):
+        desire_stdp(1.0, -1e-3)
+
+
+# ----------------------------------------------------------------------------- the method
+
+
+def test_options_are_the_papers_and_are_checked() -> None:
+    cls, opts = method_options("desire_bp")
+    assert opts == DesireOptions(margin=4, hidden_threshold=0.05, output_threshold=0.30,
+                                 trace_decay=0.75, lr_decay=0.04)
+    assert cls.gradient is False
+    with pytest.raises(ConfigError, match="trace_decay"):
+        method_options({"name": "desire_bp", "trace_decay": 1.0})
+    with pytest.raises(ConfigError, match="unknown option"):
+        method_options({"name": "desire_bp", "dropout": 0.3})
+
+
+@pytest.mark.parametrize(("layers", "match"), [
+    ({"input": Input((1, 4, 4)), "conv": Conv2d(1, 2, 3), "spk": _paper_lif((2, 2, 2)),
+      "flat": Flatten(), "fc": Linear(8, 3), "out": _paper_lif(3)},
+     "projection 'conv' is a Conv2d"),
+    ({"input": Input(4), "fc": Linear(4, 3), "out": LI(3, dt=DT)},
+     "population 'out' \\(LI\\) does not spike"),
+])
+def test_desire_chain_refuses_what_it_cannot_train(layers: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        desire_chain(Network(layers).graph)
+
+
+def test_desire_chain_walks_input_to_output() -> None:
+    net = Network({"input": Input(4), "fc1": Linear(4, 5), "h": _paper_lif(5),
+                   "fc2": Linear(5, 3), "out": _paper_lif(3)})
+    chain = desire_chain(net.graph)
+    assert [(c.fc.name, c.pre.name, c.post.name) for c in chain] == [
+        ("fc1", "input", "h"), ("fc2", "h", "out")]
+
+
+def test_desire_bp_learns_digits_in_a_few_seconds(tmp_path: Path) -> None:
+    cfg = load_config(ROOT / "configs" / "digits_desire.yaml",
+                      [f"run.out_dir={tmp_path}", "run.threads=1", "train.epochs=3",
+                       "data.train_size=600", "data.val_size=50", "data.test_size=359",
+                       "train.progress=false"])
+    start = time.perf_counter()
+    trainer = Trainer(cfg)
+    w0 = trainer.network.layers.fc1.weight.detach().clone()
+    for epoch in range(3):
+        trainer.epoch = epoch
+        trainer.train_epoch()
+    _, acc, _ = trainer.evaluate(trainer.data["test"])
+    assert time.perf_counter() - start < 20
+    assert not torch.equal(trainer.network.layers.fc1.weight, w0)  # the hidden layer learnt
+    assert acc > 0.5  # chance: 0.1

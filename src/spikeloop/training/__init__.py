@@ -1,5 +1,6 @@
 """Losses, regularisers, configs and the trainer."""
 
+from spikeloop.training import desire  # noqa: F401  (registers train.method desire_bp)
 from spikeloop.training.config import Config, load_config
 from spikeloop.training.experiment import DATASETS, build_network, init_weights, load_data
 from spikeloop.training.losses import (

@@ -43,15 +43,25 @@ only after the forward pass: the rule accumulates the eligibility
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from spikeloop.checks import check_labels, check_real, check_type
-from spikeloop.errors import ArgumentTypeError, ShapeError
+from spikeloop.checks import check_int, check_labels, check_real, check_type
+from spikeloop.errors import ArgumentTypeError, ConfigError, ShapeError
+from spikeloop.ir import Graph, Node
+from spikeloop.observables import NetworkOutput
+from spikeloop.training.methods import TrainingMethod, register_method
+from spikeloop.training.plasticity import Plasticity, Rule, Term
 
-__all__ = ["desire_error", "hidden_desire", "output_desire"]
+if TYPE_CHECKING:  # the trainer imports the methods, not the other way round
+    from spikeloop.training.trainer import Trainer
+
+__all__ = ["DesireBackprop", "DesireOptions", "desire_error", "desire_stdp", "hidden_desire",
+           "output_desire", "unique_argmax"]
 
 
 def _counts(counts: Any, who: str) -> Tensor:
@@ -160,3 +170,198 @@ def hidden_desire(weight: Tensor, desire: Tensor, counts: Tensor, target: float,
     signal = desire * desire_error(desire, counts, target)
     s = signal @ weight.to(counts.dtype)
     return torch.where(s.abs() >= threshold, torch.sign(s), torch.zeros_like(s))
+
+
+def unique_argmax(counts: Tensor) -> Tensor:
+    """The class of every sample ``[B]`` from output spike counts ``[B, N]``: the neuron with
+    the most spikes, and ``-1`` (wrong whatever the label) when several share the most — the
+    paper's code counts a tie as an error.
+
+    Example:
+        >>> unique_argmax(torch.tensor([[1., 5., 2.], [3., 3., 0.]]))
+        tensor([ 1, -1])
+    """
+    counts = _counts(counts, "unique_argmax: counts")
+    top = counts.max(dim=1, keepdim=True).values
+    unique = (counts == top).sum(dim=1) == 1
+    return torch.where(unique, counts.argmax(dim=1), -torch.ones_like(unique, dtype=torch.long))
+
+
+def desire_stdp(lr: float = 1.0, tau: float = 1e-3 / math.log(4 / 3)) -> Rule:
+    r"""Desire backpropagation's weight update as a plasticity rule (module docstring):
+
+    .. math::
+        Δw_{ji} = η\, r_j \sum_t y_j(t)\,\bigl(x_i(t) + x^{(1)}_i(t)\bigr)
+
+    with :math:`r_j` the postsynaptic neuron's desire (the third factor, ``+1/0/−1``) and
+    :math:`x^{(1)}` the presynaptic trace (time constant ``tau``) of the spikes before step
+    :math:`t`: together with the spike :math:`x_i(t)` of the step itself it is the paper's trace
+    :math:`\tilde x_i(t)`. Terms ``x0·y0·r`` and ``x1·y0·r``, ``apply="end"``: the desire is
+    known after the forward pass. The default ``tau`` makes the trace decay by the paper's
+    :math:`λ = 1 - 2^{-2} = 0.75` per step of 1 ms (:math:`τ = dt / \ln(4/3)`).
+
+    Example:
+        >>> rule = desire_stdp(lr=1e-5)
+        >>> sorted(rule.variables), rule.apply
+        (['r', 'x0', 'x1', 'y0'], 'end')
+
+    Raises:
+        ParameterError: ``lr`` not a finite number ``> 0``, ``tau`` not ``> 0``.
+    """
+    lr = check_real(lr, "desire_stdp: lr", 0, low_open=True)
+    tau = check_real(tau, "desire_stdp: tau (s)", 0, low_open=True)
+    return Rule((Term(1.0, ("x0",), ("y0", "r")), Term(1.0, ("x1",), ("y0", "r"))),
+                {"x1": tau}, lr, apply="end", name="desire_stdp")
+
+
+@dataclass(frozen=True)
+class DesireOptions:
+    r"""``train.method: {name: desire_bp, ...}``; the defaults are the paper's code's
+    (``desire_pytorch.py``): a target of ``T − 4`` spikes, thresholds 0.05 (hidden) and 0.30
+    (output), traces decaying by 0.75 per step and the learning rate decaying by
+    :math:`e^{-0.04\,\mathrm{epoch}}`. The rate itself is ``train.lr`` (the paper's 1e-5 for
+    a linear layer), scaled by ``train.schedule`` and by ``lr_decay``; the update of a batch is
+    the sum of its samples' updates, as the paper's update after every sample.
+    """
+
+    margin: int = 4
+    """The label's neuron should fire ``T − margin`` spikes (``T`` the steps of a sample)."""
+    hidden_threshold: float = 0.05
+    """:math:`θ_{hid}`: a hidden neuron gets a desire when :math:`|s_i| ≥ θ_{hid}`."""
+    output_threshold: float = 0.30
+    """:math:`θ_{out}`: an output neuron gets a desire when its error exceeds it."""
+    trace_decay: float = 0.75
+    """:math:`λ`, the presynaptic trace's decay per step (the paper's :math:`1 − 2^{-2}`)."""
+    lr_decay: float = 0.04
+    r"""The rate is multiplied by :math:`e^{-\mathrm{lr\_decay} \cdot \mathrm{epoch}}`."""
+
+    def __post_init__(self) -> None:
+        check_int(self.margin, "train.method desire_bp: margin", 0)
+        check_real(self.hidden_threshold, "train.method desire_bp: hidden_threshold", 0,
+                   low_open=True)
+        check_real(self.output_threshold, "train.method desire_bp: output_threshold", 0)
+        check_real(self.trace_decay, "train.method desire_bp: trace_decay", 0, 1,
+                   low_open=True, high_open=True)
+        check_real(self.lr_decay, "train.method desire_bp: lr_decay", 0)
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """A plastic projection ``fc`` from ``pre`` (a population, or the input) to ``post``."""
+
+    fc: Node
+    pre: Node
+    post: Node
+
+
+def desire_chain(graph: Graph) -> list[_Layer]:
+    """The projections of a feed-forward chain input → (Linear → spiking population)+, in
+    order, for desire backpropagation.
+
+    Raises:
+        ConfigError: a projection that is not a feed-forward ``Linear`` (a convolution, a
+            recurrent or delayed projection), a population that does not spike (the output
+            must count spikes: ``model.readout: lif``), or a branching graph — naming the node.
+    """
+    layers = []
+    for node in graph.nodes:
+        if node.kind == "projection":
+            if node.op != "Linear" or node.recurrent or node.delay_line:
+                raise ConfigError(f"desire_bp: projection {node.name!r} is a "
+                                  f"{'recurrent ' if node.recurrent else ''}{node.op}; desire "
+                                  f"backpropagation trains feed-forward Linear projections only")
+        elif node.kind == "population":
+            if not node.spiking:
+                raise ConfigError(f"desire_bp: population {node.name!r} ({node.op}) does not "
+                                  f"spike; desires come from spike counts (use model.readout: "
+                                  f"lif for the output)")
+            if len(node.inputs) != 1 or graph[node.inputs[0]].kind != "projection":
+                raise ConfigError(f"desire_bp: population {node.name!r} must be fed by exactly "
+                                  f"one Linear projection, it is fed by {list(node.inputs)}")
+            fc = graph[node.inputs[0]]
+            pre = graph[fc.inputs[0]]
+            while pre.kind == "reshape":
+                pre = graph[pre.inputs[0]]
+            expected = layers[-1].post.name if layers else graph.input.name
+            if pre.name != expected:
+                raise ConfigError(f"desire_bp: projection {fc.name!r} reads {pre.name!r}; "
+                                  f"desire backpropagation needs a chain in which it reads "
+                                  f"{expected!r}")
+            layers.append(_Layer(fc, pre, node))
+    if not layers:
+        raise ConfigError("desire_bp: the network has no Linear projection into a population")
+    return layers
+
+
+@register_method
+class DesireBackprop(TrainingMethod):
+    """Desire backpropagation (module docstring) as ``train.method: desire_bp``.
+
+    Every batch runs once through the plasticity engine with :func:`desire_stdp` on every
+    projection; the run's spike counts give the desires of every layer (:func:`output_desire`,
+    :func:`hidden_desire`, with the weights as they were during the run), and
+    :meth:`~spikeloop.training.plasticity.Plasticity.finish` adds the summed updates with the
+    desires as third factor. A sample is classified by the output neuron with the most spikes,
+    a tie counting as wrong (:func:`unique_argmax`).
+    """
+
+    name = "desire_bp"
+    gradient = False
+    Options = DesireOptions
+
+    def __init__(self, options: DesireOptions) -> None:
+        super().__init__(options)
+        self._engine: tuple[Graph, list[_Layer], Plasticity] | None = None
+
+    def check(self, trainer: Trainer) -> None:
+        self._setup(trainer)
+
+    def _setup(self, trainer: Trainer) -> tuple[list[_Layer], Plasticity]:
+        net = trainer.network
+        if self._engine is None or self._engine[0] is not net.graph:
+            layers = desire_chain(net.graph)
+            dt = float(layers[0].post.settings["dt"])
+            rule = desire_stdp(trainer.config.train.lr, -dt / math.log(self.options.trace_decay))
+            self._engine = (net.graph, layers,
+                            Plasticity(net, {layer.fc.name: rule for layer in layers}))
+        return self._engine[1], self._engine[2]
+
+    def desires(self, layers: list[_Layer], counts: dict[str, Tensor], labels: Tensor,
+                steps: int) -> dict[str, Tensor]:
+        """The desire ``[B, N_post]`` of every projection's postsynaptic neurons, from the
+        spike counts of a run of ``steps`` steps (module docstring)."""
+        target = steps - self.options.margin
+        if target <= 0:
+            raise ConfigError(f"desire_bp: a sample of {steps} steps cannot reach the target of "
+                              f"T − margin = {steps} − {self.options.margin} spikes; use more "
+                              f"steps (data.duration / data.dt) or a smaller margin")
+        flat = {name: c.reshape(c.shape[0], -1) for name, c in counts.items()}
+        out: dict[str, Tensor] = {}
+        last = layers[-1]
+        desire = output_desire(flat[last.post.name], labels, target,
+                               self.options.output_threshold)
+        out[last.fc.name] = desire
+        for lower, upper in zip(reversed(layers[:-1]), reversed(layers[1:]), strict=True):
+            desire = hidden_desire(upper.fc.params["weight"], desire, flat[upper.post.name],
+                                   target, self.options.hidden_threshold)
+            out[lower.fc.name] = desire
+        return out
+
+    def train_batch(self, trainer: Trainer, x: Tensor, y: Tensor) -> tuple[float, int]:
+        layers, engine = self._setup(trainer)
+        if not len(y):
+            return 0.0, 0
+        counts = engine.run(x)
+        desires = self.desires(layers, counts, y, x.shape[0])
+        scale = trainer.lr_factor * math.exp(-self.options.lr_decay * trainer.epoch)
+        engine.finish(third=desires, scale=scale)
+        out = counts[layers[-1].post.name]
+        correct = int((unique_argmax(out.reshape(out.shape[0], -1)) == y).sum())
+        return float("nan"), correct
+
+    def predict(self, trainer: Trainer, out: NetworkOutput) -> Tensor | None:
+        spikes = out.output.spikes
+        if spikes is None:
+            return None
+        counts = spikes.sum(0)
+        return unique_argmax(counts.reshape(counts.shape[0], -1))
