@@ -38,7 +38,16 @@ so a single pre spike at :math:`t_i` and post spike at :math:`t_j ≥ t_i` chang
 by :math:`η\, d_j\, λ^{t_j - t_i}`, and by nothing when :math:`t_j < t_i`. The desire is known
 only after the forward pass: the rule accumulates the eligibility
 :math:`\sum_t y_j(t) \tilde x_i(t)` and applies it when the desire arrives
-(:func:`desire_stdp`, ``apply="end"``).
+(:func:`desire_stdp`, ``apply="end"``). Only a postsynaptic spike changes a weight: a neuron
+that should spike but stays silent learns nothing itself; the layers below it learn to drive
+it.
+
+``train.method: desire_bp`` (:class:`DesireBackprop`) trains a chain input → (``Linear`` →
+spiking population)+ with it. Not taken from the paper's code: its dropout (0.3 on hidden
+layers; 0.05 / 0.40 for Fashion-MNIST) — the plasticity engine has no per-sample mask of a
+population — and its input layer of integrate-and-fire neurons (any encoder works here; the
+configs drive the first layer with the pixels as currents). Its layers lag one step behind
+each other; here every layer sees the spikes of the same step.
 """
 
 from __future__ import annotations
@@ -60,8 +69,8 @@ from spikeloop.training.plasticity import Plasticity, Rule, Term
 if TYPE_CHECKING:  # the trainer imports the methods, not the other way round
     from spikeloop.training.trainer import Trainer
 
-__all__ = ["DesireBackprop", "DesireOptions", "desire_error", "desire_stdp", "hidden_desire",
-           "output_desire", "unique_argmax"]
+__all__ = ["DesireBackprop", "DesireOptions", "desire_chain", "desire_error", "desire_stdp",
+           "hidden_desire", "output_desire", "unique_argmax"]
 
 
 def _counts(counts: Any, who: str) -> Tensor:
