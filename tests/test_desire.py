@@ -174,18 +174,20 @@ def test_desire_stdp_pair_equals_the_closed_form(t_pre: int, t_post: int,
     torch.testing.assert_close(dw, torch.tensor([[want0, eta * desire]]), rtol=1e-6, atol=1e-9)
 
 
-def test_desire_stdp_over_a_batch_equals_the_recorded_sums() -> None:
-    # 40 × 30 synapses, 12 steps: the engine keeps rows (12·70 < 1200); the result must be
-    # Σ_b Σ_t d_bj y_bj(t) x̃_bi(t) computed from a recorded simulator run
+@pytest.mark.parametrize("steps", [12, 25])
+def test_desire_stdp_over_a_batch_equals_the_recorded_sums(steps: int) -> None:
+    # 40 × 30 synapses: for 12 steps the engine keeps rows only (12·70 < 1200); for 25 it folds
+    # the first 18 into the per-sample correlation (18·70 ≥ 1200) and keeps 7 rows. Either way
+    # the result is Σ_b Σ_t d_bj y_bj(t) x̃_bi(t) computed from a recorded simulator run
     torch.manual_seed(0)
     net = Network({"input": Input(40), "fc": Linear(40, 30), "out": _paper_lif(30)})
     with torch.no_grad():
         net.layers.fc.weight.uniform_(0.0, 0.4)
-    x = (torch.rand(12, 5, 40) < 0.3).float()
+    x = (torch.rand(steps, 5, 40) < 0.3).float()
     with torch.no_grad():
         post = net(x)["out"].spikes
     trace, elig = torch.zeros(5, 40), torch.zeros(5, 30, 40)
-    for t in range(12):
+    for t in range(steps):
         trace = LAMBDA * trace + x[t]
         elig += post[t].unsqueeze(2) * trace.unsqueeze(1)
     d = torch.randint(-1, 2, (5, 30)).float()
