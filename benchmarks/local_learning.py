@@ -64,9 +64,12 @@ def _options(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in method.items() if k != "name"} if isinstance(method, dict) else {}
 
 
-def record(run_dir: Path, commit: str | None = None) -> dict[str, Any]:
-    """The entry of a finished run folder."""
+def record(run_dir: Path, commit: str | None = None, note: str = "") -> dict[str, Any]:
+    """The entry of a finished run folder; ``note`` says how it was made where the command
+    alone does not (e.g. a folder renamed after the run)."""
     entry = describe(run_dir, commit)
+    if note:
+        entry["note"] = "; ".join(n for n in (entry["note"], note) if n)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     method = method_name(cfg["train"].get("method", "backprop"))
     if method not in PAPERS:
@@ -160,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("record", help="record a finished run folder")
     r.add_argument("run_dir", type=Path)
     r.add_argument("--commit", help="the commit the run was made at (default: HEAD)")
+    r.add_argument("--note", default="", help="how the run was made, where the command alone "
+                                              "does not say")
     sub.add_parser("table", help="rewrite local_learning.md from local_learning.json")
     args = parser.parse_args(argv)
     entries = _load()
@@ -175,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         args.run_dir = trainer.dir
     if args.what in ("train", "record"):
-        entry = record(args.run_dir, getattr(args, "commit", None))
+        entry = record(args.run_dir, getattr(args, "commit", None), getattr(args, "note", ""))
         entries[entry["name"]] = entry
         print(f"recorded {entry['name']}: test accuracy {100 * entry['test_acc']:.2f} %")
     _save(entries)
