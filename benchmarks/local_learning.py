@@ -109,7 +109,14 @@ def verdict(entry: dict[str, Any], entries: dict[str, dict[str, Any]]) -> str:
         gap = 100 * ann["test_acc"] - acc
         return (f"{'met' if gap <= 3 else 'not met'}: {gap:+.2f} points below the ANN "
                 f"({100 * ann['test_acc']:.2f} %, {ann['name']})")
-    return "reported"
+    if method == "vdsp" and data == "fashion_mnist":
+        return "reported"
+    return "no target on this data set"
+
+
+def _target(entry: dict[str, Any], entries: dict[str, dict[str, Any]]) -> str:
+    said = verdict(entry, entries)
+    return said if said.startswith("no target") else f"{TARGETS[entry['method']]}: {said}"
 
 
 def _hours(seconds: float) -> str:
@@ -131,7 +138,7 @@ def markdown(entries: dict[str, dict[str, Any]]) -> str:
     for e in rows:
         lines.append(f"| {e['method']} | {PAPERS[e['method']]['figure']} | {e['name']} | "
                      f"{e['dataset']} | {e['model']} | {100 * e['test_acc']:.2f} % | "
-                     f"{TARGETS[e['method']]}: {verdict(e, entries)} | {e['epochs']} | "
+                     f"{_target(e, entries)} | {e['epochs']} | "
                      f"{_hours(e['wall_seconds'])} | {e['torch_threads']} |")
     lines += ["", "Papers:", ""]
     lines += [f"- {m}: {p['source']}" for m, p in PAPERS.items()]
