@@ -345,7 +345,9 @@ class Plasticity:
 
     def run(self, x: Tensor, third: Mapping[str, Tensor] | None = None, scale: float = 1.0,
             on_step: Callable[[int, Mapping[str, Any]], None] | None = None,
-            state: Mapping[str, Any] | None = None) -> dict[str, Tensor]:
+            state: Mapping[str, Any] | None = None,
+            before_rule: Callable[[int, Mapping[str, Any], dict[str, Any]], None] | None = None,
+            ) -> dict[str, Tensor]:
         """Run ``x [T, B, *input]`` step by step, updating the weights by the rules.
 
         Args:
@@ -356,6 +358,10 @@ class Plasticity:
             on_step: called after every step with ``(t, observables)`` (homeostasis, WTA
                 bookkeeping); it may change parameters in place.
             state: the network state to start from (``None``: rest).
+            before_rule: called after every step of the network, before the spikes are
+                counted and the rules read them, with ``(t, observables, state)``; it may
+                change both in place (a hard winner-take-all keeps one spike per sample and
+                resets the losers' membranes).
 
         Returns:
             Spike counts ``[B, *shape]`` of every spiking population (and the input), and for
@@ -374,6 +380,8 @@ class Plasticity:
         with torch.no_grad():
             for t in range(steps):
                 obs, state = execute(self.graph, x[t:t + 1], hooks, state)
+                if before_rule is not None:
+                    before_rule(t, obs, state)
                 for name, o in obs.items():
                     value = o.spikes if o.spikes is not None else o.v
                     if o.spikes is not None:

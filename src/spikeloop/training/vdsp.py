@@ -49,13 +49,21 @@ The network (the paper's defaults)
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from spikeloop.checks import check_int, check_labels, check_real
-from spikeloop.errors import ArgumentTypeError, ShapeError
+from spikeloop.checks import check_choice, check_int, check_labels, check_real
+from spikeloop.dynamics.models import PopulationState
+from spikeloop.dynamics.neurons import LIFState
+from spikeloop.errors import ArgumentTypeError, ConfigError, ShapeError
+from spikeloop.observables import Observables
+from spikeloop.training.methods import TrainingMethod, register_method
+from spikeloop.training.plasticity import Factor, Plasticity, Rule, Term
 
 # ----------------------------------------------------------------------------- the rule
 
@@ -237,3 +245,291 @@ def check_rates(lr: float, alpha: float, v_prog: float) -> tuple[float, float, f
     """The rule's parameters checked: ``lr ≥ 0``, ``alpha ≥ 0`` finite, ``v_prog`` finite."""
     return (check_real(lr, "vdsp: lr", low=0), check_real(alpha, "vdsp: alpha", low=0),
             check_real(v_prog, "vdsp: v_prog"))
+
+
+# ----------------------------------------------------------------------------- the engine's rule
+
+
+def _not(x: Tensor) -> Tensor:
+    return 1.0 - x
+
+
+def vdsp(lr: float = 8e-3, alpha: float = 0.0, v_prog: float = 0.0, v_reset_pre: float = -1.0,
+         w_min: float = 0.0, w_max: float = 1.0) -> Rule:
+    r"""VDSP as a rule of the plasticity engine (:class:`~spikeloop.training.plasticity.Rule`):
+    :func:`vdsp_delta` at every step, with the presynaptic membrane read *after* the step's
+    reset.
+
+    The engine's ``v_pre`` is the membrane compared with the threshold (before reset), so a
+    presynaptic neuron that spikes at this step (``x0 = 1``) is counted at its reset value
+    ``v_reset_pre`` — as the paper's presynaptic neuron, reset when it fired and read when the
+    postsynaptic neuron spikes:
+
+    .. math::
+        Δw = η\,y_0\big[(1-x_0)\,(g_+(v) f_+(w) - g_-(v) f_-(w))
+             + x_0\,(g_+(v_r) f_+(w) - g_-(v_r) f_-(w))\big].
+
+    Terms: ``+g_+(v_pre)(1−x0)·y0·f_+``, ``−g_-(v_pre)(1−x0)·y0·f_-`` and the reset value's
+    constant terms ``g_±(v_r)·x0·y0·f_±`` (only the non-zero ones). Weights stay in
+    ``[w_min, w_max]`` (the memristor's range, ``[0, 1]``).
+
+    Raises:
+        ParameterError: ``lr`` or ``alpha`` negative, a value not finite.
+    """
+    lr, alpha, v_prog = check_rates(lr, alpha, v_prog)
+    v_r = check_real(v_reset_pre, "vdsp: v_reset_pre")
+
+    def pot(w: Tensor) -> Tensor:
+        return f_potentiation(w, alpha)
+
+    def dep(w: Tensor) -> Tensor:
+        return f_depression(w, alpha)
+
+    def g_pot(v: Tensor) -> Tensor:
+        return g_potentiation(v, v_prog)
+
+    def g_dep(v: Tensor) -> Tensor:
+        return g_depression(v, v_prog)
+
+    silent = Factor("x0", _not)
+    terms = [Term(1.0, (Factor("v_pre", g_pot), silent), ("y0",), pot),
+             Term(-1.0, (Factor("v_pre", g_dep), silent), ("y0",), dep)]
+    at_reset = (math.expm1(max(v_prog - v_r, 0.0)), math.expm1(max(v_r - v_prog, 0.0)))
+    if at_reset[0]:
+        terms.append(Term(at_reset[0], ("x0",), ("y0",), pot))
+    if at_reset[1]:
+        terms.append(Term(-at_reset[1], ("x0",), ("y0",), dep))
+    return Rule(tuple(terms), {}, lr, w_min, w_max, name="vdsp")
+
+
+# ----------------------------------------------------------------------------- the network
+
+
+class Competition:
+    r"""The output layer's hard winner-take-all and homeostasis, as the engine's
+    ``before_rule`` hook (:meth:`~spikeloop.training.plasticity.Plasticity.run`).
+
+    At every step, in every sample: of the neurons that crossed their threshold, only the one
+    furthest above it spikes (:func:`winner_take_all`); every other neuron is reset to
+    ``v_reset`` and held there for ``inhibit_steps`` steps (the refractory counter of the LIF
+    model). With ``adapt``, every output spike raises its neuron's threshold
+    ``v_threshold = ϑ_0 + θ`` by ``theta_plus`` and :math:`θ` decays with ``tau_theta``
+    (:func:`homeostasis_step`); :math:`θ` lives in the population's ``v_threshold`` buffer, so it
+    is kept from batch to batch, saved with the network and frozen when ``adapt`` is off.
+
+    Batches: the ``B`` samples of a batch are presented in parallel, so one step stands for
+    ``B`` steps of a sequential presentation: :math:`θ` decays by :math:`e^{-B\,dt/τ_θ}` per
+    step and rises by ``theta_plus`` for every spike of every sample.
+    """
+
+    def __init__(self, name: str, population: Any, threshold: float, inhibit_steps: int,
+                 theta_plus: float, tau_theta: float, adapt: bool) -> None:
+        self.name = name
+        self.population = population
+        self.threshold = threshold
+        self.inhibit = float(inhibit_steps)
+        self.theta_plus = theta_plus
+        self.rho = math.exp(-population.dt / tau_theta)
+        self.adapt = adapt
+
+    def __call__(self, t: int, obs: Mapping[str, Observables], state: dict[str, Any]) -> None:
+        o = obs[self.name]
+        z, v = o.spikes[0], o.v[0]
+        thr = self.population.v_threshold
+        zw = winner_take_all(v - thr, z)
+        z.copy_(zw)
+        s = state[self.name]
+        losers = (zw.sum(1, keepdim=True) > 0) & (zw == 0)
+        neuron = s.neuron._replace(
+            v=torch.where(losers, self.population.v_reset, s.neuron.v),
+            refrac=torch.where(losers, self.inhibit, s.neuron.refrac))
+        state[self.name] = s._replace(neuron=neuron)
+        if self.adapt:
+            theta = homeostasis_step(thr - self.threshold, zw, self.rho ** z.shape[0],
+                                     self.theta_plus)
+            thr.copy_(self.threshold + theta)
+
+
+# ----------------------------------------------------------------------------- train.method
+
+
+@dataclass(frozen=True)
+class VDSPOptions:
+    """``train.method: {name: vdsp, ...}``; defaults: the paper's code (module docstring).
+
+    ``lr``: :math:`η` (the code sweeps 0.004–0.011; 0.008 is the middle of the sweep, the
+    value behind the paper's table is not in the code). ``alpha``, ``v_prog``: the rule's
+    weight and voltage dependences. ``input_gain``, ``input_bias``, ``input_reset``: the input
+    neurons (current ``gain·x + bias``, reset value). ``output_r``: the output neurons'
+    resistance (the code's synaptic amplitude 0.05 × gain 2). ``t_refrac``: both layers'
+    refractory time (s); ``t_inhibit``: how long the losers of the winner-take-all are held (s).
+    ``theta_plus``, ``tau_theta`` (s): homeostasis. ``w_init``: initial weights uniform in
+    ``[0, w_init]``. ``vote``: ``sum`` (the code) or ``mean`` (Diehl & Cook). ``assign``:
+    ``pass`` — label the neurons after every epoch by a run over the training set without
+    learning (the code) — or ``train``: by the responses recorded while learning (no extra
+    pass). ``input_v0``: the input membranes start uniform in ``[0, input_v0]`` (the code's
+    Nengo default), so the pixels do not all fire in the same steps.
+    """
+
+    lr: float = 8e-3
+    alpha: float = 0.0
+    v_prog: float = 0.0
+    input_gain: float = 4.0
+    input_bias: float = 0.5
+    input_reset: float = -1.0
+    output_r: float = 0.1
+    t_refrac: float = 5e-3
+    t_inhibit: float = 10e-3
+    theta_plus: float = 0.01
+    tau_theta: float = 1.0
+    w_init: float = 1.0
+    vote: str = "sum"
+    assign: str = "pass"
+    input_v0: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_rates(self.lr, self.alpha, self.v_prog)
+        for name in ("input_gain", "output_r", "tau_theta"):
+            check_real(getattr(self, name), f"vdsp {name}", low=0, low_open=True)
+        for name in ("t_refrac", "t_inhibit", "theta_plus", "input_v0"):
+            check_real(getattr(self, name), f"vdsp {name}", low=0)
+        check_real(self.input_bias, "vdsp input_bias")
+        check_real(self.input_reset, "vdsp input_reset")
+        check_real(self.w_init, "vdsp w_init", low=0, high=1)
+        check_choice(self.vote, "vdsp vote", ("sum", "mean"))
+        check_choice(self.assign, "vdsp assign", ("pass", "train"))
+
+
+LAYERS = ("input", "fc1", "hidden1", "fc2", "hidden2")
+"""The layers :class:`VDSP` trains: ``model.hidden: [n_in, N]`` with ``neuron: lif``."""
+
+
+@register_method
+class VDSP(TrainingMethod):
+    r"""Unsupervised VDSP (Garg et al. 2022) with winner-take-all, homeostasis and label
+    assignment (module docstring).
+
+    The network is ``model.hidden: [n_in, N]`` of ``lif`` neurons built by the trainer: the
+    method makes ``fc1`` the identity and ``hidden1`` the paper's input neurons (``r =
+    input_gain``, ``v_leak = input_bias``, ``v_reset = input_reset``), so that each pixel's
+    current drives one input neuron with a membrane; ``fc2`` (``N × n_in``) is learned by
+    :func:`vdsp` from the input membranes; ``hidden2`` are the ``N`` output neurons
+    (``r = output_r``) under :class:`Competition`. The readout behind them is not used: the
+    labels come only from the label assignment at the end of every epoch, and the method
+    predicts by :func:`vote` over the output neurons' spike counts in a run with the
+    winner-take-all (homeostasis frozen).
+    """
+
+    name = "vdsp"
+    gradient = False
+    Options = VDSPOptions
+
+    def __init__(self, options: VDSPOptions) -> None:
+        super().__init__(options)
+        self.neuron_labels: Tensor | None = None
+        self.responses: Responses | None = None
+
+    def check(self, trainer: Any) -> None:
+        """Refuse another network; set up the input layer and the engines.
+
+        Raises:
+            ConfigError: layers other than ``input, fc1, hidden1, fc2, hidden2, ...``, hidden
+                populations that are not voltage LIF, ``hidden1`` not as wide as the input.
+        """
+        o = self.options
+        layers = trainer.network.layers
+        names = list(layers.keys())
+        if names[:len(LAYERS)] != list(LAYERS):
+            raise ConfigError(f"train.method vdsp trains input → fc1 → hidden1 → fc2 → "
+                              f"hidden2 (model.hidden: [n_in, N]); the network's layers are "
+                              f"{names}")
+        for name in ("hidden1", "hidden2"):
+            if layers[name].model != "LIF":
+                raise ConfigError(f"train.method vdsp: {name} is {layers[name].model}; VDSP's "
+                                  f"neurons are voltage LIF (model.neuron: lif)")
+        n_in = math.prod(trainer.data["train"].spikes.shape[2:])
+        fc1, pixels, out = layers["fc1"], layers["hidden1"], layers["hidden2"]
+        if fc1.weight.shape != (n_in, n_in):
+            raise ConfigError(f"train.method vdsp: hidden1 are the input neurons, one per input "
+                              f"({n_in}): model.hidden must start with {n_in}, fc1 is "
+                              f"{tuple(fc1.weight.shape)}")
+        dt = pixels.dt
+        generator = torch.Generator().manual_seed(trainer.config.run.seed + 7)
+        with torch.no_grad():
+            fc1.weight.copy_(torch.eye(n_in))
+            layers["fc2"].weight.copy_(torch.rand(layers["fc2"].weight.shape,
+                                                  generator=generator) * o.w_init)
+        fc1.weight.requires_grad_(False)
+        layers["fc2"].weight.requires_grad_(False)
+        pixels.r = o.input_gain
+        pixels.v_leak = o.input_bias
+        pixels.v_reset = o.input_reset
+        pixels.settings = {"t_refrac": o.t_refrac}
+        out.r = o.output_r
+        out.settings = {"t_refrac": o.t_refrac}
+        threshold = float(out.v_threshold.mean())
+        out.v_threshold = torch.full(out.shape, threshold)
+        v_reset = float(pixels.v_reset)
+        inhibit = round(o.t_inhibit / dt)
+        self.generator = generator
+        self.learning = Competition("hidden2", out, threshold, inhibit, o.theta_plus,
+                                    o.tau_theta, adapt=True)
+        self.frozen = Competition("hidden2", out, threshold, inhibit, o.theta_plus,
+                                  o.tau_theta, adapt=False)
+        self.learner = Plasticity(trainer.network, {
+            "fc2": vdsp(o.lr, o.alpha, o.v_prog, v_reset)})
+        self.reader = Plasticity(trainer.network, {})
+        self.n_classes = int(max(int(s.labels.max()) for s in trainer.data.values())) + 1
+        self.responses = Responses(self.n_classes, math.prod(out.shape))
+
+    def _state(self, x: Tensor, trainer: Any) -> dict[str, Any]:
+        """Input membranes uniform in ``[0, input_v0]``, everything else at rest."""
+        pixels = trainer.network.layers["hidden1"]
+        batch = x.shape[1]
+        v = torch.rand((batch, *pixels.shape), generator=self.generator) * self.options.input_v0
+        return {"hidden1": PopulationState(LIFState(v.to(x), torch.zeros_like(v).to(x)))}
+
+    def counts(self, trainer: Any, x: Tensor, learn: bool) -> Tensor:
+        """Spike counts ``[B, N]`` of the output neurons on ``x [T, B, n_in]``, learning or
+        not (homeostasis frozen)."""
+        if learn:
+            c = self.learner.run(x, scale=trainer.lr_factor, state=self._state(x, trainer),
+                                 before_rule=self.learning)
+        else:
+            c = self.reader.run(x, state=self._state(x, trainer), before_rule=self.frozen)
+        return c["hidden2"].reshape(x.shape[1], -1)
+
+    def _vote(self, counts: Tensor) -> Tensor:
+        if self.neuron_labels is None:
+            return torch.full((counts.shape[0],), -1, dtype=torch.int64)
+        return vote(counts, self.neuron_labels, self.n_classes, self.options.vote == "mean")
+
+    def train_batch(self, trainer: Any, x: Tensor, y: Tensor) -> tuple[float, int]:
+        c = self.counts(trainer, x, learn=True)
+        if self.options.assign == "train" and self.responses is not None:
+            self.responses.add(c, y)
+        return float("nan"), int((self._vote(c) == y.to(c.device)).sum())
+
+    def end_epoch(self, trainer: Any) -> None:
+        """Label the output neurons (``assign: pass``: a run over the training set without
+        learning; ``train``: the responses recorded during the epoch)."""
+        n = self.responses.n_neurons
+        if self.options.assign == "pass":
+            self.responses = Responses(self.n_classes, n)
+            split = trainer.data["train"]
+            size = trainer.config.train.batch_size
+            for k in range(0, len(split), size):
+                x, y = split.batch(slice(k, min(k + size, len(split))))
+                self.responses.add(self.counts(trainer, x, learn=False), y)
+        self.neuron_labels = self.responses.labels()
+        self.responses = Responses(self.n_classes, n)
+
+    def predict(self, trainer: Any, out: Any) -> Tensor:
+        x = out["input"].spikes
+        return self._vote(self.counts(trainer, x, learn=False)).to(x.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"neuron_labels": self.neuron_labels}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.neuron_labels = state.get("neuron_labels")
