@@ -120,3 +120,128 @@ def test_vote_sum_and_mean():
     counts = torch.tensor([[1.0, 1.0, 1.5, 9.0], [0.0, 0.5, 1.0, 0.0]])
     assert torch.equal(vote(counts, labels, 3), torch.tensor([0, 1]))     # sums 2 vs 1.5
     assert torch.equal(vote(counts, labels, 3, mean=True), torch.tensor([1, 1]))  # 1 vs 1.5
+
+
+# ----------------------------------------------------------------------------- on the engine
+
+
+def _tiny_net(w2: torch.Tensor, r_out: float = 10.0):
+    from spikeloop.network import Network
+    from spikeloop.nn import LIF, Input, Linear
+
+    net = Network({"input": Input(3), "fc1": Linear(3, 3),
+                   "hidden1": LIF(3, dt=5e-3, tau_mem=30e-3, r=4.0, v_leak=0.5, v_reset=-1.0),
+                   "fc2": Linear(3, w2.shape[0]),
+                   "hidden2": LIF(w2.shape[0], dt=5e-3, tau_mem=30e-3, r=r_out)})
+    with torch.no_grad():
+        net.layers["fc1"].weight.copy_(torch.eye(3))
+        net.layers["fc2"].weight.copy_(w2)
+    return net
+
+
+def _pixels_state(v0):
+    from spikeloop.dynamics.models import PopulationState
+    from spikeloop.dynamics.neurons import LIFState
+
+    v0 = torch.tensor([v0])
+    return {"hidden1": PopulationState(LIFState(v0, torch.zeros_like(v0)))}
+
+
+def test_engine_rule_equals_closed_form_with_reset_value():
+    from spikeloop.training.plasticity import Plasticity
+    from spikeloop.training.vdsp import vdsp
+
+    # pre 0 crosses its threshold (counted at its reset −1: potentiation), pre 1 charges to
+    # v > 0 (depression), pre 2 sits below 0 (potentiation without a spike); post 0 receives
+    # pre 0's spike through w = 0.9 and fires, post 1 (w = 0) does not.
+    w2 = torch.tensor([[0.9, 0.4, 0.6], [0.0, 0.4, 0.6]])
+    net = _tiny_net(w2)
+    seen = {}
+    engine = Plasticity(net, {"fc2": vdsp(lr=0.05)})
+    engine.run(torch.tensor([[[1.0, 0.3, 0.0]]]), state=_pixels_state([1.0, 0.2, -0.6]),
+               on_step=lambda t, obs: seen.update(v=obs["hidden1"].v[0].clone(),
+                                                  x=obs["hidden1"].spikes[0].clone(),
+                                                  z=obs["hidden2"].spikes[0].clone()))
+    assert seen["x"].tolist() == [[1.0, 0.0, 0.0]] and seen["z"].tolist() == [[1.0, 0.0]]
+    v = seen["v"][0]
+    assert v[1] > 0 > v[2]
+    after = torch.where(seen["x"] > 0, -1.0, seen["v"])  # the membrane after the reset
+    expected = w2 + vdsp_delta(w2.T, after, seen["z"], lr=0.05).T
+    assert torch.allclose(net.layers["fc2"].weight, expected.clamp(0, 1))
+    change = net.layers["fc2"].weight.detach() - w2
+    assert change[0, 0] > 0 and change[0, 1] < 0 and change[0, 2] > 0
+    assert float(change[0, 0]) == pytest.approx(0.05 * (E - 1) * 0.1)
+    assert torch.equal(change[1], torch.zeros(3))     # no post spike, no change
+
+
+def test_competition_one_winner_losers_reset_and_homeostasis():
+    from spikeloop.training.plasticity import Plasticity
+    from spikeloop.training.vdsp import Competition
+
+    # three post neurons all driven over threshold by pre 0 at the first step; the largest
+    # weight wins
+    w2 = torch.tensor([[0.5, 0.0, 0.0], [0.9, 0.0, 0.0], [0.7, 0.0, 0.0]])
+    net = _tiny_net(w2, r_out=40.0)
+    out = net.layers["hidden2"]
+    out.v_threshold = torch.full((3,), 1.0)
+    out.settings = {"t_refrac": 5e-3}
+    hook = Competition("hidden2", out, 1.0, inhibit_steps=2, theta_plus=0.05, tau_theta=1.0,
+                       adapt=True)
+    engine = Plasticity(net, {})
+    spikes = []
+    counts = engine.run(torch.tensor([[[1.0, 0.3, 0.0]]] * 2), before_rule=hook,
+                        state=_pixels_state([1.0, 0.2, -0.6]),
+                        on_step=lambda t, obs: spikes.append(obs["hidden2"].spikes[0].clone()))
+    assert spikes[0].tolist() == [[0.0, 1.0, 0.0]]
+    assert torch.equal(counts["hidden2"], spikes[0] + spikes[1])
+    s = engine.state["hidden2"].neuron
+    assert s.refrac[0, 0] > 0 and s.refrac[0, 2] > 0         # the losers are held
+    rho = math.exp(-5e-3)
+    theta = torch.zeros(3)
+    for z in spikes:
+        theta = homeostasis_step(theta, z, rho, 0.05)
+    assert torch.allclose(out.v_threshold, 1.0 + theta)
+    assert out.v_threshold[1] > 1.0 and out.v_threshold[0] == 1.0
+
+
+# ----------------------------------------------------------------------------- train.method
+
+
+def _digits(tmp_path, *extra):
+    from spikeloop.training import load_config
+
+    return load_config("configs/digits_vdsp.yaml", [
+        f"run.out_dir={tmp_path}", "run.name=v", "data.duration=0.05", "model.hidden=[64,20]",
+        "train.batch_size=200", "train.progress=false", *extra])
+
+
+def test_method_trains_labels_and_predicts(tmp_path):
+    from spikeloop.training import Trainer
+
+    trainer = Trainer(_digits(tmp_path))
+    method = trainer.method
+    assert method.name == "vdsp" and not method.gradient
+    w0 = trainer.network.layers["fc2"].weight.clone()
+    x, y = trainer.data["train"].batch(slice(0, 200))
+    loss, correct = method.train_batch(trainer, x, y)
+    assert math.isnan(loss) and correct == 0       # no labels before the first assignment
+    assert not torch.equal(trainer.network.layers["fc2"].weight, w0)
+    w = trainer.network.layers["fc2"].weight
+    assert float(w.min()) >= 0 and float(w.max()) <= 1
+    method.end_epoch(trainer)
+    labels = method.neuron_labels
+    assert labels.shape == (20,) and int((labels >= 0).sum()) > 0
+    pred = trainer.predict(trainer.forward(x))
+    assert pred.shape == (200,) and float((pred == y).float().mean()) > 0.2
+
+
+def test_method_refuses_other_networks(tmp_path):
+    from spikeloop.errors import ConfigError
+    from spikeloop.training import Trainer
+
+    with pytest.raises(ConfigError, match="hidden1 are the input neurons, one per input"):
+        Trainer(_digits(tmp_path, "model.hidden=[32,20]"))
+    with pytest.raises(ConfigError, match="voltage LIF"):
+        Trainer(_digits(tmp_path, "model.neuron=cuba_lif", "model.tau_syn=0.01"))
+    with pytest.raises(ConfigError, match="vote"):
+        Trainer(_digits(tmp_path, "train.method={name: vdsp, vote: max}"))
