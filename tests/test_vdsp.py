@@ -89,7 +89,7 @@ def test_homeostasis_closed_form():
     train = torch.tensor([[1, 0], [0, 0], [1, 1], [0, 0], [0, 1], [1, 0]], dtype=torch.float32)
     theta = torch.tensor([0.2, 0.0])
     for z in train:
-        theta = homeostasis_step(theta, z[None], rho, inc)
+        theta = homeostasis_step(theta, z, rho, inc)
     T = len(train)
     expected = [rho ** T * 0.2 + inc * sum(rho ** (T - 1 - k) for k in (0, 2, 5)),
                 inc * sum(rho ** (T - 1 - k) for k in (2, 4))]
@@ -179,29 +179,38 @@ def test_competition_one_winner_losers_reset_and_homeostasis():
     from spikeloop.training.vdsp import Competition
 
     # three post neurons all driven over threshold by pre 0 at the first step; the largest
-    # weight wins
-    w2 = torch.tensor([[0.5, 0.0, 0.0], [0.9, 0.0, 0.0], [0.7, 0.0, 0.0]])
+    # weight wins; neuron 2 has θ = 5 in this row: above ϑ = 1, below its own threshold
+    w2 = torch.tensor([[0.5, 0.0, 0.0], [0.9, 0.0, 0.0], [1.0, 0.0, 0.0]])
     net = _tiny_net(w2, r_out=40.0)
     out = net.layers["hidden2"]
-    out.v_threshold = torch.full((3,), 1.0)
     out.settings = {"t_refrac": 5e-3}
-    hook = Competition("hidden2", out, 1.0, inhibit_steps=2, theta_plus=0.05, tau_theta=1.0,
-                       adapt=True)
+    hook = Competition("hidden2", out, inhibit_steps=2, theta_plus=0.05, tau_theta=1.0)
+    hook.theta = torch.tensor([[0.0, 0.0, 5.0]])
     engine = Plasticity(net, {})
-    spikes = []
-    counts = engine.run(torch.tensor([[[1.0, 0.3, 0.0]]] * 2), before_rule=hook,
-                        state=_pixels_state([1.0, 0.2, -0.6]),
-                        on_step=lambda t, obs: spikes.append(obs["hidden2"].spikes[0].clone()))
+    spikes, membranes = [], []
+    x = torch.tensor([[[1.0, 0.3, 0.0]]] * 2)
+    hook.start(1, x)
+    counts = engine.run(x, before_rule=hook, state=_pixels_state([1.0, 0.2, -0.6]),
+                        on_step=lambda t, obs: (spikes.append(obs["hidden2"].spikes[0].clone()),
+                                                membranes.append(obs["hidden2"].v[0].clone())))
+    assert membranes[0][0, 2] > 1.0                         # crossed ϑ, not ϑ + θ
     assert spikes[0].tolist() == [[0.0, 1.0, 0.0]]
     assert torch.equal(counts["hidden2"], spikes[0] + spikes[1])
     s = engine.state["hidden2"].neuron
     assert s.refrac[0, 0] > 0 and s.refrac[0, 2] > 0         # the losers are held
     rho = math.exp(-5e-3)
-    theta = torch.zeros(3)
+    theta = torch.tensor([[0.0, 0.0, 5.0]])
     for z in spikes:
         theta = homeostasis_step(theta, z, rho, 0.05)
-    assert torch.allclose(out.v_threshold, 1.0 + theta)
-    assert out.v_threshold[1] > 1.0 and out.v_threshold[0] == 1.0
+    assert torch.allclose(hook.theta, theta)
+    assert hook.theta[0, 1] > 0 and hook.theta[0, 0] == 0
+    # a second run keeps the row's θ; a reading hook starts from 0
+    hook.start(2, x)
+    assert torch.allclose(hook.theta[0], theta[0]) and torch.equal(hook.theta[1], torch.zeros(3))
+    reading = Competition("hidden2", out, 2, 0.05, 1.0, carry=False)
+    reading.theta = theta
+    reading.start(1, x)
+    assert torch.equal(reading.theta, torch.zeros(1, 3))
 
 
 # ----------------------------------------------------------------------------- train.method

@@ -32,8 +32,9 @@ The network (the paper's defaults)
 - input: one LIF neuron per pixel driven by the pixel intensity :math:`x \in [0, 1]` as a
   current (gain 4, bias 0.5, :math:`τ = 30` ms, threshold 1, reset to −1, refractory 5 ms),
   so every input neuron has a membrane; a pixel above 1/8 fires.
-- output: LIF neurons (:math:`τ = 30` ms, threshold 1, reset 0, refractory 5 ms) fed through a
-  5 ms synapse, with a hard **winner-take-all**: at a step where neurons cross the threshold,
+- output: LIF neurons (:math:`τ = 30` ms, threshold 1, reset 0, refractory 5 ms; the code's
+  5 ms synaptic filter equals its dt and is left out here: the voltage LIF integrates the
+  input directly), with a hard **winner-take-all**: at a step where neurons cross the threshold,
   only the one with the highest membrane spikes; every other neuron's membrane is set to 0
   and held there (inhibited) for 10 ms.
 - **homeostasis**: each output neuron carries an adaptation :math:`θ_j` that every spike raises
@@ -140,15 +141,11 @@ def winner_take_all(v: Tensor, z: Tensor) -> Tensor:
 
 
 def homeostasis_step(theta: Tensor, z: Tensor, decay: float, increment: float) -> Tensor:
-    r"""One step of the homeostatic adaptation, shared by a batch:
-    :math:`θ_j \leftarrow ρ\, θ_j + θ_+ \sum_b z_{bj}` with ``decay`` :math:`ρ` and
-    ``increment`` :math:`θ_+`. Over a spike train, :math:`θ_T = ρ^T θ_0 + θ_+ \sum_{k<T}
-    ρ^{T-1-k} \sum_b z_{k,b}`.
-
-    ``theta``: ``[N]``; ``z``: ``[B, N]`` (or ``[N]``).
+    r"""One step of the homeostatic adaptation: :math:`θ \leftarrow ρ\, θ + θ_+ z` with
+    ``decay`` :math:`ρ` and ``increment`` :math:`θ_+`, element by element. Over a spike train,
+    :math:`θ_T = ρ^T θ_0 + θ_+ \sum_{k<T} ρ^{T-1-k} z_k`.
     """
-    spikes = z.sum(dim=0) if z.dim() == 2 else z
-    return decay * theta + increment * spikes
+    return decay * theta + increment * z
 
 
 # ----------------------------------------------------------------------------- labels
@@ -309,45 +306,63 @@ class Competition:
     r"""The output layer's hard winner-take-all and homeostasis, as the engine's
     ``before_rule`` hook (:meth:`~spikeloop.training.plasticity.Plasticity.run`).
 
-    At every step, in every sample: of the neurons that crossed their threshold, only the one
-    furthest above it spikes (:func:`winner_take_all`); every other neuron is reset to
-    ``v_reset`` and held there for ``inhibit_steps`` steps (the refractory counter of the LIF
-    model). With ``adapt``, every output spike raises its neuron's threshold
-    ``v_threshold = ϑ_0 + θ`` by ``theta_plus`` and :math:`θ` decays with ``tau_theta``
-    (:func:`homeostasis_step`); :math:`θ` lives in the population's ``v_threshold`` buffer, so it
-    is kept from batch to batch, saved with the network and frozen when ``adapt`` is off.
+    Homeostasis: every output neuron of every sample row ``b`` has an adaptive threshold
+    :math:`ϑ + θ_{bj}`; each of its spikes raises :math:`θ_{bj}` by ``theta_plus`` and
+    :math:`θ` decays with ``tau_theta`` (:func:`homeostasis_step`). A neuron that crossed the
+    population's threshold :math:`ϑ` but not its own :math:`ϑ + θ_{bj}` did not spike: its
+    membrane is put back to the value it had before the reset (the observed one) and it is not
+    refractory.
 
-    Batches: the ``B`` samples of a batch are presented in parallel, so one step stands for
-    ``B`` steps of a sequential presentation: :math:`θ` decays by :math:`e^{-B\,dt/τ_θ}` per
-    step and rises by ``theta_plus`` for every spike of every sample.
+    Winner-take-all: of the neurons above their adaptive threshold, only the one furthest above
+    it spikes (:func:`winner_take_all`); every other neuron of the sample is reset to
+    ``v_reset`` and held there for ``inhibit_steps`` steps (the LIF model's refractory counter).
+
+    Batches: row ``b`` of a batch is a stream of samples (the ``b``-th sample of every batch)
+    that keeps its :math:`θ_b` from batch to batch (:attr:`theta`, ``[B, N]``), as the paper's
+    single sequential stream keeps its adaptation from image to image; with ``tau_theta = 1`` s
+    and 350 ms per image it remembers the last few images of its row. ``carry=False`` starts
+    every run from :math:`θ = 0` (the reading runs: label assignment and prediction).
     """
 
-    def __init__(self, name: str, population: Any, threshold: float, inhibit_steps: int,
-                 theta_plus: float, tau_theta: float, adapt: bool) -> None:
+    def __init__(self, name: str, population: Any, inhibit_steps: int, theta_plus: float,
+                 tau_theta: float, carry: bool = True) -> None:
         self.name = name
         self.population = population
-        self.threshold = threshold
         self.inhibit = float(inhibit_steps)
         self.theta_plus = theta_plus
         self.rho = math.exp(-population.dt / tau_theta)
-        self.adapt = adapt
+        self.carry = carry
+        self.theta: Tensor | None = None
+        """:math:`θ` ``[B, N]`` of every row (``None`` before the first run)."""
+        self._rows = 0
+
+    def start(self, batch: int, like: Tensor) -> None:
+        """Prepare a run of ``batch`` samples: rows beyond the kept ones (or all, without
+        ``carry``) start from :math:`θ = 0`."""
+        n = math.prod(self.population.shape)
+        kept = self.theta if self.carry and self.theta is not None else like.new_zeros(0, n)
+        if kept.shape[0] < batch:
+            kept = torch.cat([kept, like.new_zeros(batch - kept.shape[0], n)])
+        self.theta = kept
+        self._rows = batch
 
     def __call__(self, t: int, obs: Mapping[str, Observables], state: dict[str, Any]) -> None:
         o = obs[self.name]
         z, v = o.spikes[0], o.v[0]
-        thr = self.population.v_threshold
-        zw = winner_take_all(v - thr, z)
-        z.copy_(zw)
-        s = state[self.name]
+        theta = self.theta[:self._rows].reshape(z.shape)
+        margin = v - self.population.v_threshold - theta
+        above = (z > 0) & (margin >= 0)
+        zw = winner_take_all(margin, above.to(z.dtype))
+        s = state[self.name].neuron
+        undo = (z > 0) & ~above
         losers = (zw.sum(1, keepdim=True) > 0) & (zw == 0)
-        neuron = s.neuron._replace(
-            v=torch.where(losers, self.population.v_reset, s.neuron.v),
-            refrac=torch.where(losers, self.inhibit, s.neuron.refrac))
-        state[self.name] = s._replace(neuron=neuron)
-        if self.adapt:
-            theta = homeostasis_step(thr - self.threshold, zw, self.rho ** z.shape[0],
-                                     self.theta_plus)
-            thr.copy_(self.threshold + theta)
+        v_next = torch.where(losers, self.population.v_reset, torch.where(undo, v, s.v))
+        refrac = torch.where(losers, self.inhibit,
+                             torch.where(undo, torch.zeros_like(s.refrac), s.refrac))
+        state[self.name] = state[self.name]._replace(neuron=s._replace(v=v_next, refrac=refrac))
+        z.copy_(zw)
+        self.theta[:self._rows] = homeostasis_step(theta, zw, self.rho,
+                                                   self.theta_plus).reshape(len(zw), -1)
 
 
 # ----------------------------------------------------------------------------- train.method
@@ -417,7 +432,7 @@ class VDSP(TrainingMethod):
     (``r = output_r``) under :class:`Competition`. The readout behind them is not used: the
     labels come only from the label assignment at the end of every epoch, and the method
     predicts by :func:`vote` over the output neurons' spike counts in a run with the
-    winner-take-all (homeostasis frozen).
+    winner-take-all and homeostasis (every sample from θ = 0, weights fixed).
     """
 
     name = "vdsp"
@@ -467,15 +482,12 @@ class VDSP(TrainingMethod):
         pixels.settings = {"t_refrac": o.t_refrac}
         out.r = o.output_r
         out.settings = {"t_refrac": o.t_refrac}
-        threshold = float(out.v_threshold.mean())
-        out.v_threshold = torch.full(out.shape, threshold)
         v_reset = float(pixels.v_reset)
         inhibit = round(o.t_inhibit / dt)
         self.generator = generator
-        self.learning = Competition("hidden2", out, threshold, inhibit, o.theta_plus,
-                                    o.tau_theta, adapt=True)
-        self.frozen = Competition("hidden2", out, threshold, inhibit, o.theta_plus,
-                                  o.tau_theta, adapt=False)
+        self.learning = Competition("hidden2", out, inhibit, o.theta_plus, o.tau_theta)
+        self.reading = Competition("hidden2", out, inhibit, o.theta_plus, o.tau_theta,
+                                   carry=False)
         self.learner = Plasticity(trainer.network, {
             "fc2": vdsp(o.lr, o.alpha, o.v_prog, v_reset)})
         self.reader = Plasticity(trainer.network, {})
@@ -490,13 +502,16 @@ class VDSP(TrainingMethod):
         return {"hidden1": PopulationState(LIFState(v.to(x), torch.zeros_like(v).to(x)))}
 
     def counts(self, trainer: Any, x: Tensor, learn: bool) -> Tensor:
-        """Spike counts ``[B, N]`` of the output neurons on ``x [T, B, n_in]``, learning or
-        not (homeostasis frozen)."""
+        """Spike counts ``[B, N]`` of the output neurons on ``x [T, B, n_in]``, learning (the
+        rows keep their homeostasis from batch to batch) or not (every sample starts from
+        :math:`θ = 0`, as the paper's test network does, whose adaptation stays on)."""
+        hook = self.learning if learn else self.reading
+        hook.start(x.shape[1], x)
         if learn:
             c = self.learner.run(x, scale=trainer.lr_factor, state=self._state(x, trainer),
-                                 before_rule=self.learning)
+                                 before_rule=hook)
         else:
-            c = self.reader.run(x, state=self._state(x, trainer), before_rule=self.frozen)
+            c = self.reader.run(x, state=self._state(x, trainer), before_rule=hook)
         return c["hidden2"].reshape(x.shape[1], -1)
 
     def _vote(self, counts: Tensor) -> Tensor:
@@ -529,7 +544,8 @@ class VDSP(TrainingMethod):
         return self._vote(self.counts(trainer, x, learn=False)).to(x.device)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"neuron_labels": self.neuron_labels}
+        return {"neuron_labels": self.neuron_labels, "theta": self.learning.theta}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.neuron_labels = state.get("neuron_labels")
+        self.learning.theta = state.get("theta")
