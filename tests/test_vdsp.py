@@ -204,13 +204,13 @@ def test_competition_one_winner_losers_reset_and_homeostasis():
         theta = homeostasis_step(theta, z, rho, 0.05)
     assert torch.allclose(hook.theta, theta)
     assert hook.theta[0, 1] > 0 and hook.theta[0, 0] == 0
-    # a second run keeps the row's θ; a reading hook starts from 0
+    # a second run keeps the row's θ, new rows start from 0; a reading hook keeps θ fixed
     hook.start(2, x)
     assert torch.allclose(hook.theta[0], theta[0]) and torch.equal(hook.theta[1], torch.zeros(3))
-    reading = Competition("hidden2", out, 2, 0.05, 1.0, carry=False)
-    reading.theta = theta
-    reading.start(1, x)
-    assert torch.equal(reading.theta, torch.zeros(1, 3))
+    reading = Competition("hidden2", out, 2, 0.05, 1.0, adapt=False)
+    reading.start(2, x, theta[0])
+    engine.run(torch.cat([x, x], 1), before_rule=reading)
+    assert torch.equal(reading.theta, theta.expand(2, 3))
 
 
 # ----------------------------------------------------------------------------- train.method

@@ -319,31 +319,34 @@ class Competition:
 
     Batches: row ``b`` of a batch is a stream of samples (the ``b``-th sample of every batch)
     that keeps its :math:`θ_b` from batch to batch (:attr:`theta`, ``[B, N]``), as the paper's
-    single sequential stream keeps its adaptation from image to image; with ``tau_theta = 1`` s
-    and 350 ms per image it remembers the last few images of its row. ``carry=False`` starts
-    every run from :math:`θ = 0` (the reading runs: label assignment and prediction).
+    single sequential stream keeps its adaptation from image to image. With ``adapt=False``
+    (the reading runs: label assignment and prediction) :math:`θ` is fixed at the value given
+    to :meth:`start` (Diehl & Cook 2015 freeze it after learning).
     """
 
     def __init__(self, name: str, population: Any, inhibit_steps: int, theta_plus: float,
-                 tau_theta: float, carry: bool = True) -> None:
+                 tau_theta: float, adapt: bool = True) -> None:
         self.name = name
         self.population = population
         self.inhibit = float(inhibit_steps)
         self.theta_plus = theta_plus
         self.rho = math.exp(-population.dt / tau_theta)
-        self.carry = carry
+        self.adapt = adapt
         self.theta: Tensor | None = None
         """:math:`θ` ``[B, N]`` of every row (``None`` before the first run)."""
         self._rows = 0
 
-    def start(self, batch: int, like: Tensor) -> None:
-        """Prepare a run of ``batch`` samples: rows beyond the kept ones (or all, without
-        ``carry``) start from :math:`θ = 0`."""
+    def start(self, batch: int, like: Tensor, theta: Tensor | None = None) -> None:
+        """Prepare a run of ``batch`` samples: with ``theta`` ``[N]`` every row starts from
+        it; else the rows kept from the last run go on and new rows start from 0."""
         n = math.prod(self.population.shape)
-        kept = self.theta if self.carry and self.theta is not None else like.new_zeros(0, n)
-        if kept.shape[0] < batch:
-            kept = torch.cat([kept, like.new_zeros(batch - kept.shape[0], n)])
-        self.theta = kept
+        if theta is not None:
+            self.theta = theta.reshape(1, n).to(like).expand(batch, n).clone()
+        else:
+            kept = self.theta if self.theta is not None else like.new_zeros(0, n)
+            if kept.shape[0] < batch:
+                kept = torch.cat([kept, like.new_zeros(batch - kept.shape[0], n)])
+            self.theta = kept
         self._rows = batch
 
     def __call__(self, t: int, obs: Mapping[str, Observables], state: dict[str, Any]) -> None:
@@ -361,8 +364,9 @@ class Competition:
                              torch.where(undo, torch.zeros_like(s.refrac), s.refrac))
         state[self.name] = state[self.name]._replace(neuron=s._replace(v=v_next, refrac=refrac))
         z.copy_(zw)
-        self.theta[:self._rows] = homeostasis_step(theta, zw, self.rho,
-                                                   self.theta_plus).reshape(len(zw), -1)
+        if self.adapt:
+            self.theta[:self._rows] = homeostasis_step(theta, zw, self.rho,
+                                                       self.theta_plus).reshape(len(zw), -1)
 
 
 # ----------------------------------------------------------------------------- train.method
@@ -432,7 +436,7 @@ class VDSP(TrainingMethod):
     (``r = output_r``) under :class:`Competition`. The readout behind them is not used: the
     labels come only from the label assignment at the end of every epoch, and the method
     predicts by :func:`vote` over the output neurons' spike counts in a run with the
-    winner-take-all and homeostasis (every sample from θ = 0, weights fixed).
+    winner-take-all, weights and thresholds fixed (:math:`θ`: the rows' mean).
     """
 
     name = "vdsp"
@@ -487,7 +491,7 @@ class VDSP(TrainingMethod):
         self.generator = generator
         self.learning = Competition("hidden2", out, inhibit, o.theta_plus, o.tau_theta)
         self.reading = Competition("hidden2", out, inhibit, o.theta_plus, o.tau_theta,
-                                   carry=False)
+                                   adapt=False)
         self.learner = Plasticity(trainer.network, {
             "fc2": vdsp(o.lr, o.alpha, o.v_prog, v_reset)})
         self.reader = Plasticity(trainer.network, {})
@@ -503,10 +507,15 @@ class VDSP(TrainingMethod):
 
     def counts(self, trainer: Any, x: Tensor, learn: bool) -> Tensor:
         """Spike counts ``[B, N]`` of the output neurons on ``x [T, B, n_in]``, learning (the
-        rows keep their homeostasis from batch to batch) or not (every sample starts from
-        :math:`θ = 0`, as the paper's test network does, whose adaptation stays on)."""
+        rows keep their homeostasis from batch to batch) or not (weights and thresholds fixed,
+        :math:`θ` the mean over the rows)."""
         hook = self.learning if learn else self.reading
-        hook.start(x.shape[1], x)
+        theta = None
+        if not learn:  # the rows' mean θ, frozen
+            kept = self.learning.theta
+            theta = (kept.mean(0) if kept is not None
+                     else x.new_zeros(math.prod(self.learning.population.shape)))
+        hook.start(x.shape[1], x, theta)
         if learn:
             c = self.learner.run(x, scale=trainer.lr_factor, state=self._state(x, trainer),
                                  before_rule=hook)
