@@ -1,7 +1,9 @@
 """Losses, regularisers, configs and the trainer."""
 
-from spikeloop.training import desire  # noqa: F401  (registers train.method desire_bp)
-from spikeloop.training import vdsp  # noqa: F401  (registers train.method: vdsp)
+from spikeloop.training import (
+    desire,  # noqa: F401  (registers train.method desire_bp)
+    vdsp,  # noqa: F401  (registers train.method: vdsp)
+)
 from spikeloop.training.config import Config, load_config
 from spikeloop.training.experiment import DATASETS, build_network, init_weights, load_data
 from spikeloop.training.losses import (
