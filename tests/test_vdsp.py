@@ -254,3 +254,17 @@ def test_method_refuses_other_networks(tmp_path):
         Trainer(_digits(tmp_path, "model.neuron=cuba_lif", "model.tau_syn=0.01"))
     with pytest.raises(ConfigError, match="vote"):
         Trainer(_digits(tmp_path, "train.method={name: vdsp, vote: max}"))
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    from spikeloop.training import Trainer
+
+    whole = Trainer(_digits(tmp_path / "a", "train.epochs=2"))
+    whole.fit()
+    first = Trainer(_digits(tmp_path / "b", "train.epochs=2"))
+    first.fit(stop_after=1)
+    resumed = Trainer(_digits(tmp_path / "b", "train.epochs=2", "train.resume=true"))
+    resumed.fit()
+    for key, value in whole.network.state_dict().items():
+        assert torch.equal(resumed.network.state_dict()[key], value), key
+    assert torch.equal(resumed.method.neuron_labels, whole.method.neuron_labels)

@@ -553,8 +553,11 @@ class VDSP(TrainingMethod):
         return self._vote(self.counts(trainer, x, learn=False)).to(x.device)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"neuron_labels": self.neuron_labels, "theta": self.learning.theta}
+        return {"neuron_labels": self.neuron_labels, "theta": self.learning.theta,
+                "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.neuron_labels = state.get("neuron_labels")
         self.learning.theta = state.get("theta")
+        if state.get("generator") is not None:  # the input membranes' random starts
+            self.generator.set_state(state["generator"])
