@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint docs venv clean yinyang-bench bench bench-scaling bench-contention bench-distributed \
 	eventprop-bench event-memory memory-task xylo-example xylo-long nir-matrix data fashion-mnist \
-	fashion-mnist-fc fashion-mnist-conv fashion-mnist-conv-surrogate digits shd spoken-digits spoken-digits-train keywords ambient espeak-ng kws-bench data-bench \
+	fashion-mnist-fc fashion-mnist-conv fashion-mnist-conv-surrogate fashion-mnist-conv-bn local-learning digits shd spoken-digits spoken-digits-train keywords ambient espeak-ng kws-bench data-bench \
 	temporal-audio delays-bench
 
 # NIR cross-framework test peers that require torch: installed with --no-deps (their light
@@ -131,8 +131,27 @@ fashion-mnist-conv: $(STAMP) fashion-mnist
 fashion-mnist-conv-surrogate: $(STAMP) fashion-mnist
 	$(REAL) configs/fashion_mnist_conv_surrogate.yaml
 
+fashion-mnist-conv-bn: $(STAMP) fashion-mnist
+	$(REAL) configs/fashion_mnist_conv_bn.yaml
+
 digits: $(STAMP)
 	$(REAL) configs/digits.yaml
+
+# Learning without backpropagation through time (docs/local-learning.md): every method's runs,
+# recorded next to its paper's figure in benchmarks/results/local_learning.{json,md}; hours of
+# compute on 2 cores. SSNN-BP runs twice, the second time as the same network's ANN.
+LOCAL := $(PY) benchmarks/local_learning.py train
+
+local-learning: $(STAMP) fashion-mnist
+	$(LOCAL) configs/digits_desire.yaml run.threads=1
+	$(LOCAL) configs/digits_ssnn.yaml run.threads=1
+	$(LOCAL) configs/digits_ssnn.yaml run.threads=1 train.method.stochastic=false run.name=digits_ssnn_ann
+	$(LOCAL) configs/digits_vdsp.yaml run.threads=1
+	$(LOCAL) configs/fashion_mnist_desire.yaml run.threads=1
+	$(LOCAL) configs/fashion_mnist_ssnn.yaml run.threads=1
+	$(LOCAL) configs/fashion_mnist_ssnn.yaml run.threads=1 train.method.stochastic=false run.name=fashion_mnist_ssnn_ann
+	$(LOCAL) configs/fashion_mnist_vdsp.yaml run.threads=1
+	$(LOCAL) configs/fashion_mnist_conv_bn.yaml run.threads=1
 
 # The speech synthesiser of the spoken-digit, keyword and ambient data sets (Debian package
 # espeak-ng), installed when missing; `make test` needs it for the tests that synthesise speech.
