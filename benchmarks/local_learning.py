@@ -16,8 +16,6 @@ the table).
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.real_data import method_name  # noqa: E402
+from benchmarks.real_data import method_name, results_cli  # noqa: E402
 from benchmarks.real_data import record as describe  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -67,9 +65,7 @@ def _options(cfg: dict[str, Any]) -> dict[str, Any]:
 def record(run_dir: Path, commit: str | None = None, note: str = "") -> dict[str, Any]:
     """The entry of a finished run folder; ``note`` says how it was made where the command
     alone does not (e.g. a folder renamed after the run)."""
-    entry = describe(run_dir, commit)
-    if note:
-        entry["note"] = "; ".join(n for n in (entry["note"], note) if n)
+    entry = describe(run_dir, commit, note)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     method = method_name(cfg["train"].get("method", "backprop"))
     if method not in PAPERS:
@@ -150,48 +146,8 @@ def markdown(entries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _load() -> dict[str, dict[str, Any]]:
-    path = RESULTS / "local_learning.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _save(entries: dict[str, dict[str, Any]]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "local_learning.json").write_text(json.dumps(entries, indent=1) + "\n")
-    (RESULTS / "local_learning.md").write_text(markdown(entries))
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="what", required=True)
-    t = sub.add_parser("train", help="train a config and record it")
-    t.add_argument("config")
-    t.add_argument("overrides", nargs="*")
-    r = sub.add_parser("record", help="record a finished run folder")
-    r.add_argument("run_dir", type=Path)
-    r.add_argument("--commit", help="the commit the run was made at (default: HEAD)")
-    r.add_argument("--note", default="", help="how the run was made, where the command alone "
-                                              "does not say")
-    sub.add_parser("table", help="rewrite local_learning.md from local_learning.json")
-    args = parser.parse_args(argv)
-    entries = _load()
-    if args.what == "train":
-        from spikeloop.errors import SpikeloopError
-        from spikeloop.training import Trainer, load_config
-
-        try:
-            trainer = Trainer(load_config(args.config, args.overrides))
-            trainer.fit()
-        except SpikeloopError as err:  # a config or data mistake: one line, as the CLI says it
-            print(f"local_learning: error: {err}", file=sys.stderr)
-            return 2
-        args.run_dir = trainer.dir
-    if args.what in ("train", "record"):
-        entry = record(args.run_dir, getattr(args, "commit", None), getattr(args, "note", ""))
-        entries[entry["name"]] = entry
-        print(f"recorded {entry['name']}: test accuracy {100 * entry['test_acc']:.2f} %")
-    _save(entries)
-    return 0
+    return results_cli(argv, "local_learning", __doc__.splitlines()[0], record, markdown)
 
 
 if __name__ == "__main__":

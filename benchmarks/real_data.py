@@ -19,6 +19,7 @@ import json
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,16 +92,17 @@ def _model(cfg: dict[str, Any]) -> str:
             + (f"; training images augmented ({moves})" if moves else ""))
 
 
-def record(run_dir: Path, commit: str | None = None) -> dict[str, Any]:
-    """The entry of a finished run folder (``summary.json``, ``status.json``, ``config.yaml``)."""
+def record(run_dir: Path, commit: str | None = None, note: str = "") -> dict[str, Any]:
+    """The entry of a finished run folder (``summary.json``, ``status.json``, ``config.yaml``);
+    ``note`` says how it was made where the command alone does not."""
     status = json.loads((run_dir / "status.json").read_text())
-    note = ""
+    failed = ""
     if status.get("state") != "finished":
         if not (run_dir / "summary.json").exists():
             raise SystemExit(f"real_data: {run_dir} is not a finished run (state "
                              f"{status.get('state')!r}) and has no summary.json")
         # every epoch and the test ran (summary.json is written before the plots)
-        note = f"the run failed after its summary: {status.get('error', '?')}"
+        failed = f"the run failed after its summary: {status.get('error', '?')}"
     summary = json.loads((run_dir / "summary.json").read_text())
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     data = cfg["data"]
@@ -124,7 +126,7 @@ def record(run_dir: Path, commit: str | None = None) -> dict[str, Any]:
         "machine": f"{platform.processor() or platform.machine()}, "
                    f"{usable_cores()} cores",
         "commit": commit or _git("rev-parse", "--short", "HEAD"),
-        "note": note,
+        "note": "; ".join(n for n in (failed, note) if n),
     }
 
 
@@ -155,19 +157,13 @@ def _seconds(value: float) -> str:
     return f"{value:.1f}" if value < 10 else f"{value:.0f}"
 
 
-def _load() -> dict[str, dict[str, Any]]:
-    path = RESULTS / "real_data.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _save(entries: dict[str, dict[str, Any]]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "real_data.json").write_text(json.dumps(entries, indent=1) + "\n")
-    (RESULTS / "real_data.md").write_text(markdown(entries))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def results_cli(argv: list[str] | None, stem: str, description: str,
+                record_run: Callable[[Path, str | None, str], dict[str, Any]],
+                table: Callable[[dict[str, dict[str, Any]]], str]) -> int:
+    """The command line of a results table ``benchmarks/results/<stem>.{json,md}``: ``train``
+    a config and record it, ``record`` a finished run folder (``--commit``, ``--note``), or
+    rewrite the ``table``. Entries are keyed by run name; a new one replaces the old."""
+    parser = argparse.ArgumentParser(description=description)
     sub = parser.add_subparsers(dest="what", required=True)
     t = sub.add_parser("train", help="train a config and record it")
     t.add_argument("config")
@@ -175,9 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("record", help="record a finished run folder")
     r.add_argument("run_dir", type=Path)
     r.add_argument("--commit", help="the commit the run was made at (default: HEAD)")
-    sub.add_parser("table", help="rewrite real_data.md from real_data.json")
+    r.add_argument("--note", default="", help="how the run was made, where the command alone "
+                                              "does not say")
+    sub.add_parser("table", help=f"rewrite {stem}.md from {stem}.json")
     args = parser.parse_args(argv)
-    entries = _load()
+    path = RESULTS / f"{stem}.json"
+    entries = json.loads(path.read_text()) if path.exists() else {}
     if args.what == "train":
         from spikeloop.errors import SpikeloopError
         from spikeloop.training import Trainer, load_config
@@ -186,15 +185,22 @@ def main(argv: list[str] | None = None) -> int:
             trainer = Trainer(load_config(args.config, args.overrides))
             trainer.fit()
         except SpikeloopError as err:  # a config or data mistake: one line, as the CLI says it
-            print(f"real_data: error: {err}", file=sys.stderr)
+            print(f"{stem}: error: {err}", file=sys.stderr)
             return 2
         args.run_dir = trainer.dir
     if args.what in ("train", "record"):
-        entry = record(args.run_dir, getattr(args, "commit", None))
+        entry = record_run(args.run_dir, getattr(args, "commit", None),
+                           getattr(args, "note", ""))
         entries[entry["name"]] = entry
         print(f"recorded {entry['name']}: test accuracy {100 * entry['test_acc']:.2f} %")
-    _save(entries)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries, indent=1) + "\n")
+    (RESULTS / f"{stem}.md").write_text(table(entries))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return results_cli(argv, "real_data", __doc__.splitlines()[0], record, markdown)
 
 
 if __name__ == "__main__":
