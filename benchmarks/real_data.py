@@ -42,7 +42,8 @@ REFERENCES = {
 
 METHODS = {"ann_proxy": "; trained by ANN proxy",
            "desire_bp": "; trained by desire backpropagation",
-           "vdsp": "; learned by VDSP (unsupervised), labels assigned",
+           "vdsp": "; learned by VDSP (unsupervised; the first layer is the input neurons, the "
+                    "readout unused), labels assigned",
            "ssnn_bp": "; trained by stochastic spike-coded backprop"}
 """How the network description names a run's ``train.method`` (backprop: nothing)."""
 

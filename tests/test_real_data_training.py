@@ -44,7 +44,7 @@ def test_every_config_loads(config):
 
 
 @pytest.mark.parametrize("config", ["fashion_mnist_fc", "fashion_mnist_conv",
-                                    "fashion_mnist_conv_surrogate"])
+                                    "fashion_mnist_conv_surrogate", "fashion_mnist_conv_bn"])
 def test_image_configs_train_on_idx_files(config, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     root = tmp_path / "fm"
