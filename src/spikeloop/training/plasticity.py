@@ -54,6 +54,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import torch
@@ -152,9 +153,9 @@ class Rule:
             raise ConfigError(f"rule {self.name!r}: w_min = {self.w_min} must be below "
                               f"w_max = {self.w_max}")
 
-    @property
+    @cached_property
     def variables(self) -> frozenset[str]:
-        """Every variable the terms read."""
+        """Every variable the terms read (derived once: the engine asks at every step)."""
         return frozenset(n for t in self.terms for n in t.names)
 
 
@@ -288,9 +289,10 @@ class Plasticity:
             runs local rules (:func:`check_backend`).
 
     Raises:
-        UnknownNameError-like ConfigError: a rule for a layer that is not a feed-forward
-            ``Linear`` projection into a population. UnknownTraceError: a rule reading the
-            membrane of an ``Input`` (``v_pre``) or a spike of a non-spiking node.
+        ConfigError: a rule for a layer the network does not have, or one that is not a
+            feed-forward ``Linear`` projection into one population.
+        UnknownTraceError: a rule reading the membrane of an ``Input`` (``v_pre``) or a spike
+            of a non-spiking node.
         PlasticityBackendError: a backend that cannot run local rules.
 
     Example:
@@ -415,22 +417,22 @@ class Plasticity:
                   "v_pre": _flat(pre_obs.v[0]) if "v_pre" in rule.variables else None,
                   "v_post": _flat(post_obs.v[0]) if "v_post" in rule.variables else None,
                   "r": r, **syn.traces}
-        ones_pre, ones_post = w.new_ones(batch, w.shape[1]), w.new_ones(batch, w.shape[0])
+        ones_pre, ones_post = (batch, w.shape[1]), (batch, w.shape[0])  # a side without factors
         dw = None
         for k, term in enumerate(rule.terms):
             uses_r = "r" in term.names
             if uses_r and rule.apply == "step" and r is None:
                 raise ConfigError(f"rule {rule.name!r} on {syn.proj.name!r} reads the third "
                                   f"factor r; pass third={{{syn.proj.name!r}: tensor}} to run")
-            pre = _product(term.pre, values, ones_pre)
+            pre = _product(term.pre, values, ones_pre, w)
             if rule.apply == "end" and uses_r:  # r comes at the end: keep what it multiplies
                 rest = tuple(u for u in term.post if _name(u) != "r")
                 if rest:
-                    _keep_rows(syn, k, _product(rest, values, ones_post), pre)
+                    _keep_rows(syn, k, _product(rest, values, ones_post, w), pre)
                 else:
                     syn.eligible[k] = syn.eligible[k] + pre if k in syn.eligible else pre.clone()
                 continue
-            change = term.coef * (_product(term.post, values, ones_post).T @ pre)
+            change = term.coef * (_product(term.post, values, ones_post, w).T @ pre)
             if term.weight is not None:
                 change = change * term.weight(w)
             dw = change if dw is None else dw + change
@@ -503,15 +505,16 @@ def _keep_rows(syn: _Synapses, k: int, post: Tensor, pre: Tensor) -> None:
 
 
 def _product(factors: tuple[str | Factor, ...], values: Mapping[str, Tensor | None],
-             ones: Tensor) -> Tensor:
-    """The product ``[B, N]`` of ``factors`` (``ones`` for none)."""
-    out = ones
+             shape: tuple[int, int], like: Tensor) -> Tensor:
+    """The product ``[B, N]`` of ``factors``; ones of ``shape`` (dtype and device of ``like``)
+    for none, made only then."""
+    out: Tensor | None = None
     for u in factors:
         v = values[_name(u)]
         if isinstance(u, Factor) and u.fn is not None:
             v = u.fn(v)
-        out = v if out is ones else out * v
-    return out
+        out = v if out is None else out * v
+    return like.new_ones(shape) if out is None else out
 
 
 def _apply(w: Tensor, dw: Tensor, rule: Rule, scale: float) -> None:
