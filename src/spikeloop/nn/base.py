@@ -18,6 +18,8 @@ from typing import Any
 
 from torch import nn
 
+from spikeloop.errors import ShapeError
+
 _changes = itertools.count()
 _version = next(_changes)
 
@@ -56,3 +58,17 @@ class Layer(nn.Module):
         out = super()._apply(fn, *args, **kwargs)
         _bump()  # buffers were replaced by converted tensors
         return out
+
+
+def check_tensor_shapes(name: str, tensors: Any, need: str = "sizes") -> None:
+    """Refuse a layer tensor replaced after construction by one of another shape:
+    ``tensors`` yields ``(key, tensor or None, wanted shape)``.
+
+    Raises:
+        ShapeError: naming the layer, the tensor, its shape and the one the layer's ``need``
+            (its sizes) ask for.
+    """
+    for key, value, want in tensors:
+        if value is not None and tuple(value.shape) != tuple(want):
+            raise ShapeError(f"layer {name!r}: {key} has shape {tuple(value.shape)}, the "
+                             f"layer's {need} need {tuple(want)}")

@@ -34,7 +34,7 @@ from spikeloop.checks import check_int, check_real
 from spikeloop.errors import ShapeError
 from spikeloop.ir import Node, describe
 from spikeloop.kernels import ops
-from spikeloop.nn.base import Layer, _bump
+from spikeloop.nn.base import Layer, _bump, check_tensor_shapes
 
 
 class BatchNorm(Layer):
@@ -106,10 +106,8 @@ def _(module: BatchNorm, name, inputs, in_shape) -> list[Node]:
     n = module.num_features
     tensors = {"weight": module.weight, "bias": module.bias,
                "running_mean": module.running_mean, "running_var": module.running_var}
-    for key, value in tensors.items():
-        if tuple(value.shape) != (n,):
-            raise ShapeError(f"layer {name!r}: {key} has shape {tuple(value.shape)}, the layer's "
-                             f"num_features need ({n},)")
+    check_tensor_shapes(name, ((key, value, (n,)) for key, value in tensors.items()),
+                        "num_features")
     try:
         shape = module.output_shape(in_shape)
     except ShapeError as err:

@@ -26,7 +26,7 @@ from spikeloop.checks import (
 from spikeloop.errors import NonFiniteError, ParameterError, ShapeError
 from spikeloop.ir import Node, describe
 from spikeloop.kernels import event_linear, ops
-from spikeloop.nn.base import Layer
+from spikeloop.nn.base import Layer, check_tensor_shapes
 
 
 class Linear(Layer, nn.Linear):
@@ -373,11 +373,8 @@ def _(module: nn.Module, name, inputs, in_shape) -> list[Node]:
         expected = (module.out_features, module.in_features)
     else:
         expected = (module.out_channels, module.in_channels // module.groups, *module.kernel_size)
-    for key, value, want in (("weight", module.weight, expected),
-                             ("bias", module.bias, expected[:1])):
-        if value is not None and tuple(value.shape) != want:  # a tensor replaced after
-            raise ShapeError(f"layer {name!r}: {key} has shape {tuple(value.shape)}, the layer's "
-                             f"sizes need {want}")  # construction
+    check_tensor_shapes(name, (("weight", module.weight, expected),
+                               ("bias", module.bias, expected[:1])))
     try:
         shape = module.output_shape(in_shape)
     except (ShapeError, RuntimeError, TypeError) as err:
@@ -396,12 +393,10 @@ def _(module: DelayedLinear, name, inputs, in_shape) -> list[Node]:
         raise ShapeError(f"layer {name!r} (DelayedLinear) cannot be the first layer")
     delay_shape = ((module.out_features, module.in_features) if module.per == "synapse"
                    else (module.in_features,))
-    for key, value, want in (("weight", module.weight, (module.out_features, module.in_features)),
-                             ("bias", module.bias, (module.out_features,)),
-                             ("delay", module.delay, delay_shape)):
-        if value is not None and tuple(value.shape) != want:
-            raise ShapeError(f"layer {name!r}: {key} has shape {tuple(value.shape)}, the layer's "
-                             f"sizes need {want}")
+    check_tensor_shapes(name, (("weight", module.weight,
+                                (module.out_features, module.in_features)),
+                               ("bias", module.bias, (module.out_features,)),
+                               ("delay", module.delay, delay_shape)))
     try:
         shape = module.output_shape(in_shape)
     except ShapeError as err:
