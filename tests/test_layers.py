@@ -29,8 +29,8 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-LAYERS = ("bottom", "data", "dynamics", "kernels", "ir", "nn", "backends", "chips", "network",
-          "interop", "training", "interfaces")
+LAYERS = ("bottom", "data", "dynamics", "kernels", "ir", "devices", "nn", "backends", "chips",
+          "network", "interop", "training", "interfaces")
 """Bottom to top."""
 
 ONLY_BOTTOM = {"data"}
@@ -45,6 +45,7 @@ PREFIXES = {
     "spikeloop.registry": "bottom", "spikeloop._runtime": "bottom", "spikeloop._files": "bottom",
     "spikeloop.data": "data", "spikeloop.viz": "data",
     "spikeloop.dynamics": "dynamics", "spikeloop.kernels": "kernels", "spikeloop.ir": "ir",
+    "spikeloop.devices": "devices",
     "spikeloop.nn": "nn", "spikeloop.backends": "backends", "spikeloop.chips": "chips",
     "spikeloop.network": "network", "spikeloop.interop": "interop",
     "spikeloop.training": "training", "spikeloop.cli": "interfaces",

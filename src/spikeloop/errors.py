@@ -155,3 +155,11 @@ class UnknownTraceError(ConfigError):
 class PlasticityBackendError(ConfigError):
     """A local plasticity rule was asked of a backend that cannot run it (the event backend,
     a chip emulator); the message says why and what the chip's own hardware could do."""
+
+
+class DeviceModelError(ConfigError):
+    """A device model (:mod:`spikeloop.devices`) was attached where it cannot act: a layer of
+    the wrong kind (a synapse model on a population, a neuron model on a projection), a node
+    that does not exist, or a backend that cannot run it (bit flips of integer memories on a
+    float simulator, a neuron transfer curve on the event backend's closed form). The message
+    names the node, the model and what would work."""

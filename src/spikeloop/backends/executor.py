@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from torch import Tensor
 
 from spikeloop.checks import check_sequence
+from spikeloop.devices import NeuronDevice, SynapseDevice, device_context, node_devices
 from spikeloop.dynamics.models import PopulationState
 from spikeloop.errors import ParameterError
 from spikeloop.ir import Graph, Node
@@ -252,9 +253,30 @@ class ModelHooks:
         return run_population(node.model, current, p, dt=s["dt"], method=s["method"],
                               surrogate=s["surrogate"], shape=node.shape, state=state,
                               observed=observed, recurrent=recurrent, cache=node.cache,
-                              **options)
+                              device=neuron_device(node), **options)
 
     def projection(
         self, graph: Graph, node: Node, x: Tensor, state: Any
     ) -> tuple[Tensor, Any]:
-        return PROJECTIONS.get(node.op)(graph, node, x, state, self)
+        y, after = PROJECTIONS.get(node.op)(graph, node, x, state, self)
+        for m in node_devices(node, SynapseDevice):
+            if m.per_step:
+                y = m.output(x, y, node.params["weight"], device_context(node))
+        return y, after
+
+
+def neuron_device(node: Node) -> Callable[[Tensor, Any], Tensor] | None:
+    """The neuron device models a realisation attached to population ``node``, as one
+    ``(x_t, neuron_state) → x̃_t`` for :func:`~spikeloop.kernels.loop.run_population` (``None``:
+    none)."""
+    models = node_devices(node, NeuronDevice)
+    if not models:
+        return None
+    ctx = device_context(node)
+
+    def current(x: Tensor, neuron: Any) -> Tensor:
+        for m in models:
+            x = m.current(x, neuron, ctx)
+        return x
+
+    return current

@@ -141,6 +141,7 @@ def run_population(
     record_current: bool = True,
     record_v: bool = True,
     cache: MutableMapping[str, Any] | None = None,
+    device: Callable[[Tensor, Any], Tensor] | None = None,
 ) -> tuple[Observables, PopulationState]:
     """Run ``model`` over ``x [T, B, *input]`` with parameters ``p`` (a record of
     ``model.params``); returns the observables and the final state.
@@ -158,6 +159,9 @@ def run_population(
     ``record_v``: return the membrane (``False``: ``v = None`` for spiking models; under
     ``torch.no_grad()`` it is then not written at all). Non-spiking models always return it.
     ``cache``: where to keep derived coefficients between calls (:func:`coefficients`).
+    ``device``: ``(x_t, neuron_state) → x̃_t``, the input of each step as a device's neuron
+    integrates it (:class:`~spikeloop.devices.NeuronDevice`); it needs the step loop, so the
+    fused kernel is not used (``kernel="fused"`` raises).
     """
     spiking = model.spiking
     record_v = record_v or not spiking
@@ -177,7 +181,8 @@ def run_population(
         )
     c = coefficients(model, p, dt, method, cache)
     if kernel != "reference":
-        reason = fused_unsupported(model, p, recurrent)
+        reason = fused_unsupported(model, p, recurrent) if device is None else (
+            "a neuron device model (it changes every step's input)")
         if reason is None:
             return _run_fused(model, x, p, c, shape, state, surrogate, observed, recurrent,
                               record_current, record_v)
@@ -192,6 +197,8 @@ def run_population(
     for x_t, obs_t in zip(x.unbind(0), seen, strict=True):
         if recurrent is not None:
             x_t = x_t + recurrent(z)
+        if device is not None:
+            x_t = device(x_t, neuron)
         z, v, neuron = step(x_t, neuron, p, c, surrogate, obs_t)
         if record_v:
             vs.append(v)

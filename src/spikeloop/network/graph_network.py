@@ -28,6 +28,7 @@ class GraphNetwork(Network):
             input (checked by :func:`check_inputs`; a source that is not a layer raises
             :class:`~spikeloop.errors.UnknownNameError`).
         backend: default backend.
+        devices: device models by node name (see :class:`~spikeloop.network.Network`).
     """
 
     def __init__(
@@ -36,11 +37,12 @@ class GraphNetwork(Network):
         inputs: Mapping[str, Sequence[str]],
         *,
         backend: Any = "sim",
+        devices: Any = None,
     ) -> None:
         # set before Network.__init__, which traces the layers with _trace (a plain attribute,
         # which torch allows before Module.__init__)
         self.inputs = check_inputs(inputs)
-        super().__init__(layers, backend=backend)
+        super().__init__(layers, backend=backend, devices=devices)
 
     def _trace(self, layers: nn.ModuleDict) -> Graph:
         return trace_dag(layers, self.inputs)

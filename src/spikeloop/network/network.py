@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from spikeloop.backends import get_backend
 from spikeloop.backends.guard import run_checked
 from spikeloop.checks import all_finite, check_state_dict, check_type, show
+from spikeloop.devices import Devices
 from spikeloop.errors import ArgumentTypeError, NonFiniteError, ParameterError
 from spikeloop.ir import Graph, trace
 from spikeloop.nn.base import version as layer_version
@@ -26,6 +27,8 @@ class Network(nn.Module):
             tuple (named ``<type>_<index>``). The last layer is a population (the output).
             All populations share one ``dt``.
         backend: default backend (name, instance or ``{"name": ..., **options}``); ``"sim"``.
+        devices: device models by node name (:class:`~spikeloop.devices.Devices`, or the
+            mapping it takes): every run, on every backend, uses what the devices realise.
 
     Raises:
         ArgumentTypeError: ``layers`` is not a mapping or list of modules, a name not a string.
@@ -49,6 +52,7 @@ class Network(nn.Module):
         layers: Mapping[str, nn.Module] | Sequence[nn.Module],
         *,
         backend: Any = "sim",
+        devices: Devices | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         check_type(layers, "layers", Mapping | nn.ModuleDict | list | tuple | nn.ModuleList
@@ -59,6 +63,7 @@ class Network(nn.Module):
             )
         self.layers = nn.ModuleDict(_checked_layers(layers))
         self.backend = backend
+        self.devices = devices
         self._graph = self._trace(self.layers)
         self._traced_at = (layer_version(), self._structure())
 
@@ -73,6 +78,16 @@ class Network(nn.Module):
     def backend(self, spec: Any) -> None:
         get_backend(spec)  # resolves it: a wrong type, unknown name or option raises now
         self._backend = spec
+
+    @property
+    def devices(self) -> Devices:
+        """The device models attached to the network's nodes (:class:`~spikeloop.devices.Devices`;
+        empty: ideal devices). Set a :class:`Devices` or the mapping it takes."""
+        return self._devices
+
+    @devices.setter
+    def devices(self, value: Devices | Mapping[str, Any] | None) -> None:
+        self._devices = value if isinstance(value, Devices) else Devices(value)
 
     @property
     def graph(self) -> Graph:
@@ -114,6 +129,7 @@ class Network(nn.Module):
         self.check_parameters()
         graph = self.graph
         chosen = get_backend(backend if backend is not None else self.backend)
+        graph = self._devices.realise(graph, chosen.name)
         return run_checked(chosen, graph, x, state)
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,

@@ -1,0 +1,178 @@
+"""What every device model is: a frozen value that says where it acts and which backends can
+run it, and the context a realisation draws its randomness from.
+
+Three kinds, by what they change:
+
+- :class:`SynapseDevice` (on a projection): the weights a device *stores and reads*,
+  :meth:`SynapseDevice.weights` ``w → w̃`` (e.g. a memristive crossbar), and optionally a
+  per-step change of the projection's output, :meth:`SynapseDevice.output` (read noise drawn
+  at every time step);
+- :class:`NeuronDevice` (on a population): the input current a device's neuron really
+  integrates, :meth:`NeuronDevice.current` ``(x_t, state) → x̃_t`` applied before every step
+  of the neuron model (an analog neuron's transfer non-linearity);
+- :class:`MemoryDevice` (on a projection or a population of an integer chip): faults in the
+  chip's integer memories (single-event upsets), applied by the chip's backend itself.
+
+Models are attached to a network's nodes with :class:`~spikeloop.devices.Devices`; the
+network realises them once per run (:meth:`~spikeloop.devices.Devices.realise`), so every
+backend sees the same realised weights: one option, no per-backend code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import torch
+from torch import Tensor
+
+from spikeloop.errors import ConfigError, DeviceModelError
+from spikeloop.registry import Registry
+
+if TYPE_CHECKING:
+    from spikeloop.ir import Node
+
+__all__ = ["DEVICE_MODELS", "DeviceContext", "DeviceModel", "MemoryDevice", "NeuronDevice",
+           "SynapseDevice", "build_device", "straight_through"]
+
+Target = Literal["projection", "population"]
+
+
+@dataclass(frozen=True)
+class DeviceContext:
+    """Where a realisation draws from.
+
+    Attributes:
+        node: name of the node the model acts on.
+        program: generator of the *programming* randomness (variation at programming, stuck
+            devices, per-device drift exponents): seeded by the programming instance and the
+            node, so the same instance realises the same devices at every run.
+        read: generator of the *read* randomness (noise at every evaluation or step): a
+            running stream, advanced by every run.
+        t: time since programming in seconds (drift).
+        training: whether the run builds a graph for a gradient (noise-aware training).
+    """
+
+    node: str
+    program: torch.Generator
+    read: torch.Generator
+    t: float
+    training: bool
+
+
+@dataclass(frozen=True)
+class DeviceModel:
+    """Base of every device model: a frozen, comparable value.
+
+    Subclasses set ``target`` (``"projection"`` or ``"population"``) and ``name`` (the
+    registry name used in configs), and say in :meth:`unsupported` which backends cannot run
+    them.
+    """
+
+    name: ClassVar[str] = "device"
+    target: ClassVar[Target] = "projection"
+
+    def unsupported(self, backend: str) -> str | None:
+        """Why backend ``backend`` (its registry name) cannot run this model, or ``None`` if
+        it can (default: every backend can)."""
+        return None
+
+    def check_node(self, node: Node) -> None:
+        """Raise :class:`DeviceModelError` unless this model can act on ``node``."""
+        kinds = ("projection",) if self.target == "projection" else ("population",)
+        if node.kind not in kinds:
+            raise DeviceModelError(
+                f"{type(self).__name__} acts on a {self.target}; {node.name!r} is a "
+                f"{node.kind} ({node.op}): attach it to a "
+                f"{'projection (Linear, Conv …)' if self.target == 'projection' else 'population'}")
+        if self.target == "projection" and "weight" not in node.params:
+            raise DeviceModelError(f"{type(self).__name__} acts on stored weights; projection "
+                                   f"{node.name!r} ({node.op}) has none")
+
+    def check_backend(self, node: Node, backend: str) -> None:
+        """Raise :class:`DeviceModelError` if ``backend`` cannot run this model."""
+        why = self.unsupported(backend)
+        if why is not None:
+            raise DeviceModelError(f"{type(self).__name__} on {node.name!r} cannot run on the "
+                                   f"{backend!r} backend: {why}")
+
+
+@dataclass(frozen=True)
+class SynapseDevice(DeviceModel):
+    """A device that stores a projection's weights (see the module docstring)."""
+
+    target: ClassVar[Target] = "projection"
+    per_step: ClassVar[bool] = False
+    """Whether :meth:`output` changes the projection's output at every step."""
+
+    def weights(self, w: Tensor, ctx: DeviceContext) -> Tensor:
+        """The weights the device holds and reads when asked to store ``w`` (same shape and
+        dtype). Gradients flow as the model's: ``∂w̃/∂w = 1`` (:func:`straight_through`)
+        unless the model says otherwise."""
+        return w
+
+    def output(self, x: Tensor, y: Tensor, w: Tensor, ctx: DeviceContext) -> Tensor:
+        """The projection's output ``y [T, B, out]`` as the device delivers it for input
+        ``x [T, B, in]`` and realised weights ``w`` (only called when ``per_step``)."""
+        return y
+
+
+@dataclass(frozen=True)
+class NeuronDevice(DeviceModel):
+    """A device that implements a population's neurons (see the module docstring)."""
+
+    target: ClassVar[Target] = "population"
+
+    def current(self, x: Tensor, state: Any, ctx: DeviceContext) -> Tensor:
+        """The input ``x [B, *shape]`` of one step as the device's neuron integrates it, given
+        the neuron state before the step (``state.v`` …)."""
+        return x
+
+    def unsupported(self, backend: str) -> str | None:
+        if backend in ("sim", "chip"):
+            return None
+        return ("a neuron device model changes the step function, which the simulator ('sim') "
+                "and the analog chip ('chip') run step by step; this backend has no step loop "
+                "to change (its neurons are a closed form or integer logic)")
+
+
+@dataclass(frozen=True)
+class MemoryDevice(DeviceModel):
+    """Faults of an integer chip's memories, applied by the chip's backend itself."""
+
+    def check_node(self, node: Node) -> None:
+        if node.kind not in ("projection", "population"):
+            raise DeviceModelError(f"{type(self).__name__} acts on a projection's weight memory "
+                                   f"or a population's state memory; {node.name!r} is a "
+                                   f"{node.kind}")
+
+
+def straight_through(w: Tensor, realised: Tensor) -> Tensor:
+    """``realised`` as the value, ``w``'s gradient (``∂/∂w = 1``): the device's stochastic
+    forward, the model's backward."""
+    return w + (realised - w).detach()
+
+
+DEVICE_MODELS: Registry[type[DeviceModel]] = Registry("device model")
+"""Device model classes by registry name, for configs: ``{name: crossbar, levels: 16, …}``."""
+
+
+def build_device(spec: DeviceModel | Mapping[str, Any]) -> DeviceModel:
+    """A device model from an instance or ``{"name": ..., option: value}``.
+
+    Raises:
+        ConfigError: not a mapping with a ``name``, or an option the model does not take.
+        UnknownNameError: no model has the name.
+    """
+    if isinstance(spec, DeviceModel):
+        return spec
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
+        raise ConfigError(f"a device model is a DeviceModel or {{name: ..., option: value}} "
+                          f"(names: {', '.join(DEVICE_MODELS.names())}), got {spec!r}")
+    options = {k: v for k, v in spec.items() if k != "name"}
+    cls = DEVICE_MODELS.get(spec["name"])
+    try:
+        return cls(**options)
+    except TypeError as e:
+        raise ConfigError(f"device model {spec['name']!r}: {e}") from None
