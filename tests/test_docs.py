@@ -229,7 +229,7 @@ def test_readme_results_table_is_the_benchmarks():
 
 def test_every_config_key_has_a_description():
     fields = hooks.config_fields()
-    assert {f.key.split(".")[0] for f in fields} == {"run", "data", "model", "train"}
+    assert {f.key.split(".")[0] for f in fields} == {"run", "data", "model", "train", "devices"}
     missing = [f.key for f in fields if not f.description]
     assert not missing, f"config keys without an attribute docstring in config.py: {missing}"
     assert {"train.init_from", "train.resume", "run.threads"} <= {f.key for f in fields}

@@ -24,7 +24,7 @@ from spikeloop.devices.base import DeviceContext, DeviceModel, SynapseDevice, bu
 from spikeloop.errors import DeviceModelError, ParameterError
 from spikeloop.ir import Graph, Node
 
-__all__ = ["Devices", "device_context", "node_devices"]
+__all__ = ["WILDCARD", "Devices", "device_context", "node_devices"]
 
 
 def _as_models(name: str, value: Any) -> tuple[DeviceModel, ...]:
@@ -41,6 +41,9 @@ class Devices(Mapping[str, tuple[DeviceModel, ...]]):
     Args:
         models: ``{node name: model | [models] | {name: ..., option: value}}``. Several
             models on one node act in the order given (e.g. a crossbar, then read noise).
+            The key ``"*"`` attaches its models to every node of the kind each acts on
+            (a synapse model to every projection with weights, a neuron model to every
+            population), after a node's own models.
         instance: the programming instance (seed of the device variation and faults).
         t: seconds since programming (drift), ≥ 0.
         seed: start of the read-noise stream.
@@ -96,10 +99,25 @@ class Devices(Mapping[str, tuple[DeviceModel, ...]]):
         self.t = 0.0
 
     # -- checks and realisation
+    def of(self, node: Node) -> tuple[DeviceModel, ...]:
+        """The models acting on ``node``: its own, then those of ``"*"`` whose kind it is."""
+        own = self._models.get(node.name, ())
+        wild = tuple(m for m in self._models.get(WILDCARD, ()) if _fits(m, node))
+        return own + wild
+
     def check(self, graph: Graph, backend: str) -> None:
         """Raise :class:`DeviceModelError` unless every model's node exists, is of the kind
         the model acts on, and ``backend`` can run it."""
         for name, models in self._models.items():
+            if name == WILDCARD:
+                if not any(_fits(m, n) for m in models for n in graph.nodes):
+                    raise DeviceModelError(f"devices['*']: no node of the network is of a kind "
+                                           f"{[type(m).__name__ for m in models]} act on")
+                for node in graph.nodes:
+                    for m in models:
+                        if _fits(m, node):
+                            m.check_backend(node, backend)
+                continue
             if name not in graph.nodes_by_name:
                 known = [n.name for n in graph.nodes if n.kind in ("projection", "population")]
                 raise DeviceModelError(f"devices: the network has no node {name!r}; "
@@ -124,7 +142,7 @@ class Devices(Mapping[str, tuple[DeviceModel, ...]]):
         training = torch.is_grad_enabled()
         nodes = []
         for node in graph.nodes:
-            models = self._models.get(node.name)
+            models = self.of(node)
             if not models:
                 nodes.append(node)
                 continue
@@ -152,6 +170,17 @@ class Devices(Mapping[str, tuple[DeviceModel, ...]]):
         self.instance = check_int(state["instance"], "devices: instance", 0)
         self.t = state["t"]
         self.read.set_state(state["read"])
+
+
+WILDCARD = "*"
+"""The key of :class:`Devices` whose models act on every node of their kind."""
+
+
+def _fits(model: DeviceModel, node: Node) -> bool:
+    """Whether ``model`` acts on ``node`` by kind (what ``"*"`` attaches it to)."""
+    if model.target == "projection":
+        return node.kind == "projection" and "weight" in node.params
+    return node.kind == "population"
 
 
 def node_devices(node: Node, kind: type[DeviceModel]) -> tuple[Any, ...]:

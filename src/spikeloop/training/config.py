@@ -273,6 +273,44 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class DevicesConfig:
+    """Device models the network runs on (:mod:`spikeloop.devices`), and whether training goes
+    through them.
+
+    Validation and test always run on the devices (programming instance ``instance``, ``t``
+    seconds after programming). With ``train: false`` the network trains on ideal devices
+    and is deployed on these; with ``train: true`` it trains through them (noise-aware
+    training: the devices' stochastic forward, the model's backward), on a new programming
+    instance at every step (``reprogram: step``) or on the evaluation instance throughout
+    (``reprogram: never``).
+    """
+
+    models: dict[str, Any] = field(default_factory=dict)
+    """``{node name: {name: <model>, <option>: <value>} | [..]}``; the key ``"*"`` attaches to
+    every node of the model's kind, e.g. ``{"*": {name: crossbar, levels: 16}}``. Empty (the
+    default): ideal devices."""
+    train: bool = False
+    """Train through the devices (noise-aware training) instead of on ideal ones."""
+    reprogram: str = "step"
+    """Noise-aware training: ``step`` (a new programming instance per training step, so the
+    network learns weights robust to the device variation, not to one pattern) or ``never``."""
+    instance: int = 0
+    """The programming instance validation and test run on."""
+    t: float = 0.0
+    """Seconds since programming at which the devices are read (drift), ≥ 0."""
+    seed: int = 0
+    """Start of the read-noise stream."""
+
+    def __post_init__(self) -> None:
+        if self.reprogram not in ("step", "never"):
+            raise ConfigError(f"devices.reprogram must be step or never, got {self.reprogram!r}")
+        if self.instance < 0 or self.seed < 0:
+            raise ConfigError("devices.instance and devices.seed must be ≥ 0")
+        if not self.t >= 0:
+            raise ConfigError(f"devices.t (seconds since programming) must be ≥ 0, got {self.t!r}")
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole experiment."""
 
@@ -280,6 +318,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    devices: DevicesConfig = field(default_factory=DevicesConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/JSON serialisable)."""

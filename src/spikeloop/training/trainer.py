@@ -54,6 +54,7 @@ from spikeloop._runtime import set_threads
 from spikeloop.backends import get_backend
 from spikeloop.checks import check_bool, check_int, check_path, check_state_dict, check_type
 from spikeloop.data.augment import augment, check_augment
+from spikeloop.devices import Devices
 from spikeloop.errors import (
     CheckpointError,
     ConfigError,
@@ -106,6 +107,8 @@ def _config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") 
     out = []
     for key in keys:
         a, b, name = old.get(key), new.get(key), prefix + key
+        if a is None and prefix == "" and isinstance(b, dict):  # a section added since: its
+            a = Config().to_dict().get(key)                     # defaults are what ran
         if isinstance(a, dict) and isinstance(b, dict) and prefix == "":
             out += _config_changes(a, b, name + ".")
         elif a != b and name not in RESUMABLE_CHANGES:
@@ -167,6 +170,14 @@ class Trainer:
         self.augment = check_augment(config.data.augment, n_in)
         n_out = int(max(int(s.labels.max()) for s in self.data.values())) + 1
         self.network: Network = build_network(config.model, n_in, n_out, config.data.dt, init_gen)
+        dev = config.devices
+        self.devices = Devices(dev.models, instance=dev.instance, t=dev.t, seed=dev.seed)
+        """The devices validation and test run on (``devices`` of the config; empty: ideal)."""
+        self._train_devices = (
+            Devices(dev.models, instance=dev.instance, t=dev.t, seed=dev.seed + 1)
+            if dev.train and dev.models else Devices())
+        """The devices training steps run on: these (noise-aware) or ideal ones."""
+        self.network.devices = self.devices
         self.world: World | None = None
         """This process's rank among the data-parallel processes (``None``: a single process)."""
         if launch is not None and launch.size > 1:
@@ -375,6 +386,7 @@ class Trainer:
                    total=p["batches"])
         params = grads_of(self.network.parameters())
         self.network.train()
+        self.network.devices = self._train_devices
         for k in bar:
             idx = order[k * cfg.batch_size : (k + 1) * cfg.batch_size]
             mine = self.world.shard(len(idx)) if self.world is not None else slice(None)
@@ -385,6 +397,11 @@ class Trainer:
             else:
                 x, y = train.batch(idx[mine])
             self.optimizer.zero_grad(set_to_none=True)
+            if self._train_devices and self.config.devices.reprogram == "step":
+                # a new device instance every step (never the evaluation's instance)
+                step = self.epoch * p["batches"] + k
+                self._train_devices.program(self.config.devices.instance + 1 + step)
+                self._train_devices.t = self.config.devices.t
             total, correct = 0.0, 0
             if not self.method.gradient:  # a local method changes the weights itself
                 total, correct = self.method.train_batch(self, x, y)
@@ -412,8 +429,10 @@ class Trainer:
             if stop and k + 1 < p["batches"]:
                 bar.close()
                 self.network.eval()
+                self.network.devices = self.devices
                 raise _Stop
         self.network.eval()
+        self.network.devices = self.devices
         self._partial = None
         return p["total"] / p["seen"], p["correct"] / p["seen"]
 
@@ -807,6 +826,7 @@ class Trainer:
             "threads": self.threads,
             "config": self.config.to_dict(),
             "method": self.method.state_dict(),
+            "devices": {"eval": self.devices.state(), "train": self._train_devices.state()},
         }
         try:
             atomic_write(path, lambda p: torch.save(state, p))
@@ -926,6 +946,9 @@ class Trainer:
             ) from None
         if state.get("method"):
             self.method.load_state_dict(state["method"])
+        if state.get("devices"):
+            self.devices.load_state(state["devices"]["eval"])
+            self._train_devices.load_state(state["devices"]["train"])
         self.history = history
         self.best = state.get("best")
         self.epoch = state["epoch"]

@@ -1,0 +1,212 @@
+"""The device-model framework: attaching models to nodes, realising them for every backend,
+noise-aware training through them, and its errors (the models themselves: test_crossbar,
+test_analog_neuron, test_bit_flips)."""
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from spikeloop.devices import (
+    DEVICE_MODELS,
+    Devices,
+    NeuronDevice,
+    SynapseDevice,
+    build_device,
+    straight_through,
+)
+from spikeloop.errors import ConfigError, DeviceModelError, ParameterError, UnknownNameError
+from spikeloop.network import Network
+from spikeloop.nn import LIF, CubaLI, Input, Linear
+from spikeloop.training import Trainer, load_config
+
+
+@dataclass(frozen=True)
+class Scale(SynapseDevice):
+    """A device that reads every weight times ``factor`` (a power of two: exact)."""
+
+    factor: float = 0.5
+
+    def weights(self, w, ctx):
+        return straight_through(w, w * self.factor)
+
+
+@dataclass(frozen=True)
+class Jitter(SynapseDevice):
+    """Programming variation ``w (1 + σ ε)``, ``ε`` from the programming instance, and read
+    noise from the read stream."""
+
+    std: float = 0.1
+    read_std: float = 0.0
+
+    def weights(self, w, ctx):
+        eps = torch.randn(w.shape, generator=ctx.program, dtype=w.dtype)
+        read = torch.randn(w.shape, generator=ctx.read, dtype=w.dtype)
+        return straight_through(w, w * (1 + self.std * eps) + self.read_std * read)
+
+
+@dataclass(frozen=True)
+class Halve(NeuronDevice):
+    """A neuron that integrates half its input."""
+
+    def current(self, x, state, ctx):
+        return x * 0.5
+
+
+DEVICE_MODELS.add("test_jitter", Jitter)
+
+
+def net(recurrent=False):
+    torch.manual_seed(0)
+    return Network({"input": Input(5), "fc1": Linear(5, 20),
+                    "hidden": LIF(20, tau_mem=10e-3, recurrent=recurrent),
+                    "fc2": Linear(20, 3), "output": CubaLI(3)})
+
+
+def x_in(T=40, B=3):
+    return (torch.rand(T, B, 5, generator=torch.Generator().manual_seed(1)) < 0.3).float() * 3
+
+
+def test_no_devices_realise_the_same_graph_object():
+    n = net()
+    assert n.devices.realise(n.graph, "sim") is n.graph
+
+
+def test_a_synapse_device_equals_the_network_with_those_weights():
+    a, b = net(), net()
+    a.devices = {"fc1": Scale(0.5)}
+    with torch.no_grad():
+        b.layers.fc1.weight.mul_(0.5)
+    x = x_in()
+    oa, ob = a(x), b(x)
+    assert torch.equal(oa["hidden"].spikes, ob["hidden"].spikes)
+    assert torch.equal(oa.output.v, ob.output.v)
+    # the layer itself is unchanged: the device reads, it does not overwrite
+    assert torch.equal(a.layers.fc1.weight, net().layers.fc1.weight)
+
+
+def test_the_wildcard_reaches_every_weighted_projection_also_recurrent_ones():
+    a = net(recurrent=True)
+    a.devices = {"*": Scale(0.5)}
+    realised = a.devices.realise(a.graph, "sim")
+    for node in a.graph.projections():
+        got = realised[node.name].params["weight"]
+        assert torch.equal(got, node.params["weight"] * 0.5), node.name
+    assert {n.name for n in a.graph.projections()} == {"fc1", "hidden.recurrent", "fc2"}
+
+
+def test_gradients_pass_straight_through_to_the_layer():
+    a = net()
+    a.devices = {"*": Jitter(0.3)}
+    a(x_in()).output.v.sum().backward()
+    assert a.layers.fc1.weight.grad is not None and a.layers.fc1.weight.grad.abs().sum() > 0
+
+
+def test_a_programming_instance_is_fixed_and_the_read_stream_runs_on():
+    d = Devices({"fc1": Jitter(0.2, read_std=0.0)})
+    n = net()
+    w1 = d.realise(n.graph, "sim")["fc1"].params["weight"]
+    w2 = d.realise(n.graph, "sim")["fc1"].params["weight"]
+    assert torch.equal(w1, w2)
+    d.program()
+    assert d.instance == 1 and d.t == 0.0
+    assert not torch.equal(d.realise(n.graph, "sim")["fc1"].params["weight"], w1)
+    r = Devices({"fc1": Jitter(0.0, read_std=0.1)})
+    assert not torch.equal(r.realise(n.graph, "sim")["fc1"].params["weight"],
+                           r.realise(n.graph, "sim")["fc1"].params["weight"])
+    state = r.state()
+    again = [r.realise(n.graph, "sim")["fc1"].params["weight"] for _ in range(2)]
+    r.load_state(state)
+    assert torch.equal(r.realise(n.graph, "sim")["fc1"].params["weight"], again[0])
+
+
+def test_a_neuron_device_changes_every_step_of_the_loop():
+    a, b = net(), net()
+    a.devices = {"hidden": Halve()}
+    with torch.no_grad():
+        b.layers.fc1.weight.mul_(0.5)
+    x = x_in()
+    assert torch.equal(a(x)["hidden"].spikes, b(x)["hidden"].spikes)
+    with pytest.raises(ParameterError, match="no fused kernel for a neuron device model"):
+        a(x, backend={"name": "sim", "kernel": "fused"})
+
+
+def test_models_on_the_wrong_node_or_backend_raise_device_model_errors():
+    n = net()
+    n.devices = {"hidden": Scale()}
+    with pytest.raises(DeviceModelError, match="acts on a projection; 'hidden' is a population"):
+        n(x_in())
+    n.devices = {"fc1": Halve()}
+    with pytest.raises(DeviceModelError, match="acts on a population; 'fc1' is a projection"):
+        n(x_in())
+    n.devices = {"fc3": Scale()}
+    with pytest.raises(DeviceModelError, match="no node 'fc3'"):
+        n(x_in())
+    n.devices = {"hidden": Halve()}
+    with pytest.raises(DeviceModelError, match="cannot run on the 'event' backend"):
+        n(x_in(), backend="event")
+    with pytest.raises(DeviceModelError, match="give a device model"):
+        Devices({"fc1": 3})
+    with pytest.raises(DeviceModelError, match="must map node names"):
+        Devices([Scale()])
+
+
+def test_bad_settings_and_specs():
+    with pytest.raises(ParameterError, match="cannot be negative"):
+        Devices({}, t=-1.0)
+    with pytest.raises(ParameterError, match="instance"):
+        Devices({}, instance=-2)
+    with pytest.raises(UnknownNameError):
+        build_device({"name": "no_such_device"})
+    with pytest.raises(ConfigError, match="test_jitter"):
+        build_device({"name": "test_jitter", "sigma": 1})
+    with pytest.raises(ConfigError, match="a DeviceModel or"):
+        build_device("crossbar")
+
+
+def _trainer(tmp_path, *more):
+    cfg = load_config("configs/yinyang.yaml", [
+        "train.epochs=1", "train.max_batches=3", f"run.out_dir={tmp_path}", "train.progress=false",
+        "train.backend=sim", "data.train_size=90", "data.val_size=30", "data.test_size=30",
+        "train.batch_size=30", *more])
+    return Trainer(cfg)
+
+
+def test_noise_aware_training_draws_a_new_instance_per_step_and_evaluates_on_one(tmp_path):
+    tr = _trainer(tmp_path, "devices={models: {'*': {name: test_jitter, std: 0.2}}, train: true, "
+                  "instance: 7, t: 10.0}")
+    seen = []
+    original = tr._train_devices.realise
+
+    def spy(graph, backend):
+        seen.append((tr._train_devices.instance, tr._train_devices.t))
+        return original(graph, backend)
+
+    tr._train_devices.realise = spy
+    tr.train_epoch()
+    assert [i for i, _ in seen] == [8, 9, 10] and all(t == 10.0 for _, t in seen)
+    assert tr.network.devices is tr.devices and tr.devices.instance == 7
+    # ideal-trained: the training steps see no devices, evaluation does
+    ideal = _trainer(tmp_path, "devices={models: {'*': {name: test_jitter, std: 0.2}}}")
+    assert not ideal._train_devices and ideal.network.devices is ideal.devices
+
+
+def test_checkpoints_keep_the_devices_and_old_checkpoints_still_load(tmp_path):
+    tr = _trainer(tmp_path, "devices={models: {fc1: {name: test_jitter, std: 0.1, read_std: "
+                  "0.01}}, train: true}")
+    tr.train_epoch()
+    tr.save_checkpoint(tmp_path / "c.pt")
+    other = _trainer(tmp_path, "devices={models: {fc1: {name: test_jitter, std: 0.1, read_std: "
+                     "0.01}}, train: true}")
+    other.load_checkpoint(tmp_path / "c.pt")
+    assert torch.equal(other.devices.read.get_state(), tr.devices.read.get_state())
+    assert other._train_devices.instance == tr._train_devices.instance
+    # a checkpoint written before the devices section existed
+    plain = _trainer(tmp_path)
+    plain.save_checkpoint(tmp_path / "old.pt")
+    state = torch.load(tmp_path / "old.pt", weights_only=False)
+    del state["config"]["devices"], state["devices"]
+    torch.save(state, tmp_path / "old.pt")
+    _trainer(tmp_path).load_checkpoint(tmp_path / "old.pt")
+    with pytest.raises(ConfigError, match=r"devices\.t"):
+        _trainer(tmp_path, "devices.t=-1")
