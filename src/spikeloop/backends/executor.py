@@ -265,18 +265,18 @@ class ModelHooks:
         return y, after
 
 
-def neuron_device(node: Node) -> Callable[[Tensor, Any], Tensor] | None:
+def neuron_device(node: Node) -> Callable[[Tensor, Any, Any, Any], Tensor] | None:
     """The neuron device models a realisation attached to population ``node``, as one
-    ``(x_t, neuron_state) → x̃_t`` for :func:`~spikeloop.kernels.loop.run_population` (``None``:
-    none)."""
+    ``(x_t, neuron_state, p, c) → x̃_t`` for :func:`~spikeloop.kernels.loop.run_population`
+    (``None``: none)."""
     models = node_devices(node, NeuronDevice)
     if not models:
         return None
     ctx = device_context(node)
 
-    def current(x: Tensor, neuron: Any) -> Tensor:
+    def current(x: Tensor, neuron: Any, p: Any, c: Any) -> Tensor:
         for m in models:
-            x = m.current(x, neuron, ctx)
+            x = m.current(x, neuron, ctx, p, c)
         return x
 
     return current

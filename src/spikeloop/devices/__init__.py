@@ -15,7 +15,8 @@ from spikeloop.devices.base import (
     build_device,
     straight_through,
 )
+from spikeloop.devices.neuron import AnalogNeuron, transfer_curve
 
-__all__ = ["DEVICE_MODELS", "DeviceContext", "DeviceModel", "Devices", "MemoryDevice",
-           "NeuronDevice", "SynapseDevice", "build_device", "device_context", "node_devices",
-           "straight_through"]
+__all__ = ["DEVICE_MODELS", "AnalogNeuron", "DeviceContext", "DeviceModel", "Devices",
+           "MemoryDevice", "NeuronDevice", "SynapseDevice", "build_device", "device_context",
+           "node_devices", "straight_through", "transfer_curve"]

@@ -8,7 +8,7 @@ Three kinds, by what they change:
   per-step change of the projection's output, :meth:`SynapseDevice.output` (read noise drawn
   at every time step);
 - :class:`NeuronDevice` (on a population): the input current a device's neuron really
-  integrates, :meth:`NeuronDevice.current` ``(x_t, state) → x̃_t`` applied before every step
+  integrates, :meth:`NeuronDevice.current` ``(x_t, state, p, c) → x̃_t`` applied before every step
   of the neuron model (an analog neuron's transfer non-linearity);
 - :class:`MemoryDevice` (on a projection or a population of an integer chip): faults in the
   chip's integer memories (single-event upsets), applied by the chip's backend itself.
@@ -124,9 +124,11 @@ class NeuronDevice(DeviceModel):
 
     target: ClassVar[Target] = "population"
 
-    def current(self, x: Tensor, state: Any, ctx: DeviceContext) -> Tensor:
+    def current(self, x: Tensor, state: Any, ctx: DeviceContext, p: Any, c: Any) -> Tensor:
         """The input ``x [B, *shape]`` of one step as the device's neuron integrates it, given
-        the neuron state before the step (``state.v`` …)."""
+        the neuron state before the step (``state.v`` …), the parameter record ``p`` the
+        population runs with (a chip's own circuits' values on a chip) and its coefficients
+        ``c`` (:class:`~spikeloop.dynamics.Coefficients`: ``β``, input gains …)."""
         return x
 
     def unsupported(self, backend: str) -> str | None:

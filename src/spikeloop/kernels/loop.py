@@ -141,7 +141,7 @@ def run_population(
     record_current: bool = True,
     record_v: bool = True,
     cache: MutableMapping[str, Any] | None = None,
-    device: Callable[[Tensor, Any], Tensor] | None = None,
+    device: Callable[[Tensor, Any, Any, Any], Tensor] | None = None,
 ) -> tuple[Observables, PopulationState]:
     """Run ``model`` over ``x [T, B, *input]`` with parameters ``p`` (a record of
     ``model.params``); returns the observables and the final state.
@@ -159,8 +159,10 @@ def run_population(
     ``record_v``: return the membrane (``False``: ``v = None`` for spiking models; under
     ``torch.no_grad()`` it is then not written at all). Non-spiking models always return it.
     ``cache``: where to keep derived coefficients between calls (:func:`coefficients`).
-    ``device``: ``(x_t, neuron_state) → x̃_t``, the input of each step as a device's neuron
-    integrates it (:class:`~spikeloop.devices.NeuronDevice`); it needs the step loop, so the
+    ``device``: ``(x_t, neuron_state, p, c) → x̃_t``, the input of each step as a device's
+    neuron integrates it (:class:`~spikeloop.devices.NeuronDevice`; ``p`` the parameter record
+    run, ``c`` its coefficients, so a device knows ``v_leak``, ``v_threshold``, ``β``, the
+    input gains of the circuits it runs on); it needs the step loop, so the
     fused kernel is not used (``kernel="fused"`` raises).
     """
     spiking = model.spiking
@@ -198,7 +200,7 @@ def run_population(
         if recurrent is not None:
             x_t = x_t + recurrent(z)
         if device is not None:
-            x_t = device(x_t, neuron)
+            x_t = device(x_t, neuron, p, c)
         z, v, neuron = step(x_t, neuron, p, c, surrogate, obs_t)
         if record_v:
             vs.append(v)
