@@ -49,7 +49,7 @@ class Jitter(SynapseDevice):
 class Halve(NeuronDevice):
     """A neuron that integrates half its input."""
 
-    def current(self, x, state, ctx):
+    def current(self, x, state, ctx, p, c):
         return x * 0.5
 
 
