@@ -15,7 +15,8 @@ from spikeloop.devices.base import (
     build_device,
     straight_through,
 )
+from spikeloop.devices.faults import BitFlips, apply_flips, draw_flips, flip_bits
 
-__all__ = ["DEVICE_MODELS", "DeviceContext", "DeviceModel", "Devices", "MemoryDevice",
-           "NeuronDevice", "SynapseDevice", "build_device", "device_context", "node_devices",
-           "straight_through"]
+__all__ = ["DEVICE_MODELS", "BitFlips", "DeviceContext", "DeviceModel", "Devices", "MemoryDevice",
+           "NeuronDevice", "SynapseDevice", "apply_flips", "build_device", "device_context",
+           "draw_flips", "flip_bits", "node_devices", "straight_through"]
