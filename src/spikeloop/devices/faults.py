@@ -4,10 +4,11 @@ A particle that deposits enough charge in an SRAM cell or a register flips its b
 *single-event upset*, SEU); the stored integer changes by ``±2^k`` for bit ``k``, and a flip of
 the sign bit of a two's-complement word changes it by ``∓2^{w-1}`` (a weight 3 becomes −125 in
 int8). The usual fault model (e.g. Reagen et al., "Ares: a framework for quantifying the
-resilience of deep neural networks", DAC 2018) flips each bit independently with a probability
-``p``: :class:`BitFlips` says which memory, how often and when; :func:`flip_bits` is the
-operation on any integer-valued tensor. An integer chip's backend applies the model to its own
-memories (the Xylo-like chip: :mod:`spikeloop.chips.xylo.faults`).
+resilience of deep neural networks", DAC 2018; recalled, not read here) flips each bit
+independently with a probability ``p``: :class:`BitFlips` says which memory, how often and
+when; :func:`flip_bits` is the operation on any integer-valued tensor. An integer chip's
+backend applies the model to its own memories (the Xylo-like chip:
+:mod:`spikeloop.chips.xylo.faults`).
 
 Sampling: the flipped bits among ``n`` are drawn exactly, in ``O(n p)`` time, as the positions
 of the successes of ``n`` Bernoulli(``p``) trials: the gaps between successes are geometric,
