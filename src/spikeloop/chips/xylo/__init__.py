@@ -10,11 +10,13 @@ Registered as the ``"xylo"`` backend. Pure stages::
     config, report = quantize(layout)             # → XyloConfig (JSON) + QuantizationReport
     run = simulate(config, raster)                # integer simulator, [T, 16] event counts
     resource_use(config)                          # neurons, currents and weights used
+    memories(net.graph)                           # what BitFlips can hit: register, bits, size
 """
 
 from spikeloop.chips.xylo.backend import XyloBackend
 from spikeloop.chips.xylo.config import XyloConfig
 from spikeloop.chips.xylo.dynamics import XyloParams, XyloState
+from spikeloop.chips.xylo.faults import memories, sensitivity
 from spikeloop.chips.xylo.mapper import XyloLayout, map_graph
 from spikeloop.chips.xylo.qat import qat_run
 from spikeloop.chips.xylo.quantize import QuantizationReport, chip_tensors, quantize
@@ -24,6 +26,6 @@ from spikeloop.chips.xylo.spec import XyloSpec
 
 __all__ = [
     "QuantizationReport", "XyloBackend", "XyloConfig", "XyloLayout", "XyloParams",
-    "XyloRun", "XyloSpec", "XyloState", "XyloStream", "chip_tensors", "map_graph", "qat_run",
-    "quantize", "resource_use", "simulate", "simulate_many",
+    "XyloRun", "XyloSpec", "XyloState", "XyloStream", "chip_tensors", "map_graph", "memories",
+    "qat_run", "quantize", "resource_use", "sensitivity", "simulate", "simulate_many",
 ]

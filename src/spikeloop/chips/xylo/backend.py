@@ -23,6 +23,10 @@ membranes (:func:`~spikeloop.chips.xylo.simulator.limit_warnings`), and biases o
 that quantisation clipped to their registers; ``out.report.resources["clipped"]`` holds the
 counts.
 
+Bit flips: :class:`~spikeloop.devices.BitFlips` on a projection or population flips bits of
+its weight or state memory (chip mode only; :mod:`spikeloop.chips.xylo.faults`);
+``out.report.resources["bit_flips"]`` counts them by node and memory.
+
 Memory: a chip-mode run converts the chip's records into the observables chunk by chunk, so
 beyond the returned observables it does not grow with ``T``. With gradients enabled the
 in-the-loop replay runs only in a backward pass (``in_the_loop(..., deferred=True)``), where it
@@ -41,7 +45,7 @@ from torch import Tensor
 from spikeloop.backends.base import BACKENDS, BackendBase, require_host
 from spikeloop.backends.inloop import in_the_loop
 from spikeloop.checks import all_finite, check_sequence
-from spikeloop.chips.xylo import dynamics, engine
+from spikeloop.chips.xylo import dynamics, faults
 from spikeloop.chips.xylo.dynamics import StepRecord, Tally, XyloState, own_counts
 from spikeloop.chips.xylo.mapper import XyloLayout, map_graph
 from spikeloop.chips.xylo.qat import qat_run
@@ -49,7 +53,7 @@ from spikeloop.chips.xylo.quantize import METHODS, QuantizationReport, QuantMeth
 from spikeloop.chips.xylo.quantize import to_config as _to_config
 from spikeloop.chips.xylo.simulator import config_params, limit_warnings, raster
 from spikeloop.chips.xylo.spec import XyloSpec, spec_or_default
-from spikeloop.errors import ParameterError, StateError
+from spikeloop.errors import DeviceModelError, ParameterError, StateError
 from spikeloop.ir import Graph
 from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
 
@@ -132,7 +136,13 @@ class XyloBackend(BackendBase):
                                                 layout.num_outputs, self.spec.hidden_synapses)
         report = QuantizationReport(self.method)
         start = chip_state
+        plan = None
         t1 = time.perf_counter()
+        if self.mode == "qat" and faults.flipped_nodes(graph):
+            raise DeviceModelError(
+                f"bit flips on {faults.flipped_nodes(graph)} cannot run in the xylo 'qat' mode: "
+                "it is the differentiable model of the chip, not its integer memories; use "
+                "mode 'chip' (in-the-loop gradients)")
         if self.mode == "qat":
             tally = Tally()
             rec, chip_state, tensors = qat_run(layout, counts, chip_state, method=self.method,
@@ -145,10 +155,13 @@ class XyloBackend(BackendBase):
             with torch.no_grad():
                 tensors = chip_tensors(layout, self.method, self.spec, report)
                 params = config_params(_to_config(tensors).validate(self.spec), self.spec)
+                plan = faults.plan_flips(graph, layout, counts.shape[1], counts.shape[0], {
+                    "weights_in": tensors.shift_in, "weights_rec": tensors.shift_rec,
+                    "weights_out": tensors.shift_out}, self.spec)
                 # the records go chunk by chunk into the observables: memory beyond them
                 # does not grow with T (the gradient replay re-runs the chip when asked)
                 filler = _Filler(layout, x, tensors.scale, tensors.scale_out, self.spec)
-                _, chip_state, clipped = engine.run(counts, chip_state, params,
+                _, chip_state, clipped = faults.run(counts, chip_state, params, plan,
                                                     ("z", "v", "z_out", "v_out"), sink=filler)
             populations, events = filler.populations, filler.events
         t2 = time.perf_counter()
@@ -161,7 +174,8 @@ class XyloBackend(BackendBase):
             populations, graph.output.name, {"xylo": chip_state},
             ExecutionReport("xylo", wall=wall, resources=layout.summary() | {
                 "mode": self.mode, "quantisation": self.method,
-                "hidden_events": events, "clipped": clipped},
+                "hidden_events": events, "clipped": clipped}
+                | ({"bit_flips": plan.counts} if plan is not None else {}),
                 warnings=warnings),
         )
         if self.mode != "chip" or not torch.is_grad_enabled():
@@ -170,9 +184,9 @@ class XyloBackend(BackendBase):
             return in_the_loop(graph, x, out)
 
         def replay(_: Mapping[str, Observables]) -> dict[str, Observables]:
-            with torch.no_grad():  # the chip's records again (deterministic), all of them
-                records, _, _ = engine.run(counts, start, params)
-            rec = StepRecord(*(records[name] for name in engine.RECORDS))
+            with torch.no_grad():  # the chip's records again (the same flips), all of them
+                records, _, _ = faults.run(counts, start, params, plan)
+            rec = StepRecord(*(records[name] for name in StepRecord._fields))
             model, _, t = qat_run(layout, counts, start, method=self.method,
                                   spec=self.spec, observed=rec)
             return _observables(layout, x, model._asdict().__getitem__, t.scale, t.scale_out,
