@@ -15,7 +15,8 @@ from spikeloop.devices.base import (
     build_device,
     straight_through,
 )
+from spikeloop.devices.crossbar import Crossbar
 
-__all__ = ["DEVICE_MODELS", "DeviceContext", "DeviceModel", "Devices", "MemoryDevice",
+__all__ = ["DEVICE_MODELS", "Crossbar", "DeviceContext", "DeviceModel", "Devices", "MemoryDevice",
            "NeuronDevice", "SynapseDevice", "build_device", "device_context", "node_devices",
            "straight_through"]
