@@ -291,7 +291,8 @@ class Crossbar(SynapseDevice):
                 now = now + self.read_std * self._dg * _draw("normal", now.shape, ctx.read, now)
             ctx.memo[self] = alpha * self._unit(scale) * self.read_std * self._dg * (
                 len(g) ** 0.5)
-            return straight_through(w, alpha * self._read_back(now, scale))
+            w_dev = alpha * self._read_back(now, scale)
+        return straight_through(w, w_dev)
 
     def output(self, x: Tensor, y: Tensor, w: Tensor, ctx: DeviceContext) -> Tensor:
         if self not in ctx.memo:
