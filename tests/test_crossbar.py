@@ -29,7 +29,7 @@ def realised(net, name="fc1"):
 
 
 def uniform(shape, low=-1.0, high=1.0, seed=0):
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(1000 + seed)  # (a stream no device context uses)
     return low + (high - low) * torch.rand(shape, generator=g, dtype=F64)
 
 
@@ -137,6 +137,10 @@ def test_global_drift_compensation_restores_the_mean_weight_magnitude():
     assert float(late.abs().mean()) < 0.8 * float(at_t0.abs().mean())
     fixed = Crossbar(nu=0.05, nu_std=0.02, program_std=0.02, drift_compensation=True)
     torch.testing.assert_close(fixed.weights(w, ctx(t=1e5)).abs().mean(), at_t0.abs().mean())
+    noisy = Crossbar(nu=0.05, nu_std=0.02, read_std=0.02, drift_compensation=True)
+    means = [float(noisy.weights(w, ctx(t=t, seed=s)).abs().mean()) for t, s in
+             ((20.0, 1), (1e5, 2), (1e7, 3))]  # scaled to the reference read at t0: same mean
+    assert max(means) - min(means) < 1e-12 * means[0]
 
 
 def test_levels_give_at_most_that_many_conductances():

@@ -41,7 +41,9 @@ otherwise (:math:`t_0` = 20 s: aihwkit's ``PCMLikeNoiseModel.t_0``; aihwkit coun
 Global drift compensation (``drift_compensation``, the idea of aihwkit's
 ``GlobalDriftCompensation``: one output scale from a read-out of the whole array) multiplies
 the read weights by :math:`\alpha = \overline{|\tilde w(t_0)|} / \overline{|\tilde w(t)|}`
-(means over the layer, noise-free reads; aihwkit measures both with noisy read-outs).
+(means over the layer; both are reads, with read noise in ``read="inference"`` mode: the
+reference one read at :math:`t_0`, its noise drawn from ``ctx.program`` after the three draws
+below, so fixed per instance; the current one the run's own read).
 
 **IR drop** (``ir_drop`` :math:`r = R\,g_{max}`, :math:`R` one wire segment's resistance),
 first order in :math:`r`. Device :math:`(o, i)` (weight ``w[o, i]``; conv weights as their
@@ -262,6 +264,9 @@ class Crossbar(SynapseDevice):
                                  f"{float(a.min()):.3g} ≤ 0): it needs r·n ≪ 1")
         return (a * x * self.g_max).reshape(g.shape)
 
+    def _read_noise(self, g: Tensor, gen: torch.Generator) -> Tensor:
+        return self.read_std * self._dg * _draw("normal", g.shape, gen, g)
+
     def _unit(self, scale: float) -> float:
         """Weight per µS."""
         return (1 if self.differential else 2) * scale / self._dg
@@ -282,17 +287,20 @@ class Crossbar(SynapseDevice):
         with torch.no_grad():
             g, nu, scale = self._program(w.detach(), ctx)
             now = self._ir(self._drifted(g, nu, ctx.t))
-            alpha = torch.ones((), dtype=w.dtype, device=w.device)
-            if self.drift_compensation:
-                ref = self._read_back(self._ir(g), scale).abs().mean()
-                mean = self._read_back(now, scale).abs().mean()
-                alpha = torch.where(mean > 0, ref / mean.clamp(min=1e-30), alpha)
             if self.read_std > 0 and not self.per_step:
-                now = now + self.read_std * self._dg * _draw("normal", now.shape, ctx.read, now)
+                now = now + self._read_noise(now, ctx.read)
+            w_dev = self._read_back(now, scale)
+            alpha = torch.ones((), dtype=w.dtype, device=w.device)
+            if self.drift_compensation:  # reference: a read at t0, fixed per instance
+                at_t0 = self._ir(g)
+                if self.read_std > 0 and not self.per_step:
+                    at_t0 = at_t0 + self._read_noise(at_t0, ctx.program)
+                ref = self._read_back(at_t0, scale).abs().mean()
+                mean = w_dev.abs().mean()
+                alpha = torch.where(mean > 0, ref / mean.clamp(min=1e-30), alpha)
             ctx.memo[self] = alpha * self._unit(scale) * self.read_std * self._dg * (
                 len(g) ** 0.5)
-            w_dev = alpha * self._read_back(now, scale)
-        return straight_through(w, w_dev)
+        return straight_through(w, alpha * w_dev)
 
     def output(self, x: Tensor, y: Tensor, w: Tensor, ctx: DeviceContext) -> Tensor:
         if self not in ctx.memo:
