@@ -218,7 +218,9 @@ def _pct(x: float | None) -> str:
 
 
 def _cell(point: dict[str, Any]) -> str:
-    return show_mean_sd(100 * point["mean"], 100 * point["sd"], digits=1) + " %"
+    if point["sd"] is None:
+        return f"{100 * point['mean']:.1f} %"
+    return show_mean_sd(100 * point["mean"], 100 * point["sd"], digits=1)
 
 
 def table(result: dict[str, Any]) -> str:
@@ -284,7 +286,7 @@ def figure(result: dict[str, Any], path: Path) -> None:
     axes = fig.subplots(2, 3).ravel()
 
     def curve(ax: Any, xs: list[float], points: list[dict], label: str, style: str) -> None:
-        ax.errorbar(xs, [100 * p["mean"] for p in points], [100 * p["sd"] for p in points],
+        ax.errorbar(xs, [100 * p["mean"] for p in points], [100 * (p["sd"] or 0) for p in points],
                     fmt=style, capsize=3, label=label)
 
     panels = [("program_std", "crossbar programming variation σ (of the conductance range)"),
@@ -301,7 +303,8 @@ def figure(result: dict[str, Any], path: Path) -> None:
             if key == "drift_t":
                 curve(ax, xs, part["sweeps"]["ideal"]["drift_t_comp"],
                       f"{task}, ideal-trained, drift compensated", "^:")
-        ax.set(xlabel=xlabel, ylabel="test accuracy (%)", title=f"accuracy vs {xlabel.split(' (')[0]}")
+        ax.set(xlabel=xlabel, ylabel="test accuracy (%)",
+               title=f"accuracy vs {xlabel.split(' (')[0]}")
         ax.legend(fontsize=7)
     ax = axes[3]
     if result.get("steps"):

@@ -118,7 +118,9 @@ def _linear(
 def _conv(
     graph: Graph, node: Node, x: Tensor, state: Any, hooks: ModelHooks
 ) -> tuple[Tensor, None]:
-    return ops.conv(x, node.params["weight"], node.params.get("bias"), **node.settings), None
+    settings = {k: v for k, v in node.settings.items()
+                if k not in ("devices", "device_context")}  # (what a realisation attached)
+    return ops.conv(x, node.params["weight"], node.params.get("bias"), **settings), None
 
 
 @PROJECTIONS.register("Flatten")

@@ -15,10 +15,11 @@ from spikeloop.devices.base import (
     build_device,
     straight_through,
 )
+from spikeloop.devices.crossbar import Crossbar
 from spikeloop.devices.faults import BitFlips, apply_flips, draw_flips, flip_bits
 from spikeloop.devices.neuron import AnalogNeuron, transfer_curve
 
-__all__ = ["DEVICE_MODELS", "AnalogNeuron", "BitFlips", "DeviceContext", "DeviceModel", "Devices",
-           "MemoryDevice", "NeuronDevice", "SynapseDevice", "apply_flips", "build_device",
-           "device_context", "draw_flips", "flip_bits", "node_devices", "straight_through",
-           "transfer_curve"]
+__all__ = ["DEVICE_MODELS", "AnalogNeuron", "BitFlips", "Crossbar", "DeviceContext", "DeviceModel",
+           "Devices", "MemoryDevice", "NeuronDevice", "SynapseDevice", "apply_flips",
+           "build_device", "device_context", "draw_flips", "flip_bits", "node_devices",
+           "straight_through", "transfer_curve"]

@@ -21,7 +21,7 @@ backend sees the same realised weights: one option, no per-backend code.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
@@ -52,6 +52,9 @@ class DeviceContext:
             running stream, advanced by every run.
         t: time since programming in seconds (drift).
         training: whether the run builds a graph for a gradient (noise-aware training).
+        memo: what a model's :meth:`SynapseDevice.weights` leaves for its
+            :meth:`SynapseDevice.output` in the same run (one context per node and run), by
+            model.
     """
 
     node: str
@@ -59,6 +62,7 @@ class DeviceContext:
     read: torch.Generator
     t: float
     training: bool
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
