@@ -768,6 +768,8 @@ class Trainer:
         index = self._test_index(index, "plot_device_vs_sim")
         x = self.data["test"].batch(slice(index, index + 1))[0]
         hidden = next(n for n in self.network.graph.populations() if n.spiking)
+        if self.backend.with_dense(hidden.name, 0) is None:  # (e.g. the integer chip: its
+            return                                          # devices may not run on "sim")
         with torch.no_grad():
             sim = self.network(x, backend="sim")
             neuron = int(sim[hidden.name].spikes[:, 0].sum(0).argmax())
