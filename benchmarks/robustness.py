@@ -401,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d"), "instances": instances, "sweeps": sweeps,
         "reference": REFERENCE, "t_crossbar": T_CROSSBAR, "drift": DRIFT,
         "neuron_aware": NEURON_AWARE,
-        "fashion_mnist": {"epochs": FMNIST_EPOCHS, "T": FMNIST_T}, "flip_epochs": 1 if args.tiny else FLIP_EPOCHS,
+        "fashion_mnist": {"epochs": FMNIST_EPOCHS, "T": FMNIST_T},
+        "flip_epochs": 1 if args.tiny else FLIP_EPOCHS,
         "flips_aware": FLIPS_AWARE,
         "machine": {"torch": torch.__version__, "cpu": platform.machine(), "threads": 1},
         "crossbar": {}, "neurons": {}, "steps": [], "flips": None}
