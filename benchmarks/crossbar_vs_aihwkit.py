@@ -11,17 +11,23 @@ it, only spikeloop's side is printed.
 Times: aihwkit's ``t_inference`` counts from its ``t_0`` = 20 s; spikeloop's ``t`` counts from
 programming, so ``t = t_inference + 20 s``.
 
-Usage::
+Usage (``AIHWKIT`` a checkout of github IBM/aihwkit; the results in
+``benchmarks/results/crossbar_vs_aihwkit.{json,md}`` were made at its commit
+``4545f11b5214c5e3c6b9d293053bbf8baf74e110``)::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/crossbar_vs_aihwkit.py \\
-        --aihwkit-src /tmp/aihw_src/src --n 256
+        --aihwkit-src $AIHWKIT/src --n 256 --out benchmarks/results/crossbar_vs_aihwkit
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import shlex
 import sys
+import time
+from pathlib import Path
 
 import torch
 
@@ -72,11 +78,13 @@ def main() -> None:
     parser.add_argument("--aihwkit-src", default=None)
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md")
     args = parser.parse_args()
     if args.aihwkit_src:
         sys.path.insert(0, args.aihwkit_src)
-    print("preset constants from aihwkit's curves:",
-          {k: round(v, 4) for k, v in preset_constants().items()})
+    constants = preset_constants()
+    print("preset constants from aihwkit's curves:", {k: round(v, 4) for k, v in constants.items()})
+    rows = []
     gen = torch.Generator().manual_seed(args.seed + 12345)  # not the devices' read stream
     w = torch.randn(args.n, args.n, generator=gen) * 0.1
     w_max = float(w.abs().max())
@@ -93,6 +101,41 @@ def main() -> None:
                 err_a = float((w_t - a * w).pow(2).mean().sqrt()) / w_max
                 print(f"{t_inf:10.3g} | {name:9} | {comp!s:5} | {ratio:.4f} | {err:.4f} | "
                       f"{err_a:.4f}")
+                rows.append({"t_inference": t_inf, "model": name, "compensated": comp,
+                             "mean_ratio": ratio, "rms_error": err, "rms_error_scaled": err_a})
+    if args.out is not None:
+        shown = shlex.join(sys.argv[1:]).replace(shlex.quote(args.aihwkit_src or "\0"),
+                                                 "$AIHWKIT/src")
+        result = {"command": f"python benchmarks/crossbar_vs_aihwkit.py {shown}",
+                  "date": time.strftime("%Y-%m-%d"), "n": args.n, "seed": args.seed,
+                  "preset": {k: getattr(Crossbar.pcm(), k) for k in
+                             ("program_std", "read_std", "nu", "nu_std", "t0", "g_max")},
+                  "aihwkit_curve_means": constants, "rows": rows}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+        args.out.with_suffix(".md").write_text(table(result))
+
+
+def table(result: dict) -> str:
+    """The markdown table of ``result`` (what docs/devices.md includes)."""
+    lines = ["| t_inference | compensated | " + " | ".join(
+        f"{m}: {q}" for m in ("spikeloop", "aihwkit")
+        for q in ("mean \\|w̃\\| / mean \\|w\\|", "rms(w̃ − w) / w_max")) + " |",
+             "|---:|---|---:|---:|---:|---:|"]
+    by = {(r["t_inference"], r["compensated"], r["model"]): r for r in result["rows"]}
+    for t, comp in sorted({(r["t_inference"], r["compensated"]) for r in result["rows"]}):
+        cells = []
+        for m in ("spikeloop", "aihwkit"):
+            r = by.get((t, comp, m))
+            cells += (["–", "–"] if r is None
+                      else [f"{r['mean_ratio']:.3f}", f"{r['rms_error']:.3f}"])
+        lines.append(f"| {t:g} s | {'yes' if comp else 'no'} | " + " | ".join(cells) + " |")
+    p = result["preset"]
+    lines += ["", f"{result['n']} × {result['n']} weights N(0, 0.1²); `Crossbar.pcm()`: "
+              f"program_std {p['program_std']:g}, read_std {p['read_std']:g}, ν {p['nu']:g} ± "
+              f"{p['nu_std']:g}, t0 {p['t0']:g} s, g_max {p['g_max']:g} µS. Command: "
+              f"`{result['command']}` ({result['date']})."]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -316,7 +316,7 @@ def figure(result: dict[str, Any], path: Path) -> None:
                     fmt=style, capsize=3, label=label)
 
     panels = [("program_std", "crossbar programming variation σ (of the conductance range)"),
-              ("drift_t", "time since programming (s)"),
+              ("drift_t", "time since programming (s; 0 drawn at 1 s)"),
               ("stuck", "fraction of stuck devices (half on, half off)")]
     for ax, (key, xlabel) in zip(axes, panels, strict=False):
         xs = sw["drift_t"] if key == "drift_t" else sw[key]
@@ -337,19 +337,24 @@ def figure(result: dict[str, Any], path: Path) -> None:
         ts = [r["T"] for r in result["steps"]]
         for kind, style in (("ideal", "o-"), ("aware", "s--")):
             ax.plot(ts, [100 * r[kind]["clean"] for r in result["steps"]], style, alpha=0.5,
-                    label=f"{kind}-trained, ideal crossbar")
+                    label=f"{kind}-trained, ideal devices")
             curve(ax, ts, [r[kind]["crossbar"] for r in result["steps"]],
                   f"{kind}-trained, non-ideal crossbar", style)
-        ax.set(xscale="log", xlabel="time steps T", ylabel="test accuracy (%)",
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ts, [str(t) for t in ts])
+        ax.set(xlabel="time steps T", ylabel="test accuracy (%)",
                title="Fashion-MNIST: accuracy vs time steps on a crossbar")
         ax.legend(fontsize=7)
     ax = axes[4]
+    colours = iter(f"C{k}" for k in range(10))
     for task, part in result.get("neurons", {}).items():
         for kind, style in (("ideal", "o-"), ("aware", "s--")):
+            colour = next(colours)
             curve(ax, sw["compression"], part[kind]["voltage"],
                   f"{task}, {kind}-trained, voltage domain", style)
-            ax.axhline(100 * part[kind]["time"]["mean"], ls=":", lw=1,
-                       label=f"{task}, {kind}-trained, time domain")
+            ax.lines[-1].set_color(colour)
+            ax.axhline(100 * part[kind]["time"]["mean"], ls=":", lw=1, color=colour,
+                       label=f"{task}, {kind}-trained, time domain (dotted)")
     ax.set(xlabel="voltage-domain gain compression α", ylabel="test accuracy (%)",
            title="analog neurons: voltage vs time domain")
     ax.legend(fontsize=7)
@@ -358,9 +363,12 @@ def figure(result: dict[str, Any], path: Path) -> None:
         rates = [max(r, 1e-5) for r in sw["flip_rate"]]
         for label, points in result["flips"]["memories"].items():
             curve(ax, rates, points, label, "o-" if "inference" in label else "s--")
-        ax.set(xscale="log", xlabel="bit-flip probability per bit (per inference or per step)",
+        for kind, style in (("control", "k-"), ("aware", "k:")):
+            curve(ax, rates, result["flips"][kind]["weights"],
+                  f"fc1 + fc2 weights per inference, {kind} (in-the-loop trained)", style)
+        ax.set(xscale="log", xlabel="bit-flip probability per bit (0 drawn at 1e-5)",
                ylabel="test accuracy (%)", title="integer chip: bit flips by memory (Yin-Yang)")
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=5)
     fig.suptitle("Device non-idealities: ideal-trained vs noise-aware-trained networks "
                  f"(mean ± sd over {result['instances']} device instances)")
     FigureCanvasAgg(fig).print_png(str(path))
