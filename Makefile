@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint docs venv clean yinyang-bench bench bench-scaling bench-contention bench-distributed \
 	eventprop-bench event-memory memory-task xylo-example xylo-long nir-matrix data fashion-mnist \
 	fashion-mnist-fc fashion-mnist-conv fashion-mnist-conv-surrogate fashion-mnist-conv-bn local-learning digits shd spoken-digits spoken-digits-train keywords ambient espeak-ng kws-bench data-bench \
-	temporal-audio delays-bench
+	temporal-audio delays-bench robustness
 
 # NIR cross-framework test peers that require torch: installed with --no-deps (their light
 # dependencies come from the `test` extra and nir), then torch is checked to be the pinned one.
@@ -55,6 +55,11 @@ event-memory: $(STAMP)
 # Store-and-recall memory task: LIF against adaptive LIF, 6 models × 3 seeds (docs/memory-task.md).
 memory-task: $(STAMP)
 	$(PY) benchmarks/memory_task.py
+
+# Device non-idealities (docs/devices.md): ideal- against noise-aware-trained networks on
+# crossbars, analog neurons and bit flips; about an hour on one core.
+robustness: $(STAMP) fashion-mnist
+	OMP_NUM_THREADS=1 $(PY) benchmarks/robustness.py
 
 # Integer (Xylo-like) chip: float / quantised / QAT / in the loop / streaming on the integer sim.
 xylo-example: $(STAMP)

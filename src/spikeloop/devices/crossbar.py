@@ -115,7 +115,8 @@ class Crossbar(SynapseDevice):
     """A memristive crossbar holding a projection's weights (equations: module docstring).
 
     Args:
-        g_max, g_min: conductance range in µS (``g_max > g_min ≥ 0``).
+        g_max: top of the conductance range in µS (``g_max > g_min``).
+        g_min: bottom of the conductance range in µS (``≥ 0``).
         w_max: weight mapped to ``g_max`` (``None``: ``max|w|`` of the layer at programming).
         differential: two devices per weight (``True``) or one against a reference column.
         levels: conductance levels (≥ 2), ``None``: analog.
@@ -123,10 +124,12 @@ class Crossbar(SynapseDevice):
         read_std: read noise, relative to ``g_max − g_min`` (≥ 0).
         read: ``"inference"`` (read noise once per run) or ``"step"`` (at every step;
             'sim' backend, ``Linear`` projections only).
-        nu, nu_std: mean and spread of the drift exponent (≥ 0).
+        nu: mean of the drift exponent (≥ 0).
+        nu_std: spread of the drift exponent across devices (≥ 0).
         t0: first read after programming in s (> 0); drift acts for ``t > t0``.
         drift_compensation: global drift compensation of the read weights.
-        stuck_on, stuck_off: probabilities of a device stuck at ``g_max`` / ``g_min``.
+        stuck_on: probability of a device stuck at ``g_max``.
+        stuck_off: probability of a device stuck at ``g_min`` (``stuck_on + stuck_off ≤ 1``).
         ir_drop: ``R_wire_segment · g_max`` (≥ 0; 0: no IR drop).
 
     Raises:
