@@ -1,6 +1,7 @@
 """Fixtures shared by test modules."""
 
 import pytest
+import torch
 
 from spikeloop.kernels import native
 
@@ -14,3 +15,15 @@ def engine(request, monkeypatch):
     else:
         monkeypatch.setenv("SPIKELOOP_NATIVE", "0")
     return request.param
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread while the test runs, the thread count restored after it: on a machine
+    whose cores are busy with other jobs the native loops' OpenMP regions wait for their
+    slowest thread, which makes many short calls up to 100× slower with 2 threads (same
+    results); benchmarks' ``main()`` set one thread themselves."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -127,16 +127,6 @@ CHECKS = {
 """What a page's examples must have done, beyond running without an error."""
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread while the examples run: on a machine whose cores are busy with other
-    jobs the native loops' OpenMP regions wait for their slowest thread, which makes the many
-    short calls of ``mode="step"`` up to 100× slower with 2 threads (same results)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.mark.parametrize("page", pages_with("python"))
 def test_python_blocks_run(page, tmp_path, monkeypatch, capsys, one_thread):

@@ -17,13 +17,6 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import memory_task  # noqa: E402
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)  # main() sets one thread
-
-
 def test_tiny_training_writes_results_table_and_figure(tmp_path, one_thread, capsys):
     out = tmp_path / "memory"
     assert memory_task.main(["--tiny", "--models", "lif", "adlif", "--seeds", "0", "1",

@@ -8,20 +8,10 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import robustness  # noqa: E402
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)  # main() sets one thread
 
 
 def test_tiny_run_writes_every_part(tmp_path, one_thread, capsys):
