@@ -108,7 +108,8 @@ def test_backends_without_integer_memories_refuse(backend):
 def test_qat_mode_refuses_and_the_input_is_no_memory():
     net = net_two_layers()
     net.devices = Devices({"hidden": BitFlips(0.01)})
-    with pytest.raises(DeviceModelError, match="qat"):
+    with pytest.raises(DeviceModelError, match=r"'xylo' \(mode 'qat'\) backend: it needs a "
+                       "backend that holds weights and neuron states in integer memories"):
         net(raster(), backend={"name": "xylo", "mode": "qat"})
     net.devices = Devices({"input": BitFlips(0.01)})
     with pytest.raises(DeviceModelError, match="input"):

@@ -8,6 +8,7 @@ import re
 import pytest
 import torch
 
+from spikeloop.backends import SimBackend
 from spikeloop.devices import DEVICE_MODELS, Crossbar, Devices, build_device
 from spikeloop.errors import DeviceModelError, ParameterError
 from spikeloop.network import Network
@@ -18,6 +19,9 @@ F64 = torch.float64
 IDEAL = {"levels": None, "program_std": 0.0, "read_std": 0.0, "stuck_on": 0.0,
          "stuck_off": 0.0, "nu": 0.0, "ir_drop": 0.0}
 
+SIM = SimBackend()
+"""The backend the realisations are for."""
+
 
 def ctx(instance=0, t=0.0, seed=0):
     """A fresh context (fresh programming generator) of node 'fc'."""
@@ -25,7 +29,7 @@ def ctx(instance=0, t=0.0, seed=0):
 
 
 def realised(net, name="fc1"):
-    return net.devices.realise(net.graph, "sim")[name].params["weight"]
+    return net.devices.realise(net.graph, SIM)[name].params["weight"]
 
 
 def uniform(shape, low=-1.0, high=1.0, seed=0):
@@ -227,7 +231,7 @@ def test_per_step_read_noise_acts_in_the_simulator():
     x = (torch.rand(30, 4, 6, generator=torch.Generator().manual_seed(0)) < 0.3).float()
     with torch.no_grad():
         ideal = small_net(Crossbar())(x)
-        noisy = small_net(Crossbar(read_std=0.05, read="step"))(x)
+        noisy = small_net(Crossbar(read_std=0.2, read="step"))(x)
     diff = (noisy["hidden"].v - ideal["hidden"].v).abs().amax((1, 2))
     assert bool((diff > 0).all())  # the hidden input perturbed at every step
     assert int(ideal["hidden"].spikes.sum()) > 0
@@ -278,8 +282,17 @@ def test_ir_drop_beyond_first_order_raises():
 @pytest.mark.parametrize("backend", ["chip", "xylo", "event"])
 def test_per_step_read_noise_is_refused_off_the_simulator(backend):
     net = small_net(Crossbar(read_std=0.01, read="step"))
-    with pytest.raises(DeviceModelError, match="per-step read noise"):
+    with pytest.raises(DeviceModelError, match="needs a backend that evaluates projections "
+                       r"step by step .*\('sim' without checkpoint\)"):
         net(torch.zeros(5, 1, 6), backend=backend)
+
+
+def test_per_step_read_noise_is_refused_with_checkpointed_windows():
+    """A checkpointed window is simulated again in the backward pass: its per-step noise would
+    be drawn anew, the gradient taken at other values than the forward pass's."""
+    net = small_net(Crossbar(read_std=0.01, read="step"))
+    with pytest.raises(DeviceModelError, match="cannot run on the 'sim' backend"):
+        net(torch.zeros(5, 1, 6), backend={"name": "sim", "checkpoint": 2})
 
 
 def test_refused_on_a_population_a_conv_per_step_and_a_negative_time():

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+from spikeloop.backends import SimBackend
 from spikeloop.devices import (
     DEVICE_MODELS,
     Devices,
@@ -19,6 +20,9 @@ from spikeloop.errors import ConfigError, DeviceModelError, ParameterError, Unkn
 from spikeloop.network import Network
 from spikeloop.nn import LIF, CubaLI, Input, Linear
 from spikeloop.training import Trainer, load_config
+
+SIM = SimBackend()
+"""The backend the realisations are for."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ def x_in(T=40, B=3):
 
 def test_no_devices_realise_the_same_graph_object():
     n = net()
-    assert n.devices.realise(n.graph, "sim") is n.graph
+    assert n.devices.realise(n.graph, SIM) is n.graph
 
 
 def test_a_synapse_device_equals_the_network_with_those_weights():
@@ -88,7 +92,7 @@ def test_a_synapse_device_equals_the_network_with_those_weights():
 def test_the_wildcard_reaches_every_weighted_projection_also_recurrent_ones():
     a = net(recurrent=True)
     a.devices = {"*": Scale(0.5)}
-    realised = a.devices.realise(a.graph, "sim")
+    realised = a.devices.realise(a.graph, SIM)
     for node in a.graph.projections():
         got = realised[node.name].params["weight"]
         assert torch.equal(got, node.params["weight"] * 0.5), node.name
@@ -105,19 +109,19 @@ def test_gradients_pass_straight_through_to_the_layer():
 def test_a_programming_instance_is_fixed_and_the_read_stream_runs_on():
     d = Devices({"fc1": Jitter(0.2, read_std=0.0)})
     n = net()
-    w1 = d.realise(n.graph, "sim")["fc1"].params["weight"]
-    w2 = d.realise(n.graph, "sim")["fc1"].params["weight"]
+    w1 = d.realise(n.graph, SIM)["fc1"].params["weight"]
+    w2 = d.realise(n.graph, SIM)["fc1"].params["weight"]
     assert torch.equal(w1, w2)
     d.program()
     assert d.instance == 1 and d.t == 0.0
-    assert not torch.equal(d.realise(n.graph, "sim")["fc1"].params["weight"], w1)
+    assert not torch.equal(d.realise(n.graph, SIM)["fc1"].params["weight"], w1)
     r = Devices({"fc1": Jitter(0.0, read_std=0.1)})
-    assert not torch.equal(r.realise(n.graph, "sim")["fc1"].params["weight"],
-                           r.realise(n.graph, "sim")["fc1"].params["weight"])
+    assert not torch.equal(r.realise(n.graph, SIM)["fc1"].params["weight"],
+                           r.realise(n.graph, SIM)["fc1"].params["weight"])
     state = r.state()
-    again = [r.realise(n.graph, "sim")["fc1"].params["weight"] for _ in range(2)]
+    again = [r.realise(n.graph, SIM)["fc1"].params["weight"] for _ in range(2)]
     r.load_state(state)
-    assert torch.equal(r.realise(n.graph, "sim")["fc1"].params["weight"], again[0])
+    assert torch.equal(r.realise(n.graph, SIM)["fc1"].params["weight"], again[0])
 
 
 def test_a_neuron_device_changes_every_step_of_the_loop():
@@ -208,5 +212,55 @@ def test_checkpoints_keep_the_devices_and_old_checkpoints_still_load(tmp_path):
     del state["config"]["devices"], state["devices"]
     torch.save(state, tmp_path / "old.pt")
     _trainer(tmp_path).load_checkpoint(tmp_path / "old.pt")
-    with pytest.raises(ConfigError, match=r"devices\.t"):
-        _trainer(tmp_path, "devices.t=-1")
+    with pytest.raises(ConfigError, match=r"devices: t .* drift time cannot be negative"):
+        load_config("configs/yinyang.yaml", ["devices.t=-1"])
+    with pytest.raises(ConfigError, match="no_such_model"):  # models are checked at load time
+        load_config("configs/yinyang.yaml", ["devices.models={fc1: {name: no_such_model}}"])
+    with pytest.raises(ConfigError, match=r"train\.method vdsp runs the network without its "
+                       "devices"):
+        _trainer(tmp_path, "devices.models={fc1: {name: test_jitter}}", "train.method=vdsp")
+
+
+def test_the_wildcard_attaches_only_where_a_model_can_act():
+    from spikeloop.devices import AnalogNeuron, Crossbar
+    from spikeloop.nn import BatchNorm, Conv2d, Flatten
+
+    torch.manual_seed(0)
+    conv = Network({"input": Input((1, 6, 6)), "conv1": Conv2d(1, 2, 3, padding=1),
+                    "conv1_bn": BatchNorm(2), "c1": LIF((2, 6, 6)), "flat": Flatten(),
+                    "fc": Linear(72, 3), "hidden": LIF(3, recurrent=True), "fc2": Linear(3, 2),
+                    "output": CubaLI(2)})
+    conv.eval()
+    devices = Devices({"*": [Crossbar(levels=8), AnalogNeuron("voltage", compression=0.5)]})
+    attached = {n.name: [type(m).__name__ for m in devices.of(n)] for n in conv.graph.nodes
+                if devices.of(n)}
+    assert attached == {"conv1": ["Crossbar"], "c1": ["AnalogNeuron"], "fc": ["Crossbar"],
+                        "hidden": ["AnalogNeuron"], "hidden.recurrent": ["Crossbar"],
+                        "fc2": ["Crossbar"]}  # not the BatchNorm's gain, not the LI readout
+    conv.devices = devices
+    assert conv(torch.rand(4, 2, 1, 6, 6)).output.v.shape == (4, 2, 2)
+    # per-step read noise only where the executor's hook draws it: feed-forward Linear
+    step = Devices({"*": Crossbar(read_std=0.1, read="step")})
+    assert [n.name for n in conv.graph.nodes if step.of(n)] == ["fc", "fc2"]
+    with pytest.raises(DeviceModelError, match=r"devices\['\*'\]: no node"):
+        Devices({"*": AnalogNeuron("time")}).check(Network({"input": Input(2), "fc": Linear(2, 2),
+                                               "output": CubaLI(2)}).graph, SIM)
+
+
+def test_training_streams_are_not_the_evaluation_streams_and_errors_restore_the_devices(
+        tmp_path, monkeypatch):
+    ev, tr = Devices({"fc1": Jitter(0.2)}), Devices({"fc1": Jitter(0.2)}, stream="train")
+    n = net()
+    assert not torch.equal(ev.realise(n.graph, SIM)["fc1"].params["weight"],
+                           tr.realise(n.graph, SIM)["fc1"].params["weight"])
+    assert not torch.equal(ev.read.get_state(), tr.read.get_state())
+    trainer = _trainer(tmp_path, "devices={models: {'*': {name: test_jitter}}, train: true}")
+
+    def fail(*args, **kwargs):
+        assert trainer.network.devices is trainer._train_devices
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(trainer, "_objective", fail)
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.train_epoch()
+    assert trainer.network.devices is trainer.devices and not trainer.network.training

@@ -85,6 +85,9 @@ class BackendBase:
 
     streaming: bool = True
     accepts_events: bool = False
+    device_support: frozenset[str] = frozenset({"weights"})
+    """What it can run of device models (:data:`spikeloop.devices.base.CAPABILITIES`): by
+    default the realised weights of the graph it is given."""
 
     def get_rng_state(self) -> Tensor | None:
         """``None``: this backend draws no random numbers of its own."""

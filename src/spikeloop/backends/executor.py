@@ -118,9 +118,7 @@ def _linear(
 def _conv(
     graph: Graph, node: Node, x: Tensor, state: Any, hooks: ModelHooks
 ) -> tuple[Tensor, None]:
-    settings = {k: v for k, v in node.settings.items()
-                if k not in ("devices", "device_context")}  # (what a realisation attached)
-    return ops.conv(x, node.params["weight"], node.params.get("bias"), **settings), None
+    return ops.conv(x, node.params["weight"], node.params.get("bias"), **node.settings), None
 
 
 @PROJECTIONS.register("Flatten")

@@ -94,6 +94,14 @@ class SimBackend(BackendBase):
                                      f"of names to fields, got {self.record!r}")
             object.__setattr__(self, "record", tuple(self.record))
 
+    @property
+    def device_support(self) -> frozenset[str]:
+        """Device models it runs (:data:`spikeloop.devices.base.CAPABILITIES`): realised
+        weights, neuron devices in the step loop, and per-step projection devices — except
+        with ``checkpoint``, whose recomputed windows would draw their noise again."""
+        return frozenset({"weights", "step_loop"} | (
+            {"projection_hook"} if self.checkpoint is None else set()))
+
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickle and deep-copy by the constructor's arguments (the read-only ``record``
         mapping itself cannot be pickled)."""

@@ -5,9 +5,10 @@ between runs: the *programming instance* (which fixed pattern of device variatio
 the weights were programmed into), the time since programming (drift) and the running
 stream of read noise. :meth:`Devices.realise` turns a traced graph into the graph a backend
 runs: projection weights replaced by what the devices hold (with the model's gradient), and
-the models of populations and integer memories attached to their nodes' settings
-(``settings["devices"]``, ``settings["device_context"]``), where the step loop and the
-integer chip read them.
+every node's models and their random context attached to it (``Node.devices``,
+``Node.device_context``), where the step loop, the executor's projection hook and the integer
+chip read them. Whether a backend can run a model is a capability it declares
+(``device_support``, :data:`~spikeloop.devices.base.CAPABILITIES`), not its name.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class Devices(Mapping[str, tuple[DeviceModel, ...]]):
         instance: the programming instance (seed of the device variation and faults).
         t: seconds since programming (drift), ≥ 0.
         seed: start of the read-noise stream.
+        stream: a name that separates these devices' random streams from others' with the
+            same instance and seed (e.g. ``"train"``: the instances a noise-aware training
+            draws are never the ones it is evaluated on).
 
     Raises:
         DeviceModelError: a value that is not a device model.
@@ -58,7 +62,7 @@ class Devices(Mapping[str, tuple[DeviceModel, ...]]):
     """
 
     def __init__(self, models: Mapping[str, Any] | None = None, *, instance: int = 0,
-                 t: float = 0.0, seed: int = 0) -> None:
+                 t: float = 0.0, seed: int = 0, stream: str = "") -> None:
         if models is not None and not isinstance(models, Mapping):
             raise DeviceModelError(f"devices must map node names to device models, got "
                                    f"{show(models)}")
@@ -66,9 +70,11 @@ class Devices(Mapping[str, tuple[DeviceModel, ...]]):
         self.instance = check_int(instance, "devices: instance", 0)
         self.t = t
         self.seed = check_int(seed, "devices: seed", 0)
+        self.stream = str(stream)
         # the read stream's seed is a hash of ``seed``: never torch.manual_seed(seed)'s own
         # stream, which test data drawn with the same seed would be correlated with
-        self.read = torch.Generator().manual_seed(zlib.crc32(f"read:{self.seed}".encode()))
+        self.read = torch.Generator().manual_seed(
+            zlib.crc32(f"read:{self.stream}:{self.seed}".encode()))
 
     # -- mapping of node names to models
     def __getitem__(self, name: str) -> tuple[DeviceModel, ...]:
@@ -102,23 +108,23 @@ class Devices(Mapping[str, tuple[DeviceModel, ...]]):
 
     # -- checks and realisation
     def of(self, node: Node) -> tuple[DeviceModel, ...]:
-        """The models acting on ``node``: its own, then those of ``"*"`` whose kind it is."""
+        """The models acting on ``node``: its own, then those of ``"*"`` that can act on it."""
         own = self._models.get(node.name, ())
         wild = tuple(m for m in self._models.get(WILDCARD, ()) if _fits(m, node))
         return own + wild
 
-    def check(self, graph: Graph, backend: str) -> None:
+    def check(self, graph: Graph, backend: Any) -> None:
         """Raise :class:`DeviceModelError` unless every model's node exists, is of the kind
-        the model acts on, and ``backend`` can run it."""
+        the model acts on, and ``backend`` (a backend object) can run it."""
         for name, models in self._models.items():
             if name == WILDCARD:
-                if not any(_fits(m, n) for m in models for n in graph.nodes):
-                    raise DeviceModelError(f"devices['*']: no node of the network is of a kind "
-                                           f"{[type(m).__name__ for m in models]} act on")
-                for node in graph.nodes:
-                    for m in models:
-                        if _fits(m, node):
-                            m.check_backend(node, backend)
+                for m in models:
+                    nodes = [n for n in graph.nodes if _fits(m, n)]
+                    if not nodes:
+                        raise DeviceModelError(f"devices['*']: no node of the network is one "
+                                               f"{type(m).__name__} can act on")
+                    for node in nodes:
+                        m.check_backend(node, backend)
                 continue
             if name not in graph.nodes_by_name:
                 known = [n.name for n in graph.nodes if n.kind in ("projection", "population")]
@@ -131,13 +137,14 @@ class Devices(Mapping[str, tuple[DeviceModel, ...]]):
 
     def context(self, node: str, training: bool) -> DeviceContext:
         """The :class:`DeviceContext` of ``node`` for one run."""
-        key = zlib.crc32(f"{self.instance}:{node}".encode())
+        key = zlib.crc32(f"{self.stream}:{self.instance}:{node}".encode())
         program = torch.Generator().manual_seed(key)
         return DeviceContext(node, program, self.read, self.t, training)
 
-    def realise(self, graph: Graph, backend: str) -> Graph:
-        """The graph ``backend`` runs: every device model applied (see the module docstring).
-        A graph without devices is returned as it is."""
+    def realise(self, graph: Graph, backend: Any) -> Graph:
+        """The graph ``backend`` (a backend object: its ``device_support`` says what it can
+        run, :data:`~spikeloop.devices.base.CAPABILITIES`) runs: every device model applied
+        (see the module docstring). A graph without devices is returned as it is."""
         if not self._models:
             return graph
         self.check(graph, backend)
@@ -158,8 +165,8 @@ class Devices(Mapping[str, tuple[DeviceModel, ...]]):
                         raise ParameterError(f"{type(m).__name__}.weights changed the weights' "
                                              f"shape or dtype on {node.name!r}")
                     params["weight"] = w_dev
-            settings = dict(node.settings) | {"devices": models, "device_context": ctx}
-            nodes.append(replace(node, params=params, settings=settings, cache=node.cache))
+            nodes.append(replace(node, params=params, cache=node.cache, devices=models,
+                                 device_context=ctx))
         return Graph(tuple(nodes))
 
     # -- checkpoints
@@ -175,22 +182,25 @@ class Devices(Mapping[str, tuple[DeviceModel, ...]]):
 
 
 WILDCARD = "*"
-"""The key of :class:`Devices` whose models act on every node of their kind."""
+"""The key of :class:`Devices` whose models act on every node they can act on."""
 
 
 def _fits(model: DeviceModel, node: Node) -> bool:
-    """Whether ``model`` acts on ``node`` by kind (what ``"*"`` attaches it to)."""
-    if model.target == "projection":
-        return node.kind == "projection" and "weight" in node.params
-    return node.kind == "population"
+    """Whether ``model`` can act on ``node`` (what ``"*"`` attaches it to): its
+    :meth:`~spikeloop.devices.DeviceModel.check_node` passes."""
+    try:
+        model.check_node(node)
+    except DeviceModelError:
+        return False
+    return True
 
 
 def node_devices(node: Node, kind: type[DeviceModel]) -> tuple[Any, ...]:
     """The realised models of ``kind`` on ``node`` (empty if none)."""
-    return tuple(m for m in node.settings.get("devices", ()) if isinstance(m, kind))
+    return tuple(m for m in node.devices if isinstance(m, kind))
 
 
 def device_context(node: Node) -> DeviceContext:
     """The :class:`DeviceContext` a realisation attached to ``node``."""
-    return node.settings["device_context"]
+    return node.device_context
 

@@ -33,8 +33,8 @@ from spikeloop.registry import Registry
 if TYPE_CHECKING:
     from spikeloop.ir import Node
 
-__all__ = ["DEVICE_MODELS", "DeviceContext", "DeviceModel", "MemoryDevice", "NeuronDevice",
-           "SynapseDevice", "build_device", "straight_through"]
+__all__ = ["CAPABILITIES", "DEVICE_MODELS", "DeviceContext", "DeviceModel", "MemoryDevice",
+           "NeuronDevice", "SynapseDevice", "build_device", "device_support", "straight_through"]
 
 Target = Literal["projection", "population"]
 
@@ -65,22 +65,39 @@ class DeviceContext:
     memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
+CAPABILITIES: dict[str, str] = {
+    "weights": "runs the projection weights of the graph it is given",
+    "step_loop": "runs populations through the neuron model's step loop",
+    "projection_hook": "evaluates projections step by step through the graph executor's "
+                       "projection hook, each time step once",
+    "integer_memories": "holds weights and neuron states in integer memories",
+}
+"""What a backend can do for device models, by name. A backend declares the ones it offers
+in its attribute ``device_support`` (default: ``{"weights"}``: every backend runs the graph's
+weights); a model says which it needs in :meth:`DeviceModel.requires`."""
+
+
+def device_support(backend: Any) -> frozenset[str]:
+    """The :data:`CAPABILITIES` ``backend`` offers (its ``device_support``, default
+    ``{"weights"}``)."""
+    return frozenset(getattr(backend, "device_support", {"weights"}))
+
+
 @dataclass(frozen=True)
 class DeviceModel:
     """Base of every device model: a frozen, comparable value.
 
     Subclasses set ``target`` (``"projection"`` or ``"population"``) and ``name`` (the
-    registry name used in configs), and say in :meth:`unsupported` which backends cannot run
-    them.
+    registry name used in configs), and say in :meth:`requires` which backend capabilities
+    (:data:`CAPABILITIES`) they need.
     """
 
     name: ClassVar[str] = "device"
     target: ClassVar[Target] = "projection"
 
-    def unsupported(self, backend: str) -> str | None:
-        """Why backend ``backend`` (its registry name) cannot run this model, or ``None`` if
-        it can (default: every backend can)."""
-        return None
+    def requires(self) -> frozenset[str]:
+        """The backend capabilities this model needs (:data:`CAPABILITIES`)."""
+        return frozenset({"weights"})
 
     def check_node(self, node: Node) -> None:
         """Raise :class:`DeviceModelError` unless this model can act on ``node``."""
@@ -90,16 +107,27 @@ class DeviceModel:
                 f"{type(self).__name__} acts on a {self.target}; {node.name!r} is a "
                 f"{node.kind} ({node.op}): attach it to a "
                 f"{'projection (Linear, Conv …)' if self.target == 'projection' else 'population'}")
-        if self.target == "projection" and "weight" not in node.params:
-            raise DeviceModelError(f"{type(self).__name__} acts on stored weights; projection "
-                                   f"{node.name!r} ({node.op}) has none")
+        if self.target == "projection" and (
+                "weight" not in node.params or node.params["weight"].dim() < 2):
+            raise DeviceModelError(f"{type(self).__name__} acts on a stored weight matrix; "
+                                   f"projection {node.name!r} ({node.op}) has none")
 
-    def check_backend(self, node: Node, backend: str) -> None:
-        """Raise :class:`DeviceModelError` if ``backend`` cannot run this model."""
-        why = self.unsupported(backend)
-        if why is not None:
+    def check_backend(self, node: Node, backend: Any) -> None:
+        """Raise :class:`DeviceModelError` if ``backend`` lacks a capability this model needs."""
+        missing = sorted(self.requires() - device_support(backend))
+        if missing:
+            name = getattr(backend, "label", None) or repr(getattr(backend, "name",
+                                                                   type(backend).__name__))
+            needs = " and ".join(f"a backend that {CAPABILITIES[c]} ({_OFFERED[c]})"
+                                 for c in missing)
             raise DeviceModelError(f"{type(self).__name__} on {node.name!r} cannot run on the "
-                                   f"{backend!r} backend: {why}")
+                                   f"{name} backend: it needs {needs}")
+
+
+_OFFERED = {"weights": "every backend", "step_loop": "'sim' and the analog 'chip'",
+            "projection_hook": "'sim' without checkpoint",
+            "integer_memories": "'xylo' in mode 'chip'"}
+"""Who offers each capability (for messages; the backends' ``device_support`` decides)."""
 
 
 @dataclass(frozen=True)
@@ -135,12 +163,8 @@ class NeuronDevice(DeviceModel):
         ``c`` (:class:`~spikeloop.dynamics.Coefficients`: ``β``, input gains …)."""
         return x
 
-    def unsupported(self, backend: str) -> str | None:
-        if backend in ("sim", "chip"):
-            return None
-        return ("a neuron device model changes the step function, which the simulator ('sim') "
-                "and the analog chip ('chip') run step by step; this backend has no step loop "
-                "to change (its neurons are a closed form or integer logic)")
+    def requires(self) -> frozenset[str]:
+        return frozenset({"step_loop"})
 
 
 @dataclass(frozen=True)

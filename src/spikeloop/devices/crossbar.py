@@ -208,12 +208,9 @@ class Crossbar(SynapseDevice):
                 f"Linear projection; {node.name!r} is a "
                 f"{'recurrent ' if node.recurrent else ''}{node.op}: use read='inference'")
 
-    def unsupported(self, backend: str) -> str | None:
-        if self.per_step and backend != "sim":
-            return ("per-step read noise (read='step') acts in the simulator's projection "
-                    "hook; the chips run their own projection code and the event backend has "
-                    "no time grid: use read='inference'")
-        return None
+    def requires(self) -> frozenset[str]:
+        """Per-step read noise needs the executor's projection hook (the simulator's)."""
+        return frozenset({"weights", "projection_hook"} if self.per_step else {"weights"})
 
     # -- the devices
     @property

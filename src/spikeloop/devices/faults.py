@@ -81,12 +81,9 @@ class BitFlips(MemoryDevice):
                                  f"memories {list(STATE_MEMORIES)}, got {show(self.state)}")
         object.__setattr__(self, "state", tuple(dict.fromkeys(state)))
 
-    def unsupported(self, backend: str) -> str | None:
-        if backend == "xylo":
-            return None
-        return ("bit flips act on the integer memories of a digital chip (int8 weights, 16-bit "
-                "state registers); only the integer chip 'xylo' (mode 'chip') has them, the "
-                "float backends ('sim', 'event') and the analog chip ('chip') store none")
+    def requires(self) -> frozenset[str]:
+        """Bit flips act on integer memories (int8 weights, 16-bit state registers)."""
+        return frozenset({"integer_memories"})
 
 
 DEVICE_MODELS.add("bit_flips", BitFlips)

@@ -41,6 +41,10 @@ class Node:
         recurrent: a projection from a population onto itself, run inside its time loop.
         cache: values derived from ``params`` that a backend may keep between calls (e.g. a
             population's coefficients); not part of the description.
+        devices: the device models a run realised on this node (:mod:`spikeloop.devices`:
+            :meth:`~spikeloop.devices.Devices.realise` sets them on the graph a backend runs;
+            empty in a traced graph); not part of the description.
+        device_context: where those models draw from in this run (``None``: no devices).
     """
 
     name: str
@@ -53,6 +57,8 @@ class Node:
     synapses: int = 0
     recurrent: bool = False
     cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    devices: tuple[Any, ...] = field(default=(), compare=False, repr=False)
+    device_context: Any = field(default=None, compare=False, repr=False)
 
     @property
     def num_neurons(self) -> int:

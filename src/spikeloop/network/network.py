@@ -129,7 +129,7 @@ class Network(nn.Module):
         self.check_parameters()
         graph = self.graph
         chosen = get_backend(backend if backend is not None else self.backend)
-        graph = self._devices.realise(graph, chosen.name)
+        graph = self._devices.realise(graph, chosen)
         return run_checked(chosen, graph, x, state)
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,

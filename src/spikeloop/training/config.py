@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from spikeloop.errors import ConfigError
+from spikeloop.devices import Devices
+from spikeloop.errors import ConfigError, ParameterError, UnknownNameError
 from spikeloop.training.methods import method_options
 
 
@@ -304,10 +305,11 @@ class DevicesConfig:
     def __post_init__(self) -> None:
         if self.reprogram not in ("step", "never"):
             raise ConfigError(f"devices.reprogram must be step or never, got {self.reprogram!r}")
-        if self.instance < 0 or self.seed < 0:
-            raise ConfigError("devices.instance and devices.seed must be ≥ 0")
-        if not self.t >= 0:
-            raise ConfigError(f"devices.t (seconds since programming) must be ≥ 0, got {self.t!r}")
+        try:  # the models, instance, t and seed as Devices checks them, at load time
+            Devices(self.models, instance=self.instance, t=self.t, seed=self.seed)
+        except (ConfigError, ParameterError, UnknownNameError) as err:
+            raise ConfigError(str(err) if str(err).startswith("devices") else
+                              f"devices: {err}") from None
 
 
 @dataclass(frozen=True)

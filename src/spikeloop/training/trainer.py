@@ -172,9 +172,11 @@ class Trainer:
         self.network: Network = build_network(config.model, n_in, n_out, config.data.dt, init_gen)
         dev = config.devices
         self.devices = Devices(dev.models, instance=dev.instance, t=dev.t, seed=dev.seed)
-        """The devices validation and test run on (``devices`` of the config; empty: ideal)."""
-        self._train_devices = (
-            Devices(dev.models, instance=dev.instance, t=dev.t, seed=dev.seed + 1)
+        """The devices validation and test run on (``devices`` of the config; empty: ideal).
+        Every evaluation puts them on the network; set another :class:`Devices` here to
+        evaluate on it."""
+        self._train_devices = (  # its own streams: never an instance evaluation runs on
+            Devices(dev.models, instance=dev.instance, t=dev.t, seed=dev.seed, stream="train")
             if dev.train and dev.models else Devices())
         """The devices training steps run on: these (noise-aware) or ideal ones."""
         self.network.devices = self.devices
@@ -198,6 +200,10 @@ class Trainer:
         if self.world is not None and not self.method.gradient:
             raise ConfigError(f"train.method {self.method.name} changes the weights locally; "
                               f"data-parallel training reduces gradients (run one process)")
+        if self.devices and self.method.name != "backprop":
+            raise ConfigError(f"devices: train.method {self.method.name} runs the network "
+                              "without its devices (its own graph walk or rate network); "
+                              "device models need train.method backprop")
         self.method.check(self)
         self.history: list[EpochMetrics] = []
         self.epoch = 0
@@ -331,6 +337,7 @@ class Trainer:
             raise ParameterError(f"split: {n} sample(s) cannot be shared by WORLD_SIZE = "
                                  f"{self.world.size} ranks; every rank evaluates a share")
         mine = self.world.shard(n) if self.world is not None else slice(0, n)
+        self.network.devices = self.devices
         with torch.no_grad():
             for k in range(mine.start, mine.stop, batch_size):
                 x, y = split.batch(slice(k, min(k + batch_size, mine.stop)))
@@ -387,52 +394,52 @@ class Trainer:
         params = grads_of(self.network.parameters())
         self.network.train()
         self.network.devices = self._train_devices
-        for k in bar:
-            idx = order[k * cfg.batch_size : (k + 1) * cfg.batch_size]
-            mine = self.world.shard(len(idx)) if self.world is not None else slice(None)
-            if self.augment["shift"] or self.augment["flip"]:  # drawn for the global batch
-                x, y = train.batch(idx)
-                x = augment(x, self.augment, self.shuffle)
-                x, y = x[:, mine], y[mine]
-            else:
-                x, y = train.batch(idx[mine])
-            self.optimizer.zero_grad(set_to_none=True)
-            if self._train_devices and self.config.devices.reprogram == "step":
-                # a new device instance every step (never the evaluation's instance)
-                step = self.epoch * p["batches"] + k
-                self._train_devices.program(self.config.devices.instance + 1 + step)
-                self._train_devices.t = self.config.devices.t
-            total, correct = 0.0, 0
-            if not self.method.gradient:  # a local method changes the weights itself
-                total, correct = self.method.train_batch(self, x, y)
-            elif len(y):  # a rank's share of a short last batch may be empty
-                out = self._train_forward(x)
-                loss = self._objective(out, y)
-                loss.backward()
-                total = float(loss.detach()) * len(y)
-                correct = int((self.predict(out) == y).sum())
-            seen, stop = len(y), interrupt is not None and interrupt.requested
-            if self.world is not None:  # the global batch's mean gradient, loss and counts
-                total, correct, seen, stop = self.world.reduce_gradients(
-                    params, len(y) / len(idx), [total, correct, seen, float(stop)],
-                    f"the gradient all-reduce of batch {k + 1} of epoch {self.epoch + 1}")
-                correct, seen, stop = round(correct), round(seen), stop > 0
-            self.optimizer.step()  # a local method left no gradients: only the schedule counts
-            self.network.constrain_()
-            p["total"] += total
-            p["correct"] += correct
-            p["seen"] += seen
-            p["done"] = k + 1
-            p["seconds"] = time.perf_counter() - t0
-            bar.set_postfix(loss=f"{p['total'] / p['seen']:.4f}",
-                            acc=f"{p['correct'] / p['seen']:.3f}")
-            if stop and k + 1 < p["batches"]:
-                bar.close()
-                self.network.eval()
-                self.network.devices = self.devices
-                raise _Stop
-        self.network.eval()
-        self.network.devices = self.devices
+        try:
+            for k in bar:
+                idx = order[k * cfg.batch_size : (k + 1) * cfg.batch_size]
+                mine = self.world.shard(len(idx)) if self.world is not None else slice(None)
+                if self.augment["shift"] or self.augment["flip"]:  # drawn for the global batch
+                    x, y = train.batch(idx)
+                    x = augment(x, self.augment, self.shuffle)
+                    x, y = x[:, mine], y[mine]
+                else:
+                    x, y = train.batch(idx[mine])
+                self.optimizer.zero_grad(set_to_none=True)
+                if self._train_devices and self.config.devices.reprogram == "step":
+                    # a new device instance every step (never the evaluation's instance)
+                    step = self.epoch * p["batches"] + k
+                    self._train_devices.program(self.config.devices.instance + 1 + step)
+                    self._train_devices.t = self.config.devices.t
+                total, correct = 0.0, 0
+                if not self.method.gradient:  # a local method changes the weights itself
+                    total, correct = self.method.train_batch(self, x, y)
+                elif len(y):  # a rank's share of a short last batch may be empty
+                    out = self._train_forward(x)
+                    loss = self._objective(out, y)
+                    loss.backward()
+                    total = float(loss.detach()) * len(y)
+                    correct = int((self.predict(out) == y).sum())
+                seen, stop = len(y), interrupt is not None and interrupt.requested
+                if self.world is not None:  # the global batch's mean gradient, loss and counts
+                    total, correct, seen, stop = self.world.reduce_gradients(
+                        params, len(y) / len(idx), [total, correct, seen, float(stop)],
+                        f"the gradient all-reduce of batch {k + 1} of epoch {self.epoch + 1}")
+                    correct, seen, stop = round(correct), round(seen), stop > 0
+                self.optimizer.step()  # a local method left no gradients: the schedule counts
+                self.network.constrain_()
+                p["total"] += total
+                p["correct"] += correct
+                p["seen"] += seen
+                p["done"] = k + 1
+                p["seconds"] = time.perf_counter() - t0
+                bar.set_postfix(loss=f"{p['total'] / p['seen']:.4f}",
+                                acc=f"{p['correct'] / p['seen']:.3f}")
+                if stop and k + 1 < p["batches"]:
+                    bar.close()
+                    raise _Stop
+        finally:  # an error or a Ctrl-C leaves the network as evaluation has it
+            self.network.eval()
+            self.network.devices = self.devices
         self._partial = None
         return p["total"] / p["seen"], p["correct"] / p["seen"]
 

@@ -82,6 +82,7 @@ class AnalogChipBackend(BackendBase):
 
     name = "chip"
     streaming = False  # each run starts from rest (run_checked refuses a state)
+    device_support = frozenset({"weights", "step_loop"})  # its neurons run the step loop
     differentiable = False
 
     def __init__(

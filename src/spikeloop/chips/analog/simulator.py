@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from spikeloop.backends.executor import ModelHooks, execute, recurrent_of
+from spikeloop.backends.executor import ModelHooks, execute, neuron_device, recurrent_of
 from spikeloop.chips.analog import _native as analog_native
 from spikeloop.chips.analog.calibration import AnalogChip, CalibrationResult
 from spikeloop.chips.analog.mapper import Placement, PopulationPlacement, ProjectionPlacement
@@ -305,7 +305,10 @@ def dense_trace(
     each step, evaluated on the ADC's finer grid: the neuron is re-integrated there from the
     input it received, with its spikes (and so resets) forced to the steps where it spiked in
     the run. On the simulation grid the trace therefore equals the run's membrane (up to the
-    ADC's resolution and read noise).
+    ADC's resolution and read noise). A neuron device model
+    (:class:`~spikeloop.devices.NeuronDevice`) acts on the fine grid as on the run's: one that
+    depends on the step size (a time-domain neuron's quantum) then differs from the run's in
+    the last digits.
     """
     dt = node.settings["dt"]
     substeps = max(1, round(dt / (spec.speedup / spec.dense_adc_rate)))
@@ -325,7 +328,7 @@ def dense_trace(
         observed = Observables(spikes=z_fine)
     obs, _ = run_population(node.model, x_fine, record, dt=dt / substeps,
                             method=node.settings["method"], surrogate=node.settings["surrogate"],
-                            shape=(1,), observed=observed)
+                            shape=(1,), observed=observed, device=neuron_device(node))
     v = obs.v[:, 0, 0]
     v_leak = torch.as_tensor(record.v_leak).reshape(-1)[0]
     scale = 2 ** (spec.dense_adc_bits - spec.adc_bits)

@@ -53,7 +53,7 @@ from spikeloop.chips.xylo.quantize import METHODS, QuantizationReport, QuantMeth
 from spikeloop.chips.xylo.quantize import to_config as _to_config
 from spikeloop.chips.xylo.simulator import config_params, limit_warnings, raster
 from spikeloop.chips.xylo.spec import XyloSpec, spec_or_default
-from spikeloop.errors import DeviceModelError, ParameterError, StateError
+from spikeloop.errors import ParameterError, StateError
 from spikeloop.ir import Graph
 from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
 
@@ -87,6 +87,13 @@ class XyloBackend(BackendBase):
         self.method = method
         self.spec = spec_or_default(spec)
         self.differentiable = mode == "qat"
+        self.device_support = frozenset({"weights", "integer_memories"} if mode == "chip"
+                                        else {"weights"})
+        """Device models it runs: realised weights (then quantised), and in mode ``chip`` bit
+        flips of its integer memories (the ``qat`` mode is the chip's differentiable model,
+        not its memories)."""
+        self.label = f"'xylo' (mode {mode!r})"
+        """How messages name it."""
         self.last_report: QuantizationReport | None = None
 
     def check_state(self, graph: Graph, values: Mapping[str, Any], batch: int) -> None:
@@ -138,11 +145,6 @@ class XyloBackend(BackendBase):
         start = chip_state
         plan = None
         t1 = time.perf_counter()
-        if self.mode == "qat" and faults.flipped_nodes(graph):
-            raise DeviceModelError(
-                f"bit flips on {faults.flipped_nodes(graph)} cannot run in the xylo 'qat' mode: "
-                "it is the differentiable model of the chip, not its integer memories; use "
-                "mode 'chip' (in-the-loop gradients)")
         if self.mode == "qat":
             tally = Tally()
             rec, chip_state, tensors = qat_run(layout, counts, chip_state, method=self.method,
