@@ -264,3 +264,24 @@ def test_training_streams_are_not_the_evaluation_streams_and_errors_restore_the_
     with pytest.raises(RuntimeError, match="boom"):
         trainer.train_epoch()
     assert trainer.network.devices is trainer.devices and not trainer.network.training
+
+
+def test_a_noise_aware_run_resumed_from_a_checkpoint_continues_bit_identically(tmp_path):
+    spec = ("devices={models: {'*': {name: test_jitter, std: 0.2, read_std: 0.01}}, "
+            "train: true}")
+    straight = _trainer(tmp_path, spec)
+    for epoch in range(2):
+        straight.epoch = epoch
+        straight.train_epoch()
+    first = _trainer(tmp_path, spec)
+    first.train_epoch()
+    first.epoch = 1
+    first.save_checkpoint(tmp_path / "c.pt")
+    resumed = _trainer(tmp_path, spec)
+    resumed.load_checkpoint(tmp_path / "c.pt")
+    resumed.train_epoch()
+    for (name, a), b in zip(straight.network.state_dict().items(),
+                            resumed.network.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert torch.equal(straight._train_devices.read.get_state(),
+                       resumed._train_devices.read.get_state())
