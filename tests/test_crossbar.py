@@ -155,6 +155,25 @@ def test_levels_give_at_most_that_many_conductances():
     assert bool(torch.isclose(g[..., None], grid).any(-1).all())
 
 
+@pytest.mark.parametrize("levels", [None, 3, 4, 5, 8, 16])
+@pytest.mark.parametrize("differential", [True, False])
+def test_zero_weights_read_zero_and_every_weight_within_half_a_level(levels, differential):
+    w = torch.cat([torch.zeros(50, dtype=F64), uniform((950,), seed=8)]).reshape(20, 50)
+    w_dev = Crossbar(w_max=1.0, levels=levels, differential=differential).weights(w, ctx())
+    assert bool((w_dev[w == 0] == 0).all())
+    step = 1.0 / (levels - 1) if levels else 0.0  # one level is 2 w_max/(L - 1) (single)
+    half = step if not differential else step / 2  # differential: w_max/(L - 1) per level
+    assert float((w_dev - w).abs().max()) <= half + 1e-12
+    if levels:
+        assert torch.unique(w_dev).numel() <= (levels if not differential else 2 * levels - 1)
+
+
+def test_two_levels_are_refused_with_one_device_per_weight():
+    with pytest.raises(ParameterError, match="Crossbar levels must be ≥ 3 with one device"):
+        Crossbar(levels=2, differential=False)
+    assert Crossbar(levels=2).levels == 2
+
+
 # ----------------------------------------------------------------------------- IR drop
 def test_ir_drop_hand_computed_2x2():
     # all devices at g_max (g = 1): row loads (min(o,o')+1 summed over o') = 2, 3;

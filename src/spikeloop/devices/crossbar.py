@@ -12,12 +12,21 @@ range). Differential pair (``differential=True``, two devices per weight):
     \tilde w = \frac{G^+ - G^-}{\Delta g}\,w_{max}.
 
 One device per weight (``differential=False``) against a reference column held at
-:math:`G_{ref} = (g_{min} + g_{max})/2`, taken as ideal (no variation, noise or drift: a stated
-simplification):
+:math:`G_{ref} = g_{min} + \Delta g\,\rho`, taken as ideal (no variation, noise or drift: a
+stated simplification):
 
 .. math::
-    G = g_{min} + \Delta g\,\frac{w + w_{max}}{2 w_{max}}, \qquad
-    \tilde w = \frac{G - G_{ref}}{\Delta g}\,2 w_{max}.
+    G = \mathrm{clip}\Big(G_{ref} + \Delta g\,\frac{w}{2 w_{max}},\ g_{min},\ g_{max}\Big),
+    \qquad \tilde w = \frac{G - G_{ref}}{\Delta g}\,2 w_{max},
+
+:math:`\rho = 1/2` (the middle of the range) for analog devices and
+:math:`\rho = \lfloor (L-1)/2 \rfloor / (L-1)` with ``levels = L``: the reference is itself a
+device column, so it sits on a level (the middle one for odd :math:`L`, the one just below the
+middle for even :math:`L`), and :math:`w = 0` reads exactly 0. For even :math:`L` the
+positive side then has one level more than the negative one: :math:`-w_{max}` reads
+:math:`-w_{max}(1 - 1/(L-1))`, within half a level step (:math:`w_{max}/(L-1)`) like every
+weight in :math:`[-w_{max}, w_{max}]`. ``levels = 2`` is refused here (a reference on one of
+two levels stores weights of one sign only).
 
 **Levels** (``levels = L``; ``None``: analog): the target rounds to the nearest of
 :math:`L` equally spaced conductances,
@@ -164,6 +173,11 @@ class Crossbar(SynapseDevice):
         check_bool(self.drift_compensation, who + "drift_compensation")
         if self.levels is not None:
             check_int(self.levels, who + "levels", 2)
+            if not self.differential and self.levels < 3:
+                raise ParameterError(f"Crossbar levels must be ≥ 3 with one device per weight "
+                                     f"(differential=False; a reference column on one of 2 "
+                                     f"levels stores weights of one sign only), got "
+                                     f"{self.levels}")
         for option in ("program_std", "read_std", "nu_std", "ir_drop"):
             check_real(getattr(self, option), who + option, 0.0)
         check_real(self.nu, who + "nu (drift only lowers a conductance)", 0.0)
@@ -223,10 +237,17 @@ class Crossbar(SynapseDevice):
         top = float(w.abs().max()) if w.numel() else 0.0
         return top if top > 0 else 1.0
 
+    @property
+    def _ref(self) -> float:
+        """The reference column's place ρ in the range (single device; module docstring)."""
+        if self.levels is None:
+            return 0.5
+        return ((self.levels - 1) // 2) / (self.levels - 1)
+
     def _targets(self, w: Tensor, scale: float) -> Tensor:
         """Target conductances ``[k, *w.shape]`` (µS), levels applied."""
         u = ((w / scale).clamp(0, 1), (-w / scale).clamp(0, 1)) if self.differential else (
-            ((w / scale + 1) / 2).clamp(0, 1),)
+            (self._ref + w / (2 * scale)).clamp(0, 1),)
         frac = torch.stack(u)
         if self.levels is not None:
             frac = torch.round(frac * (self.levels - 1)) / (self.levels - 1)
@@ -272,7 +293,7 @@ class Crossbar(SynapseDevice):
         return (1 if self.differential else 2) * scale / self._dg
 
     def _read_back(self, g: Tensor, scale: float) -> Tensor:
-        ref = g[1] if self.differential else (self.g_min + self.g_max) / 2
+        ref = g[1] if self.differential else self.g_min + self._dg * self._ref
         return (g[0] - ref) * self._unit(scale)
 
     def conductances(self, w: Tensor, ctx: DeviceContext, t: float | None = None) -> Tensor:
