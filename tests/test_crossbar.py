@@ -185,6 +185,17 @@ def test_ir_drop_hand_computed_2x2():
     torch.testing.assert_close(g[1], torch.zeros(2, 2, dtype=F64))  # G⁻ = g_min = 0
 
 
+def test_ir_drop_of_a_conv_weight_is_that_of_its_matrix_and_a_vector_is_refused():
+    w = uniform((3, 2, 2, 2), 0.0, 1.0, seed=9)
+    model = Crossbar(w_max=1.0, ir_drop=1e-3)
+    g = model.conductances(w, ctx())
+    torch.testing.assert_close(g.reshape(2, 3, 8), model.conductances(w.reshape(3, 8), ctx()),
+                               rtol=0, atol=0)
+    assert float((g - Crossbar(w_max=1.0).conductances(w, ctx())).abs().max()) > 1e-3
+    with pytest.raises(DeviceModelError, match=r"weight matrix \[out, in…\]; got a 1-D"):
+        model.conductances(uniform((6,)), ctx())
+
+
 def exact_currents(g, r):
     """Column currents of a crossbar (conductances g [out, in] / g_max, every row driven at 1,
     wire segments 1/r, columns sensed at virtual ground), by nodal analysis."""

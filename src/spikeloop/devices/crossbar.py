@@ -271,8 +271,11 @@ class Crossbar(SynapseDevice):
 
     def _ir(self, g: Tensor) -> Tensor:
         """IR-drop attenuated conductances (first order, module docstring)."""
-        if self.ir_drop == 0 or g.dim() < 2:
+        if self.ir_drop == 0:
             return g
+        if g.dim() < 3:  # [k, out, in…]
+            raise DeviceModelError(f"Crossbar IR drop acts on a weight matrix [out, in…]; got "
+                                   f"a {g.dim() - 1}-D weight of shape {tuple(g.shape[1:])}")
         x = g.reshape(g.shape[0], g.shape[1], -1) / self.g_max  # [k, out, in]
         n_out, n_in = x.shape[1:]
         o, i = torch.arange(n_out, device=g.device), torch.arange(n_in, device=g.device)
