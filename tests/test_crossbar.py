@@ -94,21 +94,70 @@ def test_read_noise_per_inference_has_the_specified_variance():
     assert abs(float(dw.var()) / (2 * sigma * w_max) ** 2 - 1) < 0.05  # one device, 2w_max/Δg
 
 
-def test_read_noise_per_step_has_variance_sigma2_sum_x2_on_the_output():
-    sigma, w_max = 0.05, 1.0
-    model = Crossbar(w_max=w_max, read_std=sigma, read="step")
-    assert model.per_step and not Crossbar(read_std=sigma).per_step
+def test_read_noise_per_step_leaves_weights_and_silent_steps_and_is_fresh_every_step():
+    model = Crossbar(w_max=1.0, read_std=0.05, read="step")
+    assert model.per_step and not Crossbar(read_std=0.05).per_step
     w, c = uniform((4, 6), seed=1), ctx()
     w_dev = model.weights(w, c)  # noise-free weights in this mode
     torch.testing.assert_close(w_dev, w, rtol=0, atol=1e-12)
-    x = uniform((2000, 25, 6), 0.0, 1.0, seed=2) * (uniform((2000, 25, 6), seed=3) < 0)
-    y = torch.zeros(2000, 25, 4, dtype=F64)
+    x = uniform((200, 25, 6), 0.0, 1.0, seed=2) * (uniform((200, 25, 6), seed=3) < 0)
+    y = torch.zeros(200, 25, 4, dtype=F64)
     noise = model.output(x, y, w_dev, c)
-    norm = x.pow(2).sum(-1, keepdim=True).sqrt()
-    assert torch.equal(noise[norm.squeeze(-1) == 0], y[norm.squeeze(-1) == 0])  # silent: exact
-    z = (noise / norm)[norm.squeeze(-1) > 0]
-    assert abs(float(z.var()) / (2 * (sigma * w_max) ** 2) - 1) < 0.05
+    silent = x.pow(2).sum(-1) == 0
+    assert bool(silent.any()) and bool((~silent).any())
+    assert torch.equal(noise[silent], y[silent])  # silent: exact
+    assert bool((noise[~silent] != 0).all())
     assert not torch.equal(noise, model.output(x, y, w_dev, c))  # fresh at every call / step
+
+
+def read_mode_outputs(options, w, x, n, t=20.0, seed=1):
+    """``n`` outputs ``y = w̃ x`` of one programming instance, each from an independent run
+    (read="inference": a fresh read of the array; "step": one step of fresh output noise),
+    ``{mode: [n, out]}``."""
+    out = {}
+    for mode in ("inference", "step"):
+        model, devices = Crossbar(read=mode, **options), Devices(instance=0, t=t, seed=seed)
+        ys = []
+        for _ in range(n):
+            c = devices.context("fc", False)
+            w_dev = model.weights(w, c)
+            y = (w_dev @ x)[None, None]
+            ys.append(model.output(x[None, None], y, w_dev, c)[0, 0] if model.per_step else
+                      y[0, 0])
+        out[mode] = torch.stack(ys)
+    return out
+
+
+@pytest.mark.parametrize(("differential", "compensate"),
+                         [(True, False), (False, False), (True, True), (False, True)])
+def test_read_noise_per_step_has_the_output_variance_of_per_inference_reads(differential,
+                                                                            compensate):
+    """Monte Carlo: per-step output noise has, per output, the variance of ``w̃ x`` over
+    independent array reads of the same programmed devices (drift compensation included)."""
+    n = 3000
+    w, x = uniform((4, 200), seed=4), uniform((200,), 0.0, 1.0, seed=5)
+    options = {"w_max": 1.0, "differential": differential, "read_std": 0.1,
+               "program_std": 0.02, "nu": 0.05, "nu_std": 0.02,
+               "drift_compensation": compensate}
+    y = read_mode_outputs(options, w, x, n, t=1e4)
+    ratio = y["step"].var(0) / y["inference"].var(0)
+    # two independent variance estimates of n draws each: sd of log ratio = sqrt(4/n) = 0.037
+    # per output; over the 4 outputs 0.018; 4.5 sd per output, 4 sd pooled
+    assert float(ratio.log().abs().max()) < 4.5 * math.sqrt(4 / n)
+    assert abs(float(ratio.log().mean())) < 4 * math.sqrt(4 / n) / 2
+
+
+@pytest.mark.parametrize("differential", [True, False])
+def test_drift_compensated_read_modes_agree_in_the_mean_output(differential):
+    """The compensation factor comes from noisy reads in both modes: same mean output."""
+    n = 3000
+    w, x = uniform((8, 16), seed=6), uniform((16,), 0.0, 1.0, seed=7)
+    options = {"w_max": 1.0, "differential": differential, "read_std": 0.2,
+               "program_std": 0.02, "nu": 0.05, "nu_std": 0.02, "drift_compensation": True}
+    y = read_mode_outputs(options, w, x, n, t=3600.0)
+    diff = y["inference"].mean(0) - y["step"].mean(0)
+    se = ((y["inference"].var(0) + y["step"].var(0)) / n).sqrt()
+    assert float((diff / se).abs().max()) < 4.0  # 4 standard errors on each of 8 outputs
 
 
 def test_stuck_devices_have_the_specified_fractions():
@@ -133,18 +182,50 @@ def test_drift_exponent_is_recovered_by_a_log_log_fit_of_the_mean_conductance():
     assert torch.equal(model.conductances(w, ctx(), 20.0), model.conductances(w, ctx(), 5.0))
 
 
-def test_global_drift_compensation_restores_the_mean_weight_magnitude():
-    w = uniform((50, 40))
-    drifting = Crossbar(nu=0.05, nu_std=0.02, program_std=0.02)
-    at_t0 = drifting.weights(w, ctx(t=20.0))
-    late = drifting.weights(w, ctx(t=1e5))
-    assert float(late.abs().mean()) < 0.8 * float(at_t0.abs().mean())
-    fixed = Crossbar(nu=0.05, nu_std=0.02, program_std=0.02, drift_compensation=True)
-    torch.testing.assert_close(fixed.weights(w, ctx(t=1e5)).abs().mean(), at_t0.abs().mean())
-    noisy = Crossbar(nu=0.05, nu_std=0.02, read_std=0.02, drift_compensation=True)
-    means = [float(noisy.weights(w, ctx(t=t, seed=s)).abs().mean()) for t, s in
-             ((20.0, 1), (1e5, 2), (1e7, 3))]  # scaled to the reference read at t0: same mean
-    assert max(means) - min(means) < 1e-12 * means[0]
+def test_global_drift_compensation_leaves_the_lognormal_spread_of_drift():
+    """Without read noise the drift factors f = (t/t0)^-ν, ν ~ N(ν0, σ²), are lognormal:
+    compensated w̃/w = f/α⁻¹ has mean 1 and relative spread √(exp(σ² ln²(t/t0)) − 1)."""
+    nu, nu_std, t = 0.05, 0.02, 1e5
+    w = uniform((200, 200), 0.2, 1.0)  # positive: G⁻ = g_min = 0 does not drift
+    drifting = Crossbar(w_max=1.0, nu=nu, nu_std=nu_std)
+    log_t = math.log(t / drifting.t0)
+    late = drifting.weights(w, ctx(t=t)) / w
+    mean_f = math.exp(-nu * log_t + (nu_std * log_t) ** 2 / 2)  # E f (lognormal)
+    sd_f = mean_f * math.sqrt(math.exp((nu_std * log_t) ** 2) - 1)
+    n = w.numel()  # CLT tolerances: 5 standard errors
+    assert abs(float(late.mean()) - mean_f) < 5 * sd_f / math.sqrt(n)
+    fixed = Crossbar(w_max=1.0, nu=nu, nu_std=nu_std, drift_compensation=True)
+    ratio = fixed.weights(w, ctx(t=t)) / w
+    assert abs(float(ratio.mean()) - 1) < 5 * sd_f / mean_f / math.sqrt(n)
+    assert abs(float(ratio.std()) / (sd_f / mean_f) - 1) < 5 / math.sqrt(2 * n)
+    # without a spread of ν: the compensated weights are the weights
+    torch.testing.assert_close(Crossbar(w_max=1.0, nu=nu, drift_compensation=True).weights(
+        w, ctx(t=t)), w, rtol=1e-12, atol=0)
+
+
+def folded_mean(mu, s):
+    """E|μ + s ξ|, ξ ~ N(0, 1) (folded normal)."""
+    z = mu / s
+    phi = torch.exp(-z**2 / 2) / math.sqrt(2 * math.pi)
+    return s * 2 * phi + mu * torch.erf(z / math.sqrt(2))
+
+
+def test_global_drift_compensation_with_read_noise_scales_by_the_ratio_of_noisy_means():
+    """α = mean|w + n₀| / mean|f w + n|, the means over noisy reads (folded normals):
+    the compensated weights regress on w with slope f·α, computed here independently."""
+    nu, sigma, t, n_inst = 0.05, 0.1, 1e5, 50
+    w = uniform((60, 50))
+    model = Crossbar(w_max=1.0, nu=nu, read_std=sigma, drift_compensation=True)
+    f = (t / model.t0) ** -nu
+    s = math.sqrt(2) * sigma  # two devices per weight, σ Δg each, w_max/Δg weight per µS
+    slope = f * float(folded_mean(w, s).mean() / folded_mean(f * w, s).mean())
+    slopes = [float((model.weights(w, ctx(instance=i, t=t, seed=i)) * w).sum() / w.pow(2).sum())
+              for i in range(n_inst)]
+    mean = sum(slopes) / n_inst
+    se = math.sqrt(sum((v - mean) ** 2 for v in slopes) / (n_inst - 1) / n_inst)
+    assert slope < 0.985  # under-compensated: noise inflates the drifted mean more
+    assert abs(mean - slope) < 4 * se  # 4 standard errors of the mean over instances
+    assert 4 * se < 0.3 * (1 - slope)  # (a tolerance well below the effect)
 
 
 def test_levels_give_at_most_that_many_conductances():
@@ -153,6 +234,25 @@ def test_levels_give_at_most_that_many_conductances():
     assert torch.unique(g).numel() <= 5
     grid = 1.0 + 24.0 * torch.arange(5, dtype=F64) / 4
     assert bool(torch.isclose(g[..., None], grid).any(-1).all())
+
+
+@pytest.mark.parametrize("levels", [None, 3, 4, 5, 8, 16])
+@pytest.mark.parametrize("differential", [True, False])
+def test_zero_weights_read_zero_and_every_weight_within_half_a_level(levels, differential):
+    w = torch.cat([torch.zeros(50, dtype=F64), uniform((950,), seed=8)]).reshape(20, 50)
+    w_dev = Crossbar(w_max=1.0, levels=levels, differential=differential).weights(w, ctx())
+    assert bool((w_dev[w == 0] == 0).all())
+    step = 1.0 / (levels - 1) if levels else 0.0  # one level is 2 w_max/(L - 1) (single)
+    half = step if not differential else step / 2  # differential: w_max/(L - 1) per level
+    assert float((w_dev - w).abs().max()) <= half + 1e-12
+    if levels:
+        assert torch.unique(w_dev).numel() <= (levels if not differential else 2 * levels - 1)
+
+
+def test_two_levels_are_refused_with_one_device_per_weight():
+    with pytest.raises(ParameterError, match="Crossbar levels must be ≥ 3 with one device"):
+        Crossbar(levels=2, differential=False)
+    assert Crossbar(levels=2).levels == 2
 
 
 # ----------------------------------------------------------------------------- IR drop
@@ -164,6 +264,17 @@ def test_ir_drop_hand_computed_2x2():
     a = torch.tensor([[1 - r * 5, 1 - r * 4], [1 - r * 6, 1 - r * 5]], dtype=F64)
     torch.testing.assert_close(g[0], 25.0 * a)
     torch.testing.assert_close(g[1], torch.zeros(2, 2, dtype=F64))  # G⁻ = g_min = 0
+
+
+def test_ir_drop_of_a_conv_weight_is_that_of_its_matrix_and_a_vector_is_refused():
+    w = uniform((3, 2, 2, 2), 0.0, 1.0, seed=9)
+    model = Crossbar(w_max=1.0, ir_drop=1e-3)
+    g = model.conductances(w, ctx())
+    torch.testing.assert_close(g.reshape(2, 3, 8), model.conductances(w.reshape(3, 8), ctx()),
+                               rtol=0, atol=0)
+    assert float((g - Crossbar(w_max=1.0).conductances(w, ctx())).abs().max()) > 1e-3
+    with pytest.raises(DeviceModelError, match=r"weight matrix \[out, in…\]; got a 1-D"):
+        model.conductances(uniform((6,)), ctx())
 
 
 def exact_currents(g, r):
