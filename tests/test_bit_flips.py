@@ -58,6 +58,56 @@ def test_draw_flips_is_exact_at_the_ends_and_sorted_distinct():
     assert abs(half - where.numel() / 2) < 5 * math.sqrt(where.numel() / 4)
 
 
+@pytest.mark.parametrize("rate", [1e-12, 1e-18, 1e-30, 5e-324])
+def test_tiny_rates_flip_about_as_often_as_expected(rate):
+    """Realistic per-step upset rates: the gaps between flips (~1/rate bits) exceed int64;
+    they must not wrap into negative or spurious indices. Expected flips over all seeds:
+    seeds · count · rate ≤ 3e-4, so P(any flip) ≤ 3e-4 (binomial; bound: at most 2)."""
+    count, seeds = 10**6, 300
+    total = 0
+    for seed in range(seeds):
+        where = draw_flips(count, rate, torch.Generator().manual_seed(seed))
+        assert where.dtype == torch.int64 and bool(((where >= 0) & (where < count)).all())
+        total += where.numel()
+    assert total <= 2, f"{total} flips where {seeds * count * rate:.1e} are expected"
+    flipped, n = flip_bits(torch.zeros(10), 8, rate, torch.Generator().manual_seed(0))
+    assert n == 0 and torch.equal(flipped, torch.zeros(10))
+    huge = draw_flips(2**62, rate, torch.Generator().manual_seed(1))  # 2^62 · 1e-12 ≈ 4.6e6
+    assert bool(((huge >= 0) & (huge < 2**62)).all()) and bool((huge.diff() > 0).all())
+    if rate == 1e-12:
+        assert abs(huge.numel() - 2**62 * rate) < 5 * math.sqrt(2**62 * rate)  # 5σ
+
+
+@pytest.mark.parametrize("rate", [0.999, 1 - 1e-12, 1 - 2**-53])
+def test_rates_near_one_flip_nearly_every_bit(rate):
+    count = 200_000
+    where = draw_flips(count, rate, torch.Generator().manual_seed(3))
+    assert bool((where.diff() > 0).all()) and int(where[0]) >= 0 and int(where[-1]) < count
+    missed = count - where.numel()  # binomial(count, 1 − rate)
+    assert abs(missed - count * (1 - rate)) < 5 * math.sqrt(count * (1 - rate)) + 1
+
+
+def test_draw_flips_refuses_counts_beyond_int64():
+    with pytest.raises(ParameterError, match="count"):
+        draw_flips(2**62 + 1, 1e-3)
+
+
+def test_apply_flips_takes_the_indices_in_any_order_and_refuses_repeats_and_strays():
+    v = torch.zeros(4, dtype=torch.int64)
+    assert apply_flips(v, 8, torch.tensor([8, 31, 9])).tolist() == [0, 3, 0, -128]
+    g = torch.Generator().manual_seed(0)
+    values = torch.randint(-128, 128, (1000,), generator=g)
+    where = draw_flips(values.numel() * 8, 0.2, g)
+    shuffled = where[torch.randperm(where.numel(), generator=g)]
+    assert torch.equal(apply_flips(values, 8, shuffled), apply_flips(values, 8, where))
+    with pytest.raises(ParameterError, match="repeat"):
+        apply_flips(v, 8, torch.tensor([9, 3, 9]))
+    with pytest.raises(ParameterError, match=r"0\.\.31"):
+        apply_flips(v, 8, torch.tensor([-1]))
+    with pytest.raises(ParameterError, match=r"0\.\.31"):
+        apply_flips(v, 8, torch.tensor([32]))
+
+
 @pytest.mark.parametrize("bits", [8, 16])
 def test_twos_complement_of_the_sign_bit_and_the_whole_word(bits):
     top = 1 << (bits - 1)
@@ -154,6 +204,18 @@ def test_rate_zero_is_bit_identical_to_the_ideal_chip(per):
     assert torch.equal(zero["h2"].spikes, ideal["h2"].spikes)
     assert torch.equal(zero.state["xylo"].i, ideal.state["xylo"].i)
     assert zero.report.resources["bit_flips"]["hidden"] == {"v": 0, "i": 0}
+
+
+def test_a_realistic_upset_rate_leaves_the_chip_ideal():
+    """1e-18 per bit and step: ~2e-11 flips expected over all memories of this run, so none;
+    the int64 gaps once wrapped around into dozens of flips per run."""
+    net, x = net_two_layers(), raster()
+    ideal = run(net, x)
+    nodes = ("fc1", "fc2", "hidden.recurrent", "fc3", "hidden", "h2", "output")
+    out = run(net, x, Devices({n: BitFlips(1e-18, "step") for n in nodes}, seed=0))
+    assert torch.equal(out.output.v, ideal.output.v)
+    assert all(c == 0 for mems in out.report.resources["bit_flips"].values()
+               for c in mems.values())
 
 
 def test_rate_one_complements_every_weight_of_the_memory():

@@ -144,7 +144,9 @@ def flipped_nodes(graph: Graph) -> list[str]:
 def plan_flips(graph: Graph, layout: XyloLayout, batch: int, steps: int,
                shifts: Mapping[str, int], spec: XyloSpec | None = None) -> FlipPlan | None:
     """Draw the flips of a run of ``steps`` steps and ``batch`` samples from the devices
-    realised on ``graph`` (``None``: no bit flips attached).
+    realised on ``graph`` (``None``: no bit flips attached). Per sample: each sample's copy
+    of a memory draws its own flips (``batch · cells · bits`` bits per draw, times ``steps``
+    with ``per="step"``).
 
     Raises:
         DeviceModelError: a memory device other than BitFlips, or a projection whose weights
