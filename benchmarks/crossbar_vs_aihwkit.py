@@ -51,7 +51,7 @@ def preset_constants() -> dict[str, float]:
 def ours(w: torch.Tensor, t_inf: float, compensate: bool, seed: int) -> torch.Tensor:
     model = Crossbar.pcm(drift_compensation=compensate)
     devices = Devices(instance=seed, t=t_inf + model.t0, seed=seed)
-    return model.weights(w, devices.context("fc", False))
+    return model.weights(w, devices.context("fc"))
 
 
 def theirs(w: torch.Tensor, t_inf: float, compensate: bool, seed: int) -> torch.Tensor:

@@ -22,7 +22,7 @@ from spikeloop.nn import LIF, CubaLI, CubaLIF, Input, Linear
 from test_chip_analog import latency_input, snap_to_lsb, yinyang_net
 
 DT = 1e-3
-CTX = DeviceContext("hidden", torch.Generator(), torch.Generator(), 0.0, False)
+CTX = DeviceContext("hidden", torch.Generator(), torch.Generator(), 0.0)
 IDEAL = (AnalogNeuron("voltage", compression=0.0),
          AnalogNeuron("time", gain_error=0.0, resolution=0.0))
 

@@ -25,7 +25,7 @@ SIM = SimBackend()
 
 def ctx(instance=0, t=0.0, seed=0):
     """A fresh context (fresh programming generator) of node 'fc'."""
-    return Devices(instance=instance, t=t, seed=seed).context("fc", False)
+    return Devices(instance=instance, t=t, seed=seed).context("fc")
 
 
 def realised(net, name="fc1"):
@@ -119,7 +119,7 @@ def read_mode_outputs(options, w, x, n, t=20.0, seed=1):
         model, devices = Crossbar(read=mode, **options), Devices(instance=0, t=t, seed=seed)
         ys = []
         for _ in range(n):
-            c = devices.context("fc", False)
+            c = devices.context("fc")
             w_dev = model.weights(w, c)
             y = (w_dev @ x)[None, None]
             ys.append(model.output(x[None, None], y, w_dev, c)[0, 0] if model.per_step else

@@ -135,11 +135,11 @@ class Devices(Mapping[str, tuple[DeviceModel, ...]]):
                 m.check_node(node)
                 m.check_backend(node, backend)
 
-    def context(self, node: str, training: bool) -> DeviceContext:
+    def context(self, node: str) -> DeviceContext:
         """The :class:`DeviceContext` of ``node`` for one run."""
         key = zlib.crc32(f"{self.stream}:{self.instance}:{node}".encode())
         program = torch.Generator().manual_seed(key)
-        return DeviceContext(node, program, self.read, self.t, training)
+        return DeviceContext(node, program, self.read, self.t)
 
     def realise(self, graph: Graph, backend: Any) -> Graph:
         """The graph ``backend`` (a backend object: its ``device_support`` says what it can
@@ -148,14 +148,13 @@ class Devices(Mapping[str, tuple[DeviceModel, ...]]):
         if not self._models:
             return graph
         self.check(graph, backend)
-        training = torch.is_grad_enabled()
         nodes = []
         for node in graph.nodes:
             models = self.of(node)
             if not models:
                 nodes.append(node)
                 continue
-            ctx = self.context(node.name, training)
+            ctx = self.context(node.name)
             params = dict(node.params)
             for m in models:
                 if isinstance(m, SynapseDevice):

@@ -51,7 +51,6 @@ class DeviceContext:
         read: generator of the *read* randomness (noise at every evaluation or step): a
             running stream, advanced by every run.
         t: time since programming in seconds (drift).
-        training: whether the run builds a graph for a gradient (noise-aware training).
         memo: what a model's :meth:`SynapseDevice.weights` leaves for its
             :meth:`SynapseDevice.output` in the same run (one context per node and run), by
             model.
@@ -61,7 +60,6 @@ class DeviceContext:
     program: torch.Generator
     read: torch.Generator
     t: float
-    training: bool
     memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 

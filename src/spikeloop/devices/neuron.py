@@ -196,7 +196,7 @@ def transfer_curve(
     hook = None
     if device is not None:
         device.check_model(model, "transfer_curve")
-        ctx = DeviceContext("transfer_curve", torch.Generator(), torch.Generator(), 0.0, False)
+        ctx = DeviceContext("transfer_curve", torch.Generator(), torch.Generator(), 0.0)
 
         def hook(x: Tensor, s: Any, p: Any, c: Any) -> Tensor:
             return device.current(x, s, ctx, p, c)
