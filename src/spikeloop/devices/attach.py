@@ -42,9 +42,10 @@ class Devices(Mapping[str, tuple[DeviceModel, ...]]):
     Args:
         models: ``{node name: model | [models] | {name: ..., option: value}}``. Several
             models on one node act in the order given (e.g. a crossbar, then read noise).
-            The key ``"*"`` attaches its models to every node of the kind each acts on
-            (a synapse model to every projection with weights, a neuron model to every
-            population), after a node's own models.
+            The key ``"*"`` attaches each of its models to every node it can act on (whose
+            :meth:`~spikeloop.devices.DeviceModel.check_node` passes: a crossbar to every
+            projection with a weight matrix, an analog neuron to every spiking population
+            with one input), after a node's own models; :meth:`of` lists a node's models.
         instance: the programming instance (seed of the device variation and faults).
         t: seconds since programming (drift), ≥ 0.
         seed: start of the read-noise stream.
