@@ -1,8 +1,9 @@
-"""A store-and-recall memory task, in the style of the long short-term memory SNN literature
+r"""A store-and-recall memory task, in the style of the long short-term memory SNN literature
 (the store–recall task of Bellec et al. 2018, "Long short-term memory and learning-to-learn
 in networks of spiking neurons", as recalled here, not re-read): the network sees a value
 together with a STORE cue, then distractor time, then a RECALL cue, and must report the
-stored value during the recall cue.
+stored value during the recall cue. With ``distractors > 0`` other values are shown in the gap
+without the STORE cue, and the network must ignore them.
 
 Layout of one trial (``dt`` per step; ``S = R = round(cue / dt)``, ``L = round(lead / dt)``,
 gaps ``G ∈ [G_min, G_max] = [round(gap[0] / dt), round(gap[1] / dt)]`` steps)::
@@ -24,6 +25,25 @@ addition, during the store window the stored value's group and the STORE group f
 ``rate``, and during the recall window the RECALL group fires at ``rate`` (a step spikes with
 probability ``1 − (1 − rate·dt)(1 − noise_rate·dt)``). The value group is silent apart from
 noise at recall, so the value must be remembered across the gap.
+
+Distractors (``distractors = n > 0``): in each trial, ``n`` presentations of a value
+``u_i`` drawn uniformly from ``0 … n_values − 1`` (independently of the stored value and of
+each other; it may equal it), each one cue long (``S`` steps), during which value group
+``u_i`` fires at ``rate`` while the STORE group does not (noise only). They lie inside the gap,
+at least one cue length clear of the store and recall cues and not overlapping each other
+(they may touch): the free region of a trial with gap ``G`` is
+``[s0 + 2S, T − 2S)``, ``A = G − 2S`` steps long, and with ``F = A − nS`` spare steps the
+``i``-th distractor (``i = 0 … n − 1``) starts at
+
+.. math::
+
+    d_i = s_0 + 2S + o_{(i)} + iS, \qquad o_j \sim \mathcal{U}\{0, \dots, F\}\ \text{i.i.d.},
+
+where ``o_(0) ≤ … ≤ o_(n−1)`` are the offsets sorted. This needs ``F ≥ 0`` in every trial,
+that is ``G_min ≥ (n + 2) S``; a shorter shortest gap is refused. The label and targets stay
+the stored value. The offsets and values are drawn from the same generator after the labels
+and gaps and before the spikes, and not at all when ``n = 0``, so trials without distractors
+are those of the generator without the option, bit for bit.
 """
 
 from __future__ import annotations
@@ -52,6 +72,9 @@ class StoreRecall(NamedTuple):
         store_start: first step of each trial's store window ``[B]`` (int64).
         gap_steps: steps from the end of the store window to the start of the recall window
             ``[B]`` (int64).
+        distractor_start: first step of each distractor ``[B, n]`` (int64, increasing along
+            a row; ``[B, 0]`` without distractors).
+        distractor_values: the value each distractor shows ``[B, n]`` (int64).
         dt: the time step (s).
     """
 
@@ -61,6 +84,8 @@ class StoreRecall(NamedTuple):
     mask: Tensor
     store_start: Tensor
     gap_steps: Tensor
+    distractor_start: Tensor
+    distractor_values: Tensor
     dt: float
 
 
@@ -93,6 +118,7 @@ def store_recall(
     lead: float = 50e-3,
     rate: float = 100.0,
     noise_rate: float = 5.0,
+    distractors: int = 0,
 ) -> StoreRecall:
     """``size`` store–recall trials, deterministic for a given ``seed`` (a
     ``torch.Generator`` on the CPU; layout and timing: :mod:`spikeloop.data.store_recall`).
@@ -109,11 +135,17 @@ def store_recall(
         lead: time before the earliest store cue (s, ``≥ 0``).
         rate: firing rate of an active group (Hz, ``0 < rate ≤ 1/dt``).
         noise_rate: background rate of every channel (Hz, ``0 ≤ noise_rate ≤ 1/dt``).
+        distractors: value presentations in the gap without the STORE cue (``≥ 0``), each one
+            cue long, at random non-overlapping times at least one cue length clear of the
+            store and recall cues, each showing a uniformly random value; the shortest gap
+            must hold them: ``gap[0] ≥ (distractors + 2) · cue`` (in steps). ``0`` (the
+            default) gives the trials of the generator without distractors, bit for bit.
 
     Raises:
         ArgumentTypeError: an argument of the wrong type.
         ParameterError: a value out of its range (the message names the limit), a gap range
-            with ``shortest > longest`` or under one step, a trial longer than 100 000 steps.
+            with ``shortest > longest`` or under one step, a trial longer than 100 000 steps,
+            a shortest gap too short for the distractors.
         TimeStepError: ``dt`` is not a finite number ``> 0``.
     """
     size = check_int(size, "store_recall: size", 1)
@@ -136,6 +168,14 @@ def store_recall(
     if rate == 0:
         raise ParameterError("store_recall: rate must be > 0 Hz (the cues would be silent)")
     noise_rate = _rate(noise_rate, "noise_rate", dt)
+    distractors = check_int(distractors, "store_recall: distractors", 0)
+    if distractors and g_min < (distractors + 2) * cue_steps:
+        need = (distractors + 2) * cue_steps
+        raise ParameterError(
+            f"store_recall: {distractors} distractors of one cue ({cue_steps} steps) each, one "
+            f"cue clear of the store and recall cues, need a shortest gap of at least "
+            f"(distractors + 2) · cue = {need} steps ({need * dt:g} s); the shortest gap is "
+            f"{g_min} steps ({g_min * dt:g} s)")
     steps = lead_steps + 2 * cue_steps + g_max
     if steps > _MAX_STEPS:
         raise ParameterError(f"store_recall: a trial of {steps} steps exceeds the limit of "
@@ -145,6 +185,16 @@ def store_recall(
     labels = torch.randint(n_values, (size,), generator=gen)
     gaps = torch.randint(g_min, g_max + 1, (size,), generator=gen)
     start = lead_steps + g_max - gaps
+    if distractors:  # sorted offsets in [0, F] per trial, shifted by a cue length each
+        spare = gaps - (distractors + 2) * cue_steps  # F [B], ≥ 0
+        offsets = (torch.rand(size, distractors, generator=gen, dtype=torch.float64)
+                   * (spare[:, None] + 1)).floor().long().clamp_(max=spare[:, None])
+        d_start = (start[:, None] + 2 * cue_steps + offsets.sort(1).values
+                   + cue_steps * torch.arange(distractors))
+        d_values = torch.randint(n_values, (size, distractors), generator=gen)
+    else:
+        d_start = torch.zeros(size, 0, dtype=torch.int64)
+        d_values = torch.zeros(size, 0, dtype=torch.int64)
     channels = (n_values + 2) * group
     t = torch.arange(steps)[:, None]  # [T, 1]
     store = (t >= start) & (t < start + cue_steps)  # [T, B]
@@ -152,8 +202,12 @@ def store_recall(
     grp = torch.arange(channels) // group  # group of each channel
     active = (store[:, :, None] & ((grp == labels[:, None]) | (grp == n_values))[None]) | (
         recall[:, :, None] & (grp == n_values + 1))
+    for i in range(distractors):
+        shown = (t >= d_start[:, i]) & (t < d_start[:, i] + cue_steps)  # [T, B]
+        active |= shown[:, :, None] & (grp == d_values[:, i, None])[None]
     p_on, p_noise = rate * dt, noise_rate * dt
     p = torch.where(active, 1 - (1 - p_on) * (1 - p_noise), p_noise)
     spikes = (torch.rand(steps, size, channels, generator=gen) < p).float()
     targets = torch.where(recall, labels[None], -1)
-    return StoreRecall(spikes, labels, targets, recall.clone(), start, gaps, dt)
+    return StoreRecall(spikes, labels, targets, recall.clone(), start, gaps, d_start, d_values,
+                       dt)
