@@ -4,6 +4,7 @@ same size, same readout, optimiser, data and number of steps (issue 17, item 4).
     python benchmarks/memory_task.py                 # the full run: 6 models × 3 seeds
     python benchmarks/memory_task.py --tiny --out /tmp/memory_task   # seconds (the test's)
     python benchmarks/memory_task.py --plot-only     # table and figure from the JSON
+    python benchmarks/memory_task.py --distractors 2  # 2 distractor values in every gap
 
 Task (:func:`spikeloop.data.store_recall`): a value (one of two) shown with a STORE cue, a
 gap of 0.2–1.0 s of background noise, then a RECALL cue; the answer is read in the 50 ms of the
@@ -27,11 +28,20 @@ Writes ``OUT.json`` (per model and seed: accuracy overall, for gaps under and ov
 in 4 bins of the gap, final loss, hidden rate, CPU seconds; one example trial per model),
 ``OUT.md`` (the table the docs include) and ``OUT.png`` (the figure), ``OUT`` =
 ``benchmarks/results/memory_task``.
+
+``--distractors N`` (``N > 0``) puts ``N`` distractor values in every gap (a value group
+active for a cue length without the STORE cue, at random times at least one cue clear of both
+cues; :func:`~spikeloop.data.store_recall`), the network must ignore them; the shortest gap is
+raised to ``(N + 2)`` cue lengths where it is shorter (with ``N ≤ 2`` the full run's gaps stay
+0.2–1.0 s; ``--tiny`` gets 0.2 s), and ``OUT`` defaults to
+``benchmarks/results/memory_task_distractors``. ``N`` is recorded in the JSON's settings and in
+the table's text. The default ``N = 0`` is the run above, unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import shlex
@@ -50,7 +60,10 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.stats import mean_sd, show_mean_sd  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "memory_task"
+OUT_DISTRACTORS = ROOT / "benchmarks" / "results" / "memory_task_distractors"
+"""The default output with ``--distractors N``, ``N > 0`` (``OUT`` keeps the run without)."""
 DT = 5e-3
+CUE = 50e-3  # the generator's default store and recall cue (and distractor) duration
 TAU_MEM = 20e-3
 TAU_SYN = 10e-3
 TAU_ADAPT = 600e-3
@@ -111,10 +124,21 @@ def recall_window(out: Any, mask: torch.Tensor) -> Any:
     return replace(out, populations={**out.populations, out.output_name: Observables(v=v)})
 
 
-def trials(size: int, seed: int, gap: tuple[float, float]) -> Any:
+def trials(size: int, seed: int, gap: tuple[float, float], distractors: int = 0) -> Any:
     from spikeloop.data import store_recall
 
-    return store_recall(size, seed=seed, dt=DT, gap=gap, n_values=N_VALUES)
+    return store_recall(size, seed=seed, dt=DT, gap=gap, n_values=N_VALUES, cue=CUE,
+                        distractors=distractors)
+
+
+def gap_for(gap: tuple[float, float], distractors: int) -> tuple[float, float]:
+    """``gap`` with its shortest gap raised to hold ``distractors`` (``(N + 2)`` cue lengths,
+    the generator's limit) where it is shorter; the longest is raised to the shortest if need
+    be. Unchanged without distractors."""
+    if not distractors:
+        return gap
+    shortest = max(gap[0], (distractors + 2) * round(CUE / DT) * DT)
+    return (round(shortest, 6), round(max(gap[1], shortest), 6))
 
 
 def example(net: Any, data: Any, model: str) -> dict[str, Any]:
@@ -131,6 +155,8 @@ def example(net: Any, data: Any, model: str) -> dict[str, Any]:
                 adapt.append(getattr(state["hidden"].neuron, ADAPTATION[model])[0].tolist())
     rec = {"label": int(data.labels[0]), "store_start": int(data.store_start[0]),
            "gap_steps": int(data.gap_steps[0]), "recall_steps": int(data.mask[:, 0].sum()),
+           "distractor_start": data.distractor_start[0].tolist(),
+           "distractor_values": data.distractor_values[0].tolist(),
            "events": x[:, 0].nonzero().tolist(), "channels": x.shape[2], "readout_v": v}
     if adapt:  # [T, N]: the 5 neurons whose adaptation varies most before the recall cue
         a = torch.tensor(adapt)
@@ -139,6 +165,18 @@ def example(net: Any, data: Any, model: str) -> dict[str, Any]:
         rec["adaptation"] = {"variable": ADAPTATION[model], "neurons": keep.tolist(),
                              "values": a[:, keep].tolist()}
     return rec
+
+
+def gap_groups(gap_steps: torch.Tensor, gap: tuple[float, float]) -> tuple[
+        torch.Tensor, list[tuple[tuple[float, float], torch.Tensor]]]:
+    """The trials with a long gap (``≥ LONG_GAP``) and, for each of ``GAP_BINS`` equal bins
+    of ``gap`` (s), its edges and its trials (the last bin includes its upper edge)."""
+    # float64: in float32, 120 · 0.005 < 0.6 and 40 · 0.005 < 0.2, below the 1e-9 tolerance
+    gap_s = gap_steps.double() * DT
+    edges = torch.linspace(gap[0], gap[1], GAP_BINS + 1, dtype=torch.float64).tolist()
+    bins = [((lo, hi), (gap_s >= lo - 1e-9) & ((gap_s < hi - 1e-9) | (k == GAP_BINS - 1)))
+            for k, (lo, hi) in enumerate(itertools.pairwise(edges))]
+    return gap_s >= LONG_GAP - 1e-9, bins
 
 
 def train_one(model: str, seed: int, cfg: dict[str, Any], test: Any,
@@ -154,7 +192,8 @@ def train_one(model: str, seed: int, cfg: dict[str, Any], test: Any,
     cpu = time.process_time()
     for k in tqdm(range(cfg["steps"]), desc=f"{model} seed {seed}", disable=not progress,
                   leave=False):
-        batch = trials(cfg["batch"], 1 + 100_000 * seed + k, cfg["gap"])
+        batch = trials(cfg["batch"], 1 + 100_000 * seed + k, cfg["gap"],
+                       cfg.get("distractors", 0))
         loss = loss_fn(recall_window(net(batch.spikes), batch.mask), batch.labels)
         opt.zero_grad()
         loss.backward()
@@ -164,15 +203,10 @@ def train_one(model: str, seed: int, cfg: dict[str, Any], test: Any,
     with torch.no_grad():
         out = net(test.spikes)
         right = (loss_fn.predict(recall_window(out, test.mask)) == test.labels).float()
-    gap_s = test.gap_steps * DT
-    long = gap_s >= LONG_GAP - 1e-9
-    edges = torch.linspace(cfg["gap"][0], cfg["gap"][1], GAP_BINS + 1)
-    by_gap = []
-    for k in range(GAP_BINS):
-        inside = (gap_s >= edges[k] - 1e-9) & ((gap_s < edges[k + 1] - 1e-9) | (k == GAP_BINS - 1))
-        by_gap.append({"gap_s": [round(float(edges[k]), 4), round(float(edges[k + 1]), 4)],
-                       "trials": int(inside.sum()),
-                       "accuracy": right[inside].mean().item() if inside.any() else None})
+    long, bins = gap_groups(test.gap_steps, cfg["gap"])
+    by_gap = [{"gap_s": [round(lo, 4), round(hi, 4)], "trials": int(inside.sum()),
+               "accuracy": right[inside].mean().item() if inside.any() else None}
+              for (lo, hi), inside in bins]
     hidden = net.layers["hidden"]
     learned = {n: [round(float(p.detach().min()), 4), round(float(p.detach().max()), 4)]
                for n, p in hidden.named_parameters(recurse=False)}
@@ -222,8 +256,11 @@ def table(result: dict[str, Any]) -> str:
         f"{100 * result['chance']:.0f} %; the last two columns: mean over seeds of the trials "
         f"with shorter and longer gaps); {s['hidden']} recurrent hidden neurons, "
         f"{s['steps']} Adam steps (lr {s['lr']:g}) of {s['batch']} fresh trials, gaps "
-        f"{s['gap'][0]:g}–{s['gap'][1]:g} s, dt {1e3 * result['dt']:g} ms, "
-        f"{result['machine']['threads']} CPU thread.",
+        f"{s['gap'][0]:g}–{s['gap'][1]:g} s"
+        + (f", {s['distractors']} distractor value{'s' * (s['distractors'] > 1)} in every gap "
+           "(a value group active for one cue length without the STORE cue)"
+           if s.get("distractors") else "")
+        + f", dt {1e3 * result['dt']:g} ms, {result['machine']['threads']} CPU thread.",
         "",
         f"Command: `{result['command']}` ({result['machine']['torch']}, "
         f"{result['machine']['cpu']}, {result['date']}).",
@@ -281,6 +318,9 @@ def figure(result: dict[str, Any], path: Path) -> None:
     ax.scatter(1e3 * result["dt"] * (ev[:, 0] + 1), ev[:, 1], s=2, color="k")
     ax.axvspan(*store, color="C2", alpha=0.2, label="store cue")
     ax.axvspan(*recall, color="C3", alpha=0.2, label="recall cue")
+    for k, start in enumerate(trial.get("distractor_start", [])):
+        ax.axvspan(1e3 * result["dt"] * start, 1e3 * result["dt"] * (start + trial["recall_steps"]),
+                   color="C1", alpha=0.2, label="distractor" if k == 0 else None)
     group = trial["channels"] // (N_VALUES + 2)
     ax.set_yticks([group * (k + 0.5) for k in range(N_VALUES + 2)],
                   [*(f"value {k}" for k in range(N_VALUES)), "STORE", "RECALL"])
@@ -329,13 +369,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, help="training steps (default 300; --tiny 3)")
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run")
-    parser.add_argument("--out", type=Path, default=OUT, help="OUT.{json,md,png}")
+    parser.add_argument("--distractors", type=int, default=0, metavar="N",
+                        help="distractor values in every gap (default 0: the task without)")
+    parser.add_argument("--out", type=Path, help="OUT.{json,md,png} (default "
+                        "benchmarks/results/memory_task, memory_task_distractors with N > 0)")
     parser.add_argument("--plot-only", action="store_true",
                         help="rewrite OUT.md and OUT.png from OUT.json")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction,
                         default=sys.stderr.isatty(), help="tqdm bars (default: on a terminal)")
     args = parser.parse_args(argv)
-    out = args.out.with_suffix("") if args.out.suffix == ".json" else args.out
+    if args.distractors < 0:
+        parser.error(f"--distractors must be ≥ 0, got {args.distractors}")
+    out = args.out or (OUT_DISTRACTORS if args.distractors else OUT)
+    out = out.with_suffix("") if out.suffix == ".json" else out
     if args.plot_only:
         write(json.loads(out.with_suffix(".json").read_text()), out)
         return 0
@@ -343,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = dict(TINY if args.tiny else FULL)
     if args.steps is not None:
         cfg["steps"] = args.steps
-    test = trials(cfg["test_size"], 10**6, cfg["gap"])
+    cfg["gap"] = gap_for(cfg["gap"], args.distractors)
+    cfg["distractors"] = args.distractors
+    test = trials(cfg["test_size"], 10**6, cfg["gap"], args.distractors)
     rows, examples = [], {}
     for model in args.models:
         for seed in args.seeds:

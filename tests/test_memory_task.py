@@ -46,6 +46,66 @@ def test_tiny_training_writes_results_table_and_figure(tmp_path, one_thread, cap
     assert out.with_suffix(".png").stat().st_size > 0
 
 
+def test_tiny_training_with_distractors_writes_its_own_files(tmp_path, one_thread, monkeypatch):
+    # without --out the run goes to OUT_DISTRACTORS, not to the results without distractors
+    monkeypatch.setattr(memory_task, "OUT_DISTRACTORS", tmp_path / "distractors")
+    monkeypatch.setattr(memory_task, "OUT", tmp_path / "plain")
+    assert memory_task.main(["--tiny", "--distractors", "2", "--models", "lif", "adlif",
+                             "--seeds", "0", "--no-progress"]) == 0
+    out = tmp_path / "distractors"
+    assert not (tmp_path / "plain.json").exists()
+    result = json.loads(out.with_suffix(".json").read_text())
+    # the tiny gaps (0.05–0.1 s) are raised to the (2 + 2) cue lengths two distractors need
+    assert result["settings"]["distractors"] == 2 and result["settings"]["gap"] == [0.2, 0.2]
+    assert result["command"].endswith("--tiny --distractors 2 --models lif adlif --seeds 0 "
+                                      "--no-progress")
+    text = out.with_suffix(".md").read_text()
+    assert text == memory_task.table(result)
+    assert "gaps 0.2–0.2 s, 2 distractor values in every gap" in text
+    assert out.with_suffix(".png").stat().st_size > 0
+    ex = result["examples"]["adlif"]
+    starts, steps = ex["distractor_start"], len(ex["readout_v"])
+    assert len(starts) == len(ex["distractor_values"]) == 2
+    # gap 40 steps = 2 distractors of 10 steps + one cue clear on each side: packed
+    assert starts == [ex["store_start"] + 20, ex["store_start"] + 30]
+    assert starts[-1] + 10 <= steps - 2 * ex["recall_steps"]
+    # the example's raster holds the distractors' spikes: their value group fires there
+    events = torch.tensor(ex["events"])
+    for start, value in zip(starts, ex["distractor_values"], strict=True):
+        inside = (events[:, 0] >= start) & (events[:, 0] < start + 10)
+        group = events[inside, 1] // 10
+        assert (group == value).sum() > 20  # 10 channels × 10 steps at 100 Hz · 5 ms: ~50
+
+
+def test_without_distractors_the_settings_and_table_are_as_before():
+    assert memory_task.gap_for((0.2, 1.0), 0) == (0.2, 1.0)
+    assert memory_task.gap_for((0.2, 1.0), 2) == (0.2, 1.0)  # the full run holds two
+    assert memory_task.gap_for((0.2, 1.0), 3) == (0.25, 1.0)
+    assert memory_task.gap_for((0.05, 0.1), 2) == (0.2, 0.2)
+    result = json.loads((ROOT / "benchmarks/results/memory_task.json").read_text())
+    assert "distractor" not in memory_task.table(result)
+    assert "distractor" not in memory_task.table(
+        result | {"settings": result["settings"] | {"distractors": 0}})
+
+
+def test_gaps_on_a_boundary_are_grouped_by_their_exact_value():
+    """A gap of exactly 0.6 s is a long gap and one of exactly 0.2 or 0.4 s starts its bin (in
+    float32, 120 · 0.005, 40 · 0.005 and 80 · 0.005 round below the boundaries)."""
+    steps = torch.tensor([40, 79, 80, 119, 120, 160, 200])
+    long, bins = memory_task.gap_groups(steps, (0.2, 1.0))
+    assert long.tolist() == [False, False, False, False, True, True, True]
+    assert [x for edges, _ in bins for x in edges] == pytest.approx(
+        [0.2, 0.4, 0.4, 0.6, 0.6, 0.8, 0.8, 1.0])
+    assert [inside.nonzero().flatten().tolist() for _, inside in bins] == [
+        [0, 1], [2, 3], [4], [5, 6]]
+
+
+def test_negative_distractors_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        memory_task.main(["--tiny", "--distractors", "-1"])
+    assert "--distractors must be ≥ 0, got -1" in capsys.readouterr().err
+
+
 def test_recall_window_reads_the_masked_steps_only():
     from spikeloop.data import store_recall
 
