@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint docs venv clean yinyang-bench bench bench-scaling bench-contention bench-distributed \
-	eventprop-bench event-memory memory-task xylo-example xylo-long nir-matrix data fashion-mnist \
+	eventprop-bench event-memory memory-task memory-task-distractors xylo-example xylo-long nir-matrix data fashion-mnist \
 	fashion-mnist-fc fashion-mnist-conv fashion-mnist-conv-surrogate fashion-mnist-conv-bn local-learning digits shd spoken-digits spoken-digits-train keywords ambient espeak-ng kws-bench data-bench \
 	temporal-audio delays-bench robustness
 
@@ -55,6 +55,10 @@ event-memory: $(STAMP)
 # Store-and-recall memory task: LIF against adaptive LIF, 6 models × 3 seeds (docs/memory-task.md).
 memory-task: $(STAMP)
 	$(PY) benchmarks/memory_task.py
+
+# The same with 2 distractor values in every gap (docs/memory-task.md, "With distractors").
+memory-task-distractors: $(STAMP)
+	$(PY) benchmarks/memory_task.py --distractors 2
 
 # Device non-idealities (docs/devices.md): ideal- against noise-aware-trained networks on
 # crossbars, analog neurons and bit flips; about an hour on one core.
