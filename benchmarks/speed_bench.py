@@ -425,7 +425,7 @@ def measure_roofline(records: list[dict[str, Any]], variants: list[str], wl: Wor
     from benchmarks import roofline
 
     density = {r["variant"]: r["hidden_rate"] for r in records
-               if r.get("lib") == OURS and r.get("mode") == "forward" and "hidden_rate" in r}
+               if r.get("lib") == OURS and "hidden_rate" in r}
     busy = wait_idle(max_wait)
     roof = roofline.run(variants, wl, threads, density or None, quick=quick)
     roof["meta"]["cpu_busy_before"] = busy
