@@ -10,7 +10,11 @@ Workload (``benchmarks/speed/workload.py``): 700 Bernoulli inputs (5 %) → 256 
 on the readout's max-over-time membrane, SGD; ``rec`` adds a 256 × 256 recurrent projection.
 Writes ``<out>.json`` (every measurement, with per-step times) and ``<out>.md`` (one table per
 variant, the speed-up of spikeloop over the fastest peer and its peak memory against the
-lowest peer's). Default ``--out benchmarks/results/speed``.
+lowest peer's). Default ``--out benchmarks/results/speed``. After the measurements it runs the
+roofline (``benchmarks/roofline.py``: the least work of each workload at this machine's measured
+rates) in its own process and writes it next to them (``<out>_roofline.json``/``.md``); every
+median is also given as a multiple of that floor (``× floor``). ``--roofline JSON`` reads the
+floor from an earlier roofline file instead, ``--no-roofline`` leaves it out.
 
 Fairness rules:
   * every (library, variant, mode) runs in its own fresh process, one after another, float32,
@@ -193,8 +197,18 @@ def best_of_rounds(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, "round_medians_ms": medians.get(key, [])} for key, r in best.items()]
 
 
-def summarize(records: list[dict[str, Any]], variants: list[str]) -> dict[str, Any]:
-    """Per variant and mode: fastest peer, spikeloop's speed-up over it, memory comparison."""
+def roofline_floors(roof: dict[str, Any] | None) -> dict[str, dict[str, float]]:
+    """``{variant: {mode: floor_ms}}`` of a roofline result (empty without one)."""
+    if not roof:
+        return {}
+    return {v: {m: r[m]["floor_ms"] for m in MODES if m in r}
+            for v, r in roof.get("variants", {}).items()}
+
+
+def summarize(records: list[dict[str, Any]], variants: list[str],
+              floors: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+    """Per variant and mode: fastest peer, spikeloop's speed-up over it, memory comparison,
+    and (with the roofline's ``floors``) both as multiples of the floor."""
     summary: dict[str, Any] = {}
     for variant in variants:
         per_mode: dict[str, Any] = {}
@@ -204,6 +218,9 @@ def summarize(records: list[dict[str, Any]], variants: list[str]) -> dict[str, A
             ours = rows.get(OURS)
             peers = {k: v for k, v in rows.items() if k in PEERS and _ok(v)}
             entry: dict[str, Any] = {"peers_measured": sorted(peers)}
+            floor = (floors or {}).get(variant, {}).get(mode)
+            if floor:
+                entry["floor_ms"] = floor
             if peers:
                 fastest = min(peers, key=lambda k: peers[k]["median_ms"])
                 lowest = min(peers, key=lambda k: peers[k]["peak_rss_mb"])
@@ -211,9 +228,13 @@ def summarize(records: list[dict[str, Any]], variants: list[str]) -> dict[str, A
                              lowest_memory_peer=lowest,
                              lowest_peer_peak_mb=peers[lowest]["peak_rss_mb"],
                              lowest_peer_delta_mb=min(v["peak_delta_mb"] for v in peers.values()))
+                if floor:
+                    entry["fastest_peer_x_floor"] = peers[fastest]["median_ms"] / floor
             if _ok(ours):
                 entry.update(spikeloop_ms=ours["median_ms"], spikeloop_peak_mb=ours["peak_rss_mb"],
                              spikeloop_delta_mb=ours["peak_delta_mb"])
+                if floor:
+                    entry["spikeloop_x_floor"] = ours["median_ms"] / floor
                 if peers:
                     speedup = entry["fastest_peer_ms"] / ours["median_ms"]
                     goal = GOALS.get(variant, {}).get(mode)
@@ -266,9 +287,23 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _floor_note(roof: dict[str, Any] | None, variant: str) -> list[str]:
+    """One line: the roofline floor of ``variant`` and its dominant terms."""
+    r = (roof or {}).get("variants", {}).get(variant)
+    if not r:
+        return []
+    parts = [f"{mode} **{r[mode]['floor_ms']:.2f} ms** (largest term: {r[mode]['dominant']})"
+             for mode in MODES if mode in r]
+    rate = r["activity"]["hidden"]
+    return [f"- **roofline floor** (least work at this machine's measured torch rates, "
+            f"hidden rate {100 * rate:.1f} %; `benchmarks/roofline.py`): " + ", ".join(parts)
+            + ". `× floor` = median / floor."]
+
+
 def markdown(result: dict[str, Any]) -> str:
     meta, records, summary = result["meta"], result["records"], result["summary"]
     wl = result["workload"]
+    floors = roofline_floors(result.get("roofline"))
     lines = [
         "# Speed benchmark",
         "",
@@ -295,16 +330,18 @@ def markdown(result: dict[str, Any]) -> str:
                  "shd": "SHD-format data (spoken digits in 10 ms bins), 256 × 256 recurrent"}
         lines += [f"## {variant}: {title.get(variant, variant)}", "",
                   "| library | version | train median (min–max) ms | forward median (min–max) ms"
-                  " | peak MB (+ steps) train / fwd | hidden rate | notes |",
-                  "|---|---|---:|---:|---:|---:|---|"]
+                  " | × floor train / fwd | peak MB (+ steps) train / fwd | hidden rate | notes |",
+                  "|---|---|---:|---:|---:|---:|---:|---|"]
         problems = []
         for lib in result["libs"]:
             cells: dict[str, str] = {}
             rate, version, notes = None, "", ""
-            peaks = []
+            peaks, multiples = [], []
             for mode in MODES:
                 r = next((r for r in records if r.get("lib") == lib
                           and r.get("variant") == variant and r.get("mode") == mode), None)
+                floor = floors.get(variant, {}).get(mode)
+                multiples.append(f"{r['median_ms'] / floor:.1f}×" if _ok(r) and floor else "–")
                 if r is None:
                     cells[mode] = "–"
                     peaks.append("–")
@@ -323,8 +360,10 @@ def markdown(result: dict[str, Any]) -> str:
                     problems.append(f"- {lib} / {mode}: {why}")
             name = f"**{lib}**" if lib == OURS else lib
             lines.append(f"| {name} | {version} | {cells['train']} | {cells['forward']} | "
-                         f"{' / '.join(peaks)} | {_fmt(rate and 100 * rate)} % | {notes} |")
+                         f"{' / '.join(multiples)} | {' / '.join(peaks)} | "
+                         f"{_fmt(rate and 100 * rate)} % | {notes} |")
         lines.append("")
+        lines += _floor_note(result.get("roofline"), variant)
         for mode in MODES:
             s = summary.get(variant, {}).get(mode, {})
             if "speedup" in s:
@@ -334,6 +373,9 @@ def markdown(result: dict[str, Any]) -> str:
                 extra = "".join(
                     f"; vs {b}: {s[f'speedup_vs_{b}']:.2f}×" for b in BASELINES
                     if f"speedup_vs_{b}" in s)
+                if "spikeloop_x_floor" in s:
+                    extra += (f"; × floor: spikeloop {s['spikeloop_x_floor']:.2f}, fastest peer "
+                              f"{s['fastest_peer_x_floor']:.2f}")
                 lines.append(
                     f"- **{mode}**: fastest peer {s['fastest_peer']} {s['fastest_peer_ms']:.1f} ms"
                     f", spikeloop {s['spikeloop_ms']:.1f} ms → **{s['speedup']:.2f}×** "
@@ -346,8 +388,10 @@ def markdown(result: dict[str, Any]) -> str:
                        f"{s['fastest_peer_ms'] / s['all_recorded_ms']:.2f}×, "
                        f"{s['all_recorded_peak_mb']:.0f} MB." if "all_recorded_ms" in s else ""))
             elif "spikeloop_ms" in s:
-                lines.append(f"- **{mode}**: spikeloop {s['spikeloop_ms']:.1f} ms; no peer "
-                             "measured, no ratio.")
+                lines.append(f"- **{mode}**: spikeloop {s['spikeloop_ms']:.1f} ms"
+                             + (f" ({s['spikeloop_x_floor']:.2f}× floor)"
+                                if "spikeloop_x_floor" in s else "")
+                             + "; no peer measured, no ratio.")
             else:
                 lines.append(f"- **{mode}**: spikeloop not measured.")
             for lib in DELAYS:
@@ -371,6 +415,26 @@ def markdown(result: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- roofline
+def measure_roofline(records: list[dict[str, Any]], variants: list[str], wl: Workload,
+                     threads: int, quick: bool, max_wait: float) -> dict[str, Any]:
+    """The roofline of ``variants`` in this process (after waiting for idle CPUs); the hidden
+    density of each variant is spikeloop's measured hidden rate where this run has it."""
+    from benchmarks import roofline
+
+    density = {r["variant"]: r["hidden_rate"] for r in records
+               if r.get("lib") == OURS and "hidden_rate" in r}
+    busy = wait_idle(max_wait)
+    roof = roofline.run(variants, wl, threads, density or None, quick=quick)
+    roof["meta"]["cpu_busy_before"] = busy
+    return roof
+
+
+def floors_text(roof: dict[str, Any]) -> str:
+    return "; ".join(f"{v} " + ", ".join(f"{m} {ms:.2f} ms" for m, ms in f.items())
+                     for v, f in roofline_floors(roof).items())
 
 
 # --------------------------------------------------------------------------- main
@@ -406,13 +470,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="smoke test: T=10, batch 4, 3 repeats, spikeloop and torch_loop")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed"),
                         help="output path without extension (writes .json and .md)")
+    parser.add_argument("--roofline", metavar="JSON", default=None,
+                        help="read the floor from this roofline result instead of measuring it")
+    parser.add_argument("--no-roofline", action="store_true",
+                        help="leave the roofline floor (and the × floor column) out")
     parser.add_argument("--render", metavar="JSON", default=None,
                         help="only rewrite the markdown table of an earlier result file")
     args = parser.parse_args(argv)
 
     if args.render:
         result = json.loads(Path(args.render).read_text())
-        result["summary"] = summarize(result["records"], result["variants"])
+        if args.roofline:
+            result["roofline"] = json.loads(Path(args.roofline).read_text())
+        result["summary"] = summarize(result["records"], result["variants"],
+                                      roofline_floors(result.get("roofline")))
         md_path = Path(str(args.render).removesuffix(".json") + ".md")
         md_path.write_text(markdown(result))
         print(f"wrote {md_path}")
@@ -486,11 +557,20 @@ def main(argv: list[str] | None = None) -> int:
     meta["loadavg_end"] = list(os.getloadavg())
 
     records = best_of_rounds(runs)
+    out = str(args.out).removesuffix(".json").removesuffix(".md")
+    roof = None
+    if args.roofline:
+        roof = json.loads(Path(args.roofline).read_text())
+    elif not args.no_roofline:
+        roof = measure_roofline(records, variants, wl, args.threads, args.quick, max_wait)
+        from benchmarks import roofline
+
+        paths = roofline.write(roof, out + "_roofline")
+        tqdm.write(f"roofline: {floors_text(roof)}; wrote {paths[0]} and {paths[1]}")
     result = {"meta": meta, "workload": wl.as_dict(), "libs": libs, "variants": variants,
               "modes": modes, "repeat": repeat, "warmup": warmup, "rounds": rounds,
-              "quick": args.quick, "records": records, "all_runs": runs}
-    result["summary"] = summarize(records, variants)
-    out = str(args.out).removesuffix(".json").removesuffix(".md")
+              "quick": args.quick, "records": records, "all_runs": runs, "roofline": roof}
+    result["summary"] = summarize(records, variants, roofline_floors(roof))
     json_path, md_path = Path(out + ".json"), Path(out + ".md")
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result, indent=1) + "\n")
