@@ -121,12 +121,10 @@ def accuracy(tr: Trainer, models: dict[str, Any], instances: int, t: float = 0.0
         tr.backend = get_backend(backend)
         tr.network.backend = tr.backend
     accs = []
-    for k in range(instances if models else 1):
+    for k in range(instances if models else 1):  # (evaluate puts tr.devices on the network)
         tr.devices = Devices(models, instance=k, t=t, seed=k)
-        tr.network.devices = tr.devices
         accs.append(tr.evaluate(tr.data["test"])[1])
     tr.devices = Devices()
-    tr.network.devices = tr.devices
     mean, sd = mean_sd(accs)
     return {"mean": mean, "sd": sd, "runs": accs}
 

@@ -406,7 +406,8 @@ class Trainer:
                     x, y = train.batch(idx[mine])
                 self.optimizer.zero_grad(set_to_none=True)
                 if self._train_devices and self.config.devices.reprogram == "step":
-                    # a new device instance every step (never the evaluation's instance)
+                    # a new device instance every step (of the training stream, so never
+                    # an evaluation instance)
                     step = self.epoch * p["batches"] + k
                     self._train_devices.program(self.config.devices.instance + 1 + step)
                     self._train_devices.t = self.config.devices.t
