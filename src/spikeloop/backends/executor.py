@@ -259,9 +259,10 @@ class ModelHooks:
         self, graph: Graph, node: Node, x: Tensor, state: Any
     ) -> tuple[Tensor, Any]:
         y, after = PROJECTIONS.get(node.op)(graph, node, x, state, self)
-        for m in node_devices(node, SynapseDevice):
-            if m.per_step:
-                y = m.output(x, y, node.params["weight"], device_context(node))
+        if node.devices:  # (a graph without devices: nothing more per window or step)
+            for m in node_devices(node, SynapseDevice):
+                if m.per_step:
+                    y = m.output(x, y, node.params["weight"], device_context(node))
         return y, after
 
 
