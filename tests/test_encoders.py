@@ -10,7 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import spikeloop.data as data
-from spikeloop.data import ENCODERS, delta, direct, latency, log_latency, make_encoder, rate
+from spikeloop.data import (
+    ENCODERS,
+    delta,
+    direct,
+    integrate,
+    latency,
+    log_latency,
+    make_encoder,
+    rate,
+)
 from spikeloop.errors import (
     ConfigError,
     NonFiniteError,
@@ -258,7 +267,7 @@ def test_delta_errors() -> None:
 
 
 def test_registry_and_make_encoder() -> None:
-    assert ENCODERS.names() == ["delta", "direct", "latency", "log_latency", "rate"]
+    assert ENCODERS.names() == ["delta", "direct", "integrate", "latency", "log_latency", "rate"]
     x = torch.tensor([[0.2, 0.9]])
     enc = make_encoder("latency", **LAT, bias_time=0.0)
     torch.testing.assert_close(enc(x), latency(x, **LAT, bias_time=0.0))
@@ -297,3 +306,26 @@ def test_make_encoder_errors() -> None:
     with pytest.raises(ConfigError) as info:
         make_encoder("log_latency", dt=1e-3, duration=0.1, tau=0.01)
     assert "missing" in str(info.value) and "threshold" in str(info.value)
+
+
+def test_integrate_equals_integrate_and_fire_input_neurons() -> None:
+    # the closed form against the neurons it stands for: v += g x, spike at v ≥ 1, v -= 1
+    # (values on a 1/255 grid, as pixels, and float64 so the loop's sums are exact enough)
+    x = torch.randint(0, 256, (4, 30), generator=torch.Generator().manual_seed(0)).double() / 255
+    for gain in (1.0, 0.5, 2.5):
+        got = integrate(x, dt=1e-3, duration=20e-3, gain=gain)
+        v, want = torch.zeros_like(x), []
+        for _ in range(20):
+            v = v + gain * x
+            z = torch.floor(v + 1e-9)  # spikes of this step (several where g x > 1)
+            v = v - z
+            want.append(z)
+        assert torch.equal(got, torch.stack(want)), gain
+        # T g x spikes up to rounding, none for x = 0, regular trains
+        assert (got.sum(0) - 20 * gain * x).abs().max() < 1
+    assert torch.equal(integrate(torch.tensor([[0.25]]), dt=1e-3, duration=8e-3)[:, 0, 0],
+                       torch.tensor([0., 0., 0., 1., 0., 0., 0., 1.]))
+    with pytest.raises(ParameterError, match="gain"):
+        integrate(x, dt=1e-3, duration=2e-3, gain=0.0)
+    with pytest.raises(ParameterError, match=r"\[0, 1\]"):
+        integrate(x + 1, dt=1e-3, duration=2e-3)

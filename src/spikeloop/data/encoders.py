@@ -44,12 +44,14 @@ from spikeloop.checks import (
 from spikeloop.errors import ConfigError, DeviceError, DTypeError, ParameterError, ShapeError
 from spikeloop.registry import Registry
 
-__all__ = ["ENCODERS", "delta", "direct", "latency", "log_latency", "make_encoder", "rate"]
+__all__ = ["ENCODERS", "delta", "direct", "integrate", "latency", "log_latency", "make_encoder",
+           "rate"]
 
 Encoder = Callable[..., Tensor]
 
 ENCODERS: Registry[Encoder] = Registry("encoder")
-"""Encoder functions by name: ``latency``, ``log_latency``, ``rate``, ``direct``, ``delta``."""
+"""Encoder functions by name: ``latency``, ``log_latency``, ``rate``, ``direct``, ``integrate``,
+``delta``."""
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -329,6 +331,54 @@ def direct(x: Tensor, *, dt: float, duration: float, gain: float = 1.0) -> Tenso
     gain = _positive("gain", gain)
     current = x if gain == 1.0 else x * gain
     return current.unsqueeze(0).expand(n_steps, *x.shape)
+
+
+@ENCODERS.register("integrate")
+def integrate(x: Tensor, *, dt: float, duration: float, gain: float = 1.0) -> Tensor:
+    r"""Deterministic rate coding by integrate-and-fire input neurons (no leak, threshold 1,
+    reset by subtraction) driven by the constant current ``gain · x``: the input layer of
+    desire backpropagation's code (Gerlinghoff et al., arXiv:2211.05412) and of ANN-to-SNN
+    conversion.
+
+    Neuron ``i`` has integrated :math:`(k + 1)\,g x_i` by the end of step ``k`` and fired one
+    spike per whole unit of it, so in closed form
+
+    .. math::
+        s_k = \lfloor (k + 1)\, g x \rfloor - \lfloor k\, g x \rfloor
+
+    (a charge within :math:`10^{-9}` of a whole unit counts as having reached it: a regular
+    train of :math:`T g x` spikes up to rounding, the first at step
+    :math:`\lceil 1/(g x) \rceil - 1`; ``0/1`` spikes when :math:`g x ≤ 1`, counts above).
+
+    Args:
+        x: features ``[B, F]`` or ``[B, *shape]`` in ``[0, 1]``.
+        dt: step in s (> 0).
+        duration: window length in s (> 0), ``T = round(duration / dt)``.
+        gain: spikes per step of ``x = 1`` (finite, > 0).
+
+    Returns:
+        ``[T, B, ...]`` spikes (counts where ``gain · x > 1``), dtype of ``x``.
+
+    Example:
+        >>> integrate(torch.tensor([[0.5, 1.0, 0.0]]), dt=1e-3, duration=4e-3)[:, 0]
+        tensor([[0., 1., 0.],
+                [1., 1., 0.],
+                [0., 1., 0.],
+                [1., 1., 0.]])
+
+    Raises:
+        ShapeError, NonFiniteError: as :func:`latency`. ParameterError: ``x`` outside
+            ``[0, 1]``, ``gain ≤ 0``.
+    """
+    x = _features(x)
+    _, _, n_steps = _steps(dt, duration)
+    gain = _positive("gain", gain)
+    k = torch.arange(n_steps + 1, dtype=torch.float64, device=x.device)
+    charge = k.reshape(-1, *([1] * x.dim())) * (gain * x.to(torch.float64)).unsqueeze(0)
+    # spikes fired by the end of each step; a charge within 1e-9 of a whole unit has reached it
+    # (k·(g x) may round just below an integer that the neurons' running sum would reach)
+    fired = torch.floor(charge + 1e-9)
+    return (fired[1:] - fired[:-1]).to(x.dtype)
 
 
 @ENCODERS.register("delta")
