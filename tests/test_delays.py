@@ -459,10 +459,27 @@ def _delayed_net(per="axon", bias=True, delay=None):
     return net
 
 
+def _same_layer(a, b):
+    """Two DelayedLinear layers with the same settings and (bitwise) parameters."""
+    assert (type(b), b.per, b.max_delay, b.dt) == (type(a), a.per, a.max_delay, a.dt)
+    assert torch.equal(a.weight, b.weight) and torch.equal(a.delay, b.delay)
+    assert (a.bias is None) == (b.bias is None)
+    assert a.bias is None or torch.equal(a.bias, b.bias)
+
+
+def _same_run(a_net, b_net, x):
+    a, b = a_net(x), b_net(x)
+    assert a["h"].spikes.sum() > 10
+    for name in ("h", "out"):
+        assert torch.equal(a[name].v, b[name].v), name
+    assert torch.equal(a["h"].spikes, b["h"].spikes)
+
+
 @pytest.mark.parametrize("bias", [True, False])
 def test_nir_round_trip_of_per_axon_delays_is_exact(tmp_path, bias):
     """Per-axon delays at whole steps export as NIR Delay → Linear/Affine; the file loads back
-    as spikeloop Delay + Linear with the same spikes and membranes in every population."""
+    as the same DelayedLinear (per axon, same parameters and max_delay) with the same spikes
+    and membranes in every population."""
     import nir
 
     from spikeloop.interop import load_nir, save_nir, to_nir
@@ -477,14 +494,174 @@ def test_nir_round_trip_of_per_axon_delays_is_exact(tmp_path, bias):
     save_nir(net, tmp_path / "d.nir")
     back = load_nir(tmp_path / "d.nir", dt=DT)
     assert [(n.name, n.op) for n in back.graph][:3] == [
-        ("input", "Input"), ("fc_delay", "Delay"), ("fc", "Linear")]
-    x = spikes(40, 2, 6, p=0.4, seed=5)
-    a, b = net(x), back(x)
-    assert a["h"].spikes.sum() > 10
-    for name in ("h", "out"):
-        assert torch.equal(a[name].v, b[name].v), name
-    assert torch.equal(a["h"].spikes, b["h"].spikes)
+        ("input", "Input"), ("fc", "DelayedLinear"), ("h", "CubaLIF")]
+    _same_layer(net.layers.fc, back.layers.fc)
+    _same_run(net, back, spikes(40, 2, 6, p=0.4, seed=5))
     assert to_nir(back).nodes["fc_delay"].delay.tolist() == g.nodes["fc_delay"].delay.tolist()
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_nir_round_trip_of_per_synapse_delays_is_exact(tmp_path, bias):
+    """Per-synapse delays at whole steps export as one branch Delay → Linear per distinct
+    delay, summed into the population (the bias on the shortest branch only); the file, written
+    and read by nir.write / nir.read, loads back as one DelayedLinear per synapse with the same
+    parameters and max_delay, and the same spikes and membranes."""
+    import nir
+
+    from spikeloop.interop import from_nir, to_nir
+
+    steps = torch.tensor([[0, 6, 2, 3, 1, 6], [2, 2, 2, 0, 3, 1], [3, 3, 6, 6, 0, 1],
+                          [1, 2, 3, 0, 6, 2], [0, 0, 1, 3, 3, 2]])  # 4 and 5 unused
+    net = _delayed_net(per="synapse", bias=bias, delay=steps.double() * DT)
+    g = to_nir(net)
+    branches = [0, 1, 2, 3, 6]
+    assert [k for k in g.nodes if k.startswith("fc_")] == [
+        n for d in branches for n in (f"fc_d{d}_delay", f"fc_d{d}")]
+    w = net.layers.fc.weight.detach().numpy()
+    total = 0
+    for d in branches:
+        delay, proj = g.nodes[f"fc_d{d}_delay"], g.nodes[f"fc_d{d}"]
+        assert delay.delay.tolist() == [d * DT] * 6
+        assert ("input", f"fc_d{d}_delay") in g.edges and (f"fc_d{d}_delay", f"fc_d{d}") in g.edges
+        assert (f"fc_d{d}", "h") in g.edges
+        assert isinstance(proj, nir.Affine if bias and d == 0 else nir.Linear)
+        mask = (steps == d).numpy()
+        assert (proj.weight[mask] == w[mask]).all() and (proj.weight[~mask] == 0).all()
+        total += proj.weight
+    assert (total == w).all()
+    if bias:
+        assert (g.nodes["fc_d0"].bias == net.layers.fc.bias.detach().numpy()).all()
+    nir.write(tmp_path / "s.nir", g)
+    back = from_nir(nir.read(tmp_path / "s.nir"), dt=DT)
+    assert [(n.name, n.op) for n in back.graph][:3] == [
+        ("input", "Input"), ("fc", "DelayedLinear"), ("h", "CubaLIF")]
+    _same_layer(net.layers.fc, back.layers.fc)
+    _same_run(net, back, spikes(40, 2, 6, p=0.4, seed=5))
+    assert list(to_nir(back).nodes) == list(g.nodes)
+
+
+def test_nir_per_synapse_delays_all_equal_export_as_one_branch():
+    """Equal delays on every synapse: one Delay → Linear branch, which the metadata marks as a
+    per-synapse layer, so it loads back as one (max_delay kept although no delay reaches it)."""
+    from spikeloop.interop import from_nir, to_nir
+
+    net = _delayed_net(per="synapse", bias=False, delay=2e-3)
+    g = to_nir(net)
+    assert [k for k in g.nodes if k.startswith("fc_")] == ["fc_d2_delay", "fc_d2"]
+    assert ("fc_d2", "h") in g.edges
+    back = from_nir(g, dt=DT)
+    _same_layer(net.layers.fc, back.layers.fc)
+    assert back.layers.fc.max_delay == 6e-3
+    _same_run(net, back, spikes(40, 2, 6, p=0.4, seed=6))
+
+
+def test_nir_export_refuses_per_synapse_delays_between_steps_by_name():
+    from spikeloop.interop import to_nir
+
+    delay = torch.full((5, 6), 2.0)
+    delay[1, 4], delay[3, 2] = 2.3, 4.45
+    net = _delayed_net(per="synapse", delay=delay.double() * DT)
+    with pytest.raises(NIRError, match=r"'fc': DelayedLinear delays must be whole steps.*got "
+                                       r"0\.00445 s = 4\.45 steps at synapse \[3, 2\] \(out, in\) "
+                                       r"\(2 off a whole step\): call round_delays_\(\)"):
+        to_nir(net)
+    net.layers.fc.round_delays_()
+    assert [k for k in to_nir(net).nodes if k.startswith("fc_")] == [
+        "fc_d2_delay", "fc_d2", "fc_d4_delay", "fc_d4"]
+
+
+def _foreign_branches(w1, w2, s1, s2, b1=None):
+    """A NIR graph as another writer would give it (no spikeloop metadata): input(3) → Delay
+    s1·dt → W1 and → Delay s2·dt → W2, summed into a CubaLIF(2) read out by an LI."""
+    import nir
+    import numpy as np
+
+    def proj(w, b):
+        w = np.array(w, dtype=np.float32)
+        return nir.Linear(weight=w) if b is None else nir.Affine(
+            weight=w, bias=np.array(b, dtype=np.float32))
+
+    cuba = {k: np.full(2, v, dtype=np.float32) for k, v in (
+        ("tau_syn", 5e-3), ("tau_mem", 10e-3), ("r", 1.0), ("v_leak", 0.0),
+        ("v_threshold", 1.0), ("v_reset", 0.0))}
+    nodes = {"in": nir.Input(input_type=np.array([3])),
+             "a_delay": nir.Delay(delay=np.array(s1, dtype=np.float64) * DT),
+             "a": proj(w1, b1),
+             "b_delay": nir.Delay(delay=np.array(s2, dtype=np.float64) * DT), "b": proj(w2, None),
+             "h": nir.CubaLIF(w_in=cuba["tau_syn"] / DT, **cuba),
+             "ro": nir.Linear(weight=np.eye(2, dtype=np.float32)),
+             "out": nir.LI(tau=np.full(2, 10e-3), r=np.ones(2), v_leak=np.zeros(2)),
+             "o": nir.Output(output_type=np.array([2]))}
+    edges = [("in", "a_delay"), ("a_delay", "a"), ("a", "h"), ("in", "b_delay"),
+             ("b_delay", "b"), ("b", "h"), ("h", "ro"), ("ro", "out"), ("out", "o")]
+    return nir.NIRGraph(nodes=nodes, edges=edges)
+
+
+def test_nir_import_fuses_unmarked_disjoint_branches_into_one_per_synapse_layer():
+    """Branches from another writer (no metadata, delays that differ per input) whose weights
+    never share a synapse import as one DelayedLinear per synapse: d[j, i] is the delay of input
+    i in the branch holding W[j, i]; a synapse zero in both branches takes its input's shortest
+    delay; max_delay is the largest delay. Checked against the definition by explicit loops."""
+    from spikeloop.interop import from_nir
+
+    w1, w2 = [[2.0, 0.0, 1.5], [0.0, 0.0, 0.0]], [[0.0, 3.0, 0.0], [2.5, 0.0, 0.0]]
+    s1, s2 = [1, 2, 3], [4, 0, 2]
+    net = from_nir(_foreign_branches(w1, w2, s1, s2, b1=[0.0, 0.5]), dt=DT)
+    fc = net.layers.a
+    assert isinstance(fc, DelayedLinear) and fc.per == "synapse" and "b" not in net.layers
+    assert fc.max_delay == pytest.approx(4e-3)
+    # [1, 1] and [1, 2] are zero in both branches: min(2, 0) and min(3, 2)
+    want = torch.tensor([[1, 0, 3], [4, 0, 2]], dtype=torch.float64)
+    assert torch.equal(fc.delay, (want * DT).float())
+    assert torch.equal(fc.weight, torch.tensor([[2.0, 3.0, 1.5], [2.5, 0.0, 0.0]]))
+    assert torch.equal(fc.bias, torch.tensor([0.0, 0.5]))
+    x = spikes(30, 2, 3, p=0.4, seed=7)
+    y, _ = fc(x)
+    ref = (explicit(x, torch.tensor(w1), torch.tensor(s1, dtype=torch.float64),
+                    torch.tensor([0.0, 0.5]))
+           + explicit(x, torch.tensor(w2), torch.tensor(s2, dtype=torch.float64)))
+    torch.testing.assert_close(y.double(), ref, rtol=0, atol=1e-6)
+
+
+def test_nir_import_keeps_overlapping_branches_as_summed_delay_and_linear_layers():
+    """Two branches that weight the same synapse cannot be one DelayedLinear (one delay per
+    synapse): they import as Delay + Linear layers summed into the population (GraphNetwork),
+    the same model; one unmarked branch stays Delay + Linear as well."""
+    from spikeloop.interop import from_nir
+    from spikeloop.network import GraphNetwork
+
+    w1, w2 = [[2.0, 0.0, 1.5], [0.0, 1.0, 0.0]], [[0.0, 3.0, 0.5], [2.5, 0.0, 0.0]]
+    s1, s2 = [1, 2, 3], [4, 0, 2]  # synapse [0, 2] in both, at 3 and 2 steps
+    net = from_nir(_foreign_branches(w1, w2, s1, s2), dt=DT)
+    assert isinstance(net, GraphNetwork)
+    assert sorted((n.name, n.op) for n in net.graph)[:4] == [
+        ("a", "Linear"), ("a_delay", "Delay"), ("b", "Linear"), ("b_delay", "Delay")]
+    x = spikes(30, 2, 3, p=0.4, seed=8)
+    ref = (explicit(x, torch.tensor(w1), torch.tensor(s1, dtype=torch.float64))
+           + explicit(x, torch.tensor(w2), torch.tensor(s2, dtype=torch.float64)))
+    h = net(x)["h"]  # its population, driven by the summed branches of the definition:
+    alone, _ = net.layers.h(ref.float())
+    assert float(h.spikes.detach().sum()) > 5
+    assert torch.equal(h.spikes, alone.spikes)
+    torch.testing.assert_close(h.v, alone.v, rtol=0, atol=1e-6)
+    one = from_nir(_foreign_branches(w1, [[0.0] * 3] * 2, s1, s2), dt=DT)  # w2 = 0: disjoint
+    assert isinstance(one.layers.a, DelayedLinear) and "b" not in one.layers
+    g = _foreign_branches(w1, w2, s1, s2)
+    del g.nodes["b_delay"], g.nodes["b"]
+    g.edges[:] = [e for e in g.edges if "b" not in e and "b_delay" not in e]
+    assert [(n.name, n.op) for n in from_nir(g, dt=DT).graph][1:3] == [
+        ("a_delay", "Delay"), ("a", "Linear")]
+
+
+def test_nir_import_refuses_malformed_delay_metadata():
+    from spikeloop.interop import from_nir, to_nir
+
+    g = to_nir(_delayed_net(per="synapse", bias=False, delay=2e-3))
+    g.nodes["fc_d2"].metadata["spikeloop_delay_per"] = "dendrite"
+    with pytest.raises(NIRError, match=r"NIR Linear node 'fc_d2': metadata "
+                                       r"'spikeloop_delay_layer' = 'fc' and "
+                                       r"'spikeloop_delay_per' = 'dendrite'"):
+        from_nir(g, dt=DT)
 
 
 def test_round_delays_moves_delays_to_whole_steps_and_then_they_export():
@@ -503,15 +680,6 @@ def test_round_delays_moves_delays_to_whole_steps_and_then_they_export():
     net.layers.fc.delay.data[1] = 7e-3  # beyond max_delay: refused, not hidden by rounding
     with pytest.raises(ParameterError, match="must lie in"):
         net.layers.fc.round_delays_()
-
-
-def test_nir_export_refuses_per_synapse_delays_by_name():
-    from spikeloop.interop import to_nir
-
-    net = _delayed_net(per="synapse", delay=torch.full((5, 6), 2e-3))
-    with pytest.raises(NIRError, match=r"'fc' is a DelayedLinear with a delay per synapse.*"
-                                       r"only per='axon'"):
-        to_nir(net)
 
 
 def test_ops_delayed_linear_with_no_delay_line_is_a_linear():

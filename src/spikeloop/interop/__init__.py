@@ -41,7 +41,10 @@ period, and adaptive LIF, have no NIR counterpart and raise :class:`~spikeloop.e
 A population's recurrent projection is written as a cycle ``pop → pop.recurrent → pop``; on
 import, a Linear/Affine node whose only input and output is one neuron node becomes that
 population's recurrent projection (spikes of step ``k`` arrive at step ``k+1``), and nested
-subgraphs are inlined. The supported nodes are listed by :func:`support_matrix`.
+subgraphs are inlined. A :class:`~spikeloop.nn.DelayedLinear` with whole-step delays is written
+as ``Delay → Linear/Affine`` (per synapse: one such branch per distinct delay, summed into the
+next node) with its name, ``per`` and ``max_delay`` in the projection's metadata; such branches
+are read back as one DelayedLinear. The supported nodes are listed by :func:`support_matrix`.
 
 Validation: import checks everything a graph holds before building a module and raises
 :class:`~spikeloop.errors.NIRError` naming the node, attribute and value — nodes and edges
@@ -206,6 +209,9 @@ def support_matrix() -> list[tuple[str, str, str]]:
         rows.append((t, exp, impt))
     rows.append(("recurrent edge (cycle)", "yes (pop → pop.recurrent → pop)",
                  "yes (Linear/Affine from a neuron node onto itself)"))
+    rows.append(("Delay → Linear/Affine branches", "from DelayedLinear (one per distinct "
+                 "delay per synapse, summed)", "to one DelayedLinear (branches marked by "
+                 "spikeloop, or unmarked ones that share no synapse)"))
     return rows
 
 

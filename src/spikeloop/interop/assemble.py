@@ -1,7 +1,9 @@
 """Import of graphs: a ``nir.NIRGraph`` → a spikeloop :class:`~spikeloop.network.Network`
 (a chain, with recurrent projections) or :class:`~spikeloop.network.GraphNetwork` (a DAG).
-Nested subgraphs are inlined, a population's recurrent Linear/Affine is attached to it, the
-nodes are put in a topological order and each is converted by :data:`IMPORTERS`.
+Nested subgraphs are inlined, a population's recurrent Linear/Affine is attached to it,
+branches ``Delay → Linear/Affine`` of one delayed projection become one
+:class:`~spikeloop.nn.DelayedLinear` (:func:`_fuse_delays`), the nodes are put in a
+topological order and each is converted by :data:`IMPORTERS`.
 """
 
 from __future__ import annotations
@@ -17,8 +19,14 @@ from torch import nn
 from spikeloop.checks import check_choice, check_dt, check_type, show
 from spikeloop.dynamics.neurons import METHODS
 from spikeloop.errors import NIRError, ParameterError, ShapeError, UnknownNameError
-from spikeloop.interop.common import whole
-from spikeloop.interop.importer import IMPORTERS, ImportContext
+from spikeloop.interop.common import f64, whole
+from spikeloop.interop.importer import (
+    IMPORTERS,
+    DelayBranches,
+    ImportContext,
+    delay_tag,
+    delayed_linear,
+)
 from spikeloop.ir import describe
 from spikeloop.network import GraphNetwork, Network
 from spikeloop.nn.populations import Input, Population
@@ -137,6 +145,7 @@ def nir_to_network(graph: nir.NIRGraph, dt: float, method: str | None = None) ->
             recurrent[preds[name][0]] = name
     skip = set(recurrent.values())
     edges = [(s, d) for s, d in edges if s not in skip and d not in skip]
+    edges = _fuse_delays(nodes, edges)
     preds = {k: [s for s, d in edges if d == k] for k in nodes if k not in skip}
     order = _topological(preds, ins[0], outs[0])
     _reach_output(preds, outs[0])
@@ -164,6 +173,15 @@ def nir_to_network(graph: nir.NIRGraph, dt: float, method: str | None = None) ->
             raise NIRError(f"NIR node {key!r} receives inputs of shapes {sorted(src_shapes)}"
                            if src_shapes else f"NIR node {key!r} receives no input")
         ctx = ImportContext(key, dt, method, next(iter(src_shapes)))
+        if isinstance(node, DelayBranches):
+            try:
+                module = delayed_linear(node, ctx)
+                shapes[key] = describe(module, names[key], ("_",), ctx.in_shape)[0].shape
+            except (ShapeError, ParameterError) as err:
+                raise NIRError(f"NIR nodes {[p for _, (p, _) in node.branches]} (a delayed "
+                               f"projection {key!r}): {err}") from None
+            layers[names[key]] = module
+            continue
         try:
             conv = IMPORTERS.get(type(node).__name__)
         except UnknownNameError:
@@ -190,6 +208,74 @@ def nir_to_network(graph: nir.NIRGraph, dt: float, method: str | None = None) ->
         return Network(layers)
     inputs = {names[k]: [names[s] for s in preds[k]] for k in order if k not in (ins[0], outs[0])}
     return GraphNetwork(layers, inputs)
+
+
+def _fuse_delays(nodes: dict[str, Any], edges: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Replace the branches ``source → Delay → Linear/Affine → destination`` (each Delay and
+    projection on no other edge) of one delayed projection by one :class:`DelayBranches` node
+    (in ``nodes``, in place; returns the new edges). One projection: the branches spikeloop's
+    export marked with one layer name (``per`` and ``max_delay`` as marked), or, unmarked, two
+    or more branches between the same two nodes (per synapse). They are fused only where
+    every synapse has a non-zero weight in at most one branch and at most one bias is non-zero
+    (then the sum of the branches is exactly one DelayedLinear); otherwise, and for one unmarked
+    branch, they stay nodes of their own (spikeloop Delay and Linear, summed by the
+    GraphNetwork: the same model). The fused node takes the marked layer name where it is
+    free, else the first projection's name.
+    """
+    preds: dict[str, list[str]] = {k: [] for k in nodes}
+    succs: dict[str, list[str]] = {k: [] for k in nodes}
+    for src, dst in edges:
+        preds[dst].append(src)
+        succs[src].append(dst)
+    groups: dict[tuple[str, str, str | None], list[tuple[str, str]]] = {}
+    for name, node in nodes.items():
+        if not isinstance(node, nir.Delay) or len(preds[name]) != 1 or len(succs[name]) != 1:
+            continue
+        proj = succs[name][0]
+        if not isinstance(nodes[proj], nir.Linear | nir.Affine) or preds[proj] != [name] \
+                or len(succs[proj]) != 1:
+            continue
+        tag = delay_tag(nodes[proj], proj)
+        key = (preds[name][0], succs[proj][0], tag[0] if tag else None)
+        groups.setdefault(key, []).append((name, proj))
+    for (src, dst, layer), branches in groups.items():
+        tags = {delay_tag(nodes[p], p) for _, p in branches}
+        if layer is None:
+            per, max_delay = "synapse", None
+            if len(branches) < 2:
+                continue
+        else:
+            if len(tags) != 1:
+                continue  # one name, different settings: not one exported layer
+            _, per, max_delay = tags.pop()
+            if per == "axon" and len(branches) != 1:
+                continue
+        if not _disjoint([nodes[p] for _, p in branches]):
+            continue
+        group = DelayBranches(tuple(((d, nodes[d]), (p, nodes[p])) for d, p in branches),
+                              per, max_delay)
+        members = {k for pair in branches for k in pair}
+        for k in members:
+            del nodes[k]
+        key = layer if layer is not None and layer not in nodes else branches[0][1]
+        nodes[key] = group
+        edges = [e for e in edges if not members.intersection(e)] + [(src, key), (key, dst)]
+    return list(dict.fromkeys(edges))
+
+
+def _disjoint(projections: list[nir.NIRNode]) -> bool:
+    """Every synapse has a non-zero weight in at most one of ``projections`` (2-d weights of
+    one shape) and at most one has a non-zero bias. ``False`` also where a weight is malformed
+    (the node's importer then names the problem)."""
+    try:
+        weights = [f64(p, "weight", "") for p in projections]
+        biases = [f64(p, "bias", "") for p in projections if isinstance(p, nir.Affine)]
+    except NIRError:
+        return False
+    if weights[0].ndim != 2 or any(w.shape != weights[0].shape for w in weights):
+        return False
+    held = sum((w != 0).astype(np.int64) for w in weights)
+    return bool(np.all(held <= 1)) and sum(bool(np.any(b != 0)) for b in biases) <= 1
 
 
 def _topological(preds: dict[str, list[str]], start: str, output: str) -> list[str]:

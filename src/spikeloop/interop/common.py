@@ -24,6 +24,16 @@ METHOD_KEY = "spikeloop_method"
 """NIR node metadata key under which export records the discretisation ``method`` of a
 population (import uses it unless ``method`` is given)."""
 
+DELAY_LAYER_KEY = "spikeloop_delay_layer"
+"""NIR metadata key on the Linear/Affine node(s) of an exported DelayedLinear: the layer's
+name (import rebuilds one DelayedLinear from the branches that carry the same name)."""
+
+DELAY_PER_KEY = "spikeloop_delay_per"
+"""NIR metadata key: the exported DelayedLinear's ``per`` (``"synapse"`` or ``"axon"``)."""
+
+MAX_DELAY_KEY = "spikeloop_max_delay"
+"""NIR metadata key: the exported DelayedLinear's ``max_delay`` in seconds."""
+
 
 def f32(value: Tensor | float, shape: tuple[int, ...]) -> np.ndarray:
     """A parameter as a float32 array of ``shape`` (scalars broadcast), as NIR files hold it.

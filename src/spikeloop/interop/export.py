@@ -6,17 +6,25 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
 
 import nir
 import numpy as np
+import torch
+from torch import Tensor
 
 from spikeloop.checks import check_dt, require_finite
 from spikeloop.errors import NIRError, UnknownNameError
-from spikeloop.interop.common import METHOD_KEY, f32
+from spikeloop.interop.common import (
+    DELAY_LAYER_KEY,
+    DELAY_PER_KEY,
+    MAX_DELAY_KEY,
+    METHOD_KEY,
+    f32,
+)
 from spikeloop.ir import Graph, Node
 from spikeloop.kernels import ops
 from spikeloop.registry import Registry
@@ -26,14 +34,24 @@ from spikeloop.registry import Registry
 class Exporter:
     """Converts one spikeloop graph node into one NIR node, or a chain of them.
 
-    ``fn(node, ctx) -> nir.NIRNode`` or a tuple of NIR nodes applied one after the other (the
-    last takes the node's name, the others ``<name>_<type>``); ``produces``: the NIR node types
-    it can return.
+    ``fn(node, ctx) -> nir.NIRNode``, a tuple of NIR nodes applied one after the other (the
+    last takes the node's name, the others ``<name>_<type>``), or :class:`Branches`;
+    ``produces``: the NIR node types it can return.
     """
 
-    fn: Callable[[Node, ExportContext], nir.NIRNode | tuple[nir.NIRNode, ...]]
+    fn: Callable[[Node, ExportContext], nir.NIRNode | tuple[nir.NIRNode, ...] | Branches]
     produces: tuple[str, ...]
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Branches:
+    """Parallel chains that each take the node's inputs and whose outputs sum into every node
+    the node feeds (NIR sums the edges into a node): ``chains[suffix]`` is a chain of NIR
+    nodes as an exporter returns one, named like a node called ``<name><suffix>`` (its last
+    node ``<name><suffix>``, the others ``<name><suffix>_<type>``)."""
+
+    chains: Mapping[str, tuple[nir.NIRNode, ...]]
 
 
 EXPORTERS: Registry[Exporter] = Registry("NIR exporter")
@@ -205,14 +223,18 @@ def _(node: Node, ctx: ExportContext) -> nir.NIRNode:
     return nir.Delay(delay=steps * ctx.dt)
 
 
-@exporter("DelayedLinear", ("Delay", "Linear", "Affine"),
-          "per axon at whole steps: Delay then Linear (Affine with a bias)")
-def _(node: Node, ctx: ExportContext) -> tuple[nir.NIRNode, ...]:
-    if node.settings["per"] != "axon":
-        raise NIRError(
-            f"node {node.name!r} is a DelayedLinear with a delay per synapse; NIR has no "
-            "projection with a delay per weight (its Delay node delays each input of a "
-            "vector): only per='axon' delays export, as a Delay followed by a Linear")
+def _delay_steps(node: Node) -> Tensor:
+    """The delays of a DelayedLinear node as whole steps (float64, the delays' shape: ``[in]``
+    per axon, ``[out, in]`` per synapse), read as the forward pass reads them
+    (:func:`~spikeloop.kernels.ops.delay_taps`: a delay within rounding of a whole step is that
+    step; at ``D`` the whole weight sits on tap ``D``).
+
+    Raises:
+        ParameterError: a delay outside ``[0, max_delay]`` (:func:`~spikeloop.kernels.ops.
+            check_delay_range`).
+        NIRError: a delay between two whole steps (NIR's ``Delay`` has no interpolation), naming
+            the worst one, how many there are and ``round_delays_()``.
+    """
     dt, max_steps = float(node.settings["dt"]), int(node.settings["max_steps"])
     delay = node.params["delay"].detach().cpu()
     ops.check_delay_range(delay, max_steps * dt, "NIR export writes the delays the layer runs")
@@ -221,15 +243,46 @@ def _(node: Node, ctx: ExportContext) -> tuple[nir.NIRNode, ...]:
     between = (frac > 0) & (frac < 1)  # weight on two taps: no NIR counterpart
     if bool(between.any()):
         worst = int((0.5 - (frac - 0.5).abs()).argmax())
+        where = (f"input {worst}" if delay.dim() == 1
+                 else f"synapse [{worst // delay.shape[1]}, {worst % delay.shape[1]}] (out, in)")
         raise NIRError(
             f"node {node.name!r}: DelayedLinear delays must be whole steps of dt = {dt:g} s to "
             f"export (NIR's Delay is y(t) = x(t − d); the layer's interpolation between two "
-            f"steps has no NIR counterpart), got {float(delay[worst]):g} s = "
-            f"{float(lo[worst] + frac[worst]):g} steps at input {worst} "
+            f"steps has no NIR counterpart), got {float(delay.view(-1)[worst]):g} s = "
+            f"{float((lo + frac).view(-1)[worst]):g} steps at {where} "
             f"({int(between.sum())} off a whole step): call round_delays_() on the layer first")
-    steps = (lo + frac).double()  # whole steps (f = 1 only at D: the whole weight on tap D)
-    project = EXPORTERS.get("Linear").fn(node, ctx)  # weight and bias as a Linear's
-    return nir.Delay(delay=steps.numpy() * ctx.dt), project
+    return (lo + frac).double()  # whole steps (f = 1 only at D: the whole weight on tap D)
+
+
+def _tagged(project: nir.NIRNode, node: Node) -> nir.NIRNode:
+    """``project`` (a Linear/Affine of the DelayedLinear ``node``) with what import needs to
+    rebuild the layer in its metadata: the layer's name (which branches belong together),
+    ``per`` and ``max_delay`` (s)."""
+    project.metadata = {
+        DELAY_LAYER_KEY: node.name, DELAY_PER_KEY: node.settings["per"],
+        MAX_DELAY_KEY: float(node.settings["max_steps"]) * float(node.settings["dt"])}
+    return project
+
+
+@exporter("DelayedLinear", ("Delay", "Linear", "Affine"),
+          "whole-step delays; per axon: Delay then Linear (Affine with a bias); per synapse: "
+          "one Delay → Linear branch per distinct delay, summed (the bias on the first)")
+def _(node: Node, ctx: ExportContext) -> tuple[nir.NIRNode, ...] | Branches:
+    steps = _delay_steps(node)
+    linear = EXPORTERS.get("Linear").fn  # weight and bias as a Linear's
+    if node.settings["per"] == "axon":
+        return nir.Delay(delay=steps.numpy() * ctx.dt), _tagged(linear(node, ctx), node)
+    weight = node.params["weight"].detach().cpu()
+    n_in = weight.shape[1]
+    chains: dict[str, tuple[nir.NIRNode, ...]] = {}
+    for k, d in enumerate(int(s) for s in torch.unique(steps).tolist()):  # ascending
+        params = {"weight": torch.where(steps == d, weight, torch.zeros_like(weight))}
+        if k == 0 and "bias" in node.params:
+            params["bias"] = node.params["bias"]
+        branch = replace(node, params=params)
+        chains[f"_d{d}"] = (nir.Delay(delay=np.full(n_in, d * ctx.dt)),
+                            _tagged(linear(branch, ctx), node))
+    return Branches(chains)
 
 
 @exporter("Threshold", ("Threshold",))
@@ -280,6 +333,7 @@ def graph_to_nir(graph: Graph, dt: float | None = None) -> nir.NIRGraph:
     nodes: dict[str, nir.NIRNode] = {}
     edges: list[tuple[str, str]] = []
     shapes = {n.name: n.shape for n in graph.nodes}
+    exits: dict[str, list[str]] = {}  # the NIR nodes that carry a spikeloop node's output
     for node in graph.nodes:
         for key, value in node.params.items():
             require_finite(value, f"node {node.name!r} parameter {key!r}")
@@ -292,6 +346,7 @@ def graph_to_nir(graph: Graph, dt: float | None = None) -> nir.NIRGraph:
                 w = nir.Linear(weight=f32(node.params["weight"], node.params["weight"].shape))
             nodes[node.name] = w
             edges += [(node.inputs[0], node.name), (node.name, node.inputs[0])]
+            exits[node.name] = [node.name]
             continue
         try:
             conv = EXPORTERS.get(node.op)
@@ -301,16 +356,23 @@ def graph_to_nir(graph: Graph, dt: float | None = None) -> nir.NIRGraph:
                 f"node {node.name!r} is a {node.op}, which has no NIR counterpart{why}; "
                 "exportable: " + ", ".join(EXPORTERS.names())) from None
         made = conv.fn(node, ExportContext(dt, in_shape))
-        chain = made if isinstance(made, tuple) else (made,)
-        names = [_free(f"{node.name}_{type(n).__name__.lower()}", nodes, shapes)
-                 for n in chain[:-1]] + [node.name]
-        for name, nir_node in zip(names, chain, strict=True):
-            nodes[name] = nir_node
-        edges += [(src, names[0]) for src in node.inputs]
-        edges += list(pairwise(names))
+        if isinstance(made, Branches):
+            chains = dict(made.chains)
+        else:
+            chains = {"": made if isinstance(made, tuple) else (made,)}
+        exits[node.name] = []
+        for suffix, chain in chains.items():
+            last = _free(node.name + suffix, nodes, shapes) if suffix else node.name
+            names = [_free(f"{last}_{type(n).__name__.lower()}", nodes, shapes)
+                     for n in chain[:-1]] + [last]
+            for name, nir_node in zip(names, chain, strict=True):
+                nodes[name] = nir_node
+            edges += [(src, names[0]) for s in node.inputs for src in exits[s]]
+            edges += list(pairwise(names))
+            exits[node.name].append(last)
     out = "output"
     while out in nodes:
         out += "_"
     nodes[out] = nir.Output(output_type=np.array(graph.output.shape))
-    edges.append((graph.output.name, out))
+    edges += [(src, out) for src in exits[graph.output.name]]
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"source": "spikeloop", "dt": dt})

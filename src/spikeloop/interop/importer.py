@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import nir
@@ -18,10 +18,19 @@ from torch import Tensor, nn
 from spikeloop.checks import show
 from spikeloop.dynamics.neurons import METHODS
 from spikeloop.errors import NIRError, ParameterError, ShapeError, TimeStepError
-from spikeloop.interop.common import METHOD_KEY, f64, node_label, whole
+from spikeloop.interop.common import (
+    DELAY_LAYER_KEY,
+    DELAY_PER_KEY,
+    MAX_DELAY_KEY,
+    METHOD_KEY,
+    f64,
+    node_label,
+    numbers,
+    whole,
+)
 from spikeloop.nn.layers import AvgPool2d, Delay, Integrator, Scale, SumPool2d, Threshold
 from spikeloop.nn.populations import IF, LI, LIF, CubaLI, CubaLIF, Population
-from spikeloop.nn.projections import Conv1d, Conv2d, Flatten, Linear
+from spikeloop.nn.projections import Conv1d, Conv2d, DelayedLinear, Flatten, Linear
 from spikeloop.registry import Registry
 
 
@@ -338,3 +347,88 @@ def _(node: nir.NIRNode, ctx: ImportContext) -> nn.Module:
     threshold = _param(f64(node, "threshold", ctx.name), ctx.in_shape,
                        node_label(node, ctx.name), "threshold")
     return Threshold(torch.as_tensor(threshold, dtype=torch.float32))
+
+
+@dataclass(frozen=True)
+class DelayBranches:
+    r"""Branches ``source → Delay → Linear/Affine → destination`` that import as one
+    :class:`~spikeloop.nn.DelayedLinear` (:func:`delayed_linear`); the assembler finds them.
+
+    Branch ``b`` delays every input ``i`` by ``s_b[i]`` steps and projects it with ``W_b``;
+    NIR sums the branches: ``y_k[j] = Σ_b Σ_i W_b[j, i] x_{k − s_b[i]}[i] (+ b_j)``. Where every
+    synapse ``(j, i)`` has a non-zero weight in at most one branch, this is a DelayedLinear per
+    synapse with ``W[j, i] = Σ_b W_b[j, i]`` and ``d[j, i] = s_b[i]·dt`` of that branch (at whole
+    steps its kernel is one tap, :math:`K[j, i, m] = W[j, i]\,[m = d_{ji}/dt]`).
+
+    Attributes:
+        branches: ``((delay name, Delay node), (projection name, Linear/Affine node))`` each.
+        per: ``"synapse"``, or ``"axon"`` (one branch: ``d[i] = s[i]·dt``).
+        max_delay: the layer's ``max_delay`` (s) as exported; ``None``: the largest delay.
+    """
+
+    branches: tuple[tuple[tuple[str, nir.NIRNode], tuple[str, nir.NIRNode]], ...]
+    per: str
+    max_delay: float | None
+
+
+def delay_tag(node: nir.NIRNode, name: str) -> tuple[str, str, float] | None:
+    """The ``(layer, per, max_delay)`` that spikeloop's export wrote into the metadata of a
+    DelayedLinear's Linear/Affine node, or ``None`` where it wrote none (another writer).
+
+    Raises:
+        NIRError: the metadata names a layer but holds an unknown ``per`` or a ``max_delay``
+            that is not one finite number ≥ 0 s.
+    """
+    metadata = getattr(node, "metadata", None)
+    if not isinstance(metadata, Mapping) or DELAY_LAYER_KEY not in metadata:
+        return None
+    who = f"{node_label(node, name)}: metadata"
+    layer, per = metadata[DELAY_LAYER_KEY], metadata.get(DELAY_PER_KEY)
+    if not isinstance(layer, str) or per not in ("synapse", "axon"):
+        raise NIRError(f"{who} {DELAY_LAYER_KEY!r} = {show(layer)} and {DELAY_PER_KEY!r} = "
+                       f"{show(per)}: expected a layer name and 'synapse' or 'axon'")
+    max_delay = numbers(metadata.get(MAX_DELAY_KEY), f"{who} {MAX_DELAY_KEY!r}").reshape(-1)
+    if max_delay.size != 1 or not np.isfinite(max_delay[0]) or max_delay[0] < 0:
+        raise NIRError(f"{who} {MAX_DELAY_KEY!r} must be one finite number ≥ 0 (s), got "
+                       f"{show(metadata.get(MAX_DELAY_KEY))}")
+    return layer, per, float(max_delay[0])
+
+
+def delayed_linear(group: DelayBranches, ctx: ImportContext) -> DelayedLinear:
+    """One :class:`~spikeloop.nn.DelayedLinear` from its NIR branches (see
+    :class:`DelayBranches`). Each Delay and Linear/Affine node is read by its own importer
+    (whole-step delays, one per input; a weight ``[out, in]`` for the input). A synapse whose
+    weight is 0 in every branch carries nothing; it takes the shortest delay its input has in
+    the branches. ``max_delay``: the exported one, else the largest delay.
+
+    Raises:
+        NIRError: from the node importers (named), or branches of different output sizes.
+        ParameterError: a delay above the exported ``max_delay``, or a ``max_delay`` that is
+            not a whole number of steps ``dt`` (the assembler names the node).
+    """
+    steps, weights, bias = [], [], None
+    for (d_name, d_node), (p_name, p_node) in group.branches:
+        delay = IMPORTERS.get("Delay").fn(d_node, replace(ctx, name=d_name))
+        proj = IMPORTERS.get(type(p_node).__name__).fn(p_node, replace(ctx, name=p_name))
+        steps.append(delay.steps.double().expand(ctx.in_shape))
+        weights.append(proj.weight.detach())
+        if proj.bias is not None:
+            bias = proj.bias.detach()
+    if len({w.shape for w in weights}) != 1:
+        names = [p for _, (p, _) in group.branches]
+        raise NIRError(f"NIR nodes {names} project one delayed input to one node but have "
+                       f"weights of shapes {[tuple(w.shape) for w in weights]}")
+    w = torch.stack(weights)  # [K, out, in]
+    s = torch.stack(steps)[:, None, :].expand(w.shape)  # [K, out, in]: branch delay per synapse
+    held = w != 0
+    owner = held.to(torch.int64).argmax(0, keepdim=True)  # the branch holding each synapse
+    synapse = torch.where(held.any(0), s.gather(0, owner)[0], s.min(0).values)
+    delay = (synapse if group.per == "synapse" else s[0, 0]) * ctx.dt
+    max_delay = group.max_delay if group.max_delay is not None else float(delay.max())
+    module = DelayedLinear(w.shape[2], w.shape[1], max_delay, dt=ctx.dt, per=group.per,
+                           delay=delay, bias=bias is not None)
+    with torch.no_grad():
+        module.weight.copy_(w.sum(0))  # one non-zero term per synapse: exact
+        if bias is not None:
+            module.bias.copy_(bias)
+    return module
