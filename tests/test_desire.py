@@ -212,12 +212,17 @@ def test_desire_stdp_refuses_bad_rates() -> None:
 def test_options_are_the_papers_and_are_checked() -> None:
     cls, opts = method_options("desire_bp")
     assert opts == DesireOptions(margin=4, hidden_threshold=0.05, output_threshold=0.30,
-                                 trace_decay=0.75, lr_decay=0.04)
+                                 trace_decay=0.75, lr_decay=0.04, dropout=(0.0, 0.3))
     assert cls.gradient is False
     with pytest.raises(ConfigError, match="trace_decay"):
         method_options({"name": "desire_bp", "trace_decay": 1.0})
     with pytest.raises(ConfigError, match="unknown option"):
+        method_options({"name": "desire_bp", "drop": 0.3})
+    assert method_options({"name": "desire_bp", "dropout": [0.05, 0.4]})[1].dropout == (0.05, 0.4)
+    with pytest.raises(ConfigError, match="two probabilities"):
         method_options({"name": "desire_bp", "dropout": 0.3})
+    with pytest.raises(ConfigError, match=r"dropout\[1\] \(hidden\)"):
+        method_options({"name": "desire_bp", "dropout": [0.0, 1.0]})
 
 
 @pytest.mark.parametrize(("layers", "match"), [
@@ -255,3 +260,68 @@ def test_desire_bp_learns_digits_in_a_few_seconds(tmp_path: Path) -> None:
     assert time.perf_counter() - start < 20
     assert not torch.equal(trainer.network.layers.fc1.weight, w0)  # the hidden layer learnt
     assert acc > 0.5  # chance: 0.1
+
+
+# ----------------------------------------------------------------------------- dropout
+
+
+def _two_layer() -> Network:
+    torch.manual_seed(1)
+    net = Network({"input": Input(6), "fc1": Linear(6, 8), "h": _paper_lif(8),
+                   "fc2": Linear(8, 3), "out": _paper_lif(3)})
+    with torch.no_grad():
+        net.layers.fc1.weight.uniform_(0.0, 0.8)
+        net.layers.fc2.weight.uniform_(-0.2, 0.6)
+    return net
+
+
+def test_dropout_silences_neurons_and_scales_what_the_others_pass_on() -> None:
+    # a silenced hidden neuron counts no spike, and the output sees the others' spikes scaled
+    # by 1/(1 − p): the same output as the network without dropout whose fc2 drops the
+    # silenced columns and multiplies the rest by 1/(1 − p) (batch of one: one mask)
+    from spikeloop.training.desire import _Dropout
+    x = (torch.rand(15, 1, 6, generator=torch.Generator().manual_seed(2)) < 0.5).float()
+    keep = torch.tensor([[1., 0., 1., 1., 0., 1., 1., 0.]])
+    net = _two_layer()
+    hooks = _Dropout(kernel="reference", keep={"h": keep}, scale={"fc2": 1 / 0.6})
+    counts = Plasticity(net, {}).run(x, hooks=hooks)
+    plain = Plasticity(net, {}).run(x)
+    assert torch.equal(counts["h"], plain["h"] * keep)  # the kept neurons run unchanged
+    assert bool((plain["h"] * (1 - keep)).sum() > 0)  # (a silenced neuron would have spiked)
+    ref = _two_layer()
+    with torch.no_grad():
+        ref.layers.fc2.weight.mul_(keep / 0.6)
+    assert torch.equal(counts["out"], Plasticity(ref, {}).run(x)["out"])
+    # input dropout: a silenced input channel reaches nobody
+    keep_in = torch.tensor([[0., 1., 1., 0., 1., 1.]])
+    hooks = _Dropout(kernel="reference", keep={"input": keep_in}, scale={"fc1": 1 / 0.95})
+    ref = _two_layer()
+    with torch.no_grad():
+        ref.layers.fc1.weight.mul_(keep_in / 0.95)
+    got = Plasticity(net, {}).run(x, hooks=hooks)
+    want = Plasticity(ref, {}).run(x)
+    assert torch.equal(got["h"], want["h"]) and torch.equal(got["out"], want["out"])
+    assert torch.equal(got["input"], x.sum(0) * keep_in)  # the rule sees 0/1 input spikes
+
+
+def test_dropout_masks_follow_the_options_and_silenced_neurons_have_no_desire() -> None:
+    from spikeloop.training.desire import DesireBackprop
+    net = Network({"input": Input(50), "fc1": Linear(50, 400), "h": _paper_lif(400),
+                   "fc2": Linear(400, 3), "out": _paper_lif(3)})
+    method = DesireBackprop(DesireOptions(dropout=(0.05, 0.4)))
+    layers = desire_chain(net.graph)
+    x = torch.zeros(4, 64, 50)
+    torch.manual_seed(3)
+    hooks, keep = method._dropout(layers, x)
+    assert set(keep) == {"input", "h"} and hooks.scale == {"fc1": 1 / 0.95, "fc2": 1 / 0.6}
+    for name, p in (("input", 0.05), ("h", 0.4)):
+        n = keep[name].numel()
+        dropped = float((keep[name] == 0).sum())  # binomial(n, p): within 5 standard deviations
+        assert abs(dropped - n * p) < 5 * math.sqrt(n * p * (1 - p)), name
+    counts = {"h": torch.full((64, 400), 3.0), "out": torch.zeros(64, 3)}
+    with torch.no_grad():
+        net.layers.fc2.weight.fill_(0.5)
+    d = method.desires(layers, counts, torch.zeros(64, dtype=torch.long), 20, keep)
+    assert bool((d["fc1"][keep["h"] == 0] == 0).all())  # silenced: no desire
+    assert bool((d["fc1"][keep["h"] == 1] == 1).all())  # the others: +1 (label 0 too quiet)
+    assert DesireBackprop(DesireOptions(dropout=(0.0, 0.0)))._dropout(layers, x) == (None, {})

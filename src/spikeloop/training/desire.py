@@ -52,17 +52,19 @@ each other; here every layer sees the spikes of the same step.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
+from spikeloop.backends import ModelHooks
 from spikeloop.checks import check_int, check_labels, check_real, check_type
 from spikeloop.errors import ArgumentTypeError, ConfigError, ShapeError
 from spikeloop.ir import Graph, Node
-from spikeloop.observables import NetworkOutput
+from spikeloop.observables import NetworkOutput, Observables
 from spikeloop.training.methods import TrainingMethod, register_method
 from spikeloop.training.plasticity import Plasticity, Rule, Term
 
@@ -243,6 +245,13 @@ class DesireOptions:
     """:math:`λ`, the presynaptic trace's decay per step (the paper's :math:`1 − 2^{-2}`)."""
     lr_decay: float = 0.04
     r"""The rate is multiplied by :math:`e^{-\mathrm{lr\_decay} \cdot \mathrm{epoch}}`."""
+    dropout: tuple[float, float] = (0.0, 0.3)
+    r"""Dropout probabilities ``(input, hidden)`` during training, as the paper's code
+    (0.0 / 0.3; its Fashion-MNIST run 0.05 / 0.40): per sample, each input channel and each
+    hidden neuron (not the output) is silenced with that probability for the whole sample; the
+    spikes of the others reach the next layer scaled by :math:`1/(1 - p)`. The rule and the
+    desires see the unscaled 0/1 spikes (the paper clamps its traces at 1), and a silenced
+    neuron has no desire. Evaluation runs without dropout."""
 
     def __post_init__(self) -> None:
         check_int(self.margin, "train.method desire_bp: margin", 0)
@@ -252,6 +261,14 @@ class DesireOptions:
         check_real(self.trace_decay, "train.method desire_bp: trace_decay", 0, 1,
                    low_open=True, high_open=True)
         check_real(self.lr_decay, "train.method desire_bp: lr_decay", 0)
+        if (isinstance(self.dropout, (str, bytes)) or not hasattr(self.dropout, "__len__")
+                or len(self.dropout) != 2):
+            raise ConfigError(f"train.method desire_bp: dropout must be two probabilities "
+                              f"[input, hidden], got {self.dropout!r}")
+        object.__setattr__(self, "dropout", tuple(
+            check_real(p, f"train.method desire_bp: dropout[{k}] ({side})", 0, 1,
+                       high_open=True)
+            for k, (p, side) in enumerate(zip(self.dropout, ("input", "hidden"), strict=True))))
 
 
 @dataclass(frozen=True)
@@ -302,6 +319,34 @@ def desire_chain(graph: Graph) -> list[_Layer]:
     return layers
 
 
+@dataclass
+class _Dropout(ModelHooks):
+    """The reference evaluation with per-sample dropout: ``keep`` ``[B, *shape]`` (0/1) per
+    dropped node (the input or a hidden population) silences its channels for the sample, and
+    each projection in ``scale`` multiplies what it reads by :math:`1/(1 - p)` of its source,
+    so the observables — what the rule and the desires read — stay 0/1."""
+
+    keep: dict[str, Tensor] = field(default_factory=dict)
+    scale: dict[str, float] = field(default_factory=dict)
+
+    def input(self, graph: Graph, node: Node, x: Tensor) -> Observables:
+        obs = super().input(graph, node, x)
+        keep = self.keep.get(node.name)
+        return obs if keep is None else Observables(spikes=obs.spikes * keep)
+
+    def population(self, graph: Graph, node: Node, current: Tensor, state: Any
+                   ) -> tuple[Observables, Any]:
+        obs, after = super().population(graph, node, current, state)
+        keep = self.keep.get(node.name)
+        if keep is not None:
+            obs = dataclasses.replace(obs, spikes=obs.spikes * keep)
+        return obs, after
+
+    def projection(self, graph: Graph, node: Node, x: Tensor, state: Any) -> tuple[Tensor, Any]:
+        factor = self.scale.get(node.name)
+        return super().projection(graph, node, x if factor is None else x * factor, state)
+
+
 @register_method
 class DesireBackprop(TrainingMethod):
     """Desire backpropagation (module docstring) as ``train.method: desire_bp``.
@@ -336,9 +381,10 @@ class DesireBackprop(TrainingMethod):
         return self._engine[1], self._engine[2]
 
     def desires(self, layers: list[_Layer], counts: dict[str, Tensor], labels: Tensor,
-                steps: int) -> dict[str, Tensor]:
+                steps: int, keep: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """The desire ``[B, N_post]`` of every projection's postsynaptic neurons, from the
-        spike counts of a run of ``steps`` steps (module docstring)."""
+        spike counts of a run of ``steps`` steps (module docstring); ``keep`` ``[B, N]`` per
+        dropped-out population (0: silenced for the sample, so no desire)."""
         target = steps - self.options.margin
         if target <= 0:
             raise ConfigError(f"desire_bp: a sample of {steps} steps cannot reach the target of "
@@ -353,15 +399,37 @@ class DesireBackprop(TrainingMethod):
         for lower, upper in zip(reversed(layers[:-1]), reversed(layers[1:]), strict=True):
             desire = hidden_desire(upper.fc.params["weight"], desire, flat[upper.post.name],
                                    target, self.options.hidden_threshold)
+            if keep is not None and lower.post.name in keep:
+                desire = desire * keep[lower.post.name]
             out[lower.fc.name] = desire
         return out
+
+    def _dropout(self, layers: list[_Layer],
+                 x: Tensor) -> tuple[_Dropout | None, dict[str, Tensor]]:
+        """This batch's dropout masks (:attr:`DesireOptions.dropout`), drawn from torch's
+        global generator (a checkpoint keeps its state): one per sample and channel of the
+        input and of every hidden population, the same at every step."""
+        p_in, p_hidden = self.options.dropout
+        batch = x.shape[1]
+        keep: dict[str, Tensor] = {}
+        scale: dict[str, float] = {}
+        for layer in layers:
+            p = p_in if layer is layers[0] else p_hidden
+            if p > 0:
+                keep[layer.pre.name] = (torch.rand((batch, *layer.pre.shape), device=x.device)
+                                        >= p).to(x.dtype)
+                scale[layer.fc.name] = 1.0 / (1.0 - p)
+        if not keep:
+            return None, keep
+        return _Dropout(kernel="reference", keep=keep, scale=scale), keep
 
     def train_batch(self, trainer: Trainer, x: Tensor, y: Tensor) -> tuple[float, int]:
         layers, engine = self._setup(trainer)
         if not len(y):
             return 0.0, 0
-        counts = engine.run(x)
-        desires = self.desires(layers, counts, y, x.shape[0])
+        hooks, keep = self._dropout(layers, x)
+        counts = engine.run(x, hooks=hooks)
+        desires = self.desires(layers, counts, y, x.shape[0], keep)
         scale = trainer.lr_factor * math.exp(-self.options.lr_decay * trainer.epoch)
         engine.finish(third=desires, scale=scale)
         out = counts[layers[-1].post.name]

@@ -349,6 +349,7 @@ class Plasticity:
             on_step: Callable[[int, Mapping[str, Any]], None] | None = None,
             state: Mapping[str, Any] | None = None,
             before_rule: Callable[[int, Mapping[str, Any], dict[str, Any]], None] | None = None,
+            hooks: ModelHooks | None = None,
             ) -> dict[str, Tensor]:
         """Run ``x [T, B, *input]`` step by step, updating the weights by the rules.
 
@@ -364,6 +365,10 @@ class Plasticity:
                 counted and the rules read them, with ``(t, observables, state)``; it may
                 change both in place (a hard winner-take-all keeps one spike per sample and
                 resets the losers' membranes).
+            hooks: the simulator's evaluation of the network (``None``: the reference step
+                functions); a subclass of :class:`~spikeloop.backends.ModelHooks` may change
+                what populations pass on (dropout masks, :class:`~spikeloop.training.desire.
+                DesireBackprop`). It must keep the reference kernel: the rules read every step.
 
         Returns:
             Spike counts ``[B, *shape]`` of every spiking population (and the input), and for
@@ -372,7 +377,11 @@ class Plasticity:
         ``apply="end"`` rules keep their eligibility until :meth:`finish`.
         """
         steps, batch = x.shape[:2]
-        hooks = ModelHooks(kernel="reference")
+        if hooks is None:
+            hooks = ModelHooks(kernel="reference")
+        elif hooks.kernel != "reference":
+            raise ConfigError(f"Plasticity.run: hooks must use kernel='reference' (the rules read "
+                              f"every step), got kernel={hooks.kernel!r}")
         counts: dict[str, Tensor] = {}
         for syn in self.synapses.values():
             syn.traces = {k: x.new_zeros(batch, math.prod(self._node_of(syn, k).shape))
