@@ -39,7 +39,8 @@ class _Layer:
 
 
 def _layers(graph: Graph) -> list[_Layer]:
-    """The chain ``Input → (P → CubaLIF [+ recurrent])* → P → CubaLI | CubaLIF`` with each
+    """The chain ``Input → (P → CubaLIF | AdaptiveLIF [+ recurrent])* → P → CubaLI | CubaLIF``
+    (any model declaring the ``"event"`` engine) with each
     projection ``P`` a ``Linear`` or a per-axon ``DelayedLinear`` (no bias)."""
     nodes = list(graph.nodes)[1:]
     layers, proj = [], None
