@@ -253,3 +253,24 @@ def test_adlif_is_refused_with_the_reason():
     with pytest.raises(ParameterError, match=r"'h' is a AdLIF.*coupled two-dimensional linear "
                                              r"system.*oscillate.*AdaptiveLIF \(spiking\)"):
         net(torch.zeros(10, 1, 3), backend="event")
+
+
+def test_the_runaway_check_counts_the_adaptation():
+    """A strong input that the AHP current tames: the early runaway check (a lower bound on
+    the spikes still to come) must not refuse a run within ``max_spikes``."""
+    def run(max_spikes, b=4.0):
+        net = Network({"input": Input(1), "fc": Linear(1, 1),
+                       "h": AdaptiveLIF(1, dt=1e-4, tau_adapt=100e-3,
+                                        adapt_increment=b)}).double()
+        with torch.no_grad():
+            net.layers["fc"].weight.fill_(300.0)
+        ev = SpikeEvents(torch.tensor([[1e-3]], dtype=F64), torch.tensor([[0]]), 40e-3)
+        with torch.no_grad():
+            times = net(ev, backend={"name": "event", "max_spikes": max_spikes})["h"].times
+        return int(torch.isfinite(times).sum())
+
+    n = run(10_000)
+    assert 5 <= n < run(10_000, b=0.0)  # adaptation cuts the spike count
+    assert run(n) == n
+    with pytest.raises(ParameterError, match=f"max_spikes = {n - 1}"):
+        run(n - 1)
