@@ -105,7 +105,7 @@ def test_the_description_says_who_runs_it():
     assert net.graph["hidden"].model is model
     with pytest.raises(MappingError, match="AdLIF; the analog chip runs current-based"):
         net(torch.zeros(10, 1, 3), backend="chip")
-    with pytest.raises(ParameterError, match="AdLIF; supported neuron models"):
+    with pytest.raises(ParameterError, match=r"AdLIF, which the event backend cannot run"):
         net(torch.zeros(10, 1, 3), backend="event")
     x = (torch.rand(30, 1, 3, generator=torch.Generator().manual_seed(0)) < 0.5) * 30.0
     fused = net(x, backend={"name": "sim", "kernel": "fused"})  # issue 17: it fuses

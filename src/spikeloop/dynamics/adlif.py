@@ -94,4 +94,11 @@ def _adaptation(p: AdLIFParameters, c: Coefficients) -> models.Adaptation:
 
 ADLIF = models.register(models.NeuronModel(
     "AdLIF", AdLIFParameters, AdLIFState, adlif_step, currents=0,
-    engines=frozenset({"reference", "fused"}), config="adlif", adaptation=_adaptation))
+    engines=frozenset({"reference", "fused"}), config="adlif", adaptation=_adaptation,
+    unsupported={"event": (
+        "its adaptation w is driven by the membrane (coupling a·(v − v_leak)), so between "
+        "events v and w form a coupled two-dimensional linear system whose solution may "
+        "oscillate (complex eigenvalues): the membrane is not a sum of real exponentials, on "
+        "which the exact threshold search relies (and it is a voltage model, fed no synaptic "
+        "current); the AHP neuron AdaptiveLIF, whose adaptation current is not coupled to v, "
+        "runs on the event backend")}))

@@ -103,6 +103,8 @@ class NeuronModel:
             ``params.coefficients(dt, method)``).
         adaptation: ``(params, coefficients) → Adaptation`` for a spiking model with an
             adaptation variable that the fused kernel runs (``None``: no adaptation).
+        unsupported: why an engine or chip that does not run the model cannot, by its name
+            (``{"event": "…"}``); the backend puts the reason in its error message.
     """
 
     name: str
@@ -119,6 +121,7 @@ class NeuronModel:
     coefficients: Callable[[Any, float, dyn.Method], Any] = field(
         default=_default_coefficients, repr=False)
     adaptation: Callable[[Any, Any], Adaptation] | None = field(default=None, repr=False)
+    unsupported: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         unknown = set(self.engines) - set(ENGINES)
@@ -206,7 +209,7 @@ def _ahp_adaptation(p: dyn.AdaptiveLIFParameters, c: dyn.Coefficients) -> Adapta
 
 ADAPTIVE_LIF = register(NeuronModel("AdaptiveLIF", dyn.AdaptiveLIFParameters,
                                     dyn.AdaptiveLIFState, dyn.adaptive_lif_step,
-                                    engines=frozenset({"reference", "fused"}),
+                                    engines=FUSED_EVENT,
                                     config="adaptive_lif", adaptation=_ahp_adaptation))
 IF = register(NeuronModel("IF", dyn.IFParameters, dyn.LIFState, dyn.if_step, currents=0,
                           engines=frozenset({"reference", "fused"}), config="if"))

@@ -13,6 +13,10 @@ which :math:`V` crosses :math:`ϑ` from below: then :math:`V \leftarrow v_{reset
 :math:`I_m \leftarrow I_m + W^{rec}_{m,n}`, and with ``t_refrac > 0`` the membrane stays at
 :math:`v_{reset}` until :math:`t_k + t_{refrac}` while :math:`I` keeps evolving.
 
+Adaptive (AHP) neurons add the current :math:`A`, :math:`τ_{adapt}\dot A = -A`, with
+:math:`-r A` in the membrane equation and :math:`A_n \leftarrow A_n + b` at each spike of
+``n`` (:mod:`~spikeloop.backends.event.cuba`, :mod:`~spikeloop.backends.event.adjoint`).
+
 A per-axon ``DelayedLinear`` delays each event of channel ``c``: it arrives at
 :math:`t_e + d_c` exactly (continuous time; arrivals at or after the window end are dropped),
 see :func:`~spikeloop.backends.event.forward._arrivals`; its gradient is EventProp's

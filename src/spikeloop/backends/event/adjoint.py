@@ -40,6 +40,24 @@ summed by autograd through the shift (exact: it is the derivative of the event s
 wherever no spike appears or vanishes and no arrival crosses the window end). The backward
 pass needs only the spike times, the synaptic current at each spike and release, and the
 input events: memory grows with the number of spikes, not with the length of the window.
+
+Adaptive (AHP) neurons carry a third state, :math:`τ_{adapt}\dot A = -A` with
+:math:`A \leftarrow A + b` at each spike and :math:`-r A` in the membrane equation, and the
+co-state gains :math:`p_A = ∂L/∂A`. Backward over a free interval ``s`` (transpose of the
+forward map :math:`V \leftarrow \dots - r g^a_s A`, :math:`A \leftarrow ρ_s A`):
+:math:`p_A \leftarrow ρ_s p_A - r g^a_s p_V` (:math:`ρ_s = e^{-s/τ_{adapt}}`, :math:`g^a_s`
+the membrane's gain for :math:`τ_{adapt}`); while clamped only :math:`p_A \leftarrow ρ_s p_A`.
+At a spike, moving :math:`t_k` by :math:`δ` moves the state just after it by
+:math:`(J\dot x^- - \dot x^+)\,δ` (``J`` the jump's Jacobian), EventProp's general jump
+condition. For the AHP jump (:math:`J = 1`) with :math:`\dot A^- = -A^-/τ_{adapt}` and
+:math:`\dot A^+ = -(A^- + b)/τ_{adapt}` this is :math:`(b/τ_{adapt})\,δ`, so the bracket of
+:math:`p_{V,n}^-` gains :math:`+\tfrac{b}{τ_{adapt}} p_{A,n}^+`; the membrane's own term keeps
+its form with the slopes
+:math:`\dot V^- = (v_{leak} - ϑ + r I^- - r A^-)/τ_{mem}` and
+:math:`\dot V^+ = (v_{leak} - v_{reset} + r I^+ - r (A^- + b))/τ_{mem}` (at the release,
+:math:`A = ρ_{t_{refrac}}(A^- + b)`); :math:`p_I` and :math:`p_A` are continuous through the
+spike (the jumps add constants). The weight and input-time formulas are unchanged (inputs jump
+``I`` only). With ``b = 0`` the extra term vanishes and the gradients are the CUBA ones.
 """
 
 from __future__ import annotations
@@ -49,7 +67,7 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import Tensor
 
-from spikeloop.backends.event.cuba import _F, _INF, _Neuron, membrane_slope
+from spikeloop.backends.event.cuba import _F, _INF, _adapt, _Neuron, membrane_slope
 from spikeloop.backends.event.forward import _input_table, _Run, _simulate
 from spikeloop.dynamics.neurons import current_gain, decay
 
@@ -75,6 +93,7 @@ def _adjoint(
     pv = torch.zeros(batch, n, dtype=_F)
     pi = torch.zeros(batch, n, dtype=_F)
     reset_term = torch.zeros(batch, n, dtype=_F)
+    pa = torch.zeros(batch, n, dtype=_F) if c.adaptive else None  # p_A (AHP current)
     buf_i = torch.zeros(batch, n_in, n, dtype=_F)  # p_I at each input event
     buf_c = torch.zeros(batch, n_in, n, dtype=_F)  # −r p_V/τ_mem + p_I/τ_syn at each input
     g_rec = torch.zeros(n, n, dtype=_F) if sync else None
@@ -97,14 +116,23 @@ def _adjoint(
         beta = decay(c.tau_mem, s_free, "exact")
         gain = current_gain(c.tau_syn, c.tau_mem, s_free, "exact")
         pi = decay(c.tau_syn, s_free, "exact") * pi + c.r * gain * pv
+        if pa is not None:
+            gain_a = current_gain(c.tau_adapt, c.tau_mem, s_free, "exact")
+            pa = decay(c.tau_adapt, s_free, "exact") * pa - c.r * gain_a * pv
         pv = beta * pv
         crossed = (rel > target) & (rel <= t) & (sp >= 0)
         if bool(crossed.any()):
             i_rel = run.i_release.gather(2, sp.clamp(min=0)[..., None])[..., 0]
-            v_dot_rel = membrane_slope(c.v_reset, i_rel, c)
+            a_rel = None
+            if pa is not None:  # the AHP current at the release: A⁻ + b, decayed
+                a_k = run.a_spike.gather(2, sp.clamp(min=0)[..., None])[..., 0]
+                a_rel = _adapt(a_k + c.b, c.t_refrac, c)
+            v_dot_rel = membrane_slope(c.v_reset, i_rel, c, a_rel)
             reset_term = torch.where(crossed, reset_term - v_dot_rel * pv, reset_term)
         pv = torch.where(s_ref > 0, torch.zeros_like(pv), pv)
         pi = decay(c.tau_syn, s_ref, "exact") * pi
+        if pa is not None:
+            pa = decay(c.tau_adapt, s_ref, "exact") * pa
         t = target
         # events at target: inputs first (the forward pass handled spikes first at ties)
         is_input = active & (t_ip == t_evt)
@@ -122,13 +150,18 @@ def _adjoint(
             ip = torch.where(is_input, ip - 1, ip)
         if bool(is_spike.any()):
             i_minus = run.i_spike.gather(2, sp.clamp(min=0)[..., None])[..., 0]
-            v_dot_minus = membrane_slope(c.v_threshold, i_minus, c)
+            a_minus = (run.a_spike.gather(2, sp.clamp(min=0)[..., None])[..., 0]
+                       if pa is not None else None)
+            v_dot_minus = membrane_slope(c.v_threshold, i_minus, c, a_minus)
             v_dot_minus = v_dot_minus.clamp(min=1e-12 * float(c.v_threshold.abs().max() + 1)
                                             / float(c.tau_mem.min()))
             g = grad_times.gather(2, sp.clamp(min=0)[..., None])[..., 0]
             bracket = g + reset_term
+            if pa is not None:  # the AHP jump moves with the spike: (b/τ_adapt) p_A⁺
+                bracket = bracket + c.b / c.tau_adapt * pa
             if c.t_refrac == 0:
-                v_dot_plus = membrane_slope(c.v_reset, i_minus + w_self, c)
+                a_plus = a_minus + c.b if a_minus is not None else None
+                v_dot_plus = membrane_slope(c.v_reset, i_minus + w_self, c, a_plus)
                 bracket = bracket - v_dot_plus * pv
             if sync:
                 coupling_v = -c.r * pv / c.tau_mem
@@ -164,7 +197,8 @@ class _PopulationFunction(torch.autograd.Function):
         r64 = w_rec.detach().to(_F) if w_rec is not None else None
         t64 = in_times.detach().to(_F)
         run = _simulate(t64, src, amp, w64, r64, c, t_max, snapshots, max_spikes, forced)
-        ctx.save_for_backward(t64, src, amp, w64, r64, run.times, run.i_spike, run.i_release)
+        ctx.save_for_backward(t64, src, amp, w64, r64, run.times, run.i_spike, run.i_release,
+                              run.a_spike)
         ctx.c, ctx.t_max = c, t_max
         ctx.dtypes = (in_times.dtype, weight.dtype, w_rec.dtype if w_rec is not None else None)
         snap = run.snapshots or tuple(torch.empty(0, dtype=_F) for _ in range(4))
@@ -178,12 +212,12 @@ class _PopulationFunction(torch.autograd.Function):
 
     @staticmethod
     def _backward(ctx, grad_times):
-        t64, src, amp, w64, r64, times, i_spike, i_release = ctx.saved_tensors
+        t64, src, amp, w64, r64, times, i_spike, i_release, a_spike = ctx.saved_tensors
         if grad_times is None:
             grad_times = torch.zeros_like(times)
         grad = torch.nan_to_num(grad_times.to(_F), nan=0.0, posinf=0.0, neginf=0.0)
         grad = torch.where(torch.isfinite(times), grad, torch.zeros_like(grad))
-        run = _Run(times, i_spike, i_release, None)
+        run = _Run(times, i_spike, i_release, None, a_spike)
         g_t, g_w, g_rec = _adjoint(grad, run, t64, src, amp, w64, r64, ctx.c, ctx.t_max)
         dt_in, dt_w, dt_rec = ctx.dtypes
         return (g_t.to(dt_in), g_w.to(dt_w), g_rec.to(dt_rec) if g_rec is not None else None,

@@ -228,11 +228,13 @@ def _raster(times: Tensor, dt: float, steps: int, dtype: torch.dtype) -> Tensor:
 
 def _grid_membrane(snap: tuple[Tensor, ...], dt: float, steps: int, c: _Neuron,
                    dtype: torch.dtype) -> Tensor:
-    """Exact membrane at the ends of the steps ``(k+1)·dt`` from the snapshots ``[T, B, N]``."""
-    st, sv, si, sr = (s.permute(1, 2, 0).contiguous() for s in snap)  # [B, N, S]
+    """Exact membrane at the ends of the steps ``(k+1)·dt`` from the snapshots ``[T, B, N]``
+    (``t, v, i, rel``, and the AHP current ``a`` of an adaptive population)."""
+    st, *rest = (s.permute(1, 2, 0).contiguous() for s in snap)  # [B, N, S]
     batch, n, _ = st.shape
     grid = (torch.arange(1, steps + 1, dtype=_F) * dt).expand(batch, n, steps).contiguous()
     idx = (torch.searchsorted(st, grid, right=True) - 1).clamp(min=0)
-    t0, v0, i0, r0 = (s.gather(2, idx) for s in (st, sv, si, sr))
-    v, _, _ = _advance_clamped(v0, i0, t0, grid, r0, c.take((None, slice(None), None)))
+    t0, v0, i0, r0, *a0 = (s.gather(2, idx) for s in (st, *rest))
+    v, _, _ = _advance_clamped(v0, i0, t0, grid, r0, c.take((None, slice(None), None)),
+                               a0[0] if a0 else None)
     return v.permute(2, 0, 1).to(dtype)

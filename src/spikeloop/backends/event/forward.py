@@ -7,7 +7,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from spikeloop.backends.event.cuba import _F, _INF, _advance_clamped, _first_crossing, _Neuron
+from spikeloop.backends.event.cuba import (
+    _F,
+    _INF,
+    _adapt,
+    _advance_clamped,
+    _first_crossing,
+    _Neuron,
+)
 from spikeloop.dynamics.neurons import decay
 from spikeloop.errors import ParameterError
 
@@ -19,7 +26,8 @@ class _Run:
     times: Tensor  # [B, N, K] spike times, +inf padded
     i_spike: Tensor  # [B, N, K] synaptic current just before each spike
     i_release: Tensor  # [B, N, K] synaptic current at the end of each refractory period
-    snapshots: tuple[Tensor, ...] | None  # [S, B, N] t, v, i, rel after each iteration
+    snapshots: tuple[Tensor, ...] | None  # [S, B, N] t, v, i, rel (, a) after each iteration
+    a_spike: Tensor | None = None  # [B, N, K] AHP current just before each spike (adaptive)
 
 
 def _input_table(times: Tensor, src: Tensor, amp: Tensor, t_max: float):
@@ -44,7 +52,9 @@ def _simulate(
     Without recurrence every neuron has its own clock and advances to its own next event
     (its next threshold crossing or the next input); with recurrence all neurons of a sample
     advance together to the sample's earliest event. ``forced`` ``[B, N, K]``: spike times
-    observed elsewhere (a chip) replace the threshold crossings.
+    observed elsewhere (a chip) replace the threshold crossings. An adaptive population
+    (``c.adaptive``) also carries the AHP current ``a``: it decays throughout (refractory
+    periods included) and jumps by ``b`` at each of the neuron's spikes.
     """
     t_in, s_in, a_in, _ = _input_table(times, src, amp, t_max)
     batch, n = times.shape[0], weight.shape[0]
@@ -53,6 +63,7 @@ def _simulate(
     t = torch.zeros(batch, n, dtype=_F)
     v = c.v_leak.expand(batch, n).clone()
     i = torch.zeros(batch, n, dtype=_F)
+    a = torch.zeros(batch, n, dtype=_F) if c.adaptive else None
     rel = torch.full((batch, n), -_INF, dtype=_F)
     ptr = torch.zeros(batch, n, dtype=torch.long)
     done = torch.zeros(batch, n, dtype=torch.bool)
@@ -61,9 +72,10 @@ def _simulate(
     out_t = torch.full((batch, n, cap), _INF, dtype=_F)
     out_i = torch.zeros(batch, n, cap, dtype=_F)
     out_rel = torch.zeros(batch, n, cap, dtype=_F)
+    out_a = torch.zeros(batch, n, cap, dtype=_F) if a is not None else None
     snaps: list[tuple[Tensor, ...]] = []
     if snapshots:
-        snaps.append((t.clone(), v.clone(), i.clone(), rel.clone()))
+        snaps.append(_snapshot(t, v, i, rel, a))
     rows = torch.arange(batch)[:, None].expand(batch, n)
     cols = torch.arange(n)[None, :].expand(batch, n)
     watch = forced is None and c.spiking  # runaway checks (free-running spiking neurons)
@@ -71,7 +83,7 @@ def _simulate(
     while not bool(done.all()):
         nxt = t_in.gather(1, ptr)  # next input (or the end of the window) per neuron
         if input_ended:  # check a neuron for runaway once its input ends
-            _check_runaway(v, i, t, nxt, t_max, count, c, max_spikes)
+            _check_runaway(v, i, t, nxt, t_max, count, c, max_spikes, a)
             input_ended = False
         if c.spiking:
             start = torch.maximum(t, rel).clamp(max=t_max)
@@ -81,7 +93,9 @@ def _simulate(
                 cross = torch.full_like(t, _INF)
                 if bool(free.any()):
                     m = free.nonzero(as_tuple=True)
-                    s = _first_crossing(v[m], i_start[m], (nxt - start)[m], c.take(m[1]))
+                    a_start = _adapt(a, start - t, c)[m] if a is not None else None
+                    s = _first_crossing(v[m], i_start[m], (nxt - start)[m], c.take(m[1]),
+                                        a_start)
                     cross[m] = start[m] + s
             else:
                 k = count.clamp(max=forced.shape[2] - 1).unsqueeze(2)
@@ -103,7 +117,8 @@ def _simulate(
             any_spike = spike
             target = nxt
         target = torch.where(done, t, target)
-        v_new, i_new, i_rel = _advance_clamped(v, i, t, target, rel, c)
+        v_new, i_new, i_rel = _advance_clamped(v, i, t, target, rel, c, a)
+        a_new = _adapt(a, target - t, c) if a is not None else None
         released = (rel > t) & (rel <= target) & (count > 0)
         if bool(released.any()):
             kk = (count - 1).clamp(min=0)
@@ -113,7 +128,7 @@ def _simulate(
             if int(count.max()) >= cap:
                 if watch:
                     _check_runaway(v_new, i_new, target, nxt, t_max, count + spike.long(), c,
-                                   max_spikes)
+                                   max_spikes, a_new)
                 if cap >= max_spikes:
                     raise ParameterError(
                         f"event backend: a neuron fired more than max_spikes = {max_spikes} "
@@ -123,11 +138,16 @@ def _simulate(
                 out_t = torch.cat([out_t, torch.full((batch, n, grow), _INF, dtype=_F)], 2)
                 out_i = torch.cat([out_i, torch.zeros(batch, n, grow, dtype=_F)], 2)
                 out_rel = torch.cat([out_rel, torch.zeros(batch, n, grow, dtype=_F)], 2)
+                if out_a is not None:
+                    out_a = torch.cat([out_a, torch.zeros(batch, n, grow, dtype=_F)], 2)
                 cap += grow
             b_idx, n_idx = spike.nonzero(as_tuple=True)
             k_idx = count[b_idx, n_idx]
             out_t[b_idx, n_idx, k_idx] = target[b_idx, n_idx]
             out_i[b_idx, n_idx, k_idx] = i_new[b_idx, n_idx]
+            if a_new is not None:  # the AHP current jumps by b at the spike
+                out_a[b_idx, n_idx, k_idx] = a_new[b_idx, n_idx]
+                a_new = torch.where(spike, a_new + c.b, a_new)
             count = count + spike.long()
             v_new = torch.where(spike, c.v_reset.expand_as(v_new), v_new)
             if c.t_refrac > 0:
@@ -145,16 +165,24 @@ def _simulate(
             done = done | finished
             if watch:  # only the end of the window left: no input can stop a runaway now
                 input_ended = bool((take & ~finished & (t_in.gather(1, ptr) >= t_max)).any())
-        t, v, i = target, v_new, i_new
+        t, v, i, a = target, v_new, i_new, a_new
         if snapshots:
-            snaps.append((t.clone(), v.clone(), i.clone(), rel.clone()))
+            snaps.append(_snapshot(t, v, i, rel, a))
     k = max(int(count.max()), 1) if count.numel() else 1
     snap = tuple(torch.stack(s) for s in zip(*snaps, strict=True)) if snapshots else None
-    return _Run(out_t[:, :, :k], out_i[:, :, :k], out_rel[:, :, :k], snap)
+    return _Run(out_t[:, :, :k], out_i[:, :, :k], out_rel[:, :, :k], snap,
+                out_a[:, :, :k] if out_a is not None else None)
+
+
+def _snapshot(t: Tensor, v: Tensor, i: Tensor, rel: Tensor,
+              a: Tensor | None) -> tuple[Tensor, ...]:
+    """The state after an iteration: ``(t, v, i, rel)``, plus ``a`` for an adaptive one."""
+    state = (t, v, i, rel) if a is None else (t, v, i, rel, a)
+    return tuple(x.clone() for x in state)
 
 
 def _check_runaway(v: Tensor, i: Tensor, t: Tensor, nxt: Tensor, t_max: float, count: Tensor,
-                   c: _Neuron, max_spikes: int) -> None:
+                   c: _Neuron, max_spikes: int, a: Tensor | None = None) -> None:
     r"""Raise at once if a neuron is bound to exceed ``max_spikes`` (instead of simulating its
     spikes one by one up to the limit: thousands of iterations for a huge input). Checked when
     a neuron's input ends and whenever the spike record grows (4, 8, 16 … spikes).
@@ -165,6 +193,12 @@ def _check_runaway(v: Tensor, i: Tensor, t: Tensor, nxt: Tensor, t_max: float, c
     at least :math:`(r I τ_{syn} (1 − e^{−D/τ_{syn}}) − (ϑ − v_{leak}) D)/τ_{mem}`; each spike
     takes ``ϑ − v_reset`` of it, so it spikes at least
     :math:`n ≥ (V + \text{rise} − ϑ)/(ϑ − v_{reset})` more times (``V`` after its last reset).
+
+    With the AHP current ``A`` (adaptive neurons), :math:`A(t') ≤ A e^{-(t'-t)/τ_{adapt}} +
+    \max(b, 0)\,n` while those ``n`` spikes happen, so the rise loses at most
+    :math:`r (A τ_{adapt}(1 − e^{−D/τ_{adapt}}) + \max(b,0)\,n D)/τ_{mem}` and
+    :math:`n ≥ (V + \text{rise} − ϑ)/(ϑ − v_{reset} + r \max(b,0) D/τ_{mem})` (rise with the
+    first of those terms).
     """
     if not c.spiking or c.t_refrac > 0:
         return
@@ -173,8 +207,12 @@ def _check_runaway(v: Tensor, i: Tensor, t: Tensor, nxt: Tensor, t_max: float, c
         return
     d = (t_max - t).clamp(min=0.0)
     charge = c.r * i * c.tau_syn * -torch.expm1(-d / c.tau_syn)
+    per_spike = c.v_threshold - c.v_reset
+    if a is not None:
+        charge = charge - c.r * a * c.tau_adapt * -torch.expm1(-d / c.tau_adapt)
+        per_spike = per_spike + c.r * c.b.clamp(min=0.0) * d / c.tau_mem
     rise = (charge - (c.v_threshold - c.v_leak) * d) / c.tau_mem
-    more = (v + rise - c.v_threshold) / (c.v_threshold - c.v_reset)
+    more = (v + rise - c.v_threshold) / per_spike
     doomed = quiet & (count + more.floor().clamp(min=0) > max_spikes)
     if bool(doomed.any()):
         b, n = (int(k) for k in doomed.nonzero()[0])

@@ -24,8 +24,8 @@ def _event_models() -> str:
 
 def _supported(node: Node) -> str | None:
     """``"spiking"`` or ``"readout"`` for a population whose model declares the ``"event"``
-    engine (the exact CUBA maths of cuba.py: one synaptic current, one input per neuron),
-    else ``None``."""
+    engine (the exact CUBA maths of cuba.py: one synaptic current, one input per neuron, and
+    optionally the AHP current), else ``None``."""
     if node.kind != "population" or not node.model.runs_on("event"):
         return None
     return "spiking" if node.model.spiking else "readout"
@@ -39,7 +39,8 @@ class _Layer:
 
 
 def _layers(graph: Graph) -> list[_Layer]:
-    """The chain ``Input → (P → CubaLIF [+ recurrent])* → P → CubaLI | CubaLIF`` with each
+    """The chain ``Input → (P → CubaLIF | AdaptiveLIF [+ recurrent])* → P → CubaLI | CubaLIF``
+    (any model declaring the ``"event"`` engine) with each
     projection ``P`` a ``Linear`` or a per-axon ``DelayedLinear`` (no bias)."""
     nodes = list(graph.nodes)[1:]
     layers, proj = [], None
@@ -64,6 +65,12 @@ def _layers(graph: Graph) -> list[_Layer]:
             proj = node
         elif node.kind == "population":
             role = _supported(node)
+            reason = node.model.unsupported.get("event") if role is None else None
+            if reason is not None:
+                raise ParameterError(
+                    f"event backend: population {node.name!r} is a {node.op}, which the event "
+                    f"backend cannot run: {reason}. Supported neuron models: "
+                    f"{_event_models()}")
             if role is None:
                 raise ParameterError(
                     f"event backend: population {node.name!r} is a {node.op}; supported neuron "
@@ -121,12 +128,15 @@ def _neuron(node: Node) -> _Neuron:
         return torch.as_tensor(value).detach().to(_F).expand(n).clone()
 
     spiking = _supported(node) == "spiking"
+    adapt = ((vec("tau_adapt"), vec("adapt_increment"))
+             if spiking and "adapt_increment" in node.params else (None, None))
     nrn = _Neuron(vec("tau_mem"), vec("tau_syn"), vec("v_leak"), vec("r"),
                   vec("v_threshold", _INF), vec("v_reset"),
-                  float(node.settings.get("t_refrac", 0.0)), spiking)
-    if bool((nrn.tau_mem <= 0).any()) or bool((nrn.tau_syn <= 0).any()):
-        raise ParameterError(f"event backend: population {node.name!r} needs tau_mem > 0 and "
-                             "tau_syn > 0")
+                  float(node.settings.get("t_refrac", 0.0)), spiking, *adapt)
+    taus = [nrn.tau_mem, nrn.tau_syn] + ([nrn.tau_adapt] if nrn.adaptive else [])
+    if any(bool((tau <= 0).any()) for tau in taus):
+        raise ParameterError(f"event backend: population {node.name!r} needs tau_mem > 0, "
+                             "tau_syn > 0" + (" and tau_adapt > 0" if nrn.adaptive else ""))
     if spiking:
         if bool((nrn.v_reset >= nrn.v_threshold).any()):
             raise ParameterError(f"event backend: population {node.name!r} needs v_reset < "
