@@ -519,12 +519,14 @@ class Compressed:
         return y
 
     def weight_grad(self, dy: Tensor) -> Tensor:
-        """``xᵀ @ dy`` (``[K, M]``) for ``dy [R, M]``, from the events sorted by column."""
-        col_ptr, row, val_t = self.by_column()
+        """``xᵀ @ dy`` (``[K, M]``) for ``dy [R, M]``: the rows of ``dy`` stream by once and
+        each event adds its row into the cache-resident result (no sort by column; the same
+        floats as summing each column's rows in order)."""
         out = torch.empty(self.cols, dy.shape[1], dtype=torch.float32)
-        native.library().sl_event_weight_grad(self.cols, dy.shape[1], col_ptr.data_ptr(),
-                                              row.data_ptr(), val_t.data_ptr(), dy.data_ptr(),
-                                              out.data_ptr())
+        native.library().sl_event_weight_grad_rows(self.rows, self.cols, dy.shape[1],
+                                                   self.row_ptr.data_ptr(), self.col.data_ptr(),
+                                                   self.val.data_ptr(), dy.data_ptr(),
+                                                   out.data_ptr())
         return out
 
 

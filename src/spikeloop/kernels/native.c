@@ -673,14 +673,39 @@ void sl_csr_to_csc(int64_t R, int64_t K, const int64_t *row_ptr, const int32_t *
     free(next);
 }
 
-/* dw_t [K, M] = x^T @ dy from the column-wise events: each row of dw_t is one register-blocked
- * sum of the dy rows where that input was active, written once (no read-modify-write). */
-void sl_event_weight_grad(int64_t K, int64_t M, const int64_t *col_ptr, const int32_t *row,
-                          const float *val_t, const float *dy, float *dw_t) {
-#pragma omp parallel for schedule(dynamic, 8)
-    for (int64_t k = 0; k < K; ++k)
-        accumulate_row(M, col_ptr[k + 1] - col_ptr[k], row + col_ptr[k], val_t + col_ptr[k], dy,
-                       dw_t + k * M);
+/* dw_t [K, M] = x^T @ dy from the row-wise events (CSR), without sorting them by column: the
+ * rows of dy stream by once, in order, and each event adds its dy row into the row of dw_t of its
+ * input, which stays in cache (K*M floats; each thread owns a slice of 16-float column blocks of
+ * every row, so no two threads write one cache line). Every dw_t entry is the sum over the rows
+ * in ascending order, starting from 0 (the order of the column-wise sums): the same floats.
+ * Narrow outputs (M < 64: a readout) run on one thread, whose slice would be most of the row. */
+void sl_event_weight_grad_rows(int64_t R, int64_t K, int64_t M, const int64_t *row_ptr,
+                               const int32_t *col, const float *val, const float *dy,
+                               float *dw_t) {
+#pragma omp parallel if (M >= 64)
+    {
+        int64_t c0, c1;
+        thread_range((M + 15) / 16, &c0, &c1);
+        const int64_t m0 = 16 * c0, m1 = 16 * c1 < M ? 16 * c1 : M;
+        if (m0 < m1) {
+            for (int64_t k = 0; k < K; ++k)
+                memset(dw_t + k * M + m0, 0, sizeof(float) * (m1 - m0));
+            for (int64_t r = 0; r < R; ++r) {
+                const float *restrict d = dy + r * M;
+                for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
+                    float *restrict w = dw_t + (int64_t)col[p] * M;
+                    const float a = val[p];
+                    if (a == 1.0f) {
+#pragma omp simd
+                        for (int64_t m = m0; m < m1; ++m) w[m] += d[m];
+                    } else {
+#pragma omp simd
+                        for (int64_t m = m0; m < m1; ++m) w[m] += a * d[m];
+                    }
+                }
+            }
+        }
+    }
 }
 
 /* ------------------------------------------------------------------ per-axon delays */
