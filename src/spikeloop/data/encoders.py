@@ -373,12 +373,17 @@ def integrate(x: Tensor, *, dt: float, duration: float, gain: float = 1.0) -> Te
     x = _features(x)
     _, _, n_steps = _steps(dt, duration)
     gain = _positive("gain", gain)
-    k = torch.arange(n_steps + 1, dtype=torch.float64, device=x.device)
-    charge = k.reshape(-1, *([1] * x.dim())) * (gain * x.to(torch.float64)).unsqueeze(0)
+    drive = gain * x.to(torch.float64)
+    out = torch.empty((n_steps, *x.shape), dtype=x.dtype, device=x.device)
     # spikes fired by the end of each step; a charge within 1e-9 of a whole unit has reached it
-    # (k·(g x) may round just below an integer that the neurons' running sum would reach)
-    fired = torch.floor(charge + 1e-9)
-    return (fired[1:] - fired[:-1]).to(x.dtype)
+    # (k·(g x) may round just below an integer that the neurons' running sum would reach).
+    # Step by step: one float64 copy of x at a time, not [T, *x.shape] of them
+    before = torch.zeros_like(drive)
+    for k in range(n_steps):
+        fired = torch.floor(drive * (k + 1) + 1e-9)
+        out[k] = fired - before
+        before = fired
+    return out
 
 
 @ENCODERS.register("delta")
