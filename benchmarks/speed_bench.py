@@ -323,7 +323,8 @@ def markdown(result: dict[str, Any]) -> str:
         + f" · load average at start {meta['loadavg_start'][0]:.2f}",
         "",
         *_busy_note(records),
-        f"Workload: {wl['n_in']} inputs ({wl['rate']:.0%} Bernoulli) → {wl['hidden']} CUBA-LIF → "
+        "Workload (`ff`, `rec`; the other rows' sizes in their titles): "
+        f"{wl['n_in']} inputs ({wl['rate']:.0%} Bernoulli) → {wl['hidden']} CUBA-LIF → "
         f"{wl['n_out']} CUBA-LI, T = {wl['T']}, batch {wl['batch']}, float32; "
         f"median of {result['repeat']} steps after {result['warmup']} warm-up steps, each "
         "library in its own process"
