@@ -91,7 +91,7 @@ $(BENCH_STAMP): $(STAMP) Makefile
 	$(PY) -c "import torch; v = torch.__version__; assert v.split('+')[0] == '2.13.0', v; print('torch', v)"
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP) spoken-digits  # the shd row runs on the synthesised spoken digits
+bench: $(BENCH_STAMP) spoken-digits  # the shd and shd_scale rows run on the spoken digits
 	$(PY) benchmarks/speed_bench.py $(BENCH_ARGS)
 
 bench-scaling: $(BENCH_STAMP)

@@ -20,7 +20,7 @@ Forward (inference and the training step's forward):
 
 * ``input projection``: :math:`E_{in} H` accumulates (gather-add of weight rows of length
   ``H``), or dense :math:`2 T B N H` flop (GEMM ``TB × N × H``).
-* ``recurrent`` (``rec``, ``shd``): :math:`E_h^- H` accumulates, or dense
+* ``recurrent`` (``rec``, ``shd``, ``shd_scale``): :math:`E_h^- H` accumulates, or dense
   :math:`2 (T-1) B H^2` flop (``T − 1`` GEMMs ``B × H × H``, one per step: a recursion).
 * ``readout``: :math:`E_h O` accumulates (rows of length ``O``), or dense :math:`2 T B H O`.
 * ``neurons``: :math:`7\,TBH + 6\,TBO` element operations — CUBA-LIF per neuron and step
@@ -43,16 +43,17 @@ Training step, in addition:
   adjoint is dense over time up to each sample's maximum).
 * ``dW2``: :math:`E_h O` accumulates (for each hidden spike, the readout adjoint row of length
   ``O``), or dense :math:`2 T B H O`.
-* ``recurrent adjoint`` (``rec``): :math:`2 (T-1) B H^2` flop (``T − 1`` GEMMs ``B × H × H``:
-  :math:`W_{rec}^\top \bar x_{k+1}` is dense, every neuron has a non-zero surrogate).
-* ``dW_rec`` (``rec``): :math:`E_h^- H` accumulates (for each spike of step ``k``, the adjoint
-  row of step ``k+1``), or dense :math:`2 (T-1) B H^2`.
+* ``recurrent adjoint`` (recurrent variants): :math:`2 (T-1) B H^2` flop (``T − 1`` GEMMs
+  ``B × H × H``: :math:`W_{rec}^\top \bar x_{k+1}` is dense, every neuron has a non-zero
+  surrogate).
+* ``dW_rec`` (recurrent variants): :math:`E_h^- H` accumulates (for each spike of step ``k``,
+  the adjoint row of step ``k+1``), or dense :math:`2 (T-1) B H^2`.
 * ``dW1``: :math:`E_{in} H` accumulates (for each input event, the surrogate-gated hidden
   adjoint row :math:`\bar x_k`), or dense :math:`2 T B N H`.
 * ``adjoint neurons``: :math:`(13 + [\text{rec}])\,TBH + 4\,TBO` element operations — the
   SuperSpike derivative :math:`1/(1 + β_s|v − ϑ|)^2` (6), ``v̄ = z̄σ' + v̄(1 − z)`` (3),
-  ``v̄⁻ = βū`` (1), ``ī = gū + αī`` (3), plus adding the recurrent adjoint (1, ``rec``); the
-  readout adjoint ``v̄ = g + βv̄``, ``ī = gv̄ + αī`` (4).
+  ``v̄⁻ = βū`` (1), ``ī = gū + αī`` (3), plus adding the recurrent adjoint (1, recurrent
+  variants); the readout adjoint ``v̄ = g + βv̄``, ``ī = gv̄ + αī`` (4).
 
 **Rates** (torch, the best of 1 and ``--threads`` threads — an implementation may run a small
 GEMM on one thread, and on a shared machine two threads of a small GEMM can be far slower than
@@ -94,7 +95,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from benchmarks.speed.workload import MODES, Workload  # noqa: E402
+from benchmarks.speed.workload import MODES, RECURRENT, Workload, at_variant  # noqa: E402
 
 LIF_FWD_OPS = 7  # element operations per hidden neuron and step, forward
 LI_FWD_OPS = 6  # readout, forward (with the running max over time)
@@ -387,7 +388,7 @@ def run(variants: list[str], wl: Workload, threads: int = 2,
         for variant in variants:
             density = (hidden_density.get(variant) if isinstance(hidden_density, dict)
                        else hidden_density)
-            result = roofline(wl.with_(variant=variant), density, budget, stream_mb, rates,
+            result = roofline(at_variant(wl, variant), density, budget, stream_mb, rates,
                               threads, rate_threads)
             rates = result["rates"]
             out["variants"][variant] = result
@@ -423,7 +424,7 @@ def markdown(result: dict[str, Any]) -> str:
         wl, a = r["workload"], r["activity"]
         lines += [f"## {variant}: T = {wl['T']}, batch {wl['batch']}, {wl['n_in']} → "
                   f"{wl['hidden']} → {wl['n_out']}"
-                  + (", recurrent" if variant in ("rec", "shd") else ""), "",
+                  + (", recurrent" if variant in RECURRENT else ""), "",
                   f"Input events E_in = {a['input_events']} ({100 * a['input']:.2f} %), hidden "
                   f"spikes E_h = {a['hidden_spikes']} ({100 * a['hidden']:.2f} %; "
                   f"{a['source']}).", ""]

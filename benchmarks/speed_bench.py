@@ -7,7 +7,9 @@
 
 Workload (``benchmarks/speed/workload.py``): 700 Bernoulli inputs (5 %) → 256 current-based LIF
 → 20 current-based leaky-integrator readouts, T = 100 steps of 1 ms, batch 64, cross-entropy
-on the readout's max-over-time membrane, SGD; ``rec`` adds a 256 × 256 recurrent projection.
+on the readout's max-over-time membrane, SGD; ``rec`` adds a 256 × 256 recurrent projection;
+``shd`` runs ``rec`` on the spoken digits in 10 ms bins, ``shd_scale`` the SHD-scale network
+(700 → 512 recurrent → 20, T = 250 bins of 4 ms, batch 64) on the same data.
 Writes ``<out>.json`` (every measurement, with per-step times) and ``<out>.md`` (one table per
 variant, the speed-up of spikeloop over the fastest peer and its peak memory against the
 lowest peer's). Default ``--out benchmarks/results/speed``. After the measurements it runs the
@@ -66,7 +68,14 @@ from benchmarks.speed.libs import (  # noqa: E402
     OURS_ALL,
     PEERS,
 )
-from benchmarks.speed.workload import MODES, VARIANTS, Workload, shd_file  # noqa: E402
+from benchmarks.speed.workload import (  # noqa: E402
+    FROM_FILE,
+    MODES,
+    VARIANTS,
+    Workload,
+    at_variant,
+    shd_file,
+)
 from tqdm import tqdm  # noqa: E402
 
 from spikeloop.errors import SpikeloopError  # noqa: E402
@@ -314,7 +323,8 @@ def markdown(result: dict[str, Any]) -> str:
         + f" · load average at start {meta['loadavg_start'][0]:.2f}",
         "",
         *_busy_note(records),
-        f"Workload: {wl['n_in']} inputs ({wl['rate']:.0%} Bernoulli) → {wl['hidden']} CUBA-LIF → "
+        "Workload (`ff`, `rec`; the other rows' sizes in their titles): "
+        f"{wl['n_in']} inputs ({wl['rate']:.0%} Bernoulli) → {wl['hidden']} CUBA-LIF → "
         f"{wl['n_out']} CUBA-LI, T = {wl['T']}, batch {wl['batch']}, float32; "
         f"median of {result['repeat']} steps after {result['warmup']} warm-up steps, each "
         "library in its own process"
@@ -328,6 +338,10 @@ def markdown(result: dict[str, Any]) -> str:
     for variant in result["variants"]:
         title = {"ff": "feed-forward (standard)", "rec": "256 × 256 recurrent hidden layer",
                  "shd": "SHD-format data (spoken digits in 10 ms bins), 256 × 256 recurrent"}
+        if variant == "shd_scale":
+            size = at_variant(Workload(**wl), variant)
+            title[variant] = (f"SHD scale: spoken digits in {1e3 / size.T:g} ms bins, T = "
+                              f"{size.T}, {size.n_in} → {size.hidden} recurrent → {size.n_out}")
         lines += [f"## {variant}: {title.get(variant, variant)}", "",
                   "| library | version | train median (min–max) ms | forward median (min–max) ms"
                   " | × floor train / fwd | peak MB (+ steps) train / fwd | hidden rate | notes |",
@@ -451,8 +465,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"{' '.join(LIBS)})")
     parser.add_argument("--variants", nargs="+", default=None,
                         help=f"default: {' '.join(VARIANTS)} ({' '.join(QUICK_VARIANTS)} with "
-                             "--quick); shd needs `make spoken-digits` (or "
-                             "SPIKELOOP_BENCH_SHD=file), T = 100 and batch 64")
+                             "--quick); shd and shd_scale need `make spoken-digits` (or "
+                             "SPIKELOOP_BENCH_SHD=file) and run their own T (100, 250) at batch "
+                             "64")
     parser.add_argument("--modes", nargs="+", default=list(MODES))
     parser.add_argument("--repeat", type=int, default=None, help="timed steps (default 15)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps (default 3)")
@@ -505,16 +520,17 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (1 if args.quick else 2)
     wl = Workload(T=args.T or quick.get("T", Workload.T),
                   batch=args.batch or quick.get("batch", Workload.batch))
-    if "shd" in variants:
-        if (wl.T, wl.batch) != (100, 64):
-            parser.error(f"the shd variant runs T = 100, batch 64 (the file's 1 s in 10 ms "
-                         f"bins), got T = {wl.T}, batch {wl.batch}")
+    if set(variants) & set(FROM_FILE):
+        if (wl.T, wl.batch) != (Workload.T, 64):
+            parser.error(f"the shd and shd_scale variants run their own T (100: 10 ms bins, "
+                         f"250: 4 ms bins of the file's 1 s) at batch 64; leave --T unset, got "
+                         f"T = {wl.T}, batch {wl.batch}")
         try:
             shd = shd_file()
         except SpikeloopError as err:
-            parser.error(f"the shd variant needs SHD-format data: {err}")
+            parser.error(f"the shd variants need SHD-format data: {err}")
         if not shd.is_file():
-            parser.error(f"the shd variant needs SHD-format data: no file {shd}")
+            parser.error(f"the shd variants need SHD-format data: no file {shd}")
 
     if args.quick:  # one process per library runs all its combinations (startup dominates)
         jobs = [(",".join(variants), ",".join(modes), lib) for lib in libs]
@@ -553,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"hidden rate {100 * r['hidden_rate']:.1f} %")
             else:
                 status = "skipped: " + r["skipped"] if "skipped" in r else "ERROR: " + r["error"]
-            tqdm.write(f"{lib:>13} {r['variant']:>3} {r['mode']:>7}: {status}")
+            tqdm.write(f"{lib:>13} {r['variant']:>9} {r['mode']:>7}: {status}")
     meta["loadavg_end"] = list(os.getloadavg())
 
     records = best_of_rounds(runs)

@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.speed.libs import LIBS, PEERS  # noqa: E402
-from benchmarks.speed.workload import MODES, VARIANTS, Workload  # noqa: E402
+from benchmarks.speed.workload import FROM_FILE, MODES, VARIANTS, Workload  # noqa: E402
 from benchmarks.speed_bench import machine_info, run_child, wait_idle  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
@@ -115,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a peer to add, 'auto' (fastest in benchmarks/results/speed.json) "
                              "or 'none'")
     parser.add_argument("--axes", nargs="+", default=list(AXES), choices=list(AXES))
-    # shd is fixed to its file's shape (T = 100, 700 inputs, batch 64): nothing to scale
-    parser.add_argument("--variant", default="ff", choices=[v for v in VARIANTS if v != "shd"])
+    # shd and shd_scale are fixed to their file's shape (700 inputs, batch 64): nothing to scale
+    parser.add_argument("--variant", default="ff",
+                        choices=[v for v in VARIANTS if v not in FROM_FILE])
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=None, help="timed steps (default 5)")

@@ -46,7 +46,9 @@ def test_sparse_backprop_and_long_sequence_benchmarks_smoke(tmp_path):
     assert [(r["variant"], r["band"]) for r in result["speed"]] == [
         ("ff", None), ("ff", 0.5), ("rec", None), ("rec", 0.5)]
     assert all(0 < r["in_band"] <= 1 for r in result["speed"])
+    assert all(0 < r["backward_ms"] < r["median_ms"] for r in result["speed"])
     assert [a["band"] for a in result["yinyang"]] == [None, 0.5]
+    assert "spoken_digits" not in result  # --quick: speed and Yin-Yang only
     run(str(ROOT / "benchmarks/long_sequences.py"), "--quick", "--out", str(tmp_path / "ls"))
     rows = json.loads((tmp_path / "ls.json").read_text())["rows"]
     assert {(r["mode"], r["T"]) for r in rows} == {

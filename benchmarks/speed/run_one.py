@@ -18,7 +18,9 @@ A library that is not installed gives ``"skipped": reason``; one that fails give
 Every line starts with ``SPEEDJSON `` so the caller finds it among the libraries' own prints.
 ``--sweep NAME=V1,V2,...`` (scaling curves) runs one fresh model per value of a workload field
 (``T``, ``hidden``, ``rate``, ``batch``, ``n_in``) and prints one line per point; ``--variant``
-and ``--mode`` also take comma-separated lists (the harness's ``--quick`` smoke test). When one
+and ``--mode`` also take comma-separated lists (the harness's ``--quick`` smoke test). A variant
+with its own sizes (``shd_scale``) takes them where ``--T``/``--hidden`` are left at their
+defaults (:func:`~benchmarks.speed.workload.at_variant`). When one
 process runs several measurements, its peak memory is a running maximum (``shared_process``).
 """
 
@@ -38,7 +40,7 @@ from typing import Any
 
 import torch
 from benchmarks.speed.libs import load
-from benchmarks.speed.workload import MODES, VARIANTS, Workload, loss_fn
+from benchmarks.speed.workload import MODES, VARIANTS, Workload, at_variant, loss_fn
 
 PREFIX = "SPEEDJSON "
 _SWEEPABLE = {"T": int, "hidden": int, "batch": int, "n_in": int, "rate": float}
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     for point in points:
         for variant in variants:
             for mode in modes:
-                wl = point.with_(variant=variant)
+                wl = at_variant(point, variant)
                 try:
                     record = measure(args.lib, wl, mode, args.repeat, args.warmup)
                 except Exception as exc:  # report, do not crash the harness

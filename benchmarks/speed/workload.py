@@ -12,6 +12,15 @@ SHD-layout file with ``SPIKELOOP_BENCH_SHD=path``) binned into ``T = 100`` bins 
 step of the same dynamics (``τ`` in steps as above), the input weights scaled with the data's
 mean density instead of ``rate``.
 
+``variant="shd_scale"`` is the size of the SHD networks in the literature (issue 22): the same
+file's first 64 samples over the same 1 s, binned into ``T = 250`` bins of 4 ms, into a
+512-neuron recurrent hidden layer (512 × 512 recurrent weights), 20 readouts. Its sizes are in
+:data:`SIZES` and :func:`at_variant` applies them. The time constants stay 10 and 5 *steps*
+(``dt = 1 ms``, ``τ_mem = 10 ms``, ``τ_syn = 5 ms``, as every variant): at 4 ms bins that is
+``τ_mem = 40 ms`` and ``τ_syn = 20 ms`` of the recording, the time constants
+``configs/spoken_digits.yaml`` trains with, so the dynamics per step are those of every other
+row and only the sizes grow. Input weights scaled with the data's density as ``shd``.
+
 Reference dynamics (spikeloop's exact discretisation, which every library is mapped onto)::
 
     I' = I_k + x_k                      x_k: weighted input of step k (W · spikes_k)
@@ -39,7 +48,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-VARIANTS = ("ff", "rec", "shd")
+VARIANTS = ("ff", "rec", "shd", "shd_scale")
+RECURRENT = ("rec", "shd", "shd_scale")  # variants with the hidden × hidden projection
+FROM_FILE = ("shd", "shd_scale")  # variants whose input is the SHD-format file
+# The sizes that define a variant where they differ from the dataclass defaults.
+SIZES: dict[str, dict[str, int]] = {"shd_scale": {"T": 250, "hidden": 512}}
 MODES = ("train", "forward")
 
 # Weight initialisation (reference units). The input weights are scaled with the expected number
@@ -80,7 +93,7 @@ class Workload:
 
     @property
     def recurrent(self) -> bool:
-        return self.variant in ("rec", "shd")
+        return self.variant in RECURRENT
 
     def with_(self, **changes: Any) -> Workload:
         """A copy with some fields changed."""
@@ -108,7 +121,10 @@ class Workload:
     # ------------------------------------------------------------------ data and weights
     def data(self) -> tuple[Tensor, Tensor]:
         """Input spikes ``[T, B, n_in]`` (float32 0/1) and labels ``[B]`` (int64), fixed seed."""
-        if self.variant == "shd":
+        if self.variant == "shd" and self.T != 100:
+            raise ValueError(f"the shd variant is T = 100 (10 ms bins), got T = {self.T}; "
+                             "shd_scale bins the same second into any T")
+        if self.variant in FROM_FILE:
             return shd_data(self.T, self.batch, self.n_in, self.n_out)
         g = torch.Generator().manual_seed(self.seed)
         x = (torch.rand(self.T, self.batch, self.n_in, generator=g) < self.rate).float()
@@ -120,7 +136,7 @@ class Workload:
         hidden]`` (``None`` for ``ff``), ``[out, in]`` like ``torch.nn.Linear``, reference units.
         """
         g = torch.Generator().manual_seed(self.seed + 1)
-        rate = float(self.data()[0].mean()) if self.variant == "shd" else self.rate
+        rate = float(self.data()[0].mean()) if self.variant in FROM_FILE else self.rate
         active = max(rate * self.n_in, 1.0)
         w1 = (_W1_MEAN / active
               + _W1_STD / math.sqrt(active) * torch.randn(self.hidden, self.n_in, generator=g))
@@ -133,9 +149,20 @@ class Workload:
         return {"w1": w1, "w2": w2, "wrec": wrec}
 
 
+def at_variant(wl: Workload, variant: str) -> Workload:
+    """``wl`` as ``variant``: a field that still has its dataclass default takes the variant's
+    own size from :data:`SIZES` (``shd_scale``: ``T = 250``, ``hidden = 512``); a field set to
+    anything else stays (e.g. the harness's ``--quick`` ``T = 10``). Every harness builds a
+    variant's workload through this function."""
+    defaults = Workload()
+    sizes = {name: value for name, value in SIZES.get(variant, {}).items()
+             if getattr(wl, name) == getattr(defaults, name)}
+    return wl.with_(variant=variant, **sizes)
+
+
 def shd_file() -> Path:
-    """The SHD-format file of the ``shd`` variant: ``$SPIKELOOP_BENCH_SHD``, else the spoken
-    digits' training file where :func:`spikeloop.data.find` finds it."""
+    """The SHD-format file of the ``shd`` and ``shd_scale`` variants: ``$SPIKELOOP_BENCH_SHD``,
+    else the spoken digits' training file where :func:`spikeloop.data.find` finds it."""
     from spikeloop.data import find
 
     path = os.environ.get("SPIKELOOP_BENCH_SHD")
@@ -144,14 +171,15 @@ def shd_file() -> Path:
 
 @functools.cache
 def shd_data(steps: int, batch: int, n_in: int, n_out: int) -> tuple[Tensor, Tensor]:
-    """The first ``batch`` samples of :func:`shd_file` as spike counts ``[T, B, 700]`` in 10 ms
-    bins (``T = 100``: 1 s) and their labels."""
+    """The first ``batch`` samples of :func:`shd_file` as spike counts ``[T, B, 700]``: the
+    first second in ``T`` bins of ``1 s / T`` (``T = 100``: 10 ms, the ``shd`` variant;
+    ``T = 250``: 4 ms, ``shd_scale``), and their labels."""
     from spikeloop.data import SHD
 
-    if (steps, n_in, n_out) != (100, 700, 20):
-        raise ValueError(f"the shd variant is T = 100, n_in = 700, n_out = 20 (the file's "
-                         f"shape), got T = {steps}, n_in = {n_in}, n_out = {n_out}")
-    data = SHD(shd_file(), "train", dt=10e-3, duration=1.0)
+    if (n_in, n_out) != (700, 20) or steps < 1:
+        raise ValueError(f"the SHD-format variants are n_in = 700, n_out = 20 (the file's "
+                         f"shape) and T ≥ 1, got T = {steps}, n_in = {n_in}, n_out = {n_out}")
+    data = SHD(shd_file(), "train", dt=1.0 / steps, duration=1.0)
     if len(data) < batch:
         raise ValueError(f"{data.path} holds {len(data)} samples, fewer than batch {batch}")
     x = torch.stack([data[i][0] for i in range(batch)], dim=1).float()
