@@ -43,11 +43,10 @@ that should spike but stays silent learns nothing itself; the layers below it le
 it.
 
 ``train.method: desire_bp`` (:class:`DesireBackprop`) trains a chain input → (``Linear`` →
-spiking population)+ with it. Not taken from the paper's code: its dropout (0.3 on hidden
-layers; 0.05 / 0.40 for Fashion-MNIST) — the plasticity engine has no per-sample mask of a
-population — and its input layer of integrate-and-fire neurons (any encoder works here; the
-configs drive the first layer with the pixels as currents). Its layers lag one step behind
-each other; here every layer sees the spikes of the same step.
+spiking population)+ with it, with the paper's dropout (:attr:`DesireOptions.dropout`). Its
+input layer of integrate-and-fire neurons is the encoder ``integrate``
+(:func:`spikeloop.data.encoders.integrate`). Not taken from the paper's code: its layers lag
+one step behind each other; here every layer sees the spikes of the same step.
 """
 
 from __future__ import annotations
