@@ -49,8 +49,9 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import Tensor
 
+from spikeloop.backends.event import _native
 from spikeloop.backends.event.cuba import _F, _INF, _Neuron, membrane_slope
-from spikeloop.backends.event.forward import _input_table, _Run, _simulate
+from spikeloop.backends.event.forward import _input_table, _population, _Run
 from spikeloop.dynamics.neurons import current_gain, decay
 
 
@@ -123,8 +124,7 @@ def _adjoint(
         if bool(is_spike.any()):
             i_minus = run.i_spike.gather(2, sp.clamp(min=0)[..., None])[..., 0]
             v_dot_minus = membrane_slope(c.v_threshold, i_minus, c)
-            v_dot_minus = v_dot_minus.clamp(min=1e-12 * float(c.v_threshold.abs().max() + 1)
-                                            / float(c.tau_mem.min()))
+            v_dot_minus = v_dot_minus.clamp(min=_slope_floor(c))
             g = grad_times.gather(2, sp.clamp(min=0)[..., None])[..., 0]
             bracket = g + reset_term
             if c.t_refrac == 0:
@@ -147,6 +147,29 @@ def _adjoint(
     return g_t, g_w_t.t(), g_rec
 
 
+def _slope_floor(c: _Neuron) -> float:
+    """The floor of the membrane slope before a spike in the co-state jump (a crossing at a
+    vanishing slope would divide by zero)."""
+    return 1e-12 * float(c.v_threshold.abs().max() + 1) / float(c.tau_mem.min())
+
+
+def _adjoint_any(
+    grad_times: Tensor, run: _Run, times: Tensor, src: Tensor, amp: Tensor, weight: Tensor,
+    w_rec: Tensor | None, c: _Neuron, t_max: float,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """:func:`_adjoint` on the native engine where it covers the run (CPU, library built;
+    :func:`~spikeloop.backends.event._native.engine`), else on the torch engine."""
+    lib = _native.engine(times, weight, w_rec)
+    if lib is None:
+        return _adjoint(grad_times, run, times, src, amp, weight, w_rec, c, t_max)
+    t_in, s_in, a_in, order = _input_table(times, src, amp, t_max)
+    g_sorted, g_w, g_rec = _native.adjoint(lib, grad_times, run.times, run.i_spike,
+                                           run.i_release, t_in, s_in, a_in, weight, w_rec, c,
+                                           t_max, _slope_floor(c))
+    g_t = torch.zeros_like(g_sorted).scatter(1, order, g_sorted)[:, : times.shape[1]]
+    return g_t, g_w, g_rec
+
+
 def _on(device: torch.device) -> AbstractContextManager:
     """Make torch's factory functions create tensors on ``device``. On the CPU (their default)
     nothing is entered: the ``torch.device`` context intercepts every torch call made inside it,
@@ -158,18 +181,18 @@ class _PopulationFunction(torch.autograd.Function):
     """One spiking population: forward = event simulation, backward = EventProp adjoint."""
 
     @staticmethod
-    def forward(ctx, in_times, weight, w_rec, src, amp, c, t_max, snapshots, max_spikes,
-                forced):
+    def forward(ctx, in_times, weight, w_rec, src, amp, c, t_max, grid, max_spikes, forced):
         w64 = weight.detach().to(_F)
         r64 = w_rec.detach().to(_F) if w_rec is not None else None
         t64 = in_times.detach().to(_F)
-        run = _simulate(t64, src, amp, w64, r64, c, t_max, snapshots, max_spikes, forced)
+        out = _population(t64, src, amp, w64, r64, c, t_max, max_spikes, forced, grid)
+        run = out.run
         ctx.save_for_backward(t64, src, amp, w64, r64, run.times, run.i_spike, run.i_release)
         ctx.c, ctx.t_max = c, t_max
         ctx.dtypes = (in_times.dtype, weight.dtype, w_rec.dtype if w_rec is not None else None)
-        snap = run.snapshots or tuple(torch.empty(0, dtype=_F) for _ in range(4))
-        ctx.mark_non_differentiable(*snap)
-        return (run.times, *snap)
+        v_grid = out.v_grid if out.v_grid is not None else torch.empty(0, dtype=_F)
+        ctx.mark_non_differentiable(v_grid)
+        return run.times, v_grid
 
     @staticmethod
     def backward(ctx, grad_times, *_):
@@ -184,7 +207,7 @@ class _PopulationFunction(torch.autograd.Function):
         grad = torch.nan_to_num(grad_times.to(_F), nan=0.0, posinf=0.0, neginf=0.0)
         grad = torch.where(torch.isfinite(times), grad, torch.zeros_like(grad))
         run = _Run(times, i_spike, i_release, None)
-        g_t, g_w, g_rec = _adjoint(grad, run, t64, src, amp, w64, r64, ctx.c, ctx.t_max)
+        g_t, g_w, g_rec = _adjoint_any(grad, run, t64, src, amp, w64, r64, ctx.c, ctx.t_max)
         dt_in, dt_w, dt_rec = ctx.dtypes
         return (g_t.to(dt_in), g_w.to(dt_w), g_rec.to(dt_rec) if g_rec is not None else None,
                 None, None, None, None, None, None, None)

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from spikeloop.backends.event import _native
 from spikeloop.backends.event.cuba import _F, _INF, _advance_clamped, _first_crossing, _Neuron
+from spikeloop.backends.event.readout import _peak
 from spikeloop.dynamics.neurons import decay
 from spikeloop.errors import ParameterError
 
@@ -20,6 +22,54 @@ class _Run:
     i_spike: Tensor  # [B, N, K] synaptic current just before each spike
     i_release: Tensor  # [B, N, K] synaptic current at the end of each refractory period
     snapshots: tuple[Tensor, ...] | None  # [S, B, N] t, v, i, rel after each iteration
+
+
+@dataclass
+class _Outcome:
+    """One population's simulation as the backend uses it."""
+
+    run: _Run  # spike record (no snapshots)
+    v_grid: Tensor | None  # [T, B, N] float64 membrane at the ends of the steps (k+1)·dt
+    peak: tuple[Tensor, Tensor] | None  # a readout's maximum: time [B, N], event index [B, N]
+
+
+def _population(
+    times: Tensor, src: Tensor, amp: Tensor, weight: Tensor, w_rec: Tensor | None,
+    c: _Neuron, t_max: float, max_spikes: int, forced: Tensor | None = None,
+    grid: tuple[float, int] | None = None, peak: bool = False,
+) -> _Outcome:
+    """Simulate one population (float64, no autograd) on the native engine where it covers the
+    run (:func:`~spikeloop.backends.event._native.engine`: CPU, library built, no forced
+    spike times), else on the torch engine :func:`_simulate`; ``grid = (dt, steps)`` also gives
+    the membrane on the grid, ``peak`` the time of a readout's maximum
+    (:func:`~spikeloop.backends.event.readout._peak`). A run the native engine refuses
+    (more than ``max_spikes`` spikes) is re-run by the torch engine, which raises its error."""
+    lib = _native.engine(times, weight, w_rec, forced=forced)
+    if lib is not None:
+        t_in, s_in, a_in, _ = _input_table(times, src, amp, t_max)
+        out = _native.simulate(lib, t_in, s_in, a_in, weight, w_rec, c, t_max, max_spikes,
+                               grid, peak)
+        if out is not None:
+            spikes, i_spike, i_release, v_grid, where = out
+            return _Outcome(_Run(spikes, i_spike, i_release, None), v_grid, where)
+    run = _simulate(times, src, amp, weight, w_rec, c, t_max, grid is not None or peak,
+                    max_spikes, forced)
+    v_grid = _grid_membrane(run.snapshots, *grid, c) if grid is not None else None
+    where = _peak(run.snapshots, t_max, c) if peak else None
+    return _Outcome(_Run(run.times, run.i_spike, run.i_release, None), v_grid, where)
+
+
+def _grid_membrane(snap: tuple[Tensor, ...], dt: float, steps: int, c: _Neuron) -> Tensor:
+    """Exact membrane ``[steps, B, N]`` at the ends of the steps ``(k+1)·dt`` from the
+    snapshots ``[S, B, N]``: the state of the last snapshot at or before each grid time,
+    evolved to it."""
+    st, sv, si, sr = (s.permute(1, 2, 0).contiguous() for s in snap)  # [B, N, S]
+    batch, n, _ = st.shape
+    grid = (torch.arange(1, steps + 1, dtype=_F) * dt).expand(batch, n, steps).contiguous()
+    idx = (torch.searchsorted(st, grid, right=True) - 1).clamp(min=0)
+    t0, v0, i0, r0 = (s.gather(2, idx) for s in (st, sv, si, sr))
+    v, _, _ = _advance_clamped(v0, i0, t0, grid, r0, c.take((None, slice(None), None)))
+    return v.permute(2, 0, 1)
 
 
 def _input_table(times: Tensor, src: Tensor, amp: Tensor, t_max: float):

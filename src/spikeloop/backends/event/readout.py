@@ -70,26 +70,37 @@ class _Readout:
         total = (jump * cc.r[:, None] * torch.exp(-t / tau) * kernel).sum(-1)
         return cc.v_leak * tau * -math.expm1(-duration / tau) + total
 
-    def maximum(self, snap: tuple[Tensor, ...], t_max: float) -> Tensor:
-        """Exact ``max_t V`` ``[B, N]`` (differentiable): the largest of the membrane at the
-        events and at the interior stationary points between them."""
-        st, sv, si, _ = snap  # [S, B, N]; snapshot j ≥ 1 follows input event j − 1
-        t_next = torch.cat([st[1:], torch.full_like(st[:1], t_max)])
-        length = (t_next - st).clamp(min=0.0)
-        cc = self.c
-        s_star, interior = _extremum(sv, si, length, cc)
-        s_star = torch.where(interior, s_star, torch.zeros_like(s_star))
-        v_star = torch.where(interior, _advance(sv, si, s_star, cc)[0], sv)
-        v_end = _advance(sv[-1], si[-1], length[-1], cc)[0]
-        cand = torch.cat([sv, v_star, v_end[None]])  # [2S + 1, B, N]
-        t_cand = torch.cat([st, st + s_star, torch.full_like(st[:1], t_max)])
-        best = cand.argmax(0)  # [B, N]
-        t_star = t_cand.gather(0, best[None])[0].detach()
-        # a maximum at an input event moves with that event's time (autograd follows it)
+    def maximum(self, peak: tuple[Tensor, Tensor]) -> Tensor:
+        """Exact ``max_t V`` ``[B, N]`` (differentiable) at the time found by :func:`_peak`
+        (or the native engine): a maximum at an input event moves with that event's time
+        (autograd follows it)."""
+        t_star, e = peak
+        t_star = t_star.detach()
         if self.times.shape[1]:
-            e_idx = (best - 1).clamp(min=0, max=self.times.shape[1] - 1)
+            e_idx = e.clamp(min=0, max=self.times.shape[1] - 1)
             t_event = self.times.to(_F).gather(1, e_idx)
-            at_event = ((best >= 1) & (best < st.shape[0]) & torch.isfinite(t_event.detach())
+            at_event = ((e >= 0) & torch.isfinite(t_event.detach())
                         & (t_event.detach() == t_star))
             t_star = torch.where(at_event, t_event, t_star)
         return self.membrane(t_star)
+
+
+def _peak(snap: tuple[Tensor, ...], t_max: float, c: _Neuron) -> tuple[Tensor, Tensor]:
+    """Where the readout's membrane is largest, from the snapshots ``[S, B, N]`` of
+    :func:`~spikeloop.backends.event.forward._simulate`: the largest of the membrane at the
+    events and at the interior stationary points between them (the first in that order among
+    equals). Returns its time ``[B, N]`` and the input-table event it follows (``-1``: it is
+    not a state after an event)."""
+    st, sv, si, _ = snap  # [S, B, N]; snapshot j ≥ 1 follows input event j − 1
+    t_next = torch.cat([st[1:], torch.full_like(st[:1], t_max)])
+    length = (t_next - st).clamp(min=0.0)
+    s_star, interior = _extremum(sv, si, length, c)
+    s_star = torch.where(interior, s_star, torch.zeros_like(s_star))
+    v_star = torch.where(interior, _advance(sv, si, s_star, c)[0], sv)
+    v_end = _advance(sv[-1], si[-1], length[-1], c)[0]
+    cand = torch.cat([sv, v_star, v_end[None]])  # [2S + 1, B, N]
+    t_cand = torch.cat([st, st + s_star, torch.full_like(st[:1], t_max)])
+    best = cand.argmax(0)  # [B, N]
+    t_star = t_cand.gather(0, best[None])[0]
+    at_state = (best >= 1) & (best < st.shape[0])
+    return t_star, torch.where(at_state, best - 1, torch.full_like(best, -1))

@@ -1,0 +1,699 @@
+/* The event backend's engine in C: the event-driven simulation of one CUBA LIF population
+ * (forward.py `_simulate`, with the grid membrane of backend `_grid_membrane` and the readout
+ * peak of readout.py `_peak` computed on the fly instead of from stored snapshots) and its
+ * EventProp adjoint (adjoint.py `_adjoint`, with the weight gradients accumulated directly
+ * instead of the [B, events, N] buffers). float64, one sample per OpenMP iteration; the
+ * algorithm, the tie rules and the crossing search (cuba.py `_first_crossing`, `_extremum`) are
+ * the torch code's, tested against it (tests/test_event_native.py).
+ *
+ * Between events (cuba.py): V(t+s) = v_leak + beta_s (V - v_leak) + r g_s I, I(t+s) = alpha_s I,
+ * beta_s = e^{-s/tau_mem}, alpha_s = e^{-s/tau_syn},
+ * g_s = (s/tau_mem) beta_s (e^u - 1)/u, u = s (1/tau_mem - 1/tau_syn)  (neurons.py current_gain).
+ *
+ * One shortcut the torch code does not take, which changes no result: V relaxes towards
+ * v_leak + r I(t) and r I(t) lies between 0 and r i, so without input V never exceeds
+ * max(v, v_leak + max(r i, 0)); a neuron whose bound is below threshold (by a margin far above
+ * rounding) has no crossing in any interval and the crossing search is skipped (the same
+ * bound skips a readout's interior extremum that cannot beat the largest value so far). */
+#include "sl_native.h"
+
+#define NEWTON_ITERATIONS 100
+
+typedef struct {
+    int64_t B, N, C, E;  /* samples, neurons, input channels, input-table length per sample */
+    int64_t steps;       /* grid points (k+1) dt of the membrane output (0: none) */
+    int64_t max_spikes;  /* per neuron and window; more is an error (-1) */
+    int64_t sync;        /* recurrent: a sample's neurons advance together */
+    int64_t spiking;
+    double t_max, t_refrac, dt;
+} EvDims;
+
+typedef struct {
+    const double *tm, *ts, *vl, *r, *th, *vr; /* [N] */
+} Consts;
+
+typedef struct {
+    double tm, ts, s, beta, alpha, gain;
+} Coef;
+
+/* beta, alpha and the current gain over s for one neuron's time constants (cached: the
+ * neurons of a population usually share them and advance over the same interval) */
+INLINE const Coef *coef(Coef *c, double tm, double ts, double s) {
+    if (s == c->s && tm == c->tm && ts == c->ts) return c;
+    c->tm = tm;
+    c->ts = ts;
+    c->s = s;
+    if (s == 0.0) {
+        c->beta = 1.0;
+        c->alpha = 1.0;
+        c->gain = 0.0;
+        return c;
+    }
+    const double beta = exp(-s / tm);
+    const double u = s * (1.0 / tm - 1.0 / ts);
+    const double ratio = fabs(u) < 1e-4 ? 1.0 + u / 2 + u * u / 6 : expm1(u) / u;
+    c->beta = beta;
+    c->alpha = exp(-s / ts);
+    c->gain = s / tm * beta * ratio;
+    return c;
+}
+
+INLINE void coef_reset(Coef *c) { *c = (Coef){NAN, NAN, NAN, 0.0, 0.0, 0.0}; }
+
+INLINE double slope(double v, double i, double tm, double vl, double r) {
+    return (vl - v + r * i) / tm;
+}
+
+/* free evolution of neuron n over s (cuba.py _advance) */
+INLINE void advance(const Consts *k, int64_t n, double v, double i, double s, Coef *c,
+                    double *v1, double *i1) {
+    const Coef *e = coef(c, k->tm[n], k->ts[n], s);
+    *v1 = k->vl[n] + e->beta * (v - k->vl[n]) + k->r[n] * e->gain * i;
+    *i1 = e->alpha * i;
+}
+
+/* evolution from t0 to t1 with the membrane clamped until rel (cuba.py _advance_clamped) */
+INLINE void advance_clamped(const Consts *k, int64_t n, double v, double i, double t0,
+                            double t1, double rel, Coef *c, double *v1, double *i1,
+                            double *i_mid) {
+    double s_ref = rel - t0;
+    s_ref = s_ref > 0.0 ? s_ref : 0.0;
+    s_ref = s_ref < t1 - t0 ? s_ref : t1 - t0;
+    const double im = (s_ref == 0.0 ? 1.0 : exp(-s_ref / k->ts[n])) * i;
+    *i_mid = im;
+    advance(k, n, v, im, (t1 - t0) - s_ref, c, v1, i1);
+}
+
+/* no threshold crossing possible from (v, i) without input (see the header) */
+INLINE int cannot_reach(double v, double i, double vl, double r, double level) {
+    const double ri = r * i;
+    const double top = fmax(v, vl + (ri > 0.0 ? ri : 0.0));
+    const double margin = 1e-9 * (fabs(level) + fabs(v) + fabs(vl) + fabs(ri));
+    return top < level - margin;
+}
+
+/* cuba.py _extremum: the stationary point s* after (v0, i0) and whether it lies in (0, len) */
+static double extremum(const Consts *k, int64_t n, double v0, double i0, double length,
+                       int *interior) {
+    const double q = k->r[n] * i0;
+    const double kappa = 1.0 / k->tm[n] - 1.0 / k->ts[n];
+    const double y = k->ts[n] * (1.0 - (v0 - k->vl[n]) / (q == 0 ? 1.0 : q));
+    const double z = kappa * y;
+    double ratio;
+    if (fabs(z) < 1e-8) {
+        ratio = 1.0 - z / 2 + z * z / 3;
+    } else {
+        const double zc = z > -1.0 + 1e-300 ? z : -1.0 + 1e-300;
+        ratio = log1p(zc) / z;
+    }
+    const double s_star = y * ratio;
+    *interior = (q != 0) && (y > 0) && (1.0 + z > 0) && (s_star < length);
+    return s_star;
+}
+
+/* cuba.py _first_crossing: first s in (0, length] with V(s) = threshold, else +inf */
+static double first_crossing(const Consts *k, int64_t n, double v0, double i0, double length) {
+    Coef c;
+    coef_reset(&c);
+    const double th = k->th[n];
+    int interior;
+    const double s_star = extremum(k, n, v0, i0, length, &interior);
+    const double s1 = interior ? s_star : length;
+    double v, i;
+    advance(k, n, v0, i0, s1, &c, &v, &i);
+    const double f1 = v - th;
+    advance(k, n, v0, i0, length, &c, &v, &i);
+    const double f_end = v - th;
+    const int first = f1 >= 0;
+    if (!(first || f_end >= 0)) return INFINITY;
+    double lo = first ? 0.0 : s1, hi = first ? s1 : length;
+    const double f_lo = first ? v0 - th : f1, f_hi = first ? f1 : f_end;
+    const double den = f_hi - f_lo > 1e-300 ? f_hi - f_lo : 1e-300;
+    double x = lo + (hi - lo) * (-f_lo / den);
+    const double scale = fabs(hi) > 1e-12 ? fabs(hi) : 1e-12;
+    for (int it = 0; it < NEWTON_ITERATIONS; ++it) {
+        double vx, ix;
+        advance(k, n, v0, i0, x, &c, &vx, &ix);
+        const double f = vx - th;
+        if (f < 0) lo = x;
+        if (f >= 0) hi = x;
+        const double sl = slope(vx, ix, k->tm[n], k->vl[n], k->r[n]);
+        const double newton = x - f / (sl > 0 ? sl : 1.0);
+        const int ok = (sl > 0) && (newton >= lo) && (newton <= hi);
+        double x_new = ok ? newton : 0.5 * (lo + hi);
+        if (f == 0) x_new = x;
+        const int done = (fabs(f) <= 1e-13 * (fabs(th) + 1))
+                         || (fabs(x_new - x) <= 1e-13 * scale + 1e-16)
+                         || (hi - lo <= 1e-13 * scale);
+        x = x_new;
+        if (done) break;
+    }
+    return x;
+}
+
+/* ----------------------------------------------------------------------------- spike lists */
+typedef struct {
+    int64_t len, cap;
+    int32_t *n, *k;
+    double *t, *isp, *irel;
+} SpikeList;
+
+typedef struct {
+    int64_t B, N;
+    SpikeList *s;
+} Spikes;
+
+static int64_t push(SpikeList *L, int32_t n, int32_t k, double t, double isp) {
+    if (L->len == L->cap) {
+        const int64_t cap = L->cap ? 2 * L->cap : 256;
+        int32_t *nn = realloc(L->n, cap * sizeof *nn);
+        if (nn) L->n = nn;
+        int32_t *kk = realloc(L->k, cap * sizeof *kk);
+        if (kk) L->k = kk;
+        double *tt = realloc(L->t, cap * sizeof *tt);
+        if (tt) L->t = tt;
+        double *ii = realloc(L->isp, cap * sizeof *ii);
+        if (ii) L->isp = ii;
+        double *rr = realloc(L->irel, cap * sizeof *rr);
+        if (rr) L->irel = rr;
+        if (!nn || !kk || !tt || !ii || !rr) return -1;
+        L->cap = cap;
+    }
+    L->n[L->len] = n;
+    L->k[L->len] = k;
+    L->t[L->len] = t;
+    L->isp[L->len] = isp;
+    L->irel[L->len] = 0.0;
+    return L->len++;
+}
+
+void sl_event_free(Spikes *h) {
+    if (!h) return;
+    for (int64_t b = 0; b < h->B; ++b) {
+        SpikeList *L = &h->s[b];
+        free(L->n);
+        free(L->k);
+        free(L->t);
+        free(L->isp);
+        free(L->irel);
+    }
+    free(h->s);
+    free(h);
+}
+
+/* the spike record [B, N, K] (times +inf padded, currents 0 padded); frees the handle */
+void sl_event_collect(Spikes *h, int64_t K, double *times, double *i_spike, double *i_release) {
+    const int64_t B = h->B, N = h->N;
+    for (int64_t j = 0; j < B * N * K; ++j) {
+        times[j] = INFINITY;
+        i_spike[j] = 0.0;
+        i_release[j] = 0.0;
+    }
+    for (int64_t b = 0; b < B; ++b) {
+        const SpikeList *L = &h->s[b];
+        for (int64_t j = 0; j < L->len; ++j) {
+            const int64_t at = (b * N + L->n[j]) * K + L->k[j];
+            times[at] = L->t[j];
+            i_spike[at] = L->isp[j];
+            i_release[at] = L->irel[j];
+        }
+    }
+    sl_event_free(h);
+}
+
+/* ----------------------------------------------------------------------------- forward */
+typedef struct {
+    const EvDims *d;
+    const Consts *k;
+    const double *t_in, *a_in, *w_t, *wr_t; /* table [E]; weight^T [C, N]; w_rec^T [N, N] */
+    const int64_t *s_in;
+    double *grid;                  /* [steps, B, N] or NULL */
+    double *peak_t;                /* [B, N] time of the readout's maximum, or NULL */
+    int64_t *peak_e;               /* [B, N] table event it follows (-1: none) */
+    int64_t b;
+    SpikeList *L;
+} Sample;
+
+/* grid points g in [t, before) of neuron n from its state (t, v, i, rel) */
+INLINE void emit(const Sample *S, int64_t n, int64_t *gk, double t, double before, double v,
+                 double i, double rel, Coef *c) {
+    const EvDims *d = S->d;
+    while (*gk < d->steps) {
+        const double g = (double)(*gk + 1) * d->dt;
+        if (!(g < before)) break;
+        double v1, i1, im;
+        advance_clamped(S->k, n, v, i, t, g, rel, c, &v1, &i1, &im);
+        S->grid[(*gk * d->B + S->b) * d->N + n] = v1;
+        ++*gk;
+    }
+}
+
+typedef struct {
+    double sv, sv_t, star, star_t;
+    int64_t sv_e;
+} Peak;
+
+/* readout peak: the interval [t, target) from (v, i) offers its interior extremum */
+INLINE void peak_interval(const Sample *S, int64_t n, Peak *p, double t, double target,
+                          double v, double i, Coef *c) {
+    const Consts *k = S->k;
+    if (cannot_reach(v, i, k->vl[n], k->r[n], p->sv)) return; /* cannot beat the best value */
+    int interior;
+    const double s_star = extremum(k, n, v, i, target - t, &interior);
+    double vs = v, ts = t, i1;
+    if (interior) {
+        advance(k, n, v, i, s_star, c, &vs, &i1);
+        ts = t + s_star;
+    }
+    if (vs > p->star) {
+        p->star = vs;
+        p->star_t = ts;
+    }
+}
+
+INLINE void peak_state(Peak *p, double v, double t, int64_t e) {
+    if (v > p->sv) {
+        p->sv = v;
+        p->sv_t = t;
+        p->sv_e = e;
+    }
+}
+
+/* feed-forward: every neuron runs on its own clock through the same input table */
+static int run_async(const Sample *S, double *v, double *i, double *t, double *rel,
+                     int64_t *cnt, int64_t *last, int64_t *gk, Peak *pk) {
+    const EvDims *d = S->d;
+    const Consts *k = S->k;
+    const int64_t N = d->N;
+    Coef c;
+    coef_reset(&c);
+    for (int64_t e = 0; e < d->E; ++e) {
+        const double nxt = S->t_in[e];
+        const double *w = S->w_t + S->s_in[e] * N;
+        const double a = S->a_in[e];
+        for (int64_t n = 0; n < N; ++n) {
+            for (;;) {
+                double cross = INFINITY;
+                if (d->spiking) {
+                    double start = fmax(t[n], rel[n]);
+                    start = start < d->t_max ? start : d->t_max;
+                    if (start < nxt) {
+                        const double is =
+                            (start - t[n] == 0.0 ? 1.0 : exp(-(start - t[n]) / k->ts[n])) * i[n];
+                        if (!cannot_reach(v[n], is, k->vl[n], k->r[n], k->th[n]))
+                            cross = start + first_crossing(k, n, v[n], is, nxt - start);
+                    }
+                }
+                const int spike = cross <= nxt;
+                const double target = spike ? cross : nxt;
+                if (S->grid) emit(S, n, &gk[n], t[n], target, v[n], i[n], rel[n], &c);
+                if (pk) peak_interval(S, n, &pk[n], t[n], target, v[n], i[n], &c);
+                double v1, i1, im;
+                advance_clamped(k, n, v[n], i[n], t[n], target, rel[n], &c, &v1, &i1, &im);
+                if (rel[n] > t[n] && rel[n] <= target && cnt[n] > 0) S->L->irel[last[n]] = im;
+                t[n] = target;
+                if (spike) {
+                    if (cnt[n] >= d->max_spikes) return -1;
+                    last[n] = push(S->L, (int32_t)n, (int32_t)cnt[n], target, i1);
+                    if (last[n] < 0) return -2;
+                    ++cnt[n];
+                    v[n] = k->vr[n];
+                    i[n] = i1;
+                    if (d->t_refrac > 0) rel[n] = target + d->t_refrac;
+                    continue;
+                }
+                v[n] = v1;
+                i[n] = i1 + a * w[n];
+                if (pk) peak_state(&pk[n], v[n], t[n], e);
+                break;
+            }
+        }
+        if (nxt >= d->t_max) break;
+    }
+    return 0;
+}
+
+/* recurrent: a sample's neurons advance together to its earliest event */
+static int run_sync(const Sample *S, double *v, double *i, double *rel, int64_t *cnt,
+                    int64_t *last, double *cross, double *tp, int64_t *gk) {
+    const EvDims *d = S->d;
+    const Consts *k = S->k;
+    const int64_t N = d->N;
+    Coef c;
+    coef_reset(&c);
+    double t = 0.0;
+    for (int64_t e = 0; e < d->E; ++e) {
+        const double nxt = S->t_in[e];
+        for (;;) {
+            double first = INFINITY;
+            for (int64_t n = 0; n < N; ++n) {
+                cross[n] = INFINITY;
+                double start = fmax(t, rel[n]);
+                start = start < d->t_max ? start : d->t_max;
+                if (start < nxt) {
+                    const double is =
+                        (start - t == 0.0 ? 1.0 : exp(-(start - t) / k->ts[n])) * i[n];
+                    if (!cannot_reach(v[n], is, k->vl[n], k->r[n], k->th[n]))
+                        cross[n] = start + first_crossing(k, n, v[n], is, nxt - start);
+                }
+                if (cross[n] < first) first = cross[n];
+            }
+            const int any = first <= nxt;
+            const double target = any ? first : nxt;
+            if (S->grid) {
+                for (int64_t n = 0; n < N; ++n) {
+                    int64_t g = *gk;
+                    emit(S, n, &g, t, target, v[n], i[n], rel[n], &c);
+                    if (n == N - 1) *gk = g;
+                }
+            }
+            for (int64_t n = 0; n < N; ++n) {
+                double im;
+                advance_clamped(k, n, v[n], i[n], t, target, rel[n], &c, &v[n], &i[n], &im);
+                if (rel[n] > t && rel[n] <= target && cnt[n] > 0) S->L->irel[last[n]] = im;
+            }
+            t = target;
+            if (any) {
+                int64_t m = 0;
+                for (int64_t n = 0; n < N; ++n) {
+                    if (cross[n] != first) continue;
+                    if (cnt[n] >= d->max_spikes) return -1;
+                    last[n] = push(S->L, (int32_t)n, (int32_t)cnt[n], target, i[n]);
+                    if (last[n] < 0) return -2;
+                    ++cnt[n];
+                    v[n] = k->vr[n];
+                    if (d->t_refrac > 0) rel[n] = target + d->t_refrac;
+                    cross[m++] = (double)n; /* reuse: the spiking neurons */
+                }
+                if (m == 1) {
+                    const double *w = S->wr_t + (int64_t)cross[0] * N;
+                    for (int64_t j = 0; j < N; ++j) i[j] += w[j];
+                } else {
+                    for (int64_t j = 0; j < N; ++j) tp[j] = 0.0;
+                    for (int64_t q = 0; q < m; ++q) {
+                        const double *w = S->wr_t + (int64_t)cross[q] * N;
+                        for (int64_t j = 0; j < N; ++j) tp[j] += w[j];
+                    }
+                    for (int64_t j = 0; j < N; ++j) i[j] += tp[j];
+                }
+                continue;
+            }
+            const double *w = S->w_t + S->s_in[e] * N;
+            const double a = S->a_in[e];
+            for (int64_t n = 0; n < N; ++n) i[n] += a * w[n];
+            break;
+        }
+        if (nxt >= d->t_max) break;
+    }
+    if (S->grid) {
+        for (int64_t n = 0; n < N; ++n) {
+            int64_t g = *gk;
+            emit(S, n, &g, t, INFINITY, v[n], i[n], rel[n], &c);
+        }
+    }
+    return 0;
+}
+
+/* The simulation of every sample; returns a handle to the spikes (sl_event_collect) and the
+ * largest spike count of a neuron in *max_count, or NULL with *max_count = -1 when a neuron
+ * fired more than max_spikes times (-2: out of memory). */
+Spikes *sl_event_forward(const EvDims *d, const double *tm, const double *ts, const double *vl,
+                         const double *r, const double *th, const double *vr,
+                         const double *t_in, const int64_t *s_in, const double *a_in,
+                         const double *w_t, const double *wr_t, double *grid, double *peak_t,
+                         int64_t *peak_e, int64_t *max_count) {
+    const Consts k = {tm, ts, vl, r, th, vr};
+    const int64_t B = d->B, N = d->N;
+    Spikes *h = calloc(1, sizeof *h);
+    if (!h) {
+        *max_count = -2;
+        return NULL;
+    }
+    h->B = B;
+    h->N = N;
+    h->s = calloc(B > 0 ? B : 1, sizeof *h->s);
+    if (!h->s) {
+        free(h);
+        *max_count = -2;
+        return NULL;
+    }
+    int64_t status = 0, most = 0;
+#pragma omp parallel reduction(min : status) reduction(max : most)
+    {
+        double *v = malloc(N * sizeof *v), *i = malloc(N * sizeof *i);
+        double *t = malloc(N * sizeof *t), *rel = malloc(N * sizeof *rel);
+        double *cross = malloc(N * sizeof *cross), *tp = malloc(N * sizeof *tp);
+        int64_t *cnt = malloc(N * sizeof *cnt), *last = malloc(N * sizeof *last);
+        int64_t *gk = malloc(N * sizeof *gk);
+        Peak *pk = peak_t ? malloc(N * sizeof *pk) : NULL;
+        const int ok = v && i && t && rel && cross && tp && cnt && last && gk
+                       && (pk || !peak_t);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = 0; b < B; ++b) {
+            if (!ok) {
+                status = -2;
+                continue;
+            }
+            const Sample S = {.d = d, .k = &k, .t_in = t_in + b * d->E, .a_in = a_in + b * d->E,
+                              .w_t = w_t, .wr_t = wr_t, .s_in = s_in + b * d->E, .grid = grid,
+                              .peak_t = peak_t, .peak_e = peak_e, .b = b, .L = &h->s[b]};
+            for (int64_t n = 0; n < N; ++n) {
+                v[n] = vl[n];
+                i[n] = 0.0;
+                t[n] = 0.0;
+                rel[n] = -INFINITY;
+                cnt[n] = 0;
+                last[n] = -1;
+                gk[n] = 0;
+                if (pk) pk[n] = (Peak){vl[n], 0.0, -INFINITY, 0.0, -1};
+            }
+            int rc = d->sync ? run_sync(&S, v, i, rel, cnt, last, cross, tp, gk)
+                             : run_async(&S, v, i, t, rel, cnt, last, gk, pk);
+            if (rc < 0) {
+                status = rc < status ? rc : status;
+                continue;
+            }
+            Coef c0;
+            coef_reset(&c0);
+            for (int64_t n = 0; n < N; ++n) {
+                if (!d->sync && S.grid) emit(&S, n, &gk[n], t[n], INFINITY, v[n], i[n], rel[n], &c0);
+                if (cnt[n] > most) most = cnt[n];
+                if (pk) {
+                    /* torch argmax order: every state, then every extremum, then the end */
+                    Coef c;
+                    coef_reset(&c);
+                    double v_end, i_end;
+                    advance(&k, n, v[n], i[n], d->t_max - t[n], &c, &v_end, &i_end);
+                    double best = pk[n].sv, bt = pk[n].sv_t;
+                    int64_t be = pk[n].sv_e;
+                    if (pk[n].star > best) {
+                        best = pk[n].star;
+                        bt = pk[n].star_t;
+                        be = -1;
+                    }
+                    if (v_end > best) {
+                        bt = d->t_max;
+                        be = -1;
+                    }
+                    peak_t[b * N + n] = bt;
+                    peak_e[b * N + n] = be;
+                }
+            }
+        }
+        free(v);
+        free(i);
+        free(t);
+        free(rel);
+        free(cross);
+        free(tp);
+        free(cnt);
+        free(last);
+        free(gk);
+        free(pk);
+    }
+    if (status < 0) {
+        sl_event_free(h);
+        *max_count = status;
+        return NULL;
+    }
+    *max_count = most;
+    return h;
+}
+
+/* ----------------------------------------------------------------------------- adjoint */
+typedef struct {
+    const EvDims *d;
+    const Consts *k;
+    const double *times, *isp, *irel, *grad; /* [N, K] of this sample */
+    int64_t K;
+} Record;
+
+/* backward evolution of neuron n from t to target (adjoint.py: clamped before release) */
+INLINE void back(const Record *R, int64_t n, int64_t sp, double t, double target, double *pv,
+                 double *pi, double *reset, Coef *c) {
+    const Consts *k = R->k;
+    const double t_sp = sp >= 0 ? R->times[n * R->K + sp] : -INFINITY;
+    const double rel = (R->d->t_refrac > 0 && sp >= 0) ? t_sp + R->d->t_refrac : -INFINITY;
+    double s_free = t - fmax(rel, target);
+    s_free = s_free > 0.0 ? s_free : 0.0;
+    const double s_ref = (t - target) - s_free;
+    const Coef *e = coef(c, k->tm[n], k->ts[n], s_free);
+    *pi = e->alpha * *pi + k->r[n] * e->gain * *pv;
+    *pv = e->beta * *pv;
+    if (rel > target && rel <= t && sp >= 0) {
+        const double vdot = slope(k->vr[n], R->irel[n * R->K + sp], k->tm[n], k->vl[n], k->r[n]);
+        *reset = *reset - vdot * *pv;
+    }
+    if (s_ref > 0) *pv = 0.0;
+    *pi = (s_ref == 0.0 ? 1.0 : exp(-s_ref / k->ts[n])) * *pi;
+}
+
+/* the bracket of the co-state jump at neuron n's spike sp, without the recurrent term */
+INLINE double bracket(const Record *R, int64_t n, int64_t sp, double pv, double reset,
+                      double w_self, double *vdm) {
+    const Consts *k = R->k;
+    const double i_minus = R->isp[n * R->K + sp];
+    const double v_dot = slope(k->th[n], i_minus, k->tm[n], k->vl[n], k->r[n]);
+    *vdm = v_dot;
+    double br = R->grad[n * R->K + sp] + reset;
+    if (R->d->t_refrac == 0) br = br - slope(k->vr[n], i_minus + w_self, k->tm[n], k->vl[n],
+                                             k->r[n]) * pv;
+    return br;
+}
+
+/* EventProp over every sample. g_t [B, E] (table order), g_w_t [C, N] and g_rec_t [N, N]
+ * (the transposes of dL/dW and dL/dW_rec) are overwritten; scratch holds nthreads * (C N + N N)
+ * doubles (one accumulator per thread, summed in thread order: deterministic). */
+void sl_event_adjoint(const EvDims *d, const double *tm, const double *ts, const double *vl,
+                      const double *r, const double *th, const double *vr, double vdm_min,
+                      const double *t_in, const int64_t *s_in, const double *a_in,
+                      const int64_t *n_valid, const double *w_t, const double *wr_t,
+                      const double *times, const double *isp, const double *irel,
+                      const double *grad, const int64_t *count, int64_t K, double *g_t,
+                      double *g_w_t, double *g_rec_t, double *scratch, int64_t nthreads) {
+    const Consts k = {tm, ts, vl, r, th, vr};
+    const int64_t B = d->B, N = d->N, C = d->C, E = d->E;
+    const int64_t per = C * N + (wr_t ? N * N : 0);
+    memset(scratch, 0, nthreads * per * sizeof *scratch);
+    memset(g_t, 0, B * E * sizeof *g_t);
+#pragma omp parallel num_threads(nthreads)
+    {
+        int64_t id = 0;
+#ifdef _OPENMP
+        id = omp_get_thread_num();
+#endif
+        double *gw = scratch + id * per, *gr = gw + C * N;
+        double *pv = calloc(N, sizeof *pv), *pi = calloc(N, sizeof *pi);
+        double *reset = calloc(N, sizeof *reset), *tn = calloc(N, sizeof *tn);
+        double *cpl = calloc(N, sizeof *cpl), *jump = calloc(N, sizeof *jump);
+        int64_t *sp = calloc(N, sizeof *sp), *who = calloc(N, sizeof *who);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; ++b) {
+            if (!(pv && pi && reset && tn && cpl && jump && sp && who)) continue;
+            const Record R = {d, &k, times + b * N * K, isp + b * N * K, irel + b * N * K,
+                              grad + b * N * K, K};
+            const double *tin = t_in + b * E, *ain = a_in + b * E;
+            const int64_t *sin = s_in + b * E;
+            double *gt = g_t + b * E;
+            Coef c;
+            coef_reset(&c);
+            for (int64_t n = 0; n < N; ++n) {
+                pv[n] = pi[n] = reset[n] = 0.0;
+                tn[n] = d->t_max;
+                sp[n] = count[b * N + n] - 1;
+            }
+            for (int64_t e = n_valid[b] - 1; e >= -1; --e) {
+                const double te = e >= 0 ? tin[e] : -INFINITY;
+                if (d->sync) {
+                    /* the sample's spikes after this input, latest first */
+                    for (;;) {
+                        double ts_max = -INFINITY;
+                        for (int64_t n = 0; n < N; ++n)
+                            if (sp[n] >= 0 && R.times[n * K + sp[n]] > ts_max)
+                                ts_max = R.times[n * K + sp[n]];
+                        if (!(ts_max > te)) break;
+                        for (int64_t n = 0; n < N; ++n)
+                            back(&R, n, sp[n], tn[0], ts_max, &pv[n], &pi[n], &reset[n], &c);
+                        tn[0] = ts_max;
+                        int64_t m = 0;
+                        for (int64_t n = 0; n < N; ++n) {
+                            cpl[n] = -r[n] * pv[n] / tm[n] + pi[n] / ts[n];
+                            if (sp[n] >= 0 && R.times[n * K + sp[n]] == ts_max) who[m++] = n;
+                        }
+                        for (int64_t q = 0; q < m; ++q) { /* every jump from the values before */
+                            const int64_t n = who[q];
+                            const double *w = wr_t + n * N;
+                            double dot = 0.0;
+                            for (int64_t j = 0; j < N; ++j) dot += cpl[j] * w[j];
+                            const double cv = -r[n] * pv[n] / tm[n];
+                            double vdm;
+                            double br = bracket(&R, n, sp[n], pv[n], reset[n], w[n], &vdm);
+                            br = br + dot - w[n] * cv;
+                            jump[q] = -br / (vdm > vdm_min ? vdm : vdm_min);
+                            double *g = gr + n * N;
+                            for (int64_t j = 0; j < N; ++j) g[j] += pi[j];
+                        }
+                        for (int64_t q = 0; q < m; ++q) {
+                            const int64_t n = who[q];
+                            pv[n] = jump[q];
+                            reset[n] = 0.0;
+                            --sp[n];
+                        }
+                    }
+                    if (e < 0) break;
+                    for (int64_t n = 0; n < N; ++n)
+                        back(&R, n, sp[n], tn[0], te, &pv[n], &pi[n], &reset[n], &c);
+                    tn[0] = te;
+                } else {
+                    for (int64_t n = 0; n < N; ++n) {
+                        while (sp[n] >= 0 && R.times[n * K + sp[n]] > te) {
+                            const double t_sp = R.times[n * K + sp[n]];
+                            back(&R, n, sp[n], tn[n], t_sp, &pv[n], &pi[n], &reset[n], &c);
+                            tn[n] = t_sp;
+                            double vdm;
+                            const double br = bracket(&R, n, sp[n], pv[n], reset[n], 0.0, &vdm);
+                            pv[n] = -br / (vdm > vdm_min ? vdm : vdm_min);
+                            reset[n] = 0.0;
+                            --sp[n];
+                        }
+                        if (e >= 0) {
+                            back(&R, n, sp[n], tn[n], te, &pv[n], &pi[n], &reset[n], &c);
+                            tn[n] = te;
+                        }
+                    }
+                    if (e < 0) break;
+                }
+                /* the input event e: dL/dW[n, c_e] += a_e p_I,n; dL/dt_e */
+                const double a = ain[e];
+                const double *w = w_t + sin[e] * N;
+                double *g = gw + sin[e] * N;
+                double acc = 0.0;
+                for (int64_t n = 0; n < N; ++n) {
+                    g[n] += a * pi[n];
+                    acc += w[n] * (-r[n] * pv[n] / tm[n] + pi[n] / ts[n]);
+                }
+                gt[e] = a * acc;
+            }
+        }
+        free(pv);
+        free(pi);
+        free(reset);
+        free(tn);
+        free(cpl);
+        free(jump);
+        free(sp);
+        free(who);
+    }
+    for (int64_t j = 0; j < C * N; ++j) {
+        double s = 0.0;
+        for (int64_t id = 0; id < nthreads; ++id) s += scratch[id * per + j];
+        g_w_t[j] = s;
+    }
+    if (wr_t) {
+        for (int64_t j = 0; j < N * N; ++j) {
+            double s = 0.0;
+            for (int64_t id = 0; id < nthreads; ++id) s += scratch[id * per + C * N + j];
+            g_rec_t[j] = s;
+        }
+    }
+}
