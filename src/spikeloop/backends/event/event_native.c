@@ -92,6 +92,19 @@ INLINE int cannot_reach(double v, double i, double vl, double r, double level) {
     return top < level - margin;
 }
 
+/* no crossing within the horizon h from (v, i): besides the bound above, V stays above
+ * low = min(v, v_leak + min(r i, 0)), so its slope is at most (v_leak + max(r i, 0) - low)/tau_mem
+ * and V(s) <= v + s * that slope */
+INLINE int cannot_reach_within(double v, double i, double vl, double r, double tm, double level,
+                               double h) {
+    const double ri = r * i;
+    const double up = vl + (ri > 0.0 ? ri : 0.0), low = fmin(v, vl + (ri < 0.0 ? ri : 0.0));
+    double top = fmax(v, up);
+    if (h < INFINITY) top = fmin(top, v + h * ((up - low) / tm));
+    const double margin = 1e-9 * (fabs(level) + fabs(v) + fabs(vl) + fabs(ri));
+    return top < level - margin;
+}
+
 /* cuba.py _extremum: the stationary point s* after (v0, i0) and whether it lies in (0, len) */
 static double extremum(const Consts *k, int64_t n, double v0, double i0, double length,
                        int *interior) {
@@ -279,6 +292,15 @@ INLINE void peak_state(Peak *p, double v, double t, int64_t e) {
     }
 }
 
+/* the next input time after the group of equal times starting at e (the torch engine takes
+ * them one by one, the membrane advancing by zero between them: the same state) */
+INLINE int64_t group_end(const Sample *S, int64_t e) {
+    const double t0 = S->t_in[e];
+    int64_t f = e + 1;
+    while (f < S->d->E && S->t_in[f] == t0) ++f;
+    return f;
+}
+
 /* feed-forward: every neuron runs on its own clock through the same input table */
 static int run_async(const Sample *S, double *v, double *i, double *t, double *rel,
                      int64_t *cnt, int64_t *last, int64_t *gk, Peak *pk) {
@@ -287,10 +309,9 @@ static int run_async(const Sample *S, double *v, double *i, double *t, double *r
     const int64_t N = d->N;
     Coef c;
     coef_reset(&c);
-    for (int64_t e = 0; e < d->E; ++e) {
+    for (int64_t e = 0; e < d->E;) {
         const double nxt = S->t_in[e];
-        const double *w = S->w_t + S->s_in[e] * N;
-        const double a = S->a_in[e];
+        const int64_t f = group_end(S, e);
         for (int64_t n = 0; n < N; ++n) {
             for (;;) {
                 double cross = INFINITY;
@@ -300,7 +321,8 @@ static int run_async(const Sample *S, double *v, double *i, double *t, double *r
                     if (start < nxt) {
                         const double is =
                             (start - t[n] == 0.0 ? 1.0 : exp(-(start - t[n]) / k->ts[n])) * i[n];
-                        if (!cannot_reach(v[n], is, k->vl[n], k->r[n], k->th[n]))
+                        if (!cannot_reach_within(v[n], is, k->vl[n], k->r[n], k->tm[n], k->th[n],
+                                                 nxt - start))
                             cross = start + first_crossing(k, n, v[n], is, nxt - start);
                     }
                 }
@@ -323,39 +345,67 @@ static int run_async(const Sample *S, double *v, double *i, double *t, double *r
                     continue;
                 }
                 v[n] = v1;
-                i[n] = i1 + a * w[n];
-                if (pk) peak_state(&pk[n], v[n], t[n], e);
+                for (int64_t q = e; q < f; ++q) i1 = i1 + S->a_in[q] * S->w_t[S->s_in[q] * N + n];
+                i[n] = i1;
+                if (pk) peak_state(&pk[n], v[n], t[n], e); /* V is the same after each of them */
                 break;
             }
         }
         if (nxt >= d->t_max) break;
+        e = f;
     }
     return 0;
 }
 
-/* recurrent: a sample's neurons advance together to its earliest event */
+/* recurrent: a sample's neurons advance together to its earliest event. Only the earliest
+ * crossings matter: a neuron whose bound excludes a crossing before the earliest one found so
+ * far is not searched (the neuron with the smallest slope bound is searched first). */
 static int run_sync(const Sample *S, double *v, double *i, double *rel, int64_t *cnt,
-                    int64_t *last, double *cross, double *tp, int64_t *gk) {
+                    int64_t *last, double *cross, double *tp, int64_t *gk, int uniform) {
     const EvDims *d = S->d;
     const Consts *k = S->k;
     const int64_t N = d->N;
     Coef c;
     coef_reset(&c);
     double t = 0.0;
-    for (int64_t e = 0; e < d->E; ++e) {
+    for (int64_t e = 0; e < d->E;) {
         const double nxt = S->t_in[e];
+        const int64_t f = group_end(S, e);
         for (;;) {
             double first = INFINITY;
+            /* pass 1: the state at each neuron's start and a lower bound of its crossing */
+            int64_t best = -1;
+            double best_lb = INFINITY;
             for (int64_t n = 0; n < N; ++n) {
                 cross[n] = INFINITY;
                 double start = fmax(t, rel[n]);
                 start = start < d->t_max ? start : d->t_max;
-                if (start < nxt) {
-                    const double is =
-                        (start - t == 0.0 ? 1.0 : exp(-(start - t) / k->ts[n])) * i[n];
-                    if (!cannot_reach(v[n], is, k->vl[n], k->r[n], k->th[n]))
-                        cross[n] = start + first_crossing(k, n, v[n], is, nxt - start);
+                tp[n] = NAN;
+                if (!(start < nxt)) continue;
+                const double is = (start - t == 0.0 ? 1.0 : exp(-(start - t) / k->ts[n])) * i[n];
+                if (cannot_reach_within(v[n], is, k->vl[n], k->r[n], k->tm[n], k->th[n],
+                                        nxt - start))
+                    continue;
+                tp[n] = is;
+                const double ri = k->r[n] * is;
+                const double rate = (k->vl[n] + (ri > 0 ? ri : 0) - fmin(v[n], k->vl[n] + (ri < 0 ? ri : 0))) / k->tm[n];
+                const double lb = start + (k->th[n] - v[n]) / rate;
+                if (best < 0 || lb < best_lb) {
+                    best = n;
+                    best_lb = lb;
                 }
+            }
+            /* pass 2: the exact searches that can still give the earliest crossing */
+            for (int64_t q = -1; q < N; ++q) {
+                const int64_t n = q < 0 ? best : q;
+                if (n < 0 || (q >= 0 && n == best) || tp[n] != tp[n]) continue;
+                double start = fmax(t, rel[n]);
+                start = start < d->t_max ? start : d->t_max;
+                const double h = (first < nxt ? first : nxt) - start;
+                if (first < INFINITY && q >= 0
+                    && cannot_reach_within(v[n], tp[n], k->vl[n], k->r[n], k->tm[n], k->th[n], h))
+                    continue;
+                cross[n] = start + first_crossing(k, n, v[n], tp[n], nxt - start);
                 if (cross[n] < first) first = cross[n];
             }
             const int any = first <= nxt;
@@ -367,10 +417,19 @@ static int run_sync(const Sample *S, double *v, double *i, double *rel, int64_t 
                     if (n == N - 1) *gk = g;
                 }
             }
-            for (int64_t n = 0; n < N; ++n) {
-                double im;
-                advance_clamped(k, n, v[n], i[n], t, target, rel[n], &c, &v[n], &i[n], &im);
-                if (rel[n] > t && rel[n] <= target && cnt[n] > 0) S->L->irel[last[n]] = im;
+            if (uniform && target > t) {
+                const Coef *q = coef(&c, k->tm[0], k->ts[0], target - t);
+                const double vl = k->vl[0], rg = k->r[0] * q->gain, be = q->beta, al = q->alpha;
+                for (int64_t n = 0; n < N; ++n) {
+                    v[n] = vl + be * (v[n] - vl) + rg * i[n];
+                    i[n] = al * i[n];
+                }
+            } else if (target > t) {
+                for (int64_t n = 0; n < N; ++n) {
+                    double im;
+                    advance_clamped(k, n, v[n], i[n], t, target, rel[n], &c, &v[n], &i[n], &im);
+                    if (rel[n] > t && rel[n] <= target && cnt[n] > 0) S->L->irel[last[n]] = im;
+                }
             }
             t = target;
             if (any) {
@@ -398,12 +457,15 @@ static int run_sync(const Sample *S, double *v, double *i, double *rel, int64_t 
                 }
                 continue;
             }
-            const double *w = S->w_t + S->s_in[e] * N;
-            const double a = S->a_in[e];
-            for (int64_t n = 0; n < N; ++n) i[n] += a * w[n];
+            for (int64_t q = e; q < f; ++q) {
+                const double *w = S->w_t + S->s_in[q] * N;
+                const double a = S->a_in[q];
+                for (int64_t n = 0; n < N; ++n) i[n] += a * w[n];
+            }
             break;
         }
         if (nxt >= d->t_max) break;
+        e = f;
     }
     if (S->grid) {
         for (int64_t n = 0; n < N; ++n) {
@@ -437,6 +499,9 @@ Spikes *sl_event_forward(const EvDims *d, const double *tm, const double *ts, co
         *max_count = -2;
         return NULL;
     }
+    int uniform = d->t_refrac == 0;  /* one set of constants: one advance for all neurons */
+    for (int64_t n = 1; n < N; ++n)
+        uniform = uniform && tm[n] == tm[0] && ts[n] == ts[0] && vl[n] == vl[0] && r[n] == r[0];
     int64_t status = 0, most = 0;
 #pragma omp parallel reduction(min : status) reduction(max : most)
     {
@@ -467,7 +532,7 @@ Spikes *sl_event_forward(const EvDims *d, const double *tm, const double *ts, co
                 gk[n] = 0;
                 if (pk) pk[n] = (Peak){vl[n], 0.0, -INFINITY, 0.0, -1};
             }
-            int rc = d->sync ? run_sync(&S, v, i, rel, cnt, last, cross, tp, gk)
+            int rc = d->sync ? run_sync(&S, v, i, rel, cnt, last, cross, tp, gk, uniform)
                              : run_async(&S, v, i, t, rel, cnt, last, gk, pk);
             if (rc < 0) {
                 status = rc < status ? rc : status;
@@ -548,6 +613,25 @@ INLINE void back(const Record *R, int64_t n, int64_t sp, double t, double target
     *pi = (s_ref == 0.0 ? 1.0 : exp(-s_ref / k->ts[n])) * *pi;
 }
 
+/* back() for every neuron of a recurrent sample (shared clock); with one set of constants
+ * and no refractoriness a single set of coefficients */
+INLINE void back_all(const Record *R, const int64_t *sp, double t, double target, double *pv,
+                     double *pi, double *reset, Coef *c, int uniform) {
+    const int64_t N = R->d->N;
+    if (!(t > target)) return; /* zero length: the identity */
+    if (uniform) {
+        const Consts *k = R->k;
+        const Coef *e = coef(c, k->tm[0], k->ts[0], t - target);
+        const double al = e->alpha, rg = k->r[0] * e->gain, be = e->beta;
+        for (int64_t n = 0; n < N; ++n) {
+            pi[n] = al * pi[n] + rg * pv[n];
+            pv[n] = be * pv[n];
+        }
+        return;
+    }
+    for (int64_t n = 0; n < N; ++n) back(R, n, sp[n], t, target, &pv[n], &pi[n], &reset[n], c);
+}
+
 /* the bracket of the co-state jump at neuron n's spike sp, without the recurrent term */
 INLINE double bracket(const Record *R, int64_t n, int64_t sp, double pv, double reset,
                       double w_self, double *vdm) {
@@ -576,6 +660,9 @@ void sl_event_adjoint(const EvDims *d, const double *tm, const double *ts, const
     const int64_t per = C * N + (wr_t ? N * N : 0);
     memset(scratch, 0, nthreads * per * sizeof *scratch);
     memset(g_t, 0, B * E * sizeof *g_t);
+    int uniform = d->t_refrac == 0;
+    for (int64_t n = 1; n < N; ++n)
+        uniform = uniform && tm[n] == tm[0] && ts[n] == ts[0] && r[n] == r[0];
 #pragma omp parallel num_threads(nthreads)
     {
         int64_t id = 0;
@@ -602,8 +689,10 @@ void sl_event_adjoint(const EvDims *d, const double *tm, const double *ts, const
                 tn[n] = d->t_max;
                 sp[n] = count[b * N + n] - 1;
             }
-            for (int64_t e = n_valid[b] - 1; e >= -1; --e) {
+            for (int64_t e = n_valid[b] - 1; e >= -1;) {
                 const double te = e >= 0 ? tin[e] : -INFINITY;
+                int64_t f = e; /* the group of inputs at te: f + 1 .. e */
+                while (f >= 0 && tin[f] == te) --f;
                 if (d->sync) {
                     /* the sample's spikes after this input, latest first */
                     for (;;) {
@@ -612,8 +701,7 @@ void sl_event_adjoint(const EvDims *d, const double *tm, const double *ts, const
                             if (sp[n] >= 0 && R.times[n * K + sp[n]] > ts_max)
                                 ts_max = R.times[n * K + sp[n]];
                         if (!(ts_max > te)) break;
-                        for (int64_t n = 0; n < N; ++n)
-                            back(&R, n, sp[n], tn[0], ts_max, &pv[n], &pi[n], &reset[n], &c);
+                        back_all(&R, sp, tn[0], ts_max, pv, pi, reset, &c, uniform);
                         tn[0] = ts_max;
                         int64_t m = 0;
                         for (int64_t n = 0; n < N; ++n) {
@@ -641,8 +729,7 @@ void sl_event_adjoint(const EvDims *d, const double *tm, const double *ts, const
                         }
                     }
                     if (e < 0) break;
-                    for (int64_t n = 0; n < N; ++n)
-                        back(&R, n, sp[n], tn[0], te, &pv[n], &pi[n], &reset[n], &c);
+                    back_all(&R, sp, tn[0], te, pv, pi, reset, &c, uniform);
                     tn[0] = te;
                 } else {
                     for (int64_t n = 0; n < N; ++n) {
@@ -663,16 +750,21 @@ void sl_event_adjoint(const EvDims *d, const double *tm, const double *ts, const
                     }
                     if (e < 0) break;
                 }
-                /* the input event e: dL/dW[n, c_e] += a_e p_I,n; dL/dt_e */
-                const double a = ain[e];
-                const double *w = w_t + sin[e] * N;
-                double *g = gw + sin[e] * N;
-                double acc = 0.0;
-                for (int64_t n = 0; n < N; ++n) {
-                    g[n] += a * pi[n];
-                    acc += w[n] * (-r[n] * pv[n] / tm[n] + pi[n] / ts[n]);
+                /* the inputs at te (the co-state is the same at each of them):
+                 * dL/dW[n, c_e] += a_e p_I,n; dL/dt_e = a_e sum_n W[n, c_e] (-r p_V/tau_mem + p_I/tau_syn) */
+                for (int64_t n = 0; n < N; ++n) cpl[n] = -r[n] * pv[n] / tm[n] + pi[n] / ts[n];
+                for (int64_t q = e; q > f; --q) {
+                    const double a = ain[q];
+                    const double *w = w_t + sin[q] * N;
+                    double *g = gw + sin[q] * N;
+                    double acc = 0.0;
+                    for (int64_t n = 0; n < N; ++n) {
+                        g[n] += a * pi[n];
+                        acc += w[n] * cpl[n];
+                    }
+                    gt[q] = a * acc;
                 }
-                gt[e] = a * acc;
+                e = f;
             }
         }
         free(pv);
