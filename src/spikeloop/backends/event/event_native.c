@@ -105,6 +105,22 @@ INLINE int cannot_reach_within(double v, double i, double vl, double r, double t
     return top < level - margin;
 }
 
+/* a time before which V cannot reach threshold from (v, i) at t0 (+inf if it cannot before
+ * t1): V stays below max(v, v_leak + max(r i, 0)) and below v + s * slope bound (as in
+ * cannot_reach_within), both with the margin of cannot_reach */
+INLINE double crossing_bound(double v, double i, double vl, double r, double inv_tm, double th,
+                             double t0, double t1) {
+    const double ri = r * i;
+    const double up = vl + (ri > 0.0 ? ri : 0.0), lo = vl + (ri < 0.0 ? ri : 0.0);
+    const double low = v < lo ? v : lo, top = v > up ? v : up;
+    const double av = v < 0.0 ? -v : v, avl = vl < 0.0 ? -vl : vl, ari = ri < 0.0 ? -ri : ri;
+    const double ath = th < 0.0 ? -th : th;
+    const double level = th - 1e-9 * (ath + av + avl + ari);
+    const double s = (level - v) / ((up - low) * inv_tm);
+    const double lb = t0 + (s > 0.0 ? s : 0.0); /* NaN (0/0) -> 0 */
+    return (top >= level && lb <= t1) ? lb : INFINITY;
+}
+
 /* cuba.py _extremum: the stationary point s* after (v0, i0) and whether it lies in (0, len) */
 static double extremum(const Consts *k, int64_t n, double v0, double i0, double length,
                        int *interior) {
@@ -361,7 +377,8 @@ static int run_async(const Sample *S, double *v, double *i, double *t, double *r
  * crossings matter: a neuron whose bound excludes a crossing before the earliest one found so
  * far is not searched (the neuron with the smallest slope bound is searched first). */
 static int run_sync(const Sample *S, double *v, double *i, double *rel, int64_t *cnt,
-                    int64_t *last, double *cross, double *tp, int64_t *gk, int uniform) {
+                    int64_t *last, double *cross, double *tp, double *lb, int64_t *gk,
+                    int uniform) {
     const EvDims *d = S->d;
     const Consts *k = S->k;
     const int64_t N = d->N;
@@ -373,39 +390,36 @@ static int run_sync(const Sample *S, double *v, double *i, double *rel, int64_t 
         const int64_t f = group_end(S, e);
         for (;;) {
             double first = INFINITY;
-            /* pass 1: the state at each neuron's start and a lower bound of its crossing */
-            int64_t best = -1;
-            double best_lb = INFINITY;
-            for (int64_t n = 0; n < N; ++n) {
-                cross[n] = INFINITY;
-                double start = fmax(t, rel[n]);
-                start = start < d->t_max ? start : d->t_max;
-                tp[n] = NAN;
-                if (!(start < nxt)) continue;
-                const double is = (start - t == 0.0 ? 1.0 : exp(-(start - t) / k->ts[n])) * i[n];
-                if (cannot_reach_within(v[n], is, k->vl[n], k->r[n], k->tm[n], k->th[n],
-                                        nxt - start))
-                    continue;
-                tp[n] = is;
-                const double ri = k->r[n] * is;
-                const double rate = (k->vl[n] + (ri > 0 ? ri : 0) - fmin(v[n], k->vl[n] + (ri < 0 ? ri : 0))) / k->tm[n];
-                const double lb = start + (k->th[n] - v[n]) / rate;
-                if (best < 0 || lb < best_lb) {
-                    best = n;
-                    best_lb = lb;
+            /* pass 1: a lower bound lb of each neuron's crossing (+inf: none before nxt) */
+            if (uniform) { /* every start is t (no refractoriness): branch-free, vectorised */
+                const double vl = k->vl[0], r = k->r[0], th = k->th[0], inv = 1.0 / k->tm[0];
+                const double *restrict vv = v, *restrict ii = i;
+                double *restrict out = lb;
+                for (int64_t n = 0; n < N; ++n)
+                    out[n] = crossing_bound(vv[n], ii[n], vl, r, inv, th, t, nxt);
+            } else {
+                for (int64_t n = 0; n < N; ++n) {
+                    double start = fmax(t, rel[n]);
+                    start = start < d->t_max ? start : d->t_max;
+                    tp[n] = (start - t == 0.0 ? 1.0 : exp(-(start - t) / k->ts[n])) * i[n];
+                    lb[n] = start < nxt ? crossing_bound(v[n], tp[n], k->vl[n], k->r[n], 1.0 / k->tm[n],
+                                                         k->th[n], start, nxt)
+                                        : INFINITY;
                 }
             }
-            /* pass 2: the exact searches that can still give the earliest crossing */
+            int64_t best = 0;
+            for (int64_t n = 1; n < N; ++n)
+                if (lb[n] < lb[best]) best = n;
+            /* pass 2: the exact searches that can still give the earliest crossing (a bound
+             * above the earliest crossing found so far excludes it), the likeliest first */
+            for (int64_t n = 0; n < N; ++n) cross[n] = INFINITY;
             for (int64_t q = -1; q < N; ++q) {
                 const int64_t n = q < 0 ? best : q;
-                if (n < 0 || (q >= 0 && n == best) || tp[n] != tp[n]) continue;
+                if ((q >= 0 && n == best) || !(lb[n] <= first)) continue;
                 double start = fmax(t, rel[n]);
                 start = start < d->t_max ? start : d->t_max;
-                const double h = (first < nxt ? first : nxt) - start;
-                if (first < INFINITY && q >= 0
-                    && cannot_reach_within(v[n], tp[n], k->vl[n], k->r[n], k->tm[n], k->th[n], h))
-                    continue;
-                cross[n] = start + first_crossing(k, n, v[n], tp[n], nxt - start);
+                const double is = uniform ? i[n] : tp[n];
+                cross[n] = start + first_crossing(k, n, v[n], is, nxt - start);
                 if (cross[n] < first) first = cross[n];
             }
             const int any = first <= nxt;
@@ -501,17 +515,19 @@ Spikes *sl_event_forward(const EvDims *d, const double *tm, const double *ts, co
     }
     int uniform = d->t_refrac == 0;  /* one set of constants: one advance for all neurons */
     for (int64_t n = 1; n < N; ++n)
-        uniform = uniform && tm[n] == tm[0] && ts[n] == ts[0] && vl[n] == vl[0] && r[n] == r[0];
+        uniform = uniform && tm[n] == tm[0] && ts[n] == ts[0] && vl[n] == vl[0] && r[n] == r[0]
+                  && th[n] == th[0];
     int64_t status = 0, most = 0;
 #pragma omp parallel reduction(min : status) reduction(max : most)
     {
         double *v = malloc(N * sizeof *v), *i = malloc(N * sizeof *i);
         double *t = malloc(N * sizeof *t), *rel = malloc(N * sizeof *rel);
         double *cross = malloc(N * sizeof *cross), *tp = malloc(N * sizeof *tp);
+        double *lb = malloc(N * sizeof *lb);
         int64_t *cnt = malloc(N * sizeof *cnt), *last = malloc(N * sizeof *last);
         int64_t *gk = malloc(N * sizeof *gk);
         Peak *pk = peak_t ? malloc(N * sizeof *pk) : NULL;
-        const int ok = v && i && t && rel && cross && tp && cnt && last && gk
+        const int ok = v && i && t && rel && cross && tp && lb && cnt && last && gk
                        && (pk || !peak_t);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t b = 0; b < B; ++b) {
@@ -532,7 +548,7 @@ Spikes *sl_event_forward(const EvDims *d, const double *tm, const double *ts, co
                 gk[n] = 0;
                 if (pk) pk[n] = (Peak){vl[n], 0.0, -INFINITY, 0.0, -1};
             }
-            int rc = d->sync ? run_sync(&S, v, i, rel, cnt, last, cross, tp, gk, uniform)
+            int rc = d->sync ? run_sync(&S, v, i, rel, cnt, last, cross, tp, lb, gk, uniform)
                              : run_async(&S, v, i, t, rel, cnt, last, gk, pk);
             if (rc < 0) {
                 status = rc < status ? rc : status;
@@ -571,6 +587,7 @@ Spikes *sl_event_forward(const EvDims *d, const double *tm, const double *ts, co
         free(rel);
         free(cross);
         free(tp);
+        free(lb);
         free(cnt);
         free(last);
         free(gk);
