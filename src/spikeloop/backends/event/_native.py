@@ -35,7 +35,7 @@ class _Dims(ctypes.Structure):
 
 def _declare(lib: ctypes.CDLL) -> None:
     p, i64, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
-    lib.sl_event_forward.argtypes = [ctypes.POINTER(_Dims)] + [p] * 15
+    lib.sl_event_forward.argtypes = [ctypes.POINTER(_Dims)] + [p] * 17
     lib.sl_event_forward.restype = p
     lib.sl_event_collect.argtypes = [p, i64, p, p, p]
     lib.sl_event_collect.restype = None
@@ -44,6 +44,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sl_event_adjoint.argtypes = ([ctypes.POINTER(_Dims)] + [p] * 6 + [f64] + [p] * 11
                                      + [i64] + [p] * 4 + [i64])
     lib.sl_event_adjoint.restype = None
+    lib.sl_event_peak_grad.argtypes = [ctypes.POINTER(_Dims)] + [p] * 16 + [i64]
+    lib.sl_event_peak_grad.restype = None
 
 
 _LIBRARY = native.LazyLibrary("event", [_SOURCE], _declare, "using the torch event engine")
@@ -80,13 +82,13 @@ def simulate(
     lib: ctypes.CDLL, t_in: Tensor, s_in: Tensor, a_in: Tensor, weight: Tensor,
     w_rec: Tensor | None, c: _Neuron, t_max: float, max_spikes: int,
     grid: tuple[float, int] | None, peak: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None, tuple[Tensor, Tensor] | None] | None:
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, tuple[Tensor, ...] | None] | None:
     """Run the population on the input table ``(t_in, s_in, a_in)`` ``[B, E]``
     (forward.py ``_input_table``). Returns ``(times, i_spike, i_release)`` ``[B, N, K]``, the
     membrane ``[steps, B, N]`` at ``(k+1)·dt`` if ``grid = (dt, steps)``, and with ``peak``
-    (a readout) the time of each neuron's maximum and the table event it follows (``-1``:
-    none); ``None`` if a neuron fired more than ``max_spikes`` times (the torch engine then
-    re-runs and raises its own error)."""
+    (a readout) each neuron's maximum: its time, the table event it follows (``-1``: none), its
+    value and the synaptic current just before that event; ``None`` if a neuron fired more
+    than ``max_spikes`` times (the torch engine then re-runs and raises its own error)."""
     batch, e = t_in.shape
     n, chans = weight.shape
     sync = w_rec is not None and c.spiking
@@ -97,14 +99,15 @@ def simulate(
     w_t = weight.to(_F).t().contiguous()
     wr_t = w_rec.to(_F).t().contiguous() if sync else None
     v_grid = torch.empty(steps, batch, n, dtype=_F) if grid is not None else None
-    peak_t = torch.empty(batch, n, dtype=_F) if peak else None
+    peak_t, peak_v, peak_i = (torch.empty(batch, n, dtype=_F) if peak else None
+                              for _ in range(3))
     peak_e = torch.empty(batch, n, dtype=_I64) if peak else None
     consts = _consts(c)
     most = ctypes.c_int64(0)
     ptr = native.ptr
     handle = lib.sl_event_forward(ctypes.byref(dims), *map(ptr, consts), ptr(t_in), ptr(s_in),
                                   ptr(a_in), ptr(w_t), ptr(wr_t), ptr(v_grid), ptr(peak_t),
-                                  ptr(peak_e), ctypes.addressof(most))
+                                  ptr(peak_e), ptr(peak_v), ptr(peak_i), ctypes.addressof(most))
     if most.value == -1:
         return None
     if most.value < 0 or not handle:
@@ -113,7 +116,8 @@ def simulate(
     times = torch.empty(batch, n, k, dtype=_F)
     i_spike, i_release = torch.empty_like(times), torch.empty_like(times)
     lib.sl_event_collect(handle, k, ptr(times), ptr(i_spike), ptr(i_release))
-    return times, i_spike, i_release, v_grid, (peak_t, peak_e) if peak else None
+    where = (peak_t, peak_e, peak_v, peak_i) if peak else None
+    return times, i_spike, i_release, v_grid, where
 
 
 def adjoint(
@@ -142,9 +146,37 @@ def adjoint(
     g_rec_t = torch.empty(n, n, dtype=_F) if sync else None
     ptr = native.ptr
     parts = [x.to(_F).contiguous() for x in (times, i_spike, i_release, grad_times)]
-    lib.sl_event_adjoint(ctypes.byref(dims), *map(ptr, _consts(c)), vdm_min, ptr(t_in),
+    consts = _consts(c)  # every tensor handed to C is held by a name for the call
+    lib.sl_event_adjoint(ctypes.byref(dims), *map(ptr, consts), vdm_min, ptr(t_in),
                          ptr(s_in), ptr(a_in), ptr(n_valid), ptr(w_t), ptr(wr_t),
                          *map(ptr, parts), ptr(count), k, ptr(g_t), ptr(g_w_t), ptr(g_rec_t),
                          ptr(scratch), threads)
     return g_t, g_w_t.t(), g_rec_t.t() if sync else None
 
+
+
+def peak_grad(
+    lib: ctypes.CDLL, g_v: Tensor, t_star: Tensor, t_in: Tensor, s_in: Tensor, a_in: Tensor,
+    weight: Tensor, c: _Neuron, t_max: float,
+) -> tuple[Tensor, Tensor]:
+    """Gradient of a readout's maximum ``V_n(t*_n)`` (``t*`` held fixed) with respect to the
+    table's event times ``[B, E]`` and the weight ``[N, C]``, given ``g_v = dL/dV`` ``[B, N]``
+    (the co-state recursion of ``sl_event_peak_grad``)."""
+    batch, e = t_in.shape
+    n, chans = weight.shape
+    dims = _dims(batch, n, chans, e, 0, 0, False, c, t_max, 1.0)
+    t_in, a_in = t_in.to(_F).contiguous(), a_in.to(_F).contiguous()
+    s_in = s_in.to(_I64).contiguous()
+    n_valid = (torch.isfinite(t_in) & (t_in < t_max)).sum(1).to(_I64).contiguous()
+    w_t = weight.to(_F).t().contiguous()
+    threads = max(1, min(torch.get_num_threads(), batch))
+    scratch = torch.empty(threads * chans * n, dtype=_F)
+    g_t = torch.empty(batch, e, dtype=_F)
+    g_w_t = torch.empty(chans, n, dtype=_F)
+    ptr = native.ptr
+    consts = _consts(c)  # every tensor handed to C is held by a name for the call
+    t_star, g_v = t_star.to(_F).contiguous(), g_v.to(_F).contiguous()
+    lib.sl_event_peak_grad(ctypes.byref(dims), *map(ptr, consts), ptr(t_in), ptr(s_in),
+                           ptr(a_in), ptr(n_valid), ptr(w_t), ptr(t_star), ptr(g_v), ptr(g_t),
+                           ptr(g_w_t), ptr(scratch), threads)
+    return g_t, g_w_t.t()

@@ -278,7 +278,8 @@ INLINE void emit(const Sample *S, int64_t n, int64_t *gk, double t, double befor
 }
 
 typedef struct {
-    double sv, sv_t, star, star_t;
+    double sv, sv_t, sv_i, star, star_t;  /* the largest state (time, current before its inputs)
+                                            and the largest interior extremum */
     int64_t sv_e;
 } Peak;
 
@@ -300,11 +301,12 @@ INLINE void peak_interval(const Sample *S, int64_t n, Peak *p, double t, double 
     }
 }
 
-INLINE void peak_state(Peak *p, double v, double t, int64_t e) {
+INLINE void peak_state(Peak *p, double v, double t, int64_t e, double i_before) {
     if (v > p->sv) {
         p->sv = v;
         p->sv_t = t;
         p->sv_e = e;
+        p->sv_i = i_before;
     }
 }
 
@@ -361,9 +363,10 @@ static int run_async(const Sample *S, double *v, double *i, double *t, double *r
                     continue;
                 }
                 v[n] = v1;
+                const double i_before = i1;
                 for (int64_t q = e; q < f; ++q) i1 = i1 + S->a_in[q] * S->w_t[S->s_in[q] * N + n];
                 i[n] = i1;
-                if (pk) peak_state(&pk[n], v[n], t[n], e); /* V is the same after each of them */
+                if (pk) peak_state(&pk[n], v[n], t[n], e, i_before); /* V: the same after each */
                 break;
             }
         }
@@ -497,7 +500,7 @@ Spikes *sl_event_forward(const EvDims *d, const double *tm, const double *ts, co
                          const double *r, const double *th, const double *vr,
                          const double *t_in, const int64_t *s_in, const double *a_in,
                          const double *w_t, const double *wr_t, double *grid, double *peak_t,
-                         int64_t *peak_e, int64_t *max_count) {
+                         int64_t *peak_e, double *peak_v, double *peak_i, int64_t *max_count) {
     const Consts k = {tm, ts, vl, r, th, vr};
     const int64_t B = d->B, N = d->N;
     Spikes *h = calloc(1, sizeof *h);
@@ -546,7 +549,7 @@ Spikes *sl_event_forward(const EvDims *d, const double *tm, const double *ts, co
                 cnt[n] = 0;
                 last[n] = -1;
                 gk[n] = 0;
-                if (pk) pk[n] = (Peak){vl[n], 0.0, -INFINITY, 0.0, -1};
+                if (pk) pk[n] = (Peak){vl[n], 0.0, 0.0, -INFINITY, 0.0, -1};
             }
             int rc = d->sync ? run_sync(&S, v, i, rel, cnt, last, cross, tp, lb, gk, uniform)
                              : run_async(&S, v, i, t, rel, cnt, last, gk, pk);
@@ -573,11 +576,14 @@ Spikes *sl_event_forward(const EvDims *d, const double *tm, const double *ts, co
                         be = -1;
                     }
                     if (v_end > best) {
+                        best = v_end;
                         bt = d->t_max;
                         be = -1;
                     }
                     peak_t[b * N + n] = bt;
                     peak_e[b * N + n] = be;
+                    peak_v[b * N + n] = best;
+                    peak_i[b * N + n] = be >= 0 ? pk[n].sv_i : 0.0;
                 }
             }
         }
@@ -804,5 +810,79 @@ void sl_event_adjoint(const EvDims *d, const double *tm, const double *ts, const
             for (int64_t id = 0; id < nthreads; ++id) s += scratch[id * per + C * N + j];
             g_rec_t[j] = s;
         }
+    }
+}
+
+/* ----------------------------------------------------------------------------- readout peak */
+/* The gradient of a readout's maximum V_n(t*_n) = v_leak + sum_{t_e < t*_n} a_e W[n, c_e] r g(t*_n - t_e)
+ * (readout.py _Readout.membrane at the peak time, held fixed) with respect to W and the event
+ * times, by the co-state recursion backwards from each t*_n (the adjoint above without
+ * spikes): p = dL/d(V, I), p_V(t*) = dL/dV_n, p_I(t*) = 0; at each earlier event
+ * dL/dW[n, c_e] += a_e p_I,n and dL/dt_e += a_e sum_n W[n, c_e] (-r p_V,n/tau_mem + p_I,n/tau_syn).
+ * g_t [B, E] (table order) and g_w_t [C, N] are overwritten (scratch: nthreads * C N). */
+void sl_event_peak_grad(const EvDims *d, const double *tm, const double *ts, const double *vl,
+                        const double *r, const double *th, const double *vr, const double *t_in,
+                        const int64_t *s_in, const double *a_in, const int64_t *n_valid,
+                        const double *w_t, const double *t_star, const double *g_v, double *g_t,
+                        double *g_w_t, double *scratch, int64_t nthreads) {
+    (void)vl;
+    (void)th;
+    (void)vr;
+    const int64_t B = d->B, N = d->N, C = d->C, E = d->E;
+    memset(scratch, 0, nthreads * C * N * sizeof *scratch);
+    memset(g_t, 0, B * E * sizeof *g_t);
+#pragma omp parallel num_threads(nthreads)
+    {
+        int64_t id = 0;
+#ifdef _OPENMP
+        id = omp_get_thread_num();
+#endif
+        double *gw = scratch + id * C * N;
+        double *pv = calloc(N, sizeof *pv), *pi = calloc(N, sizeof *pi);
+        double *tn = calloc(N, sizeof *tn);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; ++b) {
+            if (!(pv && pi && tn)) continue;
+            const double *tin = t_in + b * E, *ain = a_in + b * E, *tst = t_star + b * N;
+            const double *gv = g_v + b * N;
+            const int64_t *sin = s_in + b * E;
+            Coef c;
+            coef_reset(&c);
+            for (int64_t n = 0; n < N; ++n) {
+                pv[n] = pi[n] = 0.0;
+                tn[n] = NAN; /* not reached yet */
+            }
+            for (int64_t e = n_valid[b] - 1; e >= 0; --e) {
+                const double te = tin[e];
+                for (int64_t n = 0; n < N; ++n) {
+                    if (!(tst[n] > te)) continue;
+                    if (tn[n] != tn[n]) {
+                        pv[n] = gv[n];
+                        tn[n] = tst[n];
+                    }
+                    const Coef *q = coef(&c, tm[n], ts[n], tn[n] - te);
+                    pi[n] = q->alpha * pi[n] + r[n] * q->gain * pv[n];
+                    pv[n] = q->beta * pv[n];
+                    tn[n] = te;
+                }
+                const double a = ain[e];
+                const double *w = w_t + sin[e] * N;
+                double *g = gw + sin[e] * N;
+                double acc = 0.0;
+                for (int64_t n = 0; n < N; ++n) {
+                    g[n] += a * pi[n];
+                    acc += w[n] * (-r[n] * pv[n] / tm[n] + pi[n] / ts[n]);
+                }
+                g_t[b * E + e] = a * acc;
+            }
+        }
+        free(pv);
+        free(pi);
+        free(tn);
+    }
+    for (int64_t j = 0; j < C * N; ++j) {
+        double s = 0.0;
+        for (int64_t id = 0; id < nthreads; ++id) s += scratch[id * C * N + j];
+        g_w_t[j] = s;
     }
 }

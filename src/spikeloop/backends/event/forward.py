@@ -9,7 +9,7 @@ from torch import Tensor
 
 from spikeloop.backends.event import _native
 from spikeloop.backends.event.cuba import _F, _INF, _advance_clamped, _first_crossing, _Neuron
-from spikeloop.backends.event.readout import _peak
+from spikeloop.backends.event.readout import _Peak, _peak
 from spikeloop.dynamics.neurons import decay
 from spikeloop.errors import ParameterError
 
@@ -30,7 +30,7 @@ class _Outcome:
 
     run: _Run  # spike record (no snapshots)
     v_grid: Tensor | None  # [T, B, N] float64 membrane at the ends of the steps (k+1)·dt
-    peak: tuple[Tensor, Tensor] | None  # a readout's maximum: time [B, N], event index [B, N]
+    peak: _Peak | None  # where a readout's membrane is largest
 
 
 def _population(
@@ -51,7 +51,8 @@ def _population(
                                grid, peak)
         if out is not None:
             spikes, i_spike, i_release, v_grid, where = out
-            return _Outcome(_Run(spikes, i_spike, i_release, None), v_grid, where)
+            return _Outcome(_Run(spikes, i_spike, i_release, None), v_grid,
+                            _Peak(*where) if where is not None else None)
     run = _simulate(times, src, amp, weight, w_rec, c, t_max, grid is not None or peak,
                     max_spikes, forced)
     v_grid = _grid_membrane(run.snapshots, *grid, c) if grid is not None else None
