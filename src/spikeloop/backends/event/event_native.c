@@ -380,8 +380,8 @@ static int run_async(const Sample *S, double *v, double *i, double *t, double *r
  * crossings matter: a neuron whose bound excludes a crossing before the earliest one found so
  * far is not searched (the neuron with the smallest slope bound is searched first). */
 static int run_sync(const Sample *S, double *v, double *i, double *rel, int64_t *cnt,
-                    int64_t *last, double *cross, double *tp, double *lb, int64_t *gk,
-                    int uniform) {
+                    int64_t *last, double *cr, int64_t *idx, int64_t *hit, double *tp,
+                    double *lb, int64_t *gk, int uniform) {
     const EvDims *d = S->d;
     const Consts *k = S->k;
     const int64_t N = d->N;
@@ -410,20 +410,34 @@ static int run_sync(const Sample *S, double *v, double *i, double *rel, int64_t 
                                         : INFINITY;
                 }
             }
-            int64_t best = 0;
-            for (int64_t n = 1; n < N; ++n)
-                if (lb[n] < lb[best]) best = n;
             /* pass 2: the exact searches that can still give the earliest crossing (a bound
              * above the earliest crossing found so far excludes it), the likeliest first */
-            for (int64_t n = 0; n < N; ++n) cross[n] = INFINITY;
-            for (int64_t q = -1; q < N; ++q) {
-                const int64_t n = q < 0 ? best : q;
-                if ((q >= 0 && n == best) || !(lb[n] <= first)) continue;
-                double start = fmax(t, rel[n]);
-                start = start < d->t_max ? start : d->t_max;
-                const double is = uniform ? i[n] : tp[n];
-                cross[n] = start + first_crossing(k, n, v[n], is, nxt - start);
-                if (cross[n] < first) first = cross[n];
+            double m4[4] = {INFINITY, INFINITY, INFINITY, INFINITY};
+            int64_t n4 = 0;
+            for (; n4 + 4 <= N; n4 += 4)
+                for (int j = 0; j < 4; ++j) m4[j] = lb[n4 + j] < m4[j] ? lb[n4 + j] : m4[j];
+            for (; n4 < N; ++n4) m4[0] = lb[n4] < m4[0] ? lb[n4] : m4[0];
+            const double mn = fmin(fmin(m4[0], m4[1]), fmin(m4[2], m4[3]));
+            int64_t m = 0; /* the searched neurons hit[0 .. m) and their crossings cr[] */
+            if (mn < INFINITY) {
+                int64_t best = 0;
+                while (!(lb[best] == mn)) ++best;
+                int64_t nc = 0;
+                for (int64_t n = 0; n < N; ++n) {
+                    idx[nc] = n;
+                    nc += (lb[n] <= nxt) & (n != best);
+                }
+                for (int64_t q = -1; q < nc; ++q) {
+                    const int64_t n = q < 0 ? best : idx[q];
+                    if (!(lb[n] <= first)) continue;
+                    double start = fmax(t, rel[n]);
+                    start = start < d->t_max ? start : d->t_max;
+                    const double is = uniform ? i[n] : tp[n];
+                    const double x = start + first_crossing(k, n, v[n], is, nxt - start);
+                    if (x < first) first = x;
+                    hit[m] = n;
+                    cr[m++] = x;
+                }
             }
             const int any = first <= nxt;
             const double target = any ? first : nxt;
@@ -450,24 +464,31 @@ static int run_sync(const Sample *S, double *v, double *i, double *rel, int64_t 
             }
             t = target;
             if (any) {
-                int64_t m = 0;
-                for (int64_t n = 0; n < N; ++n) {
-                    if (cross[n] != first) continue;
+                int64_t ns = 0; /* the spiking neurons: idx[0 .. ns), ascending */
+                for (int64_t q = 0; q < m; ++q)
+                    if (cr[q] == first) idx[ns++] = hit[q];
+                for (int64_t a = 1; a < ns; ++a) /* insertion sort: ties are rare */
+                    for (int64_t b2 = a; b2 > 0 && idx[b2 - 1] > idx[b2]; --b2) {
+                        const int64_t x = idx[b2];
+                        idx[b2] = idx[b2 - 1];
+                        idx[b2 - 1] = x;
+                    }
+                for (int64_t q = 0; q < ns; ++q) {
+                    const int64_t n = idx[q];
                     if (cnt[n] >= d->max_spikes) return -1;
                     last[n] = push(S->L, (int32_t)n, (int32_t)cnt[n], target, i[n]);
                     if (last[n] < 0) return -2;
                     ++cnt[n];
                     v[n] = k->vr[n];
                     if (d->t_refrac > 0) rel[n] = target + d->t_refrac;
-                    cross[m++] = (double)n; /* reuse: the spiking neurons */
                 }
-                if (m == 1) {
-                    const double *w = S->wr_t + (int64_t)cross[0] * N;
+                if (ns == 1) {
+                    const double *w = S->wr_t + idx[0] * N;
                     for (int64_t j = 0; j < N; ++j) i[j] += w[j];
                 } else {
                     for (int64_t j = 0; j < N; ++j) tp[j] = 0.0;
-                    for (int64_t q = 0; q < m; ++q) {
-                        const double *w = S->wr_t + (int64_t)cross[q] * N;
+                    for (int64_t q = 0; q < ns; ++q) {
+                        const double *w = S->wr_t + idx[q] * N;
                         for (int64_t j = 0; j < N; ++j) tp[j] += w[j];
                     }
                     for (int64_t j = 0; j < N; ++j) i[j] += tp[j];
@@ -528,9 +549,10 @@ Spikes *sl_event_forward(const EvDims *d, const double *tm, const double *ts, co
         double *cross = malloc(N * sizeof *cross), *tp = malloc(N * sizeof *tp);
         double *lb = malloc(N * sizeof *lb);
         int64_t *cnt = malloc(N * sizeof *cnt), *last = malloc(N * sizeof *last);
+        int64_t *idx = malloc(N * sizeof *idx), *hit = malloc(N * sizeof *hit);
         int64_t *gk = malloc(N * sizeof *gk);
         Peak *pk = peak_t ? malloc(N * sizeof *pk) : NULL;
-        const int ok = v && i && t && rel && cross && tp && lb && cnt && last && gk
+        const int ok = v && i && t && rel && cross && tp && lb && cnt && last && idx && hit && gk
                        && (pk || !peak_t);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t b = 0; b < B; ++b) {
@@ -551,7 +573,8 @@ Spikes *sl_event_forward(const EvDims *d, const double *tm, const double *ts, co
                 gk[n] = 0;
                 if (pk) pk[n] = (Peak){vl[n], 0.0, 0.0, -INFINITY, 0.0, -1};
             }
-            int rc = d->sync ? run_sync(&S, v, i, rel, cnt, last, cross, tp, lb, gk, uniform)
+            int rc = d->sync ? run_sync(&S, v, i, rel, cnt, last, cross, idx, hit, tp, lb, gk,
+                                        uniform)
                              : run_async(&S, v, i, t, rel, cnt, last, gk, pk);
             if (rc < 0) {
                 status = rc < status ? rc : status;
@@ -596,6 +619,8 @@ Spikes *sl_event_forward(const EvDims *d, const double *tm, const double *ts, co
         free(lb);
         free(cnt);
         free(last);
+        free(idx);
+        free(hit);
         free(gk);
         free(pk);
     }
