@@ -721,10 +721,13 @@ void sl_event_adjoint(const EvDims *d, const double *tm, const double *ts, const
         double *pv = calloc(N, sizeof *pv), *pi = calloc(N, sizeof *pi);
         double *reset = calloc(N, sizeof *reset), *tn = calloc(N, sizeof *tn);
         double *cpl = calloc(N, sizeof *cpl), *jump = calloc(N, sizeof *jump);
+        double *nts = calloc(N, sizeof *nts), *cv_k = calloc(N, sizeof *cv_k);
+        double *ci_k = calloc(N, sizeof *ci_k);
         int64_t *sp = calloc(N, sizeof *sp), *who = calloc(N, sizeof *who);
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < B; ++b) {
-            if (!(pv && pi && reset && tn && cpl && jump && sp && who)) continue;
+            if (!(pv && pi && reset && tn && cpl && jump && nts && cv_k && ci_k && sp && who))
+                continue;
             const Record R = {d, &k, times + b * N * K, isp + b * N * K, irel + b * N * K,
                               grad + b * N * K, K};
             const double *tin = t_in + b * E, *ain = a_in + b * E;
@@ -736,6 +739,9 @@ void sl_event_adjoint(const EvDims *d, const double *tm, const double *ts, const
                 pv[n] = pi[n] = reset[n] = 0.0;
                 tn[n] = d->t_max;
                 sp[n] = count[b * N + n] - 1;
+                nts[n] = sp[n] >= 0 ? R.times[n * K + sp[n]] : -INFINITY;
+                cv_k[n] = -r[n] / tm[n]; /* the coupling -r p_V/tau_mem + p_I/tau_syn */
+                ci_k[n] = 1.0 / ts[n];
             }
             for (int64_t e = n_valid[b] - 1; e >= -1;) {
                 const double te = e >= 0 ? tin[e] : -INFINITY;
@@ -744,17 +750,21 @@ void sl_event_adjoint(const EvDims *d, const double *tm, const double *ts, const
                 if (d->sync) {
                     /* the sample's spikes after this input, latest first */
                     for (;;) {
-                        double ts_max = -INFINITY;
-                        for (int64_t n = 0; n < N; ++n)
-                            if (sp[n] >= 0 && R.times[n * K + sp[n]] > ts_max)
-                                ts_max = R.times[n * K + sp[n]];
+                        double m4[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+                        int64_t n4 = 0;
+                        for (; n4 + 4 <= N; n4 += 4)
+                            for (int j = 0; j < 4; ++j)
+                                m4[j] = nts[n4 + j] > m4[j] ? nts[n4 + j] : m4[j];
+                        for (; n4 < N; ++n4) m4[0] = nts[n4] > m4[0] ? nts[n4] : m4[0];
+                        const double ts_max = fmax(fmax(m4[0], m4[1]), fmax(m4[2], m4[3]));
                         if (!(ts_max > te)) break;
                         back_all(&R, sp, tn[0], ts_max, pv, pi, reset, &c, uniform);
                         tn[0] = ts_max;
                         int64_t m = 0;
                         for (int64_t n = 0; n < N; ++n) {
-                            cpl[n] = -r[n] * pv[n] / tm[n] + pi[n] / ts[n];
-                            if (sp[n] >= 0 && R.times[n * K + sp[n]] == ts_max) who[m++] = n;
+                            cpl[n] = cv_k[n] * pv[n] + pi[n] * ci_k[n];
+                            who[m] = n;
+                            m += nts[n] == ts_max;
                         }
                         for (int64_t q = 0; q < m; ++q) { /* every jump from the values before */
                             const int64_t n = who[q];
@@ -774,6 +784,7 @@ void sl_event_adjoint(const EvDims *d, const double *tm, const double *ts, const
                             pv[n] = jump[q];
                             reset[n] = 0.0;
                             --sp[n];
+                            nts[n] = sp[n] >= 0 ? R.times[n * K + sp[n]] : -INFINITY;
                         }
                     }
                     if (e < 0) break;
@@ -800,7 +811,7 @@ void sl_event_adjoint(const EvDims *d, const double *tm, const double *ts, const
                 }
                 /* the inputs at te (the co-state is the same at each of them):
                  * dL/dW[n, c_e] += a_e p_I,n; dL/dt_e = a_e sum_n W[n, c_e] (-r p_V/tau_mem + p_I/tau_syn) */
-                for (int64_t n = 0; n < N; ++n) cpl[n] = -r[n] * pv[n] / tm[n] + pi[n] / ts[n];
+                for (int64_t n = 0; n < N; ++n) cpl[n] = cv_k[n] * pv[n] + pi[n] * ci_k[n];
                 for (int64_t q = e; q > f; --q) {
                     const double a = ain[q];
                     const double *w = w_t + sin[q] * N;
@@ -821,6 +832,9 @@ void sl_event_adjoint(const EvDims *d, const double *tm, const double *ts, const
         free(tn);
         free(cpl);
         free(jump);
+        free(nts);
+        free(cv_k);
+        free(ci_k);
         free(sp);
         free(who);
     }
