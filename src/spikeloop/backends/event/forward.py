@@ -81,7 +81,15 @@ def _input_table(times: Tensor, src: Tensor, amp: Tensor, t_max: float):
     a = torch.cat([torch.where(times < t_max, amp, torch.zeros_like(amp)),
                    torch.zeros(b, 1, dtype=_F)], dim=1)
     s = torch.cat([src, torch.zeros(b, 1, dtype=torch.long)], dim=1)
-    order = torch.sort(t, dim=1, stable=True).indices
+    e = times.shape[1]
+    if e and bool((t[:, 1:e] >= t[:, : e - 1]).all()):
+        # already sorted (the backend's event lists are): the stable sort only moves the end
+        # marker (index e) in front of the +inf padding, after the p events before t_max
+        p = torch.isfinite(t[:, :e]).sum(1, keepdim=True)
+        k = torch.arange(e + 1)[None, :]
+        order = torch.where(k < p, k, torch.where(k == p, e, k - 1))
+    else:
+        order = torch.sort(t, dim=1, stable=True).indices
     return t.gather(1, order), s.gather(1, order), a.gather(1, order), order
 
 
@@ -243,7 +251,11 @@ def _dense_events(x: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor]:
     nz = x.detach().permute(1, 0, 2).reshape(batch, -1) != 0  # [B, T·C], time-major order
     per = nz.sum(1)
     e = max(int(per.max()) if batch else 0, 1)
-    order = torch.sort((~nz).to(torch.int8), dim=1, stable=True).indices[:, :e]
+    # the positions of the non-zeros, ascending per sample (0 where a row has fewer: masked)
+    rows, pos = nz.nonzero(as_tuple=True)
+    first = torch.cumsum(per, 0) - per
+    order = torch.zeros(batch, e, dtype=torch.long)
+    order[rows, torch.arange(len(rows)) - first[rows]] = pos
     flat = x.detach().permute(1, 0, 2).reshape(batch, -1)
     chan = x.shape[2]
     keep = torch.arange(e)[None, :] < per[:, None]
