@@ -413,22 +413,49 @@ static int run_sync(const Sample *S, double *v, double *i, double *rel, int64_t 
             /* pass 2: the exact searches that can still give the earliest crossing (a bound
              * above the earliest crossing found so far excludes it), the likeliest first */
             double m4[4] = {INFINITY, INFINITY, INFINITY, INFINITY};
-            int64_t n4 = 0;
+            int64_t b4[4] = {0, 0, 0, 0}, n4 = 0;
             for (; n4 + 4 <= N; n4 += 4)
-                for (int j = 0; j < 4; ++j) m4[j] = lb[n4 + j] < m4[j] ? lb[n4 + j] : m4[j];
-            for (; n4 < N; ++n4) m4[0] = lb[n4] < m4[0] ? lb[n4] : m4[0];
-            const double mn = fmin(fmin(m4[0], m4[1]), fmin(m4[2], m4[3]));
+                for (int j = 0; j < 4; ++j) {
+                    const int less = lb[n4 + j] < m4[j];
+                    m4[j] = less ? lb[n4 + j] : m4[j];
+                    b4[j] = less ? n4 + j : b4[j];
+                }
+            for (; n4 < N; ++n4)
+                if (lb[n4] < m4[0]) {
+                    m4[0] = lb[n4];
+                    b4[0] = n4;
+                }
+            int64_t best = b4[0];
+            double mn = m4[0];
+            for (int j = 1; j < 4; ++j)
+                if (m4[j] < mn) {
+                    mn = m4[j];
+                    best = b4[j];
+                }
             int64_t m = 0; /* the searched neurons hit[0 .. m) and their crossings cr[] */
             if (mn < INFINITY) {
-                int64_t best = 0;
-                while (!(lb[best] == mn)) ++best;
+                /* the likeliest first; then the others whose bound admits a crossing before
+                 * it (counted first: usually none) */
                 int64_t nc = 0;
-                for (int64_t n = 0; n < N; ++n) {
-                    idx[nc] = n;
-                    nc += (lb[n] <= nxt) & (n != best);
+                {
+                    double start = fmax(t, rel[best]);
+                    start = start < d->t_max ? start : d->t_max;
+                    const double is = uniform ? i[best] : tp[best];
+                    const double x = start + first_crossing(k, best, v[best], is, nxt - start);
+                    first = x;
+                    hit[m] = best;
+                    cr[m++] = x;
+                    const double cut = first < nxt ? first : nxt;
+                    int64_t more = 0;
+                    for (int64_t n = 0; n < N; ++n) more += lb[n] <= cut;
+                    if (more > 1)
+                        for (int64_t n = 0; n < N; ++n) {
+                            idx[nc] = n;
+                            nc += (lb[n] <= cut) & (n != best);
+                        }
                 }
-                for (int64_t q = -1; q < nc; ++q) {
-                    const int64_t n = q < 0 ? best : idx[q];
+                for (int64_t q = 0; q < nc; ++q) {
+                    const int64_t n = idx[q];
                     if (!(lb[n] <= first)) continue;
                     double start = fmax(t, rel[n]);
                     start = start < d->t_max ? start : d->t_max;
@@ -441,12 +468,13 @@ static int run_sync(const Sample *S, double *v, double *i, double *rel, int64_t 
             }
             const int any = first <= nxt;
             const double target = any ? first : nxt;
-            if (S->grid) {
+            if (S->grid && *gk < d->steps && (double)(*gk + 1) * d->dt < target) {
+                int64_t g = *gk;
                 for (int64_t n = 0; n < N; ++n) {
-                    int64_t g = *gk;
+                    g = *gk;
                     emit(S, n, &g, t, target, v[n], i[n], rel[n], &c);
-                    if (n == N - 1) *gk = g;
                 }
+                *gk = g;
             }
             if (uniform && target > t) {
                 const Coef *q = coef(&c, k->tm[0], k->ts[0], target - t);
