@@ -15,6 +15,7 @@ backend (``train.epochs=1``, the trainer's own epoch time: training pass and val
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -79,12 +80,10 @@ def _git(*args: str) -> str:
 
 def _machine() -> dict:
     cpu = ""
-    try:
+    with contextlib.suppress(OSError):
         cpu = next((line.split(":", 1)[1].strip()
                     for line in Path("/proc/cpuinfo").read_text().splitlines()
                     if line.startswith("model name")), "")
-    except OSError:
-        pass
     return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "cpu": cpu, "cores": os.cpu_count(), "threads": 1,
             "python": platform.python_version(), "torch": torch.__version__,
