@@ -124,3 +124,22 @@ def test_refused_runs_raise_the_torch_engines_error(monkeypatch):
     monkeypatch.setenv("SPIKELOOP_NATIVE", "1")
     with pytest.raises(ParameterError, match="max_spikes = 5"):
         net(SpikeEvents(times, chans, duration), backend={"name": "event", "max_spikes": 5})
+
+
+def test_threads_give_the_same_result(monkeypatch):
+    """One sample per OpenMP thread and one weight-gradient accumulator per thread: two threads
+    give what one gives (to rounding of the per-thread sums)."""
+    net = make_net(recurrent=True)
+    events = make_events(batch=4)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = run(net, True, monkeypatch, events)
+        torch.set_num_threads(2)
+        two = run(net, True, monkeypatch, events)
+    finally:
+        torch.set_num_threads(before)
+    for name, s in one[0].items():
+        assert torch.equal(s, two[0][name]), name  # per-sample work: identical
+    for name, g in one[3].items():
+        torch.testing.assert_close(two[3][name], g, rtol=1e-12, atol=1e-12 * float(g.abs().max()))
