@@ -35,9 +35,9 @@ class _Dims(ctypes.Structure):
 
 def _declare(lib: ctypes.CDLL) -> None:
     p, i64, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
-    lib.sl_event_forward.argtypes = [ctypes.POINTER(_Dims)] + [p] * 17
+    lib.sl_event_forward.argtypes = [ctypes.POINTER(_Dims)] + [p] * 18
     lib.sl_event_forward.restype = p
-    lib.sl_event_collect.argtypes = [p, i64, p, p, p]
+    lib.sl_event_collect.argtypes = [p, i64, i64, p, p, p, p, p]
     lib.sl_event_collect.restype = None
     lib.sl_event_free.argtypes = [p]
     lib.sl_event_free.restype = None
@@ -82,13 +82,15 @@ def simulate(
     lib: ctypes.CDLL, t_in: Tensor, s_in: Tensor, a_in: Tensor, weight: Tensor,
     w_rec: Tensor | None, c: _Neuron, t_max: float, max_spikes: int,
     grid: tuple[float, int] | None, peak: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None, tuple[Tensor, ...] | None] | None:
+) -> tuple | None:
     """Run the population on the input table ``(t_in, s_in, a_in)`` ``[B, E]``
     (forward.py ``_input_table``). Returns ``(times, i_spike, i_release)`` ``[B, N, K]``, the
     membrane ``[steps, B, N]`` at ``(k+1)·dt`` if ``grid = (dt, steps)``, and with ``peak``
     (a readout) each neuron's maximum: its time, the table event it follows (``-1``: none), its
-    value and the synaptic current just before that event; ``None`` if a neuron fired more
-    than ``max_spikes`` times (the torch engine then re-runs and raises its own error)."""
+    value and the synaptic current just before that event; then the spike count of each
+    neuron ``[B, N]`` and each sample's spikes in time order ``[B, E]`` as indices into its
+    ``[N·K]`` spike times (forward.py ``_next_input``); ``None`` if a neuron fired more than
+    ``max_spikes`` times (the torch engine then re-runs and raises its own error)."""
     batch, e = t_in.shape
     n, chans = weight.shape
     sync = w_rec is not None and c.spiking
@@ -103,31 +105,36 @@ def simulate(
                               for _ in range(3))
     peak_e = torch.empty(batch, n, dtype=_I64) if peak else None
     consts = _consts(c)
-    most = ctypes.c_int64(0)
+    most, total = ctypes.c_int64(0), ctypes.c_int64(0)
     ptr = native.ptr
     handle = lib.sl_event_forward(ctypes.byref(dims), *map(ptr, consts), ptr(t_in), ptr(s_in),
                                   ptr(a_in), ptr(w_t), ptr(wr_t), ptr(v_grid), ptr(peak_t),
-                                  ptr(peak_e), ptr(peak_v), ptr(peak_i), ctypes.addressof(most))
+                                  ptr(peak_e), ptr(peak_v), ptr(peak_i), ctypes.addressof(most),
+                                  ctypes.addressof(total))
     if most.value == -1:
         return None
     if most.value < 0 or not handle:
         raise MemoryError("event backend: the native engine ran out of memory")
-    k = max(most.value, 1)
+    k, e = max(most.value, 1), max(total.value, 1)
     times = torch.empty(batch, n, k, dtype=_F)
     i_spike, i_release = torch.empty_like(times), torch.empty_like(times)
-    lib.sl_event_collect(handle, k, ptr(times), ptr(i_spike), ptr(i_release))
+    count = torch.empty(batch, n, dtype=_I64)
+    order = torch.empty(batch, e, dtype=_I64)
+    lib.sl_event_collect(handle, k, e, ptr(times), ptr(i_spike), ptr(i_release), ptr(count),
+                         ptr(order))
     where = (peak_t, peak_e, peak_v, peak_i) if peak else None
-    return times, i_spike, i_release, v_grid, where
+    return times, i_spike, i_release, v_grid, where, count, order
 
 
 def adjoint(
     lib: ctypes.CDLL, grad_times: Tensor, times: Tensor, i_spike: Tensor, i_release: Tensor,
     t_in: Tensor, s_in: Tensor, a_in: Tensor, weight: Tensor, w_rec: Tensor | None,
-    c: _Neuron, t_max: float, vdm_min: float,
+    c: _Neuron, t_max: float, vdm_min: float, count: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """EventProp on the input table: ``(dL/dt`` per table event ``[B, E]``, ``dL/dW [N, C]``,
     ``dL/dW_rec [N, N]`` or ``None)`` — adjoint.py ``_adjoint`` without its ``[B, E, N]``
-    buffers (the weight gradients are accumulated per thread)."""
+    buffers (the weight gradients are accumulated per thread; ``grad_times`` is read at the
+    spikes only)."""
     batch, e = t_in.shape
     n, chans = weight.shape
     sync = w_rec is not None
@@ -136,7 +143,9 @@ def adjoint(
     t_in, a_in = t_in.to(_F).contiguous(), a_in.to(_F).contiguous()
     s_in = s_in.to(_I64).contiguous()
     n_valid = (torch.isfinite(t_in) & (t_in < t_max)).sum(1).to(_I64).contiguous()
-    count = torch.isfinite(times).sum(2).to(_I64).contiguous()
+    if count is None:  # spikes per neuron (the engine's forward pass gives them)
+        count = torch.isfinite(times).sum(2)
+    count = count.to(_I64).contiguous()
     w_t = weight.to(_F).t().contiguous()
     wr_t = w_rec.to(_F).t().contiguous() if sync else None
     threads = max(1, min(torch.get_num_threads(), batch))

@@ -155,17 +155,19 @@ def _slope_floor(c: _Neuron) -> float:
 
 def _adjoint_any(
     grad_times: Tensor, run: _Run, times: Tensor, src: Tensor, amp: Tensor, weight: Tensor,
-    w_rec: Tensor | None, c: _Neuron, t_max: float,
+    w_rec: Tensor | None, c: _Neuron, t_max: float, count: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """:func:`_adjoint` on the native engine where it covers the run (CPU, library built;
-    :func:`~spikeloop.backends.event._native.engine`), else on the torch engine."""
+    :func:`~spikeloop.backends.event._native.engine`), else on the torch engine
+    (``grad_times`` is read at the spikes only; ``count``: spikes per neuron, if known)."""
     lib = _native.engine(times, weight, w_rec)
     if lib is None:
-        return _adjoint(grad_times, run, times, src, amp, weight, w_rec, c, t_max)
+        grad = torch.where(torch.isfinite(run.times), grad_times, torch.zeros_like(grad_times))
+        return _adjoint(grad, run, times, src, amp, weight, w_rec, c, t_max)
     t_in, s_in, a_in, order = _input_table(times, src, amp, t_max)
     g_sorted, g_w, g_rec = _native.adjoint(lib, grad_times, run.times, run.i_spike,
                                            run.i_release, t_in, s_in, a_in, weight, w_rec, c,
-                                           t_max, _slope_floor(c))
+                                           t_max, _slope_floor(c), count)
     g_t = torch.zeros_like(g_sorted).scatter(1, order, g_sorted)[:, : times.shape[1]]
     return g_t, g_w, g_rec
 
@@ -188,11 +190,14 @@ class _PopulationFunction(torch.autograd.Function):
         out = _population(t64, src, amp, w64, r64, c, t_max, max_spikes, forced, grid)
         run = out.run
         ctx.save_for_backward(t64, src, amp, w64, r64, run.times, run.i_spike, run.i_release)
-        ctx.c, ctx.t_max = c, t_max
+        ctx.c, ctx.t_max, ctx.count = c, t_max, out.count
         ctx.dtypes = (in_times.dtype, weight.dtype, w_rec.dtype if w_rec is not None else None)
-        v_grid = out.v_grid if out.v_grid is not None else torch.empty(0, dtype=_F)
-        ctx.mark_non_differentiable(v_grid)
-        return run.times, v_grid
+        empty = torch.empty(0, dtype=torch.long)
+        extra = (out.v_grid if out.v_grid is not None else torch.empty(0, dtype=_F),
+                 out.count if out.count is not None else empty,
+                 out.order if out.order is not None else empty)
+        ctx.mark_non_differentiable(*extra)
+        return (run.times, *extra)
 
     @staticmethod
     def backward(ctx, grad_times, *_):
@@ -205,9 +210,9 @@ class _PopulationFunction(torch.autograd.Function):
         if grad_times is None:
             grad_times = torch.zeros_like(times)
         grad = torch.nan_to_num(grad_times.to(_F), nan=0.0, posinf=0.0, neginf=0.0)
-        grad = torch.where(torch.isfinite(times), grad, torch.zeros_like(grad))
         run = _Run(times, i_spike, i_release, None)
-        g_t, g_w, g_rec = _adjoint_any(grad, run, t64, src, amp, w64, r64, ctx.c, ctx.t_max)
+        g_t, g_w, g_rec = _adjoint_any(grad, run, t64, src, amp, w64, r64, ctx.c, ctx.t_max,
+                                       ctx.count)
         dt_in, dt_w, dt_rec = ctx.dtypes
         return (g_t.to(dt_in), g_w.to(dt_w), g_rec.to(dt_rec) if g_rec is not None else None,
                 None, None, None, None, None, None, None)

@@ -168,17 +168,18 @@ class EventBackend(BackendBase):
                 forced = None
                 if observed is not None:
                     forced = _times_from_raster(observed[name].spikes, dt)
-                spike_times, v_grid = _PopulationFunction.apply(
+                spike_times, v_grid, count, order = _PopulationFunction.apply(
                     times, weight, w_rec, src, amp.detach(), c, t_max,
                     (dt, steps) if record else None, self.max_spikes, forced)
-                total_spikes += int(torch.isfinite(spike_times).sum())
+                native = order.numel() > 0  # the native engine's count and time order
+                total_spikes += int(count.sum() if native else torch.isfinite(spike_times).sum())
                 v_grid = v_grid.to(dtype) if record else None
                 if observed is not None and observed[name].v is not None:
                     v_grid = observed[name].v  # the device's membrane (replay contract)
                 obs = EventObservables(
                     spikes=_raster(spike_times, dt, steps, dtype) if self.grid else None,
                     v=v_grid, times=spike_times, duration=t_max)
-                times, src, amp = _next_input(spike_times)
+                times, src, amp = _next_input(spike_times, order if native else None)
             else:
                 with torch.no_grad():
                     run = _population(times.detach().to(_F), src, amp.detach(),

@@ -230,23 +230,58 @@ void sl_event_free(Spikes *h) {
     free(h);
 }
 
-/* the spike record [B, N, K] (times +inf padded, currents 0 padded); frees the handle */
-void sl_event_collect(Spikes *h, int64_t K, double *times, double *i_spike, double *i_release) {
+/* order of the spikes of one sample by (time, n K + k): the order of a stable sort of its
+ * [N K] spike times (forward.py _next_input) */
+static int64_t g_sort_k;
+static const SpikeList *g_sort_list;
+static int by_time(const void *a, const void *b) {
+    const int64_t i = *(const int64_t *)a, j = *(const int64_t *)b;
+    const SpikeList *L = g_sort_list;
+    if (L->t[i] != L->t[j]) return L->t[i] < L->t[j] ? -1 : 1;
+    const int64_t fi = L->n[i] * g_sort_k + L->k[i], fj = L->n[j] * g_sort_k + L->k[j];
+    return (fi > fj) - (fi < fj);
+}
+
+/* the spike record [B, N, K] (times +inf padded, currents 0 padded), the spike count of each
+ * neuron [B, N] and the spikes of each sample in time order [B, E] as indices n K + k into its
+ * [N K] times (then the first not-spike indices: +inf padding, as a stable sort puts them);
+ * frees the handle */
+void sl_event_collect(Spikes *h, int64_t K, int64_t E, double *times, double *i_spike,
+                      double *i_release, int64_t *count, int64_t *order) {
     const int64_t B = h->B, N = h->N;
     for (int64_t j = 0; j < B * N * K; ++j) {
         times[j] = INFINITY;
         i_spike[j] = 0.0;
         i_release[j] = 0.0;
     }
+    memset(count, 0, B * N * sizeof *count);
+    int64_t *idx = malloc((E > 0 ? E : 1) * sizeof *idx);
     for (int64_t b = 0; b < B; ++b) {
         const SpikeList *L = &h->s[b];
+        int sorted = 1;
         for (int64_t j = 0; j < L->len; ++j) {
             const int64_t at = (b * N + L->n[j]) * K + L->k[j];
             times[at] = L->t[j];
             i_spike[at] = L->isp[j];
             i_release[at] = L->irel[j];
+            ++count[b * N + L->n[j]];
+            idx[j] = j;
+            if (j && (L->t[j] < L->t[j - 1]
+                      || (L->t[j] == L->t[j - 1]
+                          && L->n[j] * K + L->k[j] < L->n[j - 1] * K + L->k[j - 1])))
+                sorted = 0;
         }
+        if (!sorted) {
+            g_sort_k = K;
+            g_sort_list = L;
+            qsort(idx, L->len, sizeof *idx, by_time);
+        }
+        int64_t *o = order + b * E, j = 0;
+        for (; j < L->len; ++j) o[j] = L->n[idx[j]] * K + L->k[idx[j]];
+        for (int64_t n = 0; n < N && j < E; ++n)
+            for (int64_t k = count[b * N + n]; k < K && j < E; ++k) o[j++] = n * K + k;
     }
+    free(idx);
     sl_event_free(h);
 }
 
@@ -549,7 +584,8 @@ Spikes *sl_event_forward(const EvDims *d, const double *tm, const double *ts, co
                          const double *r, const double *th, const double *vr,
                          const double *t_in, const int64_t *s_in, const double *a_in,
                          const double *w_t, const double *wr_t, double *grid, double *peak_t,
-                         int64_t *peak_e, double *peak_v, double *peak_i, int64_t *max_count) {
+                         int64_t *peak_e, double *peak_v, double *peak_i, int64_t *max_count,
+                         int64_t *max_total) {
     const Consts k = {tm, ts, vl, r, th, vr};
     const int64_t B = d->B, N = d->N;
     Spikes *h = calloc(1, sizeof *h);
@@ -569,8 +605,8 @@ Spikes *sl_event_forward(const EvDims *d, const double *tm, const double *ts, co
     for (int64_t n = 1; n < N; ++n)
         uniform = uniform && tm[n] == tm[0] && ts[n] == ts[0] && vl[n] == vl[0] && r[n] == r[0]
                   && th[n] == th[0];
-    int64_t status = 0, most = 0;
-#pragma omp parallel reduction(min : status) reduction(max : most)
+    int64_t status = 0, most = 0, total = 0;
+#pragma omp parallel reduction(min : status) reduction(max : most, total)
     {
         double *v = malloc(N * sizeof *v), *i = malloc(N * sizeof *i);
         double *t = malloc(N * sizeof *t), *rel = malloc(N * sizeof *rel);
@@ -613,6 +649,7 @@ Spikes *sl_event_forward(const EvDims *d, const double *tm, const double *ts, co
             for (int64_t n = 0; n < N; ++n) {
                 if (!d->sync && S.grid) emit(&S, n, &gk[n], t[n], INFINITY, v[n], i[n], rel[n], &c0);
                 if (cnt[n] > most) most = cnt[n];
+                if (n == 0 && h->s[b].len > total) total = h->s[b].len;
                 if (pk) {
                     /* torch argmax order: every state, then every extremum, then the end */
                     Coef c;
@@ -658,6 +695,7 @@ Spikes *sl_event_forward(const EvDims *d, const double *tm, const double *ts, co
         return NULL;
     }
     *max_count = most;
+    *max_total = total;
     return h;
 }
 

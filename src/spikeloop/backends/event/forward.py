@@ -31,6 +31,8 @@ class _Outcome:
     run: _Run  # spike record (no snapshots)
     v_grid: Tensor | None  # [T, B, N] float64 membrane at the ends of the steps (k+1)·dt
     peak: _Peak | None  # where a readout's membrane is largest
+    count: Tensor | None = None  # [B, N] spikes per neuron (native engine)
+    order: Tensor | None = None  # [B, E] the spikes in time order (native engine, _next_input)
 
 
 def _population(
@@ -50,9 +52,9 @@ def _population(
         out = _native.simulate(lib, t_in, s_in, a_in, weight, w_rec, c, t_max, max_spikes,
                                grid, peak)
         if out is not None:
-            spikes, i_spike, i_release, v_grid, where = out
+            spikes, i_spike, i_release, v_grid, where, count, order = out
             return _Outcome(_Run(spikes, i_spike, i_release, None), v_grid,
-                            _Peak(*where) if where is not None else None)
+                            _Peak(*where) if where is not None else None, count, order)
     run = _simulate(times, src, amp, weight, w_rec, c, t_max, grid is not None or peak,
                     max_spikes, forced)
     v_grid = _grid_membrane(run.snapshots, *grid, c) if grid is not None else None
@@ -266,13 +268,16 @@ def _dense_events(x: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor]:
     return times, src, amp
 
 
-def _next_input(times: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Spike times ``[B, N, K]`` → sorted events ``(times, source neuron, amplitude 1)``."""
+def _next_input(times: Tensor, order: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Spike times ``[B, N, K]`` → sorted events ``(times, source neuron, amplitude 1)``;
+    ``order`` ``[B, E]``: the order of the stable sort of each sample's ``[N·K]`` times, cut at
+    the most spikes of a sample (the native engine gives it), else it is sorted here."""
     batch, n, k = times.shape
     flat = times.reshape(batch, n * k)
-    order = torch.sort(flat.detach(), dim=1, stable=True).indices
-    e = max(int(torch.isfinite(flat).sum(1).max()) if batch else 0, 1)
-    order = order[:, :e]
+    if order is None:
+        order = torch.sort(flat.detach(), dim=1, stable=True).indices
+        e = max(int(torch.isfinite(flat).sum(1).max()) if batch else 0, 1)
+        order = order[:, :e]
     t = flat.gather(1, order)
     amp = torch.isfinite(t).to(_F)
     return t, order // k, amp
