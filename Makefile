@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint docs venv clean yinyang-bench bench bench-scaling bench-contention bench-distributed \
-	eventprop-bench event-memory memory-task memory-task-distractors xylo-example xylo-long nir-matrix data fashion-mnist \
+	eventprop-bench event-memory event-speed memory-task memory-task-distractors xylo-example xylo-long nir-matrix data fashion-mnist \
 	fashion-mnist-fc fashion-mnist-conv fashion-mnist-conv-surrogate fashion-mnist-conv-bn local-learning digits shd spoken-digits spoken-digits-train keywords ambient espeak-ng kws-bench data-bench \
 	temporal-audio delays-bench robustness
 
@@ -51,6 +51,12 @@ eventprop-bench: $(STAMP)
 
 event-memory: $(STAMP)
 	$(PY) benchmarks/event_memory.py
+
+# The event backend's native engine against the dense trainer on the spoken digits (one step at
+# batch 1 and 64, one epoch each; needs `make spoken-digits`).
+event-speed: $(STAMP)
+	$(PY) benchmarks/event_step.py configs/spoken_digits.yaml --batch 1 64 --steps 5 --epoch \
+		--out benchmarks/results/event_speed
 
 # Store-and-recall memory task: LIF against adaptive LIF, 6 models × 3 seeds (docs/memory-task.md).
 memory-task: $(STAMP)

@@ -2,57 +2,191 @@
 event backend, on the same batch: what the event backend costs on a given data set.
 
     .venv/bin/python benchmarks/event_step.py configs/spoken_digits.yaml --batch 1 --steps 2
+    .venv/bin/python benchmarks/event_step.py configs/spoken_digits.yaml --batch 1 64 \\
+        --steps 5 --epoch --out benchmarks/results/event_speed
 
-Prints one JSON line per backend (seconds per step, input events per sample) and the ratio.
-The event backend's memory grows with the events of the whole batch (its event list and
-snapshots are float64 ``[B, events, neurons]``): on the spoken digits, batch 64 needs more
-than 16 GB.
+Prints one JSON line per backend and batch (median wall and CPU seconds per step, input events
+per sample) and the ratio. ``--engine torch`` runs the event backend's torch engine instead of
+its native one (``SPIKELOOP_NATIVE=0``). ``--epoch`` also times one training epoch of each
+backend (``train.epochs=1``, the trainer's own epoch time: training pass and validation).
+``--out PATH`` writes ``PATH.json`` and ``PATH.md`` (commit, machine, load, every time).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
 import json
+import os
+import platform
 import statistics
+import subprocess
 import tempfile
 import time
+from pathlib import Path
+
+import torch
 
 from spikeloop.training import Trainer, load_config
 
 
+def _overrides(backend: str, batch: int, out_dir: str, extra: list[str]) -> list[str]:
+    return [*extra, f"train.backend={backend}", "run.threads=1", f"run.out_dir={out_dir}",
+            f"train.batch_size={batch}"]
+
+
 def step_seconds(config: str, backend: str, batch: int, steps: int, overrides: list[str],
                  out_dir: str) -> dict:
-    """Median seconds of ``steps`` training steps on the first ``batch`` training samples."""
-    cfg = load_config(config, [*overrides, f"train.backend={backend}", "run.threads=1",
-                               f"run.out_dir={out_dir}", f"train.batch_size={batch}"])
+    """Median wall and CPU seconds of ``steps`` training steps (after one warm-up step) on the
+    first ``batch`` training samples."""
+    cfg = load_config(config, _overrides(backend, batch, out_dir, overrides))
     trainer = Trainer(cfg)
     x, y = trainer.data["train"].batch(slice(0, batch))
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
+    wall, cpu = [], []
+    for k in range(steps + 1):
+        start, start_cpu = time.perf_counter(), time.process_time()
         trainer.optimizer.zero_grad()
         trainer._objective(trainer._train_forward(x), y).backward()
-        times.append(time.perf_counter() - start)
-    return {"backend": backend, "batch": batch, "s_per_step": statistics.median(times),
-            "times_s": times, "input_events_per_sample": float(x.sum()) / batch}
+        if k:  # the first step builds the native library, caches, allocations
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+    return {"backend": backend, "batch": batch, "s_per_step": statistics.median(wall),
+            "cpu_s_per_step": statistics.median(cpu), "times_s": wall, "cpu_times_s": cpu,
+            "input_events_per_sample": float(x.sum()) / batch}
+
+
+def epoch_seconds(config: str, backend: str, overrides: list[str], out_dir: str) -> dict:
+    """One epoch of training at the config's batch size (the trainer's epoch time)."""
+    cfg = load_config(config, [*overrides, f"train.backend={backend}", "run.threads=1",
+                               f"run.out_dir={out_dir}", "train.epochs=1",
+                               f"run.name=event-speed-{backend}"])
+    trainer = Trainer(cfg)
+    start = time.perf_counter()
+    trainer.fit()
+    return {"backend": backend, "epoch_s": trainer.history[0].seconds,
+            "fit_wall_s": time.perf_counter() - start,
+            "val_acc": trainer.history[0].val_acc, "batch": cfg.train.batch_size,
+            "train_samples": len(trainer.data["train"])}
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except OSError:
+        return ""
+
+
+def _machine() -> dict:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        cpu = next((line.split(":", 1)[1].strip()
+                    for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), "")
+    return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "cpu": cpu, "cores": os.cpu_count(), "threads": 1,
+            "python": platform.python_version(), "torch": torch.__version__,
+            "commit": _git("rev-parse", "--short", "HEAD"),
+            "src_modified": bool(_git("status", "--porcelain", "--", "src")),
+            "loadavg_start": list(os.getloadavg())}
+
+
+def markdown(result: dict) -> str:
+    """The result file's table: seconds per step (wall, CPU) of both backends and the ratio."""
+    m = result["machine"]
+    lines = [
+        "# Event backend against the dense simulator: time per training step",
+        "",
+        f"{m['date']} · {m['cpu']} · {m['cores']} cores, 1 torch thread · torch {m['torch']} · "
+        f"Python {m['python']} · spikeloop {m['commit']}"
+        + (" (modified)" if m["src_modified"] else "")
+        + f" · load average {m['loadavg_start'][0]:.2f} at the start, "
+          f"{m['loadavg_end'][0]:.2f} at the end",
+        "",
+        f"`{result['command']}`: config `{result['config']}`, the first `batch` training "
+        f"samples, median of {result['steps']} steps after one warm-up step; a step is "
+        "forward, loss and backward. Event engine: "
+        f"{result['engine']}. CPU = the process's CPU time (robust to other load on the "
+        "machine), wall = elapsed time.",
+        "",
+        "| batch | input events / sample | dense wall s | dense CPU s | event wall s | "
+        "event CPU s | event / dense (wall) | event / dense (CPU) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result["steps_table"]:
+        s, e = row["sim"], row["event"]
+        lines.append(
+            f"| {s['batch']} | {s['input_events_per_sample']:.0f} | {s['s_per_step']:.4f} | "
+            f"{s['cpu_s_per_step']:.4f} | {e['s_per_step']:.4f} | {e['cpu_s_per_step']:.4f} | "
+            f"{e['s_per_step'] / s['s_per_step']:.1f}× | "
+            f"{e['cpu_s_per_step'] / s['cpu_s_per_step']:.1f}× |")
+    if result.get("epoch"):
+        s, e = result["epoch"]["sim"], result["epoch"]["event"]
+        lines += [
+            "",
+            f"One epoch (`train.epochs=1 run.threads=1`, batch {s['batch']}, "
+            f"{s['train_samples']} training samples, the trainer's epoch time: training pass "
+            "and validation):",
+            "",
+            "| backend | epoch s | validation accuracy |",
+            "|---|---:|---:|",
+            f"| dense (sim) | {s['epoch_s']:.1f} | {s['val_acc']:.3f} |",
+            f"| event | {e['epoch_s']:.1f} | {e['val_acc']:.3f} |",
+            "",
+            f"Event epoch / dense epoch: **{e['epoch_s'] / s['epoch_s']:.1f}×** (goal ≤ 1×: "
+            f"{'met' if e['epoch_s'] <= s['epoch_s'] else 'not met'}).",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config")
     parser.add_argument("overrides", nargs="*", help="config overrides (key=value)")
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1])
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--engine", choices=("native", "torch"), default="native")
+    parser.add_argument("--epoch", action="store_true", help="also time one epoch of each")
+    parser.add_argument("--out", help="write OUT.json and OUT.md")
     args = parser.parse_args(argv)
-    rows = {}
+    if args.engine == "torch":
+        os.environ["SPIKELOOP_NATIVE"] = "0"
+    machine = _machine()
+    table, epoch = [], {}
     with tempfile.TemporaryDirectory(prefix="spikeloop-event-step-") as tmp:
-        for backend in ("sim", "event"):
-            rows[backend] = step_seconds(args.config, backend, args.batch, args.steps,
-                                         args.overrides, tmp)
-            print(json.dumps(rows[backend]), flush=True)
-    print(f"event / sim: {rows['event']['s_per_step'] / rows['sim']['s_per_step']:.1f}×")
+        for batch in args.batch:
+            rows = {}
+            for backend in ("sim", "event"):
+                rows[backend] = step_seconds(args.config, backend, batch, args.steps,
+                                             args.overrides, tmp)
+                print(json.dumps(rows[backend]), flush=True)
+            print(f"batch {batch}: event / sim: "
+                  f"{rows['event']['s_per_step'] / rows['sim']['s_per_step']:.1f}× wall, "
+                  f"{rows['event']['cpu_s_per_step'] / rows['sim']['cpu_s_per_step']:.1f}× CPU",
+                  flush=True)
+            table.append(rows)
+        if args.epoch:
+            for backend in ("sim", "event"):
+                epoch[backend] = epoch_seconds(args.config, backend, args.overrides, tmp)
+                print(json.dumps(epoch[backend]), flush=True)
+    machine["loadavg_end"] = list(os.getloadavg())
+    if args.out:
+        from spikeloop.backends.event import _native
+
+        engine = ("native (C)" if args.engine == "native" and _native.engine() is not None
+                  else "torch")
+        result = {"machine": machine, "config": args.config, "overrides": args.overrides,
+                  "steps": args.steps, "engine": engine, "steps_table": table,
+                  "epoch": epoch or None,
+                  "command": "benchmarks/event_step.py " + " ".join(argv or [])}
+        out = Path(args.out)
+        out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+        out.with_suffix(".md").write_text(markdown(result))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

@@ -67,8 +67,9 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import Tensor
 
+from spikeloop.backends.event import _native
 from spikeloop.backends.event.cuba import _F, _INF, _adapt, _Neuron, membrane_slope
-from spikeloop.backends.event.forward import _input_table, _Run, _simulate
+from spikeloop.backends.event.forward import _input_table, _population, _Run
 from spikeloop.dynamics.neurons import current_gain, decay
 
 
@@ -153,8 +154,7 @@ def _adjoint(
             a_minus = (run.a_spike.gather(2, sp.clamp(min=0)[..., None])[..., 0]
                        if pa is not None else None)
             v_dot_minus = membrane_slope(c.v_threshold, i_minus, c, a_minus)
-            v_dot_minus = v_dot_minus.clamp(min=1e-12 * float(c.v_threshold.abs().max() + 1)
-                                            / float(c.tau_mem.min()))
+            v_dot_minus = v_dot_minus.clamp(min=_slope_floor(c))
             g = grad_times.gather(2, sp.clamp(min=0)[..., None])[..., 0]
             bracket = g + reset_term
             if pa is not None:  # the AHP jump moves with the spike: (b/τ_adapt) p_A⁺
@@ -180,6 +180,31 @@ def _adjoint(
     return g_t, g_w_t.t(), g_rec
 
 
+def _slope_floor(c: _Neuron) -> float:
+    """The floor of the membrane slope before a spike in the co-state jump (a crossing at a
+    vanishing slope would divide by zero)."""
+    return 1e-12 * float(c.v_threshold.abs().max() + 1) / float(c.tau_mem.min())
+
+
+def _adjoint_any(
+    grad_times: Tensor, run: _Run, times: Tensor, src: Tensor, amp: Tensor, weight: Tensor,
+    w_rec: Tensor | None, c: _Neuron, t_max: float, count: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """:func:`_adjoint` on the native engine where it covers the run (CPU, library built;
+    :func:`~spikeloop.backends.event._native.engine`), else on the torch engine
+    (``grad_times`` is read at the spikes only; ``count``: spikes per neuron, if known)."""
+    lib = _native.engine(times, weight, w_rec, neuron=c)
+    if lib is None:
+        grad = torch.where(torch.isfinite(run.times), grad_times, torch.zeros_like(grad_times))
+        return _adjoint(grad, run, times, src, amp, weight, w_rec, c, t_max)
+    t_in, s_in, a_in, order = _input_table(times, src, amp, t_max)
+    g_sorted, g_w, g_rec = _native.adjoint(lib, grad_times, run.times, run.i_spike,
+                                           run.i_release, t_in, s_in, a_in, weight, w_rec, c,
+                                           t_max, _slope_floor(c), count)
+    g_t = torch.zeros_like(g_sorted).scatter(1, order, g_sorted)[:, : times.shape[1]]
+    return g_t, g_w, g_rec
+
+
 def _on(device: torch.device) -> AbstractContextManager:
     """Make torch's factory functions create tensors on ``device``. On the CPU (their default)
     nothing is entered: the ``torch.device`` context intercepts every torch call made inside it,
@@ -191,19 +216,22 @@ class _PopulationFunction(torch.autograd.Function):
     """One spiking population: forward = event simulation, backward = EventProp adjoint."""
 
     @staticmethod
-    def forward(ctx, in_times, weight, w_rec, src, amp, c, t_max, snapshots, max_spikes,
-                forced):
+    def forward(ctx, in_times, weight, w_rec, src, amp, c, t_max, grid, max_spikes, forced):
         w64 = weight.detach().to(_F)
         r64 = w_rec.detach().to(_F) if w_rec is not None else None
         t64 = in_times.detach().to(_F)
-        run = _simulate(t64, src, amp, w64, r64, c, t_max, snapshots, max_spikes, forced)
+        out = _population(t64, src, amp, w64, r64, c, t_max, max_spikes, forced, grid)
+        run = out.run
         ctx.save_for_backward(t64, src, amp, w64, r64, run.times, run.i_spike, run.i_release,
                               run.a_spike)
-        ctx.c, ctx.t_max = c, t_max
+        ctx.c, ctx.t_max, ctx.count = c, t_max, out.count
         ctx.dtypes = (in_times.dtype, weight.dtype, w_rec.dtype if w_rec is not None else None)
-        snap = run.snapshots or tuple(torch.empty(0, dtype=_F) for _ in range(4))
-        ctx.mark_non_differentiable(*snap)
-        return (run.times, *snap)
+        empty = torch.empty(0, dtype=torch.long)
+        extra = (out.v_grid if out.v_grid is not None else torch.empty(0, dtype=_F),
+                 out.count if out.count is not None else empty,
+                 out.order if out.order is not None else empty)
+        ctx.mark_non_differentiable(*extra)
+        return (run.times, *extra)
 
     @staticmethod
     def backward(ctx, grad_times, *_):
@@ -216,9 +244,9 @@ class _PopulationFunction(torch.autograd.Function):
         if grad_times is None:
             grad_times = torch.zeros_like(times)
         grad = torch.nan_to_num(grad_times.to(_F), nan=0.0, posinf=0.0, neginf=0.0)
-        grad = torch.where(torch.isfinite(times), grad, torch.zeros_like(grad))
         run = _Run(times, i_spike, i_release, None, a_spike)
-        g_t, g_w, g_rec = _adjoint(grad, run, t64, src, amp, w64, r64, ctx.c, ctx.t_max)
+        g_t, g_w, g_rec = _adjoint_any(grad, run, t64, src, amp, w64, r64, ctx.c, ctx.t_max,
+                                       ctx.count)
         dt_in, dt_w, dt_rec = ctx.dtypes
         return (g_t.to(dt_in), g_w.to(dt_w), g_rec.to(dt_rec) if g_rec is not None else None,
                 None, None, None, None, None, None, None)

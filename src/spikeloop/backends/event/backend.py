@@ -14,8 +14,8 @@ from torch import Tensor
 
 from spikeloop.backends.base import BACKENDS, Backend, BackendBase, get_backend
 from spikeloop.backends.event.adjoint import _on, _PopulationFunction
-from spikeloop.backends.event.cuba import _F, _INF, _advance_clamped, _Neuron
-from spikeloop.backends.event.forward import _arrivals, _dense_events, _next_input, _simulate
+from spikeloop.backends.event.cuba import _F, _INF
+from spikeloop.backends.event.forward import _arrivals, _dense_events, _next_input, _population
 from spikeloop.backends.event.layers import _delay, _layers, _neuron
 from spikeloop.backends.event.readout import _Readout
 from spikeloop.backends.event.records import EventObservables, SpikeEvents
@@ -168,24 +168,26 @@ class EventBackend(BackendBase):
                 forced = None
                 if observed is not None:
                     forced = _times_from_raster(observed[name].spikes, dt)
-                out = _PopulationFunction.apply(times, weight, w_rec, src, amp.detach(), c,
-                                                t_max, record, self.max_spikes, forced)
-                spike_times = out[0]
-                total_spikes += int(torch.isfinite(spike_times).sum())
-                v_grid = _grid_membrane(out[1:], dt, steps, c, dtype) if record else None
+                spike_times, v_grid, count, order = _PopulationFunction.apply(
+                    times, weight, w_rec, src, amp.detach(), c, t_max,
+                    (dt, steps) if record else None, self.max_spikes, forced)
+                native = order.numel() > 0  # the native engine's count and time order
+                total_spikes += int(count.sum() if native else torch.isfinite(spike_times).sum())
+                v_grid = v_grid.to(dtype) if record else None
                 if observed is not None and observed[name].v is not None:
                     v_grid = observed[name].v  # the device's membrane (replay contract)
                 obs = EventObservables(
                     spikes=_raster(spike_times, dt, steps, dtype) if self.grid else None,
                     v=v_grid, times=spike_times, duration=t_max)
-                times, src, amp = _next_input(spike_times)
+                times, src, amp = _next_input(spike_times, order if native else None)
             else:
                 with torch.no_grad():
-                    run = _simulate(times.detach().to(_F), src, amp.detach(),
-                                    weight.detach().to(_F), None, c, t_max, True, 1)
+                    run = _population(times.detach().to(_F), src, amp.detach(),
+                                      weight.detach().to(_F), None, c, t_max, 1,
+                                      grid=(dt, steps) if self.grid else None, peak=True)
                 readout = _Readout(times, src, amp.detach(), weight, c)
-                v_max = readout.maximum(run.snapshots, t_max)
-                v_grid = _grid_membrane(run.snapshots, dt, steps, c, dtype) if self.grid else None
+                v_max = readout.maximum(run.peak, t_max)
+                v_grid = run.v_grid.to(dtype) if self.grid else None
                 if observed is not None and observed[name].v is not None:
                     seen = observed[name].v.max(0).values.to(v_max.dtype)
                     v_max = v_max + (seen - v_max).detach()
@@ -225,16 +227,3 @@ def _raster(times: Tensor, dt: float, steps: int, dtype: torch.dtype) -> Tensor:
     out.index_put_((k, b, m), torch.ones(len(k), dtype=dtype), accumulate=True)
     return out
 
-
-def _grid_membrane(snap: tuple[Tensor, ...], dt: float, steps: int, c: _Neuron,
-                   dtype: torch.dtype) -> Tensor:
-    """Exact membrane at the ends of the steps ``(k+1)·dt`` from the snapshots ``[T, B, N]``
-    (``t, v, i, rel``, and the AHP current ``a`` of an adaptive population)."""
-    st, *rest = (s.permute(1, 2, 0).contiguous() for s in snap)  # [B, N, S]
-    batch, n, _ = st.shape
-    grid = (torch.arange(1, steps + 1, dtype=_F) * dt).expand(batch, n, steps).contiguous()
-    idx = (torch.searchsorted(st, grid, right=True) - 1).clamp(min=0)
-    t0, v0, i0, r0, *a0 = (s.gather(2, idx) for s in (st, *rest))
-    v, _, _ = _advance_clamped(v0, i0, t0, grid, r0, c.take((None, slice(None), None)),
-                               a0[0] if a0 else None)
-    return v.permute(2, 0, 1).to(dtype)

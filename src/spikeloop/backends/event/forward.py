@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from spikeloop.backends.event import _native
 from spikeloop.backends.event.cuba import (
     _F,
     _INF,
@@ -15,6 +16,7 @@ from spikeloop.backends.event.cuba import (
     _first_crossing,
     _Neuron,
 )
+from spikeloop.backends.event.readout import _Peak, _peak
 from spikeloop.dynamics.neurons import decay
 from spikeloop.errors import ParameterError
 
@@ -30,6 +32,59 @@ class _Run:
     a_spike: Tensor | None = None  # [B, N, K] AHP current just before each spike (adaptive)
 
 
+@dataclass
+class _Outcome:
+    """One population's simulation as the backend uses it."""
+
+    run: _Run  # spike record (no snapshots)
+    v_grid: Tensor | None  # [T, B, N] float64 membrane at the ends of the steps (k+1)·dt
+    peak: _Peak | None  # where a readout's membrane is largest
+    count: Tensor | None = None  # [B, N] spikes per neuron (native engine)
+    order: Tensor | None = None  # [B, E] the spikes in time order (native engine, _next_input)
+
+
+def _population(
+    times: Tensor, src: Tensor, amp: Tensor, weight: Tensor, w_rec: Tensor | None,
+    c: _Neuron, t_max: float, max_spikes: int, forced: Tensor | None = None,
+    grid: tuple[float, int] | None = None, peak: bool = False,
+) -> _Outcome:
+    """Simulate one population (float64, no autograd) on the native engine where it covers the
+    run (:func:`~spikeloop.backends.event._native.engine`: CPU, library built, no forced
+    spike times), else on the torch engine :func:`_simulate`; ``grid = (dt, steps)`` also gives
+    the membrane on the grid, ``peak`` the time of a readout's maximum
+    (:func:`~spikeloop.backends.event.readout._peak`). A run the native engine refuses
+    (more than ``max_spikes`` spikes) is re-run by the torch engine, which raises its error."""
+    lib = _native.engine(times, weight, w_rec, forced=forced, neuron=c)
+    if lib is not None:
+        t_in, s_in, a_in, _ = _input_table(times, src, amp, t_max)
+        out = _native.simulate(lib, t_in, s_in, a_in, weight, w_rec, c, t_max, max_spikes,
+                               grid, peak)
+        if out is not None:
+            spikes, i_spike, i_release, v_grid, where, count, order = out
+            return _Outcome(_Run(spikes, i_spike, i_release, None), v_grid,
+                            _Peak(*where) if where is not None else None, count, order)
+    run = _simulate(times, src, amp, weight, w_rec, c, t_max, grid is not None or peak,
+                    max_spikes, forced)
+    v_grid = _grid_membrane(run.snapshots, *grid, c) if grid is not None else None
+    where = _peak(run.snapshots, t_max, c) if peak else None
+    return _Outcome(_Run(run.times, run.i_spike, run.i_release, None, run.a_spike), v_grid,
+                    where)
+
+
+def _grid_membrane(snap: tuple[Tensor, ...], dt: float, steps: int, c: _Neuron) -> Tensor:
+    """Exact membrane ``[steps, B, N]`` at the ends of the steps ``(k+1)·dt`` from the
+    snapshots ``[S, B, N]`` (``t, v, i, rel``, and the AHP current ``a`` of an adaptive
+    population): the state of the last snapshot at or before each grid time, evolved to it."""
+    st, *rest = (s.permute(1, 2, 0).contiguous() for s in snap)  # [B, N, S]
+    batch, n, _ = st.shape
+    grid = (torch.arange(1, steps + 1, dtype=_F) * dt).expand(batch, n, steps).contiguous()
+    idx = (torch.searchsorted(st, grid, right=True) - 1).clamp(min=0)
+    t0, v0, i0, r0, *a0 = (s.gather(2, idx) for s in (st, *rest))
+    v, _, _ = _advance_clamped(v0, i0, t0, grid, r0, c.take((None, slice(None), None)),
+                               a0[0] if a0 else None)
+    return v.permute(2, 0, 1)
+
+
 def _input_table(times: Tensor, src: Tensor, amp: Tensor, t_max: float):
     """Append the end of the window as a zero-amplitude event; events ≥ t_max are dropped."""
     b = times.shape[0]
@@ -38,7 +93,15 @@ def _input_table(times: Tensor, src: Tensor, amp: Tensor, t_max: float):
     a = torch.cat([torch.where(times < t_max, amp, torch.zeros_like(amp)),
                    torch.zeros(b, 1, dtype=_F)], dim=1)
     s = torch.cat([src, torch.zeros(b, 1, dtype=torch.long)], dim=1)
-    order = torch.sort(t, dim=1, stable=True).indices
+    e = times.shape[1]
+    if e and bool((t[:, 1:e] >= t[:, : e - 1]).all()):
+        # already sorted (the backend's event lists are): the stable sort only moves the end
+        # marker (index e) in front of the +inf padding, after the p events before t_max
+        p = torch.isfinite(t[:, :e]).sum(1, keepdim=True)
+        k = torch.arange(e + 1)[None, :]
+        order = torch.where(k < p, k, torch.where(k == p, e, k - 1))
+    else:
+        order = torch.sort(t, dim=1, stable=True).indices
     return t.gather(1, order), s.gather(1, order), a.gather(1, order), order
 
 
@@ -230,7 +293,11 @@ def _dense_events(x: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor]:
     nz = x.detach().permute(1, 0, 2).reshape(batch, -1) != 0  # [B, T·C], time-major order
     per = nz.sum(1)
     e = max(int(per.max()) if batch else 0, 1)
-    order = torch.sort((~nz).to(torch.int8), dim=1, stable=True).indices[:, :e]
+    # the positions of the non-zeros, ascending per sample (0 where a row has fewer: masked)
+    rows, pos = nz.nonzero(as_tuple=True)
+    first = torch.cumsum(per, 0) - per
+    order = torch.zeros(batch, e, dtype=torch.long)
+    order[rows, torch.arange(len(rows)) - first[rows]] = pos
     flat = x.detach().permute(1, 0, 2).reshape(batch, -1)
     chan = x.shape[2]
     keep = torch.arange(e)[None, :] < per[:, None]
@@ -241,13 +308,16 @@ def _dense_events(x: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor]:
     return times, src, amp
 
 
-def _next_input(times: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Spike times ``[B, N, K]`` → sorted events ``(times, source neuron, amplitude 1)``."""
+def _next_input(times: Tensor, order: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Spike times ``[B, N, K]`` → sorted events ``(times, source neuron, amplitude 1)``;
+    ``order`` ``[B, E]``: the order of the stable sort of each sample's ``[N·K]`` times, cut at
+    the most spikes of a sample (the native engine gives it), else it is sorted here."""
     batch, n, k = times.shape
     flat = times.reshape(batch, n * k)
-    order = torch.sort(flat.detach(), dim=1, stable=True).indices
-    e = max(int(torch.isfinite(flat).sum(1).max()) if batch else 0, 1)
-    order = order[:, :e]
+    if order is None:
+        order = torch.sort(flat.detach(), dim=1, stable=True).indices
+        e = max(int(torch.isfinite(flat).sum(1).max()) if batch else 0, 1)
+        order = order[:, :e]
     t = flat.gather(1, order)
     amp = torch.isfinite(t).to(_F)
     return t, order // k, amp

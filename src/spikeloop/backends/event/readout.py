@@ -15,8 +15,21 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from spikeloop.backends.event.cuba import _F, _advance, _extremum, _Neuron
+from spikeloop.backends.event import _native
+from spikeloop.backends.event.cuba import _F, _advance, _extremum, _Neuron, membrane_slope
 from spikeloop.dynamics.neurons import current_gain
+
+
+@dataclass(frozen=True)
+class _Peak:
+    """Where a readout's membrane is largest ``[B, N]``: the time, the input-table event it
+    follows (``-1``: it is not a state after an event) and, from the native engine, the value
+    and the synaptic current just before that event (``None`` from the torch engine)."""
+
+    t: Tensor
+    e: Tensor
+    v: Tensor | None = None
+    i: Tensor | None = None
 
 
 @dataclass
@@ -70,26 +83,81 @@ class _Readout:
         total = (jump * cc.r[:, None] * torch.exp(-t / tau) * kernel).sum(-1)
         return cc.v_leak * tau * -math.expm1(-duration / tau) + total
 
-    def maximum(self, snap: tuple[Tensor, ...], t_max: float) -> Tensor:
-        """Exact ``max_t V`` ``[B, N]`` (differentiable): the largest of the membrane at the
-        events and at the interior stationary points between them."""
-        st, sv, si, _ = snap  # [S, B, N]; snapshot j ≥ 1 follows input event j − 1
-        t_next = torch.cat([st[1:], torch.full_like(st[:1], t_max)])
-        length = (t_next - st).clamp(min=0.0)
-        cc = self.c
-        s_star, interior = _extremum(sv, si, length, cc)
-        s_star = torch.where(interior, s_star, torch.zeros_like(s_star))
-        v_star = torch.where(interior, _advance(sv, si, s_star, cc)[0], sv)
-        v_end = _advance(sv[-1], si[-1], length[-1], cc)[0]
-        cand = torch.cat([sv, v_star, v_end[None]])  # [2S + 1, B, N]
-        t_cand = torch.cat([st, st + s_star, torch.full_like(st[:1], t_max)])
-        best = cand.argmax(0)  # [B, N]
-        t_star = t_cand.gather(0, best[None])[0].detach()
-        # a maximum at an input event moves with that event's time (autograd follows it)
-        if self.times.shape[1]:
-            e_idx = (best - 1).clamp(min=0, max=self.times.shape[1] - 1)
-            t_event = self.times.to(_F).gather(1, e_idx)
-            at_event = ((best >= 1) & (best < st.shape[0]) & torch.isfinite(t_event.detach())
-                        & (t_event.detach() == t_star))
-            t_star = torch.where(at_event, t_event, t_star)
-        return self.membrane(t_star)
+    def maximum(self, peak: _Peak, t_max: float) -> Tensor:
+        """Exact ``max_t V`` ``[B, N]`` (differentiable) at the peak found by :func:`_peak` or
+        the native engine: :meth:`membrane` at that time, where a maximum at an input event
+        moves with that event's time (autograd follows it); with the native engine's value
+        the gradient of the same expression comes from :class:`_PeakFunction`."""
+        t_star, at_event, e_idx = self._at_event(peak)
+        lib = _native.engine(self.times, self.weight) if peak.v is not None else None
+        if lib is None:
+            t_event = self.times.to(_F).gather(1, e_idx) if at_event is not None else None
+            if at_event is not None:
+                t_star = torch.where(at_event, t_event, t_star)
+            return self.membrane(t_star)
+        return _PeakFunction.apply(self.times, self.weight, self, peak, t_max, lib)
+
+    def _at_event(self, peak: _Peak) -> tuple[Tensor, Tensor | None, Tensor]:
+        """The peak time, whether it is the time of the input event it follows (then it moves
+        with it) and that event's index."""
+        t_star = peak.t.detach()
+        if not self.times.shape[1]:
+            return t_star, None, torch.zeros_like(peak.e)
+        e_idx = peak.e.clamp(min=0, max=self.times.shape[1] - 1)
+        t_event = self.times.detach().to(_F).gather(1, e_idx)
+        at_event = (peak.e >= 0) & torch.isfinite(t_event) & (t_event == t_star)
+        return t_star, at_event, e_idx
+
+
+class _PeakFunction(torch.autograd.Function):
+    r"""A readout's maximum from the native engine: the value is the engine's, the gradient
+    that of :meth:`_Readout.membrane` at the peak time :math:`t^*` — by the co-state
+    recursion (:func:`~spikeloop.backends.event._native.peak_grad`) for the weights and the
+    event times before :math:`t^*`, plus :math:`\dot V(t^{*-}) = (v_{leak} - V + r I(t^{*-}))
+    /τ_{mem}` for the event that :math:`t^*` moves with (:func:`membrane_slope`)."""
+
+    @staticmethod
+    def forward(ctx, times, weight, readout, peak, t_max, lib):
+        ctx.readout, ctx.peak, ctx.t_max, ctx.lib = readout, peak, t_max, lib
+        ctx.dtypes = (times.dtype, weight.dtype)
+        return peak.v.clone()
+
+    @staticmethod
+    def backward(ctx, g_v):
+        from spikeloop.backends.event.forward import _input_table  # forward imports this module
+
+        ro, peak = ctx.readout, ctx.peak
+        times = ro.times.detach().to(_F)
+        t_in, s_in, a_in, order = _input_table(times, ro.src, ro.amp, ctx.t_max)
+        g_v = g_v.to(_F)
+        g_sorted, g_w = _native.peak_grad(ctx.lib, g_v, peak.t, t_in, s_in, a_in,
+                                          ro.weight.detach().to(_F), ro.c, ctx.t_max)
+        g_t = torch.zeros_like(g_sorted).scatter(1, order, g_sorted)[:, : times.shape[1]]
+        _, at_event, e_idx = ro._at_event(peak)
+        if at_event is not None:
+            slope = membrane_slope(peak.v, peak.i, ro.c)
+            g_t = g_t.scatter_add(1, e_idx, torch.where(at_event, g_v * slope,
+                                                        torch.zeros_like(slope)))
+        dt_t, dt_w = ctx.dtypes
+        return g_t.to(dt_t), g_w.to(dt_w), None, None, None, None
+
+
+def _peak(snap: tuple[Tensor, ...], t_max: float, c: _Neuron) -> _Peak:
+    """Where the readout's membrane is largest, from the snapshots ``[S, B, N]`` of
+    :func:`~spikeloop.backends.event.forward._simulate`: the largest of the membrane at the
+    events and at the interior stationary points between them (the first in that order among
+    equals). Returns its time ``[B, N]`` and the input-table event it follows (``-1``: it is
+    not a state after an event)."""
+    st, sv, si, _ = snap  # [S, B, N]; snapshot j ≥ 1 follows input event j − 1
+    t_next = torch.cat([st[1:], torch.full_like(st[:1], t_max)])
+    length = (t_next - st).clamp(min=0.0)
+    s_star, interior = _extremum(sv, si, length, c)
+    s_star = torch.where(interior, s_star, torch.zeros_like(s_star))
+    v_star = torch.where(interior, _advance(sv, si, s_star, c)[0], sv)
+    v_end = _advance(sv[-1], si[-1], length[-1], c)[0]
+    cand = torch.cat([sv, v_star, v_end[None]])  # [2S + 1, B, N]
+    t_cand = torch.cat([st, st + s_star, torch.full_like(st[:1], t_max)])
+    best = cand.argmax(0)  # [B, N]
+    t_star = t_cand.gather(0, best[None])[0]
+    at_state = (best >= 1) & (best < st.shape[0])
+    return _Peak(t_star, torch.where(at_state, best - 1, torch.full_like(best, -1)))
