@@ -108,7 +108,7 @@ def test_contention_benchmark_smoke(tmp_path):
 
 def test_event_step_benchmark_times_both_backends(capsys):
     """benchmarks/event_step.py times one training step on the dense simulator and on the event
-    backend, on the same batch, and prints their ratio."""
+    backend, on the same batch, and prints their ratios (wall and CPU time)."""
     sys.path.insert(0, str(ROOT))
     from benchmarks import event_step
 
@@ -121,7 +121,8 @@ def test_event_step_benchmark_times_both_backends(capsys):
     assert all(r["s_per_step"] > 0 and r["batch"] == 3 for r in rows)
     assert rows[0]["input_events_per_sample"] == rows[1]["input_events_per_sample"] > 0
     ratio = rows[1]["s_per_step"] / rows[0]["s_per_step"]
-    assert lines[2] == f"event / sim: {ratio:.1f}×"
+    cpu = rows[1]["cpu_s_per_step"] / rows[0]["cpu_s_per_step"]
+    assert lines[2] == f"batch 3: event / sim: {ratio:.1f}× wall, {cpu:.1f}× CPU"
 
 
 def test_distributed_throughput_tables_are_generated_from_their_results():
