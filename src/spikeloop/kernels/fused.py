@@ -520,8 +520,8 @@ class Compressed:
 
     def weight_grad(self, dy: Tensor) -> Tensor:
         """``xᵀ @ dy`` (``[K, M]``) for ``dy [R, M]``: the rows of ``dy`` stream by once and
-        each event adds its row into the cache-resident result (no sort by column; the same
-        floats as summing each column's rows in order)."""
+        each event adds its row into the cache-resident result (no sort by column); threads
+        take ranges of rows into copies added in thread order (deterministic)."""
         out = torch.empty(self.cols, dy.shape[1], dtype=torch.float32)
         native.library().sl_event_weight_grad_rows(self.rows, self.cols, dy.shape[1],
                                                    self.row_ptr.data_ptr(), self.col.data_ptr(),

@@ -675,37 +675,57 @@ void sl_csr_to_csc(int64_t R, int64_t K, const int64_t *row_ptr, const int32_t *
 
 /* dw_t [K, M] = x^T @ dy from the row-wise events (CSR), without sorting them by column: the
  * rows of dy stream by once, in order, and each event adds its dy row into the row of dw_t of its
- * input, which stays in cache (K*M floats; each thread owns a slice of 16-float column blocks of
- * every row, so no two threads write one cache line). Every dw_t entry is the sum over the rows
- * in ascending order, starting from 0 (the order of the column-wise sums): the same floats.
- * Narrow outputs (M < 64: a readout) run on one thread, whose slice would be most of the row. */
+ * input, which stays in cache (K*M floats). With several threads each takes a contiguous range
+ * of rows into its own copy of dw_t (thread 0 into dw_t itself), and the copies are added in
+ * thread order at the end: every entry is the sum over the rows in ascending order, per thread
+ * range, so a thread count gives the same floats every run (one thread: the plain row order). */
 void sl_event_weight_grad_rows(int64_t R, int64_t K, int64_t M, const int64_t *row_ptr,
                                const int32_t *col, const float *val, const float *dy,
                                float *dw_t) {
-#pragma omp parallel if (M >= 64)
+    const int64_t KM = K * M;
+    int nt = 1;
+#ifdef _OPENMP
+    nt = omp_get_max_threads();
+    if (row_ptr[R] < 4096 || KM < 4096) nt = 1; /* too little work to share */
+#endif
+    float *extra = nt > 1 ? (float *)malloc(sizeof(float) * (size_t)(nt - 1) * KM) : NULL;
+    if (nt > 1 && !extra) nt = 1;
+#pragma omp parallel num_threads(nt)
     {
-        int64_t c0, c1;
-        thread_range((M + 15) / 16, &c0, &c1);
-        const int64_t m0 = 16 * c0, m1 = 16 * c1 < M ? 16 * c1 : M;
-        if (m0 < m1) {
-            for (int64_t k = 0; k < K; ++k)
-                memset(dw_t + k * M + m0, 0, sizeof(float) * (m1 - m0));
-            for (int64_t r = 0; r < R; ++r) {
-                const float *restrict d = dy + r * M;
-                for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
-                    float *restrict w = dw_t + (int64_t)col[p] * M;
-                    const float a = val[p];
-                    if (a == 1.0f) {
+        int id = 0;
+#ifdef _OPENMP
+        id = omp_get_thread_num();
+#endif
+        float *restrict acc = id == 0 ? dw_t : extra + (int64_t)(id - 1) * KM;
+        memset(acc, 0, sizeof(float) * KM);
+        int64_t r0, r1;
+        thread_range(R, &r0, &r1);
+        for (int64_t r = r0; r < r1; ++r) {
+            const float *restrict d = dy + r * M;
+            for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
+                float *restrict w = acc + (int64_t)col[p] * M;
+                const float a = val[p];
+                if (a == 1.0f) {
 #pragma omp simd
-                        for (int64_t m = m0; m < m1; ++m) w[m] += d[m];
-                    } else {
+                    for (int64_t m = 0; m < M; ++m) w[m] += d[m];
+                } else {
 #pragma omp simd
-                        for (int64_t m = m0; m < m1; ++m) w[m] += a * d[m];
-                    }
+                    for (int64_t m = 0; m < M; ++m) w[m] += a * d[m];
                 }
             }
         }
+        if (nt > 1) {
+#pragma omp barrier
+            int64_t e0, e1;
+            thread_range(KM, &e0, &e1);
+            for (int k = 1; k < nt; ++k) {
+                const float *restrict src = extra + (int64_t)(k - 1) * KM;
+#pragma omp simd
+                for (int64_t e = e0; e < e1; ++e) dw_t[e] += src[e];
+            }
+        }
     }
+    free(extra);
 }
 
 /* ------------------------------------------------------------------ per-axon delays */
