@@ -3,7 +3,8 @@
 Built by :func:`spikeloop.kernels.native.load` (same compiler, flags, per-user cache and shared
 header) as ``spikeloop_event_<hash>.so``. :func:`engine` is the one place that decides whether a
 run takes it: the library is loaded (not ``SPIKELOOP_NATIVE=0``, a C compiler exists), every
-tensor is on the CPU and no spike times are forced (a chip in the loop keeps the torch engine).
+tensor is on the CPU, no spike times are forced (a chip in the loop keeps the torch engine) and
+the neurons are not adaptive (the AHP current is the torch engine's only).
 It computes the torch engine's algorithm (forward.py ``_simulate``, adjoint.py ``_adjoint``) in
 float64, one sample per OpenMP thread; tests/test_event_native.py holds the two together.
 """
