@@ -13,7 +13,14 @@ from spikeloop.backends.event.cuba import _advance, _first_crossing, _Neuron
 from spikeloop.errors import ParameterError
 from spikeloop.network import Network
 from spikeloop.nn import AdaptiveLIF, AdLIF, CubaLI, CubaLIF, Input, Linear
-from test_event import CHANNELS, DURATION, F64, TIMES, dense_input, events  # the same input
+from test_event import (  # the same input and checks
+    F64,
+    check_input_time_gradients,
+    dense_input,
+    events,
+    spike_time_error,
+)
+from test_event_delays import _objective  # hidden spike times and the readout's maxima
 
 
 def make_net(dt=1e-3, recurrent=False, t_refrac=0.0, readout="li", b=0.3, tau_adapt=30e-3,
@@ -62,14 +69,7 @@ def test_spike_times_converge_to_the_dense_simulator_as_dt_shrinks(case):
         with torch.no_grad():
             exact = net(x, backend="event")["hidden"].times
             dense = net(x, backend="sim")["hidden"].spikes
-        err = 0.0
-        for b in range(2):
-            for n in range(5):
-                t_dense = (dense[:, b, n].nonzero().squeeze(1).to(F64) + 1) * dt
-                t_exact = exact[b, n][torch.isfinite(exact[b, n])]
-                assert len(t_dense) == len(t_exact), (dt, b, n)
-                if len(t_exact):
-                    err = max(err, float((t_dense - t_exact).abs().max()))
+        err = spike_time_error(exact, dense, dt)
         errors.append(err)
         assert err <= 12 * dt
     assert errors[-1] < errors[0] / 2
@@ -184,17 +184,6 @@ def test_hand_computed_single_neuron_and_the_effect_of_the_jump():
 
 
 # ----------------------------------------------------------------------------- EventProp
-def _objective(net, seed=5):
-    out = net(events(), backend={"name": "event", "grid": False})
-    times = out["hidden"].times
-    coef = torch.randn(times.shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
-    loss = 100 * (torch.where(torch.isfinite(times), times, 0.0) * coef).sum()
-    if out.output.v_max is not None:
-        loss = loss + (out.output.v_max * torch.tensor([1.0, -0.7], dtype=F64)).sum()
-    else:
-        out_t = out.output.times
-        loss = loss + 50 * torch.where(torch.isfinite(out_t), out_t, 0.0).sum()
-    return loss, int(torch.isfinite(times).sum())
 
 
 @pytest.mark.parametrize("case", [
@@ -228,25 +217,7 @@ def test_eventprop_gradients_match_central_finite_differences(case):
 
 
 def test_input_time_gradients_match_finite_differences():
-    net = make_net(b=0.4, w1=3.0, t_refrac=1e-3, recurrent=True)
-    times = torch.tensor(TIMES, dtype=F64, requires_grad=True)
-
-    def objective(t):
-        out = net(SpikeEvents(t, torch.tensor(CHANNELS), DURATION), backend="event")
-        s = out["hidden"].times
-        return (torch.where(torch.isfinite(s), s, 0.0)).sum() + out.output.v_max.sum()
-
-    objective(times).backward()
-    numeric = torch.zeros_like(times)
-    for b in range(2):
-        for e in range(5):
-            with torch.no_grad():
-                up, down = times.detach().clone(), times.detach().clone()
-                up[b, e] += 1e-8
-                down[b, e] -= 1e-8
-                numeric[b, e] = (objective(up) - objective(down)) / 2e-8
-    assert float(numeric.abs().max()) > 0
-    assert torch.allclose(times.grad, numeric, rtol=1e-4, atol=1e-4 * float(numeric.abs().max()))
+    check_input_time_gradients(make_net(b=0.4, w1=3.0, t_refrac=1e-3, recurrent=True))
 
 
 # ----------------------------------------------------------------------------- errors

@@ -146,25 +146,11 @@ def test_threads_give_the_same_result(monkeypatch):
 
 
 def test_ctypes_signatures_match_the_c_functions():
-    """Every function _native declares has as many ctypes argument types as event_native.c
-    has parameters (a missing one makes ctypes pass a pointer as a 32-bit int)."""
-    import re
+    """_native's declarations against event_native.c."""
     from pathlib import Path
 
+    from test_kernels import check_ctypes_signatures
+
     source = Path(_native.__file__).with_name("event_native.c").read_text()
-
-    class Fake:
-        def __init__(self):
-            self.functions = {}
-
-        def __getattr__(self, name):
-            return self.functions.setdefault(name, type("F", (), {})())
-
-    lib = Fake()
-    _native._declare(lib)
-    assert {"sl_event_forward", "sl_event_adjoint"} <= set(lib.functions)
-    for name, fn in lib.functions.items():
-        found = re.search(rf"\b[\w\s\*]*?\b{name}\s*\(([^)]*)\)\s*\{{", source)
-        assert found, name
-        params = [p for p in found.group(1).split(",") if p.strip()]
-        assert len(fn.argtypes) == len(params), (name, len(fn.argtypes), len(params))
+    assert {"sl_event_forward", "sl_event_adjoint"} <= check_ctypes_signatures(
+        _native._declare, source)

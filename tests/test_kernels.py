@@ -666,13 +666,11 @@ def test_event_weight_grad_equals_the_dense_product_on_any_thread_count(m):
         torch.set_num_threads(threads)
 
 
-def test_native_ctypes_signatures_match_the_c_functions():
-    """Every function of native.c that native.py declares has as many ctypes argument types
-    as C parameters (a missing one makes ctypes pass a pointer as a 32-bit int)."""
+def check_ctypes_signatures(declare, source: str) -> set[str]:
+    """Every function ``declare(lib)`` declares has as many ctypes argument types as its C
+    definition in ``source`` has parameters (a missing one makes ctypes pass a pointer as a
+    32-bit int); returns the declared names. Shared with the event engine's test."""
     import re
-    from pathlib import Path
-
-    source = (Path(native.__file__).with_name("native.c")).read_text()
 
     class Fake:
         def __init__(self):
@@ -682,10 +680,19 @@ def test_native_ctypes_signatures_match_the_c_functions():
             return self.functions.setdefault(name, type("F", (), {})())
 
     lib = Fake()
-    native._declare(lib)
-    assert {"sl_neuron_forward", "sl_neuron_backward"} <= set(lib.functions)
+    declare(lib)
     for name, fn in lib.functions.items():
-        found = re.search(rf"\b\w+\s+\*?{name}\s*\(([^)]*)\)\s*\{{", source)
+        found = re.search(rf"\b[\w\s\*]*?\b{name}\s*\(([^)]*)\)\s*\{{", source)
         assert found, name
         params = [p for p in found.group(1).split(",") if p.strip()]
         assert len(fn.argtypes) == len(params), (name, len(fn.argtypes), len(params))
+    return set(lib.functions)
+
+
+def test_native_ctypes_signatures_match_the_c_functions():
+    """native.py's declarations against native.c."""
+    from pathlib import Path
+
+    source = (Path(native.__file__).with_name("native.c")).read_text()
+    assert {"sl_neuron_forward", "sl_neuron_backward"} <= check_ctypes_signatures(
+        native._declare, source)
