@@ -16,6 +16,7 @@ from spikeloop.nn import AdaptiveLIF, AdLIF, CubaLI, CubaLIF, Input, Linear
 from test_event import (  # the same input and checks
     F64,
     check_input_time_gradients,
+    check_parameter_gradients,
     dense_input,
     events,
     spike_time_error,
@@ -192,28 +193,7 @@ def test_hand_computed_single_neuron_and_the_effect_of_the_jump():
 ])
 def test_eventprop_gradients_match_central_finite_differences(case):
     net = make_net(b=0.4, w1=3.0, **case)
-    loss, n_spikes = _objective(net)
-    assert n_spikes >= 15
-    net.zero_grad()
-    loss.backward()
-    eps = 1e-6
-    pick = torch.Generator().manual_seed(0)
-    for name, p in net.named_parameters():
-        entries = torch.randperm(p.numel(), generator=pick)[:4].tolist()
-        numeric = torch.zeros(len(entries), dtype=F64)
-        for j, k in enumerate(entries):
-            with torch.no_grad():
-                orig = float(p.view(-1)[k])
-                p.view(-1)[k] = orig + eps
-                up, n_up = _objective(net)
-                p.view(-1)[k] = orig - eps
-                down, n_down = _objective(net)
-                p.view(-1)[k] = orig
-            assert n_up == n_down == n_spikes  # no spike appears or vanishes
-            numeric[j] = (up - down) / (2 * eps)
-        exact = p.grad.view(-1)[entries]
-        rel = float((exact - numeric).abs().max() / numeric.abs().max())
-        assert rel <= 1e-4, (name, rel)
+    check_parameter_gradients(net, _objective, 15)
 
 
 def test_input_time_gradients_match_finite_differences():
