@@ -15,20 +15,18 @@ backend (``train.epochs=1``, the trainer's own epoch time: training pass and val
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime
 import json
 import os
-import platform
 import statistics
-import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from spikeloop.training import Trainer, load_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.speed_bench import machine_info  # the speed bench's machine record
 
 
 def _overrides(backend: str, batch: int, out_dir: str, extra: list[str]) -> list[str]:
@@ -70,28 +68,6 @@ def epoch_seconds(config: str, backend: str, overrides: list[str], out_dir: str)
             "train_samples": len(trainer.data["train"])}
 
 
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    except OSError:
-        return ""
-
-
-def _machine() -> dict:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        cpu = next((line.split(":", 1)[1].strip()
-                    for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), "")
-    return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "cpu": cpu, "cores": os.cpu_count(), "threads": 1,
-            "python": platform.python_version(), "torch": torch.__version__,
-            "commit": _git("rev-parse", "--short", "HEAD"),
-            "src_modified": bool(_git("status", "--porcelain", "--", "src")),
-            "loadavg_start": list(os.getloadavg())}
-
-
 def markdown(result: dict) -> str:
     """The result file's table: seconds per step (wall, CPU) of both backends and the ratio."""
     m = result["machine"]
@@ -99,8 +75,8 @@ def markdown(result: dict) -> str:
         "# Event backend against the dense simulator: time per training step",
         "",
         f"{m['date']} · {m['cpu']} · {m['cores']} cores, 1 torch thread · torch {m['torch']} · "
-        f"Python {m['python']} · spikeloop {m['commit']}"
-        + (" (modified)" if m["src_modified"] else "")
+        f"Python {m['python']} · spikeloop {m['spikeloop_commit']}"
+        + (" (modified)" if m["spikeloop_src_modified"] else "")
         + f" · load average {m['loadavg_start'][0]:.2f} at the start, "
           f"{m['loadavg_end'][0]:.2f} at the end",
         "",
@@ -152,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.engine == "torch":
         os.environ["SPIKELOOP_NATIVE"] = "0"
-    machine = _machine()
+    machine = machine_info(1)
     table, epoch = [], {}
     with tempfile.TemporaryDirectory(prefix="spikeloop-event-step-") as tmp:
         for batch in args.batch:

@@ -49,8 +49,8 @@ def _population(
     grid: tuple[float, int] | None = None, peak: bool = False,
 ) -> _Outcome:
     """Simulate one population (float64, no autograd) on the native engine where it covers the
-    run (:func:`~spikeloop.backends.event._native.engine`: CPU, library built, no forced
-    spike times), else on the torch engine :func:`_simulate`; ``grid = (dt, steps)`` also gives
+    run (:func:`~spikeloop.backends.event._native.engine` decides), else on the torch engine
+    :func:`_simulate`; ``grid = (dt, steps)`` also gives
     the membrane on the grid, ``peak`` the time of a readout's maximum
     (:func:`~spikeloop.backends.event.readout._peak`). A run the native engine refuses
     (more than ``max_spikes`` spikes) is re-run by the torch engine, which raises its error."""

@@ -91,9 +91,8 @@ class _Readout:
         t_star, at_event, e_idx = self._at_event(peak)
         lib = _native.engine(self.times, self.weight) if peak.v is not None else None
         if lib is None:
-            t_event = self.times.to(_F).gather(1, e_idx) if at_event is not None else None
             if at_event is not None:
-                t_star = torch.where(at_event, t_event, t_star)
+                t_star = torch.where(at_event, self.times.to(_F).gather(1, e_idx), t_star)
             return self.membrane(t_star)
         return _PeakFunction.apply(self.times, self.weight, self, peak, t_max, lib)
 
