@@ -262,6 +262,40 @@ def test_desire_bp_learns_digits_in_a_few_seconds(tmp_path: Path) -> None:
     assert acc > 0.5  # chance: 0.1
 
 
+def test_updates_after_every_sample_equal_batches_of_one() -> None:
+    # updates: sample (each sample through the fused kernels, its update replayed from the
+    # record) against updates: batch on batches of one sample (the step-by-step engine)
+    from types import SimpleNamespace
+
+    from spikeloop.training.desire import DesireBackprop
+
+    def run(updates: str, batches: list[slice]) -> Network:
+        net = _two_layer()
+        with torch.no_grad():
+            net.layers.fc1.weight.uniform_(-0.1, 0.9, generator=torch.Generator().manual_seed(7))
+        method = DesireBackprop(DesireOptions(dropout=(0.0, 0.0), updates=updates))
+        trainer = SimpleNamespace(network=net, lr_factor=1.0, epoch=0,
+                                  config=SimpleNamespace(train=SimpleNamespace(lr=0.02)))
+        for k in batches:
+            method.train_batch(trainer, x[:, k], y[k])
+        return net
+
+    x = (torch.rand(20, 6, 6, generator=torch.Generator().manual_seed(8)) < 0.5).float()
+    y = torch.tensor([0, 2, 1, 2, 0, 1])
+    per_sample = run("sample", [slice(0, 4), slice(4, 6)])
+    one_by_one = run("batch", [slice(b, b + 1) for b in range(6)])
+    summed = run("batch", [slice(0, 4), slice(4, 6)])
+    w0 = _two_layer().layers.fc2.weight
+    assert not torch.allclose(per_sample.layers.fc2.weight, w0)
+    for name in ("fc1", "fc2"):
+        torch.testing.assert_close(getattr(per_sample.layers, name).weight,
+                                   getattr(one_by_one.layers, name).weight, rtol=1e-5, atol=1e-6)
+    # (a batch's summed update is another trajectory)
+    assert not torch.allclose(summed.layers.fc1.weight, one_by_one.layers.fc1.weight)
+    with pytest.raises(ConfigError, match=r"updates must be 'sample' or 'batch', got 'epoch'"):
+        DesireOptions(updates="epoch")
+
+
 # ----------------------------------------------------------------------------- dropout
 
 

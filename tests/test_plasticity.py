@@ -140,6 +140,60 @@ def test_end_rules_keep_an_eligibility_equal_to_the_recorded_sums():
     torch.testing.assert_close(net.layers.fc2.weight - w0, 0.5 * want, rtol=1e-5, atol=1e-6)
 
 
+def _replay_net() -> Network:
+    torch.manual_seed(4)
+    net = Network({"input": Input(6), "fc1": Linear(6, 7), "hidden": LIF(7, dt=DT),
+                   "fc2": Linear(7, 3), "out": LIF(3, dt=DT)})
+    with torch.no_grad():
+        net.layers.fc1.weight.uniform_(0.0, 0.6)
+        net.layers.fc2.weight.uniform_(-0.2, 0.9)
+    return net
+
+
+@pytest.mark.parametrize("bounded", [False, True])
+def test_replay_of_a_recorded_run_equals_the_step_by_step_engine(bounded: bool) -> None:
+    # every kind of variable a spike record gives (x0, two pre traces, y0, a post trace, r, a
+    # Factor), terms sharing their postsynaptic factors, a weight dependence; bounds or none
+    rule = Rule((Term(0.7, ("x1",), ("r",)), Term(-0.2, ("x0", "x2"), ("y0", "r")),
+                 Term(0.4, ("x1",), ("y0", "r")), Term(0.3, (Factor("x0", lambda v: 2 * v),),
+                                                       ("y1",), weight=lambda w: 1.0 - w)),
+                {"x1": 12e-3, "x2": 30e-3, "y1": 8e-3}, lr=0.05, apply="end",
+                w_min=-0.5 if bounded else None, w_max=0.8 if bounded else None)
+    x = (torch.rand(30, 4, 6, generator=torch.Generator().manual_seed(5)) < 0.4).float()
+    r = {"fc1": torch.randn(4, 7), "fc2": torch.randn(4, 3)}
+    stepped, replayed = _replay_net(), _replay_net()
+    engine = Plasticity(stepped, {"fc1": rule, "fc2": rule})
+    counts = engine.run(x)
+    engine.finish(r, scale=0.5)
+    rec = _recorded(replayed, x)  # the fused full-sequence run
+    assert torch.equal(rec["out"].spikes.sum(0), counts["out"])
+    Plasticity(replayed, {"fc1": rule, "fc2": rule}).replay(
+        {"input": rec["input"], "hidden": rec["hidden"], "out": rec["out"]}, r, scale=0.5)
+    for name in ("fc1", "fc2"):
+        w0 = getattr(_replay_net().layers, name).weight
+        moved = getattr(stepped.layers, name).weight
+        assert not torch.allclose(moved, w0)  # (the rule changed something)
+        torch.testing.assert_close(getattr(replayed.layers, name).weight, moved,
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_replay_refuses_what_a_record_cannot_give() -> None:
+    net = _replay_net()
+    rec = _recorded(net, (torch.rand(10, 2, 6) < 0.4).float())
+    obs = {"input": rec["input"], "hidden": rec["hidden"], "out": rec["out"]}
+    with pytest.raises(ConfigError, match=r"applies at every step; replay needs apply='end'"):
+        Plasticity(net, {"fc2": stdp_pair()}).replay(obs)
+    end = Rule((Term(1.0, ("x0",), ("y0", "r")),), apply="end", name="e")
+    with pytest.raises(ConfigError, match=r"reads the third factor r; pass third="):
+        Plasticity(net, {"fc2": end}).replay(obs)
+    with pytest.raises(ConfigError, match=r"holds no observables of 'hidden'"):
+        Plasticity(net, {"fc2": end}).replay({"out": rec["out"]}, {"fc2": torch.ones(2, 3)})
+    volt = Rule((Term(1.0, ("x0",), ("v_post",)),), apply="end", name="v")
+    no_v = {**obs, "out": replace(rec["out"], v=None)}
+    with pytest.raises(ConfigError, match=r"run of 'out' lacks the membrane rule 'v' reads"):
+        Plasticity(net, {"fc2": volt}).replay(no_v)
+
+
 def test_memory_does_not_grow_with_the_number_of_steps():
     code = textwrap.dedent("""
         import resource, sys, torch

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from spikeloop.backends import ModelHooks
+from spikeloop.backends import ModelHooks, execute
 from spikeloop.checks import check_int, check_labels, check_real, check_type
 from spikeloop.errors import ArgumentTypeError, ConfigError, ShapeError
 from spikeloop.ir import Graph, Node
@@ -230,8 +230,8 @@ class DesireOptions:
     (``desire_pytorch.py``): a target of ``T − 4`` spikes, thresholds 0.05 (hidden) and 0.30
     (output), traces decaying by 0.75 per step and the learning rate decaying by
     :math:`e^{-0.04\,\mathrm{epoch}}`. The rate itself is ``train.lr`` (the paper's 1e-5 for
-    a linear layer), scaled by ``train.schedule`` and by ``lr_decay``; the update of a batch is
-    the sum of its samples' updates, as the paper's update after every sample.
+    a linear layer), scaled by ``train.schedule`` and by ``lr_decay``, and applied after every
+    sample (:attr:`updates`).
     """
 
     margin: int = 4
@@ -244,6 +244,12 @@ class DesireOptions:
     """:math:`λ`, the presynaptic trace's decay per step (the paper's :math:`1 − 2^{-2}`)."""
     lr_decay: float = 0.04
     r"""The rate is multiplied by :math:`e^{-\mathrm{lr\_decay} \cdot \mathrm{epoch}}`."""
+    updates: str = "sample"
+    """When the weights change: ``"sample"`` after every sample, as the paper's code (each
+    sample of a batch runs alone, through the fused kernels, and its update applies before
+    the next runs); ``"batch"`` once per batch, the sum of its samples' updates (one batched
+    run through the plasticity engine: faster per sample, but every sample of the batch sees
+    the weights of the batch's start)."""
     dropout: tuple[float, float] = (0.0, 0.3)
     r"""Dropout probabilities ``(input, hidden)`` during training, as the paper's code
     (0.0 / 0.3; its Fashion-MNIST run 0.05 / 0.40): per sample, each input channel and each
@@ -260,6 +266,9 @@ class DesireOptions:
         check_real(self.trace_decay, "train.method desire_bp: trace_decay", 0, 1,
                    low_open=True, high_open=True)
         check_real(self.lr_decay, "train.method desire_bp: lr_decay", 0)
+        if self.updates not in ("sample", "batch"):
+            raise ConfigError(f"train.method desire_bp: updates must be 'sample' or 'batch', got "
+                              f"{self.updates!r}")
         if (isinstance(self.dropout, (str, bytes)) or not hasattr(self.dropout, "__len__")
                 or len(self.dropout) != 2):
             raise ConfigError(f"train.method desire_bp: dropout must be two probabilities "
@@ -350,12 +359,15 @@ class _Dropout(ModelHooks):
 class DesireBackprop(TrainingMethod):
     """Desire backpropagation (module docstring) as ``train.method: desire_bp``.
 
-    Every batch runs once through the plasticity engine with :func:`desire_stdp` on every
-    projection; the run's spike counts give the desires of every layer (:func:`output_desire`,
-    :func:`hidden_desire`, with the weights as they were during the run), and
-    :meth:`~spikeloop.training.plasticity.Plasticity.finish` adds the summed updates with the
-    desires as third factor. A sample is classified by the output neuron with the most spikes,
-    a tie counting as wrong (:func:`unique_argmax`).
+    Every projection learns by :func:`desire_stdp`. A run's spike counts give the desires of
+    every layer (:func:`output_desire`, :func:`hidden_desire`, with the weights as they were
+    during the run), and the update, with the desires as third factor, follows the run
+    (:attr:`DesireOptions.updates`): after every sample, each sample run alone through the
+    fused kernels and its update computed from the recorded spike trains
+    (:meth:`~spikeloop.training.plasticity.Plasticity.replay`); or once per batch, the batch
+    run step by step through the plasticity engine and its samples' updates summed
+    (:meth:`~spikeloop.training.plasticity.Plasticity.finish`). A sample is classified by the
+    output neuron with the most spikes, a tie counting as wrong (:func:`unique_argmax`).
     """
 
     name = "desire_bp"
@@ -403,11 +415,12 @@ class DesireBackprop(TrainingMethod):
             out[lower.fc.name] = desire
         return out
 
-    def _dropout(self, layers: list[_Layer],
-                 x: Tensor) -> tuple[_Dropout | None, dict[str, Tensor]]:
+    def _dropout(self, layers: list[_Layer], x: Tensor, kernel: str = "reference"
+                 ) -> tuple[_Dropout | None, dict[str, Tensor]]:
         """This batch's dropout masks (:attr:`DesireOptions.dropout`), drawn from torch's
         global generator (a checkpoint keeps its state): one per sample and channel of the
-        input and of every hidden population, the same at every step."""
+        input and of every hidden population, the same at every step; the hooks evaluate the
+        network with ``kernel``."""
         p_in, p_hidden = self.options.dropout
         batch = x.shape[1]
         keep: dict[str, Tensor] = {}
@@ -420,20 +433,41 @@ class DesireBackprop(TrainingMethod):
                 scale[layer.fc.name] = 1.0 / (1.0 - p)
         if not keep:
             return None, keep
-        return _Dropout(kernel="reference", keep=keep, scale=scale), keep
+        return _Dropout(kernel=kernel, keep=keep, scale=scale), keep
 
     def train_batch(self, trainer: Trainer, x: Tensor, y: Tensor) -> tuple[float, int]:
         layers, engine = self._setup(trainer)
         if not len(y):
             return 0.0, 0
-        hooks, keep = self._dropout(layers, x)
-        counts = engine.run(x, hooks=hooks)
-        desires = self.desires(layers, counts, y, x.shape[0], keep)
         scale = trainer.lr_factor * math.exp(-self.options.lr_decay * trainer.epoch)
-        engine.finish(third=desires, scale=scale)
-        out = counts[layers[-1].post.name]
+        if self.options.updates == "sample":
+            out = torch.cat([self._train_sample(layers, engine, trainer, x[:, b:b + 1],
+                                                y[b:b + 1], scale) for b in range(len(y))])
+        else:
+            hooks, keep = self._dropout(layers, x)
+            counts = engine.run(x, hooks=hooks)
+            desires = self.desires(layers, counts, y, x.shape[0], keep)
+            engine.finish(third=desires, scale=scale)
+            out = counts[layers[-1].post.name]
         correct = int((unique_argmax(out.reshape(out.shape[0], -1)) == y).sum())
         return float("nan"), correct
+
+    def _train_sample(self, layers: list[_Layer], engine: Plasticity, trainer: Trainer,
+                      x: Tensor, y: Tensor, scale: float) -> Tensor:
+        """One sample ``x [T, 1, ...]``: a run through the fused kernels (dropout hooks where
+        the options drop anything), its desires, and its update applied at once
+        (:meth:`~spikeloop.training.plasticity.Plasticity.replay`); returns the output's spike
+        counts ``[1, ...]``."""
+        hooks, keep = self._dropout(layers, x, kernel="auto")
+        if hooks is None:
+            hooks = ModelHooks(kernel="auto")
+        hooks.fields = {node.name: ("spikes",) for node in trainer.network.graph.nodes}
+        with torch.no_grad():
+            obs, _ = execute(trainer.network.graph, x, hooks)
+            counts = {name: o.spikes.sum(0) for name, o in obs.items()}
+            engine.replay(obs, third=self.desires(layers, counts, y, x.shape[0], keep),
+                          scale=scale)
+        return counts[layers[-1].post.name]
 
     def predict(self, trainer: Trainer, out: NetworkOutput) -> Tensor | None:
         spikes = out.output.spikes

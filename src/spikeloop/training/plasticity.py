@@ -454,6 +454,93 @@ class Plasticity:
         else:
             syn.eligible[-1] = syn.eligible[-1] + dw if -1 in syn.eligible else dw
 
+    def replay(self, obs: Mapping[str, Any], third: Mapping[str, Tensor] | None = None,
+               scale: float = 1.0) -> None:
+        r"""Apply ``apply="end"`` rules from a whole recorded run instead of stepping it: ``obs``
+        holds the observables ``[T, B, *shape]`` of every rule's pre- and postsynaptic node (as
+        :func:`~spikeloop.backends.execute` returns them, so the run may take the fused kernel),
+        ``third`` the factor ``r`` ``[B, N_post]`` per layer. The weights change as
+        :meth:`run` followed by :meth:`finish` would change them, up to float rounding: a trace
+        read at step :math:`t` holds the spikes of strictly earlier steps,
+
+        .. math::
+            x_k(t) = \sum_{t' < t} d_k^{\,t - t'}\, x(t'), \qquad d_k = e^{-dt/τ_k},
+
+        one ``[T, T]`` matrix product per trace, and each term's change is one product over
+        the steps and samples, :math:`\sum_{t, b} (r_b ⊙ \mathrm{post}_{tb})^\top
+        \mathrm{pre}_{tb}`, over the postsynaptic neurons that have a non-zero factor only.
+
+        Raises:
+            ConfigError: a rule with ``apply="step"`` (its weights change during the run), a
+                rule reading ``r`` without it in ``third``, or a node missing from ``obs`` or
+                without the spikes or membrane a rule reads.
+        """
+        with torch.no_grad():
+            for name, syn in self.synapses.items():
+                rule = syn.rule
+                if rule.apply != "end":
+                    raise ConfigError(f"Plasticity.replay: rule {rule.name!r} on {name!r} "
+                                      f"applies at every step; replay needs apply='end'")
+                r = None if third is None else third.get(name)
+                if r is None and "r" in rule.variables:
+                    raise ConfigError(f"rule {rule.name!r} on {name!r} reads the third factor "
+                                      f"r; pass third={{{name!r}: tensor [B, N_post]}}")
+                values = {"r": r, **self._recorded(syn, obs)}
+                w = syn.proj.params["weight"]
+                steps, batch = values["x0"].shape[:2]
+                ones_pre, ones_post = (steps, batch, w.shape[1]), (steps, batch, w.shape[0])
+                # terms with the same postsynaptic factors share one product (their
+                # presynaptic products add up), as finish() groups them
+                groups: dict[Any, Tensor] = {}
+                for term in rule.terms:
+                    key = (tuple(term.post), term.weight)
+                    pre = term.coef * torch.broadcast_to(
+                        _product(term.pre, values, ones_pre, w), ones_pre)
+                    groups[key] = groups[key] + pre if key in groups else pre
+                dw, parts = None, []
+                for (post_factors, weight), pre in groups.items():
+                    post = torch.broadcast_to(_product(post_factors, values, ones_post, w),
+                                              ones_post).reshape(-1, w.shape[0])
+                    rows = post.abs().sum(0).nonzero().squeeze(1)  # the neurons that change
+                    part = post[:, rows].T @ pre.reshape(-1, w.shape[1])
+                    if weight is None:
+                        parts.append((rows, part))
+                        continue
+                    change = torch.zeros_like(w).index_copy_(0, rows, part) * weight(w)
+                    dw = change if dw is None else dw + change
+                # every change is computed at the weights of the run, then applied
+                if dw is None and rule.w_min is None and rule.w_max is None:
+                    for rows, part in parts:
+                        w.index_add_(0, rows, part, alpha=rule.lr * scale)
+                    continue
+                dw = torch.zeros_like(w) if dw is None else dw
+                for rows, part in parts:
+                    dw.index_add_(0, rows, part)
+                _apply(w, dw, rule, scale)
+
+    def _recorded(self, syn: _Synapses, obs: Mapping[str, Any]) -> dict[str, Tensor]:
+        """The variables of ``syn``'s rule over a whole recorded run, each ``[T, B, N]``."""
+        out: dict[str, Tensor] = {}
+        reads = syn.rule.variables
+        for node, spike, membrane in ((syn.pre, "x", "v_pre"), (syn.post, "y", "v_post")):
+            o = obs.get(node.name)
+            if o is None:
+                raise ConfigError(f"Plasticity.replay: the run holds no observables of "
+                                  f"{node.name!r}")
+            if o.spikes is None or (membrane in reads and o.v is None):
+                raise ConfigError(f"Plasticity.replay: the run of {node.name!r} lacks the "
+                                  f"{'membrane' if o.spikes is not None else 'spikes'} rule "
+                                  f"{syn.rule.name!r} reads")
+            s = o.spikes.reshape(*o.spikes.shape[:2], -1)
+            out[f"{spike}0"] = s
+            if membrane in reads:
+                out[membrane] = o.v.reshape(*o.v.shape[:2], -1)
+        steps = out["x0"].shape[0]
+        for name, d in syn.decay.items():  # strictly earlier steps: t' < t
+            s = out["x0" if name.startswith("x") else "y0"]
+            out[name] = (_filter(steps, d, s) @ s.reshape(steps, -1)).reshape(s.shape)
+        return out
+
     def finish(self, third: Mapping[str, Tensor] | None = None, scale: float = 1.0) -> None:
         """Apply the eligibility of ``apply="end"`` rules, with their third factor ``r``
         ``[B, N_post]`` per layer.
@@ -497,6 +584,14 @@ class Plasticity:
         syn.eligible, syn.rows = {}, {}
         if dw is not None:
             _apply(w, dw, rule, scale)
+
+
+def _filter(steps: int, d: float, like: Tensor) -> Tensor:
+    """The ``[T, T]`` matrix of a trace read at each step: ``d^(t − t')`` for ``t' < t``."""
+    k = torch.arange(steps, dtype=like.dtype, device=like.device)
+    lag = k[:, None] - k[None, :]
+    return torch.where(lag > 0, d ** lag.clamp(min=0), torch.zeros((), dtype=like.dtype,
+                                                                   device=like.device))
 
 
 def _keep_rows(syn: _Synapses, k: int, post: Tensor, pre: Tensor) -> None:
