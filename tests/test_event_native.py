@@ -154,3 +154,45 @@ def test_ctypes_signatures_match_the_c_functions():
     source = Path(_native.__file__).with_name("event_native.c").read_text()
     assert {"sl_event_forward", "sl_event_adjoint"} <= check_ctypes_signatures(
         _native._declare, source)
+
+
+def test_event_lists_from_the_native_compression_equal_the_torch_ones():
+    # _dense_events: each sample's non-zeros in time, then channel order, padded; the rows
+    # compressed by the native kernels give the same lists as the torch operations
+    from spikeloop.backends.event.forward import _dense_events_native, _dense_events_torch
+    g = torch.Generator().manual_seed(3)
+    for shape, density in (((60, 9, 40), 0.08), ((7, 3, 5), 0.6), ((4, 2, 3), 0.0)):
+        x = (torch.rand(shape, generator=g) < density).float()
+        x = x * torch.where(torch.rand(shape, generator=g) < 0.3, 2.5, 1.0)  # amplitudes
+        x[:, 0] = 0  # a sample without events
+        for a, b in zip(_dense_events_native(x, 1e-3), _dense_events_torch(x, 1e-3),
+                        strict=True):
+            assert a.dtype == b.dtype and torch.equal(a, b)
+
+
+def test_input_table_of_sorted_events_equals_the_sorted_table():
+    # the backend's sorted event lists skip the sort: the end marker swaps into place; the
+    # table and the map back to the events (order) are those of the stable sort where they
+    # matter: every event before t_max, the marker, and padding of time +inf, amplitude 0
+    from spikeloop.backends.event.forward import _input_table
+    g = torch.Generator().manual_seed(4)
+    times = torch.sort(torch.rand(5, 12, generator=g, dtype=torch.float64) * 1.3).values
+    times[1, 8:] = float("inf")  # padding
+    times[2] = float("inf")  # no events
+    src = torch.randint(0, 7, (5, 12), generator=g)
+    amp = torch.rand(5, 12, generator=g, dtype=torch.float64)
+    fast = _input_table(times, src, amp, 1.0)
+    swapped = torch.cat([times[:, 1:2], times[:, :1], times[:, 2:]], 1)  # unsorted: sorts
+    order_in = torch.cat([torch.tensor([1, 0]), torch.arange(2, 12)])
+    slow = _input_table(swapped, src[:, order_in], amp[:, order_in], 1.0)
+    t, s, a, order = fast
+    assert torch.equal(t, slow[0]) and torch.equal(a, slow[2])
+    real = torch.isfinite(t) & (a > 0)
+    assert torch.equal(s[real], slow[1][real])
+    marker = t == 1.0
+    assert bool((marker.sum(1) == 1).all()) and bool((a[marker] == 0).all())
+    # the map back: table entry k came from event order[b, k] (index 12: the marker)
+    assert torch.equal(order[marker], torch.full((5,), 12))
+    assert torch.equal(torch.gather(torch.cat([times, torch.ones(5, 1)], 1), 1, order)[real],
+                       t[real])
+    assert torch.equal(torch.sort(order, 1).values, torch.arange(13).expand(5, 13))

@@ -176,10 +176,10 @@ class EventBackend(BackendBase):
                 v_grid = v_grid.to(dtype) if record else None
                 if observed is not None and observed[name].v is not None:
                     v_grid = observed[name].v  # the device's membrane (replay contract)
-                obs = EventObservables(
-                    spikes=_raster(spike_times, dt, steps, dtype) if self.grid else None,
-                    v=v_grid, times=spike_times, duration=t_max)
                 times, src, amp = _next_input(spike_times, order if native else None)
+                obs = EventObservables(
+                    spikes=_raster(times, src, amp, spike_times.shape[1], dt, steps, dtype)
+                    if self.grid else None, v=v_grid, times=spike_times, duration=t_max)
             else:
                 with torch.no_grad():
                     run = _population(times.detach().to(_F), src, amp.detach(),
@@ -216,14 +216,14 @@ def _times_from_raster(spikes: Tensor, dt: float) -> Tensor:
     return t.permute(1, 2, 0).contiguous()
 
 
-def _raster(times: Tensor, dt: float, steps: int, dtype: torch.dtype) -> Tensor:
-    """Spike times ``[B, N, K]`` → counts on the grid ``[T, B, N]`` (step ``⌈t/dt⌉ − 1``)."""
-    batch, n, _ = times.shape
-    out = torch.zeros(steps, batch, n, dtype=dtype)
-    t = times.detach()
-    ok = torch.isfinite(t)
-    b, m, _ = ok.nonzero(as_tuple=True)
-    k = (torch.ceil(t[ok] / dt * (1 - 1e-12)) - 1).long().clamp(0, steps - 1)
-    out.index_put_((k, b, m), torch.ones(len(k), dtype=dtype), accumulate=True)
+def _raster(times: Tensor, src: Tensor, amp: Tensor, n: int, dt: float, steps: int,
+            dtype: torch.dtype) -> Tensor:
+    """A population's spikes as events ``(times, source neuron, amplitude)`` ``[B, E]``
+    (:func:`~spikeloop.backends.event.forward._next_input`; amplitude 0: padding) → counts on
+    the grid ``[T, B, n]`` (step ``⌈t/dt⌉ − 1``)."""
+    out = torch.zeros(steps, times.shape[0], n, dtype=dtype)
+    ok = amp > 0
+    b = ok.nonzero(as_tuple=True)[0]
+    k = (torch.ceil(times.detach()[ok] / dt * (1 - 1e-12)) - 1).long().clamp(0, steps - 1)
+    out.index_put_((k, b, src[ok]), torch.ones(len(k), dtype=dtype), accumulate=True)
     return out
-

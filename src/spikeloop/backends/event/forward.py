@@ -19,6 +19,8 @@ from spikeloop.backends.event.cuba import (
 from spikeloop.backends.event.readout import _Peak, _peak
 from spikeloop.dynamics.neurons import decay
 from spikeloop.errors import ParameterError
+from spikeloop.kernels import native
+from spikeloop.kernels.fused import Compressed
 
 
 @dataclass
@@ -87,21 +89,26 @@ def _grid_membrane(snap: tuple[Tensor, ...], dt: float, steps: int, c: _Neuron) 
 
 def _input_table(times: Tensor, src: Tensor, amp: Tensor, t_max: float):
     """Append the end of the window as a zero-amplitude event; events ≥ t_max are dropped."""
-    b = times.shape[0]
-    t = torch.where(times < t_max, times, torch.full_like(times, _INF))
-    t = torch.cat([t, torch.full((b, 1), t_max, dtype=_F)], dim=1)
-    a = torch.cat([torch.where(times < t_max, amp, torch.zeros_like(amp)),
+    b, e = times.shape
+    early = times < t_max
+    t = torch.cat([torch.where(early, times, torch.full_like(times, _INF)),
+                   torch.full((b, 1), _INF, dtype=_F)], dim=1)
+    a = torch.cat([torch.where(early, amp, torch.zeros_like(amp)),
                    torch.zeros(b, 1, dtype=_F)], dim=1)
     s = torch.cat([src, torch.zeros(b, 1, dtype=torch.long)], dim=1)
-    e = times.shape[1]
-    if e and bool((t[:, 1:e] >= t[:, : e - 1]).all()):
-        # already sorted (the backend's event lists are): the stable sort only moves the end
-        # marker (index e) in front of the +inf padding, after the p events before t_max
-        p = torch.isfinite(t[:, :e]).sum(1, keepdim=True)
-        k = torch.arange(e + 1)[None, :]
-        order = torch.where(k < p, k, torch.where(k == p, e, k - 1))
-    else:
-        order = torch.sort(t, dim=1, stable=True).indices
+    if not e or bool((t[:, 1:e] >= t[:, : e - 1]).all()):
+        # already sorted (the backend's event lists are): the p events before t_max come
+        # first, then only +inf padding of amplitude 0, so the end marker takes place p and
+        # what stood there (padding) moves to the end — a swap instead of a sort
+        p = early.sum(1, keepdim=True)
+        t.scatter_(1, p, t_max)
+        s.scatter_(1, p, 0)
+        order = torch.arange(e + 1).expand(b, e + 1).clone()
+        order[:, e:] = p
+        order.scatter_(1, p, e)
+        return t, s, a, order
+    t[:, e] = t_max
+    order = torch.sort(t, dim=1, stable=True).indices
     return t.gather(1, order), s.gather(1, order), a.gather(1, order), order
 
 
@@ -288,7 +295,16 @@ def _check_runaway(v: Tensor, i: Tensor, t: Tensor, nxt: Tensor, t_max: float, c
 
 
 def _dense_events(x: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor]:
-    """``[T, B, C]`` → sorted ``(times [B, E], channels [B, E], amplitudes [B, E])``."""
+    """``[T, B, C]`` → sorted ``(times [B, E], channels [B, E], amplitudes [B, E])``: each
+    sample's non-zeros in time order, then channel order; ``E`` the most of a sample (at least
+    1), the rest padding (time ``+inf``, channel 0, amplitude 0)."""
+    if native.usable(x) and x.dim() == 3:
+        return _dense_events_native(x.detach().contiguous(), dt)
+    return _dense_events_torch(x, dt)
+
+
+def _dense_events_torch(x: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`_dense_events` in torch operations (any device and dtype)."""
     batch = x.shape[1]
     nz = x.detach().permute(1, 0, 2).reshape(batch, -1) != 0  # [B, T·C], time-major order
     per = nz.sum(1)
@@ -305,6 +321,31 @@ def _dense_events(x: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor]:
                                                                       dtype=_F))
     src = torch.where(keep, order % chan, torch.zeros_like(order))
     amp = torch.where(keep, flat.gather(1, order).to(_F), torch.zeros(batch, e, dtype=_F))
+    return times, src, amp
+
+
+def _dense_events_native(x: Tensor, dt: float) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`_dense_events` from the rows ``(t, b)`` of ``x`` compressed by the native kernels
+    (:class:`~spikeloop.kernels.fused.Compressed`, one pass over the dense input): a sample's
+    rows, taken in ``t`` order, already list its events sorted."""
+    steps, batch, chan = x.shape
+    ev = Compressed(x.reshape(steps * batch, chan))
+    per_row = (ev.row_ptr[1:] - ev.row_ptr[:-1]).view(steps, batch)
+    per = per_row.sum(0)
+    e = max(int(per.max()) if batch else 0, 1)
+    times = torch.full((batch, e), _INF, dtype=_F)
+    src = torch.zeros(batch, e, dtype=torch.long)
+    amp = torch.zeros(batch, e, dtype=_F)
+    if ev.nnz:
+        # each event's row r = t·B + b, and its place in its sample's list: the events of the
+        # sample's earlier steps, then its place within the row
+        row = torch.repeat_interleave(torch.arange(steps * batch), per_row.reshape(-1))
+        before = (per_row.cumsum(0) - per_row).reshape(-1)
+        place = before[row] + torch.arange(ev.nnz) - ev.row_ptr[row]
+        b = row % batch
+        times[b, place] = (row // batch).to(_F) * dt
+        src[b, place] = ev.col.long()
+        amp[b, place] = ev.val.to(_F)
     return times, src, amp
 
 
