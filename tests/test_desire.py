@@ -245,11 +245,12 @@ def test_desire_chain_walks_input_to_output() -> None:
         ("fc1", "input", "h"), ("fc2", "h", "out")]
 
 
-def test_desire_bp_learns_digits_in_a_few_seconds(tmp_path: Path) -> None:
+@pytest.mark.parametrize("updates", ["batch", "sample"])
+def test_desire_bp_learns_digits_in_a_few_seconds(tmp_path: Path, updates: str) -> None:
     cfg = load_config(ROOT / "configs" / "digits_desire.yaml",
                       [f"run.out_dir={tmp_path}", "run.threads=1", "train.epochs=3",
                        "data.train_size=600", "data.val_size=50", "data.test_size=359",
-                       "train.progress=false"])
+                       "train.progress=false", f"train.method.updates={updates}"])
     start = time.perf_counter()
     trainer = Trainer(cfg)
     w0 = trainer.network.layers.fc1.weight.detach().clone()
@@ -294,6 +295,29 @@ def test_updates_after_every_sample_equal_batches_of_one() -> None:
     assert not torch.allclose(summed.layers.fc1.weight, one_by_one.layers.fc1.weight)
     with pytest.raises(ConfigError, match=r"updates must be 'sample' or 'batch', got 'epoch'"):
         DesireOptions(updates="epoch")
+
+
+def test_updates_after_every_sample_leave_silenced_neurons_alone() -> None:
+    # updates: sample with hidden dropout: a silenced hidden neuron neither learns (its row of
+    # fc1) nor teaches (its column of fc2) during its sample; the others do
+    from types import SimpleNamespace
+
+    from spikeloop.training.desire import DesireBackprop
+    net = _two_layer()
+    w1, w2 = net.layers.fc1.weight.detach().clone(), net.layers.fc2.weight.detach().clone()
+    method = DesireBackprop(DesireOptions(dropout=(0.0, 0.5), updates="sample"))
+    trainer = SimpleNamespace(network=net, lr_factor=1.0, epoch=0,
+                              config=SimpleNamespace(train=SimpleNamespace(lr=0.05)))
+    x = (torch.rand(20, 1, 6, generator=torch.Generator().manual_seed(9)) < 0.6).float()
+    torch.manual_seed(11)
+    keep = (torch.rand(1, 8) >= 0.5)[0]  # the mask _dropout draws next (no input dropout)
+    torch.manual_seed(11)
+    method.train_batch(trainer, x, torch.tensor([1]))
+    moved1 = (net.layers.fc1.weight != w1).any(1)
+    moved2 = (net.layers.fc2.weight != w2).any(0)
+    assert 0 < int(keep.sum()) < 8
+    assert not bool(moved1[~keep].any()) and not bool(moved2[~keep].any())
+    assert bool(moved2[keep].any())
 
 
 # ----------------------------------------------------------------------------- dropout
