@@ -189,15 +189,18 @@ def _slope_floor(c: _Neuron) -> float:
 def _adjoint_any(
     grad_times: Tensor, run: _Run, times: Tensor, src: Tensor, amp: Tensor, weight: Tensor,
     w_rec: Tensor | None, c: _Neuron, t_max: float, count: Tensor | None = None,
+    table: tuple[Tensor, Tensor, Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """:func:`_adjoint` on the native engine where it covers the run (CPU, library built;
     :func:`~spikeloop.backends.event._native.engine`), else on the torch engine
-    (``grad_times`` is read at the spikes only; ``count``: spikes per neuron, if known)."""
+    (``grad_times`` is read at the spikes only; ``count``: spikes per neuron, and ``table``:
+    the forward pass's input table, if known)."""
     lib = _native.engine(times, weight, w_rec, neuron=c)
     if lib is None:
         grad = torch.where(torch.isfinite(run.times), grad_times, torch.zeros_like(grad_times))
         return _adjoint(grad, run, times, src, amp, weight, w_rec, c, t_max)
-    t_in, s_in, a_in, order = _input_table(times, src, amp, t_max)
+    t_in, s_in, a_in, order = table if table is not None else _input_table(times, src, amp,
+                                                                           t_max)
     g_sorted, g_w, g_rec = _native.adjoint(lib, grad_times, run.times, run.i_spike,
                                            run.i_release, t_in, s_in, a_in, weight, w_rec, c,
                                            t_max, _slope_floor(c), count)
@@ -224,7 +227,7 @@ class _PopulationFunction(torch.autograd.Function):
         run = out.run
         ctx.save_for_backward(t64, src, amp, w64, r64, run.times, run.i_spike, run.i_release,
                               run.a_spike)
-        ctx.c, ctx.t_max, ctx.count = c, t_max, out.count
+        ctx.c, ctx.t_max, ctx.count, ctx.table = c, t_max, out.count, out.table
         ctx.dtypes = (in_times.dtype, weight.dtype, w_rec.dtype if w_rec is not None else None)
         empty = torch.empty(0, dtype=torch.long)
         extra = (out.v_grid if out.v_grid is not None else torch.empty(0, dtype=_F),
@@ -246,7 +249,7 @@ class _PopulationFunction(torch.autograd.Function):
         grad = torch.nan_to_num(grad_times.to(_F), nan=0.0, posinf=0.0, neginf=0.0)
         run = _Run(times, i_spike, i_release, None, a_spike)
         g_t, g_w, g_rec = _adjoint_any(grad, run, t64, src, amp, w64, r64, ctx.c, ctx.t_max,
-                                       ctx.count)
+                                       ctx.count, ctx.table)
         dt_in, dt_w, dt_rec = ctx.dtypes
         return (g_t.to(dt_in), g_w.to(dt_w), g_rec.to(dt_rec) if g_rec is not None else None,
                 None, None, None, None, None, None, None)

@@ -43,6 +43,7 @@ class _Outcome:
     peak: _Peak | None  # where a readout's membrane is largest
     count: Tensor | None = None  # [B, N] spikes per neuron (native engine)
     order: Tensor | None = None  # [B, E] the spikes in time order (native engine, _next_input)
+    table: tuple[Tensor, Tensor, Tensor, Tensor] | None = None  # the engine's _input_table
 
 
 def _population(
@@ -58,13 +59,14 @@ def _population(
     (more than ``max_spikes`` spikes) is re-run by the torch engine, which raises its error."""
     lib = _native.engine(times, weight, w_rec, forced=forced, neuron=c)
     if lib is not None:
-        t_in, s_in, a_in, _ = _input_table(times, src, amp, t_max)
-        out = _native.simulate(lib, t_in, s_in, a_in, weight, w_rec, c, t_max, max_spikes,
-                               grid, peak)
+        table = _input_table(times, src, amp, t_max)
+        out = _native.simulate(lib, *table[:3], weight, w_rec, c, t_max, max_spikes, grid,
+                               peak)
         if out is not None:
             spikes, i_spike, i_release, v_grid, where, count, order = out
             return _Outcome(_Run(spikes, i_spike, i_release, None), v_grid,
-                            _Peak(*where) if where is not None else None, count, order)
+                            _Peak(*where, table=table) if where is not None else None, count,
+                            order, table)
     run = _simulate(times, src, amp, weight, w_rec, c, t_max, grid is not None or peak,
                     max_spikes, forced)
     v_grid = _grid_membrane(run.snapshots, *grid, c) if grid is not None else None

@@ -24,12 +24,15 @@ from spikeloop.dynamics.neurons import current_gain
 class _Peak:
     """Where a readout's membrane is largest ``[B, N]``: the time, the input-table event it
     follows (``-1``: it is not a state after an event) and, from the native engine, the value
-    and the synaptic current just before that event (``None`` from the torch engine)."""
+    and the synaptic current just before that event (``None`` from the torch engine), and the
+    input table the native engine ran on (forward.py ``_input_table``; its backward reuses it).
+    """
 
     t: Tensor
     e: Tensor
     v: Tensor | None = None
     i: Tensor | None = None
+    table: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
 
 
 @dataclass
@@ -127,7 +130,8 @@ class _PeakFunction(torch.autograd.Function):
 
         ro, peak = ctx.readout, ctx.peak
         times = ro.times.detach().to(_F)
-        t_in, s_in, a_in, order = _input_table(times, ro.src, ro.amp, ctx.t_max)
+        t_in, s_in, a_in, order = (peak.table if peak.table is not None
+                                   else _input_table(times, ro.src, ro.amp, ctx.t_max))
         g_v = g_v.to(_F)
         g_sorted, g_w = _native.peak_grad(ctx.lib, g_v, peak.t, t_in, s_in, a_in,
                                           ro.weight.detach().to(_F), ro.c, ctx.t_max)
