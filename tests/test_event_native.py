@@ -196,3 +196,33 @@ def test_input_table_of_sorted_events_equals_the_sorted_table():
     assert torch.equal(torch.gather(torch.cat([times, torch.ones(5, 1)], 1), 1, order)[real],
                        t[real])
     assert torch.equal(torch.sort(order, 1).values, torch.arange(13).expand(5, 13))
+
+
+def test_a_non_finite_loss_gradient_at_a_spike_counts_as_zero(monkeypatch):
+    # both engines take NaN/±inf in dL/dt at a spike as 0: the same weight gradients as the
+    # loss gradient with those entries set to 0
+    net = make_net(recurrent=True)
+    times, chans, duration = make_events()
+
+    def grads(native: bool, poison: bool) -> torch.Tensor:
+        monkeypatch.setenv("SPIKELOOP_NATIVE", "1" if native else "0")
+        net.zero_grad()
+        out = net(SpikeEvents(times, chans, duration), backend="event")
+        s = out.populations["h1"].times
+        real = torch.isfinite(s).nonzero()[:3].unbind(1)
+
+        def hook(g: torch.Tensor) -> torch.Tensor:
+            g = g.clone()
+            g[real] = torch.tensor([float("nan"), float("inf"), -float("inf")], dtype=F64) \
+                if poison else 0.0
+            return g
+
+        s.register_hook(hook)
+        (torch.where(torch.isfinite(s), s, 0.0).sum() + out.output.v_max.sum()).backward()
+        return net.layers["fc1"].weight.grad.clone()
+
+    want = grads(False, False)
+    for native in (False, True):
+        got = grads(native, True)
+        assert bool(torch.isfinite(got).all())
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)

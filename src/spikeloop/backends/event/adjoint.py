@@ -196,8 +196,9 @@ def _adjoint_any(
     (``grad_times`` is read at the spikes only; ``count``: spikes per neuron, and ``table``:
     the forward pass's input table, if known)."""
     lib = _native.engine(times, weight, w_rec, neuron=c)
-    if lib is None:
-        grad = torch.where(torch.isfinite(run.times), grad_times, torch.zeros_like(grad_times))
+    if lib is None:  # (the native engine takes a non-finite gradient at a spike as 0 itself)
+        grad = torch.nan_to_num(grad_times, nan=0.0, posinf=0.0, neginf=0.0)
+        grad = torch.where(torch.isfinite(run.times), grad, torch.zeros_like(grad))
         return _adjoint(grad, run, times, src, amp, weight, w_rec, c, t_max)
     t_in, s_in, a_in, order = table if table is not None else _input_table(times, src, amp,
                                                                            t_max)
@@ -246,7 +247,7 @@ class _PopulationFunction(torch.autograd.Function):
         t64, src, amp, w64, r64, times, i_spike, i_release, a_spike = ctx.saved_tensors
         if grad_times is None:
             grad_times = torch.zeros_like(times)
-        grad = torch.nan_to_num(grad_times.to(_F), nan=0.0, posinf=0.0, neginf=0.0)
+        grad = grad_times.to(_F)  # non-finite entries count as 0 (_adjoint_any)
         run = _Run(times, i_spike, i_release, None, a_spike)
         g_t, g_w, g_rec = _adjoint_any(grad, run, t64, src, amp, w64, r64, ctx.c, ctx.t_max,
                                        ctx.count, ctx.table)

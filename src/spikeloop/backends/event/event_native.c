@@ -764,7 +764,8 @@ INLINE double bracket(const Record *R, int64_t n, int64_t sp, double pv, double 
     const double i_minus = R->isp[n * R->K + sp];
     const double v_dot = slope(k->th[n], i_minus, k->tm[n], k->vl[n], k->r[n]);
     *vdm = v_dot;
-    double br = R->grad[n * R->K + sp] + reset;
+    const double g = R->grad[n * R->K + sp];
+    double br = (isfinite(g) ? g : 0.0) + reset; /* a non-finite loss gradient counts as 0 */
     if (R->d->t_refrac == 0) br = br - slope(k->vr[n], i_minus + w_self, k->tm[n], k->vl[n],
                                              k->r[n]) * pv;
     return br;
