@@ -45,13 +45,18 @@ def step_seconds(config: str, backend: str, batch: int, steps: int, overrides: l
     for k in range(steps + 1):
         start, start_cpu = time.perf_counter(), time.process_time()
         trainer.optimizer.zero_grad()
-        trainer._objective(trainer._train_forward(x), y).backward()
+        out = trainer._train_forward(x)
+        trainer._objective(out, y).backward()
         if k:  # the first step builds the native library, caches, allocations
             wall.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
+    inputs = {trainer.network.graph.input.name}
+    spikes = sum(float(o.spikes.detach().sum()) for name, o in out.populations.items()
+                 if name not in inputs and o.spikes is not None)
     return {"backend": backend, "batch": batch, "s_per_step": statistics.median(wall),
             "cpu_s_per_step": statistics.median(cpu), "times_s": wall, "cpu_times_s": cpu,
-            "input_events_per_sample": float(x.sum()) / batch}
+            "input_events_per_sample": float(x.sum()) / batch,
+            "spikes_per_sample": spikes / batch}
 
 
 def epoch_seconds(config: str, backend: str, overrides: list[str], out_dir: str) -> dict:
@@ -84,16 +89,19 @@ def markdown(result: dict) -> str:
         f"samples, median of {result['steps']} steps after one warm-up step; a step is "
         "forward, loss and backward. Event engine: "
         f"{result['engine']}. CPU = the process's CPU time (robust to other load on the "
-        "machine), wall = elapsed time.",
+        "machine), wall = elapsed time. Spikes = the spikes of every population but the "
+        "input, per sample, in the last step's forward pass (on the grid for the dense "
+        "simulator: at most one per neuron and step; exact for the event backend).",
         "",
-        "| batch | input events / sample | dense wall s | dense CPU s | event wall s | "
-        "event CPU s | event / dense (wall) | event / dense (CPU) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| batch | input events / sample | spikes / sample dense, event | dense wall s | "
+        "dense CPU s | event wall s | event CPU s | event / dense (wall) | event / dense (CPU) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["steps_table"]:
         s, e = row["sim"], row["event"]
         lines.append(
-            f"| {s['batch']} | {s['input_events_per_sample']:.0f} | {s['s_per_step']:.4f} | "
+            f"| {s['batch']} | {s['input_events_per_sample']:.0f} | "
+            f"{s['spikes_per_sample']:.0f}, {e['spikes_per_sample']:.0f} | {s['s_per_step']:.4f} | "
             f"{s['cpu_s_per_step']:.4f} | {e['s_per_step']:.4f} | {e['cpu_s_per_step']:.4f} | "
             f"{e['s_per_step'] / s['s_per_step']:.1f}× | "
             f"{e['cpu_s_per_step'] / s['cpu_s_per_step']:.1f}× |")

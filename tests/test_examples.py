@@ -120,6 +120,7 @@ def test_event_step_benchmark_times_both_backends(capsys):
     assert [r["backend"] for r in rows] == ["sim", "event"]
     assert all(r["s_per_step"] > 0 and r["batch"] == 3 for r in rows)
     assert rows[0]["input_events_per_sample"] == rows[1]["input_events_per_sample"] > 0
+    assert all(r["spikes_per_sample"] > 0 for r in rows)  # the hidden layer's, both backends
     ratio = rows[1]["s_per_step"] / rows[0]["s_per_step"]
     cpu = rows[1]["cpu_s_per_step"] / rows[0]["cpu_s_per_step"]
     assert lines[2] == f"batch 3: event / sim: {ratio:.1f}× wall, {cpu:.1f}× CPU"
