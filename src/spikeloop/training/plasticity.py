@@ -273,6 +273,8 @@ class _Synapses:
     traces: dict[str, Tensor] = field(default_factory=dict)
     eligible: dict[int, Tensor] = field(default_factory=dict)
     rows: dict[int, list[tuple[Tensor, Tensor]]] = field(default_factory=dict)
+    """Per term, its kept products ``(post, pre)``: ``[B, N]`` per step (run), or ``[T, B, N]``
+    for a whole record (replay); finish() multiplies them out over every leading dimension."""
 
 
 def _flat(t: Tensor) -> Tensor:
@@ -459,16 +461,16 @@ class Plasticity:
         r"""Apply ``apply="end"`` rules from a whole recorded run instead of stepping it: ``obs``
         holds the observables ``[T, B, *shape]`` of every rule's pre- and postsynaptic node (as
         :func:`~spikeloop.backends.execute` returns them, so the run may take the fused kernel),
-        ``third`` the factor ``r`` ``[B, N_post]`` per layer. The weights change as
-        :meth:`run` followed by :meth:`finish` would change them, up to float rounding: a trace
-        read at step :math:`t` holds the spikes of strictly earlier steps,
+        ``third`` the factor ``r`` ``[B, N_post]`` per layer. A trace read at step :math:`t`
+        holds the spikes of strictly earlier steps,
 
         .. math::
             x_k(t) = \sum_{t' < t} d_k^{\,t - t'}\, x(t'), \qquad d_k = e^{-dt/τ_k},
 
-        one ``[T, T]`` matrix product per trace, and each term's change is one product over
-        the steps and samples, :math:`\sum_{t, b} (r_b ⊙ \mathrm{post}_{tb})^\top
-        \mathrm{pre}_{tb}`, over the postsynaptic neurons that have a non-zero factor only.
+        one ``[T, T]`` matrix product per trace over the record; each term's products then
+        fill the eligibility that :meth:`run` would have kept, and :meth:`finish`'s own step
+        applies it, so the weights change as ``run`` followed by ``finish`` would change them,
+        up to float rounding.
 
         Raises:
             ConfigError: a rule with ``apply="step"`` (its weights change during the run), a
@@ -481,42 +483,27 @@ class Plasticity:
                 if rule.apply != "end":
                     raise ConfigError(f"Plasticity.replay: rule {rule.name!r} on {name!r} "
                                       f"applies at every step; replay needs apply='end'")
-                r = None if third is None else third.get(name)
-                if r is None and "r" in rule.variables:
-                    raise ConfigError(f"rule {rule.name!r} on {name!r} reads the third factor "
-                                      f"r; pass third={{{name!r}: tensor [B, N_post]}}")
-                values = {"r": r, **self._recorded(syn, obs)}
+                values = self._recorded(syn, obs)
                 w = syn.proj.params["weight"]
                 steps, batch = values["x0"].shape[:2]
                 ones_pre, ones_post = (steps, batch, w.shape[1]), (steps, batch, w.shape[0])
-                # terms with the same postsynaptic factors share one product (their
-                # presynaptic products add up), as finish() groups them
-                groups: dict[Any, Tensor] = {}
-                for term in rule.terms:
-                    key = (tuple(term.post), term.weight)
-                    pre = term.coef * torch.broadcast_to(
-                        _product(term.pre, values, ones_pre, w), ones_pre)
-                    groups[key] = groups[key] + pre if key in groups else pre
-                dw, parts = None, []
-                for (post_factors, weight), pre in groups.items():
-                    post = torch.broadcast_to(_product(post_factors, values, ones_post, w),
-                                              ones_post).reshape(-1, w.shape[0])
-                    rows = post.abs().sum(0).nonzero().squeeze(1)  # the neurons that change
-                    part = post[:, rows].T @ pre.reshape(-1, w.shape[1])
-                    if weight is None:
-                        parts.append((rows, part))
-                        continue
-                    change = torch.zeros_like(w).index_copy_(0, rows, part) * weight(w)
-                    dw = change if dw is None else dw + change
-                # every change is computed at the weights of the run, then applied
-                if dw is None and rule.w_min is None and rule.w_max is None:
-                    for rows, part in parts:
-                        w.index_add_(0, rows, part, alpha=rule.lr * scale)
-                    continue
-                dw = torch.zeros_like(w) if dw is None else dw
-                for rows, part in parts:
-                    dw.index_add_(0, rows, part)
-                _apply(w, dw, rule, scale)
+                syn.eligible, syn.rows = {}, {}
+                for k, term in enumerate(rule.terms):
+                    pre = torch.broadcast_to(_product(term.pre, values, ones_pre, w), ones_pre)
+                    rest = tuple(u for u in term.post if _name(u) != "r")
+                    post = torch.broadcast_to(_product(rest, values, ones_post, w), ones_post)
+                    if "r" not in term.names:  # as run() sums it, over the steps at once
+                        change = term.coef * torch.zeros_like(w).index_copy_(
+                            0, *_rows_product(post, pre))
+                        if term.weight is not None:
+                            change = change * term.weight(w)
+                        dw = syn.eligible.get(-1)
+                        syn.eligible[-1] = change if dw is None else dw + change
+                    elif rest:  # the rows run() keeps, all steps as one entry
+                        syn.rows[k] = [(post, pre)]
+                    else:  # r alone: the summed presynaptic product
+                        syn.eligible[k] = pre.sum(0)
+                self._finish(name, syn, third, scale)
 
     def _recorded(self, syn: _Synapses, obs: Mapping[str, Any]) -> dict[str, Tensor]:
         """The variables of ``syn``'s rule over a whole recorded run, each ``[T, B, N]``."""
@@ -576,14 +563,33 @@ class Plasticity:
             pre = term.coef * torch.stack([q for _, q in rows])
             post = groups[key][0] if key in groups else torch.stack([p for p, _ in rows]) * r
             groups[key] = (post, groups[key][1] + pre if key in groups else pre)
+        parts = []  # (rows, their change): only the postsynaptic neurons that change
         for (_, weight), (post, pre) in groups.items():
-            change = post.reshape(-1, post.shape[-1]).T @ pre.reshape(-1, pre.shape[-1])
-            if weight is not None:
-                change = change * weight(w)
+            part = _rows_product(post, pre)
+            if weight is None:
+                parts.append(part)
+                continue
+            change = torch.zeros_like(w).index_copy_(0, *part) * weight(w)
             dw = change if dw is None else dw + change
         syn.eligible, syn.rows = {}, {}
-        if dw is not None:
-            _apply(w, dw, rule, scale)
+        if dw is None and rule.w_min is None and rule.w_max is None:
+            for rows, change in parts:  # straight into the rows of w
+                w.index_add_(0, rows, change, alpha=rule.lr * scale)
+            return
+        dw = torch.zeros_like(w) if dw is None else dw
+        for rows, change in parts:
+            dw.index_add_(0, rows, change)
+        _apply(w, dw, rule, scale)
+
+
+def _rows_product(post: Tensor, pre: Tensor) -> tuple[Tensor, Tensor]:
+    """``Σ_{t,b} post_tbᵀ pre_tb`` for ``post [T, B, N_post]`` and ``pre [T, B, N_pre]``, as
+    ``(rows, change [len(rows), N_pre])``: multiplied out only for the postsynaptic neurons
+    with a non-zero factor (a desire or a spike: few, for a sparse layer); the other rows of
+    the sum are 0."""
+    post, pre = post.reshape(-1, post.shape[-1]), pre.reshape(-1, pre.shape[-1])
+    rows = post.abs().sum(0).nonzero().squeeze(1)
+    return rows, post[:, rows].T @ pre
 
 
 def _filter(steps: int, d: float, like: Tensor) -> Tensor:
