@@ -186,7 +186,7 @@ class EventBackend(BackendBase):
                                       weight.detach().to(_F), None, c, t_max, 1,
                                       grid=(dt, steps) if self.grid else None, peak=True)
                 readout = _Readout(times, src, amp.detach(), weight, c)
-                v_max = readout.maximum(run.peak, t_max)
+                v_max = readout.maximum(run.peak, t_max, run.table)
                 v_grid = run.v_grid.to(dtype) if self.grid else None
                 if observed is not None and observed[name].v is not None:
                     seen = observed[name].v.max(0).values.to(v_max.dtype)

@@ -65,8 +65,7 @@ def _population(
         if out is not None:
             spikes, i_spike, i_release, v_grid, where, count, order = out
             return _Outcome(_Run(spikes, i_spike, i_release, None), v_grid,
-                            _Peak(*where, table=table) if where is not None else None, count,
-                            order, table)
+                            _Peak(*where) if where is not None else None, count, order, table)
     run = _simulate(times, src, amp, weight, w_rec, c, t_max, grid is not None or peak,
                     max_spikes, forced)
     v_grid = _grid_membrane(run.snapshots, *grid, c) if grid is not None else None

@@ -24,15 +24,12 @@ from spikeloop.dynamics.neurons import current_gain
 class _Peak:
     """Where a readout's membrane is largest ``[B, N]``: the time, the input-table event it
     follows (``-1``: it is not a state after an event) and, from the native engine, the value
-    and the synaptic current just before that event (``None`` from the torch engine), and the
-    input table the native engine ran on (forward.py ``_input_table``; its backward reuses it).
-    """
+    and the synaptic current just before that event (``None`` from the torch engine)."""
 
     t: Tensor
     e: Tensor
     v: Tensor | None = None
     i: Tensor | None = None
-    table: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
 
 
 @dataclass
@@ -86,18 +83,20 @@ class _Readout:
         total = (jump * cc.r[:, None] * torch.exp(-t / tau) * kernel).sum(-1)
         return cc.v_leak * tau * -math.expm1(-duration / tau) + total
 
-    def maximum(self, peak: _Peak, t_max: float) -> Tensor:
+    def maximum(self, peak: _Peak, t_max: float,
+                table: tuple[Tensor, Tensor, Tensor, Tensor] | None = None) -> Tensor:
         """Exact ``max_t V`` ``[B, N]`` (differentiable) at the peak found by :func:`_peak` or
         the native engine: :meth:`membrane` at that time, where a maximum at an input event
         moves with that event's time (autograd follows it); with the native engine's value
-        the gradient of the same expression comes from :class:`_PeakFunction`."""
+        the gradient of the same expression comes from :class:`_PeakFunction` (``table``: the
+        input table the engine ran on, reused there; ``None``: built again)."""
         t_star, at_event, e_idx = self._at_event(peak)
         lib = _native.engine(self.times, self.weight) if peak.v is not None else None
         if lib is None:
             if at_event is not None:
                 t_star = torch.where(at_event, self.times.to(_F).gather(1, e_idx), t_star)
             return self.membrane(t_star)
-        return _PeakFunction.apply(self.times, self.weight, self, peak, t_max, lib)
+        return _PeakFunction.apply(self.times, self.weight, self, peak, t_max, lib, table)
 
     def _at_event(self, peak: _Peak) -> tuple[Tensor, Tensor | None, Tensor]:
         """The peak time, whether it is the time of the input event it follows (then it moves
@@ -119,8 +118,8 @@ class _PeakFunction(torch.autograd.Function):
     /τ_{mem}` for the event that :math:`t^*` moves with (:func:`membrane_slope`)."""
 
     @staticmethod
-    def forward(ctx, times, weight, readout, peak, t_max, lib):
-        ctx.readout, ctx.peak, ctx.t_max, ctx.lib = readout, peak, t_max, lib
+    def forward(ctx, times, weight, readout, peak, t_max, lib, table):
+        ctx.readout, ctx.peak, ctx.t_max, ctx.lib, ctx.table = readout, peak, t_max, lib, table
         ctx.dtypes = (times.dtype, weight.dtype)
         return peak.v.clone()
 
@@ -130,7 +129,7 @@ class _PeakFunction(torch.autograd.Function):
 
         ro, peak = ctx.readout, ctx.peak
         times = ro.times.detach().to(_F)
-        t_in, s_in, a_in, order = (peak.table if peak.table is not None
+        t_in, s_in, a_in, order = (ctx.table if ctx.table is not None
                                    else _input_table(times, ro.src, ro.amp, ctx.t_max))
         g_v = g_v.to(_F)
         g_sorted, g_w = _native.peak_grad(ctx.lib, g_v, peak.t, t_in, s_in, a_in,
@@ -142,7 +141,7 @@ class _PeakFunction(torch.autograd.Function):
             g_t = g_t.scatter_add(1, e_idx, torch.where(at_event, g_v * slope,
                                                         torch.zeros_like(slope)))
         dt_t, dt_w = ctx.dtypes
-        return g_t.to(dt_t), g_w.to(dt_w), None, None, None, None
+        return g_t.to(dt_t), g_w.to(dt_w), None, None, None, None, None
 
 
 def _peak(snap: tuple[Tensor, ...], t_max: float, c: _Neuron) -> _Peak:
