@@ -641,6 +641,74 @@ def test_compression_of_sparse_and_dense_rows_equals_dense_product():
 
 
 @pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
+@pytest.mark.parametrize("k", [7, 90, 700])
+def test_compressed_rows_equal_the_nonzero_entries_on_any_thread_count(k):
+    """The one-pass compression (each thread its rows into its own growing buffer, copied out in
+    row order) gives the CSR arrays of torch's nonzero: empty, sparse (<= 16 events), dense and
+    full rows, widths that are not a multiple of 8, -0.0 as zero; dense enough that the buffers
+    outgrow their first guess (1/16 of the share)."""
+    from spikeloop.kernels import Compressed
+
+    g = torch.Generator().manual_seed(k)
+    density = torch.rand(1500, 1, generator=g) ** 2  # rows from nearly empty to nearly full
+    x = (torch.rand(1500, k, generator=g) < density).float() * torch.randn(1500, k, generator=g)
+    x[10:20] = 0.0
+    x[30] = 1.0
+    x[40, ::2] = -0.0
+    x[40, 1::4] = 2.5
+    rows, cols = (x != 0).nonzero(as_tuple=True)  # row-major order
+    ptr = torch.zeros(1501, dtype=torch.int64)
+    ptr[1:] = torch.bincount(rows, minlength=1500).cumsum(0)
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            native.set_threads()
+            c = Compressed(x)
+            assert c.nnz == rows.numel()
+            assert torch.equal(c.row_ptr, ptr)
+            assert torch.equal(c.col, cols.to(torch.int32))
+            assert torch.equal(c.val, x[rows, cols])
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
+def test_compression_paths_of_narrower_instruction_sets_agree(tmp_path):
+    """The compression's AVX2 and plain-C paths (taken on CPUs without AVX-512, resp. AVX) give
+    the same CSR arrays as the path this machine's build takes: native.c compiled again with
+    those instruction sets switched off."""
+    import ctypes
+    import subprocess
+
+    from spikeloop.kernels import Compressed
+
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(700, 45, generator=g) < torch.rand(700, 1, generator=g) ** 2).float()
+    x[5] = 1.0
+    x[9, ::3] = -0.0
+    want = Compressed(x)
+    cc = native._compiler()
+    for extra in (["-mno-avx512f"], ["-mno-avx"]):
+        out = tmp_path / f"lib{len(extra[0])}.so"
+        flags = [{"-O3": "-O1"}.get(f, f) for f in native._FLAGS if f != "-fopenmp"]  # one thread
+        subprocess.run([cc, *flags, *extra, f"-I{native.INCLUDE_DIR}", str(native._SOURCE),
+                        str(native._RUNTIME), "-o", str(out)], check=True)
+        lib = ctypes.CDLL(str(out))
+        native._declare(lib)
+        row_ptr = torch.empty(701, dtype=torch.int64)
+        nnz = ctypes.c_int64(0)
+        handle = lib.sl_compress_begin(700, 45, x.data_ptr(), row_ptr.data_ptr(),
+                                       ctypes.byref(nnz))
+        col = torch.empty(nnz.value, dtype=torch.int32)
+        val = torch.empty(nnz.value, dtype=torch.float32)
+        lib.sl_compress_end(handle, col.data_ptr(), val.data_ptr())
+        assert torch.equal(row_ptr, want.row_ptr), extra
+        assert torch.equal(col, want.col), extra
+        assert torch.equal(val, want.val), extra
+
+
+@pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
 @pytest.mark.parametrize("m", [20, 64, 70, 256])
 def test_event_weight_grad_equals_the_dense_product_on_any_thread_count(m):
     """xᵀ·dy from the row-wise events (each event adds its dy row into the result): graded and

@@ -55,6 +55,7 @@ its weight gradient ``xᵀ ȳ`` the same way: ``O(nnz · out)`` instead of ``O(r
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from typing import Any
 
@@ -479,11 +480,19 @@ class Compressed:
         rows, cols = x.shape
         self.rows, self.cols = rows, cols
         self.row_ptr = torch.empty(rows + 1, dtype=torch.int64)
-        self.nnz = lib.sl_count_nonzero_rows(rows, cols, x.data_ptr(), self.row_ptr.data_ptr())
-        self.col = torch.empty(self.nnz, dtype=torch.int32)
-        self.val = torch.empty(self.nnz, dtype=torch.float32)
-        lib.sl_compress_rows(rows, cols, x.data_ptr(), self.row_ptr.data_ptr(),
-                             self.col.data_ptr(), self.val.data_ptr())
+        nnz = ctypes.c_int64(0)
+        handle = lib.sl_compress_begin(rows, cols, x.data_ptr(), self.row_ptr.data_ptr(),
+                                       ctypes.byref(nnz))  # one pass over x
+        if handle is None:
+            raise MemoryError(f"Compressed: no memory for the events of a {rows} x {cols} input")
+        self.nnz = nnz.value
+        try:
+            self.col = torch.empty(self.nnz, dtype=torch.int32)
+            self.val = torch.empty(self.nnz, dtype=torch.float32)
+        except BaseException:
+            lib.sl_compress_end(handle, None, None)  # frees the buffers
+            raise
+        lib.sl_compress_end(handle, self.col.data_ptr(), self.val.data_ptr())
 
     @classmethod
     def from_csr(cls, cols: int, row_ptr: Tensor, col: Tensor, val: Tensor) -> Compressed:

@@ -583,55 +583,172 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
 
 /* ------------------------------------------------------------------ event-driven projection */
 /* Compressed rows of a [R, K] input: row_ptr [R+1], col [nnz] (int32), val [nnz].
- * Each block of 8 entries gives a bit mask of its non-zeros (one vector compare with AVX):
- * counting adds its popcounts, compressing walks its set bits. */
+ * Each block of 8 entries gives a bit mask of its non-zeros (one vector compare with AVX).
+ * One pass over the input: each thread compresses its contiguous share of the rows into its own
+ * growing buffer, row by row (with AVX-512 in one sweep per row, compress_row16; else a row is
+ * counted, then read again from L1 while it is compressed);
+ * sl_compress_begin returns them with the row counts summed into row_ptr, the caller allocates
+ * col/val of the returned size and sl_compress_end copies the threads' buffers into them, in row
+ * order, and frees them. */
 INLINE int64_t count_row(const float *restrict xr, int64_t K) {
     int64_t c = 0;
     for (int64_t k = 0; k < K; k += 8) c += __builtin_popcount(nonzero_mask8(xr + k, K - k < 8 ? K - k : 8));
     return c;
 }
 
-int64_t sl_count_nonzero_rows(int64_t R, int64_t K, const float *x, int64_t *row_ptr) {
-    row_ptr[0] = 0;
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < R; ++r) row_ptr[r + 1] = count_row(x + r * K, K);
-    for (int64_t r = 0; r < R; ++r) row_ptr[r + 1] += row_ptr[r];
-    return row_ptr[R];
+/* The count entries of one row into col/val: few events set bit by set bit (the packed path's
+ * 32-byte stores and reloads cost more there, up to 4x in some heap layouts), else packed into
+ * col (which has room for K + 8) and gathered. */
+INLINE void compress_row(const float *restrict xr, int64_t K, int64_t count, int32_t *restrict col,
+                         float *restrict val) {
+    if (count <= 16) {
+        int64_t p = 0;
+        for (int64_t k = 0; k < K; k += 8) {
+            unsigned mask = nonzero_mask8(xr + k, K - k < 8 ? K - k : 8);
+            while (mask) {
+                const int j = __builtin_ctz(mask);
+                col[p] = (int32_t)(k + j);
+                val[p] = xr[k + j];
+                ++p;
+                mask &= mask - 1;
+            }
+        }
+        return;
+    }
+    const int64_t n = row_events(xr, K, col);
+    for (int64_t e = 0; e < n; ++e) val[e] = xr[col[e]];
 }
 
-void sl_compress_rows(int64_t R, int64_t K, const float *x, const int64_t *row_ptr, int32_t *col,
-                      float *val) {
-#pragma omp parallel
-    {
-        int32_t *idx = NULL;
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < R; ++r) {
-            int64_t p = row_ptr[r];
-            const int64_t count = row_ptr[r + 1] - p;
-            if (count == 0) continue; /* the count pass found no events here */
-            const float *restrict xr = x + r * K;
-            if (count <= 16) {
-                /* few events: straight into col/val, set bit by set bit (the packed path's
-                 * 32-byte stores and reloads cost more here, up to 4x in some heap layouts) */
-                for (int64_t k = 0; k < K; k += 8) {
-                    unsigned mask = nonzero_mask8(xr + k, K - k < 8 ? K - k : 8);
-                    while (mask) {
-                        const int j = __builtin_ctz(mask);
-                        col[p] = (int32_t)(k + j);
-                        val[p] = xr[k + j];
-                        ++p;
-                        mask &= mask - 1;
-                    }
-                }
-                continue;
-            }
-            if (!idx) idx = (int32_t *)malloc(sizeof(int32_t) * (K + 8));
-            const int64_t n = row_events(xr, K, idx);
-            memcpy(col + p, idx, sizeof(int32_t) * n);
-            for (int64_t e = 0; e < n; ++e) val[p + e] = xr[idx[e]];
-        }
-        free(idx);
+#if defined(__AVX512F__)
+/* One pass: each block of 16 entries is compared with zero into a mask that compresses its
+ * column indices and its values into 16-lane stores, the cursor advancing by its popcount
+ * (col and val need room for K + 16). Returns the row's count. */
+INLINE int64_t compress_row16(const float *restrict xr, int64_t K, int32_t *restrict col,
+                              float *restrict val) {
+    int64_t n = 0, k = 0;
+    __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i step = _mm512_set1_epi32(16);
+    for (; k < K; k += 16) {
+        const __mmask16 in = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(in, xr + k);
+        const __mmask16 m = _mm512_mask_cmp_ps_mask(in, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        _mm512_storeu_si512((void *)(col + n), _mm512_maskz_compress_epi32(m, idx));
+        _mm512_storeu_ps(val + n, _mm512_maskz_compress_ps(m, v));
+        n += __builtin_popcount((unsigned)m);
+        idx = _mm512_add_epi32(idx, step);
     }
+    return n;
+}
+#endif
+
+typedef struct {
+    int threads;    /* buffers in use */
+    int64_t *nnz;   /* [threads] entries in each buffer */
+    int32_t **col;  /* [threads] */
+    float **val;    /* [threads] */
+} Packed;
+
+static void packed_free(Packed *pk) {
+    if (!pk) return;
+    for (int t = 0; t < pk->threads; ++t) {
+        free(pk->col ? pk->col[t] : NULL);
+        free(pk->val ? pk->val[t] : NULL);
+    }
+    free(pk->nnz);
+    free(pk->col);
+    free(pk->val);
+    free(pk);
+}
+
+/* Compress x [R, K] into per-thread buffers; row_ptr [R+1] receives the CSR offsets and *nnz the
+ * total. Returns the handle for sl_compress_end (NULL if memory ran out: *nnz = -1). */
+void *sl_compress_begin(int64_t R, int64_t K, const float *x, int64_t *row_ptr, int64_t *nnz) {
+    int most = 1;
+#ifdef _OPENMP
+    most = omp_get_max_threads();
+#endif
+    Packed *pk = (Packed *)calloc(1, sizeof(Packed));
+    if (pk) {
+        pk->nnz = (int64_t *)calloc((size_t)most, sizeof(int64_t));
+        pk->col = (int32_t **)calloc((size_t)most, sizeof(int32_t *));
+        pk->val = (float **)calloc((size_t)most, sizeof(float *));
+        pk->threads = most;
+    }
+    if (!pk || !pk->nnz || !pk->col || !pk->val) {
+        packed_free(pk);
+        *nnz = -1;
+        return NULL;
+    }
+    int failed = 0;
+#pragma omp parallel num_threads(most) reduction(| : failed)
+    {
+        int id = 0;
+#ifdef _OPENMP
+        id = omp_get_thread_num();
+#endif
+        int64_t r0, r1;
+        thread_range(R, &r0, &r1);
+        /* room for K + 16 beyond the filled part (the packed paths store 8 or 16 lanes at a
+         * time); a first guess of 1/16 of the share, doubled as needed */
+        int64_t cap = (r1 - r0) * K / 16 + K + 16, n = 0;
+        int32_t *col = (int32_t *)malloc(sizeof(int32_t) * (size_t)cap);
+        float *val = (float *)malloc(sizeof(float) * (size_t)cap);
+        failed = !col || !val;
+        for (int64_t r = r0; r < r1 && !failed; ++r) {
+            const float *restrict xr = x + r * K;
+            if (n + K + 16 > cap) {
+                cap = 2 * cap + K + 16;
+                int32_t *c2 = (int32_t *)realloc(col, sizeof(int32_t) * (size_t)cap);
+                if (c2) col = c2;
+                float *v2 = (float *)realloc(val, sizeof(float) * (size_t)cap);
+                if (v2) val = v2;
+                if (!c2 || !v2) {
+                    failed = 1;
+                    break;
+                }
+            }
+#if defined(__AVX512F__)
+            const int64_t count = compress_row16(xr, K, col + n, val + n);
+#else
+            const int64_t count = count_row(xr, K);
+            if (count) compress_row(xr, K, count, col + n, val + n);
+#endif
+            row_ptr[r + 1] = count;
+            n += count;
+        }
+        pk->col[id] = col;
+        pk->val[id] = val;
+        pk->nnz[id] = n;
+    }
+    if (failed) {
+        packed_free(pk);
+        *nnz = -1;
+        return NULL;
+    }
+    row_ptr[0] = 0;
+    for (int64_t r = 0; r < R; ++r) row_ptr[r + 1] += row_ptr[r];
+    *nnz = row_ptr[R];
+    return pk;
+}
+
+/* Copy the buffers of sl_compress_begin into col/val [nnz], in row order, and free them (col or
+ * val NULL: only free them). */
+void sl_compress_end(void *handle, int32_t *col, float *val) {
+    Packed *pk = (Packed *)handle;
+    if (!pk) return;
+    if (!col || !val) {
+        packed_free(pk);
+        return;
+    }
+    int64_t off[pk->threads + 1];
+    off[0] = 0;
+    for (int t = 0; t < pk->threads; ++t) off[t + 1] = off[t] + pk->nnz[t];
+#pragma omp parallel for schedule(static) num_threads(pk->threads)
+    for (int t = 0; t < pk->threads; ++t) {
+        memcpy(col + off[t], pk->col[t], sizeof(int32_t) * (size_t)pk->nnz[t]);
+        memcpy(val + off[t], pk->val[t], sizeof(float) * (size_t)pk->nnz[t]);
+    }
+    packed_free(pk);
 }
 
 /* y [R, M] = x [R, K] (compressed) @ w_t [K, M]  (w_t = W^T: row k holds the weights from k) */

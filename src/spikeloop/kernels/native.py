@@ -138,10 +138,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sl_neuron_forward.restype = None
     lib.sl_neuron_backward.argtypes = [ctypes.POINTER(Shape)] + [p] * 41
     lib.sl_neuron_backward.restype = None
-    lib.sl_count_nonzero_rows.argtypes = [i64, i64, p, p]
-    lib.sl_count_nonzero_rows.restype = i64
-    lib.sl_compress_rows.argtypes = [i64, i64, p, p, p, p]
-    lib.sl_compress_rows.restype = None
+    lib.sl_compress_begin.argtypes = [i64, i64, p, p, p]
+    lib.sl_compress_begin.restype = p
+    lib.sl_compress_end.argtypes = [p, p, p]
+    lib.sl_compress_end.restype = None
     lib.sl_event_matmul.argtypes = [i64, i64, p, p, p, p, p]
     lib.sl_event_matmul.restype = None
     lib.sl_csr_to_csc.argtypes = [i64, i64, p, p, p, p, p, p]
