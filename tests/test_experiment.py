@@ -28,6 +28,29 @@ def test_init_weights_draws_the_config_distributions():
     assert abs(float(net.layers.fc1.weight.detach().mean()) - 3.0) < 0.01
 
 
+def test_init_weights_readout_keys_draw_the_last_projection_only():
+    """readout_mean/readout_std draw the last of two or more projections (Kaiming's
+    sqrt(2 / fan_in) differs per layer); the middle ones stay hidden_*; without them the last
+    is drawn as the hidden ones; a network with one projection keeps input_* for it."""
+    def three():
+        return Network({
+            "input": Input(5), "fc1": Linear(5, 400), "h1": CubaLIF(400, dt=0.5e-3),
+            "fc2": Linear(400, 300), "h2": CubaLIF(300, dt=0.5e-3),
+            "fc3": Linear(300, 200), "output": CubaLI(200, dt=0.5e-3)})
+
+    net = init_weights(three(), {"hidden_std": 0.05, "readout_mean": 0.5, "readout_std": 0.2})
+    w2, w3 = net.layers.fc2.weight.detach(), net.layers.fc3.weight.detach()
+    assert abs(float(w2.std()) - 0.05) < 0.002 and abs(float(w2.mean())) < 0.002
+    assert abs(float(w3.std()) - 0.2) < 0.005 and abs(float(w3.mean()) - 0.5) < 0.005
+    net = init_weights(three(), {"hidden_std": 0.05, "readout_std": 0.2})
+    assert abs(float(net.layers.fc3.weight.detach().mean())) < 0.005  # hidden_mean 0
+    net = init_weights(three(), {"hidden_std": 0.05})
+    assert abs(float(net.layers.fc3.weight.detach().std()) - 0.05) < 0.002
+    one = Network({"input": Input(5), "fc1": Linear(5, 400), "output": CubaLI(400, dt=0.5e-3)})
+    w = init_weights(one, {"readout_std": 0.01}).layers.fc1.weight.detach()
+    assert abs(float(w.std()) - 1.0) < 0.1  # input_std
+
+
 def test_init_weights_is_what_build_network_uses():
     cfg = load_config(None, ["model.hidden=[400]", "model.recurrent=true"])
     built = build_network(cfg.model, 5, 300, 0.5e-3, torch.Generator().manual_seed(1))

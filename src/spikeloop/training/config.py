@@ -123,6 +123,10 @@ INIT_DEFAULTS: dict[str, float] = {
 }
 """Weight initialisation of :func:`~spikeloop.training.build_network`: normal(mean, std)."""
 
+INIT_READOUT_KEYS: tuple[str, ...] = ("readout_mean", "readout_std")
+"""Optional ``model.init`` keys for the last projection (into the readout) of a network with at
+least two; without them it is drawn as the other hidden projections."""
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -184,9 +188,11 @@ class ModelConfig:
     (the default): plain ``Linear`` projections."""
     init: dict[str, Any] = field(default_factory=lambda: dict(INIT_DEFAULTS))
     """Weight initialisation, ``normal(mean, std)``: ``input_mean``/``input_std`` for the first
-    projection, ``hidden_mean``/``hidden_std`` for the others, ``recurrent_std`` for recurrent
-    weights, ``conv_gain`` for convolutions (``normal(0, conv_gain / sqrt(fan_in))``); missing
-    keys keep their defaults."""
+    projection, ``hidden_mean``/``hidden_std`` for the others, ``readout_mean``/``readout_std``
+    (optional; default: the hidden ones) for the last of two or more (into the readout: e.g.
+    Kaiming's ``sqrt(2 / fan_in)`` per layer needs its own value there), ``recurrent_std`` for
+    recurrent weights, ``conv_gain`` for convolutions (``normal(0, conv_gain / sqrt(fan_in))``);
+    missing keys keep their defaults."""
 
     block: dict[str, Any] = field(default_factory=dict)
     """A ready-made network instead of the stack above: ``{name: synnet | wavesense | lif,

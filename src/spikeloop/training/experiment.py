@@ -61,7 +61,7 @@ from spikeloop.nn import (
     Linear,
 )
 from spikeloop.registry import Registry
-from spikeloop.training.config import INIT_DEFAULTS, DataConfig, ModelConfig
+from spikeloop.training.config import INIT_DEFAULTS, INIT_READOUT_KEYS, DataConfig, ModelConfig
 
 DATASETS: Registry[Callable[[DataConfig], dict[str, tuple[np.ndarray, np.ndarray]]]] = Registry(
     "dataset"
@@ -538,7 +538,9 @@ def init_weights(
     The first :class:`~spikeloop.nn.Linear` (or :class:`~spikeloop.nn.DelayedLinear`) of
     ``net.layers`` gets ``normal(input_mean, input_std)`` — strong enough that a latency-coded
     input makes the first hidden layer spike —, every later one ``normal(hidden_mean,
-    hidden_std)`` and every recurrent projection ``normal(0, recurrent_std)``; biases and other
+    hidden_std)`` except that the last of two or more takes ``readout_mean``/``readout_std``
+    where ``init`` gives them (:data:`~spikeloop.training.config.INIT_READOUT_KEYS`), and
+    every recurrent projection ``normal(0, recurrent_std)``; biases and other
     layers keep their values, and so do delays unless ``draw_delays`` (what
     :func:`build_network` asks for ``model.delays``: each ``DelayedLinear``'s delays uniform in
     ``[0, max_delay]``, drawn right after its weights).
@@ -560,11 +562,11 @@ def init_weights(
     if generator is not None:
         check_type(generator, "init_weights: generator", torch.Generator, "a torch.Generator")
     draw_delays = check_bool(draw_delays, "init_weights: draw_delays")
-    unknown = set(init or {}) - set(INIT_DEFAULTS)
+    known = (*INIT_DEFAULTS, *INIT_READOUT_KEYS)
+    unknown = set(init or {}) - set(known)
     if unknown:
         raise ConfigError(
-            f"unknown model.init keys {sorted(unknown, key=str)}; known: "
-            f"{', '.join(INIT_DEFAULTS)}"
+            f"unknown model.init keys {sorted(unknown, key=str)}; known: {', '.join(known)}"
         )
     init = INIT_DEFAULTS | dict(init or {})
     init = {k: check_real(v, f"model.init.{k}", 0 if k.endswith("_std") else None)
@@ -573,6 +575,9 @@ def init_weights(
         linears = [m for m in net.layers.values() if isinstance(m, Linear | DelayedLinear)]
         for k, layer in enumerate(linears):
             mean, std = ("input_mean", "input_std") if k == 0 else ("hidden_mean", "hidden_std")
+            if 0 < k == len(linears) - 1:  # into the readout: its own keys where given
+                mean, std = (key if key in init else fallback for key, fallback in
+                             zip(INIT_READOUT_KEYS, (mean, std), strict=True))
             layer.weight.normal_(init[mean], init[std], generator=generator)
             if draw_delays and isinstance(layer, DelayedLinear):
                 layer.delay.uniform_(0.0, layer.max_delay, generator=generator)
