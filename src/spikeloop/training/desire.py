@@ -377,6 +377,7 @@ class DesireBackprop(TrainingMethod):
     def __init__(self, options: DesireOptions) -> None:
         super().__init__(options)
         self._engine: tuple[Graph, list[_Layer], Plasticity] | None = None
+        self._fields: tuple[Graph, dict[str, tuple[str, ...]]] | None = None
 
     def check(self, trainer: Trainer) -> None:
         self._setup(trainer)
@@ -461,7 +462,10 @@ class DesireBackprop(TrainingMethod):
         hooks, keep = self._dropout(layers, x, kernel="auto")
         if hooks is None:
             hooks = ModelHooks(kernel="auto")
-        hooks.fields = {node.name: ("spikes",) for node in trainer.network.graph.nodes}
+        if self._fields is None or self._fields[0] is not trainer.network.graph:
+            graph = trainer.network.graph  # every node records its spikes only
+            self._fields = (graph, {node.name: ("spikes",) for node in graph.nodes})
+        hooks.fields = self._fields[1]
         with torch.no_grad():
             obs, _ = execute(trainer.network.graph, x, hooks)
             counts = {name: o.spikes.sum(0) for name, o in obs.items()}
