@@ -258,6 +258,25 @@ def test_non_finite_inputs_and_weights_are_errors():
         LIF(3, tau_mem=float("nan"))
 
 
+def test_finite_flags_name_each_non_finite_tensor():
+    """finite_flags (check_parameters' one-synchronisation check) against all_finite per tensor:
+    matrices through their aminmax ends (-inf and +inf together, NaN, huge finite ends whose sum
+    would overflow), single entries, empty, half and double, complex and integer tensors."""
+    from spikeloop.checks import all_finite, finite_flags
+
+    nan, inf = float("nan"), float("inf")
+    tensors = [torch.randn(3, 4), torch.tensor(1.0), torch.tensor([nan]), torch.tensor([1.0, inf]),
+               torch.tensor([-inf, 0.0, inf]), torch.tensor([[0.0, nan], [1.0, 2.0]]),
+               torch.empty(0), torch.tensor([3.4e38, 3.4e38]), torch.randn(5).half(),
+               torch.tensor([1.0, -inf]).half(), torch.randn(4, dtype=torch.float64),
+               torch.tensor([1 + 2j, complex(inf, 0)]), torch.tensor([1 + 1j]), torch.arange(3)]
+    want = [all_finite(t) for t in tensors]
+    assert want == [True, True, False, False, False, False, True, True, True, False, True, False,
+                    True, True]
+    assert finite_flags(tensors) == want
+    assert finite_flags([]) == []
+
+
 def test_chips_and_event_backend_load_when_first_named():
     """Importing spikeloop loads neither the chips nor the event backend, and builds or loads no
     native library (memory, import time; the time loop itself lives in spikeloop.kernels and

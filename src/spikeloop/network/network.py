@@ -6,12 +6,11 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from spikeloop.backends import get_backend
 from spikeloop.backends.guard import run_checked
-from spikeloop.checks import all_finite, check_state_dict, check_type, show
+from spikeloop.checks import check_state_dict, check_type, finite_flags, show
 from spikeloop.devices import Devices
 from spikeloop.errors import ArgumentTypeError, NonFiniteError, ParameterError
 from spikeloop.ir import Graph, trace
@@ -147,10 +146,7 @@ class Network(nn.Module):
         construction: every backend then refuses it the same way)."""
         named = [("parameter", n, t) for n, t in self.named_parameters()] + [
             ("buffer", n, t) for n, t in self.named_buffers() if t.is_floating_point()]
-        if not named or len({t.device for _, _, t in named}) > 1:  # (mixed: one by one)
-            flags = [all_finite(t) for _, _, t in named]
-        else:  # one reduction per tensor, one host synchronisation for all of them
-            flags = torch.stack([torch.isfinite(t.detach()).all() for _, _, t in named]).tolist()
+        flags = finite_flags([t for _, _, t in named])  # one host synchronisation
         for (kind, name, _), ok in zip(named, flags, strict=True):
             if not ok:
                 raise NonFiniteError(f"{kind} {name!r} holds NaN or infinite values")
