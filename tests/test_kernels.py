@@ -235,6 +235,8 @@ def test_band_limited_surrogate_is_zero_outside_band():
     x = torch.tensor([-0.6, -0.5, -0.2, 0.0, 0.49, 0.5, 2.0])
     expected = torch.where(x.abs() < 0.5, SuperSpike(beta=5.0).derivative(x), 0.0)
     assert torch.equal(s.derivative(x), expected)
+    odd = s.derivative(torch.tensor([float("nan"), float("inf"), -float("inf")]))
+    torch.testing.assert_close(odd, torch.tensor([float("nan"), 0.0, 0.0]), equal_nan=True)
     with pytest.raises(ParameterError, match="band"):
         BandLimited(SuperSpike(), band=0.0)
     with pytest.raises(ParameterError, match="base"):

@@ -436,7 +436,12 @@ static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, 
             for (int q = 0; q < nb; ++q) used |= (unsigned)(sp[q][j] != 0.0f) << q;
         }
         const float *restrict w = wrec_t + j * N;
-        if (used == all) { /* every row needs it: one pass over w for the whole block */
+        if (used == 0) { /* no row needs it */
+            for (int q = 0; q < nb; ++q) rdz[q * N + j] = 0.0f;
+            continue;
+        }
+        if (used & (used - 1)) { /* two or more rows: one pass over w for the whole block, the
+                                  * rows that do not need it set to 0 afterwards */
             float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
 #pragma omp simd reduction(+ : a0, a1, a2, a3)
             for (int64_t n = 0; n < N; ++n) {
@@ -446,10 +451,10 @@ static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, 
                 a3 = fmaf(w[n], d3[n], a3);
             }
             const float a[BB] = {a0, a1, a2, a3};
-            for (int q = 0; q < nb; ++q) rdz[q * N + j] = a[q];
+            for (int q = 0; q < nb; ++q) rdz[q * N + j] = (used >> q) & 1u ? a[q] : 0.0f;
             continue;
         }
-        for (int q = 0; q < nb; ++q) { /* only the rows where the neuron is in the band */
+        for (int q = 0; q < nb; ++q) { /* the one row where the neuron is in the band */
             float acc = 0.0f;
             if (used & (1u << q)) {
                 const float *restrict dq = d[q];
