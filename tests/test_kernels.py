@@ -230,6 +230,38 @@ def test_grad_band_equals_reference_with_band_limited_surrogate(engine, recurren
     assert not torch.allclose(full[2]["x"], fused[2]["x"]), "the band must change gradients"
 
 
+@pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
+def test_native_surrogate_pass_equals_each_surrogates_derivative_to_the_bit():
+    """The fused backward's one-pass native σ'(v − ϑ) (NativeForm) gives the same bits as the
+    surrogate's own derivative_ for every registered surrogate, each inside a band, and at
+    0, ±inf, NaN and huge membranes; a surrogate without a native form takes the torch path."""
+    from spikeloop.dynamics import SURROGATES
+    from spikeloop.kernels.fused import LoopConfig, _surrogate_grad
+
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(7, 3, 40, generator=g) * 2
+    v[0, 0, :6] = torch.tensor([0.0, float("inf"), -float("inf"), float("nan"), 1e30, -1e30])
+    thr = torch.rand(40, generator=g) + 0.5
+    thr[3] = v[1, 2, 3]  # exactly at threshold
+    cases = [SURROGATES.build({"name": name}) for name in SURROGATES.names()]
+    cases += [BandLimited(s, band=0.3) for s in list(cases)]
+    assert all(s.native_form() is not None for s in cases)
+    for s in cases:
+        got = _surrogate_grad(LoopConfig(spiking=True, surrogate=s), v, thr)
+        want = s.derivative_(v - thr)
+        torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True, msg=str(s))
+
+    class Own(SuperSpike):  # a user's surrogate: derivative_ only
+        def derivative_(self, x):
+            return x.abs_().neg_().exp_()
+
+        def native_form(self):
+            return None
+
+    got = _surrogate_grad(LoopConfig(spiking=True, surrogate=Own()), v, thr)
+    torch.testing.assert_close(got, (v - thr).abs().neg().exp(), equal_nan=True)
+
+
 def test_band_limited_surrogate_is_zero_outside_band():
     s = BandLimited(SuperSpike(beta=5.0), band=0.5)
     x = torch.tensor([-0.6, -0.5, -0.2, 0.0, 0.49, 0.5, 2.0])

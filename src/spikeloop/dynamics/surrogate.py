@@ -57,6 +57,30 @@ class Surrogate:
             raise NotImplementedError(f"{type(self).__name__} implements no derivative")
         return x.copy_(self.derivative(x))
 
+    def native_form(self) -> NativeForm | None:
+        """The same :meth:`derivative_`, operation for operation, as one of the forms the
+        native kernels evaluate in a single pass (:class:`NativeForm`); ``None`` (the default,
+        e.g. for a user's own surrogate): the native backward evaluates :meth:`derivative_`."""
+        return None
+
+
+@dataclass(frozen=True)
+class NativeForm:
+    r"""A surrogate derivative as the native kernels evaluate it, with ``x = v − ϑ`` and the
+    float operations in :meth:`Surrogate.derivative_`'s order (so the result is the same to
+    the bit, tested):
+
+    - ``kind = 1``: :math:`c \cdot 1/(a|x| + 1)^2`;
+    - ``kind = 2``: :math:`c \cdot 1/((a x)^2 + 1)`;
+    - ``kind = 3``: :math:`c \cdot \max(0, -a|x| + 1)` (NaN stays NaN);
+
+    times :math:`[|x| < band]` when ``band > 0`` (:class:`BandLimited`)."""
+
+    kind: int
+    a: float
+    c: float = 1.0
+    band: float = 0.0
+
 
 @SURROGATES.register("superspike")
 @dataclass(frozen=True)
@@ -69,6 +93,9 @@ class SuperSpike(Surrogate):
     def derivative_(self, x: Tensor) -> Tensor:
         return x.abs_().mul_(self.beta).add_(1.0).square_().reciprocal_()
 
+    def native_form(self) -> NativeForm:
+        return NativeForm(1, self.beta)  # (the final product with c = 1 changes no bit)
+
 
 @SURROGATES.register("fast_sigmoid")
 @dataclass(frozen=True)
@@ -80,6 +107,9 @@ class FastSigmoid(Surrogate):
 
     def derivative_(self, x: Tensor) -> Tensor:
         return x.abs_().mul_(self.slope).add_(1.0).square_().reciprocal_().mul_(0.5 * self.slope)
+
+    def native_form(self) -> NativeForm:
+        return NativeForm(1, self.slope, 0.5 * self.slope)
 
 
 @SURROGATES.register("arctan")
@@ -94,6 +124,9 @@ class ArcTan(Surrogate):
         return x.mul_(0.5 * math.pi * self.alpha).square_().add_(1.0).reciprocal_().mul_(
             0.5 * self.alpha)
 
+    def native_form(self) -> NativeForm:
+        return NativeForm(2, 0.5 * math.pi * self.alpha, 0.5 * self.alpha)
+
 
 @SURROGATES.register("triangle")
 @dataclass(frozen=True)
@@ -105,6 +138,9 @@ class Triangle(Surrogate):
 
     def derivative_(self, x: Tensor) -> Tensor:
         return x.abs_().mul_(-self.beta).add_(1.0).clamp_(min=0.0).mul_(self.beta)
+
+    def native_form(self) -> NativeForm:
+        return NativeForm(3, self.beta, self.beta)
 
 
 @dataclass(frozen=True)
@@ -130,6 +166,12 @@ class BandLimited(Surrogate):
         inside = x.abs().lt_(self.band)  # 1.0 inside the band, 0.0 outside (and at NaN)
         # a product with the 0/1 mask: on the CPU masked_fill_ costs about 4x as much
         return self.base.derivative_(x).mul_(inside)
+
+    def native_form(self) -> NativeForm | None:
+        base = self.base.native_form()
+        if base is None or base.band > 0:  # (a band inside a band: the torch form)
+            return None
+        return NativeForm(base.kind, base.a, base.c, self.band)
 
 
 class _SpikeFunction(torch.autograd.Function):

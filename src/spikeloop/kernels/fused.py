@@ -117,7 +117,19 @@ def _shape(t: int, b: int, n: int, cfg: LoopConfig) -> native.Shape:
 
 
 def _surrogate_grad(cfg: LoopConfig, v: Tensor, thr: Tensor) -> Tensor:
-    """``σ'(ṽ − ϑ)`` from the surrogate object (the one definition), in place on a temporary."""
+    """``σ'(ṽ − ϑ)`` from the surrogate object (the one definition), in place on a temporary;
+    in one native pass where the surrogate has a :meth:`~spikeloop.dynamics.Surrogate.
+    native_form` (the same operations, the same bits: tested) and ``v`` suits the native
+    kernels (``thr`` per neuron ``[N]``)."""
+    form = cfg.surrogate.native_form()
+    if form is not None and native.usable(v, thr) and thr.shape == v.shape[-1:]:
+        v = v.contiguous()
+        out = torch.empty_like(v)
+        native.set_threads()
+        native.library().sl_surrogate_grad(v.numel() // v.shape[-1], v.shape[-1], v.data_ptr(),
+                                           thr.contiguous().data_ptr(), form.kind, form.a,
+                                           form.c, form.band, out.data_ptr())
+        return out
     return cfg.surrogate.derivative_(v - thr).contiguous()
 
 

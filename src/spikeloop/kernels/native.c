@@ -586,6 +586,43 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
     free(zero);
 }
 
+/* ------------------------------------------------------------------ surrogate derivative */
+/* out [R, N] = sigma'(v - thr[n]) in one pass, the operations in the order of the surrogate's
+ * derivative_ in spikeloop/dynamics/surrogate.py (NativeForm): kind 1: c * 1/(a|x| + 1)^2,
+ * kind 2: c * 1/((a x)^2 + 1), kind 3: c * max(0, -a|x| + 1) (NaN stays NaN); times [|x| < band]
+ * when band > 0. */
+void sl_surrogate_grad(int64_t R, int64_t N, const float *v, const float *thr, int kind,
+                       float a, float c, float band, float *out) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < R; ++r) {
+        const float *restrict vr = v + r * N;
+        float *restrict o = out + r * N;
+        if (kind == 1) {
+#pragma omp simd
+            for (int64_t n = 0; n < N; ++n) {
+                float y = fabsf(vr[n] - thr[n]) * a + 1.0f;
+                o[n] = (1.0f / (y * y)) * c;
+            }
+        } else if (kind == 2) {
+#pragma omp simd
+            for (int64_t n = 0; n < N; ++n) {
+                float y = (vr[n] - thr[n]) * a;
+                o[n] = (1.0f / (y * y + 1.0f)) * c;
+            }
+        } else {
+#pragma omp simd
+            for (int64_t n = 0; n < N; ++n) {
+                float y = fabsf(vr[n] - thr[n]) * -a + 1.0f;
+                o[n] = (y < 0.0f ? 0.0f : y) * c;
+            }
+        }
+        if (band > 0.0f) {
+#pragma omp simd
+            for (int64_t n = 0; n < N; ++n) o[n] *= fabsf(vr[n] - thr[n]) < band ? 1.0f : 0.0f;
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ event-driven projection */
 /* Compressed rows of a [R, K] input: row_ptr [R+1], col [nnz] (int32), val [nnz].
  * Each block of 8 entries gives a bit mask of its non-zeros (one vector compare with AVX).

@@ -138,6 +138,9 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sl_neuron_forward.restype = None
     lib.sl_neuron_backward.argtypes = [ctypes.POINTER(Shape)] + [p] * 41
     lib.sl_neuron_backward.restype = None
+    lib.sl_surrogate_grad.argtypes = [i64, i64, p, p, ctypes.c_int, ctypes.c_float,
+                                      ctypes.c_float, ctypes.c_float, p]
+    lib.sl_surrogate_grad.restype = None
     lib.sl_compress_begin.argtypes = [i64, i64, p, p, p]
     lib.sl_compress_begin.restype = p
     lib.sl_compress_end.argtypes = [p, p, p]
