@@ -122,7 +122,8 @@ def _surrogate_grad(cfg: LoopConfig, v: Tensor, thr: Tensor) -> Tensor:
     native_form` (the same operations, the same bits: tested) and ``v`` suits the native
     kernels (``thr`` per neuron ``[N]``)."""
     form = cfg.surrogate.native_form()
-    if form is not None and native.usable(v, thr) and thr.shape == v.shape[-1:]:
+    if (form is not None and v.numel() and native.usable(v, thr)
+            and thr.shape == v.shape[-1:]):
         v = v.contiguous()
         out = torch.empty_like(v)
         native.set_threads()
