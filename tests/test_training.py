@@ -179,6 +179,7 @@ def test_keep_best_finishes_with_the_best_validation_epoch(tmp_path):
     accs = [h.val_acc for h in t.history]
     best_epoch = accs.index(max(accs)) + 1
     assert summary["best_epoch"] == best_epoch
+    assert summary["val_acc"] == max(accs)  # the tested epoch's, not the last one's
     best = torch.load(tmp_path / "tiny" / "best.pt", weights_only=False)
     assert best["epoch"] == best_epoch and best["val_acc"] == max(accs)
     for name, value in t.network.state_dict().items():

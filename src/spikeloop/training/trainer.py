@@ -668,7 +668,8 @@ class Trainer:
         _write_json(path, status)
 
     def summary(self, wall: float) -> dict[str, Any]:
-        """Final metrics: test/val accuracy and loss, wall time, network size, and the fraction
+        """Final metrics: test accuracy and loss, the validation accuracy of the tested epoch
+        (:meth:`tested_epoch`), wall time, network size, and the fraction
         of test samples whose read-out saturated (:meth:`readout_saturation`; ``None`` where the
         backend's read-out has no limits, e.g. the simulator)."""
         test_loss, test_acc, rates, saturation, _ = self._score(self.data["test"],
@@ -680,7 +681,7 @@ class Trainer:
             "epochs": self.epoch,
             "test_acc": test_acc,
             "test_loss": test_loss,
-            "val_acc": self.history[-1].val_acc if self.history else None,
+            "val_acc": self._tested_val_acc(),
             "best_epoch": self.best[1] if self.best is not None else None,
             "train_acc": self.history[-1].train_acc if self.history else None,
             "rates_hz": rates,
@@ -712,6 +713,11 @@ class Trainer:
         :meth:`summary` counts them on the runs that score the test split.
         """
         return self._score(split, batch_size, saturation=True)[3]
+
+    def _tested_val_acc(self) -> float | None:
+        """The validation accuracy of :meth:`tested_epoch` (the pair to the test accuracy)."""
+        tested = self.tested_epoch()
+        return next((h.val_acc for h in self.history if h.epoch == tested), None)
 
     def tested_epoch(self) -> int | None:
         """The epoch whose weights the test uses: with ``train.keep_best`` the best-validation
