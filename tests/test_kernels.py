@@ -723,8 +723,8 @@ def test_compression_paths_of_narrower_instruction_sets_agree(tmp_path):
     x[9, ::3] = -0.0
     want = Compressed(x)
     cc = native._compiler()
-    for extra in (["-mno-avx512f"], ["-mno-avx"]):
-        out = tmp_path / f"lib{len(extra[0])}.so"
+    for k, extra in enumerate((["-mno-avx512f"], ["-mno-avx"])):
+        out = tmp_path / f"narrow{k}.so"
         flags = [{"-O3": "-O1"}.get(f, f) for f in native._FLAGS if f != "-fopenmp"]  # one thread
         subprocess.run([cc, *flags, *extra, f"-I{native.INCLUDE_DIR}", str(native._SOURCE),
                         str(native._RUNTIME), "-o", str(out)], check=True)
