@@ -234,7 +234,8 @@ def test_grad_band_equals_reference_with_band_limited_surrogate(engine, recurren
 def test_native_surrogate_pass_equals_each_surrogates_derivative_to_the_bit():
     """The fused backward's one-pass native σ'(v − ϑ) (NativeForm) gives the same bits as the
     surrogate's own derivative_ for every registered surrogate, each inside a band, and at
-    0, ±inf, NaN and huge membranes; a surrogate without a native form takes the torch path."""
+    0, ±inf, NaN and huge membranes; a subclass with its own derivative_ does not inherit its
+    parent's form and takes the torch path."""
     from spikeloop.dynamics import SURROGATES
     from spikeloop.kernels.fused import LoopConfig, _surrogate_grad
 
@@ -251,13 +252,11 @@ def test_native_surrogate_pass_equals_each_surrogates_derivative_to_the_bit():
         want = s.derivative_(v - thr)
         torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True, msg=str(s))
 
-    class Own(SuperSpike):  # a user's surrogate: derivative_ only
+    class Own(SuperSpike):  # a user's variant: its own derivative_, SuperSpike's form inherited
         def derivative_(self, x):
             return x.abs_().neg_().exp_()
 
-        def native_form(self):
-            return None
-
+    assert Own().native_form() is None and BandLimited(Own(), band=0.3).native_form() is None
     got = _surrogate_grad(LoopConfig(spiking=True, surrogate=Own()), v, thr)
     torch.testing.assert_close(got, (v - thr).abs().neg().exp(), equal_nan=True)
 

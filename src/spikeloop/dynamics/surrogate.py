@@ -63,6 +63,12 @@ class Surrogate:
         e.g. for a user's own surrogate): the native backward evaluates :meth:`derivative_`."""
         return None
 
+    def _form_if_own(self, declared_by: type[Surrogate], form: NativeForm) -> NativeForm | None:
+        """``form`` if this object's :meth:`derivative_` is the one of ``declared_by``, the
+        class that declares it; ``None`` for a subclass that redefines :meth:`derivative_` (its
+        parent's form would be the wrong function)."""
+        return form if type(self).derivative_ is declared_by.derivative_ else None
+
 
 @dataclass(frozen=True)
 class NativeForm:
@@ -93,8 +99,9 @@ class SuperSpike(Surrogate):
     def derivative_(self, x: Tensor) -> Tensor:
         return x.abs_().mul_(self.beta).add_(1.0).square_().reciprocal_()
 
-    def native_form(self) -> NativeForm:
-        return NativeForm(1, self.beta)  # (the final product with c = 1 changes no bit)
+    def native_form(self) -> NativeForm | None:
+        # (the final product with c = 1 changes no bit)
+        return self._form_if_own(SuperSpike, NativeForm(1, self.beta))
 
 
 @SURROGATES.register("fast_sigmoid")
@@ -108,8 +115,8 @@ class FastSigmoid(Surrogate):
     def derivative_(self, x: Tensor) -> Tensor:
         return x.abs_().mul_(self.slope).add_(1.0).square_().reciprocal_().mul_(0.5 * self.slope)
 
-    def native_form(self) -> NativeForm:
-        return NativeForm(1, self.slope, 0.5 * self.slope)
+    def native_form(self) -> NativeForm | None:
+        return self._form_if_own(FastSigmoid, NativeForm(1, self.slope, 0.5 * self.slope))
 
 
 @SURROGATES.register("arctan")
@@ -124,8 +131,9 @@ class ArcTan(Surrogate):
         return x.mul_(0.5 * math.pi * self.alpha).square_().add_(1.0).reciprocal_().mul_(
             0.5 * self.alpha)
 
-    def native_form(self) -> NativeForm:
-        return NativeForm(2, 0.5 * math.pi * self.alpha, 0.5 * self.alpha)
+    def native_form(self) -> NativeForm | None:
+        return self._form_if_own(ArcTan, NativeForm(2, 0.5 * math.pi * self.alpha,
+                                                    0.5 * self.alpha))
 
 
 @SURROGATES.register("triangle")
@@ -139,8 +147,8 @@ class Triangle(Surrogate):
     def derivative_(self, x: Tensor) -> Tensor:
         return x.abs_().mul_(-self.beta).add_(1.0).clamp_(min=0.0).mul_(self.beta)
 
-    def native_form(self) -> NativeForm:
-        return NativeForm(3, self.beta, self.beta)
+    def native_form(self) -> NativeForm | None:
+        return self._form_if_own(Triangle, NativeForm(3, self.beta, self.beta))
 
 
 @dataclass(frozen=True)
@@ -171,7 +179,7 @@ class BandLimited(Surrogate):
         base = self.base.native_form()
         if base is None or base.band > 0:  # (a band inside a band: the torch form)
             return None
-        return NativeForm(base.kind, base.a, base.c, self.band)
+        return self._form_if_own(BandLimited, NativeForm(base.kind, base.a, base.c, self.band))
 
 
 class _SpikeFunction(torch.autograd.Function):
