@@ -203,12 +203,7 @@ def check_shape(shape: Any, who: str = "population") -> tuple[int, ...]:
 def all_finite(x: Tensor) -> bool:
     """True if ``x`` holds no NaN or ±inf (one reduction pass: NaN propagates through
     ``aminmax``, infinities show in its result; no full-size boolean tensor)."""
-    if x.numel() == 0:
-        return True
-    if x.is_complex() or not x.is_floating_point():  # (no aminmax for them)
-        return bool(torch.isfinite(x.detach()).all())
-    lo, hi = torch.aminmax(x.detach())
-    return bool(torch.isfinite(lo) & torch.isfinite(hi))
+    return finite_flags([x])[0]
 
 
 def finite_flags(tensors: Sequence[Tensor]) -> list[bool]:
@@ -217,8 +212,8 @@ def finite_flags(tensors: Sequence[Tensor]) -> list[bool]:
     ``aminmax`` (one pass; a full ``isfinite(t).all()`` costs several times more on a weight
     matrix), one entry itself, a complex one ``isfinite(t).all()``; one ``isfinite`` over all
     of them concatenated (with type promotion) gives the flags."""
-    if len({t.device for t in tensors}) > 1:
-        return [all_finite(t) for t in tensors]
+    if len({t.device for t in tensors}) > 1:  # one synchronisation per device's tensors
+        return [finite_flags([t])[0] for t in tensors]
     parts: list[Tensor] = []
     spans: list[tuple[int, int]] = []
     for t in tensors:
