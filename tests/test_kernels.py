@@ -706,13 +706,35 @@ def test_compressed_rows_equal_the_nonzero_entries_on_any_thread_count(k):
         torch.set_num_threads(threads)
 
 
-@pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
-def test_compression_paths_of_narrower_instruction_sets_agree(tmp_path):
-    """The compression's AVX2 and plain-C paths (taken on CPUs without AVX-512, resp. AVX) give
-    the same CSR arrays as the path this machine's build takes: native.c compiled again with
-    those instruction sets switched off."""
+NARROWER = (["-mno-avx512f"], ["-mno-avx"])  # the AVX2 and the plain-C paths
+
+
+@pytest.fixture(scope="module")
+def narrow_libs(tmp_path_factory):
+    """native.c compiled again with AVX-512 (resp. AVX) switched off, one thread: the paths a
+    CPU without those instruction sets takes."""
     import ctypes
     import subprocess
+
+    tmp = tmp_path_factory.mktemp("narrow")
+    cc = native._compiler()
+    libs = []
+    for k, extra in enumerate(NARROWER):
+        out = tmp / f"narrow{k}.so"
+        flags = [{"-O3": "-O1"}.get(f, f) for f in native._FLAGS if f != "-fopenmp"]  # one thread
+        subprocess.run([cc, *flags, *extra, f"-I{native.INCLUDE_DIR}", str(native._SOURCE),
+                        str(native._RUNTIME), "-o", str(out)], check=True)
+        lib = ctypes.CDLL(str(out))
+        native._declare(lib)
+        libs.append((extra, lib))
+    return libs
+
+
+@pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
+def test_compression_paths_of_narrower_instruction_sets_agree(narrow_libs):
+    """The compression's AVX2 and plain-C paths (taken on CPUs without AVX-512, resp. AVX) give
+    the same CSR arrays as the path this machine's build takes."""
+    import ctypes
 
     from spikeloop.kernels import Compressed
 
@@ -721,14 +743,7 @@ def test_compression_paths_of_narrower_instruction_sets_agree(tmp_path):
     x[5] = 1.0
     x[9, ::3] = -0.0
     want = Compressed(x)
-    cc = native._compiler()
-    for k, extra in enumerate((["-mno-avx512f"], ["-mno-avx"])):
-        out = tmp_path / f"narrow{k}.so"
-        flags = [{"-O3": "-O1"}.get(f, f) for f in native._FLAGS if f != "-fopenmp"]  # one thread
-        subprocess.run([cc, *flags, *extra, f"-I{native.INCLUDE_DIR}", str(native._SOURCE),
-                        str(native._RUNTIME), "-o", str(out)], check=True)
-        lib = ctypes.CDLL(str(out))
-        native._declare(lib)
+    for extra, lib in narrow_libs:
         row_ptr = torch.empty(701, dtype=torch.int64)
         nnz = ctypes.c_int64(0)
         handle = lib.sl_compress_begin(700, 45, x.data_ptr(), row_ptr.data_ptr(),
@@ -739,6 +754,39 @@ def test_compression_paths_of_narrower_instruction_sets_agree(tmp_path):
         assert torch.equal(row_ptr, want.row_ptr), extra
         assert torch.equal(col, want.col), extra
         assert torch.equal(val, want.val), extra
+
+
+@pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
+@pytest.mark.parametrize("m", [1, 7, 16, 20, 33, 48, 63, 64, 70, 100, 128, 150])
+def test_event_matmul_equals_narrower_instruction_sets_and_the_dense_product(narrow_libs, m):
+    """The event-driven product y = x W_tᵀ for output widths below, at and past the 64-wide
+    blocks (the remainder in masked AVX-512 registers where the build has them): the same
+    floats as the AVX2 and plain-C builds (every output summed in event order), close to the
+    dense product; graded and unit events, empty rows, on one thread and on two."""
+    from spikeloop.kernels import Compressed
+
+    g = torch.Generator().manual_seed(m)
+    x = (torch.rand(500, 90, generator=g) < 0.1).float()
+    x[::7] *= torch.randn(x[::7].shape, generator=g)  # graded events in some rows
+    x[5:9] = 0.0
+    w_t = torch.randn(90, m, generator=g)
+    c = Compressed(x)
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            native.set_threads()
+            got = c.matmul(w_t)
+            torch.testing.assert_close(got, (x.double() @ w_t.double()).float(), rtol=1e-5,
+                                       atol=1e-5)
+            for extra, lib in narrow_libs:
+                y = torch.full((500, m), float("nan"))
+                lib.sl_event_matmul(500, m, c.row_ptr.data_ptr(), c.col.data_ptr(),
+                                    c.val.data_ptr(), w_t.data_ptr(), y.data_ptr())
+                assert torch.equal(y, got), (extra, n)
+    finally:
+        torch.set_num_threads(threads)
+        native.set_threads()
 
 
 @pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")

@@ -87,34 +87,83 @@ INLINE int64_t row_events(const float *restrict xr, int64_t K, int32_t *restrict
 }
 
 /* yr[0..M) = sum over the n events e of val[e] * w_t[idx[e], :] (val NULL: all 1). Outputs are
- * summed 64 at a time in 8 vector registers, in event order (the same order for every m). */
+ * summed 64 at a time in four 16-float vectors (four AVX-512 registers, eight AVX2 ones), in event order (the same order for every m). */
 typedef float v8f __attribute__((vector_size(32), aligned(4)));
+typedef float v16f __attribute__((vector_size(64), aligned(4)));
 
-/* Columns [m0, m0 + 64) of the row sum, in 8 vector registers (the caller ensures they exist). */
+/* Columns [m0, m0 + 64) of the row sum, in four 16-float vectors (the caller ensures they exist). */
 INLINE void accumulate_block(int64_t M, int64_t m0, int64_t n, const int32_t *restrict idx,
                              int64_t shift, const float *restrict val,
                              const float *restrict w_t, float *restrict yr) {
-    v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+    v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
     for (int64_t e = 0; e < n; ++e) {
-        const v8f *w = (const v8f *)(w_t + ((int64_t)idx[e] + shift) * M + m0);
+        const v16f *w = (const v16f *)(w_t + ((int64_t)idx[e] + shift) * M + m0);
         if (!val || val[e] == 1.0f) {
             a0 += w[0]; a1 += w[1]; a2 += w[2]; a3 += w[3];
-            a4 += w[4]; a5 += w[5]; a6 += w[6]; a7 += w[7];
         } else {
             const float a = val[e];
             a0 += a * w[0]; a1 += a * w[1]; a2 += a * w[2]; a3 += a * w[3];
-            a4 += a * w[4]; a5 += a * w[5]; a6 += a * w[6]; a7 += a * w[7];
         }
     }
-    v8f *out = (v8f *)(yr + m0);
+    v16f *out = (v16f *)(yr + m0);
     out[0] = a0; out[1] = a1; out[2] = a2; out[3] = a3;
-    out[4] = a4; out[5] = a5; out[6] = a6; out[7] = a7;
 }
 
-/* Columns [m0, M) one at a time (the remainder after the 64-wide blocks). */
+#if defined(__AVX512F__)
+/* Columns [m0, m0 + tw) of the row sum for 0 < tw <= 16 * NC, in NC 512-bit registers (masked
+ * loads: nothing past the row is read), in event order as accumulate_block. NC is a constant
+ * at every call site. */
+INLINE void accumulate_masked(const int NC, int64_t M, int64_t m0, int64_t tw, int64_t n,
+                              const int32_t *restrict idx, int64_t shift,
+                              const float *restrict val, const float *restrict w_t,
+                              float *restrict yr) {
+    __mmask16 mk[4];
+    for (int q = 0; q < 4; ++q) {
+        const int64_t left = tw - 16 * q;
+        mk[q] = left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+    }
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t e = 0; e < n; ++e) {
+        const float *w = w_t + ((int64_t)idx[e] + shift) * M + m0;
+        if (!val || val[e] == 1.0f) {
+            a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(mk[0], w));
+            if (NC > 1) a1 = _mm512_add_ps(a1, _mm512_maskz_loadu_ps(mk[1], w + 16));
+            if (NC > 2) a2 = _mm512_add_ps(a2, _mm512_maskz_loadu_ps(mk[2], w + 32));
+            if (NC > 3) a3 = _mm512_add_ps(a3, _mm512_maskz_loadu_ps(mk[3], w + 48));
+        } else {
+            const __m512 a = _mm512_set1_ps(val[e]);
+            a0 = _mm512_add_ps(a0, _mm512_mul_ps(a, _mm512_maskz_loadu_ps(mk[0], w)));
+            if (NC > 1)
+                a1 = _mm512_add_ps(a1, _mm512_mul_ps(a, _mm512_maskz_loadu_ps(mk[1], w + 16)));
+            if (NC > 2)
+                a2 = _mm512_add_ps(a2, _mm512_mul_ps(a, _mm512_maskz_loadu_ps(mk[2], w + 32)));
+            if (NC > 3)
+                a3 = _mm512_add_ps(a3, _mm512_mul_ps(a, _mm512_maskz_loadu_ps(mk[3], w + 48)));
+        }
+    }
+    _mm512_mask_storeu_ps(yr + m0, mk[0], a0);
+    if (NC > 1) _mm512_mask_storeu_ps(yr + m0 + 16, mk[1], a1);
+    if (NC > 2) _mm512_mask_storeu_ps(yr + m0 + 32, mk[2], a2);
+    if (NC > 3) _mm512_mask_storeu_ps(yr + m0 + 48, mk[3], a3);
+}
+#endif
+
+/* Columns [m0, M) (the remainder after the 64-wide blocks, fewer than 64): with AVX-512 in up
+ * to four masked registers, else one column at a time; the same sums, in event order. */
 INLINE void accumulate_tail(int64_t M, int64_t m0, int64_t n, const int32_t *restrict idx,
                             int64_t shift, const float *restrict val,
                             const float *restrict w_t, float *restrict yr) {
+#if defined(__AVX512F__)
+    const int64_t tw = M - m0;
+    if (tw > 0 && tw <= 64) {
+        switch ((tw + 15) / 16) {
+        case 1: accumulate_masked(1, M, m0, tw, n, idx, shift, val, w_t, yr); return;
+        case 2: accumulate_masked(2, M, m0, tw, n, idx, shift, val, w_t, yr); return;
+        case 3: accumulate_masked(3, M, m0, tw, n, idx, shift, val, w_t, yr); return;
+        default: accumulate_masked(4, M, m0, tw, n, idx, shift, val, w_t, yr); return;
+        }
+    }
+#endif
     for (int64_t m = m0; m < M; ++m) yr[m] = 0.0f;
     for (int64_t e = 0; e < n && m0 < M; ++e) {
         const float *restrict w = w_t + ((int64_t)idx[e] + shift) * M;
