@@ -87,11 +87,13 @@ INLINE int64_t row_events(const float *restrict xr, int64_t K, int32_t *restrict
 }
 
 /* yr[0..M) = sum over the n events e of val[e] * w_t[idx[e], :] (val NULL: all 1). Outputs are
- * summed 64 at a time in four 16-float vectors (four AVX-512 registers, eight AVX2 ones), in event order (the same order for every m). */
+ * summed 64 at a time in four 16-float vectors (four AVX-512 registers, eight AVX2 ones), in
+ * event order (the same order for every m). */
 typedef float v8f __attribute__((vector_size(32), aligned(4)));
 typedef float v16f __attribute__((vector_size(64), aligned(4)));
 
-/* Columns [m0, m0 + 64) of the row sum, in four 16-float vectors (the caller ensures they exist). */
+/* Columns [m0, m0 + 64) of the row sum, in four 16-float vectors (the caller ensures they
+ * exist). */
 INLINE void accumulate_block(int64_t M, int64_t m0, int64_t n, const int32_t *restrict idx,
                              int64_t shift, const float *restrict val,
                              const float *restrict w_t, float *restrict yr) {
