@@ -119,6 +119,30 @@ def test_fused_recurrent_loop_equals_step_function(engine, cls, t_refrac):
     assert fused[2]["recurrent.weight"].abs().sum() > 0
 
 
+@pytest.mark.parametrize("n, batch", [(70, 6), (128, 9)])
+@pytest.mark.parametrize("band", [None, 1.0, 0.1])
+def test_recurrent_backward_blocks_equal_the_step_function(engine, n, batch, band):
+    """The recurrent spike gradient W_recᵀ·dx of the native backward, in blocks of four batch
+    rows (64 columns at a time in registers where the band leaves at least half of a block's
+    entries, the needed entries alone otherwise): widths past one and two 64-column blocks,
+    blocks of fewer than four rows, no band, a wide band (most entries needed) and a narrow one
+    (few), on one thread and on two — all equal to the step functions'."""
+    pop = make_population(CubaLIF, n, recurrent=True, reset="subtract")
+    torch.manual_seed(10)
+    x = 0.8 * torch.randn(30, batch, n) + 1.0
+    ref = run_and_grads(pop, x, "reference", grad_band=band)
+    threads = torch.get_num_threads()
+    try:
+        for k in (1, 2):
+            torch.set_num_threads(k)
+            fused = run_and_grads(pop, x, "fused", grad_band=band)
+            assert_same(ref, fused, exact_spikes=False)
+            assert (ref[0].spikes != fused[0].spikes).sum() == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert fused[2]["recurrent.weight"].abs().sum() > 0
+
+
 def test_recurrent_loop_with_dyadic_weights_is_bit_identical(engine):
     """Weights on a 1/64 grid make every sum exact in any order: identical membranes."""
     pop = make_population(CubaLIF, 16, recurrent=True)

@@ -468,16 +468,84 @@ INLINE void backward_row(const int64_t N, const int spiking, const int subtract,
 
 /* rdz[q] = W^T dx_t[b0 + q] for the nb rows of a block (fused multiply-add: a gradient, not a
  * forward value), skipping neurons whose surrogate derivative at step t-1 is 0 in every row. */
+#if defined(__AVX512F__)
+/* out[q, j] = sum_n d_q[n] W[n, j] for the block's rows q < nb (d_q = zero rows beyond), W
+ * row-major [N, N]: 64 columns at a time, the four rows' sums in 16 512-bit registers while the
+ * rows of W stream by (each W[n, j:j+64] loaded once per block, four multiply-adds per load),
+ * summed over n in ascending order with one rounding per step (fma). */
+static void recurrent_block_gemm(const int64_t N, const int nb, const float *restrict w,
+                                 const float *const *d, float *restrict out) {
+    for (int64_t j = 0; j < N; j += 64) {
+        __mmask16 mk[4];
+        for (int k = 0; k < 4; ++k) {
+            const int64_t left = N - j - 16 * k;
+            mk[k] = left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+        }
+        __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00;
+        __m512 c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+        __m512 c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+        __m512 c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+        const float *restrict d0 = d[0], *restrict d1 = d[1], *restrict d2 = d[2],
+                              *restrict d3 = d[3];
+        for (int64_t n = 0; n < N; ++n) {
+            const float *wn = w + n * N + j;
+            const __m512 w0 = _mm512_maskz_loadu_ps(mk[0], wn);
+            const __m512 w1 = _mm512_maskz_loadu_ps(mk[1], wn + 16);
+            const __m512 w2 = _mm512_maskz_loadu_ps(mk[2], wn + 32);
+            const __m512 w3 = _mm512_maskz_loadu_ps(mk[3], wn + 48);
+            __m512 a = _mm512_set1_ps(d0[n]);
+            c00 = _mm512_fmadd_ps(a, w0, c00); c01 = _mm512_fmadd_ps(a, w1, c01);
+            c02 = _mm512_fmadd_ps(a, w2, c02); c03 = _mm512_fmadd_ps(a, w3, c03);
+            a = _mm512_set1_ps(d1[n]);
+            c10 = _mm512_fmadd_ps(a, w0, c10); c11 = _mm512_fmadd_ps(a, w1, c11);
+            c12 = _mm512_fmadd_ps(a, w2, c12); c13 = _mm512_fmadd_ps(a, w3, c13);
+            a = _mm512_set1_ps(d2[n]);
+            c20 = _mm512_fmadd_ps(a, w0, c20); c21 = _mm512_fmadd_ps(a, w1, c21);
+            c22 = _mm512_fmadd_ps(a, w2, c22); c23 = _mm512_fmadd_ps(a, w3, c23);
+            a = _mm512_set1_ps(d3[n]);
+            c30 = _mm512_fmadd_ps(a, w0, c30); c31 = _mm512_fmadd_ps(a, w1, c31);
+            c32 = _mm512_fmadd_ps(a, w2, c32); c33 = _mm512_fmadd_ps(a, w3, c33);
+        }
+        const __m512 c[4][4] = {{c00, c01, c02, c03}, {c10, c11, c12, c13},
+                                {c20, c21, c22, c23}, {c30, c31, c32, c33}};
+        for (int q = 0; q < nb; ++q)
+            for (int k = 0; k < 4; ++k)
+                _mm512_mask_storeu_ps(out + q * N + j + 16 * k, mk[k], c[q][k]);
+    }
+}
+#endif
+
 static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, const int64_t B,
                             const int64_t b0, const float *restrict wrec_t,
-                            const float *restrict dx, const float *restrict sg,
-                            const float *restrict zero, float *restrict rdz) {
+                            const float *restrict wrec, const float *restrict dx,
+                            const float *restrict sg, const float *restrict zero,
+                            float *restrict rdz) {
     const float *d[BB];
     const float *sp[BB];
     for (int q = 0; q < BB; ++q) {
         d[q] = q < nb ? dx + (t * B + b0 + q) * N : zero;
         sp[q] = (q < nb && t > 0) ? sg + ((t - 1) * B + b0 + q) * N : NULL;
     }
+#if defined(__AVX512F__)
+    /* the register-blocked product when at least half of the block's entries are needed (the
+     * others set to 0 afterwards); with a narrow band, the needed ones alone (below) */
+    if (wrec) {
+        int64_t needed = t > 0 ? 0 : nb * N;
+        if (t > 0)
+            for (int q = 0; q < nb; ++q)
+                for (int64_t j = 0; j < N; ++j) needed += sp[q][j] != 0.0f;
+        if (2 * needed >= nb * N) {
+            recurrent_block_gemm(N, (int)nb, wrec, d, rdz);
+            if (t > 0 && needed < nb * N)
+                for (int q = 0; q < nb; ++q)
+                    for (int64_t j = 0; j < N; ++j)
+                        if (sp[q][j] == 0.0f) rdz[q * N + j] = 0.0f;
+            return;
+        }
+    }
+#else
+    (void)wrec;
+#endif
     const float *restrict d0 = d[0], *restrict d1 = d[1], *restrict d2 = d[2], *restrict d3 = d[3];
     const unsigned all = (1u << nb) - 1u;
     for (int64_t j = 0; j < N; ++j) {
@@ -559,6 +627,15 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
     /* per-thread sums of the coefficient gradients, reduced in thread order afterwards (the
      * result does not depend on which thread finishes first) */
     double *partial = (double *)calloc((size_t)slots * NC * N, sizeof(double));
+    float *wrec = NULL; /* W row-major (the transpose of wrec_t) for recurrent_block_gemm */
+#if defined(__AVX512F__)
+    if (wrec_t) {
+        wrec = (float *)malloc(sizeof(float) * (size_t)(N * N));
+        if (wrec)
+            for (int64_t n = 0; n < N; ++n)
+                for (int64_t j = 0; j < N; ++j) wrec[n * N + j] = wrec_t[j * N + n];
+    }
+#endif
 #pragma omp parallel num_threads(slots)
     {
         /* a contiguous range of batch rows per thread, time outside (see the forward pass) */
@@ -600,7 +677,7 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
                 /* recurrent: dL/dz_{t-1}[j] = sum_n W[n, j] dx_t[n], only where it is used */
                 float *rdz_block = rdz + (bb - b0) * N;
                 if (wrec_t)
-                    recurrent_block(N, nb, t, B, bb, wrec_t, dx, sg, zero, rdz_block);
+                    recurrent_block(N, nb, t, B, bb, wrec_t, wrec, dx, sg, zero, rdz_block);
                 else if (t == T - 1)
                     memset(rdz_block, 0, sizeof(float) * nb * N);
             }
@@ -635,6 +712,7 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
     }
     free(partial);
     free(zero);
+    free(wrec);
 }
 
 /* ------------------------------------------------------------------ surrogate derivative */
