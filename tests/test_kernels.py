@@ -285,6 +285,59 @@ def test_native_surrogate_pass_equals_each_surrogates_derivative_to_the_bit():
     torch.testing.assert_close(got, (v - thr).abs().neg().exp(), equal_nan=True)
 
 
+@pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_native_backward_computing_the_surrogate_in_its_pass_changes_no_bit(recurrent):
+    """The native backward evaluates σ'(v − ϑ) row by row inside its own pass where the
+    surrogate has a native form; every gradient is the same, to the bit, as with σ' computed
+    ahead of the pass (a subclass without a native form): every registered surrogate, alone and
+    inside a band, feed-forward and recurrent, on one and two threads."""
+    from spikeloop.dynamics import SURROGATES
+    from spikeloop.kernels.fused import LoopConfig, neuron_loop
+
+    def ahead(s):  # the same derivative_, no native form: σ' is computed before the pass
+        import dataclasses
+
+        return type("Ahead", (type(s),), {"native_form": lambda self: None})(
+            **{f.name: getattr(s, f.name) for f in dataclasses.fields(s) if f.init})
+
+    g = torch.Generator().manual_seed(4)
+    t, b, n = 30, 6, 70
+    x0 = torch.randn(t, b, n, generator=g) * 0.8 + 0.9
+    coefs0 = {"beta": torch.rand(n, generator=g) * 0.3 + 0.6, "rest": torch.zeros(n),
+              "alpha": torch.rand(n, generator=g) * 0.3 + 0.5, "gain": torch.ones(n) * 0.5,
+              "thr": torch.rand(n, generator=g) * 0.4 + 0.8, "vreset": torch.zeros(n)}
+    wrec0 = torch.randn(n, n, generator=g) * 0.2 if recurrent else None
+    weights = [torch.randn(t, b, n, generator=g) for _ in range(2)]
+    z = torch.zeros(b, n)
+
+    def grads(surrogate):
+        x = x0.clone().requires_grad_(True)
+        coefs = {k: c.clone().requires_grad_(True) for k, c in coefs0.items()}
+        wrec = wrec0.clone().requires_grad_(True) if recurrent else None
+        out = neuron_loop(LoopConfig(spiking=True, reset="subtract", surrogate=surrogate,
+                                     engine="native"), x, coefs, (z, z, z, None), wrec)
+        (weights[0] * out[0]).sum().add((weights[1] * out[1]).sum()).backward()
+        return [x.grad, *(c.grad for c in coefs.values()),
+                *([wrec.grad] if recurrent else [])]
+
+    cases = [SURROGATES.build({"name": name}) for name in SURROGATES.names()]
+    cases += [BandLimited(s, band=0.3) for s in list(cases)]
+    threads = torch.get_num_threads()
+    try:
+        for k in (1, 2):
+            torch.set_num_threads(k)
+            for s in cases:
+                base = s.base if isinstance(s, BandLimited) else s
+                other = (BandLimited(ahead(base), band=s.band) if isinstance(s, BandLimited)
+                         else ahead(s))
+                assert s.native_form() is not None and other.native_form() is None
+                for got, want in zip(grads(s), grads(other), strict=True):
+                    assert torch.equal(got, want), (str(s), k)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_band_limited_surrogate_is_zero_outside_band():
     s = BandLimited(SuperSpike(beta=5.0), band=0.5)
     x = torch.tensor([-0.6, -0.5, -0.2, 0.0, 0.49, 0.5, 2.0])

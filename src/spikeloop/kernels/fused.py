@@ -334,7 +334,11 @@ class _NeuronLoop(Function):
          *adapt) = ctx.saved_tensors
         gwT = gwT.contiguous() if gwT is not None and cfg.adaptive else None
         steps, batch, n = out_v.shape
-        sg = _surrogate_grad(cfg, out_v, thr) if cfg.spiking else None
+        # σ'(v − ϑ): in the native backward pass itself, row by row, where the surrogate has a
+        # native form (the same bits as _surrogate_grad's pass: tested); else computed here
+        form = (cfg.surrogate.native_form() if cfg.spiking and ctx.engine == "native"
+                and thr.shape == out_v.shape[-1:] else None)
+        sg = (_surrogate_grad(cfg, out_v, thr) if cfg.spiking and form is None else None)
         gs = [g.contiguous() if g is not None else None for g in (gv, gz, gi, gvT, giT, gzT)]
         gv, gz, gi, gvT, giT, gzT = gs
         if not cfg.spiking:
@@ -356,7 +360,8 @@ class _NeuronLoop(Function):
                 p(sg), p(v0), p(ip), p(mask), p(beta), p(alpha), p(gain), p(thr), p(vreset),
                 p(wrec_t), p(gv), p(gz), p(gi), p(gvT), p(giT), p(gzT), p(dx), p(dv0), p(di0),
                 p(dz0), *(p(c) for c in coef), *(p(c) for c in adapt), p(ws), p(gwT), p(dw0),
-                *(p(d) for d in d_adapt))
+                *(p(d) for d in d_adapt), *((form.kind, form.a, form.c, form.band)
+                                            if form is not None else (0, 0.0, 0.0, 0.0)))
             if cfg.adaptive:  # the C kernel returns Σ w̄ for v_leak: v̄_leak = −a_c Σ w̄
                 d_adapt[4] = -adapt[2] * d_adapt[4]
             else:

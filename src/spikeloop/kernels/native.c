@@ -443,7 +443,7 @@ INLINE void backward_row(const int64_t N, const int spiking, const int subtract,
     backward_row(N, SP, SU, RF, IP, AD, want_w, rho, kappa, acoup, bjump, vleak,                \
                  (AD && want_w) ? ws + off : NULL, AD ? lwq : NULL, faq + 6 * N, faq + 7 * N,   \
                  faq + 8 * N, faq + 9 * N, faq + 10 * N,                                        \
-                 out_v + off, SP ? out_z + off : NULL, SP ? sg + off : NULL,                    \
+                 out_v + off, SP ? out_z + off : NULL, SP ? sgr : NULL,                         \
                  RF ? mask + off : NULL, IP ? ip + off : NULL, t ? out_v + prev : v0 + b * N,    \
                  (SP && t) ? out_z + prev : zero, v0 + b * N, beta, alpha, gain, thr, vreset,   \
                  gv ? gv + off : zero, gz ? gz + off : zero, gi ? gi + off : zero, lvq, liq,     \
@@ -468,6 +468,38 @@ INLINE void backward_row(const int64_t N, const int spiking, const int subtract,
 
 /* rdz[q] = W^T dx_t[b0 + q] for the nb rows of a block (fused multiply-add: a gradient, not a
  * forward value), skipping neurons whose surrogate derivative at step t-1 is 0 in every row. */
+/* ------------------------------------------------------------------ surrogate derivative */
+/* o [N] = sigma'(v - thr[n]) for one row, the operations in the order of the surrogate's
+ * derivative_ in spikeloop/dynamics/surrogate.py (NativeForm): kind 1: c * 1/(a|x| + 1)^2,
+ * kind 2: c * 1/((a x)^2 + 1), kind 3: c * max(0, -a|x| + 1) (NaN stays NaN); times [|x| < band]
+ * when band > 0. */
+INLINE void surrogate_row(int64_t N, const float *restrict vr, const float *restrict thr,
+                          int kind, float a, float c, float band, float *restrict o) {
+    if (kind == 1) {
+#pragma omp simd
+        for (int64_t n = 0; n < N; ++n) {
+            float y = fabsf(vr[n] - thr[n]) * a + 1.0f;
+            o[n] = (1.0f / (y * y)) * c;
+        }
+    } else if (kind == 2) {
+#pragma omp simd
+        for (int64_t n = 0; n < N; ++n) {
+            float y = (vr[n] - thr[n]) * a;
+            o[n] = (1.0f / (y * y + 1.0f)) * c;
+        }
+    } else {
+#pragma omp simd
+        for (int64_t n = 0; n < N; ++n) {
+            float y = fabsf(vr[n] - thr[n]) * -a + 1.0f;
+            o[n] = (y < 0.0f ? 0.0f : y) * c;
+        }
+    }
+    if (band > 0.0f) {
+#pragma omp simd
+        for (int64_t n = 0; n < N; ++n) o[n] *= fabsf(vr[n] - thr[n]) < band ? 1.0f : 0.0f;
+    }
+}
+
 #if defined(__AVX512F__)
 /* out[q, j] = sum_n d_q[n] W[n, j] for the block's rows q < nb (d_q = zero rows beyond), W
  * row-major [N, N]: 64 columns at a time, the four rows' sums in 16 512-bit registers while the
@@ -518,13 +550,13 @@ static void recurrent_block_gemm(const int64_t N, const int nb, const float *res
 static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, const int64_t B,
                             const int64_t b0, const float *restrict wrec_t,
                             const float *restrict wrec, const float *restrict dx,
-                            const float *restrict sg, const float *restrict zero,
+                            const float *restrict sgp, const float *restrict zero,
                             float *restrict rdz) {
     const float *d[BB];
     const float *sp[BB];
     for (int q = 0; q < BB; ++q) {
         d[q] = q < nb ? dx + (t * B + b0 + q) * N : zero;
-        sp[q] = (q < nb && t > 0) ? sg + ((t - 1) * B + b0 + q) * N : NULL;
+        sp[q] = (q < nb && t > 0) ? sgp + q * N : NULL;
     }
 #if defined(__AVX512F__)
     /* the register-blocked product when at least half of the block's entries are needed (the
@@ -587,9 +619,11 @@ static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, 
 
 /* Reverse-time adjoint of sl_neuron_forward (reset with detached spikes).
  * Inputs: out_v, out_z (forward outputs), sg [T,B,N] = surrogate derivative at out_v - thr
- * (zero outside the band for sparse backprop), v0 (initial membrane [B,N]), ip (i', NULL if no
- * time-constant gradients), mask (NULL without refractoriness); incoming gradients gv, gz, gi
- * [T,B,N] (each may be NULL), final-state gradients gvT, giT, gzT [B,N] (may be NULL).
+ * (zero outside the band for sparse backprop; NULL for a spiking population: computed here,
+ * row by row by surrogate_row from sg_kind, sg_a, sg_c, sg_band), v0 (initial membrane [B,N]),
+ * ip (i', NULL if no time-constant gradients), mask (NULL without refractoriness); incoming
+ * gradients gv, gz, gi [T,B,N] (each may be NULL), final-state gradients gvT, giT, gzT [B,N]
+ * (may be NULL).
  * Outputs: dx [T,B,N]; dv0, di0, dz0 [B,N]; per-neuron coefficient gradients [N] (summed over
  * batch and time) dbeta, drest, dalpha, dgain, dthr, dvreset (dbeta/dalpha/dgain only if ip).
  * For recurrent populations the spike gradient of step k-1 receives W_rec^T dx_k; it is computed
@@ -609,7 +643,8 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
                         float *dthr, float *dvreset, const float *rho, const float *kappa,
                         const float *acoup, const float *bjump, const float *vleak,
                         const float *ws, const float *gwT, float *dw0, float *drho,
-                        float *dkappa, float *dacoup, float *dbjump, float *dlw) {
+                        float *dkappa, float *dacoup, float *dbjump, float *dlw, int sg_kind,
+                        float sg_a, float sg_c, float sg_band) {
     const int64_t T = s->T, B = s->B, N = s->N;
     const int spiking = s->spiking, subtract = s->reset_mode == 1;
     const int refrac = spiking && mask != NULL, want_ip = ip != NULL;
@@ -647,6 +682,11 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
         float *li = (float *)malloc(sizeof(float) * (rows * N + 1));  /* dL/di after the step */
         float *rdz = (float *)malloc(sizeof(float) * (rows * N + 1)); /* recurrent dL/dz */
         float *lw = (float *)malloc(sizeof(float) * (rows * N + 1));  /* dL/dw after the step */
+        /* sg == NULL: this thread's rows of sg at step t (cur) and, for the recurrent spike
+         * gradient, at step t - 1 (nxt, which becomes cur at the next step) */
+        const int own_sg = spiking && !sg;
+        float *cur = own_sg ? (float *)malloc(sizeof(float) * (rows * N + 1)) : NULL;
+        float *nxt = own_sg && wrec_t ? (float *)malloc(sizeof(float) * (rows * N + 1)) : NULL;
         for (int64_t b = b0; b < b1; ++b) {
             const int64_t q = b - b0;
             for (int64_t n = 0; n < N; ++n) {
@@ -666,6 +706,15 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
                     float *lvq = lv + q * N, *liq = li + q * N, *rdzq = rdz + q * N;
                     float *lwq = lw + q * N;
                     float *faq = fa + q * NC * N;
+                    const float *sgr = NULL; /* sg of this row and step */
+                    if (own_sg) {
+                        if (!wrec_t || t == T - 1) /* (recurrent: computed at step t + 1) */
+                            surrogate_row(N, out_v + off, thr, sg_kind, sg_a, sg_c, sg_band,
+                                          cur + q * N);
+                        sgr = cur + q * N;
+                    } else if (spiking) {
+                        sgr = sg + off;
+                    }
                     if (!spiking) {
                         if (want_ip) BACKWARD_ROW(0, 0, 0, 1, 0); else BACKWARD_ROW(0, 0, 0, 0, 0);
                     } else if (adaptive) {
@@ -676,10 +725,26 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
                 }
                 /* recurrent: dL/dz_{t-1}[j] = sum_n W[n, j] dx_t[n], only where it is used */
                 float *rdz_block = rdz + (bb - b0) * N;
+                const float *sgp = NULL; /* sg of the block's rows at step t - 1 */
+                if (wrec_t && t > 0) {
+                    if (own_sg) {
+                        for (int64_t b = bb; b < bb + nb; ++b)
+                            surrogate_row(N, out_v + ((t - 1) * B + b) * N, thr, sg_kind, sg_a,
+                                          sg_c, sg_band, nxt + (b - b0) * N);
+                        sgp = nxt + (bb - b0) * N;
+                    } else {
+                        sgp = sg + ((t - 1) * B + bb) * N;
+                    }
+                }
                 if (wrec_t)
-                    recurrent_block(N, nb, t, B, bb, wrec_t, wrec, dx, sg, zero, rdz_block);
+                    recurrent_block(N, nb, t, B, bb, wrec_t, wrec, dx, sgp, zero, rdz_block);
                 else if (t == T - 1)
                     memset(rdz_block, 0, sizeof(float) * nb * N);
+            }
+            if (nxt) { /* step t - 1's rows become the current ones */
+                float *swap = cur;
+                cur = nxt;
+                nxt = swap;
             }
         }
         int tid = 0;
@@ -702,6 +767,8 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
         free(li);
         free(rdz);
         free(lw);
+        free(cur);
+        free(nxt);
     }
     for (int k = 0; k < nout; ++k) {
         for (int64_t n = 0; n < N; ++n) {
@@ -716,40 +783,12 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
 }
 
 /* ------------------------------------------------------------------ surrogate derivative */
-/* out [R, N] = sigma'(v - thr[n]) in one pass, the operations in the order of the surrogate's
- * derivative_ in spikeloop/dynamics/surrogate.py (NativeForm): kind 1: c * 1/(a|x| + 1)^2,
- * kind 2: c * 1/((a x)^2 + 1), kind 3: c * max(0, -a|x| + 1) (NaN stays NaN); times [|x| < band]
- * when band > 0. */
+/* out [R, N] = sigma'(v - thr[n]) in one pass (surrogate_row for each row). */
 void sl_surrogate_grad(int64_t R, int64_t N, const float *v, const float *thr, int kind,
                        float a, float c, float band, float *out) {
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < R; ++r) {
-        const float *restrict vr = v + r * N;
-        float *restrict o = out + r * N;
-        if (kind == 1) {
-#pragma omp simd
-            for (int64_t n = 0; n < N; ++n) {
-                float y = fabsf(vr[n] - thr[n]) * a + 1.0f;
-                o[n] = (1.0f / (y * y)) * c;
-            }
-        } else if (kind == 2) {
-#pragma omp simd
-            for (int64_t n = 0; n < N; ++n) {
-                float y = (vr[n] - thr[n]) * a;
-                o[n] = (1.0f / (y * y + 1.0f)) * c;
-            }
-        } else {
-#pragma omp simd
-            for (int64_t n = 0; n < N; ++n) {
-                float y = fabsf(vr[n] - thr[n]) * -a + 1.0f;
-                o[n] = (y < 0.0f ? 0.0f : y) * c;
-            }
-        }
-        if (band > 0.0f) {
-#pragma omp simd
-            for (int64_t n = 0; n < N; ++n) o[n] *= fabsf(vr[n] - thr[n]) < band ? 1.0f : 0.0f;
-        }
-    }
+    for (int64_t r = 0; r < R; ++r)
+        surrogate_row(N, v + r * N, thr, kind, a, c, band, out + r * N);
 }
 
 /* ------------------------------------------------------------------ event-driven projection */

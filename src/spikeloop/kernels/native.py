@@ -136,7 +136,9 @@ def _declare(lib: ctypes.CDLL) -> None:
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     lib.sl_neuron_forward.argtypes = [ctypes.POINTER(Shape)] + [p] * 26
     lib.sl_neuron_forward.restype = None
-    lib.sl_neuron_backward.argtypes = [ctypes.POINTER(Shape)] + [p] * 41
+    f32 = ctypes.c_float
+    lib.sl_neuron_backward.argtypes = ([ctypes.POINTER(Shape)] + [p] * 41
+                                       + [ctypes.c_int, f32, f32, f32])
     lib.sl_neuron_backward.restype = None
     lib.sl_surrogate_grad.argtypes = [i64, i64, p, p, ctypes.c_int, ctypes.c_float,
                                       ctypes.c_float, ctypes.c_float, p]
