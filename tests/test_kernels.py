@@ -867,6 +867,44 @@ def test_event_matmul_equals_narrower_instruction_sets_and_the_dense_product(nar
 
 
 @pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
+@pytest.mark.parametrize("where", ["first", "last", "middle", "none"])
+def test_event_products_with_clustered_events_cover_every_row(where):
+    """Threads share the rows of an event matrix by events (and rows), not by rows alone: with
+    every event in a tenth of the rows (at the start, the end or the middle, or no events at
+    all) each output row is still written exactly once — the product's empty rows are zeros,
+    not leftovers — and both products equal the dense ones on one thread and on two."""
+    from spikeloop.kernels import Compressed
+
+    g = torch.Generator().manual_seed(11)
+    x = torch.zeros(2000, 60)
+    rows = {"first": slice(0, 200), "last": slice(1800, 2000), "middle": slice(900, 1100),
+            "none": slice(0, 0)}[where]
+    x[rows] = (torch.rand(x[rows].shape, generator=g) < 0.3).float()
+    x[rows][::5] *= 2.5  # graded events too
+    w_t = torch.randn(60, 40, generator=g)
+    dy = torch.randn(2000, 40, generator=g)
+    lib = native.library()
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            native.set_threads()
+            c = Compressed(x)
+            y = torch.full((2000, 40), float("nan"))
+            lib.sl_event_matmul(2000, 40, c.row_ptr.data_ptr(), c.col.data_ptr(),
+                                c.val.data_ptr(), w_t.data_ptr(), y.data_ptr())
+            torch.testing.assert_close(y, (x.double() @ w_t.double()).float(), rtol=1e-5,
+                                       atol=1e-5)
+            got = c.weight_grad(dy)
+            torch.testing.assert_close(got, (x.double().T @ dy.double()).float(), rtol=1e-5,
+                                       atol=1e-4)
+            assert torch.equal(c.weight_grad(dy), got)
+    finally:
+        torch.set_num_threads(threads)
+        native.set_threads()
+
+
+@pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
 @pytest.mark.parametrize("m", [20, 64, 70, 256])
 def test_event_weight_grad_equals_the_dense_product_on_any_thread_count(m):
     """xᵀ·dy from the row-wise events (each event adds its dy row into the result): graded and

@@ -962,12 +962,41 @@ void sl_compress_end(void *handle, int32_t *col, float *val) {
 }
 
 /* y [R, M] = x [R, K] (compressed) @ w_t [K, M]  (w_t = W^T: row k holds the weights from k) */
+/* [r0, r1): this OpenMP thread's contiguous share of the R rows of an event matrix (CSR
+ * row_ptr), balanced by events and rows together (each row counts as one event more), not by
+ * rows alone: events cluster in time (speech in the middle of a recording), and a share of the
+ * rows can hold most of them. The shares depend only on row_ptr and the thread count. */
+INLINE int64_t event_split(const int64_t *row_ptr, int64_t R, int64_t k, int64_t nt) {
+    if (k <= 0) return 0;
+    if (k >= nt) return R;
+    const int64_t target = (row_ptr[R] + R) * k / nt;
+    int64_t lo = 0, hi = R; /* the first r with row_ptr[r] + r >= target */
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (row_ptr[mid] + mid < target)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+INLINE void thread_event_rows(const int64_t *row_ptr, int64_t R, int64_t *r0, int64_t *r1) {
+    *r0 = 0;
+    *r1 = R;
+#ifdef _OPENMP
+    const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+    *r0 = event_split(row_ptr, R, id, nt);
+    *r1 = event_split(row_ptr, R, id + 1, nt);
+#endif
+}
+
 void sl_event_matmul(int64_t R, int64_t M, const int64_t *row_ptr, const int32_t *col,
                      const float *val, const float *w_t, float *y) {
 #pragma omp parallel
     {
         int64_t r0, r1;
-        thread_range(R, &r0, &r1);
+        thread_event_rows(row_ptr, R, &r0, &r1);
         /* 64 output columns at a time over all of this thread's rows: that slice of w_t
          * (K x 64 floats) stays in cache while the rows go by */
         int64_t m0 = 0;
@@ -1003,7 +1032,8 @@ void sl_csr_to_csc(int64_t R, int64_t K, const int64_t *row_ptr, const int32_t *
 /* dw_t [K, M] = x^T @ dy from the row-wise events (CSR), without sorting them by column: the
  * rows of dy stream by once, in order, and each event adds its dy row into the row of dw_t of its
  * input, which stays in cache (K*M floats). With several threads each takes a contiguous range
- * of rows into its own copy of dw_t (thread 0 into dw_t itself), and the copies are added in
+ * of rows (thread_event_rows: balanced by events) into its own copy of dw_t (thread 0 into dw_t
+ * itself), and the copies are added in
  * thread order at the end: every entry is the sum over the rows in ascending order, per thread
  * range, so a thread count gives the same floats every run (one thread: the plain row order). */
 void sl_event_weight_grad_rows(int64_t R, int64_t K, int64_t M, const int64_t *row_ptr,
@@ -1026,7 +1056,7 @@ void sl_event_weight_grad_rows(int64_t R, int64_t K, int64_t M, const int64_t *r
         float *restrict acc = id == 0 ? dw_t : extra + (int64_t)(id - 1) * KM;
         memset(acc, 0, sizeof(float) * KM);
         int64_t r0, r1;
-        thread_range(R, &r0, &r1);
+        thread_event_rows(row_ptr, R, &r0, &r1);
         const int64_t M16 = M - M % 16;
         for (int64_t r = r0; r < r1; ++r) {
             const float *restrict d = dy + r * M;
