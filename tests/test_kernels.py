@@ -122,11 +122,12 @@ def test_fused_recurrent_loop_equals_step_function(engine, cls, t_refrac):
 @pytest.mark.parametrize("n, batch", [(70, 6), (128, 9)])
 @pytest.mark.parametrize("band", [None, 1.0, 0.1])
 def test_recurrent_backward_blocks_equal_the_step_function(engine, n, batch, band):
-    """The recurrent spike gradient W_recᵀ·dx of the native backward, in blocks of four batch
-    rows (64 columns at a time in registers where the band leaves at least half of a block's
-    entries, the needed entries alone otherwise): widths past one and two 64-column blocks,
-    blocks of fewer than four rows, no band, a wide band (most entries needed) and a narrow one
-    (few), on one thread and on two — all equal to the step functions'."""
+    """The recurrent spike gradient W_recᵀ·dx of the native backward, in blocks of eight batch
+    rows (32 columns at a time in registers where the band leaves at least half of a block's
+    entries, dot products over the needed entries of four rows at a time otherwise): widths
+    past two and four 32-column blocks, blocks of fewer rows, no band, a wide band (most
+    entries needed) and a narrow one (few), on one thread and on two — all equal to the step
+    functions'."""
     pop = make_population(CubaLIF, n, recurrent=True, reset="subtract")
     torch.manual_seed(10)
     x = 0.8 * torch.randn(30, batch, n) + 1.0

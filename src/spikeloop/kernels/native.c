@@ -464,10 +464,6 @@ INLINE void backward_row(const int64_t N, const int spiking, const int subtract,
         }                                                                                     \
     } while (0)
 
-#define BB 4 /* batch rows per block: the recurrent backward reads W once per block */
-
-/* rdz[q] = W^T dx_t[b0 + q] for the nb rows of a block (fused multiply-add: a gradient, not a
- * forward value), skipping neurons whose surrogate derivative at step t-1 is 0 in every row. */
 /* ------------------------------------------------------------------ surrogate derivative */
 /* o [N] = sigma'(v - thr[n]) for one row, the operations in the order of the surrogate's
  * derivative_ in spikeloop/dynamics/surrogate.py (NativeForm): kind 1: c * 1/(a|x| + 1)^2,
@@ -500,53 +496,92 @@ INLINE void surrogate_row(int64_t N, const float *restrict vr, const float *rest
     }
 }
 
+/* ------------------------------------------------------------------ recurrent spike gradient */
+#define BB 8 /* batch rows per block: the recurrent backward reads W once per block */
+
 #if defined(__AVX512F__)
 /* out[q, j] = sum_n d_q[n] W[n, j] for the block's rows q < nb (d_q = zero rows beyond), W
- * row-major [N, N]: 64 columns at a time, the four rows' sums in 16 512-bit registers while the
- * rows of W stream by (each W[n, j:j+64] loaded once per block, four multiply-adds per load),
- * summed over n in ascending order with one rounding per step (fma). */
+ * row-major [N, N]: 32 columns at a time, the eight rows' sums in 16 512-bit registers while
+ * the rows of W stream by (each W[n, j:j+32] loaded once per block, eight multiply-adds per
+ * load), summed over n in ascending order with one rounding per step (fma). */
 static void recurrent_block_gemm(const int64_t N, const int nb, const float *restrict w,
                                  const float *const *d, float *restrict out) {
-    for (int64_t j = 0; j < N; j += 64) {
-        __mmask16 mk[4];
-        for (int k = 0; k < 4; ++k) {
-            const int64_t left = N - j - 16 * k;
-            mk[k] = left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
-        }
-        __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00;
-        __m512 c10 = c00, c11 = c00, c12 = c00, c13 = c00;
-        __m512 c20 = c00, c21 = c00, c22 = c00, c23 = c00;
-        __m512 c30 = c00, c31 = c00, c32 = c00, c33 = c00;
-        const float *restrict d0 = d[0], *restrict d1 = d[1], *restrict d2 = d[2],
-                              *restrict d3 = d[3];
+    for (int64_t j = 0; j < N; j += 32) {
+        const int64_t l0 = N - j, l1 = N - j - 16;
+        const __mmask16 m0 = l0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << l0) - 1);
+        const __mmask16 m1 = l1 >= 16 ? (__mmask16)0xFFFF
+                             : l1 > 0  ? (__mmask16)((1u << l1) - 1)
+                                       : (__mmask16)0;
+        __m512 c[BB][2];
+        for (int q = 0; q < BB; ++q) c[q][0] = c[q][1] = _mm512_setzero_ps();
         for (int64_t n = 0; n < N; ++n) {
             const float *wn = w + n * N + j;
-            const __m512 w0 = _mm512_maskz_loadu_ps(mk[0], wn);
-            const __m512 w1 = _mm512_maskz_loadu_ps(mk[1], wn + 16);
-            const __m512 w2 = _mm512_maskz_loadu_ps(mk[2], wn + 32);
-            const __m512 w3 = _mm512_maskz_loadu_ps(mk[3], wn + 48);
-            __m512 a = _mm512_set1_ps(d0[n]);
-            c00 = _mm512_fmadd_ps(a, w0, c00); c01 = _mm512_fmadd_ps(a, w1, c01);
-            c02 = _mm512_fmadd_ps(a, w2, c02); c03 = _mm512_fmadd_ps(a, w3, c03);
-            a = _mm512_set1_ps(d1[n]);
-            c10 = _mm512_fmadd_ps(a, w0, c10); c11 = _mm512_fmadd_ps(a, w1, c11);
-            c12 = _mm512_fmadd_ps(a, w2, c12); c13 = _mm512_fmadd_ps(a, w3, c13);
-            a = _mm512_set1_ps(d2[n]);
-            c20 = _mm512_fmadd_ps(a, w0, c20); c21 = _mm512_fmadd_ps(a, w1, c21);
-            c22 = _mm512_fmadd_ps(a, w2, c22); c23 = _mm512_fmadd_ps(a, w3, c23);
-            a = _mm512_set1_ps(d3[n]);
-            c30 = _mm512_fmadd_ps(a, w0, c30); c31 = _mm512_fmadd_ps(a, w1, c31);
-            c32 = _mm512_fmadd_ps(a, w2, c32); c33 = _mm512_fmadd_ps(a, w3, c33);
+            const __m512 w0 = _mm512_maskz_loadu_ps(m0, wn);
+            const __m512 w1 = _mm512_maskz_loadu_ps(m1, wn + 16);
+            for (int q = 0; q < BB; ++q) { /* unrolled: the sums stay in registers */
+                const __m512 a = _mm512_set1_ps(d[q][n]);
+                c[q][0] = _mm512_fmadd_ps(a, w0, c[q][0]);
+                c[q][1] = _mm512_fmadd_ps(a, w1, c[q][1]);
+            }
         }
-        const __m512 c[4][4] = {{c00, c01, c02, c03}, {c10, c11, c12, c13},
-                                {c20, c21, c22, c23}, {c30, c31, c32, c33}};
-        for (int q = 0; q < nb; ++q)
-            for (int k = 0; k < 4; ++k)
-                _mm512_mask_storeu_ps(out + q * N + j + 16 * k, mk[k], c[q][k]);
+        for (int q = 0; q < nb; ++q) {
+            _mm512_mask_storeu_ps(out + q * N + j, m0, c[q][0]);
+            _mm512_mask_storeu_ps(out + q * N + j + 16, m1, c[q][1]);
+        }
     }
 }
 #endif
 
+/* rdz[q] = W^T d_q for up to four rows q < nb by dot products over the rows of wrec_t, each
+ * only where sp[q] (the row's surrogate derivative at step t-1; NULL: everywhere) is not 0. */
+static void recurrent_dots(const int64_t N, const int64_t nb, const float *restrict wrec_t,
+                           const float *const *d, const float *const *sp,
+                           float *restrict rdz) {
+    const float *restrict d0 = d[0], *restrict d1 = d[1], *restrict d2 = d[2], *restrict d3 = d[3];
+    const unsigned all = (1u << nb) - 1u;
+    for (int64_t j = 0; j < N; ++j) {
+        unsigned used = all;
+        if (sp[0]) {
+            used = 0;
+            for (int q = 0; q < nb; ++q) used |= (unsigned)(sp[q][j] != 0.0f) << q;
+        }
+        const float *restrict w = wrec_t + j * N;
+        if (used == 0) { /* no row needs it */
+            for (int q = 0; q < nb; ++q) rdz[q * N + j] = 0.0f;
+            continue;
+        }
+        if (used & (used - 1)) { /* two or more rows: one pass over w for the four, the rows
+                                  * that do not need it set to 0 afterwards */
+            float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+            for (int64_t n = 0; n < N; ++n) {
+                a0 = fmaf(w[n], d0[n], a0);
+                a1 = fmaf(w[n], d1[n], a1);
+                a2 = fmaf(w[n], d2[n], a2);
+                a3 = fmaf(w[n], d3[n], a3);
+            }
+            const float a[4] = {a0, a1, a2, a3};
+            for (int q = 0; q < nb; ++q) rdz[q * N + j] = (used >> q) & 1u ? a[q] : 0.0f;
+            continue;
+        }
+        for (int q = 0; q < nb; ++q) { /* the one row where the neuron is in the band */
+            float acc = 0.0f;
+            if (used & (1u << q)) {
+                const float *restrict dq = d[q];
+#pragma omp simd reduction(+ : acc)
+                for (int64_t n = 0; n < N; ++n) acc = fmaf(w[n], dq[n], acc);
+            }
+            rdz[q * N + j] = acc;
+        }
+    }
+}
+
+/* rdz[q] = W^T dx_t[b0 + q] for the nb <= BB rows of a block (fused multiply-add: a gradient,
+ * not a forward value), 0 where the surrogate derivative at step t-1 (sgp: the block's rows
+ * of it, consecutive) is 0; at t = 0 in full (dz0). With AVX-512 one register-blocked product
+ * (W row-major: wrec) where at least half of the block's entries are needed, the others set
+ * to 0 afterwards; else (a narrow band) dot products over the needed entries alone, four rows
+ * at a time. */
 static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, const int64_t B,
                             const int64_t b0, const float *restrict wrec_t,
                             const float *restrict wrec, const float *restrict dx,
@@ -559,8 +594,6 @@ static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, 
         sp[q] = (q < nb && t > 0) ? sgp + q * N : NULL;
     }
 #if defined(__AVX512F__)
-    /* the register-blocked product when at least half of the block's entries are needed (the
-     * others set to 0 afterwards); with a narrow band, the needed ones alone (below) */
     if (wrec) {
         int64_t needed = t > 0 ? 0 : nb * N;
         if (t > 0)
@@ -578,43 +611,8 @@ static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, 
 #else
     (void)wrec;
 #endif
-    const float *restrict d0 = d[0], *restrict d1 = d[1], *restrict d2 = d[2], *restrict d3 = d[3];
-    const unsigned all = (1u << nb) - 1u;
-    for (int64_t j = 0; j < N; ++j) {
-        unsigned used = all;
-        if (t > 0) {
-            used = 0;
-            for (int q = 0; q < nb; ++q) used |= (unsigned)(sp[q][j] != 0.0f) << q;
-        }
-        const float *restrict w = wrec_t + j * N;
-        if (used == 0) { /* no row needs it */
-            for (int q = 0; q < nb; ++q) rdz[q * N + j] = 0.0f;
-            continue;
-        }
-        if (used & (used - 1)) { /* two or more rows: one pass over w for the whole block, the
-                                  * rows that do not need it set to 0 afterwards */
-            float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-#pragma omp simd reduction(+ : a0, a1, a2, a3)
-            for (int64_t n = 0; n < N; ++n) {
-                a0 = fmaf(w[n], d0[n], a0);
-                a1 = fmaf(w[n], d1[n], a1);
-                a2 = fmaf(w[n], d2[n], a2);
-                a3 = fmaf(w[n], d3[n], a3);
-            }
-            const float a[BB] = {a0, a1, a2, a3};
-            for (int q = 0; q < nb; ++q) rdz[q * N + j] = (used >> q) & 1u ? a[q] : 0.0f;
-            continue;
-        }
-        for (int q = 0; q < nb; ++q) { /* the one row where the neuron is in the band */
-            float acc = 0.0f;
-            if (used & (1u << q)) {
-                const float *restrict dq = d[q];
-#pragma omp simd reduction(+ : acc)
-                for (int64_t n = 0; n < N; ++n) acc = fmaf(w[n], dq[n], acc);
-            }
-            rdz[q * N + j] = acc;
-        }
-    }
+    for (int64_t q0 = 0; q0 < nb; q0 += 4)
+        recurrent_dots(N, nb - q0 < 4 ? nb - q0 : 4, wrec_t, d + q0, sp + q0, rdz + q0 * N);
 }
 
 /* Reverse-time adjoint of sl_neuron_forward (reset with detached spikes).
