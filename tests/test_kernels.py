@@ -15,6 +15,18 @@ from spikeloop.observables import Observables
 NATIVE = native.library() is not None
 
 
+def thread_counts(counts=(1, 2)):
+    """Yield each of ``counts`` with torch (and the native kernels) set to that many threads;
+    the thread count is restored afterwards."""
+    threads = torch.get_num_threads()
+    try:
+        for n in counts:
+            torch.set_num_threads(n)
+            native.set_threads()
+            yield n
+    finally:
+        torch.set_num_threads(threads)
+        native.set_threads()
 
 
 LEARNABLE = {
@@ -132,15 +144,10 @@ def test_recurrent_backward_blocks_equal_the_step_function(engine, n, batch, ban
     torch.manual_seed(10)
     x = 0.8 * torch.randn(30, batch, n) + 1.0
     ref = run_and_grads(pop, x, "reference", grad_band=band)
-    threads = torch.get_num_threads()
-    try:
-        for k in (1, 2):
-            torch.set_num_threads(k)
-            fused = run_and_grads(pop, x, "fused", grad_band=band)
-            assert_same(ref, fused, exact_spikes=False)
-            assert (ref[0].spikes != fused[0].spikes).sum() == 0
-    finally:
-        torch.set_num_threads(threads)
+    for _k in thread_counts():
+        fused = run_and_grads(pop, x, "fused", grad_band=band)
+        assert_same(ref, fused, exact_spikes=False)
+        assert (ref[0].spikes != fused[0].spikes).sum() == 0
     assert fused[2]["recurrent.weight"].abs().sum() > 0
 
 
@@ -324,19 +331,14 @@ def test_native_backward_computing_the_surrogate_in_its_pass_changes_no_bit(recu
 
     cases = [SURROGATES.build({"name": name}) for name in SURROGATES.names()]
     cases += [BandLimited(s, band=0.3) for s in list(cases)]
-    threads = torch.get_num_threads()
-    try:
-        for k in (1, 2):
-            torch.set_num_threads(k)
-            for s in cases:
-                base = s.base if isinstance(s, BandLimited) else s
-                other = (BandLimited(ahead(base), band=s.band) if isinstance(s, BandLimited)
-                         else ahead(s))
-                assert s.native_form() is not None and other.native_form() is None
-                for got, want in zip(grads(s), grads(other), strict=True):
-                    assert torch.equal(got, want), (str(s), k)
-    finally:
-        torch.set_num_threads(threads)
+    for k in thread_counts():
+        for s in cases:
+            base = s.base if isinstance(s, BandLimited) else s
+            other = (BandLimited(ahead(base), band=s.band) if isinstance(s, BandLimited)
+                     else ahead(s))
+            assert s.native_form() is not None and other.native_form() is None
+            for got, want in zip(grads(s), grads(other), strict=True):
+                assert torch.equal(got, want), (str(s), k)
 
 
 def test_band_limited_surrogate_is_zero_outside_band():
@@ -770,18 +772,12 @@ def test_compressed_rows_equal_the_nonzero_entries_on_any_thread_count(k):
     rows, cols = (x != 0).nonzero(as_tuple=True)  # row-major order
     ptr = torch.zeros(1501, dtype=torch.int64)
     ptr[1:] = torch.bincount(rows, minlength=1500).cumsum(0)
-    threads = torch.get_num_threads()
-    try:
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            native.set_threads()
-            c = Compressed(x)
-            assert c.nnz == rows.numel()
-            assert torch.equal(c.row_ptr, ptr)
-            assert torch.equal(c.col, cols.to(torch.int32))
-            assert torch.equal(c.val, x[rows, cols])
-    finally:
-        torch.set_num_threads(threads)
+    for _n in thread_counts():
+        c = Compressed(x)
+        assert c.nnz == rows.numel()
+        assert torch.equal(c.row_ptr, ptr)
+        assert torch.equal(c.col, cols.to(torch.int32))
+        assert torch.equal(c.val, x[rows, cols])
 
 
 NARROWER = (["-mno-avx512f"], ["-mno-avx"])  # the AVX2 and the plain-C paths
@@ -849,22 +845,15 @@ def test_event_matmul_equals_narrower_instruction_sets_and_the_dense_product(nar
     x[5:9] = 0.0
     w_t = torch.randn(90, m, generator=g)
     c = Compressed(x)
-    threads = torch.get_num_threads()
-    try:
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            native.set_threads()
-            got = c.matmul(w_t)
-            torch.testing.assert_close(got, (x.double() @ w_t.double()).float(), rtol=1e-5,
-                                       atol=1e-5)
-            for extra, lib in narrow_libs:
-                y = torch.full((500, m), float("nan"))
-                lib.sl_event_matmul(500, m, c.row_ptr.data_ptr(), c.col.data_ptr(),
-                                    c.val.data_ptr(), w_t.data_ptr(), y.data_ptr())
-                assert torch.equal(y, got), (extra, n)
-    finally:
-        torch.set_num_threads(threads)
-        native.set_threads()
+    for n in thread_counts():
+        got = c.matmul(w_t)
+        torch.testing.assert_close(got, (x.double() @ w_t.double()).float(), rtol=1e-5,
+                                   atol=1e-5)
+        for extra, lib in narrow_libs:
+            y = torch.full((500, m), float("nan"))
+            lib.sl_event_matmul(500, m, c.row_ptr.data_ptr(), c.col.data_ptr(),
+                                c.val.data_ptr(), w_t.data_ptr(), y.data_ptr())
+            assert torch.equal(y, got), (extra, n)
 
 
 @pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
@@ -885,24 +874,17 @@ def test_event_products_with_clustered_events_cover_every_row(where):
     w_t = torch.randn(60, 40, generator=g)
     dy = torch.randn(2000, 40, generator=g)
     lib = native.library()
-    threads = torch.get_num_threads()
-    try:
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            native.set_threads()
-            c = Compressed(x)
-            y = torch.full((2000, 40), float("nan"))
-            lib.sl_event_matmul(2000, 40, c.row_ptr.data_ptr(), c.col.data_ptr(),
-                                c.val.data_ptr(), w_t.data_ptr(), y.data_ptr())
-            torch.testing.assert_close(y, (x.double() @ w_t.double()).float(), rtol=1e-5,
-                                       atol=1e-5)
-            got = c.weight_grad(dy)
-            torch.testing.assert_close(got, (x.double().T @ dy.double()).float(), rtol=1e-5,
-                                       atol=1e-4)
-            assert torch.equal(c.weight_grad(dy), got)
-    finally:
-        torch.set_num_threads(threads)
-        native.set_threads()
+    for _n in thread_counts():
+        c = Compressed(x)
+        y = torch.full((2000, 40), float("nan"))
+        lib.sl_event_matmul(2000, 40, c.row_ptr.data_ptr(), c.col.data_ptr(),
+                            c.val.data_ptr(), w_t.data_ptr(), y.data_ptr())
+        torch.testing.assert_close(y, (x.double() @ w_t.double()).float(), rtol=1e-5,
+                                   atol=1e-5)
+        got = c.weight_grad(dy)
+        torch.testing.assert_close(got, (x.double().T @ dy.double()).float(), rtol=1e-5,
+                                   atol=1e-4)
+        assert torch.equal(c.weight_grad(dy), got)
 
 
 @pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
@@ -919,16 +901,11 @@ def test_event_weight_grad_equals_the_dense_product_on_any_thread_count(m):
     x[5:9] = 0.0
     dy = torch.randn(3000, m, generator=g)
     want = (x.double().T @ dy.double()).float()
-    threads = torch.get_num_threads()
-    try:
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            got = Compressed(x).weight_grad(dy)
-            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
-            assert torch.equal(Compressed(x).weight_grad(dy), got)  # deterministic
-            assert torch.equal(event_weight_grad(x, dy), got)  # the public entry point
-    finally:
-        torch.set_num_threads(threads)
+    for _n in thread_counts():
+        got = Compressed(x).weight_grad(dy)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+        assert torch.equal(Compressed(x).weight_grad(dy), got)  # deterministic
+        assert torch.equal(event_weight_grad(x, dy), got)  # the public entry point
 
 
 def check_ctypes_signatures(declare, source: str) -> set[str]:
