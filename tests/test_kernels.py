@@ -405,6 +405,50 @@ def test_event_linear_falls_back_to_dense_for_dense_input():
     torch.testing.assert_close(y, torch.nn.functional.linear(x, lin.weight))
 
 
+@pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
+@pytest.mark.parametrize("case", ["sparse", "graded", "dense", "dense_start", "nan", "empty"])
+def test_event_linear_without_gradient_equals_the_event_list_path(case):
+    """Without gradient the projection runs in one pass, each row's events summed as found
+    (no event list): the same floats as the path through the event list, on one and two
+    threads; a dense input, or one dense in its first rows only (the one pass gives up early
+    and the event list decides), and NaN with and without check_finite behave alike."""
+    import ctypes
+
+    from spikeloop.errors import NonFiniteError
+
+    g = torch.Generator().manual_seed(12)
+    x = (torch.rand(40, 9, 70, generator=g) < 0.06).float()
+    if case == "graded":
+        x = x * torch.randn(x.shape, generator=g)
+    elif case == "dense":
+        x = torch.rand(40, 9, 70, generator=g) + 0.1
+    elif case == "dense_start":  # 13 % overall: the event path, after a dense start
+        x[:3] = 1.0
+    elif case == "nan":
+        x[7, 3, 11] = float("nan")
+    elif case == "empty":
+        x = x[:0]
+    w = torch.randn(33, 70, generator=g)
+    b = torch.randn(33, generator=g)
+    for _n in thread_counts():
+        want = event_linear(x.clone().requires_grad_(True), w, b).detach()  # the event list
+        with torch.no_grad():
+            got = event_linear(x, w, b)
+        assert torch.equal(torch.nan_to_num(got, nan=7.0), torch.nan_to_num(want, nan=7.0))
+        if case in ("dense", "dense_start"):  # the one pass gave up, the event list decided
+            x2, bad = x.reshape(-1, 70).contiguous(), ctypes.c_int(0)
+            assert native.library().sl_event_matmul_dense(
+                x2.shape[0], 70, 33, x2.data_ptr(), w.t().contiguous().data_ptr(),
+                torch.empty(x2.shape[0], 33).data_ptr(), 0.15, ctypes.byref(bad)) == -1
+        if case == "nan":
+            assert got.isnan().any()
+            with torch.no_grad(), pytest.raises(NonFiniteError, match="fc9: input holds NaN"):
+                event_linear(x, w, b, check_finite="fc9")
+        else:
+            with torch.no_grad():
+                assert torch.equal(event_linear(x, w, b, check_finite="fc9"), got)
+
+
 # ----------------------------------------------------------------------------- networks
 def dyadic_net(recurrent):
     torch.manual_seed(11)

@@ -793,7 +793,10 @@ def event_linear(
     holds NaN or infinite values") if ``x`` does. On the event path only the non-zero entries
     are read for it (NaN and ±inf compare unequal to 0, so they are among them), not all of
     ``x``: the simulator lets an input layer read by event-driven projections skip its own
-    pass over the input.
+    pass over the input. Without gradient (``torch.no_grad()``) the native path is one pass
+    over ``x`` that sums each row's events as it finds them, with no event list (the same
+    floats); a row range denser than ``max_density`` early on hands the decision to the event
+    list.
     """
     if not native.usable(x, weight, bias) or x.dim() == 0 or x.shape[-1] != weight.shape[1]:
         _check_finite(x, check_finite)
@@ -801,6 +804,21 @@ def event_linear(
     lead = x.shape[:-1]
     x2 = x.detach().reshape(-1, x.shape[-1]).contiguous()
     native.set_threads()
+    if not torch.is_grad_enabled():  # one pass, no event list (none is kept for a backward)
+        w_t = weight.detach().t().contiguous()
+        y = torch.empty(x2.shape[0], weight.shape[0], dtype=torch.float32)
+        bad = ctypes.c_int(0)
+        nnz = native.library().sl_event_matmul_dense(
+            x2.shape[0], x2.shape[1], weight.shape[0], x2.data_ptr(), w_t.data_ptr(),
+            y.data_ptr(), max_density, ctypes.byref(bad))
+        if nnz >= 0:  # (-1: denser than max_density early on; decided below from all of x)
+            if bad.value:
+                _check_finite(x2, check_finite)
+            if nnz > max_density * x2.numel():
+                return torch.nn.functional.linear(x, weight, bias)
+            if bias is not None:
+                y += bias
+            return y.reshape(*lead, weight.shape[0])
     compressed = Compressed(x2)
     _check_finite(compressed.val, check_finite)  # every non-finite entry is an event
     if compressed.nnz > max_density * x2.numel():

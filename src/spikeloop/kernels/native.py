@@ -149,6 +149,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sl_compress_end.restype = None
     lib.sl_event_matmul.argtypes = [i64, i64, p, p, p, p, p]
     lib.sl_event_matmul.restype = None
+    lib.sl_event_matmul_dense.argtypes = [i64, i64, i64, p, p, p, ctypes.c_double, p]
+    lib.sl_event_matmul_dense.restype = i64
     lib.sl_csr_to_csc.argtypes = [i64, i64, p, p, p, p, p, p]
     lib.sl_csr_to_csc.restype = None
     lib.sl_event_weight_grad_rows.argtypes = [i64, i64, i64, p, p, p, p, p]
