@@ -795,7 +795,7 @@ def event_linear(
     ``x``: the simulator lets an input layer read by event-driven projections skip its own
     pass over the input. Without gradient (``torch.no_grad()``) the native path is one pass
     over ``x`` that sums each row's events as it finds them, with no event list (the same
-    floats); a row range denser than ``max_density`` early on hands the decision to the event
+    floats); rows far denser than ``max_density`` (twice) hand the decision to the event
     list.
     """
     if not native.usable(x, weight, bias) or x.dim() == 0 or x.shape[-1] != weight.shape[1]:
@@ -811,7 +811,7 @@ def event_linear(
         nnz = native.library().sl_event_matmul_dense(
             x2.shape[0], x2.shape[1], weight.shape[0], x2.data_ptr(), w_t.data_ptr(),
             y.data_ptr(), max_density, ctypes.byref(bad))
-        if nnz >= 0:  # (-1: denser than max_density early on; decided below from all of x)
+        if nnz >= 0:  # (-1: rows far denser than max_density; decided below from all of x)
             if bad.value:
                 _check_finite(x2, check_finite)
             if nnz > max_density * x2.numel():

@@ -1019,41 +1019,42 @@ void sl_event_matmul(int64_t R, int64_t M, const int64_t *row_ptr, const int32_t
 }
 
 /* y [R, M] = x [R, K] @ w_t [K, M] from x's non-zero entries without writing them out (the
- * product without gradient): each thread compresses one row of its share at a time into a
- * small buffer and sums it as sl_event_matmul does, in column order (the same floats). Returns
- * the number of non-zero entries, or -1 as soon as a thread's rows so far hold more than
- * `density` K per row (plus 16 rows' worth): y is then incomplete, and the caller decides from
- * the whole input (a dense input stops after a few rows). *nonfinite is set to 1 if an entry
- * is NaN or infinite (those are non-zero, so every one is seen). */
+ * product without gradient): each thread compresses one row at a time (chunks of rows handed
+ * out as threads finish) into a small buffer and sums it as sl_event_matmul does, in column
+ * order (the same floats). Returns the number of non-zero entries, or -1 as soon as a
+ * thread's rows so far hold more than twice `density` K per row (plus 16 rows' worth: spike
+ * data can be denser than average for a while): y is then incomplete, and the caller decides
+ * from the whole input (a dense input stops after a few rows). *nonfinite is set to 1 if an
+ * entry is NaN or infinite (those are non-zero, so every one is seen). */
 int64_t sl_event_matmul_dense(int64_t R, int64_t K, int64_t M, const float *x,
                               const float *w_t, float *y, double density, int *nonfinite) {
     int64_t total = 0;
     int over = 0, bad = 0;
 #pragma omp parallel reduction(+ : total) reduction(| : over, bad)
     {
-        int64_t r0, r1;
-        thread_range(R, &r0, &r1);
         int32_t *idx = (int32_t *)malloc(sizeof(int32_t) * (size_t)(K + 16));
         float *val = (float *)malloc(sizeof(float) * (size_t)(K + 16));
-        if (!idx || !val) {
-            over = 1; /* no memory: the caller takes the other path */
-        } else {
-            for (int64_t r = r0; r < r1; ++r) {
-                const float *restrict xr = x + r * K;
+        over = !idx || !val; /* no memory: the caller takes the other path */
+        int64_t rows = 0;    /* this thread's rows so far (their events: total) */
+        /* chunks of rows handed out as threads finish: events cluster in time */
+#pragma omp for schedule(dynamic, 32)
+        for (int64_t r = 0; r < R; ++r) {
+            if (over) continue;
+            const float *restrict xr = x + r * K;
 #if defined(__AVX512F__)
-                const int64_t n = compress_row16(xr, K, idx, val);
+            const int64_t n = compress_row16(xr, K, idx, val);
 #else
-                const int64_t n = count_row(xr, K);
-                if (n) compress_row(xr, K, n, idx, val);
+            const int64_t n = count_row(xr, K);
+            if (n) compress_row(xr, K, n, idx, val);
 #endif
-                total += n;
-                if ((double)total > density * (double)(K * (r - r0 + 1)) + 16.0 * (double)K) {
-                    over = 1;
-                    break;
-                }
-                for (int64_t e = 0; e < n; ++e) bad |= !isfinite(val[e]);
-                accumulate_row(M, n, idx, val, w_t, y + r * M);
+            total += n;
+            ++rows;
+            if ((double)total > 2.0 * density * (double)(K * rows) + 16.0 * (double)K) {
+                over = 1;
+                continue;
             }
+            for (int64_t e = 0; e < n; ++e) bad |= !isfinite(val[e]);
+            accumulate_row(M, n, idx, val, w_t, y + r * M);
         }
         free(idx);
         free(val);
