@@ -66,7 +66,7 @@ from torch.autograd import Function
 from spikeloop.checks import require_finite
 from spikeloop.dynamics import neurons as dyn
 from spikeloop.dynamics.adlif import AdLIFParameters, AdLIFState, adlif_step
-from spikeloop.dynamics.surrogate import Surrogate
+from spikeloop.dynamics.surrogate import NativeForm, Surrogate
 from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.kernels import native
 
@@ -116,14 +116,23 @@ def _shape(t: int, b: int, n: int, cfg: LoopConfig) -> native.Shape:
     return native.Shape(t, b, n, int(cfg.spiking), RESET_MODES[cfg.reset], cfg.refrac_steps)
 
 
+def _native_form(cfg: LoopConfig, v: Tensor, thr: Tensor) -> NativeForm | None:
+    """The surrogate's :class:`~spikeloop.dynamics.NativeForm` where the native kernels can
+    evaluate ``σ'(v − ϑ)`` (``v`` non-empty, float32 on the CPU, ``thr`` per neuron ``[N]``),
+    else ``None``."""
+    form = cfg.surrogate.native_form()
+    if form is not None and v.numel() and native.usable(v, thr) and thr.shape == v.shape[-1:]:
+        return form
+    return None
+
+
 def _surrogate_grad(cfg: LoopConfig, v: Tensor, thr: Tensor) -> Tensor:
     """``σ'(ṽ − ϑ)`` from the surrogate object (the one definition), in place on a temporary;
     in one native pass where the surrogate has a :meth:`~spikeloop.dynamics.Surrogate.
     native_form` (the same operations, the same bits: tested) and ``v`` suits the native
     kernels (``thr`` per neuron ``[N]``)."""
-    form = cfg.surrogate.native_form()
-    if (form is not None and v.numel() and native.usable(v, thr)
-            and thr.shape == v.shape[-1:]):
+    form = _native_form(cfg, v, thr)
+    if form is not None:
         v = v.contiguous()
         out = torch.empty_like(v)
         native.set_threads()
@@ -336,9 +345,9 @@ class _NeuronLoop(Function):
         steps, batch, n = out_v.shape
         # σ'(v − ϑ): in the native backward pass itself, row by row, where the surrogate has a
         # native form (the same bits as _surrogate_grad's pass: tested); else computed here
-        form = (cfg.surrogate.native_form() if cfg.spiking and ctx.engine == "native"
-                and thr.shape == out_v.shape[-1:] else None)
-        sg = (_surrogate_grad(cfg, out_v, thr) if cfg.spiking and form is None else None)
+        form = (_native_form(cfg, out_v, thr) if cfg.spiking and ctx.engine == "native"
+                else None)
+        sg = _surrogate_grad(cfg, out_v, thr) if cfg.spiking and form is None else None
         gs = [g.contiguous() if g is not None else None for g in (gv, gz, gi, gvT, giT, gzT)]
         gv, gz, gi, gvT, giT, gzT = gs
         if not cfg.spiking:
@@ -352,6 +361,7 @@ class _NeuronLoop(Function):
             dv0, di0, dz0 = (torch.empty_like(v0) for _ in range(3))
             coef = [torch.empty_like(beta) for _ in range(6)]
             wrec_t = wrec.t().contiguous() if wrec is not None else None
+            wrec_c = wrec.contiguous() if wrec is not None else None  # W itself, row-major
             p = native.ptr
             dw0 = torch.empty_like(v0) if cfg.adaptive else None
             d_adapt = [torch.empty_like(beta) for _ in range(5)] if cfg.adaptive else [None] * 5
@@ -361,7 +371,8 @@ class _NeuronLoop(Function):
                 p(wrec_t), p(gv), p(gz), p(gi), p(gvT), p(giT), p(gzT), p(dx), p(dv0), p(di0),
                 p(dz0), *(p(c) for c in coef), *(p(c) for c in adapt), p(ws), p(gwT), p(dw0),
                 *(p(d) for d in d_adapt), *((form.kind, form.a, form.c, form.band)
-                                            if form is not None else (0, 0.0, 0.0, 0.0)))
+                                            if form is not None else (0, 0.0, 0.0, 0.0)),
+                p(wrec_c))
             if cfg.adaptive:  # the C kernel returns Σ w̄ for v_leak: v̄_leak = −a_c Σ w̄
                 d_adapt[4] = -adapt[2] * d_adapt[4]
             else:

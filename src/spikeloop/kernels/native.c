@@ -634,9 +634,10 @@ static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, 
  * (may be NULL).
  * Outputs: dx [T,B,N]; dv0, di0, dz0 [B,N]; per-neuron coefficient gradients [N] (summed over
  * batch and time) dbeta, drest, dalpha, dgain, dthr, dvreset (dbeta/dalpha/dgain only if ip).
- * For recurrent populations the spike gradient of step k-1 receives W_rec^T dx_k; it is computed
- * only where sg != 0 (event-driven: with a band-limited surrogate this is the sparse backprop
- * of Perez-Nieves & Goodman 2021), and in full for dz0.
+ * For recurrent populations (wrec_t = W_rec^T and wrec = W_rec, both row-major; wrec may be
+ * NULL: the dot products alone) the spike gradient of step k-1 receives W_rec^T dx_k; it is
+ * computed only where sg != 0 (event-driven: with a band-limited surrogate this is the sparse
+ * backprop of Perez-Nieves & Goodman 2021), and in full for dz0.
  * Adaptation (dw0 != NULL; spiking only): coefficients rho, kappa, acoup, bjump, vleak [N], ws
  * [T,B,N] = w before each step (NULL: no rho/kappa gradients), gwT [B,N] (may be NULL); outputs
  * dw0 [B,N] and per-neuron drho, dkappa, dacoup, dbjump and dlw = sum of the adjoints of w after
@@ -652,7 +653,7 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
                         const float *acoup, const float *bjump, const float *vleak,
                         const float *ws, const float *gwT, float *dw0, float *drho,
                         float *dkappa, float *dacoup, float *dbjump, float *dlw, int sg_kind,
-                        float sg_a, float sg_c, float sg_band) {
+                        float sg_a, float sg_c, float sg_band, const float *wrec) {
     const int64_t T = s->T, B = s->B, N = s->N;
     const int spiking = s->spiking, subtract = s->reset_mode == 1;
     const int refrac = spiking && mask != NULL, want_ip = ip != NULL;
@@ -670,15 +671,6 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
     /* per-thread sums of the coefficient gradients, reduced in thread order afterwards (the
      * result does not depend on which thread finishes first) */
     double *partial = (double *)calloc((size_t)slots * NC * N, sizeof(double));
-    float *wrec = NULL; /* W row-major (the transpose of wrec_t) for recurrent_block_gemm */
-#if defined(__AVX512F__)
-    if (wrec_t) {
-        wrec = (float *)malloc(sizeof(float) * (size_t)(N * N));
-        if (wrec)
-            for (int64_t n = 0; n < N; ++n)
-                for (int64_t j = 0; j < N; ++j) wrec[n * N + j] = wrec_t[j * N + n];
-    }
-#endif
 #pragma omp parallel num_threads(slots)
     {
         /* a contiguous range of batch rows per thread, time outside (see the forward pass) */
@@ -787,7 +779,6 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
     }
     free(partial);
     free(zero);
-    free(wrec);
 }
 
 /* ------------------------------------------------------------------ surrogate derivative */
@@ -859,6 +850,18 @@ INLINE int64_t compress_row16(const float *restrict xr, int64_t K, int32_t *rest
 }
 #endif
 
+/* The non-zero entries of one row into col/val (room for K + 16); returns their number. */
+INLINE int64_t compress_one_row(const float *restrict xr, int64_t K, int32_t *restrict col,
+                                float *restrict val) {
+#if defined(__AVX512F__)
+    return compress_row16(xr, K, col, val);
+#else
+    const int64_t count = count_row(xr, K);
+    if (count) compress_row(xr, K, count, col, val);
+    return count;
+#endif
+}
+
 typedef struct {
     int threads;    /* buffers in use */
     int64_t *nnz;   /* [threads] entries in each buffer */
@@ -925,12 +928,7 @@ void *sl_compress_begin(int64_t R, int64_t K, const float *x, int64_t *row_ptr, 
                     break;
                 }
             }
-#if defined(__AVX512F__)
-            const int64_t count = compress_row16(xr, K, col + n, val + n);
-#else
-            const int64_t count = count_row(xr, K);
-            if (count) compress_row(xr, K, count, col + n, val + n);
-#endif
+            const int64_t count = compress_one_row(xr, K, col + n, val + n);
             row_ptr[r + 1] = count;
             n += count;
         }
@@ -1041,12 +1039,7 @@ int64_t sl_event_matmul_dense(int64_t R, int64_t K, int64_t M, const float *x,
         for (int64_t r = 0; r < R; ++r) {
             if (over) continue;
             const float *restrict xr = x + r * K;
-#if defined(__AVX512F__)
-            const int64_t n = compress_row16(xr, K, idx, val);
-#else
-            const int64_t n = count_row(xr, K);
-            if (n) compress_row(xr, K, n, idx, val);
-#endif
+            const int64_t n = compress_one_row(xr, K, idx, val);
             total += n;
             ++rows;
             if ((double)total > 2.0 * density * (double)(K * rows) + 16.0 * (double)K) {

@@ -138,7 +138,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sl_neuron_forward.restype = None
     f32 = ctypes.c_float
     lib.sl_neuron_backward.argtypes = ([ctypes.POINTER(Shape)] + [p] * 41
-                                       + [ctypes.c_int, f32, f32, f32])
+                                       + [ctypes.c_int, f32, f32, f32, p])
     lib.sl_neuron_backward.restype = None
     lib.sl_surrogate_grad.argtypes = [i64, i64, p, p, ctypes.c_int, ctypes.c_float,
                                       ctypes.c_float, ctypes.c_float, p]
