@@ -932,15 +932,18 @@ def test_event_products_with_clustered_events_cover_every_row(where):
 
 
 @pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
-@pytest.mark.parametrize("m", [20, 64, 70, 256])
-def test_event_weight_grad_equals_the_dense_product_on_any_thread_count(m):
-    """xᵀ·dy from the row-wise events (each event adds its dy row into the result): graded and
-    unit events, empty rows, narrow and wide outputs; on one thread and on two (each its own
-    range of rows, added in thread order: the same floats on every run)."""
+@pytest.mark.parametrize(("k", "m"), [(90, 20), (90, 64), (90, 70), (90, 256), (90, 300),
+                                      (400, 40), (700, 512)])
+def test_event_weight_grad_equals_the_dense_product_on_any_thread_count(k, m):
+    """xᵀ·dy from the row-wise events: graded and unit events, empty rows, narrow and wide
+    outputs; a small result (k·m ≤ 8192) takes each event's dy row directly, a larger one goes
+    by blocks of rows sorted by input (several blocks here; 256-column register sums, single
+    16-column ones and scalar tail columns: m = 300, 40, 512); on one thread and on two (each
+    its own range of rows, added in thread order: the same floats on every run)."""
     from spikeloop.kernels import Compressed
 
     g = torch.Generator().manual_seed(m)
-    x = (torch.rand(3000, 90, generator=g) < 0.1).float()  # enough events to share
+    x = (torch.rand(3000, k, generator=g) < 0.1).float()  # enough events to share
     x[::7] *= torch.randn(x[::7].shape, generator=g)  # graded events in some rows
     x[5:9] = 0.0
     dy = torch.randn(3000, m, generator=g)

@@ -557,14 +557,17 @@ class Compressed:
         return y
 
     def weight_grad(self, dy: Tensor) -> Tensor:
-        """``xᵀ @ dy`` (``[K, M]``) for ``dy [R, M]``: the rows of ``dy`` stream by once and
-        each event adds its row into the cache-resident result (no sort by column); threads
-        take ranges of rows into copies added in thread order (deterministic)."""
+        """``xᵀ @ dy`` (``[K, M]``) for ``dy [R, M]``: the rows of ``dy`` stream by once, in
+        blocks that stay in cache; within a block each input's events sum their ``dy`` rows in
+        registers, added into the result once per block (a small result takes each event's row
+        directly). Threads take ranges of rows into copies added in thread order
+        (deterministic)."""
         out = torch.empty(self.cols, dy.shape[1], dtype=torch.float32)
-        native.library().sl_event_weight_grad_rows(self.rows, self.cols, dy.shape[1],
-                                                   self.row_ptr.data_ptr(), self.col.data_ptr(),
-                                                   self.val.data_ptr(), dy.data_ptr(),
-                                                   out.data_ptr())
+        if native.library().sl_event_weight_grad_rows(
+                self.rows, self.cols, dy.shape[1], self.row_ptr.data_ptr(),
+                self.col.data_ptr(), self.val.data_ptr(), dy.data_ptr(), out.data_ptr()):
+            raise MemoryError(f"weight gradient: no memory to sort the events of a {self.rows} x "
+                              f"{self.cols} input by input")
         return out
 
 

@@ -1075,25 +1075,80 @@ void sl_csr_to_csc(int64_t R, int64_t K, const int64_t *row_ptr, const int32_t *
     free(next);
 }
 
-/* dw_t [K, M] = x^T @ dy from the row-wise events (CSR), without sorting them by column: the
- * rows of dy stream by once, in order, and each event adds its dy row into the row of dw_t of its
- * input, which stays in cache (K*M floats). With several threads each takes a contiguous range
- * of rows (thread_event_rows: balanced by events) into its own copy of dw_t (thread 0 into dw_t
- * itself), and the copies are added in
- * thread order at the end: every entry is the sum over the rows in ascending order, per thread
- * range, so a thread count gives the same floats every run (one thread: the plain row order). */
-void sl_event_weight_grad_rows(int64_t R, int64_t K, int64_t M, const int64_t *row_ptr,
-                               const int32_t *col, const float *val, const float *dy,
-                               float *dw_t) {
+/* The blocked weight gradient's row blocks hold WG_BLOCK_BYTES of dy (they stay in L2 while
+ * their events are summed) and at least 16 rows. */
+#define WG_BLOCK_BYTES (256 * 1024)
+
+/* acc[k, :] += sum over this block's events of input k (ascending rows) of val * dy[row, :],
+ * the sum of each input's events formed in registers (16 vectors of 16 floats = 256 columns
+ * at a time) and added into acc once: acc is read and written once per input and block, not
+ * once per event. rows/vals: the block's events sorted by input (start[k] .. start[k + 1]). */
+INLINE void weight_grad_sum(const int NV, int64_t M, int64_t m0, int32_t s, int32_t e,
+                            const int32_t *restrict rows, const float *restrict vals,
+                            const float *restrict dy, float *restrict w) {
+    v16f a[16];
+    for (int q = 0; q < NV; ++q) a[q] = (v16f){0};
+    for (int32_t j = s; j < e; ++j) {
+        const v16f *restrict d = (const v16f *)(dy + (int64_t)rows[j] * M + m0);
+        const float v = vals[j];
+        if (v == 1.0f) {
+            for (int q = 0; q < NV; ++q) a[q] += d[q];
+        } else {
+            for (int q = 0; q < NV; ++q) a[q] += v * d[q];
+        }
+    }
+    v16f *restrict out = (v16f *)(w + m0);
+    for (int q = 0; q < NV; ++q) out[q] += a[q];
+}
+
+INLINE void weight_grad_block(int64_t K, int64_t M, const int32_t *restrict start,
+                              const int32_t *restrict rows, const float *restrict vals,
+                              const float *restrict dy, float *restrict acc) {
+    const int64_t M16 = M - M % 16;
+    for (int64_t k = 0; k < K; ++k) {
+        const int32_t s = start[k], e = start[k + 1];
+        if (s == e) continue;
+        float *restrict w = acc + k * M;
+        int64_t m0 = 0;
+        for (; m0 + 256 <= M16; m0 += 256) /* NV constant: the sums stay in registers */
+            weight_grad_sum(16, M, m0, s, e, rows, vals, dy, w);
+        for (; m0 < M16; m0 += 16)
+            weight_grad_sum(1, M, m0, s, e, rows, vals, dy, w);
+        for (int64_t m = M16; m < M; ++m) {
+            float a = 0.0f;
+            for (int32_t j = s; j < e; ++j) a += vals[j] * dy[(int64_t)rows[j] * M + m];
+            w[m] += a;
+        }
+    }
+}
+
+/* dw_t [K, M] = x^T @ dy from the row-wise events (CSR). With several threads each takes a
+ * contiguous range of rows (thread_event_rows: balanced by events) into its own copy of dw_t
+ * (thread 0 into dw_t itself), and the copies are added in thread order at the end.
+ * A small dw_t (at most 8192 floats: it stays in L1) takes the events in row order, each adding
+ * its dy row into its input's row of dw_t. A larger one goes by blocks of rows (WG_BLOCK_BYTES
+ * of dy): the block's events are sorted by input (a counting sort) and each input's events are
+ * summed in registers and added into dw_t once per block, so that dw_t is not read and written
+ * once per event (it lies in L2, where that doubled the time).
+ * Every entry is then a sum in a fixed order (rows ascending within an input and block, blocks
+ * and thread ranges in order): a thread count gives the same floats every run. Returns 0, or -1
+ * if memory for a block's sorted events ran out (dw_t is then incomplete). */
+int sl_event_weight_grad_rows(int64_t R, int64_t K, int64_t M, const int64_t *row_ptr,
+                              const int32_t *col, const float *val, const float *dy,
+                              float *dw_t) {
     const int64_t KM = K * M;
     int nt = 1;
 #ifdef _OPENMP
     nt = omp_get_max_threads();
     if (row_ptr[R] < 4096 || KM < 4096) nt = 1; /* too little work to share */
 #endif
+    const int blocked = KM > 8192;
+    int64_t rb = WG_BLOCK_BYTES / (4 * (M > 0 ? M : 1));
+    if (rb < 16) rb = 16;
     float *extra = nt > 1 ? (float *)malloc(sizeof(float) * (size_t)(nt - 1) * KM) : NULL;
     if (nt > 1 && !extra) nt = 1;
-#pragma omp parallel num_threads(nt)
+    int failed = 0;
+#pragma omp parallel num_threads(nt) reduction(| : failed)
     {
         int id = 0;
 #ifdef _OPENMP
@@ -1104,23 +1159,59 @@ void sl_event_weight_grad_rows(int64_t R, int64_t K, int64_t M, const int64_t *r
         int64_t r0, r1;
         thread_event_rows(row_ptr, R, &r0, &r1);
         const int64_t M16 = M - M % 16;
-        for (int64_t r = r0; r < r1; ++r) {
-            const float *restrict d = dy + r * M;
-            for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
-                float *restrict w = acc + (int64_t)col[p] * M;
-                const float a = val[p];
-                /* 16 floats per step (one AVX-512 register where the build has them) */
-                if (a == 1.0f) {
-                    for (int64_t m = 0; m < M16; m += 16)
-                        *(v16f *)(w + m) += *(const v16f *)(d + m);
-                    for (int64_t m = M16; m < M; ++m) w[m] += d[m];
-                } else {
-                    for (int64_t m = 0; m < M16; m += 16)
-                        *(v16f *)(w + m) += a * *(const v16f *)(d + m);
-                    for (int64_t m = M16; m < M; ++m) w[m] += a * d[m];
+        int32_t *start = NULL, *rows = NULL;
+        float *vals = NULL;
+        if (blocked) {
+            int64_t most = 0; /* the most events in one of this thread's blocks */
+            for (int64_t q0 = r0; q0 < r1; q0 += rb) {
+                const int64_t q1 = q0 + rb < r1 ? q0 + rb : r1;
+                if (row_ptr[q1] - row_ptr[q0] > most) most = row_ptr[q1] - row_ptr[q0];
+            }
+            start = (int32_t *)malloc(sizeof(int32_t) * (size_t)(K + 1));
+            rows = (int32_t *)malloc(sizeof(int32_t) * (size_t)(most + 1));
+            vals = (float *)malloc(sizeof(float) * (size_t)(most + 1));
+            failed = !start || !rows || !vals;
+        }
+        if (blocked && !failed) {
+            for (int64_t q0 = r0; q0 < r1; q0 += rb) {
+                const int64_t q1 = q0 + rb < r1 ? q0 + rb : r1;
+                if (row_ptr[q1] == row_ptr[q0]) continue;
+                memset(start, 0, sizeof(int32_t) * (size_t)(K + 1));
+                for (int64_t p = row_ptr[q0]; p < row_ptr[q1]; ++p) ++start[col[p] + 1];
+                for (int64_t k = 0; k < K; ++k) start[k + 1] += start[k];
+                for (int64_t r = q0; r < q1; ++r) /* ascending rows within each input */
+                    for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
+                        const int32_t at = start[col[p]]++;
+                        rows[at] = (int32_t)r;
+                        vals[at] = val[p];
+                    }
+                /* start[k] is now the end of input k's events: shift back to their starts */
+                for (int64_t k = K; k > 0; --k) start[k] = start[k - 1];
+                start[0] = 0;
+                weight_grad_block(K, M, start, rows, vals, dy, acc);
+            }
+        } else if (!blocked) {
+            for (int64_t r = r0; r < r1; ++r) {
+                const float *restrict d = dy + r * M;
+                for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
+                    float *restrict w = acc + (int64_t)col[p] * M;
+                    const float a = val[p];
+                    /* 16 floats per step (one AVX-512 register where the build has them) */
+                    if (a == 1.0f) {
+                        for (int64_t m = 0; m < M16; m += 16)
+                            *(v16f *)(w + m) += *(const v16f *)(d + m);
+                        for (int64_t m = M16; m < M; ++m) w[m] += d[m];
+                    } else {
+                        for (int64_t m = 0; m < M16; m += 16)
+                            *(v16f *)(w + m) += a * *(const v16f *)(d + m);
+                        for (int64_t m = M16; m < M; ++m) w[m] += a * d[m];
+                    }
                 }
             }
         }
+        free(start);
+        free(rows);
+        free(vals);
         if (nt > 1) {
 #pragma omp barrier
             int64_t e0, e1;
@@ -1133,6 +1224,7 @@ void sl_event_weight_grad_rows(int64_t R, int64_t K, int64_t M, const int64_t *r
         }
     }
     free(extra);
+    return failed ? -1 : 0;
 }
 
 /* ------------------------------------------------------------------ per-axon delays */

@@ -154,7 +154,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sl_csr_to_csc.argtypes = [i64, i64, p, p, p, p, p, p]
     lib.sl_csr_to_csc.restype = None
     lib.sl_event_weight_grad_rows.argtypes = [i64, i64, i64, p, p, p, p, p]
-    lib.sl_event_weight_grad_rows.restype = None
+    lib.sl_event_weight_grad_rows.restype = ctypes.c_int
     lib.sl_delay_axon_events.argtypes = [i64, i64, i64, i64] + [p] * 9
     lib.sl_delay_axon_events.restype = i64
     lib.sl_delay_axon_backward.argtypes = [i64, i64, i64, i64, i64] + [p] * 10
