@@ -600,8 +600,15 @@ static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, 
          * fast per entry (2.6 against 8.1 ms for 32 rows x 256 x 256 x 100 steps), and on the
          * speed bench's rec and shd_scale rows with bands of 0.1 to 1 the dot products paid
          * only below about a sixth */
-        int64_t work = t > 0 ? 0 : BB * N, needed = work;
+        int zeros = 0; /* any surrogate derivative of the block 0 (a band): else all needed */
         if (t > 0)
+            for (int q = 0; q < nb; ++q) {
+                const float *restrict sq = sp[q];
+#pragma omp simd reduction(| : zeros)
+                for (int64_t j = 0; j < N; ++j) zeros |= sq[j] == 0.0f;
+            }
+        int64_t work = zeros ? 0 : BB * N, needed = zeros ? 0 : nb * N;
+        if (zeros)
             for (int64_t j = 0; j < N; ++j)
                 for (int q0 = 0; q0 < nb; q0 += 4) {
                     int used = 0;
@@ -611,7 +618,7 @@ static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, 
                 }
         if (6 * work >= BB * N) {
             recurrent_block_gemm(N, (int)nb, wrec, d, rdz);
-            if (t > 0 && needed < nb * N)
+            if (zeros && needed < nb * N)
                 for (int q = 0; q < nb; ++q)
                     for (int64_t j = 0; j < N; ++j)
                         if (sp[q][j] == 0.0f) rdz[q * N + j] = 0.0f;
