@@ -789,9 +789,8 @@ def test_per_axon_from_events_equals_the_dense_per_axon_path(with_state, max_ste
     runs, w0 = _event_and_dense_paths(x, state, delay, d, n_out, seed=43)
     if d:
         assert float(runs[1][3].abs().max()) > 0  # the delays do get a gradient
-    buf = ops._delay_line(x, state, d, "test")  # the event path did run
-    lo, frac = ops.delay_taps(delay, DT, d)
-    assert event_delay_axon(buf, w0, lo, (lo + 1).clamp(max=d), frac, None, d) is not None
+    lo, frac = ops.delay_taps(delay, DT, d)  # the event path did run
+    assert event_delay_axon(x, state, w0, lo, (lo + 1).clamp(max=d), frac, None, d) is not None
 
 
 def test_per_axon_events_fall_back_to_the_dense_path_where_they_do_not_apply():
@@ -802,12 +801,12 @@ def test_per_axon_events_fall_back_to_the_dense_path_where_they_do_not_apply():
     x = spikes(10, 2, 5, p=0.05, seed=50)
     lo, frac = ops.delay_taps(torch.full((5,), 1.5e-3), DT, 3)
     w = torch.randn(4, 5)
-    buf = ops._delay_line(x, None, 3, "test")
-    assert event_delay_axon(buf.requires_grad_(), w, lo, lo + 1, frac, None, 3) is None
-    dense = ops._delay_line(spikes(10, 2, 5, p=0.5, seed=51), None, 3, "test")
-    assert event_delay_axon(dense, w, lo, lo + 1, frac, None, 3) is None
-    assert event_delay_axon(buf.detach().double(), w.double(), lo, lo + 1, frac.double(),
-                            None, 3) is None
+    assert event_delay_axon(x.clone().requires_grad_(), None, w, lo, lo + 1, frac, None,
+                            3) is None
+    dense = spikes(10, 2, 5, p=0.5, seed=51)
+    assert event_delay_axon(dense, None, w, lo, lo + 1, frac, None, 3) is None
+    assert event_delay_axon(x.double(), None, w.double(), lo, lo + 1, frac.double(), None,
+                            3) is None
     xg = x.clone().requires_grad_()
     y, _ = ops.delayed_linear(xg, w, torch.full((5,), 1.5e-3), DT, 3, event=True)
     y.sum().backward()
@@ -837,9 +836,8 @@ def test_per_synapse_from_events_equals_the_dense_per_synapse_path(with_state, m
     delay[4:8, :4] = delay[:4, :4].t()  # and along each column
     runs, w0 = _event_and_dense_paths(x, state, delay, d, n_out, seed=64)
     assert float(runs[1][3].abs().max()) > 0  # the delays do get a gradient
-    buf = ops._delay_line(x, state, d, "test")  # the event path did run
-    lo, frac = ops.delay_taps(delay, DT, d)
-    assert event_delay_synapse(buf, w0, lo, frac, None, d) is not None
+    lo, frac = ops.delay_taps(delay, DT, d)  # the event path did run
+    assert event_delay_synapse(x, state, w0, lo, frac, None, d) is not None
 
 
 def test_per_synapse_events_fall_back_to_the_dense_path_where_they_do_not_apply():
@@ -851,13 +849,67 @@ def test_per_synapse_events_fall_back_to_the_dense_path_where_they_do_not_apply(
     delay = torch.full((4, 5), 1.5e-3)
     lo, frac = ops.delay_taps(delay, DT, 3)
     w = torch.randn(4, 5)
-    buf = ops._delay_line(x, None, 3, "test")
-    assert event_delay_synapse(buf.requires_grad_(), w, lo, frac, None, 3) is None
-    dense = ops._delay_line(spikes(10, 2, 5, p=0.5, seed=71), None, 3, "test")
-    assert event_delay_synapse(dense, w, lo, frac, None, 3) is None
-    assert event_delay_synapse(buf.detach().double(), w.double(), lo, frac.double(), None,
+    assert event_delay_synapse(x.clone().requires_grad_(), None, w, lo, frac, None, 3) is None
+    dense = spikes(10, 2, 5, p=0.5, seed=71)
+    assert event_delay_synapse(dense, None, w, lo, frac, None, 3) is None
+    assert event_delay_synapse(x.double(), None, w.double(), lo, frac.double(), None,
                                3) is None
     xg = x.clone().requires_grad_()
     y, _ = ops.delayed_linear(xg, w, delay, DT, 3, event=True)
     y.sum().backward()
     assert xg.grad is not None and float(xg.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("per", ["axon", "synapse"])
+@pytest.mark.parametrize("kernel", ["auto", "reference"])
+@pytest.mark.parametrize("density", [0.05, 0.5])  # event path / dense fallback
+@pytest.mark.parametrize("where", [0, -1])  # first and last entry
+def test_non_finite_input_read_by_a_delayed_projection_is_named(per, kernel, density, where):
+    """A DelayedLinear reading the input checks it on the delay line's events (not in a pass
+    over all of it) where its event path runs, and the whole input where it takes the dense
+    path: NaN or inf anywhere gives the Input's error either way."""
+    import spikeloop.checks as pops
+    from spikeloop.errors import NonFiniteError
+    from spikeloop.kernels import native
+
+    torch.manual_seed(3)
+    net = Network({"input": Input(30), "fc1": DelayedLinear(30, 12, 5e-3, dt=DT, per=per),
+                   "hidden": CubaLIF(12), "fc2": Linear(12, 3), "out": CubaLI(3)})
+    x = spikes(20, 3, 30, p=density, seed=5)
+    for bad in (float("nan"), float("inf")):
+        x.view(-1)[where] = bad
+        with pytest.raises(NonFiniteError, match=r"^Input: input holds NaN or infinite values"):
+            net(x, backend={"name": "sim", "kernel": kernel})
+    x.view(-1)[where] = 1.0
+    seen = []
+    real = pops.all_finite
+    try:
+        pops.all_finite = lambda t: seen.append(t.numel()) or real(t)
+        net(x, backend={"name": "sim", "kernel": kernel})  # finite again: runs
+    finally:
+        pops.all_finite = real
+    events = kernel == "auto" and density < 0.15 and native.library() is not None
+    assert (x.numel() in seen) != events  # the event path never reads all of x for the check
+
+
+@pytest.mark.parametrize("per", ["axon", "synapse"])
+def test_delay_line_events_from_state_and_input_equal_the_written_out_line(per):
+    """The event paths take the delay line's events from the state and the input without
+    writing the line out: the same output and next state as the dense path over the written-out
+    line, for a state shorter and longer than the input (T < D and T > D)."""
+    from spikeloop.kernels import native
+
+    if native.library() is None:
+        pytest.skip(f"native kernels unavailable: {native.unavailable_reason()}")
+    d, n_in, n_out = 6, 9, 5
+    g = torch.Generator().manual_seed(8)
+    w = torch.randn(n_out, n_in, generator=g)
+    delay = (torch.rand(n_in if per == "axon" else (n_out, n_in), generator=g) * d) * DT
+    for t in (3, 15):
+        x = spikes(t, 2, n_in, p=0.1, seed=t)
+        state = spikes(d, 2, n_in, p=0.1, seed=t + 1)
+        y_e, s_e = ops.delayed_linear(x, w, delay, DT, d, state=state, event=True)
+        y_d, s_d = ops.delayed_linear(x, w, delay, DT, d, state=state, event=False)
+        torch.testing.assert_close(y_e, y_d, rtol=1e-5, atol=1e-6)
+        assert torch.equal(s_e, s_d)
+        assert s_e.data_ptr() != x.data_ptr()  # a tensor of its own, not a view of x

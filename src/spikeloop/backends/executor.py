@@ -173,8 +173,9 @@ def _delayed_linear(
     graph: Graph, node: Node, x: Tensor, state: Any, hooks: ModelHooks
 ) -> tuple[Tensor, Tensor]:
     p, s = node.params, node.settings
+    check = "Input" if node.name in hooks.checkers_of(graph) else None
     return ops.delayed_linear(x, p["weight"], p["delay"], s["dt"], s["max_steps"], p.get("bias"),
-                              state, event=hooks.kernel != "reference")
+                              state, event=hooks.kernel != "reference", check_finite=check)
 
 
 def recurrent_of(graph: Graph, node: Node) -> Node | None:
@@ -185,11 +186,12 @@ def recurrent_of(graph: Graph, node: Node) -> Node | None:
 def input_checkers(graph: Graph, kernel: Kernel) -> frozenset[str]:
     """Projections that check the input for NaN/inf on its events (a few % of its entries)
     instead of the input node's own pass over it: all readers of the input, if every one is a
-    plain event-driven ``Linear`` of the input alone; otherwise none."""
+    plain event-driven ``Linear`` or ``DelayedLinear`` of the input alone (each checks the
+    input itself where it takes its dense path); otherwise none."""
     readers = [n for n in graph.nodes if graph.input.name in n.inputs]
     if kernel != "reference" and readers and all(
-            n.op == "Linear" and n.inputs == (graph.input.name,) and not n.recurrent
-            for n in readers):
+            n.op in ("Linear", "DelayedLinear") and n.inputs == (graph.input.name,)
+            and not n.recurrent for n in readers):
         return frozenset(n.name for n in readers)
     return frozenset()
 

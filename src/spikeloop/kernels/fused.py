@@ -652,27 +652,45 @@ class _EventDelayAxon(Function):
                 None, None, None, None)
 
 
-def _delay_line_events(buf: Tensor, weight: Tensor, bias: Tensor | None, frac: Tensor,
-                       max_density: float) -> Compressed | None:
-    """The events of a delay line ``buf [L, B, K]`` (rows ``L·B``) where the event-driven delay
-    kernels apply (float32 CPU tensors with the native kernels, a ``buf`` that needs no
-    gradient, at most ``max_density`` of it non-zero), else ``None``."""
-    if not native.usable(buf, weight, bias, frac) or buf.requires_grad or buf.dim() != 3:
+def _delay_line_events(x: Tensor, state: Tensor | None, steps: int, weight: Tensor,
+                       bias: Tensor | None, frac: Tensor, max_density: float,
+                       check_finite: str | None) -> Compressed | None:
+    """The events of the delay line ``[state; x]`` (rows ``L·B``, ``L = D + T``; ``state
+    [D, B, K]`` or ``None``: zeros), compressed from ``state`` and ``x`` without writing the
+    line out, where the event-driven delay kernels apply (float32 CPU tensors with the native
+    kernels, inputs that need no gradient, at most ``max_density`` of the line non-zero), else
+    ``None``. ``check_finite``: raise :class:`~spikeloop.errors.NonFiniteError` if an entry of
+    the line is NaN or infinite (they are events, so the events show it)."""
+    if (not native.usable(x, state, weight, bias, frac) or x.requires_grad or x.dim() != 3
+            or (state is not None and (state.requires_grad or state.shape != (steps,
+                                                                               *x.shape[1:])))):
         return None
-    length, batch, k = buf.shape
-    events = Compressed(buf.detach().reshape(length * batch, k).contiguous())
-    return None if events.nnz > max_density * buf.numel() else events
+    t, batch, k = x.shape
+    native.set_threads()
+    now = Compressed(x.detach().reshape(t * batch, k).contiguous())
+    if state is None:
+        row_ptr = torch.cat([now.row_ptr.new_zeros(steps * batch), now.row_ptr])
+        events = Compressed.from_csr(k, row_ptr, now.col, now.val)
+    else:
+        before = Compressed(state.detach().reshape(steps * batch, k).contiguous())
+        events = Compressed.from_csr(
+            k, torch.cat([before.row_ptr, now.row_ptr[1:] + before.nnz]),
+            torch.cat([before.col, now.col]), torch.cat([before.val, now.val]))
+    _check_finite(events.val, check_finite)
+    return None if events.nnz > max_density * (steps + t) * batch * k else events
 
 
 def event_delay_axon(
-    buf: Tensor, weight: Tensor, lo: Tensor, hi: Tensor, frac: Tensor, bias: Tensor | None,
-    max_steps: int, max_density: float = 0.15,
+    x: Tensor, state: Tensor | None, weight: Tensor, lo: Tensor, hi: Tensor, frac: Tensor,
+    bias: Tensor | None, max_steps: int, max_density: float = 0.15,
+    check_finite: str | None = None,
 ) -> Tensor | None:
     r"""The per-axon delayed projection of :func:`spikeloop.kernels.ops.delayed_linear` from
     the events of its delay line, or ``None`` where this path does not apply.
 
-    ``buf [L, B, K]`` is the delay line (the last ``D = max_steps`` inputs of the previous call,
-    then ``x [T, B, K]``); input ``k`` reaches the output ``lo[k]`` steps later with weight
+    The delay line is ``state [D, B, K]`` (the last ``D = max_steps`` inputs of the previous
+    call; ``None``: zeros) followed by ``x [T, B, K]``, its events taken from the two without
+    writing it out; input ``k`` reaches the output ``lo[k]`` steps later with weight
     ``1 − frac[k]`` and ``hi[k]`` steps later with ``frac[k]``:
 
     .. math:: y_t = \sum_k \big((1 − f_k)\, x_{t − lo_k}[k] + f_k\, x_{t − hi_k}[k]\big)
@@ -682,15 +700,17 @@ def event_delay_axon(
     does; the backward pass reads ``dy`` only at those events' rows: ``∂L/∂W[:, k]`` and
     ``∂L/∂f_k = Σ_events v (dy_{t+hi} − dy_{t+lo}) · W[:, k]`` without the dense
     ``dy W`` that the gradient of the delayed input would need. It applies to float32 CPU
-    tensors with the native kernels, a ``buf`` that needs no gradient (input data; a delay
-    line fed by a hidden layer takes the dense path, which also gives ``∂L/∂x``) and at most
-    ``max_density`` non-zero entries. ``y [T, B, out]``.
+    tensors with the native kernels, inputs that need no gradient (input data; a delay line fed
+    by a hidden layer takes the dense path, which also gives ``∂L/∂x``) and at most
+    ``max_density`` non-zero entries in the line. ``check_finite``: as for
+    :func:`event_linear`, on the line's events. ``y [T, B, out]``.
     """
-    events = _delay_line_events(buf, weight, bias, frac, max_density)
+    events = _delay_line_events(x, state, max_steps, weight, bias, frac, max_density,
+                                check_finite)
     if events is None:
         return None
-    length, batch, _ = buf.shape
-    t = length - max_steps
+    t, batch, _ = x.shape
+    length = t + max_steps
     y = _EventDelayAxon.apply(weight, frac, bias, events, lo.contiguous(), hi.contiguous(),
                               (length, batch, t, max_steps))
     return y.view(t, batch, weight.shape[0])
@@ -747,14 +767,16 @@ class _EventDelaySynapse(Function):
 
 
 def event_delay_synapse(
-    buf: Tensor, weight: Tensor, lo: Tensor, frac: Tensor, bias: Tensor | None,
-    max_steps: int, max_density: float = 0.15,
+    x: Tensor, state: Tensor | None, weight: Tensor, lo: Tensor, frac: Tensor,
+    bias: Tensor | None, max_steps: int, max_density: float = 0.15,
+    check_finite: str | None = None,
 ) -> Tensor | None:
     r"""The per-synapse delayed projection of :func:`spikeloop.kernels.ops.delayed_linear` from
     the events of its delay line, or ``None`` where this path does not apply.
 
-    ``buf [L, B, K]`` is the delay line (the last ``D = max_steps`` inputs of the previous call,
-    then ``x [T, B, K]``); the synapse from input ``i`` to output ``j`` carries ``W[j, i]``
+    The delay line is ``state [D, B, K]`` (the last ``D = max_steps`` inputs of the previous
+    call; ``None``: zeros) followed by ``x [T, B, K]``; the synapse from input ``i`` to output
+    ``j`` carries ``W[j, i]``
     ``lo[j, i]`` steps late with weight ``1 − frac[j, i]`` and ``lo[j, i] + 1`` steps late with
     ``frac[j, i]`` (as :func:`~spikeloop.kernels.ops.delay_taps` gives them: ``lo ≤ D − 1``
     for ``D ≥ 1``; for ``D = 0`` only the tap ``lo = 0`` exists):
@@ -772,16 +794,18 @@ def event_delay_synapse(
               ∂L/∂f_{ji} = (A_{hi} − A_{lo})\, W_{ji}, \quad ∂L/∂b_j = \sum dy[:, :, j]
 
     (no dense kernel ``[out, in, D + 1]`` and no convolution). It applies where
-    :func:`event_delay_axon` does: float32 CPU tensors with the native kernels, a ``buf`` that
-    needs no gradient and at most ``max_density`` non-zero entries. ``y [T, B, out]``.
+    :func:`event_delay_axon` does: float32 CPU tensors with the native kernels, inputs that
+    need no gradient and at most ``max_density`` non-zero entries in the line.
+    ``check_finite``: as for :func:`event_linear`, on the line's events. ``y [T, B, out]``.
     """
-    if buf.dim() == 3 and weight.shape[0] * (buf.shape[0] + max_steps + 2) >= 2**31:
+    if x.dim() == 3 and weight.shape[0] * (x.shape[0] + 2 * max_steps + 2) >= 2**31:
         return None  # the native kernel's int32 offsets into its [out, time] buffer
-    events = _delay_line_events(buf, weight, bias, frac, max_density)
+    events = _delay_line_events(x, state, max_steps, weight, bias, frac, max_density,
+                                check_finite)
     if events is None:
         return None
-    length, batch, _ = buf.shape
-    t = length - max_steps
+    t, batch, _ = x.shape
+    length = t + max_steps
     y = _EventDelaySynapse.apply(weight, frac, bias, events, lo,
                                  (length, batch, t, max_steps))
     return y.view(t, batch, weight.shape[0])

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from spikeloop.checks import require_finite
 from spikeloop.dynamics.surrogate import Surrogate, spike
 from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.kernels.fused import event_delay_axon, event_delay_synapse, event_linear
@@ -111,14 +112,33 @@ def _delay_line(x: Tensor, state: Tensor | None, d: int, who: str) -> Tensor:
     Raises:
         ShapeError: ``state`` is not ``[d, B, ...]`` for ``x [T, B, ...]``.
     """
-    want = (d, *x.shape[1:])
     if state is None:
-        return torch.cat([x.new_zeros(want), x])
+        return torch.cat([x.new_zeros((d, *x.shape[1:])), x])
+    return torch.cat([_delay_line_state(x, state, d, who), x])
+
+
+def _delay_line_state(x: Tensor, state: Tensor, d: int, who: str) -> Tensor:
+    """``state`` after checking that it is ``[d, B, ...]`` for ``x [T, B, ...]``.
+
+    Raises:
+        ShapeError: it is not.
+    """
+    want = (d, *x.shape[1:])
     if tuple(state.shape) != want:
         raise ShapeError(f"{who}: the delay-line state must have shape (D, B, ...) = {want} "
                          f"(the last D = {d} inputs of the previous call), got "
                          f"{tuple(state.shape)}")
-    return torch.cat([state, x])
+    return state
+
+
+def _delay_line_tail(x: Tensor, state: Tensor | None, d: int) -> Tensor:
+    """The last ``d`` entries of the delay line ``[state; x]`` (the next call's state), a new
+    tensor (not a view of ``x``), without writing the line out."""
+    t = x.shape[0]
+    if t >= d:
+        return x[t - d:].clone()
+    before = state if state is not None else x.new_zeros((d, *x.shape[1:]))
+    return torch.cat([before[t:], x])
 
 
 def _tap(buf: Tensor, d: int, t: int, steps: Tensor) -> Tensor:
@@ -192,6 +212,7 @@ def check_delay_range(delay: Tensor, max_delay: float, hint: str = CONSTRAIN_HIN
 def delayed_linear(
     x: Tensor, weight: Tensor, delay: Tensor, dt: float, max_steps: int,
     bias: Tensor | None = None, state: Tensor | None = None, event: bool = False,
+    check_finite: str | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``y_k[j] = Σ_i Σ_m K[j, i, m] x_{k−m}[i] (+ b_j)`` with the interpolated delay kernel
     ``K[j, i, m] = W[j, i] · max(0, 1 − |m − d/dt|)``, ``m = 0 … D`` (``D = max_steps``): each
@@ -211,7 +232,11 @@ def delayed_linear(
     entries where they are sparse, as the simulator's ``Linear`` does); per synapse, scatter
     each input event to its two taps per output with
     :func:`~spikeloop.kernels.fused.event_delay_synapse` where it applies (the same
-    conditions), else the convolution; the same values up to summation order.
+    conditions), else the convolution; the same values up to summation order. The event paths
+    take the delay line's events from ``state`` and ``x`` without writing the line out.
+    ``check_finite``: raise :class:`~spikeloop.errors.NonFiniteError` ("<check_finite>: input
+    holds NaN or infinite values") if ``x`` or ``state`` does (on the event paths from their
+    events alone, as :func:`~spikeloop.kernels.event_linear` does).
     At a whole step ``d/dt = n`` the derivative with respect to ``d`` is the right one
     (``lo = n``), except at ``n = D ≥ 1``, where it is the left one (``lo = D − 1``), so the
     gradient never points out of ``[0, D]``. Returns ``(y, state)``.
@@ -226,17 +251,24 @@ def delayed_linear(
                          f"{tuple(x.shape)}")
     d = max_steps
     t = x.shape[0]
-    buf = _delay_line(x, state, d, "DelayedLinear")  # buf[d + k − m] = x_{k−m}
+    if state is not None:
+        _delay_line_state(x, state, d, "DelayedLinear")
     lo, frac = delay_taps(delay, dt, d)
     hi = lo + 1
-    if delay.dim() == 1 and event:  # per axon from the input's events, where they apply
-        y = event_delay_axon(buf, weight, lo, hi.clamp(max=d), frac, bias, d)
+    if event:  # from the input's events, where they apply
+        if delay.dim() == 1:  # per axon
+            y = event_delay_axon(x, state, weight, lo, hi.clamp(max=d), frac, bias, d,
+                                 check_finite=check_finite)
+        else:  # per synapse
+            y = event_delay_synapse(x, state, weight, lo, frac, bias, d,
+                                    check_finite=check_finite)
         if y is not None:
-            return y, buf[buf.shape[0] - d:]
-    if delay.dim() == 2 and event:  # per synapse from the input's events, where they apply
-        y = event_delay_synapse(buf, weight, lo, frac, bias, d)
-        if y is not None:
-            return y, buf[buf.shape[0] - d:]
+            return y, _delay_line_tail(x, state, d)
+    if check_finite is not None:
+        require_finite(x, check_finite)
+        if state is not None:
+            require_finite(state, check_finite)
+    buf = _delay_line(x, state, d, "DelayedLinear")  # buf[d + k − m] = x_{k−m}
     if delay.dim() == 1:  # per axon: interpolate the delayed inputs, then one GEMM
         # Rows (i, step) of B values: each tap is one row gather (index_select; its backward
         # an index_add of whole rows), several times cheaper than an element-wise gather over
