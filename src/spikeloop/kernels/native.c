@@ -609,19 +609,30 @@ static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, 
             }
         int64_t work = zeros ? 0 : BB * N, needed = zeros ? 0 : nb * N;
         if (zeros)
-            for (int64_t j = 0; j < N; ++j)
-                for (int q0 = 0; q0 < nb; q0 += 4) {
-                    int used = 0;
-                    for (int q = q0; q < q0 + 4 && q < nb; ++q) used += sp[q][j] != 0.0f;
-                    needed += used;
-                    work += used >= 2 ? 4 : used;
+            for (int q0 = 0; q0 < nb; q0 += 4) { /* rows beyond nb: the zero row (unused) */
+                const float *restrict s0 = sp[q0], *restrict s1 = q0 + 1 < nb ? sp[q0 + 1] : zero,
+                                      *restrict s2 = q0 + 2 < nb ? sp[q0 + 2] : zero,
+                                      *restrict s3 = q0 + 3 < nb ? sp[q0 + 3] : zero;
+                int64_t nd = 0, wk = 0;
+#pragma omp simd reduction(+ : nd, wk)
+                for (int64_t j = 0; j < N; ++j) {
+                    const int used = (s0[j] != 0.0f) + (s1[j] != 0.0f) + (s2[j] != 0.0f) +
+                                     (s3[j] != 0.0f);
+                    nd += used;
+                    wk += used >= 2 ? 4 : used;
                 }
+                needed += nd;
+                work += wk;
+            }
         if (6 * work >= BB * N) {
             recurrent_block_gemm(N, (int)nb, wrec, d, rdz);
             if (zeros && needed < nb * N)
-                for (int q = 0; q < nb; ++q)
-                    for (int64_t j = 0; j < N; ++j)
-                        if (sp[q][j] == 0.0f) rdz[q * N + j] = 0.0f;
+                for (int q = 0; q < nb; ++q) {
+                    const float *restrict sq = sp[q];
+                    float *restrict rq = rdz + q * N;
+#pragma omp simd
+                    for (int64_t j = 0; j < N; ++j) rq[j] = sq[j] == 0.0f ? 0.0f : rq[j];
+                }
             return;
         }
     }
