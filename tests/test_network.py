@@ -309,6 +309,21 @@ def test_chips_and_event_backend_load_when_first_named():
         registry.add_lazy("ghost", "spikeloop.errors")
 
 
+def finite_check_sizes(run) -> list[int]:
+    """The sizes of the tensors :func:`spikeloop.checks.all_finite` checks while ``run()``
+    runs (which must succeed)."""
+    import spikeloop.checks as pops
+
+    seen: list[int] = []
+    real = pops.all_finite
+    try:
+        pops.all_finite = lambda t: seen.append(t.numel()) or real(t)
+        run()
+    finally:
+        pops.all_finite = real
+    return seen
+
+
 @pytest.mark.parametrize("kernel", ["auto", "reference"])
 @pytest.mark.parametrize("density", [0.05, 0.5])  # event path / dense fallback of fc1
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
@@ -323,16 +338,9 @@ def test_non_finite_input_is_named_whichever_path_checks_it(kernel, density, bad
     with pytest.raises(NonFiniteError, match=r"^Input: input holds NaN or infinite values"):
         net(x, backend={"name": "sim", "kernel": kernel})
     x[-1, -1, -1] = 1.0
-    import spikeloop.checks as pops
     from spikeloop.kernels import native
 
-    seen = []
-    real = pops.all_finite
-    try:
-        pops.all_finite = lambda t: seen.append(t.numel()) or real(t)
-        net(x, backend={"name": "sim", "kernel": kernel})  # finite again: runs
-    finally:
-        pops.all_finite = real
+    seen = finite_check_sizes(lambda: net(x, backend={"name": "sim", "kernel": kernel}))
     events = kernel == "auto" and native.library() is not None
     assert (x.numel() in seen) != events  # the event path never reads all of x for the check
 
