@@ -1101,12 +1101,12 @@ void sl_csr_to_csc(int64_t R, int64_t K, const int64_t *row_ptr, const int32_t *
  * the sum of each input's events formed in registers (16 vectors of 16 floats = 256 columns
  * at a time) and added into acc once: acc is read and written once per input and block, not
  * once per event. rows/vals: the block's events sorted by input (start[k] .. start[k + 1]). */
-INLINE void weight_grad_sum(const int NV, int64_t M, int64_t m0, int32_t s, int32_t e,
+INLINE void weight_grad_sum(const int NV, int64_t M, int64_t m0, int64_t s, int64_t e,
                             const int32_t *restrict rows, const float *restrict vals,
                             const float *restrict dy, float *restrict w) {
     v16f a[16];
     for (int q = 0; q < NV; ++q) a[q] = (v16f){0};
-    for (int32_t j = s; j < e; ++j) {
+    for (int64_t j = s; j < e; ++j) {
         const v16f *restrict d = (const v16f *)(dy + (int64_t)rows[j] * M + m0);
         const float v = vals[j];
         if (v == 1.0f) {
@@ -1119,12 +1119,12 @@ INLINE void weight_grad_sum(const int NV, int64_t M, int64_t m0, int32_t s, int3
     for (int q = 0; q < NV; ++q) out[q] += a[q];
 }
 
-INLINE void weight_grad_block(int64_t K, int64_t M, const int32_t *restrict start,
+INLINE void weight_grad_block(int64_t K, int64_t M, const int64_t *restrict start,
                               const int32_t *restrict rows, const float *restrict vals,
                               const float *restrict dy, float *restrict acc) {
     const int64_t M16 = M - M % 16;
     for (int64_t k = 0; k < K; ++k) {
-        const int32_t s = start[k], e = start[k + 1];
+        const int64_t s = start[k], e = start[k + 1];
         if (s == e) continue;
         float *restrict w = acc + k * M;
         int64_t m0 = 0;
@@ -1134,7 +1134,7 @@ INLINE void weight_grad_block(int64_t K, int64_t M, const int32_t *restrict star
             weight_grad_sum(1, M, m0, s, e, rows, vals, dy, w);
         for (int64_t m = M16; m < M; ++m) {
             float a = 0.0f;
-            for (int32_t j = s; j < e; ++j) a += vals[j] * dy[(int64_t)rows[j] * M + m];
+            for (int64_t j = s; j < e; ++j) a += vals[j] * dy[(int64_t)rows[j] * M + m];
             w[m] += a;
         }
     }
@@ -1177,7 +1177,8 @@ int sl_event_weight_grad_rows(int64_t R, int64_t K, int64_t M, const int64_t *ro
         int64_t r0, r1;
         thread_event_rows(row_ptr, R, &r0, &r1);
         const int64_t M16 = M - M % 16;
-        int32_t *start = NULL, *rows = NULL;
+        int64_t *start = NULL;
+        int32_t *rows = NULL;
         float *vals = NULL;
         if (blocked) {
             int64_t most = 0; /* the most events in one of this thread's blocks */
@@ -1185,7 +1186,7 @@ int sl_event_weight_grad_rows(int64_t R, int64_t K, int64_t M, const int64_t *ro
                 const int64_t q1 = q0 + rb < r1 ? q0 + rb : r1;
                 if (row_ptr[q1] - row_ptr[q0] > most) most = row_ptr[q1] - row_ptr[q0];
             }
-            start = (int32_t *)malloc(sizeof(int32_t) * (size_t)(K + 1));
+            start = (int64_t *)malloc(sizeof(int64_t) * (size_t)(K + 1));
             rows = (int32_t *)malloc(sizeof(int32_t) * (size_t)(most + 1));
             vals = (float *)malloc(sizeof(float) * (size_t)(most + 1));
             failed = !start || !rows || !vals;
@@ -1194,12 +1195,12 @@ int sl_event_weight_grad_rows(int64_t R, int64_t K, int64_t M, const int64_t *ro
             for (int64_t q0 = r0; q0 < r1; q0 += rb) {
                 const int64_t q1 = q0 + rb < r1 ? q0 + rb : r1;
                 if (row_ptr[q1] == row_ptr[q0]) continue;
-                memset(start, 0, sizeof(int32_t) * (size_t)(K + 1));
+                memset(start, 0, sizeof(int64_t) * (size_t)(K + 1));
                 for (int64_t p = row_ptr[q0]; p < row_ptr[q1]; ++p) ++start[col[p] + 1];
                 for (int64_t k = 0; k < K; ++k) start[k + 1] += start[k];
                 for (int64_t r = q0; r < q1; ++r) /* ascending rows within each input */
                     for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
-                        const int32_t at = start[col[p]]++;
+                        const int64_t at = start[col[p]]++;
                         rows[at] = (int32_t)r;
                         vals[at] = val[p];
                     }
