@@ -255,15 +255,14 @@ def delayed_linear(
         _delay_line_state(x, state, d, "DelayedLinear")
     lo, frac = delay_taps(delay, dt, d)
     hi = lo + 1
-    if event:  # from the input's events, where they apply
-        if delay.dim() == 1:  # per axon
-            y = event_delay_axon(x, state, weight, lo, hi.clamp(max=d), frac, bias, d,
-                                 check_finite=check_finite)
-        else:  # per synapse
-            y = event_delay_synapse(x, state, weight, lo, frac, bias, d,
-                                    check_finite=check_finite)
-        if y is not None:
-            return y, _delay_line_tail(x, state, d)
+    y = None  # from the input's events, where they apply
+    if event and delay.dim() == 1:  # per axon
+        y = event_delay_axon(x, state, weight, lo, hi.clamp(max=d), frac, bias, d,
+                             check_finite=check_finite)
+    elif event and delay.dim() == 2:  # per synapse
+        y = event_delay_synapse(x, state, weight, lo, frac, bias, d, check_finite=check_finite)
+    if y is not None:
+        return y, _delay_line_tail(x, state, d)
     if check_finite is not None:
         require_finite(x, check_finite)
         if state is not None:
