@@ -953,6 +953,8 @@ def test_event_weight_grad_equals_the_dense_product_on_any_thread_count(k, m):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
         assert torch.equal(Compressed(x).weight_grad(dy), got)  # deterministic
         assert torch.equal(event_weight_grad(x, dy), got)  # the public entry point
+        none = Compressed(torch.zeros(300, k)).weight_grad(dy[:300])
+        assert torch.equal(none, torch.zeros(k, m))  # no events: zeros, not leftovers
 
 
 def check_ctypes_signatures(declare, source: str) -> set[str]:
