@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spikeloop._runtime import tune_allocator
 from spikeloop.backends.base import BACKENDS, Backend, BackendBase, get_backend
 from spikeloop.backends.event.adjoint import _on, _PopulationFunction
 from spikeloop.backends.event.cuba import _F, _INF
@@ -73,7 +74,10 @@ class EventBackend(BackendBase):
     ) -> NetworkOutput:
         """Simulate ``graph`` exactly on ``x`` (dense ``[T, B, C]`` or :class:`SpikeEvents`)
         on the input's device."""
-        with _on(x.times.device if isinstance(x, SpikeEvents) else x.device):
+        device = x.times.device if isinstance(x, SpikeEvents) else x.device
+        if device.type == "cpu":
+            tune_allocator()  # as the simulator's first CPU time loop: freed memory is reused
+        with _on(device):
             return self._run(graph, x, state)
 
     def _run(
