@@ -533,17 +533,6 @@ class Compressed:
         self.nnz = int(row_ptr[-1])
         return self
 
-    def by_column(self) -> tuple[Tensor, Tensor, Tensor]:
-        """The same events by column (CSC): ``col_ptr [K+1]``, ``row [nnz]`` (int32, ascending
-        within a column), ``val [nnz]``."""
-        col_ptr = torch.empty(self.cols + 1, dtype=torch.int64)
-        row = torch.empty(self.nnz, dtype=torch.int32)
-        val_t = torch.empty(self.nnz, dtype=torch.float32)
-        native.library().sl_csr_to_csc(self.rows, self.cols, self.row_ptr.data_ptr(),
-                                       self.col.data_ptr(), self.val.data_ptr(),
-                                       col_ptr.data_ptr(), row.data_ptr(), val_t.data_ptr())
-        return col_ptr, row, val_t
-
     def active_rows(self) -> Tensor:
         """Indices of the rows that hold at least one non-zero entry."""
         return (self.row_ptr[1:] > self.row_ptr[:-1]).nonzero().squeeze(-1)
@@ -605,51 +594,23 @@ class _EventLinear(Function):
         return dx, dw, db, None
 
 
-class _EventDelayAxon(Function):
-    """``y = Σ_m x_m Wᵀ (+ b)`` over the two taps of per-axon delays, from the events of the
-    delay line (see :func:`event_delay_axon`); gradients for ``weight``, ``frac`` and ``bias``."""
-
-    @staticmethod
-    def forward(ctx, weight, frac, bias, events, lo, hi, steps):
-        lib = native.library()
-        native.set_threads()
-        length, batch, t, d = steps
-        f = frac.detach().contiguous()
-        room = 2 * events.nnz
-        row_ptr = torch.empty(t * batch + 1, dtype=torch.int64)
-        col = torch.empty(room, dtype=torch.int32)
-        val = torch.empty(room, dtype=torch.float32)
-        lib.sl_delay_axon_events(length, batch, t, d, events.row_ptr.data_ptr(),
-                                 events.col.data_ptr(), events.val.data_ptr(), lo.data_ptr(),
-                                 hi.data_ptr(), f.data_ptr(), row_ptr.data_ptr(), col.data_ptr(),
-                                 val.data_ptr())
-        delayed = Compressed.from_csr(events.cols, row_ptr, col, val)
-        w_t = weight.detach().t().contiguous()
-        y = delayed.matmul(w_t)
-        if bias is not None:
-            y += bias
-        ctx.events, ctx.steps, ctx.has_bias = events, steps, bias is not None
-        ctx.save_for_backward(w_t, lo, hi, f)
-        return y
-
-    @staticmethod
-    def backward(ctx, dy):
-        w_t, lo, hi, f = ctx.saved_tensors
-        _length, batch, t, d = ctx.steps
-        need = ctx.needs_input_grad
-        dw_t = torch.empty_like(w_t)
-        g = torch.empty(w_t.shape[0], dtype=torch.float32)
-        if need[0] or need[1]:
-            dy = dy.contiguous()
-            col_ptr, row, val_t = ctx.events.by_column()
-            native.set_threads()
-            native.library().sl_delay_axon_backward(
-                w_t.shape[0], w_t.shape[1], batch, t, d, col_ptr.data_ptr(), row.data_ptr(),
-                val_t.data_ptr(), lo.data_ptr(), hi.data_ptr(), f.data_ptr(), dy.data_ptr(),
-                w_t.data_ptr(), dw_t.data_ptr(), g.data_ptr())
-        db = dy.sum(0) if ctx.has_bias and need[2] else None
-        return (dw_t.t() if need[0] else None, g if need[1] else None, db,
-                None, None, None, None)
+def _axon_tap_events(events: Compressed, lo: Tensor, hi: Tensor,
+                     steps: tuple[int, int, int, int]) -> Compressed:
+    """The events of the output rows ``[T, B]`` over ``2K`` columns from the delay line's
+    events: input ``k``'s event ``v`` at line step ``u`` lands at step ``u − D + lo_k`` in column
+    ``k`` and at ``u − D + hi_k`` in column ``K + k`` (value ``v``; targets outside ``[0, T)``
+    left out)."""
+    length, batch, t, d = steps
+    room = 2 * events.nnz
+    row_ptr = torch.empty(t * batch + 1, dtype=torch.int64)
+    col = torch.empty(room, dtype=torch.int32)
+    val = torch.empty(room, dtype=torch.float32)
+    if native.library().sl_delay_axon_events(
+            length, batch, t, d, events.cols, events.row_ptr.data_ptr(), events.col.data_ptr(),
+            events.val.data_ptr(), lo.data_ptr(), hi.data_ptr(), row_ptr.data_ptr(),
+            col.data_ptr(), val.data_ptr()) < 0:
+        raise MemoryError(f"per-axon delays: no memory to place the events of {t * batch} rows")
+    return Compressed.from_csr(2 * events.cols, row_ptr, col, val)
 
 
 def _delay_line_events(x: Tensor, state: Tensor | None, steps: int, weight: Tensor,
@@ -696,9 +657,12 @@ def event_delay_axon(
     .. math:: y_t = \sum_k \big((1 − f_k)\, x_{t − lo_k}[k] + f_k\, x_{t − hi_k}[k]\big)
               W[:, k] \;(+\, b)
 
-    Every input event becomes at most two output events, projected as :func:`event_linear`
-    does; the backward pass reads ``dy`` only at those events' rows: ``∂L/∂W[:, k]`` and
-    ``∂L/∂f_k = Σ_events v (dy_{t+hi} − dy_{t+lo}) · W[:, k]`` without the dense
+    Every input event becomes (at most) two output events over ``2K`` columns, the ``lo`` tap in
+    column ``k`` and the ``hi`` tap in column ``K + k``, projected as :func:`event_linear` does
+    with the split weights ``[(1 − f) ⊙ W, f ⊙ W]``; the backward pass is that projection's event
+    weight gradient, which reads ``dy`` only at those events' rows and gives both taps' sums
+    ``A_m[k] = Σ_events v\, dy_{t+m_k}``; autograd takes ``∂L/∂W[:, k] = (1 − f_k) A_{lo} +
+    f_k A_{hi}`` and ``∂L/∂f_k = (A_{hi} − A_{lo}) · W[:, k]`` from them, without the dense
     ``dy W`` that the gradient of the delayed input would need. It applies to float32 CPU
     tensors with the native kernels, inputs that need no gradient (input data; a delay line fed
     by a hidden layer takes the dense path, which also gives ``∂L/∂x``) and at most
@@ -710,9 +674,11 @@ def event_delay_axon(
     if events is None:
         return None
     t, batch, _ = x.shape
-    length = t + max_steps
-    y = _EventDelayAxon.apply(weight, frac, bias, events, lo.contiguous(), hi.contiguous(),
-                              (length, batch, t, max_steps))
+    native.set_threads()
+    taps = _axon_tap_events(events, lo.contiguous(), hi.contiguous(),
+                            (t + max_steps, batch, t, max_steps))
+    split = torch.cat([weight * (1 - frac), weight * frac], 1)  # [out, 2K]: the two taps
+    y = _EventLinear.apply(x.new_empty(0), split, bias, taps)
     return y.view(t, batch, weight.shape[0])
 
 

@@ -1074,25 +1074,6 @@ int64_t sl_event_matmul_dense(int64_t R, int64_t K, int64_t M, const float *x,
     return over ? -1 : total;
 }
 
-/* The same events by column (CSC): col_ptr [K+1], row [nnz], val_t [nnz]; rows ascending. */
-void sl_csr_to_csc(int64_t R, int64_t K, const int64_t *row_ptr, const int32_t *col,
-                   const float *val, int64_t *col_ptr, int32_t *row, float *val_t) {
-    const int64_t nnz = row_ptr[R];
-    memset(col_ptr, 0, sizeof(int64_t) * (K + 1));
-    for (int64_t p = 0; p < nnz; ++p) ++col_ptr[col[p] + 1];
-    for (int64_t k = 0; k < K; ++k) col_ptr[k + 1] += col_ptr[k];
-    int64_t *next = (int64_t *)malloc(sizeof(int64_t) * (K + 1));
-    memcpy(next, col_ptr, sizeof(int64_t) * (K + 1));
-    for (int64_t r = 0; r < R; ++r) {
-        for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
-            const int64_t q = next[col[p]]++;
-            row[q] = (int32_t)r;
-            val_t[q] = val[p];
-        }
-    }
-    free(next);
-}
-
 /* The blocked weight gradient's row blocks hold WG_BLOCK_BYTES of dy (they stay in L2 while
  * their events are summed) and at least 16 rows. */
 #define WG_BLOCK_BYTES (256 * 1024)
@@ -1248,13 +1229,15 @@ int sl_event_weight_grad_rows(int64_t R, int64_t K, int64_t M, const int64_t *ro
 
 /* ------------------------------------------------------------------ per-axon delays */
 /* The events of a delay line buf [L, B, K] (CSR over its L*B rows), each input k delayed by
- * its two whole-step taps: weight 1 - f[k] at lo[k] steps, f[k] at hi[k] steps. The event at
- * buf step u reaches output step t = u - D + m (m = lo, hi) where 0 <= t < T; zero weights
- * are left out. Writes the output rows [T, B] as CSR (out_row_ptr [T*B+1]; out_col and out_val
- * have room for 2 nnz) and returns their event count. */
-int64_t sl_delay_axon_events(int64_t L, int64_t B, int64_t T, int64_t D, const int64_t *row_ptr,
-                             const int32_t *col, const float *val, const int64_t *lo,
-                             const int64_t *hi, const float *frac, int64_t *out_row_ptr,
+ * its two whole-step taps lo[k] and hi[k]: the event (u, b, k, v) of buf step u reaches output
+ * step t = u - D + lo[k] as (column k, value v) and t = u - D + hi[k] as (column K + k, value v),
+ * each where 0 <= t < T: the events of the output rows [T, B] over 2K columns, so that the
+ * product with [(1 - f) W, f W]^T is the delayed projection and the weight gradient of those
+ * 2K columns gives both taps' sums. Writes them as CSR (out_row_ptr [T*B+1]; out_col and out_val
+ * have room for 2 nnz), each row's events in the order of buf's rows, and returns their count. */
+int64_t sl_delay_axon_events(int64_t L, int64_t B, int64_t T, int64_t D, int64_t K,
+                             const int64_t *row_ptr, const int32_t *col, const float *val,
+                             const int64_t *lo, const int64_t *hi, int64_t *out_row_ptr,
                              int32_t *out_col, float *out_val) {
     const int64_t R = T * B;
     memset(out_row_ptr, 0, sizeof(int64_t) * (R + 1));
@@ -1263,6 +1246,7 @@ int64_t sl_delay_axon_events(int64_t L, int64_t B, int64_t T, int64_t D, const i
         if (pass == 1) {
             for (int64_t r = 0; r < R; ++r) out_row_ptr[r + 1] += out_row_ptr[r];
             next = (int64_t *)malloc(sizeof(int64_t) * (R + 1));
+            if (!next) return -1;
             memcpy(next, out_row_ptr, sizeof(int64_t) * (R + 1));
         }
         for (int64_t u = 0; u < L; ++u) {
@@ -1271,15 +1255,14 @@ int64_t sl_delay_axon_events(int64_t L, int64_t B, int64_t T, int64_t D, const i
                 for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
                     const int32_t k = col[p];
                     for (int tap = 0; tap < 2; ++tap) {
-                        const float w = tap ? frac[k] : 1.0f - frac[k];
                         const int64_t t = u - D + (tap ? hi[k] : lo[k]);
-                        if (w == 0.0f || t < 0 || t >= T) continue;
+                        if (t < 0 || t >= T) continue;
                         if (pass == 0) {
                             ++out_row_ptr[t * B + b + 1];
                         } else {
                             const int64_t q = next[t * B + b]++;
-                            out_col[q] = k;
-                            out_val[q] = val[p] * w;
+                            out_col[q] = (int32_t)(tap ? K + k : k);
+                            out_val[q] = val[p];
                         }
                     }
                 }
@@ -1288,44 +1271,6 @@ int64_t sl_delay_axon_events(int64_t L, int64_t B, int64_t T, int64_t D, const i
         free(next);
     }
     return out_row_ptr[R];
-}
-
-/* The backward pass of the per-axon delayed projection y = sum_m x_m W^T, from the delay
- * line's events by column (CSC over its L*B rows, rows ascending) and dy [T*B, M]: for each
- * input k and tap m in {lo, hi}, A_m = sum over k's events (buf row r, value v) whose target
- * row r + (m - D) B lies in [0, T B) of v dy[target]; then dw_t[k] = (1 - f) A_lo + f A_hi
- * (the weight gradient, [K, M]) and g[k] = (A_hi - A_lo) . w_t[k] (the gradient with respect
- * to f[k]). */
-void sl_delay_axon_backward(int64_t K, int64_t M, int64_t B, int64_t T, int64_t D,
-                            const int64_t *col_ptr, const int32_t *row, const float *val_t,
-                            const int64_t *lo, const int64_t *hi, const float *frac,
-                            const float *dy, const float *w_t, float *dw_t, float *g) {
-#pragma omp parallel
-    {
-        float *acc = (float *)malloc(sizeof(float) * 2 * (M + 8));
-        float *a_lo = acc, *a_hi = acc + M + 8;
-#pragma omp for schedule(dynamic, 8)
-        for (int64_t k = 0; k < K; ++k) {
-            for (int tap = 0; tap < 2; ++tap) {
-                const int64_t shift = ((tap ? hi[k] : lo[k]) - D) * B;
-                /* the events whose target row is in [0, T B): a contiguous run (rows ascend) */
-                int64_t e0 = col_ptr[k], e1 = col_ptr[k + 1];
-                while (e0 < e1 && row[e0] + shift < 0) ++e0;
-                while (e1 > e0 && row[e1 - 1] + shift >= T * B) --e1;
-                accumulate_row_at(M, e1 - e0, row + e0, shift, val_t + e0, dy, tap ? a_hi : a_lo);
-            }
-            const float f = frac[k];
-            const float *restrict wk = w_t + k * M;
-            float *restrict dwk = dw_t + k * M;
-            float sum = 0.0f;
-            for (int64_t m = 0; m < M; ++m) {
-                dwk[m] = (1.0f - f) * a_lo[m] + f * a_hi[m];
-                sum += (a_hi[m] - a_lo[m]) * wk[m];
-            }
-            g[k] = sum;
-        }
-        free(acc);
-    }
 }
 
 /* ------------------------------------------------------------------ per-synapse delays */

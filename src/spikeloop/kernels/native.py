@@ -151,14 +151,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sl_event_matmul.restype = None
     lib.sl_event_matmul_dense.argtypes = [i64, i64, i64, p, p, p, ctypes.c_double, p]
     lib.sl_event_matmul_dense.restype = i64
-    lib.sl_csr_to_csc.argtypes = [i64, i64, p, p, p, p, p, p]
-    lib.sl_csr_to_csc.restype = None
     lib.sl_event_weight_grad_rows.argtypes = [i64, i64, i64, p, p, p, p, p]
     lib.sl_event_weight_grad_rows.restype = ctypes.c_int
-    lib.sl_delay_axon_events.argtypes = [i64, i64, i64, i64] + [p] * 9
+    lib.sl_delay_axon_events.argtypes = [i64, i64, i64, i64, i64] + [p] * 8
     lib.sl_delay_axon_events.restype = i64
-    lib.sl_delay_axon_backward.argtypes = [i64, i64, i64, i64, i64] + [p] * 10
-    lib.sl_delay_axon_backward.restype = None
     lib.sl_delay_synapse_forward.argtypes = [i64] * 6 + [p] * 6
     lib.sl_delay_synapse_forward.restype = None
     lib.sl_delay_synapse_backward.argtypes = [i64] * 6 + [p] * 9
