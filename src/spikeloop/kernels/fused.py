@@ -674,7 +674,6 @@ def event_delay_axon(
     if events is None:
         return None
     t, batch, _ = x.shape
-    native.set_threads()
     taps = _axon_tap_events(events, lo.contiguous(), hi.contiguous(),
                             (t + max_steps, batch, t, max_steps))
     split = torch.cat([weight * (1 - frac), weight * frac], 1)  # [out, 2K]: the two taps

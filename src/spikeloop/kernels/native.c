@@ -600,15 +600,8 @@ static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, 
          * fast per entry (2.6 against 8.1 ms for 32 rows x 256 x 256 x 100 steps), and on the
          * speed bench's rec and shd_scale rows with bands of 0.1 to 1 the dot products paid
          * only below about a sixth */
-        int zeros = 0; /* any surrogate derivative of the block 0 (a band): else all needed */
+        int64_t work = t > 0 ? 0 : BB * N, needed = t > 0 ? 0 : nb * N;
         if (t > 0)
-            for (int q = 0; q < nb; ++q) {
-                const float *restrict sq = sp[q];
-#pragma omp simd reduction(| : zeros)
-                for (int64_t j = 0; j < N; ++j) zeros |= sq[j] == 0.0f;
-            }
-        int64_t work = zeros ? 0 : BB * N, needed = zeros ? 0 : nb * N;
-        if (zeros)
             for (int q0 = 0; q0 < nb; q0 += 4) { /* rows beyond nb: the zero row (unused) */
                 const float *restrict s0 = sp[q0], *restrict s1 = q0 + 1 < nb ? sp[q0 + 1] : zero,
                                       *restrict s2 = q0 + 2 < nb ? sp[q0 + 2] : zero,
@@ -626,7 +619,7 @@ static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, 
             }
         if (6 * work >= BB * N) {
             recurrent_block_gemm(N, (int)nb, wrec, d, rdz);
-            if (zeros && needed < nb * N)
+            if (needed < nb * N) /* a band left some out: they are 0 */
                 for (int q = 0; q < nb; ++q) {
                     const float *restrict sq = sp[q];
                     float *restrict rq = rdz + q * N;
