@@ -957,6 +957,60 @@ def test_event_weight_grad_equals_the_dense_product_on_any_thread_count(k, m):
         assert torch.equal(none, torch.zeros(k, m))  # no events: zeros, not leftovers
 
 
+
+@pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (16, 16), (17, 33), (31, 16), (16, 31),
+                                   (20, 256), (256, 700), (700, 256), (257, 300)])
+def test_native_transpose_equals_torch_on_every_path(narrow_libs, shape):
+    """``transposed(w)`` equals ``w.t().contiguous()`` bit for bit: full 16 x 16 register tiles,
+    partial tiles at the right and bottom edges, matrices below and above the size at which
+    threads start (64 K entries), on one thread and on two, and in the AVX2 and plain-C builds
+    (element-wise tiles); a non-contiguous or float64 matrix goes to torch (the same values)."""
+    from spikeloop.kernels.fused import transposed
+
+    g = torch.Generator().manual_seed(shape[0] * 1000 + shape[1])
+    w = torch.randn(shape, generator=g)
+    want = w.t().contiguous()
+    for _n in thread_counts():
+        got = transposed(w)
+        assert got.is_contiguous() and torch.equal(got, want)
+    for extra, lib in narrow_libs:
+        out = torch.full(want.shape, float("nan"))
+        lib.sl_transpose(shape[0], shape[1], w.data_ptr(), out.data_ptr())
+        assert torch.equal(out, want), extra
+    assert torch.equal(transposed(w.t()), w)  # non-contiguous input
+    assert torch.equal(transposed(w.double()), want.double())
+
+
+@pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
+def test_event_projection_gradients_land_in_the_weights_layout():
+    """The event paths hand autograd their weight gradients in the weight's own (row-major)
+    layout — input projection and recurrent weights — so autograd stores them as they are
+    instead of copying a transposed view into that layout (what a hook sees is what the
+    kernel returned); the values equal the dense reference."""
+    g = torch.Generator().manual_seed(4)
+    x = (torch.rand(20, 8, 70, generator=g) < 0.1).float()
+    w = (torch.randn(48, 70, generator=g) * 0.3).requires_grad_()
+    seen = []
+    w.register_hook(seen.append)
+    y = event_linear(x, w)
+    dy = torch.randn(y.shape, generator=g)
+    (y * dy).sum().backward()
+    assert seen[0].stride() == w.stride()
+    torch.testing.assert_close(w.grad, dy.reshape(-1, 48).T @ x.reshape(-1, 70))
+
+    net = Network({"input": Input(70), "fc": Linear(70, 48),
+                   "hidden": CubaLIF(48, recurrent=True, dt=1e-3, tau_mem=5e-3,
+                                     tau_syn=2e-3)}, backend=SimBackend())
+    with torch.no_grad():
+        net.layers.hidden.recurrent.weight.normal_(0.0, 0.3, generator=g)
+    wrec = net.layers.hidden.recurrent.weight
+    seen = []
+    wrec.register_hook(seen.append)
+    xr = (torch.rand(30, 4, 70, generator=g) < 0.3).float() * 2
+    net(xr)["hidden"].v.sum().backward()
+    assert seen[0].stride() == wrec.stride() and float(seen[0].abs().sum()) > 0
+
 def check_ctypes_signatures(declare, source: str) -> set[str]:
     """Every function ``declare(lib)`` declares has as many ctypes argument types as its C
     definition in ``source`` has parameters (a missing one makes ctypes pass a pointer as a

@@ -1446,3 +1446,58 @@ void sl_delay_synapse_backward(int64_t L, int64_t B, int64_t T, int64_t D, int64
     }
     free(acc);
 }
+
+/* ------------------------------------------------------------------ transpose */
+#if defined(__AVX512F__)
+/* dst[c, r] = src[r, c] for one full 16 x 16 tile (rows ld_s apart in src, ld_d in dst):
+ * 32-bit, 64-bit and two 128-bit lane shuffles. */
+INLINE void transpose16(const float *restrict src, int64_t ld_s, float *restrict dst,
+                        int64_t ld_d) {
+    __m512 r[16], t[16];
+    for (int j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(src + j * ld_s);
+    for (int j = 0; j < 16; j += 2) {
+        t[j] = _mm512_unpacklo_ps(r[j], r[j + 1]);
+        t[j + 1] = _mm512_unpackhi_ps(r[j], r[j + 1]);
+    }
+    for (int j = 0; j < 16; j += 4)
+        for (int q = 0; q < 2; ++q) {
+            const __m512d a = _mm512_castps_pd(t[j + q]), b = _mm512_castps_pd(t[j + q + 2]);
+            r[j + q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+            r[j + q + 2] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        }
+    for (int j = 0; j < 16; j += 8)
+        for (int q = 0; q < 4; ++q) {
+            t[j + q] = _mm512_shuffle_f32x4(r[j + q], r[j + q + 4], 0x88);
+            t[j + q + 4] = _mm512_shuffle_f32x4(r[j + q], r[j + q + 4], 0xdd);
+        }
+    for (int q = 0; q < 8; ++q) {
+        r[q] = _mm512_shuffle_f32x4(t[q], t[q + 8], 0x88);
+        r[q + 8] = _mm512_shuffle_f32x4(t[q], t[q + 8], 0xdd);
+    }
+    /* r[k] now holds column k of the tile, except that the second and third of each group of
+     * four are swapped (the 64-bit step pairs rows 0/2 and 1/3) */
+    static const int held[16] = {0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15};
+    for (int c = 0; c < 16; ++c) _mm512_storeu_ps(dst + c * ld_d, r[held[c]]);
+}
+#endif
+
+/* dst [C, R] = src [R, C] transposed (both row-major): 16 x 16 tiles (in registers with
+ * AVX-512, else element by element within the tile), rows of tiles shared among the threads
+ * (one thread below 64 K entries, where starting them costs more than they save). */
+void sl_transpose(int64_t R, int64_t C, const float *src, float *dst) {
+    const int64_t tiles = (R + 15) / 16;
+#pragma omp parallel for schedule(static) if (R * C >= 65536)
+    for (int64_t tr = 0; tr < tiles; ++tr) {
+        const int64_t r0 = tr * 16, r1 = r0 + 16 < R ? r0 + 16 : R;
+        int64_t c0 = 0;
+#if defined(__AVX512F__)
+        if (r1 - r0 == 16)
+            for (; c0 + 16 <= C; c0 += 16) transpose16(src + r0 * C + c0, C, dst + c0 * R + r0, R);
+#endif
+        for (; c0 < C; c0 += 16) {
+            const int64_t c1 = c0 + 16 < C ? c0 + 16 : C;
+            for (int64_t r = r0; r < r1; ++r)
+                for (int64_t c = c0; c < c1; ++c) dst[c * R + r] = src[r * C + c];
+        }
+    }
+}
