@@ -359,6 +359,21 @@ def test_a_backend_must_say_its_readout_range():
     net = mixed_net()
     assert get_backend("sim").readout_range(net.graph, net.graph.output.name) is None
 
+    class Named(SimBackend):  # a complete class whose instances may lack the name
+        def __init__(self, name=None):
+            if name is not None:
+                object.__setattr__(self, "named", name)
+
+        def __getattribute__(self, key):
+            if key == "name" and "named" not in vars(self):
+                raise AttributeError(key)
+            return object.__getattribute__(self, key)
+
+    whole = Named("whole")
+    assert get_backend(whole) is whole and get_backend(whole) is whole  # (the class known)
+    with pytest.raises(ParameterError, match=r"\['name'\]"):
+        get_backend(Named())  # checked per instance, not taken from the class's first pass
+
 
 def test_unknown_backend_and_time_step_errors():
     with pytest.raises(UnknownNameError, match="chipz"):
