@@ -790,7 +790,45 @@ def test_per_axon_from_events_equals_the_dense_per_axon_path(with_state, max_ste
     if d:
         assert float(runs[1][3].abs().max()) > 0  # the delays do get a gradient
     lo, frac = ops.delay_taps(delay, DT, d)  # the event path did run
-    assert event_delay_axon(x, state, w0, lo, (lo + 1).clamp(max=d), frac, None, d) is not None
+    assert event_delay_axon(x, state, w0, lo, frac, None, d) is not None
+
+
+@pytest.mark.parametrize(("n_out", "n_in"), [(70, 24), (256, 700), (17, 33)])
+def test_per_axon_split_weights_and_their_gradients_in_one_native_pass(n_out, n_in):
+    """The per-axon path's native steps around the event product: the split weights
+    ``[(1 − f) ⊙ W, f ⊙ W]ᵀ`` bit for bit as torch forms them, and from the taps' weight
+    gradient ``[A_lo; A_hi]`` the weight gradient ``(1 − f) ⊙ A_lo + f ⊙ A_hi`` (bit for bit,
+    in W's layout) and the fraction's ``Σ_m (A_hi − A_lo) W`` (float sums in another order); on
+    small and large shapes (threads start at 64 K entries), one thread and two."""
+    from spikeloop.kernels import native
+
+    lib = native.library()
+    if lib is None:
+        pytest.skip(f"native kernels unavailable: {native.unavailable_reason()}")
+    g = torch.Generator().manual_seed(n_in)
+    w = torch.randn(n_out, n_in, generator=g)
+    f = torch.rand(n_in, generator=g)
+    f[:3] = torch.tensor([0.0, 1.0, 0.5])
+    taps = torch.randn(2 * n_in, n_out, generator=g)
+    a_lo, a_hi = taps[:n_in].t(), taps[n_in:].t()
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            native.set_threads()
+            split_t = torch.full((2 * n_in, n_out), float("nan"))
+            lib.sl_delay_axon_split(n_out, n_in, w.data_ptr(), f.data_ptr(), split_t.data_ptr())
+            assert torch.equal(split_t, torch.cat([w * (1 - f), w * f], 1).t())
+            dw, df = torch.full_like(w, float("nan")), torch.full_like(f, float("nan"))
+            tmp = torch.empty(2 * w.numel())
+            lib.sl_delay_axon_grads(n_out, n_in, taps.data_ptr(), w.data_ptr(), f.data_ptr(),
+                                    dw.data_ptr(), df.data_ptr(), tmp.data_ptr())
+            assert torch.equal(dw, a_lo * (1 - f) + a_hi * f)
+            want = ((a_hi - a_lo).double() * w.double()).sum(0).float()
+            torch.testing.assert_close(df, want, rtol=1e-5, atol=1e-4)
+    finally:
+        torch.set_num_threads(threads)
+        native.set_threads()
 
 
 def test_per_axon_events_fall_back_to_the_dense_path_where_they_do_not_apply():
@@ -801,12 +839,10 @@ def test_per_axon_events_fall_back_to_the_dense_path_where_they_do_not_apply():
     x = spikes(10, 2, 5, p=0.05, seed=50)
     lo, frac = ops.delay_taps(torch.full((5,), 1.5e-3), DT, 3)
     w = torch.randn(4, 5)
-    assert event_delay_axon(x.clone().requires_grad_(), None, w, lo, lo + 1, frac, None,
-                            3) is None
+    assert event_delay_axon(x.clone().requires_grad_(), None, w, lo, frac, None, 3) is None
     dense = spikes(10, 2, 5, p=0.5, seed=51)
-    assert event_delay_axon(dense, None, w, lo, lo + 1, frac, None, 3) is None
-    assert event_delay_axon(x.double(), None, w.double(), lo, lo + 1, frac.double(), None,
-                            3) is None
+    assert event_delay_axon(dense, None, w, lo, frac, None, 3) is None
+    assert event_delay_axon(x.double(), None, w.double(), lo, frac.double(), None, 3) is None
     xg = x.clone().requires_grad_()
     y, _ = ops.delayed_linear(xg, w, torch.full((5,), 1.5e-3), DT, 3, event=True)
     y.sum().backward()

@@ -605,12 +605,12 @@ class _EventLinear(Function):
         return dx, dw, db, None
 
 
-def _axon_tap_events(events: Compressed, lo: Tensor, hi: Tensor,
+def _axon_tap_events(events: Compressed, lo: Tensor,
                      steps: tuple[int, int, int, int]) -> Compressed:
     """The events of the output rows ``[T, B]`` over ``2K`` columns from the delay line's
     events: input ``k``'s event ``v`` at line step ``u`` lands at step ``u − D + lo_k`` in column
-    ``k`` and at ``u − D + hi_k`` in column ``K + k`` (value ``v``; targets outside ``[0, T)``
-    left out)."""
+    ``k`` and one step later (the tap ``lo_k + 1``; the same step where ``D = 0``) in column
+    ``K + k`` (value ``v``; targets outside ``[0, T)`` left out)."""
     length, batch, t, d = steps
     room = 2 * events.nnz
     row_ptr = torch.empty(t * batch + 1, dtype=torch.int64)
@@ -618,7 +618,7 @@ def _axon_tap_events(events: Compressed, lo: Tensor, hi: Tensor,
     val = torch.empty(room, dtype=torch.float32)
     if native.library().sl_delay_axon_events(
             length, batch, t, d, events.cols, events.row_ptr.data_ptr(), events.col.data_ptr(),
-            events.val.data_ptr(), lo.data_ptr(), hi.data_ptr(), row_ptr.data_ptr(),
+            events.val.data_ptr(), lo.data_ptr(), 1 if d >= 1 else 0, row_ptr.data_ptr(),
             col.data_ptr(), val.data_ptr()) < 0:
         raise MemoryError(f"per-axon delays: no memory to place the events of {t * batch} rows")
     return Compressed.from_csr(2 * events.cols, row_ptr, col, val)
@@ -653,7 +653,7 @@ def _delay_line_events(x: Tensor, state: Tensor | None, steps: int, weight: Tens
 
 
 def event_delay_axon(
-    x: Tensor, state: Tensor | None, weight: Tensor, lo: Tensor, hi: Tensor, frac: Tensor,
+    x: Tensor, state: Tensor | None, weight: Tensor, lo: Tensor, frac: Tensor,
     bias: Tensor | None, max_steps: int, max_density: float = 0.15,
     check_finite: str | None = None,
 ) -> Tensor | None:
@@ -663,18 +663,20 @@ def event_delay_axon(
     The delay line is ``state [D, B, K]`` (the last ``D = max_steps`` inputs of the previous
     call; ``None``: zeros) followed by ``x [T, B, K]``, its events taken from the two without
     writing it out; input ``k`` reaches the output ``lo[k]`` steps later with weight
-    ``1 − frac[k]`` and ``hi[k]`` steps later with ``frac[k]``:
+    ``1 − frac[k]`` and ``hi_k = lo[k] + 1`` steps later (``lo[k]`` where ``D = 0``) with
+    ``frac[k]``:
 
     .. math:: y_t = \sum_k \big((1 − f_k)\, x_{t − lo_k}[k] + f_k\, x_{t − hi_k}[k]\big)
               W[:, k] \;(+\, b)
 
     Every input event becomes (at most) two output events over ``2K`` columns, the ``lo`` tap in
-    column ``k`` and the ``hi`` tap in column ``K + k``, projected as :func:`event_linear` does
-    with the split weights ``[(1 − f) ⊙ W, f ⊙ W]``; the backward pass is that projection's event
-    weight gradient, which reads ``dy`` only at those events' rows and gives both taps' sums
-    ``A_m[k] = Σ_events v\, dy_{t+m_k}``; autograd takes ``∂L/∂W[:, k] = (1 − f_k) A_{lo} +
-    f_k A_{hi}`` and ``∂L/∂f_k = (A_{hi} − A_{lo}) · W[:, k]`` from them, without the dense
-    ``dy W`` that the gradient of the delayed input would need. It applies to float32 CPU
+    column ``k`` and the ``hi`` tap in column ``K + k``, projected with the event product
+    (:class:`Compressed`) and the split weights ``[(1 − f) ⊙ W, f ⊙ W]``; the backward pass is
+    that product's event weight gradient, which reads ``dy`` only at those events' rows and
+    gives both taps' sums ``A_m[k] = Σ_events v\, dy_{t+m_k}``, and then
+    ``∂L/∂W[:, k] = (1 − f_k) A_{lo} + f_k A_{hi}`` and ``∂L/∂f_k = (A_{hi} − A_{lo}) · W[:, k]``
+    (one native pass each way for the split weights and these two), without the dense ``dy W``
+    that the gradient of the delayed input would need. It applies to float32 CPU
     tensors with the native kernels, inputs that need no gradient (input data; a delay line fed
     by a hidden layer takes the dense path, which also gives ``∂L/∂x``) and at most
     ``max_density`` non-zero entries in the line. ``check_finite``: as for
@@ -685,11 +687,45 @@ def event_delay_axon(
     if events is None:
         return None
     t, batch, _ = x.shape
-    taps = _axon_tap_events(events, lo.contiguous(), hi.contiguous(),
-                            (t + max_steps, batch, t, max_steps))
-    split = torch.cat([weight * (1 - frac), weight * frac], 1)  # [out, 2K]: the two taps
-    y = _EventLinear.apply(x.new_empty(0), split, bias, taps)
+    taps = _axon_tap_events(events, lo.contiguous(), (t + max_steps, batch, t, max_steps))
+    y = _EventDelayAxon.apply(weight, frac, bias, taps)
     return y.view(t, batch, weight.shape[0])
+
+
+class _EventDelayAxon(Function):
+    """``y = taps @ [(1 − f) ⊙ W, f ⊙ W]ᵀ (+ b)`` for the per-axon tap events (see
+    :func:`event_delay_axon`); gradients for ``weight``, ``frac`` and ``bias``."""
+
+    @staticmethod
+    def forward(ctx, weight, frac, bias, taps):
+        lib = native.library()
+        native.set_threads()
+        n_out, n_in = weight.shape
+        w, f = weight.detach().contiguous(), frac.detach().contiguous()
+        split_t = torch.empty(2 * n_in, n_out, dtype=torch.float32)  # [2K, out]
+        lib.sl_delay_axon_split(n_out, n_in, w.data_ptr(), f.data_ptr(), split_t.data_ptr())
+        y = taps.matmul(split_t)
+        if bias is not None:
+            y += bias
+        ctx.taps, ctx.has_bias = taps, bias is not None
+        ctx.save_for_backward(w, f)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        w, f = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        dw = df = None
+        if need[0] or need[1]:
+            native.set_threads()
+            taps_grad = ctx.taps.weight_grad(dy.contiguous())  # [2K, out]: A_lo; A_hi
+            dw, df = torch.empty_like(w), torch.empty_like(f)
+            tmp = torch.empty(2 * w.numel(), dtype=torch.float32)
+            native.library().sl_delay_axon_grads(w.shape[0], w.shape[1], taps_grad.data_ptr(),
+                                                 w.data_ptr(), f.data_ptr(), dw.data_ptr(),
+                                                 df.data_ptr(), tmp.data_ptr())
+        db = dy.sum(0) if ctx.has_bias and need[2] else None
+        return (dw if need[0] else None, df if need[1] else None, db, None)
 
 
 class _EventDelaySynapse(Function):

@@ -28,6 +28,8 @@
  */
 #include "sl_native.h" /* standard headers, INLINE, thread_range, sl_set_threads */
 
+void sl_transpose(int64_t R, int64_t C, const float *src, float *dst);
+
 typedef struct {
     int64_t T, B, N;
     int spiking;      /* 1: threshold + reset; 0: leaky-integrator readout */
@@ -1222,48 +1224,117 @@ int sl_event_weight_grad_rows(int64_t R, int64_t K, int64_t M, const int64_t *ro
 
 /* ------------------------------------------------------------------ per-axon delays */
 /* The events of a delay line buf [L, B, K] (CSR over its L*B rows), each input k delayed by
- * its two whole-step taps lo[k] and hi[k]: the event (u, b, k, v) of buf step u reaches output
- * step t = u - D + lo[k] as (column k, value v) and t = u - D + hi[k] as (column K + k, value v),
- * each where 0 <= t < T: the events of the output rows [T, B] over 2K columns, so that the
- * product with [(1 - f) W, f W]^T is the delayed projection and the weight gradient of those
- * 2K columns gives both taps' sums. Writes them as CSR (out_row_ptr [T*B+1]; out_col and out_val
- * have room for 2 nnz), each row's events in the order of buf's rows, and returns their count. */
+ * its two whole-step taps lo[k] and hi[k] = lo[k] + s (s = 1, or 0 where D = 0): the event
+ * (u, b, k, v) of buf step u reaches output step t = u - D + lo[k] as (column k, value v) and
+ * t + s as (column K + k, value v), each where 0 <= t < T: the events of the output rows [T, B]
+ * over 2K columns, so that the product with [(1 - f) W, f W]^T is the delayed projection and
+ * the weight gradient of those 2K columns gives both taps' sums. The lo taps are placed once
+ * (a counting sort into the rows t = -s .. T - 1); output row t then takes lo row t as its
+ * columns k and lo row t - s as its columns K + k (the hi taps), each in the order of buf's
+ * rows. Writes CSR (out_row_ptr [T*B+1]; out_col and out_val have room for 2 nnz) and returns
+ * the count, or -1 if memory ran out. */
 int64_t sl_delay_axon_events(int64_t L, int64_t B, int64_t T, int64_t D, int64_t K,
                              const int64_t *row_ptr, const int32_t *col, const float *val,
-                             const int64_t *lo, const int64_t *hi, int64_t *out_row_ptr,
+                             const int64_t *lo, int64_t s, int64_t *out_row_ptr,
                              int32_t *out_col, float *out_val) {
-    const int64_t R = T * B;
-    memset(out_row_ptr, 0, sizeof(int64_t) * (R + 1));
-    for (int pass = 0; pass < 2; ++pass) {
-        int64_t *next = NULL;
-        if (pass == 1) {
-            for (int64_t r = 0; r < R; ++r) out_row_ptr[r + 1] += out_row_ptr[r];
-            next = (int64_t *)malloc(sizeof(int64_t) * (R + 1));
-            if (!next) return -1;
-            memcpy(next, out_row_ptr, sizeof(int64_t) * (R + 1));
-        }
-        for (int64_t u = 0; u < L; ++u) {
-            for (int64_t b = 0; b < B; ++b) {
-                const int64_t r = u * B + b;
-                for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
-                    const int32_t k = col[p];
-                    for (int tap = 0; tap < 2; ++tap) {
-                        const int64_t t = u - D + (tap ? hi[k] : lo[k]);
-                        if (t < 0 || t >= T) continue;
-                        if (pass == 0) {
-                            ++out_row_ptr[t * B + b + 1];
-                        } else {
-                            const int64_t q = next[t * B + b]++;
-                            out_col[q] = (int32_t)(tap ? K + k : k);
-                            out_val[q] = val[p];
-                        }
-                    }
-                }
-            }
-        }
+    const int64_t R = T * B, S = (T + s) * B; /* lo rows: t = -s .. T - 1 (row (t + s) B + b) */
+    const int64_t nnz = row_ptr[L * B] - row_ptr[0];
+    int64_t *start = (int64_t *)calloc((size_t)(S + 1), sizeof(int64_t));
+    int64_t *next = (int64_t *)malloc(sizeof(int64_t) * (size_t)(S + 1));
+    int32_t *lc = (int32_t *)malloc(sizeof(int32_t) * (size_t)(nnz + 1));
+    float *lv = (float *)malloc(sizeof(float) * (size_t)(nnz + 1));
+    if (!start || !next || !lc || !lv) {
+        free(start);
         free(next);
+        free(lc);
+        free(lv);
+        return -1;
     }
+    /* lo row of buf row u: t + s = u - D + s + lo[k], kept where 0 <= t + s < T + s */
+    for (int64_t u = 0; u < L; ++u)
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t p = row_ptr[u * B + b]; p < row_ptr[u * B + b + 1]; ++p) {
+                const int64_t ts = u - D + s + lo[col[p]];
+                if (ts >= 0 && ts < T + s) ++start[ts * B + b + 1];
+            }
+    for (int64_t q = 0; q < S; ++q) start[q + 1] += start[q];
+    memcpy(next, start, sizeof(int64_t) * (size_t)(S + 1));
+    for (int64_t u = 0; u < L; ++u)
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t p = row_ptr[u * B + b]; p < row_ptr[u * B + b + 1]; ++p) {
+                const int32_t k = col[p];
+                const int64_t ts = u - D + s + lo[k];
+                if (ts < 0 || ts >= T + s) continue;
+                const int64_t q = next[ts * B + b]++;
+                lc[q] = k;
+                lv[q] = val[p];
+            }
+    free(next);
+    /* output row r = t B + b: lo row t (at (t + s) B + b) then lo row t - s (at t B + b) */
+    out_row_ptr[0] = 0;
+    for (int64_t r = 0; r < R; ++r)
+        out_row_ptr[r + 1] = out_row_ptr[r] + (start[r + s * B + 1] - start[r + s * B]) +
+                             (start[r + 1] - start[r]);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < R; ++r) {
+        int64_t o = out_row_ptr[r];
+        for (int64_t q = start[r + s * B]; q < start[r + s * B + 1]; ++q, ++o) {
+            out_col[o] = lc[q];
+            out_val[o] = lv[q];
+        }
+        const int32_t shift = (int32_t)K;
+        for (int64_t q = start[r]; q < start[r + 1]; ++q, ++o) {
+            out_col[o] = lc[q] + shift;
+            out_val[o] = lv[q];
+        }
+    }
+    free(start);
+    free(lc);
+    free(lv);
     return out_row_ptr[R];
+}
+
+/* The split weights of the per-axon taps, transposed: split_t [2K, M] with row k = (1 - f[k])
+ * W[:, k] and row K + k = f[k] W[:, k] (W [M, K] row-major; the products as torch forms
+ * weight * (1 - frac) and weight * frac). */
+void sl_delay_axon_split(int64_t M, int64_t K, const float *w, const float *f, float *split_t) {
+    sl_transpose(M, K, w, split_t); /* W^T into rows 0 .. K - 1 */
+#pragma omp parallel for schedule(static) if (M * K >= 65536)
+    for (int64_t k = 0; k < K; ++k) {
+        const float a = 1.0f - f[k], c = f[k];
+        float *restrict lo = split_t + k * M, *restrict hi = split_t + (K + k) * M;
+#pragma omp simd
+        for (int64_t m = 0; m < M; ++m) {
+            hi[m] = lo[m] * c;
+            lo[m] = lo[m] * a;
+        }
+    }
+}
+
+/* The gradients of W and f from the weight gradient of the 2K tap columns, g [2K, M] (row k:
+ * the lo taps' sums A_lo[k, :], row K + k: the hi taps' A_hi[k, :]):
+ *   dw [M, K] = ((1 - f_k) A_lo[k, m] + f_k A_hi[k, m]) (in W's layout),
+ *   df [K]    = sum_m (A_hi[k, m] - A_lo[k, m]) W[m, k].
+ * tmp: room for 2 K M floats. */
+void sl_delay_axon_grads(int64_t M, int64_t K, const float *g, const float *w, const float *f,
+                         float *dw, float *df, float *tmp) {
+    float *w_t = tmp, *d_t = tmp + K * M;
+    sl_transpose(M, K, w, w_t);
+#pragma omp parallel for schedule(static) if (M * K >= 65536)
+    for (int64_t k = 0; k < K; ++k) {
+        const float a = 1.0f - f[k], c = f[k];
+        const float *restrict lo = g + k * M, *restrict hi = g + (K + k) * M;
+        const float *restrict wk = w_t + k * M;
+        float *restrict dk = d_t + k * M;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int64_t m = 0; m < M; ++m) {
+            dk[m] = lo[m] * a + hi[m] * c;
+            s += (hi[m] - lo[m]) * wk[m];
+        }
+        df[k] = s;
+    }
+    sl_transpose(K, M, d_t, dw);
 }
 
 /* ------------------------------------------------------------------ per-synapse delays */

@@ -257,8 +257,7 @@ def delayed_linear(
     hi = lo + 1
     y = None  # from the input's events, where they apply
     if event and delay.dim() == 1:  # per axon
-        y = event_delay_axon(x, state, weight, lo, hi.clamp(max=d), frac, bias, d,
-                             check_finite=check_finite)
+        y = event_delay_axon(x, state, weight, lo, frac, bias, d, check_finite=check_finite)
     elif event and delay.dim() == 2:  # per synapse
         y = event_delay_synapse(x, state, weight, lo, frac, bias, d, check_finite=check_finite)
     if y is not None:
