@@ -234,7 +234,7 @@ temporal-audio: $(STAMP) spoken-digits
 
 delays-bench: $(STAMP) spoken-digits
 	$(PY) benchmarks/speed_bench.py --libs spikeloop spikeloop_delay_axon \
-		spikeloop_delay_synapse --variants shd --modes train --threads 1 \
+		spikeloop_delay_synapse --variants shd --modes train --threads 1 --rounds 4 \
 		--out benchmarks/results/delays_speed
 
 # Data loading against training steps (samples per second, SHD-format and Fashion-MNIST):

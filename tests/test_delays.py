@@ -793,13 +793,38 @@ def test_per_axon_from_events_equals_the_dense_per_axon_path(with_state, max_ste
     assert event_delay_axon(x, state, w0, lo, frac, None, d) is not None
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_per_axon_events_on_a_larger_layer_take_the_blocked_gradient_on_any_thread_count(
+        threads):
+    """A layer large enough for the blocked weight gradient (in × out > 8192) with enough events
+    to share among threads: the event path's two passes over the lo taps' rows (the hi taps'
+    rows are the same rows one step earlier) still give the dense path's output and gradients
+    (with state, delays between and at whole steps)."""
+    from spikeloop.kernels import native
+
+    if native.library() is None:
+        pytest.skip(f"native kernels unavailable: {native.unavailable_reason()}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        d = 5
+        x = spikes(60, 8, 150, p=0.08, seed=60)
+        state = spikes(d, 8, 150, p=0.08, seed=61)
+        delay = torch.rand(150, generator=torch.Generator().manual_seed(62)) * d * DT
+        delay[:2] = torch.tensor([2.0, float(d)]) * DT
+        runs, _ = _event_and_dense_paths(x, state, delay, d, 70, seed=63)
+        assert float(runs[0][3].abs().max()) > 0
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize(("n_out", "n_in"), [(70, 24), (256, 700), (17, 33)])
-def test_per_axon_split_weights_and_their_gradients_in_one_native_pass(n_out, n_in):
-    """The per-axon path's native steps around the event product: the split weights
-    ``[(1 − f) ⊙ W, f ⊙ W]ᵀ`` bit for bit as torch forms them, and from the taps' weight
-    gradient ``[A_lo; A_hi]`` the weight gradient ``(1 − f) ⊙ A_lo + f ⊙ A_hi`` (bit for bit,
-    in W's layout) and the fraction's ``Σ_m (A_hi − A_lo) W`` (float sums in another order); on
-    small and large shapes (threads start at 64 K entries), one thread and two."""
+def test_per_axon_weight_and_delay_gradients_from_both_taps_in_one_native_pass(n_out, n_in):
+    """From the taps' sums ``A_lo``, ``A_hi`` the native pass gives the weight gradient
+    ``(1 − f) ⊙ A_lo + f ⊙ A_hi`` bit for bit as autograd forms it from the split weights
+    ``[(1 − f) ⊙ W, f ⊙ W]``, in W's layout, and the fraction's ``Σ_m (A_hi − A_lo) W`` (float
+    sums in another order); small and large shapes (threads start at 64 K entries), one thread
+    and two."""
     from spikeloop.kernels import native
 
     lib = native.library()
@@ -809,22 +834,18 @@ def test_per_axon_split_weights_and_their_gradients_in_one_native_pass(n_out, n_
     w = torch.randn(n_out, n_in, generator=g)
     f = torch.rand(n_in, generator=g)
     f[:3] = torch.tensor([0.0, 1.0, 0.5])
-    taps = torch.randn(2 * n_in, n_out, generator=g)
-    a_lo, a_hi = taps[:n_in].t(), taps[n_in:].t()
+    a_lo, a_hi = (torch.randn(n_in, n_out, generator=g) for _ in range(2))
     threads = torch.get_num_threads()
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
             native.set_threads()
-            split_t = torch.full((2 * n_in, n_out), float("nan"))
-            lib.sl_delay_axon_split(n_out, n_in, w.data_ptr(), f.data_ptr(), split_t.data_ptr())
-            assert torch.equal(split_t, torch.cat([w * (1 - f), w * f], 1).t())
             dw, df = torch.full_like(w, float("nan")), torch.full_like(f, float("nan"))
             tmp = torch.empty(2 * w.numel())
-            lib.sl_delay_axon_grads(n_out, n_in, taps.data_ptr(), w.data_ptr(), f.data_ptr(),
-                                    dw.data_ptr(), df.data_ptr(), tmp.data_ptr())
-            assert torch.equal(dw, a_lo * (1 - f) + a_hi * f)
-            want = ((a_hi - a_lo).double() * w.double()).sum(0).float()
+            lib.sl_delay_axon_grads(n_out, n_in, a_lo.data_ptr(), a_hi.data_ptr(), w.data_ptr(),
+                                    f.data_ptr(), dw.data_ptr(), df.data_ptr(), tmp.data_ptr())
+            assert torch.equal(dw, a_lo.t() * (1 - f) + a_hi.t() * f)
+            want = ((a_hi - a_lo).t().double() * w.double()).sum(0).float()
             torch.testing.assert_close(df, want, rtol=1e-5, atol=1e-4)
     finally:
         torch.set_num_threads(threads)

@@ -537,11 +537,12 @@ class Compressed:
     @classmethod
     def from_csr(cls, cols: int, row_ptr: Tensor, col: Tensor, val: Tensor) -> Compressed:
         """The events given as CSR arrays (``row_ptr`` int64 ``[R+1]``, ``col`` int32 and
-        ``val`` float32 ``[nnz]``) of a matrix with ``cols`` columns."""
+        ``val`` float32) of a matrix with ``cols`` columns; ``row_ptr`` may be a slice of a
+        larger matrix's (its offsets index ``col`` and ``val`` as they are)."""
         self = cls.__new__(cls)
         self.rows, self.cols = row_ptr.numel() - 1, cols
         self.row_ptr, self.col, self.val = row_ptr, col, val
-        self.nnz = int(row_ptr[-1])
+        self.nnz = int(row_ptr[-1] - row_ptr[0])
         return self
 
     def active_rows(self) -> Tensor:
@@ -605,23 +606,29 @@ class _EventLinear(Function):
         return dx, dw, db, None
 
 
-def _axon_tap_events(events: Compressed, lo: Tensor,
-                     steps: tuple[int, int, int, int]) -> Compressed:
-    """The events of the output rows ``[T, B]`` over ``2K`` columns from the delay line's
-    events: input ``k``'s event ``v`` at line step ``u`` lands at step ``u − D + lo_k`` in column
-    ``k`` and one step later (the tap ``lo_k + 1``; the same step where ``D = 0``) in column
-    ``K + k`` (value ``v``; targets outside ``[0, T)`` left out)."""
+def _axon_tap_events(events: Compressed, lo: Tensor, frac: Tensor,
+                     steps: tuple[int, int, int, int]) -> tuple[Compressed, tuple]:
+    """From the delay line's events: the projection's events of the output rows ``[T, B]``
+    (input ``k``'s event ``v`` at line step ``u`` lands at step ``u − D + lo_k`` with value
+    ``(1 − f_k) v`` and one step later with ``f_k v``, both in column ``k``; targets outside
+    ``[0, T)`` left out), and the ``lo`` taps alone in rows ``t = −s … T − 1`` (``s = 1``; 0
+    where ``D = 0`` and the two taps coincide) as ``(row_ptr, col, val, s)``, from which the
+    weight gradient takes both taps' sums."""
     length, batch, t, d = steps
-    room = 2 * events.nnz
+    s = 1 if d >= 1 else 0
+    lo_ptr = torch.empty((t + s) * batch + 1, dtype=torch.int64)
+    lo_col = torch.empty(events.nnz, dtype=torch.int32)
+    lo_val = torch.empty(events.nnz, dtype=torch.float32)
     row_ptr = torch.empty(t * batch + 1, dtype=torch.int64)
-    col = torch.empty(room, dtype=torch.int32)
-    val = torch.empty(room, dtype=torch.float32)
+    col = torch.empty(2 * events.nnz, dtype=torch.int32)
+    val = torch.empty(2 * events.nnz, dtype=torch.float32)
     if native.library().sl_delay_axon_events(
             length, batch, t, d, events.cols, events.row_ptr.data_ptr(), events.col.data_ptr(),
-            events.val.data_ptr(), lo.data_ptr(), 1 if d >= 1 else 0, row_ptr.data_ptr(),
-            col.data_ptr(), val.data_ptr()) < 0:
+            events.val.data_ptr(), lo.data_ptr(), frac.data_ptr(), s, lo_ptr.data_ptr(),
+            lo_col.data_ptr(), lo_val.data_ptr(), row_ptr.data_ptr(), col.data_ptr(),
+            val.data_ptr()) < 0:
         raise MemoryError(f"per-axon delays: no memory to place the events of {t * batch} rows")
-    return Compressed.from_csr(2 * events.cols, row_ptr, col, val)
+    return (Compressed.from_csr(events.cols, row_ptr, col, val), (lo_ptr, lo_col, lo_val, s))
 
 
 def _delay_line_events(x: Tensor, state: Tensor | None, steps: int, weight: Tensor,
@@ -669,17 +676,17 @@ def event_delay_axon(
     .. math:: y_t = \sum_k \big((1 − f_k)\, x_{t − lo_k}[k] + f_k\, x_{t − hi_k}[k]\big)
               W[:, k] \;(+\, b)
 
-    Every input event becomes (at most) two output events over ``2K`` columns, the ``lo`` tap in
-    column ``k`` and the ``hi`` tap in column ``K + k``, projected with the event product
-    (:class:`Compressed`) and the split weights ``[(1 − f) ⊙ W, f ⊙ W]``; the backward pass is
-    that product's event weight gradient, which reads ``dy`` only at those events' rows and
-    gives both taps' sums ``A_m[k] = Σ_events v\, dy_{t+m_k}``, and then
-    ``∂L/∂W[:, k] = (1 − f_k) A_{lo} + f_k A_{hi}`` and ``∂L/∂f_k = (A_{hi} − A_{lo}) · W[:, k]``
-    (one native pass each way for the split weights and these two), without the dense ``dy W``
-    that the gradient of the delayed input would need. It applies to float32 CPU
-    tensors with the native kernels, inputs that need no gradient (input data; a delay line fed
-    by a hidden layer takes the dense path, which also gives ``∂L/∂x``) and at most
-    ``max_density`` non-zero entries in the line. ``check_finite``: as for
+    Every input event becomes (at most) two output events, ``(1 − f_k) v`` at its ``lo`` tap and
+    ``f_k v`` one step later, projected with ``W`` itself by the event product
+    (:class:`Compressed`). The ``lo`` taps are placed once; the ``hi`` taps of a step are the
+    ``lo`` taps of the step before, so the backward pass runs the event weight gradient twice
+    over those rows (reading ``dy`` only where the taps land), giving both taps' sums
+    ``A_m[k] = Σ_events v\, dy_{t+m_k}``, and one native pass forms
+    ``∂L/∂W[:, k] = (1 − f_k) A_{lo} + f_k A_{hi}`` and ``∂L/∂f_k = (A_{hi} − A_{lo}) · W[:, k]``,
+    without the dense ``dy W`` that the gradient of the delayed input would need. It applies
+    to float32 CPU tensors with the native kernels, inputs that need no gradient (input data;
+    a delay line fed by a hidden layer takes the dense path, which also gives ``∂L/∂x``) and
+    at most ``max_density`` non-zero entries in the line. ``check_finite``: as for
     :func:`event_linear`, on the line's events. ``y [T, B, out]``.
     """
     events = _delay_line_events(x, state, max_steps, weight, bias, frac, max_density,
@@ -687,28 +694,26 @@ def event_delay_axon(
     if events is None:
         return None
     t, batch, _ = x.shape
-    taps = _axon_tap_events(events, lo.contiguous(), (t + max_steps, batch, t, max_steps))
-    y = _EventDelayAxon.apply(weight, frac, bias, taps)
+    f = frac.detach().contiguous()
+    taps, lo_taps = _axon_tap_events(events, lo.contiguous(), f,
+                                     (t + max_steps, batch, t, max_steps))
+    y = _EventDelayAxon.apply(weight, frac, bias, taps, lo_taps)
     return y.view(t, batch, weight.shape[0])
 
 
 class _EventDelayAxon(Function):
-    """``y = taps @ [(1 − f) ⊙ W, f ⊙ W]ᵀ (+ b)`` for the per-axon tap events (see
-    :func:`event_delay_axon`); gradients for ``weight``, ``frac`` and ``bias``."""
+    """``y = Σ_events v' W[:, k] (+ b)`` over the per-axon tap events (values ``(1 − f_k) v``
+    and ``f_k v``; see :func:`event_delay_axon`); gradients for ``weight``, ``frac`` and
+    ``bias`` from the ``lo`` taps' rows."""
 
     @staticmethod
-    def forward(ctx, weight, frac, bias, taps):
-        lib = native.library()
+    def forward(ctx, weight, frac, bias, taps, lo_taps):
         native.set_threads()
-        n_out, n_in = weight.shape
-        w, f = weight.detach().contiguous(), frac.detach().contiguous()
-        split_t = torch.empty(2 * n_in, n_out, dtype=torch.float32)  # [2K, out]
-        lib.sl_delay_axon_split(n_out, n_in, w.data_ptr(), f.data_ptr(), split_t.data_ptr())
-        y = taps.matmul(split_t)
+        y = taps.matmul(transposed(weight.detach()))
         if bias is not None:
             y += bias
-        ctx.taps, ctx.has_bias = taps, bias is not None
-        ctx.save_for_backward(w, f)
+        ctx.lo_taps, ctx.has_bias = lo_taps, bias is not None
+        ctx.save_for_backward(weight.detach().contiguous(), frac.detach().contiguous())
         return y
 
     @staticmethod
@@ -718,14 +723,21 @@ class _EventDelayAxon(Function):
         dw = df = None
         if need[0] or need[1]:
             native.set_threads()
-            taps_grad = ctx.taps.weight_grad(dy.contiguous())  # [2K, out]: A_lo; A_hi
+            dy = dy.contiguous()
+            n_out, n_in = w.shape
+            lo_ptr, lo_col, lo_val, s = ctx.lo_taps
+            rows = dy.shape[0]  # T B; the lo rows t = −s … T − 1 lie s B rows ahead
+            shift = (lo_ptr.numel() - 1) - rows
+            a_lo = Compressed.from_csr(n_in, lo_ptr[shift:], lo_col, lo_val).weight_grad(dy)
+            a_hi = (Compressed.from_csr(n_in, lo_ptr[:rows + 1], lo_col, lo_val).weight_grad(dy)
+                    if s else a_lo)
             dw, df = torch.empty_like(w), torch.empty_like(f)
             tmp = torch.empty(2 * w.numel(), dtype=torch.float32)
-            native.library().sl_delay_axon_grads(w.shape[0], w.shape[1], taps_grad.data_ptr(),
+            native.library().sl_delay_axon_grads(n_out, n_in, a_lo.data_ptr(), a_hi.data_ptr(),
                                                  w.data_ptr(), f.data_ptr(), dw.data_ptr(),
                                                  df.data_ptr(), tmp.data_ptr())
         db = dy.sum(0) if ctx.has_bias and need[2] else None
-        return (dw if need[0] else None, df if need[1] else None, db, None)
+        return (dw if need[0] else None, df if need[1] else None, db, None, None)
 
 
 class _EventDelaySynapse(Function):

@@ -1225,40 +1225,35 @@ int sl_event_weight_grad_rows(int64_t R, int64_t K, int64_t M, const int64_t *ro
 /* ------------------------------------------------------------------ per-axon delays */
 /* The events of a delay line buf [L, B, K] (CSR over its L*B rows), each input k delayed by
  * its two whole-step taps lo[k] and hi[k] = lo[k] + s (s = 1, or 0 where D = 0): the event
- * (u, b, k, v) of buf step u reaches output step t = u - D + lo[k] as (column k, value v) and
- * t + s as (column K + k, value v), each where 0 <= t < T: the events of the output rows [T, B]
- * over 2K columns, so that the product with [(1 - f) W, f W]^T is the delayed projection and
- * the weight gradient of those 2K columns gives both taps' sums. The lo taps are placed once
- * (a counting sort into the rows t = -s .. T - 1); output row t then takes lo row t as its
- * columns k and lo row t - s as its columns K + k (the hi taps), each in the order of buf's
- * rows. Writes CSR (out_row_ptr [T*B+1]; out_col and out_val have room for 2 nnz) and returns
- * the count, or -1 if memory ran out. */
+ * (u, b, k, v) of buf step u reaches output step t = u - D + lo[k] with weight (1 - f[k]) and
+ * t + s with weight f[k] (targets outside [0, T) dropped).
+ * The lo taps are placed once, by a counting sort, into the rows t = -s .. T - 1 (row
+ * (t + s) B + b, value v, in the order of buf's rows): lo_row_ptr [(T + s) B + 1], lo_col and
+ * lo_val (room for nnz). The hi taps of output step t are the lo taps of step t - s, so the
+ * weight gradient takes both taps' sums from these rows (rows s B .. for the lo taps, rows 0 ..
+ * for the hi taps). The projection's events are written per output row r = t B + b: lo row t
+ * with values v (1 - f[k]), then (s = 1) lo row t - 1 with values v f[k], all in column k:
+ * out_row_ptr [T*B+1], out_col and out_val (room for 2 nnz), to be projected with W itself.
+ * Returns the number of projection events, or -1 if memory ran out. */
 int64_t sl_delay_axon_events(int64_t L, int64_t B, int64_t T, int64_t D, int64_t K,
                              const int64_t *row_ptr, const int32_t *col, const float *val,
-                             const int64_t *lo, int64_t s, int64_t *out_row_ptr,
+                             const int64_t *lo, const float *f, int64_t s, int64_t *lo_row_ptr,
+                             int32_t *lo_col, float *lo_val, int64_t *out_row_ptr,
                              int32_t *out_col, float *out_val) {
-    const int64_t R = T * B, S = (T + s) * B; /* lo rows: t = -s .. T - 1 (row (t + s) B + b) */
-    const int64_t nnz = row_ptr[L * B] - row_ptr[0];
-    int64_t *start = (int64_t *)calloc((size_t)(S + 1), sizeof(int64_t));
+    const int64_t R = T * B, S = (T + s) * B;
     int64_t *next = (int64_t *)malloc(sizeof(int64_t) * (size_t)(S + 1));
-    int32_t *lc = (int32_t *)malloc(sizeof(int32_t) * (size_t)(nnz + 1));
-    float *lv = (float *)malloc(sizeof(float) * (size_t)(nnz + 1));
-    if (!start || !next || !lc || !lv) {
-        free(start);
-        free(next);
-        free(lc);
-        free(lv);
-        return -1;
-    }
+    if (!next) return -1;
+    (void)K;
+    memset(lo_row_ptr, 0, sizeof(int64_t) * (size_t)(S + 1));
     /* lo row of buf row u: t + s = u - D + s + lo[k], kept where 0 <= t + s < T + s */
     for (int64_t u = 0; u < L; ++u)
         for (int64_t b = 0; b < B; ++b)
             for (int64_t p = row_ptr[u * B + b]; p < row_ptr[u * B + b + 1]; ++p) {
                 const int64_t ts = u - D + s + lo[col[p]];
-                if (ts >= 0 && ts < T + s) ++start[ts * B + b + 1];
+                if (ts >= 0 && ts < T + s) ++lo_row_ptr[ts * B + b + 1];
             }
-    for (int64_t q = 0; q < S; ++q) start[q + 1] += start[q];
-    memcpy(next, start, sizeof(int64_t) * (size_t)(S + 1));
+    for (int64_t q = 0; q < S; ++q) lo_row_ptr[q + 1] += lo_row_ptr[q];
+    memcpy(next, lo_row_ptr, sizeof(int64_t) * (size_t)(S + 1));
     for (int64_t u = 0; u < L; ++u)
         for (int64_t b = 0; b < B; ++b)
             for (int64_t p = row_ptr[u * B + b]; p < row_ptr[u * B + b + 1]; ++p) {
@@ -1266,73 +1261,53 @@ int64_t sl_delay_axon_events(int64_t L, int64_t B, int64_t T, int64_t D, int64_t
                 const int64_t ts = u - D + s + lo[k];
                 if (ts < 0 || ts >= T + s) continue;
                 const int64_t q = next[ts * B + b]++;
-                lc[q] = k;
-                lv[q] = val[p];
+                lo_col[q] = k;
+                lo_val[q] = val[p];
             }
     free(next);
-    /* output row r = t B + b: lo row t (at (t + s) B + b) then lo row t - s (at t B + b) */
+    /* output row r = t B + b: lo row t (at r + s B), then lo row t - s (at r) when s = 1 */
     out_row_ptr[0] = 0;
     for (int64_t r = 0; r < R; ++r)
-        out_row_ptr[r + 1] = out_row_ptr[r] + (start[r + s * B + 1] - start[r + s * B]) +
-                             (start[r + 1] - start[r]);
+        out_row_ptr[r + 1] = out_row_ptr[r] + (lo_row_ptr[r + s * B + 1] - lo_row_ptr[r + s * B]) +
+                             (s ? lo_row_ptr[r + 1] - lo_row_ptr[r] : 0);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < R; ++r) {
         int64_t o = out_row_ptr[r];
-        for (int64_t q = start[r + s * B]; q < start[r + s * B + 1]; ++q, ++o) {
-            out_col[o] = lc[q];
-            out_val[o] = lv[q];
+        for (int64_t q = lo_row_ptr[r + s * B]; q < lo_row_ptr[r + s * B + 1]; ++q, ++o) {
+            out_col[o] = lo_col[q];
+            out_val[o] = lo_val[q] * (1.0f - f[lo_col[q]]);
         }
-        const int32_t shift = (int32_t)K;
-        for (int64_t q = start[r]; q < start[r + 1]; ++q, ++o) {
-            out_col[o] = lc[q] + shift;
-            out_val[o] = lv[q];
-        }
+        if (s)
+            for (int64_t q = lo_row_ptr[r]; q < lo_row_ptr[r + 1]; ++q, ++o) {
+                out_col[o] = lo_col[q];
+                out_val[o] = lo_val[q] * f[lo_col[q]];
+            }
     }
-    free(start);
-    free(lc);
-    free(lv);
     return out_row_ptr[R];
 }
 
-/* The split weights of the per-axon taps, transposed: split_t [2K, M] with row k = (1 - f[k])
- * W[:, k] and row K + k = f[k] W[:, k] (W [M, K] row-major; the products as torch forms
- * weight * (1 - frac) and weight * frac). */
-void sl_delay_axon_split(int64_t M, int64_t K, const float *w, const float *f, float *split_t) {
-    sl_transpose(M, K, w, split_t); /* W^T into rows 0 .. K - 1 */
-#pragma omp parallel for schedule(static) if (M * K >= 65536)
-    for (int64_t k = 0; k < K; ++k) {
-        const float a = 1.0f - f[k], c = f[k];
-        float *restrict lo = split_t + k * M, *restrict hi = split_t + (K + k) * M;
-#pragma omp simd
-        for (int64_t m = 0; m < M; ++m) {
-            hi[m] = lo[m] * c;
-            lo[m] = lo[m] * a;
-        }
-    }
-}
-
-/* The gradients of W and f from the weight gradient of the 2K tap columns, g [2K, M] (row k:
- * the lo taps' sums A_lo[k, :], row K + k: the hi taps' A_hi[k, :]):
- *   dw [M, K] = ((1 - f_k) A_lo[k, m] + f_k A_hi[k, m]) (in W's layout),
- *   df [K]    = sum_m (A_hi[k, m] - A_lo[k, m]) W[m, k].
+/* The gradients of W [M, K] and f [K] from the taps' sums a_lo, a_hi [K, M] (the weight
+ * gradients of the lo and the hi taps):
+ *   dw [M, K] = ((1 - f_k) a_lo[k, m] + f_k a_hi[k, m]) (in W's layout),
+ *   df [K]    = sum_m (a_hi[k, m] - a_lo[k, m]) W[m, k].
  * tmp: room for 2 K M floats. */
-void sl_delay_axon_grads(int64_t M, int64_t K, const float *g, const float *w, const float *f,
-                         float *dw, float *df, float *tmp) {
+void sl_delay_axon_grads(int64_t M, int64_t K, const float *a_lo, const float *a_hi,
+                         const float *w, const float *f, float *dw, float *df, float *tmp) {
     float *w_t = tmp, *d_t = tmp + K * M;
     sl_transpose(M, K, w, w_t);
 #pragma omp parallel for schedule(static) if (M * K >= 65536)
     for (int64_t k = 0; k < K; ++k) {
         const float a = 1.0f - f[k], c = f[k];
-        const float *restrict lo = g + k * M, *restrict hi = g + (K + k) * M;
+        const float *restrict lo = a_lo + k * M, *restrict hi = a_hi + k * M;
         const float *restrict wk = w_t + k * M;
         float *restrict dk = d_t + k * M;
-        float s = 0.0f;
-#pragma omp simd reduction(+ : s)
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
         for (int64_t m = 0; m < M; ++m) {
             dk[m] = lo[m] * a + hi[m] * c;
-            s += (hi[m] - lo[m]) * wk[m];
+            sum += (hi[m] - lo[m]) * wk[m];
         }
-        df[k] = s;
+        df[k] = sum;
     }
     sl_transpose(K, M, d_t, dw);
 }

@@ -155,11 +155,9 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sl_event_weight_grad_rows.restype = ctypes.c_int
     lib.sl_transpose.argtypes = [i64, i64, p, p]
     lib.sl_transpose.restype = None
-    lib.sl_delay_axon_split.argtypes = [i64, i64, p, p, p]
-    lib.sl_delay_axon_split.restype = None
-    lib.sl_delay_axon_grads.argtypes = [i64, i64, p, p, p, p, p, p]
+    lib.sl_delay_axon_grads.argtypes = [i64, i64, p, p, p, p, p, p, p]
     lib.sl_delay_axon_grads.restype = None
-    lib.sl_delay_axon_events.argtypes = [i64, i64, i64, i64, i64, p, p, p, p, i64, p, p, p]
+    lib.sl_delay_axon_events.argtypes = [i64, i64, i64, i64, i64, p, p, p, p, p, i64] + [p] * 6
     lib.sl_delay_axon_events.restype = i64
     lib.sl_delay_synapse_forward.argtypes = [i64] * 6 + [p] * 6
     lib.sl_delay_synapse_forward.restype = None
