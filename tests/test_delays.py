@@ -883,7 +883,7 @@ def test_per_synapse_from_events_equals_the_dense_per_synapse_path(with_state, m
 
     if native.library() is None:
         pytest.skip(f"native kernels unavailable: {native.unavailable_reason()}")
-    t, b, n_in, n_out, d = 40, 3, 24, 70, max_steps  # 70 outputs: not a multiple of 4 or 64
+    t, b, n_in, n_out, d = 40, 3, 24, 70, max_steps  # 70 outputs: no multiple of 4, 8 or 64
     x = spikes(t, b, n_in, p=0.08, seed=60)
     x[:, :, ::2] *= torch.rand(t, b, n_in // 2, generator=torch.Generator().manual_seed(63)) + 0.5
     state = spikes(d, b, n_in, p=0.08, seed=61) if with_state else None
