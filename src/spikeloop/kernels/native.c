@@ -1245,25 +1245,36 @@ int64_t sl_delay_axon_events(int64_t L, int64_t B, int64_t T, int64_t D, int64_t
     if (!next) return -1;
     (void)K;
     memset(lo_row_ptr, 0, sizeof(int64_t) * (size_t)(S + 1));
-    /* lo row of buf row u: t + s = u - D + s + lo[k], kept where 0 <= t + s < T + s */
-    for (int64_t u = 0; u < L; ++u)
-        for (int64_t b = 0; b < B; ++b)
-            for (int64_t p = row_ptr[u * B + b]; p < row_ptr[u * B + b + 1]; ++p) {
-                const int64_t ts = u - D + s + lo[col[p]];
-                if (ts >= 0 && ts < T + s) ++lo_row_ptr[ts * B + b + 1];
-            }
-    for (int64_t q = 0; q < S; ++q) lo_row_ptr[q + 1] += lo_row_ptr[q];
-    memcpy(next, lo_row_ptr, sizeof(int64_t) * (size_t)(S + 1));
-    for (int64_t u = 0; u < L; ++u)
-        for (int64_t b = 0; b < B; ++b)
-            for (int64_t p = row_ptr[u * B + b]; p < row_ptr[u * B + b + 1]; ++p) {
-                const int32_t k = col[p];
-                const int64_t ts = u - D + s + lo[k];
-                if (ts < 0 || ts >= T + s) continue;
-                const int64_t q = next[ts * B + b]++;
-                lo_col[q] = k;
-                lo_val[q] = val[p];
-            }
+    /* lo row of buf row u: t + s = u - D + s + lo[k], kept where 0 <= t + s < T + s. Each
+     * thread counts and places the events of its own batch rows b (the rows (t + s) B + b it
+     * touches are its own). */
+#pragma omp parallel
+    {
+        int64_t b0, b1;
+        thread_range(B, &b0, &b1);
+        for (int64_t u = 0; u < L; ++u)
+            for (int64_t b = b0; b < b1; ++b)
+                for (int64_t p = row_ptr[u * B + b]; p < row_ptr[u * B + b + 1]; ++p) {
+                    const int64_t ts = u - D + s + lo[col[p]];
+                    if (ts >= 0 && ts < T + s) ++lo_row_ptr[ts * B + b + 1];
+                }
+#pragma omp barrier
+#pragma omp single
+        {
+            for (int64_t q = 0; q < S; ++q) lo_row_ptr[q + 1] += lo_row_ptr[q];
+            memcpy(next, lo_row_ptr, sizeof(int64_t) * (size_t)(S + 1));
+        }
+        for (int64_t u = 0; u < L; ++u)
+            for (int64_t b = b0; b < b1; ++b)
+                for (int64_t p = row_ptr[u * B + b]; p < row_ptr[u * B + b + 1]; ++p) {
+                    const int32_t k = col[p];
+                    const int64_t ts = u - D + s + lo[k];
+                    if (ts < 0 || ts >= T + s) continue;
+                    const int64_t q = next[ts * B + b]++;
+                    lo_col[q] = k;
+                    lo_val[q] = val[p];
+                }
+    }
     free(next);
     /* output row r = t B + b: lo row t (at r + s B), then lo row t - s (at r) when s = 1 */
     out_row_ptr[0] = 0;
