@@ -965,7 +965,8 @@ def test_native_transpose_equals_torch_on_every_path(narrow_libs, shape):
     """``transposed(w)`` equals ``w.t().contiguous()`` bit for bit: full 16 x 16 register tiles,
     partial tiles at the right and bottom edges, matrices below and above the size at which
     threads start (64 K entries), on one thread and on two, and in the AVX2 and plain-C builds
-    (element-wise tiles); a non-contiguous or float64 matrix goes to torch (the same values)."""
+    (element-wise tiles); a non-contiguous or float64 matrix, or one autograd tracks, goes to
+    torch (the same values)."""
     from spikeloop.kernels.fused import transposed
 
     g = torch.Generator().manual_seed(shape[0] * 1000 + shape[1])
@@ -980,6 +981,8 @@ def test_native_transpose_equals_torch_on_every_path(narrow_libs, shape):
         assert torch.equal(out, want), extra
     assert torch.equal(transposed(w.t()), w)  # non-contiguous input
     assert torch.equal(transposed(w.double()), want.double())
+    tracked = transposed(w.clone().requires_grad_())  # autograd tracks it: torch's copy
+    assert tracked.grad_fn is not None and torch.equal(tracked, want)
 
 
 @pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")

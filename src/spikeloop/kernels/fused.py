@@ -501,14 +501,15 @@ def neuron_loop(
 
 # ----------------------------------------------------------------------------- projections
 def transposed(w: Tensor) -> Tensor:
-    """``w.t().contiguous()`` for a 2-d ``w`` (no gradient): a float32 CPU matrix is copied by
-    the native kernel in 16 × 16 register tiles (about five times faster than torch's copy for a
-    256 × 700 weight), any other by torch."""
-    if w.dim() == 2 and w.is_contiguous() and native.usable(w):
+    """``w.t().contiguous()`` for a 2-d ``w``: a float32 CPU matrix that autograd need not track
+    is copied by the native kernel in 16 × 16 register tiles (about five times faster than
+    torch's copy for a 256 × 700 weight), any other by torch."""
+    if (w.dim() == 2 and w.is_contiguous() and native.usable(w)
+            and not (w.requires_grad and torch.is_grad_enabled())):
         out = torch.empty(w.shape[1], w.shape[0], dtype=torch.float32)
         native.library().sl_transpose(w.shape[0], w.shape[1], w.data_ptr(), out.data_ptr())
         return out
-    return w.detach().t().contiguous()
+    return w.t().contiguous()
 
 
 class Compressed:
