@@ -1014,6 +1014,29 @@ def test_event_projection_gradients_land_in_the_weights_layout():
     net(xr)["hidden"].v.sum().backward()
     assert seen[0].stride() == wrec.stride() and float(seen[0].abs().sum()) > 0
 
+
+@pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
+def test_event_kernels_take_a_slice_of_a_larger_event_list():
+    """``Compressed.from_csr`` on a slice of a larger matrix's ``row_ptr`` (offsets not
+    starting at 0, as the per-axon delays' hi taps use): the product and the weight gradient
+    of those rows equal the rows compressed on their own bit for bit, on one thread and on two
+    (the threads split the rows by events counted from the slice's first offset, as they split
+    the rows on their own)."""
+    from spikeloop.kernels import Compressed
+
+    g = torch.Generator().manual_seed(7)
+    x = (torch.rand(3000, 90, generator=g) < 0.1).float()
+    x[::5] *= torch.randn(x[::5].shape, generator=g)
+    w_t = torch.randn(90, 300, generator=g)
+    dy = torch.randn(2000, 300, generator=g)
+    whole = Compressed(x)
+    part = Compressed.from_csr(90, whole.row_ptr[1000:], whole.col, whole.val)
+    alone = Compressed(x[1000:].contiguous())
+    assert part.nnz == alone.nnz
+    for _n in thread_counts():
+        assert torch.equal(part.matmul(w_t), alone.matmul(w_t))
+        assert torch.equal(part.weight_grad(dy), alone.weight_grad(dy))  # the same split
+
 def check_ctypes_signatures(declare, source: str) -> set[str]:
     """Every function ``declare(lib)`` declares has as many ctypes argument types as its C
     definition in ``source`` has parameters (a missing one makes ctypes pass a pointer as a

@@ -109,8 +109,7 @@ def _linear(
     w, b = node.params["weight"], node.params.get("bias")
     if hooks.kernel == "reference" or x.shape[-1] != w.shape[1]:  # (ops.linear: shape error)
         return ops.linear(x, w, b), None
-    check = "Input" if node.name in hooks.checkers_of(graph) else None
-    return event_linear(x, w, b, check_finite=check), None
+    return event_linear(x, w, b, check_finite=hooks.input_check(graph, node)), None
 
 
 @PROJECTIONS.register("Conv1d")
@@ -173,9 +172,9 @@ def _delayed_linear(
     graph: Graph, node: Node, x: Tensor, state: Any, hooks: ModelHooks
 ) -> tuple[Tensor, Tensor]:
     p, s = node.params, node.settings
-    check = "Input" if node.name in hooks.checkers_of(graph) else None
     return ops.delayed_linear(x, p["weight"], p["delay"], s["dt"], s["max_steps"], p.get("bias"),
-                              state, event=hooks.kernel != "reference", check_finite=check)
+                              state, event=hooks.kernel != "reference",
+                              check_finite=hooks.input_check(graph, node))
 
 
 def recurrent_of(graph: Graph, node: Node) -> Node | None:
@@ -227,6 +226,11 @@ class ModelHooks:
     def checkers_of(self, graph: Graph) -> frozenset[str]:
         """The projections that check the input's finiteness on its events."""
         return self.checkers if self.checkers is not None else input_checkers(graph, self.kernel)
+
+    def input_check(self, graph: Graph, node: Node) -> str | None:
+        """``"Input"`` (the name its NaN/inf error gives) if projection ``node`` checks the
+        network's input on its events, else ``None``."""
+        return "Input" if node.name in self.checkers_of(graph) else None
 
     def input(self, graph: Graph, node: Node, x: Tensor) -> Observables:
         check_sequence(x, node.shape, "Input", finite=not self.checkers_of(graph))

@@ -988,11 +988,12 @@ void sl_compress_end(void *handle, int32_t *col, float *val) {
 INLINE int64_t event_split(const int64_t *row_ptr, int64_t R, int64_t k, int64_t nt) {
     if (k <= 0) return 0;
     if (k >= nt) return R;
-    const int64_t target = (row_ptr[R] + R) * k / nt;
-    int64_t lo = 0, hi = R; /* the first r with row_ptr[r] + r >= target */
+    const int64_t base = row_ptr[0]; /* (row_ptr may be a slice of a larger matrix's) */
+    const int64_t target = (row_ptr[R] - base + R) * k / nt;
+    int64_t lo = 0, hi = R; /* the first r with row_ptr[r] - base + r >= target */
     while (lo < hi) {
         const int64_t mid = lo + (hi - lo) / 2;
-        if (row_ptr[mid] + mid < target)
+        if (row_ptr[mid] - base + mid < target)
             lo = mid + 1;
         else
             hi = mid;
@@ -1134,7 +1135,7 @@ int sl_event_weight_grad_rows(int64_t R, int64_t K, int64_t M, const int64_t *ro
     int nt = 1;
 #ifdef _OPENMP
     nt = omp_get_max_threads();
-    if (row_ptr[R] < 4096 || KM < 4096) nt = 1; /* too little work to share */
+    if (row_ptr[R] - row_ptr[0] < 4096 || KM < 4096) nt = 1; /* too little work to share */
 #endif
     const int blocked = KM > 8192;
     int64_t rb = WG_BLOCK_BYTES / (4 * (M > 0 ? M : 1));

@@ -112,23 +112,14 @@ def _delay_line(x: Tensor, state: Tensor | None, d: int, who: str) -> Tensor:
     Raises:
         ShapeError: ``state`` is not ``[d, B, ...]`` for ``x [T, B, ...]``.
     """
-    if state is None:
-        return torch.cat([x.new_zeros((d, *x.shape[1:])), x])
-    return torch.cat([_delay_line_state(x, state, d, who), x])
-
-
-def _delay_line_state(x: Tensor, state: Tensor, d: int, who: str) -> Tensor:
-    """``state`` after checking that it is ``[d, B, ...]`` for ``x [T, B, ...]``.
-
-    Raises:
-        ShapeError: it is not.
-    """
     want = (d, *x.shape[1:])
+    if state is None:
+        return torch.cat([x.new_zeros(want), x])
     if tuple(state.shape) != want:
         raise ShapeError(f"{who}: the delay-line state must have shape (D, B, ...) = {want} "
                          f"(the last D = {d} inputs of the previous call), got "
                          f"{tuple(state.shape)}")
-    return state
+    return torch.cat([state, x])
 
 
 def _delay_line_tail(x: Tensor, state: Tensor | None, d: int) -> Tensor:
@@ -251,22 +242,20 @@ def delayed_linear(
                          f"{tuple(x.shape)}")
     d = max_steps
     t = x.shape[0]
-    if state is not None:
-        _delay_line_state(x, state, d, "DelayedLinear")
     lo, frac = delay_taps(delay, dt, d)
-    hi = lo + 1
-    y = None  # from the input's events, where they apply
+    y = None  # from the input's events, where they apply (a state of another shape: they don't)
     if event and delay.dim() == 1:  # per axon
         y = event_delay_axon(x, state, weight, lo, frac, bias, d, check_finite=check_finite)
     elif event and delay.dim() == 2:  # per synapse
         y = event_delay_synapse(x, state, weight, lo, frac, bias, d, check_finite=check_finite)
     if y is not None:
         return y, _delay_line_tail(x, state, d)
+    buf = _delay_line(x, state, d, "DelayedLinear")  # buf[d + k − m] = x_{k−m}; checks state
     if check_finite is not None:
         require_finite(x, check_finite)
         if state is not None:
             require_finite(state, check_finite)
-    buf = _delay_line(x, state, d, "DelayedLinear")  # buf[d + k − m] = x_{k−m}
+    hi = lo + 1
     if delay.dim() == 1:  # per axon: interpolate the delayed inputs, then one GEMM
         # Rows (i, step) of B values: each tap is one row gather (index_select; its backward
         # an index_add of whole rows), several times cheaper than an element-wise gather over
