@@ -756,6 +756,27 @@ def test_coefficient_cache_survives_inference_mode_then_training():
         assert xs.grad is not None
 
 
+def test_parameters_changed_in_place_reach_the_fused_loop_between_runs():
+    """The fused loop keeps its expanded coefficients between runs only while the parameters
+    hold the same values: a threshold or time constant changed in place (as an optimiser or
+    ``load_state_dict`` does) gives the run of a population built with the new values."""
+    x = 0.8 * torch.randn(30, 2, 6) + 1.0
+    pop = make_population(CubaLIF, 6)
+    for p in pop.parameters():
+        p.requires_grad_(False)
+    runs = [pop.simulate(x, pop.parameter_record())[0] for _ in range(3)]  # kept from run 2
+    assert torch.equal(runs[0].v, runs[2].v) and runs[0].spikes.sum() > 0
+    for name, value in (("v_threshold", 0.7), ("tau_mem", 0.05)):
+        with torch.no_grad():
+            getattr(pop, name).fill_(value)
+        changed, _ = pop.simulate(x, pop.parameter_record())
+        fresh = make_population(CubaLIF, 6)
+        fresh.load_state_dict(pop.state_dict())
+        want, _ = fresh.simulate(x, fresh.parameter_record())
+        assert not torch.equal(changed.v, runs[0].v)
+        assert torch.equal(changed.v, want.v) and torch.equal(changed.spikes, want.spikes)
+
+
 @pytest.mark.parametrize("native_engine", ["1", "0"])
 def test_allocator_tuning_follows_the_first_cpu_loop_and_can_be_turned_off(native_engine):
     import platform

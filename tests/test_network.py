@@ -277,6 +277,39 @@ def test_finite_flags_name_each_non_finite_tensor():
     assert finite_flags([]) == []
 
 
+def test_native_finite_scan_agrees_with_the_torch_check(monkeypatch):
+    """kernels.native.finite_flags (the scan check_parameters and the membrane check use) against
+    checks.finite_flags: a non-finite value at every position of every length up to 40 (the
+    vectorised loop and its remainder), NaN with either sign and another payload, ±inf, the
+    largest finite float, subnormals and -0.0, a non-contiguous and a double tensor (torch
+    path), mixed in one call in order; and the same flags without the native library."""
+    import struct
+
+    from spikeloop.checks import finite_flags as torch_flags
+    from spikeloop.kernels import native
+
+    nan, inf = float("nan"), float("inf")
+    payload = struct.unpack("f", struct.pack("I", 0xFFC00123))[0]  # NaN, sign bit set
+    specials = [nan, -nan, payload, inf, -inf]
+    tensors = []
+    for n in range(1, 41):
+        for at in range(n):
+            t = torch.randn(n)
+            t[at] = specials[(n + at) % len(specials)]
+            tensors.append(t)
+        tensors.append(torch.randn(n))
+    edge = torch.tensor([3.4028235e38, -3.4028235e38, 1e-45, -1e-45, -0.0, 0.0])
+    strided = torch.randn(6, 4).t()
+    strided[1, 2] = nan
+    tensors += [edge, torch.tensor(inf), torch.tensor(2.0), torch.empty(0), strided,
+                torch.tensor([1.0, inf], dtype=torch.float64), strided.t().contiguous()[:, :1]]
+    want = torch_flags(tensors)
+    assert want.count(True) == 40 + 4 and not want[-3] and not want[-2] and want[-1]
+    assert native.finite_flags(tensors) == want
+    monkeypatch.setenv("SPIKELOOP_NATIVE", "0")
+    assert native.library() is None and native.finite_flags(tensors) == want
+
+
 def test_chips_and_event_backend_load_when_first_named():
     """Importing spikeloop loads neither the chips nor the event backend, and builds or loads no
     native library (memory, import time; the time loop itself lives in spikeloop.kernels and

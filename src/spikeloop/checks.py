@@ -234,9 +234,10 @@ def finite_flags(tensors: Sequence[Tensor]) -> list[bool]:
     return [all(ok[a:b]) for a, b in spans]
 
 
-def require_finite(x: Tensor, who: str) -> None:
-    """Raise :class:`NonFiniteError` naming ``who`` if ``x`` holds NaN or ±inf."""
-    if not all_finite(x):
+def require_finite(x: Tensor, who: str, finite: bool | None = None) -> None:
+    """Raise :class:`NonFiniteError` naming ``who`` if ``x`` holds NaN or ±inf (``finite``: the
+    answer of a scan the caller ran, e.g. the native kernels'; ``None``: :func:`all_finite`)."""
+    if not (all_finite(x) if finite is None else finite):
         raise NonFiniteError(f"{who}: input holds NaN or infinite values")
 
 

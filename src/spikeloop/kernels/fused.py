@@ -402,7 +402,13 @@ class _NeuronLoop(Function):
                 dw0 if need[22] else None)
 
 
-def _per_neuron(value: Any, n: int, like: Tensor) -> Tensor:
+def per_neuron(value: Any, n: int, like: Tensor) -> Tensor:
+    """``value`` (a number, a 0-d or ``[N]``-shaped tensor) as a contiguous ``[n]`` tensor of
+    ``like``'s dtype and device: the form the loops read a coefficient in (a tensor already in
+    that form is returned itself)."""
+    if (isinstance(value, Tensor) and value.shape == (n,) and value.dtype == like.dtype
+            and value.device == like.device and value.is_contiguous()):
+        return value
     t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
     return t.expand(n).contiguous() if t.dim() == 0 else t.reshape(n).contiguous()
 
@@ -457,7 +463,7 @@ def neuron_loop(
     if cfg.adaptive and not cfg.spiking:
         raise ParameterError("neuron_loop: only spiking populations can be adaptive")
     names = ("beta", "rest", "alpha", "gain", "thr", "vreset")
-    coefs = [_per_neuron(coefficients[k], n, x) for k in names]
+    coefs = [per_neuron(coefficients[k], n, x) for k in names]
     if len(state) != 4 + cfg.adaptive:
         raise ShapeError(f"neuron_loop: state must be (v, i, refrac, z_prev"
                          f"{', w' if cfg.adaptive else ''}), got {len(state)} entries")
@@ -474,7 +480,7 @@ def neuron_loop(
         if state[4] is None:
             raise ShapeError("neuron_loop: an adaptive loop needs the initial adaptation w")
         named.append(("w", state[4]))
-        adapt = [_per_neuron(coefficients[k], n, x).contiguous() for k in ADAPTATION_NAMES]
+        adapt = [per_neuron(coefficients[k], n, x).contiguous() for k in ADAPTATION_NAMES]
         adapt.append(state[4].to(dtype=x.dtype, device=x.device).contiguous())
     for name, t in named:
         if tuple(t.shape) != (batch, n):
@@ -840,7 +846,7 @@ def _check_finite(values: Tensor, who: str | None) -> None:
     """:func:`~spikeloop.checks.require_finite` when ``who`` is given."""
 
     if who is not None:
-        require_finite(values, who)
+        require_finite(values, who, finite=native.finite_flags([values])[0])
 
 
 def event_linear(

@@ -35,7 +35,7 @@ from spikeloop.dynamics import neurons as dyn
 from spikeloop.dynamics.models import NeuronModel, PopulationState
 from spikeloop.dynamics.surrogate import BandLimited, Surrogate
 from spikeloop.errors import ParameterError, ShapeError
-from spikeloop.kernels.fused import LoopConfig, neuron_loop
+from spikeloop.kernels.fused import LoopConfig, neuron_loop, per_neuron
 from spikeloop.observables import Observables
 
 Kernel = Literal["auto", "fused", "reference"]
@@ -187,7 +187,7 @@ def run_population(
             "a neuron device model (it changes every step's input)")
         if reason is None:
             return _run_fused(model, x, p, c, shape, state, surrogate, observed, recurrent,
-                              record_current, record_v)
+                              record_current, record_v, cache)
         if kernel == "fused":
             raise ParameterError(f"{model.name}: no fused kernel for {reason}; "
                                  "use kernel='auto' or 'reference'")
@@ -220,6 +220,7 @@ def _run_fused(
     model: NeuronModel, x: Tensor, p: Any, c: dyn.Coefficients, shape: tuple[int, ...],
     state: PopulationState, surrogate: Surrogate, observed: Observables | None,
     recurrent: Recurrent | None, record_current: bool, record_v: bool,
+    cache: MutableMapping[str, Any] | None = None,
 ) -> tuple[Observables, PopulationState]:
     steps, batch = x.shape[:2]
     n = math.prod(shape)
@@ -228,12 +229,7 @@ def _run_fused(
     neuron = state.neuron._asdict()
     zeros = x.new_zeros((batch, n))
     flat = {k: v.reshape(batch, n) for k, v in neuron.items()}
-    coefficients = {
-        "beta": c.beta, "rest": c.rest,
-        "alpha": c.alpha if current else 0.0,
-        "gain": c.syn_gain if current else c.x_gain,
-        "thr": getattr(p, "v_threshold", 0.0), "vreset": getattr(p, "v_reset", 0.0),
-    }
+    coefficients = _loop_coefficients(c, p, current, n, x, cache)
     adaptation = model.adaptation(p, c) if model.adaptation is not None else None
     loop_state = [flat["v"], flat.get("i", zeros), flat.get("refrac", zeros),
                   state.z.reshape(batch, n) if state.z is not None else None]
@@ -263,6 +259,30 @@ def _run_fused(
                       v=v.reshape(full) if record_v else None,
                       i=i.reshape(full) if current and record_current else None)
     return obs, PopulationState(new, z_t if recurrent is not None else None)
+
+
+def _loop_coefficients(c: dyn.Coefficients, p: Any, current: bool, n: int, like: Tensor,
+                       cache: MutableMapping[str, Any] | None) -> dict[str, Any]:
+    """The fused loop's six coefficients (``beta, rest, alpha, gain, thr, vreset``) as ``[n]``
+    tensors of ``like``'s dtype and device. Kept in ``cache`` beside the record ``c`` while
+    :func:`coefficients` returns that same kept record (the parameters hold the same values, and
+    none needs a graph), so a repeated run does not expand them again."""
+    key = (n, like.dtype, like.device, current)
+    kept = cache.get("loop coefficients") if cache is not None else None
+    if kept is not None and kept[0] is c and kept[1] == key:
+        return dict(kept[2])
+    values = {
+        "beta": c.beta, "rest": c.rest,
+        "alpha": c.alpha if current else 0.0,
+        "gain": c.syn_gain if current else c.x_gain,
+        "thr": getattr(p, "v_threshold", 0.0), "vreset": getattr(p, "v_reset", 0.0),
+    }
+    cached = cache.get("coefficients") if cache is not None else None
+    if cache is None or cached is None or cached[2] is not c:
+        return values  # derived afresh (a graph, inference mode, no cache): nothing to keep
+    expanded = {k: per_neuron(v, n, like) for k, v in values.items()}
+    cache["loop coefficients"] = (c, key, expanded)
+    return dict(expanded)
 
 
 # ----------------------------------------------------------------------------- observations

@@ -466,6 +466,17 @@ INLINE void backward_row(const int64_t N, const int spiking, const int subtract,
         }                                                                                     \
     } while (0)
 
+/* ------------------------------------------------------------------ finiteness */
+/* 1 if none of the n floats at x is NaN or +-inf (exponent bits all ones), else 0: one pass,
+ * no early exit (branch-free, so the loop vectorises). */
+int sl_finite(int64_t n, const float *x) {
+    const uint32_t *restrict u = (const uint32_t *)x;
+    uint32_t bad = 0;
+#pragma omp simd reduction(| : bad)
+    for (int64_t k = 0; k < n; ++k) bad |= (uint32_t)((u[k] & 0x7f800000u) == 0x7f800000u);
+    return !bad;
+}
+
 /* ------------------------------------------------------------------ surrogate derivative */
 /* o [N] = sigma'(v - thr[n]) for one row, the operations in the order of the surrogate's
  * derivative_ in spikeloop/dynamics/surrogate.py (NativeForm): kind 1: c * 1/(a|x| + 1)^2,

@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from spikeloop import checks
+
 _HERE = Path(__file__).parent
 _SOURCE = _HERE / "native.c"
 INCLUDE_DIR = _HERE  # holds sl_native.h, the header every library built here includes
@@ -143,6 +145,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sl_surrogate_grad.argtypes = [i64, i64, p, p, ctypes.c_int, ctypes.c_float,
                                       ctypes.c_float, ctypes.c_float, p]
     lib.sl_surrogate_grad.restype = None
+    lib.sl_finite.argtypes = [i64, p]
+    lib.sl_finite.restype = ctypes.c_int
     lib.sl_compress_begin.argtypes = [i64, i64, p, p, p]
     lib.sl_compress_begin.restype = p
     lib.sl_compress_end.argtypes = [p, p, p]
@@ -230,6 +234,29 @@ def cpu_float32(*tensors: Tensor | None) -> bool:
     """True if every tensor (``None`` aside) is a float32 CPU tensor, as native kernels need."""
     return all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32)
                for t in tensors)
+
+
+def finite_flags(tensors: Sequence[Tensor]) -> list[bool]:
+    """:func:`spikeloop.checks.finite_flags` (each tensor free of NaN and ±inf), with every
+    contiguous float32 CPU tensor scanned by the native kernel (one pass over its exponent bits,
+    no temporary tensor, no host synchronisation); the others, and all of them without the
+    native library, by the torch check."""
+    lib = library()
+    if lib is None:
+        return checks.finite_flags(tensors)
+    flags: list[bool | None] = []
+    rest: list[Tensor] = []
+    for t in tensors:
+        if (t.dtype == torch.float32 and t.device.type == "cpu" and t.layout == torch.strided
+                and t.is_contiguous()):
+            flags.append(bool(lib.sl_finite(t.numel(), t.data_ptr())))
+        else:
+            flags.append(None)
+            rest.append(t)
+    if rest:
+        others = iter(checks.finite_flags(rest))
+        return [next(others) if f is None else f for f in flags]
+    return flags  # type: ignore[return-value]
 
 
 def usable(*tensors: Tensor | None) -> bool:

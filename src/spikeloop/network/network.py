@@ -10,10 +10,11 @@ from torch import Tensor, nn
 
 from spikeloop.backends import get_backend
 from spikeloop.backends.guard import run_checked
-from spikeloop.checks import check_state_dict, check_type, finite_flags, show
+from spikeloop.checks import check_state_dict, check_type, show
 from spikeloop.devices import Devices
 from spikeloop.errors import ArgumentTypeError, NonFiniteError, ParameterError
 from spikeloop.ir import Graph, trace
+from spikeloop.kernels.native import finite_flags
 from spikeloop.nn.base import version as layer_version
 
 
@@ -146,7 +147,7 @@ class Network(nn.Module):
         construction: every backend then refuses it the same way)."""
         named = [("parameter", n, t) for n, t in self.named_parameters()] + [
             ("buffer", n, t) for n, t in self.named_buffers() if t.is_floating_point()]
-        flags = finite_flags([t for _, _, t in named])  # one host synchronisation
+        flags = finite_flags([t for _, _, t in named])  # one host synchronisation at most
         for (kind, name, _), ok in zip(named, flags, strict=True):
             if not ok:
                 raise NonFiniteError(f"{kind} {name!r} holds NaN or infinite values")
