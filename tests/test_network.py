@@ -281,8 +281,9 @@ def test_native_finite_scan_agrees_with_the_torch_check(monkeypatch):
     """kernels.native.finite_flags (the scan check_parameters and the membrane check use) against
     checks.finite_flags: a non-finite value at every position of every length up to 40 (the
     vectorised loop and its remainder), NaN with either sign and another payload, ±inf, the
-    largest finite float, subnormals and -0.0, a non-contiguous and a double tensor (torch
-    path), mixed in one call in order; and the same flags without the native library."""
+    largest finite float, subnormals and -0.0, transposed matrices (scanned as one block), a
+    column slice and a double tensor (torch path), mixed in one call in order; and the same
+    flags without the native library."""
     import struct
 
     from spikeloop.checks import finite_flags as torch_flags
@@ -302,9 +303,11 @@ def test_native_finite_scan_agrees_with_the_torch_check(monkeypatch):
     strided = torch.randn(6, 4).t()
     strided[1, 2] = nan
     tensors += [edge, torch.tensor(inf), torch.tensor(2.0), torch.empty(0), strided,
-                torch.tensor([1.0, inf], dtype=torch.float64), strided.t().contiguous()[:, :1]]
+                torch.tensor([1.0, inf], dtype=torch.float64), strided.t().contiguous()[:, :1],
+                strided.t()]
     want = torch_flags(tensors)
-    assert want.count(True) == 40 + 4 and not want[-3] and not want[-2] and want[-1]
+    assert want.count(True) == 40 + 4 and not want[-4] and not want[-3] and want[-2]
+    assert not want[-1]  # (a matrix stored transposed: scanned as one block)
     assert native.finite_flags(tensors) == want
     monkeypatch.setenv("SPIKELOOP_NATIVE", "0")
     assert native.library() is None and native.finite_flags(tensors) == want

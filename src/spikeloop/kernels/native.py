@@ -238,9 +238,10 @@ def cpu_float32(*tensors: Tensor | None) -> bool:
 
 def finite_flags(tensors: Sequence[Tensor]) -> list[bool]:
     """:func:`spikeloop.checks.finite_flags` (each tensor free of NaN and ±inf), with every
-    contiguous float32 CPU tensor scanned by the native kernel (one pass over its exponent bits,
-    no temporary tensor, no host synchronisation); the others, and all of them without the
-    native library, by the torch check."""
+    float32 CPU tensor whose entries fill one block of memory (contiguous, or a matrix whose
+    transpose is: ``w.t()`` of a contiguous ``w``) scanned by the native kernel
+    (one pass over its exponent bits, no temporary tensor, no host synchronisation); the
+    others, and all of them without the native library, by the torch check."""
     lib = library()
     if lib is None:
         return checks.finite_flags(tensors)
@@ -248,7 +249,7 @@ def finite_flags(tensors: Sequence[Tensor]) -> list[bool]:
     rest: list[Tensor] = []
     for t in tensors:
         if (t.dtype == torch.float32 and t.device.type == "cpu" and t.layout == torch.strided
-                and t.is_contiguous()):
+                and (t.is_contiguous() or (t.dim() == 2 and t.t().is_contiguous()))):
             flags.append(bool(lib.sl_finite(t.numel(), t.data_ptr())))
         else:
             flags.append(None)
