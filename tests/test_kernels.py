@@ -529,6 +529,50 @@ def test_native_request_without_library_is_an_error(monkeypatch):
             ("beta", "rest", "alpha", "gain", "thr", "vreset"), 0.5), (z, z, z, None))
 
 
+def test_native_switch_is_read_at_every_call(monkeypatch):
+    """SPIKELOOP_NATIVE set, changed and removed at run time takes effect at the next call, also
+    where os.environ is replaced by another mapping."""
+    import os
+
+    for value, off in (("0", True), ("1", False), ("0", True)):
+        monkeypatch.setenv("SPIKELOOP_NATIVE", value)
+        assert native.disabled() is off and (native.library() is None) == (off or not NATIVE)
+    monkeypatch.delenv("SPIKELOOP_NATIVE")
+    assert not native.disabled()
+    monkeypatch.setattr(os, "environ", {"SPIKELOOP_NATIVE": "0"})
+    assert native.disabled()
+    os.environ["SPIKELOOP_NATIVE"] = "1"
+    assert not native.disabled()
+
+
+def test_thread_count_reaches_a_library_once_per_count_and_thread():
+    """set_threads calls the library's sl_set_threads when torch's thread count differs from
+    what this OS thread last set in it (OpenMP keeps the count per thread), else not."""
+    import threading
+
+    calls = []
+
+    class Fake:
+        def sl_set_threads(self, n):
+            calls.append((threading.get_ident(), n))
+
+    lib, before = Fake(), torch.get_num_threads()
+    try:
+        for n in (1, 1, 2, 2, 1):
+            torch.set_num_threads(n)
+            native.set_threads(lib)
+        assert [n for _, n in calls] == [1, 2, 1]
+        other = threading.Thread(target=native.set_threads, args=(lib,))
+        other.start()
+        other.join()
+        native.set_threads(lib)
+        assert len(calls) == 4 and calls[-1][0] != threading.get_ident()
+        native.set_threads(Fake())  # another library: its own call
+        assert len(calls) == 5
+    finally:
+        torch.set_num_threads(before)
+
+
 # ----------------------------------------------------------------------------- memory option
 @pytest.mark.parametrize("kernel", ["auto", "reference"])
 def test_checkpointed_windows_give_the_same_outputs_and_gradients(kernel):

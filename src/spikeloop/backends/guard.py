@@ -27,8 +27,9 @@ from spikeloop.observables import NetworkOutput, NetworkState
 
 
 def network_signature(graph: Graph) -> tuple[tuple[Any, ...], ...]:
-    """``(name, kind, op, shape)`` of every node: what a state must have been made for."""
-    return tuple((n.name, n.kind, n.op, n.shape) for n in graph.nodes)
+    """``(name, kind, op, shape)`` of every node: what a state must have been made for
+    (:attr:`Graph.signature <spikeloop.ir.Graph.signature>`, derived once per graph)."""
+    return graph.signature
 
 
 def network_dtype_device(graph: Graph) -> tuple[torch.dtype, torch.device]:

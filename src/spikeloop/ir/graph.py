@@ -126,6 +126,11 @@ class Graph:
         """The nodes by name."""
         return {n.name: n for n in self.nodes}
 
+    @cached_property
+    def signature(self) -> tuple[tuple[Any, ...], ...]:
+        """``(name, kind, op, shape)`` of every node: what a state must have been made for."""
+        return tuple((n.name, n.kind, n.op, n.shape) for n in self.nodes)
+
     @property
     def input(self) -> Node:
         """The input node."""

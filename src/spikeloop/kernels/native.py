@@ -108,8 +108,21 @@ def _build(cc: str, name: str, sources: Sequence[Path]) -> Path:
     return target
 
 
+_ENVIRON = os.environ
+try:  # the dict os.environ reads (keys and values encoded), to skip encoding the key per call
+    _ENV_DATA = _ENVIRON._data  # type: ignore[attr-defined]
+    _ENV_KEY = _ENVIRON.encodekey("SPIKELOOP_NATIVE")  # type: ignore[attr-defined]
+    _ENV_OFF = _ENVIRON.encodevalue("0")  # type: ignore[attr-defined]
+except (AttributeError, TypeError):  # (another os.environ: its own lookup below)
+    _ENV_DATA = None
+
+
 def disabled() -> bool:
-    """True if ``SPIKELOOP_NATIVE=0`` turns every native library off."""
+    """True if ``SPIKELOOP_NATIVE=0`` turns every native library off (read at every call, so
+    setting it at run time takes effect; asked dozens of times per training step, hence the
+    direct look into ``os.environ``'s own dict where it is the usual one)."""
+    if _ENV_DATA is not None and os.environ is _ENVIRON:
+        return _ENV_DATA.get(_ENV_KEY) == _ENV_OFF
     return os.environ.get("SPIKELOOP_NATIVE", "1") == "0"
 
 
@@ -273,9 +286,18 @@ def ptr(t: Tensor | None) -> int | None:
     return t.data_ptr()
 
 
+_THREADS_SET = threading.local()  # per OS thread (OpenMP keeps the count per thread)
+
+
 def set_threads(lib: ctypes.CDLL | None = None) -> None:
     """Let ``lib`` (default: the generic kernels) use as many OpenMP threads as torch does
-    (``torch.get_num_threads()``); any library from :func:`load` has ``sl_set_threads``."""
+    (``torch.get_num_threads()``); any library from :func:`load` has ``sl_set_threads``. The
+    call into the library is skipped where this thread already set that count in it."""
     lib = library() if lib is None else lib
-    if lib is not None:
-        lib.sl_set_threads(torch.get_num_threads())
+    if lib is None:
+        return
+    n = torch.get_num_threads()
+    done = _THREADS_SET.__dict__
+    if done.get(id(lib)) != (lib, n):
+        lib.sl_set_threads(n)
+        done[id(lib)] = (lib, n)
