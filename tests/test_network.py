@@ -1,9 +1,11 @@
 """Modules, network, graph and the simulated backend."""
 
 import copy
+import re
 
 import pytest
 import torch
+from torch import nn
 
 from spikeloop.backends import BACKENDS, SimBackend, get_backend
 from spikeloop.errors import (
@@ -256,6 +258,36 @@ def test_non_finite_inputs_and_weights_are_errors():
         broken(spikes(5, 2, 6))
     with pytest.raises(NonFiniteError, match="tau_mem"):
         LIF(3, tau_mem=float("nan"))
+
+
+def test_parameters_set_after_a_run_are_checked_by_the_next():
+    """check_parameters keeps its list of tensors between runs: a parameter or buffer set on a
+    layer, a layer replaced, and a module, parameter or buffer registered on the network
+    itself after a run are each checked (and named) by the next run."""
+    x = spikes(5, 2, 6)
+    nan = torch.tensor([float("nan")])
+    changes = [
+        ("layers.fc2.weight", lambda n: setattr(n.layers.fc2, "weight", nn.Parameter(
+            torch.full((12, 16), float("nan"))))),
+        ("layers.lif.extra", lambda n: n.layers.lif.register_buffer("extra", nan.clone())),
+        ("layers.fc5.weight", lambda n: n.layers.__setitem__("fc5", _nan_linear(8, 3))),
+        ("extra.weight", lambda n: setattr(n, "extra", _nan_linear(2, 2))),
+        ("scale", lambda n: n.register_parameter("scale", nn.Parameter(nan.clone()))),
+        ("offset", lambda n: n.register_buffer("offset", nan.clone())),
+    ]
+    for name, change in changes:
+        net = mixed_net()
+        net(x)  # lists the tensors
+        change(net)
+        with pytest.raises(NonFiniteError, match=re.escape(repr(name))):
+            net(x)
+
+
+def _nan_linear(n_in, n_out):
+    layer = Linear(n_in, n_out)
+    with torch.no_grad():
+        layer.weight.fill_(float("nan"))
+    return layer
 
 
 def test_finite_flags_name_each_non_finite_tensor():

@@ -468,11 +468,12 @@ INLINE void backward_row(const int64_t N, const int spiking, const int subtract,
 
 /* ------------------------------------------------------------------ finiteness */
 /* 1 if none of the n floats at x is NaN or +-inf (exponent bits all ones), else 0: one pass,
- * no early exit (branch-free, so the loop vectorises). */
+ * no early exit (branch-free, so the loop vectorises); above 64 K floats the threads take
+ * contiguous halves (a weight an optimiser step just wrote in halves is read where it lies). */
 int sl_finite(int64_t n, const float *x) {
     const uint32_t *restrict u = (const uint32_t *)x;
     uint32_t bad = 0;
-#pragma omp simd reduction(| : bad)
+#pragma omp parallel for simd schedule(static) reduction(| : bad) if (n >= 65536)
     for (int64_t k = 0; k < n; ++k) bad |= (uint32_t)((u[k] & 0x7f800000u) == 0x7f800000u);
     return !bad;
 }

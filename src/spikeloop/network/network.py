@@ -145,12 +145,28 @@ class Network(nn.Module):
         """Raise :class:`NonFiniteError` naming the first parameter or floating-point buffer
         (a population's untrained ``tau_mem`` …) holding NaN or inf (set in place after
         construction: every backend then refuses it the same way)."""
-        named = [("parameter", n, t) for n, t in self.named_parameters()] + [
-            ("buffer", n, t) for n, t in self.named_buffers() if t.is_floating_point()]
+        named = self._checked_tensors()
         flags = finite_flags([t for _, _, t in named])  # one host synchronisation at most
         for (kind, name, _), ok in zip(named, flags, strict=True):
             if not ok:
                 raise NonFiniteError(f"{kind} {name!r} holds NaN or infinite values")
+
+    def _checked_tensors(self) -> list[tuple[str, str, Tensor]]:
+        """``(kind, name, tensor)`` of every parameter and floating-point buffer, listed again
+        when the graph would be traced again (:attr:`graph`: a layer's attribute, tensor or
+        sub-module set, a layer replaced) or the network's own modules, parameters or buffers
+        changed; kept between runs otherwise (the walk over the modules costs more than the
+        check itself)."""
+        now = (layer_version(), self._structure(),
+               *(tuple((k, id(v)) for k, v in d.items())
+                 for d in (self._modules, self._parameters, self._buffers)))
+        kept = self.__dict__.get("_checked_at")
+        if kept is not None and _same(now, kept[0]):
+            return kept[1]
+        named = [("parameter", n, t) for n, t in self.named_parameters()] + [
+            ("buffer", n, t) for n, t in self.named_buffers() if t.is_floating_point()]
+        self.__dict__["_checked_at"] = (now, named)  # (not a module attribute)
+        return named
 
     def constrain_(self) -> None:
         """Apply every population's parameter constraints (call after an optimiser step)."""
