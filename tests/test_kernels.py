@@ -800,6 +800,44 @@ def test_coefficient_cache_survives_inference_mode_then_training():
         assert xs.grad is not None
 
 
+@pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
+def test_recurrent_weight_gradient_reads_the_projections_event_list(monkeypatch):
+    """A recurrent loop's weight gradient takes its spikes' events from the list the projection
+    reading them made (no second compression of the spikes): the same gradients to the bit,
+    one compression fewer per step."""
+    from spikeloop.kernels import fused
+
+    x = (torch.rand(40, 4, 6) < 0.3).float()
+    grads, made = [], []
+    for listed in (True, False):
+        net = Network({"input": Input(6), "fc1": Linear(6, 32),
+                       "hidden": CubaLIF(32, recurrent=True), "fc2": Linear(32, 3),
+                       "out": CubaLI(3)})
+        torch.manual_seed(3)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.copy_(torch.randn_like(p))
+        if not listed:
+            monkeypatch.setattr(fused, "_spike_slot", lambda t: None)
+        real = fused.Compressed.__init__
+        count = [0]
+
+        def counting(self, t, real=real, count=count):
+            count[0] += 1
+            real(self, t)
+
+        monkeypatch.setattr(fused.Compressed, "__init__", counting)
+        out = net(x)
+        assert out["hidden"].spikes.sum() > 0
+        out.output.v.square().sum().backward()
+        grads.append([p.grad.clone() for p in net.parameters()])
+        made.append(count[0])
+        monkeypatch.undo()
+    assert made[0] == made[1] - 1
+    for a, b in zip(*grads, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_parameters_changed_in_place_reach_the_fused_loop_between_runs():
     """The fused loop keeps its expanded coefficients between runs only while the parameters
     hold the same values: a threshold or time constant changed in place (as an optimiser or

@@ -330,6 +330,11 @@ class _NeuronLoop(Function):
             if mask is not None:
                 mask = mask.to(torch.uint8)
         ctx.cfg, ctx.engine, ctx.record_current = cfg, engine, record_current
+        # a recurrent loop's weight gradient needs its spikes as events; a projection that
+        # lists them anyway (event_linear) leaves its list in this slot (_spike_slot)
+        ctx.spike_slot = [] if wrec is not None and cfg.spiking else None
+        if ctx.spike_slot is not None:
+            setattr(out_z, _SPIKE_SLOT, ctx.spike_slot)
         ctx.save_for_backward(out_v, out_z, v0, ip, mask, beta, alpha, gain, thr, vreset, wrec,
                               z0, ws, rho, kappa, coupling, jump, vleak)
         ctx.mark_non_differentiable(r)
@@ -387,7 +392,15 @@ class _NeuronLoop(Function):
         if wrec is not None and ctx.needs_input_grad[12]:
             # dW = Σ_k dx_k^T z_{k-1}: the first step sees the initial spikes z0
             d_w = event_weight_grad(z0, dx[0])  # [from, to]
-            if steps > 1:
+            listed = ctx.spike_slot[0] if ctx.spike_slot else None
+            if (steps > 1 and listed is not None and native.usable(dx)
+                    and (listed.rows, listed.cols) == (steps * batch, n)):
+                # the spikes of steps 0 … T−2: the first (T−1)·B rows of the projection's list
+                earlier = Compressed.from_csr(n, listed.row_ptr[:(steps - 1) * batch + 1],
+                                              listed.col, listed.val)
+                native.set_threads()
+                d_w += earlier.weight_grad(dx[1:].reshape(-1, n).contiguous())
+            elif steps > 1:
                 d_w += event_weight_grad(out_z[:-1].reshape(-1, n), dx[1:].reshape(-1, n))
             d_w = transposed(d_w)  # in W_rec's own layout
         need = ctx.needs_input_grad
@@ -577,6 +590,20 @@ class Compressed:
             raise MemoryError(f"weight gradient: no memory to sort the events of a {self.rows} x "
                               f"{self.cols} input by input")
         return out
+
+
+_SPIKE_SLOT = "_spikeloop_spike_slot"
+
+
+def _spike_slot(x: Tensor) -> list[Compressed] | None:
+    """The slot a fused recurrent loop attached to its spikes for their event list, where ``x``
+    is all of those spikes (the loop's output itself or a reshape of it), else ``None``."""
+    base = x if x._base is None else x._base
+    slot = getattr(base, _SPIKE_SLOT, None)
+    if (slot is None or x.data_ptr() != base.data_ptr() or x.numel() != base.numel()
+            or not x.is_contiguous()):
+        return None
+    return slot
 
 
 def event_weight_grad(x: Tensor, dy: Tensor) -> Tensor:
@@ -890,6 +917,9 @@ def event_linear(
             return y.reshape(*lead, weight.shape[0])
     compressed = Compressed(x2)
     _check_finite(compressed.val, check_finite)  # every non-finite entry is an event
+    slot = _spike_slot(x)
+    if slot is not None:  # a recurrent loop's spikes: its weight gradient reads this list too
+        slot[:] = [compressed]
     if compressed.nnz > max_density * x2.numel():
         return torch.nn.functional.linear(x, weight, bias)
     if not torch.is_grad_enabled():
