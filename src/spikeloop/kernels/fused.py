@@ -616,9 +616,9 @@ def event_weight_grad(x: Tensor, dy: Tensor) -> Tensor:
 
 class _EventLinear(Function):
     @staticmethod
-    def forward(ctx, x2, weight, bias, compressed):
+    def forward(ctx, x2, weight, bias, compressed, w_t):
         native.set_threads()
-        y = compressed.matmul(transposed(weight))
+        y = compressed.matmul(w_t)
         if bias is not None:
             y += bias
         ctx.compressed = compressed
@@ -637,7 +637,7 @@ class _EventLinear(Function):
             native.set_threads()
             dw = transposed(ctx.compressed.weight_grad(dy))  # in the weight's own layout
         db = dy.sum(0) if ctx.has_bias and need[2] else None
-        return dx, dw, db, None
+        return dx, dw, db, None, None
 
 
 def _axon_tap_events(events: Compressed, lo: Tensor, frac: Tensor,
@@ -915,6 +915,8 @@ def event_linear(
             if bias is not None:
                 y += bias
             return y.reshape(*lead, weight.shape[0])
+    # Wᵀ before the pass over x: the parameter check has just read W, x would evict it
+    w_t = transposed(weight.detach())
     compressed = Compressed(x2)
     _check_finite(compressed.val, check_finite)  # every non-finite entry is an event
     slot = _spike_slot(x)
@@ -923,9 +925,9 @@ def event_linear(
     if compressed.nnz > max_density * x2.numel():
         return torch.nn.functional.linear(x, weight, bias)
     if not torch.is_grad_enabled():
-        y = compressed.matmul(transposed(weight.detach()))
+        y = compressed.matmul(w_t)
         if bias is not None:
             y += bias
         return y.reshape(*lead, weight.shape[0])
-    y = _EventLinear.apply(x.reshape(-1, x.shape[-1]), weight, bias, compressed)
+    y = _EventLinear.apply(x.reshape(-1, x.shape[-1]), weight, bias, compressed, w_t)
     return y.reshape(*lead, weight.shape[0])
