@@ -155,8 +155,8 @@ class Network(nn.Module):
         """``(kind, name, tensor)`` of every parameter and floating-point buffer, listed again
         when the graph would be traced again (:attr:`graph`: a layer's attribute, tensor or
         sub-module set, a layer replaced) or the network's own modules, parameters or buffers
-        changed; kept between runs otherwise (the walk over the modules costs more than the
-        check itself)."""
+        changed; kept between runs otherwise (the walk over the modules costs about as much as
+        the check itself)."""
         now = (layer_version(), self._structure(),
                *(tuple((k, id(v)) for k, v in d.items())
                  for d in (self._modules, self._parameters, self._buffers)))
