@@ -291,6 +291,7 @@ class _NeuronLoop(Function):
         want_w = cfg.adaptive and any(ctx.needs_input_grad[i] for i in (17, 18))  # rho, kappa
         engine = _engine(cfg, x, wrec, obs_v, obs_z)
         w_t, ws = x.new_empty(0), None
+        ctx.wrec_t = None
         if engine == "native":
             lib = native.library()
             native.set_threads()
@@ -303,6 +304,7 @@ class _NeuronLoop(Function):
             mask = (torch.empty(x.shape, dtype=torch.uint8) if cfg.spiking and cfg.refrac_steps
                     else None)
             wrec_t = transposed(wrec) if wrec is not None else None
+            ctx.wrec_t = wrec_t
             if cfg.adaptive:
                 w_t = w0.clone()
                 ws = torch.empty_like(x) if want_w else None
@@ -365,7 +367,7 @@ class _NeuronLoop(Function):
             dx = torch.empty_like(out_v)
             dv0, di0, dz0 = (torch.empty_like(v0) for _ in range(3))
             coef = [torch.empty_like(beta) for _ in range(6)]
-            wrec_t = transposed(wrec) if wrec is not None else None
+            wrec_t = ctx.wrec_t  # (the forward pass's: W_rec cannot change before this)
             wrec_c = wrec.contiguous() if wrec is not None else None  # W itself, row-major
             p = native.ptr
             dw0 = torch.empty_like(v0) if cfg.adaptive else None
