@@ -332,9 +332,9 @@ class _NeuronLoop(Function):
             if mask is not None:
                 mask = mask.to(torch.uint8)
         ctx.cfg, ctx.engine, ctx.record_current = cfg, engine, record_current
-        # a recurrent loop's weight gradient needs its spikes as events; a projection that
-        # lists them anyway (event_linear) leaves its list in this slot (_spike_slot)
-        ctx.spike_slot = [] if wrec is not None and cfg.spiking else None
+        # a recurrent loop's native weight gradient needs its spikes as events; a projection
+        # that lists them anyway (event_linear) leaves its list in this slot (_spike_slot)
+        ctx.spike_slot = [] if wrec is not None and cfg.spiking and engine == "native" else None
         if ctx.spike_slot is not None:
             setattr(out_z, _SPIKE_SLOT, ctx.spike_slot)
         ctx.save_for_backward(out_v, out_z, v0, ip, mask, beta, alpha, gain, thr, vreset, wrec,
@@ -394,16 +394,14 @@ class _NeuronLoop(Function):
         if wrec is not None and ctx.needs_input_grad[12]:
             # dW = Σ_k dx_k^T z_{k-1}: the first step sees the initial spikes z0
             d_w = event_weight_grad(z0, dx[0])  # [from, to]
-            listed = ctx.spike_slot[0] if ctx.spike_slot else None
-            if (steps > 1 and listed is not None and native.usable(dx)
-                    and (listed.rows, listed.cols) == (steps * batch, n)):
-                # the spikes of steps 0 … T−2: the first (T−1)·B rows of the projection's list
-                earlier = Compressed.from_csr(n, listed.row_ptr[:(steps - 1) * batch + 1],
-                                              listed.col, listed.val)
-                native.set_threads()
-                d_w += earlier.weight_grad(dx[1:].reshape(-1, n).contiguous())
-            elif steps > 1:
-                d_w += event_weight_grad(out_z[:-1].reshape(-1, n), dx[1:].reshape(-1, n))
+            if steps > 1:
+                listed = ctx.spike_slot[0] if ctx.spike_slot else None
+                earlier = None  # the spikes of steps 0 … T−2: the first (T−1)·B rows listed
+                if listed is not None and (listed.rows, listed.cols) == (steps * batch, n):
+                    earlier = Compressed.from_csr(n, listed.row_ptr[:(steps - 1) * batch + 1],
+                                                  listed.col, listed.val)
+                d_w += event_weight_grad(out_z[:-1].reshape(-1, n), dx[1:].reshape(-1, n),
+                                         events=earlier)
             d_w = transposed(d_w)  # in W_rec's own layout
         need = ctx.needs_input_grad
         return (None, dx if need[1] else None,
@@ -608,11 +606,13 @@ def _spike_slot(x: Tensor) -> list[Compressed] | None:
     return slot
 
 
-def event_weight_grad(x: Tensor, dy: Tensor) -> Tensor:
-    """``xᵀ @ dy`` using only the non-zero entries of ``x [R, K]`` (dense fallback)."""
+def event_weight_grad(x: Tensor, dy: Tensor, events: Compressed | None = None) -> Tensor:
+    """``xᵀ @ dy`` using only the non-zero entries of ``x [R, K]`` (dense fallback);
+    ``events``: ``x``'s event list where it was made already (then ``x`` is not read)."""
     if native.usable(x, dy):
         native.set_threads()
-        return Compressed(x.contiguous()).weight_grad(dy.contiguous())
+        listed = events if events is not None else Compressed(x.contiguous())
+        return listed.weight_grad(dy.contiguous())
     return x.t() @ dy
 
 
