@@ -22,7 +22,7 @@ from spikeloop.checks import check_input, show
 from spikeloop.dynamics.models import PopulationState
 from spikeloop.errors import ArgumentTypeError, DTypeError, NonFiniteError, StateError
 from spikeloop.ir import Graph, Node
-from spikeloop.kernels.native import finite_flags
+from spikeloop.kernels.native import all_finite
 from spikeloop.observables import NetworkOutput, NetworkState
 
 
@@ -209,7 +209,7 @@ def _check_tensor(who: str, t: Any, shape: tuple[int, ...] | None, batch: int,
     if t.dtype != dtype or t.device != device:
         raise StateError(f"{who} is {t.dtype} on {t.device}; the network runs {dtype} on "
                          f"{device}")
-    if not finite_flags([t])[0]:
+    if not all_finite(t):
         raise StateError(f"{who} holds NaN or infinite values")
 
 
@@ -217,7 +217,7 @@ def _check_membranes(out: NetworkOutput, x: Any) -> None:
     """Every population's membrane finite after the run (finite inputs can still overflow)."""
     for name, obs in out.populations.items():
         v = obs.v
-        if v is not None and isinstance(v, Tensor) and not finite_flags([v])[0]:
+        if v is not None and isinstance(v, Tensor) and not all_finite(v):
             biggest = (f" (the input reaches |x| = {float(x.detach().abs().max()):.3g})"
                        if isinstance(x, Tensor) else "")
             raise NonFiniteError(f"population {name!r}: the membrane became NaN or infinite "

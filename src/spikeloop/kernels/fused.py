@@ -875,7 +875,7 @@ def _check_finite(values: Tensor, who: str | None) -> None:
     """:func:`~spikeloop.checks.require_finite` when ``who`` is given."""
 
     if who is not None:
-        require_finite(values, who, finite=native.finite_flags([values])[0])
+        require_finite(values, who, finite=native.all_finite(values))
 
 
 def event_linear(

@@ -273,6 +273,12 @@ def finite_flags(tensors: Sequence[Tensor]) -> list[bool]:
     return flags  # type: ignore[return-value]
 
 
+def all_finite(x: Tensor) -> bool:
+    """:func:`spikeloop.checks.all_finite` through :func:`finite_flags` (natively where it
+    can)."""
+    return finite_flags([x])[0]
+
+
 def usable(*tensors: Tensor | None) -> bool:
     """True if the native library is loaded and every tensor is a float32 CPU tensor."""
     return library() is not None and cpu_float32(*tensors)
