@@ -822,9 +822,9 @@ def test_recurrent_weight_gradient_reads_the_projections_event_list(monkeypatch)
         real = fused.Compressed.__init__
         count = [0]
 
-        def counting(self, t, real=real, count=count):
+        def counting(self, t, *rest, real=real, count=count):
             count[0] += 1
-            real(self, t)
+            real(self, t, *rest)
 
         monkeypatch.setattr(fused.Compressed, "__init__", counting)
         out = net(x)
@@ -919,12 +919,19 @@ def test_compressed_rows_equal_the_nonzero_entries_on_any_thread_count(k):
     rows, cols = (x != 0).nonzero(as_tuple=True)  # row-major order
     ptr = torch.zeros(1501, dtype=torch.int64)
     ptr[1:] = torch.bincount(rows, minlength=1500).cumsum(0)
+    w_t = torch.randn(k, 70, generator=g)
     for _n in thread_counts():
         c = Compressed(x)
         assert c.nnz == rows.numel()
         assert torch.equal(c.row_ptr, ptr)
         assert torch.equal(c.col, cols.to(torch.int32))
         assert torch.equal(c.val, x[rows, cols])
+        # the same pass summing each row's events: the same lists, the product's floats
+        both = Compressed(x, w_t, max_density=1.0)
+        assert c.product is None and both.product is not None
+        for name in ("row_ptr", "col", "val"):
+            assert torch.equal(getattr(both, name), getattr(c, name)), name
+        assert torch.equal(both.product, c.matmul(w_t))
 
 
 NARROWER = (["-mno-avx512f"], ["-mno-avx"])  # the AVX2 and the plain-C paths
@@ -975,6 +982,16 @@ def test_compression_paths_of_narrower_instruction_sets_agree(narrow_libs):
         assert torch.equal(row_ptr, want.row_ptr), extra
         assert torch.equal(col, want.col), extra
         assert torch.equal(val, want.val), extra
+        # the pass that also sums the product: the same lists and the same floats
+        w_t = torch.randn(45, 70, generator=g)
+        y, done = torch.full((700, 70), float("nan")), ctypes.c_int(0)
+        handle = lib.sl_compress_product_begin(
+            700, 45, x.data_ptr(), row_ptr.data_ptr(), ctypes.byref(nnz), 70, w_t.data_ptr(),
+            y.data_ptr(), 1.0, ctypes.byref(done))
+        lib.sl_compress_end(handle, col.data_ptr(), val.data_ptr())
+        assert done.value == 1, extra
+        assert torch.equal(row_ptr, want.row_ptr) and torch.equal(col, want.col), extra
+        assert torch.equal(y, want.matmul(w_t)), extra
 
 
 @pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
@@ -1028,11 +1045,43 @@ def test_event_products_with_clustered_events_cover_every_row(where):
                             c.val.data_ptr(), w_t.data_ptr(), y.data_ptr())
         torch.testing.assert_close(y, (x.double() @ w_t.double()).float(), rtol=1e-5,
                                    atol=1e-5)
+        both = Compressed(x, w_t, max_density=1.0)  # chunks of rows as threads finish
+        assert torch.equal(both.product, y) and torch.equal(both.col, c.col)
         got = c.weight_grad(dy)
         torch.testing.assert_close(got, (x.double().T @ dy.double()).float(), rtol=1e-5,
                                    atol=1e-4)
         assert torch.equal(c.weight_grad(dy), got)
 
+
+
+@pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
+@pytest.mark.parametrize("burst", [64, 2000])
+def test_compression_drops_the_product_of_rows_far_denser_than_the_limit(burst):
+    """The pass that lists the events and sums the product stops summing once a thread's rows
+    are more than twice as dense as ``max_density`` (a dense burst of 64 rows, or all rows): the
+    product is dropped, the event list is still whole, and ``event_linear`` (with gradient)
+    gives the event product's floats where the input as a whole is sparse enough, the dense
+    product where it is not."""
+    from spikeloop.kernels import Compressed
+
+    g = torch.Generator().manual_seed(burst)
+    x = (torch.rand(2000, 90, generator=g) < 0.05).float()
+    x[:burst] = torch.randn(burst, 90, generator=g)  # every entry an event
+    w = torch.randn(40, 90, generator=g, requires_grad=True)
+    plain = Compressed(x)
+    for _n in thread_counts():
+        both = Compressed(x, w.detach().t().contiguous(), max_density=0.15)
+        assert both.product is None
+        for name in ("row_ptr", "col", "val"):
+            assert torch.equal(getattr(both, name), getattr(plain, name)), name
+        y = event_linear(x, w, max_density=0.15)
+        if burst < 2000:  # 7.8 % of the entries: the event product's floats
+            assert torch.equal(y.detach(), plain.matmul(w.detach().t().contiguous()))
+        else:
+            torch.testing.assert_close(y, x @ w.T)
+        y.sum().backward()
+        torch.testing.assert_close(w.grad, torch.ones(2000, 40).T @ x, rtol=1e-5, atol=1e-4)
+        w.grad = None
 
 @pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
 @pytest.mark.parametrize(("k", "m"), [(90, 20), (90, 64), (90, 70), (90, 256), (90, 300),

@@ -535,14 +535,27 @@ class Compressed:
     """Non-zero entries of a ``[R, K]`` float32 CPU matrix, row by row (CSR; needs the native
     kernels: check :func:`spikeloop.kernels.native.usable` first)."""
 
-    def __init__(self, x: Tensor) -> None:
+    def __init__(self, x: Tensor, w_t: Tensor | None = None, max_density: float = 1.0) -> None:
+        """Compress ``x`` in one pass. With ``w_t [K, M]`` the same pass also sums each row's
+        events into ``self.product`` ``= x @ w_t`` (the floats of :meth:`matmul`) while the row
+        is in cache, unless the rows turn out far denser than ``max_density`` (more than twice
+        as dense, after a margin): then ``self.product`` is ``None``."""
         lib = native.library()
         rows, cols = x.shape
         self.rows, self.cols = rows, cols
         self.row_ptr = torch.empty(rows + 1, dtype=torch.int64)
+        self.product: Tensor | None = None
         nnz = ctypes.c_int64(0)
-        handle = lib.sl_compress_begin(rows, cols, x.data_ptr(), self.row_ptr.data_ptr(),
-                                       ctypes.byref(nnz))  # one pass over x
+        if w_t is None:
+            handle = lib.sl_compress_begin(rows, cols, x.data_ptr(), self.row_ptr.data_ptr(),
+                                           ctypes.byref(nnz))  # one pass over x
+        else:
+            y = torch.empty(rows, w_t.shape[1], dtype=torch.float32)
+            done = ctypes.c_int(0)
+            handle = lib.sl_compress_product_begin(
+                rows, cols, x.data_ptr(), self.row_ptr.data_ptr(), ctypes.byref(nnz),
+                w_t.shape[1], w_t.data_ptr(), y.data_ptr(), max_density, ctypes.byref(done))
+            self.product = y if done.value else None
         if handle is None:
             raise MemoryError(f"Compressed: no memory for the events of a {rows} x {cols} input")
         self.nnz = nnz.value
@@ -620,7 +633,8 @@ class _EventLinear(Function):
     @staticmethod
     def forward(ctx, x2, weight, bias, compressed, w_t):
         native.set_threads()
-        y = compressed.matmul(w_t)
+        y = compressed.product if compressed.product is not None else compressed.matmul(w_t)
+        compressed.product = None  # (y is this node's output now)
         if bias is not None:
             y += bias
         ctx.compressed = compressed
@@ -917,17 +931,20 @@ def event_linear(
             if bias is not None:
                 y += bias
             return y.reshape(*lead, weight.shape[0])
-    # Wᵀ before the pass over x: the parameter check has just read W, x would evict it
+    # Wᵀ before the pass over x: the parameter check has just read W, x would evict it; the
+    # pass lists x's events and sums each row's into the product while the row is in cache
     w_t = transposed(weight.detach())
-    compressed = Compressed(x2)
+    compressed = Compressed(x2, w_t, max_density)
     _check_finite(compressed.val, check_finite)  # every non-finite entry is an event
     slot = _spike_slot(x)
     if slot is not None:  # a recurrent loop's spikes: its weight gradient reads this list too
         slot[:] = [compressed]
     if compressed.nnz > max_density * x2.numel():
+        compressed.product = None
         return torch.nn.functional.linear(x, weight, bias)
     if not torch.is_grad_enabled():
-        y = compressed.matmul(w_t)
+        y = compressed.product if compressed.product is not None else compressed.matmul(w_t)
+        compressed.product = None
         if bias is not None:
             y += bias
         return y.reshape(*lead, weight.shape[0])

@@ -818,7 +818,7 @@ void sl_surrogate_grad(int64_t R, int64_t N, const float *v, const float *thr, i
 /* ------------------------------------------------------------------ event-driven projection */
 /* Compressed rows of a [R, K] input: row_ptr [R+1], col [nnz] (int32), val [nnz].
  * Each block of 8 entries gives a bit mask of its non-zeros (one vector compare with AVX).
- * One pass over the input: each thread compresses its contiguous share of the rows into its own
+ * One pass over the input: each thread compresses the chunks of rows it takes into its own
  * growing buffer, row by row (with AVX-512 in one sweep per row, compress_row16; else a row is
  * counted, then read again from L1 while it is compressed);
  * sl_compress_begin returns them with the row counts summed into row_ptr, the caller allocates
@@ -889,9 +889,13 @@ INLINE int64_t compress_one_row(const float *restrict xr, int64_t K, int32_t *re
 
 typedef struct {
     int threads;    /* buffers in use */
-    int64_t *nnz;   /* [threads] entries in each buffer */
     int32_t **col;  /* [threads] */
     float **val;    /* [threads] */
+    int64_t chunks; /* row chunks, handed out to threads as they finish */
+    int *owner;     /* [chunks] the thread whose buffer holds the chunk's entries */
+    int64_t *from;  /* [chunks] where they start in that buffer */
+    int64_t *to;    /* [chunks] where they start in col/val (row_ptr at the chunk's first row) */
+    int64_t *count; /* [chunks] how many */
 } Packed;
 
 static void packed_free(Packed *pk) {
@@ -900,66 +904,99 @@ static void packed_free(Packed *pk) {
         free(pk->col ? pk->col[t] : NULL);
         free(pk->val ? pk->val[t] : NULL);
     }
-    free(pk->nnz);
     free(pk->col);
     free(pk->val);
+    free(pk->owner);
+    free(pk->from);
+    free(pk->to);
+    free(pk->count);
     free(pk);
 }
 
-/* Compress x [R, K] into per-thread buffers; row_ptr [R+1] receives the CSR offsets and *nnz the
- * total. Returns the handle for sl_compress_end (NULL if memory ran out: *nnz = -1). */
-void *sl_compress_begin(int64_t R, int64_t K, const float *x, int64_t *row_ptr, int64_t *nnz) {
+/* Rows per chunk of the compression's dynamic schedule (events cluster in time, so equal shares
+ * of rows are not equal shares of work when each row's events are also summed). */
+#define COMPRESS_CHUNK 32
+
+/* Compress x [R, K] into per-thread buffers, chunks of COMPRESS_CHUNK rows handed out as threads
+ * finish; row_ptr [R+1] receives the CSR offsets and *nnz the total. With w_t (non-NULL) each
+ * row's events are also summed into y [R, M] = x @ w_t as sl_event_matmul sums them (the same
+ * floats) while the row is in cache, until a thread's rows so far hold more than twice `density`
+ * K per row (plus 16 rows' worth, as sl_event_matmul_dense): then *product = 0 and y is
+ * incomplete (the compression goes on), else *product = 1. Returns the handle for
+ * sl_compress_end (NULL if memory ran out: *nnz = -1). */
+static void *compress_rows(int64_t R, int64_t K, const float *x, int64_t *row_ptr, int64_t *nnz,
+                           int64_t M, const float *w_t, float *y, double density, int *product) {
     int most = 1;
 #ifdef _OPENMP
     most = omp_get_max_threads();
 #endif
+    const int64_t chunks = (R + COMPRESS_CHUNK - 1) / COMPRESS_CHUNK;
+    const size_t nc = (size_t)(chunks > 0 ? chunks : 1);
     Packed *pk = (Packed *)calloc(1, sizeof(Packed));
     if (pk) {
-        pk->nnz = (int64_t *)calloc((size_t)most, sizeof(int64_t));
         pk->col = (int32_t **)calloc((size_t)most, sizeof(int32_t *));
         pk->val = (float **)calloc((size_t)most, sizeof(float *));
         pk->threads = most;
+        pk->chunks = chunks;
+        pk->owner = (int *)calloc(nc, sizeof(int));
+        pk->from = (int64_t *)calloc(nc, sizeof(int64_t));
+        pk->to = (int64_t *)calloc(nc, sizeof(int64_t));
+        pk->count = (int64_t *)calloc(nc, sizeof(int64_t));
     }
-    if (!pk || !pk->nnz || !pk->col || !pk->val) {
+    if (!pk || !pk->col || !pk->val || !pk->owner || !pk->from || !pk->to || !pk->count) {
         packed_free(pk);
         *nnz = -1;
         return NULL;
     }
-    int failed = 0;
-#pragma omp parallel num_threads(most) reduction(| : failed)
+    int failed = 0, over = 0;
+#pragma omp parallel num_threads(most) reduction(| : failed, over)
     {
         int id = 0;
 #ifdef _OPENMP
         id = omp_get_thread_num();
 #endif
-        int64_t r0, r1;
-        thread_range(R, &r0, &r1);
         /* room for K + 16 beyond the filled part (the packed paths store 8 or 16 lanes at a
-         * time); a first guess of 1/16 of the share, doubled as needed */
-        int64_t cap = (r1 - r0) * K / 16 + K + 16, n = 0;
+         * time); a first guess of 1/16 of an equal share, doubled as needed */
+        int64_t cap = (R / most + 1) * K / 16 + K + 16, n = 0, rows = 0;
         int32_t *col = (int32_t *)malloc(sizeof(int32_t) * (size_t)cap);
         float *val = (float *)malloc(sizeof(float) * (size_t)cap);
         failed = !col || !val;
-        for (int64_t r = r0; r < r1 && !failed; ++r) {
-            const float *restrict xr = x + r * K;
-            if (n + K + 16 > cap) {
-                cap = 2 * cap + K + 16;
-                int32_t *c2 = (int32_t *)realloc(col, sizeof(int32_t) * (size_t)cap);
-                if (c2) col = c2;
-                float *v2 = (float *)realloc(val, sizeof(float) * (size_t)cap);
-                if (v2) val = v2;
-                if (!c2 || !v2) {
-                    failed = 1;
-                    break;
+        int sum = w_t != NULL;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t c = 0; c < chunks; ++c) {
+            const int64_t r1 = (c + 1) * COMPRESS_CHUNK < R ? (c + 1) * COMPRESS_CHUNK : R;
+            pk->owner[c] = id;
+            pk->from[c] = n;
+            for (int64_t r = c * COMPRESS_CHUNK; r < r1 && !failed; ++r) {
+                if (n + K + 16 > cap) {
+                    cap = 2 * cap + K + 16;
+                    int32_t *c2 = (int32_t *)realloc(col, sizeof(int32_t) * (size_t)cap);
+                    if (c2) col = c2;
+                    float *v2 = (float *)realloc(val, sizeof(float) * (size_t)cap);
+                    if (v2) val = v2;
+                    if (!c2 || !v2) {
+                        failed = 1;
+                        break;
+                    }
                 }
+                const int64_t count = compress_one_row(x + r * K, K, col + n, val + n);
+                row_ptr[r + 1] = count;
+                if (sum) {
+                    ++rows;
+                    if ((double)(n + count) >
+                        2.0 * density * (double)(K * rows) + 16.0 * (double)K) {
+                        sum = 0;
+                        over = 1;
+                    } else {
+                        accumulate_row(M, count, col + n, val + n, w_t, y + r * M);
+                    }
+                }
+                n += count;
             }
-            const int64_t count = compress_one_row(xr, K, col + n, val + n);
-            row_ptr[r + 1] = count;
-            n += count;
+            pk->count[c] = n - pk->from[c];
         }
         pk->col[id] = col;
         pk->val[id] = val;
-        pk->nnz[id] = n;
     }
     if (failed) {
         packed_free(pk);
@@ -968,8 +1005,24 @@ void *sl_compress_begin(int64_t R, int64_t K, const float *x, int64_t *row_ptr, 
     }
     row_ptr[0] = 0;
     for (int64_t r = 0; r < R; ++r) row_ptr[r + 1] += row_ptr[r];
+    for (int64_t c = 0; c < chunks; ++c) pk->to[c] = row_ptr[c * COMPRESS_CHUNK];
     *nnz = row_ptr[R];
+    if (product) *product = w_t != NULL && !over;
     return pk;
+}
+
+/* The events of x [R, K]: row_ptr [R+1] receives the CSR offsets and *nnz the total. Returns the
+ * handle for sl_compress_end (NULL if memory ran out: *nnz = -1). */
+void *sl_compress_begin(int64_t R, int64_t K, const float *x, int64_t *row_ptr, int64_t *nnz) {
+    return compress_rows(R, K, x, row_ptr, nnz, 0, NULL, NULL, 0.0, NULL);
+}
+
+/* sl_compress_begin and y [R, M] = x @ w_t [K, M] in the same pass over x (compress_rows:
+ * *product = 0 when the rows were too dense for the product to be finished). */
+void *sl_compress_product_begin(int64_t R, int64_t K, const float *x, int64_t *row_ptr,
+                                int64_t *nnz, int64_t M, const float *w_t, float *y,
+                                double density, int *product) {
+    return compress_rows(R, K, x, row_ptr, nnz, M, w_t, y, density, product);
 }
 
 /* Copy the buffers of sl_compress_begin into col/val [nnz], in row order, and free them (col or
@@ -977,17 +1030,13 @@ void *sl_compress_begin(int64_t R, int64_t K, const float *x, int64_t *row_ptr, 
 void sl_compress_end(void *handle, int32_t *col, float *val) {
     Packed *pk = (Packed *)handle;
     if (!pk) return;
-    if (!col || !val) {
-        packed_free(pk);
-        return;
-    }
-    int64_t off[pk->threads + 1];
-    off[0] = 0;
-    for (int t = 0; t < pk->threads; ++t) off[t + 1] = off[t] + pk->nnz[t];
+    if (col && val) {
 #pragma omp parallel for schedule(static) num_threads(pk->threads)
-    for (int t = 0; t < pk->threads; ++t) {
-        memcpy(col + off[t], pk->col[t], sizeof(int32_t) * (size_t)pk->nnz[t]);
-        memcpy(val + off[t], pk->val[t], sizeof(float) * (size_t)pk->nnz[t]);
+        for (int64_t c = 0; c < pk->chunks; ++c) {
+            const int t = pk->owner[c];
+            memcpy(col + pk->to[c], pk->col[t] + pk->from[c], sizeof(int32_t) * (size_t)pk->count[c]);
+            memcpy(val + pk->to[c], pk->val[t] + pk->from[c], sizeof(float) * (size_t)pk->count[c]);
+        }
     }
     packed_free(pk);
 }

@@ -162,6 +162,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sl_finite.restype = ctypes.c_int
     lib.sl_compress_begin.argtypes = [i64, i64, p, p, p]
     lib.sl_compress_begin.restype = p
+    lib.sl_compress_product_begin.argtypes = [i64, i64, p, p, p, i64, p, p, ctypes.c_double, p]
+    lib.sl_compress_product_begin.restype = p
     lib.sl_compress_end.argtypes = [p, p, p]
     lib.sl_compress_end.restype = None
     lib.sl_event_matmul.argtypes = [i64, i64, p, p, p, p, p]
