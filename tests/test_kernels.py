@@ -1083,6 +1083,7 @@ def test_compression_drops_the_product_of_rows_far_denser_than_the_limit(burst):
         torch.testing.assert_close(w.grad, torch.ones(2000, 40).T @ x, rtol=1e-5, atol=1e-4)
         w.grad = None
 
+
 @pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
 @pytest.mark.parametrize(("k", "m"), [(90, 20), (90, 64), (90, 70), (90, 256), (90, 300),
                                       (400, 40), (700, 512)])
@@ -1108,6 +1109,28 @@ def test_event_weight_grad_equals_the_dense_product_on_any_thread_count(k, m):
         none = Compressed(torch.zeros(300, k)).weight_grad(dy[:300])
         assert torch.equal(none, torch.zeros(k, m))  # no events: zeros, not leftovers
 
+
+@pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
+@pytest.mark.parametrize("m", [1, 7, 16, 20, 33, 64])
+def test_narrow_event_weight_grad_equals_narrower_instruction_sets(narrow_libs, m):
+    """A narrow weight gradient (a readout's: dy rows in masked AVX-512 registers where the
+    build has them) gives the same floats as the AVX2 and plain-C builds: each entry summed in
+    event order, graded and unit events."""
+    from spikeloop.kernels import Compressed
+
+    g = torch.Generator().manual_seed(m)
+    x = (torch.rand(600, 50, generator=g) < 0.2).float()
+    x[::5] *= torch.randn(x[::5].shape, generator=g)
+    dy = torch.randn(600, m, generator=g)
+    c = Compressed(x)
+    for _n in thread_counts():
+        got = c.weight_grad(dy)
+        for extra, lib in narrow_libs:
+            out = torch.full((50, m), float("nan"))
+            assert lib.sl_event_weight_grad_rows(600, 50, m, c.row_ptr.data_ptr(),
+                                                 c.col.data_ptr(), c.val.data_ptr(),
+                                                 dy.data_ptr(), out.data_ptr()) == 0
+            assert torch.equal(out, got), (extra, m)
 
 
 @pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")

@@ -1248,6 +1248,34 @@ int sl_event_weight_grad_rows(int64_t R, int64_t K, int64_t M, const int64_t *ro
                 weight_grad_block(K, M, start, rows, vals, dy, acc);
             }
         } else if (!blocked) {
+#if defined(__AVX512F__)
+            if (M <= 64) { /* a narrow result (a readout): each row of dy in up to four
+                            * masked registers, added into each event's row of acc */
+                __mmask16 mk[4];
+                for (int q = 0; q < 4; ++q) {
+                    const int64_t left = M - 16 * q;
+                    mk[q] = left >= 16 ? (__mmask16)0xFFFF
+                                       : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+                }
+                const int nv = (int)((M + 15) / 16);
+                for (int64_t r = r0; r < r1; ++r) {
+                    __m512 d[4];
+                    for (int q = 0; q < nv; ++q)
+                        d[q] = _mm512_maskz_loadu_ps(mk[q], dy + r * M + 16 * q);
+                    for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
+                        float *restrict w = acc + (int64_t)col[p] * M;
+                        const float a = val[p];
+                        for (int q = 0; q < nv; ++q) {
+                            const __m512 old = _mm512_maskz_loadu_ps(mk[q], w + 16 * q);
+                            const __m512 add = a == 1.0f ? d[q]
+                                                         : _mm512_mul_ps(_mm512_set1_ps(a), d[q]);
+                            _mm512_mask_storeu_ps(w + 16 * q, mk[q], _mm512_add_ps(old, add));
+                        }
+                    }
+                }
+                r0 = r1; /* (done) */
+            }
+#endif
             for (int64_t r = r0; r < r1; ++r) {
                 const float *restrict d = dy + r * M;
                 for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
