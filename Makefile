@@ -33,8 +33,9 @@ lint: $(STAMP)
 
 # The suite runs in one worker process per core (pytest-xdist), each test file in one worker
 # (the tests of a file may share state: one torchrun launch, the property suite's case count);
-# `-p no:xdist` runs it in one process.
-test: lint espeak-ng
+# `-p no:xdist` runs it in one process. The robustness benchmark's tiny run reads Fashion-MNIST
+# (the Debian package, installed when missing, as espeak-ng for the speech tests).
+test: lint espeak-ng fashion-mnist
 	$(PY) -m pytest -q -n auto --dist loadfile
 
 # The site: strict, so a broken link or reference, or a generated page that fails, is an error.
