@@ -535,6 +535,9 @@ class Compressed:
     """Non-zero entries of a ``[R, K]`` float32 CPU matrix, row by row (CSR; needs the native
     kernels: check :func:`spikeloop.kernels.native.usable` first)."""
 
+    product: Tensor | None = None
+    """``x @ w_t`` where the compression summed it (``__init__`` with ``w_t``), else ``None``."""
+
     def __init__(self, x: Tensor, w_t: Tensor | None = None, max_density: float = 1.0) -> None:
         """Compress ``x`` in one pass. With ``w_t [K, M]`` the same pass also sums each row's
         events into ``self.product`` ``= x @ w_t`` (the floats of :meth:`matmul`) while the row
@@ -544,7 +547,6 @@ class Compressed:
         rows, cols = x.shape
         self.rows, self.cols = rows, cols
         self.row_ptr = torch.empty(rows + 1, dtype=torch.int64)
-        self.product: Tensor | None = None
         nnz = ctypes.c_int64(0)
         if w_t is None:
             handle = lib.sl_compress_begin(rows, cols, x.data_ptr(), self.row_ptr.data_ptr(),
