@@ -801,10 +801,11 @@ def test_coefficient_cache_survives_inference_mode_then_training():
 
 
 @pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
-def test_recurrent_weight_gradient_reads_the_projections_event_list(monkeypatch):
-    """A recurrent loop's weight gradient takes its spikes' events from the list the projection
-    reading them made (no second compression of the spikes): the same gradients to the bit,
-    one compression fewer per step."""
+def test_recurrent_loop_lists_its_spikes_for_its_weight_gradient_and_their_reader(monkeypatch):
+    """With a gradient, a recurrent loop keeps the list of its spikes that its recurrent product
+    finds anyway; the projection reading the spikes and the loop's weight gradient take it: no
+    pass over the spikes (the input is compressed, and the initial state for the first step's
+    term), the same gradients to the bit as with the projection compressing them itself."""
     from spikeloop.kernels import fused
 
     x = (torch.rand(40, 4, 6) < 0.3).float()
@@ -833,9 +834,54 @@ def test_recurrent_weight_gradient_reads_the_projections_event_list(monkeypatch)
         grads.append([p.grad.clone() for p in net.parameters()])
         made.append(count[0])
         monkeypatch.undo()
-    assert made[0] == made[1] - 1
+    assert made == [2, 3]
     for a, b in zip(*grads, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
+@pytest.mark.parametrize(("steps", "batch"), [(1, 1), (7, 5), (40, 4)])
+def test_recurrent_loops_spike_list_is_the_compression_of_its_spikes(steps, batch):
+    """The list a recurrent loop keeps (rows of every step, each thread's share of the batch,
+    the last step's rows listed at the end) has the CSR arrays of a compression of its spikes,
+    observed non-binary spikes included, on one thread and on two; without a gradient there is
+    none; a projection reading the spikes gives the floats and gradients of one reading a copy,
+    and after the spikes are changed in place it reads them, not the stale list (every input
+    density taken by the event path: max_density = 1)."""
+    from spikeloop.kernels import Compressed, fused
+    from spikeloop.kernels.fused import LoopConfig, neuron_loop
+
+    n = 9
+    g = torch.Generator().manual_seed(steps * 10 + batch)
+    x = 1.5 * torch.rand(steps, batch, n, generator=g)
+    wrec = (0.5 * torch.randn(n, n, generator=g)).requires_grad_(True)
+    w = torch.randn(3, n, generator=g, requires_grad=True)
+    coef = {"beta": 0.9, "rest": 0.0, "alpha": 0.8, "gain": 1.0, "thr": 1.0, "vreset": 0.0}
+    state = tuple(torch.zeros(batch, n) for _ in range(4))
+    cfg = LoopConfig(spiking=True, surrogate=SuperSpike(10.0))
+    seen = (torch.rand(steps, batch, n, generator=g) < 0.3) * 0.5
+    for _threads in thread_counts():
+        for observed in ((None, None), (None, seen)):
+            z = neuron_loop(cfg, x, coef, state, wrec, observed)[1]
+            listed = getattr(z, fused._SPIKE_SLOT)[0]
+            plain = Compressed(z.detach().reshape(-1, n).contiguous())
+            for name in ("row_ptr", "col", "val"):
+                assert torch.equal(getattr(listed, name), getattr(plain, name)), name
+            y = event_linear(z, w, max_density=1.0)  # from the list
+            y_copy = event_linear(z.detach().clone().requires_grad_(True), w,
+                                  max_density=1.0)
+            assert torch.equal(y, y_copy)
+            (gw,) = torch.autograd.grad(y.square().sum(), w)
+            (gw_copy,) = torch.autograd.grad(y_copy.square().sum(), w)
+            assert torch.equal(gw, gw_copy)
+        with torch.no_grad():
+            z = neuron_loop(cfg, x, coef, state, wrec)[1]
+            assert getattr(z, fused._SPIKE_SLOT) == []
+        z = neuron_loop(cfg, x, coef, state, wrec)[1]
+        with torch.no_grad():
+            z.mul_(2.0)  # (after the list was made)
+        fresh = event_linear(z.detach().clone(), w, max_density=1.0)
+        assert torch.equal(event_linear(z, w, max_density=1.0), fresh)
 
 
 def test_parameters_changed_in_place_reach_the_fused_loop_between_runs():

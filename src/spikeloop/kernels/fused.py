@@ -285,13 +285,15 @@ def _torch_backward(cfg, out_v, out_z, sg, v0, ip, mask, beta, alpha, gain, thr,
 class _NeuronLoop(Function):
     @staticmethod
     def forward(ctx, cfg, x, beta, rest, alpha, gain, thr, vreset, v0, i0, r0, z0, wrec,
-                obs_v, obs_z, record_current, record_v, rho, kappa, coupling, jump, vleak, w0):
+                obs_v, obs_z, record_current, record_v, rho, kappa, coupling, jump, vleak, w0,
+                grad):
         steps, batch, n = x.shape
         want_ip = any(ctx.needs_input_grad[i] for i in (2, 4, 5))  # beta, alpha, gain
         want_w = cfg.adaptive and any(ctx.needs_input_grad[i] for i in (17, 18))  # rho, kappa
         engine = _engine(cfg, x, wrec, obs_v, obs_z)
         w_t, ws = x.new_empty(0), None
         ctx.wrec_t = None
+        listed = None  # the spikes' event list, where the native loop made it
         if engine == "native":
             lib = native.library()
             native.set_threads()
@@ -309,13 +311,24 @@ class _NeuronLoop(Function):
                 w_t = w0.clone()
                 ws = torch.empty_like(x) if want_w else None
             p = native.ptr
+            # with a gradient (grad: autograd records this run), a recurrent loop lists its
+            # spikes (the recurrent product finds each row's spikes anyway): its weight
+            # gradient reads the list, and so does a projection reading them (without one,
+            # that projection's single pass is quicker)
+            row_ptr = (torch.empty(steps * batch + 1, dtype=torch.int64)
+                       if cfg.spiking and wrec is not None and grad else None)
+            handle = ctypes.c_void_p()
             lib.sl_neuron_forward(
                 _shape(steps, batch, n, cfg), p(x), p(beta), p(rest), p(alpha), p(gain), p(thr),
                 p(vreset), p(v), p(i), p(r), p(z), p(wrec_t), p(obs_v),
                 p(obs_z) if cfg.spiking else None, p(out_v) if record_v else None,
                 p(out_z) if cfg.spiking else None,
                 p(out_i) if record_current else None, p(ip), p(mask), p(rho), p(kappa),
-                p(coupling), p(jump), p(vleak), p(w_t) if cfg.adaptive else None, p(ws))
+                p(coupling), p(jump), p(vleak), p(w_t) if cfg.adaptive else None, p(ws),
+                p(row_ptr), ctypes.byref(handle) if row_ptr is not None else None)
+            if handle.value:
+                listed = Compressed.from_handle(n, row_ptr, handle.value)
+                listed.version = out_z._version
             # the last spikes (a copy: outputs of one node must not alias)
             last = out_z[-1].clone() if cfg.spiking else x.new_empty(0)
             z_t = z if wrec is not None else last
@@ -332,10 +345,12 @@ class _NeuronLoop(Function):
             if mask is not None:
                 mask = mask.to(torch.uint8)
         ctx.cfg, ctx.engine, ctx.record_current = cfg, engine, record_current
-        # a recurrent loop's native weight gradient needs its spikes as events; a projection
-        # that lists them anyway (event_linear) leaves its list in this slot (_spike_slot)
-        ctx.spike_slot = [] if wrec is not None and cfg.spiking and engine == "native" else None
-        if ctx.spike_slot is not None:
+        # the spikes' event list, for a projection that reads them (event_linear) and a
+        # recurrent loop's native weight gradient; where the loop did not list them, a
+        # projection that does leaves its list in this slot (_spike_slot)
+        ctx.spike_slot = None
+        if listed is not None or (wrec is not None and cfg.spiking and engine == "native"):
+            ctx.spike_slot = [listed] if listed is not None else []
             setattr(out_z, _SPIKE_SLOT, ctx.spike_slot)
         ctx.save_for_backward(out_v, out_z, v0, ip, mask, beta, alpha, gain, thr, vreset, wrec,
                               z0, ws, rho, kappa, coupling, jump, vleak)
@@ -412,7 +427,7 @@ class _NeuronLoop(Function):
                 dz0 if need[11] and wrec is not None else None, d_w, None, None, None, None,
                 *(d_adapt[k] if d_adapt is not None and need[17 + k] else None
                   for k in range(5)),
-                dw0 if need[22] else None)
+                dw0 if need[22] else None, None)
 
 
 def per_neuron(value: Any, n: int, like: Tensor) -> Tensor:
@@ -515,7 +530,7 @@ def neuron_loop(
     record_v = record_v or grad or not cfg.spiking
     return LoopResult(_NeuronLoop.apply(cfg, *tensors,
                                         wrec.contiguous() if wrec is not None else None, *seen,
-                                        record_current, record_v, *adapt))
+                                        record_current, record_v, *adapt, grad))
 
 
 # ----------------------------------------------------------------------------- projections
@@ -537,6 +552,9 @@ class Compressed:
 
     product: Tensor | None = None
     """``x @ w_t`` where the compression summed it (``__init__`` with ``w_t``), else ``None``."""
+    version: int | None = None
+    """The listed tensor's ``_version`` when the list was made, where it can be changed in
+    place afterwards (a loop's spikes): the list stands for it only while that holds."""
 
     def __init__(self, x: Tensor, w_t: Tensor | None = None, max_density: float = 1.0) -> None:
         """Compress ``x`` in one pass. With ``w_t [K, M]`` the same pass also sums each row's
@@ -568,6 +586,23 @@ class Compressed:
             lib.sl_compress_end(handle, None, None)  # frees the buffers
             raise
         lib.sl_compress_end(handle, self.col.data_ptr(), self.val.data_ptr())
+
+    @classmethod
+    def from_handle(cls, cols: int, row_ptr: Tensor, handle: int) -> Compressed:
+        """The events a native kernel listed into per-thread buffers (``handle``, freed here)
+        with their CSR offsets in ``row_ptr [R+1]``."""
+        lib = native.library()
+        self = cls.__new__(cls)
+        self.rows, self.cols = row_ptr.numel() - 1, cols
+        self.row_ptr, self.nnz = row_ptr, int(row_ptr[-1])
+        try:
+            self.col = torch.empty(self.nnz, dtype=torch.int32)
+            self.val = torch.empty(self.nnz, dtype=torch.float32)
+        except BaseException:
+            lib.sl_compress_end(handle, None, None)  # frees the buffers
+            raise
+        lib.sl_compress_end(handle, self.col.data_ptr(), self.val.data_ptr())
+        return self
 
     @classmethod
     def from_csr(cls, cols: int, row_ptr: Tensor, col: Tensor, val: Tensor) -> Compressed:
@@ -918,7 +953,12 @@ def event_linear(
     lead = x.shape[:-1]
     x2 = x.detach().reshape(-1, x.shape[-1]).contiguous()
     native.set_threads()
-    if not torch.is_grad_enabled():  # one pass, no event list (none is kept for a backward)
+    slot = _spike_slot(x)  # a fused recurrent loop's spikes: the list it made of them, if any
+    listed = slot[0] if slot else None
+    if listed is not None and ((listed.rows, listed.cols) != tuple(x2.shape)
+                               or listed.version != x._version):  # (x changed in place)
+        listed = None
+    if listed is None and not torch.is_grad_enabled():  # one pass, no list (no backward)
         w_t = transposed(weight.detach())
         y = torch.empty(x2.shape[0], weight.shape[0], dtype=torch.float32)
         bad = ctypes.c_int(0)
@@ -936,10 +976,9 @@ def event_linear(
     # Wᵀ before the pass over x: the parameter check has just read W, x would evict it; the
     # pass lists x's events and sums each row's into the product while the row is in cache
     w_t = transposed(weight.detach())
-    compressed = Compressed(x2, w_t, max_density)
+    compressed = listed if listed is not None else Compressed(x2, w_t, max_density)
     _check_finite(compressed.val, check_finite)  # every non-finite entry is an event
-    slot = _spike_slot(x)
-    if slot is not None:  # a recurrent loop's spikes: its weight gradient reads this list too
+    if slot is not None and listed is None:  # the loop's weight gradient reads this list too
         slot[:] = [compressed]
     if compressed.nnz > max_density * x2.numel():
         compressed.product = None

@@ -196,6 +196,16 @@ INLINE void accumulate_row(int64_t M, int64_t n, const int32_t *restrict idx,
     accumulate_row_at(M, n, idx, 0, val, w_t, yr);
 }
 
+/* Per-thread event lists (defined with the event-driven projection below): a recurrent loop
+ * keeps there the spikes its recurrent product finds. */
+typedef struct Packed Packed;
+static Packed *packed_new(int threads, int64_t chunks, int64_t first);
+static void packed_free(Packed *pk);
+static int packed_add(Packed *pk, int id, const int32_t *idx, const float *val, int64_t n);
+static void packed_chunk_begin(Packed *pk, int64_t c, int id, int64_t first);
+static void packed_chunk_end(Packed *pk, int64_t c);
+static int64_t packed_finish(Packed *pk, int64_t R, int64_t *row_ptr);
+
 /* ------------------------------------------------------------------ neuron forward */
 /* One time step of one batch row. The flags (spiking, subtract, refrac, recurrent) are
  * compile-time constants at every call site, and the loop body has no other branches, so every
@@ -290,23 +300,42 @@ INLINE void forward_row(const int64_t N, const int spiking, const int subtract, 
  * recorded outputs then follow the observation (the synaptic current stays the model's).
  * Any of out_v, out_z, out_i may be NULL: that recording is skipped (written to a scratch row).
  * Adaptation (spiking populations only): w [B,N] in/out (NULL: none) with coefficients rho,
- * kappa, acoup, bjump, vleak [N]; out_w [T,B,N] (may be NULL) receives w before each step. */
+ * kappa, acoup, bjump, vleak [N]; out_w [T,B,N] (may be NULL) receives w before each step.
+ * Spike list (ev_row_ptr non-NULL, recurrent and spiking with out_z): the recurrent product
+ * finds the spikes of each row of the previous step anyway; they are kept in per-thread buffers
+ * (the last step's rows listed at the end), the same CSR arrays as sl_compress_begin on out_z;
+ * ev_row_ptr [T*B+1] receives the offsets and *ev_handle the handle for sl_compress_end (NULL
+ * if memory ran out: no list). */
 void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const float *rest,
                        const float *alpha, const float *gain, const float *thr,
                        const float *vreset, float *v, float *i, float *r, float *zprev,
                        const float *wrec_t, const float *obs_v, const float *obs_z, float *out_v,
                        float *out_z, float *out_i, float *ip, uint8_t *mask, const float *rho,
                        const float *kappa, const float *acoup, const float *bjump,
-                       const float *vleak, float *w, float *out_w) {
+                       const float *vleak, float *w, float *out_w, int64_t *ev_row_ptr,
+                       void **ev_handle) {
     const int64_t T = s->T, B = s->B, N = s->N;
     const int spiking = s->spiking, subtract = s->reset_mode == 1, refrac = s->refrac_steps > 0;
     const int adaptive = spiking && w != NULL;
-#pragma omp parallel
+    int most = 1;
+#ifdef _OPENMP
+    most = omp_get_max_threads();
+#endif
+    /* chunk t * most + thread: a thread's rows of step t (a first guess of 1/16 spiking) */
+    Packed *pk = ev_row_ptr && spiking && out_z && wrec_t
+                     ? packed_new(most, T * most, (B / most + 1) * T * N / 16 + N + 16)
+                     : NULL;
+    int unlisted = 0;
+#pragma omp parallel num_threads(most) reduction(| : unlisted)
     {
         /* each thread owns a contiguous range of batch rows and walks time outside, so that
          * it streams through [t, b0:b1, :] blocks that lie contiguously in memory */
         int64_t b0, b1;
         thread_range(B, &b0, &b1);
+        int id = 0;
+#ifdef _OPENMP
+        id = omp_get_thread_num();
+#endif
         float *rec = NULL, *val = NULL;
         int32_t *idx = NULL;
         if (wrec_t) {
@@ -321,6 +350,7 @@ void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const 
         float *sink = (float *)malloc(sizeof(float) * (5 * N + 1));
         uint8_t *sink_mask = (uint8_t *)malloc(N + 1);
         for (int64_t t = 0; t < T; ++t) {
+            if (pk && t > 0) packed_chunk_begin(pk, (t - 1) * most + id, id, (t - 1) * B + b0);
             for (int64_t b = b0; b < b1; ++b) {
                 const int64_t off = (t * B + b) * N;
                 float *vb = v + b * N, *ib = i + b * N, *rb = r + b * N;
@@ -330,6 +360,12 @@ void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const 
                     const int64_t n = row_events(zb, N, idx);
                     for (int64_t e = 0; e < n; ++e) val[e] = zb[idx[e]];
                     accumulate_row(N, n, idx, val, wrec_t, rec);
+                    if (pk && t > 0 && !unlisted) { /* zb: the spikes of step t - 1 */
+                        if (packed_add(pk, id, idx, val, n))
+                            unlisted = 1;
+                        else
+                            ev_row_ptr[(t - 1) * B + b + 1] = n;
+                    }
                 }
                 if (!spiking)
                     FORWARD_ROW_RC(0, 0, 0, 0);
@@ -339,6 +375,20 @@ void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const 
                     FORWARD_SPIKING(0);
                 if (zb) memcpy(zb, (out_z ? out_z : obs_z) + off, sizeof(float) * N);
             }
+            if (pk && t > 0) packed_chunk_end(pk, (t - 1) * most + id);
+        }
+        if (pk && T > 0) { /* the last step's spikes: no next step lists them */
+            packed_chunk_begin(pk, (T - 1) * most + id, id, (T - 1) * B + b0);
+            for (int64_t b = b0; b < b1 && !unlisted; ++b) {
+                const float *zb = zprev + b * N;
+                const int64_t n = row_events(zb, N, idx);
+                for (int64_t e = 0; e < n; ++e) val[e] = zb[idx[e]];
+                if (packed_add(pk, id, idx, val, n))
+                    unlisted = 1;
+                else
+                    ev_row_ptr[(T - 1) * B + b + 1] = n;
+            }
+            packed_chunk_end(pk, (T - 1) * most + id);
         }
         free(rec);
         free(val);
@@ -347,6 +397,13 @@ void sl_neuron_forward(const Shape *s, const float *x, const float *beta, const 
         free(ones);
         free(sink);
         free(sink_mask);
+    }
+    if (ev_handle) *ev_handle = NULL;
+    if (pk && unlisted) {
+        packed_free(pk);
+    } else if (pk) {
+        packed_finish(pk, T * B, ev_row_ptr);
+        if (ev_handle) *ev_handle = pk;
     }
 }
 
@@ -887,16 +944,19 @@ INLINE int64_t compress_one_row(const float *restrict xr, int64_t K, int32_t *re
 #endif
 }
 
-typedef struct {
+struct Packed {
     int threads;    /* buffers in use */
     int32_t **col;  /* [threads] */
     float **val;    /* [threads] */
-    int64_t chunks; /* row chunks, handed out to threads as they finish */
+    int64_t *fill;  /* [threads] entries in each buffer */
+    int64_t *cap;   /* [threads] room in each buffer */
+    int64_t chunks; /* row chunks, each listed by one thread */
     int *owner;     /* [chunks] the thread whose buffer holds the chunk's entries */
     int64_t *from;  /* [chunks] where they start in that buffer */
-    int64_t *to;    /* [chunks] where they start in col/val (row_ptr at the chunk's first row) */
+    int64_t *to;    /* [chunks] the chunk's first row, then (packed_finish) where its entries
+                     * start in col/val (row_ptr at that row) */
     int64_t *count; /* [chunks] how many */
-} Packed;
+};
 
 static void packed_free(Packed *pk) {
     if (!pk) return;
@@ -906,11 +966,102 @@ static void packed_free(Packed *pk) {
     }
     free(pk->col);
     free(pk->val);
+    free(pk->fill);
+    free(pk->cap);
     free(pk->owner);
     free(pk->from);
     free(pk->to);
     free(pk->count);
     free(pk);
+}
+
+/* Buffers for `threads` threads (each with room for `first` entries, grown as needed) and
+ * `chunks` chunks (empty until listed); NULL if memory ran out. */
+static Packed *packed_new(int threads, int64_t chunks, int64_t first) {
+    const size_t nc = (size_t)(chunks > 0 ? chunks : 1), nt = (size_t)threads;
+    Packed *pk = (Packed *)calloc(1, sizeof(Packed));
+    if (!pk) return NULL;
+    pk->threads = threads;
+    pk->chunks = chunks;
+    pk->col = (int32_t **)calloc(nt, sizeof(int32_t *));
+    pk->val = (float **)calloc(nt, sizeof(float *));
+    pk->fill = (int64_t *)calloc(nt, sizeof(int64_t));
+    pk->cap = (int64_t *)calloc(nt, sizeof(int64_t));
+    pk->owner = (int *)calloc(nc, sizeof(int));
+    pk->from = (int64_t *)calloc(nc, sizeof(int64_t));
+    pk->to = (int64_t *)calloc(nc, sizeof(int64_t));
+    pk->count = (int64_t *)calloc(nc, sizeof(int64_t));
+    int bad = !pk->col || !pk->val || !pk->fill || !pk->cap || !pk->owner || !pk->from ||
+              !pk->to || !pk->count;
+    for (int t = 0; t < threads && !bad; ++t) {
+        pk->col[t] = (int32_t *)malloc(sizeof(int32_t) * (size_t)first);
+        pk->val[t] = (float *)malloc(sizeof(float) * (size_t)first);
+        pk->cap[t] = first;
+        bad = !pk->col[t] || !pk->val[t];
+    }
+    if (bad) {
+        packed_free(pk);
+        return NULL;
+    }
+    return pk;
+}
+
+/* The non-zero entries of one row (K floats) appended to thread id's buffer (grown when it has
+ * less than K + 16 left: the packed paths store 8 or 16 lanes at a time); returns their number,
+ * or -1 if memory ran out. */
+static int64_t packed_append(Packed *pk, int id, const float *row, int64_t K) {
+    int64_t n = pk->fill[id];
+    if (n + K + 16 > pk->cap[id]) {
+        const int64_t cap = 2 * pk->cap[id] + K + 16;
+        int32_t *c2 = (int32_t *)realloc(pk->col[id], sizeof(int32_t) * (size_t)cap);
+        if (c2) pk->col[id] = c2;
+        float *v2 = (float *)realloc(pk->val[id], sizeof(float) * (size_t)cap);
+        if (v2) pk->val[id] = v2;
+        if (!c2 || !v2) return -1;
+        pk->cap[id] = cap;
+    }
+    const int64_t count = compress_one_row(row, K, pk->col[id] + n, pk->val[id] + n);
+    pk->fill[id] = n + count;
+    return count;
+}
+
+/* n events (idx, val) appended to thread id's buffer; 0, or -1 if memory ran out. */
+static int packed_add(Packed *pk, int id, const int32_t *idx, const float *val, int64_t n) {
+    const int64_t at = pk->fill[id];
+    if (at + n + 16 > pk->cap[id]) {
+        const int64_t cap = 2 * pk->cap[id] + n + 16;
+        int32_t *c2 = (int32_t *)realloc(pk->col[id], sizeof(int32_t) * (size_t)cap);
+        if (c2) pk->col[id] = c2;
+        float *v2 = (float *)realloc(pk->val[id], sizeof(float) * (size_t)cap);
+        if (v2) pk->val[id] = v2;
+        if (!c2 || !v2) return -1;
+        pk->cap[id] = cap;
+    }
+    memcpy(pk->col[id] + at, idx, sizeof(int32_t) * (size_t)n);
+    memcpy(pk->val[id] + at, val, sizeof(float) * (size_t)n);
+    pk->fill[id] = at + n;
+    return 0;
+}
+
+/* Chunk c starts at row `first` and is listed by thread id from its buffer's current fill on;
+ * packed_chunk_end closes it. */
+static void packed_chunk_begin(Packed *pk, int64_t c, int id, int64_t first) {
+    pk->owner[c] = id;
+    pk->from[c] = pk->fill[id];
+    pk->to[c] = first;
+}
+
+static void packed_chunk_end(Packed *pk, int64_t c) {
+    pk->count[c] = pk->fill[pk->owner[c]] - pk->from[c];
+}
+
+/* row_ptr [R+1] holds each row's count at r + 1: summed into the CSR offsets, and each chunk's
+ * first row turned into where its entries start; returns the total. */
+static int64_t packed_finish(Packed *pk, int64_t R, int64_t *row_ptr) {
+    row_ptr[0] = 0;
+    for (int64_t r = 0; r < R; ++r) row_ptr[r + 1] += row_ptr[r];
+    for (int64_t c = 0; c < pk->chunks; ++c) pk->to[c] = row_ptr[pk->to[c]];
+    return row_ptr[R];
 }
 
 /* Rows per chunk of the compression's dynamic schedule (events cluster in time, so equal shares
@@ -931,20 +1082,9 @@ static void *compress_rows(int64_t R, int64_t K, const float *x, int64_t *row_pt
     most = omp_get_max_threads();
 #endif
     const int64_t chunks = (R + COMPRESS_CHUNK - 1) / COMPRESS_CHUNK;
-    const size_t nc = (size_t)(chunks > 0 ? chunks : 1);
-    Packed *pk = (Packed *)calloc(1, sizeof(Packed));
-    if (pk) {
-        pk->col = (int32_t **)calloc((size_t)most, sizeof(int32_t *));
-        pk->val = (float **)calloc((size_t)most, sizeof(float *));
-        pk->threads = most;
-        pk->chunks = chunks;
-        pk->owner = (int *)calloc(nc, sizeof(int));
-        pk->from = (int64_t *)calloc(nc, sizeof(int64_t));
-        pk->to = (int64_t *)calloc(nc, sizeof(int64_t));
-        pk->count = (int64_t *)calloc(nc, sizeof(int64_t));
-    }
-    if (!pk || !pk->col || !pk->val || !pk->owner || !pk->from || !pk->to || !pk->count) {
-        packed_free(pk);
+    /* a first guess of 1/16 of an equal share of the entries, doubled as needed */
+    Packed *pk = packed_new(most, chunks, (R / most + 1) * K / 16 + K + 16);
+    if (!pk) {
         *nnz = -1;
         return NULL;
     }
@@ -955,58 +1095,39 @@ static void *compress_rows(int64_t R, int64_t K, const float *x, int64_t *row_pt
 #ifdef _OPENMP
         id = omp_get_thread_num();
 #endif
-        /* room for K + 16 beyond the filled part (the packed paths store 8 or 16 lanes at a
-         * time); a first guess of 1/16 of an equal share, doubled as needed */
-        int64_t cap = (R / most + 1) * K / 16 + K + 16, n = 0, rows = 0;
-        int32_t *col = (int32_t *)malloc(sizeof(int32_t) * (size_t)cap);
-        float *val = (float *)malloc(sizeof(float) * (size_t)cap);
-        failed = !col || !val;
+        int64_t rows = 0;
         int sum = w_t != NULL;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t c = 0; c < chunks; ++c) {
-            const int64_t r1 = (c + 1) * COMPRESS_CHUNK < R ? (c + 1) * COMPRESS_CHUNK : R;
-            pk->owner[c] = id;
-            pk->from[c] = n;
-            for (int64_t r = c * COMPRESS_CHUNK; r < r1 && !failed; ++r) {
-                if (n + K + 16 > cap) {
-                    cap = 2 * cap + K + 16;
-                    int32_t *c2 = (int32_t *)realloc(col, sizeof(int32_t) * (size_t)cap);
-                    if (c2) col = c2;
-                    float *v2 = (float *)realloc(val, sizeof(float) * (size_t)cap);
-                    if (v2) val = v2;
-                    if (!c2 || !v2) {
-                        failed = 1;
-                        break;
-                    }
+            const int64_t r0 = c * COMPRESS_CHUNK, r1 = r0 + COMPRESS_CHUNK < R ? r0 + COMPRESS_CHUNK : R;
+            packed_chunk_begin(pk, c, id, r0);
+            for (int64_t r = r0; r < r1 && !failed; ++r) {
+                const int64_t count = packed_append(pk, id, x + r * K, K);
+                if (count < 0) {
+                    failed = 1;
+                    break;
                 }
-                const int64_t count = compress_one_row(x + r * K, K, col + n, val + n);
                 row_ptr[r + 1] = count;
                 if (sum) {
                     ++rows;
-                    if ((double)(n + count) >
-                        2.0 * density * (double)(K * rows) + 16.0 * (double)K) {
+                    if ((double)pk->fill[id] > 2.0 * density * (double)(K * rows) + 16.0 * (double)K) {
                         sum = 0;
                         over = 1;
                     } else {
-                        accumulate_row(M, count, col + n, val + n, w_t, y + r * M);
+                        const int64_t at = pk->fill[id] - count;
+                        accumulate_row(M, count, pk->col[id] + at, pk->val[id] + at, w_t, y + r * M);
                     }
                 }
-                n += count;
             }
-            pk->count[c] = n - pk->from[c];
+            packed_chunk_end(pk, c);
         }
-        pk->col[id] = col;
-        pk->val[id] = val;
     }
     if (failed) {
         packed_free(pk);
         *nnz = -1;
         return NULL;
     }
-    row_ptr[0] = 0;
-    for (int64_t r = 0; r < R; ++r) row_ptr[r + 1] += row_ptr[r];
-    for (int64_t c = 0; c < chunks; ++c) pk->to[c] = row_ptr[c * COMPRESS_CHUNK];
-    *nnz = row_ptr[R];
+    *nnz = packed_finish(pk, R, row_ptr);
     if (product) *product = w_t != NULL && !over;
     return pk;
 }

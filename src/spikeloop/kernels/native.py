@@ -149,7 +149,7 @@ def load(name: str, sources: Sequence[Path],
 
 def _declare(lib: ctypes.CDLL) -> None:
     p, i64 = ctypes.c_void_p, ctypes.c_int64
-    lib.sl_neuron_forward.argtypes = [ctypes.POINTER(Shape)] + [p] * 26
+    lib.sl_neuron_forward.argtypes = [ctypes.POINTER(Shape)] + [p] * 28
     lib.sl_neuron_forward.restype = None
     f32 = ctypes.c_float
     lib.sl_neuron_backward.argtypes = ([ctypes.POINTER(Shape)] + [p] * 41
