@@ -579,6 +579,12 @@ class Compressed:
         if handle is None:
             raise MemoryError(f"Compressed: no memory for the events of a {rows} x {cols} input")
         self.nnz = nnz.value
+        self._take(handle)
+
+    def _take(self, handle: int) -> None:
+        """``col`` and ``val`` (``self.nnz`` entries) copied from the per-thread buffers of a
+        native listing (``handle``), which are freed."""
+        lib = native.library()
         try:
             self.col = torch.empty(self.nnz, dtype=torch.int32)
             self.val = torch.empty(self.nnz, dtype=torch.float32)
@@ -591,17 +597,10 @@ class Compressed:
     def from_handle(cls, cols: int, row_ptr: Tensor, handle: int) -> Compressed:
         """The events a native kernel listed into per-thread buffers (``handle``, freed here)
         with their CSR offsets in ``row_ptr [R+1]``."""
-        lib = native.library()
         self = cls.__new__(cls)
         self.rows, self.cols = row_ptr.numel() - 1, cols
         self.row_ptr, self.nnz = row_ptr, int(row_ptr[-1])
-        try:
-            self.col = torch.empty(self.nnz, dtype=torch.int32)
-            self.val = torch.empty(self.nnz, dtype=torch.float32)
-        except BaseException:
-            lib.sl_compress_end(handle, None, None)  # frees the buffers
-            raise
-        lib.sl_compress_end(handle, self.col.data_ptr(), self.val.data_ptr())
+        self._take(handle)
         return self
 
     @classmethod

@@ -1006,20 +1006,26 @@ static Packed *packed_new(int threads, int64_t chunks, int64_t first) {
     return pk;
 }
 
-/* The non-zero entries of one row (K floats) appended to thread id's buffer (grown when it has
- * less than K + 16 left: the packed paths store 8 or 16 lanes at a time); returns their number,
- * or -1 if memory ran out. */
+/* Room for `room` more entries in thread id's buffer (grown to twice its size plus that);
+ * 0, or -1 if memory ran out. */
+static int packed_reserve(Packed *pk, int id, int64_t room) {
+    if (pk->fill[id] + room <= pk->cap[id]) return 0;
+    const int64_t cap = 2 * pk->cap[id] + room;
+    int32_t *c2 = (int32_t *)realloc(pk->col[id], sizeof(int32_t) * (size_t)cap);
+    if (c2) pk->col[id] = c2;
+    float *v2 = (float *)realloc(pk->val[id], sizeof(float) * (size_t)cap);
+    if (v2) pk->val[id] = v2;
+    if (!c2 || !v2) return -1;
+    pk->cap[id] = cap;
+    return 0;
+}
+
+/* The non-zero entries of one row (K floats) appended to thread id's buffer (room for K + 16:
+ * the packed paths store 8 or 16 lanes at a time); returns their number, or -1 if memory ran
+ * out. */
 static int64_t packed_append(Packed *pk, int id, const float *row, int64_t K) {
-    int64_t n = pk->fill[id];
-    if (n + K + 16 > pk->cap[id]) {
-        const int64_t cap = 2 * pk->cap[id] + K + 16;
-        int32_t *c2 = (int32_t *)realloc(pk->col[id], sizeof(int32_t) * (size_t)cap);
-        if (c2) pk->col[id] = c2;
-        float *v2 = (float *)realloc(pk->val[id], sizeof(float) * (size_t)cap);
-        if (v2) pk->val[id] = v2;
-        if (!c2 || !v2) return -1;
-        pk->cap[id] = cap;
-    }
+    if (packed_reserve(pk, id, K + 16)) return -1;
+    const int64_t n = pk->fill[id];
     const int64_t count = compress_one_row(row, K, pk->col[id] + n, pk->val[id] + n);
     pk->fill[id] = n + count;
     return count;
@@ -1027,16 +1033,8 @@ static int64_t packed_append(Packed *pk, int id, const float *row, int64_t K) {
 
 /* n events (idx, val) appended to thread id's buffer; 0, or -1 if memory ran out. */
 static int packed_add(Packed *pk, int id, const int32_t *idx, const float *val, int64_t n) {
+    if (packed_reserve(pk, id, n)) return -1;
     const int64_t at = pk->fill[id];
-    if (at + n + 16 > pk->cap[id]) {
-        const int64_t cap = 2 * pk->cap[id] + n + 16;
-        int32_t *c2 = (int32_t *)realloc(pk->col[id], sizeof(int32_t) * (size_t)cap);
-        if (c2) pk->col[id] = c2;
-        float *v2 = (float *)realloc(pk->val[id], sizeof(float) * (size_t)cap);
-        if (v2) pk->val[id] = v2;
-        if (!c2 || !v2) return -1;
-        pk->cap[id] = cap;
-    }
     memcpy(pk->col[id] + at, idx, sizeof(int32_t) * (size_t)n);
     memcpy(pk->val[id] + at, val, sizeof(float) * (size_t)n);
     pk->fill[id] = at + n;
