@@ -1097,7 +1097,8 @@ static void *compress_rows(int64_t R, int64_t K, const float *x, int64_t *row_pt
         int sum = w_t != NULL;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t c = 0; c < chunks; ++c) {
-            const int64_t r0 = c * COMPRESS_CHUNK, r1 = r0 + COMPRESS_CHUNK < R ? r0 + COMPRESS_CHUNK : R;
+            const int64_t r0 = c * COMPRESS_CHUNK;
+            const int64_t r1 = r0 + COMPRESS_CHUNK < R ? r0 + COMPRESS_CHUNK : R;
             packed_chunk_begin(pk, c, id, r0);
             for (int64_t r = r0; r < r1 && !failed; ++r) {
                 const int64_t count = packed_append(pk, id, x + r * K, K);
@@ -1108,12 +1109,14 @@ static void *compress_rows(int64_t R, int64_t K, const float *x, int64_t *row_pt
                 row_ptr[r + 1] = count;
                 if (sum) {
                     ++rows;
-                    if ((double)pk->fill[id] > 2.0 * density * (double)(K * rows) + 16.0 * (double)K) {
+                    const double most_events = 2.0 * density * (double)(K * rows) + 16.0 * K;
+                    if ((double)pk->fill[id] > most_events) {
                         sum = 0;
                         over = 1;
                     } else {
                         const int64_t at = pk->fill[id] - count;
-                        accumulate_row(M, count, pk->col[id] + at, pk->val[id] + at, w_t, y + r * M);
+                        accumulate_row(M, count, pk->col[id] + at, pk->val[id] + at, w_t,
+                                       y + r * M);
                     }
                 }
             }
@@ -1153,8 +1156,9 @@ void sl_compress_end(void *handle, int32_t *col, float *val) {
 #pragma omp parallel for schedule(static) num_threads(pk->threads)
         for (int64_t c = 0; c < pk->chunks; ++c) {
             const int t = pk->owner[c];
-            memcpy(col + pk->to[c], pk->col[t] + pk->from[c], sizeof(int32_t) * (size_t)pk->count[c]);
-            memcpy(val + pk->to[c], pk->val[t] + pk->from[c], sizeof(float) * (size_t)pk->count[c]);
+            const size_t n = (size_t)pk->count[c];
+            memcpy(col + pk->to[c], pk->col[t] + pk->from[c], sizeof(int32_t) * n);
+            memcpy(val + pk->to[c], pk->val[t] + pk->from[c], sizeof(float) * n);
         }
     }
     packed_free(pk);
