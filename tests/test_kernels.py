@@ -1099,7 +1099,6 @@ def test_event_products_with_clustered_events_cover_every_row(where):
         assert torch.equal(c.weight_grad(dy), got)
 
 
-
 @pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
 @pytest.mark.parametrize("burst", [64, 2000])
 def test_compression_drops_the_product_of_rows_far_denser_than_the_limit(burst):
