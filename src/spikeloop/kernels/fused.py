@@ -667,10 +667,9 @@ def event_weight_grad(x: Tensor, dy: Tensor, events: Compressed | None = None) -
 
 class _EventLinear(Function):
     @staticmethod
-    def forward(ctx, x2, weight, bias, compressed, w_t):
+    def forward(ctx, x2, weight, bias, compressed, w_t, product):
         native.set_threads()
-        y = compressed.product if compressed.product is not None else compressed.matmul(w_t)
-        compressed.product = None  # (y is this node's output now)
+        y = product if product is not None else compressed.matmul(w_t)
         if bias is not None:
             y += bias
         ctx.compressed = compressed
@@ -689,7 +688,7 @@ class _EventLinear(Function):
             native.set_threads()
             dw = transposed(ctx.compressed.weight_grad(dy))  # in the weight's own layout
         db = dy.sum(0) if ctx.has_bias and need[2] else None
-        return dx, dw, db, None, None
+        return dx, dw, db, None, None, None
 
 
 def _axon_tap_events(events: Compressed, lo: Tensor, frac: Tensor,
@@ -976,17 +975,18 @@ def event_linear(
     # pass lists x's events and sums each row's into the product while the row is in cache
     w_t = transposed(weight.detach())
     compressed = listed if listed is not None else Compressed(x2, w_t, max_density)
+    # the product, taken off the list (which a backward pass or a later reader may keep)
+    product, compressed.product = compressed.product, None
     _check_finite(compressed.val, check_finite)  # every non-finite entry is an event
     if slot is not None and listed is None:  # the loop's weight gradient reads this list too
+        compressed.version = x._version  # (and a later reader of the same spikes)
         slot[:] = [compressed]
     if compressed.nnz > max_density * x2.numel():
-        compressed.product = None
         return torch.nn.functional.linear(x, weight, bias)
     if not torch.is_grad_enabled():
-        y = compressed.product if compressed.product is not None else compressed.matmul(w_t)
-        compressed.product = None
+        y = product if product is not None else compressed.matmul(w_t)
         if bias is not None:
             y += bias
         return y.reshape(*lead, weight.shape[0])
-    y = _EventLinear.apply(x.reshape(-1, x.shape[-1]), weight, bias, compressed, w_t)
+    y = _EventLinear.apply(x.reshape(-1, x.shape[-1]), weight, bias, compressed, w_t, product)
     return y.reshape(*lead, weight.shape[0])
