@@ -53,11 +53,11 @@ eventprop-bench: $(STAMP)
 event-memory: $(STAMP)
 	$(PY) benchmarks/event_memory.py
 
-# The event backend's native engine against the dense trainer on the spoken digits (one step at
-# batch 1 and 64, one epoch each; needs `make spoken-digits`).
-event-speed: $(STAMP)
+# The event backend's engines (exact, grid) against the dense trainer on the spoken digits (one
+# step at batch 1 and 64, an epoch each, three rounds; needs `make spoken-digits`).
+event-speed: $(STAMP) spoken-digits
 	$(PY) benchmarks/event_step.py configs/spoken_digits.yaml --batch 1 64 --steps 5 --epoch \
-		--out benchmarks/results/event_speed
+		--rounds 3 --out benchmarks/results/event_speed
 
 # Store-and-recall memory task: LIF against adaptive LIF, 6 models × 3 seeds (docs/memory-task.md).
 memory-task: $(STAMP)

@@ -1,14 +1,16 @@
 """One training step (forward, loss, backward) of a config on the dense simulator and on the
-event backend, on the same batch: what the event backend costs on a given data set.
+event backend's two engines (``exact``: event-driven; ``grid``: EventProp on the grid of ``dt``),
+on the same batch: what the event backend costs on a given data set.
 
     .venv/bin/python benchmarks/event_step.py configs/spoken_digits.yaml --batch 1 --steps 2
     .venv/bin/python benchmarks/event_step.py configs/spoken_digits.yaml --batch 1 64 \\
-        --steps 5 --epoch --out benchmarks/results/event_speed
+        --steps 5 --epoch --rounds 3 --out benchmarks/results/event_speed
 
 Prints one JSON line per backend and batch (median wall and CPU seconds per step, input events
-per sample) and the ratio. ``--engine torch`` runs the event backend's torch engine instead of
-its native one (``SPIKELOOP_NATIVE=0``). ``--epoch`` also times one training epoch of each
-backend (``train.epochs=1``, the trainer's own epoch time: training pass and validation).
+per sample) and the ratios. ``--engine torch`` runs the torch code instead of the native one
+(``SPIKELOOP_NATIVE=0``, every backend). ``--epoch`` also times one training epoch of each
+backend (``train.epochs=1``, the trainer's own epoch time: training pass and validation),
+``--rounds`` times over, the backends taking turns (median reported).
 ``--out PATH`` writes ``PATH.json`` and ``PATH.md`` (commit, machine, load, every time).
 """
 
@@ -28,10 +30,14 @@ from spikeloop.training import Trainer, load_config
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.speed_bench import machine_info  # the speed bench's machine record
 
+BACKENDS = {"sim": "sim", "event": "event", "event_grid": "{name: event, engine: grid}"}
+"""What each measured backend is called here, and its ``train.backend`` setting."""
+NAMES = {"sim": "dense (sim)", "event": "event, exact", "event_grid": "event, grid"}
+
 
 def _overrides(backend: str, batch: int, out_dir: str, extra: list[str]) -> list[str]:
-    return [*extra, f"train.backend={backend}", "run.threads=1", f"run.out_dir={out_dir}",
-            f"train.batch_size={batch}"]
+    return [*extra, f"train.backend={BACKENDS[backend]}", "run.threads=1",
+            f"run.out_dir={out_dir}", f"train.batch_size={batch}"]
 
 
 def step_seconds(config: str, backend: str, batch: int, steps: int, overrides: list[str],
@@ -59,11 +65,12 @@ def step_seconds(config: str, backend: str, batch: int, steps: int, overrides: l
             "spikes_per_sample": spikes / batch}
 
 
-def epoch_seconds(config: str, backend: str, overrides: list[str], out_dir: str) -> dict:
+def epoch_seconds(config: str, backend: str, overrides: list[str], out_dir: str,
+                  name: str) -> dict:
     """One epoch of training at the config's batch size (the trainer's epoch time)."""
-    cfg = load_config(config, [*overrides, f"train.backend={backend}", "run.threads=1",
-                               f"run.out_dir={out_dir}", "train.epochs=1",
-                               f"run.name=event-speed-{backend}"])
+    cfg = load_config(config, [*overrides, f"train.backend={BACKENDS[backend]}",
+                               "run.threads=1", f"run.out_dir={out_dir}", "train.epochs=1",
+                               f"run.name={name}"])
     trainer = Trainer(cfg)
     start = time.perf_counter()
     trainer.fit()
@@ -93,34 +100,42 @@ def markdown(result: dict) -> str:
         "input, per sample, in the last step's forward pass (on the grid for the dense "
         "simulator: at most one per neuron and step; exact for the event backend).",
         "",
-        "| batch | input events / sample | spikes / sample dense, event | dense wall s | "
-        "dense CPU s | event wall s | event CPU s | event / dense (wall) | event / dense (CPU) |",
+        "| batch | input events / sample | spikes / sample dense, exact | dense wall s | "
+        "dense CPU s | exact wall s | grid wall s | exact / dense (wall, CPU) | "
+        "grid / dense (wall, CPU) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["steps_table"]:
-        s, e = row["sim"], row["event"]
+        s, e, g = row["sim"], row["event"], row["event_grid"]
         lines.append(
             f"| {s['batch']} | {s['input_events_per_sample']:.0f} | "
             f"{s['spikes_per_sample']:.0f}, {e['spikes_per_sample']:.0f} | {s['s_per_step']:.4f} | "
-            f"{s['cpu_s_per_step']:.4f} | {e['s_per_step']:.4f} | {e['cpu_s_per_step']:.4f} | "
-            f"{e['s_per_step'] / s['s_per_step']:.1f}× | "
-            f"{e['cpu_s_per_step'] / s['cpu_s_per_step']:.1f}× |")
+            f"{s['cpu_s_per_step']:.4f} | {e['s_per_step']:.4f} | {g['s_per_step']:.4f} | "
+            f"{e['s_per_step'] / s['s_per_step']:.2f}×, "
+            f"{e['cpu_s_per_step'] / s['cpu_s_per_step']:.2f}× | "
+            f"{g['s_per_step'] / s['s_per_step']:.2f}×, "
+            f"{g['cpu_s_per_step'] / s['cpu_s_per_step']:.2f}× |")
     if result.get("epoch"):
-        s, e = result["epoch"]["sim"], result["epoch"]["event"]
+        epoch = result["epoch"]
+        s = epoch["sim"]
         lines += [
             "",
             f"One epoch (`train.epochs=1 run.threads=1`, batch {s['batch']}, "
             f"{s['train_samples']} training samples, the trainer's epoch time: training pass "
-            "and validation):",
+            f"and validation), {len(s['epoch_s_all'])} rounds, the backends taking turns "
+            "(median; every round in the JSON):",
             "",
-            "| backend | epoch s | validation accuracy |",
-            "|---|---:|---:|",
-            f"| dense (sim) | {s['epoch_s']:.1f} | {s['val_acc']:.3f} |",
-            f"| event | {e['epoch_s']:.1f} | {e['val_acc']:.3f} |",
-            "",
-            f"Event epoch / dense epoch: **{e['epoch_s'] / s['epoch_s']:.1f}×** (goal ≤ 1×: "
-            f"{'met' if e['epoch_s'] <= s['epoch_s'] else 'not met'}).",
+            "| backend | epoch s (median) | all rounds s | validation accuracy |",
+            "|---|---:|---|---:|",
         ]
+        for key, r in epoch.items():
+            rounds = ", ".join(f"{t:.2f}" for t in r["epoch_s_all"])
+            lines.append(f"| {NAMES[key]} | {r['epoch_s']:.2f} | {rounds} | {r['val_acc']:.3f} |")
+        lines.append("")
+        for key in ("event", "event_grid"):
+            ratio = epoch[key]["epoch_s"] / s["epoch_s"]
+            lines.append(f"- {NAMES[key]} epoch / dense epoch: **{ratio:.2f}×** (goal ≤ 1×: "
+                         f"{'met' if ratio <= 1 else 'not met'}).")
     return "\n".join(lines) + "\n"
 
 
@@ -132,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--engine", choices=("native", "torch"), default="native")
     parser.add_argument("--epoch", action="store_true", help="also time one epoch of each")
+    parser.add_argument("--rounds", type=int, default=3, help="epoch timings per backend")
     parser.add_argument("--out", help="write OUT.json and OUT.md")
     args = parser.parse_args(argv)
     if args.engine == "torch":
@@ -141,19 +157,25 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="spikeloop-event-step-") as tmp:
         for batch in args.batch:
             rows = {}
-            for backend in ("sim", "event"):
+            for backend in BACKENDS:
                 rows[backend] = step_seconds(args.config, backend, batch, args.steps,
                                              args.overrides, tmp)
                 print(json.dumps(rows[backend]), flush=True)
-            print(f"batch {batch}: event / sim: "
-                  f"{rows['event']['s_per_step'] / rows['sim']['s_per_step']:.1f}× wall, "
-                  f"{rows['event']['cpu_s_per_step'] / rows['sim']['cpu_s_per_step']:.1f}× CPU",
-                  flush=True)
+            print(f"batch {batch}: " + ", ".join(
+                f"{k} / sim: {rows[k]['s_per_step'] / rows['sim']['s_per_step']:.2f}× wall"
+                for k in ("event", "event_grid")), flush=True)
             table.append(rows)
         if args.epoch:
-            for backend in ("sim", "event"):
-                epoch[backend] = epoch_seconds(args.config, backend, args.overrides, tmp)
-                print(json.dumps(epoch[backend]), flush=True)
+            runs: dict[str, list[dict]] = {k: [] for k in BACKENDS}
+            for k in range(args.rounds):
+                for backend in BACKENDS:
+                    runs[backend].append(epoch_seconds(args.config, backend, args.overrides,
+                                                       tmp, f"event-speed-{backend}-{k}"))
+                    print(json.dumps(runs[backend][-1]), flush=True)
+            for backend, rs in runs.items():
+                times = [r["epoch_s"] for r in rs]
+                epoch[backend] = {**rs[0], "epoch_s": statistics.median(times),
+                                  "epoch_s_all": times}
     machine["loadavg_end"] = list(os.getloadavg())
     if args.out:
         from spikeloop.backends.event import _native

@@ -14,6 +14,7 @@ import torch
 from spikeloop.backends import SimBackend
 from spikeloop.network import Network
 from spikeloop.nn import CubaLI, CubaLIF, Input, Linear
+from test_event_grid import grid_net  # weights on a 1/64 grid, as dyadic_net
 from test_kernels import dyadic_net  # weights on a 1/64 grid: spikes agree across devices
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -102,6 +103,28 @@ def test_event_backend_on_cuda_equals_cpu():
     torch.testing.assert_close(gpu.output.v_max.cpu(), cpu.output.v_max)
     for name, p in net.named_parameters():
         torch.testing.assert_close(p.grad.cpu(), g_cpu[name], msg=name)
+
+
+def test_grid_eventprop_on_cuda_equals_cpu():
+    """EventProp on the grid (event backend, engine="grid"): the torch engine of the loop and
+    of its adjoint on the GPU against the native ones on the CPU (the dyadic network's spikes
+    agree exactly, so the jumps fall on the same steps)."""
+    from spikeloop.backends import EventBackend
+
+    grid = EventBackend(engine="grid")
+    net = grid_net()
+    x = (torch.rand(40, 3, 40, generator=torch.Generator().manual_seed(3)) < 0.3).float()
+    cpu_values, cpu_grads = run(net, x, grid)
+    net.to(CUDA)
+    gpu_values, gpu_grads = run(net, x.to(CUDA), grid)
+    for name, obs in cpu_values.items():
+        for k, v in obs.items():
+            if k == "spikes":
+                assert torch.equal(gpu_values[name][k], v), (name, k)
+            else:
+                torch.testing.assert_close(gpu_values[name][k], v, msg=f"{name}.{k}")
+    for name, g in cpu_grads.items():
+        torch.testing.assert_close(gpu_grads[name], g, rtol=1e-4, atol=1e-5, msg=name)
 
 
 @pytest.mark.parametrize("backend", ["chip", "xylo"])

@@ -2,6 +2,7 @@
 the README and docs/ run in tests/test_docs.py)."""
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -106,24 +107,34 @@ def test_contention_benchmark_smoke(tmp_path):
     assert "| demo |" in (tmp_path / "c.md").read_text()
 
 
-def test_event_step_benchmark_times_both_backends(capsys):
+def test_event_step_benchmark_times_the_backends(capsys, tmp_path):
     """benchmarks/event_step.py times one training step on the dense simulator and on the event
-    backend, on the same batch, and prints their ratios (wall and CPU time)."""
+    backend's exact and grid engines, on the same batch, prints their ratios and with --epoch
+    an epoch of each (--rounds times, taking turns) into a table of medians."""
     sys.path.insert(0, str(ROOT))
     from benchmarks import event_step
 
+    out = tmp_path / "speed"
     assert event_step.main([str(ROOT / "configs/yinyang_eventprop.yaml"), "data.train_size=20",
-                            "data.val_size=10", "data.test_size=10", "--batch", "3",
-                            "--steps", "1"]) == 0
+                            "data.val_size=10", "data.test_size=10", "train.batch_size=10",
+                            "--batch", "3", "--steps", "1", "--epoch", "--rounds", "2",
+                            "--out", str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    rows = [json.loads(line) for line in lines[:2]]
-    assert [r["backend"] for r in rows] == ["sim", "event"]
+    rows = [json.loads(line) for line in lines[:3]]
+    assert [r["backend"] for r in rows] == ["sim", "event", "event_grid"]
     assert all(r["s_per_step"] > 0 and r["batch"] == 3 for r in rows)
     assert rows[0]["input_events_per_sample"] == rows[1]["input_events_per_sample"] > 0
-    assert all(r["spikes_per_sample"] > 0 for r in rows)  # the hidden layer's, both backends
-    ratio = rows[1]["s_per_step"] / rows[0]["s_per_step"]
-    cpu = rows[1]["cpu_s_per_step"] / rows[0]["cpu_s_per_step"]
-    assert lines[2] == f"batch 3: event / sim: {ratio:.1f}× wall, {cpu:.1f}× CPU"
+    assert all(r["spikes_per_sample"] > 0 for r in rows)  # the hidden layer's
+    assert rows[2]["spikes_per_sample"] == rows[0]["spikes_per_sample"]  # the same grid
+    ratios = [r["s_per_step"] / rows[0]["s_per_step"] for r in rows[1:]]
+    assert lines[3] == (f"batch 3: event / sim: {ratios[0]:.2f}× wall, "
+                        f"event_grid / sim: {ratios[1]:.2f}× wall")
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert out.with_suffix(".md").read_text() == event_step.markdown(result)
+    for key, r in result["epoch"].items():
+        assert len(r["epoch_s_all"]) == 2 and r["epoch_s"] == statistics.median(
+            r["epoch_s_all"]), key
+    assert "event, grid epoch / dense epoch" in out.with_suffix(".md").read_text()
 
 
 def test_distributed_throughput_tables_are_generated_from_their_results():

@@ -391,6 +391,15 @@ def current_drive(i: Tensor, c: Coefficients) -> Tensor:
     return c.syn_gain * i
 
 
+def membrane_slope(v: Tensor | float, i: Tensor, v_leak: Tensor, r: Tensor,
+                   tau_mem: Tensor) -> Tensor:
+    r"""The membrane's time derivative in continuous time,
+    :math:`\dot V = (v_{leak} - V + r I)/τ_{mem}`, at membrane ``v`` and current ``i`` (the
+    continuous-time form of :func:`integrate_current`; EventProp's jump conditions read it at
+    a spike)."""
+    return (v_leak - v + r * i) / tau_mem
+
+
 class Observation(NamedTuple):
     """What a device observed of one population at one step (for in-the-loop training).
 

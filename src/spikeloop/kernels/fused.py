@@ -69,6 +69,7 @@ from spikeloop.dynamics.adlif import AdLIFParameters, AdLIFState, adlif_step
 from spikeloop.dynamics.surrogate import NativeForm, Surrogate
 from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.kernels import native
+from spikeloop.kernels.eventprop import GridEventProp, grid_adjoint
 
 RESET_MODES = {"value": 0, "subtract": 1}
 
@@ -81,7 +82,10 @@ class LoopConfig:
     ``"subtract"``; ``refrac_steps``; ``surrogate`` (a ``BandLimited`` one for sparse
     backprop); ``engine``: ``"native"``, ``"torch"`` or ``"auto"`` (native for float32 CPU tensors
     when the C kernels are available); ``adaptive``: the adaptation state ``w`` (spiking loops
-    only; module docstring).
+    only; module docstring); ``eventprop``: the backward pass is EventProp's on the grid
+    (:mod:`spikeloop.kernels.eventprop`: spiking loops without refractoriness or adaptation;
+    gradients for the input, the recurrent weight and the observed values, none for the
+    coefficients or the initial state) instead of the surrogate's.
     """
 
     spiking: bool
@@ -90,6 +94,7 @@ class LoopConfig:
     surrogate: Surrogate | None = None
     engine: str = "auto"
     adaptive: bool = False
+    eventprop: GridEventProp | None = None
 
 
 class LoopResult(tuple):
@@ -353,7 +358,8 @@ class _NeuronLoop(Function):
             ctx.spike_slot = [listed] if listed is not None else []
             setattr(out_z, _SPIKE_SLOT, ctx.spike_slot)
         ctx.save_for_backward(out_v, out_z, v0, ip, mask, beta, alpha, gain, thr, vreset, wrec,
-                              z0, ws, rho, kappa, coupling, jump, vleak)
+                              z0, ws, rho, kappa, coupling, jump, vleak,
+                              out_i if cfg.eventprop is not None else None)
         ctx.mark_non_differentiable(r)
         ctx.set_materialize_grads(False)
         return out_v, out_z, out_i, v, i, r, z_t, w_t
@@ -362,21 +368,26 @@ class _NeuronLoop(Function):
     def backward(ctx, gv, gz, gi, gvT, giT, _gr, gzT, gwT):
         cfg = ctx.cfg
         (out_v, out_z, v0, ip, mask, beta, alpha, gain, thr, vreset, wrec, z0, ws,
-         *adapt) = ctx.saved_tensors
+         *adapt, out_i) = ctx.saved_tensors
         gwT = gwT.contiguous() if gwT is not None and cfg.adaptive else None
         steps, batch, n = out_v.shape
         # σ'(v − ϑ): in the native backward pass itself, row by row, where the surrogate has a
         # native form (the same bits as _surrogate_grad's pass: tested); else computed here
-        form = (_native_form(cfg, out_v, thr) if cfg.spiking and ctx.engine == "native"
-                else None)
-        sg = _surrogate_grad(cfg, out_v, thr) if cfg.spiking and form is None else None
+        surrogate = cfg.spiking and cfg.eventprop is None
+        form = _native_form(cfg, out_v, thr) if surrogate and ctx.engine == "native" else None
+        sg = _surrogate_grad(cfg, out_v, thr) if surrogate and form is None else None
         gs = [g.contiguous() if g is not None else None for g in (gv, gz, gi, gvT, giT, gzT)]
         gv, gz, gi, gvT, giT, gzT = gs
         if not cfg.spiking:
             gz = gzT = None
         if not ctx.record_current:  # the recorded current was an empty placeholder
             gi = None
-        if ctx.engine == "native":
+        if cfg.eventprop is not None:
+            dx = grid_adjoint(out_z, out_v, out_i, gz, gv, gi, wrec, beta, alpha, gain, thr,
+                              vreset, cfg.reset == "subtract", cfg.eventprop)
+            dv0 = di0 = dz0 = dw0 = d_adapt = None
+            coef = [None] * 6
+        elif ctx.engine == "native":
             lib = native.library()
             native.set_threads()
             dx = torch.empty_like(out_v)
@@ -482,7 +493,7 @@ def neuron_loop(
     if x.dim() != 3 or x.shape[0] == 0:
         raise ShapeError(f"neuron_loop: x must be [T ≥ 1, B, N], got {tuple(x.shape)}")
     _, batch, n = x.shape
-    if cfg.spiking and not isinstance(cfg.surrogate, Surrogate):
+    if cfg.spiking and cfg.eventprop is None and not isinstance(cfg.surrogate, Surrogate):
         raise ParameterError("neuron_loop: a spiking loop needs cfg.surrogate (a Surrogate)")
     if wrec is not None and not cfg.spiking:
         raise ParameterError("neuron_loop: only spiking populations can be recurrent")
@@ -525,6 +536,11 @@ def neuron_loop(
             else None for o in observed]
     if wrec is not None:
         wrec = wrec.to(dtype=x.dtype, device=x.device)
+    if cfg.eventprop is not None:
+        if not cfg.spiking or cfg.refrac_steps or cfg.adaptive:
+            raise ParameterError("neuron_loop: EventProp on the grid (cfg.eventprop) runs "
+                                 "spiking loops without refractoriness or adaptation")
+        record_current = True  # its backward pass reads the current at each spike
     grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (*tensors, wrec, *adapt))
     record_v = record_v or grad or not cfg.spiking

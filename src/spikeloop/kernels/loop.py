@@ -35,6 +35,7 @@ from spikeloop.dynamics import neurons as dyn
 from spikeloop.dynamics.models import NeuronModel, PopulationState
 from spikeloop.dynamics.surrogate import BandLimited, Surrogate
 from spikeloop.errors import ParameterError, ShapeError
+from spikeloop.kernels.eventprop import GridEventProp
 from spikeloop.kernels.fused import LoopConfig, neuron_loop, per_neuron
 from spikeloop.observables import Observables
 
@@ -142,6 +143,7 @@ def run_population(
     record_v: bool = True,
     cache: MutableMapping[str, Any] | None = None,
     device: Callable[[Tensor, Any, Any, Any], Tensor] | None = None,
+    eventprop: GridEventProp | None = None,
 ) -> tuple[Observables, PopulationState]:
     """Run ``model`` over ``x [T, B, *input]`` with parameters ``p`` (a record of
     ``model.params``); returns the observables and the final state.
@@ -164,6 +166,8 @@ def run_population(
     run, ``c`` its coefficients, so a device knows ``v_leak``, ``v_threshold``, ``β``, the
     input gains of the circuits it runs on); it needs the step loop, so the
     fused kernel is not used (``kernel="fused"`` raises).
+    ``eventprop``: the backward pass is EventProp's on the grid instead of the surrogate's
+    (:mod:`~spikeloop.kernels.eventprop`; the fused kernel only: anything else raises).
     """
     spiking = model.spiking
     record_v = record_v or not spiking
@@ -187,10 +191,16 @@ def run_population(
             "a neuron device model (it changes every step's input)")
         if reason is None:
             return _run_fused(model, x, p, c, shape, state, surrogate, observed, recurrent,
-                              record_current, record_v, cache)
+                              record_current, record_v, cache, eventprop)
+        if eventprop is not None:
+            raise ParameterError(f"{model.name}: EventProp on the grid needs the fused kernel, "
+                                 f"and there is none for {reason}")
         if kernel == "fused":
             raise ParameterError(f"{model.name}: no fused kernel for {reason}; "
                                  "use kernel='auto' or 'reference'")
+    if eventprop is not None:
+        raise ParameterError(f"{model.name}: EventProp on the grid needs the fused kernel "
+                             "(kernel='auto' or 'fused', not 'reference')")
     neuron, z = state
     spikes, vs, currents = [], [], []
     record_i = record_current and "i" in model.state._fields
@@ -220,7 +230,7 @@ def _run_fused(
     model: NeuronModel, x: Tensor, p: Any, c: dyn.Coefficients, shape: tuple[int, ...],
     state: PopulationState, surrogate: Surrogate, observed: Observables | None,
     recurrent: Recurrent | None, record_current: bool, record_v: bool,
-    cache: MutableMapping[str, Any] | None = None,
+    cache: MutableMapping[str, Any] | None = None, eventprop: GridEventProp | None = None,
 ) -> tuple[Observables, PopulationState]:
     steps, batch = x.shape[:2]
     n = math.prod(shape)
@@ -239,7 +249,7 @@ def _run_fused(
         loop_state.append(flat[adaptation.state])
     cfg = LoopConfig(spiking=spiking, reset=getattr(p, "reset", "value"),
                      refrac_steps=c.refrac_steps, surrogate=surrogate, engine="auto",
-                     adaptive=adaptation is not None)
+                     adaptive=adaptation is not None, eventprop=eventprop)
     seen: tuple[Tensor | None, Tensor | None] = (None, None)
     if observed is not None:
         _check_observed(observed, steps, spiking)

@@ -653,17 +653,13 @@ static void recurrent_dots(const int64_t N, const int64_t nb, const float *restr
  * (W row-major: wrec) unless the dot products over the needed entries alone (four rows at a
  * time) would take less time, the entries not needed set to 0 afterwards; else (or a narrow
  * band) those dot products. */
-static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, const int64_t B,
-                            const int64_t b0, const float *restrict wrec_t,
-                            const float *restrict wrec, const float *restrict dx,
-                            const float *restrict sgp, const float *restrict zero,
-                            float *restrict rdz) {
-    const float *d[BB];
-    const float *sp[BB];
-    for (int q = 0; q < BB; ++q) {
-        d[q] = q < nb ? dx + (t * B + b0 + q) * N : zero;
-        sp[q] = (q < nb && t > 0) ? sgp + q * N : NULL;
-    }
+/* rdz[q] = W^T d[q] for the nb rows q of a block (d[q] = zero beyond nb), each only where
+ * sp[q] is not 0 (sp[0] NULL: everywhere): the dot products or the block product, whichever
+ * is less work */
+static void recurrent_rows(const int64_t N, const int64_t nb, const float *restrict wrec_t,
+                           const float *restrict wrec, const float *const *d,
+                           const float *const *sp, const float *restrict zero,
+                           float *restrict rdz) {
 #if defined(__AVX512F__)
     if (wrec) {
         /* the entries the dot products would compute (a neuron needed by two or more of four
@@ -671,8 +667,8 @@ static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, 
          * fast per entry (2.6 against 8.1 ms for 32 rows x 256 x 256 x 100 steps), and on the
          * speed bench's rec and shd_scale rows with bands of 0.1 to 1 the dot products paid
          * only below about a sixth */
-        int64_t work = t > 0 ? 0 : BB * N, needed = t > 0 ? 0 : nb * N;
-        if (t > 0)
+        int64_t work = sp[0] ? 0 : BB * N, needed = sp[0] ? 0 : nb * N;
+        if (sp[0])
             for (int q0 = 0; q0 < nb; q0 += 4) { /* rows beyond nb: the zero row (unused) */
                 const float *restrict s0 = sp[q0], *restrict s1 = q0 + 1 < nb ? sp[q0 + 1] : zero,
                                       *restrict s2 = q0 + 2 < nb ? sp[q0 + 2] : zero,
@@ -705,6 +701,22 @@ static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, 
 #endif
     for (int64_t q0 = 0; q0 < nb; q0 += 4)
         recurrent_dots(N, nb - q0 < 4 ? nb - q0 : 4, wrec_t, d + q0, sp + q0, rdz + q0 * N);
+}
+
+/* recurrent_rows for the block's rows b0 .. b0 + nb of dx at step t, where sgp (the rows'
+ * surrogate derivative at step t - 1, row after row) is not 0 (t = 0: everywhere) */
+static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, const int64_t B,
+                            const int64_t b0, const float *restrict wrec_t,
+                            const float *restrict wrec, const float *restrict dx,
+                            const float *restrict sgp, const float *restrict zero,
+                            float *restrict rdz) {
+    const float *d[BB];
+    const float *sp[BB];
+    for (int q = 0; q < BB; ++q) {
+        d[q] = q < nb ? dx + (t * B + b0 + q) * N : zero;
+        sp[q] = (q < nb && t > 0) ? sgp + q * N : NULL;
+    }
+    recurrent_rows(N, nb, wrec_t, wrec, d, sp, zero, rdz);
 }
 
 /* Reverse-time adjoint of sl_neuron_forward (reset with detached spikes).
@@ -862,6 +874,182 @@ void sl_neuron_backward(const Shape *s, const float *out_v, const float *out_z, 
     free(partial);
     free(zero);
 }
+
+/* ------------------------------------------------------------------ EventProp on the grid */
+/* The backward pass of a CUBA-LIF loop by EventProp on the time grid (kernels/eventprop.py has
+ * the equations and the torch reference, _adjoint_torch). Recorded u (membrane before reset), z,
+ * i (current after the step) [T,B,N]; gz/gv/gi: gradients arriving at z, u, i ([T,B,N] or
+ * NULL); wt = W_rec^T [N,N] or NULL; per neuron beta, alpha, gain (r g),
+ * thr, vreset, vleak, r, tm, ts. Output dx [T,B,N] = dL/dx (the input current of each step).
+ * Backwards in time:
+ *   delta = a p_v + b (gz_{t+1} - gz_t) + c R_t (+ gv), dx = gain delta + alpha (p_i + gi),
+ *   p_v = beta delta, p_i = dx,
+ * with the jump's factors (a, b, c) at spikes ((1, 0, 0) elsewhere) and, for a spike of step
+ * t, R_t = sum_m W_rec[m, n] (dx_{t+1}[m] / ts_m - r_m p_v[m] / tm_m) at the arrival of its
+ * recurrent spikes (formed after step t + 1, one dot product per spike of step t: EventProp
+ * couples the neurons at spikes only). Batch rows are independent (threads take ranges). */
+
+/* one reverse step of one batch row (the flags constant at each call site: the loop
+ * vectorises without branches) */
+INLINE void grid_adjoint_row(int64_t N, const int has_gv, const int has_gi, const int rec,
+                             const float *restrict fa, const float *restrict fb,
+                             const float *restrict fc, const float *restrict rr,
+                             const float *restrict gv, const float *restrict gi,
+                             const float *restrict beta, const float *restrict alpha,
+                             const float *restrict gain, float *restrict pv, float *restrict pi,
+                             const float *restrict g, float *restrict gn, float *restrict d) {
+#pragma omp simd
+    for (int64_t n = 0; n < N; ++n) {
+        float delta = fa[n] * pv[n] + fb[n] * (gn[n] - g[n]);
+        if (rec) delta = delta + fc[n] * rr[n];
+        if (has_gv) delta = delta + gv[n];
+        float p = pi[n];
+        if (has_gi) p = p + gi[n];
+        const float x = gain[n] * delta + alpha[n] * p;
+        d[n] = x;
+        pv[n] = beta[n] * delta;
+        pi[n] = x;
+        gn[n] = g[n];
+    }
+}
+
+/* out[idx[e]] = sum_m d[m] wt[idx[e] N + m] for the n listed neurons: four dot products at a
+ * time (four independent sums sharing the loads of d) */
+INLINE void listed_dots(int64_t N, const float *restrict d, const float *restrict wt,
+                        const int32_t *restrict idx, int64_t n, float *restrict out) {
+    int64_t e = 0;
+#if defined(__AVX512F__)
+    if (N % 16 == 0) /* 512-bit registers: four sums of 16 lanes, one rounding per step (fma) */
+        for (; e + 4 <= n; e += 4) {
+            const float *w0 = wt + (int64_t)idx[e] * N, *w1 = wt + (int64_t)idx[e + 1] * N;
+            const float *w2 = wt + (int64_t)idx[e + 2] * N, *w3 = wt + (int64_t)idx[e + 3] * N;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int64_t m = 0; m < N; m += 16) {
+                const __m512 x = _mm512_loadu_ps(d + m);
+                a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + m), x, a0);
+                a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w1 + m), x, a1);
+                a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w2 + m), x, a2);
+                a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w3 + m), x, a3);
+            }
+            out[idx[e]] = _mm512_reduce_add_ps(a0);
+            out[idx[e + 1]] = _mm512_reduce_add_ps(a1);
+            out[idx[e + 2]] = _mm512_reduce_add_ps(a2);
+            out[idx[e + 3]] = _mm512_reduce_add_ps(a3);
+        }
+#endif
+    for (; e + 4 <= n; e += 4) {
+        const float *restrict w0 = wt + (int64_t)idx[e] * N, *restrict w1 = wt + (int64_t)idx[e + 1] * N;
+        const float *restrict w2 = wt + (int64_t)idx[e + 2] * N, *restrict w3 = wt + (int64_t)idx[e + 3] * N;
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+        for (int64_t m = 0; m < N; ++m) {
+            a0 = fmaf(w0[m], d[m], a0);
+            a1 = fmaf(w1[m], d[m], a1);
+            a2 = fmaf(w2[m], d[m], a2);
+            a3 = fmaf(w3[m], d[m], a3);
+        }
+        out[idx[e]] = a0;
+        out[idx[e + 1]] = a1;
+        out[idx[e + 2]] = a2;
+        out[idx[e + 3]] = a3;
+    }
+    for (; e < n; ++e) {
+        const float *restrict w0 = wt + (int64_t)idx[e] * N;
+        float a0 = 0.0f;
+#pragma omp simd reduction(+ : a0)
+        for (int64_t m = 0; m < N; ++m) a0 = fmaf(w0[m], d[m], a0);
+        out[idx[e]] = a0;
+    }
+}
+
+#define GRID_ROW(GV, GI, REC)                                                                 \
+    grid_adjoint_row(N, GV, GI, REC, fa, fb, fc, rr + q * N, GV ? gv + off : NULL,              \
+                     GI ? gi + off : NULL, beta, alpha, gain, pv + q * N, pi + q * N, g,        \
+                     gn + q * N, dx + off)
+
+void sl_grid_adjoint(int64_t T, int64_t B, int64_t N, const float *u, const float *z,
+                     const float *i, const float *gz, const float *gv, const float *gi,
+                     const float *wt, const float *beta, const float *alpha, const float *gain,
+                     const float *thr, const float *vreset, const float *vleak, const float *r,
+                     const float *tm, const float *ts, float dt, float floor_, int subtract,
+                     float *dx) {
+#pragma omp parallel
+    {
+        /* a contiguous range of batch rows per thread, time outside (the rows of a step lie
+         * together in memory) */
+        int64_t b0, b1;
+        thread_range(B, &b0, &b1);
+        const int64_t rows = b1 > b0 ? b1 - b0 : 0;
+        /* per row: p_v, p_i, gz_{t+1}, R; per step: gz_t, the jump's factors, h, 1/ts, r/tm */
+        float *pv = (float *)calloc(4 * rows * N + 7 * N + 1, sizeof(float));
+        float *pi = pv + rows * N, *gn = pi + rows * N, *rr = gn + rows * N;
+        float *g = rr + rows * N, *fa = g + N, *fb = fa + N, *fc = fb + N, *h = fc + N;
+        float *its = h + N, *rtm = its + N;
+        int32_t *idx = (int32_t *)malloc(sizeof(int32_t) * (N + 8));
+        const int rec = wt != NULL;
+        for (int64_t n = 0; n < N; ++n) {
+            fa[n] = 1.0f;
+            its[n] = 1.0f / ts[n];
+            rtm[n] = r[n] / tm[n];
+        }
+        for (int64_t t = T - 1; t >= 0; --t) {
+            for (int64_t b = b0; b < b1; ++b) {
+                const int64_t q = b - b0, off = (t * B + b) * N, prev = ((t - 1) * B + b) * N;
+                if (gz)
+                    memcpy(g, gz + off, sizeof(float) * N);
+                else
+                    memset(g, 0, sizeof(float) * N);
+                const int64_t np = row_events(z + off, N, idx);
+                for (int64_t e = 0; e < np; ++e) { /* the jump (eventprop.py _jump_factors) */
+                    const int64_t n = idx[e];
+                    float before = t ? u[prev + n] : vleak[n];
+                    if (t && z[prev + n] != 0.0f)
+                        before = subtract ? before - (thr[n] - vreset[n]) : vreset[n];
+                    if (!(before < thr[n])) continue; /* left above by a subtract reset */
+                    const float rise = u[off + n] - before;
+                    float frac = rise > 0.0f ? (thr[n] - before) / rise : 1.0f;
+                    frac = frac < 0.0f ? 0.0f : (frac > 1.0f ? 1.0f : frac);
+                    const float cur = i[off + n] / alpha[n] * (1.0f - frac * (1.0f - alpha[n]));
+                    const float sm = (vleak[n] - thr[n] + r[n] * cur) / tm[n];
+                    const float sp = (vleak[n] - vreset[n] + r[n] * cur) / tm[n];
+                    const float mean = rise / dt; /* the membrane's mean slope over the step */
+                    float fl = sm > mean ? sm : mean;
+                    fl = fl > floor_ ? fl : floor_;
+                    fa[n] = subtract ? 1.0f - (sm - sp) / fl : sp / fl;
+                    fb[n] = -1.0f / (dt * fl);
+                    fc[n] = -1.0f / fl;
+                }
+                if (gv && gi) {
+                    if (rec) GRID_ROW(1, 1, 1); else GRID_ROW(1, 1, 0);
+                } else if (gv) {
+                    if (rec) GRID_ROW(1, 0, 1); else GRID_ROW(1, 0, 0);
+                } else if (gi) {
+                    if (rec) GRID_ROW(0, 1, 1); else GRID_ROW(0, 1, 0);
+                } else {
+                    if (rec) GRID_ROW(0, 0, 1); else GRID_ROW(0, 0, 0);
+                }
+                for (int64_t e = 0; e < np; ++e) {
+                    fa[idx[e]] = 1.0f;
+                    fb[idx[e]] = 0.0f;
+                    fc[idx[e]] = 0.0f;
+                }
+                if (rec && t > 0) { /* R for the spikes of step t - 1 (only those read it) */
+                    const int64_t nq = row_events(z + prev, N, idx);
+                    if (nq) {
+                        const float *restrict dq = dx + off, *restrict pq = pv + q * N;
+#pragma omp simd
+                        for (int64_t m = 0; m < N; ++m) h[m] = dq[m] * its[m] - rtm[m] * pq[m];
+                        listed_dots(N, h, wt, idx, nq, rr + q * N);
+                    }
+                }
+            }
+        }
+        free(pv);
+        free(idx);
+    }
+}
+
+#undef GRID_ROW
 
 /* ------------------------------------------------------------------ surrogate derivative */
 /* out [R, N] = sigma'(v - thr[n]) in one pass (surrogate_row for each row). */

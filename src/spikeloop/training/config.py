@@ -216,8 +216,9 @@ class TrainConfig:
     """Optimisation: epochs, batches, optimiser, schedule, loss, regulariser, checkpoints.
 
     ``backend``: where the forward pass runs (``"sim"``, ``"event"`` (exact EventProp
-    gradients), ``"chip"``, ``"xylo"`` or ``{"name": "chip", "seed": 1, ...}``); a chip trains
-    in the loop. ``init_from``: a checkpoint whose network
+    gradients; ``{"name": "event", "engine": "grid"}``: EventProp on the grid of ``dt``),
+    ``"chip"``, ``"xylo"`` or ``{"name": "chip", "seed": 1, ...}``); a chip trains in the
+    loop. ``init_from``: a checkpoint whose network
     weights to start from (e.g. a simulator run, to train further on a chip). ``keep_best``:
     finish with the weights of the epoch with the best validation accuracy (model selection on
     the validation split; also written to ``best.pt``).

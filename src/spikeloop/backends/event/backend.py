@@ -17,11 +17,12 @@ from spikeloop.backends.base import BACKENDS, Backend, BackendBase, get_backend
 from spikeloop.backends.event.adjoint import _on, _PopulationFunction
 from spikeloop.backends.event.cuba import _F, _INF
 from spikeloop.backends.event.forward import _arrivals, _dense_events, _next_input, _population
+from spikeloop.backends.event.grid import run_grid
 from spikeloop.backends.event.layers import _delay, _layers, _neuron
 from spikeloop.backends.event.readout import _Readout
 from spikeloop.backends.event.records import EventObservables, SpikeEvents
 from spikeloop.backends.inloop import in_the_loop
-from spikeloop.checks import check_bool, check_dt, check_int, check_sequence
+from spikeloop.checks import check_bool, check_choice, check_dt, check_int, check_sequence
 from spikeloop.errors import ParameterError, ShapeError, SpikeloopError
 from spikeloop.ir import Graph
 from spikeloop.observables import ExecutionReport, NetworkOutput, Observables, ReadoutRange
@@ -46,12 +47,19 @@ class EventBackend(BackendBase):
             readout maximum) are the device's, EventProp's adjoint is evaluated at them. It is
             resolved once, at construction: every run of this backend uses the same device
             instance (its noise stream and caches carry on from run to run).
+        engine: ``"exact"`` (default): the event-driven simulation above; ``"grid"``: EventProp
+            on the time grid of ``dt`` (:mod:`~spikeloop.backends.event.grid`, time-driven as
+            in mlGeNN): the simulator's forward pass (spikes on the grid, plain
+            :class:`~spikeloop.observables.Observables`, so losses read the grid membrane)
+            and EventProp's adjoint backwards step by step; same networks, CUBA-LIF without
+            a refractory period, no ``observe``.
     """
 
     grid: bool = True
     membrane: bool = True
     max_spikes: int = 10_000
     observe: Any = None
+    engine: str = "exact"
     name: str = field(default="event", init=False)
     accepts_events = True  # (class attributes, not fields) takes SpikeEvents too;
     streaming = False  # every run starts from rest
@@ -62,6 +70,10 @@ class EventBackend(BackendBase):
         check_int(self.max_spikes, "event backend: max_spikes", 1)
         check_bool(self.grid, "event backend: grid")
         check_bool(self.membrane, "event backend: membrane")
+        check_choice(self.engine, "event backend: engine", ("exact", "grid"))
+        if self.engine == "grid" and (self.observe is not None or not self.grid):
+            raise ParameterError("event backend: engine='grid' runs on the grid of dt: it "
+                                 "takes neither observe nor grid=False (engine='exact' does)")
         if self.observe is not None:  # a derived field: set once here, never by a method
             try:
                 device = get_backend(self.observe)
@@ -74,6 +86,8 @@ class EventBackend(BackendBase):
     ) -> NetworkOutput:
         """Simulate ``graph`` exactly on ``x`` (dense ``[T, B, C]`` or :class:`SpikeEvents`)
         on the input's device."""
+        if self.engine == "grid":
+            return run_grid(graph, x, state, self.membrane)
         device = x.times.device if isinstance(x, SpikeEvents) else x.device
         if device.type == "cpu":
             tune_allocator()  # as the simulator's first CPU time loop: freed memory is reused

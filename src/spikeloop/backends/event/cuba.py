@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from spikeloop.dynamics.neurons import current_gain, decay
+from spikeloop.dynamics.neurons import membrane_slope as _slope
 
 _F = torch.float64  # internal precision of the event simulation
 _INF = math.inf
@@ -71,10 +72,11 @@ class _Neuron:
 
 def membrane_slope(v: Tensor, i: Tensor, c: _Neuron, a: Tensor | None = None) -> Tensor:
     r"""The membrane's time derivative :math:`\dot V = (v_{leak} - V + r I - r A)/τ_{mem}` at
-    the state ``(v, i, a)`` (``a = None``: no AHP current): the one place the event maths
-    states it (crossing search, EventProp's jump conditions)."""
+    the state ``(v, i, a)`` (``a = None``: no AHP current, the dense model's
+    :func:`~spikeloop.dynamics.neurons.membrane_slope`): what the event maths reads (crossing
+    search, EventProp's jump conditions)."""
     if a is None:
-        return (c.v_leak - v + c.r * i) / c.tau_mem
+        return _slope(v, i, c.v_leak, c.r, c.tau_mem)
     return (c.v_leak - v + c.r * i - c.r * a) / c.tau_mem
 
 
