@@ -235,3 +235,10 @@ def test_grid_engine_refuses_what_it_cannot_run():
     with pytest.raises(ParameterError, match="without refractoriness or adaptation"):
         neuron_loop(LoopConfig(spiking=True, refrac_steps=2, eventprop=ep),
                     torch.zeros(5, 1, 3), coefficients, state)
+    cfg = LoopConfig(spiking=True, eventprop=ep)
+    learned = coefficients | {"beta": torch.full((3,), 0.9, requires_grad=True)}
+    with pytest.raises(ParameterError, match="input and the recurrent weight only; beta"):
+        neuron_loop(cfg, torch.zeros(5, 1, 3), learned, state)
+    with pytest.raises(ParameterError, match="does not replay observations"):
+        neuron_loop(cfg, torch.zeros(5, 1, 3), coefficients, state,
+                    observed=(None, torch.zeros(5, 1, 3)))

@@ -540,6 +540,17 @@ def neuron_loop(
         if not cfg.spiking or cfg.refrac_steps or cfg.adaptive:
             raise ParameterError("neuron_loop: EventProp on the grid (cfg.eventprop) runs "
                                  "spiking loops without refractoriness or adaptation")
+        if any(o is not None for o in observed):
+            raise ParameterError("neuron_loop: EventProp on the grid (cfg.eventprop) does not "
+                                 "replay observations (in-the-loop training)")
+        learned = [name for name, t in (*zip(names, coefs, strict=True),
+                                        *zip(("v", "i", "refrac", "z_prev"), state_t,
+                                             strict=True))
+                   if t is not None and t.requires_grad]
+        if learned and torch.is_grad_enabled():
+            raise ParameterError(f"neuron_loop: EventProp on the grid (cfg.eventprop) gives "
+                                 f"gradients for the input and the recurrent weight only; "
+                                 f"{', '.join(learned)} need(s) one")
         record_current = True  # its backward pass reads the current at each spike
     grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (*tensors, wrec, *adapt))

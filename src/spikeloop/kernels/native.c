@@ -938,8 +938,10 @@ INLINE void listed_dots(int64_t N, const float *restrict d, const float *restric
         }
 #endif
     for (; e + 4 <= n; e += 4) {
-        const float *restrict w0 = wt + (int64_t)idx[e] * N, *restrict w1 = wt + (int64_t)idx[e + 1] * N;
-        const float *restrict w2 = wt + (int64_t)idx[e + 2] * N, *restrict w3 = wt + (int64_t)idx[e + 3] * N;
+        const float *restrict w0 = wt + (int64_t)idx[e] * N;
+        const float *restrict w1 = wt + (int64_t)idx[e + 1] * N;
+        const float *restrict w2 = wt + (int64_t)idx[e + 2] * N;
+        const float *restrict w3 = wt + (int64_t)idx[e + 3] * N;
         float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
 #pragma omp simd reduction(+ : a0, a1, a2, a3)
         for (int64_t m = 0; m < N; ++m) {

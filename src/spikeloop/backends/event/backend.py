@@ -18,11 +18,11 @@ from spikeloop.backends.event.adjoint import _on, _PopulationFunction
 from spikeloop.backends.event.cuba import _F, _INF
 from spikeloop.backends.event.forward import _arrivals, _dense_events, _next_input, _population
 from spikeloop.backends.event.grid import run_grid
-from spikeloop.backends.event.layers import _delay, _layers, _neuron
+from spikeloop.backends.event.layers import _delay, _layers_and_dt, _neuron
 from spikeloop.backends.event.readout import _Readout
 from spikeloop.backends.event.records import EventObservables, SpikeEvents
 from spikeloop.backends.inloop import in_the_loop
-from spikeloop.checks import check_bool, check_choice, check_dt, check_int, check_sequence
+from spikeloop.checks import check_bool, check_choice, check_int, check_sequence
 from spikeloop.errors import ParameterError, ShapeError, SpikeloopError
 from spikeloop.ir import Graph
 from spikeloop.observables import ExecutionReport, NetworkOutput, Observables, ReadoutRange
@@ -98,16 +98,7 @@ class EventBackend(BackendBase):
         self, graph: Graph, x: Tensor | SpikeEvents, state: Mapping[str, Any] | None
     ) -> NetworkOutput:
         start = time.perf_counter()
-        if state:
-            raise ParameterError("event backend: runs start from rest; continuing from a "
-                                 "state (streaming) is not supported")
-        layers = _layers(graph)
-        dts = {check_dt(layer.pop.settings.get("dt"), f"event backend: {layer.pop.name}.dt")
-               for layer in layers}
-        if len(dts) != 1:
-            raise ParameterError(f"event backend: all populations need the same dt (the grid "
-                                 f"of the observables), got {sorted(dts)}")
-        dt = dts.pop()
+        layers, dt = _layers_and_dt(graph, state)
         n_in = math.prod(graph.input.shape)
         if isinstance(x, SpikeEvents):
             if x.channels.numel() and int(x.channels.max()) >= n_in:

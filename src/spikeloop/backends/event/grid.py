@@ -9,7 +9,7 @@ differentiated as on the simulator (a non-spiking layer's discrete adjoint is Ev
 grid). As ``dt → 0`` the gradients approach the exact engine's (tested).
 
 It runs the networks the exact engine runs (the same checks,
-:func:`~spikeloop.backends.event.layers._layers`) except refractory periods and adaptive (AHP)
+:func:`~spikeloop.backends.event.layers._layers_and_dt`) except refractory periods and adaptive (AHP)
 neurons, and returns the simulator's :class:`~spikeloop.observables.Observables` (spikes, membrane
 and current on the grid; the losses read the grid membrane). A readout's maximum stays at its
 step, as on the simulator: where the maximum sits at the arrival of a spike that bends the
@@ -27,10 +27,11 @@ from typing import Any
 
 from torch import Tensor
 
-from spikeloop.backends.event.layers import _layers, _neuron
+from spikeloop.backends.event.adjoint import _slope_floor
+from spikeloop.backends.event.layers import _layers_and_dt, _neuron
 from spikeloop.backends.event.records import SpikeEvents
 from spikeloop.backends.executor import ModelHooks, execute
-from spikeloop.checks import check_dt, check_sequence
+from spikeloop.checks import check_sequence
 from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.ir import Graph, Node
 from spikeloop.kernels.eventprop import GridEventProp
@@ -44,9 +45,8 @@ def _eventprop(node: Node, like: Tensor) -> GridEventProp:
     (from the exact engine's reading of the graph, with its slope floor)."""
     c = _neuron(node)
     n = math.prod(node.shape)
-    floor = 1e-12 * float(c.v_threshold.abs().max() + 1) / float(c.tau_mem.min())
     return GridEventProp(*(per_neuron(v, n, like) for v in (c.v_leak, c.r, c.tau_mem, c.tau_syn)),
-                         float(node.settings["dt"]), floor)
+                         float(node.settings["dt"]), _slope_floor(c))
 
 
 @dataclass
@@ -67,16 +67,7 @@ def run_grid(graph: Graph, x: Tensor | SpikeEvents, state: Mapping[str, Any] | N
     """``EventBackend(engine="grid").run``: ``x`` dense ``[T, B, C]`` or :class:`SpikeEvents`
     (put on the grid by :meth:`SpikeEvents.to_dense`)."""
     start = time.perf_counter()
-    if state:
-        raise ParameterError("event backend: runs start from rest; continuing from a "
-                             "state (streaming) is not supported")
-    layers = _layers(graph)
-    dts = {check_dt(layer.pop.settings.get("dt"), f"event backend: {layer.pop.name}.dt")
-           for layer in layers}
-    if len(dts) != 1:
-        raise ParameterError(f"event backend: all populations need the same dt (the grid "
-                             f"of the observables), got {sorted(dts)}")
-    dt = dts.pop()
+    layers, dt = _layers_and_dt(graph, state)
     for layer in layers:
         c = _neuron(layer.pop)
         if c.spiking and (c.adaptive or c.t_refrac > 0):

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from spikeloop.backends.event.cuba import _F, _INF, _Neuron
+from spikeloop.checks import check_dt
 from spikeloop.dynamics.models import MODELS
 from spikeloop.errors import ParameterError
 from spikeloop.ir import Graph, Node
@@ -101,6 +103,21 @@ def _layers(graph: Graph) -> list[_Layer]:
     if not layers:
         raise ParameterError("event backend: the network has no population")
     return layers
+
+
+def _layers_and_dt(graph: Graph, state: Any) -> tuple[list[_Layer], float]:
+    """What both engines check first: a run from rest (no ``state``), the supported chain
+    (:func:`_layers`) and one ``dt`` for every population; returns the layers and ``dt``."""
+    if state:
+        raise ParameterError("event backend: runs start from rest; continuing from a "
+                             "state (streaming) is not supported")
+    layers = _layers(graph)
+    dts = {check_dt(layer.pop.settings.get("dt"), f"event backend: {layer.pop.name}.dt")
+           for layer in layers}
+    if len(dts) != 1:
+        raise ParameterError(f"event backend: all populations need the same dt (the grid "
+                             f"of the observables), got {sorted(dts)}")
+    return layers, dts.pop()
 
 
 def _delay(proj: Node) -> Tensor | None:
