@@ -9,9 +9,10 @@ differentiated as on the simulator (a non-spiking layer's discrete adjoint is Ev
 grid). As ``dt → 0`` the gradients approach the exact engine's (tested).
 
 It runs the networks the exact engine runs (the same checks,
-:func:`~spikeloop.backends.event.layers._layers_and_dt`) except refractory periods and adaptive (AHP)
-neurons, and returns the simulator's :class:`~spikeloop.observables.Observables` (spikes, membrane
-and current on the grid; the losses read the grid membrane). A readout's maximum stays at its
+:func:`~spikeloop.backends.event.layers._layers_and_dt`) except refractory periods and
+adaptive (AHP) neurons, and returns the simulator's
+:class:`~spikeloop.observables.Observables` (spikes, membrane and current on the grid; the
+losses read the grid membrane). A readout's maximum stays at its
 step, as on the simulator: where the maximum sits at the arrival of a spike that bends the
 membrane down, the exact engine moves the maximum with that spike and differentiates its time
 (:mod:`~spikeloop.backends.event.readout`); the grid does not.
