@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint docs venv clean yinyang-bench bench bench-scaling bench-contention bench-distributed \
 	eventprop-bench event-memory event-speed memory-task memory-task-distractors xylo-example xylo-long nir-matrix data fashion-mnist \
 	fashion-mnist-fc fashion-mnist-conv fashion-mnist-conv-surrogate fashion-mnist-conv-bn local-learning digits shd spoken-digits spoken-digits-train keywords ambient espeak-ng kws-bench data-bench \
-	temporal-audio delays-bench robustness
+	temporal-audio temporal-audio-eventprop delays-bench robustness
 
 # NIR cross-framework test peers that require torch: installed with --no-deps (their light
 # dependencies come from the `test` extra and nir), then torch is checked to be the pinned one.
@@ -232,6 +232,11 @@ spoken-digits-train: spoken-digits
 # without learned delays (D = 25 steps) on the SHD-format workload of the speed bench.
 temporal-audio: $(STAMP) spoken-digits
 	$(PY) benchmarks/temporal_audio.py run run.threads=1 --seeds 0 1 2
+
+# The recurrent LIF with loss shaping, by surrogate gradients and by EventProp on the grid (the
+# event backend's engine="grid"), three seeds each, into the same table (docs/temporal-audio.md).
+temporal-audio-eventprop: $(STAMP) spoken-digits
+	$(PY) benchmarks/temporal_audio.py run run.threads=1 --models shaped eventprop --seeds 0 1 2
 
 delays-bench: $(STAMP) spoken-digits
 	$(PY) benchmarks/speed_bench.py --libs spikeloop spikeloop_delay_axon \

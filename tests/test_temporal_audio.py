@@ -82,6 +82,17 @@ def test_configs_differ_only_in_what_the_table_says():
     adlif["model"].pop("neuron_params")
     assert adlif["model"].pop("learn") == ["tau_mem", "tau_adapt", "a", "b"]
     assert adlif == base
+    # loss shaping on the simulator, and the same trained by EventProp on the grid
+    shaped, eventprop = body("shaped"), body("eventprop")
+    shaped["model"].pop("neuron")
+    eventprop["model"].pop("neuron")
+    loss = {"name": "exp_membrane_ce", "tau": 1.0, "scale": 0.05, "dt": 0.01}
+    assert shaped["train"].pop("loss") == loss and base["train"].pop("loss")["name"] == \
+        "max_membrane_ce"
+    assert shaped == base
+    assert eventprop["train"].pop("backend") == {"name": "event", "engine": "grid"}
+    assert eventprop["train"].pop("loss") == loss and shaped["train"].pop("backend") == "sim"
+    assert eventprop == shaped
 
 
 @pytest.mark.parametrize("key", ["lif", "delays", "adlif"])
