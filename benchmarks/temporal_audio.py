@@ -112,26 +112,29 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {description} | `{config}` | {show_mean_sd(100 * s['mean'], sd)} | "
                      f"{seeds} | {100 * s['val_mean']:.2f} % | "
                      f"{s['seconds_per_epoch']:.1f} |")
-    if "lif" in summary and "delays" in summary:
-        gain = summary["delays"]["mean"] - summary["lif"]["mean"]
-        sds = [summary[k]["std"] for k in ("delays", "lif")]
-        if None in sds:
-            verdict = "the seeds' spread is not measured (one run of a model)"
-        else:
-            spread = max(sds)
-            verdict = (f"{'more' if gain > spread else 'not more'} than the seeds' spread (the "
-                       f"larger standard deviation of the two, {100 * spread:.2f} points)")
-        lines += ["", f"Learned delays minus no delays: {100 * gain:+.2f} points, {verdict}."]
-    if "shaped" in summary and "eventprop" in summary:
-        diff = summary["eventprop"]["mean"] - summary["shaped"]["mean"]
-        lines += ["", f"EventProp on the grid minus surrogate gradients (the same loss and "
-                      f"budget): {100 * diff:+.2f} points."]
+    for new, old, what in (("delays", "lif", "Learned delays minus no delays"),
+                           ("eventprop", "shaped", "EventProp on the grid minus surrogate "
+                                                   "gradients (the same loss and budget)")):
+        if new in summary and old in summary:
+            lines += ["", f"{what}: {_versus(summary[new], summary[old])}."]
     lines += ["", "Commands (each from a fresh clone after `make spoken-digits`):", ""]
     for run in sorted(result["runs"].values(), key=lambda r: (r["model_key"], r["seed"])):
         extra = f"; overrides {' '.join(run['overrides'])}" if run["overrides"] else ""
         lines.append(f"- {run['name']}: `{run['command']}` — {run['started'][:10]}, "
                      f"{run['machine']}, commit {run['commit']}{extra}")
     return "\n".join(lines) + "\n"
+
+
+def _versus(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Model ``a``'s mean minus model ``b``'s, in points, against the seeds' spread."""
+    diff = a["mean"] - b["mean"]
+    if a["std"] is None or b["std"] is None:
+        verdict = "the seeds' spread is not measured (one run of a model)"
+    else:
+        spread = max(a["std"], b["std"])
+        verdict = (f"{'more' if abs(diff) > spread else 'not more'} than the seeds' spread "
+                   f"(the larger standard deviation of the two, {100 * spread:.2f} points)")
+    return f"{100 * diff:+.2f} points, {verdict}"
 
 
 def _load(out: Path) -> dict[str, Any]:
