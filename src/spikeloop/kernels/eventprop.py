@@ -23,8 +23,10 @@ step,
 with :math:`δ_k = ∂L/∂u_k = p_{V,k} + ∂l/∂u_k` where the neuron did not spike. At a spike,
 EventProp's jump (Wunderlich & Pehle 2021; the exact engine's form in
 :mod:`spikeloop.backends.event.adjoint`): the spike happened when ``V`` crossed ``ϑ`` with slope
-:math:`\dot V^- = (v_{leak} - ϑ + r I)/τ_{mem}` (floored, as on the exact engine), so a change of
-the membrane moves it by :math:`-1/\dot V^-`, and
+:math:`\dot V^- = (v_{leak} - ϑ + r I)/τ_{mem}`, so a change of the membrane moves it by
+:math:`-1/\dot V^-`; the slope taken is at least the membrane's mean slope over the step of the
+crossing (a grazing crossing cannot claim a sensitivity finer than the grid resolves), and at
+least the exact engine's floor. Then
 
 .. math::
     δ_k = \Big[p_{V,k}\Big]_{subtract} - \frac{1}{\dot V^-}\Big(\frac{∂L}{∂t_k}
@@ -48,7 +50,8 @@ step ``k + 1``, EventProp's arrival term
 linear interpolation between the state before the step and :math:`u_k` places it at the
 fraction ``f`` of the step, where the current is the same interpolation between
 :math:`J_k = I_k/α` and :math:`I_k`. A neuron that did not spike passes nothing through its
-spikes (EventProp's blind spot: a silent neuron stays silent). The weights' gradients are
+spikes (EventProp's blind spot: a silent neuron stays silent), and neither does a spike of a
+neuron that a subtract reset left above threshold (it crossed nothing). The weights' gradients are
 those of the currents, as for the surrogate: :math:`∂L/∂W^{rec} = \sum_k ∂L/∂J_{k+1} ⊗ z_k`
 (the loop) and :math:`∂L/∂W = \sum_k ∂L/∂x_k ⊗ s_k` (the projection).
 """

@@ -83,9 +83,9 @@ class LoopConfig:
     backprop); ``engine``: ``"native"``, ``"torch"`` or ``"auto"`` (native for float32 CPU tensors
     when the C kernels are available); ``adaptive``: the adaptation state ``w`` (spiking loops
     only; module docstring); ``eventprop``: the backward pass is EventProp's on the grid
-    (:mod:`spikeloop.kernels.eventprop`: spiking loops without refractoriness or adaptation;
-    gradients for the input, the recurrent weight and the observed values, none for the
-    coefficients or the initial state) instead of the surrogate's.
+    (:mod:`spikeloop.kernels.eventprop`: spiking loops without refractoriness, adaptation or
+    observations; gradients for the input and the recurrent weight only, so learned
+    coefficients or a learned initial state are refused) instead of the surrogate's.
     """
 
     spiking: bool
