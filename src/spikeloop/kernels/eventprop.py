@@ -108,7 +108,7 @@ def grid_adjoint(
                           vreset, subtract, ep)
 
 
-def _jump_factors(
+def jump_factors(
     z: Tensor, u: Tensor, i: Tensor, alpha: Tensor, thr: Tensor, vreset: Tensor,
     subtract: bool, ep: GridEventProp,
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -116,7 +116,9 @@ def _jump_factors(
     :math:`δ_k = a\,p_{V,k} + b\,(G_{k+1} - G_k) + c\,R_k` (see the module): the jump's
     factors from the slopes at the crossing where the membrane crossed the threshold from below
     in the step, else ``(1, 0, 0)`` (no spike, or a spike of a neuron that a subtract reset
-    left above threshold: no crossing time to move)."""
+    left above threshold: no crossing time to move). ``c = −1/V̇⁻`` is also what the gradient
+    of a loss with respect to the spike's time is worth at ``u_k`` (a later crossing is a lower
+    membrane)."""
     at = (z > 0).nonzero(as_tuple=True)
     n = at[2]
     step = at[0]
@@ -150,7 +152,7 @@ def _adjoint_torch(
 ) -> Tensor:
     """:func:`grid_adjoint`'s recursion in torch (any device and dtype)."""
     steps = z.shape[0]
-    a, b, c = _jump_factors(z, u, i, alpha, thr, vreset, subtract, ep)
+    a, b, c = jump_factors(z, u, i, alpha, thr, vreset, subtract, ep)
     dx = torch.empty_like(z)
     p_v = torch.zeros_like(z[0])
     p_i = torch.zeros_like(z[0])

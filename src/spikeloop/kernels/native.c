@@ -1002,7 +1002,7 @@ void sl_grid_adjoint(int64_t T, int64_t B, int64_t N, const float *u, const floa
                 else
                     memset(g, 0, sizeof(float) * N);
                 const int64_t np = row_events(z + off, N, idx);
-                for (int64_t e = 0; e < np; ++e) { /* the jump (eventprop.py _jump_factors) */
+                for (int64_t e = 0; e < np; ++e) { /* the jump (eventprop.py jump_factors) */
                     const int64_t n = idx[e];
                     float before = t ? u[prev + n] : vleak[n];
                     if (t && z[prev + n] != 0.0f)

@@ -28,10 +28,12 @@ On the exact ``event`` backend the same losses read the exact, EventProp-differe
 quantities of :class:`~spikeloop.backends.event.EventObservables` instead of the grid:
 ``max_membrane_ce`` the exact maximum ``v_max``, ``first_spike_ce`` the exact first spike
 times (no spike: the window length ``T``), ``exp_membrane_ce`` the closed-form integral, and
-the rate regulariser exact spike counts. Spike counts are piecewise constant in the weights
-(exact gradient 0), so on the event backend the regulariser passes its gradient to the spike
-times as if each count fell by ``1/T`` per second of delay
-(:math:`\partial n/\partial t_k := -1/T`; the spike-count regularisation of Nowotny et al.).
+``spike_count_ce`` and the rate regulariser exact spike counts (its grid engine,
+``engine="grid"``, gives the grid's spike times, whose gradients enter EventProp's adjoint as
+the exact engine's do). Spike counts are piecewise constant in the weights (exact gradient 0),
+so on the event backend they pass their gradient to the spike times as if each count fell by
+``1/T`` per second of delay (:math:`\partial n/\partial t_k := -1/T`; the spike-count
+regularisation of Nowotny et al.).
 
 :class:`FiringRateRegularizer` penalises mean rates outside ``[low, high]`` (Hz) per neuron:
 :math:`λ \cdot \mathrm{mean}(\mathrm{relu}(r - high)^2 + \mathrm{relu}(low - r)^2)`.
@@ -299,7 +301,9 @@ class SpikeCountCE(Loss):
         _positive(self, "scale")
 
     def logits(self, output: NetworkOutput) -> Tensor:
-        return _require(self.observables(output), "spikes", "spike_count_ce").sum(0) / self.scale
+        obs = self.observables(output)
+        _require(obs, "spikes", "spike_count_ce")
+        return spike_counts(obs) / self.scale  # (spike times on the event backend)
 
 
 @LOSSES.register("exp_membrane_ce")

@@ -17,7 +17,7 @@ from spikeloop.backends.base import BACKENDS, Backend, BackendBase, get_backend
 from spikeloop.backends.event.adjoint import _on, _PopulationFunction
 from spikeloop.backends.event.cuba import _F, _INF
 from spikeloop.backends.event.forward import _arrivals, _dense_events, _next_input, _population
-from spikeloop.backends.event.grid import run_grid
+from spikeloop.backends.event.grid import grid_times, run_grid
 from spikeloop.backends.event.layers import _delay, _layers_and_dt, _neuron
 from spikeloop.backends.event.readout import _Readout
 from spikeloop.backends.event.records import EventObservables, SpikeEvents
@@ -49,8 +49,8 @@ class EventBackend(BackendBase):
             instance (its noise stream and caches carry on from run to run).
         engine: ``"exact"`` (default): the event-driven simulation above; ``"grid"``: EventProp
             on the time grid of ``dt`` (:mod:`~spikeloop.backends.event.grid`, time-driven as
-            in mlGeNN): the simulator's forward pass (spikes on the grid, plain
-            :class:`~spikeloop.observables.Observables`, so losses read the grid membrane)
+            in mlGeNN): the simulator's forward pass (the simulator's observables; spiking
+            populations also carry their grid spike ``times``, differentiable by EventProp)
             and EventProp's adjoint backwards step by step; same networks, CUBA-LIF without
             a refractory period, no ``observe``.
     """
@@ -216,13 +216,7 @@ class EventBackend(BackendBase):
 
 def _times_from_raster(spikes: Tensor, dt: float) -> Tensor:
     """Observed grid spikes ``[T, B, N]`` → spike times ``[B, N, K]`` at ``(k+1)·dt``."""
-    z = spikes.detach() > 0
-    per = z.sum(0)
-    k = max(int(per.max()) if per.numel() else 0, 1)
-    order = torch.sort((~z).to(torch.int8), dim=0, stable=True).indices[:k]  # [K, B, N]
-    keep = torch.arange(k)[:, None, None] < per[None]
-    t = torch.where(keep, (order + 1).to(_F) * dt, torch.full(order.shape, _INF, dtype=_F))
-    return t.permute(1, 2, 0).contiguous()
+    return grid_times(spikes, dt, _F)[0]
 
 
 def _raster(times: Tensor, src: Tensor, amp: Tensor, n: int, dt: float, steps: int,

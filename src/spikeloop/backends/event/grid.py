@@ -10,10 +10,12 @@ grid). As ``dt → 0`` the gradients approach the exact engine's (tested).
 
 It runs the networks the exact engine runs (the same checks,
 :func:`~spikeloop.backends.event.layers._layers_and_dt`) except refractory periods and
-adaptive (AHP) neurons, and returns the simulator's
-:class:`~spikeloop.observables.Observables` (spikes, membrane and current on the grid; the
-losses read the grid membrane). A readout's maximum stays at its
-step, as on the simulator: where the maximum sits at the arrival of a spike that bends the
+adaptive (AHP) neurons, and returns the simulator's observables (spikes, membrane and current
+on the grid; losses on the membrane read the grid membrane), for spiking populations as
+:class:`GridObservables`, which add the spikes' grid times as the exact engine's ``times``: the
+losses that read spike times (first-spike times, spike counts, the rate regulariser) take them,
+and their gradients enter the adjoint at the spikes. A readout's maximum stays at its step, as on
+the simulator: where the maximum sits at the arrival of a spike that bends the
 membrane down, the exact engine moves the maximum with that spike and differentiates its time
 (:mod:`~spikeloop.backends.event.readout`); the grid does not.
 """
@@ -22,10 +24,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from spikeloop.backends.event.adjoint import _slope_floor
@@ -35,9 +38,9 @@ from spikeloop.backends.executor import ModelHooks, execute
 from spikeloop.checks import check_sequence
 from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.ir import Graph, Node
-from spikeloop.kernels.eventprop import GridEventProp
+from spikeloop.kernels.eventprop import GridEventProp, jump_factors
 from spikeloop.kernels.fused import per_neuron
-from spikeloop.kernels.loop import Recurrent
+from spikeloop.kernels.loop import Recurrent, coefficients
 from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
 
 
@@ -50,6 +53,65 @@ def _eventprop(node: Node, like: Tensor) -> GridEventProp:
                          float(node.settings["dt"]), _slope_floor(c))
 
 
+def grid_times(spikes: Tensor, dt: float, dtype: torch.dtype) -> tuple[Tensor, tuple, Tensor]:
+    """Spike times ``[B, N, K]`` of grid spikes ``[T, B, N]`` at the ends of their steps,
+    ``(k+1)·dt``, ascending, ``+inf`` padding (``K ≥ 1``); with the spikes' positions
+    ``(step, b, n)`` and each one's index among its neuron's spikes."""
+    spiked = spikes.detach() > 0
+    at = spiked.nonzero(as_tuple=True)
+    rank = (spiked.cumsum(0) - 1)[at]
+    k = int(rank.max()) + 1 if rank.numel() else 1
+    times = torch.full((spikes.shape[1], spikes.shape[2], k), math.inf, dtype=dtype,
+                       device=spikes.device)
+    times[at[1], at[2], rank] = (at[0] + 1).to(dtype) * dt
+    return times, at, rank
+
+
+class _GridTimes(torch.autograd.Function):
+    """A grid population's spike times (:func:`grid_times`) as a function of its recorded
+    membrane: a loss's gradient ``g`` with respect to a spike's time enters EventProp's adjoint
+    as the membrane gradient ``−g/V̇⁻`` at that spike (``c`` of
+    :func:`~spikeloop.kernels.eventprop.jump_factors`), exactly where the exact engine's
+    ``∂L/∂t_k`` enters its jump."""
+
+    @staticmethod
+    def forward(ctx: Any, v: Tensor, z: Tensor, i: Tensor, jump: tuple) -> Tensor:
+        times, at, rank = grid_times(z, jump[-1].dt, v.dtype)
+        ctx.save_for_backward(v, z, i)
+        ctx.at, ctx.rank, ctx.jump = at, rank, jump
+        return times
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple:
+        v, z, i = ctx.saved_tensors
+        at = ctx.at
+        g_t = torch.zeros_like(v)
+        g_t[at] = g[at[1], at[2], ctx.rank]
+        _, _, c = jump_factors(z, v, i, *ctx.jump)
+        return c * g_t, None, None, None
+
+
+@dataclass
+class GridObservables(Observables):
+    """A spiking population's observables on the grid engine: the simulator's (spikes, membrane
+    and current on the grid, differentiable by EventProp on the grid) and, as on the exact
+    engine, ``times`` ``[B, N, K]`` (the spikes' grid times ``(k+1)·dt``, ``+inf`` padding;
+    differentiable: their gradients enter the adjoint at the spikes) and ``duration``
+    (``T·dt``), so the losses that read spike times (``first_spike_ce``, spike counts, the
+    rate regulariser) treat them as on the exact engine. ``times`` is formed when first read."""
+
+    duration: float = 0.0
+    make_times: Callable[[], Tensor] | None = field(default=None, repr=False, compare=False)
+    _times: Tensor | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def times(self) -> Tensor | None:
+        """The spike times ``[B, N, K]`` (see the class)."""
+        if self._times is None and self.make_times is not None:
+            self._times = self.make_times()
+        return self._times
+
+
 @dataclass
 class _GridHooks(ModelHooks):
     """The simulator's hooks, with EventProp's backward pass for the spiking populations."""
@@ -58,9 +120,21 @@ class _GridHooks(ModelHooks):
         self, graph: Graph, node: Node, current: Tensor, state: Any, p: Any,
         recurrent: Recurrent | None = None, **options: Any,
     ) -> tuple[Observables, Any]:
-        if node.model.spiking:
-            options["eventprop"] = _eventprop(node, current)
-        return super().run(graph, node, current, state, p, recurrent, **options)
+        if not node.model.spiking:
+            return super().run(graph, node, current, state, p, recurrent, **options)
+        ep = _eventprop(node, current)
+        options["eventprop"] = ep
+        obs, after = super().run(graph, node, current, state, p, recurrent, **options)
+        s = node.settings
+        n = math.prod(node.shape)
+        with torch.no_grad():
+            c = coefficients(node.model, p, s["dt"], s["method"], node.cache)
+            jump = (per_neuron(c.alpha, n, current), per_neuron(p.v_threshold, n, current),
+                    per_neuron(p.v_reset, n, current), getattr(p, "reset", "value") == "subtract",
+                    ep)
+        v, z, i = obs.v, obs.spikes, obs.i
+        return GridObservables(spikes=z, v=v, i=i, duration=z.shape[0] * ep.dt,
+                               make_times=lambda: _GridTimes.apply(v, z, i, jump)), after
 
 
 def run_grid(graph: Graph, x: Tensor | SpikeEvents, state: Mapping[str, Any] | None,
@@ -89,8 +163,7 @@ def run_grid(graph: Graph, x: Tensor | SpikeEvents, state: Mapping[str, Any] | N
     # (the simulator's input check, finiteness included, is the executor's)
     populations, _ = execute(graph, x, _GridHooks(), None)
     if not membrane:  # spiking populations' membranes are not returned (as on the exact engine)
-        spiking = {layer.pop.name for layer in layers if layer.pop.model.spiking}
-        populations = {k: Observables(spikes=o.spikes, v=None, i=o.i) if k in spiking else o
+        populations = {k: replace(o, v=None) if isinstance(o, GridObservables) else o
                        for k, o in populations.items()}
     report = ExecutionReport("event", wall={"run": time.perf_counter() - start},
                              resources={"window_s": x.shape[0] * dt, "engine": "grid"})
