@@ -152,6 +152,7 @@ def test_grid_forward_is_the_simulators():
     no_membrane = net(x, backend={**GRID, "membrane": False})
     assert no_membrane["hidden"].v is None and no_membrane["output"].v is not None
     assert torch.equal(no_membrane["hidden"].times, grid["hidden"].times)
+    assert [k for k, _ in grid["hidden"].items()] == ["spikes", "v", "i"]  # times kept aside
 
 
 def test_a_silent_population_passes_no_gradient_to_its_inputs():

@@ -102,14 +102,15 @@ class GridObservables(Observables):
 
     duration: float = 0.0
     make_times: Callable[[], Tensor] | None = field(default=None, repr=False, compare=False)
-    _times: Tensor | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def times(self) -> Tensor | None:
-        """The spike times ``[B, N, K]`` (see the class)."""
-        if self._times is None and self.make_times is not None:
-            self._times = self.make_times()
-        return self._times
+        """The spike times ``[B, N, K]`` (see the class), formed on the first read and kept
+        (outside the fields: :meth:`items` lists the recorded grid tensors only)."""
+        kept = self.__dict__.get("_times")
+        if kept is None and self.make_times is not None:
+            kept = self.__dict__["_times"] = self.make_times()
+        return kept
 
 
 @dataclass
