@@ -36,9 +36,15 @@ Time convention (matches the dense simulator): an input spike at step ``k`` of a
 
 Simultaneous spikes of recurrently connected neurons (a measure-zero event) are processed
 together without their mutual timing derivatives.
+
+``EventBackend(engine="grid")`` is EventProp on the time grid instead (time-driven, as mlGeNN
+runs it): the simulator's forward pass and EventProp's adjoint step by step
+(:mod:`~spikeloop.backends.event.grid`, :mod:`spikeloop.kernels.eventprop`); its spiking
+populations' observables are :class:`GridObservables`.
 """
 
 from spikeloop.backends.event.backend import EventBackend
+from spikeloop.backends.event.grid import GridObservables
 from spikeloop.backends.event.records import EventObservables, SpikeEvents
 
-__all__ = ["EventBackend", "EventObservables", "SpikeEvents"]
+__all__ = ["EventBackend", "EventObservables", "GridObservables", "SpikeEvents"]
