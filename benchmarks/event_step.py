@@ -10,7 +10,8 @@ Prints one JSON line per backend and batch (median wall and CPU seconds per step
 per sample) and the ratios. ``--engine torch`` runs the torch code instead of the native one
 (``SPIKELOOP_NATIVE=0``, every backend). ``--epoch`` also times one training epoch of each
 backend (``train.epochs=1``, the trainer's own epoch time: training pass and validation),
-``--rounds`` times over, the backends taking turns (median reported).
+and both the steps and the epochs run ``--rounds`` times over, the backends taking turns
+(medians over all rounds reported).
 ``--out PATH`` writes ``PATH.json`` and ``PATH.md`` (commit, machine, load, every time).
 """
 
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from spikeloop.training import Trainer, load_config
 
@@ -40,29 +42,47 @@ def _overrides(backend: str, batch: int, out_dir: str, extra: list[str]) -> list
             f"run.out_dir={out_dir}", f"train.batch_size={batch}"]
 
 
-def step_seconds(config: str, backend: str, batch: int, steps: int, overrides: list[str],
-                 out_dir: str) -> dict:
-    """Median wall and CPU seconds of ``steps`` training steps (after one warm-up step) on the
-    first ``batch`` training samples."""
-    cfg = load_config(config, _overrides(backend, batch, out_dir, overrides))
-    trainer = Trainer(cfg)
-    x, y = trainer.data["train"].batch(slice(0, batch))
-    wall, cpu = [], []
-    for k in range(steps + 1):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        trainer.optimizer.zero_grad()
-        out = trainer._train_forward(x)
-        trainer._objective(out, y).backward()
-        if k:  # the first step builds the native library, caches, allocations
-            wall.append(time.perf_counter() - start)
-            cpu.append(time.process_time() - start_cpu)
-    inputs = {trainer.network.graph.input.name}
-    spikes = sum(float(o.spikes.detach().sum()) for name, o in out.populations.items()
-                 if name not in inputs and o.spikes is not None)
-    return {"backend": backend, "batch": batch, "s_per_step": statistics.median(wall),
-            "cpu_s_per_step": statistics.median(cpu), "times_s": wall, "cpu_times_s": cpu,
-            "input_events_per_sample": float(x.sum()) / batch,
-            "spikes_per_sample": spikes / batch}
+class StepTimer:
+    """One backend's training step on the first ``batch`` training samples, timed in rounds
+    (:meth:`run`) so that the backends can take turns; the first step (native library, caches,
+    allocations) is not timed."""
+
+    def __init__(self, config: str, backend: str, batch: int, overrides: list[str],
+                 out_dir: str) -> None:
+        cfg = load_config(config, _overrides(backend, batch, out_dir, overrides))
+        self.backend, self.batch = backend, batch
+        self.trainer = Trainer(cfg)
+        self.x, self.y = self.trainer.data["train"].batch(slice(0, batch))
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self.out = self._step()
+
+    def _step(self) -> Any:
+        self.trainer.optimizer.zero_grad()
+        out = self.trainer._train_forward(self.x)
+        self.trainer._objective(out, self.y).backward()
+        return out
+
+    def run(self, steps: int) -> None:
+        """Time ``steps`` more steps."""
+        for _ in range(steps):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            self.out = self._step()
+            self.wall.append(time.perf_counter() - start)
+            self.cpu.append(time.process_time() - start_cpu)
+
+    def result(self) -> dict:
+        """Median wall and CPU seconds per step over every round, the times, input events and
+        spikes per sample (of the last step's forward pass)."""
+        inputs = {self.trainer.network.graph.input.name}
+        spikes = sum(float(o.spikes.detach().sum()) for name, o in self.out.populations.items()
+                     if name not in inputs and o.spikes is not None)
+        return {"backend": self.backend, "batch": self.batch,
+                "s_per_step": statistics.median(self.wall),
+                "cpu_s_per_step": statistics.median(self.cpu), "times_s": self.wall,
+                "cpu_times_s": self.cpu,
+                "input_events_per_sample": float(self.x.sum()) / self.batch,
+                "spikes_per_sample": spikes / self.batch}
 
 
 def epoch_seconds(config: str, backend: str, overrides: list[str], out_dir: str,
@@ -93,7 +113,8 @@ def markdown(result: dict) -> str:
           f"{m['loadavg_end'][0]:.2f} at the end",
         "",
         f"`{result['command']}`: config `{result['config']}`, the first `batch` training "
-        f"samples, median of {result['steps']} steps after one warm-up step; a step is "
+        f"samples, median of {result.get('rounds', 1)} rounds of {result['steps']} steps "
+        "(the backends taking turns) after one warm-up step; a step is "
         "forward, loss and backward. Event engine: "
         f"{result['engine']}. CPU = the process's CPU time (robust to other load on the "
         "machine), wall = elapsed time. Spikes = the spikes of every population but the "
@@ -147,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--engine", choices=("native", "torch"), default="native")
     parser.add_argument("--epoch", action="store_true", help="also time one epoch of each")
-    parser.add_argument("--rounds", type=int, default=3, help="epoch timings per backend")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of steps and epochs, the backends taking turns")
     parser.add_argument("--out", help="write OUT.json and OUT.md")
     args = parser.parse_args(argv)
     if args.engine == "torch":
@@ -156,11 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     table, epoch = [], {}
     with tempfile.TemporaryDirectory(prefix="spikeloop-event-step-") as tmp:
         for batch in args.batch:
+            timers = [StepTimer(args.config, backend, batch, args.overrides, tmp)
+                      for backend in BACKENDS]
+            for _ in range(args.rounds):  # the backends take turns
+                for timer in timers:
+                    timer.run(args.steps)
             rows = {}
-            for backend in BACKENDS:
-                rows[backend] = step_seconds(args.config, backend, batch, args.steps,
-                                             args.overrides, tmp)
-                print(json.dumps(rows[backend]), flush=True)
+            for timer in timers:
+                rows[timer.backend] = timer.result()
+                print(json.dumps(rows[timer.backend]), flush=True)
             print(f"batch {batch}: " + ", ".join(
                 f"{k} / sim: {rows[k]['s_per_step'] / rows['sim']['s_per_step']:.2f}× wall"
                 for k in ("event", "event_grid")), flush=True)
@@ -183,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         engine = ("native (C)" if args.engine == "native" and _native.engine() is not None
                   else "torch")
         result = {"machine": machine, "config": args.config, "overrides": args.overrides,
-                  "steps": args.steps, "engine": engine, "steps_table": table,
+                  "steps": args.steps, "rounds": args.rounds, "engine": engine,
+                  "steps_table": table,
                   "epoch": epoch or None,
                   "command": "benchmarks/event_step.py " + " ".join(argv or [])}
         out = Path(args.out)

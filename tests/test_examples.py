@@ -108,9 +108,10 @@ def test_contention_benchmark_smoke(tmp_path):
 
 
 def test_event_step_benchmark_times_the_backends(capsys, tmp_path):
-    """benchmarks/event_step.py times one training step on the dense simulator and on the event
-    backend's exact and grid engines, on the same batch, prints their ratios and with --epoch
-    an epoch of each (--rounds times, taking turns) into a table of medians."""
+    """benchmarks/event_step.py times training steps on the dense simulator and on the event
+    backend's exact and grid engines, on the same batch, and with --epoch an epoch of each
+    (steps and epochs --rounds times, the backends taking turns), prints their ratios and
+    writes a table of medians."""
     sys.path.insert(0, str(ROOT))
     from benchmarks import event_step
 
@@ -123,6 +124,7 @@ def test_event_step_benchmark_times_the_backends(capsys, tmp_path):
     rows = [json.loads(line) for line in lines[:3]]
     assert [r["backend"] for r in rows] == ["sim", "event", "event_grid"]
     assert all(r["s_per_step"] > 0 and r["batch"] == 3 for r in rows)
+    assert all(len(r["times_s"]) == 2 for r in rows)  # 2 rounds of 1 step, taking turns
     assert rows[0]["input_events_per_sample"] == rows[1]["input_events_per_sample"] > 0
     assert all(r["spikes_per_sample"] > 0 for r in rows)  # the hidden layer's
     assert rows[2]["spikes_per_sample"] == rows[0]["spikes_per_sample"]  # the same grid
