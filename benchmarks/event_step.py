@@ -101,10 +101,12 @@ def epoch_seconds(config: str, backend: str, overrides: list[str], out_dir: str,
 
 
 def markdown(result: dict) -> str:
-    """The result file's table: seconds per step (wall, CPU) of both backends and the ratio."""
+    """The result file's tables: seconds per step (wall, CPU) of the dense simulator and the
+    event backend's two engines with the ratios, and the epochs."""
     m = result["machine"]
     lines = [
-        "# Event backend against the dense simulator: time per training step",
+        "# Event backend (exact and grid engines) against the dense simulator: time per "
+        "training step and epoch",
         "",
         f"{m['date']} · {m['cpu']} · {m['cores']} cores, 1 torch thread · torch {m['torch']} · "
         f"Python {m['python']} · spikeloop {m['spikeloop_commit']}"
@@ -119,7 +121,8 @@ def markdown(result: dict) -> str:
         f"{result['engine']}. CPU = the process's CPU time (robust to other load on the "
         "machine), wall = elapsed time. Spikes = the spikes of every population but the "
         "input, per sample, in the last step's forward pass (on the grid for the dense "
-        "simulator: at most one per neuron and step; exact for the event backend).",
+        "simulator, whose spikes the grid engine shares: at most one per neuron and step; "
+        "exact for the exact engine).",
         "",
         "| batch | input events / sample | spikes / sample dense, exact | dense wall s | "
         "dense CPU s | exact wall s | grid wall s | exact / dense (wall, CPU) | "
