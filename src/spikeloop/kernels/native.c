@@ -653,13 +653,17 @@ static void recurrent_dots(const int64_t N, const int64_t nb, const float *restr
  * (W row-major: wrec) unless the dot products over the needed entries alone (four rows at a
  * time) would take less time, the entries not needed set to 0 afterwards; else (or a narrow
  * band) those dot products. */
-/* rdz[q] = W^T d[q] for the nb rows q of a block (d[q] = zero beyond nb), each only where
- * sp[q] is not 0 (sp[0] NULL: everywhere): the dot products or the block product, whichever
- * is less work */
-static void recurrent_rows(const int64_t N, const int64_t nb, const float *restrict wrec_t,
-                           const float *restrict wrec, const float *const *d,
-                           const float *const *sp, const float *restrict zero,
-                           float *restrict rdz) {
+static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, const int64_t B,
+                            const int64_t b0, const float *restrict wrec_t,
+                            const float *restrict wrec, const float *restrict dx,
+                            const float *restrict sgp, const float *restrict zero,
+                            float *restrict rdz) {
+    const float *d[BB];
+    const float *sp[BB];
+    for (int q = 0; q < BB; ++q) {
+        d[q] = q < nb ? dx + (t * B + b0 + q) * N : zero;
+        sp[q] = (q < nb && t > 0) ? sgp + q * N : NULL;
+    }
 #if defined(__AVX512F__)
     if (wrec) {
         /* the entries the dot products would compute (a neuron needed by two or more of four
@@ -667,8 +671,8 @@ static void recurrent_rows(const int64_t N, const int64_t nb, const float *restr
          * fast per entry (2.6 against 8.1 ms for 32 rows x 256 x 256 x 100 steps), and on the
          * speed bench's rec and shd_scale rows with bands of 0.1 to 1 the dot products paid
          * only below about a sixth */
-        int64_t work = sp[0] ? 0 : BB * N, needed = sp[0] ? 0 : nb * N;
-        if (sp[0])
+        int64_t work = t > 0 ? 0 : BB * N, needed = t > 0 ? 0 : nb * N;
+        if (t > 0)
             for (int q0 = 0; q0 < nb; q0 += 4) { /* rows beyond nb: the zero row (unused) */
                 const float *restrict s0 = sp[q0], *restrict s1 = q0 + 1 < nb ? sp[q0 + 1] : zero,
                                       *restrict s2 = q0 + 2 < nb ? sp[q0 + 2] : zero,
@@ -701,22 +705,6 @@ static void recurrent_rows(const int64_t N, const int64_t nb, const float *restr
 #endif
     for (int64_t q0 = 0; q0 < nb; q0 += 4)
         recurrent_dots(N, nb - q0 < 4 ? nb - q0 : 4, wrec_t, d + q0, sp + q0, rdz + q0 * N);
-}
-
-/* recurrent_rows for the block's rows b0 .. b0 + nb of dx at step t, where sgp (the rows'
- * surrogate derivative at step t - 1, row after row) is not 0 (t = 0: everywhere) */
-static void recurrent_block(const int64_t N, const int64_t nb, const int64_t t, const int64_t B,
-                            const int64_t b0, const float *restrict wrec_t,
-                            const float *restrict wrec, const float *restrict dx,
-                            const float *restrict sgp, const float *restrict zero,
-                            float *restrict rdz) {
-    const float *d[BB];
-    const float *sp[BB];
-    for (int q = 0; q < BB; ++q) {
-        d[q] = q < nb ? dx + (t * B + b0 + q) * N : zero;
-        sp[q] = (q < nb && t > 0) ? sgp + q * N : NULL;
-    }
-    recurrent_rows(N, nb, wrec_t, wrec, d, sp, zero, rdz);
 }
 
 /* Reverse-time adjoint of sl_neuron_forward (reset with detached spikes).

@@ -101,9 +101,7 @@ class EventBackend(BackendBase):
         layers, dt = _layers_and_dt(graph, state)
         n_in = math.prod(graph.input.shape)
         if isinstance(x, SpikeEvents):
-            if x.channels.numel() and int(x.channels.max()) >= n_in:
-                raise ShapeError(f"SpikeEvents: channel {int(x.channels.max())} does not exist; "
-                                 f"the input has {n_in} channels (0..{n_in - 1})")
+            x.check_channels(n_in)
             valid = x.channels >= 0
             times = torch.where(valid, x.times.to(_F), torch.full_like(x.times, _INF, dtype=_F))
             src = torch.where(valid, x.channels, torch.zeros_like(x.channels)).long()
@@ -176,7 +174,7 @@ class EventBackend(BackendBase):
             if c.spiking:
                 forced = None
                 if observed is not None:
-                    forced = _times_from_raster(observed[name].spikes, dt)
+                    forced = grid_times(observed[name].spikes, dt, _F)[0]
                 spike_times, v_grid, count, order = _PopulationFunction.apply(
                     times, weight, w_rec, src, amp.detach(), c, t_max,
                     (dt, steps) if record else None, self.max_spikes, forced)
@@ -212,11 +210,6 @@ class EventBackend(BackendBase):
                                  "is the dense raster)")
         with torch.no_grad():
             return self._observer.run(graph, dense.detach())
-
-
-def _times_from_raster(spikes: Tensor, dt: float) -> Tensor:
-    """Observed grid spikes ``[T, B, N]`` → spike times ``[B, N, K]`` at ``(k+1)·dt``."""
-    return grid_times(spikes, dt, _F)[0]
 
 
 def _raster(times: Tensor, src: Tensor, amp: Tensor, n: int, dt: float, steps: int,

@@ -35,7 +35,6 @@ from spikeloop.backends.event.adjoint import _slope_floor
 from spikeloop.backends.event.layers import _layers_and_dt, _neuron
 from spikeloop.backends.event.records import SpikeEvents
 from spikeloop.backends.executor import ModelHooks, execute
-from spikeloop.checks import check_sequence
 from spikeloop.errors import ParameterError, ShapeError
 from spikeloop.ir import Graph, Node
 from spikeloop.kernels.eventprop import GridEventProp, jump_factors
@@ -44,13 +43,31 @@ from spikeloop.kernels.loop import Recurrent, coefficients
 from spikeloop.observables import ExecutionReport, NetworkOutput, Observables
 
 
-def _eventprop(node: Node, like: Tensor) -> GridEventProp:
-    """Population ``node``'s constants for EventProp's jump, in ``like``'s dtype and device
-    (from the exact engine's reading of the graph, with its slope floor)."""
-    c = _neuron(node)
-    n = math.prod(node.shape)
-    return GridEventProp(*(per_neuron(v, n, like) for v in (c.v_leak, c.r, c.tau_mem, c.tau_syn)),
-                         float(node.settings["dt"]), _slope_floor(c))
+def _jumps(layers: list, like: Tensor) -> dict[str, tuple]:
+    """Per spiking population, what EventProp's jump reads beyond its loop, in ``like``'s dtype
+    and device: ``(alpha, v_threshold, v_reset, subtract, GridEventProp)`` (``jump_factors``'
+    arguments), from the exact engine's reading of the graph (with its slope floor) and the
+    loop's coefficients; refuses what the grid cannot run."""
+    out = {}
+    for layer in layers:
+        node, c = layer.pop, _neuron(layer.pop)
+        if not c.spiking:
+            continue
+        if c.adaptive or c.t_refrac > 0:
+            what = "adaptive (AHP) neurons" if c.adaptive else f"t_refrac = {c.t_refrac} s"
+            raise ParameterError(
+                f"event backend: population {node.name!r} has {what}; engine='grid' runs "
+                "CUBA-LIF populations without a refractory period (engine='exact' runs both)")
+        n, s = math.prod(node.shape), node.settings
+        p = node.parameter_record()
+        with torch.no_grad():
+            alpha = coefficients(node.model, p, s["dt"], s["method"], node.cache).alpha
+        ep = GridEventProp(*(per_neuron(v, n, like) for v in (c.v_leak, c.r, c.tau_mem,
+                                                               c.tau_syn)),
+                           float(s["dt"]), _slope_floor(c))
+        out[node.name] = (*(per_neuron(v, n, like) for v in (alpha, c.v_threshold, c.v_reset)),
+                          getattr(p, "reset", "value") == "subtract", ep)
+    return out
 
 
 def grid_times(spikes: Tensor, dt: float, dtype: torch.dtype) -> tuple[Tensor, tuple, Tensor]:
@@ -115,24 +132,21 @@ class GridObservables(Observables):
 
 @dataclass
 class _GridHooks(ModelHooks):
-    """The simulator's hooks, with EventProp's backward pass for the spiking populations."""
+    """The simulator's hooks, with EventProp's backward pass for the spiking populations
+    (``jumps``: :func:`_jumps`)."""
+
+    jumps: dict[str, tuple] = field(default_factory=dict)
 
     def run(
         self, graph: Graph, node: Node, current: Tensor, state: Any, p: Any,
         recurrent: Recurrent | None = None, **options: Any,
     ) -> tuple[Observables, Any]:
-        if not node.model.spiking:
+        jump = self.jumps.get(node.name)
+        if jump is None:
             return super().run(graph, node, current, state, p, recurrent, **options)
-        ep = _eventprop(node, current)
-        options["eventprop"] = ep
-        obs, after = super().run(graph, node, current, state, p, recurrent, **options)
-        s = node.settings
-        n = math.prod(node.shape)
-        with torch.no_grad():
-            c = coefficients(node.model, p, s["dt"], s["method"], node.cache)
-            jump = (per_neuron(c.alpha, n, current), per_neuron(p.v_threshold, n, current),
-                    per_neuron(p.v_reset, n, current), getattr(p, "reset", "value") == "subtract",
-                    ep)
+        ep = jump[-1]
+        obs, after = super().run(graph, node, current, state, p, recurrent, eventprop=ep,
+                                 **options)
         v, z, i = obs.v, obs.spikes, obs.i
         return GridObservables(spikes=z, v=v, i=i, duration=z.shape[0] * ep.dt,
                                make_times=lambda: _GridTimes.apply(v, z, i, jump)), after
@@ -144,25 +158,16 @@ def run_grid(graph: Graph, x: Tensor | SpikeEvents, state: Mapping[str, Any] | N
     (put on the grid by :meth:`SpikeEvents.to_dense`)."""
     start = time.perf_counter()
     layers, dt = _layers_and_dt(graph, state)
-    for layer in layers:
-        c = _neuron(layer.pop)
-        if c.spiking and (c.adaptive or c.t_refrac > 0):
-            what = "adaptive (AHP) neurons" if c.adaptive else f"t_refrac = {c.t_refrac} s"
-            raise ParameterError(
-                f"event backend: population {layer.pop.name!r} has {what}; engine='grid' "
-                "runs CUBA-LIF populations without a refractory period (engine='exact' "
-                "runs both)")
-    n_in = math.prod(graph.input.shape)
+    like = layers[0].proj.params["weight"]
+    jumps = _jumps(layers, like)
     if isinstance(x, SpikeEvents):
-        if x.channels.numel() and int(x.channels.max()) >= n_in:
-            raise ShapeError(f"SpikeEvents: channel {int(x.channels.max())} does not exist; "
-                             f"the input has {n_in} channels (0..{n_in - 1})")
-        x = x.to_dense(dt, n_in).to(layers[0].proj.params["weight"].dtype)
-    check_sequence(x, graph.input.shape, "event backend input", finite=False)
+        n_in = math.prod(graph.input.shape)
+        x.check_channels(n_in)
+        x = x.to_dense(dt, n_in).to(like.dtype)
     if len(graph.input.shape) != 1:
         raise ShapeError("event backend: the input must be 1-d channels [T, B, C]")
-    # (the simulator's input check, finiteness included, is the executor's)
-    populations, _ = execute(graph, x, _GridHooks(), None)
+    # (the input's shape and finiteness: the executor's check, as on the simulator)
+    populations, _ = execute(graph, x, _GridHooks(jumps=jumps), None)
     if not membrane:  # spiking populations' membranes are not returned (as on the exact engine)
         populations = {k: replace(o, v=None) if isinstance(o, GridObservables) else o
                        for k, o in populations.items()}

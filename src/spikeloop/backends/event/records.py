@@ -90,6 +90,13 @@ class SpikeEvents:
         return SpikeEvents(torch.where(torch.isfinite(times), times, torch.zeros_like(times)),
                            channels, x.shape[0] * dt, amp)
 
+    def check_channels(self, channels: int) -> None:
+        """Every event's channel exists among ``channels`` input channels (else
+        :class:`~spikeloop.errors.ShapeError`, naming the channel and the limit)."""
+        if self.channels.numel() and int(self.channels.max()) >= channels:
+            raise ShapeError(f"SpikeEvents: channel {int(self.channels.max())} does not exist; "
+                             f"the input has {channels} channels (0..{channels - 1})")
+
     def to_dense(self, dt: float, channels: int) -> Tensor:
         """``[T, B, channels]`` raster, event at ``t`` on step ``round(t/dt)`` (as the encoders),
         ``T = round(duration/dt)``; amplitudes add up."""
