@@ -897,6 +897,34 @@ def test_per_synapse_from_events_equals_the_dense_per_synapse_path(with_state, m
     assert event_delay_synapse(x, state, w0, lo, frac, None, d) is not None
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_per_synapse_events_on_a_wide_layer_on_any_thread_count(threads):
+    """205 outputs: the backward pass's sums of each input's events in three 64-wide blocks of
+    registers, one 8-wide and a tail of five; batch rows shared among the threads, each row's
+    events taken input by input (with repeated inputs per row: several events per sum), graded
+    events, state, delays between and at whole steps: the dense path's output and gradients."""
+    from spikeloop.kernels import native
+    from spikeloop.kernels.fused import event_delay_synapse
+
+    if native.library() is None:
+        pytest.skip(f"native kernels unavailable: {native.unavailable_reason()}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        d, n_in, n_out = 6, 9, 205
+        x = spikes(50, 5, n_in, p=0.1, seed=80)  # ~5 events per input and row
+        x[:, :, 1] *= 2.0  # graded
+        state = spikes(d, 5, n_in, p=0.1, seed=81)
+        delay = torch.rand(n_out, n_in, generator=torch.Generator().manual_seed(82)) * d * DT
+        delay[::3, 0] = torch.arange(0, n_out, 3) % (d + 1) * DT  # whole steps, 0 and max
+        runs, w0 = _event_and_dense_paths(x, state, delay, d, n_out, seed=83)
+        assert float(runs[0][3].abs().max()) > 0
+        lo, frac = ops.delay_taps(delay, DT, d)
+        assert event_delay_synapse(x, state, w0, lo, frac, None, d) is not None
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_per_synapse_events_fall_back_to_the_dense_path_where_they_do_not_apply():
     """An input that needs a gradient (a delay line fed by a hidden layer), a dense input and a
     float64 one take the dense convolution, which also gives the input's gradient."""

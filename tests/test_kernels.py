@@ -1179,6 +1179,58 @@ def test_narrow_event_weight_grad_equals_narrower_instruction_sets(narrow_libs, 
 
 
 @pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
+@pytest.mark.parametrize("d", [0, 1, 4])
+def test_per_synapse_delay_backward_equals_narrower_instruction_sets(narrow_libs, d):
+    """The per-synapse delays' backward pass (each batch row's events taken input by input,
+    each input's sums over them in 512-bit registers of eight tap pairs where the build has
+    them) gives the same floats as the AVX2 and plain-C builds on one thread: every sum in
+    event order, added once per row; 70 outputs (a 64-wide block, a tail of six), graded and
+    unit events, several events per input and row, D = 0 (one tap) and D >= 1."""
+    from spikeloop.kernels import Compressed
+
+    g = torch.Generator().manual_seed(90 + d)
+    t, b, k, m = 30, 3, 11, 70
+    length, slots = t + d, t + 2 * d + 2
+    line = (torch.rand(length * b, k, generator=g) < 0.3).float()
+    line[::4] *= torch.rand(line[::4].shape, generator=g) + 0.5
+    c = Compressed(line)
+    lo = torch.randint(0, max(d, 1), (k, m), generator=g, dtype=torch.int32)
+    off_t = (lo + torch.arange(m, dtype=torch.int32) * slots).contiguous()
+    f_t = torch.rand(k, m, generator=g) if d else torch.zeros(k, m)
+    w_t = torch.randn(k, m, generator=g)
+    dy = torch.randn(t * b, m, generator=g)
+
+    def run(lib):
+        dw, df = torch.full((k, m), float("nan")), torch.full((k, m), float("nan"))
+        assert lib.sl_delay_synapse_backward(
+            length, b, t, d, k, m, c.row_ptr.data_ptr(), c.col.data_ptr(), c.val.data_ptr(),
+            off_t.data_ptr(), f_t.data_ptr(), w_t.data_ptr(), dy.data_ptr(), dw.data_ptr(),
+            df.data_ptr()) == 0
+        return dw, df
+
+    for _n in thread_counts((1,)):
+        dw, df = run(native.library())
+    for extra, lib in narrow_libs:
+        got = run(lib)
+        assert torch.equal(got[0], dw) and torch.equal(got[1], df), extra
+    # against the sums written out: A_lo, A_hi per synapse over the events
+    a_lo, a_hi = torch.zeros(k, m, dtype=torch.float64), torch.zeros(k, m, dtype=torch.float64)
+    pad = torch.zeros(b, m, slots, dtype=torch.float64)
+    pad[:, :, d:d + t] = dy.double().view(t, b, m).permute(1, 2, 0)
+    for r in range(length * b):
+        u, row = divmod(r, b)
+        for p in range(int(c.row_ptr[r]), int(c.row_ptr[r + 1])):
+            i, v = int(c.col[p]), float(c.val[p])
+            at = u + lo[i].long()
+            a_lo[i] += v * pad[row, torch.arange(m), at]
+            if d:
+                a_hi[i] += v * pad[row, torch.arange(m), at + 1]
+    f64, w64 = f_t.double(), w_t.double()
+    torch.testing.assert_close(dw.double(), (1 - f64) * a_lo + f64 * a_hi, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(df.double(), (a_hi - a_lo) * w64, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (16, 16), (17, 33), (31, 16), (16, 31),
                                    (20, 256), (256, 700), (700, 256), (257, 300)])
 def test_native_transpose_equals_torch_on_every_path(narrow_libs, shape):

@@ -892,11 +892,13 @@ class _EventDelaySynapse(Function):
         if need[0] or need[1]:
             dy = dy.contiguous()
             native.set_threads()
-            native.library().sl_delay_synapse_backward(
-                length, batch, t, d, w_t.shape[0], w_t.shape[1], events.row_ptr.data_ptr(),
-                events.col.data_ptr(), events.val.data_ptr(), off_t.data_ptr(),
-                f_t.data_ptr(), w_t.data_ptr(), dy.data_ptr(), dw_t.data_ptr(),
-                g_t.data_ptr())
+            if native.library().sl_delay_synapse_backward(
+                    length, batch, t, d, w_t.shape[0], w_t.shape[1], events.row_ptr.data_ptr(),
+                    events.col.data_ptr(), events.val.data_ptr(), off_t.data_ptr(),
+                    f_t.data_ptr(), w_t.data_ptr(), dy.data_ptr(), dw_t.data_ptr(),
+                    g_t.data_ptr()):
+                raise MemoryError(f"per-synapse delays: no memory to sort the events of a "
+                                  f"batch row of {length} steps by input")
         db = dy.sum(0) if ctx.has_bias and need[2] else None
         return (transposed(dw_t) if need[0] else None, transposed(g_t) if need[1] else None,
                 db, None, None, None)

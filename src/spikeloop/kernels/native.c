@@ -1845,24 +1845,68 @@ void sl_delay_synapse_forward(int64_t L, int64_t B, int64_t T, int64_t D, int64_
     }
 }
 
+#if defined(__AVX512F__)
+/* (a[2j], a[2j + 1]) += sum over the n events e of one input of v[e] (at[off[j]],
+ * at[off[j] + 1]) with at = buf + u[e], for j in [j0, j0 + 8 NV): the sums in NV 512-bit
+ * registers of eight pairs (one gather of 64-bit lanes per register and event), in event
+ * order, added into a once. */
+INLINE void gather_pair_sums(const int NV, int64_t j0, const int32_t *restrict off, int64_t n,
+                             const int32_t *restrict u, const float *restrict v,
+                             const float *restrict buf, float *restrict a) {
+    __m256i ix[8];
+    __m512 s[8];
+    for (int q = 0; q < NV; ++q) {
+        ix[q] = _mm256_loadu_si256((const __m256i *)(off + j0 + 8 * q));
+        s[q] = _mm512_setzero_ps();
+    }
+    for (int64_t e = 0; e < n; ++e) {
+        const float *at = buf + u[e];
+        if (v[e] == 1.0f) { /* a spike needs no product */
+            for (int q = 0; q < NV; ++q)
+                s[q] = _mm512_add_ps(
+                    s[q], _mm512_castpd_ps(_mm512_i32gather_pd(ix[q], (const void *)at, 4)));
+        } else {
+            const __m512 vv = _mm512_set1_ps(v[e]);
+            for (int q = 0; q < NV; ++q)
+                s[q] = _mm512_add_ps(s[q], _mm512_mul_ps(vv, _mm512_castpd_ps(_mm512_i32gather_pd(
+                                                                 ix[q], (const void *)at, 4))));
+        }
+    }
+    for (int q = 0; q < NV; ++q) {
+        float *to = a + 2 * (j0 + 8 * q);
+        _mm512_storeu_ps(to, _mm512_add_ps(_mm512_loadu_ps(to), s[q]));
+    }
+}
+#endif
+
 /* The backward pass of sl_delay_synapse_forward for dy [T*B, M]: for each synapse (j, i),
  * A_lo = sum over input i's events (u, b, v) of v dy[u - D + lo, b, j] (0 outside [0, T)) and
  * A_hi likewise at lo + 1 (0 for D = 0); then dw_t[i, j] = (1 - f) A_lo + f A_hi (the weight
  * gradient) and g_t[i, j] = (A_hi - A_lo) w_t[i, j] (the gradient with respect to f[j, i]).
  * Worked by batch row b as the forward pass (dy of row b copied into a zero-padded [M, P]
- * buffer that stays in cache), the sums (A_lo, A_hi) in per-thread [K, M, 2] arrays added at
- * the end. */
-void sl_delay_synapse_backward(int64_t L, int64_t B, int64_t T, int64_t D, int64_t K, int64_t M,
-                               const int64_t *row_ptr, const int32_t *col, const float *val,
-                               const int32_t *off_t, const float *f_t, const float *w_t,
-                               const float *dy, float *dw_t, float *g_t) {
+ * buffer that stays in cache); the row's events are taken input by input (a counting sort),
+ * each input's sums over them formed in registers and added once into the thread's [K, M, 2]
+ * sums (those lie in L2: not read and written per event); the threads' sums are added at the
+ * end. Returns 0, or -1 if memory ran out (dw_t and g_t are then not written). */
+int sl_delay_synapse_backward(int64_t L, int64_t B, int64_t T, int64_t D, int64_t K, int64_t M,
+                              const int64_t *row_ptr, const int32_t *col, const float *val,
+                              const int32_t *off_t, const float *f_t, const float *w_t,
+                              const float *dy, float *dw_t, float *g_t) {
     const int64_t P = L + D + 2, KM = K * M;
     int nt = 1;
 #ifdef _OPENMP
     nt = omp_get_max_threads();
 #endif
+    int64_t most = 0; /* the most events of one batch row */
+    for (int64_t b = 0; b < B; ++b) {
+        int64_t n = 0;
+        for (int64_t u = 0; u < L; ++u) n += row_ptr[u * B + b + 1] - row_ptr[u * B + b];
+        if (n > most) most = n;
+    }
     float *acc = (float *)calloc((size_t)nt * 2 * KM, sizeof(float));
-#pragma omp parallel num_threads(nt)
+    if (!acc) return -1;
+    int failed = 0;
+#pragma omp parallel num_threads(nt) reduction(| : failed)
     {
         int id = 0;
 #ifdef _OPENMP
@@ -1870,28 +1914,61 @@ void sl_delay_synapse_backward(int64_t L, int64_t B, int64_t T, int64_t D, int64
 #endif
         float *a2 = acc + (int64_t)id * 2 * KM;
         float *buf = (float *)calloc((size_t)P * M, sizeof(float));
+        int64_t *start = (int64_t *)malloc(sizeof(int64_t) * (size_t)(K + 1));
+        int32_t *su = (int32_t *)malloc(sizeof(int32_t) * (size_t)(most + 1));
+        float *sv = (float *)malloc(sizeof(float) * (size_t)(most + 1));
+        failed = !buf || !start || !su || !sv;
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < B; ++b) {
+            if (failed) continue;
             for (int64_t t = 0; t < T; ++t) {
                 const float *restrict dr = dy + (t * B + b) * M;
                 for (int64_t j = 0; j < M; ++j) buf[j * P + t + D] = dr[j];
             }
-            for (int64_t u = 0; u < L; ++u) {
-                const int64_t r = u * B + b;
-                const float *restrict at = buf + u;
-                for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
-                    const int64_t i = col[p];
-                    const int32_t *restrict off = off_t + i * M;
-                    float *restrict ai = a2 + i * 2 * M;
-                    if (D == 0) { /* the tap lo + 1 is dropped: A_hi stays 0 */
-                        for (int64_t j = 0; j < M; ++j) ai[2 * j] += val[p] * at[off[j]];
-                    } else {  /* a spike (value 1) needs no product */
-                        add_pairs_gathered(M, ai, at, off, val[p] == 1.0f ? NULL : val + p);
+            /* the row's events by input (steps ascending within each) */
+            memset(start, 0, sizeof(int64_t) * (size_t)(K + 1));
+            for (int64_t u = 0; u < L; ++u)
+                for (int64_t p = row_ptr[u * B + b]; p < row_ptr[u * B + b + 1]; ++p)
+                    ++start[col[p] + 1];
+            for (int64_t k = 0; k < K; ++k) start[k + 1] += start[k];
+            for (int64_t u = 0; u < L; ++u)
+                for (int64_t p = row_ptr[u * B + b]; p < row_ptr[u * B + b + 1]; ++p) {
+                    const int64_t at = start[col[p]]++;
+                    su[at] = (int32_t)u;
+                    sv[at] = val[p];
+                }
+            for (int64_t i = 0, s = 0; i < K; s = start[i++]) { /* start[i]: end of input i */
+                const int64_t e = start[i], n = e - s;
+                if (n == 0) continue;
+                const int32_t *restrict off = off_t + i * M;
+                float *restrict ai = a2 + i * 2 * M;
+                int64_t j = 0;
+                if (D == 0) { /* the tap lo + 1 is dropped: A_hi stays 0 */
+                    for (; j < M; ++j) {
+                        float sum = 0.0f;
+                        for (int64_t x = s; x < e; ++x) sum += sv[x] * buf[su[x] + off[j]];
+                        ai[2 * j] += sum;
                     }
+                    continue;
+                }
+#if defined(__AVX512F__)
+                for (; j + 64 <= M; j += 64) /* NV constant: the sums stay in registers */
+                    gather_pair_sums(8, j, off, n, su + s, sv + s, buf, ai);
+                for (; j + 8 <= M; j += 8)
+                    gather_pair_sums(1, j, off, n, su + s, sv + s, buf, ai);
+#endif
+                for (; j < M; ++j) {
+                    v2f sum = {0.0f, 0.0f};
+                    for (int64_t x = s; x < e; ++x)
+                        sum += (v2f){sv[x], sv[x]} * load2(buf + su[x] + off[j]);
+                    store2(ai + 2 * j, load2(ai + 2 * j) + sum);
                 }
             }
         }
         free(buf);
+        free(start);
+        free(su);
+        free(sv);
 #pragma omp barrier
         int64_t e0, e1;
         thread_range(KM, &e0, &e1);
@@ -1906,6 +1983,7 @@ void sl_delay_synapse_backward(int64_t L, int64_t B, int64_t T, int64_t D, int64
         }
     }
     free(acc);
+    return failed ? -1 : 0;
 }
 
 /* ------------------------------------------------------------------ transpose */

@@ -181,7 +181,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.sl_delay_synapse_forward.argtypes = [i64] * 6 + [p] * 6
     lib.sl_delay_synapse_forward.restype = None
     lib.sl_delay_synapse_backward.argtypes = [i64] * 6 + [p] * 9
-    lib.sl_delay_synapse_backward.restype = None
+    lib.sl_delay_synapse_backward.restype = ctypes.c_int
     lib.sl_grid_adjoint.argtypes = [i64] * 3 + [p] * 16 + [ctypes.c_float] * 2 + [
         ctypes.c_int, p]
     lib.sl_grid_adjoint.restype = None
