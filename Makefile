@@ -228,8 +228,7 @@ spoken-digits-train: spoken-digits
 		data.params.file=spoken_digits_spectrogram
 
 # Issue 17 (docs/temporal-audio.md): recurrent LIF, LIF + learned delays and recurrent adLIF on
-# the spoken digits, three seeds each (about an hour on one core); the training step with and
-# without learned delays (D = 25 steps) on the SHD-format workload of the speed bench.
+# the spoken digits, three seeds each (about an hour on one core).
 temporal-audio: $(STAMP) spoken-digits
 	$(PY) benchmarks/temporal_audio.py run run.threads=1 --seeds 0 1 2
 
@@ -238,10 +237,15 @@ temporal-audio: $(STAMP) spoken-digits
 temporal-audio-eventprop: $(STAMP) spoken-digits
 	$(PY) benchmarks/temporal_audio.py run run.threads=1 --models shaped eventprop --seeds 0 1 2
 
+# The training step with and without learned delays (D = 25 steps) on the SHD-format workload of
+# the speed bench (benchmarks/results/delays_speed.{json,md}),
+# then the scattered accesses of per-synapse delays alone, in several formulations, and the floor
+# they set for that step (benchmarks/results/delay_scatter.{json,md}).
 delays-bench: $(STAMP) spoken-digits
 	$(PY) benchmarks/speed_bench.py --libs spikeloop spikeloop_delay_axon \
 		spikeloop_delay_synapse --variants shd --modes train --threads 1 --rounds 4 \
 		--out benchmarks/results/delays_speed
+	$(PY) benchmarks/delay_scatter.py --speed benchmarks/results/delays_speed.json
 
 # Data loading against training steps (samples per second, SHD-format and Fashion-MNIST):
 # benchmarks/results/data_loading.{json,md}.

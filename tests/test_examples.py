@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -105,6 +107,48 @@ def test_contention_benchmark_smoke(tmp_path):
     assert rows["idle"]["demo"]["value"] > 0 and rows["yes"]["demo"]["value"] > 0
     assert rows["idle"]["demo"]["torch_threads"] >= 1
     assert "| demo |" in (tmp_path / "c.md").read_text()
+
+
+def test_delay_scatter_benchmark_times_the_accesses_and_states_the_floor(tmp_path):
+    """benchmarks/delay_scatter.py on a small workload: every formulation of the per-synapse
+    delays' scattered updates and reads runs (the script itself checks that they agree), and
+    spikeloop's kernels are timed; the floor is the plain step of the speed JSON minus its input
+    projection plus the fastest update and read per synapse event, and the goal's verdict
+    follows it."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import delay_scatter
+
+    speed = tmp_path / "speed.json"
+    speed.write_text(json.dumps({"records": [
+        {"lib": "spikeloop", "mode": "train", "variant": "ff", "T": 20, "batch": 4,
+         "median_ms": 1000.0},
+        {"lib": "spikeloop", "mode": "train", "variant": "ff", "T": 100, "batch": 64,
+         "median_ms": 1.0}]}))
+    out = tmp_path / "ds"
+    assert delay_scatter.main(["--variant", "ff", "--T", "20", "--batch", "4", "--rounds", "1",
+                               "--speed", str(speed), "--out", str(out)]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert out.with_suffix(".md").read_text() == delay_scatter.markdown(result)
+    assert set(result["updates"]) >= {"0", "2"} and set(result["reads"]) >= {"0", "2"}
+    pairs = result["synapse_events"]
+    assert pairs == result["events"] * 256 > 0
+    for row in [*result["updates"].values(), *result["reads"].values()]:
+        assert row["ms"] > 0 and row["ns_per_access"] == pytest.approx(row["ms"] * 1e6 / pairs)
+    f, k = result["floor"], result["kernels_ms"]
+    assert f["plain_step_ms"] == 1000.0  # the record of this workload's T and batch
+    update = min(r["ns_per_access"] for r in result["updates"].values())
+    read = min(r["ns_per_access"] for r in result["reads"].values())
+    plain = k["plain_forward"] + k["plain_backward"]
+    assert f["floor_ms"] == pytest.approx(1000.0 - plain + pairs * (update + read) * 1e-6)
+    assert f["floor_ratio"] == pytest.approx(f["floor_ms"] / 1000.0)
+    assert f["allowed_ns_per_access"] == pytest.approx((500.0 + plain) / (2 * pairs) * 1e6)
+    verdict = "out of reach" if f["floor_ratio"] > 1.5 else "within reach"
+    assert f"goal ≤ 1.5×: {verdict}" in out.with_suffix(".md").read_text()
+    too_slow = {**result, "floor": delay_scatter.floor(result, step_ms=1e-3)}
+    assert too_slow["floor"]["floor_ratio"] > 1.5
+    assert "out of reach" in delay_scatter.markdown(too_slow)
+    no_step = {**result, "floor": delay_scatter.floor(result, step_ms=None)}
+    assert "no floor" in delay_scatter.markdown(no_step)
 
 
 def test_event_step_benchmark_times_the_backends(capsys, tmp_path):
