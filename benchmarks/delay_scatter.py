@@ -14,7 +14,8 @@ convolution with ``D + 1`` taps) does ``(D + 1) · N · H`` multiply-adds per st
 the events do ``2 · ρ · N · H`` accesses (ρ the input density).
 
 This script times those accesses alone (``benchmarks/native/delay_scatter.c``: no weights
-multiplied, no gradients formed, no buffers filled or read out) in several formulations, on the
+multiplied, no gradients formed, no output written out and no gradient copied in; the buffers
+are only zeroed per batch row) in several formulations, on the
 speed bench's workload (the ``shd`` variant's real input events, the per-synapse delays of the
 ``spikeloop_delay_synapse`` row: uniform in ``[0, 25]`` steps from the workload's seed + 17), on
 one thread as ``make delays-bench``; then spikeloop's per-synapse kernels and the plain input
@@ -23,8 +24,9 @@ projection on the same input. The floor of the per-synapse step is
 .. math:: S_{syn} \ge S - P_{plain} + E_{in} H\,(t_{update} + t_{read})
 
 with ``S`` the plain step (``spikeloop`` row of ``--speed``, the delays bench's JSON),
-``P_plain`` the plain projection's forward and weight gradient (measured here: the per-synapse
-step does not need them) and ``t`` the fastest formulation of each access. Writes
+``P_plain`` the plain projection's forward and weight gradient (measured here and subtracted
+whole, although the per-synapse step too must find the input's events: the floor errs low) and
+``t`` the fastest formulation of each access. Writes
 ``<out>.json`` and ``<out>.md`` (default ``benchmarks/results/delay_scatter``).
 """
 

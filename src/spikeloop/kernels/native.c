@@ -1782,38 +1782,6 @@ INLINE void add_pairs_scattered(int64_t M, float *restrict at, const int32_t *re
     }
 }
 
-/* a[2j], a[2j + 1] += (v, v) * (at[off[j]], at[off[j] + 1]) for j in [0, M) (v = NULL: 1). */
-INLINE void add_pairs_gathered(int64_t M, float *restrict a, const float *restrict at,
-                               const int32_t *restrict off, const float *v) {
-    int64_t j = 0;
-#if defined(__AVX512F__)
-    {
-        /* eight pairs per 512-bit vector by one gather of 64-bit lanes (pairs need not be
-         * 8-byte aligned); 1.26x faster here than the 8-byte loads below */
-        const __m512 vv = _mm512_set1_ps(v ? v[0] : 1.0f);
-        for (; j + 8 <= M; j += 8) {
-            const __m256i ix = _mm256_loadu_si256((const __m256i *)(off + j));
-            __m512 g = _mm512_castpd_ps(_mm512_i32gather_pd(ix, (const void *)at, 4));
-            if (v) g = _mm512_mul_ps(vv, g);
-            _mm512_storeu_ps(a + 2 * j, _mm512_add_ps(_mm512_loadu_ps(a + 2 * j), g));
-        }
-    }
-#endif
-#if defined(__AVX__)
-    /* four pairs per 256-bit vector: gathered by 8-byte loads, one add into a */
-    const __m256 vv = _mm256_set1_ps(v ? v[0] : 1.0f);
-    for (; j + 4 <= M; j += 4) {
-        __m256 g = gather4_pairs(at, off + j);
-        if (v) g = _mm256_mul_ps(vv, g);
-        _mm256_storeu_ps(a + 2 * j, _mm256_add_ps(_mm256_loadu_ps(a + 2 * j), g));
-    }
-#endif
-    for (; j < M; ++j) {
-        const v2f g = load2(at + off[j]);
-        store2(a + 2 * j, load2(a + 2 * j) + (v ? (v2f){v[0], v[0]} * g : g));
-    }
-}
-
 /* y [T*B, M] = sum over the events (CSR over the L*B rows of buf) as above. */
 void sl_delay_synapse_forward(int64_t L, int64_t B, int64_t T, int64_t D, int64_t K, int64_t M,
                               const int64_t *row_ptr, const int32_t *col, const float *val,
