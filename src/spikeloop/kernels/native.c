@@ -1432,6 +1432,34 @@ int64_t sl_event_matmul_dense(int64_t R, int64_t K, int64_t M, const float *x,
     return over ? -1 : total;
 }
 
+/* The events of the rows first, first + stride, ..., first + (count - 1) stride of a CSR
+ * matrix sorted by column (a stable counting sort: within a column in that order of rows):
+ * column c's events are start[c] .. start[c + 1] (start: K + 1 entries), each with its row's
+ * ordinal k (0 .. count - 1) in ord and its value in vals. */
+INLINE void sort_events_by_column(int64_t K, const int64_t *restrict row_ptr,
+                                  const int32_t *restrict col, const float *restrict val,
+                                  int64_t first, int64_t stride, int64_t count,
+                                  int64_t *restrict start, int32_t *restrict ord,
+                                  float *restrict vals) {
+    memset(start, 0, sizeof(int64_t) * (size_t)(K + 1));
+    for (int64_t k = 0; k < count; ++k) {
+        const int64_t r = first + k * stride;
+        for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) ++start[col[p] + 1];
+    }
+    for (int64_t c = 0; c < K; ++c) start[c + 1] += start[c];
+    for (int64_t k = 0; k < count; ++k) {
+        const int64_t r = first + k * stride;
+        for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
+            const int64_t at = start[col[p]]++;
+            ord[at] = (int32_t)k;
+            vals[at] = val[p];
+        }
+    }
+    /* start[c] is now the end of column c's events: shift back to their starts */
+    for (int64_t c = K; c > 0; --c) start[c] = start[c - 1];
+    start[0] = 0;
+}
+
 /* The blocked weight gradient's row blocks hold WG_BLOCK_BYTES of dy (they stay in L2 while
  * their events are summed) and at least 16 rows. */
 #define WG_BLOCK_BYTES (256 * 1024)
@@ -1439,7 +1467,8 @@ int64_t sl_event_matmul_dense(int64_t R, int64_t K, int64_t M, const float *x,
 /* acc[k, :] += sum over this block's events of input k (ascending rows) of val * dy[row, :],
  * the sum of each input's events formed in registers (16 vectors of 16 floats = 256 columns
  * at a time) and added into acc once: acc is read and written once per input and block, not
- * once per event. rows/vals: the block's events sorted by input (start[k] .. start[k + 1]). */
+ * once per event. rows/vals: the block's events sorted by input (start[k] .. start[k + 1]),
+ * rows counted from dy's first row (sort_events_by_column). */
 INLINE void weight_grad_sum(const int NV, int64_t M, int64_t m0, int64_t s, int64_t e,
                             const int32_t *restrict rows, const float *restrict vals,
                             const float *restrict dy, float *restrict w) {
@@ -1534,19 +1563,9 @@ int sl_event_weight_grad_rows(int64_t R, int64_t K, int64_t M, const int64_t *ro
             for (int64_t q0 = r0; q0 < r1; q0 += rb) {
                 const int64_t q1 = q0 + rb < r1 ? q0 + rb : r1;
                 if (row_ptr[q1] == row_ptr[q0]) continue;
-                memset(start, 0, sizeof(int64_t) * (size_t)(K + 1));
-                for (int64_t p = row_ptr[q0]; p < row_ptr[q1]; ++p) ++start[col[p] + 1];
-                for (int64_t k = 0; k < K; ++k) start[k + 1] += start[k];
-                for (int64_t r = q0; r < q1; ++r) /* ascending rows within each input */
-                    for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; ++p) {
-                        const int64_t at = start[col[p]]++;
-                        rows[at] = (int32_t)r;
-                        vals[at] = val[p];
-                    }
-                /* start[k] is now the end of input k's events: shift back to their starts */
-                for (int64_t k = K; k > 0; --k) start[k] = start[k - 1];
-                start[0] = 0;
-                weight_grad_block(K, M, start, rows, vals, dy, acc);
+                /* ascending rows within each input; rows[] holds r - q0 */
+                sort_events_by_column(K, row_ptr, col, val, q0, 1, q1 - q0, start, rows, vals);
+                weight_grad_block(K, M, start, rows, vals, dy + q0 * M, acc);
             }
         } else if (!blocked) {
 #if defined(__AVX512F__)
@@ -1893,20 +1912,10 @@ int sl_delay_synapse_backward(int64_t L, int64_t B, int64_t T, int64_t D, int64_
                 const float *restrict dr = dy + (t * B + b) * M;
                 for (int64_t j = 0; j < M; ++j) buf[j * P + t + D] = dr[j];
             }
-            /* the row's events by input (steps ascending within each) */
-            memset(start, 0, sizeof(int64_t) * (size_t)(K + 1));
-            for (int64_t u = 0; u < L; ++u)
-                for (int64_t p = row_ptr[u * B + b]; p < row_ptr[u * B + b + 1]; ++p)
-                    ++start[col[p] + 1];
-            for (int64_t k = 0; k < K; ++k) start[k + 1] += start[k];
-            for (int64_t u = 0; u < L; ++u)
-                for (int64_t p = row_ptr[u * B + b]; p < row_ptr[u * B + b + 1]; ++p) {
-                    const int64_t at = start[col[p]]++;
-                    su[at] = (int32_t)u;
-                    sv[at] = val[p];
-                }
-            for (int64_t i = 0, s = 0; i < K; s = start[i++]) { /* start[i]: end of input i */
-                const int64_t e = start[i], n = e - s;
+            /* the row's events (rows u B + b of the line) by input, steps u ascending */
+            sort_events_by_column(K, row_ptr, col, val, b, B, L, start, su, sv);
+            for (int64_t i = 0; i < K; ++i) {
+                const int64_t s = start[i], e = start[i + 1], n = e - s;
                 if (n == 0) continue;
                 const int32_t *restrict off = off_t + i * M;
                 float *restrict ai = a2 + i * 2 * M;
