@@ -143,6 +143,8 @@ def _kernels(x: torch.Tensor, lo: torch.Tensor, steps: int, rounds: int) -> dict
 
 def measure(wl: Workload, steps: int = MAX_STEPS, rounds: int = 5) -> dict[str, Any]:
     """Times of every formulation (one thread) and of spikeloop's kernels on ``wl``'s input."""
+    from spikeloop.kernels.fused import synapse_tap_offsets
+
     lib = library()
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -153,9 +155,8 @@ def measure(wl: Workload, steps: int = MAX_STEPS, rounds: int = 5) -> dict[str, 
         hidden = wl.hidden
         ptr, u, inp = row_events(x, steps)
         lo = synapse_lo(wl, steps)
-        slots = t + 2 * steps + 2  # the kernels' output-major slots per synapse
-        lo_t = lo.t().to(torch.int32).contiguous()  # [N, H]
-        off = (lo_t + torch.arange(hidden, dtype=torch.int32) * slots).contiguous()
+        off, slots = synapse_tap_offsets(lo, t + steps, steps)  # spikeloop's kernels' layout
+        lo_t = lo.t().to(torch.int32).contiguous()  # [N, H]: the ring's taps
         g = torch.Generator().manual_seed(2)
         w2 = torch.rand(n_in, hidden, 2, generator=g)
         events = int(ptr[-1])

@@ -852,6 +852,14 @@ class _EventDelayAxon(Function):
         return (dw if need[0] else None, df if need[1] else None, db, None, None)
 
 
+def synapse_tap_offsets(lo: Tensor, length: int, steps: int) -> tuple[Tensor, int]:
+    """Where the native per-synapse kernels find synapse ``(j, i)``'s first tap: ``off_t [in,
+    out]`` (int32) ``= j P + lo[j, i]`` in their output-major buffer of ``P = length + steps + 2``
+    time slots per output (``length`` steps of the delay line, ``steps = D``), and ``P``."""
+    slots = length + steps + 2
+    return (lo.t() + torch.arange(lo.shape[0]) * slots).to(torch.int32).contiguous(), slots
+
+
 class _EventDelaySynapse(Function):
     """``y_t[j] = Σ_i W[j, i] ((1 − f_ji) x_{t−lo_ji}[i] + f_ji x_{t−lo_ji−1}[i]) (+ b_j)``
     from the events of the delay line (see :func:`event_delay_synapse`); gradients for
@@ -865,8 +873,7 @@ class _EventDelaySynapse(Function):
         n_out, n_in = weight.shape
         w_t = transposed(weight.detach())  # [in, out]: the inner loops run over outputs
         f_t = transposed(frac.detach())
-        slots = length + d + 2  # the kernels' padded time slots per output
-        off_t = (lo.t() + torch.arange(n_out) * slots).to(torch.int32).contiguous()
+        off_t, _ = synapse_tap_offsets(lo, length, d)
         w2_t = torch.stack([(1 - f_t) * w_t, f_t * w_t], -1).contiguous()  # (w_lo, w_hi)
         if d == 0:  # the tap lo + 1 = 1 lies beyond D = 0: dropped
             w2_t[..., 1] = 0
